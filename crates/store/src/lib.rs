@@ -1,0 +1,204 @@
+//! The Store: Flotilla's only durable state.
+//!
+//! The control plane keeps every ECS object (clusters, task definitions, tasks, services, ...) as
+//! a value under a string key. The contract follows etcd's data model on purpose, so that the
+//! embedded backend and an etcd backend are interchangeable without touching any caller:
+//!
+//! - The store has one global, monotonically increasing **revision**. Every committed transaction
+//!   that changes something advances it by exactly one.
+//! - Each key remembers the revision that created it (`create_revision`) and the revision that last
+//!   modified it (`mod_revision`). `mod_revision` is the object's version for compare-and-swap.
+//! - A [`Txn`] is a list of [`Compare`]s and a list of [`Op`]s. It commits all ops atomically if
+//!   and only if every compare holds; otherwise nothing is written and the outcome says so.
+//! - [`Store::watch`] streams every change under a prefix, in revision order, starting after a
+//!   given revision, so a controller can list at revision N and then watch from N without a gap.
+//! - A transaction the store acknowledged (returned `Ok(TxnOutcome::Committed)`) is durable: it
+//!   survives `kill -9` of the process.
+//!
+//! What this crate deliberately is not: it knows nothing about ECS. Keys and values are opaque
+//! (values are bytes, in practice JSON written by the callers).
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+/// One stored key with its value and versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    /// The full key.
+    pub key: String,
+    /// The stored bytes.
+    pub value: Vec<u8>,
+    /// The revision of the transaction that created this key (since its last deletion).
+    pub create_revision: u64,
+    /// The revision of the transaction that last wrote this key; the version used by
+    /// [`Compare::ModRevision`].
+    pub mod_revision: u64,
+}
+
+/// A condition a transaction checks before it applies its ops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Compare {
+    /// The key must not exist.
+    Absent(String),
+    /// The key must exist (any version).
+    Present(String),
+    /// The key must exist with exactly this `mod_revision`.
+    ModRevision(String, u64),
+}
+
+/// A write inside a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Create or overwrite the key.
+    Put(String, Vec<u8>),
+    /// Delete the key if it exists (deleting an absent key is not an error).
+    Delete(String),
+}
+
+/// A multi-object compare-and-swap transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Txn {
+    /// All must hold for the ops to be applied.
+    pub compares: Vec<Compare>,
+    /// Applied atomically, in order, if every compare holds.
+    pub ops: Vec<Op>,
+}
+
+impl Txn {
+    /// An empty transaction.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Adds a compare.
+    pub fn when(mut self, c: Compare) -> Self {
+        self.compares.push(c);
+        self
+    }
+    /// Adds a put.
+    pub fn put(mut self, key: impl Into<String>, value: Vec<u8>) -> Self {
+        self.ops.push(Op::Put(key.into(), value));
+        self
+    }
+    /// Adds a delete.
+    pub fn delete(mut self, key: impl Into<String>) -> Self {
+        self.ops.push(Op::Delete(key.into()));
+        self
+    }
+}
+
+/// What happened to a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnOutcome {
+    /// Every compare held and the ops are durable at this revision. A transaction with no ops
+    /// (or whose deletes found nothing) commits at the current revision without advancing it.
+    Committed {
+        /// The store revision after the commit.
+        revision: u64,
+    },
+    /// At least one compare failed; nothing was written.
+    Conflict {
+        /// Indexes into `Txn::compares` of the compares that failed.
+        failed: Vec<usize>,
+        /// The store revision at which the compares were evaluated.
+        revision: u64,
+    },
+}
+
+impl TxnOutcome {
+    /// True when the transaction committed.
+    pub fn is_committed(&self) -> bool {
+        matches!(self, TxnOutcome::Committed { .. })
+    }
+}
+
+/// A page of a range read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// Keys in ascending byte order.
+    pub items: Vec<KeyValue>,
+    /// True when more keys under the prefix follow the last returned one.
+    pub more: bool,
+    /// The store revision the page was read at.
+    pub revision: u64,
+}
+
+/// One change delivered by a watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The key was created or overwritten; carries the new value and versions.
+    Put(KeyValue),
+    /// The key was deleted at `revision`.
+    Delete {
+        /// The deleted key.
+        key: String,
+        /// The revision of the deleting transaction.
+        revision: u64,
+    },
+}
+
+impl Event {
+    /// The key this event is about.
+    pub fn key(&self) -> &str {
+        match self {
+            Event::Put(kv) => &kv.key,
+            Event::Delete { key, .. } => key,
+        }
+    }
+    /// The revision at which the change happened.
+    pub fn revision(&self) -> u64 {
+        match self {
+            Event::Put(kv) => kv.mod_revision,
+            Event::Delete { revision, .. } => *revision,
+        }
+    }
+}
+
+/// Errors of the store boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed (I/O, database error, connection lost). The operation may or may not
+    /// have been applied only if it was a write whose acknowledgement was lost.
+    #[error("store backend error: {0}")]
+    Backend(String),
+    /// A watch asked for history the store no longer keeps.
+    #[error("revision {requested} has been compacted; the oldest available is {oldest}")]
+    Compacted {
+        /// The revision asked for.
+        requested: u64,
+        /// The oldest revision still available to watch from.
+        oldest: u64,
+    },
+    /// The store is shutting down.
+    #[error("store is closed")]
+    Closed,
+}
+
+/// A stream of watch events; ends with an error if the watch cannot continue (for example the
+/// watcher fell too far behind and the history it needs was compacted).
+pub type WatchStream = BoxStream<'static, Result<Event, StoreError>>;
+
+/// The storage contract every backend implements. See the module docs for the semantics.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Reads one key.
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError>;
+
+    /// Reads up to `limit` keys that start with `prefix` and sort strictly after `start_after`
+    /// (when given), in ascending byte order.
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError>;
+
+    /// Applies a transaction atomically and durably, or reports which compares failed.
+    async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError>;
+
+    /// The current store revision.
+    async fn revision(&self) -> Result<u64, StoreError>;
+
+    /// Streams every change under `prefix` with a revision greater than `after_revision`,
+    /// in revision order, first from history and then live.
+    async fn watch(&self, prefix: &str, after_revision: u64) -> Result<WatchStream, StoreError>;
+}
