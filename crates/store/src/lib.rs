@@ -17,8 +17,25 @@
 //!
 //! What this crate deliberately is not: it knows nothing about ECS. Keys and values are opaque
 //! (values are bytes, in practice JSON written by the callers).
+//!
+//! Backends: [`MemoryStore`] (in-process, the reference behaviour, for tests) and `SqliteStore`
+//! (the embedded, durable default). Both keep a bounded watch history
+//! ([`DEFAULT_HISTORY_REVISIONS`] revisions by default); watching from before the oldest kept
+//! revision fails with [`StoreError::Compacted`].
+
+#![warn(missing_docs)]
 
 use async_trait::async_trait;
+
+pub mod memory;
+// pub mod sqlite;
+mod watch;
+
+pub use memory::MemoryStore;
+// pub use sqlite::SqliteStore;
+
+/// How many revisions of change history the backends keep for watches by default.
+pub const DEFAULT_HISTORY_REVISIONS: u64 = 100_000;
 use futures::stream::BoxStream;
 
 /// One stored key with its value and versions.
@@ -184,7 +201,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError>;
 
     /// Reads up to `limit` keys that start with `prefix` and sort strictly after `start_after`
-    /// (when given), in ascending byte order.
+    /// (when given), in ascending byte order. `limit == 0` means no limit (as in etcd). The page
+    /// is a consistent snapshot at `Page::revision`.
     async fn list(
         &self,
         prefix: &str,
@@ -200,5 +218,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Streams every change under `prefix` with a revision greater than `after_revision`,
     /// in revision order, first from history and then live.
+    ///
+    /// Fails with [`StoreError::Compacted`] when `after_revision` is older than the kept history
+    /// (`oldest` is then the smallest `after_revision` that would be accepted). A revision in the
+    /// future is allowed: the stream then starts with the first change after it. The stream ends
+    /// with [`StoreError::Closed`] when the store is dropped, and with an error (never a silent
+    /// gap) when it cannot continue.
     async fn watch(&self, prefix: &str, after_revision: u64) -> Result<WatchStream, StoreError>;
+
+    /// Discards watch history up to and including `revision` (clamped to the current revision),
+    /// so that later watches need `after_revision >= revision`. Backends also compact on their
+    /// own to keep history bounded. The default implementation keeps everything.
+    async fn compact(&self, revision: u64) -> Result<(), StoreError> {
+        let _ = revision;
+        Ok(())
+    }
 }
