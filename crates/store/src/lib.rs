@@ -18,7 +18,7 @@
 //! What this crate deliberately is not: it knows nothing about ECS. Keys and values are opaque
 //! (values are bytes, in practice JSON written by the callers).
 //!
-//! Backends: [`MemoryStore`] (in-process, the reference behaviour, for tests) and `SqliteStore`
+//! Backends: [`MemoryStore`] (in-process, the reference behaviour, for tests) and [`SqliteStore`]
 //! (the embedded, durable default). Both keep a bounded watch history
 //! ([`DEFAULT_HISTORY_REVISIONS`] revisions by default); watching from before the oldest kept
 //! revision fails with [`StoreError::Compacted`].
@@ -28,11 +28,11 @@
 use async_trait::async_trait;
 
 pub mod memory;
-// pub mod sqlite;
+pub mod sqlite;
 mod watch;
 
 pub use memory::MemoryStore;
-// pub use sqlite::SqliteStore;
+pub use sqlite::SqliteStore;
 
 /// How many revisions of change history the backends keep for watches by default.
 pub const DEFAULT_HISTORY_REVISIONS: u64 = 100_000;

@@ -1,0 +1,700 @@
+//! `SqliteStore`: the embedded, durable default backend (one SQLite file, `flotilla.db`).
+//!
+//! Layout: `kv(key, value, create_revision, mod_revision)` holds the current state;
+//! `changes(revision, seq, key, kind, value, create_revision)` holds the watch history (one row
+//! per effective op, `seq` is the op's position within its revision); `meta(name, value)` holds
+//! the current `revision` and the compaction floor `compacted` (history keeps every revision
+//! `> compacted`).
+//!
+//! Writes: every transaction goes through ONE dedicated writer thread fed by a channel. The
+//! writer drains whatever is queued (up to `max_batch`), evaluates each transaction's compares
+//! against the state including the earlier transactions of the same batch, applies each one
+//! inside its own SAVEPOINT (so a failing one is undone alone), and commits the whole batch in
+//! one SQLite transaction: one fsync for many callers (group commit). Only after that commit
+//! returns does it publish the batch's events to watchers and answer the callers. The database
+//! runs in WAL mode with `synchronous=FULL`, so an acknowledged transaction survives `kill -9`
+//! and power loss.
+//!
+//! Reads (`get`, `list`, history replay) use a small pool of separate read connections on the
+//! blocking thread pool; in WAL mode they read a consistent snapshot and never wait behind the
+//! writer's fsync. `revision()` is served from memory (updated by the writer after each commit).
+//!
+//! Invariants:
+//! - A transaction that writes at least one change advances the revision by exactly one.
+//! - The in-memory revision only moves after the commit that reached it; batches are published
+//!   after the in-memory revision moved, in revision order (single writer).
+//! - The writer compacts history to the last `history_revisions` revisions (with 10% slack so it
+//!   deletes in chunks); a watch from before `compacted` fails with `StoreError::Compacted`.
+//!
+//! What it is not: a multi-process store. One process opens a given directory at a time; a
+//! second process writing the same file would be serialised by SQLite but its watchers and
+//! in-memory revision would not see the other's writes.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::memory::{c_key, holds};
+use crate::watch::{self, Batch, History};
+use crate::{
+    Event, KeyValue, Op, Page, Store, StoreError, Txn, TxnOutcome, WatchStream,
+    DEFAULT_HISTORY_REVISIONS,
+};
+
+/// The database file created inside the store directory.
+pub const DB_FILE: &str = "flotilla.db";
+
+const KIND_PUT: i64 = 0;
+const KIND_DELETE: i64 = 1;
+
+/// Tuning knobs for [`SqliteStore::open_with`]; [`Default`] gives the production values.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// Revisions of change history kept for watches (minimum 1).
+    pub history_revisions: u64,
+    /// Committed batches buffered for live watchers before a slow watcher falls back to
+    /// reading history (minimum 1).
+    pub watch_buffer: usize,
+    /// Most transactions committed together in one group commit (minimum 1).
+    pub max_batch: usize,
+    /// Read connections kept open for reuse (more are opened on demand under load).
+    pub read_connections: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            history_revisions: DEFAULT_HISTORY_REVISIONS,
+            watch_buffer: 1024,
+            max_batch: 1024,
+            read_connections: 4,
+        }
+    }
+}
+
+/// The SQLite-backed [`Store`]. Cloning yields another handle to the same store; the writer
+/// thread stops (after finishing queued work) when the last handle is dropped.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    requests: Option<mpsc::Sender<Request>>,
+    writer: Option<JoinHandle<()>>,
+    live: broadcast::Sender<Batch>,
+    reader: Arc<Reader>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer drain what is queued and exit; waiting for it
+        // releases the database before a reopen in the same process.
+        self.requests.take();
+        if let Some(handle) = self.writer.take() {
+            if handle.join().is_err() {
+                tracing::error!("store writer thread panicked");
+            }
+        }
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Request {
+    Txn(Txn, Reply<TxnOutcome>),
+    Compact(u64, Reply<()>),
+}
+
+fn be(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn to_i64(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| be(format!("revision {v} out of range")))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in directory `dir`, with default options.
+    pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+        Self::open_with(dir, SqliteOptions::default())
+    }
+
+    /// Opens (creating if needed) the store in directory `dir`.
+    pub fn open_with(dir: &Path, opts: SqliteOptions) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| be(format!("create store directory {}: {e}", dir.display())))?;
+        let path = dir.join(DB_FILE);
+        let conn = open_writer(&path).map_err(|e| be(format!("open {}: {e}", path.display())))?;
+        let revision = read_meta(&conn, "revision").map_err(be)?;
+        let floor = read_meta(&conn, "compacted").map_err(be)?;
+
+        let (live, _) = broadcast::channel(opts.watch_buffer.max(1));
+        let (tx, rx) = mpsc::channel(opts.max_batch.max(1) * 4);
+        let reader = Arc::new(Reader {
+            path,
+            pool: Mutex::new(Vec::new()),
+            keep: opts.read_connections,
+            revision: AtomicU64::new(revision),
+        });
+        let writer = Writer {
+            conn,
+            rx,
+            live: live.clone(),
+            reader: reader.clone(),
+            revision,
+            floor,
+            history: opts.history_revisions.max(1),
+            max_batch: opts.max_batch.max(1),
+        };
+        let handle = std::thread::Builder::new()
+            .name("flotilla-store-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| be(format!("spawn writer thread: {e}")))?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                requests: Some(tx),
+                writer: Some(handle),
+                live,
+                reader,
+            }),
+        })
+    }
+
+    async fn request<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, StoreError> {
+        let requests = self.inner.requests.as_ref().ok_or(StoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        requests
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(be)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(be)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(be)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(be(format!("could not enable WAL mode (got {mode})")));
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous=FULL;
+         BEGIN IMMEDIATE;
+         CREATE TABLE IF NOT EXISTS kv (
+             key TEXT PRIMARY KEY,
+             value BLOB NOT NULL,
+             create_revision INTEGER NOT NULL,
+             mod_revision INTEGER NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS changes (
+             revision INTEGER NOT NULL,
+             seq INTEGER NOT NULL,
+             key TEXT NOT NULL,
+             kind INTEGER NOT NULL,
+             value BLOB,
+             create_revision INTEGER
+         );
+         CREATE UNIQUE INDEX IF NOT EXISTS changes_by_revision ON changes (revision, seq);
+         CREATE TABLE IF NOT EXISTS meta (
+             name TEXT PRIMARY KEY,
+             value INTEGER NOT NULL
+         );
+         INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 0), ('compacted', 0),
+             ('schema', 1);
+         COMMIT;",
+    )
+    .map_err(be)?;
+    Ok(conn)
+}
+
+fn read_meta(conn: &Connection, name: &str) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
+        get_u64(r, 0)
+    })
+}
+
+/// Reads a non-negative INTEGER column as `u64`.
+fn get_u64(r: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<u64> {
+    let v: i64 = r.get(idx)?;
+    u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writer
+
+struct Writer {
+    conn: Connection,
+    rx: mpsc::Receiver<Request>,
+    live: broadcast::Sender<Batch>,
+    reader: Arc<Reader>,
+    /// Committed revision and compaction floor (only updated after a successful commit).
+    revision: u64,
+    floor: u64,
+    history: u64,
+    max_batch: usize,
+}
+
+/// A request's result while its batch is not yet committed.
+enum Pending {
+    Txn(Result<TxnOutcome, StoreError>),
+    Compact(Result<(), StoreError>),
+}
+
+impl Writer {
+    fn run(mut self) {
+        while let Some(first) = self.rx.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < self.max_batch {
+                match self.rx.try_recv() {
+                    Ok(req) => batch.push(req),
+                    Err(_) => break,
+                }
+            }
+            self.process(batch);
+        }
+        tracing::debug!("store writer exiting");
+    }
+
+    fn process(&mut self, batch: Vec<Request>) {
+        let mut revision = self.revision;
+        let mut floor = self.floor;
+        let mut events = Vec::new();
+        let committed = self.commit_batch(&batch, &mut revision, &mut floor, &mut events);
+        let results = match committed {
+            Ok(results) => {
+                self.revision = revision;
+                self.floor = floor;
+                self.reader.revision.store(revision, Ordering::SeqCst);
+                if !events.is_empty() {
+                    // No receivers is not an error.
+                    let _ = self.live.send(Arc::new(events));
+                }
+                results
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store batch commit failed");
+                let _ = self.conn.execute_batch("ROLLBACK");
+                let msg = e.to_string();
+                batch
+                    .iter()
+                    .map(|req| match req {
+                        Request::Txn(..) => Pending::Txn(Err(be(&msg))),
+                        Request::Compact(..) => Pending::Compact(Err(be(&msg))),
+                    })
+                    .collect()
+            }
+        };
+        for (req, result) in batch.into_iter().zip(results) {
+            // A caller that went away is not an error: its transaction is committed anyway.
+            match (req, result) {
+                (Request::Txn(_, reply), Pending::Txn(r)) => {
+                    let _ = reply.send(r);
+                }
+                (Request::Compact(_, reply), Pending::Compact(r)) => {
+                    let _ = reply.send(r);
+                }
+                (Request::Txn(_, reply), _) => {
+                    let _ = reply.send(Err(be("internal: result mismatch")));
+                }
+                (Request::Compact(_, reply), _) => {
+                    let _ = reply.send(Err(be("internal: result mismatch")));
+                }
+            }
+        }
+    }
+
+    /// Applies the whole batch in one SQLite transaction and commits it. Per-request failures
+    /// are in the returned results; an `Err` means the batch as a whole was not committed.
+    fn commit_batch(
+        &self,
+        batch: &[Request],
+        revision: &mut u64,
+        floor: &mut u64,
+        events: &mut Vec<Event>,
+    ) -> Result<Vec<Pending>, StoreError> {
+        let conn = &self.conn;
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(be)?;
+        let mut results = Vec::with_capacity(batch.len());
+        for req in batch {
+            match req {
+                Request::Txn(txn, _) => {
+                    results.push(Pending::Txn(apply_txn(conn, txn, revision, events)));
+                }
+                Request::Compact(to, _) => {
+                    let to = (*to).min(*revision);
+                    if to > *floor {
+                        compact(conn, to)?;
+                        *floor = to;
+                    }
+                    results.push(Pending::Compact(Ok(())));
+                }
+            }
+        }
+        // Automatic compaction, in chunks of ~10% of the kept history.
+        let slack = (self.history / 10).max(1);
+        if *revision > *floor + self.history + slack {
+            let to = *revision - self.history;
+            compact(conn, to)?;
+            *floor = to;
+        }
+        if *revision != self.revision {
+            let rev = to_i64(*revision)?;
+            conn.prepare_cached("UPDATE meta SET value = ?1 WHERE name = 'revision'")
+                .and_then(|mut st| st.execute([rev]))
+                .map_err(be)?;
+        }
+        conn.execute_batch("COMMIT").map_err(be)?;
+        Ok(results)
+    }
+}
+
+fn compact(conn: &Connection, to: u64) -> Result<(), StoreError> {
+    let to = to_i64(to)?;
+    conn.prepare_cached("DELETE FROM changes WHERE revision <= ?1")
+        .and_then(|mut st| st.execute([to]))
+        .map_err(be)?;
+    conn.prepare_cached("UPDATE meta SET value = ?1 WHERE name = 'compacted'")
+        .and_then(|mut st| st.execute([to]))
+        .map_err(be)?;
+    Ok(())
+}
+
+/// Evaluates and applies one transaction inside the open batch transaction. On success with at
+/// least one effective change it advances `revision` and appends the events.
+fn apply_txn(
+    conn: &Connection,
+    txn: &Txn,
+    revision: &mut u64,
+    events: &mut Vec<Event>,
+) -> Result<TxnOutcome, StoreError> {
+    let mut failed = Vec::new();
+    {
+        let mut st = conn
+            .prepare_cached("SELECT mod_revision FROM kv WHERE key = ?1")
+            .map_err(be)?;
+        for (i, c) in txn.compares.iter().enumerate() {
+            let current: Option<u64> = st
+                .query_row([c_key(c)], |r| get_u64(r, 0))
+                .optional()
+                .map_err(be)?;
+            if !holds(c, current) {
+                failed.push(i);
+            }
+        }
+    }
+    if !failed.is_empty() {
+        return Ok(TxnOutcome::Conflict {
+            failed,
+            revision: *revision,
+        });
+    }
+    if txn.ops.is_empty() {
+        return Ok(TxnOutcome::Committed {
+            revision: *revision,
+        });
+    }
+    let new_rev = *revision + 1;
+    conn.execute_batch("SAVEPOINT txn").map_err(be)?;
+    match apply_ops(conn, &txn.ops, new_rev) {
+        Ok(evs) => {
+            conn.execute_batch("RELEASE txn").map_err(be)?;
+            if !evs.is_empty() {
+                *revision = new_rev;
+                events.extend(evs);
+            }
+            Ok(TxnOutcome::Committed {
+                revision: *revision,
+            })
+        }
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO txn; RELEASE txn")
+                .map_err(be)?;
+            Err(e)
+        }
+    }
+}
+
+fn apply_ops(conn: &Connection, ops: &[Op], rev: u64) -> Result<Vec<Event>, StoreError> {
+    let rev_i = to_i64(rev)?;
+    let mut upsert = conn
+        .prepare_cached(
+            "INSERT INTO kv (key, value, create_revision, mod_revision) VALUES (?1, ?2, ?3, ?3)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value,
+                 mod_revision = excluded.mod_revision
+             RETURNING create_revision",
+        )
+        .map_err(be)?;
+    let mut delete = conn
+        .prepare_cached("DELETE FROM kv WHERE key = ?1")
+        .map_err(be)?;
+    let mut record = conn
+        .prepare_cached(
+            "INSERT INTO changes (revision, seq, key, kind, value, create_revision)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .map_err(be)?;
+    let mut events = Vec::new();
+    for op in ops {
+        let seq = events.len() as i64;
+        match op {
+            Op::Put(key, value) => {
+                let create: u64 = upsert
+                    .query_row(params![key, value, rev_i], |r| get_u64(r, 0))
+                    .map_err(be)?;
+                let create_i = to_i64(create)?;
+                record
+                    .execute(params![rev_i, seq, key, KIND_PUT, value, create_i])
+                    .map_err(be)?;
+                events.push(Event::Put(KeyValue {
+                    key: key.clone(),
+                    value: value.clone(),
+                    create_revision: create,
+                    mod_revision: rev,
+                }));
+            }
+            Op::Delete(key) => {
+                if delete.execute([key]).map_err(be)? > 0 {
+                    record
+                        .execute(params![
+                            rev_i,
+                            seq,
+                            key,
+                            KIND_DELETE,
+                            None::<Vec<u8>>,
+                            None::<i64>
+                        ])
+                        .map_err(be)?;
+                    events.push(Event::Delete {
+                        key: key.clone(),
+                        revision: rev,
+                    });
+                }
+            }
+        }
+    }
+    Ok(events)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Readers
+
+struct Reader {
+    path: PathBuf,
+    pool: Mutex<Vec<Connection>>,
+    keep: usize,
+    /// The last committed revision, published by the writer after each commit.
+    revision: AtomicU64,
+}
+
+impl Reader {
+    fn open_conn(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open(&self.path).map_err(be)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(be)?;
+        conn.execute_batch("PRAGMA query_only=ON").map_err(be)?;
+        Ok(conn)
+    }
+
+    /// Runs `f` on a pooled read connection on the blocking thread pool.
+    async fn with<T, F>(self: &Arc<Self>, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = this.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let mut conn = match pooled {
+                Some(c) => c,
+                None => this.open_conn()?,
+            };
+            let result = f(&mut conn);
+            // A connection that failed may be in a bad state (e.g. an open transaction).
+            if result.is_ok() && conn.is_autocommit() {
+                let mut pool = this.pool.lock().unwrap_or_else(|e| e.into_inner());
+                if pool.len() < this.keep {
+                    pool.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(be)?
+    }
+}
+
+fn row_to_kv(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyValue> {
+    Ok(KeyValue {
+        key: r.get(0)?,
+        value: r.get(1)?,
+        create_revision: get_u64(r, 2)?,
+        mod_revision: get_u64(r, 3)?,
+    })
+}
+
+/// The [`History`] view of the store handed to watch streams.
+struct ReaderHistory(Arc<Reader>);
+
+#[async_trait]
+impl History for ReaderHistory {
+    async fn current_revision(&self) -> Result<u64, StoreError> {
+        Ok(self.0.revision.load(Ordering::SeqCst))
+    }
+
+    async fn changes(&self, prefix: &str, after: u64, upto: u64) -> Result<Vec<Event>, StoreError> {
+        let prefix = prefix.to_owned();
+        self.0
+            .with(move |conn| read_changes(conn, &prefix, after, upto))
+            .await
+    }
+}
+
+fn read_changes(
+    conn: &mut Connection,
+    prefix: &str,
+    after: u64,
+    upto: u64,
+) -> Result<Vec<Event>, StoreError> {
+    let tx = conn.transaction().map_err(be)?;
+    let floor = read_meta(&tx, "compacted").map_err(be)?;
+    if after < floor {
+        return Err(StoreError::Compacted {
+            requested: after,
+            oldest: floor,
+        });
+    }
+    let mut events = Vec::new();
+    if upto > after {
+        let mut st = tx
+            .prepare_cached(
+                "SELECT revision, key, kind, value, create_revision FROM changes
+                 WHERE revision > ?1 AND revision <= ?2 ORDER BY revision, seq",
+            )
+            .map_err(be)?;
+        let mut rows = st
+            .query(params![to_i64(after)?, to_i64(upto)?])
+            .map_err(be)?;
+        while let Some(r) = rows.next().map_err(be)? {
+            let key: String = r.get(1).map_err(be)?;
+            if !key.starts_with(prefix) {
+                continue;
+            }
+            let revision = get_u64(r, 0).map_err(be)?;
+            let kind: i64 = r.get(2).map_err(be)?;
+            if kind == KIND_DELETE {
+                events.push(Event::Delete { key, revision });
+            } else {
+                events.push(Event::Put(KeyValue {
+                    key,
+                    value: r.get(3).map_err(be)?,
+                    create_revision: get_u64(r, 4).map_err(be)?,
+                    mod_revision: revision,
+                }));
+            }
+        }
+    }
+    tx.commit().map_err(be)?;
+    Ok(events)
+}
+
+fn read_page(
+    conn: &mut Connection,
+    prefix: &str,
+    start_after: Option<&str>,
+    limit: usize,
+) -> Result<Page, StoreError> {
+    let tx = conn.transaction().map_err(be)?;
+    let revision = read_meta(&tx, "revision").map_err(be)?;
+    let (sql, lower) = match start_after {
+        Some(after) if after >= prefix => (
+            "SELECT key, value, create_revision, mod_revision FROM kv WHERE key > ?1 ORDER BY key",
+            after,
+        ),
+        _ => (
+            "SELECT key, value, create_revision, mod_revision FROM kv WHERE key >= ?1 ORDER BY key",
+            prefix,
+        ),
+    };
+    let limit = if limit == 0 { usize::MAX } else { limit };
+    let mut items = Vec::new();
+    let mut more = false;
+    {
+        let mut st = tx.prepare_cached(sql).map_err(be)?;
+        let mut rows = st.query([lower]).map_err(be)?;
+        while let Some(r) = rows.next().map_err(be)? {
+            let kv = row_to_kv(r).map_err(be)?;
+            if !kv.key.starts_with(prefix) {
+                break;
+            }
+            if items.len() == limit {
+                more = true;
+                break;
+            }
+            items.push(kv);
+        }
+    }
+    tx.commit().map_err(be)?;
+    Ok(Page {
+        items,
+        more,
+        revision,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        let key = key.to_owned();
+        self.inner
+            .reader
+            .with(move |conn| {
+                conn.prepare_cached(
+                    "SELECT key, value, create_revision, mod_revision FROM kv WHERE key = ?1",
+                )
+                .and_then(|mut st| st.query_row([&key], row_to_kv).optional())
+                .map_err(be)
+            })
+            .await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let prefix = prefix.to_owned();
+        let start_after = start_after.map(str::to_owned);
+        self.inner
+            .reader
+            .with(move |conn| read_page(conn, &prefix, start_after.as_deref(), limit))
+            .await
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
+        self.request(|reply| Request::Txn(txn, reply)).await
+    }
+
+    async fn revision(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.reader.revision.load(Ordering::SeqCst))
+    }
+
+    async fn watch(&self, prefix: &str, after_revision: u64) -> Result<WatchStream, StoreError> {
+        let history: Arc<dyn History> = Arc::new(ReaderHistory(self.inner.reader.clone()));
+        watch::watch(history, &self.inner.live, prefix, after_revision).await
+    }
+
+    async fn compact(&self, revision: u64) -> Result<(), StoreError> {
+        self.request(|reply| Request::Compact(revision, reply))
+            .await
+    }
+}
