@@ -283,7 +283,9 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!(error = %e, "store batch commit failed");
-                let _ = self.conn.execute_batch("ROLLBACK");
+                if !self.conn.is_autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
                 let msg = e.to_string();
                 batch
                     .iter()
@@ -328,7 +330,16 @@ impl Writer {
         for req in batch {
             match req {
                 Request::Txn(txn, _) => {
-                    results.push(Pending::Txn(apply_txn(conn, txn, revision, events)));
+                    let result = apply_txn(conn, txn, revision, events);
+                    // Some SQLite errors (disk full, I/O) roll back the whole transaction; then
+                    // nothing of this batch is applied and every caller must hear so.
+                    if result.is_err() && conn.is_autocommit() {
+                        return Err(be(format!(
+                            "batch rolled back by the database: {}",
+                            result.err().map_or_else(String::new, |e| e.to_string())
+                        )));
+                    }
+                    results.push(Pending::Txn(result));
                 }
                 Request::Compact(to, _) => {
                     let to = (*to).min(*revision);
@@ -407,7 +418,11 @@ fn apply_txn(
     conn.execute_batch("SAVEPOINT txn").map_err(be)?;
     match apply_ops(conn, &txn.ops, new_rev) {
         Ok(evs) => {
-            conn.execute_batch("RELEASE txn").map_err(be)?;
+            if let Err(e) = conn.execute_batch("RELEASE txn") {
+                // Cannot close this transaction alone: abandon the whole batch.
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(be(e));
+            }
             if !evs.is_empty() {
                 *revision = new_rev;
                 events.extend(evs);
@@ -417,8 +432,10 @@ fn apply_txn(
             })
         }
         Err(e) => {
-            conn.execute_batch("ROLLBACK TO txn; RELEASE txn")
-                .map_err(be)?;
+            if conn.execute_batch("ROLLBACK TO txn; RELEASE txn").is_err() {
+                // Cannot undo this transaction alone: abandon the whole batch.
+                let _ = conn.execute_batch("ROLLBACK");
+            }
             Err(e)
         }
     }
