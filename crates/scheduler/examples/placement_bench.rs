@@ -1,0 +1,2 @@
+//! Placeholder until the placement benchmark lands.
+fn main() {}
