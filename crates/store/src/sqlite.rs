@@ -325,7 +325,7 @@ impl Writer {
         events: &mut Vec<Event>,
     ) -> Result<Vec<Pending>, StoreError> {
         let conn = &self.conn;
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(be)?;
+        exec_cached(conn, "BEGIN IMMEDIATE").map_err(be)?;
         let mut results = Vec::with_capacity(batch.len());
         for req in batch {
             match req {
@@ -364,9 +364,14 @@ impl Writer {
                 .and_then(|mut st| st.execute([rev]))
                 .map_err(be)?;
         }
-        conn.execute_batch("COMMIT").map_err(be)?;
+        exec_cached(conn, "COMMIT").map_err(be)?;
         Ok(results)
     }
+}
+
+/// Runs a parameterless statement through the statement cache (the writer runs these per txn).
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 fn compact(conn: &Connection, to: u64) -> Result<(), StoreError> {
@@ -415,10 +420,10 @@ fn apply_txn(
         });
     }
     let new_rev = *revision + 1;
-    conn.execute_batch("SAVEPOINT txn").map_err(be)?;
+    exec_cached(conn, "SAVEPOINT txn").map_err(be)?;
     match apply_ops(conn, &txn.ops, new_rev) {
         Ok(evs) => {
-            if let Err(e) = conn.execute_batch("RELEASE txn") {
+            if let Err(e) = exec_cached(conn, "RELEASE txn") {
                 // Cannot close this transaction alone: abandon the whole batch.
                 let _ = conn.execute_batch("ROLLBACK");
                 return Err(be(e));
