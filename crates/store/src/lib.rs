@@ -22,6 +22,34 @@
 //! (the embedded, durable default). Both keep a bounded watch history
 //! ([`DEFAULT_HISTORY_REVISIONS`] revisions by default); watching from before the oldest kept
 //! revision fails with [`StoreError::Compacted`].
+//!
+//! ```
+//! use flotilla_store::{Compare, MemoryStore, Store, Txn, TxnOutcome};
+//! use futures::StreamExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), flotilla_store::StoreError> {
+//! let store = MemoryStore::new();
+//! // Create-if-absent, then compare-and-swap on the version just read.
+//! let create = Txn::new()
+//!     .when(Compare::Absent("clusters/default".into()))
+//!     .put("clusters/default", b"{}".to_vec());
+//! assert_eq!(store.txn(create).await?, TxnOutcome::Committed { revision: 1 });
+//! let kv = store.get("clusters/default").await?.expect("just created");
+//! let update = Txn::new()
+//!     .when(Compare::ModRevision(kv.key.clone(), kv.mod_revision))
+//!     .put(kv.key, br#"{"status":"ACTIVE"}"#.to_vec());
+//! assert!(store.txn(update).await?.is_committed());
+//!
+//! // List at a revision, then watch from exactly that revision: no gap.
+//! let page = store.list("clusters/", None, 100).await?;
+//! let mut changes = store.watch("clusters/", page.revision).await?;
+//! store.txn(Txn::new().delete("clusters/default")).await?;
+//! let event = changes.next().await.expect("stream open")?;
+//! assert_eq!((event.key(), event.revision()), ("clusters/default", 3));
+//! # Ok(())
+//! # }
+//! ```
 
 #![warn(missing_docs)]
 
@@ -217,7 +245,9 @@ pub trait Store: Send + Sync + 'static {
     async fn revision(&self) -> Result<u64, StoreError>;
 
     /// Streams every change under `prefix` with a revision greater than `after_revision`,
-    /// in revision order, first from history and then live.
+    /// in revision order, first from history and then live. A transaction yields one event per
+    /// op that changed something (a delete of an absent key yields none), in op order, all at
+    /// its revision.
     ///
     /// Fails with [`StoreError::Compacted`] when `after_revision` is older than the kept history
     /// (`oldest` is then the smallest `after_revision` that would be accepted). A revision in the

@@ -708,6 +708,18 @@ macro_rules! conformance {
                 }
             )*
         }
+        /// Callers' tests mostly use the default current-thread runtime: make sure the SQLite
+        /// backend (writer thread, blocking reads) behaves there too.
+        mod sqlite_current_thread {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $normal() {
+                    let dir = tempfile::tempdir().unwrap();
+                    super::$normal(SqliteStore::open(dir.path()).unwrap()).await;
+                }
+            )*
+        }
         mod sqlite {
             use super::*;
             use flotilla_store::sqlite::SqliteOptions;
