@@ -1,1 +1,107 @@
-fn main() {}
+//! `flotilla`: Amazon ECS that you run yourself.
+//!
+//! Subcommands: `server` (the control plane), `dev` (everything on one machine with no
+//! configuration), and human verbs on top of the same API. This is the only crate that prints to
+//! stdout and the only one that reads the process environment.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)] // A CLI talks to people on stdout/stderr.
+
+mod config;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Amazon ECS that you run yourself.
+///
+/// Start the control plane with `flotilla dev`, then point the aws CLI, boto3 or any AWS SDK at
+/// it with AWS_ENDPOINT_URL_ECS and the credentials it prints.
+#[derive(Parser, Debug)]
+#[command(name = "flotilla", version, about, long_about)]
+struct Cli {
+    /// Log as JSON lines instead of human-readable text (filter with RUST_LOG).
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the control plane: the ECS API and /metrics, on the embedded store.
+    ///
+    /// Credentials come from --config (TOML, several keys allowed) or from AWS_ACCESS_KEY_ID /
+    /// AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) in the environment.
+    Server(ServerArgs),
+    /// Run everything on this machine with zero configuration: embedded store, generated
+    /// credentials (printed, and saved in DATA_DIR/credentials) unless AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY are set.
+    Dev(DevArgs),
+}
+
+/// Flags shared by `server` and `dev`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// Address to serve the ECS API on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where the embedded store keeps its data [default: ~/.local/share/flotilla].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Region used in ARNs [default: AWS_REGION, AWS_DEFAULT_REGION, or us-east-1].
+    #[arg(long)]
+    region: Option<String>,
+    /// Twelve-digit account id used in ARNs.
+    #[arg(long)]
+    account: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct ServerArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// TOML configuration: region, account and [[credentials]] entries.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct DevArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Server(args) => {
+                let cfg = config::server_config(&args.common, args.config.as_deref())?;
+                serve::run(cfg).await
+            }
+            Command::Dev(args) => {
+                let cfg = config::dev_config(&args.common)?;
+                serve::run(cfg).await
+            }
+        }
+    })
+}

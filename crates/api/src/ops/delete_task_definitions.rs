@@ -1,0 +1,86 @@
+//! DeleteTaskDefinitions: moves up to 10 INACTIVE revisions to DELETE_IN_PROGRESS. An ACTIVE or
+//! unknown revision is reported in `failures` rather than failing the whole call.
+
+use super::describe_task_definition::parse_ref;
+use crate::context::Ctx;
+use crate::records::{commit, contention, get, task_definition_key, to_bytes, CAS_ATTEMPTS};
+use flotilla_model::shapes::{
+    DeleteTaskDefinitionsRequest, DeleteTaskDefinitionsResponse, Failure,
+    RegisterTaskDefinitionResponse, TaskDefinition, TaskDefinitionStatus,
+};
+use flotilla_model::EcsError;
+use flotilla_store::{Compare, Txn};
+
+/// DeleteTaskDefinitions.
+pub async fn delete_task_definitions(
+    ctx: &Ctx<'_>,
+    req: DeleteTaskDefinitionsRequest,
+) -> Result<DeleteTaskDefinitionsResponse, EcsError> {
+    if req.task_definitions.is_empty() || req.task_definitions.len() > 10 {
+        return Err(EcsError::invalid_parameter(format!(
+            "DeleteTaskDefinitions takes 1 to 10 task definitions; {} were given.",
+            req.task_definitions.len()
+        )));
+    }
+    let mut deleted = Vec::new();
+    let mut failures = Vec::new();
+    for raw in &req.task_definitions {
+        let r = parse_ref(raw)?;
+        let Some(revision) = r.revision else {
+            return Err(EcsError::client(format!(
+                "Invalid task definition '{raw}': a revision is required (family:revision or a full ARN)."
+            )));
+        };
+        match delete_one(ctx, &r.family, revision).await? {
+            Ok(td) => deleted.push(td),
+            Err(reason) => failures.push(Failure {
+                arn: Some(ctx.arns().task_definition(&r.family, revision)),
+                reason: Some(reason),
+                detail: None,
+            }),
+        }
+    }
+    Ok(DeleteTaskDefinitionsResponse {
+        task_definitions: Some(deleted),
+        failures: Some(failures),
+    })
+}
+
+async fn delete_one(
+    ctx: &Ctx<'_>,
+    family: &str,
+    revision: i32,
+) -> Result<Result<TaskDefinition, String>, EcsError> {
+    let key = task_definition_key(family, revision);
+    for _ in 0..CAS_ATTEMPTS {
+        let Some((mut rec, rev)) = get::<RegisterTaskDefinitionResponse>(ctx.store(), &key).await?
+        else {
+            return Ok(Err("The specified task definition does not exist.".into()));
+        };
+        let Some(td) = rec.task_definition.as_mut() else {
+            return Err(EcsError::server(format!(
+                "record {key} has no task definition"
+            )));
+        };
+        match td.status {
+            Some(TaskDefinitionStatus::Active) => {
+                return Ok(Err(
+                    "The specified task definition is still in ACTIVE status. Please deregister the target and try again."
+                        .into(),
+                ))
+            }
+            Some(TaskDefinitionStatus::DeleteInProgress) => return Ok(Ok(td.clone())),
+            _ => {}
+        }
+        td.status = Some(TaskDefinitionStatus::DeleteInProgress);
+        td.delete_requested_at = Some(ctx.now);
+        let out = td.clone();
+        let txn = Txn::new()
+            .when(Compare::ModRevision(key.clone(), rev))
+            .put(key.clone(), to_bytes(&rec)?);
+        if commit(ctx.store(), txn).await? {
+            return Ok(Ok(out));
+        }
+    }
+    Err(contention())
+}

@@ -1,0 +1,84 @@
+//! One handler per ECS operation, and the dispatch table that routes to them.
+//!
+//! Each handler lives in a file named after its operation (`create_cluster.rs` defines
+//! `create_cluster`), takes the request context and the generated request type, and returns the
+//! generated response type or an [`EcsError`]. The request was validated against the model before
+//! the handler runs; handlers check ECS's semantic rules and act on the store.
+//!
+//! Operations of the model that Flotilla does not serve yet answer `UnsupportedFeatureException`
+//! with a message naming the operation, never a fake success.
+
+use crate::context::Ctx;
+use flotilla_model::validate::parse_input;
+use flotilla_model::{EcsError, ErrorCode, Operation};
+use serde_json::Value;
+
+pub mod account_settings;
+pub mod attributes;
+pub mod create_cluster;
+pub mod delete_cluster;
+pub mod delete_task_definitions;
+pub mod deregister_task_definition;
+pub mod describe_capacity_providers;
+pub mod describe_clusters;
+pub mod describe_task_definition;
+pub mod list_clusters;
+pub mod list_task_definition_families;
+pub mod list_task_definitions;
+pub mod put_cluster_capacity_providers;
+pub mod register_task_definition;
+pub mod tags;
+pub mod update_cluster;
+pub mod update_cluster_settings;
+
+fn to_value<T: serde::Serialize>(v: T) -> Result<Value, EcsError> {
+    serde_json::to_value(v)
+        .map_err(|e| EcsError::server(format!("could not encode the response: {e}")))
+}
+
+macro_rules! dispatch_table {
+    ($ctx:ident, $op:ident, $input:ident; $( $name:ident => $handler:path ),* $(,)?) => {
+        match $op {
+            $(
+                Operation::$name => {
+                    let req = parse_input(stringify!($name), $input)?;
+                    to_value($handler($ctx, req).await?)
+                }
+            )*
+            other => Err(EcsError::new(
+                ErrorCode::UnsupportedFeatureException,
+                format!("{} is not supported by this Flotilla server yet.", other.name()),
+            )),
+        }
+    };
+}
+
+/// Runs one operation on a JSON input and returns its JSON output.
+pub async fn dispatch(ctx: &Ctx<'_>, op: Operation, input: Value) -> Result<Value, EcsError> {
+    dispatch_table!(ctx, op, input;
+        CreateCluster => create_cluster::create_cluster,
+        DescribeClusters => describe_clusters::describe_clusters,
+        ListClusters => list_clusters::list_clusters,
+        UpdateCluster => update_cluster::update_cluster,
+        UpdateClusterSettings => update_cluster_settings::update_cluster_settings,
+        PutClusterCapacityProviders => put_cluster_capacity_providers::put_cluster_capacity_providers,
+        DeleteCluster => delete_cluster::delete_cluster,
+        DescribeCapacityProviders => describe_capacity_providers::describe_capacity_providers,
+        RegisterTaskDefinition => register_task_definition::register_task_definition,
+        DescribeTaskDefinition => describe_task_definition::describe_task_definition,
+        ListTaskDefinitions => list_task_definitions::list_task_definitions,
+        ListTaskDefinitionFamilies => list_task_definition_families::list_task_definition_families,
+        DeregisterTaskDefinition => deregister_task_definition::deregister_task_definition,
+        DeleteTaskDefinitions => delete_task_definitions::delete_task_definitions,
+        TagResource => tags::tag_resource,
+        UntagResource => tags::untag_resource,
+        ListTagsForResource => tags::list_tags_for_resource,
+        PutAttributes => attributes::put_attributes,
+        DeleteAttributes => attributes::delete_attributes,
+        ListAttributes => attributes::list_attributes,
+        PutAccountSetting => account_settings::put_account_setting,
+        PutAccountSettingDefault => account_settings::put_account_setting_default,
+        DeleteAccountSetting => account_settings::delete_account_setting,
+        ListAccountSettings => account_settings::list_account_settings,
+    )
+}

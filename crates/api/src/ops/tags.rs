@@ -1,0 +1,228 @@
+//! TagResource, UntagResource, ListTagsForResource, and the tag rules every operation that takes
+//! `tags` shares: at most 50 per resource, unique keys, and no keys in the reserved `aws:`
+//! namespace. Tags are stored inside the resource's own record, so they go when it goes.
+//!
+//! Taggable resources, addressed by long-format ARN: clusters and task definitions (more
+//! resource types join as their operations arrive).
+
+use super::describe_task_definition::parse_ref;
+use crate::context::Ctx;
+use crate::records::{
+    cluster_key, commit, contention, get, task_definition_key, to_bytes, CAS_ATTEMPTS,
+};
+use flotilla_model::shapes::{
+    Cluster, ListTagsForResourceRequest, ListTagsForResourceResponse,
+    RegisterTaskDefinitionResponse, Tag, TagResourceRequest, TagResourceResponse,
+    UntagResourceRequest, UntagResourceResponse,
+};
+use flotilla_model::{EcsError, ErrorCode};
+use flotilla_store::{Compare, Txn};
+
+/// The most tags a resource may carry.
+pub const MAX_TAGS: usize = 50;
+
+/// Checks tags given in a request; `existing` is how many other tags the resource keeps.
+pub fn validate_tags(tags: &[Tag], existing: usize) -> Result<(), EcsError> {
+    let mut keys = std::collections::HashSet::new();
+    for t in tags {
+        let key = t.key.as_deref().unwrap_or("");
+        if key.is_empty() {
+            return Err(EcsError::invalid_parameter("Tag keys must not be empty."));
+        }
+        if key.len() >= 4 && key[..4].eq_ignore_ascii_case("aws:") {
+            return Err(EcsError::invalid_parameter(format!(
+                "Tag key '{key}' is not allowed: the 'aws:' prefix is reserved for AWS use."
+            )));
+        }
+        if !keys.insert(key) {
+            return Err(EcsError::invalid_parameter(format!(
+                "Tag key '{key}' appears more than once."
+            )));
+        }
+    }
+    if tags.len() + existing > MAX_TAGS {
+        return Err(EcsError::invalid_parameter(format!(
+            "A resource can have at most {MAX_TAGS} tags; this request would leave it with {}.",
+            tags.len() + existing
+        )));
+    }
+    Ok(())
+}
+
+/// A taggable resource, located by its ARN.
+enum Target {
+    Cluster(String),
+    TaskDefinition(String, i32),
+}
+
+fn target(arn: &str) -> Result<Target, EcsError> {
+    let Some(p) = flotilla_model::arn::parse(arn) else {
+        return Err(EcsError::invalid_parameter(format!(
+            "'{arn}' is not a valid ECS resource ARN."
+        )));
+    };
+    match p.resource_type.as_str() {
+        "cluster" => Ok(Target::Cluster(p.resource)),
+        "task-definition" => {
+            let r = parse_ref(arn)?;
+            match r.revision {
+                Some(rev) => Ok(Target::TaskDefinition(r.family, rev)),
+                None => Err(EcsError::invalid_parameter(format!(
+                    "'{arn}' must name a task definition revision."
+                ))),
+            }
+        }
+        "service" | "task" | "container-instance" if !p.resource.contains('/') => Err(
+            EcsError::invalid_parameter("Long arn format must be used for tagging operations."),
+        ),
+        _ => Err(not_found(arn)),
+    }
+}
+
+fn not_found(arn: &str) -> EcsError {
+    EcsError::new(
+        ErrorCode::ResourceNotFoundException,
+        format!("The specified resource wasn't found: {arn}."),
+    )
+}
+
+fn merge(current: &mut Vec<Tag>, new: &[Tag]) {
+    for t in new {
+        match current.iter_mut().find(|c| c.key == t.key) {
+            Some(c) => c.value = t.value.clone(),
+            None => current.push(t.clone()),
+        }
+    }
+}
+
+/// Reads, changes and writes a resource's tags with compare-and-swap; returns the tags after.
+async fn modify_tags(
+    ctx: &Ctx<'_>,
+    arn: &str,
+    change: impl Fn(&mut Vec<Tag>) -> Result<(), EcsError>,
+) -> Result<Vec<Tag>, EcsError> {
+    let t = target(arn)?;
+    for _ in 0..CAS_ATTEMPTS {
+        let (key, bytes, tags, rev) = match &t {
+            Target::Cluster(name) => {
+                let key = cluster_key(name);
+                let Some((mut c, rev)) = get::<Cluster>(ctx.store(), &key).await? else {
+                    return Err(EcsError::cluster_not_found());
+                };
+                if c.status.as_deref() != Some("ACTIVE") {
+                    return Err(EcsError::cluster_not_found());
+                }
+                let tags = c.tags.get_or_insert_with(Vec::new);
+                change(tags)?;
+                let tags = tags.clone();
+                (key, to_bytes(&c)?, tags, rev)
+            }
+            Target::TaskDefinition(family, revision) => {
+                let key = task_definition_key(family, *revision);
+                let Some((mut rec, rev)) =
+                    get::<RegisterTaskDefinitionResponse>(ctx.store(), &key).await?
+                else {
+                    return Err(not_found(arn));
+                };
+                let tags = rec.tags.get_or_insert_with(Vec::new);
+                change(tags)?;
+                let tags = tags.clone();
+                (key, to_bytes(&rec)?, tags, rev)
+            }
+        };
+        let txn = Txn::new()
+            .when(Compare::ModRevision(key.clone(), rev))
+            .put(key, bytes);
+        if commit(ctx.store(), txn).await? {
+            return Ok(tags);
+        }
+    }
+    Err(contention())
+}
+
+/// TagResource.
+pub async fn tag_resource(
+    ctx: &Ctx<'_>,
+    req: TagResourceRequest,
+) -> Result<TagResourceResponse, EcsError> {
+    validate_tags(&req.tags, 0)?;
+    modify_tags(ctx, &req.resource_arn, |tags| {
+        let mut merged = tags.clone();
+        merge(&mut merged, &req.tags);
+        if merged.len() > MAX_TAGS {
+            return Err(EcsError::new(
+                ErrorCode::LimitExceededException,
+                format!("A resource can have at most {MAX_TAGS} tags; this request would leave it with {}.", merged.len()),
+            ));
+        }
+        *tags = merged;
+        Ok(())
+    })
+    .await?;
+    Ok(TagResourceResponse {})
+}
+
+/// UntagResource.
+pub async fn untag_resource(
+    ctx: &Ctx<'_>,
+    req: UntagResourceRequest,
+) -> Result<UntagResourceResponse, EcsError> {
+    modify_tags(ctx, &req.resource_arn, |tags| {
+        tags.retain(|t| !req.tag_keys.iter().any(|k| Some(k) == t.key.as_ref()));
+        Ok(())
+    })
+    .await?;
+    Ok(UntagResourceResponse {})
+}
+
+/// ListTagsForResource.
+pub async fn list_tags_for_resource(
+    ctx: &Ctx<'_>,
+    req: ListTagsForResourceRequest,
+) -> Result<ListTagsForResourceResponse, EcsError> {
+    let tags = match target(&req.resource_arn)? {
+        Target::Cluster(name) => match get::<Cluster>(ctx.store(), &cluster_key(&name)).await? {
+            Some((c, _)) if c.status.as_deref() == Some("ACTIVE") => c.tags.unwrap_or_default(),
+            _ => return Err(EcsError::cluster_not_found()),
+        },
+        Target::TaskDefinition(family, revision) => {
+            match get::<RegisterTaskDefinitionResponse>(
+                ctx.store(),
+                &task_definition_key(&family, revision),
+            )
+            .await?
+            {
+                Some((rec, _)) => rec.tags.unwrap_or_default(),
+                None => {
+                    return Err(EcsError::invalid_parameter(format!(
+                        "The specified task definition does not exist: {}.",
+                        req.resource_arn
+                    )))
+                }
+            }
+        }
+    };
+    Ok(ListTagsForResourceResponse { tags: Some(tags) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(k: &str) -> Tag {
+        Tag {
+            key: Some(k.into()),
+            value: Some("v".into()),
+        }
+    }
+
+    #[test]
+    fn tag_rules() {
+        assert!(validate_tags(&[tag("a"), tag("b")], 0).is_ok());
+        assert!(validate_tags(&[tag("aws:x")], 0).is_err());
+        assert!(validate_tags(&[tag("AWS:x")], 0).is_err());
+        assert!(validate_tags(&[tag("a"), tag("a")], 0).is_err());
+        assert!(validate_tags(&[tag("a")], 50).is_err());
+        assert!(validate_tags(&[tag("")], 0).is_err());
+    }
+}

@@ -1,0 +1,22 @@
+//! UpdateClusterSettings: changes settings such as containerInsights.
+
+use super::create_cluster::{merge_settings, validate_settings};
+use super::update_cluster::modify_cluster;
+use crate::context::Ctx;
+use flotilla_model::shapes::{UpdateClusterSettingsRequest, UpdateClusterSettingsResponse};
+use flotilla_model::EcsError;
+
+/// UpdateClusterSettings.
+pub async fn update_cluster_settings(
+    ctx: &Ctx<'_>,
+    req: UpdateClusterSettingsRequest,
+) -> Result<UpdateClusterSettingsResponse, EcsError> {
+    validate_settings(&req.settings)?;
+    let mut c = modify_cluster(ctx, Some(&req.cluster), |c| {
+        merge_settings(c, &req.settings);
+        Ok(())
+    })
+    .await?;
+    super::describe_clusters::fill_counts(ctx.store(), &mut c).await?;
+    Ok(UpdateClusterSettingsResponse { cluster: Some(c) })
+}

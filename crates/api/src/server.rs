@@ -1,0 +1,187 @@
+//! The HTTP edge: `POST /` for the ECS API, `GET /metrics` for Prometheus, `GET /healthz`.
+//!
+//! For every API request it assigns the `x-amzn-RequestId`, verifies the SigV4 signature, reads
+//! the body as JSON (an empty body is `{}`), dispatches on `X-Amz-Target`, and writes either the
+//! operation's output with status 200 or `{"__type", "message"}` with the error's status. It
+//! records one metric sample and one tracing span per request.
+
+use crate::context::{Api, Ctx};
+use crate::ops;
+use crate::sigv4;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use flotilla_model::{EcsError, ErrorCode, Operation};
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
+
+/// The `X-Amz-Target` prefix of ECS.
+pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
+/// The largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+
+/// The HTTP router of the API.
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(any(handle))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(api)
+}
+
+async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        api.metrics.encode(),
+    )
+        .into_response()
+}
+
+fn respond(request_id: &str, status: StatusCode, body: Vec<u8>) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static(CONTENT_TYPE),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+/// The wire form of an error.
+pub fn error_body(e: &EcsError) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({"__type": e.code.wire_type(), "message": e.message}))
+        .unwrap_or_default()
+}
+
+async fn handle(
+    State(api): State<Arc<Api>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let started = Instant::now();
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let op_name = target
+        .strip_prefix(TARGET_PREFIX)
+        .unwrap_or("unknown")
+        .to_string();
+    let span = tracing::info_span!("request", request_id = %request_id, operation = %op_name);
+    let result = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(body) => {
+            serve(&api, &method, &uri, &headers, &body, &target)
+                .instrument(span.clone())
+                .await
+        }
+        Err(_) => Err(EcsError::client(format!(
+            "The request body is larger than {MAX_BODY_BYTES} bytes or could not be read."
+        ))),
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    let metric_op = if Operation::from_name(&op_name).is_some() {
+        op_name.as_str()
+    } else {
+        "unknown"
+    };
+    match result {
+        Ok(value) => {
+            api.metrics.observe(metric_op, "ok", elapsed);
+            span.in_scope(|| tracing::debug!(seconds = elapsed, "ok"));
+            respond(&request_id, StatusCode::OK, value)
+        }
+        Err(e) => {
+            api.metrics.observe(metric_op, e.code.wire_type(), elapsed);
+            let status =
+                StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+            span.in_scope(|| {
+                if status.is_server_error() {
+                    tracing::error!(error = %e, "request failed");
+                } else {
+                    tracing::info!(error = %e, "request rejected");
+                }
+            });
+            respond(&request_id, status, error_body(&e))
+        }
+    }
+}
+
+async fn serve(
+    api: &Api,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    target: &str,
+) -> Result<Vec<u8>, EcsError> {
+    let now = api.clock.now();
+    let header_pairs: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let creds = &api.config.credentials;
+    let caller = sigv4::verify(
+        method.as_str(),
+        uri.path(),
+        uri.query().unwrap_or(""),
+        &header_pairs,
+        body,
+        now as i64,
+        |akid| creds.iter().find(|c| c.access_key_id == akid),
+    )?;
+    if method != Method::POST || uri.path() != "/" {
+        return Err(EcsError::new(
+            ErrorCode::UnknownOperationException,
+            format!(
+                "The ECS API is served at POST /, not {method} {}.",
+                uri.path()
+            ),
+        ));
+    }
+    let Some(op) = target
+        .strip_prefix(TARGET_PREFIX)
+        .and_then(Operation::from_name)
+    else {
+        return Err(EcsError::new(
+            ErrorCode::UnknownOperationException,
+            if target.is_empty() {
+                "The request has no X-Amz-Target header naming the operation.".to_string()
+            } else {
+                format!("'{target}' is not an operation of Amazon ECS (expected {TARGET_PREFIX}<Operation>).")
+            },
+        ));
+    };
+    let input: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
+        serde_json::json!({})
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            EcsError::serialization(format!("The request body is not valid JSON: {e}."))
+        })?
+    };
+    let ctx = Ctx { api, caller, now };
+    let output = ops::dispatch(&ctx, op, input).await?;
+    serde_json::to_vec(&output)
+        .map_err(|e| EcsError::server(format!("could not encode the response: {e}")))
+}

@@ -1,0 +1,254 @@
+//! Turns flags, the TOML config file and the environment into a server configuration.
+//!
+//! Credential sources, in order: `--config FILE` `[[credentials]]` (server), the environment
+//! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), and for `dev` only a key
+//! pair generated once and kept in `DATA_DIR/credentials` (AWS shared-credentials format).
+
+use crate::CommonArgs;
+use anyhow::{bail, Context};
+use flotilla_api::sigv4::Credential;
+use flotilla_api::ApiConfig;
+use flotilla_model::arn::ArnContext;
+use rand::Rng;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Everything `serve::run` needs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Store directory.
+    pub data_dir: PathBuf,
+    /// API configuration.
+    pub api: ApiConfig,
+    /// Lines to show the user once the server is up (how to point clients at it).
+    pub banner: Vec<String>,
+}
+
+/// The account id used when none is configured.
+pub const DEFAULT_ACCOUNT: &str = "000000000000";
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    region: Option<String>,
+    account: Option<String>,
+    #[serde(default)]
+    credentials: Vec<FileCredential>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCredential {
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: Option<String>,
+    principal: Option<String>,
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Ok(x) = std::env::var("XDG_DATA_HOME") {
+        return PathBuf::from(x).join("flotilla");
+    }
+    match std::env::var("HOME") {
+        Ok(h) => PathBuf::from(h).join(".local/share/flotilla"),
+        Err(_) => PathBuf::from(".flotilla"),
+    }
+}
+
+fn region(common: &CommonArgs, file: Option<&str>) -> String {
+    common
+        .region
+        .clone()
+        .or_else(|| file.map(str::to_string))
+        .or_else(|| std::env::var("AWS_REGION").ok())
+        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+        .unwrap_or_else(|| "us-east-1".to_string())
+}
+
+fn check_account(account: &str) -> anyhow::Result<()> {
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        bail!("the account id must be 12 digits, got '{account}'");
+    }
+    Ok(())
+}
+
+fn root(account: &str) -> String {
+    format!("arn:aws:iam::{account}:root")
+}
+
+fn env_credential(account: &str) -> Option<Credential> {
+    let akid = std::env::var("AWS_ACCESS_KEY_ID")
+        .ok()
+        .filter(|s| !s.is_empty())?;
+    let secret = std::env::var("AWS_SECRET_ACCESS_KEY")
+        .ok()
+        .filter(|s| !s.is_empty())?;
+    Some(Credential {
+        access_key_id: akid,
+        secret_access_key: secret,
+        session_token: std::env::var("AWS_SESSION_TOKEN")
+            .ok()
+            .filter(|s| !s.is_empty()),
+        principal_arn: root(account),
+    })
+}
+
+/// Configuration of `flotilla server`.
+pub fn server_config(common: &CommonArgs, file: Option<&Path>) -> anyhow::Result<ServerConfig> {
+    let fc: FileConfig = match file {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let account = common
+        .account
+        .clone()
+        .or(fc.account.clone())
+        .unwrap_or_else(|| DEFAULT_ACCOUNT.into());
+    check_account(&account)?;
+    let mut credentials: Vec<Credential> = fc
+        .credentials
+        .iter()
+        .map(|c| Credential {
+            access_key_id: c.access_key_id.clone(),
+            secret_access_key: c.secret_access_key.clone(),
+            session_token: c.session_token.clone(),
+            principal_arn: c.principal.clone().unwrap_or_else(|| root(&account)),
+        })
+        .collect();
+    if credentials.is_empty() {
+        credentials.extend(env_credential(&account));
+    }
+    if credentials.is_empty() {
+        bail!(
+            "no credentials configured: add [[credentials]] entries to --config, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or use `flotilla dev`, which generates them)"
+        );
+    }
+    let region = region(common, fc.region.as_deref());
+    Ok(ServerConfig {
+        listen: common.listen,
+        data_dir: common.data_dir.clone().unwrap_or_else(default_data_dir),
+        api: ApiConfig {
+            arns: ArnContext { region, account },
+            credentials,
+        },
+        banner: Vec::new(),
+    })
+}
+
+fn random_string(len: usize, alphabet: &[u8]) -> String {
+    let mut rng = rand::thread_rng();
+    (0..len)
+        .map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char)
+        .collect()
+}
+
+/// Reads `[default]` keys from a shared-credentials file.
+fn read_credentials_file(path: &Path) -> Option<(String, String)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut akid = None;
+    let mut secret = None;
+    for line in text.lines() {
+        if let Some((k, v)) = line.split_once('=') {
+            match k.trim() {
+                "aws_access_key_id" => akid = Some(v.trim().to_string()),
+                "aws_secret_access_key" => secret = Some(v.trim().to_string()),
+                _ => {}
+            }
+        }
+    }
+    Some((akid?, secret?))
+}
+
+/// Configuration of `flotilla dev`.
+pub fn dev_config(common: &CommonArgs) -> anyhow::Result<ServerConfig> {
+    let account = common
+        .account
+        .clone()
+        .unwrap_or_else(|| DEFAULT_ACCOUNT.into());
+    check_account(&account)?;
+    let data_dir = common.data_dir.clone().unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let region = region(common, None);
+    let endpoint = format!("http://{}", common.listen);
+    let mut banner = vec![
+        format!(
+            "Flotilla is serving the ECS API at {endpoint} (data in {}).",
+            data_dir.display()
+        ),
+        "Point the aws CLI, boto3 or any AWS SDK at it:".to_string(),
+        format!("  export AWS_ENDPOINT_URL_ECS={endpoint} AWS_DEFAULT_REGION={region}"),
+    ];
+    let cred = match env_credential(&account) {
+        Some(c) => {
+            banner.push(
+                "  (using AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from this environment)"
+                    .into(),
+            );
+            c
+        }
+        None => {
+            let path = data_dir.join("credentials");
+            let (akid, secret) = match read_credentials_file(&path) {
+                Some(pair) => pair,
+                None => {
+                    let akid = format!(
+                        "AKIAFLO{}",
+                        random_string(13, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+                    );
+                    let secret = random_string(
+                        40,
+                        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+                    );
+                    let text = format!(
+                        "[default]\naws_access_key_id = {akid}\naws_secret_access_key = {secret}\n"
+                    );
+                    write_private(&path, &text)?;
+                    (akid, secret)
+                }
+            };
+            banner.push(format!(
+                "  export AWS_ACCESS_KEY_ID={akid} AWS_SECRET_ACCESS_KEY={secret}"
+            ));
+            banner.push(format!("  (also saved as a shared-credentials file: export AWS_SHARED_CREDENTIALS_FILE={})", path.display()));
+            Credential {
+                access_key_id: akid,
+                secret_access_key: secret,
+                session_token: None,
+                principal_arn: root(&account),
+            }
+        }
+    };
+    Ok(ServerConfig {
+        listen: common.listen,
+        data_dir,
+        api: ApiConfig {
+            arns: ArnContext { region, account },
+            credentials: vec![cred],
+        },
+        banner,
+    })
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}

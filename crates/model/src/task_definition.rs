@@ -1,0 +1,730 @@
+//! ECS's rules for task definitions: what RegisterTaskDefinition accepts, how it normalizes the
+//! request, and what it computes (`compatibilities`, `requiresAttributes`).
+//!
+//! [`validate_and_build`] turns a RegisterTaskDefinitionRequest into the TaskDefinition that will be
+//! stored, or a `ClientException` naming the container and the field to fix, worded after ECS's
+//! own messages where they are known. It is pure: the caller hands in the ARN, revision, time and
+//! principal.
+
+use crate::error::EcsError;
+use crate::shapes::{
+    Attribute, Compatibility, ContainerCondition, NetworkMode, RegisterTaskDefinitionRequest,
+    TaskDefinition, TaskDefinitionStatus, TransportProtocol,
+};
+use std::collections::{BTreeSet, HashSet};
+
+/// The most containers a task definition may hold (ECS service quota, not adjustable).
+pub const MAX_CONTAINERS: usize = 10;
+
+/// Fargate's valid task sizes: (cpu units, allowed memory MiB).
+pub fn fargate_memory_allowed(cpu: u32, memory: u32) -> bool {
+    match cpu {
+        256 => matches!(memory, 512 | 1024 | 2048),
+        512 => (1024..=4096).contains(&memory) && memory % 1024 == 0,
+        1024 => (2048..=8192).contains(&memory) && memory % 1024 == 0,
+        2048 => (4096..=16384).contains(&memory) && memory % 1024 == 0,
+        4096 => (8192..=30720).contains(&memory) && memory % 1024 == 0,
+        8192 => (16384..=61440).contains(&memory) && memory % 4096 == 0,
+        16384 => (32768..=122880).contains(&memory) && memory % 8192 == 0,
+        _ => false,
+    }
+}
+
+/// Parses task-level cpu: `"1024"`, `"1 vCPU"`, `"0.25 vcpu"`. Returns CPU units.
+pub fn parse_task_cpu(s: &str) -> Option<u32> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    if let Some(num) = lower.strip_suffix("vcpu") {
+        let v: f64 = num.trim().parse().ok()?;
+        let units = v * 1024.0;
+        if units <= 0.0 || units.fract() != 0.0 || units > f64::from(u32::MAX) {
+            return None;
+        }
+        return Some(units as u32);
+    }
+    t.parse().ok()
+}
+
+/// Parses task-level memory: `"512"`, `"1GB"`, `"0.5 GB"`. Returns MiB.
+pub fn parse_task_memory(s: &str) -> Option<u32> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    if let Some(num) = lower.strip_suffix("gb") {
+        let v: f64 = num.trim().parse().ok()?;
+        let mib = v * 1024.0;
+        if mib <= 0.0 || mib.fract() != 0.0 || mib > f64::from(u32::MAX) {
+            return None;
+        }
+        return Some(mib as u32);
+    }
+    t.parse().ok()
+}
+
+/// What the caller supplies besides the request.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// The ARN of the new revision.
+    pub arn: String,
+    /// The new revision number.
+    pub revision: i32,
+    /// Registration time.
+    pub registered_at: f64,
+    /// The principal ARN that registered it.
+    pub registered_by: String,
+}
+
+fn client(msg: String) -> EcsError {
+    EcsError::client(msg)
+}
+
+/// Validates a registration request as ECS does and builds the TaskDefinition to store.
+pub fn validate_and_build(
+    req: &RegisterTaskDefinitionRequest,
+    reg: &Registration,
+) -> Result<TaskDefinition, EcsError> {
+    let family = req.family.as_str();
+    if !crate::arn::is_valid_name(family) {
+        return Err(client(format!(
+            "Family '{family}' is not valid: up to 255 letters (uppercase and lowercase), numbers, underscores, and hyphens are allowed."
+        )));
+    }
+    let containers = &req.container_definitions;
+    if containers.is_empty() {
+        return Err(client("Container list cannot be empty.".into()));
+    }
+    if containers.len() > MAX_CONTAINERS {
+        return Err(client(format!(
+            "Too many containers: a task definition can have at most {MAX_CONTAINERS} containers, this one has {}.",
+            containers.len()
+        )));
+    }
+    let requires: BTreeSet<Compatibility> = req
+        .requires_compatibilities
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
+    let fargate = requires.contains(&Compatibility::Fargate);
+    let network_mode = req.network_mode.unwrap_or(NetworkMode::Bridge);
+
+    // Task-level cpu and memory.
+    let task_cpu = match &req.cpu {
+        Some(s) => Some(parse_task_cpu(s).ok_or_else(|| {
+            client(format!("Invalid 'cpu' setting for task: '{s}' is not a number of CPU units (e.g. 1024) or vCPUs (e.g. '1 vCPU')."))
+        })?),
+        None => None,
+    };
+    let task_memory = match &req.memory {
+        Some(s) => Some(parse_task_memory(s).ok_or_else(|| {
+            client(format!("Invalid 'memory' setting for task: '{s}' is not a number of MiB (e.g. 512) or GB (e.g. '1GB')."))
+        })?),
+        None => None,
+    };
+    if let Some(cpu) = task_cpu {
+        if !fargate && !(128..=196_608).contains(&cpu) {
+            return Err(client(format!(
+                "Invalid 'cpu' setting for task: {cpu} CPU units. The valid range is 128 to 196608."
+            )));
+        }
+    }
+    if let Some(mem) = task_memory {
+        if mem < 6 {
+            return Err(client(format!(
+                "Invalid 'memory' setting for task: {mem} MiB. The minimum is 6 MiB."
+            )));
+        }
+    }
+    if fargate {
+        if network_mode != NetworkMode::Awsvpc {
+            return Err(client(format!(
+                "Tasks using the Fargate launch type must use the 'awsvpc' network mode; this task definition uses '{network_mode}'."
+            )));
+        }
+        let (Some(cpu), Some(mem)) = (task_cpu, task_memory) else {
+            return Err(client(
+                "Fargate requires task definition to have execution role ARN to support ECR images. Task-level 'cpu' and 'memory' are required for the Fargate launch type."
+                    .replace("Fargate requires task definition to have execution role ARN to support ECR images. ", ""),
+            ));
+        };
+        if !fargate_memory_allowed(cpu, mem) {
+            return Err(client(format!(
+                "No Fargate configuration exists for given values: {cpu} CPU, {mem} memory. See the Amazon ECS documentation for the valid combinations."
+            )));
+        }
+        if req
+            .placement_constraints
+            .as_ref()
+            .is_some_and(|p| !p.is_empty())
+        {
+            return Err(client(
+                "Fargate does not support placement constraints.".into(),
+            ));
+        }
+        if req.pid_mode == Some(crate::shapes::PidMode::Host) || req.ipc_mode.is_some() {
+            return Err(client(
+                "Fargate does not support 'ipcMode' or 'pidMode' 'host'.".into(),
+            ));
+        }
+    }
+    if let Some(es) = &req.ephemeral_storage {
+        if !(21..=200).contains(&es.size_in_gi_b) {
+            return Err(client(format!(
+                "Invalid 'ephemeralStorage.sizeInGiB' setting: {}. The valid range is 21 to 200 GiB.",
+                es.size_in_gi_b
+            )));
+        }
+    }
+
+    // Volumes.
+    let mut volume_names = HashSet::new();
+    for v in req.volumes.iter().flatten() {
+        let Some(name) = v.name.as_deref() else {
+            return Err(client("Volume name should not be null or empty.".into()));
+        };
+        if !crate::arn::is_valid_name(name) {
+            return Err(client(format!("Invalid volume name '{name}': up to 255 letters, numbers, hyphens and underscores are allowed.")));
+        }
+        if !volume_names.insert(name.to_string()) {
+            return Err(client(format!("Duplicate volume name '{name}'.")));
+        }
+        if fargate
+            && v.host
+                .as_ref()
+                .and_then(|h| h.source_path.as_ref())
+                .is_some()
+        {
+            return Err(client(format!(
+                "Fargate does not support host volumes with a 'sourcePath' (volume '{name}')."
+            )));
+        }
+    }
+
+    // Containers.
+    let mut names = HashSet::new();
+    for c in containers {
+        let name = c.name.as_deref().unwrap_or("");
+        if name.is_empty() {
+            return Err(client("Container.name should not be null or empty.".into()));
+        }
+        if !crate::arn::is_valid_name(name) {
+            return Err(client(format!(
+                "Invalid container name '{name}': up to 255 letters (uppercase and lowercase), numbers, hyphens, and underscores are allowed."
+            )));
+        }
+        if !names.insert(name) {
+            return Err(client(format!("Duplicate container name '{name}': container names must be unique within a task definition.")));
+        }
+        if c.image.as_deref().unwrap_or("").trim().is_empty() {
+            return Err(client(format!(
+                "Container.image should not be null or empty (container '{name}')."
+            )));
+        }
+    }
+    let mut essential = 0;
+    let mut container_memory_sum: u64 = 0;
+    let mut host_ports: HashSet<(i32, &'static str)> = HashSet::new();
+    for c in containers {
+        let name = c.name.as_deref().unwrap_or("");
+        if c.essential.unwrap_or(true) {
+            essential += 1;
+        }
+        if c.cpu < 0 {
+            return Err(client(format!(
+                "Invalid 'cpu' setting for container '{name}': it must not be negative."
+            )));
+        }
+        if let Some(m) = c.memory {
+            if m < 6 {
+                return Err(client(format!("Invalid 'memory' setting for container '{name}': {m} MiB. The minimum is 6 MiB.")));
+            }
+        }
+        if let Some(r) = c.memory_reservation {
+            if r < 6 {
+                return Err(client(format!("Invalid 'memoryReservation' setting for container '{name}': {r} MiB. The minimum is 6 MiB.")));
+            }
+            if let Some(m) = c.memory {
+                if m < r {
+                    return Err(client(format!(
+                        "Invalid 'memory' setting for container '{name}': 'memory' ({m}) must be greater than or equal to 'memoryReservation' ({r})."
+                    )));
+                }
+            }
+        }
+        if task_memory.is_none() && c.memory.is_none() && c.memory_reservation.is_none() {
+            return Err(client(format!(
+                "Invalid setting for container '{name}'. At least one of 'memory' or 'memoryReservation' must be specified."
+            )));
+        }
+        container_memory_sum +=
+            u64::try_from(c.memory.or(c.memory_reservation).unwrap_or(0)).unwrap_or(0);
+        if let Some(cpu) = task_cpu {
+            if c.cpu as u64 > u64::from(cpu) {
+                return Err(client(format!(
+                    "Invalid 'cpu' setting for container '{name}': {} CPU units is more than the task's {cpu}.",
+                    c.cpu
+                )));
+            }
+        }
+        for pm in c.port_mappings.iter().flatten() {
+            let proto = match pm.protocol.unwrap_or(TransportProtocol::Tcp) {
+                TransportProtocol::Tcp => "tcp",
+                TransportProtocol::Udp => "udp",
+            };
+            match network_mode {
+                NetworkMode::None => {
+                    return Err(client(format!(
+                        "Port mappings are not allowed with the 'none' network mode (container '{name}')."
+                    )))
+                }
+                NetworkMode::Awsvpc | NetworkMode::Host => {
+                    if let (Some(cp), Some(hp)) = (pm.container_port, pm.host_port) {
+                        if hp != cp && hp != 0 {
+                            return Err(client(format!(
+                                "When networkMode={network_mode}, the containerPort ({cp}) and hostPort ({hp}) must be the same (container '{name}')."
+                            )));
+                        }
+                    }
+                }
+                NetworkMode::Bridge => {}
+            }
+            match (pm.container_port, &pm.container_port_range) {
+                (Some(cp), _) if !(1..=65535).contains(&cp) => {
+                    return Err(client(format!("Invalid containerPort {cp} for container '{name}': the valid range is 1 to 65535.")))
+                }
+                (None, None) => {
+                    return Err(client(format!("A port mapping of container '{name}' needs a 'containerPort' or a 'containerPortRange'.")))
+                }
+                _ => {}
+            }
+            let effective_host = match network_mode {
+                NetworkMode::Awsvpc | NetworkMode::Host => pm.container_port,
+                _ => pm.host_port.filter(|p| *p != 0),
+            };
+            if let Some(hp) = effective_host {
+                if !(1..=65535).contains(&hp) {
+                    return Err(client(format!("Invalid hostPort {hp} for container '{name}': the valid range is 0 to 65535.")));
+                }
+                if !host_ports.insert((hp, proto)) {
+                    return Err(client(format!(
+                        "Host port {hp}/{proto} is used by more than one port mapping in this task definition (container '{name}')."
+                    )));
+                }
+            }
+        }
+        if c.links.as_ref().is_some_and(|l| !l.is_empty()) && network_mode != NetworkMode::Bridge {
+            return Err(client(format!(
+                "Links are supported only with the 'bridge' network mode (container '{name}' uses {network_mode})."
+            )));
+        }
+        for link in c.links.iter().flatten() {
+            let target = link.split(':').next().unwrap_or("");
+            if !names.contains(target) || target == name {
+                return Err(client(format!("Container '{name}' links to '{target}', which is not another container of this task definition.")));
+            }
+        }
+        for mp in c.mount_points.iter().flatten() {
+            let src = mp.source_volume.as_deref().unwrap_or("");
+            if !volume_names.contains(src) {
+                return Err(client(format!(
+                    "Invalid 'mountPoints' for container '{name}': sourceVolume '{src}' is not a volume of this task definition."
+                )));
+            }
+            if mp.container_path.as_deref().unwrap_or("").is_empty() {
+                return Err(client(format!(
+                    "Invalid 'mountPoints' for container '{name}': containerPath is required."
+                )));
+            }
+        }
+        for vf in c.volumes_from.iter().flatten() {
+            let src = vf.source_container.as_deref().unwrap_or("");
+            if !names.contains(src) || src == name {
+                return Err(client(format!(
+                    "Invalid 'volumesFrom' for container '{name}': sourceContainer '{src}' is not another container of this task definition."
+                )));
+            }
+        }
+        for d in c.depends_on.iter().flatten() {
+            let target = d.container_name.as_str();
+            if target == name {
+                return Err(client(format!(
+                    "Container '{name}' cannot depend on itself."
+                )));
+            }
+            let Some(tc) = containers
+                .iter()
+                .find(|x| x.name.as_deref() == Some(target))
+            else {
+                return Err(client(format!(
+                    "Invalid 'dependsOn' for container '{name}': container '{target}' is not in this task definition."
+                )));
+            };
+            if d.condition == ContainerCondition::Healthy && tc.health_check.is_none() {
+                return Err(client(format!(
+                    "Container '{name}' depends on '{target}' being HEALTHY, but '{target}' has no healthCheck."
+                )));
+            }
+            if d.condition == ContainerCondition::Success
+                || d.condition == ContainerCondition::Complete
+            {
+                // A container that must exit cannot be essential in ECS.
+                if tc.essential.unwrap_or(true) && d.condition == ContainerCondition::Success {
+                    return Err(client(format!(
+                        "Container '{name}' depends on '{target}' with condition SUCCESS, so '{target}' must not be essential."
+                    )));
+                }
+            }
+        }
+        if fargate {
+            if c.privileged == Some(true) {
+                return Err(client(format!(
+                    "Fargate does not support privileged containers (container '{name}')."
+                )));
+            }
+            if c.links.as_ref().is_some_and(|l| !l.is_empty()) {
+                return Err(client(format!(
+                    "Fargate does not support links (container '{name}')."
+                )));
+            }
+        }
+        if let Some(hc) = &c.health_check {
+            if hc.command.is_empty() {
+                return Err(client(format!(
+                    "Invalid 'healthCheck' for container '{name}': command must not be empty."
+                )));
+            }
+            if let Some(i) = hc.interval {
+                if !(5..=300).contains(&i) {
+                    return Err(client(format!("Invalid 'healthCheck.interval' for container '{name}': {i}. The valid range is 5 to 300 seconds.")));
+                }
+            }
+            if let Some(t) = hc.timeout {
+                if !(2..=120).contains(&t) {
+                    return Err(client(format!("Invalid 'healthCheck.timeout' for container '{name}': {t}. The valid range is 2 to 120 seconds.")));
+                }
+            }
+            if let Some(r) = hc.retries {
+                if !(1..=10).contains(&r) {
+                    return Err(client(format!("Invalid 'healthCheck.retries' for container '{name}': {r}. The valid range is 1 to 10.")));
+                }
+            }
+            if let Some(s) = hc.start_period {
+                if !(0..=300).contains(&s) {
+                    return Err(client(format!("Invalid 'healthCheck.startPeriod' for container '{name}': {s}. The valid range is 0 to 300 seconds.")));
+                }
+            }
+        }
+    }
+    if essential == 0 {
+        return Err(client(
+            "At least one essential container is required in a task definition.".into(),
+        ));
+    }
+    if let Some(tm) = task_memory {
+        if container_memory_sum > u64::from(tm) {
+            return Err(client(format!(
+                "The sum of the containers' memory ({container_memory_sum} MiB) is more than the task memory ({tm} MiB)."
+            )));
+        }
+    }
+
+    let mut td = TaskDefinition {
+        task_definition_arn: Some(reg.arn.clone()),
+        container_definitions: Some(normalize_containers(containers, network_mode)),
+        family: Some(family.to_string()),
+        task_role_arn: req.task_role_arn.clone(),
+        execution_role_arn: req.execution_role_arn.clone(),
+        network_mode: Some(network_mode),
+        revision: reg.revision,
+        volumes: Some(req.volumes.clone().unwrap_or_default()),
+        status: Some(TaskDefinitionStatus::Active),
+        requires_attributes: None,
+        placement_constraints: Some(req.placement_constraints.clone().unwrap_or_default()),
+        compatibilities: None,
+        runtime_platform: req.runtime_platform.clone(),
+        requires_compatibilities: req.requires_compatibilities.clone(),
+        cpu: task_cpu.map(|c| c.to_string()),
+        memory: task_memory.map(|m| m.to_string()),
+        inference_accelerators: req.inference_accelerators.clone(),
+        pid_mode: req.pid_mode,
+        ipc_mode: req.ipc_mode,
+        proxy_configuration: req.proxy_configuration.clone(),
+        registered_at: Some(reg.registered_at),
+        deregistered_at: None,
+        delete_requested_at: None,
+        registered_by: Some(reg.registered_by.clone()),
+        ephemeral_storage: req.ephemeral_storage.clone(),
+        enable_fault_injection: req.enable_fault_injection,
+        trusted_execution_configuration: req.trusted_execution_configuration.clone(),
+    };
+    td.compatibilities = Some(compute_compatibilities(&td));
+    td.requires_attributes = Some(compute_requires_attributes(&td));
+    Ok(td)
+}
+
+/// ECS fills in defaults it reports back (`essential`, empty lists).
+fn normalize_containers(
+    containers: &[crate::shapes::ContainerDefinition],
+    network_mode: NetworkMode,
+) -> Vec<crate::shapes::ContainerDefinition> {
+    containers
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            c.essential = Some(c.essential.unwrap_or(true));
+            c.port_mappings.get_or_insert_with(Vec::new);
+            c.environment.get_or_insert_with(Vec::new);
+            c.mount_points.get_or_insert_with(Vec::new);
+            c.volumes_from.get_or_insert_with(Vec::new);
+            for pm in c.port_mappings.iter_mut().flatten() {
+                pm.protocol.get_or_insert(TransportProtocol::Tcp);
+                // ECS reports the host port it will use: the container port in awsvpc and host
+                // mode, 0 (dynamic) when a bridge mapping leaves it out.
+                if pm.container_port.is_some() {
+                    match network_mode {
+                        NetworkMode::Awsvpc | NetworkMode::Host => pm.host_port = pm.container_port,
+                        _ => {
+                            pm.host_port.get_or_insert(0);
+                        }
+                    }
+                }
+            }
+            c
+        })
+        .collect()
+}
+
+/// The launch types a definition can run on, as ECS computes `compatibilities`.
+pub fn compute_compatibilities(td: &TaskDefinition) -> Vec<Compatibility> {
+    let mut out = vec![Compatibility::Ec2];
+    let awsvpc = td.network_mode == Some(NetworkMode::Awsvpc);
+    if !awsvpc {
+        out.push(Compatibility::External);
+    }
+    let sized = match (
+        td.cpu.as_deref().and_then(parse_task_cpu),
+        td.memory.as_deref().and_then(parse_task_memory),
+    ) {
+        (Some(c), Some(m)) => fargate_memory_allowed(c, m),
+        _ => false,
+    };
+    let containers = td.container_definitions.as_deref().unwrap_or_default();
+    let fargate_ok = awsvpc
+        && sized
+        && containers
+            .iter()
+            .all(|c| c.privileged != Some(true) && c.links.as_ref().is_none_or(Vec::is_empty))
+        && td.placement_constraints.as_ref().is_none_or(Vec::is_empty);
+    if fargate_ok {
+        out.push(Compatibility::Fargate);
+    }
+    out
+}
+
+/// The container instance attributes a definition needs, as ECS computes `requiresAttributes`.
+pub fn compute_requires_attributes(td: &TaskDefinition) -> Vec<Attribute> {
+    let mut names: BTreeSet<&'static str> = BTreeSet::new();
+    let containers = td.container_definitions.as_deref().unwrap_or_default();
+    for c in containers {
+        if c.memory_reservation.is_some() {
+            names.insert("com.amazonaws.ecs.capability.docker-remote-api.1.21");
+        }
+        if c.docker_labels.as_ref().is_some_and(|l| !l.is_empty()) {
+            names.insert("com.amazonaws.ecs.capability.docker-remote-api.1.18");
+        }
+        if c.ulimits.as_ref().is_some_and(|l| !l.is_empty()) {
+            names.insert("com.amazonaws.ecs.capability.docker-remote-api.1.18");
+        }
+        if c.health_check.is_some() {
+            names.insert("ecs.capability.container-health-check");
+            names.insert("com.amazonaws.ecs.capability.docker-remote-api.1.24");
+        }
+        if c.depends_on.as_ref().is_some_and(|d| !d.is_empty()) {
+            names.insert("ecs.capability.container-ordering");
+        }
+        if c.repository_credentials.is_some() {
+            names.insert(
+                "com.amazonaws.ecs.capability.private-registry-authentication.secretsmanager",
+            );
+        }
+        if let Some(lp) = &c.linux_parameters {
+            if lp.init_process_enabled.is_some() {
+                names.insert("com.amazonaws.ecs.capability.docker-remote-api.1.25");
+            }
+            if lp.tmpfs.as_ref().is_some_and(|t| !t.is_empty()) || lp.shared_memory_size.is_some() {
+                names.insert("com.amazonaws.ecs.capability.docker-remote-api.1.22");
+            }
+        }
+        if c.start_timeout.is_some() || c.stop_timeout.is_some() {
+            names.insert("ecs.capability.container-ordering");
+        }
+        if let Some(lc) = &c.log_configuration {
+            match lc.log_driver.as_str() {
+                "awslogs" => names.insert("com.amazonaws.ecs.capability.logging-driver.awslogs"),
+                "json-file" => {
+                    names.insert("com.amazonaws.ecs.capability.logging-driver.json-file")
+                }
+                "syslog" => names.insert("com.amazonaws.ecs.capability.logging-driver.syslog"),
+                "journald" => names.insert("com.amazonaws.ecs.capability.logging-driver.journald"),
+                "gelf" => names.insert("com.amazonaws.ecs.capability.logging-driver.gelf"),
+                "fluentd" => names.insert("com.amazonaws.ecs.capability.logging-driver.fluentd"),
+                "splunk" => names.insert("com.amazonaws.ecs.capability.logging-driver.splunk"),
+                _ => false,
+            };
+        }
+    }
+    if td.task_role_arn.is_some() {
+        names.insert("com.amazonaws.ecs.capability.task-iam-role");
+    }
+    if td.network_mode == Some(NetworkMode::Awsvpc) {
+        names.insert("ecs.capability.task-eni");
+        names.insert("com.amazonaws.ecs.capability.docker-remote-api.1.18");
+    }
+    if td.ipc_mode.is_some() || td.pid_mode.is_some() {
+        names.insert("ecs.capability.task-ipc-pid-mode");
+    }
+    names
+        .into_iter()
+        .map(|n| Attribute {
+            name: n.to_string(),
+            ..Default::default()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shapes::{ContainerDefinition, PortMapping};
+
+    fn reg() -> Registration {
+        Registration {
+            arn: "arn".into(),
+            revision: 1,
+            registered_at: 1.0,
+            registered_by: "me".into(),
+        }
+    }
+    fn container(name: &str) -> ContainerDefinition {
+        ContainerDefinition {
+            name: Some(name.into()),
+            image: Some("busybox".into()),
+            memory: Some(64),
+            ..Default::default()
+        }
+    }
+    fn req(containers: Vec<ContainerDefinition>) -> RegisterTaskDefinitionRequest {
+        RegisterTaskDefinitionRequest {
+            family: "web".into(),
+            container_definitions: containers,
+            ..Default::default()
+        }
+    }
+    fn err(r: &RegisterTaskDefinitionRequest) -> String {
+        validate_and_build(r, &reg()).unwrap_err().message
+    }
+
+    #[test]
+    fn a_plain_definition_registers_with_defaults() {
+        let td = validate_and_build(&req(vec![container("a"), container("b")]), &reg()).unwrap();
+        assert_eq!(td.network_mode, Some(NetworkMode::Bridge));
+        assert_eq!(
+            td.compatibilities,
+            Some(vec![Compatibility::Ec2, Compatibility::External])
+        );
+        assert_eq!(td.container_definitions.unwrap()[0].essential, Some(true));
+    }
+
+    #[test]
+    fn container_count_names_and_images() {
+        assert!(err(&req(vec![])).contains("empty"));
+        let eleven = (0..11).map(|i| container(&format!("c{i}"))).collect();
+        assert!(err(&req(eleven)).contains("at most 10"));
+        assert!(err(&req(vec![container("a"), container("a")])).contains("Duplicate"));
+        let mut noimg = container("a");
+        noimg.image = None;
+        assert!(err(&req(vec![noimg])).contains("image"));
+    }
+
+    #[test]
+    fn memory_rules() {
+        let mut c = container("a");
+        c.memory = None;
+        assert!(err(&req(vec![c.clone()])).contains("memoryReservation"));
+        let mut r = req(vec![c]);
+        r.memory = Some("512".into());
+        assert!(validate_and_build(&r, &reg()).is_ok());
+        let mut c = container("a");
+        c.memory_reservation = Some(128);
+        assert!(err(&req(vec![c])).contains("greater than or equal"));
+    }
+
+    #[test]
+    fn fargate_sizes_and_modes() {
+        let mut r = req(vec![container("a")]);
+        r.requires_compatibilities = Some(vec![Compatibility::Fargate]);
+        r.network_mode = Some(NetworkMode::Awsvpc);
+        r.cpu = Some("256".into());
+        r.memory = Some("512".into());
+        let td = validate_and_build(&r, &reg()).unwrap();
+        assert!(td
+            .compatibilities
+            .unwrap()
+            .contains(&Compatibility::Fargate));
+        r.memory = Some("4096".into());
+        assert!(err(&r).contains("No Fargate configuration"));
+        r.memory = Some("1GB".into());
+        r.cpu = Some(".5 vCPU".into());
+        let td = validate_and_build(&r, &reg()).unwrap();
+        assert_eq!(
+            (td.cpu.as_deref(), td.memory.as_deref()),
+            (Some("512"), Some("1024"))
+        );
+        r.network_mode = Some(NetworkMode::Bridge);
+        assert!(err(&r).contains("awsvpc"));
+    }
+
+    #[test]
+    fn fargate_table_matches_the_docs() {
+        assert!(fargate_memory_allowed(256, 2048));
+        assert!(!fargate_memory_allowed(256, 3072));
+        assert!(fargate_memory_allowed(2048, 16384));
+        assert!(fargate_memory_allowed(8192, 16384 + 4096));
+        assert!(!fargate_memory_allowed(8192, 16384 + 1024));
+        assert!(fargate_memory_allowed(16384, 122880));
+        assert!(!fargate_memory_allowed(300, 512));
+    }
+
+    #[test]
+    fn ports_links_volumes_depends_on() {
+        let mut a = container("a");
+        a.port_mappings = Some(vec![PortMapping {
+            container_port: Some(80),
+            host_port: Some(8080),
+            ..Default::default()
+        }]);
+        let mut r = req(vec![a.clone()]);
+        r.network_mode = Some(NetworkMode::Awsvpc);
+        assert!(err(&r).contains("must be the same"));
+        r.network_mode = Some(NetworkMode::None);
+        assert!(err(&r).contains("none"));
+        let mut b = container("b");
+        b.port_mappings = a.port_mappings.clone();
+        assert!(err(&req(vec![a, b])).contains("more than one"));
+        let mut c = container("c");
+        c.links = Some(vec!["nope".into()]);
+        assert!(err(&req(vec![c])).contains("links"));
+        let mut d = container("d");
+        d.mount_points = Some(vec![crate::shapes::MountPoint {
+            source_volume: Some("v".into()),
+            container_path: Some("/x".into()),
+            ..Default::default()
+        }]);
+        assert!(err(&req(vec![d])).contains("sourceVolume"));
+        let mut e = container("e");
+        e.depends_on = Some(vec![crate::shapes::ContainerDependency {
+            container_name: "zzz".into(),
+            condition: ContainerCondition::Start,
+        }]);
+        assert!(err(&req(vec![e])).contains("dependsOn"));
+    }
+}
