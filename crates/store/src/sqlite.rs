@@ -116,6 +116,14 @@ fn be(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+/// The bare message of an error, without the `StoreError` display prefix.
+fn message(e: StoreError) -> String {
+    match e {
+        StoreError::Backend(m) => m,
+        other => other.to_string(),
+    }
+}
+
 fn to_i64(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| be(format!("revision {v} out of range")))
 }
@@ -286,7 +294,7 @@ impl Writer {
                 if !self.conn.is_autocommit() {
                     let _ = self.conn.execute_batch("ROLLBACK");
                 }
-                let msg = e.to_string();
+                let msg = message(e);
                 batch
                     .iter()
                     .map(|req| match req {
@@ -336,7 +344,7 @@ impl Writer {
                     if result.is_err() && conn.is_autocommit() {
                         return Err(be(format!(
                             "batch rolled back by the database: {}",
-                            result.err().map_or_else(String::new, |e| e.to_string())
+                            result.err().map_or_else(String::new, message)
                         )));
                     }
                     results.push(Pending::Txn(result));

@@ -688,6 +688,24 @@ async fn sqlite_watch_across_reopen_from_history() {
     assert_eq!(take(&mut w, 2).await.len(), 2);
 }
 
+#[tokio::test]
+async fn sqlite_open_failure_is_a_backend_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    match SqliteStore::open(&file.join("store")) {
+        Err(StoreError::Backend(msg)) => assert!(msg.contains("not-a-dir"), "{msg}"),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("opened a store under a regular file"),
+    }
+    // A directory holding something that is not a database.
+    std::fs::write(dir.path().join("flotilla.db"), vec![7u8; 4096]).unwrap();
+    assert!(matches!(
+        SqliteStore::open(dir.path()),
+        Err(StoreError::Backend(_))
+    ));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Instantiation
 
