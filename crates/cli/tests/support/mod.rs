@@ -1,0 +1,66 @@
+//! Starts a real `flotilla dev` process for a test and builds an AWS SDK client pointed at it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// Access key the test servers accept.
+pub const AKID: &str = "AKIDFLOTILLATEST";
+/// Secret of [`AKID`].
+pub const SECRET: &str = "flotilla-test-secret";
+
+/// A running server; killed on drop.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `flotilla dev` on a free port with a fresh data directory.
+pub fn start() -> Server {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("AWS_ACCESS_KEY_ID", AKID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("flotilla binary runs");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut endpoint = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read stdout");
+        if let Some(addr) = line.strip_prefix("listening on ") {
+            endpoint = Some(addr.to_string());
+            break;
+        }
+    }
+    Server { child, endpoint: endpoint.expect("server printed its address"), _dir: dir }
+}
+
+/// An `aws-sdk-ecs` client for a server.
+pub fn client(server: &Server) -> aws_sdk_ecs::Client {
+    let creds = aws_credential_types::Credentials::from_keys(AKID, SECRET, None);
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let conf = aws_sdk_ecs::Config::builder()
+        .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
+        .region(aws_sdk_ecs::config::Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .endpoint_url(&server.endpoint)
+        .http_client(http)
+        .build();
+    aws_sdk_ecs::Client::from_conf(conf)
+}
