@@ -1,0 +1,94 @@
+"""Fixtures for the Flotilla end-to-end suite.
+
+One `flotilla dev` server (binary from $FLOTILLA_BIN, default target/debug/flotilla of this
+repository; the suite never builds it) is started per session on a free port with a temporary
+data dir. `start_server` starts extra servers, e.g. for the durability test. Every server is
+killed at the end of the session.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+import helpers
+
+
+@pytest.fixture(scope="session")
+def server_factory(tmp_path_factory):
+    started = []
+
+    def start(data_dir=None, port=None, **kw):
+        if data_dir is None:
+            data_dir = tmp_path_factory.mktemp("flotilla-data")
+        logs = tmp_path_factory.mktemp("flotilla-log")
+        s = helpers.Server(data_dir, logs / "server.log", port=port, **kw)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.kill()
+
+
+@pytest.fixture(scope="session")
+def start_server(server_factory):
+    """start_server(data_dir=None, port=None, region=..., account=...) -> helpers.Server;
+    killed at session end."""
+    return server_factory
+
+
+@pytest.fixture(scope="session")
+def server(server_factory):
+    return server_factory()
+
+
+@pytest.fixture(scope="session")
+def endpoint(server):
+    return server.endpoint
+
+
+def make_client(endpoint, retries=1, region=helpers.REGION):
+    return boto3.client(
+        "ecs",
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id=helpers.ACCESS_KEY,
+        aws_secret_access_key=helpers.SECRET_KEY,
+        config=Config(retries={"max_attempts": retries, "mode": "standard"}),
+    )
+
+
+@pytest.fixture(scope="session")
+def ecs(endpoint):
+    """A boto3 ECS client for the session server (no retries: every error surfaces at once)."""
+    return make_client(endpoint)
+
+
+@pytest.fixture(scope="session")
+def aws_cli():
+    cli = Path(sys.executable).parent / "aws"
+    assert cli.exists(), f"the aws CLI is expected next to {sys.executable}"
+    return str(cli)
+
+
+@pytest.fixture(scope="session")
+def cli_env(endpoint, tmp_path_factory):
+    """Environment for running the aws CLI against the session server, isolated from any
+    ~/.aws configuration."""
+    home = tmp_path_factory.mktemp("aws-home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ENDPOINT_URL_ECS=endpoint,
+        AWS_ACCESS_KEY_ID=helpers.ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=helpers.SECRET_KEY,
+        AWS_DEFAULT_REGION=helpers.REGION,
+        AWS_CONFIG_FILE=str(home / "config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(home / "credentials"),
+        AWS_PAGER="",
+        HOME=str(home),
+    )
+    return env

@@ -1,0 +1,209 @@
+"""Shared helpers for the Flotilla end-to-end tests: server processes, raw signed HTTP calls,
+unique names. Imported by conftest.py and the test modules (pytest puts tests/ on sys.path)."""
+
+import datetime
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import botocore.auth
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+FLOTILLA_BIN = Path(os.environ.get("FLOTILLA_BIN", REPO_ROOT / "target" / "debug" / "flotilla"))
+SPEC_DIR = Path(os.environ.get("FLOTILLA_SPEC_DIR", "/work/shared/spec/ecs"))
+
+ACCESS_KEY = "AKIDFLOTILLATEST0001"
+SECRET_KEY = "flotilla-e2e-secret-key"
+REGION = "us-east-1"
+ACCOUNT = "000000000000"
+TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
+
+# The AWS protocol errors a server may answer besides the ECS model's own error shapes.
+PROTOCOL_ERRORS = {
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "MissingAuthenticationTokenException",
+    "SerializationException",
+    "UnknownOperationException",
+}
+
+
+def unique(prefix="t"):
+    """A resource name no other test uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def load_model():
+    with open(SPEC_DIR / "service-2.json") as f:
+        return json.load(f)
+
+
+def modeled_errors(model=None):
+    model = model or load_model()
+    return {name for name, s in model["shapes"].items() if s.get("exception")}
+
+
+class Server:
+    """One `flotilla dev` process on a free port."""
+
+    def __init__(self, data_dir, log_path, port=None, region=REGION, account=ACCOUNT):
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ)
+        env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
+        env.pop("AWS_SESSION_TOKEN", None)
+        if not FLOTILLA_BIN.exists():
+            raise RuntimeError(
+                f"{FLOTILLA_BIN} does not exist: build it first (cargo build -p flotilla) "
+                "or point FLOTILLA_BIN at it"
+            )
+        self._log = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            [
+                str(FLOTILLA_BIN), "dev",
+                "--listen", f"127.0.0.1:{self.port}",
+                "--data-dir", str(self.data_dir),
+                "--region", region,
+                "--account", account,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=env,
+        )
+        self._ready = threading.Event()
+        self._out = []
+        threading.Thread(target=self._drain, daemon=True).start()
+        if not self._ready.wait(30):
+            self.kill()
+            raise RuntimeError(f"flotilla did not report listening; stdout: {self._out!r}")
+
+    def _drain(self):
+        for line in self.proc.stdout:
+            text = line.decode(errors="replace")
+            self._out.append(text)
+            if text.startswith("listening on http://"):
+                self._ready.set()
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            self.proc.wait(10)
+        self._log.close()
+
+
+def _sign(req, creds, skew_seconds=0):
+    signer = SigV4Auth(creds, "ecs", REGION)
+    if not skew_seconds:
+        signer.add_auth(req)
+        return
+    real = botocore.auth.get_current_datetime
+    with _SIGN_LOCK:
+        botocore.auth.get_current_datetime = lambda: real() + datetime.timedelta(seconds=skew_seconds)
+        try:
+            signer.add_auth(req)
+        finally:
+            botocore.auth.get_current_datetime = real
+
+
+_SIGN_LOCK = threading.Lock()
+
+
+class Response:
+    def __init__(self, status, headers, raw):
+        self.status = status
+        self.headers = headers
+        self.raw = raw
+        try:
+            self.json = json.loads(raw) if raw else None
+        except ValueError:
+            self.json = None
+
+    def __repr__(self):
+        return f"<{self.status} {self.raw[:300]!r}>"
+
+
+def raw_call(
+    endpoint,
+    operation=None,
+    body=b"{}",
+    *,
+    target=None,
+    sign=True,
+    access_key=ACCESS_KEY,
+    secret_key=SECRET_KEY,
+    token=None,
+    skew_seconds=0,
+    tamper=None,
+    method="POST",
+    path="/",
+    extra_headers=None,
+):
+    """Sends one HTTP request, SigV4-signed with botocore unless sign=False.
+
+    `operation` sets X-Amz-Target to the ECS prefix + operation; `target` sets it verbatim (pass
+    target="" together with operation=None to send no X-Amz-Target at all). `tamper(headers)` may
+    change the signed headers before sending (e.g. break the signature)."""
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body).encode()
+    elif isinstance(body, str):
+        body = body.encode()
+    headers = {"Content-Type": "application/x-amz-json-1.1"}
+    if target is None and operation is not None:
+        target = TARGET_PREFIX + operation
+    if target:
+        headers["X-Amz-Target"] = target
+    headers.update(extra_headers or {})
+    url = endpoint + path
+    req = AWSRequest(method=method, url=url, data=body, headers=headers)
+    if sign:
+        _sign(req, Credentials(access_key, secret_key, token), skew_seconds)
+    final = dict(req.headers.items())
+    if tamper:
+        tamper(final)
+    parts = urlsplit(endpoint)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=final)
+        resp = conn.getresponse()
+        raw = resp.read()
+        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, raw)
+    finally:
+        conn.close()
+
+
+def call_ok(endpoint, operation, body):
+    """A raw call that must succeed; returns its JSON."""
+    r = raw_call(endpoint, operation, body)
+    assert r.status == 200, (operation, body, r)
+    return r.json
+
+
+def wait_until(pred, timeout=10.0, interval=0.05):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(interval)
+    return pred()
