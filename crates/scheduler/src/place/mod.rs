@@ -240,7 +240,7 @@ impl FieldIndex {
 /// task count per value.
 pub(crate) struct SharedState {
     field: Arc<FieldIndex>,
-    counts: Vec<u64>,
+    pub(crate) counts: Vec<u64>,
 }
 
 impl SharedState {
@@ -391,13 +391,13 @@ impl Cluster {
         let mut scan = None;
         let mut index = None;
         if use_scan {
-            scan = Some(Scan::new(candidates));
+            scan = Some(Scan::new(&ctx, &self.instances, &candidates));
         } else {
             index = Some(Index::new(&ctx, &self.instances, &candidates));
         }
         for task_index in 0..req.count {
             let chosen = match (&scan, &index) {
-                (Some(s), _) => s.pick(&ctx, &self.instances, &mut rng),
+                (Some(s), _) => s.pick(&ctx, &mut rng),
                 (_, Some(x)) => x.pick(&ctx, &mut rng),
                 _ => None,
             };
@@ -411,9 +411,11 @@ impl Cluster {
             }
             let placed = self.commit(&mut ctx, req, i, task_index);
             let still = ctx.feasible(&self.instances, i);
+            let keep = still && placed.is_some();
             match (scan.as_mut(), index.as_mut()) {
-                (Some(s), _) if !still || placed.is_none() => s.remove(i),
-                (_, Some(x)) if still && placed.is_some() => x.insert(&ctx, &self.instances, i),
+                (Some(s), _) if keep => s.update(&ctx, &self.instances, i),
+                (Some(s), _) => s.remove(i),
+                (_, Some(x)) if keep => x.insert(&ctx, &self.instances, i),
                 _ => {}
             }
             match placed {

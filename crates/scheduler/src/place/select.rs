@@ -51,63 +51,132 @@ pub(crate) fn key(ctx: &Ctx<'_>, inst: &[ContainerInstance], i: usize, level: Le
     }
 }
 
-/// The reference selector: a sorted list of candidates scanned per task.
+const L: usize = crate::strategy::MAX_STRATEGIES;
+
+/// A candidate as the scan keeps it: per level its own key (binpack,
+/// spread(instanceId)) or its value id (spread(attribute)).
+struct Cand {
+    idx: u32,
+    own: [u64; L],
+    vids: [u32; L],
+}
+
+/// The reference selector: the candidates, scanned once per task.
 pub(crate) struct Scan {
-    candidates: Vec<u32>,
+    cands: Vec<Cand>,
 }
 
 impl Scan {
     /// Over `candidates` (ascending instance indices).
-    pub(crate) fn new(candidates: Vec<u32>) -> Self {
-        Self { candidates }
+    pub(crate) fn new(ctx: &Ctx<'_>, inst: &[ContainerInstance], candidates: &[u32]) -> Self {
+        let cands = candidates
+            .iter()
+            .map(|&idx| {
+                let mut c = Cand {
+                    idx,
+                    own: [0; L],
+                    vids: [0; L],
+                };
+                Self::fill(ctx, inst, &mut c);
+                c
+            })
+            .collect();
+        Self { cands }
+    }
+
+    fn fill(ctx: &Ctx<'_>, inst: &[ContainerInstance], c: &mut Cand) {
+        let i = c.idx as usize;
+        for (n, &l) in ctx.levels.iter().enumerate().take(L) {
+            match l {
+                Level::Shared(s) => c.vids[n] = ctx.shared.get(s).map_or(0, |sh| sh.vid(i)),
+                other => c.own[n] = key(ctx, inst, i, other),
+            }
+        }
     }
 
     /// The chosen candidate, or `None` if there is none.
-    pub(crate) fn pick(
-        &self,
-        ctx: &Ctx<'_>,
-        inst: &[ContainerInstance],
-        rng: &mut ChaCha8Rng,
-    ) -> Option<usize> {
-        let levels = &ctx.levels;
-        let mut best: Vec<u64> = Vec::with_capacity(levels.len());
-        let mut ties: Vec<u32> = Vec::new();
-        let mut cur: Vec<u64> = Vec::with_capacity(levels.len());
-        for &c in &self.candidates {
-            let i = c as usize;
-            cur.clear();
-            cur.extend(levels.iter().map(|&l| key(ctx, inst, i, l)));
-            if ties.is_empty() || cur < best {
-                best.clone_from(&cur);
-                ties.clear();
+    pub(crate) fn pick(&self, ctx: &Ctx<'_>, rng: &mut ChaCha8Rng) -> Option<usize> {
+        let nl = ctx.levels.len().min(L);
+        let empty: &[u64] = &[];
+        let mut counts: [&[u64]; L] = [empty; L];
+        for (n, &l) in ctx.levels.iter().enumerate().take(L) {
+            if let Level::Shared(s) = l {
+                counts[n] = ctx.shared.get(s).map_or(empty, |sh| &sh.counts[..]);
+            }
+        }
+        let shared: [bool; L] =
+            std::array::from_fn(|n| matches!(ctx.levels.get(n), Some(Level::Shared(_))));
+        let key_at = |c: &Cand, n: usize| -> u64 {
+            if shared[n] {
+                counts[n].get(c.vids[n] as usize).copied().unwrap_or(0)
+            } else {
+                c.own[n]
+            }
+        };
+        let mut best = [0u64; L];
+        let mut ties: Vec<&Cand> = Vec::new();
+        for c in &self.cands {
+            if ties.is_empty() {
+                for (n, b) in best.iter_mut().enumerate().take(nl) {
+                    *b = key_at(c, n);
+                }
                 ties.push(c);
-            } else if cur == best {
-                ties.push(c);
+                continue;
+            }
+            let mut ord = std::cmp::Ordering::Equal;
+            let mut n = 0;
+            while n < nl {
+                ord = key_at(c, n).cmp(&best[n]);
+                if ord != std::cmp::Ordering::Equal {
+                    break;
+                }
+                n += 1;
+            }
+            match ord {
+                std::cmp::Ordering::Greater => {}
+                std::cmp::Ordering::Equal => ties.push(c),
+                std::cmp::Ordering::Less => {
+                    for (m, b) in best.iter_mut().enumerate().take(nl).skip(n) {
+                        *b = key_at(c, m);
+                    }
+                    ties.clear();
+                    ties.push(c);
+                }
             }
         }
         if ties.is_empty() {
             return None;
         }
-        if !ctx.shared.is_empty() {
-            let vids = |i: u32| -> Vec<u32> {
-                levels
-                    .iter()
-                    .filter_map(|l| match l {
-                        Level::Shared(s) => ctx.shared.get(*s).map(|sh| sh.vid(i as usize)),
-                        _ => None,
-                    })
-                    .collect()
-            };
-            ties.sort_by_cached_key(|&i| (vids(i), i));
+        if shared.iter().any(|&b| b) {
+            ties.sort_by_key(|c| {
+                let mut v = [0u32; L];
+                let mut m = 0;
+                for n in 0..nl {
+                    if shared[n] {
+                        v[m] = c.vids[n];
+                        m += 1;
+                    }
+                }
+                (v, c.idx)
+            });
         }
         let k = rng.gen_range(0..ties.len());
-        ties.get(k).map(|&i| i as usize)
+        ties.get(k).map(|c| c.idx as usize)
+    }
+
+    /// Refreshes candidate `i`'s own keys after a task was placed on it.
+    pub(crate) fn update(&mut self, ctx: &Ctx<'_>, inst: &[ContainerInstance], i: usize) {
+        if let Ok(at) = self.cands.binary_search_by_key(&(i as u32), |c| c.idx) {
+            if let Some(c) = self.cands.get_mut(at) {
+                Self::fill(ctx, inst, c);
+            }
+        }
     }
 
     /// Drops candidate `i` (it no longer fits).
     pub(crate) fn remove(&mut self, i: usize) {
-        if let Ok(at) = self.candidates.binary_search(&(i as u32)) {
-            self.candidates.remove(at);
+        if let Ok(at) = self.cands.binary_search_by_key(&(i as u32), |c| c.idx) {
+            self.cands.remove(at);
         }
     }
 }
