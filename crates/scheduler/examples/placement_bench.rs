@@ -7,8 +7,8 @@
 //! - run-task: 10,000 requests of 10 tasks (RunTask's maximum count).
 //!
 //! Run with `cargo run --release -p flotilla-scheduler --example placement_bench`.
-//! Pass `--scan` to also time the reference scan selector on the services
-//! shape (slow at 10,000 instances).
+//! Pass `--scan` to also time each shape with the selector forced to the
+//! reference scan and to the incremental index (Auto picks by request size).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -90,6 +90,8 @@ fn main() {
         run(n, 10, SelectMode::Auto);
         if scan {
             run(n, 1_000, SelectMode::Scan);
+            run(n, 10, SelectMode::Scan);
+            run(n, 10, SelectMode::Index);
         }
     }
 }

@@ -197,7 +197,7 @@ pub enum SelectMode {
 }
 
 /// Requests of at most this many tasks are placed by scanning.
-const SCAN_MAX_COUNT: u32 = 8;
+const SCAN_MAX_COUNT: u32 = 32;
 
 /// Per attribute: each instance's value, as an id ordered like the values
 /// (no value first, then values ascending).

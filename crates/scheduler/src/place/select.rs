@@ -150,12 +150,9 @@ impl Scan {
         if shared.iter().any(|&b| b) {
             ties.sort_by_key(|c| {
                 let mut v = [0u32; L];
-                let mut m = 0;
-                for n in 0..nl {
-                    if shared[n] {
-                        v[m] = c.vids[n];
-                        m += 1;
-                    }
+                let vids = shared.iter().zip(c.vids).take(nl).filter(|(s, _)| **s);
+                for (slot, (_, vid)) in v.iter_mut().zip(vids) {
+                    *slot = vid;
                 }
                 (v, c.idx)
             });
@@ -307,7 +304,7 @@ impl Node {
 pub(crate) struct Index {
     root: Node,
     /// Per instance: the path keys it was inserted under, if it is in.
-    paths: Vec<Option<Vec<u64>>>,
+    paths: Vec<Option<[u64; L]>>,
 }
 
 impl Index {
@@ -323,14 +320,15 @@ impl Index {
         me
     }
 
-    fn path(ctx: &Ctx<'_>, inst: &[ContainerInstance], i: usize) -> Vec<u64> {
-        ctx.levels
-            .iter()
-            .map(|&l| match l {
+    fn path(ctx: &Ctx<'_>, inst: &[ContainerInstance], i: usize) -> [u64; L] {
+        let mut p = [0u64; L];
+        for (slot, &l) in p.iter_mut().zip(&ctx.levels) {
+            *slot = match l {
                 Level::Shared(s) => ctx.shared.get(s).map_or(0, |sh| u64::from(sh.vid(i))),
                 other => key(ctx, inst, i, other),
-            })
-            .collect()
+            };
+        }
+        p
     }
 
     /// Adds candidate `i` under its current keys.
@@ -345,7 +343,7 @@ impl Index {
     /// Takes candidate `i` out (before its keys change).
     pub(crate) fn remove(&mut self, i: usize) {
         if let Some(path) = self.paths.get_mut(i).and_then(Option::take) {
-            self.root.remove(0, &path, i as u32);
+            self.root.remove(0, &path[..], i as u32);
         }
     }
 
