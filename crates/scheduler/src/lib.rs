@@ -40,7 +40,7 @@
 //!   identical tasks) and *reserves as it goes*: later tasks of the same
 //!   request and later requests see earlier ones. [`Cluster::snapshot`] /
 //!   [`Cluster::into_snapshot`] give the updated snapshot back. The free
-//!   function [`place`] does a single request on an owned snapshot.
+//!   function [`place()`] does a single request on an owned snapshot.
 //! - A [`PlacementOutcome`] lists [`Placement`]s; if some tasks did not fit,
 //!   `unplaced > 0` and `rejections` holds every instance ruled out with all
 //!   its [`Rejection`]s (first = what ECS reports). [`PlacementOutcome::ecs_failures`]
