@@ -51,14 +51,17 @@ def endpoint(server):
     return server.endpoint
 
 
-def make_client(endpoint, retries=1, region=helpers.REGION):
+def make_client(endpoint, retries=1, region=helpers.REGION, validate=True):
     return boto3.client(
         "ecs",
         endpoint_url=endpoint,
         region_name=region,
         aws_access_key_id=helpers.ACCESS_KEY,
         aws_secret_access_key=helpers.SECRET_KEY,
-        config=Config(retries={"max_attempts": retries, "mode": "standard"}),
+        config=Config(
+            retries={"max_attempts": retries, "mode": "standard"},
+            parameter_validation=validate,
+        ),
     )
 
 
@@ -66,6 +69,13 @@ def make_client(endpoint, retries=1, region=helpers.REGION):
 def ecs(endpoint):
     """A boto3 ECS client for the session server (no retries: every error surfaces at once)."""
     return make_client(endpoint)
+
+
+@pytest.fixture(scope="session")
+def ecs_unchecked(endpoint):
+    """Like `ecs`, but botocore's client-side parameter validation is off, so requests that
+    boto3 would refuse to send reach the server."""
+    return make_client(endpoint, validate=False)
 
 
 @pytest.fixture(scope="session")
