@@ -20,12 +20,12 @@ pub const MAX_CONTAINERS: usize = 10;
 pub fn fargate_memory_allowed(cpu: u32, memory: u32) -> bool {
     match cpu {
         256 => matches!(memory, 512 | 1024 | 2048),
-        512 => (1024..=4096).contains(&memory) && memory % 1024 == 0,
-        1024 => (2048..=8192).contains(&memory) && memory % 1024 == 0,
-        2048 => (4096..=16384).contains(&memory) && memory % 1024 == 0,
-        4096 => (8192..=30720).contains(&memory) && memory % 1024 == 0,
-        8192 => (16384..=61440).contains(&memory) && memory % 4096 == 0,
-        16384 => (32768..=122880).contains(&memory) && memory % 8192 == 0,
+        512 => (1024..=4096).contains(&memory) && memory.is_multiple_of(1024),
+        1024 => (2048..=8192).contains(&memory) && memory.is_multiple_of(1024),
+        2048 => (4096..=16384).contains(&memory) && memory.is_multiple_of(1024),
+        4096 => (8192..=30720).contains(&memory) && memory.is_multiple_of(1024),
+        8192 => (16384..=61440).contains(&memory) && memory.is_multiple_of(4096),
+        16384 => (32768..=122880).contains(&memory) && memory.is_multiple_of(8192),
         _ => false,
     }
 }
@@ -431,8 +431,11 @@ pub fn validate_and_build(
         task_definition_arn: Some(reg.arn.clone()),
         container_definitions: Some(normalize_containers(containers, network_mode)),
         family: Some(family.to_string()),
-        task_role_arn: req.task_role_arn.clone(),
-        execution_role_arn: req.execution_role_arn.clone(),
+        // ECS treats an empty role ARN (what `aws ecs register-task-definition
+        // --generate-cli-skeleton` leaves in) as no role: it is not echoed back and does not
+        // make the task require the task-iam-role capability.
+        task_role_arn: non_empty(&req.task_role_arn),
+        execution_role_arn: non_empty(&req.execution_role_arn),
         network_mode: Some(network_mode),
         revision: reg.revision,
         volumes: Some(req.volumes.clone().unwrap_or_default()),
@@ -459,6 +462,11 @@ pub fn validate_and_build(
     td.compatibilities = Some(compute_compatibilities(&td));
     td.requires_attributes = Some(compute_requires_attributes(&td));
     Ok(td)
+}
+
+/// An optional string member, with the empty string read as absent.
+fn non_empty(s: &Option<String>) -> Option<String> {
+    s.as_ref().filter(|v| !v.is_empty()).cloned()
 }
 
 /// ECS fills in defaults it reports back (`essential`, empty lists).
@@ -632,6 +640,16 @@ mod tests {
             Some(vec![Compatibility::Ec2, Compatibility::External])
         );
         assert_eq!(td.container_definitions.unwrap()[0].essential, Some(true));
+    }
+
+    #[test]
+    fn empty_role_arns_mean_no_role() {
+        let mut r = req(vec![container("a")]);
+        r.task_role_arn = Some(String::new());
+        r.execution_role_arn = Some(String::new());
+        let td = validate_and_build(&r, &reg()).unwrap();
+        assert_eq!((td.task_role_arn, td.execution_role_arn), (None, None));
+        assert_eq!(td.requires_attributes, Some(vec![]));
     }
 
     #[test]

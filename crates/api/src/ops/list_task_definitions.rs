@@ -36,13 +36,7 @@ pub async fn list_task_definitions(
     if req.sort == Some(SortOrder::Desc) {
         items.reverse();
     }
-    let (arns, next_token) = page(
-        items.into_iter().map(|(k, a)| (k, a)).collect(),
-        req.next_token.as_deref(),
-        req.max_results,
-        100,
-        100,
-    )?;
+    let (arns, next_token) = page(items, req.next_token.as_deref(), req.max_results, 100, 100)?;
     Ok(ListTaskDefinitionsResponse {
         task_definition_arns: Some(arns),
         next_token,
