@@ -10,12 +10,26 @@ async fn rust_sdk_manages_clusters_and_task_definitions() {
     let server = support::start();
     let ecs = support::client(&server);
 
-    let created = ecs.create_cluster().cluster_name("sdk").send().await.unwrap();
+    let created = ecs
+        .create_cluster()
+        .cluster_name("sdk")
+        .send()
+        .await
+        .unwrap();
     let cluster = created.cluster.unwrap();
     assert_eq!(cluster.status.as_deref(), Some("ACTIVE"));
-    assert_eq!(cluster.cluster_arn.as_deref(), Some("arn:aws:ecs:us-east-1:000000000000:cluster/sdk"));
+    assert_eq!(
+        cluster.cluster_arn.as_deref(),
+        Some("arn:aws:ecs:us-east-1:000000000000:cluster/sdk")
+    );
 
-    let described = ecs.describe_clusters().clusters("sdk").clusters("missing").send().await.unwrap();
+    let described = ecs
+        .describe_clusters()
+        .clusters("sdk")
+        .clusters("missing")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(described.clusters().len(), 1);
     assert_eq!(described.failures()[0].reason.as_deref(), Some("MISSING"));
 
@@ -40,7 +54,12 @@ async fn rust_sdk_manages_clusters_and_task_definitions() {
         assert!(td.registered_at.is_some());
     }
 
-    let latest = ecs.describe_task_definition().task_definition("sdk-web").send().await.unwrap();
+    let latest = ecs
+        .describe_task_definition()
+        .task_definition("sdk-web")
+        .send()
+        .await
+        .unwrap();
     let td = latest.task_definition.unwrap();
     assert_eq!(td.revision, 3);
     assert_eq!(td.container_definitions()[0].memory, Some(66));
@@ -57,13 +76,29 @@ async fn rust_sdk_manages_clusters_and_task_definitions() {
         .await
         .unwrap();
     assert_eq!(pages.len(), 3);
-    assert!(pages[0].ends_with("sdk-web:3") && pages[2].ends_with("sdk-web:1"), "{pages:?}");
+    assert!(
+        pages[0].ends_with("sdk-web:3") && pages[2].ends_with("sdk-web:1"),
+        "{pages:?}"
+    );
 
-    let err = ecs.delete_cluster().cluster("nope").send().await.unwrap_err();
+    let err = ecs
+        .delete_cluster()
+        .cluster("nope")
+        .send()
+        .await
+        .unwrap_err();
     let service_err = err.into_service_error();
-    assert!(service_err.is_cluster_not_found_exception(), "{service_err:?}");
+    assert!(
+        service_err.is_cluster_not_found_exception(),
+        "{service_err:?}"
+    );
 
-    let err = ecs.describe_task_definition().task_definition("nope:1").send().await.unwrap_err();
+    let err = ecs
+        .describe_task_definition()
+        .task_definition("nope:1")
+        .send()
+        .await
+        .unwrap_err();
     assert!(err.into_service_error().is_client_exception());
 
     let deleted = ecs.delete_cluster().cluster("sdk").send().await.unwrap();

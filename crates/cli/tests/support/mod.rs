@@ -1,5 +1,7 @@
 //! Starts a real `flotilla dev` process for a test and builds an AWS SDK client pointed at it.
 
+#![allow(clippy::expect_used)] // Test support: a failure to start the server must fail the test loudly.
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
@@ -44,7 +46,11 @@ pub fn start() -> Server {
             break;
         }
     }
-    Server { child, endpoint: endpoint.expect("server printed its address"), _dir: dir }
+    Server {
+        child,
+        endpoint: endpoint.expect("server printed its address"),
+        _dir: dir,
+    }
 }
 
 /// An `aws-sdk-ecs` client for a server.
