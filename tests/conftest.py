@@ -102,3 +102,8 @@ def cli_env(endpoint, tmp_path_factory):
         HOME=str(home),
     )
     return env
+
+
+def pytest_terminal_summary(terminalreporter):
+    for key, value in helpers.REPORT.items():
+        terminalreporter.write_line(f"{key}: {value}")

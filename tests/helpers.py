@@ -40,6 +40,10 @@ PROTOCOL_ERRORS = {
 }
 
 
+# Figures the suite reports at the end of the run (see conftest.pytest_terminal_summary).
+REPORT = {}
+
+
 def unique(prefix="t"):
     """A resource name no other test uses."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
