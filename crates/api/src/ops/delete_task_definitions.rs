@@ -73,7 +73,7 @@ async fn delete_one(
             _ => {}
         }
         td.status = Some(TaskDefinitionStatus::DeleteInProgress);
-        td.delete_requested_at = Some(ctx.now);
+        td.delete_requested_at = Some(super::timestamp(ctx.now));
         let out = td.clone();
         let txn = Txn::new()
             .when(Compare::ModRevision(key.clone(), rev))

@@ -46,7 +46,7 @@ pub async fn deregister_task_definition(
             });
         }
         td.status = Some(TaskDefinitionStatus::Inactive);
-        td.deregistered_at = Some(ctx.now);
+        td.deregistered_at = Some(super::timestamp(ctx.now));
         let Some((mut family, frev)) = get::<FamilyRecord>(ctx.store(), &fkey).await? else {
             return Err(EcsError::server(format!("family record {fkey} is missing")));
         };

@@ -23,7 +23,7 @@ pub async fn register_task_definition(
     let probe = Registration {
         arn: String::new(),
         revision: 1,
-        registered_at: ctx.now,
+        registered_at: super::timestamp(ctx.now),
         registered_by: ctx.caller.principal_arn.clone(),
     };
     validate_and_build(&req, &probe)?;
@@ -40,7 +40,7 @@ pub async fn register_task_definition(
         let reg = Registration {
             arn: ctx.arns().task_definition(&req.family, revision),
             revision,
-            registered_at: ctx.now,
+            registered_at: super::timestamp(ctx.now),
             registered_by: ctx.caller.principal_arn.clone(),
         };
         let td = validate_and_build(&req, &reg)?;
