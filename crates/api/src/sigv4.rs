@@ -183,20 +183,19 @@ pub fn verify<'a>(
             joined.join(",")
         ));
     }
-    let canonical_query = canonical_query(query);
-    let canonical_request = format!(
-        "{method}\n{}\n{canonical_query}\n{canonical_headers}\n{signed_headers}\n{}",
-        if path.is_empty() { "/" } else { path },
-        hex::encode(Sha256::digest(body))
-    );
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{date}/{region}/{service}/aws4_request\n{}",
-        hex::encode(Sha256::digest(canonical_request.as_bytes()))
-    );
-    let key = signing_key(&cred.secret_access_key, date, region, service);
-    let mut mac = HmacSha256::new_from_slice(&key).map_err(|e| EcsError::server(e.to_string()))?;
-    mac.update(string_to_sign.as_bytes());
-    let expected = mac.finalize().into_bytes();
+    let expected = compute_signature(&SigningInput {
+        method,
+        path,
+        query,
+        canonical_headers: &canonical_headers,
+        signed_headers,
+        body,
+        amz_date,
+        date,
+        region,
+        service,
+        secret: &cred.secret_access_key,
+    });
     let Ok(given) = hex::decode(signature) else {
         return Err(signature_mismatch());
     };
@@ -208,6 +207,105 @@ pub fn verify<'a>(
         region: region.to_string(),
         principal_arn: cred.principal_arn.clone(),
     })
+}
+
+/// Everything a SigV4 signature covers.
+struct SigningInput<'a> {
+    method: &'a str,
+    path: &'a str,
+    query: &'a str,
+    canonical_headers: &'a str,
+    signed_headers: &'a str,
+    body: &'a [u8],
+    amz_date: &'a str,
+    date: &'a str,
+    region: &'a str,
+    service: &'a str,
+    secret: &'a str,
+}
+
+fn compute_signature(i: &SigningInput<'_>) -> Vec<u8> {
+    let canonical_request = format!(
+        "{}\n{}\n{}\n{}\n{}\n{}",
+        i.method,
+        if i.path.is_empty() { "/" } else { i.path },
+        canonical_query(i.query),
+        i.canonical_headers,
+        i.signed_headers,
+        hex::encode(Sha256::digest(i.body))
+    );
+    let string_to_sign = format!(
+        "AWS4-HMAC-SHA256\n{}\n{}/{}/{}/aws4_request\n{}",
+        i.amz_date,
+        i.date,
+        i.region,
+        i.service,
+        hex::encode(Sha256::digest(canonical_request.as_bytes()))
+    );
+    let key = signing_key(i.secret, i.date, i.region, i.service);
+    hmac(&key, string_to_sign.as_bytes())
+}
+
+/// Signs an ECS API request (`POST /`) the way the AWS SDKs do, for Flotilla's own clients (the
+/// CLI verbs, the agent). Returns the headers to add: `x-amz-date`, optionally
+/// `x-amz-security-token`, and `authorization`. `headers` are the other headers to sign
+/// (lowercase names), e.g. `host`, `content-type`, `x-amz-target`.
+pub fn sign(
+    headers: &[(&str, &str)],
+    body: &[u8],
+    now_epoch: i64,
+    region: &str,
+    access_key_id: &str,
+    secret_access_key: &str,
+    session_token: Option<&str>,
+) -> Vec<(String, String)> {
+    let amz_date = time::OffsetDateTime::from_unix_timestamp(now_epoch)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year][month][day]T[hour][minute][second]Z"
+            ))
+            .ok()
+        })
+        .unwrap_or_default();
+    let date = amz_date.get(..8).unwrap_or("").to_string();
+    let mut all: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    all.push(("x-amz-date".into(), amz_date.clone()));
+    if let Some(t) = session_token {
+        all.push(("x-amz-security-token".into(), t.to_string()));
+    }
+    all.sort();
+    let signed_headers: Vec<&str> = all.iter().map(|(k, _)| k.as_str()).collect();
+    let signed_headers = signed_headers.join(";");
+    let canonical_headers: String = all.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
+    let signature = compute_signature(&SigningInput {
+        method: "POST",
+        path: "/",
+        query: "",
+        canonical_headers: &canonical_headers,
+        signed_headers: &signed_headers,
+        body,
+        amz_date: &amz_date,
+        date: &date,
+        region,
+        service: "ecs",
+        secret: secret_access_key,
+    });
+    let mut out = vec![("x-amz-date".to_string(), amz_date)];
+    if let Some(t) = session_token {
+        out.push(("x-amz-security-token".into(), t.to_string()));
+    }
+    out.push((
+        "authorization".into(),
+        format!(
+            "AWS4-HMAC-SHA256 Credential={access_key_id}/{date}/{region}/ecs/aws4_request, SignedHeaders={signed_headers}, Signature={}",
+            hex::encode(signature)
+        ),
+    ));
+    out
 }
 
 fn signature_mismatch() -> EcsError {
@@ -364,6 +462,31 @@ mod tests {
         assert_eq!(e.code, ErrorCode::UnrecognizedClientException);
         let e = verify("POST", "/", "", &[], b"{}", NOW, |_| None).unwrap_err();
         assert_eq!(e.code, ErrorCode::MissingAuthenticationTokenException);
+    }
+
+    #[test]
+    fn our_signer_is_accepted_by_our_verifier() {
+        let c = cred(Some("TOK"));
+        let base = [
+            ("host", "127.0.0.1:8080"),
+            ("content-type", "application/x-amz-json-1.1"),
+        ];
+        let added = super::sign(
+            &base,
+            b"{}",
+            NOW,
+            "us-east-1",
+            &c.access_key_id,
+            &c.secret_access_key,
+            Some("TOK"),
+        );
+        let mut headers: Vec<(String, String)> = base
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        headers.extend(added);
+        assert!(check(&headers, "{}", &c).is_ok());
+        assert!(check(&headers, "{ }", &c).is_err());
     }
 
     #[test]

@@ -48,7 +48,8 @@ struct FileCredential {
     principal: Option<String>,
 }
 
-fn default_data_dir() -> PathBuf {
+/// Where the store lives when `--data-dir` is not given.
+pub fn default_data_dir() -> PathBuf {
     if let Ok(x) = std::env::var("XDG_DATA_HOME") {
         return PathBuf::from(x).join("flotilla");
     }

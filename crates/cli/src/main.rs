@@ -6,8 +6,10 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // A CLI talks to people on stdout/stderr.
 
+mod client;
 mod config;
 mod serve;
+mod verbs;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -38,6 +40,34 @@ enum Command {
     /// credentials (printed, and saved in DATA_DIR/credentials) unless AWS_ACCESS_KEY_ID and
     /// AWS_SECRET_ACCESS_KEY are set.
     Dev(DevArgs),
+    /// List clusters with their instance, task and service counts.
+    Clusters(ListArgs),
+    /// List task definitions (latest first within each family order) with their containers.
+    #[command(name = "task-definitions")]
+    TaskDefinitions(TaskDefinitionsArgs),
+}
+
+/// Flags of the human verbs.
+#[derive(clap::Args, Debug)]
+struct ListArgs {
+    /// The Flotilla endpoint [default: AWS_ENDPOINT_URL_ECS, AWS_ENDPOINT_URL, http://127.0.0.1:8080].
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// `table` for people, `json` for scripts.
+    #[arg(long, short, value_enum, default_value = "table")]
+    output: verbs::Output,
+}
+
+#[derive(clap::Args, Debug)]
+struct TaskDefinitionsArgs {
+    #[command(flatten)]
+    list: ListArgs,
+    /// Only this family.
+    #[arg(long)]
+    family: Option<String>,
+    /// ACTIVE, INACTIVE or DELETE_IN_PROGRESS.
+    #[arg(long, default_value = "ACTIVE")]
+    status: String,
 }
 
 /// Flags shared by `server` and `dev`.
@@ -86,9 +116,20 @@ fn init_logging(json: bool) {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_json);
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One readable line with the cause chain; no backtrace for people.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -101,6 +142,20 @@ fn main() -> anyhow::Result<()> {
             Command::Dev(args) => {
                 let cfg = config::dev_config(&args.common)?;
                 serve::run(cfg).await
+            }
+            Command::Clusters(args) => {
+                let client = client::EcsClient::from_env(args.endpoint.as_deref())?;
+                verbs::clusters(&client, args.output).await
+            }
+            Command::TaskDefinitions(args) => {
+                let client = client::EcsClient::from_env(args.list.endpoint.as_deref())?;
+                verbs::task_definitions(
+                    &client,
+                    args.family.as_deref(),
+                    &args.status,
+                    args.list.output,
+                )
+                .await
             }
         }
     })
