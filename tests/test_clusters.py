@@ -413,3 +413,36 @@ def test_describe_capacity_providers(ecs):
     with pytest.raises(ClientError) as e:
         ecs.describe_capacity_providers(maxResults=11)
     assert error_code(e) == "InvalidParameterException"
+
+
+def test_arns_of_another_account_or_region_are_not_local_clusters(ecs):
+    name = unique("c")
+    ecs.create_cluster(clusterName=name, tags=[{"key": "k", "value": "v"}])
+    for foreign in (f"arn:aws:ecs:eu-west-1:{ACCOUNT}:cluster/{name}",
+                    f"arn:aws:ecs:{REGION}:999999999999:cluster/{name}"):
+        r = ecs.describe_clusters(clusters=[foreign])
+        assert r["clusters"] == []
+        assert r["failures"] == [{"arn": foreign, "reason": "MISSING"}]
+        with pytest.raises(ClientError) as e:
+            ecs.delete_cluster(cluster=foreign)
+        assert error_code(e) == "ClusterNotFoundException"
+        with pytest.raises(ClientError) as e:
+            ecs.update_cluster_settings(
+                cluster=foreign, settings=[{"name": "containerInsights", "value": "enabled"}])
+        assert error_code(e) == "ClusterNotFoundException"
+        with pytest.raises(ClientError) as e:
+            ecs.untag_resource(resourceArn=foreign, tagKeys=["k"])
+        assert error_code(e) == "ClusterNotFoundException"
+    c = ecs.describe_clusters(clusters=[name], include=["TAGS", "SETTINGS"])["clusters"][0]
+    assert c["status"] == "ACTIVE" and c["tags"] == [{"key": "k", "value": "v"}]
+    assert c["settings"] == [{"name": "containerInsights", "value": "disabled"}]
+
+
+def test_concurrent_create_cluster_yields_one_cluster(ecs):
+    from concurrent.futures import ThreadPoolExecutor
+
+    name = unique("race")
+    with ThreadPoolExecutor(8) as pool:
+        arns = set(pool.map(lambda _: ecs.create_cluster(clusterName=name)["cluster"]["clusterArn"],
+                            range(16)))
+    assert arns == {f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{name}"}

@@ -449,3 +449,39 @@ def test_list_rejects_bad_status(ecs):
     with pytest.raises(ClientError) as e:
         ecs.list_task_definitions(status="ALL")  # ALL is only for families
     assert code_of(e) == "InvalidParameterException"
+
+
+def test_concurrent_registrations_get_distinct_revisions(ecs):
+    from concurrent.futures import ThreadPoolExecutor
+
+    family = unique("race")
+    with ThreadPoolExecutor(6) as pool:
+        revs = list(pool.map(lambda _: register(ecs, family)["taskDefinition"]["revision"],
+                             range(60)))
+    assert sorted(revs) == list(range(1, 61))
+    arns = ecs.get_paginator("list_task_definitions").paginate(
+        familyPrefix=family).build_full_result()["taskDefinitionArns"]
+    assert arns == [td_arn(family, r) for r in range(1, 61)]
+
+
+def test_arns_of_another_account_or_region_are_not_local_definitions(ecs):
+    family = unique("foreign")
+    register(ecs, family)
+    ecs.deregister_task_definition(taskDefinition=f"{family}:1")
+    register(ecs, family)
+    for foreign in (f"arn:aws:ecs:eu-west-1:{ACCOUNT}:task-definition/{family}:2",
+                    f"arn:aws:ecs:{REGION}:999999999999:task-definition/{family}:2"):
+        with pytest.raises(ClientError) as e:
+            ecs.describe_task_definition(taskDefinition=foreign)
+        assert code_of(e) == "ClientException"
+        assert e.value.response["Error"]["Message"] == "Unable to describe task definition."
+        with pytest.raises(ClientError) as e:
+            ecs.deregister_task_definition(taskDefinition=foreign)
+        assert code_of(e) == "ClientException"
+        gone = foreign.replace(":2", ":1")
+        r = ecs.delete_task_definitions(taskDefinitions=[gone])
+        assert r["taskDefinitions"] == [] and r["failures"][0]["arn"] == gone
+    assert ecs.describe_task_definition(taskDefinition=f"{family}:2")["taskDefinition"][
+        "status"] == "ACTIVE"
+    assert ecs.describe_task_definition(taskDefinition=f"{family}:1")["taskDefinition"][
+        "status"] == "INACTIVE"

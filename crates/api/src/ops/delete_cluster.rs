@@ -14,6 +14,9 @@ pub async fn delete_cluster(
     ctx: &Ctx<'_>,
     req: DeleteClusterRequest,
 ) -> Result<DeleteClusterResponse, EcsError> {
+    if super::foreign_arn(ctx, &req.cluster) {
+        return Err(EcsError::cluster_not_found());
+    }
     let name = cluster_name(Some(&req.cluster))?;
     let key = cluster_key(&name);
     for _ in 0..CAS_ATTEMPTS {

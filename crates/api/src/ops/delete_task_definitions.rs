@@ -31,6 +31,14 @@ pub async fn delete_task_definitions(
                 "Invalid task definition '{raw}': a revision is required (family:revision or a full ARN)."
             )));
         };
+        if super::foreign_arn(ctx, raw) {
+            failures.push(Failure {
+                arn: Some(raw.clone()),
+                reason: Some("The specified task definition does not exist.".into()),
+                detail: None,
+            });
+            continue;
+        }
         match delete_one(ctx, &r.family, revision).await? {
             Ok(td) => deleted.push(td),
             Err(reason) => failures.push(Failure {

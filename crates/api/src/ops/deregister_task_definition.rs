@@ -26,6 +26,11 @@ pub async fn deregister_task_definition(
             req.task_definition
         )));
     };
+    if super::foreign_arn(ctx, &req.task_definition) {
+        return Err(EcsError::client(
+            "The specified task definition does not exist.",
+        ));
+    }
     let key = task_definition_key(&r.family, revision);
     let fkey = family_key(&r.family);
     for _ in 0..CAS_ATTEMPTS {

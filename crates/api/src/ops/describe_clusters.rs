@@ -80,12 +80,22 @@ pub async fn describe_clusters(
     let mut failures = Vec::new();
     for raw in names {
         let name = cluster_name(Some(&raw))?;
-        match get::<Cluster>(ctx.store(), &cluster_key(&name)).await? {
+        let found = if super::foreign_arn(ctx, &raw) {
+            None
+        } else {
+            get::<Cluster>(ctx.store(), &cluster_key(&name)).await?
+        };
+        match found {
             Some((mut c, _)) => {
                 fill_counts(ctx.store(), &mut c).await?;
                 trim(&mut c, &include);
                 clusters.push(c);
             }
+            None if raw.starts_with("arn:") => failures.push(Failure {
+                arn: Some(raw.clone()),
+                reason: Some("MISSING".into()),
+                detail: None,
+            }),
             None => failures.push(Failure {
                 arn: Some(ctx.arns().cluster(&name)),
                 reason: Some("MISSING".into()),

@@ -75,6 +75,9 @@ pub async fn describe_task_definition(
     req: DescribeTaskDefinitionRequest,
 ) -> Result<DescribeTaskDefinitionResponse, EcsError> {
     let r = parse_ref(&req.task_definition)?;
+    if super::foreign_arn(ctx, &req.task_definition) {
+        return Err(EcsError::client("Unable to describe task definition."));
+    }
     let Some((rec, _)) = load(ctx.store(), &r).await? else {
         return Err(EcsError::client("Unable to describe task definition."));
     };

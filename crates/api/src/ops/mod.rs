@@ -31,6 +31,14 @@ pub mod tags;
 pub mod update_cluster;
 pub mod update_cluster_settings;
 
+/// True when `value` is an ARN of another region or account than this server's. Such an ARN
+/// names a resource this server does not hold, even when a local resource has the same name.
+pub fn foreign_arn(ctx: &Ctx<'_>, value: &str) -> bool {
+    value.starts_with("arn:")
+        && flotilla_model::arn::parse(value)
+            .is_some_and(|p| p.region != ctx.arns().region || p.account != ctx.arns().account)
+}
+
 /// A timestamp as ECS reports it: epoch seconds with millisecond precision.
 ///
 /// Stored records are JSON, and serde_json (without its `float_roundtrip` feature) may read a

@@ -102,6 +102,12 @@ async fn modify_tags(
     change: impl Fn(&mut Vec<Tag>) -> Result<(), EcsError>,
 ) -> Result<Vec<Tag>, EcsError> {
     let t = target(arn)?;
+    if super::foreign_arn(ctx, arn) {
+        return Err(match t {
+            Target::Cluster(_) => EcsError::cluster_not_found(),
+            Target::TaskDefinition(..) => not_found(arn),
+        });
+    }
     for _ in 0..CAS_ATTEMPTS {
         let (key, bytes, tags, rev) = match &t {
             Target::Cluster(name) => {
@@ -180,7 +186,17 @@ pub async fn list_tags_for_resource(
     ctx: &Ctx<'_>,
     req: ListTagsForResourceRequest,
 ) -> Result<ListTagsForResourceResponse, EcsError> {
-    let tags = match target(&req.resource_arn)? {
+    let t = target(&req.resource_arn)?;
+    if super::foreign_arn(ctx, &req.resource_arn) {
+        return Err(match t {
+            Target::Cluster(_) => EcsError::cluster_not_found(),
+            Target::TaskDefinition(..) => EcsError::invalid_parameter(format!(
+                "The specified task definition does not exist: {}.",
+                req.resource_arn
+            )),
+        });
+    }
+    let tags = match t {
         Target::Cluster(name) => match get::<Cluster>(ctx.store(), &cluster_key(&name)).await? {
             Some((c, _)) if c.status.as_deref() == Some("ACTIVE") => c.tags.unwrap_or_default(),
             _ => return Err(EcsError::cluster_not_found()),

@@ -14,6 +14,9 @@ pub async fn modify_cluster(
     cluster: Option<&str>,
     change: impl Fn(&mut Cluster) -> Result<(), EcsError>,
 ) -> Result<Cluster, EcsError> {
+    if cluster.is_some_and(|c| super::foreign_arn(ctx, c)) {
+        return Err(EcsError::cluster_not_found());
+    }
     for _ in 0..CAS_ATTEMPTS {
         let (mut c, rev) = active_cluster(ctx.store(), cluster).await?;
         change(&mut c)?;
