@@ -71,13 +71,21 @@ fn target_of(a: &Attribute) -> Result<&str, EcsError> {
     })
 }
 
+/// The cluster an attribute request names, refusing ARNs of another region or account.
+async fn cluster_of(ctx: &Ctx<'_>, cluster: Option<&str>) -> Result<String, EcsError> {
+    if cluster.is_some_and(|c| super::foreign_arn(ctx, c)) {
+        return Err(EcsError::cluster_not_found());
+    }
+    let (c, _) = active_cluster(ctx.store(), cluster).await?;
+    Ok(c.cluster_name.unwrap_or_default())
+}
+
 /// PutAttributes.
 pub async fn put_attributes(
     ctx: &Ctx<'_>,
     req: PutAttributesRequest,
 ) -> Result<PutAttributesResponse, EcsError> {
-    let (cluster, _) = active_cluster(ctx.store(), req.cluster.as_deref()).await?;
-    let cname = cluster.cluster_name.unwrap_or_default();
+    let cname = cluster_of(ctx, req.cluster.as_deref()).await?;
     if req.attributes.len() > MAX_CUSTOM_ATTRIBUTES {
         return Err(EcsError::new(
             ErrorCode::AttributeLimitExceededException,
@@ -137,8 +145,7 @@ pub async fn delete_attributes(
     ctx: &Ctx<'_>,
     req: DeleteAttributesRequest,
 ) -> Result<DeleteAttributesResponse, EcsError> {
-    let (cluster, _) = active_cluster(ctx.store(), req.cluster.as_deref()).await?;
-    let cname = cluster.cluster_name.unwrap_or_default();
+    let cname = cluster_of(ctx, req.cluster.as_deref()).await?;
     let mut txn = Txn::new();
     for a in &req.attributes {
         let id = target_of(a)?;
@@ -165,8 +172,7 @@ pub async fn list_attributes(
     ctx: &Ctx<'_>,
     req: ListAttributesRequest,
 ) -> Result<ListAttributesResponse, EcsError> {
-    let (cluster, _) = active_cluster(ctx.store(), req.cluster.as_deref()).await?;
-    let cname = cluster.cluster_name.unwrap_or_default();
+    let cname = cluster_of(ctx, req.cluster.as_deref()).await?;
     if req.attribute_value.is_some() && req.attribute_name.is_none() {
         return Err(EcsError::invalid_parameter(
             "attributeValue can only be specified together with attributeName.",
