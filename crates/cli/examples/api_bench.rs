@@ -8,6 +8,9 @@
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 use aws_sdk_ecs::types::ContainerDefinition;
+
+#[path = "../tests/support/sdk.rs"]
+mod support;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -32,23 +35,6 @@ fn server_binary() -> PathBuf {
         assert!(cmd.status().unwrap().success(), "cargo build failed");
     }
     bin
-}
-
-fn client(endpoint: &str) -> aws_sdk_ecs::Client {
-    let creds = aws_credential_types::Credentials::from_keys(AKID, SECRET, None);
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let conf = aws_sdk_ecs::Config::builder()
-        .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
-        .region(aws_sdk_ecs::config::Region::new("us-east-1"))
-        .credentials_provider(creds)
-        .endpoint_url(endpoint)
-        .http_client(http)
-        .build();
-    aws_sdk_ecs::Client::from_conf(conf)
 }
 
 fn container(i: usize) -> ContainerDefinition {
@@ -143,7 +129,7 @@ async fn main() {
             break;
         }
     }
-    let ecs = client(&endpoint);
+    let ecs = support::sdk(&endpoint, AKID, SECRET, None);
     ecs.register_task_definition()
         .family("bench-seed")
         .container_definitions(container(0))

@@ -19,7 +19,8 @@ pub struct EcsClient {
     session_token: Option<String>,
 }
 
-fn read_profile(path: &std::path::Path) -> Option<(String, String)> {
+/// Reads the `[default]` profile's keys from an AWS shared-credentials file.
+pub fn read_profile(path: &std::path::Path) -> Option<(String, String)> {
     let text = std::fs::read_to_string(path).ok()?;
     let mut in_default = false;
     let (mut akid, mut secret) = (None, None);

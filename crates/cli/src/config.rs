@@ -150,23 +150,6 @@ fn random_string(len: usize, alphabet: &[u8]) -> String {
         .collect()
 }
 
-/// Reads `[default]` keys from a shared-credentials file.
-fn read_credentials_file(path: &Path) -> Option<(String, String)> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let mut akid = None;
-    let mut secret = None;
-    for line in text.lines() {
-        if let Some((k, v)) = line.split_once('=') {
-            match k.trim() {
-                "aws_access_key_id" => akid = Some(v.trim().to_string()),
-                "aws_secret_access_key" => secret = Some(v.trim().to_string()),
-                _ => {}
-            }
-        }
-    }
-    Some((akid?, secret?))
-}
-
 /// Configuration of `flotilla dev`.
 pub fn dev_config(common: &CommonArgs) -> anyhow::Result<ServerConfig> {
     let account = common
@@ -197,7 +180,7 @@ pub fn dev_config(common: &CommonArgs) -> anyhow::Result<ServerConfig> {
         }
         None => {
             let path = data_dir.join("credentials");
-            let (akid, secret) = match read_credentials_file(&path) {
+            let (akid, secret) = match crate::client::read_profile(&path) {
                 Some(pair) => pair,
                 None => {
                     let akid = format!(

@@ -3,6 +3,9 @@
 #![allow(clippy::expect_used)] // Test support: a failure to start the server must fail the test loudly.
 #![allow(dead_code)] // Shared by several test binaries; each uses a part.
 
+mod sdk;
+pub use sdk::sdk;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
@@ -57,28 +60,4 @@ pub fn start() -> Server {
 /// An `aws-sdk-ecs` client for a server.
 pub fn client(server: &Server) -> aws_sdk_ecs::Client {
     sdk(&server.endpoint, AKID, SECRET, None)
-}
-
-/// An `aws-sdk-ecs` client for any endpoint and credentials.
-pub fn sdk(endpoint: &str, akid: &str, secret: &str, token: Option<&str>) -> aws_sdk_ecs::Client {
-    let creds = aws_credential_types::Credentials::new(
-        akid,
-        secret,
-        token.map(str::to_string),
-        None,
-        "test",
-    );
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let conf = aws_sdk_ecs::Config::builder()
-        .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
-        .region(aws_sdk_ecs::config::Region::new("us-east-1"))
-        .credentials_provider(creds)
-        .endpoint_url(endpoint)
-        .http_client(http)
-        .build();
-    aws_sdk_ecs::Client::from_conf(conf)
 }

@@ -1,0 +1,26 @@
+//! An `aws-sdk-ecs` client pointed at a Flotilla endpoint (plain HTTP on loopback; rustls with
+//! the ring provider for HTTPS, which builds with the C compiler this machine has).
+
+/// An `aws-sdk-ecs` client for any endpoint and credentials.
+pub fn sdk(endpoint: &str, akid: &str, secret: &str, token: Option<&str>) -> aws_sdk_ecs::Client {
+    let creds = aws_credential_types::Credentials::new(
+        akid,
+        secret,
+        token.map(str::to_string),
+        None,
+        "test",
+    );
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let conf = aws_sdk_ecs::Config::builder()
+        .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
+        .region(aws_sdk_ecs::config::Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .endpoint_url(endpoint)
+        .http_client(http)
+        .build();
+    aws_sdk_ecs::Client::from_conf(conf)
+}
