@@ -259,6 +259,47 @@ pub fn sign(
     secret_access_key: &str,
     session_token: Option<&str>,
 ) -> Vec<(String, String)> {
+    sign_request(
+        &RequestToSign {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers,
+            body,
+        },
+        now_epoch,
+        region,
+        access_key_id,
+        secret_access_key,
+        session_token,
+    )
+}
+
+/// A request to sign with [`sign_request`].
+pub struct RequestToSign<'a> {
+    /// HTTP method, e.g. `GET` for the agent session's WebSocket upgrade.
+    pub method: &'a str,
+    /// Path, e.g. `/agent/v1/session`.
+    pub path: &'a str,
+    /// Raw query string without `?` (its parameters must already be URI-encoded).
+    pub query: &'a str,
+    /// Headers to sign (names in any case), e.g. `host`.
+    pub headers: &'a [(&'a str, &'a str)],
+    /// The body (empty for GET).
+    pub body: &'a [u8],
+}
+
+/// Signs any request to the Flotilla server with SigV4 (service `ecs`) and returns the headers
+/// to add: `x-amz-date`, optionally `x-amz-security-token`, and `authorization`.
+pub fn sign_request(
+    req: &RequestToSign<'_>,
+    now_epoch: i64,
+    region: &str,
+    access_key_id: &str,
+    secret_access_key: &str,
+    session_token: Option<&str>,
+) -> Vec<(String, String)> {
+    let (headers, body) = (req.headers, req.body);
     let amz_date = time::OffsetDateTime::from_unix_timestamp(now_epoch)
         .ok()
         .and_then(|t| {
@@ -282,9 +323,9 @@ pub fn sign(
     let signed_headers = signed_headers.join(";");
     let canonical_headers: String = all.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
     let signature = compute_signature(&SigningInput {
-        method: "POST",
-        path: "/",
-        query: "",
+        method: req.method,
+        path: req.path,
+        query: req.query,
         canonical_headers: &canonical_headers,
         signed_headers: &signed_headers,
         body,

@@ -1,0 +1,1 @@
+//! The container agent (being built).

@@ -1,0 +1,285 @@
+//! The agent session: what a `flotilla agent` and the control plane say to each other.
+//!
+//! The ECS architecture, kept: the agent registers its host with the ECS API
+//! (`RegisterContainerInstance`), asks `DiscoverPollEndpoint` where its session lives, then holds
+//! ONE long-lived WebSocket at [`SESSION_PATH`] (`?containerInstance=<ARN>`), whose upgrade
+//! request is signed with SigV4 like any ECS call. Over it:
+//!
+//! - the server **pushes** desired state ([`ServerMessage::Tasks`]): on connect the full set of
+//!   tasks assigned to the instance that are not yet STOPPED (`full: true`), then every change
+//!   as it is committed. Assignments are level-triggered: each carries the whole desired state of
+//!   its task and a `version` that grows with every change of it, so a repeated or reordered
+//!   message is harmless (the agent keeps the highest version);
+//! - the agent **reports** observed state ([`AgentMessage::TaskState`]): each report carries the
+//!   whole observed state of one task (not a delta), so applying it twice changes nothing; the
+//!   server never moves a task's `lastStatus` backwards;
+//! - the agent sends [`AgentMessage::Heartbeat`] every `heartbeat_interval_ms`; a session silent
+//!   for [`MISSED_HEARTBEATS`] intervals is gone and the instance shows `agentConnected: false`;
+//! - the agent samples usage ([`AgentMessage::Usage`]); the server keeps the latest per task.
+//!
+//! Messages are JSON text frames, tagged by `"type"`.
+//!
+//! What this crate is not: transport. It has no sockets and no clock.
+
+#![warn(missing_docs)]
+
+use flotilla_model::shapes::{
+    ContainerDefinition, HealthStatus, NetworkBinding, NetworkMode, TaskStopCode, Volume,
+};
+use flotilla_model::status::{ContainerStatus, TaskStatus};
+use serde::{Deserialize, Serialize};
+
+/// Where the session WebSocket is served.
+pub const SESSION_PATH: &str = "/agent/v1/session";
+/// The query parameter naming the container instance.
+pub const INSTANCE_PARAM: &str = "containerInstance";
+/// The protocol version; a server refuses an agent with another major.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// How many heartbeat intervals may pass silently before the instance is disconnected.
+pub const MISSED_HEARTBEATS: u64 = 3;
+
+/// Docker labels the agent puts on every container it creates, so a restarted agent can find
+/// and adopt them.
+pub mod labels {
+    /// The container instance id (the last part of its ARN) that owns the container.
+    pub const INSTANCE: &str = "com.flotilla.container-instance";
+    /// The cluster name.
+    pub const CLUSTER: &str = "com.flotilla.cluster";
+    /// The task ARN.
+    pub const TASK_ARN: &str = "com.flotilla.task-arn";
+    /// The container's name in its task definition.
+    pub const CONTAINER_NAME: &str = "com.flotilla.container-name";
+    /// The task definition family and revision, `family:revision`.
+    pub const TASK_DEFINITION: &str = "com.flotilla.task-definition";
+}
+
+/// Desired status the control plane asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DesiredStatus {
+    /// Run the task.
+    Running,
+    /// Stop the task (and keep it stopped).
+    Stopped,
+}
+
+/// Server -> agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ServerMessage {
+    /// First message of a session.
+    Welcome {
+        /// The instance this session belongs to.
+        container_instance_arn: String,
+        /// How often the agent must send a heartbeat.
+        heartbeat_interval_ms: u64,
+        /// [`PROTOCOL_VERSION`] of the server.
+        protocol_version: u32,
+    },
+    /// Desired state of tasks on this instance.
+    Tasks {
+        /// When true, this is every task the instance should know about; a task the agent runs
+        /// that is not listed was stopped or forgotten by the control plane and must be stopped.
+        full: bool,
+        /// Upserts, by task ARN.
+        tasks: Vec<TaskAssignment>,
+    },
+    /// The server has applied the agent's reports up to and including this sequence number.
+    Ack {
+        /// Highest applied `TaskStateReport::seq`.
+        seq: u64,
+    },
+}
+
+/// Agent -> server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum AgentMessage {
+    /// I am alive.
+    Heartbeat {
+        /// The agent's clock, epoch milliseconds (for skew diagnostics only).
+        sent_at_ms: u64,
+    },
+    /// The observed state of one task.
+    TaskState(TaskStateReport),
+    /// Latest resource usage of running tasks.
+    Usage {
+        /// One sample per task.
+        samples: Vec<TaskUsage>,
+    },
+}
+
+/// Everything the agent needs to run (or stop) one task. Overrides are already applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskAssignment {
+    /// The task ARN.
+    pub task_arn: String,
+    /// The cluster ARN.
+    pub cluster_arn: String,
+    /// Task definition ARN.
+    pub task_definition_arn: String,
+    /// Grows with every change of this task's desired state.
+    pub version: u64,
+    /// What the control plane wants.
+    pub desired_status: DesiredStatus,
+    /// Why the task is being stopped (shown as `stoppedReason`), when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
+    /// The stop code to report when the stop was asked for by the control plane.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_code: Option<TaskStopCode>,
+    /// The task definition's network mode (bridge when unset).
+    pub network_mode: NetworkMode,
+    /// Task-level CPU units, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<u32>,
+    /// Task-level memory MiB, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u32>,
+    /// The task definition's volumes.
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
+    /// `pidMode` of the task definition (`host` or `task`), if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_mode: Option<String>,
+    /// `ipcMode` of the task definition, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipc_mode: Option<String>,
+    /// The containers, in task definition order.
+    pub containers: Vec<ContainerAssignment>,
+}
+
+/// One container of an assignment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerAssignment {
+    /// The container ARN ECS reports for it.
+    pub container_arn: String,
+    /// The container definition with the RunTask overrides (command, environment, cpu,
+    /// memory, memoryReservation) applied.
+    pub definition: ContainerDefinition,
+}
+
+/// The observed state of one task, complete (not a delta).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskStateReport {
+    /// Agent-wide, increasing; acknowledged by [`ServerMessage::Ack`].
+    pub seq: u64,
+    /// The task ARN.
+    pub task_arn: String,
+    /// The assignment version this state answers.
+    pub version: u64,
+    /// The task's observed lifecycle state.
+    pub last_status: TaskStatus,
+    /// Each container's observed state.
+    pub containers: Vec<ContainerStateReport>,
+    /// When the first image pull started (epoch seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_started_at: Option<f64>,
+    /// When the last image pull finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_stopped_at: Option<f64>,
+    /// When the task reached RUNNING.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<f64>,
+    /// When the task's containers all stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_stopped_at: Option<f64>,
+    /// Why the task stopped, when the agent decided it (essential container exit, failed start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_code: Option<TaskStopCode>,
+    /// Human-readable reason that goes with `stop_code`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_reason: Option<String>,
+    /// Task health from the essential containers' health checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_status: Option<HealthStatus>,
+}
+
+/// The observed state of one container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerStateReport {
+    /// The container's name in the task definition.
+    pub name: String,
+    /// The Docker container id, once created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_id: Option<String>,
+    /// Observed state.
+    pub last_status: ContainerStatus,
+    /// Exit code, once stopped after running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Why it stopped or failed to start (`CannotPullContainerError: ...`, `OutOfMemoryError: ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Host ports actually bound.
+    #[serde(default)]
+    pub network_bindings: Vec<NetworkBinding>,
+    /// Health check status, for containers that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_status: Option<HealthStatus>,
+    /// The image digest that runs, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
+}
+
+/// Resource usage of one task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskUsage {
+    /// The task ARN.
+    pub task_arn: String,
+    /// CPU used, in CPU units (1024 per core), averaged since the last sample.
+    pub cpu_units: f64,
+    /// Memory in use, MiB.
+    pub memory_mib: f64,
+    /// When sampled (epoch seconds).
+    pub sampled_at: f64,
+}
+
+/// Encodes a message as a JSON text frame.
+pub fn encode<T: Serialize>(msg: &T) -> Result<String, serde_json::Error> {
+    serde_json::to_string(msg)
+}
+
+/// Decodes a JSON text frame.
+pub fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, serde_json::Error> {
+    serde_json::from_str(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_with_a_type_tag() {
+        let m = ServerMessage::Ack { seq: 7 };
+        let text = encode(&m).unwrap();
+        assert_eq!(text, r#"{"type":"Ack","seq":7}"#);
+        assert_eq!(decode::<ServerMessage>(&text).unwrap(), m);
+        let r = AgentMessage::TaskState(TaskStateReport {
+            seq: 1,
+            task_arn: "t".into(),
+            version: 3,
+            last_status: TaskStatus::Running,
+            containers: vec![ContainerStateReport {
+                name: "web".into(),
+                runtime_id: Some("abc".into()),
+                last_status: ContainerStatus::Running,
+                exit_code: None,
+                reason: None,
+                network_bindings: vec![],
+                health_status: None,
+                image_digest: None,
+            }],
+            pull_started_at: Some(1.5),
+            pull_stopped_at: None,
+            started_at: None,
+            execution_stopped_at: None,
+            stop_code: None,
+            stopped_reason: None,
+            health_status: None,
+        });
+        let text = encode(&r).unwrap();
+        assert!(text.contains(r#""last_status":"RUNNING""#), "{text}");
+        assert_eq!(decode::<AgentMessage>(&text).unwrap(), r);
+    }
+}
