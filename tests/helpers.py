@@ -22,7 +22,9 @@ from botocore.credentials import Credentials
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
 FLOTILLA_BIN = Path(os.environ.get("FLOTILLA_BIN", REPO_ROOT / "target" / "debug" / "flotilla"))
-SPEC_DIR = Path(os.environ.get("FLOTILLA_SPEC_DIR", "/work/shared/spec/ecs"))
+# The ECS model vendored unmodified in the repository (crates/model/spec, a copy of
+# ../shared/spec/ecs); tests/test_spec_copy.py checks it still matches the shared one.
+SPEC_DIR = Path(os.environ.get("FLOTILLA_SPEC_DIR", REPO_ROOT / "crates" / "model" / "spec"))
 
 ACCESS_KEY = "AKIDFLOTILLATEST0001"
 SECRET_KEY = "flotilla-e2e-secret-key"
