@@ -1,0 +1,143 @@
+//! The agent's configuration: [`AgentConfig`] and [`ImagePullBehavior`].
+//!
+//! What this is: plain data with ECS-like defaults ([`AgentConfig::new`]). The CLI maps its
+//! flags onto it; nothing here reads flags, files or the environment except
+//! [`AgentConfig::credentials_from_env`], which the caller chooses to call.
+//!
+//! What this is not: validation of the server's answers or of task definitions.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// ECS's reserved TCP ports (SSH, Docker, the agent's introspection ports).
+pub const ECS_RESERVED_PORTS: [u16; 5] = [22, 2375, 2376, 51678, 51679];
+
+/// When the agent pulls an image (ECS_IMAGE_PULL_BEHAVIOR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImagePullBehavior {
+    /// ECS `default`: pull every time; if the pull fails, use the cached image when there is one.
+    Default,
+    /// ECS `always`: pull every time; a failed pull fails the task.
+    Always,
+    /// ECS `once`: pull only if this agent has not pulled it before (or it was removed).
+    Once,
+    /// ECS `prefer-cached`: pull only if the image is absent.
+    PreferCached,
+}
+
+impl ImagePullBehavior {
+    /// Parses the ECS spelling (`default`, `always`, `once`, `prefer-cached`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "default" => Some(Self::Default),
+            "always" => Some(Self::Always),
+            "once" => Some(Self::Once),
+            "prefer-cached" => Some(Self::PreferCached),
+            _ => None,
+        }
+    }
+}
+
+/// Static credentials for signing requests to the server.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Credentials {
+    /// AWS_ACCESS_KEY_ID.
+    pub access_key_id: String,
+    /// AWS_SECRET_ACCESS_KEY.
+    pub secret_access_key: String,
+    /// AWS_SESSION_TOKEN.
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret or the token.
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything `flotilla agent` needs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Cluster name (or ARN) to register into.
+    pub cluster: String,
+    /// Server base URL, e.g. `http://127.0.0.1:8080`.
+    pub server_url: String,
+    /// Where the instance identity and task state are kept. One directory per instance.
+    pub data_dir: PathBuf,
+    /// Credentials that sign every request.
+    pub credentials: Credentials,
+    /// Signing region.
+    pub region: String,
+    /// `ecs.availability-zone` attribute and identity document.
+    pub availability_zone: String,
+    /// `ecs.instance-type` attribute and identity document.
+    pub instance_type: String,
+    /// Custom attributes (name -> value) added to the registration.
+    pub attributes: BTreeMap<String, String>,
+    /// Memory (MiB) kept back from what is registered (ECS_RESERVED_MEMORY, default 0).
+    pub reserved_memory_mib: u64,
+    /// TCP ports registered as reserved, besides [`ECS_RESERVED_PORTS`] (ECS_RESERVED_PORTS).
+    pub reserved_ports: Vec<u16>,
+    /// UDP ports registered as reserved (ECS_RESERVED_PORTS_UDP).
+    pub reserved_ports_udp: Vec<u16>,
+    /// When images are pulled.
+    pub image_pull_behavior: ImagePullBehavior,
+    /// How long stopped containers (and images this agent pulled, once unused) are kept
+    /// (ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION, default 3 h).
+    pub cleanup_delay: Duration,
+    /// How often usage is sampled and sent.
+    pub usage_interval: Duration,
+    /// The Docker socket.
+    pub docker_socket: String,
+    /// The Docker client config with registry `auths` (default `$DOCKER_CONFIG/config.json` or
+    /// `~/.docker/config.json`).
+    pub docker_config: Option<PathBuf>,
+}
+
+impl AgentConfig {
+    /// A configuration with ECS-like defaults: region `us-east-1`, availability zone
+    /// `us-east-1a`, instance type `flotilla.local`, no reserved memory, pull only absent
+    /// images (`prefer-cached`, so a host without registry access runs what it has), cleanup
+    /// after 3 hours, usage every 20 seconds.
+    pub fn new(
+        cluster: impl Into<String>,
+        server_url: impl Into<String>,
+        data_dir: impl Into<PathBuf>,
+        credentials: Credentials,
+    ) -> Self {
+        Self {
+            cluster: cluster.into(),
+            server_url: server_url.into(),
+            data_dir: data_dir.into(),
+            credentials,
+            region: "us-east-1".into(),
+            availability_zone: "us-east-1a".into(),
+            instance_type: "flotilla.local".into(),
+            attributes: BTreeMap::new(),
+            reserved_memory_mib: 0,
+            reserved_ports: Vec::new(),
+            reserved_ports_udp: Vec::new(),
+            image_pull_behavior: ImagePullBehavior::PreferCached,
+            cleanup_delay: Duration::from_secs(3 * 3600),
+            usage_interval: Duration::from_secs(20),
+            docker_socket: crate::docker::DEFAULT_SOCKET.into(),
+            docker_config: None,
+        }
+    }
+
+    /// Credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, if the
+    /// first two are set.
+    pub fn credentials_from_env() -> Option<Credentials> {
+        Some(Credentials {
+            access_key_id: std::env::var("AWS_ACCESS_KEY_ID").ok()?,
+            secret_access_key: std::env::var("AWS_SECRET_ACCESS_KEY").ok()?,
+            session_token: std::env::var("AWS_SESSION_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
+        })
+    }
+}

@@ -1,0 +1,374 @@
+//! The container runtime behind a trait: what the task engine asks of Docker.
+//!
+//! What this is: [`Runtime`], the operations the engine needs (pull, inspect image, create,
+//! start, stop with timeout, kill, inspect, wait, list by label, remove, stats, volumes, version
+//! and host info), the runtime-neutral types they take and return ([`ContainerSpec`],
+//! [`ContainerInfo`]...), and [`RuntimeError`], whose variants carry the name ECS shows for them
+//! (`CannotPullContainerError`...).
+//!
+//! What this is not: Docker itself ([`crate::docker::DockerRuntime`] implements the trait) and
+//! not a policy: it never decides to pull, retry or restart.
+//!
+//! Invariant: every container the agent creates carries the labels of
+//! [`flotilla_protocol::labels`], so [`Runtime::list`] can find it again after a restart.
+
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// An error from the runtime. The `Display` of each variant starts with the name ECS shows for
+/// it, so it can go straight into a container's `reason`.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The image could not be pulled.
+    #[error("CannotPullContainerError: pull image {image}: {message}")]
+    Pull {
+        /// The image reference.
+        image: String,
+        /// What the registry or engine said.
+        message: String,
+    },
+    /// The container could not be created.
+    #[error("CannotCreateContainerError: {0}")]
+    Create(String),
+    /// The container could not be started.
+    #[error("CannotStartContainerError: {0}")]
+    Start(String),
+    /// The container could not be stopped.
+    #[error("CannotStopContainerError: {0}")]
+    Stop(String),
+    /// The container or image does not exist.
+    #[error("CannotInspectContainerError: no such object: {0}")]
+    NotFound(String),
+    /// A container with that name exists already.
+    #[error("CannotCreateContainerError: name conflict: {0}")]
+    Conflict(String),
+    /// Anything else the engine said.
+    #[error("DockerError: {0}")]
+    Other(String),
+}
+
+impl RuntimeError {
+    /// The ECS-visible error name (`CannotPullContainerError`...).
+    pub fn ecs_name(&self) -> &'static str {
+        match self {
+            RuntimeError::Pull { .. } => "CannotPullContainerError",
+            RuntimeError::Create(_) | RuntimeError::Conflict(_) => "CannotCreateContainerError",
+            RuntimeError::Start(_) => "CannotStartContainerError",
+            RuntimeError::Stop(_) => "CannotStopContainerError",
+            RuntimeError::NotFound(_) => "CannotInspectContainerError",
+            RuntimeError::Other(_) => "DockerError",
+        }
+    }
+}
+
+/// Registry credentials for a pull.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryAuth {
+    /// User name.
+    pub username: String,
+    /// Password or token.
+    pub password: String,
+    /// The registry host the credentials are for.
+    pub server: String,
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the password.
+        f.debug_struct("RegistryAuth")
+            .field("username", &self.username)
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A published port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    /// Port in the container.
+    pub container_port: u16,
+    /// Host port; `None` lets the engine choose.
+    pub host_port: Option<u16>,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+}
+
+/// A Docker health check; durations in seconds as ECS gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckSpec {
+    /// `["CMD-SHELL", "..."]` or `["CMD", ...]`.
+    pub test: Vec<String>,
+    /// Seconds between checks.
+    pub interval_s: u32,
+    /// Seconds before a check times out.
+    pub timeout_s: u32,
+    /// Failures before unhealthy.
+    pub retries: u32,
+    /// Grace period, seconds.
+    pub start_period_s: u32,
+}
+
+/// A ulimit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UlimitSpec {
+    /// Name (`nofile`...).
+    pub name: String,
+    /// Soft limit.
+    pub soft: i64,
+    /// Hard limit.
+    pub hard: i64,
+}
+
+/// A device mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSpec {
+    /// Path on the host.
+    pub host_path: String,
+    /// Path in the container.
+    pub container_path: String,
+    /// `rwm` subset.
+    pub permissions: String,
+}
+
+/// Everything needed to create one container; runtime-neutral.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerSpec {
+    /// Container name (deterministic, so a retried create finds what an earlier one made).
+    pub name: String,
+    /// Image reference.
+    pub image: String,
+    /// Entrypoint override.
+    pub entrypoint: Option<Vec<String>>,
+    /// Command override.
+    pub command: Option<Vec<String>>,
+    /// `KEY=VALUE`.
+    pub env: Vec<String>,
+    /// Working directory.
+    pub working_dir: Option<String>,
+    /// User.
+    pub user: Option<String>,
+    /// Hostname.
+    pub hostname: Option<String>,
+    /// Labels (Flotilla's and `dockerLabels`).
+    pub labels: BTreeMap<String, String>,
+    /// `bridge`, `host` or `none`.
+    pub network_mode: String,
+    /// Published ports (bridge mode).
+    pub ports: Vec<PortSpec>,
+    /// Ports exposed without publishing (host mode informational).
+    pub exposed_ports: Vec<PortSpec>,
+    /// CPU shares.
+    pub cpu_shares: Option<i64>,
+    /// Hard memory limit, bytes.
+    pub memory_bytes: Option<i64>,
+    /// Soft memory reservation, bytes.
+    pub memory_reservation_bytes: Option<i64>,
+    /// Memory + swap, bytes.
+    pub memory_swap_bytes: Option<i64>,
+    /// Swappiness.
+    pub memory_swappiness: Option<i64>,
+    /// Ulimits.
+    pub ulimits: Vec<UlimitSpec>,
+    /// Capabilities to add.
+    pub cap_add: Vec<String>,
+    /// Capabilities to drop.
+    pub cap_drop: Vec<String>,
+    /// Run an init process.
+    pub init: bool,
+    /// tmpfs mounts: path -> options.
+    pub tmpfs: BTreeMap<String, String>,
+    /// /dev/shm size, bytes.
+    pub shm_size_bytes: Option<i64>,
+    /// Devices.
+    pub devices: Vec<DeviceSpec>,
+    /// Binds: `source:target[:ro]` (host paths or volume names).
+    pub binds: Vec<String>,
+    /// `container[:ro]`.
+    pub volumes_from: Vec<String>,
+    /// `container:alias`.
+    pub links: Vec<String>,
+    /// `host:ip`.
+    pub extra_hosts: Vec<String>,
+    /// DNS servers.
+    pub dns: Vec<String>,
+    /// DNS search domains.
+    pub dns_search: Vec<String>,
+    /// Read-only root filesystem.
+    pub readonly_rootfs: bool,
+    /// Privileged.
+    pub privileged: bool,
+    /// Disable networking.
+    pub network_disabled: bool,
+    /// Keep stdin open.
+    pub open_stdin: bool,
+    /// Allocate a TTY.
+    pub tty: bool,
+    /// Security options.
+    pub security_opt: Vec<String>,
+    /// Sysctls.
+    pub sysctls: BTreeMap<String, String>,
+    /// Health check.
+    pub health_check: Option<HealthCheckSpec>,
+    /// Log driver and options.
+    pub log_driver: Option<(String, BTreeMap<String, String>)>,
+    /// PID namespace mode.
+    pub pid_mode: Option<String>,
+    /// IPC namespace mode.
+    pub ipc_mode: Option<String>,
+    /// Stop timeout (seconds) recorded on the container.
+    pub stop_timeout_s: Option<i64>,
+}
+
+/// A volume to create.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VolumeSpec {
+    /// Name.
+    pub name: String,
+    /// Driver (`local` when unset).
+    pub driver: Option<String>,
+    /// Driver options.
+    pub driver_opts: BTreeMap<String, String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Runtime-neutral health of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// No health check.
+    None,
+    /// In the start period / not decided.
+    Starting,
+    /// Healthy.
+    Healthy,
+    /// Unhealthy.
+    Unhealthy,
+}
+
+/// A host port binding read back from the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// Host IP.
+    pub host_ip: String,
+    /// Host port.
+    pub host_port: u16,
+    /// Container port.
+    pub container_port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+}
+
+/// What inspecting a container tells.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerInfo {
+    /// Engine id.
+    pub id: String,
+    /// Name (without a leading `/`).
+    pub name: String,
+    /// Whether it runs.
+    pub running: bool,
+    /// Created but never started.
+    pub created_only: bool,
+    /// Exit code, meaningful once exited.
+    pub exit_code: i64,
+    /// Killed by the kernel for memory.
+    pub oom_killed: bool,
+    /// Error the engine recorded (e.g. a start failure).
+    pub error: Option<String>,
+    /// RFC 3339 start time, as the engine gives it.
+    pub started_at: Option<String>,
+    /// RFC 3339 finish time.
+    pub finished_at: Option<String>,
+    /// Health.
+    pub health: Health,
+    /// Port bindings.
+    pub bindings: Vec<Binding>,
+    /// The image id it runs.
+    pub image_id: Option<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A container found by [`Runtime::list`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerSummary {
+    /// Engine id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Image reference.
+    pub image: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What inspecting an image tells.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageInfo {
+    /// Image id.
+    pub id: String,
+    /// A repo digest (`name@sha256:...`), when the image came from a registry.
+    pub digest: Option<String>,
+}
+
+/// One-shot usage of a container.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ContainerStats {
+    /// Cumulative CPU time, nanoseconds.
+    pub cpu_total_ns: u64,
+    /// Memory in use (without page cache), bytes.
+    pub memory_bytes: u64,
+}
+
+/// Engine version and host facts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeVersion {
+    /// The engine version, e.g. `20.10.24`.
+    pub version: String,
+    /// The highest API version the engine speaks, e.g. `1.41`.
+    pub api_version: String,
+    /// CPUs.
+    pub ncpu: u32,
+    /// Host memory, bytes.
+    pub mem_total_bytes: u64,
+    /// Architecture as the engine says it (`x86_64`, `aarch64`).
+    pub architecture: String,
+}
+
+/// The container runtime.
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// Engine version and host facts.
+    async fn version(&self) -> Result<RuntimeVersion, RuntimeError>;
+    /// Inspects an image; `Ok(None)` when absent.
+    async fn inspect_image(&self, image: &str) -> Result<Option<ImageInfo>, RuntimeError>;
+    /// Pulls an image.
+    async fn pull(&self, image: &str, auth: Option<&RegistryAuth>) -> Result<(), RuntimeError>;
+    /// Removes an image (not forced).
+    async fn remove_image(&self, image: &str) -> Result<(), RuntimeError>;
+    /// Whether any container (of anyone) uses the image.
+    async fn image_in_use(&self, image: &str) -> Result<bool, RuntimeError>;
+    /// Creates a volume (idempotent).
+    async fn create_volume(&self, spec: &VolumeSpec) -> Result<(), RuntimeError>;
+    /// Removes a volume; absent is fine.
+    async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError>;
+    /// Creates a container; returns its id.
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError>;
+    /// Starts a container.
+    async fn start(&self, id: &str) -> Result<(), RuntimeError>;
+    /// Stops a container: SIGTERM (or its stop signal), SIGKILL after `timeout`.
+    async fn stop(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError>;
+    /// Sends a signal.
+    async fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError>;
+    /// Inspects a container (by id or name).
+    async fn inspect(&self, id: &str) -> Result<ContainerInfo, RuntimeError>;
+    /// Waits until the container is not running; returns its exit code.
+    async fn wait(&self, id: &str) -> Result<i64, RuntimeError>;
+    /// Lists every container (running or not) carrying `label=value`.
+    async fn list(&self, label: &str, value: &str) -> Result<Vec<ContainerSummary>, RuntimeError>;
+    /// Removes a container (and its anonymous volumes); absent is fine.
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
+    /// One-shot usage.
+    async fn stats(&self, id: &str) -> Result<ContainerStats, RuntimeError>;
+}

@@ -1,0 +1,625 @@
+//! From an ECS container definition to a [`ContainerSpec`]: what Docker is asked to create.
+//!
+//! What this is: pure translation of a [`TaskAssignment`] into container specs, task-scoped
+//! volumes and the implicit dependencies (links), plus [`validate`], which rejects what Docker
+//! cannot honour with a reason that says what is unsupported.
+//!
+//! What this is not: it calls no runtime and reads no clock or environment.
+//!
+//! Invariants: container and volume names are deterministic functions of the task id and the
+//! definition's names, so a retried create finds what an earlier attempt made; every container
+//! carries the labels of [`flotilla_protocol::labels`].
+
+use crate::runtime::{
+    ContainerSpec, DeviceSpec, HealthCheckSpec, PortSpec, UlimitSpec, VolumeSpec,
+};
+use flotilla_model::shapes::{
+    ContainerDefinition, LogDriver, NetworkMode, Scope, TransportProtocol, UlimitName, Volume,
+};
+use flotilla_protocol::{labels, TaskAssignment};
+use std::collections::BTreeMap;
+
+/// ECS's default stopTimeout, seconds.
+pub const DEFAULT_STOP_TIMEOUT_S: u64 = 30;
+/// Minimum CPU shares Docker accepts.
+pub const MIN_CPU_SHARES: i64 = 2;
+const MIB: i64 = 1024 * 1024;
+
+/// Who the agent is, for labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The container instance id (last part of the ARN).
+    pub instance_id: String,
+    /// The cluster name.
+    pub cluster: String,
+}
+
+/// The id of a task: the last part of its ARN.
+pub fn task_id(task_arn: &str) -> &str {
+    task_arn.rsplit('/').next().unwrap_or(task_arn)
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// The Docker name of a container of a task.
+pub fn container_name(task_arn: &str, container: &str) -> String {
+    format!(
+        "flotilla-{}-{}",
+        sanitize(task_id(task_arn)),
+        sanitize(container)
+    )
+}
+
+/// The Docker name of a task-scoped volume.
+pub fn task_volume_name(task_arn: &str, volume: &str) -> String {
+    format!(
+        "flotilla-{}-{}",
+        sanitize(task_id(task_arn)),
+        sanitize(volume)
+    )
+}
+
+/// `family:revision` from a task definition ARN.
+pub fn family_revision(task_definition_arn: &str) -> &str {
+    task_definition_arn
+        .rsplit('/')
+        .next()
+        .unwrap_or(task_definition_arn)
+}
+
+/// The name of a container definition (empty when missing; [`validate`] rejects that).
+pub fn def_name(def: &ContainerDefinition) -> &str {
+    def.name.as_deref().unwrap_or("")
+}
+
+/// Whether a container definition is essential (ECS default: true).
+pub fn is_essential(def: &ContainerDefinition) -> bool {
+    def.essential.unwrap_or(true)
+}
+
+/// Checks that the agent can run the task; the error says what is unsupported.
+pub fn validate(a: &TaskAssignment) -> Result<(), String> {
+    if a.network_mode == NetworkMode::Awsvpc {
+        return Err(
+            "network mode awsvpc is not supported by this agent (use bridge, host or none)".into(),
+        );
+    }
+    if a.pid_mode.as_deref() == Some("task") {
+        return Err("pidMode task is not supported by this agent (use host or leave unset)".into());
+    }
+    if let Some(m) = a.ipc_mode.as_deref() {
+        if !matches!(m, "host" | "none") {
+            return Err(format!(
+                "ipcMode {m} is not supported by this agent (use host, none or leave unset)"
+            ));
+        }
+    }
+    for v in &a.volumes {
+        let name = v.name.as_deref().unwrap_or("");
+        if v.efs_volume_configuration.is_some()
+            || v.fsx_windows_file_server_volume_configuration.is_some()
+            || v.s3files_volume_configuration.is_some()
+        {
+            return Err(format!(
+                "volume {name}: only host and dockerVolumeConfiguration volumes are supported"
+            ));
+        }
+    }
+    if a.containers.is_empty() {
+        return Err("the task has no containers".into());
+    }
+    for c in &a.containers {
+        let d = &c.definition;
+        let name = def_name(d);
+        if name.is_empty() || d.image.as_deref().unwrap_or("").is_empty() {
+            return Err(format!("container {name:?}: name and image are required"));
+        }
+        let unsupported = [
+            (d.secrets.is_some(), "secrets"),
+            (d.environment_files.is_some(), "environmentFiles"),
+            (d.repository_credentials.is_some(), "repositoryCredentials"),
+            (d.firelens_configuration.is_some(), "firelensConfiguration"),
+            (d.credential_specs.is_some(), "credentialSpecs"),
+            (
+                d.resource_requirements
+                    .as_ref()
+                    .is_some_and(|r| !r.is_empty()),
+                "resourceRequirements (GPU)",
+            ),
+        ];
+        if let Some(l) = &d.log_configuration {
+            if matches!(l.log_driver, LogDriver::Awslogs | LogDriver::Awsfirelens)
+                || l.secret_options.is_some()
+            {
+                return Err(format!(
+                    "container {name}: log driver {:?} (or secretOptions) is not supported by this agent; use json-file, syslog, journald, gelf, fluentd or splunk",
+                    l.log_driver
+                ));
+            }
+        }
+        if let Some((_, what)) = unsupported.iter().find(|(present, _)| *present) {
+            return Err(format!(
+                "container {name}: {what} is not supported by this agent"
+            ));
+        }
+        for m in d.mount_points.iter().flatten() {
+            let src = m.source_volume.as_deref().unwrap_or("");
+            if !a.volumes.iter().any(|v| v.name.as_deref() == Some(src)) {
+                return Err(format!(
+                    "container {name}: mount point source volume {src:?} is not a volume of the task definition"
+                ));
+            }
+        }
+        for p in d.port_mappings.iter().flatten() {
+            if p.container_port_range.is_some() {
+                return Err(format!(
+                    "container {name}: containerPortRange is not supported by this agent"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn volume_source(a: &TaskAssignment, v: &Volume) -> String {
+    let name = v.name.as_deref().unwrap_or("");
+    if let Some(host) = &v.host {
+        if let Some(path) = host.source_path.as_deref() {
+            return path.to_string();
+        }
+    }
+    if let Some(dv) = &v.docker_volume_configuration {
+        if matches!(dv.scope, Some(Scope::Shared)) {
+            return name.to_string();
+        }
+    }
+    task_volume_name(&a.task_arn, name)
+}
+
+/// The volumes the task needs created before its containers: task-scoped Docker volumes and
+/// host volumes without a source path (ECS gives those a Docker-managed volume for the task's
+/// lifetime), plus shared volumes with `autoprovision`.
+pub fn task_volumes(a: &TaskAssignment, id: &Identity) -> Vec<VolumeSpec> {
+    let mut out = Vec::new();
+    for v in &a.volumes {
+        let source = volume_source(a, v);
+        if v.host.as_ref().is_some_and(|h| h.source_path.is_some()) {
+            continue;
+        }
+        let mut labels = BTreeMap::new();
+        labels.insert(labels::INSTANCE.to_string(), id.instance_id.clone());
+        labels.insert(labels::TASK_ARN.to_string(), a.task_arn.clone());
+        let mut spec = VolumeSpec {
+            name: source,
+            labels,
+            ..Default::default()
+        };
+        if let Some(dv) = &v.docker_volume_configuration {
+            spec.driver = dv.driver.clone();
+            spec.driver_opts = dv.driver_opts.clone().unwrap_or_default();
+            spec.labels.extend(dv.labels.clone().unwrap_or_default());
+            if matches!(dv.scope, Some(Scope::Shared)) {
+                // A shared volume outlives the task: not labelled as the task's.
+                spec.labels.remove(labels::TASK_ARN);
+                if dv.autoprovision != Some(true) {
+                    continue;
+                }
+            }
+        }
+        out.push(spec);
+    }
+    out
+}
+
+/// Whether a volume belongs to the task (removed at cleanup).
+pub fn is_task_scoped(spec: &VolumeSpec) -> bool {
+    spec.labels.contains_key(labels::TASK_ARN)
+}
+
+fn ulimit_name(n: &UlimitName) -> String {
+    // The serde name is the Docker name.
+    serde_json::to_value(n)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{n:?}").to_lowercase())
+}
+
+/// The names a container depends on implicitly (links need their target running).
+pub fn link_targets(def: &ContainerDefinition) -> Vec<String> {
+    def.links
+        .iter()
+        .flatten()
+        .map(|l| l.split(':').next().unwrap_or(l).to_string())
+        .collect()
+}
+
+/// Builds the Docker spec of one container of the task.
+pub fn container_spec(
+    a: &TaskAssignment,
+    def: &ContainerDefinition,
+    id: &Identity,
+) -> ContainerSpec {
+    let name = def_name(def);
+    let mut labels: BTreeMap<String, String> = def.docker_labels.clone().unwrap_or_default();
+    labels.insert(labels::INSTANCE.into(), id.instance_id.clone());
+    labels.insert(labels::CLUSTER.into(), id.cluster.clone());
+    labels.insert(labels::TASK_ARN.into(), a.task_arn.clone());
+    labels.insert(labels::CONTAINER_NAME.into(), name.to_string());
+    labels.insert(
+        labels::TASK_DEFINITION.into(),
+        family_revision(&a.task_definition_arn).to_string(),
+    );
+    let network_mode = match a.network_mode {
+        NetworkMode::Host => "host",
+        NetworkMode::None => "none",
+        NetworkMode::Bridge | NetworkMode::Awsvpc => "bridge",
+    };
+    let mut ports = Vec::new();
+    let mut exposed_ports = Vec::new();
+    for p in def.port_mappings.iter().flatten() {
+        let Some(cp) = p.container_port.and_then(|c| u16::try_from(c).ok()) else {
+            continue;
+        };
+        let protocol = match p.protocol {
+            Some(TransportProtocol::Udp) => "udp",
+            _ => "tcp",
+        }
+        .to_string();
+        match a.network_mode {
+            NetworkMode::Bridge => ports.push(PortSpec {
+                container_port: cp,
+                host_port: p
+                    .host_port
+                    .and_then(|h| u16::try_from(h).ok())
+                    .filter(|h| *h != 0),
+                protocol,
+            }),
+            NetworkMode::Host => exposed_ports.push(PortSpec {
+                container_port: cp,
+                host_port: Some(cp),
+                protocol,
+            }),
+            _ => {}
+        }
+    }
+    let lp = def.linux_parameters.clone().unwrap_or_default();
+    let caps = lp.capabilities.clone().unwrap_or_default();
+    let mut binds = Vec::new();
+    for m in def.mount_points.iter().flatten() {
+        let src = m.source_volume.as_deref().unwrap_or("");
+        let Some(v) = a.volumes.iter().find(|v| v.name.as_deref() == Some(src)) else {
+            continue;
+        };
+        let target = m.container_path.as_deref().unwrap_or("");
+        let ro = if m.read_only == Some(true) { ":ro" } else { "" };
+        binds.push(format!("{}:{target}{ro}", volume_source(a, v)));
+    }
+    let memory_bytes = def.memory.map(|m| i64::from(m) * MIB);
+    ContainerSpec {
+        name: container_name(&a.task_arn, name),
+        image: def.image.clone().unwrap_or_default(),
+        entrypoint: def.entry_point.clone(),
+        command: def.command.clone(),
+        env: def
+            .environment
+            .iter()
+            .flatten()
+            .filter_map(|kv| {
+                Some(format!(
+                    "{}={}",
+                    kv.name.as_deref()?,
+                    kv.value.as_deref().unwrap_or("")
+                ))
+            })
+            .collect(),
+        working_dir: def.working_directory.clone(),
+        user: def.user.clone(),
+        hostname: def.hostname.clone(),
+        labels,
+        network_mode: network_mode.to_string(),
+        ports,
+        exposed_ports,
+        cpu_shares: Some(i64::from(def.cpu).max(MIN_CPU_SHARES)),
+        memory_bytes,
+        memory_reservation_bytes: def.memory_reservation.map(|m| i64::from(m) * MIB),
+        memory_swap_bytes: match (memory_bytes, lp.max_swap) {
+            (Some(m), Some(swap)) if swap >= 0 => Some(m + i64::from(swap) * MIB),
+            _ => None,
+        },
+        memory_swappiness: lp.swappiness.map(i64::from),
+        ulimits: def
+            .ulimits
+            .iter()
+            .flatten()
+            .map(|u| UlimitSpec {
+                name: ulimit_name(&u.name),
+                soft: i64::from(u.soft_limit),
+                hard: i64::from(u.hard_limit),
+            })
+            .collect(),
+        cap_add: caps.add.unwrap_or_default(),
+        cap_drop: caps.drop.unwrap_or_default(),
+        init: lp.init_process_enabled == Some(true),
+        tmpfs: lp
+            .tmpfs
+            .iter()
+            .flatten()
+            .map(|t| {
+                let mut opts = vec![format!("size={}m", t.size)];
+                opts.extend(t.mount_options.clone().unwrap_or_default());
+                (t.container_path.clone(), opts.join(","))
+            })
+            .collect(),
+        shm_size_bytes: lp.shared_memory_size.map(|s| i64::from(s) * MIB),
+        devices: lp
+            .devices
+            .iter()
+            .flatten()
+            .map(|d| DeviceSpec {
+                host_path: d.host_path.clone(),
+                container_path: d
+                    .container_path
+                    .clone()
+                    .unwrap_or_else(|| d.host_path.clone()),
+                permissions: {
+                    let p: String = d
+                        .permissions
+                        .iter()
+                        .flatten()
+                        .filter_map(|p| {
+                            serde_json::to_value(p)
+                                .ok()
+                                .and_then(|v| v.as_str().and_then(|s| s.chars().next()))
+                        })
+                        .collect();
+                    if p.is_empty() {
+                        "rwm".to_string()
+                    } else {
+                        p
+                    }
+                },
+            })
+            .collect(),
+        binds,
+        volumes_from: def
+            .volumes_from
+            .iter()
+            .flatten()
+            .filter_map(|v| {
+                let src = v.source_container.as_deref()?;
+                let ro = if v.read_only == Some(true) { ":ro" } else { "" };
+                Some(format!("{}{ro}", container_name(&a.task_arn, src)))
+            })
+            .collect(),
+        links: if a.network_mode == NetworkMode::Bridge {
+            def.links
+                .iter()
+                .flatten()
+                .map(|l| {
+                    let (target, alias) = l.split_once(':').unwrap_or((l, l));
+                    format!("{}:{alias}", container_name(&a.task_arn, target))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
+        extra_hosts: def
+            .extra_hosts
+            .iter()
+            .flatten()
+            .map(|h| format!("{}:{}", h.hostname, h.ip_address))
+            .collect(),
+        dns: def.dns_servers.clone().unwrap_or_default(),
+        dns_search: def.dns_search_domains.clone().unwrap_or_default(),
+        readonly_rootfs: def.readonly_root_filesystem == Some(true),
+        privileged: def.privileged == Some(true),
+        network_disabled: def.disable_networking == Some(true),
+        open_stdin: def.interactive == Some(true),
+        tty: def.pseudo_terminal == Some(true),
+        security_opt: def.docker_security_options.clone().unwrap_or_default(),
+        sysctls: def
+            .system_controls
+            .iter()
+            .flatten()
+            .filter_map(|s| Some((s.namespace.clone()?, s.value.clone()?)))
+            .collect(),
+        health_check: def.health_check.as_ref().map(|h| HealthCheckSpec {
+            test: h.command.clone(),
+            interval_s: h.interval.and_then(|i| u32::try_from(i).ok()).unwrap_or(30),
+            timeout_s: h.timeout.and_then(|i| u32::try_from(i).ok()).unwrap_or(5),
+            retries: h.retries.and_then(|i| u32::try_from(i).ok()).unwrap_or(3),
+            start_period_s: h
+                .start_period
+                .and_then(|i| u32::try_from(i).ok())
+                .unwrap_or(0),
+        }),
+        log_driver: def.log_configuration.as_ref().map(|l| {
+            let driver = serde_json::to_value(&l.log_driver)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| "json-file".to_string());
+            (driver, l.options.clone().unwrap_or_default())
+        }),
+        pid_mode: a.pid_mode.clone().filter(|m| m == "host"),
+        ipc_mode: a.ipc_mode.clone(),
+        stop_timeout_s: Some(stop_timeout_s(def) as i64),
+    }
+}
+
+/// The container's stop timeout, seconds (ECS default 30).
+pub fn stop_timeout_s(def: &ContainerDefinition) -> u64 {
+    def.stop_timeout
+        .and_then(|t| u64::try_from(t).ok())
+        .unwrap_or(DEFAULT_STOP_TIMEOUT_S)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_model::shapes::{HostVolumeProperties, MountPoint, PortMapping};
+    use flotilla_protocol::{ContainerAssignment, DesiredStatus};
+
+    fn assignment(defs: Vec<ContainerDefinition>, mode: NetworkMode) -> TaskAssignment {
+        TaskAssignment {
+            task_arn: "arn:aws:ecs:us-east-1:1:task/c/abc123".into(),
+            cluster_arn: "arn:aws:ecs:us-east-1:1:cluster/c".into(),
+            task_definition_arn: "arn:aws:ecs:us-east-1:1:task-definition/web:3".into(),
+            version: 1,
+            desired_status: DesiredStatus::Running,
+            stop_reason: None,
+            stop_code: None,
+            network_mode: mode,
+            cpu: None,
+            memory: None,
+            volumes: vec![
+                Volume {
+                    name: Some("data".into()),
+                    host: Some(HostVolumeProperties {
+                        source_path: Some("/srv/data".into()),
+                    }),
+                    ..Default::default()
+                },
+                Volume {
+                    name: Some("scratch".into()),
+                    ..Default::default()
+                },
+            ],
+            pid_mode: None,
+            ipc_mode: None,
+            containers: defs
+                .into_iter()
+                .map(|d| ContainerAssignment {
+                    container_arn: "arn:c".into(),
+                    definition: d,
+                })
+                .collect(),
+        }
+    }
+
+    fn id() -> Identity {
+        Identity {
+            instance_id: "inst".into(),
+            cluster: "c".into(),
+        }
+    }
+
+    #[test]
+    fn translates_a_web_container() {
+        let def = ContainerDefinition {
+            name: Some("web".into()),
+            image: Some("flotilla/busybox:latest".into()),
+            cpu: 0,
+            memory: Some(64),
+            memory_reservation: Some(32),
+            port_mappings: Some(vec![PortMapping {
+                container_port: Some(8080),
+                host_port: Some(0),
+                ..Default::default()
+            }]),
+            mount_points: Some(vec![
+                MountPoint {
+                    source_volume: Some("data".into()),
+                    container_path: Some("/data".into()),
+                    read_only: Some(true),
+                },
+                MountPoint {
+                    source_volume: Some("scratch".into()),
+                    container_path: Some("/scratch".into()),
+                    read_only: None,
+                },
+            ]),
+            links: Some(vec!["db:database".into()]),
+            ..Default::default()
+        };
+        let a = assignment(vec![def.clone()], NetworkMode::Bridge);
+        assert_eq!(validate(&a), Ok(()));
+        let s = container_spec(&a, &def, &id());
+        assert_eq!(s.name, "flotilla-abc123-web");
+        assert_eq!(s.cpu_shares, Some(2));
+        assert_eq!(s.memory_bytes, Some(64 * MIB));
+        assert_eq!(s.memory_reservation_bytes, Some(32 * MIB));
+        assert_eq!(
+            s.ports,
+            vec![PortSpec {
+                container_port: 8080,
+                host_port: None,
+                protocol: "tcp".into()
+            }]
+        );
+        assert_eq!(
+            s.binds,
+            vec![
+                "/srv/data:/data:ro".to_string(),
+                "flotilla-abc123-scratch:/scratch".to_string()
+            ]
+        );
+        assert_eq!(s.links, vec!["flotilla-abc123-db:database".to_string()]);
+        assert_eq!(
+            s.labels.get(labels::TASK_DEFINITION).map(String::as_str),
+            Some("web:3")
+        );
+        assert_eq!(
+            s.labels.get(labels::INSTANCE).map(String::as_str),
+            Some("inst")
+        );
+        assert_eq!(s.stop_timeout_s, Some(30));
+        let vols = task_volumes(&a, &id());
+        assert_eq!(vols.len(), 1);
+        assert_eq!(vols[0].name, "flotilla-abc123-scratch");
+        assert!(is_task_scoped(&vols[0]));
+    }
+
+    #[test]
+    fn rejects_what_docker_cannot_do() {
+        let def = ContainerDefinition {
+            name: Some("web".into()),
+            image: Some("x".into()),
+            ..Default::default()
+        };
+        let a = assignment(vec![def.clone()], NetworkMode::Awsvpc);
+        assert!(validate(&a).is_err_and(|e| e.contains("awsvpc")));
+        let with_secret = ContainerDefinition {
+            secrets: Some(vec![]),
+            ..def.clone()
+        };
+        let a = assignment(vec![with_secret], NetworkMode::Bridge);
+        assert!(validate(&a).is_err_and(|e| e.contains("secrets")));
+        let bad_mount = ContainerDefinition {
+            mount_points: Some(vec![MountPoint {
+                source_volume: Some("nope".into()),
+                ..Default::default()
+            }]),
+            ..def
+        };
+        let a = assignment(vec![bad_mount], NetworkMode::Bridge);
+        assert!(validate(&a).is_err_and(|e| e.contains("nope")));
+    }
+
+    #[test]
+    fn host_mode_binds_container_ports() {
+        let def = ContainerDefinition {
+            name: Some("web".into()),
+            image: Some("x".into()),
+            port_mappings: Some(vec![PortMapping {
+                container_port: Some(80),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let a = assignment(vec![def.clone()], NetworkMode::Host);
+        let s = container_spec(&a, &def, &id());
+        assert_eq!(s.network_mode, "host");
+        assert!(s.ports.is_empty());
+        assert_eq!(s.exposed_ports.len(), 1);
+    }
+}
