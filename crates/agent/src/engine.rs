@@ -404,6 +404,36 @@ impl Ctr {
         }
     }
 
+    /// Applies what inspecting a running container says.
+    fn apply_running(&mut self, info: &crate::runtime::ContainerInfo) {
+        self.status = ContainerStatus::Running;
+        self.health = match info.health {
+            Health::None => None,
+            Health::Starting => Some(HealthStatus::Unknown),
+            Health::Healthy => Some(HealthStatus::Healthy),
+            Health::Unhealthy => Some(HealthStatus::Unhealthy),
+        };
+        self.bindings = info
+            .bindings
+            .iter()
+            .map(|b| NetworkBinding {
+                bind_ip: Some(if b.host_ip.is_empty() {
+                    "0.0.0.0".to_string()
+                } else {
+                    b.host_ip.clone()
+                }),
+                container_port: Some(i32::from(b.container_port)),
+                host_port: Some(i32::from(b.host_port)),
+                protocol: Some(if b.protocol == "udp" {
+                    TransportProtocol::Udp
+                } else {
+                    TransportProtocol::Tcp
+                }),
+                ..Default::default()
+            })
+            .collect();
+    }
+
     fn deps(&self) -> Vec<Dependency> {
         let mut deps: Vec<Dependency> = self
             .def
@@ -412,7 +442,7 @@ impl Ctr {
             .flatten()
             .map(|d| Dependency {
                 container: d.container_name.clone(),
-                condition: d.condition.clone(),
+                condition: d.condition,
             })
             .collect();
         for target in spec::link_targets(&self.def) {
@@ -614,7 +644,7 @@ impl TaskOwner {
     async fn step(&mut self) {
         if self.assignment().desired_status == DesiredStatus::Stopped {
             let (code, reason) = (
-                self.assignment().stop_code.clone(),
+                self.assignment().stop_code,
                 self.assignment().stop_reason.clone(),
             );
             self.begin_stop(code, reason);
@@ -629,7 +659,13 @@ impl TaskOwner {
                 );
             }
         }
-        if self.phase == Phase::Activating && self.ctrs.iter().any(|c| c.runtime_id.is_none()) {
+        if self.phase == Phase::Activating
+            && self
+                .ctrs
+                .iter()
+                .any(|c| c.runtime_id.is_none() && c.status == ContainerStatus::Pending)
+        {
+            self.status = lifecycle::advance(self.status, TaskStatus::Activating);
             self.report();
             self.prepare().await;
         }
@@ -842,32 +878,7 @@ impl TaskOwner {
                     info!(container = %c.name, "container running");
                     c.started.get_or_insert_with(Instant::now);
                 }
-                c.status = ContainerStatus::Running;
-                c.health = match info.health {
-                    Health::None => None,
-                    Health::Starting => Some(HealthStatus::Unknown),
-                    Health::Healthy => Some(HealthStatus::Healthy),
-                    Health::Unhealthy => Some(HealthStatus::Unhealthy),
-                };
-                c.bindings = info
-                    .bindings
-                    .iter()
-                    .map(|b| NetworkBinding {
-                        bind_ip: Some(if b.host_ip.is_empty() {
-                            "0.0.0.0".to_string()
-                        } else {
-                            b.host_ip.clone()
-                        }),
-                        container_port: Some(i32::from(b.container_port)),
-                        host_port: Some(i32::from(b.host_port)),
-                        protocol: Some(if b.protocol == "udp" {
-                            TransportProtocol::Udp
-                        } else {
-                            TransportProtocol::Tcp
-                        }),
-                        ..Default::default()
-                    })
-                    .collect();
+                c.apply_running(&info);
                 continue;
             }
             if info.created_only || info.started_at.is_none() {
@@ -943,7 +954,7 @@ impl TaskOwner {
                     // Observe right away so dependents see START without a poll delay.
                     if let Ok(info) = rt.inspect(&id).await {
                         if info.running {
-                            self.ctrs[i].status = ContainerStatus::Running;
+                            self.ctrs[i].apply_running(&info);
                         }
                     }
                 }
@@ -1039,7 +1050,7 @@ impl TaskOwner {
                 None
             },
             stop_code: if self.phase == Phase::Stopping || self.status == TaskStatus::Stopped {
-                self.p.stop_code.clone()
+                self.p.stop_code
             } else {
                 None
             },

@@ -324,9 +324,9 @@ mod tests {
         for (cond, a, check) in cases {
             let deps = [Dependency {
                 container: "a".into(),
-                condition: cond.clone(),
+                condition: cond,
             }];
-            let got = compute_start(&deps, &[a.clone()]);
+            let got = compute_start(&deps, std::slice::from_ref(&a));
             assert!(check(&got), "{cond:?} on {a:?} gave {got:?}");
         }
         assert_eq!(compute_start(&[], &[]), Ready);

@@ -444,7 +444,7 @@ pub fn container_spec(
                 .unwrap_or(0),
         }),
         log_driver: def.log_configuration.as_ref().map(|l| {
-            let driver = serde_json::to_value(&l.log_driver)
+            let driver = serde_json::to_value(l.log_driver)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_else(|| "json-file".to_string());

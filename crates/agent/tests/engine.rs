@@ -1,0 +1,514 @@
+//! The task engine against the real Docker engine: assignments in, reports out.
+//!
+//! Needs Docker at /var/run/docker.sock and the image `flotilla/busybox:latest`
+//! (`scripts/images`); fails loudly without them. Tests run one at a time (a global lock) and
+//! remove their containers by label, also when they fail.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers: any failure must fail the test loudly.
+
+use flotilla_agent::docker::DockerRuntime;
+use flotilla_agent::engine::{Engine, EngineConfig};
+use flotilla_agent::runtime::Runtime;
+use flotilla_model::shapes::{
+    ContainerCondition, ContainerDefinition, ContainerDependency, HealthCheck, LinuxParameters,
+    NetworkMode, PortMapping, TaskStopCode,
+};
+use flotilla_model::status::{ContainerStatus, TaskStatus};
+use flotilla_protocol::{
+    labels, ContainerAssignment, DesiredStatus, TaskAssignment, TaskStateReport,
+};
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+const IMAGE: &str = "flotilla/busybox:latest";
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Removes every container (and task volume) of an instance when dropped.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let filter = format!("label={}={}", labels::INSTANCE, self.0);
+        for kind in [["ps", "-aq"], ["volume", "ls"]] {
+            let mut args: Vec<&str> = kind.to_vec();
+            if kind[0] == "volume" {
+                args.push("-q");
+            }
+            args.extend(["--filter", &filter]);
+            let out = std::process::Command::new("docker").args(&args).output();
+            let ids: Vec<String> = out
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !ids.is_empty() {
+                let rm: &[&str] = if kind[0] == "volume" {
+                    &["volume", "rm", "-f"]
+                } else {
+                    &["rm", "-f", "-v"]
+                };
+                let _ = std::process::Command::new("docker")
+                    .args(rm)
+                    .args(&ids)
+                    .output();
+            }
+        }
+    }
+}
+
+struct Harness {
+    runtime: Arc<DockerRuntime>,
+    instance: String,
+    dir: tempfile::TempDir,
+    _cleanup: Cleanup,
+}
+
+impl Harness {
+    async fn new(name: &str) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "flotilla_agent=info".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let runtime = DockerRuntime::connect("/var/run/docker.sock")
+            .await
+            .expect("these tests need Docker at /var/run/docker.sock");
+        assert!(
+            runtime.inspect_image(IMAGE).await.unwrap().is_some(),
+            "these tests need {IMAGE}: run scripts/images"
+        );
+        let instance = format!("test-{}-{name}", std::process::id());
+        Harness {
+            runtime: Arc::new(runtime),
+            _cleanup: Cleanup(instance.clone()),
+            instance,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn config(&self) -> EngineConfig {
+        let mut c = EngineConfig::new(&self.instance, "test", self.dir.path());
+        c.poll_interval = Duration::from_millis(100);
+        c
+    }
+
+    async fn engine(&self) -> (Engine, Reports) {
+        self.engine_with(self.config()).await
+    }
+
+    async fn engine_with(&self, cfg: EngineConfig) -> (Engine, Reports) {
+        let (e, rx) = Engine::start(self.runtime.clone(), cfg).await.unwrap();
+        (e, Reports { rx, all: vec![] })
+    }
+}
+
+struct Reports {
+    rx: UnboundedReceiver<TaskStateReport>,
+    all: Vec<TaskStateReport>,
+}
+
+impl Reports {
+    /// Waits (up to `secs`) for a report of `task` that satisfies `f`.
+    async fn until(
+        &mut self,
+        task: &str,
+        secs: u64,
+        f: impl Fn(&TaskStateReport) -> bool,
+    ) -> TaskStateReport {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.rx.recv()).await {
+                Ok(Some(r)) => {
+                    self.all.push(r.clone());
+                    if r.task_arn == task && f(&r) {
+                        return r;
+                    }
+                }
+                Ok(None) => panic!("report channel closed"),
+                Err(_) => panic!(
+                    "no matching report for {task} within {secs}s; last: {:#?}",
+                    self.all.iter().rev().find(|r| r.task_arn == task)
+                ),
+            }
+        }
+    }
+
+    fn statuses(&self, task: &str) -> Vec<TaskStatus> {
+        let mut s: Vec<TaskStatus> = self
+            .all
+            .iter()
+            .filter(|r| r.task_arn == task)
+            .map(|r| r.last_status)
+            .collect();
+        s.dedup();
+        s
+    }
+}
+
+fn container(name: &str, command: &[&str]) -> ContainerDefinition {
+    ContainerDefinition {
+        name: Some(name.into()),
+        image: Some(IMAGE.into()),
+        command: Some(command.iter().map(|s| s.to_string()).collect()),
+        // tini forwards SIGTERM, so stops are quick.
+        linux_parameters: Some(LinuxParameters {
+            init_process_enabled: Some(true),
+            ..Default::default()
+        }),
+        stop_timeout: Some(5),
+        ..Default::default()
+    }
+}
+
+fn task(id: &str, defs: Vec<ContainerDefinition>) -> TaskAssignment {
+    TaskAssignment {
+        task_arn: format!("arn:aws:ecs:us-east-1:000000000000:task/test/{id}"),
+        cluster_arn: "arn:aws:ecs:us-east-1:000000000000:cluster/test".into(),
+        task_definition_arn: "arn:aws:ecs:us-east-1:000000000000:task-definition/t:1".into(),
+        version: 1,
+        desired_status: DesiredStatus::Running,
+        stop_reason: None,
+        stop_code: None,
+        network_mode: NetworkMode::Bridge,
+        cpu: None,
+        memory: None,
+        volumes: vec![],
+        pid_mode: None,
+        ipc_mode: None,
+        containers: defs
+            .into_iter()
+            .map(|d| ContainerAssignment {
+                container_arn: format!("arn:aws:ecs:us-east-1:000000000000:container/test/{id}/x"),
+                definition: d,
+            })
+            .collect(),
+    }
+}
+
+fn stop(mut a: TaskAssignment) -> TaskAssignment {
+    a.version += 1;
+    a.desired_status = DesiredStatus::Stopped;
+    a.stop_code = Some(TaskStopCode::UserInitiated);
+    a.stop_reason = Some("stopped by test".into());
+    a
+}
+
+fn ctr<'a>(r: &'a TaskStateReport, name: &str) -> &'a flotilla_protocol::ContainerStateReport {
+    r.containers.iter().find(|c| c.name == name).unwrap()
+}
+
+fn docker_inspect(id: &str, format: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .args(["inspect", "--format", format, id])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn started_at(id: &str) -> time_ns::Ts {
+    time_ns::parse(&docker_inspect(id, "{{.State.StartedAt}}"))
+}
+
+/// RFC 3339 with nanoseconds -> comparable tuple, without a date library.
+mod time_ns {
+    pub type Ts = (String, u64);
+    pub fn parse(s: &str) -> Ts {
+        // 2024-01-01T00:00:00.123456789Z
+        let (secs, frac) = s.trim_end_matches('Z').split_once('.').unwrap_or((s, "0"));
+        let frac = format!("{frac:0<9}");
+        (secs.to_string(), frac[..9].parse().unwrap_or(0))
+    }
+}
+
+fn http_get(port: i32) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", u16::try_from(port).unwrap())).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_containers_run_answer_http_and_stop() {
+    let _serial = SERIAL.lock().await;
+    let h = Harness::new("web").await;
+    let (engine, mut reports) = h.engine().await;
+    let mut web = container("web", &["httpd", "-f", "-p", "8080", "-h", "/www"]);
+    web.port_mappings = Some(vec![PortMapping {
+        container_port: Some(8080),
+        host_port: Some(0),
+        ..Default::default()
+    }]);
+    let a = task("web1", vec![web, container("sidecar", &["sleep", "300"])]);
+    engine.assign(vec![a.clone()], false);
+    let running = reports
+        .until(&a.task_arn, 30, |r| r.last_status == TaskStatus::Running)
+        .await;
+    let web = ctr(&running, "web");
+    assert_eq!(web.last_status, ContainerStatus::Running);
+    let binding = web
+        .network_bindings
+        .iter()
+        .find(|b| b.container_port == Some(8080))
+        .expect("a binding for 8080");
+    let port = binding.host_port.unwrap();
+    assert!(port > 0);
+    let answer = tokio::task::spawn_blocking(move || http_get(port))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1."), "{answer}");
+    assert!(running.pull_started_at.is_some() && running.pull_stopped_at.is_some());
+    assert!(running.started_at.is_some());
+
+    let asked = Instant::now();
+    engine.assign(vec![stop(a.clone())], false);
+    let stopped = reports
+        .until(&a.task_arn, 20, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(5 + 3),
+        "stop took {:?}",
+        asked.elapsed()
+    );
+    for c in &stopped.containers {
+        assert_eq!(c.last_status, ContainerStatus::Stopped);
+        assert!(c.exit_code.is_some(), "{c:?}");
+        assert!(c.network_bindings.is_empty());
+    }
+    assert_eq!(stopped.stop_code, Some(TaskStopCode::UserInitiated));
+    assert_eq!(stopped.stopped_reason.as_deref(), Some("stopped by test"));
+    assert!(stopped.execution_stopped_at.is_some());
+    assert_eq!(
+        reports.statuses(&a.task_arn),
+        vec![
+            TaskStatus::Pending,
+            TaskStatus::Activating,
+            TaskStatus::Running,
+            TaskStatus::Stopping,
+            TaskStatus::Stopped
+        ]
+    );
+    // Reports are idempotent: sequence numbers grow, and an old version is ignored.
+    let seqs: Vec<u64> = reports.all.iter().map(|r| r.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    engine.assign(vec![a.clone()], false);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), reports.rx.recv())
+            .await
+            .is_err(),
+        "an older assignment must change nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn depends_on_orders_container_starts() {
+    let _serial = SERIAL.lock().await;
+    let h = Harness::new("deps").await;
+    let (engine, mut reports) = h.engine().await;
+    let dep = |name: &str, cond: ContainerCondition| ContainerDependency {
+        container_name: name.into(),
+        condition: cond,
+    };
+    let mut init = container("init", &["sh", "-c", "sleep 1; exit 0"]);
+    init.essential = Some(false);
+    let mut after_success = container("after-success", &["sleep", "300"]);
+    after_success.depends_on = Some(vec![dep("init", ContainerCondition::Success)]);
+    let mut after_complete = container("after-complete", &["sleep", "300"]);
+    after_complete.depends_on = Some(vec![dep("init", ContainerCondition::Complete)]);
+    let mut checked = container("checked", &["sleep", "300"]);
+    checked.health_check = Some(HealthCheck {
+        command: vec!["CMD-SHELL".into(), "test -e /tmp".into()],
+        interval: Some(1),
+        timeout: Some(1),
+        retries: Some(1),
+        start_period: None,
+    });
+    let mut after_healthy = container("after-healthy", &["sleep", "300"]);
+    after_healthy.depends_on = Some(vec![
+        dep("checked", ContainerCondition::Healthy),
+        dep("after-success", ContainerCondition::Start),
+    ]);
+    let a = task(
+        "deps1",
+        vec![after_healthy, after_complete, after_success, checked, init],
+    );
+    engine.assign(vec![a.clone()], false);
+    let running = reports
+        .until(&a.task_arn, 40, |r| r.last_status == TaskStatus::Running)
+        .await;
+    let id = |n: &str| ctr(&running, n).runtime_id.clone().unwrap();
+    let init_finished = time_ns::parse(&docker_inspect(&id("init"), "{{.State.FinishedAt}}"));
+    assert_eq!(ctr(&running, "init").exit_code, Some(0));
+    assert!(started_at(&id("init")) < init_finished);
+    assert!(started_at(&id("after-success")) >= init_finished);
+    assert!(started_at(&id("after-complete")) >= init_finished);
+    assert!(started_at(&id("after-healthy")) > started_at(&id("after-success")));
+    assert!(started_at(&id("after-healthy")) > started_at(&id("checked")));
+    assert_eq!(
+        ctr(&running, "checked").health_status,
+        Some(flotilla_model::shapes::HealthStatus::Healthy)
+    );
+    // `checked` is essential and healthy; the others have no check: task health UNKNOWN.
+    assert_eq!(
+        running.health_status,
+        Some(flotilla_model::shapes::HealthStatus::Unknown)
+    );
+    engine.assign(vec![stop(a.clone())], false);
+    reports
+        .until(&a.task_arn, 30, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn essential_exit_stops_the_task_and_cleanup_removes_it() {
+    let _serial = SERIAL.lock().await;
+    let h = Harness::new("essential").await;
+    let mut cfg = h.config();
+    cfg.cleanup_delay = Duration::from_secs(1);
+    let (engine, mut reports) = h.engine_with(cfg).await;
+    let main = container("main", &["sh", "-c", "sleep 1; exit 3"]);
+    let mut side = container("side", &["sleep", "300"]);
+    side.essential = Some(false);
+    let a = task("ess1", vec![main, side]);
+    engine.assign(vec![a.clone()], false);
+    let stopped = reports
+        .until(&a.task_arn, 30, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+    assert_eq!(
+        stopped.stop_code,
+        Some(TaskStopCode::EssentialContainerExited)
+    );
+    assert_eq!(
+        stopped.stopped_reason.as_deref(),
+        Some("Essential container in task exited")
+    );
+    assert_eq!(ctr(&stopped, "main").exit_code, Some(3));
+    assert_eq!(ctr(&stopped, "side").exit_code, Some(143));
+    assert!(reports.statuses(&a.task_arn).contains(&TaskStatus::Running));
+    // Cleanup removes the containers after the delay.
+    let side_id = ctr(&stopped, "side").runtime_id.clone().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.runtime.inspect(&side_id).await.is_ok() {
+        assert!(Instant::now() < deadline, "containers not cleaned up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(engine.task_arns().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_image_fails_the_task_with_cannot_pull() {
+    let _serial = SERIAL.lock().await;
+    let h = Harness::new("pull").await;
+    let (engine, mut reports) = h.engine().await;
+    let mut c = container("app", &["true"]);
+    c.image = Some("flotilla/does-not-exist:latest".into());
+    let a = task("pull1", vec![c]);
+    engine.assign(vec![a.clone()], false);
+    let stopped = reports
+        .until(&a.task_arn, 60, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+    assert_eq!(stopped.stop_code, Some(TaskStopCode::TaskFailedToStart));
+    let reason = ctr(&stopped, "app").reason.clone().unwrap_or_default();
+    assert!(reason.starts_with("CannotPullContainerError: "), "{reason}");
+    assert!(
+        reason.contains("flotilla/does-not-exist:latest"),
+        "{reason}"
+    );
+    assert!(stopped.pull_started_at.is_some() && stopped.pull_stopped_at.is_some());
+    assert!(ctr(&stopped, "app").runtime_id.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_over_its_memory_is_oom_killed() {
+    let _serial = SERIAL.lock().await;
+    let h = Harness::new("oom").await;
+    let (engine, mut reports) = h.engine().await;
+    let mut c = ContainerDefinition {
+        name: Some("hog".into()),
+        image: Some(IMAGE.into()),
+        command: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "x=$(head -c 64m /dev/zero | tr '\\0' a); sleep 1".into(),
+        ]),
+        ..Default::default()
+    };
+    c.memory = Some(16);
+    let a = task("oom1", vec![c]);
+    engine.assign(vec![a.clone()], false);
+    let stopped = reports
+        .until(&a.task_arn, 30, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+    let hog = ctr(&stopped, "hog");
+    assert_eq!(hog.exit_code, Some(137));
+    assert_eq!(
+        hog.reason.as_deref(),
+        Some("OutOfMemoryError: Container killed due to memory usage")
+    );
+    assert_eq!(
+        stopped.stop_code,
+        Some(TaskStopCode::EssentialContainerExited)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_engine_adopts_containers_and_reports_what_changed() {
+    let _serial = SERIAL.lock().await;
+    let h = Harness::new("restart").await;
+    let (engine, mut reports) = h.engine().await;
+    let keep = container("keep", &["sleep", "300"]);
+    let mut victim = container("victim", &["sleep", "300"]);
+    victim.essential = Some(false);
+    let a = task("rst1", vec![keep, victim]);
+    engine.assign(vec![a.clone()], false);
+    let running = reports
+        .until(&a.task_arn, 30, |r| r.last_status == TaskStatus::Running)
+        .await;
+    let keep_id = ctr(&running, "keep").runtime_id.clone().unwrap();
+    let victim_id = ctr(&running, "victim").runtime_id.clone().unwrap();
+    let keep_started = docker_inspect(&keep_id, "{{.State.StartedAt}}");
+
+    // The agent dies; while it is down, one container is killed.
+    drop(engine);
+    drop(reports);
+    let out = std::process::Command::new("docker")
+        .args(["kill", &victim_id])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    let (engine, mut reports) = h.engine().await;
+    let after = reports
+        .until(&a.task_arn, 20, |r| {
+            ctr(r, "victim").last_status == ContainerStatus::Stopped
+        })
+        .await;
+    assert_eq!(ctr(&after, "victim").exit_code, Some(137));
+    assert_eq!(ctr(&after, "keep").last_status, ContainerStatus::Running);
+    assert_eq!(
+        ctr(&after, "keep").runtime_id.as_deref(),
+        Some(keep_id.as_str())
+    );
+    assert_eq!(after.last_status, TaskStatus::Running);
+    assert_eq!(
+        docker_inspect(&keep_id, "{{.State.StartedAt}}"),
+        keep_started
+    );
+    assert_eq!(docker_inspect(&keep_id, "{{.State.Running}}"), "true");
+
+    // The restarted engine still owns the task: it can stop it.
+    engine.assign(vec![stop(a.clone())], false);
+    reports
+        .until(&a.task_arn, 20, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+}
