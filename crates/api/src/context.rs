@@ -1,6 +1,7 @@
-//! The state every handler needs: the store, the configuration (credentials, region, account)
-//! and the clock, plus who is calling.
+//! The state every handler needs: the store, the configuration (credentials, region, account),
+//! the clock, the live agent sessions, plus who is calling and how they reached the server.
 
+use crate::agents::{AgentTimings, Agents};
 use crate::metrics::Metrics;
 use crate::sigv4::{Caller, Credential};
 use flotilla_model::arn::ArnContext;
@@ -45,6 +46,11 @@ pub struct Api {
     pub clock: Arc<dyn Clock>,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// Heartbeat interval and stopped-task retention.
+    pub timings: AgentTimings,
+    /// Live agent sessions, connection deadlines and the latest usage per task (in memory).
+    pub agents: Agents,
+    background: std::sync::atomic::AtomicBool,
 }
 
 impl Api {
@@ -55,7 +61,31 @@ impl Api {
             config,
             clock,
             metrics: Metrics::new(),
+            timings: AgentTimings::default(),
+            agents: Agents::default(),
+            background: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Builder: the agent heartbeat interval and the stopped-task retention (tests shorten
+    /// them).
+    pub fn with_timings(mut self, timings: AgentTimings) -> Self {
+        self.timings = timings;
+        self
+    }
+
+    /// Starts the background loops (agent liveness, stopped-task sweeper) once; later calls do
+    /// nothing. Needs a Tokio runtime; [`crate::router`] calls it. The loops end when the `Api`
+    /// is dropped.
+    pub fn start_background(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        if self.background.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        crate::agents::spawn_background(Arc::downgrade(self));
     }
 }
 
@@ -67,6 +97,8 @@ pub struct Ctx<'a> {
     pub caller: Caller,
     /// Request time, read once per request.
     pub now: f64,
+    /// The `Host` header the client reached the server with (DiscoverPollEndpoint answers it).
+    pub host: Option<String>,
 }
 
 impl Ctx<'_> {

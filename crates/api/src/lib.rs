@@ -13,13 +13,19 @@
 
 #![warn(missing_docs)]
 
+pub mod agents;
 pub mod context;
+pub mod instances;
 pub mod metrics;
 pub mod ops;
 pub mod paginate;
+pub mod placement;
 pub mod records;
 pub mod server;
+pub mod session;
 pub mod sigv4;
+pub mod tasks;
 
+pub use agents::AgentTimings;
 pub use context::{Api, ApiConfig, Clock, SystemClock};
 pub use server::router;

@@ -6,6 +6,11 @@
 //! - `taskdefs/FAMILY/REVISION(10 digits)` -> `RegisterTaskDefinitionResponse` (definition + tags)
 //! - `account-settings/PRINCIPAL_OR_DEFAULT/NAME` -> `Setting`
 //! - `attributes/CLUSTER/TARGET_ID/NAME` -> `Attribute`
+//! - `container-instances/CLUSTER/ID` -> [`crate::instances::InstanceRecord`] (with the
+//!   reservations of the tasks placed on it)
+//! - `tasks/CLUSTER/ID` -> [`crate::tasks::TaskRecord`] (the task, its observed state and the
+//!   assignment its agent is sent)
+//! - `client-tokens/CLUSTER/HEX(TOKEN)` -> [`ClientTokenRecord`] (RunTask idempotency)
 //!
 //! Every write is a compare-and-swap on the object's `mod_revision`, so concurrent requests never
 //! lose each other's updates; a conflict is retried by the caller with fresh reads.
@@ -29,6 +34,11 @@ pub const ATTRIBUTES: &str = "attributes/";
 /// Prefix of container instance records (`container-instances/CLUSTER/ID`).
 pub const CONTAINER_INSTANCES: &str = "container-instances/";
 
+/// Prefix of task records (`tasks/CLUSTER/ID`).
+pub const TASKS: &str = "tasks/";
+/// Prefix of RunTask client tokens.
+pub const CLIENT_TOKENS: &str = "client-tokens/";
+
 /// How many times a handler retries a compare-and-swap that lost a race.
 pub const CAS_ATTEMPTS: usize = 16;
 
@@ -47,6 +57,79 @@ pub fn task_definition_key(family: &str, revision: i32) -> String {
 /// The prefix of one family's revisions.
 pub fn task_definition_prefix(family: &str) -> String {
     format!("{TASK_DEFINITIONS}{family}/")
+}
+
+/// The key of a container instance.
+pub fn instance_key(cluster: &str, id: &str) -> String {
+    format!("{CONTAINER_INSTANCES}{cluster}/{id}")
+}
+/// The prefix of one cluster's container instances.
+pub fn instance_prefix(cluster: &str) -> String {
+    format!("{CONTAINER_INSTANCES}{cluster}/")
+}
+/// The key of a task.
+pub fn task_key(cluster: &str, id: &str) -> String {
+    format!("{TASKS}{cluster}/{id}")
+}
+/// The prefix of one cluster's tasks.
+pub fn task_prefix(cluster: &str) -> String {
+    format!("{TASKS}{cluster}/")
+}
+/// The key of a RunTask client token (hex-encoded: tokens may contain `/`).
+pub fn client_token_key(cluster: &str, token: &str) -> String {
+    format!("{CLIENT_TOKENS}{cluster}/{}", hex::encode(token))
+}
+
+/// A RunTask `clientToken` already used: what the request was and what it made.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ClientTokenRecord {
+    /// A digest of the request (without the token).
+    pub request_digest: String,
+    /// The tasks it started.
+    pub task_arns: Vec<String>,
+    /// The failures it answered.
+    #[serde(default)]
+    pub failures: Vec<flotilla_model::shapes::Failure>,
+    /// When (epoch seconds); the sweeper forgets tokens after the stopped-task retention.
+    pub created_at: f64,
+}
+
+/// Reduces a container instance id or ARN to the id, checking that an ARN's cluster (long
+/// format) is `cluster`. `None` when it names something else.
+pub fn instance_id_in<'a>(value: &'a str, cluster: &str) -> Option<&'a str> {
+    resource_id_in(value, "container-instance", cluster)
+}
+
+/// Reduces a task id or ARN to the id, checking that an ARN's cluster is `cluster`.
+pub fn task_id_in<'a>(value: &'a str, cluster: &str) -> Option<&'a str> {
+    resource_id_in(value, "task", cluster)
+}
+
+fn resource_id_in<'a>(value: &'a str, kind: &str, cluster: &str) -> Option<&'a str> {
+    if !value.starts_with("arn:") {
+        return (!value.is_empty() && !value.contains('/')).then_some(value);
+    }
+    let p = flotilla_model::arn::parse(value)?;
+    if p.resource_type != kind {
+        return None;
+    }
+    if let Some(c) = flotilla_model::arn::embedded_cluster(value) {
+        if c != cluster {
+            return None;
+        }
+    }
+    flotilla_model::arn::resource_name(value, kind)
+}
+
+/// The cluster a request addresses: its `cluster` member, else the cluster embedded in the
+/// first long-format ARN it names, else `default`.
+pub fn cluster_for(cluster: Option<&str>, arns: &[&str]) -> Option<String> {
+    if let Some(c) = cluster {
+        return Some(c.to_string());
+    }
+    arns.iter()
+        .find_map(|a| flotilla_model::arn::embedded_cluster(a))
+        .map(str::to_string)
 }
 
 /// The revision counter of a task definition family.

@@ -1,4 +1,5 @@
-//! The HTTP edge: `POST /` for the ECS API, `GET /metrics` for Prometheus, `GET /healthz`.
+//! The HTTP edge: `POST /` for the ECS API, `GET /metrics` for Prometheus, `GET /healthz`, and
+//! the agent session WebSocket at `flotilla_protocol::SESSION_PATH` (see [`crate::session`]).
 //!
 //! For every API request it assigns the `x-amzn-RequestId`, verifies the SigV4 signature, reads
 //! the body as JSON (an empty body is `{}`), dispatches on `X-Amz-Target`, and writes either the
@@ -27,7 +28,12 @@ const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 /// The HTTP router of the API.
 pub fn router(api: Arc<Api>) -> Router {
+    api.start_background();
     Router::new()
+        .route(
+            flotilla_protocol::SESSION_PATH,
+            get(crate::session::upgrade),
+        )
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .fallback(any(handle))
@@ -180,7 +186,16 @@ async fn serve(
             EcsError::serialization(format!("The request body is not valid JSON: {e}."))
         })?
     };
-    let ctx = Ctx { api, caller, now };
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let ctx = Ctx {
+        api,
+        caller,
+        now,
+        host,
+    };
     let output = ops::dispatch(&ctx, op, input).await?;
     serde_json::to_vec(&output)
         .map_err(|e| EcsError::server(format!("could not encode the response: {e}")))

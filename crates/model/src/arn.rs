@@ -4,6 +4,7 @@
 //! - task definition: `arn:aws:ecs:REGION:ACCOUNT:task-definition/FAMILY:REVISION`
 //! - container instance: `arn:aws:ecs:REGION:ACCOUNT:container-instance/CLUSTER/ID`
 //! - task: `arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER/ID` (ID: 32 lowercase hex characters)
+//! - container: `arn:aws:ecs:REGION:ACCOUNT:container/CLUSTER/TASK_ID/ID`
 //! - service: `arn:aws:ecs:REGION:ACCOUNT:service/CLUSTER/NAME`
 //! - capacity provider: `arn:aws:ecs:REGION:ACCOUNT:capacity-provider/NAME`
 //!
@@ -37,6 +38,13 @@ impl ArnContext {
     /// A task ARN.
     pub fn task(&self, cluster: &str, id: &str) -> String {
         format!("{}:task/{cluster}/{id}", self.base())
+    }
+    /// A container ARN (`container/CLUSTER/TASK_ID/CONTAINER_ID`, the long format).
+    pub fn container(&self, cluster: &str, task_id: &str, container_id: &str) -> String {
+        format!(
+            "{}:container/{cluster}/{task_id}/{container_id}",
+            self.base()
+        )
     }
     /// A service ARN.
     pub fn service(&self, cluster: &str, name: &str) -> String {
@@ -138,6 +146,10 @@ mod tests {
         assert_eq!(p.resource_type, "task");
         assert_eq!(p.resource, "web/0123456789abcdef0123456789abcdef");
         assert_eq!(embedded_cluster(&t), Some("web"));
+        assert_eq!(
+            c.container("web", "t1", "c1"),
+            "arn:aws:ecs:us-east-1:123456789012:container/web/t1/c1"
+        );
         assert_eq!(
             resource_name(&c.service("web", "front"), "service"),
             Some("front")

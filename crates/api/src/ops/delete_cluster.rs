@@ -2,7 +2,7 @@
 //! A cluster that still holds container instances, tasks or services cannot be deleted
 //! (`ClusterContains*Exception`); those resources are counted by `describe_clusters::fill_counts`.
 
-use super::describe_clusters::fill_counts;
+use super::describe_clusters::{counts, fill_counts};
 use crate::context::Ctx;
 use crate::records::{cluster_key, cluster_name, commit, contention, get, to_bytes, CAS_ATTEMPTS};
 use flotilla_model::shapes::{Cluster, DeleteClusterRequest, DeleteClusterResponse};
@@ -39,7 +39,10 @@ pub async fn delete_cluster(
                 "The Cluster cannot be deleted while Services are active.",
             ));
         }
-        if c.running_tasks_count > 0 || c.pending_tasks_count > 0 {
+        if c.running_tasks_count > 0
+            || c.pending_tasks_count > 0
+            || counts(ctx.store(), &name).await?.unstopped > 0
+        {
             return Err(EcsError::new(
                 ErrorCode::ClusterContainsTasksException,
                 "The Cluster cannot be deleted while Tasks are active.",

@@ -2,11 +2,16 @@
 //! chosen by `include`; unknown clusters are reported in `failures` with reason MISSING.
 
 use crate::context::Ctx;
-use crate::records::{cluster_key, cluster_name, get};
+use crate::instances::InstanceRecord;
+use crate::records::{cluster_key, cluster_name, get, instance_prefix, list, task_prefix};
+use crate::tasks::TaskRecord;
+use flotilla_model::shapes::LaunchType;
 use flotilla_model::shapes::{
     Cluster, ClusterField, DescribeClustersRequest, DescribeClustersResponse, Failure, KeyValuePair,
 };
+use flotilla_model::status::TaskStatus;
 use flotilla_model::EcsError;
+use flotilla_scheduler::InstanceStatus;
 use flotilla_store::Store;
 
 /// The per-launch-type statistics ECS reports with `include: STATISTICS`.
@@ -21,19 +26,68 @@ pub const STATISTICS_KEYS: &[&str] = &[
     "drainingFargateServiceCount",
 ];
 
-/// Fills in the live counts of a cluster. Container instances, tasks and services are not
-/// stored by this server yet, so every count is truly zero until those resources exist.
-pub async fn fill_counts(_store: &dyn Store, cluster: &mut Cluster) -> Result<(), EcsError> {
-    cluster.registered_container_instances_count = 0;
-    cluster.running_tasks_count = 0;
-    cluster.pending_tasks_count = 0;
+/// Live counts of a cluster's contents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Instances ACTIVE or DRAINING.
+    pub instances: i32,
+    /// Tasks whose lastStatus is RUNNING, EC2/EXTERNAL and Fargate.
+    pub running: [i32; 2],
+    /// Tasks whose lastStatus is PENDING.
+    pub pending: [i32; 2],
+    /// Tasks that have not STOPPED, in any status.
+    pub unstopped: i32,
+}
+
+/// Counts a cluster's registered instances and its tasks by status and launch type.
+pub async fn counts(store: &dyn Store, name: &str) -> Result<Counts, EcsError> {
+    let mut c = Counts::default();
+    for (_, i, _) in list::<InstanceRecord>(store, &instance_prefix(name)).await? {
+        if i.status() != InstanceStatus::Inactive {
+            c.instances += 1;
+        }
+    }
+    for (_, t, _) in list::<TaskRecord>(store, &task_prefix(name)).await? {
+        let slot = usize::from(t.task.launch_type == Some(LaunchType::Fargate));
+        match t.last_status.0 {
+            TaskStatus::Running => c.running[slot] += 1,
+            TaskStatus::Pending => c.pending[slot] += 1,
+            _ => {}
+        }
+        if !t.is_stopped() {
+            c.unstopped += 1;
+        }
+    }
+    Ok(c)
+}
+
+/// Fills in the live counts of a cluster: registered container instances (ACTIVE or DRAINING),
+/// running and pending tasks (by lastStatus), and the per-launch-type statistics. Services are
+/// not stored by this server yet, so their counts are zero.
+pub async fn fill_counts(store: &dyn Store, cluster: &mut Cluster) -> Result<(), EcsError> {
+    let name = cluster.cluster_name.clone().unwrap_or_default();
+    let c = counts(store, &name).await?;
+    cluster.registered_container_instances_count = c.instances;
+    cluster.running_tasks_count = c.running[0] + c.running[1];
+    cluster.pending_tasks_count = c.pending[0] + c.pending[1];
     cluster.active_services_count = 0;
+    let values = [
+        c.running[0],
+        c.running[1],
+        c.pending[0],
+        c.pending[1],
+        0,
+        0,
+        0,
+        0,
+    ];
     cluster.statistics = Some(
         STATISTICS_KEYS
             .iter()
-            .map(|k| KeyValuePair {
+            .zip(values)
+            .map(|(k, v)| KeyValuePair {
                 name: Some((*k).to_string()),
-                value: Some("0".into()),
+                value: Some(v.to_string()),
             })
             .collect(),
     );

@@ -18,18 +18,29 @@ pub mod attributes;
 pub mod create_cluster;
 pub mod delete_cluster;
 pub mod delete_task_definitions;
+pub mod deregister_container_instance;
 pub mod deregister_task_definition;
 pub mod describe_capacity_providers;
 pub mod describe_clusters;
+pub mod describe_container_instances;
 pub mod describe_task_definition;
+pub mod describe_tasks;
+pub mod discover_poll_endpoint;
 pub mod list_clusters;
+pub mod list_container_instances;
 pub mod list_task_definition_families;
 pub mod list_task_definitions;
+pub mod list_tasks;
 pub mod put_cluster_capacity_providers;
+pub mod register_container_instance;
 pub mod register_task_definition;
+pub mod run_task;
+pub mod start_task;
+pub mod stop_task;
 pub mod tags;
 pub mod update_cluster;
 pub mod update_cluster_settings;
+pub mod update_container_instances_state;
 
 /// True when `value` is an ARN of another region or account than this server's. Such an ARN
 /// names a resource this server does not hold, even when a local resource has the same name.
@@ -37,6 +48,22 @@ pub fn foreign_arn(ctx: &Ctx<'_>, value: &str) -> bool {
     value.starts_with("arn:")
         && flotilla_model::arn::parse(value)
             .is_some_and(|p| p.region != ctx.arns().region || p.account != ctx.arns().account)
+}
+
+/// The ACTIVE cluster a request addresses (its `cluster` member, else the cluster embedded in
+/// the first long-format ARN it names, else `default`), by name; `ClusterNotFoundException`
+/// otherwise, also for ARNs of another region or account.
+pub async fn request_cluster(
+    ctx: &Ctx<'_>,
+    cluster: Option<&str>,
+    arns: &[&str],
+) -> Result<String, EcsError> {
+    if cluster.is_some_and(|c| foreign_arn(ctx, c)) {
+        return Err(EcsError::cluster_not_found());
+    }
+    let named = crate::records::cluster_for(cluster, arns);
+    let (c, _) = crate::records::active_cluster(ctx.store(), named.as_deref()).await?;
+    Ok(c.cluster_name.unwrap_or_default())
 }
 
 /// A timestamp as ECS reports it: epoch seconds with millisecond precision.
@@ -98,6 +125,17 @@ pub async fn dispatch(ctx: &Ctx<'_>, op: Operation, input: Value) -> Result<Valu
         PutAccountSettingDefault => account_settings::put_account_setting_default,
         DeleteAccountSetting => account_settings::delete_account_setting,
         ListAccountSettings => account_settings::list_account_settings,
+        RegisterContainerInstance => register_container_instance::register_container_instance,
+        DeregisterContainerInstance => deregister_container_instance::deregister_container_instance,
+        DescribeContainerInstances => describe_container_instances::describe_container_instances,
+        ListContainerInstances => list_container_instances::list_container_instances,
+        UpdateContainerInstancesState => update_container_instances_state::update_container_instances_state,
+        DiscoverPollEndpoint => discover_poll_endpoint::discover_poll_endpoint,
+        RunTask => run_task::run_task,
+        StartTask => start_task::start_task,
+        StopTask => stop_task::stop_task,
+        DescribeTasks => describe_tasks::describe_tasks,
+        ListTasks => list_tasks::list_tasks,
     )
 }
 

@@ -1,0 +1,86 @@
+//! DeregisterContainerInstance: marks an instance INACTIVE (it stays describable) and drops its
+//! custom attributes. An instance that still has tasks that are not STOPPED is refused with
+//! ECS's `InvalidParameterException` "Found running tasks on the instance." unless `force` is
+//! set; with `force` its tasks are orphaned: desired and last status STOPPED (the agent, while
+//! connected, is told to stop them) and their reservations released, in the same transaction.
+
+use super::describe_container_instances::{task_counts, view_of};
+use crate::context::Ctx;
+use crate::instances::InstanceRecord;
+use crate::records::{
+    self, commit, contention, get, instance_id_in, instance_key, task_key, task_prefix, to_bytes,
+    ATTRIBUTES, CAS_ATTEMPTS,
+};
+use crate::tasks::{orphan, TaskRecord};
+use flotilla_model::shapes::{
+    Attribute, DeregisterContainerInstanceRequest, DeregisterContainerInstanceResponse,
+};
+use flotilla_model::EcsError;
+use flotilla_scheduler::InstanceStatus;
+use flotilla_store::{Compare, Txn};
+
+fn not_found(r: &str) -> EcsError {
+    EcsError::invalid_parameter(format!(
+        "The referenced container instance {r} was not found."
+    ))
+}
+
+/// DeregisterContainerInstance.
+pub async fn deregister_container_instance(
+    ctx: &Ctx<'_>,
+    req: DeregisterContainerInstanceRequest,
+) -> Result<DeregisterContainerInstanceResponse, EcsError> {
+    let r = req.container_instance.as_str();
+    let cluster = super::request_cluster(ctx, req.cluster.as_deref(), &[r]).await?;
+    let Some(id) = instance_id_in(r, &cluster).filter(|_| !super::foreign_arn(ctx, r)) else {
+        return Err(not_found(r));
+    };
+    let key = instance_key(&cluster, id);
+    let force = req.force.unwrap_or(false);
+    let now = super::timestamp(ctx.now);
+    for _ in 0..CAS_ATTEMPTS {
+        let Some((mut rec, rev)) = get::<InstanceRecord>(ctx.store(), &key).await? else {
+            return Err(not_found(r));
+        };
+        if rec.status() == InstanceStatus::Inactive {
+            let counts = task_counts(ctx, &cluster).await?;
+            return Ok(DeregisterContainerInstanceResponse {
+                container_instance: Some(view_of(ctx, &rec, &counts, false).await?),
+            });
+        }
+        let tasks: Vec<(String, TaskRecord, u64)> =
+            records::list::<TaskRecord>(ctx.store(), &task_prefix(&cluster))
+                .await?
+                .into_iter()
+                .filter(|(_, t, _)| t.instance_id == rec.id && !t.is_stopped())
+                .collect();
+        if !tasks.is_empty() && !force {
+            return Err(EcsError::invalid_parameter(
+                "Found running tasks on the instance.",
+            ));
+        }
+        let mut txn = Txn::new().when(Compare::ModRevision(key.clone(), rev));
+        for (tkey, t, trev) in &tasks {
+            let stopped = orphan(t, "Container instance deregistered", now);
+            txn = txn
+                .when(Compare::ModRevision(tkey.clone(), *trev))
+                .put(task_key(&cluster, &t.id), to_bytes(&stopped)?);
+        }
+        rec.reservations.clear();
+        rec.set_status(InstanceStatus::Inactive);
+        rec.touch();
+        txn = txn.put(key.clone(), to_bytes(&rec)?);
+        let prefix = format!("{ATTRIBUTES}{cluster}/{}/", rec.id);
+        for (akey, _, _) in records::list::<Attribute>(ctx.store(), &prefix).await? {
+            txn = txn.delete(akey);
+        }
+        if commit(ctx.store(), txn).await? {
+            tracing::info!(container_instance = %rec.arn(), cluster = %cluster, orphaned = tasks.len(), "container instance deregistered");
+            let counts = task_counts(ctx, &cluster).await?;
+            return Ok(DeregisterContainerInstanceResponse {
+                container_instance: Some(view_of(ctx, &rec, &counts, false).await?),
+            });
+        }
+    }
+    Err(contention())
+}

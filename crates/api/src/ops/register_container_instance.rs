@@ -1,0 +1,111 @@
+//! RegisterContainerInstance (agent-facing): records a host's resources, agent version and
+//! attributes as a container instance of the cluster. `instanceIdentityDocument` (a JSON
+//! string) gives `ec2InstanceId`, the availability zone and the instance type. With
+//! `containerInstanceArn` of a registered (not INACTIVE) instance, the same instance is updated
+//! (resources, version info, agent attributes, tags merged) and keeps its tasks; an unknown or
+//! INACTIVE ARN registers a new instance, whose ARN the response carries.
+//!
+//! A new registration counts as connected until the agent opens its session; if it does not
+//! within `MISSED_HEARTBEATS` heartbeat intervals, it is marked `agentConnected: false`.
+
+use super::describe_container_instances::{task_counts, view_of};
+use super::tags::validate_tags;
+use crate::context::Ctx;
+use crate::instances::{parse_identity_document, parse_total_resources, InstanceRecord};
+use crate::placement::new_id;
+use crate::records::{
+    commit, contention, get, instance_id_in, instance_key, to_bytes, CAS_ATTEMPTS,
+};
+use flotilla_model::shapes::{
+    ContainerInstance, RegisterContainerInstanceRequest, RegisterContainerInstanceResponse,
+};
+use flotilla_model::EcsError;
+use flotilla_scheduler::InstanceStatus;
+use flotilla_store::{Compare, Txn};
+
+/// RegisterContainerInstance.
+pub async fn register_container_instance(
+    ctx: &Ctx<'_>,
+    req: RegisterContainerInstanceRequest,
+) -> Result<RegisterContainerInstanceResponse, EcsError> {
+    let cluster = super::request_cluster(ctx, req.cluster.as_deref(), &[]).await?;
+    let capacity = parse_total_resources(req.total_resources.as_deref().unwrap_or(&[]))?;
+    let doc = match req.instance_identity_document.as_deref() {
+        Some(d) if !d.trim().is_empty() => Some(parse_identity_document(d)?),
+        _ => None,
+    };
+    let tags = req.tags.clone().unwrap_or_default();
+    validate_tags(&tags, 0)?;
+    let existing_id = req
+        .container_instance_arn
+        .as_deref()
+        .and_then(|a| instance_id_in(a, &cluster))
+        .map(str::to_string);
+    let now = super::timestamp(ctx.now);
+    for _ in 0..CAS_ATTEMPTS {
+        let existing = match &existing_id {
+            Some(id) => get::<InstanceRecord>(ctx.store(), &instance_key(&cluster, id))
+                .await?
+                .filter(|(r, _)| r.status() != InstanceStatus::Inactive),
+            None => None,
+        };
+        let (mut rec, compare) = match existing {
+            Some((rec, rev)) => {
+                let key = instance_key(&cluster, &rec.id);
+                (rec, Compare::ModRevision(key, rev))
+            }
+            None => {
+                let id = new_id();
+                let mut rec = InstanceRecord {
+                    instance: ContainerInstance {
+                        container_instance_arn: Some(ctx.arns().container_instance(&cluster, &id)),
+                        version: 0,
+                        agent_connected: true,
+                        registered_at: Some(now),
+                        ..ContainerInstance::default()
+                    },
+                    cluster: cluster.clone(),
+                    id: id.clone(),
+                    ..InstanceRecord::default()
+                };
+                rec.set_status(InstanceStatus::Active);
+                (rec, Compare::Absent(instance_key(&cluster, &id)))
+            }
+        };
+        rec.registered = capacity.clone();
+        if req.version_info.is_some() {
+            rec.instance.version_info = req.version_info.clone();
+        }
+        rec.instance.attributes = Some(req.attributes.clone().unwrap_or_default());
+        if let Some(d) = &doc {
+            rec.instance.ec2_instance_id = d.instance_id.clone().or(rec.instance.ec2_instance_id);
+            rec.availability_zone = d.availability_zone.clone().or(rec.availability_zone);
+            rec.instance_type = d.instance_type.clone().or(rec.instance_type);
+        }
+        let mut all_tags = rec.instance.tags.clone().unwrap_or_default();
+        for t in &tags {
+            match all_tags.iter_mut().find(|x| x.key == t.key) {
+                Some(x) => x.value = t.value.clone(),
+                None => all_tags.push(t.clone()),
+            }
+        }
+        validate_tags(&all_tags, 0)?;
+        rec.instance.tags = Some(all_tags);
+        rec.touch();
+        let key = instance_key(&cluster, &rec.id);
+        let txn = Txn::new().when(compare).put(key.clone(), to_bytes(&rec)?);
+        if commit(ctx.store(), txn).await? {
+            tracing::info!(container_instance = %rec.arn(), cluster = %cluster, "container instance registered");
+            ctx.api.agents.expect(
+                &key,
+                tokio::time::Instant::now() + ctx.api.timings.silence_limit(),
+            );
+            let counts = task_counts(ctx, &cluster).await?;
+            let view = view_of(ctx, &rec, &counts, true).await?;
+            return Ok(RegisterContainerInstanceResponse {
+                container_instance: Some(view),
+            });
+        }
+    }
+    Err(contention())
+}

@@ -1,0 +1,55 @@
+//! StartTask: one task of an ACTIVE task definition on each named container instance (1 to 10,
+//! ids or ARNs), without strategies or constraints, through the one placement writer. Instances
+//! that cannot take it are reported in `failures` (`MISSING`, `INACTIVE`, `AGENT`,
+//! `RESOURCE:*`).
+
+use super::run_task::{placement_request, prepare, Common};
+use crate::context::Ctx;
+use crate::placement::{self, Committed, Target};
+use flotilla_model::shapes::{LaunchType, StartTaskRequest, StartTaskResponse};
+use flotilla_model::EcsError;
+
+/// StartTask.
+pub async fn start_task(
+    ctx: &Ctx<'_>,
+    req: StartTaskRequest,
+) -> Result<StartTaskResponse, EcsError> {
+    let n = req.container_instances.len();
+    if !(1..=10).contains(&n) {
+        return Err(EcsError::invalid_parameter(format!(
+            "StartTask takes 1 to 10 container instances; {n} were given."
+        )));
+    }
+    let template = prepare(
+        ctx,
+        &Common {
+            cluster: req.cluster.as_deref(),
+            task_definition: &req.task_definition,
+            overrides: req.overrides.as_ref(),
+            group: req.group.as_deref(),
+            started_by: req.started_by.as_deref(),
+            tags: req.tags.as_deref(),
+            propagate_tags: req.propagate_tags,
+            launch_type: LaunchType::Ec2,
+            enable_execute_command: req.enable_execute_command,
+        },
+    )
+    .await?;
+    let names: Vec<String> = req
+        .container_instances
+        .iter()
+        .map(|v| {
+            crate::records::instance_id_in(v, &template.cluster)
+                .unwrap_or(v.as_str())
+                .to_string()
+        })
+        .collect();
+    let preq = placement_request(&template, 1)?;
+    match placement::place(ctx, &template, &Target::Start(Box::new(preq), names), None).await? {
+        Committed::Placed(tasks, failures) => Ok(StartTaskResponse {
+            tasks: Some(tasks.iter().map(|t| t.view(true)).collect()),
+            failures: Some(failures),
+        }),
+        Committed::TokenUsed(_) => Err(EcsError::server("StartTask has no client token")),
+    }
+}

@@ -1,0 +1,56 @@
+//! StopTask: sets a task's desired status to STOPPED with `stopCode: UserInitiated`,
+//! `stoppedReason` (the request's `reason`, or "Task stopped by user") and `stoppingAt`. The
+//! agent of its instance is pushed the change at once and stops the containers (SIGTERM, then
+//! SIGKILL after `stopTimeout`); `lastStatus` follows from its reports. Stopping a task that is
+//! already meant to stop changes nothing. An unknown task is ECS's `InvalidParameterException`
+//! "The referenced task was not found."
+
+use crate::context::Ctx;
+use crate::records::{commit, contention, get, task_id_in, task_key, to_bytes, CAS_ATTEMPTS};
+use crate::tasks::{stop, TaskRecord};
+use flotilla_model::shapes::{StopTaskRequest, StopTaskResponse, TaskStopCode};
+use flotilla_model::EcsError;
+use flotilla_store::{Compare, Txn};
+
+/// StopTask.
+pub async fn stop_task(ctx: &Ctx<'_>, req: StopTaskRequest) -> Result<StopTaskResponse, EcsError> {
+    let r = req.task.as_str();
+    let cluster = super::request_cluster(ctx, req.cluster.as_deref(), &[r]).await?;
+    let not_found = || EcsError::invalid_parameter("The referenced task was not found.");
+    let Some(id) = task_id_in(r, &cluster).filter(|_| !super::foreign_arn(ctx, r)) else {
+        return Err(not_found());
+    };
+    let reason = req
+        .reason
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "Task stopped by user".to_string());
+    if reason.len() > 1024 {
+        return Err(EcsError::invalid_parameter(
+            "The reason can be at most 1024 characters.",
+        ));
+    }
+    let key = task_key(&cluster, id);
+    let now = super::timestamp(ctx.now);
+    for _ in 0..CAS_ATTEMPTS {
+        let Some((rec, rev)) = get::<TaskRecord>(ctx.store(), &key).await? else {
+            return Err(not_found());
+        };
+        let next = stop(&rec, TaskStopCode::UserInitiated, &reason, now);
+        if next == rec {
+            return Ok(StopTaskResponse {
+                task: Some(rec.view(false)),
+            });
+        }
+        let txn = Txn::new()
+            .when(Compare::ModRevision(key.clone(), rev))
+            .put(key.clone(), to_bytes(&next)?);
+        if commit(ctx.store(), txn).await? {
+            tracing::info!(task = %next.arn(), reason = %reason, "task stop requested");
+            return Ok(StopTaskResponse {
+                task: Some(next.view(false)),
+            });
+        }
+    }
+    Err(contention())
+}

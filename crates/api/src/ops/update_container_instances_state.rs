@@ -1,0 +1,98 @@
+//! UpdateContainerInstancesState: sets up to 10 instances ACTIVE or DRAINING. A DRAINING
+//! instance takes no new tasks; standalone tasks already on it are left alone (services, when
+//! they exist, replace theirs). Unknown instances are `MISSING` failures.
+
+use super::describe_container_instances::{task_counts, view_of};
+use crate::context::Ctx;
+use crate::instances::InstanceRecord;
+use crate::records::{
+    commit, contention, get, instance_id_in, instance_key, to_bytes, CAS_ATTEMPTS,
+};
+use flotilla_model::shapes::{
+    ContainerInstanceStatus, Failure, UpdateContainerInstancesStateRequest,
+    UpdateContainerInstancesStateResponse,
+};
+use flotilla_model::EcsError;
+use flotilla_scheduler::InstanceStatus;
+use flotilla_store::{Compare, Txn};
+
+/// UpdateContainerInstancesState.
+pub async fn update_container_instances_state(
+    ctx: &Ctx<'_>,
+    req: UpdateContainerInstancesStateRequest,
+) -> Result<UpdateContainerInstancesStateResponse, EcsError> {
+    let refs: Vec<&str> = req.container_instances.iter().map(String::as_str).collect();
+    let cluster = super::request_cluster(ctx, req.cluster.as_deref(), &refs).await?;
+    let status = match req.status {
+        ContainerInstanceStatus::Active => InstanceStatus::Active,
+        ContainerInstanceStatus::Draining => InstanceStatus::Draining,
+        other => {
+            return Err(EcsError::invalid_parameter(format!(
+                "Container instances can only be set to ACTIVE or DRAINING, not {}.",
+                other.as_str()
+            )))
+        }
+    };
+    if refs.is_empty() || refs.len() > 10 {
+        return Err(EcsError::invalid_parameter(format!(
+            "UpdateContainerInstancesState takes 1 to 10 container instances; {} were given.",
+            refs.len()
+        )));
+    }
+    let mut updated = Vec::new();
+    let mut failures = Vec::new();
+    'outer: for r in refs {
+        let missing = || Failure {
+            arn: Some(if r.starts_with("arn:") {
+                r.to_string()
+            } else {
+                ctx.arns().container_instance(&cluster, r)
+            }),
+            reason: Some("MISSING".into()),
+            detail: None,
+        };
+        let Some(id) = instance_id_in(r, &cluster).filter(|_| !super::foreign_arn(ctx, r)) else {
+            failures.push(missing());
+            continue;
+        };
+        let key = instance_key(&cluster, id);
+        for _ in 0..CAS_ATTEMPTS {
+            let Some((mut rec, rev)) = get::<InstanceRecord>(ctx.store(), &key).await? else {
+                failures.push(missing());
+                continue 'outer;
+            };
+            if rec.status() == InstanceStatus::Inactive {
+                failures.push(Failure {
+                    arn: Some(rec.arn().to_string()),
+                    reason: Some("INACTIVE".into()),
+                    detail: Some("The container instance is deregistered.".into()),
+                });
+                continue 'outer;
+            }
+            if rec.status() == status {
+                updated.push(rec);
+                continue 'outer;
+            }
+            rec.set_status(status);
+            rec.touch();
+            let txn = Txn::new()
+                .when(Compare::ModRevision(key.clone(), rev))
+                .put(key.clone(), to_bytes(&rec)?);
+            if commit(ctx.store(), txn).await? {
+                tracing::info!(container_instance = %rec.arn(), status = status.as_ecs_str(), "container instance state changed");
+                updated.push(rec);
+                continue 'outer;
+            }
+        }
+        return Err(contention());
+    }
+    let counts = task_counts(ctx, &cluster).await?;
+    let mut out = Vec::new();
+    for rec in &updated {
+        out.push(view_of(ctx, rec, &counts, false).await?);
+    }
+    Ok(UpdateContainerInstancesStateResponse {
+        container_instances: Some(out),
+        failures: Some(failures),
+    })
+}

@@ -1,0 +1,342 @@
+//! The one writer of placements: RunTask and StartTask plan against a snapshot of the cluster and
+//! commit the new tasks together with the reservations they take, in one transaction.
+//!
+//! How a request is placed ([`place`]):
+//! 1. read the cluster's instances (each with its `mod_revision`) and custom attributes;
+//! 2. plan with `flotilla_scheduler` on that snapshot (pure: strategies, constraints, resources);
+//! 3. write, in ONE transaction, every new task (`Absent`), every touched instance with the new
+//!    reservations (compare-and-swap on the `mod_revision` read in step 1) and, with a
+//!    `clientToken`, the token record (`Absent`);
+//! 4. on a conflict, start over from step 1, at most [`CAS_ATTEMPTS`] times.
+//!
+//! Invariant: a task record and its reservation on its instance are written in the same
+//! transaction, and a reservation is only written against the instance version the plan saw, so
+//! concurrent placements never over-commit an instance (`tests/placement.rs` checks it).
+//!
+//! What it is not: request validation (the handlers do it before calling in) or the agent push
+//! (the session sees the new task records through its watch).
+
+use crate::context::Ctx;
+use crate::instances::{custom_attribute, InstanceRecord, Reservation};
+use crate::records::{
+    self, commit, contention, get, instance_prefix, task_key, to_bytes, ClientTokenRecord,
+    ATTRIBUTES, CAS_ATTEMPTS,
+};
+use crate::tasks::{Resolved, Status, TaskRecord};
+use flotilla_model::shapes::{
+    Attribute, Container, Failure, LaunchType, NetworkMode, Tag, Task, TaskDefinition, TaskOverride,
+};
+use flotilla_model::status::{ContainerStatus, TaskStatus};
+use flotilla_model::{EcsError, ErrorCode};
+use flotilla_protocol::{ContainerAssignment, DesiredStatus, TaskAssignment};
+use flotilla_scheduler::{self as sched, PlacementError};
+use flotilla_store::{Compare, Txn};
+use std::collections::{BTreeSet, HashMap};
+
+/// Everything needed to create the tasks of one RunTask/StartTask request.
+#[derive(Debug, Clone)]
+pub struct TaskTemplate {
+    /// Cluster name.
+    pub cluster: String,
+    /// The task definition (ACTIVE).
+    pub task_definition: TaskDefinition,
+    /// Overrides applied.
+    pub resolved: Resolved,
+    /// The overrides as given (reported as `overrides`).
+    pub overrides: TaskOverride,
+    /// The task group.
+    pub group: String,
+    /// `startedBy`.
+    pub started_by: Option<String>,
+    /// EC2 or EXTERNAL.
+    pub launch_type: LaunchType,
+    /// The task's tags.
+    pub tags: Vec<Tag>,
+    /// `enableExecuteCommand`.
+    pub enable_execute_command: bool,
+    /// The resource side, for placement.
+    pub spec: sched::TaskSpec,
+}
+
+/// Where to place.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// RunTask: `count` tasks with strategies and constraints.
+    Run(Box<sched::PlacementRequest>),
+    /// StartTask: one task on each named instance (id or ARN).
+    Start(Box<sched::PlacementRequest>, Vec<String>),
+}
+
+/// A RunTask `clientToken` to record with the tasks.
+#[derive(Debug, Clone)]
+pub struct Token {
+    /// Its store key.
+    pub key: String,
+    /// Digest of the request.
+    pub digest: String,
+}
+
+/// What became of a request.
+#[derive(Debug)]
+pub enum Committed {
+    /// Tasks created (possibly none) and the failures.
+    Placed(Vec<TaskRecord>, Vec<Failure>),
+    /// The client token was already used; its record.
+    TokenUsed(ClientTokenRecord),
+}
+
+/// Turns a scheduler refusal into the ECS error.
+pub fn placement_error(e: PlacementError) -> EcsError {
+    match e {
+        PlacementError::NoContainerInstances => {
+            EcsError::invalid_parameter(PlacementError::NO_INSTANCES_MESSAGE)
+        }
+        PlacementError::Query(q) => {
+            EcsError::invalid_parameter(format!("Invalid placement constraint expression: {q}."))
+        }
+        other => EcsError::invalid_parameter(format!("{other}.")),
+    }
+}
+
+/// A new 32-character lowercase hex id, as ECS's long-format task and instance ids.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The custom attributes of every instance of a cluster, by instance id.
+pub async fn custom_attributes(
+    ctx: &Ctx<'_>,
+    cluster: &str,
+) -> Result<HashMap<String, Vec<Attribute>>, EcsError> {
+    let mut out: HashMap<String, Vec<Attribute>> = HashMap::new();
+    let prefix = format!("{ATTRIBUTES}{cluster}/");
+    for (key, a, _) in records::list::<Attribute>(ctx.store(), &prefix).await? {
+        let id = key
+            .strip_prefix(&prefix)
+            .and_then(|r| r.split('/').next())
+            .unwrap_or("")
+            .to_string();
+        out.entry(id).or_default().push(custom_attribute(&a));
+    }
+    Ok(out)
+}
+
+fn build_task(
+    ctx: &Ctx<'_>,
+    t: &TaskTemplate,
+    inst: &InstanceRecord,
+    placement: &sched::Placement,
+    demand: &sched::Demand,
+) -> TaskRecord {
+    let arns = ctx.arns();
+    let id = new_id();
+    let now = crate::ops::timestamp(ctx.now);
+    let task_arn = arns.task(&t.cluster, &id);
+    let cluster_arn = arns.cluster(&t.cluster);
+    let td = &t.task_definition;
+    let td_arn = td.task_definition_arn.clone().unwrap_or_default();
+    let mut containers = Vec::new();
+    let mut assigned = Vec::new();
+    for def in &t.resolved.containers {
+        let container_arn = arns.container(&t.cluster, &id, &uuid::Uuid::new_v4().to_string());
+        containers.push(Container {
+            container_arn: Some(container_arn.clone()),
+            task_arn: Some(task_arn.clone()),
+            name: def.name.clone(),
+            image: def.image.clone(),
+            network_bindings: Some(Vec::new()),
+            network_interfaces: Some(Vec::new()),
+            cpu: Some(def.cpu.to_string()),
+            memory: def.memory.map(|m| m.to_string()),
+            memory_reservation: def.memory_reservation.map(|m| m.to_string()),
+            ..Container::default()
+        });
+        assigned.push(ContainerAssignment {
+            container_arn,
+            definition: def.clone(),
+        });
+    }
+    let mut overrides = t.overrides.clone();
+    overrides.container_overrides = Some(overrides.container_overrides.unwrap_or_default());
+    overrides.inference_accelerator_overrides = Some(
+        overrides
+            .inference_accelerator_overrides
+            .unwrap_or_default(),
+    );
+    let task = Task {
+        attachments: Some(Vec::new()),
+        availability_zone: inst.availability_zone.clone(),
+        cluster_arn: Some(cluster_arn.clone()),
+        container_instance_arn: Some(inst.arn().to_string()),
+        containers: Some(containers),
+        cpu: t.resolved.cpu.map(|c| c.to_string()),
+        created_at: Some(now),
+        enable_execute_command: t.enable_execute_command,
+        group: Some(t.group.clone()),
+        launch_type: Some(t.launch_type),
+        memory: t.resolved.memory.map(|m| m.to_string()),
+        overrides: Some(overrides),
+        started_by: t.started_by.clone(),
+        tags: Some(t.tags.clone()),
+        task_arn: Some(task_arn.clone()),
+        task_definition_arn: Some(td_arn.clone()),
+        version: 1,
+        ..Task::default()
+    };
+    let assignment = TaskAssignment {
+        task_arn: task_arn.clone(),
+        cluster_arn,
+        task_definition_arn: td_arn,
+        version: 1,
+        desired_status: DesiredStatus::Running,
+        stop_reason: None,
+        stop_code: None,
+        network_mode: td.network_mode.unwrap_or(NetworkMode::Bridge),
+        cpu: t.resolved.cpu,
+        memory: t.resolved.memory,
+        volumes: td.volumes.clone().unwrap_or_default(),
+        pid_mode: td.pid_mode.map(|p| p.as_str().to_string()),
+        ipc_mode: td.ipc_mode.map(|p| p.as_str().to_string()),
+        containers: assigned,
+    };
+    let reservation = Reservation {
+        task_arn,
+        cpu: demand.cpu,
+        memory: demand.memory,
+        ports: placement.host_ports.clone(),
+        ports_udp: placement.host_ports_udp.clone(),
+        group: t.group.clone(),
+        family: td.family.clone().unwrap_or_default(),
+        revision: u32::try_from(td.revision).unwrap_or(0),
+        started_by: t.started_by.clone(),
+    };
+    TaskRecord {
+        container_status: vec![ContainerStatus::Pending; t.resolved.containers.len()],
+        task,
+        last_status: Status(TaskStatus::Pending),
+        cluster: t.cluster.clone(),
+        id,
+        instance_id: inst.id.clone(),
+        assignment: Some(assignment),
+        reservation,
+    }
+}
+
+/// Plans and commits one request (see the module docs).
+pub async fn place(
+    ctx: &Ctx<'_>,
+    template: &TaskTemplate,
+    target: &Target,
+    token: Option<&Token>,
+) -> Result<Committed, EcsError> {
+    let demand = template
+        .spec
+        .demand()
+        .map_err(|e| placement_error(e.into()))?;
+    for _ in 0..CAS_ATTEMPTS {
+        if let Some(tok) = token {
+            if let Some((rec, _)) = get::<ClientTokenRecord>(ctx.store(), &tok.key).await? {
+                return Ok(Committed::TokenUsed(rec));
+            }
+        }
+        let all = records::list::<InstanceRecord>(ctx.store(), &instance_prefix(&template.cluster))
+            .await?;
+        let mut instances: Vec<(String, InstanceRecord, u64)> = all
+            .into_iter()
+            .filter(|(_, r, _)| r.status() != sched::InstanceStatus::Inactive)
+            .collect();
+        let custom = custom_attributes(ctx, &template.cluster).await?;
+        let snapshot = sched::Snapshot::new(
+            instances
+                .iter()
+                .map(|(_, r, _)| r.to_scheduler(custom.get(&r.id).map_or(&[], |v| v)))
+                .collect(),
+        );
+        let mut cluster = sched::Cluster::new(snapshot);
+        let (outcome, failures) = match target {
+            Target::Run(req) => {
+                let o = cluster.place(req).map_err(placement_error)?;
+                let f = o
+                    .ecs_failures()
+                    .into_iter()
+                    .map(|f| Failure {
+                        arn: Some(f.arn),
+                        reason: Some(f.reason),
+                        detail: None,
+                    })
+                    .collect::<Vec<_>>();
+                (o, f)
+            }
+            Target::Start(req, names) => {
+                let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                let o = cluster.start_on(req, &refs).map_err(placement_error)?;
+                let f = o
+                    .rejections
+                    .iter()
+                    .map(|r| Failure {
+                        arn: Some(r.arn.clone()),
+                        reason: Some(r.primary().as_ecs_str().to_string()),
+                        detail: None,
+                    })
+                    .collect::<Vec<_>>();
+                (o, f)
+            }
+        };
+        let mut touched: BTreeSet<usize> = BTreeSet::new();
+        let mut tasks = Vec::new();
+        for p in &outcome.placements {
+            let Some((_, inst, _)) = instances.get_mut(p.instance_index) else {
+                return Err(EcsError::server("placement chose an unknown instance"));
+            };
+            let rec = build_task(ctx, template, inst, p, &demand);
+            inst.reserve(&rec.id, rec.reservation.clone());
+            inst.touch();
+            touched.insert(p.instance_index);
+            tasks.push(rec);
+        }
+        let mut txn = Txn::new();
+        for i in &touched {
+            if let Some((key, inst, rev)) = instances.get(*i) {
+                txn = txn
+                    .when(Compare::ModRevision(key.clone(), *rev))
+                    .put(key.clone(), to_bytes(inst)?);
+            }
+        }
+        for t in &tasks {
+            let key = task_key(&t.cluster, &t.id);
+            txn = txn
+                .when(Compare::Absent(key.clone()))
+                .put(key, to_bytes(t)?);
+        }
+        if let Some(tok) = token {
+            let rec = ClientTokenRecord {
+                request_digest: tok.digest.clone(),
+                task_arns: tasks.iter().map(|t| t.arn().to_string()).collect(),
+                failures: failures.clone(),
+                created_at: ctx.now,
+            };
+            txn = txn
+                .when(Compare::Absent(tok.key.clone()))
+                .put(tok.key.clone(), to_bytes(&rec)?);
+        }
+        if commit(ctx.store(), txn).await? {
+            for t in &tasks {
+                tracing::info!(task = %t.arn(), container_instance = %t.instance_id, cluster = %t.cluster, "task placed");
+            }
+            return Ok(Committed::Placed(tasks, failures));
+        }
+        tracing::debug!(cluster = %template.cluster, "placement lost a race; re-planning");
+    }
+    Err(contention())
+}
+
+/// The ECS error for a RunTask `clientToken` reused with another request.
+pub fn token_conflict(rec: &ClientTokenRecord) -> EcsError {
+    EcsError::new(
+        ErrorCode::ConflictException,
+        format!(
+            "The clientToken was already used by a different request, which started: [{}].",
+            rec.task_arns.join(", ")
+        ),
+    )
+}

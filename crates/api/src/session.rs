@@ -1,0 +1,395 @@
+//! The server end of the agent session (`flotilla_protocol`): one WebSocket per container
+//! instance at [`flotilla_protocol::SESSION_PATH`]`?containerInstance=ARN`.
+//!
+//! The upgrade request is verified with SigV4 exactly like an API call (GET, its query, an
+//! empty body), and must name a registered, not INACTIVE, container instance. Then:
+//! 1. the session becomes the instance's current one (an older one ends) and the instance is
+//!    marked `agentConnected: true`;
+//! 2. the server sends `Welcome`, then `Tasks { full: true }` with every task assigned to the
+//!    instance that is not STOPPED, listed at store revision N;
+//! 3. it watches the cluster's task records from N and pushes an assignment whenever its
+//!    version grows (that is, whenever the task's desired state changed) — a push, never a poll;
+//! 4. it applies each `TaskState` report to its task record ([`crate::tasks::apply_report`],
+//!    releasing the task's reservation in the same transaction when it reaches STOPPED), then
+//!    answers `Ack`; `Usage` samples are kept in memory ([`crate::agents::Agents`]);
+//! 5. a session silent for `MISSED_HEARTBEATS` heartbeat intervals, closed, or replaced ends;
+//!    if it was the instance's current session, the instance is marked `agentConnected: false`.
+//!
+//! What it is not: placement or desired state. The session only carries what the API wrote.
+
+use crate::agents::set_agent_connected;
+use crate::context::Api;
+use crate::instances::InstanceRecord;
+use crate::records::{
+    commit, contention, get, instance_key, task_id_in, task_key, task_prefix, to_bytes,
+    CAS_ATTEMPTS,
+};
+use crate::server::error_body;
+use crate::sigv4;
+use crate::tasks::{apply_report, TaskRecord};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use flotilla_model::{EcsError, ErrorCode};
+use flotilla_protocol::{
+    AgentMessage, ServerMessage, TaskAssignment, TaskStateReport, INSTANCE_PARAM, PROTOCOL_VERSION,
+};
+use flotilla_scheduler::InstanceStatus;
+use flotilla_store::{Compare, Event, Txn};
+use futures::stream::SplitSink;
+use futures::{SinkExt, StreamExt};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+fn error_response(e: &EcsError, status: StatusCode) -> Response {
+    let mut resp = Response::new(axum::body::Body::from(error_body(e)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
+    resp
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The value of one query parameter, decoded.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k).as_deref() == Some(name))
+            .then(|| percent_decode(v))
+            .flatten()
+    })
+}
+
+/// `GET SESSION_PATH`: verifies the signature and the instance, then upgrades.
+pub async fn upgrade(
+    State(api): State<Arc<Api>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let now = api.clock.now();
+    let pairs: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let creds = &api.config.credentials;
+    let query = uri.query().unwrap_or("");
+    if let Err(e) = sigv4::verify(
+        method.as_str(),
+        uri.path(),
+        query,
+        &pairs,
+        b"",
+        now as i64,
+        |akid| creds.iter().find(|c| c.access_key_id == akid),
+    ) {
+        let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::FORBIDDEN);
+        return error_response(&e, status);
+    }
+    let not_found = |what: &str| {
+        error_response(
+            &EcsError::new(ErrorCode::ClientException, what.to_string()),
+            StatusCode::NOT_FOUND,
+        )
+    };
+    let Some(arn) = query_param(query, INSTANCE_PARAM) else {
+        return error_response(
+            &EcsError::invalid_parameter(format!(
+                "The session needs the {INSTANCE_PARAM} query parameter (a container instance ARN)."
+            )),
+            StatusCode::BAD_REQUEST,
+        );
+    };
+    let parsed = flotilla_model::arn::parse(&arn).filter(|p| {
+        p.resource_type == "container-instance"
+            && p.region == api.config.arns.region
+            && p.account == api.config.arns.account
+    });
+    let (Some(_), Some(cluster), Some(id)) = (
+        parsed,
+        flotilla_model::arn::embedded_cluster(&arn),
+        flotilla_model::arn::resource_name(&arn, "container-instance"),
+    ) else {
+        return not_found("The container instance ARN is not one of this server (expected the long format arn:aws:ecs:REGION:ACCOUNT:container-instance/CLUSTER/ID).");
+    };
+    let (cluster, id) = (cluster.to_string(), id.to_string());
+    match get::<InstanceRecord>(api.store.as_ref(), &instance_key(&cluster, &id)).await {
+        Ok(Some((rec, _))) if rec.status() != InstanceStatus::Inactive => {}
+        Ok(_) => return not_found(
+            "The container instance is not registered (or was deregistered); register it again.",
+        ),
+        Err(e) => return error_response(&e, StatusCode::INTERNAL_SERVER_ERROR),
+    }
+    match ws {
+        Ok(ws) => ws.on_upgrade(move |socket| run(api, socket, cluster, id)),
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+async fn run(api: Arc<Api>, socket: WebSocket, cluster: String, id: String) {
+    let key = instance_key(&cluster, &id);
+    let sid = api.agents.open(&key);
+    let span = tracing::info_span!("agent_session", container_instance = %id, cluster = %cluster, session = sid);
+    async {
+        tracing::info!("agent session opened");
+        let reason = session_loop(&api, socket, &cluster, &id, &key, sid).await;
+        tracing::info!(reason = %reason, "agent session ended");
+        if api.agents.close(&key, sid) {
+            if let Err(e) = set_agent_connected(api.store.as_ref(), &cluster, &id, false).await {
+                tracing::warn!(error = %e, "could not mark the agent disconnected");
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+
+async fn send(tx: &mut Sink, msg: &ServerMessage) -> Result<(), String> {
+    let text = flotilla_protocol::encode(msg).map_err(|e| format!("encode: {e}"))?;
+    tx.send(Message::Text(text.into()))
+        .await
+        .map_err(|e| format!("send failed: {e}"))
+}
+
+/// The assignments of every task of the instance that is not STOPPED, and the store revision
+/// they were read at.
+async fn full_state(
+    api: &Api,
+    cluster: &str,
+    id: &str,
+) -> Result<(Vec<(String, TaskAssignment)>, u64), EcsError> {
+    let page = api
+        .store
+        .list(&task_prefix(cluster), None, 0)
+        .await
+        .map_err(crate::records::store_error)?;
+    let mut out = Vec::new();
+    for kv in page.items {
+        let Ok(t) = serde_json::from_slice::<TaskRecord>(&kv.value) else {
+            continue;
+        };
+        if t.instance_id == id && !t.is_stopped() {
+            if let Some(a) = t.assignment {
+                out.push((kv.key, a));
+            }
+        }
+    }
+    Ok((out, page.revision))
+}
+
+async fn session_loop(
+    api: &Api,
+    socket: WebSocket,
+    cluster: &str,
+    id: &str,
+    key: &str,
+    sid: u64,
+) -> String {
+    if let Err(e) = set_agent_connected(api.store.as_ref(), cluster, id, true).await {
+        return format!("could not mark the agent connected: {e}");
+    }
+    let (mut tx, mut rx) = socket.split();
+    let interval = api.timings.heartbeat_interval;
+    let welcome = ServerMessage::Welcome {
+        container_instance_arn: api.config.arns.container_instance(cluster, id),
+        heartbeat_interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+        protocol_version: PROTOCOL_VERSION,
+    };
+    if let Err(e) = send(&mut tx, &welcome).await {
+        return e;
+    }
+    let mut sent: HashMap<String, u64> = HashMap::new();
+    let mut watch = None;
+    let limit = api.timings.silence_limit();
+    let mut tick = tokio::time::interval((interval / 2).max(std::time::Duration::from_millis(5)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    loop {
+        let mut resync = false;
+        // (Re)synchronise: full state, then watch from the revision it was read at.
+        let Some(w) = watch.as_mut() else {
+            let (tasks, rev) = match full_state(api, cluster, id).await {
+                Ok(v) => v,
+                Err(e) => return format!("could not list tasks: {e}"),
+            };
+            sent = tasks.iter().map(|(k, a)| (k.clone(), a.version)).collect();
+            let msg = ServerMessage::Tasks {
+                full: true,
+                tasks: tasks.into_iter().map(|(_, a)| a).collect(),
+            };
+            if let Err(e) = send(&mut tx, &msg).await {
+                return e;
+            }
+            match api.store.watch(&task_prefix(cluster), rev).await {
+                Ok(w) => watch = Some(w),
+                Err(e) => return format!("could not watch tasks: {e}"),
+            }
+            continue;
+        };
+        tokio::select! {
+            msg = rx.next() => {
+                let Some(Ok(msg)) = msg else { return "connection closed".into() };
+                last_heard = Instant::now();
+                match msg {
+                    Message::Text(text) => match flotilla_protocol::decode::<AgentMessage>(&text) {
+                        Ok(AgentMessage::Heartbeat { .. }) => {}
+                        Ok(AgentMessage::TaskState(report)) => {
+                            match apply_task_state(api, cluster, id, &report).await {
+                                Ok(()) => {
+                                    if let Err(e) = send(&mut tx, &ServerMessage::Ack { seq: report.seq }).await {
+                                        return e;
+                                    }
+                                }
+                                Err(e) => tracing::warn!(error = %e, task = %report.task_arn, "could not apply a task report; the agent will resend it"),
+                            }
+                        }
+                        Ok(AgentMessage::Usage { samples }) => api.agents.record_usage(samples),
+                        Err(e) => tracing::warn!(error = %e, "undecodable agent message ignored"),
+                    },
+                    Message::Close(_) => return "closed by the agent".into(),
+                    _ => {}
+                }
+            }
+            ev = w.next() => match ev {
+                Some(Ok(Event::Put(kv))) => {
+                    let Ok(t) = serde_json::from_slice::<TaskRecord>(&kv.value) else { continue };
+                    if t.instance_id != id {
+                        continue;
+                    }
+                    let Some(a) = t.assignment else { continue };
+                    if sent.get(&kv.key).is_some_and(|v| *v >= a.version) {
+                        continue;
+                    }
+                    sent.insert(kv.key.clone(), a.version);
+                    tracing::debug!(task = %a.task_arn, version = a.version, "pushing assignment");
+                    if let Err(e) = send(&mut tx, &ServerMessage::Tasks { full: false, tasks: vec![a] }).await {
+                        return e;
+                    }
+                }
+                Some(Ok(Event::Delete { key, .. })) => {
+                    sent.remove(&key);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "task watch failed; resynchronising");
+                    resync = true;
+                }
+                None => resync = true,
+            },
+            _ = tick.tick() => {
+                if last_heard.elapsed() > limit {
+                    return "no heartbeat".into();
+                }
+                if !api.agents.is_current(key, sid) {
+                    return "replaced by a newer session".into();
+                }
+            }
+        }
+        if resync {
+            watch = None;
+        }
+    }
+}
+
+/// Applies one report to its task (and, when the task reaches STOPPED, releases its reservation
+/// on the instance in the same transaction). Reports about tasks that are unknown or assigned to
+/// another instance are ignored (and still acknowledged).
+pub async fn apply_task_state(
+    api: &Api,
+    cluster: &str,
+    instance_id: &str,
+    report: &TaskStateReport,
+) -> Result<(), EcsError> {
+    let Some(tid) = task_id_in(&report.task_arn, cluster) else {
+        return Ok(());
+    };
+    let key = task_key(cluster, tid);
+    let store = api.store.as_ref();
+    for _ in 0..CAS_ATTEMPTS {
+        let Some((rec, rev)) = get::<TaskRecord>(store, &key).await? else {
+            return Ok(());
+        };
+        if rec.instance_id != instance_id {
+            return Ok(());
+        }
+        let now = crate::ops::timestamp(api.clock.now());
+        let next = apply_report(&rec, report, now);
+        if next == rec {
+            return Ok(());
+        }
+        let mut txn = Txn::new()
+            .when(Compare::ModRevision(key.clone(), rev))
+            .put(key.clone(), to_bytes(&next)?);
+        if next.is_stopped() {
+            let ikey = instance_key(cluster, instance_id);
+            if let Some((mut inst, irev)) = get::<InstanceRecord>(store, &ikey).await? {
+                if inst.release(&rec.id) {
+                    inst.touch();
+                    txn = txn
+                        .when(Compare::ModRevision(ikey.clone(), irev))
+                        .put(ikey, to_bytes(&inst)?);
+                }
+            }
+        }
+        if commit(store, txn).await? {
+            if next.last_status != rec.last_status {
+                tracing::info!(task = %next.arn(), last_status = next.last_status.0.as_ecs_str(), "task status changed");
+            }
+            return Ok(());
+        }
+    }
+    Err(contention())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_are_decoded() {
+        let q =
+            "a=1&containerInstance=arn%3Aaws%3Aecs%3Aus-east-1%3A1%3Acontainer-instance%2Fc%2Fx";
+        assert_eq!(
+            query_param(q, INSTANCE_PARAM).as_deref(),
+            Some("arn:aws:ecs:us-east-1:1:container-instance/c/x")
+        );
+        assert_eq!(query_param(q, "b"), None);
+        assert_eq!(query_param("x=%zz", "x"), None);
+    }
+}

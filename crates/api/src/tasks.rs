@@ -1,0 +1,592 @@
+//! Task records and the pure rules of a task's life on the server.
+//!
+//! A task is stored at `tasks/CLUSTER/ID` as a [`TaskRecord`]: the ECS `Task` shape (ARNs,
+//! times, stop code, containers, overrides, tags, `version`), its observed status
+//! ([`TaskStatus`], and one [`ContainerStatus`] per container), the [`TaskAssignment`] the agent
+//! of its instance is sent (desired status, assignment version, resolved container definitions)
+//! and the [`Reservation`] it holds on its instance.
+//!
+//! The rules, as pure functions with their tests here:
+//! - [`resolve`]: RunTask/StartTask overrides applied to a task definition;
+//! - [`task_spec`]: what placement needs to know of a resolved task;
+//! - [`apply_report`]: an agent's report applied to a task (idempotent; `lastStatus` never moves
+//!   backwards; a STOPPED task never changes again);
+//! - [`stop`]: StopTask's transition.
+//!
+//! Invariant: the desired status and the assignment `version` move together: every change of
+//! what the agent must do grows `assignment.version`, and nothing else does, so the session
+//! pushes exactly the changes of desired state. The ECS `version` grows with every change.
+//! Statuses are enums here; the wire strings appear only in [`TaskRecord::view`].
+
+use crate::instances::Reservation;
+use flotilla_model::shapes::{
+    Connectivity, ContainerDefinition, KeyValuePair, NetworkMode, Task, TaskDefinition,
+    TaskOverride, TaskStopCode,
+};
+use flotilla_model::status::{ContainerStatus, TaskStatus};
+use flotilla_model::task_definition::{parse_task_cpu, parse_task_memory};
+use flotilla_model::EcsError;
+use flotilla_protocol::{DesiredStatus, TaskAssignment, TaskStateReport};
+use flotilla_scheduler as sched;
+use serde::{Deserialize, Serialize};
+
+/// A stored task.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// The ECS shape; `lastStatus`/`desiredStatus` strings are filled by [`TaskRecord::view`].
+    pub task: Task,
+    /// Observed status.
+    pub last_status: Status,
+    /// Observed status of each container, in the order of `task.containers`.
+    #[serde(default)]
+    pub container_status: Vec<ContainerStatus>,
+    /// Cluster name.
+    pub cluster: String,
+    /// Task id (32 hex characters).
+    pub id: String,
+    /// Container instance id.
+    pub instance_id: String,
+    /// What the agent is told.
+    pub assignment: Option<TaskAssignment>,
+    /// What the task holds on its instance until it stops.
+    pub reservation: Reservation,
+}
+
+/// [`TaskStatus`] with a default, so the record can derive `Default`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Status(pub TaskStatus);
+
+impl Default for Status {
+    fn default() -> Self {
+        Status(TaskStatus::Pending)
+    }
+}
+
+/// The wire string of a desired status.
+pub fn desired_str(d: DesiredStatus) -> &'static str {
+    match d {
+        DesiredStatus::Running => "RUNNING",
+        DesiredStatus::Stopped => "STOPPED",
+    }
+}
+
+impl TaskRecord {
+    /// The desired status.
+    pub fn desired(&self) -> DesiredStatus {
+        self.assignment
+            .as_ref()
+            .map_or(DesiredStatus::Stopped, |a| a.desired_status)
+    }
+
+    /// The assignment version (0 without an assignment).
+    pub fn assignment_version(&self) -> u64 {
+        self.assignment.as_ref().map_or(0, |a| a.version)
+    }
+
+    /// Whether the task has stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.last_status.0 == TaskStatus::Stopped
+    }
+
+    /// The ARN.
+    pub fn arn(&self) -> &str {
+        self.task.task_arn.as_deref().unwrap_or("")
+    }
+
+    /// The task as ECS describes it.
+    pub fn view(&self, include_tags: bool) -> Task {
+        let mut t = self.task.clone();
+        t.last_status = Some(self.last_status.0.as_ecs_str().to_string());
+        t.desired_status = Some(desired_str(self.desired()).to_string());
+        if let Some(cs) = t.containers.as_mut() {
+            for (c, s) in cs.iter_mut().zip(self.container_status.iter()) {
+                c.last_status = Some(s.as_ecs_str().to_string());
+            }
+        }
+        t.tags = if include_tags {
+            Some(t.tags.unwrap_or_default())
+        } else {
+            None
+        };
+        t
+    }
+}
+
+/// A task definition with the overrides applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    /// Container definitions with command, environment, cpu, memory and memoryReservation
+    /// overridden.
+    pub containers: Vec<ContainerDefinition>,
+    /// Task-level CPU units.
+    pub cpu: Option<u32>,
+    /// Task-level MiB.
+    pub memory: Option<u32>,
+}
+
+fn merge_environment(base: &mut Vec<KeyValuePair>, over: &[KeyValuePair]) {
+    for kv in over {
+        match base.iter_mut().find(|b| b.name == kv.name) {
+            Some(b) => b.value = kv.value.clone(),
+            None => base.push(kv.clone()),
+        }
+    }
+}
+
+/// Applies RunTask/StartTask `overrides` to a task definition.
+pub fn resolve(
+    td: &TaskDefinition,
+    overrides: Option<&TaskOverride>,
+) -> Result<Resolved, EcsError> {
+    let mut containers = td.container_definitions.clone().unwrap_or_default();
+    let mut cpu = td.cpu.as_deref().and_then(parse_task_cpu);
+    let mut memory = td.memory.as_deref().and_then(parse_task_memory);
+    if let Some(o) = overrides {
+        for co in o.container_overrides.iter().flatten() {
+            let name = co.name.as_deref().unwrap_or("");
+            let Some(c) = containers
+                .iter_mut()
+                .find(|c| c.name.as_deref() == Some(name))
+            else {
+                return Err(EcsError::invalid_parameter(format!(
+                    "Override for container named {name} is not a container in the TaskDefinition."
+                )));
+            };
+            if let Some(cmd) = &co.command {
+                c.command = Some(cmd.clone());
+            }
+            if let Some(env) = &co.environment {
+                merge_environment(c.environment.get_or_insert_with(Vec::new), env);
+            }
+            if let Some(v) = co.cpu {
+                c.cpu = v;
+            }
+            if let Some(v) = co.memory {
+                c.memory = Some(v);
+            }
+            if let Some(v) = co.memory_reservation {
+                c.memory_reservation = Some(v);
+            }
+            if let (Some(m), Some(r)) = (c.memory, c.memory_reservation) {
+                if r > m {
+                    return Err(EcsError::invalid_parameter(format!(
+                        "Invalid overrides for container {name}: memoryReservation ({r}) must be lower than memory ({m})."
+                    )));
+                }
+            }
+        }
+        if let Some(s) = &o.cpu {
+            cpu = Some(parse_task_cpu(s).ok_or_else(|| {
+                EcsError::invalid_parameter(format!(
+                    "Invalid task cpu override '{s}': give CPU units (e.g. 512) or vCPUs (e.g. 1 vCPU)."
+                ))
+            })?);
+        }
+        if let Some(s) = &o.memory {
+            memory = Some(parse_task_memory(s).ok_or_else(|| {
+                EcsError::invalid_parameter(format!(
+                    "Invalid task memory override '{s}': give MiB (e.g. 512) or GB (e.g. 1GB)."
+                ))
+            })?);
+        }
+    }
+    Ok(Resolved {
+        containers,
+        cpu,
+        memory,
+    })
+}
+
+/// The network mode placement uses.
+pub fn network_mode(m: Option<NetworkMode>) -> sched::NetworkMode {
+    match m {
+        None | Some(NetworkMode::Bridge) => sched::NetworkMode::Bridge,
+        Some(NetworkMode::Host) => sched::NetworkMode::Host,
+        Some(NetworkMode::Awsvpc) => sched::NetworkMode::Awsvpc,
+        Some(NetworkMode::None) => sched::NetworkMode::None,
+    }
+}
+
+fn to_u32(v: i32) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+/// What placement needs to know of a resolved task.
+pub fn task_spec(r: &Resolved, mode: Option<NetworkMode>) -> sched::TaskSpec {
+    sched::TaskSpec {
+        cpu: r.cpu,
+        memory: r.memory,
+        network_mode: network_mode(mode),
+        containers: r
+            .containers
+            .iter()
+            .map(|c| sched::ContainerSpec {
+                name: c.name.clone().unwrap_or_default(),
+                cpu: to_u32(c.cpu),
+                memory: c.memory.map(to_u32),
+                memory_reservation: c.memory_reservation.map(to_u32),
+                port_mappings: c
+                    .port_mappings
+                    .iter()
+                    .flatten()
+                    .filter_map(|p| {
+                        Some(sched::PortMapping {
+                            container_port: u16::try_from(p.container_port?).ok()?,
+                            host_port: p.host_port.and_then(|h| u16::try_from(h).ok()),
+                            protocol: match p.protocol {
+                                Some(flotilla_model::shapes::TransportProtocol::Udp) => {
+                                    sched::Protocol::Udp
+                                }
+                                _ => sched::Protocol::Tcp,
+                            },
+                        })
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Applies one agent report. Returns the record unchanged (same `version`) when the report
+/// brings nothing new, so applying the same report twice is harmless.
+pub fn apply_report(rec: &TaskRecord, r: &TaskStateReport, now: f64) -> TaskRecord {
+    let mut n = rec.clone();
+    if rec.is_stopped() {
+        return n;
+    }
+    let status = rec.last_status.0.max(r.last_status);
+    n.last_status = Status(status);
+    if n.task.connectivity.is_none() {
+        n.task.connectivity = Some(Connectivity::Connected);
+        n.task.connectivity_at = Some(now);
+    }
+    let containers = n.task.containers.get_or_insert_with(Vec::new);
+    n.container_status
+        .resize(containers.len(), ContainerStatus::Pending);
+    for c in &r.containers {
+        let Some(i) = containers
+            .iter()
+            .position(|x| x.name.as_deref() == Some(c.name.as_str()))
+        else {
+            continue;
+        };
+        if let (Some(slot), Some(s)) = (n.container_status.get_mut(i), Some(c.last_status)) {
+            *slot = (*slot).max(s);
+        }
+        let Some(ct) = containers.get_mut(i) else {
+            continue;
+        };
+        if c.runtime_id.is_some() {
+            ct.runtime_id = c.runtime_id.clone();
+        }
+        if c.exit_code.is_some() {
+            ct.exit_code = c.exit_code;
+        }
+        if c.reason.is_some() {
+            ct.reason = c.reason.clone();
+        }
+        if !c.network_bindings.is_empty() {
+            ct.network_bindings = Some(c.network_bindings.clone());
+        }
+        if c.health_status.is_some() {
+            ct.health_status = c.health_status;
+        }
+        if c.image_digest.is_some() {
+            ct.image_digest = c.image_digest.clone();
+        }
+    }
+    let t = &mut n.task;
+    if t.pull_started_at.is_none() {
+        t.pull_started_at = r.pull_started_at.map(crate::ops::timestamp);
+    }
+    if r.pull_stopped_at.is_some() {
+        t.pull_stopped_at = r.pull_stopped_at.map(crate::ops::timestamp);
+    }
+    if t.started_at.is_none() {
+        t.started_at = r.started_at.map(crate::ops::timestamp);
+        if t.started_at.is_none() && status >= TaskStatus::Running && status < TaskStatus::Stopped {
+            t.started_at = Some(now);
+        }
+    }
+    if r.health_status.is_some() {
+        t.health_status = r.health_status;
+    }
+    if status >= TaskStatus::Deactivating && t.stopping_at.is_none() {
+        t.stopping_at = Some(now);
+    }
+    if t.stop_code.is_none() && r.stop_code.is_some() {
+        t.stop_code = r.stop_code;
+        t.stopped_reason = r.stopped_reason.clone();
+    }
+    if status == TaskStatus::Stopped {
+        if t.execution_stopped_at.is_none() {
+            t.execution_stopped_at =
+                Some(r.execution_stopped_at.map_or(now, crate::ops::timestamp));
+        }
+        t.stopped_at = Some(now);
+        for s in n.container_status.iter_mut() {
+            *s = ContainerStatus::Stopped;
+        }
+    }
+    // The agent stopped a task it was told to run (an essential container exited, the start
+    // failed): the control plane now wants it stopped too, as ECS shows.
+    if status >= TaskStatus::Deactivating || r.stop_code.is_some() {
+        if let Some(a) = n.assignment.as_mut() {
+            if a.desired_status == DesiredStatus::Running {
+                a.desired_status = DesiredStatus::Stopped;
+                a.version += 1;
+                a.stop_code = n.task.stop_code;
+                a.stop_reason = n.task.stopped_reason.clone();
+            }
+        }
+    }
+    if n != *rec {
+        n.task.version += 1;
+    }
+    n
+}
+
+/// StopTask's transition: desired STOPPED with the stop code and reason; unchanged if the task
+/// is already meant to stop.
+pub fn stop(rec: &TaskRecord, code: TaskStopCode, reason: &str, now: f64) -> TaskRecord {
+    let mut n = rec.clone();
+    if rec.desired() == DesiredStatus::Stopped || rec.is_stopped() {
+        return n;
+    }
+    if let Some(a) = n.assignment.as_mut() {
+        a.desired_status = DesiredStatus::Stopped;
+        a.version += 1;
+        a.stop_code = Some(code);
+        a.stop_reason = Some(reason.to_string());
+    }
+    n.task.stop_code = Some(code);
+    n.task.stopped_reason = Some(reason.to_string());
+    if n.task.stopping_at.is_none() {
+        n.task.stopping_at = Some(now);
+    }
+    n.task.version += 1;
+    n
+}
+
+/// Marks a task stopped by the control plane itself (its instance was deregistered with
+/// `force`, which the user asked for: `UserInitiated`): the agent, if any, is told to stop it,
+/// and ECS forgets it now.
+pub fn orphan(rec: &TaskRecord, reason: &str, now: f64) -> TaskRecord {
+    let mut n = stop(rec, TaskStopCode::UserInitiated, reason, now);
+    if !n.is_stopped() {
+        n.last_status = Status(TaskStatus::Stopped);
+        n.task.stopped_at = Some(now);
+        n.task.execution_stopped_at.get_or_insert(now);
+        for s in n.container_status.iter_mut() {
+            *s = ContainerStatus::Stopped;
+        }
+        n.task.version += 1;
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_model::shapes::{Container, ContainerOverride, PortMapping};
+    use flotilla_protocol::ContainerStateReport;
+
+    fn td() -> TaskDefinition {
+        TaskDefinition {
+            container_definitions: Some(vec![ContainerDefinition {
+                name: Some("web".into()),
+                image: Some("nginx".into()),
+                cpu: 128,
+                memory: Some(256),
+                environment: Some(vec![KeyValuePair {
+                    name: Some("A".into()),
+                    value: Some("1".into()),
+                }]),
+                port_mappings: Some(vec![PortMapping {
+                    container_port: Some(80),
+                    host_port: Some(8080),
+                    ..PortMapping::default()
+                }]),
+                ..ContainerDefinition::default()
+            }]),
+            ..TaskDefinition::default()
+        }
+    }
+
+    #[test]
+    fn overrides_merge() {
+        let o = TaskOverride {
+            container_overrides: Some(vec![ContainerOverride {
+                name: Some("web".into()),
+                command: Some(vec!["sh".into()]),
+                environment: Some(vec![
+                    KeyValuePair {
+                        name: Some("A".into()),
+                        value: Some("2".into()),
+                    },
+                    KeyValuePair {
+                        name: Some("B".into()),
+                        value: Some("3".into()),
+                    },
+                ]),
+                memory: Some(512),
+                ..ContainerOverride::default()
+            }]),
+            cpu: Some("1 vCPU".into()),
+            ..TaskOverride::default()
+        };
+        let r = resolve(&td(), Some(&o)).unwrap();
+        let c = &r.containers[0];
+        assert_eq!(c.command.as_deref(), Some(&["sh".to_string()][..]));
+        assert_eq!(c.environment.as_ref().map(Vec::len), Some(2));
+        assert_eq!(
+            c.environment.as_ref().unwrap()[0].value.as_deref(),
+            Some("2")
+        );
+        assert_eq!(c.memory, Some(512));
+        assert_eq!(r.cpu, Some(1024));
+        let spec = task_spec(&r, None);
+        let d = spec.demand().unwrap();
+        assert_eq!((d.cpu, d.memory, d.ports.clone()), (1024, 512, vec![8080]));
+
+        let bad = TaskOverride {
+            container_overrides: Some(vec![ContainerOverride {
+                name: Some("nope".into()),
+                ..ContainerOverride::default()
+            }]),
+            ..TaskOverride::default()
+        };
+        assert!(resolve(&td(), Some(&bad)).is_err());
+        let bad_mem = TaskOverride {
+            memory: Some("lots".into()),
+            ..TaskOverride::default()
+        };
+        assert!(resolve(&td(), Some(&bad_mem)).is_err());
+    }
+
+    fn record() -> TaskRecord {
+        TaskRecord {
+            task: Task {
+                containers: Some(vec![Container {
+                    name: Some("web".into()),
+                    ..Container::default()
+                }]),
+                version: 1,
+                ..Task::default()
+            },
+            last_status: Status(TaskStatus::Pending),
+            container_status: vec![ContainerStatus::Pending],
+            assignment: Some(TaskAssignment {
+                task_arn: "t".into(),
+                cluster_arn: "c".into(),
+                task_definition_arn: "td".into(),
+                version: 1,
+                desired_status: DesiredStatus::Running,
+                stop_reason: None,
+                stop_code: None,
+                network_mode: NetworkMode::Bridge,
+                cpu: None,
+                memory: None,
+                volumes: vec![],
+                pid_mode: None,
+                ipc_mode: None,
+                containers: vec![],
+            }),
+            ..TaskRecord::default()
+        }
+    }
+
+    fn report(status: TaskStatus, c: ContainerStatus, exit: Option<i32>) -> TaskStateReport {
+        TaskStateReport {
+            seq: 1,
+            task_arn: "t".into(),
+            version: 1,
+            last_status: status,
+            containers: vec![ContainerStateReport {
+                name: "web".into(),
+                runtime_id: Some("abc".into()),
+                last_status: c,
+                exit_code: exit,
+                reason: None,
+                network_bindings: vec![],
+                health_status: None,
+                image_digest: None,
+            }],
+            pull_started_at: Some(10.0),
+            pull_stopped_at: Some(11.0),
+            started_at: Some(12.0),
+            execution_stopped_at: None,
+            stop_code: None,
+            stopped_reason: None,
+            health_status: None,
+        }
+    }
+
+    #[test]
+    fn reports_apply_idempotently_and_never_go_backwards() {
+        let r0 = record();
+        let running = report(TaskStatus::Running, ContainerStatus::Running, None);
+        let r1 = apply_report(&r0, &running, 20.0);
+        assert_eq!(r1.last_status.0, TaskStatus::Running);
+        assert_eq!(r1.task.version, 2);
+        assert_eq!(r1.task.started_at, Some(12.0));
+        assert_eq!(r1.task.connectivity, Some(Connectivity::Connected));
+        let c = &r1.task.containers.as_ref().unwrap()[0];
+        assert_eq!(c.runtime_id.as_deref(), Some("abc"));
+        // The same report again changes nothing.
+        assert_eq!(apply_report(&r1, &running, 21.0), r1);
+        // An older report does not move the status back.
+        let old = report(TaskStatus::Pending, ContainerStatus::Pending, None);
+        let r2 = apply_report(&r1, &old, 22.0);
+        assert_eq!(r2.last_status.0, TaskStatus::Running);
+        assert_eq!(r2.container_status, vec![ContainerStatus::Running]);
+        assert_eq!(r2, r1);
+        assert_eq!(r1.view(false).last_status.as_deref(), Some("RUNNING"));
+    }
+
+    #[test]
+    fn an_essential_exit_stops_the_task_and_its_desired_status() {
+        let r1 = apply_report(
+            &record(),
+            &report(TaskStatus::Running, ContainerStatus::Running, None),
+            20.0,
+        );
+        let mut exit = report(TaskStatus::Stopped, ContainerStatus::Stopped, Some(3));
+        exit.stop_code = Some(TaskStopCode::EssentialContainerExited);
+        exit.stopped_reason = Some("Essential container in task exited".into());
+        let r2 = apply_report(&r1, &exit, 30.0);
+        assert!(r2.is_stopped());
+        assert_eq!(r2.desired(), DesiredStatus::Stopped);
+        assert_eq!(r2.assignment_version(), 2);
+        assert_eq!(
+            r2.task.stop_code,
+            Some(TaskStopCode::EssentialContainerExited)
+        );
+        assert_eq!(r2.task.stopped_at, Some(30.0));
+        assert_eq!(r2.task.stopping_at, Some(30.0));
+        assert_eq!(r2.task.containers.as_ref().unwrap()[0].exit_code, Some(3));
+        // A stopped task never changes again.
+        let again = apply_report(
+            &r2,
+            &report(TaskStatus::Running, ContainerStatus::Running, None),
+            40.0,
+        );
+        assert_eq!(again, r2);
+    }
+
+    #[test]
+    fn stop_is_a_one_way_transition() {
+        let r = record();
+        let s = stop(&r, TaskStopCode::UserInitiated, "bye", 5.0);
+        assert_eq!(s.desired(), DesiredStatus::Stopped);
+        assert_eq!(s.assignment_version(), 2);
+        assert_eq!(s.task.stopping_at, Some(5.0));
+        assert_eq!(s.task.stopped_reason.as_deref(), Some("bye"));
+        assert_eq!(s.view(false).desired_status.as_deref(), Some("STOPPED"));
+        assert_eq!(stop(&s, TaskStopCode::UserInitiated, "again", 6.0), s);
+        let o = orphan(&r, "gone", 7.0);
+        assert!(o.is_stopped());
+        assert_eq!(o.desired(), DesiredStatus::Stopped);
+    }
+}

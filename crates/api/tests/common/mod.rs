@@ -1,0 +1,129 @@
+//! A harness for handler tests: an `Api` over a `MemoryStore`, and `call` to run one operation
+//! by name on a JSON input, as the HTTP edge would after verifying the signature.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use flotilla_api::context::Ctx;
+use flotilla_api::sigv4::{Caller, Credential};
+use flotilla_api::{ops, Api, ApiConfig, SystemClock};
+use flotilla_model::arn::ArnContext;
+use flotilla_model::{EcsError, Operation};
+use flotilla_store::{MemoryStore, Store};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub const REGION: &str = "us-east-1";
+pub const ACCOUNT: &str = "123456789012";
+pub const AKID: &str = "AKIDTEST";
+pub const SECRET: &str = "secret";
+
+pub fn config() -> ApiConfig {
+    ApiConfig {
+        arns: ArnContext {
+            region: REGION.into(),
+            account: ACCOUNT.into(),
+        },
+        credentials: vec![Credential {
+            access_key_id: AKID.into(),
+            secret_access_key: SECRET.into(),
+            session_token: None,
+            principal_arn: format!("arn:aws:iam::{ACCOUNT}:root"),
+        }],
+    }
+}
+
+pub fn api_with(store: Arc<dyn Store>) -> Api {
+    Api::new(store, config(), Arc::new(SystemClock))
+}
+
+pub fn api() -> Api {
+    api_with(Arc::new(MemoryStore::new()))
+}
+
+pub async fn call(api: &Api, op: &str, input: Value) -> Result<Value, EcsError> {
+    let ctx = Ctx {
+        api,
+        caller: Caller {
+            access_key_id: AKID.into(),
+            region: REGION.into(),
+            principal_arn: format!("arn:aws:iam::{ACCOUNT}:root"),
+        },
+        now: api.clock.now(),
+        host: Some("127.0.0.1:9999".into()),
+    };
+    let op = Operation::from_name(op).expect("known operation");
+    ops::dispatch(&ctx, op, input).await
+}
+
+pub async fn ok(api: &Api, op: &str, input: Value) -> Value {
+    match call(api, op, input).await {
+        Ok(v) => v,
+        Err(e) => panic!("{op} failed: {e:?}"),
+    }
+}
+
+pub async fn err(api: &Api, op: &str, input: Value) -> EcsError {
+    match call(api, op, input).await {
+        Ok(v) => panic!("{op} unexpectedly succeeded: {v}"),
+        Err(e) => e,
+    }
+}
+
+pub fn resources(cpu: i64, memory: i64) -> Value {
+    json!([
+        {"name": "CPU", "type": "INTEGER", "integerValue": cpu},
+        {"name": "MEMORY", "type": "INTEGER", "integerValue": memory},
+        {"name": "PORTS", "type": "STRINGSET", "stringSetValue": ["22", "2375", "2376", "51678"]},
+        {"name": "PORTS_UDP", "type": "STRINGSET", "stringSetValue": []}
+    ])
+}
+
+/// Registers an instance of `cpu`/`memory` in `cluster`; returns its ARN.
+pub async fn register(api: &Api, cluster: &str, cpu: i64, memory: i64, az: &str) -> String {
+    let doc = json!({"instanceId": format!("i-{az}"), "availabilityZone": az,
+                     "instanceType": "t3.small", "region": REGION})
+    .to_string();
+    let out = ok(
+        api,
+        "RegisterContainerInstance",
+        json!({"cluster": cluster, "totalResources": resources(cpu, memory),
+               "instanceIdentityDocument": doc,
+               "versionInfo": {"agentVersion": "0.1.0", "dockerVersion": "27.0"},
+               "attributes": [{"name": "ecs.os-type", "value": "linux"}]}),
+    )
+    .await;
+    out["containerInstance"]["containerInstanceArn"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+pub async fn cluster(api: &Api, name: &str) {
+    ok(api, "CreateCluster", json!({"clusterName": name})).await;
+}
+
+/// Registers `family` with one container of `memory` MiB (and optional static host port).
+pub async fn task_definition(api: &Api, family: &str, memory: i64, host_port: Option<i64>) {
+    let mut c = json!({"name": "app", "image": "busybox", "memory": memory, "cpu": 128,
+                       "command": ["sleep", "100"]});
+    if let Some(p) = host_port {
+        c["portMappings"] = json!([{"containerPort": 80, "hostPort": p}]);
+    }
+    ok(
+        api,
+        "RegisterTaskDefinition",
+        json!({"family": family, "containerDefinitions": [c],
+               "tags": [{"key": "team", "value": "core"}]}),
+    )
+    .await;
+}
+
+pub fn resource(ci: &Value, kind: &str, name: &str) -> Value {
+    ci[kind]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .cloned()
+        .unwrap()
+}

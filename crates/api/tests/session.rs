@@ -1,0 +1,449 @@
+//! The agent session over a real socket: a WebSocket client signed with SigV4 against the axum
+//! router on 127.0.0.1:0.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use flotilla_api::sigv4::{sign_request, RequestToSign};
+use flotilla_api::{router, AgentTimings, Api};
+use flotilla_model::shapes::{NetworkBinding, TaskStopCode, TransportProtocol};
+use flotilla_model::status::{ContainerStatus, TaskStatus};
+use flotilla_protocol::{
+    AgentMessage, ContainerStateReport, DesiredStatus, ServerMessage, TaskStateReport, SESSION_PATH,
+};
+use futures::{SinkExt, StreamExt};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Every wait is bounded by this deadline; the tests never sleep a fixed time.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+async fn serve(api: Api) -> (Arc<Api>, String) {
+    let api = Arc::new(api);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let app = router(api.clone());
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (api, addr)
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn connect(
+    addr: &str,
+    instance: &str,
+    sign: bool,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let query = format!("containerInstance={}", encode(instance));
+    let url = format!("ws://{addr}{SESSION_PATH}?{query}");
+    let mut req = url.as_str().into_client_request().unwrap();
+    if sign {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let headers = sign_request(
+            &RequestToSign {
+                method: "GET",
+                path: SESSION_PATH,
+                query: &query,
+                headers: &[("host", addr)],
+                body: b"",
+            },
+            now,
+            REGION,
+            AKID,
+            SECRET,
+            None,
+        );
+        for (k, v) in headers {
+            req.headers_mut().insert(
+                k.parse::<tokio_tungstenite::tungstenite::http::HeaderName>()
+                    .unwrap(),
+                HeaderValue::from_str(&v).unwrap(),
+            );
+        }
+    }
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+async fn next_message(ws: &mut Ws) -> ServerMessage {
+    loop {
+        let msg = tokio::time::timeout(DEADLINE, ws.next())
+            .await
+            .expect("a server message before the deadline")
+            .expect("socket open")
+            .expect("no socket error");
+        if let Message::Text(t) = msg {
+            return flotilla_protocol::decode(t.as_str()).unwrap();
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, msg: &AgentMessage) {
+    ws.send(Message::text(flotilla_protocol::encode(msg).unwrap()))
+        .await
+        .unwrap();
+}
+
+fn report(
+    seq: u64,
+    task: &str,
+    version: u64,
+    status: TaskStatus,
+    c: ContainerStatus,
+) -> TaskStateReport {
+    TaskStateReport {
+        seq,
+        task_arn: task.into(),
+        version,
+        last_status: status,
+        containers: vec![ContainerStateReport {
+            name: "app".into(),
+            runtime_id: Some("deadbeef".into()),
+            last_status: c,
+            exit_code: (c == ContainerStatus::Stopped).then_some(0),
+            reason: None,
+            network_bindings: vec![NetworkBinding {
+                bind_ip: Some("0.0.0.0".into()),
+                container_port: Some(80),
+                host_port: Some(8080),
+                protocol: Some(TransportProtocol::Tcp),
+                container_port_range: None,
+                host_port_range: None,
+            }],
+            health_status: None,
+            image_digest: None,
+        }],
+        pull_started_at: Some(1.0e9),
+        pull_stopped_at: Some(1.0e9 + 1.0),
+        started_at: (status >= TaskStatus::Running).then_some(1.0e9 + 2.0),
+        execution_stopped_at: None,
+        stop_code: None,
+        stopped_reason: None,
+        health_status: None,
+    }
+}
+
+async fn agent_connected(api: &Api, cluster: &str, instance: &str) -> bool {
+    let d = ok(
+        api,
+        "DescribeContainerInstances",
+        json!({"cluster": cluster, "containerInstances": [instance]}),
+    )
+    .await;
+    d["containerInstances"][0]["agentConnected"]
+        .as_bool()
+        .unwrap()
+}
+
+async fn wait_connected(api: &Api, cluster: &str, instance: &str, want: bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while agent_connected(api, cluster, instance).await != want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "agentConnected never became {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_pushes_assignments_and_applies_reports() {
+    let (api, addr) = serve(api().with_timings(AgentTimings {
+        heartbeat_interval: Duration::from_millis(500),
+        stopped_task_retention: Duration::from_secs(3600),
+    }))
+    .await;
+    cluster(&api, "s1").await;
+    let inst = register(&api, "s1", 1024, 1024, "us-east-1a").await;
+    task_definition(&api, "web", 256, Some(8080)).await;
+
+    // Unsigned: refused before the upgrade.
+    match connect(&addr, &inst, false).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403),
+        other => panic!("expected a 403, got {:?}", other.map(|_| ())),
+    }
+
+    let mut ws = connect(&addr, &inst, true).await.unwrap();
+    match next_message(&mut ws).await {
+        ServerMessage::Welcome {
+            container_instance_arn,
+            heartbeat_interval_ms,
+            ..
+        } => {
+            assert_eq!(container_instance_arn, inst);
+            assert_eq!(heartbeat_interval_ms, 500);
+        }
+        other => panic!("expected Welcome, got {other:?}"),
+    }
+    assert_eq!(
+        next_message(&mut ws).await,
+        ServerMessage::Tasks {
+            full: true,
+            tasks: vec![]
+        }
+    );
+    wait_connected(&api, "s1", &inst, true).await;
+
+    // RunTask: the assignment is pushed.
+    let r = ok(
+        &api,
+        "RunTask",
+        json!({"cluster": "s1", "taskDefinition": "web",
+        "overrides": {"containerOverrides": [{"name": "app", "command": ["echo", "over"]}]}}),
+    )
+    .await;
+    let task = r["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    let a = match next_message(&mut ws).await {
+        ServerMessage::Tasks {
+            full: false,
+            mut tasks,
+        } => tasks.remove(0),
+        other => panic!("expected an assignment, got {other:?}"),
+    };
+    assert_eq!(a.task_arn, task);
+    assert_eq!(a.desired_status, DesiredStatus::Running);
+    assert_eq!(a.version, 1);
+    assert_eq!(
+        a.containers[0].definition.command.as_deref(),
+        Some(&["echo".to_string(), "over".to_string()][..])
+    );
+
+    // Reports: RUNNING, acknowledged, and visible in DescribeTasks.
+    send(&mut ws, &AgentMessage::Heartbeat { sent_at_ms: 0 }).await;
+    send(
+        &mut ws,
+        &AgentMessage::TaskState(report(
+            1,
+            &task,
+            1,
+            TaskStatus::Running,
+            ContainerStatus::Running,
+        )),
+    )
+    .await;
+    assert_eq!(next_message(&mut ws).await, ServerMessage::Ack { seq: 1 });
+    // A repeated report is harmless and acknowledged again.
+    send(
+        &mut ws,
+        &AgentMessage::TaskState(report(
+            1,
+            &task,
+            1,
+            TaskStatus::Running,
+            ContainerStatus::Running,
+        )),
+    )
+    .await;
+    assert_eq!(next_message(&mut ws).await, ServerMessage::Ack { seq: 1 });
+    let d = ok(
+        &api,
+        "DescribeTasks",
+        json!({"cluster": "s1", "tasks": [task]}),
+    )
+    .await;
+    let t = &d["tasks"][0];
+    assert_eq!(t["lastStatus"], "RUNNING");
+    assert_eq!(t["version"], 2);
+    assert_eq!(t["connectivity"], "CONNECTED");
+    assert_eq!(t["startedAt"], 1.0e9 + 2.0);
+    assert_eq!(t["pullStartedAt"], 1.0e9);
+    assert_eq!(t["containers"][0]["lastStatus"], "RUNNING");
+    assert_eq!(t["containers"][0]["runtimeId"], "deadbeef");
+    assert_eq!(t["containers"][0]["networkBindings"][0]["hostPort"], 8080);
+    let c = ok(&api, "DescribeClusters", json!({"clusters": ["s1"]})).await;
+    assert_eq!(c["clusters"][0]["runningTasksCount"], 1);
+
+    // StopTask: the stop is pushed with the user's stop code.
+    ok(
+        &api,
+        "StopTask",
+        json!({"cluster": "s1", "task": task, "reason": "enough"}),
+    )
+    .await;
+    let a = match next_message(&mut ws).await {
+        ServerMessage::Tasks {
+            full: false,
+            mut tasks,
+        } => tasks.remove(0),
+        other => panic!("expected the stop, got {other:?}"),
+    };
+    assert_eq!(a.desired_status, DesiredStatus::Stopped);
+    assert_eq!(a.version, 2);
+    assert_eq!(a.stop_code, Some(TaskStopCode::UserInitiated));
+    assert_eq!(a.stop_reason.as_deref(), Some("enough"));
+    let mut stopped = report(2, &task, 2, TaskStatus::Stopped, ContainerStatus::Stopped);
+    stopped.execution_stopped_at = Some(1.0e9 + 5.0);
+    send(&mut ws, &AgentMessage::TaskState(stopped)).await;
+    assert_eq!(next_message(&mut ws).await, ServerMessage::Ack { seq: 2 });
+    send(
+        &mut ws,
+        &AgentMessage::Usage {
+            samples: vec![flotilla_protocol::TaskUsage {
+                task_arn: task.clone(),
+                cpu_units: 3.0,
+                memory_mib: 12.0,
+                sampled_at: 1.0e9 + 4.0,
+            }],
+        },
+    )
+    .await;
+    let d = ok(
+        &api,
+        "DescribeTasks",
+        json!({"cluster": "s1", "tasks": [task]}),
+    )
+    .await;
+    let t = &d["tasks"][0];
+    assert_eq!(t["lastStatus"], "STOPPED");
+    assert_eq!(t["desiredStatus"], "STOPPED");
+    assert_eq!(t["stopCode"], "UserInitiated");
+    assert_eq!(t["stoppedReason"], "enough");
+    assert_eq!(t["executionStoppedAt"], 1.0e9 + 5.0);
+    assert!(t["stoppedAt"].is_number());
+    assert_eq!(t["containers"][0]["exitCode"], 0);
+    let d = ok(
+        &api,
+        "DescribeContainerInstances",
+        json!({"cluster": "s1", "containerInstances": [inst]}),
+    )
+    .await;
+    let ci = &d["containerInstances"][0];
+    assert_eq!(
+        resource(ci, "remainingResources", "MEMORY")["integerValue"],
+        1024
+    );
+    assert!(
+        !resource(ci, "remainingResources", "PORTS")["stringSetValue"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("8080"))
+    );
+    assert_eq!(ci["runningTasksCount"], 0);
+
+    // Silence: after MISSED_HEARTBEATS intervals the session ends and the instance shows
+    // disconnected.
+    wait_connected(&api, "s1", &inst, false).await;
+    let closed = tokio::time::timeout(DEADLINE, async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return true,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(closed);
+    assert!(api.agents.usage(&task).is_some());
+
+    // A new session resumes: connected again, and the full state no longer lists the stopped
+    // task.
+    let mut ws = connect(&addr, &inst, true).await.unwrap();
+    assert!(matches!(
+        next_message(&mut ws).await,
+        ServerMessage::Welcome { .. }
+    ));
+    assert_eq!(
+        next_message(&mut ws).await,
+        ServerMessage::Tasks {
+            full: true,
+            tasks: vec![]
+        }
+    );
+    wait_connected(&api, "s1", &inst, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_never_connects_is_marked_disconnected() {
+    let (api, _addr) = serve(api().with_timings(AgentTimings {
+        heartbeat_interval: Duration::from_millis(50),
+        stopped_task_retention: Duration::from_secs(3600),
+    }))
+    .await;
+    cluster(&api, "s2").await;
+    let inst = register(&api, "s2", 1024, 1024, "us-east-1a").await;
+    wait_connected(&api, "s2", &inst, false).await;
+    // Placement then reports AGENT.
+    task_definition(&api, "f", 64, None).await;
+    let r = ok(
+        &api,
+        "RunTask",
+        json!({"cluster": "s2", "taskDefinition": "f"}),
+    )
+    .await;
+    assert_eq!(r["failures"][0]["reason"], "AGENT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_tasks_are_swept_after_the_retention() {
+    let (api, _addr) = serve(api().with_timings(AgentTimings {
+        heartbeat_interval: Duration::from_secs(10),
+        stopped_task_retention: Duration::from_millis(100),
+    }))
+    .await;
+    cluster(&api, "s3").await;
+    register(&api, "s3", 1024, 1024, "us-east-1a").await;
+    task_definition(&api, "f", 64, None).await;
+    let inst = ok(&api, "ListContainerInstances", json!({"cluster": "s3"})).await
+        ["containerInstanceArns"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = ok(
+        &api,
+        "RunTask",
+        json!({"cluster": "s3", "taskDefinition": "f"}),
+    )
+    .await;
+    let task = r["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    ok(
+        &api,
+        "DeregisterContainerInstance",
+        json!({"cluster": "s3", "containerInstance": inst, "force": true}),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let d = ok(
+            &api,
+            "DescribeTasks",
+            json!({"cluster": "s3", "tasks": [task]}),
+        )
+        .await;
+        if d["failures"].as_array().unwrap().len() == 1 {
+            assert_eq!(d["failures"][0]["reason"], "MISSING");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stopped task was never swept"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
