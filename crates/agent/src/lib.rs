@@ -1,10 +1,186 @@
-//! The container agent (being built).
+//! The Flotilla container agent: registers a host as an ECS container instance, holds the push
+//! session with the server, and runs the tasks it is assigned on Docker.
+//!
+//! # Public API (for the CLI and `flotilla dev`)
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), flotilla_agent::AgentError> {
+//! use flotilla_agent::{AgentConfig, Credentials, ImagePullBehavior};
+//! let creds = AgentConfig::credentials_from_env().unwrap_or_default();
+//! let mut config = AgentConfig::new("default", "http://127.0.0.1:8080", "/var/lib/flotilla/agent", creds);
+//! config.image_pull_behavior = ImagePullBehavior::PreferCached;
+//! config.cleanup_delay = std::time::Duration::from_secs(60);
+//! flotilla_agent::run(config, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+//!
+//! - [`AgentConfig`] (see [`config`]): cluster, server URL, data directory, credentials, region,
+//!   availability zone, instance type, custom attributes, reserved memory and ports, image pull
+//!   behaviour, cleanup delay, usage interval, Docker socket and Docker config path.
+//!   [`AgentConfig::new`] gives ECS-like defaults; there is no `clap` here, the CLI maps flags.
+//! - [`run`]: registers (`RegisterContainerInstance`, passing the saved `containerInstanceArn`
+//!   so a restarted agent stays the same instance), starts the [`engine::Engine`], and holds the
+//!   session ([`session`]) until `shutdown` completes. Shutdown leaves containers running: a
+//!   later `run` on the same data directory adopts them.
+//! - [`engine::Engine`]: the task engine on its own (tests drive it directly: assignments in,
+//!   reports out).
+//!
+//! # Code map
+//!
+//! - [`lifecycle`]: the pure state machine (dependsOn, task status, stop codes, health,
+//!   restarts). No I/O.
+//! - [`spec`]: pure translation of a task definition into Docker container specs, and the
+//!   rejection of what Docker cannot do.
+//! - [`runtime`]: the [`runtime::Runtime`] trait; [`docker`]: its Docker implementation.
+//! - [`engine`]: one owning tokio task per task; restart recovery from labels and [`state`].
+//! - [`resources`]: what is registered; [`client`]: the two ECS calls; [`session`]: the
+//!   WebSocket.
+//! - [`registry`]: registry credentials from `~/.docker/config.json`.
+//!
+//! Architecture invariants: only a task's owner writes its status, and statuses only move
+//! forward; the agent never restarts or removes a running container because it restarted; every
+//! container it creates carries [`flotilla_protocol::labels`].
 
+#![warn(missing_docs)]
+
+pub mod client;
 pub mod config;
 pub mod docker;
 pub mod engine;
 pub mod lifecycle;
 pub mod registry;
+pub mod resources;
 pub mod runtime;
+pub mod session;
 pub mod spec;
 pub mod state;
+
+pub use config::{AgentConfig, Credentials, ImagePullBehavior};
+
+use client::{ApiError, EcsClient};
+use engine::{Engine, EngineConfig, EngineError};
+use runtime::{Runtime, RuntimeError};
+use session::{Backoff, SessionParams};
+use state::{DataDir, StateError};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The data directory failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Docker is unreachable or failed.
+    #[error("docker: {0}")]
+    Runtime(#[from] RuntimeError),
+    /// Registration was refused (not retried: the configuration is wrong).
+    #[error("RegisterContainerInstance: {0}")]
+    Register(ApiError),
+    /// The configuration is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The engine could not start.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// The instance id: the last part of a container instance ARN.
+pub fn instance_id(container_instance_arn: &str) -> &str {
+    container_instance_arn
+        .rsplit('/')
+        .next()
+        .unwrap_or(container_instance_arn)
+}
+
+fn engine_config(config: &AgentConfig, instance_id: &str) -> EngineConfig {
+    let mut e = EngineConfig::new(instance_id, &config.cluster, &config.data_dir);
+    e.image_pull_behavior = config.image_pull_behavior;
+    e.cleanup_delay = config.cleanup_delay;
+    e.docker_config = config.docker_config.clone();
+    e
+}
+
+/// Registers, retrying transient failures with backoff. Returns the ARN.
+async fn register(
+    client: &EcsClient,
+    config: &AgentConfig,
+    data: &DataDir,
+    runtime: &dyn Runtime,
+) -> Result<String, AgentError> {
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    loop {
+        let mut identity = data.identity()?;
+        let version = runtime.version().await?;
+        let req = resources::registration_request(config, &identity, &version);
+        match client.register(&req).await {
+            Ok(ci) => {
+                let arn = ci.container_instance_arn.unwrap_or_default();
+                if identity.container_instance_arn.as_deref() != Some(arn.as_str()) {
+                    if let Some(old) = &identity.container_instance_arn {
+                        warn!(old = %old, new = %arn, "the server gave a new container instance ARN");
+                    }
+                    identity.container_instance_arn = Some(arn.clone());
+                    data.save_identity(&identity)?;
+                }
+                info!(container_instance = %arn, cluster = %config.cluster, "registered");
+                return Ok(arn);
+            }
+            Err(e) if e.is_retryable() => {
+                let d = backoff.next_delay();
+                warn!(error = %e, delay_ms = d.as_millis() as u64, "registration failed; retrying");
+                tokio::time::sleep(d).await;
+            }
+            Err(e) => return Err(AgentError::Register(e)),
+        }
+    }
+}
+
+/// Runs the agent until `shutdown` completes: registers the host, starts the task engine and
+/// holds the session with the server (reconnecting as needed).
+///
+/// With a container instance ARN saved in the data directory, the engine starts before the
+/// registration answers, so tasks are resumed (stops finished, exits noticed) even while the
+/// server is unreachable.
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    tokio::pin!(shutdown);
+    let data = DataDir::open(&config.data_dir)?;
+    let client = EcsClient::new(
+        &config.server_url,
+        config.credentials.clone(),
+        &config.region,
+    )
+    .map_err(|e| AgentError::Config(e.to_string()))?;
+    let runtime: Arc<dyn Runtime> =
+        Arc::new(docker::DockerRuntime::connect(&config.docker_socket).await?);
+    let saved = data.identity()?.container_instance_arn;
+    let mut started = None;
+    if let Some(arn) = &saved {
+        info!(container_instance = %arn, "resuming as the saved container instance");
+        started =
+            Some(Engine::start(runtime.clone(), engine_config(&config, instance_id(arn))).await?);
+    }
+    let arn = tokio::select! {
+        _ = &mut shutdown => return Ok(()),
+        r = register(&client, &config, &data, runtime.as_ref()) => r?,
+    };
+    let (engine, mut reports) = match started {
+        Some(s) => s,
+        None => Engine::start(runtime.clone(), engine_config(&config, instance_id(&arn))).await?,
+    };
+    let params = SessionParams {
+        client: &client,
+        cluster: &config.cluster,
+        instance_arn: &arn,
+        engine: &engine,
+        usage_interval: config.usage_interval,
+    };
+    session::run_session(params, &mut reports, shutdown).await;
+    info!(container_instance = %arn, "agent shutting down; containers keep running");
+    Ok(())
+}

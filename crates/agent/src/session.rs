@@ -1,0 +1,373 @@
+//! The push session with the server: one WebSocket at [`SESSION_PATH`], reconnected forever.
+//!
+//! What this is: [`run_session`] asks `DiscoverPollEndpoint` where the session lives, connects
+//! (the upgrade `GET` signed with SigV4, including `host`), waits for `Welcome`, then: hands
+//! `Tasks` to the [`Engine`], sends every engine report, keeps each task's latest report until
+//! the server acknowledges its `seq` (and re-sends the unacknowledged ones after a reconnect),
+//! sends a heartbeat every `heartbeat_interval_ms` and usage every `usage_interval`. A broken
+//! session is retried with exponential backoff with jitter and a cap ([`Backoff`]), reset once a
+//! session is welcomed; the instance is never re-registered by a reconnect.
+//!
+//! What this is not: registration (see [`crate::run`]) and not the engine: it decides nothing
+//! about tasks.
+
+use crate::client::{authority_of, now_secs, ApiError, EcsClient};
+use crate::engine::Engine;
+use flotilla_protocol::{
+    AgentMessage, ServerMessage, TaskStateReport, INSTANCE_PARAM, PROTOCOL_VERSION, SESSION_PATH,
+};
+use futures::{SinkExt, StreamExt};
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+use tokio_tungstenite::tungstenite::Message;
+use tracing::{debug, info, warn};
+
+/// Exponential backoff with jitter and a cap (like the ECS agent's ACS reconnects).
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    /// Starts at `min`, doubles per failure up to `max`.
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            min,
+            max,
+            current: min,
+        }
+    }
+
+    /// The next delay: the current step with ±20 % jitter (`unit` in [0, 1) is the random
+    /// draw, passed in so tests are reproducible); then doubles the step, up to the cap.
+    pub fn next_with(&mut self, unit: f64) -> Duration {
+        let jitter = 0.8 + 0.4 * unit.clamp(0.0, 1.0);
+        let d = self.current.mul_f64(jitter).min(self.max);
+        self.current = (self.current * 2).min(self.max);
+        d
+    }
+
+    /// The next delay with a random draw.
+    pub fn next_delay(&mut self) -> Duration {
+        use rand::Rng;
+        let unit: f64 = rand::thread_rng().gen();
+        self.next_with(unit)
+    }
+
+    /// Back to the minimum after a success.
+    pub fn reset(&mut self) {
+        self.current = self.min;
+    }
+}
+
+/// URI-encodes a query value (RFC 3986 unreserved characters kept).
+pub fn uri_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A session failure (always retried).
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// An API call failed.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The WebSocket failed.
+    #[error("websocket: {0}")]
+    Ws(String),
+    /// The server spoke an incompatible protocol.
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(
+    client: &EcsClient,
+    endpoint: &str,
+    instance_arn: &str,
+) -> Result<Ws, SessionError> {
+    let (_, authority) = authority_of(endpoint)?;
+    let query = format!("{INSTANCE_PARAM}={}", uri_encode(instance_arn));
+    let scheme = if endpoint.starts_with("https://") {
+        "wss"
+    } else {
+        "ws"
+    };
+    let url = format!("{scheme}://{authority}{SESSION_PATH}?{query}");
+    let mut req = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| SessionError::Ws(e.to_string()))?;
+    let (creds, region) = client.signer();
+    let signed = flotilla_api::sigv4::sign_request(
+        &flotilla_api::sigv4::RequestToSign {
+            method: "GET",
+            path: SESSION_PATH,
+            query: &query,
+            headers: &[("host", &authority)],
+            body: b"",
+        },
+        now_secs(),
+        region,
+        &creds.access_key_id,
+        &creds.secret_access_key,
+        creds.session_token.as_deref(),
+    );
+    for (k, v) in signed {
+        let name: HeaderName = k
+            .parse()
+            .map_err(|_| SessionError::Ws(format!("header {k}")))?;
+        let value =
+            HeaderValue::from_str(&v).map_err(|_| SessionError::Ws(format!("header {k}")))?;
+        req.headers_mut().insert(name, value);
+    }
+    let (ws, _) = tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio_tungstenite::connect_async(req),
+    )
+    .await
+    .map_err(|_| SessionError::Ws("connect timed out".into()))?
+    .map_err(|e| SessionError::Ws(e.to_string()))?;
+    Ok(ws)
+}
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Reports not yet acknowledged, latest per task.
+#[derive(Debug, Default)]
+pub struct Unacked {
+    by_task: HashMap<String, TaskStateReport>,
+}
+
+impl Unacked {
+    /// Keeps a report (replacing an older one of the same task).
+    pub fn push(&mut self, r: TaskStateReport) {
+        match self.by_task.get(&r.task_arn) {
+            Some(old) if old.seq > r.seq => {}
+            _ => {
+                self.by_task.insert(r.task_arn.clone(), r);
+            }
+        }
+    }
+
+    /// Forgets reports up to `seq`.
+    pub fn ack(&mut self, seq: u64) {
+        self.by_task.retain(|_, r| r.seq > seq);
+    }
+
+    /// What to re-send, in seq order.
+    pub fn pending(&self) -> Vec<TaskStateReport> {
+        let mut v: Vec<TaskStateReport> = self.by_task.values().cloned().collect();
+        v.sort_by_key(|r| r.seq);
+        v
+    }
+}
+
+/// What the session needs.
+pub struct SessionParams<'a> {
+    /// The API client.
+    pub client: &'a EcsClient,
+    /// Cluster.
+    pub cluster: &'a str,
+    /// This instance.
+    pub instance_arn: &'a str,
+    /// The engine.
+    pub engine: &'a Engine,
+    /// How often usage is sent.
+    pub usage_interval: Duration,
+}
+
+/// Holds the session until `shutdown` completes, sending the engine's `reports`.
+pub async fn run_session(
+    p: SessionParams<'_>,
+    reports: &mut UnboundedReceiver<TaskStateReport>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let mut unacked = Unacked::default();
+    loop {
+        let result = tokio::select! {
+            _ = &mut shutdown => return,
+            r = one_session(&p, reports, &mut unacked, &mut backoff) => r,
+        };
+        let delay = backoff.next_delay();
+        match result {
+            Ok(()) => info!(container_instance = %p.instance_arn, "session closed; reconnecting"),
+            Err(e) => {
+                warn!(container_instance = %p.instance_arn, error = %e, delay_ms = delay.as_millis() as u64, "session failed; reconnecting")
+            }
+        }
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        // Keep collecting reports while disconnected.
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = &mut sleep => break,
+                Some(r) = reports.recv() => unacked.push(r),
+            }
+        }
+    }
+}
+
+async fn one_session(
+    p: &SessionParams<'_>,
+    reports: &mut UnboundedReceiver<TaskStateReport>,
+    unacked: &mut Unacked,
+    backoff: &mut Backoff,
+) -> Result<(), SessionError> {
+    let endpoint = p
+        .client
+        .discover_poll_endpoint(p.cluster, p.instance_arn)
+        .await?;
+    let mut ws = connect(p.client, &endpoint, p.instance_arn).await?;
+    let heartbeat = match tokio::time::timeout(Duration::from_secs(15), ws.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => match flotilla_protocol::decode::<ServerMessage>(&t) {
+            Ok(ServerMessage::Welcome {
+                heartbeat_interval_ms,
+                protocol_version,
+                ..
+            }) => {
+                if protocol_version != PROTOCOL_VERSION {
+                    return Err(SessionError::Protocol(format!(
+                        "server speaks protocol {protocol_version}, agent {PROTOCOL_VERSION}"
+                    )));
+                }
+                Duration::from_millis(heartbeat_interval_ms.max(100))
+            }
+            other => {
+                return Err(SessionError::Protocol(format!(
+                    "expected Welcome, got {other:?}"
+                )))
+            }
+        },
+        other => return Err(SessionError::Ws(format!("no Welcome: {other:?}"))),
+    };
+    info!(container_instance = %p.instance_arn, endpoint = %endpoint, "session established");
+    backoff.reset();
+    for r in p.engine.current_reports() {
+        unacked.push(r);
+    }
+    for r in unacked.pending() {
+        send(&mut ws, &AgentMessage::TaskState(r)).await?;
+    }
+    send(
+        &mut ws,
+        &AgentMessage::Heartbeat {
+            sent_at_ms: epoch_ms(),
+        },
+    )
+    .await?;
+    let mut beat = tokio::time::interval(heartbeat);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut usage = tokio::time::interval(p.usage_interval.max(Duration::from_millis(100)));
+    usage.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Text(t))) => match flotilla_protocol::decode::<ServerMessage>(&t) {
+                    Ok(ServerMessage::Tasks { full, tasks }) => {
+                        debug!(full, count = tasks.len(), "tasks pushed");
+                        p.engine.assign(tasks, full);
+                    }
+                    Ok(ServerMessage::Ack { seq }) => unacked.ack(seq),
+                    Ok(ServerMessage::Welcome { .. }) => {}
+                    Err(e) => warn!(error = %e, "undecodable server message"),
+                },
+                Some(Ok(Message::Ping(d))) => {
+                    ws.send(Message::Pong(d)).await.map_err(|e| SessionError::Ws(e.to_string()))?;
+                }
+                Some(Ok(Message::Close(_))) | None => return Ok(()),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(SessionError::Ws(e.to_string())),
+            },
+            Some(r) = reports.recv() => {
+                unacked.push(r.clone());
+                send(&mut ws, &AgentMessage::TaskState(r)).await?;
+            }
+            _ = beat.tick() => {
+                send(&mut ws, &AgentMessage::Heartbeat { sent_at_ms: epoch_ms() }).await?;
+            }
+            _ = usage.tick() => {
+                let samples = p.engine.sample_usage().await;
+                if !samples.is_empty() {
+                    send(&mut ws, &AgentMessage::Usage { samples }).await?;
+                }
+            }
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, msg: &AgentMessage) -> Result<(), SessionError> {
+    let text = flotilla_protocol::encode(msg).map_err(|e| SessionError::Protocol(e.to_string()))?;
+    ws.send(Message::text(text))
+        .await
+        .map_err(|e| SessionError::Ws(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(4));
+        let lows: Vec<u128> = (0..6).map(|_| b.next_with(0.0).as_millis()).collect();
+        assert_eq!(lows, vec![400, 800, 1600, 3200, 3200, 3200]);
+        b.reset();
+        assert_eq!(b.next_with(0.99).as_millis(), 598);
+        let mut c = Backoff::new(Duration::from_secs(8), Duration::from_secs(8));
+        assert_eq!(c.next_with(1.0), Duration::from_secs(8));
+    }
+
+    #[test]
+    fn unacked_keeps_the_latest_report_per_task_until_acked() {
+        let r = |seq, task: &str| TaskStateReport {
+            seq,
+            task_arn: task.into(),
+            version: 1,
+            last_status: flotilla_model::status::TaskStatus::Running,
+            containers: vec![],
+            pull_started_at: None,
+            pull_stopped_at: None,
+            started_at: None,
+            execution_stopped_at: None,
+            stop_code: None,
+            stopped_reason: None,
+            health_status: None,
+        };
+        let mut u = Unacked::default();
+        u.push(r(1, "a"));
+        u.push(r(3, "a"));
+        u.push(r(2, "a"));
+        u.push(r(4, "b"));
+        assert_eq!(
+            u.pending().iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![3, 4]
+        );
+        u.ack(3);
+        assert_eq!(u.pending().len(), 1);
+        assert_eq!(uri_encode("arn:aws:ecs/x y"), "arn%3Aaws%3Aecs%2Fx%20y");
+    }
+}
