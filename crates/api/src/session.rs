@@ -277,7 +277,10 @@ async fn session_loop(
                                         return e;
                                     }
                                 }
-                                Err(e) => tracing::warn!(error = %e, task = %report.task_arn, "could not apply a task report; the agent will resend it"),
+                                // Acks are cumulative: never acknowledge past a report that
+                                // was not applied. Ending the session makes the agent
+                                // reconnect and resend everything unacknowledged.
+                                Err(e) => return format!("could not apply the report for {}: {e}", report.task_arn),
                             }
                         }
                         Ok(AgentMessage::Usage { samples }) => api.agents.record_usage(samples),

@@ -474,3 +474,42 @@ async fn concurrent_run_tasks_never_over_commit_sqlite_store() {
     let store = SqliteStore::open(dir.path()).unwrap();
     over_commit_check(Arc::new(store)).await;
 }
+
+#[tokio::test]
+async fn tasks_and_instances_are_taggable() {
+    let api = api();
+    cluster(&api, "t4").await;
+    let inst = register(&api, "t4", 1024, 1024, "us-east-1a").await;
+    task_definition(&api, "tagged", 64, None).await;
+    let r = ok(
+        &api,
+        "RunTask",
+        json!({"cluster": "t4", "taskDefinition": "tagged", "tags": [{"key": "a", "value": "1"}]}),
+    )
+    .await;
+    let task = r["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    ok(
+        &api,
+        "TagResource",
+        json!({"resourceArn": task, "tags": [{"key": "b", "value": "2"}]}),
+    )
+    .await;
+    let l = ok(&api, "ListTagsForResource", json!({"resourceArn": task})).await;
+    assert_eq!(l["tags"].as_array().unwrap().len(), 2);
+    ok(
+        &api,
+        "TagResource",
+        json!({"resourceArn": inst, "tags": [{"key": "c", "value": "3"}]}),
+    )
+    .await;
+    let d = ok(
+        &api,
+        "DescribeContainerInstances",
+        json!({"cluster": "t4", "containerInstances": [inst], "include": ["TAGS"]}),
+    )
+    .await;
+    assert_eq!(d["containerInstances"][0]["tags"][0]["key"], "c");
+    let missing = format!("arn:aws:ecs:{REGION}:{ACCOUNT}:task/t4/0000");
+    let e = err(&api, "ListTagsForResource", json!({"resourceArn": missing})).await;
+    assert_eq!(e.code, ErrorCode::ResourceNotFoundException);
+}

@@ -46,10 +46,18 @@ pub async fn start_task(
         .collect();
     let preq = placement_request(&template, 1)?;
     match placement::place(ctx, &template, &Target::Start(Box::new(preq), names), None).await? {
-        Committed::Placed(tasks, failures) => Ok(StartTaskResponse {
-            tasks: Some(tasks.iter().map(|t| t.view(true)).collect()),
-            failures: Some(failures),
-        }),
+        Committed::Placed(tasks, mut failures) => {
+            // Instances named by id are reported by ARN, as ECS does.
+            for f in &mut failures {
+                if let Some(a) = f.arn.as_mut().filter(|a| !a.starts_with("arn:")) {
+                    *a = ctx.arns().container_instance(&template.cluster, a);
+                }
+            }
+            Ok(StartTaskResponse {
+                tasks: Some(tasks.iter().map(|t| t.view(true)).collect()),
+                failures: Some(failures),
+            })
+        }
         Committed::TokenUsed(_) => Err(EcsError::server("StartTask has no client token")),
     }
 }

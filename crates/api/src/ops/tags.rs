@@ -2,14 +2,17 @@
 //! `tags` shares: at most 50 per resource, unique keys, and no keys in the reserved `aws:`
 //! namespace. Tags are stored inside the resource's own record, so they go when it goes.
 //!
-//! Taggable resources, addressed by long-format ARN: clusters and task definitions (more
-//! resource types join as their operations arrive).
+//! Taggable resources, addressed by long-format ARN: clusters, task definitions, tasks and
+//! container instances (more resource types join as their operations arrive).
 
 use super::describe_task_definition::parse_ref;
 use crate::context::Ctx;
+use crate::instances::InstanceRecord;
 use crate::records::{
-    cluster_key, commit, contention, get, task_definition_key, to_bytes, CAS_ATTEMPTS,
+    cluster_key, commit, contention, get, instance_key, task_definition_key, task_key, to_bytes,
+    CAS_ATTEMPTS,
 };
+use crate::tasks::TaskRecord;
 use flotilla_model::shapes::{
     Cluster, ListTagsForResourceRequest, ListTagsForResourceResponse,
     RegisterTaskDefinitionResponse, Tag, TagResourceRequest, TagResourceResponse,
@@ -53,6 +56,8 @@ pub fn validate_tags(tags: &[Tag], existing: usize) -> Result<(), EcsError> {
 enum Target {
     Cluster(String),
     TaskDefinition(String, i32),
+    Task(String, String),
+    ContainerInstance(String, String),
 }
 
 fn target(arn: &str) -> Result<Target, EcsError> {
@@ -71,6 +76,19 @@ fn target(arn: &str) -> Result<Target, EcsError> {
                     "'{arn}' must name a task definition revision."
                 ))),
             }
+        }
+        "task" | "container-instance" if p.resource.contains('/') => {
+            let Some((cluster, id)) = p.resource.split_once('/') else {
+                return Err(not_found(arn));
+            };
+            if id.is_empty() || id.contains('/') {
+                return Err(not_found(arn));
+            }
+            Ok(if p.resource_type == "task" {
+                Target::Task(cluster.to_string(), id.to_string())
+            } else {
+                Target::ContainerInstance(cluster.to_string(), id.to_string())
+            })
         }
         "service" | "task" | "container-instance" if !p.resource.contains('/') => Err(
             EcsError::invalid_parameter("Long arn format must be used for tagging operations."),
@@ -105,7 +123,7 @@ async fn modify_tags(
     if super::foreign_arn(ctx, arn) {
         return Err(match t {
             Target::Cluster(_) => EcsError::cluster_not_found(),
-            Target::TaskDefinition(..) => not_found(arn),
+            _ => not_found(arn),
         });
     }
     for _ in 0..CAS_ATTEMPTS {
@@ -131,6 +149,26 @@ async fn modify_tags(
                     return Err(not_found(arn));
                 };
                 let tags = rec.tags.get_or_insert_with(Vec::new);
+                change(tags)?;
+                let tags = tags.clone();
+                (key, to_bytes(&rec)?, tags, rev)
+            }
+            Target::Task(cluster, id) => {
+                let key = task_key(cluster, id);
+                let Some((mut rec, rev)) = get::<TaskRecord>(ctx.store(), &key).await? else {
+                    return Err(not_found(arn));
+                };
+                let tags = rec.task.tags.get_or_insert_with(Vec::new);
+                change(tags)?;
+                let tags = tags.clone();
+                (key, to_bytes(&rec)?, tags, rev)
+            }
+            Target::ContainerInstance(cluster, id) => {
+                let key = instance_key(cluster, id);
+                let Some((mut rec, rev)) = get::<InstanceRecord>(ctx.store(), &key).await? else {
+                    return Err(not_found(arn));
+                };
+                let tags = rec.instance.tags.get_or_insert_with(Vec::new);
                 change(tags)?;
                 let tags = tags.clone();
                 (key, to_bytes(&rec)?, tags, rev)
@@ -194,6 +232,7 @@ pub async fn list_tags_for_resource(
                 "The specified task definition does not exist: {}.",
                 req.resource_arn
             )),
+            _ => not_found(&req.resource_arn),
         });
     }
     let tags = match t {
@@ -215,6 +254,18 @@ pub async fn list_tags_for_resource(
                         req.resource_arn
                     )))
                 }
+            }
+        }
+        Target::Task(cluster, id) => {
+            match get::<TaskRecord>(ctx.store(), &task_key(&cluster, &id)).await? {
+                Some((rec, _)) => rec.task.tags.unwrap_or_default(),
+                None => return Err(not_found(&req.resource_arn)),
+            }
+        }
+        Target::ContainerInstance(cluster, id) => {
+            match get::<InstanceRecord>(ctx.store(), &instance_key(&cluster, &id)).await? {
+                Some((rec, _)) => rec.instance.tags.unwrap_or_default(),
+                None => return Err(not_found(&req.resource_arn)),
             }
         }
     };
