@@ -91,6 +91,11 @@ impl Agents {
         self.lock().current.get(key) == Some(&session)
     }
 
+    /// Whether the instance has a current session.
+    pub fn has_session(&self, key: &str) -> bool {
+        self.lock().current.contains_key(key)
+    }
+
     /// Ends a session; true when it was the current one (the instance is then disconnected).
     pub fn close(&self, key: &str, session: u64) -> bool {
         let mut g = self.lock();
@@ -149,29 +154,41 @@ impl Agents {
     }
 }
 
-/// Writes `agentConnected` of an instance (no write when it already has that value, or when the
-/// instance is gone or INACTIVE).
+/// Writes `agentConnected` of an instance, as long as `still_wanted()` holds when the write is
+/// decided (re-checked on every compare-and-swap attempt). A connect always writes (it bumps the
+/// record's revision even when the value was already true), so a disconnect decided by an older
+/// session just before fails its compare-and-swap, re-checks, and gives up. No write when the
+/// instance is gone or INACTIVE, or when a disconnect finds it already disconnected.
 pub async fn set_agent_connected(
     store: &dyn Store,
     cluster: &str,
     id: &str,
     connected: bool,
+    still_wanted: &(dyn Fn() -> bool + Send + Sync),
 ) -> Result<(), EcsError> {
     let key = instance_key(cluster, id);
     for _ in 0..CAS_ATTEMPTS {
         let Some((mut rec, rev)) = get::<InstanceRecord>(store, &key).await? else {
             return Ok(());
         };
-        if rec.instance.agent_connected == connected || rec.status() == InstanceStatus::Inactive {
+        if !still_wanted()
+            || (!connected && !rec.instance.agent_connected)
+            || rec.status() == InstanceStatus::Inactive
+        {
             return Ok(());
         }
+        let changed = rec.instance.agent_connected != connected;
         rec.instance.agent_connected = connected;
-        rec.touch();
+        if changed {
+            rec.touch();
+        }
         let txn = Txn::new()
             .when(Compare::ModRevision(key.clone(), rev))
             .put(key.clone(), to_bytes(&rec)?);
         if commit(store, txn).await? {
-            tracing::info!(container_instance = %rec.arn(), connected, "agent connection changed");
+            if changed {
+                tracing::info!(container_instance = %rec.arn(), connected, "agent connection changed");
+            }
             return Ok(());
         }
     }
@@ -216,7 +233,10 @@ async fn liveness_loop(weak: Weak<Api>) {
                 continue;
             };
             tracing::info!(container_instance = %id, cluster, "agent did not connect in time");
-            if let Err(e) = set_agent_connected(api.store.as_ref(), cluster, id, false).await {
+            let no_session = || !api.agents.has_session(&key);
+            if let Err(e) =
+                set_agent_connected(api.store.as_ref(), cluster, id, false, &no_session).await
+            {
                 tracing::warn!(error = %e, container_instance = %id, "could not mark the agent disconnected");
             }
         }

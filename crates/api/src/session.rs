@@ -170,7 +170,10 @@ async fn run(api: Arc<Api>, socket: WebSocket, cluster: String, id: String) {
         let reason = session_loop(&api, socket, &cluster, &id, &key, sid).await;
         tracing::info!(reason = %reason, "agent session ended");
         if api.agents.close(&key, sid) {
-            if let Err(e) = set_agent_connected(api.store.as_ref(), &cluster, &id, false).await {
+            let no_session = || !api.agents.has_session(&key);
+            if let Err(e) =
+                set_agent_connected(api.store.as_ref(), &cluster, &id, false, &no_session).await
+            {
                 tracing::warn!(error = %e, "could not mark the agent disconnected");
             }
         }
@@ -222,7 +225,8 @@ async fn session_loop(
     key: &str,
     sid: u64,
 ) -> String {
-    if let Err(e) = set_agent_connected(api.store.as_ref(), cluster, id, true).await {
+    let current = || api.agents.is_current(key, sid);
+    if let Err(e) = set_agent_connected(api.store.as_ref(), cluster, id, true, &current).await {
         return format!("could not mark the agent connected: {e}");
     }
     let (mut tx, mut rx) = socket.split();
