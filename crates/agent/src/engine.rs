@@ -566,7 +566,10 @@ impl TaskOwner {
 
     async fn run(mut self) {
         let poll = self.inner.cfg.poll_interval;
-        self.report();
+        if self.phase == Phase::Pending {
+            // A new task is seen: PENDING. A resumed one reports what it observes first.
+            self.report();
+        }
         loop {
             self.step().await;
             self.report();
@@ -672,8 +675,8 @@ impl TaskOwner {
         self.observe().await;
         if self.phase == Phase::Activating {
             let views: Vec<ContainerView> = self.ctrs.iter().map(Ctr::view).collect();
-            let restarting: Vec<String> = vec![];
-            if let Some(d) = lifecycle::compute_essential_stop(&views, &restarting) {
+            // Restarts were applied by `observe`: a restarted container is not STOPPED.
+            if let Some(d) = lifecycle::compute_essential_stop(&views, &[]) {
                 self.begin_stop(d.code, Some(d.reason));
             }
         }

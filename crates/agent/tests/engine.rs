@@ -270,6 +270,18 @@ async fn two_containers_run_answer_http_and_stop() {
     assert!(running.pull_started_at.is_some() && running.pull_stopped_at.is_some());
     assert!(running.started_at.is_some());
 
+    // Usage: one sample per task; CPU needs two samples of a container.
+    let first = engine.sample_usage().await;
+    let u = first
+        .iter()
+        .find(|u| u.task_arn == a.task_arn)
+        .expect("a usage sample");
+    assert!(u.memory_mib > 0.0, "{u:?}");
+    let second = engine.sample_usage().await;
+    assert!(second
+        .iter()
+        .any(|u| u.task_arn == a.task_arn && u.cpu_units >= 0.0));
+
     let asked = Instant::now();
     engine.assign(vec![stop(a.clone())], false);
     let stopped = reports
@@ -462,6 +474,44 @@ async fn a_container_over_its_memory_is_oom_killed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_policy_restarts_an_exited_container_in_place() {
+    let _serial = SERIAL.lock().await;
+    let h = Harness::new("policy").await;
+    let (engine, mut reports) = h.engine().await;
+    let mut flaky = container("flaky", &["sh", "-c", "sleep 1; exit 2"]);
+    flaky.restart_policy = Some(flotilla_model::shapes::ContainerRestartPolicy {
+        enabled: true,
+        ignored_exit_codes: Some(vec![0]),
+        restart_attempt_period: Some(0),
+    });
+    let a = task("pol1", vec![flaky]);
+    engine.assign(vec![a.clone()], false);
+    let running = reports
+        .until(&a.task_arn, 30, |r| r.last_status == TaskStatus::Running)
+        .await;
+    let id = ctr(&running, "flaky").runtime_id.clone().unwrap();
+    let first = docker_inspect(&id, "{{.State.StartedAt}}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while docker_inspect(&id, "{{.State.StartedAt}}") == first {
+        assert!(Instant::now() < deadline, "never restarted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Restarted in place: same container, the task never stopped.
+    assert!(!reports
+        .all
+        .iter()
+        .any(|r| r.task_arn == a.task_arn && r.last_status >= TaskStatus::Stopping));
+    engine.assign(vec![stop(a.clone())], false);
+    let stopped = reports
+        .until(&a.task_arn, 20, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+    assert_eq!(
+        ctr(&stopped, "flaky").runtime_id.as_deref(),
+        Some(id.as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_engine_adopts_containers_and_reports_what_changed() {
     let _serial = SERIAL.lock().await;
     let h = Harness::new("restart").await;
@@ -494,6 +544,14 @@ async fn a_restarted_engine_adopts_containers_and_reports_what_changed() {
         })
         .await;
     assert_eq!(ctr(&after, "victim").exit_code, Some(137));
+    assert!(
+        reports
+            .all
+            .iter()
+            .all(|r| r.last_status == TaskStatus::Running),
+        "a resumed task reports what it observes, never PENDING again: {:?}",
+        reports.statuses(&a.task_arn)
+    );
     assert_eq!(ctr(&after, "keep").last_status, ContainerStatus::Running);
     assert_eq!(
         ctr(&after, "keep").runtime_id.as_deref(),
