@@ -70,7 +70,9 @@ def modeled_errors(model=None):
 class Server:
     """One `flotilla dev` process on a free port."""
 
-    def __init__(self, data_dir, log_path, port=None, region=REGION, account=ACCOUNT):
+    def __init__(self, data_dir, log_path, port=None, region=REGION, account=ACCOUNT, mode="dev", extra_args=(), agent=False):
+        """`flotilla dev` (with `--no-agent` unless agent=True: the API tests need no Docker) or
+        `flotilla server` (mode="server")."""
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -85,11 +87,13 @@ class Server:
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
             [
-                str(FLOTILLA_BIN), "dev",
+                str(FLOTILLA_BIN), mode,
                 "--listen", f"127.0.0.1:{self.port}",
                 "--data-dir", str(self.data_dir),
                 "--region", region,
                 "--account", account,
+                *extra_args,
+                *(["--no-agent"] if mode == "dev" and not agent else []),
             ],
             stdout=subprocess.PIPE,
             stderr=self._log,

@@ -41,6 +41,24 @@ pub fn read_profile(path: &std::path::Path) -> Option<(String, String)> {
 }
 
 impl EcsClient {
+    /// A client for a known endpoint and key.
+    pub fn new(
+        endpoint: String,
+        region: String,
+        access_key_id: String,
+        secret_access_key: String,
+        session_token: Option<String>,
+    ) -> Self {
+        EcsClient {
+            http: reqwest::Client::new(),
+            endpoint,
+            region,
+            access_key_id,
+            secret_access_key,
+            session_token,
+        }
+    }
+
     /// Builds a client from flags and the environment.
     pub fn from_env(endpoint: Option<&str>) -> anyhow::Result<Self> {
         let endpoint = endpoint

@@ -25,6 +25,23 @@ pub struct ServerConfig {
     pub api: ApiConfig,
     /// Lines to show the user once the server is up (how to point clients at it).
     pub banner: Vec<String>,
+    /// Agent heartbeat interval and stopped-task retention.
+    pub timings: flotilla_api::agents::AgentTimings,
+}
+
+fn timings(common: &CommonArgs) -> anyhow::Result<flotilla_api::agents::AgentTimings> {
+    if !(common.heartbeat_seconds > 0.0 && common.heartbeat_seconds <= 3600.0) {
+        bail!(
+            "--heartbeat-seconds must be between 0 and 3600, got {}",
+            common.heartbeat_seconds
+        );
+    }
+    Ok(flotilla_api::agents::AgentTimings {
+        heartbeat_interval: std::time::Duration::from_secs_f64(common.heartbeat_seconds),
+        stopped_task_retention: std::time::Duration::from_secs(
+            common.stopped_task_retention_seconds,
+        ),
+    })
 }
 
 /// The account id used when none is configured.
@@ -140,6 +157,7 @@ pub fn server_config(common: &CommonArgs, file: Option<&Path>) -> anyhow::Result
             credentials,
         },
         banner: Vec::new(),
+        timings: timings(common)?,
     })
 }
 
@@ -218,6 +236,7 @@ pub fn dev_config(common: &CommonArgs) -> anyhow::Result<ServerConfig> {
             credentials: vec![cred],
         },
         banner,
+        timings: timings(common)?,
     })
 }
 

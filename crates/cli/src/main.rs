@@ -6,6 +6,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // A CLI talks to people on stdout/stderr.
 
+mod agent_cmd;
 mod client;
 mod config;
 mod serve;
@@ -40,6 +41,13 @@ enum Command {
     /// credentials (printed, and saved in DATA_DIR/credentials) unless AWS_ACCESS_KEY_ID and
     /// AWS_SECRET_ACCESS_KEY are set.
     Dev(DevArgs),
+    /// Run the container agent on this host: register it as a container instance of a cluster
+    /// and run the tasks the control plane places on it, on the local Docker engine.
+    ///
+    /// Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN).
+    /// The instance identity is kept in --data-dir: an agent restarted on the same directory is
+    /// the same container instance and adopts the containers it left running.
+    Agent(agent_cmd::AgentArgs),
     /// List clusters with their instance, task and service counts.
     Clusters(ListArgs),
     /// List task definitions (latest first within each family order) with their containers.
@@ -85,6 +93,13 @@ pub struct CommonArgs {
     /// Twelve-digit account id used in ARNs.
     #[arg(long)]
     account: Option<String>,
+    /// How often agents send heartbeats; an agent silent for 3 intervals shows
+    /// agentConnected: false.
+    #[arg(long, default_value_t = 10.0)]
+    heartbeat_seconds: f64,
+    /// How long STOPPED tasks stay describable and listable.
+    #[arg(long, default_value_t = 3600)]
+    stopped_task_retention_seconds: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -100,6 +115,14 @@ struct ServerArgs {
 struct DevArgs {
     #[command(flatten)]
     common: CommonArgs,
+    /// The cluster the local agent joins (created when missing).
+    #[arg(long, default_value = "default")]
+    cluster: String,
+    /// Serve only the API: no local agent.
+    #[arg(long)]
+    no_agent: bool,
+    #[command(flatten)]
+    agent: agent_cmd::HostArgs,
 }
 
 fn init_logging(json: bool) {
@@ -137,12 +160,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         match cli.command {
             Command::Server(args) => {
                 let cfg = config::server_config(&args.common, args.config.as_deref())?;
-                serve::run(cfg).await
+                serve::run(cfg, None).await
             }
             Command::Dev(args) => {
                 let cfg = config::dev_config(&args.common)?;
-                serve::run(cfg).await
+                let local_agent = if args.no_agent {
+                    None
+                } else {
+                    Some(agent_cmd::dev_agent(&cfg, &args.cluster, &args.agent)?)
+                };
+                serve::run(cfg, local_agent).await
             }
+            Command::Agent(args) => agent_cmd::run(args).await,
             Command::Clusters(args) => {
                 let client = client::EcsClient::from_env(args.endpoint.as_deref())?;
                 verbs::clusters(&client, args.output).await

@@ -7,15 +7,14 @@ use flotilla_api::{router, Api, SystemClock};
 use flotilla_store::SqliteStore;
 use std::sync::Arc;
 
-/// Serves until a shutdown signal.
-pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
+/// Serves until a shutdown signal. With `local_agent`, also runs a container agent in this
+/// process (as `flotilla dev` does), pointed at this server once it listens.
+pub async fn run(cfg: ServerConfig, local_agent: Option<LocalAgent>) -> anyhow::Result<()> {
     let store = SqliteStore::open(&cfg.data_dir)
         .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
-    let api = Arc::new(Api::new(
-        Arc::new(store),
-        cfg.api.clone(),
-        Arc::new(SystemClock),
-    ));
+    let api = Arc::new(
+        Api::new(Arc::new(store), cfg.api.clone(), Arc::new(SystemClock)).with_timings(cfg.timings),
+    );
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
@@ -26,15 +25,61 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     }
     // Tests and scripts wait for this line to know the server is ready.
     println!("listening on http://{addr}");
-    axum::serve(listener, router(api))
-        .with_graceful_shutdown(shutdown())
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let agent = local_agent.map(|la| {
+        let mut stop = stop_rx.clone();
+        let config = la.into_config(format!("http://{addr}"));
+        let cluster = config.cluster.clone();
+        let client = crate::client::EcsClient::new(
+            config.server_url.clone(),
+            config.region.clone(),
+            config.credentials.access_key_id.clone(),
+            config.credentials.secret_access_key.clone(),
+            config.credentials.session_token.clone(),
+        );
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            // Zero configuration: the local agent's cluster exists (CreateCluster is idempotent).
+            if let Err(e) = client
+                .call("CreateCluster", serde_json::json!({"clusterName": cluster}))
+                .await
+            {
+                tracing::error!(error = %e, "could not create the local agent's cluster");
+                return;
+            }
+            if let Err(e) = flotilla_agent::run(config, shutdown).await {
+                tracing::error!(error = %e, "the local agent stopped");
+            }
+        })
+    });
+    let result = axum::serve(listener, router(api))
+        .with_graceful_shutdown(async move {
+            shutdown().await;
+            let _ = stop_tx.send(true);
+        })
         .await
-        .context("serving HTTP")?;
+        .context("serving HTTP");
+    if let Some(a) = agent {
+        let _ = a.await;
+    }
+    result?;
     tracing::info!("shut down");
     Ok(())
 }
 
-async fn shutdown() {
+/// The in-process agent of `flotilla dev`, completed with the server URL once it listens.
+pub struct LocalAgent(pub Box<dyn FnOnce(String) -> flotilla_agent::AgentConfig + Send>);
+
+impl LocalAgent {
+    fn into_config(self, server_url: String) -> flotilla_agent::AgentConfig {
+        (self.0)(server_url)
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -1,0 +1,122 @@
+//! `flotilla agent` and the local agent of `flotilla dev`: flags to an `AgentConfig`.
+
+use crate::config::ServerConfig;
+use anyhow::{bail, Context};
+use flotilla_agent::{AgentConfig, Credentials, ImagePullBehavior};
+use std::path::PathBuf;
+
+/// What describes the host the agent runs on (shared by `agent` and `dev`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct HostArgs {
+    /// The availability zone reported as the `ecs.availability-zone` attribute.
+    #[arg(long, default_value = "us-east-1a")]
+    availability_zone: String,
+    /// The instance type reported as the `ecs.instance-type` attribute.
+    #[arg(long, default_value = "flotilla.local")]
+    instance_type: String,
+    /// A custom attribute NAME=VALUE for placement constraints (repeatable).
+    #[arg(long = "attribute", value_name = "NAME=VALUE")]
+    attributes: Vec<String>,
+    /// Memory (MiB) kept back for the host: not offered to tasks.
+    #[arg(long, default_value_t = 0)]
+    reserved_memory: u64,
+    /// When to pull images: default (always pull, fall back to a cached copy), always, once,
+    /// prefer-cached (pull only images not present).
+    #[arg(long, default_value = "prefer-cached")]
+    image_pull_behavior: String,
+    /// How long stopped containers are kept before they are removed.
+    #[arg(long, default_value_t = 3 * 3600)]
+    cleanup_delay_seconds: u64,
+}
+
+/// Flags of `flotilla agent`.
+#[derive(clap::Args, Debug)]
+pub struct AgentArgs {
+    /// The cluster to join.
+    #[arg(long, default_value = "default")]
+    cluster: String,
+    /// The Flotilla server URL.
+    #[arg(long, env = "FLOTILLA_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Where the agent keeps its identity and state [default: ~/.local/share/flotilla/agent].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Region of the server [default: AWS_REGION, AWS_DEFAULT_REGION, or us-east-1].
+    #[arg(long)]
+    region: Option<String>,
+    #[command(flatten)]
+    host: HostArgs,
+}
+
+fn apply_host(cfg: &mut AgentConfig, host: &HostArgs) -> anyhow::Result<()> {
+    cfg.availability_zone = host.availability_zone.clone();
+    cfg.instance_type = host.instance_type.clone();
+    for a in &host.attributes {
+        let Some((k, v)) = a.split_once('=') else {
+            bail!("--attribute takes NAME=VALUE, got '{a}'");
+        };
+        cfg.attributes.insert(k.to_string(), v.to_string());
+    }
+    cfg.reserved_memory_mib = host.reserved_memory;
+    cfg.image_pull_behavior =
+        ImagePullBehavior::parse(&host.image_pull_behavior).with_context(|| {
+            format!(
+                "unknown --image-pull-behavior '{}': use default, always, once or prefer-cached",
+                host.image_pull_behavior
+            )
+        })?;
+    cfg.cleanup_delay = std::time::Duration::from_secs(host.cleanup_delay_seconds);
+    Ok(())
+}
+
+/// `flotilla agent`.
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let credentials = AgentConfig::credentials_from_env().context(
+        "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (flotilla dev prints them)",
+    )?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| crate::config::default_data_dir().join("agent"));
+    let mut cfg = AgentConfig::new(&args.cluster, &args.server, data_dir, credentials);
+    if let Some(r) = args
+        .region
+        .clone()
+        .or_else(|| std::env::var("AWS_REGION").ok())
+        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+    {
+        cfg.region = r;
+    }
+    apply_host(&mut cfg, &args.host)?;
+    flotilla_agent::run(cfg, crate::serve::shutdown())
+        .await
+        .context("agent")?;
+    Ok(())
+}
+
+/// The local agent of `flotilla dev`: the dev credentials, a data directory inside the dev one.
+pub fn dev_agent(
+    server: &ServerConfig,
+    cluster: &str,
+    host: &HostArgs,
+) -> anyhow::Result<crate::serve::LocalAgent> {
+    let cred = server
+        .api
+        .credentials
+        .first()
+        .context("dev has no credentials")?;
+    let credentials = Credentials {
+        access_key_id: cred.access_key_id.clone(),
+        secret_access_key: cred.secret_access_key.clone(),
+        session_token: cred.session_token.clone(),
+    };
+    let data_dir = server.data_dir.join("agent");
+    let mut template = AgentConfig::new(cluster, String::new(), data_dir, credentials);
+    template.region = server.api.arns.region.clone();
+    apply_host(&mut template, host)?;
+    Ok(crate::serve::LocalAgent(Box::new(move |url| {
+        let mut cfg = template;
+        cfg.server_url = url;
+        cfg
+    })))
+}

@@ -1,0 +1,112 @@
+"""A Flotilla fleet on this machine for the Docker end-to-end tests: one `flotilla server` and
+any number of `flotilla agent` processes, each with its own data directory (so its own container
+instance identity), all driving the local Docker engine. Containers are found and removed by the
+cluster label the agent puts on them."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import helpers
+
+IMAGE = "flotilla/busybox:latest"
+CLUSTER_LABEL = "com.flotilla.cluster"
+
+
+def docker(*args, check=True):
+    out = subprocess.run(["docker", *args], capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)}: {out.stderr}")
+    return out.stdout.strip()
+
+
+def cluster_containers(cluster, all_=True):
+    ids = docker("ps", "-q", *(["-a"] if all_ else []), "--filter", f"label={CLUSTER_LABEL}={cluster}")
+    return [i for i in ids.split() if i]
+
+
+def inspect(container_id):
+    return json.loads(docker("inspect", container_id))[0]
+
+
+def wait_for(predicate, timeout=60, interval=0.25, what="condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+class Agent:
+    def __init__(self, fleet, cluster, data_dir, log_path, az, attributes):
+        self.fleet, self.cluster, self.data_dir, self.log_path = fleet, cluster, Path(data_dir), log_path
+        self.az, self.attributes = az, attributes
+        self.proc = None
+        self.start()
+
+    def start(self):
+        args = [
+            str(helpers.FLOTILLA_BIN), "agent",
+            "--cluster", self.cluster,
+            "--server", self.fleet.endpoint,
+            "--data-dir", str(self.data_dir),
+            "--availability-zone", self.az,
+            "--cleanup-delay-seconds", "3600",
+        ]
+        for k, v in self.attributes.items():
+            args += ["--attribute", f"{k}={v}"]
+        env = dict(os.environ)
+        env.update(
+            AWS_ACCESS_KEY_ID=helpers.ACCESS_KEY,
+            AWS_SECRET_ACCESS_KEY=helpers.SECRET_KEY,
+            AWS_DEFAULT_REGION=helpers.REGION,
+            RUST_LOG=os.environ.get("RUST_LOG", "info"),
+        )
+        env.pop("AWS_SESSION_TOKEN", None)
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=self._log, env=env)
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            if sig in (signal.SIGKILL, signal.SIGTERM):
+                self.proc.wait(30)
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            self._log.close()
+
+    def log(self):
+        return Path(self.log_path).read_text(errors="replace")
+
+
+class Fleet:
+    def __init__(self, tmp_path, heartbeat_seconds=2):
+        self.tmp = Path(tmp_path)
+        self.server = helpers.Server(
+            self.tmp / "server", self.tmp / "server.log", mode="server",
+            extra_args=["--heartbeat-seconds", str(heartbeat_seconds)],
+        )
+        self.endpoint = self.server.endpoint
+        self.agents = []
+        self.clusters = set()
+
+    def add_agent(self, cluster, az="us-east-1a", attributes=None):
+        n = len(self.agents)
+        a = Agent(self, cluster, self.tmp / f"agent{n}", self.tmp / f"agent{n}.log", az, attributes or {})
+        self.agents.append(a)
+        self.clusters.add(cluster)
+        return a
+
+    def close(self):
+        for a in self.agents:
+            a.kill()
+        self.server.kill()
+        for c in self.clusters:
+            ids = cluster_containers(c)
+            if ids:
+                docker("rm", "-f", "-v", *ids, check=False)
