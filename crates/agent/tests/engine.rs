@@ -115,13 +115,18 @@ struct Reports {
 }
 
 impl Reports {
-    /// Waits (up to `secs`) for a report of `task` that satisfies `f`.
+    /// Waits (up to `secs`) until the latest report of `task` satisfies `f`.
     async fn until(
         &mut self,
         task: &str,
         secs: u64,
         f: impl Fn(&TaskStateReport) -> bool,
     ) -> TaskStateReport {
+        if let Some(r) = self.all.iter().rev().find(|r| r.task_arn == task) {
+            if f(r) {
+                return r.clone();
+            }
+        }
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -568,5 +573,64 @@ async fn a_restarted_engine_adopts_containers_and_reports_what_changed() {
     engine.assign(vec![stop(a.clone())], false);
     reports
         .until(&a.task_arn, 20, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_begun_before_a_crash_is_finished_after_it() {
+    let _serial = SERIAL.lock().await;
+    let h = Harness::new("stopcrash").await;
+    let (engine, mut reports) = h.engine().await;
+    // No init: `sleep` as PID 1 ignores SIGTERM, so the stop lasts the whole stopTimeout.
+    let mut slow = container("slow", &["sleep", "300"]);
+    slow.linux_parameters = None;
+    slow.stop_timeout = Some(3);
+    let a = task("stc1", vec![slow]);
+    engine.assign(vec![a.clone()], false);
+    reports
+        .until(&a.task_arn, 30, |r| r.last_status == TaskStatus::Running)
+        .await;
+    engine.assign(vec![stop(a.clone())], false);
+    reports
+        .until(&a.task_arn, 10, |r| r.last_status == TaskStatus::Stopping)
+        .await;
+    drop(engine);
+    drop(reports);
+
+    let (_engine, mut reports) = h.engine().await;
+    let stopped = reports
+        .until(&a.task_arn, 20, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+    assert_eq!(stopped.stop_code, Some(TaskStopCode::UserInitiated));
+    assert_eq!(stopped.stopped_reason.as_deref(), Some("stopped by test"));
+    assert_eq!(ctr(&stopped, "slow").exit_code, Some(137));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_task_list_stops_what_it_does_not_name() {
+    let _serial = SERIAL.lock().await;
+    let h = Harness::new("full").await;
+    let (engine, mut reports) = h.engine().await;
+    let keep = task("full-keep", vec![container("app", &["sleep", "300"])]);
+    let drop_me = task("full-drop", vec![container("app", &["sleep", "300"])]);
+    engine.assign(vec![keep.clone(), drop_me.clone()], true);
+    for t in [&keep, &drop_me] {
+        reports
+            .until(&t.task_arn, 30, |r| r.last_status == TaskStatus::Running)
+            .await;
+    }
+    engine.assign(vec![keep.clone()], true);
+    reports
+        .until(&drop_me.task_arn, 20, |r| {
+            r.last_status == TaskStatus::Stopped
+        })
+        .await;
+    assert!(!reports
+        .all
+        .iter()
+        .any(|r| r.task_arn == keep.task_arn && r.last_status > TaskStatus::Running));
+    engine.assign(vec![], true);
+    reports
+        .until(&keep.task_arn, 20, |r| r.last_status == TaskStatus::Stopped)
         .await;
 }
