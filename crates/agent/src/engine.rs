@@ -65,7 +65,8 @@ pub struct EngineConfig {
     pub cleanup_delay: Duration,
     /// The Docker client config with registry credentials (`None`: the default path).
     pub docker_config: Option<PathBuf>,
-    /// How often each owner re-inspects its containers.
+    /// How often each owner re-inspects its containers while the task changes (four times
+    /// less often once it is steadily RUNNING).
     pub poll_interval: Duration,
 }
 
@@ -589,12 +590,18 @@ impl TaskOwner {
                     }
                 }
             }
+            // A steady RUNNING task is inspected less often than one that is changing.
+            let wait = if self.status == TaskStatus::Running && self.phase != Phase::Stopping {
+                poll * 4
+            } else {
+                poll
+            };
             tokio::select! {
                 changed = self.rx.changed() => {
                     if changed.is_err() { return; }
                     self.take_assignment();
                 }
-                _ = tokio::time::sleep(poll) => {}
+                _ = tokio::time::sleep(wait) => {}
                 Some(_) = self.stops.join_next(), if !self.stops.is_empty() => {}
             }
         }

@@ -207,13 +207,13 @@ pub async fn run_session(
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let mut unacked = Unacked::default();
     loop {
-        let result = tokio::select! {
-            _ = &mut shutdown => return,
-            r = one_session(&p, reports, &mut unacked, &mut backoff) => r,
-        };
+        let result = one_session(&p, reports, &mut unacked, &mut backoff, &mut shutdown).await;
         let delay = backoff.next_delay();
         match result {
-            Ok(()) => info!(container_instance = %p.instance_arn, "session closed; reconnecting"),
+            Ok(Ended::Shutdown) => return,
+            Ok(Ended::Closed) => {
+                info!(container_instance = %p.instance_arn, "session closed; reconnecting")
+            }
             Err(e) => {
                 warn!(container_instance = %p.instance_arn, error = %e, delay_ms = delay.as_millis() as u64, "session failed; reconnecting")
             }
@@ -231,12 +231,89 @@ pub async fn run_session(
     }
 }
 
-async fn one_session(
+/// How a session ended without an error.
+enum Ended {
+    /// The agent is shutting down (the socket was closed politely).
+    Shutdown,
+    /// The server closed the socket.
+    Closed,
+}
+
+async fn one_session<S: Future<Output = ()>>(
     p: &SessionParams<'_>,
     reports: &mut UnboundedReceiver<TaskStateReport>,
     unacked: &mut Unacked,
     backoff: &mut Backoff,
-) -> Result<(), SessionError> {
+    shutdown: &mut std::pin::Pin<&mut S>,
+) -> Result<Ended, SessionError> {
+    let opened = tokio::select! {
+        _ = shutdown.as_mut() => return Ok(Ended::Shutdown),
+        r = open(p) => r?,
+    };
+    let (mut ws, heartbeat, endpoint) = opened;
+    info!(container_instance = %p.instance_arn, endpoint = %endpoint, "session established");
+    backoff.reset();
+    for r in p.engine.current_reports() {
+        unacked.push(r);
+    }
+    for r in unacked.pending() {
+        send(&mut ws, &AgentMessage::TaskState(r)).await?;
+    }
+    send(
+        &mut ws,
+        &AgentMessage::Heartbeat {
+            sent_at_ms: epoch_ms(),
+        },
+    )
+    .await?;
+    let mut beat = tokio::time::interval(heartbeat);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut usage = tokio::time::interval(p.usage_interval.max(Duration::from_millis(100)));
+    usage.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.as_mut() => {
+                // Say goodbye, so the server marks the instance disconnected at once.
+                let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+                return Ok(Ended::Shutdown);
+            }
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Text(t))) => match flotilla_protocol::decode::<ServerMessage>(&t) {
+                    Ok(ServerMessage::Tasks { full, tasks }) => {
+                        debug!(full, count = tasks.len(), "tasks pushed");
+                        p.engine.assign(tasks, full);
+                    }
+                    Ok(ServerMessage::Ack { seq }) => unacked.ack(seq),
+                    Ok(ServerMessage::Welcome { .. }) => {}
+                    Err(e) => warn!(error = %e, "undecodable server message"),
+                },
+                Some(Ok(Message::Ping(d))) => {
+                    ws.send(Message::Pong(d)).await.map_err(|e| SessionError::Ws(e.to_string()))?;
+                }
+                Some(Ok(Message::Close(_))) | None => return Ok(Ended::Closed),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(SessionError::Ws(e.to_string())),
+            },
+            Some(r) = reports.recv() => {
+                unacked.push(r.clone());
+                send(&mut ws, &AgentMessage::TaskState(r)).await?;
+            }
+            _ = beat.tick() => {
+                send(&mut ws, &AgentMessage::Heartbeat { sent_at_ms: epoch_ms() }).await?;
+            }
+            _ = usage.tick() => {
+                let samples = p.engine.sample_usage().await;
+                if !samples.is_empty() {
+                    send(&mut ws, &AgentMessage::Usage { samples }).await?;
+                }
+            }
+        }
+    }
+}
+
+/// Discovers the endpoint, connects and waits for `Welcome`: the socket, the heartbeat
+/// interval and the endpoint.
+async fn open(p: &SessionParams<'_>) -> Result<(Ws, Duration, String), SessionError> {
     let endpoint = p
         .client
         .discover_poll_endpoint(p.cluster, p.instance_arn)
@@ -264,59 +341,7 @@ async fn one_session(
         },
         other => return Err(SessionError::Ws(format!("no Welcome: {other:?}"))),
     };
-    info!(container_instance = %p.instance_arn, endpoint = %endpoint, "session established");
-    backoff.reset();
-    for r in p.engine.current_reports() {
-        unacked.push(r);
-    }
-    for r in unacked.pending() {
-        send(&mut ws, &AgentMessage::TaskState(r)).await?;
-    }
-    send(
-        &mut ws,
-        &AgentMessage::Heartbeat {
-            sent_at_ms: epoch_ms(),
-        },
-    )
-    .await?;
-    let mut beat = tokio::time::interval(heartbeat);
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut usage = tokio::time::interval(p.usage_interval.max(Duration::from_millis(100)));
-    usage.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            msg = ws.next() => match msg {
-                Some(Ok(Message::Text(t))) => match flotilla_protocol::decode::<ServerMessage>(&t) {
-                    Ok(ServerMessage::Tasks { full, tasks }) => {
-                        debug!(full, count = tasks.len(), "tasks pushed");
-                        p.engine.assign(tasks, full);
-                    }
-                    Ok(ServerMessage::Ack { seq }) => unacked.ack(seq),
-                    Ok(ServerMessage::Welcome { .. }) => {}
-                    Err(e) => warn!(error = %e, "undecodable server message"),
-                },
-                Some(Ok(Message::Ping(d))) => {
-                    ws.send(Message::Pong(d)).await.map_err(|e| SessionError::Ws(e.to_string()))?;
-                }
-                Some(Ok(Message::Close(_))) | None => return Ok(()),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(SessionError::Ws(e.to_string())),
-            },
-            Some(r) = reports.recv() => {
-                unacked.push(r.clone());
-                send(&mut ws, &AgentMessage::TaskState(r)).await?;
-            }
-            _ = beat.tick() => {
-                send(&mut ws, &AgentMessage::Heartbeat { sent_at_ms: epoch_ms() }).await?;
-            }
-            _ = usage.tick() => {
-                let samples = p.engine.sample_usage().await;
-                if !samples.is_empty() {
-                    send(&mut ws, &AgentMessage::Usage { samples }).await?;
-                }
-            }
-        }
-    }
+    Ok((ws, heartbeat, endpoint))
 }
 
 async fn send(ws: &mut Ws, msg: &AgentMessage) -> Result<(), SessionError> {
