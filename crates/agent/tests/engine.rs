@@ -634,3 +634,107 @@ async fn a_full_task_list_stops_what_it_does_not_name() {
         .until(&keep.task_arn, 20, |r| r.last_status == TaskStatus::Stopped)
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_definition_options_reach_docker() {
+    use flotilla_model::shapes::{
+        DockerVolumeConfiguration, HostEntry, HostVolumeProperties, KeyValuePair, MountPoint,
+        Scope, Tmpfs, Ulimit, UlimitName, Volume, VolumeFrom,
+    };
+    let _serial = SERIAL.lock().await;
+    let h = Harness::new("options").await;
+    let (engine, mut reports) = h.engine().await;
+    let host_dir = tempfile::tempdir().unwrap();
+    let mut writer = container("writer", &["sh", "-c", "touch /data/x /host/y"]);
+    writer.essential = Some(false);
+    writer.mount_points = Some(vec![
+        MountPoint {
+            source_volume: Some("data".into()),
+            container_path: Some("/data".into()),
+            read_only: None,
+        },
+        MountPoint {
+            source_volume: Some("host".into()),
+            container_path: Some("/host".into()),
+            read_only: None,
+        },
+    ]);
+    let script = "set -e; [ \"$FOO\" = bar ]; [ \"$(pwd)\" = /tmp ]; [ \"$(hostname)\" = myhost ]; \
+                  grep -q extra.example /etc/hosts; [ \"$(id -u)\" = 65534 ]; [ \"$(ulimit -n)\" = 1000 ]; \
+                  if touch /rootfile 2>/dev/null; then exit 9; fi; touch /scratch/ok; test -f /data/x; test -f /host/y";
+    let mut checker = container("checker", &["sh", "-c", script]);
+    checker.depends_on = Some(vec![ContainerDependency {
+        container_name: "writer".into(),
+        condition: ContainerCondition::Success,
+    }]);
+    checker.volumes_from = Some(vec![VolumeFrom {
+        source_container: Some("writer".into()),
+        read_only: Some(true),
+    }]);
+    checker.environment = Some(vec![KeyValuePair {
+        name: Some("FOO".into()),
+        value: Some("bar".into()),
+    }]);
+    checker.working_directory = Some("/tmp".into());
+    checker.hostname = Some("myhost".into());
+    checker.extra_hosts = Some(vec![HostEntry {
+        hostname: "extra.example".into(),
+        ip_address: "10.1.2.3".into(),
+    }]);
+    checker.user = Some("65534".into());
+    checker.ulimits = Some(vec![Ulimit {
+        name: UlimitName::Nofile,
+        soft_limit: 1000,
+        hard_limit: 1000,
+    }]);
+    checker.readonly_root_filesystem = Some(true);
+    checker.linux_parameters = Some(LinuxParameters {
+        init_process_enabled: Some(true),
+        tmpfs: Some(vec![Tmpfs {
+            container_path: "/scratch".into(),
+            size: 8,
+            mount_options: None,
+        }]),
+        ..Default::default()
+    });
+    checker.docker_labels = Some([("team".to_string(), "blue".to_string())].into());
+    checker.cpu = 128;
+    let mut a = task("opts1", vec![writer, checker]);
+    a.volumes = vec![
+        Volume {
+            name: Some("data".into()),
+            docker_volume_configuration: Some(DockerVolumeConfiguration {
+                scope: Some(Scope::Task),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: Some("host".into()),
+            host: Some(HostVolumeProperties {
+                source_path: Some(host_dir.path().to_string_lossy().into_owned()),
+            }),
+            ..Default::default()
+        },
+    ];
+    engine.assign(vec![a.clone()], false);
+    let stopped = reports
+        .until(&a.task_arn, 30, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+    let checker = ctr(&stopped, "checker");
+    assert_eq!(checker.exit_code, Some(0), "{stopped:#?}");
+    assert!(host_dir.path().join("y").exists());
+    let id = checker.runtime_id.clone().unwrap();
+    assert_eq!(
+        docker_inspect(&id, "{{index .Config.Labels \"team\"}}"),
+        "blue"
+    );
+    assert_eq!(docker_inspect(&id, "{{.HostConfig.CpuShares}}"), "128");
+    assert_eq!(
+        docker_inspect(
+            &id,
+            &format!("{{{{index .Config.Labels \"{}\"}}}}", labels::TASK_ARN)
+        ),
+        a.task_arn
+    );
+}
