@@ -49,6 +49,9 @@ pub fn now_epoch() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// How long the final report of a cleaned-up task is remembered.
+pub const DONE_RETENTION: Duration = Duration::from_secs(3600);
+
 /// The engine's configuration.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -120,8 +123,9 @@ struct Inner {
     seq: AtomicU64,
     reports: mpsc::UnboundedSender<TaskStateReport>,
     tasks: Mutex<HashMap<String, Handle>>,
-    /// Tasks cleaned up: their final report, so a late re-assignment does not rerun them.
-    done: Mutex<HashMap<String, TaskStateReport>>,
+    /// Tasks cleaned up: their final report (and when), so a late re-assignment does not rerun
+    /// them. Kept for [`DONE_RETENTION`].
+    done: Mutex<HashMap<String, (TaskStateReport, Instant)>>,
     /// Containers found in Docker whose task has no saved state, by task ARN.
     orphans: Mutex<HashMap<String, Vec<crate::runtime::ContainerSummary>>>,
     pulled: Mutex<BTreeMap<String, f64>>,
@@ -236,7 +240,7 @@ impl Engine {
 
     fn assign_one(&self, a: TaskAssignment) {
         let arn = a.task_arn.clone();
-        if let Some(report) = lock(&self.inner.done).get(&arn).cloned() {
+        if let Some((report, _)) = lock(&self.inner.done).get(&arn).cloned() {
             debug!(task = %arn, "assignment for a task already cleaned up; re-reporting");
             let _ = self.inner.reports.send(report);
             return;
@@ -1111,7 +1115,17 @@ impl TaskOwner {
         }
         let last = lock(&self.shared).latest.clone();
         if let Some(r) = last {
-            lock(&self.inner.done).insert(arn.clone(), r);
+            let mut done = lock(&self.inner.done);
+            done.retain(|_, (_, at)| at.elapsed() < DONE_RETENTION);
+            done.insert(arn.clone(), (r, Instant::now()));
+        }
+        {
+            let mut cpu = lock(&self.inner.cpu_prev);
+            for c in &self.ctrs {
+                if let Some(id) = &c.runtime_id {
+                    cpu.remove(id);
+                }
+            }
         }
         lock(&self.inner.tasks).remove(&arn);
         self.cleanup_images().await;
