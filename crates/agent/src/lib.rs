@@ -73,6 +73,9 @@ pub enum AgentError {
     /// The data directory failed.
     #[error(transparent)]
     State(#[from] StateError),
+    /// Another agent uses the data directory.
+    #[error(transparent)]
+    Locked(#[from] state::LockError),
     /// Docker is unreachable or failed.
     #[error("docker: {0}")]
     Runtime(#[from] RuntimeError),
@@ -150,6 +153,7 @@ pub async fn run(
 ) -> Result<(), AgentError> {
     tokio::pin!(shutdown);
     let data = DataDir::open(&config.data_dir)?;
+    let _lock = data.lock()?;
     let client = EcsClient::new(
         &config.server_url,
         config.credentials.clone(),

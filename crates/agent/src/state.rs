@@ -83,6 +83,40 @@ pub struct PersistedTask {
     pub execution_stopped_at: Option<f64>,
 }
 
+/// The exclusive hold of one agent process on a data directory (`agent.lock` with its pid).
+/// Released when dropped; a lock left by a dead process is taken over.
+#[derive(Debug)]
+pub struct DirLock {
+    path: PathBuf,
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Another live agent holds the data directory.
+#[derive(Debug, thiserror::Error)]
+#[error("data directory {path} is in use by the agent with pid {pid}; each agent needs its own --data-dir")]
+pub struct LockedError {
+    /// The lock file.
+    pub path: PathBuf,
+    /// The holder.
+    pub pid: u32,
+}
+
+/// Why the data directory could not be locked.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Held by a live process.
+    #[error(transparent)]
+    Locked(#[from] LockedError),
+    /// I/O.
+    #[error(transparent)]
+    Io(#[from] StateError),
+}
+
 /// The data directory.
 #[derive(Debug, Clone)]
 pub struct DataDir {
@@ -140,6 +174,45 @@ impl DataDir {
         let tasks = root.join("tasks");
         std::fs::create_dir_all(&tasks).map_err(err(&tasks))?;
         Ok(Self { root })
+    }
+
+    /// Takes the directory for this process (see [`DirLock`]).
+    pub fn lock(&self) -> Result<DirLock, LockError> {
+        let path = self.root.join("agent.lock");
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    f.write_all(std::process::id().to_string().as_bytes())
+                        .map_err(err(&path))?;
+                    return Ok(DirLock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let pid: Option<u32> = std::fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|s| s.trim().parse().ok());
+                    match pid {
+                        Some(pid)
+                            if pid == std::process::id()
+                                || Path::new(&format!("/proc/{pid}")).exists() =>
+                        {
+                            return Err(LockedError { path, pid }.into());
+                        }
+                        // A dead holder (or a torn file): take over.
+                        _ => std::fs::remove_file(&path).map_err(err(&path))?,
+                    }
+                }
+                Err(e) => return Err(StateError { path, source: e }.into()),
+            }
+        }
+        Err(StateError {
+            path,
+            source: std::io::Error::other("lock contended"),
+        }
+        .into())
     }
 
     /// The root path.
@@ -227,6 +300,20 @@ impl DataDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_agent_per_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = DataDir::open(dir.path()).unwrap();
+        let held = d.lock().unwrap();
+        assert!(matches!(d.lock(), Err(LockError::Locked(_))));
+        drop(held);
+        let again = d.lock().unwrap();
+        drop(again);
+        // A lock left by a dead process is taken over.
+        std::fs::write(dir.path().join("agent.lock"), "999999999").unwrap();
+        assert!(d.lock().is_ok());
+    }
 
     #[test]
     fn identity_is_generated_once() {
