@@ -268,8 +268,22 @@ async fn one_session<S: Future<Output = ()>>(
     .await?;
     let mut beat = tokio::time::interval(heartbeat);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut usage = tokio::time::interval(p.usage_interval.max(Duration::from_millis(100)));
-    usage.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Usage is sampled on its own task: Docker stats are slow, and the loop below must never
+    // stall (a stalled loop misses heartbeats and the server drops the session).
+    let (usage_tx, mut usage_rx) = tokio::sync::mpsc::channel(1);
+    let sampler = p.engine.usage_sampler();
+    let every = p.usage_interval.max(Duration::from_millis(100));
+    let _sampling = AbortOnDrop(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let samples = sampler.sample().await;
+            if !samples.is_empty() && usage_tx.send(samples).await.is_err() {
+                return;
+            }
+        }
+    }));
     loop {
         tokio::select! {
             _ = shutdown.as_mut() => {
@@ -301,11 +315,8 @@ async fn one_session<S: Future<Output = ()>>(
             _ = beat.tick() => {
                 send(&mut ws, &AgentMessage::Heartbeat { sent_at_ms: epoch_ms() }).await?;
             }
-            _ = usage.tick() => {
-                let samples = p.engine.sample_usage().await;
-                if !samples.is_empty() {
-                    send(&mut ws, &AgentMessage::Usage { samples }).await?;
-                }
+            Some(samples) = usage_rx.recv() => {
+                send(&mut ws, &AgentMessage::Usage { samples }).await?;
             }
         }
     }
@@ -349,6 +360,15 @@ async fn send(ws: &mut Ws, msg: &AgentMessage) -> Result<(), SessionError> {
     ws.send(Message::text(text))
         .await
         .map_err(|e| SessionError::Ws(e.to_string()))
+}
+
+/// Aborts a background task when the session that started it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]
