@@ -818,7 +818,29 @@ impl TaskOwner {
                 return;
             }
         }
-        for i in 0..self.ctrs.len() {
+        let names: Vec<String> = self.ctrs.iter().map(|c| c.name.clone()).collect();
+        let needs: Vec<Vec<usize>> = self
+            .ctrs
+            .iter()
+            .map(|c| {
+                let from = c
+                    .def
+                    .volumes_from
+                    .iter()
+                    .flatten()
+                    .filter_map(|v| v.source_container.clone());
+                let links = c
+                    .def
+                    .links
+                    .iter()
+                    .flatten()
+                    .map(|l| l.split(':').next().unwrap_or("").to_string());
+                from.chain(links)
+                    .filter_map(|n| names.iter().position(|x| *x == n))
+                    .collect()
+            })
+            .collect();
+        for i in crate::lifecycle::compute_create_order(&needs) {
             if self.ctrs[i].runtime_id.is_some() || self.ctrs[i].status != ContainerStatus::Pending
             {
                 continue;

@@ -266,6 +266,25 @@ pub fn compute_stoppable(running: &[String], deps: &[(String, Vec<String>)]) -> 
         .collect()
 }
 
+/// The order in which to create a task's containers: a container that takes `volumesFrom` or
+/// `links` from another is created after it (Docker needs the source to exist at create time).
+/// Otherwise the task definition's order is kept. `needs[i]` are the indexes container `i`
+/// refers to; a cycle (which ECS refuses at registration) falls back to definition order.
+pub fn compute_create_order(needs: &[Vec<usize>]) -> Vec<usize> {
+    let n = needs.len();
+    let mut done = vec![false; n];
+    let mut order = Vec::with_capacity(n);
+    while order.len() < n {
+        let next = (0..n)
+            .find(|&i| !done[i] && needs[i].iter().all(|&j| j >= n || j == i || done[j]))
+            .or_else(|| (0..n).find(|&i| !done[i]));
+        let Some(i) = next else { break };
+        done[i] = true;
+        order.push(i);
+    }
+    order
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,5 +492,17 @@ mod tests {
             compute_stoppable(&["db".to_string()], &deps),
             vec!["db".to_string()]
         );
+    }
+
+    #[test]
+    fn create_order_puts_volume_and_link_sources_first() {
+        assert_eq!(compute_create_order(&[vec![], vec![]]), vec![0, 1]);
+        assert_eq!(compute_create_order(&[vec![1], vec![]]), vec![1, 0]);
+        assert_eq!(
+            compute_create_order(&[vec![2], vec![0], vec![]]),
+            vec![2, 0, 1]
+        );
+        // A cycle keeps definition order rather than dropping a container.
+        assert_eq!(compute_create_order(&[vec![1], vec![0]]), vec![0, 1]);
     }
 }
