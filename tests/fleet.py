@@ -44,9 +44,9 @@ def wait_for(predicate, timeout=60, interval=0.25, what="condition"):
 
 
 class Agent:
-    def __init__(self, fleet, cluster, data_dir, log_path, az, attributes):
+    def __init__(self, fleet, cluster, data_dir, log_path, az, attributes, env=None):
         self.fleet, self.cluster, self.data_dir, self.log_path = fleet, cluster, Path(data_dir), log_path
-        self.az, self.attributes = az, attributes
+        self.az, self.attributes, self.extra_env = az, attributes, env or {}
         self.proc = None
         self.start()
 
@@ -69,6 +69,7 @@ class Agent:
             RUST_LOG=os.environ.get("RUST_LOG", "info"),
         )
         env.pop("AWS_SESSION_TOKEN", None)
+        env.update(self.extra_env)
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=self._log, env=env)
 
@@ -87,6 +88,7 @@ class Agent:
 class Fleet:
     def __init__(self, tmp_path, heartbeat_seconds=2):
         self.tmp = Path(tmp_path)
+        self.tmp.mkdir(parents=True, exist_ok=True)
         self.server = helpers.Server(
             self.tmp / "server", self.tmp / "server.log", mode="server",
             extra_args=["--heartbeat-seconds", str(heartbeat_seconds)],
@@ -95,9 +97,9 @@ class Fleet:
         self.agents = []
         self.clusters = set()
 
-    def add_agent(self, cluster, az="us-east-1a", attributes=None):
+    def add_agent(self, cluster, az="us-east-1a", attributes=None, env=None):
         n = len(self.agents)
-        a = Agent(self, cluster, self.tmp / f"agent{n}", self.tmp / f"agent{n}.log", az, attributes or {})
+        a = Agent(self, cluster, self.tmp / f"agent{n}", self.tmp / f"agent{n}.log", az, attributes or {}, env)
         self.agents.append(a)
         self.clusters.add(cluster)
         return a
