@@ -14,7 +14,7 @@ use crate::runtime::{
     ContainerSpec, DeviceSpec, HealthCheckSpec, PortSpec, UlimitSpec, VolumeSpec,
 };
 use flotilla_model::shapes::{
-    ContainerDefinition, LogDriver, NetworkMode, Scope, TransportProtocol, UlimitName, Volume,
+    ContainerDefinition, NetworkMode, Scope, TransportProtocol, UlimitName, Volume,
 };
 use flotilla_protocol::{labels, TaskAssignment};
 use std::collections::BTreeMap;
@@ -87,88 +87,18 @@ pub fn is_essential(def: &ContainerDefinition) -> bool {
     def.essential.unwrap_or(true)
 }
 
-/// Checks that the agent can run the task; the error says what is unsupported.
+/// Checks that the agent can run the task; the error says what is unsupported. The rules are
+/// shared with the control plane, which applies them at RunTask ([`flotilla_protocol::runnable`]).
 pub fn validate(a: &TaskAssignment) -> Result<(), String> {
-    if a.network_mode == NetworkMode::Awsvpc {
-        return Err(
-            "network mode awsvpc is not supported by this agent (use bridge, host or none)".into(),
-        );
-    }
-    if a.pid_mode.as_deref() == Some("task") {
-        return Err("pidMode task is not supported by this agent (use host or leave unset)".into());
-    }
-    if let Some(m) = a.ipc_mode.as_deref() {
-        if !matches!(m, "host" | "none") {
-            return Err(format!(
-                "ipcMode {m} is not supported by this agent (use host, none or leave unset)"
-            ));
-        }
-    }
-    for v in &a.volumes {
-        let name = v.name.as_deref().unwrap_or("");
-        if v.efs_volume_configuration.is_some()
-            || v.fsx_windows_file_server_volume_configuration.is_some()
-            || v.s3files_volume_configuration.is_some()
-        {
-            return Err(format!(
-                "volume {name}: only host and dockerVolumeConfiguration volumes are supported"
-            ));
-        }
-    }
-    if a.containers.is_empty() {
-        return Err("the task has no containers".into());
-    }
-    for c in &a.containers {
-        let d = &c.definition;
-        let name = def_name(d);
-        if name.is_empty() || d.image.as_deref().unwrap_or("").is_empty() {
-            return Err(format!("container {name:?}: name and image are required"));
-        }
-        let unsupported = [
-            (d.secrets.is_some(), "secrets"),
-            (d.environment_files.is_some(), "environmentFiles"),
-            (d.repository_credentials.is_some(), "repositoryCredentials"),
-            (d.firelens_configuration.is_some(), "firelensConfiguration"),
-            (d.credential_specs.is_some(), "credentialSpecs"),
-            (
-                d.resource_requirements
-                    .as_ref()
-                    .is_some_and(|r| !r.is_empty()),
-                "resourceRequirements (GPU)",
-            ),
-        ];
-        if let Some(l) = &d.log_configuration {
-            if matches!(l.log_driver, LogDriver::Awslogs | LogDriver::Awsfirelens)
-                || l.secret_options.is_some()
-            {
-                return Err(format!(
-                    "container {name}: log driver {:?} (or secretOptions) is not supported by this agent; use json-file, syslog, journald, gelf, fluentd or splunk",
-                    l.log_driver
-                ));
-            }
-        }
-        if let Some((_, what)) = unsupported.iter().find(|(present, _)| *present) {
-            return Err(format!(
-                "container {name}: {what} is not supported by this agent"
-            ));
-        }
-        for m in d.mount_points.iter().flatten() {
-            let src = m.source_volume.as_deref().unwrap_or("");
-            if !a.volumes.iter().any(|v| v.name.as_deref() == Some(src)) {
-                return Err(format!(
-                    "container {name}: mount point source volume {src:?} is not a volume of the task definition"
-                ));
-            }
-        }
-        for p in d.port_mappings.iter().flatten() {
-            if p.container_port_range.is_some() {
-                return Err(format!(
-                    "container {name}: containerPortRange is not supported by this agent"
-                ));
-            }
-        }
-    }
-    Ok(())
+    let containers: Vec<ContainerDefinition> =
+        a.containers.iter().map(|c| c.definition.clone()).collect();
+    flotilla_protocol::runnable::check(
+        a.network_mode,
+        a.pid_mode.as_deref(),
+        a.ipc_mode.as_deref(),
+        &a.volumes,
+        &containers,
+    )
 }
 
 fn volume_source(a: &TaskAssignment, v: &Volume) -> String {

@@ -23,6 +23,8 @@
 
 #![warn(missing_docs)]
 
+pub mod runnable;
+
 use flotilla_model::shapes::{
     ContainerDefinition, HealthStatus, NetworkBinding, NetworkMode, TaskStopCode, Volume,
 };
