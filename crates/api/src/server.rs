@@ -66,6 +66,36 @@ fn respond(request_id: &str, status: StatusCode, body: Vec<u8>) -> Response {
     resp
 }
 
+/// Verifies a request's SigV4 signature against the configured credentials at the API's clock
+/// (every API call and the agent session's upgrade go through it).
+pub fn authenticate(
+    api: &Api,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<sigv4::Caller, EcsError> {
+    let pairs: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let creds = &api.config.credentials;
+    sigv4::verify(
+        method.as_str(),
+        uri.path(),
+        uri.query().unwrap_or(""),
+        &pairs,
+        body,
+        api.clock.now() as i64,
+        |akid| creds.iter().find(|c| c.access_key_id == akid),
+    )
+}
+
 /// The wire form of an error.
 pub fn error_body(e: &EcsError) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({"__type": e.code.wire_type(), "message": e.message}))
@@ -138,25 +168,7 @@ async fn serve(
     target: &str,
 ) -> Result<Vec<u8>, EcsError> {
     let now = api.clock.now();
-    let header_pairs: Vec<(String, String)> = headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let creds = &api.config.credentials;
-    let caller = sigv4::verify(
-        method.as_str(),
-        uri.path(),
-        uri.query().unwrap_or(""),
-        &header_pairs,
-        body,
-        now as i64,
-        |akid| creds.iter().find(|c| c.access_key_id == akid),
-    )?;
+    let caller = authenticate(api, method, uri, headers, body)?;
     if method != Method::POST || uri.path() != "/" {
         return Err(EcsError::new(
             ErrorCode::UnknownOperationException,

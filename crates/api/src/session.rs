@@ -25,7 +25,6 @@ use crate::records::{
     CAS_ATTEMPTS,
 };
 use crate::server::error_body;
-use crate::sigv4;
 use crate::tasks::{apply_report, TaskRecord};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -97,27 +96,8 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let now = api.clock.now();
-    let pairs: Vec<(String, String)> = headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let creds = &api.config.credentials;
     let query = uri.query().unwrap_or("");
-    if let Err(e) = sigv4::verify(
-        method.as_str(),
-        uri.path(),
-        query,
-        &pairs,
-        b"",
-        now as i64,
-        |akid| creds.iter().find(|c| c.access_key_id == akid),
-    ) {
+    if let Err(e) = crate::server::authenticate(&api, &method, &uri, &headers, b"") {
         let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::FORBIDDEN);
         return error_response(&e, status);
     }
