@@ -22,6 +22,7 @@ pub mod paginate;
 pub mod placement;
 pub mod records;
 pub mod server;
+pub mod service_scheduler;
 pub mod session;
 pub mod sigv4;
 pub mod tasks;
