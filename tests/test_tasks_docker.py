@@ -35,7 +35,10 @@ def ecs_for(fleet):
 
 def instances_ready(ecs, cluster, n):
     def check():
-        arns = ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]
+        try:
+            arns = ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]
+        except ecs.exceptions.ClusterNotFoundException:
+            return None  # `flotilla dev` creates its cluster as it starts
         if len(arns) < n:
             return None
         desc = ecs.describe_container_instances(cluster=cluster, containerInstances=arns)["containerInstances"]
@@ -69,6 +72,14 @@ def web_task_definition(ecs, family, **extra):
         ],
         **extra,
     )["taskDefinition"]
+
+
+def http_get(port):
+    """The body at http://127.0.0.1:PORT/, or None while nothing answers yet."""
+    try:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
+    except OSError:
+        return None
 
 
 def describe(ecs, cluster, arn):
@@ -110,7 +121,7 @@ def test_two_container_task_runs_answers_http_and_stops_with_the_cli(fleet, cli_
     web = next(c for c in task["containers"] if c["name"] == "web")
     binding = web["networkBindings"][0]
     assert binding["containerPort"] == 8080 and binding["hostPort"] > 0
-    body = urllib.request.urlopen(f"http://127.0.0.1:{binding['hostPort']}/", timeout=5).read()
+    body = wait_for(lambda: http_get(binding["hostPort"]), timeout=10, what="the web container to answer")
     assert b"hello from flotilla" in body
     assert web["runtimeId"] and inspect(web["runtimeId"])["State"]["Running"]
     assert task["startedAt"] and task["pullStartedAt"] and task["pullStoppedAt"]
@@ -305,3 +316,30 @@ def test_agent_kill_9_loses_nothing(fleet):
         state = inspect(cid)["State"]
         assert state["Running"] and state["StartedAt"] == started_at[cid], "a healthy container was restarted"
     assert len(cluster_containers(cluster)) == 5  # nothing removed
+
+
+def test_flotilla_dev_runs_its_own_agent(tmp_path):
+    """`flotilla dev` is the whole product on one machine: it creates its cluster and registers
+    an in-process agent that runs tasks on the local Docker engine."""
+    cluster = helpers.unique("dev")
+    server = helpers.Server(tmp_path / "data", tmp_path / "dev.log", agent=True, extra_args=["--cluster", cluster])
+    try:
+        ecs = make_client(server.endpoint, retries=3)
+        (inst,) = instances_ready(ecs, cluster, 1)
+        assert inst["versionInfo"]["dockerVersion"]
+        family = helpers.unique("hello")
+        ecs.register_task_definition(
+            family=family,
+            containerDefinitions=[{"name": "main", "image": IMAGE, "memory": 8, "command": ["sh", "-c", "echo hi; sleep 600"], "stopTimeout": 1}],
+        )
+        arn = ecs.run_task(cluster=cluster, taskDefinition=family)["tasks"][0]["taskArn"]
+        task = wait_status(ecs, cluster, arn, "RUNNING")
+        assert task["containerInstanceArn"] == inst["containerInstanceArn"]
+        assert "hi" in docker("logs", task["containers"][0]["runtimeId"])
+        ecs.stop_task(cluster=cluster, task=arn)
+        wait_status(ecs, cluster, arn, "STOPPED")
+    finally:
+        server.kill(signal.SIGTERM)
+        ids = cluster_containers(cluster)
+        if ids:
+            docker("rm", "-f", "-v", *ids, check=False)

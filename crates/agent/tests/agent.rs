@@ -238,13 +238,22 @@ async fn an_agent_registers_runs_and_stops_a_task_and_restarts_as_the_same_insta
     let port = running["containers"][0]["networkBindings"][0]["hostPort"]
         .as_u64()
         .unwrap();
+    // RUNNING means the container started; the server inside may need a moment to listen.
     let answer = tokio::task::spawn_blocking(move || {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port as u16)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut out = String::new();
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port as u16)) {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                if s.write_all(b"GET / HTTP/1.0\r\n\r\n").is_ok() {
+                    let _ = s.read_to_string(&mut out);
+                }
+            }
+            if out.starts_with("HTTP/1.") || std::time::Instant::now() > deadline {
+                return out;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     })
     .await
     .unwrap();

@@ -114,7 +114,7 @@ async fn main() {
         .unwrap_or(5);
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(server_binary())
-        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["dev", "--no-agent", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env("AWS_ACCESS_KEY_ID", AKID)
         .env("AWS_SECRET_ACCESS_KEY", SECRET)

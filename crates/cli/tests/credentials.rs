@@ -40,8 +40,17 @@ fn start(args: &[&str], env: &[(&str, &str)]) -> (std::process::Child, Vec<Strin
 async fn dev_generates_prints_and_keeps_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let (mut child, lines, endpoint) =
-        start(&["dev", "--listen", "127.0.0.1:0", "--data-dir", data], &[]);
+    let (mut child, lines, endpoint) = start(
+        &[
+            "dev",
+            "--no-agent",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data,
+        ],
+        &[],
+    );
     let export = lines
         .iter()
         .find(|l| l.contains("export AWS_ACCESS_KEY_ID="))
@@ -102,8 +111,17 @@ async fn dev_generates_prints_and_keeps_credentials() {
     child.wait().unwrap();
 
     // A restart on the same data directory keeps the same key pair and the data.
-    let (mut child, lines2, endpoint) =
-        start(&["dev", "--listen", "127.0.0.1:0", "--data-dir", data], &[]);
+    let (mut child, lines2, endpoint) = start(
+        &[
+            "dev",
+            "--no-agent",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data,
+        ],
+        &[],
+    );
     assert!(lines2.iter().any(|l| l.contains(&akid)));
     let ecs = sdk(&endpoint, &akid, &secret, None);
     let out = ecs

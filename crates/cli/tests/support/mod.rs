@@ -33,7 +33,7 @@ impl Drop for Server {
 pub fn start() -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
-        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["dev", "--no-agent", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env("AWS_ACCESS_KEY_ID", AKID)
         .env("AWS_SECRET_ACCESS_KEY", SECRET)
