@@ -74,7 +74,7 @@ impl Api {
         self
     }
 
-    /// Starts the background loops (agent liveness, stopped-task sweeper) once; later calls do
+    /// Starts the background loops (agent liveness, stopped-task sweeper, service scheduler) once; later calls do
     /// nothing. Needs a Tokio runtime; [`crate::router`] calls it. The loops end when the `Api`
     /// is dropped.
     pub fn start_background(self: &Arc<Self>) {
@@ -86,6 +86,7 @@ impl Api {
             return;
         }
         crate::agents::spawn_background(Arc::downgrade(self));
+        crate::service_loop::spawn(Arc::downgrade(self));
     }
 }
 

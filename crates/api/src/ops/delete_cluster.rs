@@ -33,7 +33,7 @@ pub async fn delete_cluster(
                 "The Cluster cannot be deleted while Container Instances are active or draining.",
             ));
         }
-        if c.active_services_count > 0 {
+        if c.active_services_count > 0 || counts(ctx.store(), &name).await?.draining_services > 0 {
             return Err(EcsError::new(
                 ErrorCode::ClusterContainsServicesException,
                 "The Cluster cannot be deleted while Services are active.",

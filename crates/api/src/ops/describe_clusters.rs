@@ -4,6 +4,7 @@
 use crate::context::Ctx;
 use crate::instances::InstanceRecord;
 use crate::records::{cluster_key, cluster_name, get, instance_prefix, list, task_prefix};
+use crate::services::{service_prefix, ServiceRecord, ServiceStatus};
 use crate::tasks::TaskRecord;
 use flotilla_model::shapes::LaunchType;
 use flotilla_model::shapes::{
@@ -37,6 +38,10 @@ pub struct Counts {
     pub pending: [i32; 2],
     /// Tasks that have not STOPPED, in any status.
     pub unstopped: i32,
+    /// Services ACTIVE.
+    pub active_services: i32,
+    /// Services DRAINING (deleted, tasks still stopping).
+    pub draining_services: i32,
 }
 
 /// Counts a cluster's registered instances and its tasks by status and launch type.
@@ -58,27 +63,34 @@ pub async fn counts(store: &dyn Store, name: &str) -> Result<Counts, EcsError> {
             c.unstopped += 1;
         }
     }
+    for (_, s, _) in list::<ServiceRecord>(store, &service_prefix(name)).await? {
+        match s.status {
+            ServiceStatus::Active => c.active_services += 1,
+            ServiceStatus::Draining => c.draining_services += 1,
+            ServiceStatus::Inactive => {}
+        }
+    }
     Ok(c)
 }
 
 /// Fills in the live counts of a cluster: registered container instances (ACTIVE or DRAINING),
-/// running and pending tasks (by lastStatus), and the per-launch-type statistics. Services are
-/// not stored by this server yet, so their counts are zero.
+/// running and pending tasks (by lastStatus), ACTIVE services, and the per-launch-type
+/// statistics (services are all EC2/EXTERNAL).
 pub async fn fill_counts(store: &dyn Store, cluster: &mut Cluster) -> Result<(), EcsError> {
     let name = cluster.cluster_name.clone().unwrap_or_default();
     let c = counts(store, &name).await?;
     cluster.registered_container_instances_count = c.instances;
     cluster.running_tasks_count = c.running[0] + c.running[1];
     cluster.pending_tasks_count = c.pending[0] + c.pending[1];
-    cluster.active_services_count = 0;
+    cluster.active_services_count = c.active_services;
     let values = [
         c.running[0],
         c.running[1],
         c.pending[0],
         c.pending[1],
+        c.active_services,
         0,
-        0,
-        0,
+        c.draining_services,
         0,
     ];
     cluster.statistics = Some(

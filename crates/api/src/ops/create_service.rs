@@ -1,0 +1,184 @@
+//! CreateService: stores a REPLICA service with its first deployment (PRIMARY, IN_PROGRESS);
+//! the service loop ([`crate::service_loop`]) then starts its tasks.
+//!
+//! Checked as ECS does: the cluster is ACTIVE, the task definition exists and is ACTIVE and fits
+//! the launch type (EC2 or EXTERNAL; FARGATE and capacity provider strategies are
+//! `UnsupportedFeatureException`, as in RunTask), `desiredCount` is given, the placement
+//! strategies and constraints parse, the deployment configuration is within range (defaults
+//! 200/100), tags are valid. A name already used by an ACTIVE or DRAINING service of the cluster
+//! is `InvalidParameterException` "Creation of service was not idempotent.", unless the request
+//! repeats that service's `clientToken`, which answers the existing service. An INACTIVE
+//! service's name can be reused. DAEMON services are `UnsupportedFeatureException` for now.
+
+use super::run_task::{constraints, launch_type, prepare, strategies, Common};
+use super::tags::validate_tags;
+use crate::context::Ctx;
+use crate::records::{commit, contention, get, to_bytes, CAS_ATTEMPTS};
+use crate::services::{
+    deployment_configuration, new_deployment, service_key, ServiceRecord, ServiceStatus,
+};
+use flotilla_model::shapes::{
+    CreateServiceRequest, CreateServiceResponse, DeploymentController, DeploymentControllerType,
+    SchedulingStrategy, Service,
+};
+use flotilla_model::{EcsError, ErrorCode};
+use flotilla_store::{Compare, Txn};
+
+/// CreateService.
+pub async fn create_service(
+    ctx: &Ctx<'_>,
+    req: CreateServiceRequest,
+) -> Result<CreateServiceResponse, EcsError> {
+    let name = req.service_name.clone();
+    if !flotilla_model::arn::is_valid_name(&name) {
+        return Err(EcsError::invalid_parameter(
+            "Service name must be 1 to 255 letters (uppercase and lowercase), numbers, hyphens and underscores.",
+        ));
+    }
+    if req.scheduling_strategy == Some(SchedulingStrategy::Daemon) {
+        return Err(EcsError::new(
+            ErrorCode::UnsupportedFeatureException,
+            "The DAEMON scheduling strategy is not supported by this Flotilla server yet; use REPLICA.",
+        ));
+    }
+    if req
+        .deployment_controller
+        .as_ref()
+        .is_some_and(|c| c.r#type != DeploymentControllerType::Ecs)
+    {
+        return Err(EcsError::new(
+            ErrorCode::UnsupportedFeatureException,
+            "Only the ECS (rolling update) deployment controller is supported by this Flotilla server.",
+        ));
+    }
+    if req
+        .capacity_provider_strategy
+        .as_ref()
+        .is_some_and(|c| !c.is_empty())
+    {
+        return Err(EcsError::new(
+            ErrorCode::UnsupportedFeatureException,
+            "Capacity provider strategies are not supported by this Flotilla server yet; use launchType EC2 or EXTERNAL.",
+        ));
+    }
+    let launch = launch_type(req.launch_type)?;
+    let Some(desired) = req.desired_count else {
+        return Err(EcsError::invalid_parameter(
+            "The desiredCount parameter is required for the REPLICA scheduling strategy.",
+        ));
+    };
+    if desired < 0 {
+        return Err(EcsError::invalid_parameter(
+            "desiredCount must be 0 or more.",
+        ));
+    }
+    let Some(td_ref) = req.task_definition.as_deref() else {
+        return Err(EcsError::invalid_parameter(
+            "A task definition is required for a service with the ECS deployment controller.",
+        ));
+    };
+    let template = prepare(
+        ctx,
+        &Common {
+            cluster: req.cluster.as_deref(),
+            task_definition: td_ref,
+            overrides: None,
+            group: None,
+            started_by: None,
+            tags: None,
+            propagate_tags: None,
+            launch_type: launch,
+            enable_execute_command: req.enable_execute_command,
+        },
+    )
+    .await?;
+    strategies(req.placement_strategy.as_deref().unwrap_or(&[]))?;
+    constraints(req.placement_constraints.as_deref().unwrap_or(&[]))?;
+    let config = deployment_configuration(req.deployment_configuration.as_ref(), None)?;
+    let tags = req.tags.clone().unwrap_or_default();
+    validate_tags(&tags, 0)?;
+    if req.health_check_grace_period_seconds.is_some_and(|g| g < 0) {
+        return Err(EcsError::invalid_parameter(
+            "healthCheckGracePeriodSeconds must be 0 or more.",
+        ));
+    }
+    let cluster = template.cluster.clone();
+    let td_arn = template
+        .task_definition
+        .task_definition_arn
+        .clone()
+        .unwrap_or_default();
+    let now = super::timestamp(ctx.now);
+    let key = service_key(&cluster, &name);
+    let desired_u = u32::try_from(desired).unwrap_or(0);
+    for _ in 0..CAS_ATTEMPTS {
+        let existing = get::<ServiceRecord>(ctx.store(), &key).await?;
+        let compare = match &existing {
+            Some((old, rev)) => {
+                if old.status != ServiceStatus::Inactive {
+                    if req.client_token.is_some() && old.client_token == req.client_token {
+                        return Ok(CreateServiceResponse {
+                            service: Some(old.view(false)),
+                        });
+                    }
+                    return Err(EcsError::invalid_parameter(
+                        "Creation of service was not idempotent.",
+                    ));
+                }
+                Compare::ModRevision(key.clone(), *rev)
+            }
+            None => Compare::Absent(key.clone()),
+        };
+        let service = Service {
+            service_arn: Some(ctx.arns().service(&cluster, &name)),
+            service_name: Some(name.clone()),
+            cluster_arn: Some(ctx.arns().cluster(&cluster)),
+            load_balancers: Some(Vec::new()),
+            service_registries: Some(Vec::new()),
+            desired_count: desired,
+            launch_type: Some(launch),
+            task_definition: Some(td_arn.clone()),
+            deployment_configuration: Some(config.clone()),
+            role_arn: None,
+            created_at: Some(now),
+            placement_constraints: Some(req.placement_constraints.clone().unwrap_or_default()),
+            placement_strategy: Some(req.placement_strategy.clone().unwrap_or_default()),
+            health_check_grace_period_seconds: req.health_check_grace_period_seconds,
+            scheduling_strategy: Some(SchedulingStrategy::Replica),
+            deployment_controller: Some(DeploymentController {
+                r#type: DeploymentControllerType::Ecs,
+            }),
+            tags: Some(tags.clone()),
+            created_by: Some(ctx.caller.principal_arn.clone()),
+            enable_ecs_managed_tags: req.enable_ecs_managed_tags,
+            propagate_tags: Some(
+                req.propagate_tags
+                    .unwrap_or(flotilla_model::shapes::PropagateTags::None),
+            ),
+            enable_execute_command: req.enable_execute_command,
+            ..Service::default()
+        };
+        let mut rec = ServiceRecord {
+            service,
+            status: ServiceStatus::Active,
+            cluster: cluster.clone(),
+            client_token: req.client_token.clone(),
+            deployments: vec![new_deployment(&td_arn, desired_u, now)],
+            events: Vec::new(),
+            steady: false,
+            last_completed: None,
+        };
+        if let Some(d) = rec.deployments.first_mut() {
+            d.rollout_state_reason = "ECS deployment ecs-svc in progress.".into();
+        }
+        let txn = Txn::new().when(compare).put(key.clone(), to_bytes(&rec)?);
+        if commit(ctx.store(), txn).await? {
+            tracing::info!(service = %name, cluster = %cluster, desired, "service created");
+            rec.steady = false;
+            return Ok(CreateServiceResponse {
+                service: Some(rec.view(false)),
+            });
+        }
+    }
+    Err(contention())
+}

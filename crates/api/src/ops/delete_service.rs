@@ -1,0 +1,60 @@
+//! DeleteService: ACTIVE -> DRAINING (desired count 0; the service loop stops its tasks and
+//! makes it INACTIVE once none is left running). A service scaled above 0 needs `force`
+//! (ECS's `InvalidParameterException` "The service cannot be stopped while it is scaled above
+//! 0."). Deleting a DRAINING or INACTIVE service answers it as it is (the operation is
+//! idempotent); an unknown one is `ServiceNotFoundException`.
+
+use crate::context::Ctx;
+use crate::records::{commit, contention, get, to_bytes, CAS_ATTEMPTS};
+use crate::services::{
+    service_key, service_name_in, service_not_found, ServiceRecord, ServiceStatus,
+};
+use flotilla_model::shapes::{DeleteServiceRequest, DeleteServiceResponse};
+use flotilla_model::EcsError;
+use flotilla_store::{Compare, Txn};
+
+/// DeleteService.
+pub async fn delete_service(
+    ctx: &Ctx<'_>,
+    req: DeleteServiceRequest,
+) -> Result<DeleteServiceResponse, EcsError> {
+    let cluster = super::request_cluster(ctx, req.cluster.as_deref(), &[&req.service]).await?;
+    let name = service_name_in(&req.service, &cluster)
+        .filter(|_| !super::foreign_arn(ctx, &req.service))
+        .ok_or_else(service_not_found)?
+        .to_string();
+    let key = service_key(&cluster, &name);
+    let now = super::timestamp(ctx.now);
+    for _ in 0..CAS_ATTEMPTS {
+        let Some((mut rec, rev)) = get::<ServiceRecord>(ctx.store(), &key).await? else {
+            return Err(service_not_found());
+        };
+        if rec.status != ServiceStatus::Active {
+            return Ok(DeleteServiceResponse {
+                service: Some(rec.view(false)),
+            });
+        }
+        if rec.service.desired_count > 0 && req.force != Some(true) {
+            return Err(EcsError::invalid_parameter(
+                "The service cannot be stopped while it is scaled above 0.",
+            ));
+        }
+        rec.status = ServiceStatus::Draining;
+        rec.service.desired_count = 0;
+        rec.steady = false;
+        for d in rec.deployments.iter_mut() {
+            d.desired_count = 0;
+            d.updated_at = now;
+        }
+        let txn = Txn::new()
+            .when(Compare::ModRevision(key.clone(), rev))
+            .put(key.clone(), to_bytes(&rec)?);
+        if commit(ctx.store(), txn).await? {
+            tracing::info!(service = %name, cluster = %cluster, "service draining");
+            return Ok(DeleteServiceResponse {
+                service: Some(rec.view(false)),
+            });
+        }
+    }
+    Err(contention())
+}

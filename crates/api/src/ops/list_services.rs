@@ -1,0 +1,42 @@
+//! ListServices: the ARNs of a cluster's ACTIVE services (DRAINING and INACTIVE ones are not
+//! listed, as in ECS), filtered by `launchType` and `schedulingStrategy`, paginated (default 10,
+//! at most 100).
+
+use crate::context::Ctx;
+use crate::paginate::page;
+use crate::records::list;
+use crate::services::{service_prefix, ServiceRecord, ServiceStatus};
+use flotilla_model::shapes::{ListServicesRequest, ListServicesResponse, SchedulingStrategy};
+use flotilla_model::EcsError;
+
+/// ListServices.
+pub async fn list_services(
+    ctx: &Ctx<'_>,
+    req: ListServicesRequest,
+) -> Result<ListServicesResponse, EcsError> {
+    let cluster = super::request_cluster(ctx, req.cluster.as_deref(), &[]).await?;
+    let items: Vec<(String, String)> =
+        list::<ServiceRecord>(ctx.store(), &service_prefix(&cluster))
+            .await?
+            .into_iter()
+            .filter(|(_, s, _)| s.status == ServiceStatus::Active)
+            .filter(|(_, s, _)| {
+                req.launch_type
+                    .is_none_or(|l| s.service.launch_type == Some(l))
+            })
+            .filter(|(_, s, _)| {
+                req.scheduling_strategy.is_none_or(|st| {
+                    s.service
+                        .scheduling_strategy
+                        .unwrap_or(SchedulingStrategy::Replica)
+                        == st
+                })
+            })
+            .map(|(k, s, _)| (k, s.arn().to_string()))
+            .collect();
+    let (arns, next_token) = page(items, req.next_token.as_deref(), req.max_results, 10, 100)?;
+    Ok(ListServicesResponse {
+        service_arns: Some(arns),
+        next_token,
+    })
+}

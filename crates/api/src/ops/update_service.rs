@@ -1,0 +1,152 @@
+//! UpdateService: changes a service's desired count, deployment configuration, placement and
+//! other settings; a new task definition or `forceNewDeployment` starts a new deployment
+//! (PRIMARY, IN_PROGRESS; the previous ones become ACTIVE and are drained by the service loop as
+//! the new one becomes healthy). An unknown service is `ServiceNotFoundException`, a DRAINING or
+//! INACTIVE one `ServiceNotActiveException`.
+
+use super::run_task::{constraints, prepare, strategies, Common};
+use crate::context::Ctx;
+use crate::records::{commit, contention, get, to_bytes, CAS_ATTEMPTS};
+use crate::service_scheduler::DeploymentStatus;
+use crate::services::{
+    deployment_configuration, new_deployment, service_key, service_name_in, service_not_active,
+    service_not_found, ServiceRecord, ServiceStatus,
+};
+use flotilla_model::shapes::{UpdateServiceRequest, UpdateServiceResponse};
+use flotilla_model::{EcsError, ErrorCode};
+use flotilla_store::{Compare, Txn};
+
+/// UpdateService.
+pub async fn update_service(
+    ctx: &Ctx<'_>,
+    req: UpdateServiceRequest,
+) -> Result<UpdateServiceResponse, EcsError> {
+    let cluster = super::request_cluster(ctx, req.cluster.as_deref(), &[&req.service]).await?;
+    let name = service_name_in(&req.service, &cluster)
+        .filter(|_| !super::foreign_arn(ctx, &req.service))
+        .ok_or_else(service_not_found)?
+        .to_string();
+    if req
+        .capacity_provider_strategy
+        .as_ref()
+        .is_some_and(|c| !c.is_empty())
+    {
+        return Err(EcsError::new(
+            ErrorCode::UnsupportedFeatureException,
+            "Capacity provider strategies are not supported by this Flotilla server yet.",
+        ));
+    }
+    if req.desired_count.is_some_and(|d| d < 0) {
+        return Err(EcsError::invalid_parameter(
+            "desiredCount must be 0 or more.",
+        ));
+    }
+    if let Some(s) = &req.placement_strategy {
+        strategies(s)?;
+    }
+    if let Some(c) = &req.placement_constraints {
+        constraints(c)?;
+    }
+    let key = service_key(&cluster, &name);
+    let now = super::timestamp(ctx.now);
+    // The new task definition, resolved once (checked ACTIVE and compatible).
+    let mut new_td: Option<String> = None;
+    if let Some(td) = req.task_definition.as_deref() {
+        let Some((rec, _)) = get::<ServiceRecord>(ctx.store(), &key).await? else {
+            return Err(service_not_found());
+        };
+        let t = prepare(
+            ctx,
+            &Common {
+                cluster: Some(&cluster),
+                task_definition: td,
+                overrides: None,
+                group: None,
+                started_by: None,
+                tags: None,
+                propagate_tags: None,
+                launch_type: rec
+                    .service
+                    .launch_type
+                    .unwrap_or(flotilla_model::shapes::LaunchType::Ec2),
+                enable_execute_command: false,
+            },
+        )
+        .await?;
+        new_td = t.task_definition.task_definition_arn.clone();
+    }
+    for _ in 0..CAS_ATTEMPTS {
+        let Some((mut rec, rev)) = get::<ServiceRecord>(ctx.store(), &key).await? else {
+            return Err(service_not_found());
+        };
+        if rec.status != ServiceStatus::Active {
+            return Err(service_not_active());
+        }
+        let s = &mut rec.service;
+        if let Some(d) = req.desired_count {
+            s.desired_count = d;
+        }
+        if req.deployment_configuration.is_some() {
+            s.deployment_configuration = Some(deployment_configuration(
+                req.deployment_configuration.as_ref(),
+                s.deployment_configuration.as_ref(),
+            )?);
+        }
+        let mut new_deployment_wanted = req.force_new_deployment;
+        if let Some(c) = &req.placement_constraints {
+            new_deployment_wanted |= s.placement_constraints.as_ref() != Some(c);
+            s.placement_constraints = Some(c.clone());
+        }
+        if let Some(p) = &req.placement_strategy {
+            new_deployment_wanted |= s.placement_strategy.as_ref() != Some(p);
+            s.placement_strategy = Some(p.clone());
+        }
+        if let Some(g) = req.health_check_grace_period_seconds {
+            s.health_check_grace_period_seconds = Some(g);
+        }
+        if let Some(p) = req.propagate_tags {
+            s.propagate_tags = Some(p);
+        }
+        if let Some(e) = req.enable_ecs_managed_tags {
+            s.enable_ecs_managed_tags = e;
+        }
+        if let Some(e) = req.enable_execute_command {
+            s.enable_execute_command = e;
+        }
+        let current_td = rec
+            .deployments
+            .first()
+            .map(|d| d.task_definition.clone())
+            .or_else(|| rec.service.task_definition.clone())
+            .unwrap_or_default();
+        let td = new_td.clone().unwrap_or_else(|| current_td.clone());
+        new_deployment_wanted |= td != current_td;
+        let desired = u32::try_from(rec.service.desired_count).unwrap_or(0);
+        if new_deployment_wanted {
+            for d in rec.deployments.iter_mut() {
+                d.status = DeploymentStatus::Active;
+                d.desired_count = 0;
+                d.updated_at = now;
+            }
+            rec.deployments.insert(0, new_deployment(&td, desired, now));
+            rec.service.task_definition = Some(td.clone());
+            rec.steady = false;
+        } else if let Some(p) = rec.deployments.first_mut() {
+            if p.desired_count != desired {
+                p.desired_count = desired;
+                p.updated_at = now;
+                rec.steady = false;
+            }
+        }
+        let txn = Txn::new()
+            .when(Compare::ModRevision(key.clone(), rev))
+            .put(key.clone(), to_bytes(&rec)?);
+        if commit(ctx.store(), txn).await? {
+            tracing::info!(service = %name, cluster = %cluster, new_deployment = new_deployment_wanted, "service updated");
+            return Ok(UpdateServiceResponse {
+                service: Some(rec.view(false)),
+            });
+        }
+    }
+    Err(contention())
+}

@@ -1,0 +1,425 @@
+//! The service scheduler's driver: one reconcile loop for every service, in the server process.
+//!
+//! - Triggers: store watches on `services/` and `tasks/` (a task of group `service:NAME`
+//!   wakes its service), plus a resync of every service each [`RESYNC`] as a safety net (and
+//!   for throttled starts whose wait ran out). Level-triggered: a reconcile reads everything
+//!   afresh, so a lost or repeated trigger is harmless.
+//! - One worker reconciles the dirty services one at a time, so one service is never
+//!   reconciled concurrently.
+//! - A reconcile reads the service and its tasks, calls the pure
+//!   [`compute_service_actions`], then applies: stops with the transition StopTask uses
+//!   ([`crate::tasks::stop`], stop code `ServiceSchedulerInitiated`), starts through the one
+//!   placement writer ([`crate::placement::place`]) with the service's strategies (default:
+//!   spread over `attribute:ecs.availability-zone`, then `instanceId`) and constraints, and
+//!   writes the service (counts, deployments, events) with a compare-and-swap; a lost race
+//!   queues the service again.
+
+use crate::context::{Api, Ctx};
+use crate::placement::{self, Committed, Target};
+use crate::records::{self, commit, get, task_key, task_prefix, to_bytes, CAS_ATTEMPTS};
+use crate::service_scheduler::{compute_service_actions, Phase, ServiceSpec, TaskObs};
+use crate::services::{new_deployment_id, service_key, ServiceRecord, ServiceStatus, SERVICES};
+use crate::sigv4::Caller;
+use crate::tasks::{stop, TaskRecord};
+use flotilla_model::shapes::{
+    HealthStatus, LaunchType, PlacementStrategy, PlacementStrategyType, PropagateTags, TaskStopCode,
+};
+use flotilla_model::status::TaskStatus;
+use flotilla_model::EcsError;
+use flotilla_protocol::DesiredStatus;
+use flotilla_store::{Compare, Event, Txn};
+use futures::StreamExt;
+use std::collections::BTreeSet;
+use std::sync::Weak;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How often every service is reconciled even without a change.
+pub const RESYNC: Duration = Duration::from_secs(5);
+
+type Key = (String, String);
+
+/// Starts the watcher and the worker; both end when the `Api` is dropped.
+pub fn spawn(api: Weak<Api>) {
+    let (tx, rx) = mpsc::unbounded_channel::<Key>();
+    tokio::spawn(watcher(api.clone(), tx));
+    tokio::spawn(worker(api, rx));
+}
+
+fn service_of_key(key: &str) -> Option<Key> {
+    let (c, n) = key.strip_prefix(SERVICES)?.split_once('/')?;
+    Some((c.to_string(), n.to_string()))
+}
+
+async fn all_services(api: &Api) -> Vec<Key> {
+    match records::list::<ServiceRecord>(api.store.as_ref(), SERVICES).await {
+        Ok(all) => all
+            .into_iter()
+            .filter(|(_, s, _)| s.status != ServiceStatus::Inactive)
+            .filter_map(|(k, _, _)| service_of_key(&k))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list services");
+            Vec::new()
+        }
+    }
+}
+
+async fn watcher(weak: Weak<Api>, tx: mpsc::UnboundedSender<Key>) {
+    loop {
+        let Some(api) = weak.upgrade() else { return };
+        let rev = match api.store.revision().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "service loop: no store revision; retrying");
+                drop(api);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let (services, tasks) = match (
+            api.store.watch(SERVICES, rev).await,
+            api.store.watch(records::TASKS, rev).await,
+        ) {
+            (Ok(s), Ok(t)) => (s, t),
+            _ => {
+                tracing::warn!("service loop: could not watch; retrying");
+                drop(api);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        drop(api);
+        let mut services = services;
+        let mut tasks = tasks;
+        let mut tick = tokio::time::interval(RESYNC);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let key = tokio::select! {
+                _ = tick.tick() => {
+                    let Some(api) = weak.upgrade() else { return };
+                    for k in all_services(&api).await {
+                        if tx.send(k).is_err() {
+                            return;
+                        }
+                    }
+                    continue;
+                }
+                e = services.next() => match e {
+                    Some(Ok(ev)) => service_of_key(ev.key()),
+                    _ => break,
+                },
+                e = tasks.next() => match e {
+                    Some(Ok(Event::Put(kv))) => serde_json::from_slice::<TaskRecord>(&kv.value)
+                        .ok()
+                        .and_then(|t| {
+                            let g = t.task.group.as_deref()?.strip_prefix("service:")?.to_string();
+                            Some((t.cluster, g))
+                        }),
+                    Some(Ok(Event::Delete { .. })) => None,
+                    _ => break,
+                },
+            };
+            if let Some(k) = key {
+                if tx.send(k).is_err() {
+                    return;
+                }
+            }
+        }
+        tracing::debug!("service loop: a watch ended; watching again");
+    }
+}
+
+async fn worker(weak: Weak<Api>, mut rx: mpsc::UnboundedReceiver<Key>) {
+    let mut dirty: BTreeSet<Key> = BTreeSet::new();
+    loop {
+        if dirty.is_empty() {
+            match rx.recv().await {
+                Some(k) => {
+                    dirty.insert(k);
+                }
+                None => return,
+            }
+        }
+        while let Ok(k) = rx.try_recv() {
+            dirty.insert(k);
+        }
+        let Some(key) = dirty.pop_first() else {
+            continue;
+        };
+        let Some(api) = weak.upgrade() else { return };
+        match reconcile(&api, &key.0, &key.1).await {
+            Ok(true) => {}
+            Ok(false) => {
+                dirty.insert(key);
+            }
+            Err(e) => {
+                tracing::warn!(service = %key.1, cluster = %key.0, error = %e, "service reconcile failed; will retry");
+            }
+        }
+    }
+}
+
+fn scheduler_ctx(api: &Api) -> Ctx<'_> {
+    Ctx {
+        api,
+        caller: Caller {
+            access_key_id: String::new(),
+            region: api.config.arns.region.clone(),
+            principal_arn: "ecs-service-scheduler".into(),
+        },
+        now: api.clock.now(),
+        host: None,
+    }
+}
+
+/// What the scheduler sees of one task.
+pub fn observe(t: &TaskRecord) -> TaskObs {
+    let phase = if t.is_stopped() {
+        Phase::Stopped
+    } else if t.desired() == DesiredStatus::Stopped {
+        Phase::Stopping
+    } else if t.last_status.0 >= TaskStatus::Running {
+        Phase::Running
+    } else {
+        Phase::Pending
+    };
+    let has_checks = t.assignment.as_ref().is_some_and(|a| {
+        a.containers
+            .iter()
+            .any(|c| c.definition.essential != Some(false) && c.definition.health_check.is_some())
+    });
+    let healthy = phase == Phase::Running
+        && (!has_checks || t.task.health_status == Some(HealthStatus::Healthy));
+    let by_scheduler = matches!(
+        t.task.stop_code,
+        Some(TaskStopCode::ServiceSchedulerInitiated | TaskStopCode::UserInitiated)
+    );
+    let failed = phase == Phase::Stopped
+        && !by_scheduler
+        && (t.task.started_at.is_none() || t.task.health_status == Some(HealthStatus::Unhealthy));
+    TaskObs {
+        arn: t.arn().to_string(),
+        id: t.id.clone(),
+        deployment: t.task.started_by.clone().unwrap_or_default(),
+        phase,
+        healthy,
+        az: t.task.availability_zone.clone().unwrap_or_default(),
+        instance: t.instance_id.clone(),
+        started_at: t.task.started_at,
+        stopped_at: t.task.stopped_at,
+        failed,
+    }
+}
+
+/// ECS's wording for the placement failure of a service task.
+pub fn unable_to_place(name: &str, instance: Option<&str>, reason: &str) -> String {
+    let what = match reason {
+        "RESOURCE:CPU" => "has insufficient CPU units available".to_string(),
+        "RESOURCE:MEMORY" => "has insufficient memory available".to_string(),
+        "RESOURCE:PORTS" | "RESOURCE:PORTS_UDP" => {
+            "is already using a port required by your task".to_string()
+        }
+        other => format!("encountered error \"{other}\""),
+    };
+    match instance {
+        Some(i) => format!(
+            "(service {name}) was unable to place a task because no container instance met all of its requirements. The closest matching (container-instance {i}) {what}. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide."
+        ),
+        None => format!(
+            "(service {name}) was unable to place a task because no container instance met all of its requirements. Reason: {reason} For more information, see the Troubleshooting section of the Amazon ECS Developer Guide."
+        ),
+    }
+}
+
+async fn stop_one(
+    api: &Api,
+    cluster: &str,
+    arn: &str,
+    reason: &str,
+    now: f64,
+) -> Result<(), EcsError> {
+    let Some(id) = records::task_id_in(arn, cluster) else {
+        return Ok(());
+    };
+    let key = task_key(cluster, id);
+    for _ in 0..CAS_ATTEMPTS {
+        let Some((rec, rev)) = get::<TaskRecord>(api.store.as_ref(), &key).await? else {
+            return Ok(());
+        };
+        let next = stop(&rec, TaskStopCode::ServiceSchedulerInitiated, reason, now);
+        if next == rec {
+            return Ok(());
+        }
+        let txn = Txn::new()
+            .when(Compare::ModRevision(key.clone(), rev))
+            .put(key.clone(), to_bytes(&next)?);
+        if commit(api.store.as_ref(), txn).await? {
+            tracing::info!(task = %arn, cluster, reason, "service task stop requested");
+            return Ok(());
+        }
+    }
+    Err(records::contention())
+}
+
+/// The default placement of service tasks: spread over AZs, then instances.
+pub fn default_strategies() -> Vec<PlacementStrategy> {
+    vec![
+        PlacementStrategy {
+            r#type: Some(PlacementStrategyType::Spread),
+            field: Some("attribute:ecs.availability-zone".into()),
+        },
+        PlacementStrategy {
+            r#type: Some(PlacementStrategyType::Spread),
+            field: Some("instanceId".into()),
+        },
+    ]
+}
+
+/// Starts `n` tasks of a deployment; returns event messages.
+async fn start(
+    api: &Api,
+    rec: &ServiceRecord,
+    deployment: &str,
+    n: u32,
+) -> Result<Vec<String>, EcsError> {
+    let name = rec.name();
+    let Some(d) = rec.deployments.iter().find(|d| d.id == deployment) else {
+        return Ok(Vec::new());
+    };
+    let ctx = scheduler_ctx(api);
+    let s = &rec.service;
+    let propagate = match s.propagate_tags {
+        Some(PropagateTags::TaskDefinition) => Some(PropagateTags::TaskDefinition),
+        _ => None,
+    };
+    let tags = match s.propagate_tags {
+        Some(PropagateTags::Service) => s.tags.clone(),
+        _ => None,
+    };
+    let template = crate::ops::run_task::prepare(
+        &ctx,
+        &crate::ops::run_task::Common {
+            cluster: Some(&rec.cluster),
+            task_definition: &d.task_definition,
+            overrides: None,
+            group: Some(&rec.group()),
+            started_by: Some(deployment),
+            tags: tags.as_deref(),
+            propagate_tags: propagate,
+            launch_type: s.launch_type.unwrap_or(LaunchType::Ec2),
+            enable_execute_command: s.enable_execute_command,
+        },
+    )
+    .await;
+    let template = match template {
+        Ok(t) => t,
+        Err(e) => {
+            return Ok(vec![format!(
+                "(service {name}) failed to launch a task with (error {}).",
+                e.message
+            )])
+        }
+    };
+    let mut preq = crate::ops::run_task::placement_request(&template, n)?;
+    let strategies = s
+        .placement_strategy
+        .clone()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(default_strategies);
+    preq.strategies = crate::ops::run_task::strategies(&strategies)?;
+    preq.constraints =
+        crate::ops::run_task::constraints(s.placement_constraints.as_deref().unwrap_or(&[]))?;
+    let mut events = Vec::new();
+    match placement::place(&ctx, &template, &Target::Run(Box::new(preq)), None).await {
+        Ok(Committed::Placed(tasks, failures)) => {
+            if !tasks.is_empty() {
+                let ids: Vec<String> = tasks.iter().map(|t| format!("(task {})", t.id)).collect();
+                events.push(format!(
+                    "(service {name}) has started {} tasks: {}.",
+                    tasks.len(),
+                    ids.join(" ")
+                ));
+                tracing::info!(service = %name, cluster = %rec.cluster, started = tasks.len(), "service tasks placed");
+            }
+            if let Some(f) = failures.first() {
+                let inst = f
+                    .arn
+                    .as_deref()
+                    .and_then(|a| records::instance_id_in(a, &rec.cluster));
+                events.push(unable_to_place(
+                    name,
+                    inst,
+                    f.reason.as_deref().unwrap_or("RESOURCE"),
+                ));
+            }
+        }
+        Ok(Committed::TokenUsed(_)) => {}
+        Err(e) => events.push(unable_to_place(name, None, &e.message)),
+    }
+    Ok(events)
+}
+
+/// Reconciles one service. `Ok(false)`: it lost a race and should be reconciled again.
+pub async fn reconcile(api: &Api, cluster: &str, name: &str) -> Result<bool, EcsError> {
+    let store = api.store.as_ref();
+    let key = service_key(cluster, name);
+    let Some((rec, rev)) = get::<ServiceRecord>(store, &key).await? else {
+        return Ok(true);
+    };
+    if rec.status == ServiceStatus::Inactive {
+        return Ok(true);
+    }
+    let group = rec.group();
+    let tasks: Vec<TaskObs> = records::list::<TaskRecord>(store, &task_prefix(cluster))
+        .await?
+        .into_iter()
+        .filter(|(_, t, _)| t.task.group.as_deref() == Some(group.as_str()))
+        .map(|(_, t, _)| observe(&t))
+        .collect();
+    let now = crate::ops::timestamp(api.clock.now());
+    let (max, min) = rec.percents();
+    let spec = ServiceSpec {
+        name: name.to_string(),
+        desired: u32::try_from(rec.service.desired_count).unwrap_or(0),
+        maximum_percent: max,
+        minimum_healthy_percent: min,
+        circuit_breaker: rec.circuit_breaker(),
+        draining: rec.status == ServiceStatus::Draining,
+        last_completed: rec.last_completed.clone(),
+        steady: rec.steady,
+        next_deployment_id: new_deployment_id(),
+    };
+    let actions = compute_service_actions(&spec, &rec.deployments, &tasks, now);
+    for (arn, reason) in &actions.stop {
+        stop_one(api, cluster, arn, reason, now).await?;
+    }
+    let mut next = rec.clone();
+    next.deployments = actions.deployments.clone();
+    let mut events = actions.events.clone();
+    if let Some((dep, n)) = &actions.start {
+        events.extend(start(api, &next, dep, *n).await?);
+    }
+    next.steady = actions.steady;
+    if actions.completed.is_some() {
+        next.last_completed = actions.completed.clone();
+    }
+    if let Some(p) = next.deployments.first() {
+        next.service.task_definition = Some(p.task_definition.clone());
+    }
+    if actions.inactive {
+        next.status = ServiceStatus::Inactive;
+    }
+    next.push_events(&events, now);
+    if next == rec {
+        return Ok(true);
+    }
+    let txn = Txn::new()
+        .when(Compare::ModRevision(key.clone(), rev))
+        .put(key, to_bytes(&next)?);
+    let ok = commit(store, txn).await?;
+    if ok && next.steady != rec.steady {
+        tracing::info!(service = %name, cluster, steady = next.steady, "service steadiness changed");
+    }
+    Ok(ok)
+}

@@ -1,0 +1,333 @@
+//! Service records (`services/CLUSTER/NAME`) and their pure helpers.
+//!
+//! A [`ServiceRecord`] keeps the ECS `Service` shape for the configuration the API set (name,
+//! ARNs, task definition, desired count, deployment configuration, placement, tags, ...), the
+//! status as an enum, the deployments ([`DeploymentRecord`], newest first) and the events
+//! (newest first, at most [`MAX_EVENTS`]). The API writes the configuration and creates
+//! deployments; the service loop ([`crate::service_loop`]) writes the counts, the deployments'
+//! progress and the events. Both write with compare-and-swap on the record's `mod_revision`.
+
+use crate::service_scheduler::{DeploymentRecord, DeploymentStatus};
+use flotilla_model::shapes::{
+    Deployment, DeploymentConfiguration, DeploymentRolloutState, LaunchType, Service, ServiceEvent,
+};
+use flotilla_model::{EcsError, ErrorCode};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of service records (`services/CLUSTER/NAME`).
+pub const SERVICES: &str = "services/";
+/// How many events a service keeps (ECS shows the latest 100).
+pub const MAX_EVENTS: usize = 100;
+/// Default `maximumPercent` of a REPLICA service.
+pub const DEFAULT_MAXIMUM_PERCENT: i32 = 200;
+/// Default `minimumHealthyPercent` of a REPLICA service.
+pub const DEFAULT_MINIMUM_HEALTHY_PERCENT: i32 = 100;
+
+/// The key of a service.
+pub fn service_key(cluster: &str, name: &str) -> String {
+    format!("{SERVICES}{cluster}/{name}")
+}
+/// The prefix of one cluster's services.
+pub fn service_prefix(cluster: &str) -> String {
+    format!("{SERVICES}{cluster}/")
+}
+
+/// The status of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ServiceStatus {
+    /// Running its tasks.
+    #[default]
+    Active,
+    /// Deleted; its tasks are being stopped.
+    Draining,
+    /// Deleted, with no task left.
+    Inactive,
+}
+
+impl ServiceStatus {
+    /// The wire string.
+    pub fn as_ecs_str(self) -> &'static str {
+        match self {
+            ServiceStatus::Active => "ACTIVE",
+            ServiceStatus::Draining => "DRAINING",
+            ServiceStatus::Inactive => "INACTIVE",
+        }
+    }
+}
+
+/// A stored service.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    /// The configuration, as the ECS shape (counts, status, deployments and events are filled
+    /// by [`ServiceRecord::view`]).
+    pub service: Service,
+    /// Status.
+    pub status: ServiceStatus,
+    /// Cluster name.
+    pub cluster: String,
+    /// The CreateService `clientToken`.
+    #[serde(default)]
+    pub client_token: Option<String>,
+    /// Deployments, newest (PRIMARY) first.
+    #[serde(default)]
+    pub deployments: Vec<DeploymentRecord>,
+    /// Events, newest first.
+    #[serde(default)]
+    pub events: Vec<ServiceEvent>,
+    /// Whether the service was steady at the last reconcile.
+    #[serde(default)]
+    pub steady: bool,
+    /// The last deployment that COMPLETED (id, task definition ARN), for rollbacks.
+    #[serde(default)]
+    pub last_completed: Option<(String, String)>,
+}
+
+impl ServiceRecord {
+    /// The service name.
+    pub fn name(&self) -> &str {
+        self.service.service_name.as_deref().unwrap_or("")
+    }
+
+    /// The service ARN.
+    pub fn arn(&self) -> &str {
+        self.service.service_arn.as_deref().unwrap_or("")
+    }
+
+    /// The task group of its tasks.
+    pub fn group(&self) -> String {
+        format!("service:{}", self.name())
+    }
+
+    /// `(maximumPercent, minimumHealthyPercent)` with the defaults.
+    pub fn percents(&self) -> (u32, u32) {
+        let c = self.service.deployment_configuration.as_ref();
+        let max = c
+            .and_then(|c| c.maximum_percent)
+            .unwrap_or(DEFAULT_MAXIMUM_PERCENT);
+        let min = c
+            .and_then(|c| c.minimum_healthy_percent)
+            .unwrap_or(DEFAULT_MINIMUM_HEALTHY_PERCENT);
+        (
+            u32::try_from(max).unwrap_or(0),
+            u32::try_from(min).unwrap_or(0),
+        )
+    }
+
+    /// The circuit breaker: `None` when disabled, else whether it rolls back.
+    pub fn circuit_breaker(&self) -> Option<bool> {
+        let cb = self
+            .service
+            .deployment_configuration
+            .as_ref()?
+            .deployment_circuit_breaker
+            .as_ref()?;
+        cb.enable.then_some(cb.rollback)
+    }
+
+    /// Adds events (given oldest first) on top, keeping at most [`MAX_EVENTS`]; a message equal
+    /// to the newest event is not repeated.
+    pub fn push_events(&mut self, messages: &[String], now: f64) {
+        for m in messages {
+            if self.events.first().and_then(|e| e.message.as_deref()) == Some(m.as_str()) {
+                continue;
+            }
+            self.events.insert(
+                0,
+                ServiceEvent {
+                    id: Some(uuid::Uuid::new_v4().to_string()),
+                    created_at: Some(crate::ops::timestamp(now)),
+                    message: Some(m.clone()),
+                },
+            );
+        }
+        self.events.truncate(MAX_EVENTS);
+    }
+
+    /// The service as ECS describes it.
+    pub fn view(&self, include_tags: bool) -> Service {
+        let mut s = self.service.clone();
+        s.status = Some(self.status.as_ecs_str().to_string());
+        s.running_count = self
+            .deployments
+            .iter()
+            .map(|d| i32::try_from(d.running_count).unwrap_or(0))
+            .sum();
+        s.pending_count = self
+            .deployments
+            .iter()
+            .map(|d| i32::try_from(d.pending_count).unwrap_or(0))
+            .sum();
+        if let Some(p) = self.deployments.first() {
+            s.task_definition = Some(p.task_definition.clone());
+        }
+        s.deployments = Some(
+            self.deployments
+                .iter()
+                .map(|d| deployment_view(d, s.launch_type))
+                .collect(),
+        );
+        s.events = Some(self.events.clone());
+        s.tags = include_tags.then(|| s.tags.unwrap_or_default());
+        s
+    }
+}
+
+/// A deployment as ECS describes it.
+pub fn deployment_view(d: &DeploymentRecord, launch_type: Option<LaunchType>) -> Deployment {
+    Deployment {
+        id: Some(d.id.clone()),
+        status: Some(d.status.as_ecs_str().to_string()),
+        task_definition: Some(d.task_definition.clone()),
+        desired_count: i32::try_from(d.desired_count).unwrap_or(i32::MAX),
+        pending_count: i32::try_from(d.pending_count).unwrap_or(i32::MAX),
+        running_count: i32::try_from(d.running_count).unwrap_or(i32::MAX),
+        failed_tasks: i32::try_from(d.failed_tasks).unwrap_or(i32::MAX),
+        created_at: Some(d.created_at),
+        updated_at: Some(d.updated_at),
+        launch_type,
+        rollout_state: Some(d.rollout_state),
+        rollout_state_reason: Some(d.rollout_state_reason.clone()),
+        ..Deployment::default()
+    }
+}
+
+/// A new deployment id: `ecs-svc/` and 19 digits.
+pub fn new_deployment_id() -> String {
+    let n: u64 = rand::random::<u64>() % 9_000_000_000_000_000_000 + 1_000_000_000_000_000_000;
+    format!("ecs-svc/{n}")
+}
+
+/// A new PRIMARY deployment, IN_PROGRESS.
+pub fn new_deployment(task_definition: &str, desired: u32, now: f64) -> DeploymentRecord {
+    let now = crate::ops::timestamp(now);
+    DeploymentRecord {
+        id: new_deployment_id(),
+        status: DeploymentStatus::Primary,
+        task_definition: task_definition.to_string(),
+        rollout_state: DeploymentRolloutState::InProgress,
+        rollout_state_reason: "ECS deployment ecs-svc in progress.".into(),
+        desired_count: desired,
+        pending_count: 0,
+        running_count: 0,
+        failed_tasks: 0,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// Checks a deployment configuration and fills ECS's defaults for a REPLICA service.
+pub fn deployment_configuration(
+    given: Option<&DeploymentConfiguration>,
+    base: Option<&DeploymentConfiguration>,
+) -> Result<DeploymentConfiguration, EcsError> {
+    let mut c = base.cloned().unwrap_or_default();
+    if let Some(g) = given {
+        if g.maximum_percent.is_some() {
+            c.maximum_percent = g.maximum_percent;
+        }
+        if g.minimum_healthy_percent.is_some() {
+            c.minimum_healthy_percent = g.minimum_healthy_percent;
+        }
+        if g.deployment_circuit_breaker.is_some() {
+            c.deployment_circuit_breaker = g.deployment_circuit_breaker.clone();
+        }
+        if g.alarms.is_some() {
+            c.alarms = g.alarms.clone();
+        }
+    }
+    let max = *c.maximum_percent.get_or_insert(DEFAULT_MAXIMUM_PERCENT);
+    let min = *c
+        .minimum_healthy_percent
+        .get_or_insert(DEFAULT_MINIMUM_HEALTHY_PERCENT);
+    if !(0..=100).contains(&min) {
+        return Err(EcsError::invalid_parameter(
+            "minimumHealthyPercent must be between 0 and 100.",
+        ));
+    }
+    if !(100..=1000).contains(&max) {
+        return Err(EcsError::invalid_parameter(
+            "maximumPercent must be between 100 and 1000 for a REPLICA service.",
+        ));
+    }
+    c.deployment_circuit_breaker
+        .get_or_insert_with(Default::default);
+    Ok(c)
+}
+
+/// ECS's `ServiceNotFoundException`.
+pub fn service_not_found() -> EcsError {
+    EcsError::new(ErrorCode::ServiceNotFoundException, "Service not found.")
+}
+
+/// ECS's `ServiceNotActiveException`.
+pub fn service_not_active() -> EcsError {
+    EcsError::new(
+        ErrorCode::ServiceNotActiveException,
+        "Service was not ACTIVE.",
+    )
+}
+
+/// The service name a request member refers to (a name or an ARN, short or long format),
+/// checking that a long ARN's cluster is `cluster`.
+pub fn service_name_in<'a>(value: &'a str, cluster: &str) -> Option<&'a str> {
+    if !value.starts_with("arn:") {
+        return (!value.is_empty() && !value.contains('/')).then_some(value);
+    }
+    let p = flotilla_model::arn::parse(value)?;
+    if p.resource_type != "service" {
+        return None;
+    }
+    if let Some(c) = flotilla_model::arn::embedded_cluster(value) {
+        if c != cluster {
+            return None;
+        }
+    }
+    flotilla_model::arn::resource_name(value, "service")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_ids_have_19_digits() {
+        for _ in 0..100 {
+            let id = new_deployment_id();
+            let digits = id.strip_prefix("ecs-svc/").unwrap_or("");
+            assert_eq!(digits.len(), 19, "{id}");
+            assert!(digits.chars().all(|c| c.is_ascii_digit()));
+        }
+    }
+
+    #[test]
+    fn events_are_newest_first_capped_and_not_repeated() {
+        let mut r = ServiceRecord::default();
+        for i in 0..150 {
+            r.push_events(&[format!("e{i}")], f64::from(i));
+        }
+        r.push_events(&["e149".to_string()], 200.0);
+        assert_eq!(r.events.len(), MAX_EVENTS);
+        assert_eq!(r.events[0].message.as_deref(), Some("e149"));
+        assert_eq!(r.events[99].message.as_deref(), Some("e50"));
+    }
+
+    #[test]
+    fn deployment_configuration_defaults_and_limits() {
+        let c = deployment_configuration(None, None).unwrap_or_default();
+        assert_eq!(c.maximum_percent, Some(200));
+        assert_eq!(c.minimum_healthy_percent, Some(100));
+        let bad = DeploymentConfiguration {
+            minimum_healthy_percent: Some(150),
+            ..Default::default()
+        };
+        assert!(deployment_configuration(Some(&bad), None).is_err());
+    }
+
+    #[test]
+    fn service_names_from_arns() {
+        let arn = "arn:aws:ecs:us-east-1:123456789012:service/c1/web";
+        assert_eq!(service_name_in(arn, "c1"), Some("web"));
+        assert_eq!(service_name_in(arn, "c2"), None);
+        assert_eq!(service_name_in("web", "c2"), Some("web"));
+    }
+}
