@@ -10,6 +10,7 @@ mod agent_cmd;
 mod client;
 mod config;
 mod serve;
+mod service_cmd;
 mod verbs;
 
 use clap::{Parser, Subcommand};
@@ -48,6 +49,9 @@ enum Command {
     /// The instance identity is kept in --data-dir: an agent restarted on the same directory is
     /// the same container instance and adopts the containers it left running.
     Agent(agent_cmd::AgentArgs),
+    /// Create, update, deploy and watch services (`flotilla service --help`).
+    #[command(subcommand)]
+    Service(service_cmd::ServiceCommand),
     /// List clusters with their instance, task and service counts.
     Clusters(ListArgs),
     /// List task definitions (latest first within each family order) with their containers.
@@ -172,6 +176,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 serve::run(cfg, local_agent).await
             }
             Command::Agent(args) => agent_cmd::run(args).await,
+            Command::Service(cmd) => service_cmd::run(cmd).await,
             Command::Clusters(args) => {
                 let client = client::EcsClient::from_env(args.endpoint.as_deref())?;
                 verbs::clusters(&client, args.output).await
