@@ -144,6 +144,10 @@ def test_service_with_the_cli_is_stable_and_replaces_a_killed_task(fleet, cli_en
     s = wait_for(lambda: steady(ecs, cluster, name, 5), timeout=30, what="steady again")
     messages = [e["message"] for e in s["events"]]
     assert any(m.startswith(f"(service {name}) has started 1 tasks: (task ") for m in messages), messages
+    victim_id = victim["taskArn"].rsplit("/", 1)[1]
+    why = [m for m in messages if m.startswith(f"(service {name}) (task {victim_id}) stopped unexpectedly: ")]
+    assert len(why) == 1, messages
+    assert stopped["stoppedReason"] in why[0]
 
     # Deleting needs desired 0 (or force); then DRAINING, then INACTIVE once the tasks stopped.
     err = subprocess.run([aws_cli, "ecs", "delete-service", "--cluster", cluster, "--service", name],
@@ -267,3 +271,47 @@ def test_service_errors(fleet):
         ecs.update_service(cluster=cluster, service=name, desiredCount=1)
     wait_for(lambda: service(ecs, cluster, name)["status"] == "INACTIVE", timeout=30, what="INACTIVE")
     ecs.delete_cluster(cluster=cluster)
+
+
+def test_circuit_breaker_fails_a_broken_deployment_and_rolls_back(fleet):
+    cluster = helpers.unique("c")
+    ecs = ecs_for(fleet)
+    ecs.create_cluster(clusterName=cluster)
+    fleet.add_agent(cluster)
+    instances_ready(ecs, cluster, 1)
+    family = helpers.unique("cb")
+    good = sleeper(ecs, family)
+    bad = ecs.register_task_definition(
+        family=family,
+        containerDefinitions=[{"name": "app", "image": "127.0.0.1:1/flotilla/does-not-exist:latest",
+                               "memory": 16, "essential": True}],
+    )["taskDefinition"]
+    name = helpers.unique("web")
+    ecs.create_service(
+        cluster=cluster, serviceName=name, taskDefinition=good["taskDefinitionArn"], desiredCount=2,
+        deploymentConfiguration={"deploymentCircuitBreaker": {"enable": True, "rollback": True}},
+    )
+    first = wait_for(lambda: steady(ecs, cluster, name, 2), timeout=60, what="steady on the good revision")
+    first_id = first["deployments"][0]["id"]
+    ecs.update_service(cluster=cluster, service=name, taskDefinition=bad["taskDefinitionArn"])
+
+    def rolled_back():
+        s = service(ecs, cluster, name)
+        p = s["deployments"][0]
+        failed = [d for d in s["deployments"] if d["rolloutState"] == "FAILED"]
+        if p["taskDefinition"] == good["taskDefinitionArn"] and p["id"] != first_id and failed:
+            return s, failed[0]
+        return None
+
+    s, failed = wait_for(rolled_back, timeout=90, interval=0.5, what="the circuit breaker to roll back")
+    assert failed["taskDefinition"] == bad["taskDefinitionArn"]
+    assert failed["failedTasks"] >= 3, failed
+    assert failed["rolloutStateReason"] == "ECS deployment circuit breaker: tasks failed to start."
+    assert s["deployments"][0]["rolloutStateReason"] == (
+        f"ECS deployment circuit breaker: rolling back to deploymentId {first_id}.")
+    messages = [e["message"] for e in s["events"]]
+    assert f"(service {name}) (deployment {failed['id']}) deployment failed: tasks failed to start." in messages
+    s = wait_for(lambda: steady(ecs, cluster, name, 2), timeout=60, what="steady after the rollback")
+    assert s["taskDefinition"] == good["taskDefinitionArn"]
+    tasks = tasks_of(ecs, cluster, name)
+    assert {t["taskDefinitionArn"] for t in tasks} == {good["taskDefinitionArn"]}

@@ -209,6 +209,12 @@ pub fn observe(t: &TaskRecord) -> TaskObs {
         started_at: t.task.started_at,
         stopped_at: t.task.stopped_at,
         failed,
+        unexpected_stop: (phase == Phase::Stopped && !by_scheduler).then(|| {
+            t.task
+                .stopped_reason
+                .clone()
+                .unwrap_or_else(|| "Task stopped".into())
+        }),
     }
 }
 
@@ -309,6 +315,7 @@ async fn start(
             propagate_tags: propagate,
             launch_type: s.launch_type.unwrap_or(LaunchType::Ec2),
             enable_execute_command: s.enable_execute_command,
+            allow_inactive: true,
         },
     )
     .await;

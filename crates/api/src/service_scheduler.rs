@@ -134,6 +134,8 @@ pub struct TaskObs {
     pub stopped_at: Option<f64>,
     /// It stopped as a failure (never ran, or unhealthy), not by the scheduler or a user.
     pub failed: bool,
+    /// Why it stopped, when neither the scheduler nor a user stopped it.
+    pub unexpected_stop: Option<String>,
 }
 
 impl TaskObs {
@@ -391,7 +393,21 @@ pub fn compute_service_actions(
         }
     }
 
-    // 4. Counts, deployments that emptied, completion, steadiness.
+    // 4. Tasks that stopped on their own since the deployment's counts last changed (their
+    //    stop changes the counts, so each is told once).
+    for d in deployments {
+        for t in tasks.iter().filter(|t| t.deployment == d.id) {
+            if let (Some(why), Some(at)) = (&t.unexpected_stop, t.stopped_at) {
+                if t.phase == Phase::Stopped && at > d.updated_at {
+                    out.events.push(format!(
+                        "(service {name}) (task {}) stopped unexpectedly: {why}.",
+                        t.id
+                    ));
+                }
+            }
+        }
+    }
+    // 5. Counts, deployments that emptied, completion, steadiness.
     for d in deps.iter_mut() {
         let mine = || tasks.iter().filter(|t| t.deployment == d.id);
         let pending =
@@ -424,11 +440,22 @@ pub fn compute_service_actions(
         .iter()
         .filter(|t| t.deployment == primary_id && t.healthy && !stopping.contains(t.arn.as_str()))
         .count();
-    let settled = deps.len() == 1
+    // A FAILED deployment stays listed while the rollback is in progress; once the primary
+    // settles, deployments without tasks go.
+    let has_tasks = |d: &DeploymentRecord| {
+        d.id == primary_id
+            || tasks
+                .iter()
+                .any(|t| t.deployment == d.id && t.phase != Phase::Stopped)
+    };
+    let settled = deps.iter().filter(|d| has_tasks(d)).count() == 1
         && out.start.is_none()
         && out.stop.is_empty()
         && unstopped == desired
         && u32::try_from(p_healthy).unwrap_or(0) == desired;
+    if settled {
+        deps.retain(|d| has_tasks(d));
+    }
     if let Some(p) = deps.first_mut() {
         if settled && p.rollout_state == DeploymentRolloutState::InProgress && !spec.draining {
             p.rollout_state = DeploymentRolloutState::Completed;
@@ -502,6 +529,7 @@ mod tests {
             started_at: (phase != Phase::Pending).then_some(1.0),
             stopped_at: (phase == Phase::Stopped).then_some(2.0),
             failed: false,
+            unexpected_stop: None,
         }
     }
 
@@ -559,8 +587,18 @@ mod tests {
         )];
         let mut tasks: Vec<_> = (0..3).map(|i| task(i, "a", Phase::Running)).collect();
         tasks.push(task(3, "a", Phase::Stopped));
+        tasks[3].unexpected_stop = Some("Essential container in task exited".into());
         let a = compute_service_actions(&spec(4, 100, 200), &d, &tasks, 10.0);
         assert_eq!(a.start, Some(("a".into(), 1)));
+        assert_eq!(
+            a.events,
+            vec![
+                "(service web) (task t3) stopped unexpectedly: Essential container in task exited."
+            ]
+        );
+        // Told once: the counts changed, so the deployment's updatedAt moved past the stop.
+        let again = compute_service_actions(&spec(4, 100, 200), &a.deployments, &tasks, 11.0);
+        assert!(again.events.is_empty(), "{:?}", again.events);
     }
 
     #[test]
@@ -652,6 +690,16 @@ mod tests {
         );
         assert_eq!(b.map(|d| d.failed_tasks), Some(3));
         assert_eq!(a.start, Some(("ecs-svc/9".into(), 2)));
+        // The rollback's tasks run, the old ones go: one deployment left, COMPLETED.
+        let mut tasks: Vec<_> = tasks.into_iter().filter(|t| t.deployment == "b").collect();
+        tasks.extend((5..7).map(|i| task(i, "ecs-svc/9", Phase::Running)));
+        let done = compute_service_actions(&s, &a.deployments, &tasks, 20.0);
+        assert!(done.steady, "{done:?}");
+        assert_eq!(done.deployments.len(), 1);
+        assert_eq!(
+            done.deployments[0].rollout_state,
+            DeploymentRolloutState::Completed
+        );
     }
 
     #[test]

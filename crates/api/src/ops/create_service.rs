@@ -89,6 +89,7 @@ pub async fn create_service(
             propagate_tags: None,
             launch_type: launch,
             enable_execute_command: req.enable_execute_command,
+            allow_inactive: false,
         },
     )
     .await?;

@@ -48,6 +48,9 @@ pub struct Common<'a> {
     pub launch_type: LaunchType,
     /// `enableExecuteCommand`.
     pub enable_execute_command: bool,
+    /// Whether an INACTIVE task definition may be used (a service keeps scaling with the
+    /// revision it was deployed with after it is deregistered, as in ECS).
+    pub allow_inactive: bool,
 }
 
 /// Looks up and checks what a RunTask/StartTask request names, and builds the task template.
@@ -64,7 +67,9 @@ pub async fn prepare(ctx: &Ctx<'_>, c: &Common<'_>) -> Result<TaskTemplate, EcsE
     }
     let (rec, _) = load(ctx.store(), &r).await?.ok_or_else(not_found)?;
     let td = rec.task_definition.clone().ok_or_else(not_found)?;
-    if td.status != Some(TaskDefinitionStatus::Active) {
+    if td.status != Some(TaskDefinitionStatus::Active)
+        && !(c.allow_inactive && td.status == Some(TaskDefinitionStatus::Inactive))
+    {
         return Err(EcsError::client("TaskDefinition is inactive"));
     }
     let compat = match c.launch_type {
@@ -256,6 +261,7 @@ pub async fn run_task(ctx: &Ctx<'_>, req: RunTaskRequest) -> Result<RunTaskRespo
             propagate_tags: req.propagate_tags,
             launch_type: launch,
             enable_execute_command: req.enable_execute_command,
+            allow_inactive: false,
         },
     )
     .await?;

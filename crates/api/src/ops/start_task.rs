@@ -32,6 +32,7 @@ pub async fn start_task(
             propagate_tags: req.propagate_tags,
             launch_type: LaunchType::Ec2,
             enable_execute_command: req.enable_execute_command,
+            allow_inactive: false,
         },
     )
     .await?;

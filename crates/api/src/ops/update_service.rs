@@ -70,6 +70,7 @@ pub async fn update_service(
                     .launch_type
                     .unwrap_or(flotilla_model::shapes::LaunchType::Ec2),
                 enable_execute_command: false,
+                allow_inactive: false,
             },
         )
         .await?;
