@@ -315,3 +315,39 @@ def test_circuit_breaker_fails_a_broken_deployment_and_rolls_back(fleet):
     assert s["taskDefinition"] == good["taskDefinitionArn"]
     tasks = tasks_of(ecs, cluster, name)
     assert {t["taskDefinitionArn"] for t in tasks} == {good["taskDefinitionArn"]}
+
+
+def test_draining_an_instance_moves_service_tasks_within_the_bounds(fleet):
+    cluster = helpers.unique("c")
+    ecs = ecs_for(fleet)
+    ecs.create_cluster(clusterName=cluster)
+    fleet.add_agent(cluster, az="us-east-1a")
+    fleet.add_agent(cluster, az="us-east-1b")
+    instances_ready(ecs, cluster, 2)
+    family = helpers.unique("drain")
+    sleeper(ecs, family)
+    name = helpers.unique("web")
+    ecs.create_service(cluster=cluster, serviceName=name, taskDefinition=family, desiredCount=4)
+    wait_for(lambda: steady(ecs, cluster, name, 4), timeout=60, what="4 tasks steady")
+    tasks = tasks_of(ecs, cluster, name)
+    drained = tasks[0]["containerInstanceArn"]
+    assert sum(1 for t in tasks if t["containerInstanceArn"] == drained) == 2
+    probe = Probe(ecs, cluster, name)
+    probe.start()
+    time.sleep(1)
+    ecs.update_container_instances_state(cluster=cluster, containerInstances=[drained], status="DRAINING")
+
+    def moved():
+        now = tasks_of(ecs, cluster, name)
+        ok = (len(now) == 4 and all(t["lastStatus"] == "RUNNING" for t in now)
+              and all(t["containerInstanceArn"] != drained for t in now))
+        return now if ok and steady(ecs, cluster, name, 4) else None
+
+    wait_for(moved, timeout=90, interval=0.5, what="the service tasks off the DRAINING instance")
+    time.sleep(1)
+    probe.halt.set()
+    probe.join(30)
+    assert probe.error is None, probe.error
+    assert len(probe.samples) >= 3, probe.samples
+    assert max(n for n, _ in probe.samples) <= 8, probe.samples
+    assert min(h for _, h in probe.samples) >= 4, probe.samples

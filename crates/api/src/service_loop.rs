@@ -1,7 +1,7 @@
 //! The service scheduler's driver: one reconcile loop for every service, in the server process.
 //!
-//! - Triggers: store watches on `services/` and `tasks/` (a task of group `service:NAME`
-//!   wakes its service), plus a resync of every service each [`RESYNC`] as a safety net (and
+//! - Triggers: store watches on `services/`, `tasks/` (a task of group `service:NAME`
+//!   wakes its service) and `container-instances/` (a change wakes the cluster's services), plus a resync of every service each [`RESYNC`] as a safety net (and
 //!   for throttled starts whose wait ran out). Level-triggered: a reconcile reads everything
 //!   afresh, so a lost or repeated trigger is harmless.
 //! - One worker reconciles the dirty services one at a time, so one service is never
@@ -12,9 +12,11 @@
 //!   placement writer ([`crate::placement::place`]) with the service's strategies (default:
 //!   spread over `attribute:ecs.availability-zone`, then `instanceId`) and constraints, and
 //!   writes the service (counts, deployments, events) with a compare-and-swap; a lost race
-//!   queues the service again.
+//!   queues the service again. Tasks on DRAINING instances are replaced (new ones placed
+//!   elsewhere first, within maximumPercent; the old ones stopped within minimumHealthyPercent).
 
 use crate::context::{Api, Ctx};
+use crate::instances::InstanceRecord;
 use crate::placement::{self, Committed, Target};
 use crate::records::{self, commit, get, task_key, task_prefix, to_bytes, CAS_ATTEMPTS};
 use crate::service_scheduler::{compute_service_actions, Phase, ServiceSpec, TaskObs};
@@ -27,6 +29,7 @@ use flotilla_model::shapes::{
 use flotilla_model::status::TaskStatus;
 use flotilla_model::EcsError;
 use flotilla_protocol::DesiredStatus;
+use flotilla_scheduler::InstanceStatus;
 use flotilla_store::{Compare, Event, Txn};
 use futures::StreamExt;
 use std::collections::BTreeSet;
@@ -77,11 +80,12 @@ async fn watcher(weak: Weak<Api>, tx: mpsc::UnboundedSender<Key>) {
                 continue;
             }
         };
-        let (services, tasks) = match (
+        let (services, tasks, instances) = match (
             api.store.watch(SERVICES, rev).await,
             api.store.watch(records::TASKS, rev).await,
+            api.store.watch(records::CONTAINER_INSTANCES, rev).await,
         ) {
-            (Ok(s), Ok(t)) => (s, t),
+            (Ok(s), Ok(t), Ok(i)) => (s, t, i),
             _ => {
                 tracing::warn!("service loop: could not watch; retrying");
                 drop(api);
@@ -92,6 +96,7 @@ async fn watcher(weak: Weak<Api>, tx: mpsc::UnboundedSender<Key>) {
         drop(api);
         let mut services = services;
         let mut tasks = tasks;
+        let mut instances = instances;
         let mut tick = tokio::time::interval(RESYNC);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -117,6 +122,27 @@ async fn watcher(weak: Weak<Api>, tx: mpsc::UnboundedSender<Key>) {
                             Some((t.cluster, g))
                         }),
                     Some(Ok(Event::Delete { .. })) => None,
+                    _ => break,
+                },
+                e = instances.next() => match e {
+                    // An instance changed (DRAINING, ACTIVE again, ...): every service of its
+                    // cluster looks again.
+                    Some(Ok(ev)) => {
+                        let Some(api) = weak.upgrade() else { return };
+                        let cluster = ev
+                            .key()
+                            .strip_prefix(records::CONTAINER_INSTANCES)
+                            .and_then(|r| r.split_once('/'))
+                            .map(|(c, _)| c.to_string());
+                        if let Some(c) = cluster {
+                            for k in all_services(&api).await.into_iter().filter(|k| k.0 == c) {
+                                if tx.send(k).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        continue;
+                    }
                     _ => break,
                 },
             };
@@ -173,8 +199,8 @@ fn scheduler_ctx(api: &Api) -> Ctx<'_> {
     }
 }
 
-/// What the scheduler sees of one task.
-pub fn observe(t: &TaskRecord) -> TaskObs {
+/// What the scheduler sees of one task (`draining`: its instance is DRAINING).
+pub fn observe(t: &TaskRecord, draining: bool) -> TaskObs {
     let phase = if t.is_stopped() {
         Phase::Stopped
     } else if t.desired() == DesiredStatus::Stopped {
@@ -209,6 +235,7 @@ pub fn observe(t: &TaskRecord) -> TaskObs {
         started_at: t.task.started_at,
         stopped_at: t.task.stopped_at,
         failed,
+        draining,
         unexpected_stop: (phase == Phase::Stopped && !by_scheduler).then(|| {
             t.task
                 .stopped_reason
@@ -378,11 +405,21 @@ pub async fn reconcile(api: &Api, cluster: &str, name: &str) -> Result<bool, Ecs
         return Ok(true);
     }
     let group = rec.group();
+    let draining: BTreeSet<String> =
+        records::list::<InstanceRecord>(store, &records::instance_prefix(cluster))
+            .await?
+            .into_iter()
+            .filter(|(_, i, _)| i.status() == InstanceStatus::Draining)
+            .map(|(_, i, _)| i.id)
+            .collect();
     let tasks: Vec<TaskObs> = records::list::<TaskRecord>(store, &task_prefix(cluster))
         .await?
         .into_iter()
         .filter(|(_, t, _)| t.task.group.as_deref() == Some(group.as_str()))
-        .map(|(_, t, _)| observe(&t))
+        .map(|(_, t, _)| {
+            let on_draining = draining.contains(&t.instance_id);
+            observe(&t, on_draining)
+        })
         .collect();
     let now = crate::ops::timestamp(api.clock.now());
     let (max, min) = rec.percents();

@@ -136,6 +136,8 @@ pub struct TaskObs {
     pub failed: bool,
     /// Why it stopped, when neither the scheduler nor a user stopped it.
     pub unexpected_stop: Option<String>,
+    /// Its container instance is DRAINING: the task is replaced like an old deployment's.
+    pub draining: bool,
 }
 
 impl TaskObs {
@@ -323,7 +325,7 @@ pub fn compute_service_actions(
     let mut p_live: Vec<&TaskObs> = live
         .iter()
         .copied()
-        .filter(|t| t.deployment == primary_id)
+        .filter(|t| t.deployment == primary_id && !t.draining)
         .collect();
     let p_count = u32::try_from(p_live.len()).unwrap_or(u32::MAX);
     if p_count > desired {
@@ -333,7 +335,8 @@ pub fn compute_service_actions(
             stopped_tasks.push(t);
         }
     }
-    // 2. Old deployments' tasks: unhealthy ones always, healthy ones down to the minimum.
+    // 2. Old deployments' tasks and tasks on DRAINING instances: unhealthy ones always, healthy
+    //    ones down to the minimum.
     let mut healthy_left = u32::try_from(
         live.iter()
             .filter(|t| t.healthy && !stopping.contains(t.arn.as_str()))
@@ -343,7 +346,9 @@ pub fn compute_service_actions(
     let mut old: Vec<&TaskObs> = live
         .iter()
         .copied()
-        .filter(|t| t.deployment != primary_id || !known.contains(t.deployment.as_str()))
+        .filter(|t| {
+            t.deployment != primary_id || !known.contains(t.deployment.as_str()) || t.draining
+        })
         .collect();
     surplus_order(&mut old, &live);
     for t in old {
@@ -438,7 +443,12 @@ pub fn compute_service_actions(
     });
     let p_healthy = live
         .iter()
-        .filter(|t| t.deployment == primary_id && t.healthy && !stopping.contains(t.arn.as_str()))
+        .filter(|t| {
+            t.deployment == primary_id
+                && t.healthy
+                && !t.draining
+                && !stopping.contains(t.arn.as_str())
+        })
         .count();
     // A FAILED deployment stays listed while the rollback is in progress; once the primary
     // settles, deployments without tasks go.
@@ -530,6 +540,7 @@ mod tests {
             stopped_at: (phase == Phase::Stopped).then_some(2.0),
             failed: false,
             unexpected_stop: None,
+            draining: false,
         }
     }
 
@@ -723,6 +734,27 @@ mod tests {
         assert!(a.events[0].contains("unable to consistently start tasks"));
         let a = compute_service_actions(&spec(1, 100, 200), &d, &tasks, 1000.0);
         assert_eq!(a.start, Some(("a".into(), 1)));
+    }
+
+    #[test]
+    fn tasks_on_a_draining_instance_are_replaced_before_they_stop() {
+        let d = [dep(
+            "a",
+            DeploymentStatus::Primary,
+            DeploymentRolloutState::Completed,
+        )];
+        let mut tasks: Vec<_> = (0..4).map(|i| task(i, "a", Phase::Running)).collect();
+        tasks[0].draining = true;
+        tasks[1].draining = true;
+        let a = compute_service_actions(&spec(4, 100, 200), &d, &tasks, 1.0);
+        assert_eq!(a.start, Some(("a".into(), 2)));
+        assert!(a.stop.is_empty());
+        assert!(!a.steady);
+        tasks.extend((4..6).map(|i| task(i, "a", Phase::Running)));
+        let a = compute_service_actions(&spec(4, 100, 200), &d, &tasks, 2.0);
+        assert_eq!(a.start, None);
+        let stopped: Vec<&str> = a.stop.iter().map(|(arn, _)| arn.as_str()).collect();
+        assert_eq!(stopped, vec!["arn:t0", "arn:t1"]);
     }
 
     #[test]
