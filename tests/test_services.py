@@ -351,3 +351,40 @@ def test_draining_an_instance_moves_service_tasks_within_the_bounds(fleet):
     assert len(probe.samples) >= 3, probe.samples
     assert max(n for n, _ in probe.samples) <= 8, probe.samples
     assert min(h for _, h in probe.samples) >= 4, probe.samples
+
+
+def test_tasks_of_a_lost_agent_are_replaced_and_the_surplus_stopped_when_it_returns(fleet):
+    cluster = helpers.unique("c")
+    ecs = ecs_for(fleet)
+    ecs.create_cluster(clusterName=cluster)
+    lost = fleet.add_agent(cluster, az="us-east-1a")
+    fleet.add_agent(cluster, az="us-east-1b")
+    instances_ready(ecs, cluster, 2)
+    family = helpers.unique("lost")
+    sleeper(ecs, family)
+    name = helpers.unique("web")
+    ecs.create_service(cluster=cluster, serviceName=name, taskDefinition=family, desiredCount=4)
+    wait_for(lambda: steady(ecs, cluster, name, 4), timeout=60, what="4 tasks steady")
+    arns = ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]
+    desc = ecs.describe_container_instances(cluster=cluster, containerInstances=arns)["containerInstances"]
+    lost_arn = next(d["containerInstanceArn"] for d in desc
+                    if any(a["name"] == "ecs.availability-zone" and a.get("value") == "us-east-1a"
+                           for a in d["attributes"]))
+    lost.kill()
+
+    def replaced():
+        now = tasks_of(ecs, cluster, name)
+        elsewhere = [t for t in now if t["containerInstanceArn"] != lost_arn and t["lastStatus"] == "RUNNING"]
+        return now if len(elsewhere) == 4 and steady(ecs, cluster, name, 4) else None
+
+    wait_for(replaced, timeout=60, interval=0.5, what="the lost agent's tasks replaced elsewhere")
+    lost.start()
+
+    def back_to_four():
+        now = tasks_of(ecs, cluster, name)
+        s = steady(ecs, cluster, name, 4)
+        return s if s and len(now) == 4 and all(t["lastStatus"] == "RUNNING" for t in now) else None
+
+    s = wait_for(back_to_four, timeout=90, interval=0.5, what="the surplus stopped once the agent is back")
+    messages = [e["message"] for e in s["events"]]
+    assert any(m.startswith(f"(service {name}) has stopped ") for m in messages), messages

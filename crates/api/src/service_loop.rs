@@ -14,6 +14,8 @@
 //!   writes the service (counts, deployments, events) with a compare-and-swap; a lost race
 //!   queues the service again. Tasks on DRAINING instances are replaced (new ones placed
 //!   elsewhere first, within maximumPercent; the old ones stopped within minimumHealthyPercent).
+//!   Tasks on an instance whose agent is disconnected count as gone and are replaced; when the
+//!   agent returns, the surplus is stopped.
 
 use crate::context::{Api, Ctx};
 use crate::instances::InstanceRecord;
@@ -199,8 +201,9 @@ fn scheduler_ctx(api: &Api) -> Ctx<'_> {
     }
 }
 
-/// What the scheduler sees of one task (`draining`: its instance is DRAINING).
-pub fn observe(t: &TaskRecord, draining: bool) -> TaskObs {
+/// What the scheduler sees of one task (`draining`: its instance is DRAINING; `lost`: its
+/// instance's agent is disconnected).
+pub fn observe(t: &TaskRecord, draining: bool, lost: bool) -> TaskObs {
     let phase = if t.is_stopped() {
         Phase::Stopped
     } else if t.desired() == DesiredStatus::Stopped {
@@ -236,6 +239,7 @@ pub fn observe(t: &TaskRecord, draining: bool) -> TaskObs {
         stopped_at: t.task.stopped_at,
         failed,
         draining,
+        lost,
         unexpected_stop: (phase == Phase::Stopped && !by_scheduler).then(|| {
             t.task
                 .stopped_reason
@@ -405,20 +409,25 @@ pub async fn reconcile(api: &Api, cluster: &str, name: &str) -> Result<bool, Ecs
         return Ok(true);
     }
     let group = rec.group();
-    let draining: BTreeSet<String> =
-        records::list::<InstanceRecord>(store, &records::instance_prefix(cluster))
-            .await?
-            .into_iter()
-            .filter(|(_, i, _)| i.status() == InstanceStatus::Draining)
-            .map(|(_, i, _)| i.id)
-            .collect();
+    let instances =
+        records::list::<InstanceRecord>(store, &records::instance_prefix(cluster)).await?;
+    let draining: BTreeSet<&str> = instances
+        .iter()
+        .filter(|(_, i, _)| i.status() == InstanceStatus::Draining)
+        .map(|(_, i, _)| i.id.as_str())
+        .collect();
+    let lost: BTreeSet<&str> = instances
+        .iter()
+        .filter(|(_, i, _)| !i.instance.agent_connected)
+        .map(|(_, i, _)| i.id.as_str())
+        .collect();
     let tasks: Vec<TaskObs> = records::list::<TaskRecord>(store, &task_prefix(cluster))
         .await?
         .into_iter()
         .filter(|(_, t, _)| t.task.group.as_deref() == Some(group.as_str()))
         .map(|(_, t, _)| {
-            let on_draining = draining.contains(&t.instance_id);
-            observe(&t, on_draining)
+            let id = t.instance_id.as_str();
+            observe(&t, draining.contains(id), lost.contains(id))
         })
         .collect();
     let now = crate::ops::timestamp(api.clock.now());

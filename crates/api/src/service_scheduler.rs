@@ -138,6 +138,9 @@ pub struct TaskObs {
     pub unexpected_stop: Option<String>,
     /// Its container instance is DRAINING: the task is replaced like an old deployment's.
     pub draining: bool,
+    /// Its container instance's agent is disconnected: until it returns, the task counts as
+    /// gone (it is replaced elsewhere); when it returns, a surplus is stopped.
+    pub lost: bool,
 }
 
 impl TaskObs {
@@ -255,6 +258,12 @@ pub fn compute_service_actions(
 ) -> Actions {
     let mut out = Actions::default();
     let name = &spec.name;
+    let seen: Vec<TaskObs> = tasks
+        .iter()
+        .filter(|t| !t.lost || t.phase == Phase::Stopped)
+        .cloned()
+        .collect();
+    let tasks = seen.as_slice();
     let desired = if spec.draining { 0 } else { spec.desired };
     let max_total = max_tasks(desired, spec.maximum_percent).max(desired);
     let min_ok = min_healthy(desired, spec.minimum_healthy_percent).min(desired);
@@ -541,6 +550,7 @@ mod tests {
             failed: false,
             unexpected_stop: None,
             draining: false,
+            lost: false,
         }
     }
 
@@ -755,6 +765,26 @@ mod tests {
         assert_eq!(a.start, None);
         let stopped: Vec<&str> = a.stop.iter().map(|(arn, _)| arn.as_str()).collect();
         assert_eq!(stopped, vec!["arn:t0", "arn:t1"]);
+    }
+
+    #[test]
+    fn tasks_of_a_lost_instance_are_replaced_and_the_surplus_stopped_on_return() {
+        let d = [dep(
+            "a",
+            DeploymentStatus::Primary,
+            DeploymentRolloutState::Completed,
+        )];
+        let mut tasks: Vec<_> = (0..4).map(|i| task(i, "a", Phase::Running)).collect();
+        tasks[0].lost = true;
+        let a = compute_service_actions(&spec(4, 100, 100), &d, &tasks, 1.0);
+        assert_eq!(a.start, Some(("a".into(), 1)));
+        assert!(a.stop.is_empty());
+        tasks.push(task(4, "a", Phase::Running));
+        let a = compute_service_actions(&spec(4, 100, 100), &d, &tasks, 2.0);
+        assert!(a.steady && a.start.is_none() && a.stop.is_empty());
+        tasks[0].lost = false;
+        let a = compute_service_actions(&spec(4, 100, 100), &d, &tasks, 3.0);
+        assert_eq!(a.stop.len(), 1);
     }
 
     #[test]
