@@ -262,6 +262,14 @@ def test_service_errors(fleet):
         ecs.update_service(cluster=cluster, service="ghost", desiredCount=1)
     with pytest.raises(ecs.exceptions.ClusterContainsServicesException):
         ecs.delete_cluster(cluster=cluster)
+    arn = again["serviceArn"]
+    ecs.tag_resource(resourceArn=arn, tags=[{"key": "team", "value": "web"}])
+    assert ecs.list_tags_for_resource(resourceArn=arn)["tags"] == [{"key": "team", "value": "web"}]
+    tagged = ecs.describe_services(cluster=cluster, services=[arn], include=["TAGS"])["services"][0]
+    assert tagged["tags"] == [{"key": "team", "value": "web"}]
+    assert "tags" not in ecs.describe_services(cluster=cluster, services=[name])["services"][0]
+    ecs.untag_resource(resourceArn=arn, tagKeys=["team"])
+    assert ecs.list_tags_for_resource(resourceArn=arn)["tags"] == []
     missing = ecs.describe_services(cluster=cluster, services=["ghost"])
     assert missing["services"] == []
     assert missing["failures"][0]["reason"] == "MISSING"

@@ -2,8 +2,8 @@
 //! `tags` shares: at most 50 per resource, unique keys, and no keys in the reserved `aws:`
 //! namespace. Tags are stored inside the resource's own record, so they go when it goes.
 //!
-//! Taggable resources, addressed by long-format ARN: clusters, task definitions, tasks and
-//! container instances (more resource types join as their operations arrive).
+//! Taggable resources, addressed by long-format ARN: clusters, task definitions, tasks,
+//! container instances and services (not INACTIVE ones).
 
 use super::describe_task_definition::parse_ref;
 use crate::context::Ctx;
@@ -12,6 +12,7 @@ use crate::records::{
     cluster_key, commit, contention, get, instance_key, task_definition_key, task_key, to_bytes,
     CAS_ATTEMPTS,
 };
+use crate::services::{service_key, ServiceRecord, ServiceStatus};
 use crate::tasks::TaskRecord;
 use flotilla_model::shapes::{
     Cluster, ListTagsForResourceRequest, ListTagsForResourceResponse,
@@ -58,6 +59,7 @@ enum Target {
     TaskDefinition(String, i32),
     Task(String, String),
     ContainerInstance(String, String),
+    Service(String, String),
 }
 
 fn target(arn: &str) -> Result<Target, EcsError> {
@@ -90,6 +92,12 @@ fn target(arn: &str) -> Result<Target, EcsError> {
                 Target::ContainerInstance(cluster.to_string(), id.to_string())
             })
         }
+        "service" if p.resource.contains('/') => match p.resource.split_once('/') {
+            Some((cluster, name)) if !name.is_empty() && !name.contains('/') => {
+                Ok(Target::Service(cluster.to_string(), name.to_string()))
+            }
+            _ => Err(not_found(arn)),
+        },
         "service" | "task" | "container-instance" if !p.resource.contains('/') => Err(
             EcsError::invalid_parameter("Long arn format must be used for tagging operations."),
         ),
@@ -169,6 +177,19 @@ async fn modify_tags(
                     return Err(not_found(arn));
                 };
                 let tags = rec.instance.tags.get_or_insert_with(Vec::new);
+                change(tags)?;
+                let tags = tags.clone();
+                (key, to_bytes(&rec)?, tags, rev)
+            }
+            Target::Service(cluster, name) => {
+                let key = service_key(cluster, name);
+                let Some((mut rec, rev)) = get::<ServiceRecord>(ctx.store(), &key).await? else {
+                    return Err(not_found(arn));
+                };
+                if rec.status == ServiceStatus::Inactive {
+                    return Err(not_found(arn));
+                }
+                let tags = rec.service.tags.get_or_insert_with(Vec::new);
                 change(tags)?;
                 let tags = tags.clone();
                 (key, to_bytes(&rec)?, tags, rev)
@@ -266,6 +287,14 @@ pub async fn list_tags_for_resource(
             match get::<InstanceRecord>(ctx.store(), &instance_key(&cluster, &id)).await? {
                 Some((rec, _)) => rec.instance.tags.unwrap_or_default(),
                 None => return Err(not_found(&req.resource_arn)),
+            }
+        }
+        Target::Service(cluster, name) => {
+            match get::<ServiceRecord>(ctx.store(), &service_key(&cluster, &name)).await? {
+                Some((rec, _)) if rec.status != ServiceStatus::Inactive => {
+                    rec.service.tags.unwrap_or_default()
+                }
+                _ => return Err(not_found(&req.resource_arn)),
             }
         }
     };
