@@ -396,3 +396,42 @@ def test_tasks_of_a_lost_agent_are_replaced_and_the_surplus_stopped_when_it_retu
     s = wait_for(back_to_four, timeout=90, interval=0.5, what="the surplus stopped once the agent is back")
     messages = [e["message"] for e in s["events"]]
     assert any(m.startswith(f"(service {name}) has stopped ") for m in messages), messages
+
+
+def test_daemon_service_runs_one_task_per_instance(fleet):
+    cluster = helpers.unique("c")
+    ecs = ecs_for(fleet)
+    ecs.create_cluster(clusterName=cluster)
+    fleet.add_agent(cluster, az="us-east-1a")
+    fleet.add_agent(cluster, az="us-east-1b")
+    instances_ready(ecs, cluster, 2)
+    family = helpers.unique("daemon")
+    v1 = sleeper(ecs, family, "v1")
+    v2 = sleeper(ecs, family, "v2")
+    name = helpers.unique("d")
+    created = ecs.create_service(cluster=cluster, serviceName=name, taskDefinition=v1["taskDefinitionArn"],
+                                 schedulingStrategy="DAEMON")["service"]
+    assert created["schedulingStrategy"] == "DAEMON"
+    assert created["deploymentConfiguration"]["maximumPercent"] == 100
+    assert created["deploymentConfiguration"]["minimumHealthyPercent"] == 0
+
+    def one_per_instance(n, td):
+        s = steady(ecs, cluster, name, n)
+        if not s:
+            return None
+        tasks = tasks_of(ecs, cluster, name)
+        ok = (len(tasks) == n and len({t["containerInstanceArn"] for t in tasks}) == n
+              and {t["taskDefinitionArn"] for t in tasks} == {td})
+        return s if ok else None
+
+    wait_for(lambda: one_per_instance(2, v1["taskDefinitionArn"]), timeout=60, what="one task per instance")
+    fleet.add_agent(cluster, az="us-east-1c")
+    instances_ready(ecs, cluster, 3)
+    wait_for(lambda: one_per_instance(3, v1["taskDefinitionArn"]), timeout=60, what="a task on the new instance")
+    ecs.update_service(cluster=cluster, service=name, taskDefinition=v2["taskDefinitionArn"])
+    s = wait_for(lambda: one_per_instance(3, v2["taskDefinitionArn"]), timeout=90, interval=0.5,
+                 what="the new revision on every instance")
+    assert s["desiredCount"] == 3
+    with pytest.raises(ecs.exceptions.InvalidParameterException, match="Placement strategies"):
+        ecs.create_service(cluster=cluster, serviceName=helpers.unique("d"), taskDefinition=family,
+                           schedulingStrategy="DAEMON", placementStrategy=[{"type": "random"}])

@@ -15,18 +15,22 @@
 //!   queues the service again. Tasks on DRAINING instances are replaced (new ones placed
 //!   elsewhere first, within maximumPercent; the old ones stopped within minimumHealthyPercent).
 //!   Tasks on an instance whose agent is disconnected count as gone and are replaced; when the
-//!   agent returns, the surplus is stopped.
+//!   agent returns, the surplus is stopped. DAEMON services use [`compute_daemon_actions`] on
+//!   the ACTIVE, connected instances and start on named instances (the StartTask target).
 
 use crate::context::{Api, Ctx};
 use crate::instances::InstanceRecord;
 use crate::placement::{self, Committed, Target};
 use crate::records::{self, commit, get, task_key, task_prefix, to_bytes, CAS_ATTEMPTS};
-use crate::service_scheduler::{compute_service_actions, Phase, ServiceSpec, TaskObs};
+use crate::service_scheduler::{
+    compute_daemon_actions, compute_service_actions, Phase, ServiceSpec, TaskObs,
+};
 use crate::services::{new_deployment_id, service_key, ServiceRecord, ServiceStatus, SERVICES};
 use crate::sigv4::Caller;
 use crate::tasks::{stop, TaskRecord};
 use flotilla_model::shapes::{
-    HealthStatus, LaunchType, PlacementStrategy, PlacementStrategyType, PropagateTags, TaskStopCode,
+    HealthStatus, LaunchType, PlacementStrategy, PlacementStrategyType, PropagateTags,
+    SchedulingStrategy, TaskStopCode,
 };
 use flotilla_model::status::TaskStatus;
 use flotilla_model::EcsError;
@@ -319,6 +323,7 @@ async fn start(
     rec: &ServiceRecord,
     deployment: &str,
     n: u32,
+    on: &[String],
 ) -> Result<Vec<String>, EcsError> {
     let name = rec.name();
     let Some(d) = rec.deployments.iter().find(|d| d.id == deployment) else {
@@ -369,7 +374,13 @@ async fn start(
     preq.constraints =
         crate::ops::run_task::constraints(s.placement_constraints.as_deref().unwrap_or(&[]))?;
     let mut events = Vec::new();
-    match placement::place(&ctx, &template, &Target::Run(Box::new(preq)), None).await {
+    let target = if on.is_empty() {
+        Target::Run(Box::new(preq))
+    } else {
+        preq.strategies.clear();
+        Target::Start(Box::new(preq), on.to_vec())
+    };
+    match placement::place(&ctx, &template, &target, None).await {
         Ok(Committed::Placed(tasks, failures)) => {
             if !tasks.is_empty() {
                 let ids: Vec<String> = tasks.iter().map(|t| format!("(task {})", t.id)).collect();
@@ -443,7 +454,17 @@ pub async fn reconcile(api: &Api, cluster: &str, name: &str) -> Result<bool, Ecs
         steady: rec.steady,
         next_deployment_id: new_deployment_id(),
     };
-    let actions = compute_service_actions(&spec, &rec.deployments, &tasks, now);
+    let daemon = rec.service.scheduling_strategy == Some(SchedulingStrategy::Daemon);
+    let actions = if daemon {
+        let eligible: Vec<String> = instances
+            .iter()
+            .filter(|(_, i, _)| i.status() == InstanceStatus::Active && i.instance.agent_connected)
+            .map(|(_, i, _)| i.id.clone())
+            .collect();
+        compute_daemon_actions(&spec, &rec.deployments, &tasks, &eligible, now)
+    } else {
+        compute_service_actions(&spec, &rec.deployments, &tasks, now)
+    };
     for (arn, reason) in &actions.stop {
         stop_one(api, cluster, arn, reason, now).await?;
     }
@@ -451,7 +472,19 @@ pub async fn reconcile(api: &Api, cluster: &str, name: &str) -> Result<bool, Ecs
     next.deployments = actions.deployments.clone();
     let mut events = actions.events.clone();
     if let Some((dep, n)) = &actions.start {
-        events.extend(start(api, &next, dep, *n).await?);
+        events.extend(start(api, &next, dep, *n, &[]).await?);
+    }
+    if let (false, Some(p)) = (actions.start_on.is_empty(), next.deployments.first()) {
+        let (dep, n) = (
+            p.id.clone(),
+            u32::try_from(actions.start_on.len()).unwrap_or(0),
+        );
+        events.extend(start(api, &next, &dep, n, &actions.start_on).await?);
+    }
+    if daemon && next.status == ServiceStatus::Active {
+        if let Some(p) = next.deployments.first() {
+            next.service.desired_count = i32::try_from(p.desired_count).unwrap_or(i32::MAX);
+        }
     }
     next.steady = actions.steady;
     if actions.completed.is_some() {

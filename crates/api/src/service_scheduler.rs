@@ -154,6 +154,8 @@ impl TaskObs {
 pub struct Actions {
     /// Tasks to start for the primary deployment (its id, how many).
     pub start: Option<(String, u32)>,
+    /// DAEMON: the instances (ids) to start one primary task on.
+    pub start_on: Vec<String>,
     /// Tasks to stop: ARN and reason.
     pub stop: Vec<(String, String)>,
     /// The deployments to store, newest first.
@@ -497,6 +499,183 @@ pub fn compute_service_actions(
     out
 }
 
+/// The decisions for one DAEMON service: one task of the primary deployment on every eligible
+/// instance (`eligible`: ACTIVE, agent connected). On an instance, a task of an older
+/// deployment is stopped first (within `minimumHealthyPercent`, default 0 for DAEMON) and the
+/// new one starts once nothing of the service is left running there; tasks on instances that
+/// are no longer eligible are stopped; extra primary tasks are stopped. Steady when every
+/// eligible instance runs exactly one healthy task of the only deployment.
+pub fn compute_daemon_actions(
+    spec: &ServiceSpec,
+    deployments: &[DeploymentRecord],
+    tasks: &[TaskObs],
+    eligible: &[String],
+    now: f64,
+) -> Actions {
+    let mut out = Actions::default();
+    let name = &spec.name;
+    let seen: Vec<TaskObs> = tasks
+        .iter()
+        .filter(|t| !t.lost || t.phase == Phase::Stopped)
+        .cloned()
+        .collect();
+    let tasks = seen.as_slice();
+    let eligible: BTreeSet<&str> = if spec.draining {
+        BTreeSet::new()
+    } else {
+        eligible.iter().map(String::as_str).collect()
+    };
+    let desired = u32::try_from(eligible.len()).unwrap_or(u32::MAX);
+    let min_ok = min_healthy(desired, spec.minimum_healthy_percent).min(desired);
+    let mut deps: Vec<DeploymentRecord> = deployments.to_vec();
+    let primary_id = deps.first().map(|d| d.id.clone()).unwrap_or_default();
+    let (failures, last_failure) = consecutive_failures(&primary_id, tasks);
+    if let Some(p) = deps.first_mut() {
+        p.failed_tasks = failures;
+    }
+    let primary_failed = deps
+        .first()
+        .is_some_and(|d| d.rollout_state == DeploymentRolloutState::Failed);
+    let live: Vec<&TaskObs> = tasks.iter().filter(|t| t.live()).collect();
+    let mut healthy_left =
+        u32::try_from(live.iter().filter(|t| t.healthy).count()).unwrap_or(u32::MAX);
+    let mut stopping: Vec<&TaskObs> = Vec::new();
+    // Instances no longer eligible: everything goes.
+    for t in live
+        .iter()
+        .filter(|t| !eligible.contains(t.instance.as_str()))
+    {
+        if t.healthy {
+            healthy_left = healthy_left.saturating_sub(1);
+        }
+        stopping.push(t);
+    }
+    let mut start_on = Vec::new();
+    let mut primary_healthy = 0u32;
+    for inst in &eligible {
+        let mut mine: Vec<&TaskObs> = live
+            .iter()
+            .copied()
+            .filter(|t| t.instance == *inst)
+            .collect();
+        mine.sort_by(|a, b| b.healthy.cmp(&a.healthy).then_with(|| a.arn.cmp(&b.arn)));
+        let mut kept_primary = false;
+        let mut others = Vec::new();
+        for t in mine {
+            if t.deployment == primary_id && !t.draining && !kept_primary {
+                kept_primary = true;
+                if t.healthy {
+                    primary_healthy += 1;
+                }
+            } else {
+                others.push(t);
+            }
+        }
+        let mut all_others_stop = true;
+        for t in others {
+            if t.healthy {
+                if healthy_left <= min_ok && !kept_primary {
+                    all_others_stop = false;
+                    continue;
+                }
+                healthy_left -= 1;
+            }
+            stopping.push(t);
+        }
+        let busy = tasks
+            .iter()
+            .any(|t| t.instance == *inst && t.phase == Phase::Stopping);
+        if !kept_primary && all_others_stop && !busy {
+            let any_live_left = live
+                .iter()
+                .any(|t| t.instance == *inst && !stopping.iter().any(|s| s.arn == t.arn));
+            if !any_live_left && !stopping.iter().any(|s| s.instance == *inst) {
+                start_on.push((*inst).to_string());
+            }
+        }
+    }
+    for t in &stopping {
+        out.stop.push((
+            t.arn.clone(),
+            format!(
+                "Scaling activity initiated by (deployment {})",
+                t.deployment
+            ),
+        ));
+    }
+    if !stopping.is_empty() {
+        out.events.push(format!(
+            "(service {name}) has stopped {} running tasks: {}.",
+            stopping.len(),
+            task_list(&stopping)
+        ));
+    }
+    let throttle_until = last_failure.map(|t| t + throttle_seconds(failures));
+    let throttled = throttle_until.is_some_and(|t| now < t) && throttle_seconds(failures) > 0.0;
+    if !start_on.is_empty() && !primary_failed {
+        if throttled {
+            out.throttled_until = throttle_until;
+            out.events.push(format!(
+                "(service {name}) is unable to consistently start tasks successfully. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide."
+            ));
+        } else {
+            out.start_on = start_on;
+        }
+    }
+    for d in deps.iter_mut() {
+        let mine = || tasks.iter().filter(|t| t.deployment == d.id);
+        let pending =
+            u32::try_from(mine().filter(|t| t.phase == Phase::Pending).count()).unwrap_or(0);
+        let running = u32::try_from(
+            mine()
+                .filter(|t| matches!(t.phase, Phase::Running | Phase::Stopping))
+                .count(),
+        )
+        .unwrap_or(0);
+        let target = if d.id == primary_id { desired } else { 0 };
+        if (d.pending_count, d.running_count, d.desired_count) != (pending, running, target) {
+            d.pending_count = pending;
+            d.running_count = running;
+            d.desired_count = target;
+            d.updated_at = now;
+        }
+    }
+    let has_tasks = |d: &DeploymentRecord| {
+        d.id == primary_id
+            || tasks
+                .iter()
+                .any(|t| t.deployment == d.id && t.phase != Phase::Stopped)
+    };
+    deps.retain(|d| has_tasks(d));
+    let unstopped = u32::try_from(tasks.iter().filter(|t| t.phase != Phase::Stopped).count())
+        .unwrap_or(u32::MAX);
+    let settled = deps.len() == 1
+        && out.start_on.is_empty()
+        && out.stop.is_empty()
+        && unstopped == desired
+        && primary_healthy == desired;
+    if let Some(p) = deps.first_mut() {
+        if settled && p.rollout_state == DeploymentRolloutState::InProgress && !spec.draining {
+            p.rollout_state = DeploymentRolloutState::Completed;
+            p.rollout_state_reason = "ECS deployment completed.".into();
+            p.updated_at = now;
+            out.completed = Some((p.id.clone(), p.task_definition.clone()));
+            out.events.push(format!(
+                "(service {name}) (deployment {}) deployment completed.",
+                p.id
+            ));
+        }
+    }
+    out.steady = settled && !spec.draining;
+    if out.steady && !spec.steady {
+        out.events
+            .push(format!("(service {name}) has reached a steady state."));
+    }
+    out.inactive = spec.draining && live.iter().all(|t| stopping.iter().any(|s| s.arn == t.arn));
+    out.deployments = deps;
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -785,6 +964,58 @@ mod tests {
         tasks[0].lost = false;
         let a = compute_service_actions(&spec(4, 100, 100), &d, &tasks, 3.0);
         assert_eq!(a.stop.len(), 1);
+    }
+
+    #[test]
+    fn daemon_runs_one_task_per_eligible_instance_and_replaces_old_ones_in_place() {
+        let d = [dep(
+            "a",
+            DeploymentStatus::Primary,
+            DeploymentRolloutState::InProgress,
+        )];
+        let mut s = spec(0, 0, 100);
+        let eligible: Vec<String> = vec!["i0".into(), "i1".into(), "i2".into()];
+        let a = compute_daemon_actions(&s, &d, &[], &eligible, 1.0);
+        assert_eq!(a.start_on, eligible);
+        let mut tasks: Vec<_> = (0..3)
+            .map(|i| {
+                let mut t = task(i, "a", Phase::Running);
+                t.instance = format!("i{i}");
+                t
+            })
+            .collect();
+        let a = compute_daemon_actions(&s, &d, &tasks, &eligible, 2.0);
+        assert!(
+            a.steady && a.start_on.is_empty() && a.stop.is_empty(),
+            "{a:?}"
+        );
+        assert_eq!(a.deployments[0].desired_count, 3);
+        // A new deployment: old tasks stop first (min 0), then new ones start.
+        s.steady = true;
+        let d2 = [
+            dep(
+                "b",
+                DeploymentStatus::Primary,
+                DeploymentRolloutState::InProgress,
+            ),
+            dep(
+                "a",
+                DeploymentStatus::Active,
+                DeploymentRolloutState::Completed,
+            ),
+        ];
+        let a = compute_daemon_actions(&s, &d2, &tasks, &eligible, 3.0);
+        assert_eq!(a.stop.len(), 3);
+        assert!(a.start_on.is_empty());
+        for t in tasks.iter_mut() {
+            t.phase = Phase::Stopped;
+            t.healthy = false;
+        }
+        let a = compute_daemon_actions(&s, &d2, &tasks, &eligible, 4.0);
+        assert_eq!(a.start_on, eligible);
+        // An instance that goes away loses its task.
+        let a = compute_daemon_actions(&s, &d, &tasks[..0], &eligible[..2], 5.0);
+        assert_eq!(a.start_on.len(), 2);
     }
 
     #[test]

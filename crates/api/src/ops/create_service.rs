@@ -8,7 +8,9 @@
 //! 200/100), tags are valid. A name already used by an ACTIVE or DRAINING service of the cluster
 //! is `InvalidParameterException` "Creation of service was not idempotent.", unless the request
 //! repeats that service's `clientToken`, which answers the existing service. An INACTIVE
-//! service's name can be reused. DAEMON services are `UnsupportedFeatureException` for now.
+//! service's name can be reused. DAEMON services run one task on every ACTIVE instance with a
+//! connected agent (no placement strategies, as ECS; placement constraints not supported yet;
+//! deployment defaults 100/0).
 
 use super::run_task::{constraints, launch_type, prepare, strategies, Common};
 use super::tags::validate_tags;
@@ -35,10 +37,26 @@ pub async fn create_service(
             "Service name must be 1 to 255 letters (uppercase and lowercase), numbers, hyphens and underscores.",
         ));
     }
-    if req.scheduling_strategy == Some(SchedulingStrategy::Daemon) {
+    let daemon = req.scheduling_strategy == Some(SchedulingStrategy::Daemon);
+    if daemon
+        && req
+            .placement_strategy
+            .as_ref()
+            .is_some_and(|p| !p.is_empty())
+    {
+        return Err(EcsError::invalid_parameter(
+            "Placement strategies are not supported with DAEMON scheduling strategy.",
+        ));
+    }
+    if daemon
+        && req
+            .placement_constraints
+            .as_ref()
+            .is_some_and(|p| !p.is_empty())
+    {
         return Err(EcsError::new(
             ErrorCode::UnsupportedFeatureException,
-            "The DAEMON scheduling strategy is not supported by this Flotilla server yet; use REPLICA.",
+            "Placement constraints on DAEMON services are not supported by this Flotilla server yet.",
         ));
     }
     if req
@@ -62,7 +80,8 @@ pub async fn create_service(
         ));
     }
     let launch = launch_type(req.launch_type)?;
-    let Some(desired) = req.desired_count else {
+    let given = if daemon { Some(0) } else { req.desired_count };
+    let Some(desired) = given else {
         return Err(EcsError::invalid_parameter(
             "The desiredCount parameter is required for the REPLICA scheduling strategy.",
         ));
@@ -95,7 +114,12 @@ pub async fn create_service(
     .await?;
     strategies(req.placement_strategy.as_deref().unwrap_or(&[]))?;
     constraints(req.placement_constraints.as_deref().unwrap_or(&[]))?;
-    let config = deployment_configuration(req.deployment_configuration.as_ref(), None)?;
+    let base = daemon.then(|| flotilla_model::shapes::DeploymentConfiguration {
+        maximum_percent: Some(100),
+        minimum_healthy_percent: Some(0),
+        ..Default::default()
+    });
+    let config = deployment_configuration(req.deployment_configuration.as_ref(), base.as_ref())?;
     let tags = req.tags.clone().unwrap_or_default();
     validate_tags(&tags, 0)?;
     if req.health_check_grace_period_seconds.is_some_and(|g| g < 0) {
@@ -145,7 +169,11 @@ pub async fn create_service(
             placement_constraints: Some(req.placement_constraints.clone().unwrap_or_default()),
             placement_strategy: Some(req.placement_strategy.clone().unwrap_or_default()),
             health_check_grace_period_seconds: req.health_check_grace_period_seconds,
-            scheduling_strategy: Some(SchedulingStrategy::Replica),
+            scheduling_strategy: Some(if daemon {
+                SchedulingStrategy::Daemon
+            } else {
+                SchedulingStrategy::Replica
+            }),
             deployment_controller: Some(DeploymentController {
                 r#type: DeploymentControllerType::Ecs,
             }),
