@@ -145,8 +145,7 @@ pub async fn dispatch(ctx: &Ctx<'_>, op: Operation, input: Value) -> Result<Valu
         UpdateService => update_service::update_service,
         DeleteService => delete_service::delete_service,
         DescribeServices => describe_services::describe_services,
-        // ListServices => list_services::list_services: wired once tests/test_awscli.py and
-        // tests/test_bad_input.py stop using it as their example of an unserved operation.
+        ListServices => list_services::list_services,
     )
 }
 
