@@ -260,6 +260,9 @@ def test_service_errors(fleet):
                            desiredCount=1, launchType="FARGATE")
     with pytest.raises(ecs.exceptions.ServiceNotFoundException):
         ecs.update_service(cluster=cluster, service="ghost", desiredCount=1)
+    with pytest.raises(ecs.exceptions.ServiceNotFoundException):
+        ecs.list_tasks(cluster=cluster, serviceName="ghost")
+    assert ecs.list_tasks(cluster=cluster, serviceName=name)["taskArns"] == []
     with pytest.raises(ecs.exceptions.ClusterContainsServicesException):
         ecs.delete_cluster(cluster=cluster)
     arn = again["serviceArn"]

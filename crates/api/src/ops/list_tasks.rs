@@ -1,5 +1,6 @@
 //! ListTasks: the cluster's task ARNs filtered by `containerInstance`, `family`, `startedBy`,
-//! `serviceName` (group `service:NAME`), `launchType` and `desiredStatus` (default RUNNING;
+//! `serviceName` (group `service:NAME`; a service the cluster never had is
+//! `ServiceNotFoundException`), `launchType` and `desiredStatus` (default RUNNING;
 //! STOPPED lists the stopped tasks still retained; PENDING lists nothing, as in ECS),
 //! paginated (default and max 100). As ECS documents, `startedBy` cannot be combined with the
 //! other filters (`desiredStatus` aside).
@@ -38,6 +39,22 @@ pub async fn list_tasks(
             .filter(|_| !super::foreign_arn(ctx, ci))
             .map_or_else(|| format!("\u{0}{ci}"), str::to_string)
     });
+    if let Some(s) = req.service_name.as_deref() {
+        let known = match crate::services::service_name_in(s, &cluster)
+            .filter(|_| !super::foreign_arn(ctx, s))
+        {
+            Some(n) => records::get::<crate::services::ServiceRecord>(
+                ctx.store(),
+                &crate::services::service_key(&cluster, n),
+            )
+            .await?
+            .is_some(),
+            None => false,
+        };
+        if !known {
+            return Err(crate::services::service_not_found());
+        }
+    }
     let desired = req.desired_status.unwrap_or(DesiredStatus::Running);
     let service_group = req.service_name.as_deref().map(|s| {
         format!(
