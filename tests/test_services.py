@@ -438,3 +438,36 @@ def test_daemon_service_runs_one_task_per_instance(fleet):
     with pytest.raises(ecs.exceptions.InvalidParameterException, match="Placement strategies"):
         ecs.create_service(cluster=cluster, serviceName=helpers.unique("d"), taskDefinition=family,
                            schedulingStrategy="DAEMON", placementStrategy=[{"type": "random"}])
+
+
+def test_a_task_failing_its_health_checks_is_replaced(fleet):
+    cluster = helpers.unique("c")
+    ecs = ecs_for(fleet)
+    ecs.create_cluster(clusterName=cluster)
+    fleet.add_agent(cluster)
+    instances_ready(ecs, cluster, 1)
+    family = helpers.unique("sick")
+    ecs.register_task_definition(
+        family=family,
+        containerDefinitions=[{
+            "name": "app", "image": IMAGE, "memory": 16, "essential": True,
+            "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"],
+            "healthCheck": {"command": ["CMD-SHELL", "exit 1"], "interval": 5, "timeout": 2, "retries": 1},
+            "stopTimeout": 2,
+        }],
+    )
+    name = helpers.unique("web")
+    ecs.create_service(cluster=cluster, serviceName=name, taskDefinition=family, desiredCount=1)
+
+    def told():
+        s = service(ecs, cluster, name)
+        hit = [e["message"] for e in s["events"] if e["message"].endswith(") failed container health checks.")]
+        return hit or None
+
+    hit = wait_for(told, timeout=60, interval=0.5, what="a health check failure event")
+    task_id = hit[0].split("(task ")[1].split(")")[0]
+    stopped = ecs.describe_tasks(cluster=cluster, tasks=[task_id])["tasks"][0]
+    assert stopped["stoppedReason"] == "Task failed container health checks", stopped
+    assert stopped["stopCode"] == "ServiceSchedulerInitiated"
+    wait_for(lambda: any(t["taskArn"] != stopped["taskArn"] for t in tasks_of(ecs, cluster, name)),
+             timeout=30, what="a replacement task")

@@ -206,8 +206,8 @@ fn scheduler_ctx(api: &Api) -> Ctx<'_> {
 }
 
 /// What the scheduler sees of one task (`draining`: its instance is DRAINING; `lost`: its
-/// instance's agent is disconnected).
-pub fn observe(t: &TaskRecord, draining: bool, lost: bool) -> TaskObs {
+/// instance's agent is disconnected; `grace`: the service's health check grace period, seconds).
+pub fn observe(t: &TaskRecord, draining: bool, lost: bool, grace: f64, now: f64) -> TaskObs {
     let phase = if t.is_stopped() {
         Phase::Stopped
     } else if t.desired() == DesiredStatus::Stopped {
@@ -228,9 +228,13 @@ pub fn observe(t: &TaskRecord, draining: bool, lost: bool) -> TaskObs {
         t.task.stop_code,
         Some(TaskStopCode::ServiceSchedulerInitiated | TaskStopCode::UserInitiated)
     );
+    let failed_checks = t.task.health_status == Some(HealthStatus::Unhealthy);
     let failed = phase == Phase::Stopped
-        && !by_scheduler
-        && (t.task.started_at.is_none() || t.task.health_status == Some(HealthStatus::Unhealthy));
+        && (failed_checks || (!by_scheduler && t.task.started_at.is_none()));
+    let unhealthy = phase == Phase::Running
+        && has_checks
+        && failed_checks
+        && t.task.started_at.is_none_or(|s| now >= s + grace);
     TaskObs {
         arn: t.arn().to_string(),
         id: t.id.clone(),
@@ -244,6 +248,7 @@ pub fn observe(t: &TaskRecord, draining: bool, lost: bool) -> TaskObs {
         failed,
         draining,
         lost,
+        unhealthy,
         unexpected_stop: (phase == Phase::Stopped && !by_scheduler).then(|| {
             t.task
                 .stopped_reason
@@ -420,6 +425,13 @@ pub async fn reconcile(api: &Api, cluster: &str, name: &str) -> Result<bool, Ecs
         return Ok(true);
     }
     let group = rec.group();
+    let now = crate::ops::timestamp(api.clock.now());
+    let grace = f64::from(
+        rec.service
+            .health_check_grace_period_seconds
+            .unwrap_or(0)
+            .max(0),
+    );
     let instances =
         records::list::<InstanceRecord>(store, &records::instance_prefix(cluster)).await?;
     let draining: BTreeSet<&str> = instances
@@ -438,10 +450,9 @@ pub async fn reconcile(api: &Api, cluster: &str, name: &str) -> Result<bool, Ecs
         .filter(|(_, t, _)| t.task.group.as_deref() == Some(group.as_str()))
         .map(|(_, t, _)| {
             let id = t.instance_id.as_str();
-            observe(&t, draining.contains(id), lost.contains(id))
+            observe(&t, draining.contains(id), lost.contains(id), grace, now)
         })
         .collect();
-    let now = crate::ops::timestamp(api.clock.now());
     let (max, min) = rec.percents();
     let spec = ServiceSpec {
         name: name.to_string(),

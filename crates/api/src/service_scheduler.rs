@@ -141,6 +141,8 @@ pub struct TaskObs {
     /// Its container instance's agent is disconnected: until it returns, the task counts as
     /// gone (it is replaced elsewhere); when it returns, a surplus is stopped.
     pub lost: bool,
+    /// RUNNING but failing its health checks past the grace period: stopped and replaced.
+    pub unhealthy: bool,
 }
 
 impl TaskObs {
@@ -336,7 +338,7 @@ pub fn compute_service_actions(
     let mut p_live: Vec<&TaskObs> = live
         .iter()
         .copied()
-        .filter(|t| t.deployment == primary_id && !t.draining)
+        .filter(|t| t.deployment == primary_id && !t.draining && !t.unhealthy)
         .collect();
     let p_count = u32::try_from(p_live.len()).unwrap_or(u32::MAX);
     if p_count > desired {
@@ -358,7 +360,10 @@ pub fn compute_service_actions(
         .iter()
         .copied()
         .filter(|t| {
-            t.deployment != primary_id || !known.contains(t.deployment.as_str()) || t.draining
+            t.deployment != primary_id
+                || !known.contains(t.deployment.as_str())
+                || t.draining
+                || t.unhealthy
         })
         .collect();
     surplus_order(&mut old, &live);
@@ -373,13 +378,22 @@ pub fn compute_service_actions(
         stopped_tasks.push(t);
     }
     for t in &stopped_tasks {
-        out.stop.push((
-            t.arn.clone(),
-            format!(
-                "Scaling activity initiated by (deployment {})",
-                t.deployment
-            ),
-        ));
+        if t.unhealthy {
+            out.events.push(format!(
+                "(service {name}) (task {}) failed container health checks.",
+                t.id
+            ));
+            out.stop
+                .push((t.arn.clone(), "Task failed container health checks".into()));
+        } else {
+            out.stop.push((
+                t.arn.clone(),
+                format!(
+                    "Scaling activity initiated by (deployment {})",
+                    t.deployment
+                ),
+            ));
+        }
     }
     if !stopped_tasks.is_empty() {
         out.events.push(format!(
@@ -730,6 +744,7 @@ mod tests {
             unexpected_stop: None,
             draining: false,
             lost: false,
+            unhealthy: false,
         }
     }
 
@@ -1016,6 +1031,31 @@ mod tests {
         // An instance that goes away loses its task.
         let a = compute_daemon_actions(&s, &d, &tasks[..0], &eligible[..2], 5.0);
         assert_eq!(a.start_on.len(), 2);
+    }
+
+    #[test]
+    fn unhealthy_tasks_are_stopped_and_replaced() {
+        let d = [dep(
+            "a",
+            DeploymentStatus::Primary,
+            DeploymentRolloutState::Completed,
+        )];
+        let mut tasks: Vec<_> = (0..2).map(|i| task(i, "a", Phase::Running)).collect();
+        tasks[1].healthy = false;
+        tasks[1].unhealthy = true;
+        let a = compute_service_actions(&spec(2, 100, 200), &d, &tasks, 1.0);
+        assert_eq!(a.start, Some(("a".into(), 1)));
+        assert_eq!(
+            a.stop,
+            vec![(
+                "arn:t1".to_string(),
+                "Task failed container health checks".to_string()
+            )]
+        );
+        assert!(a
+            .events
+            .iter()
+            .any(|e| e == "(service web) (task t1) failed container health checks."));
     }
 
     #[test]
