@@ -81,6 +81,13 @@ class Agent:
         if sig in (signal.SIGKILL, signal.SIGTERM):
             self._log.close()
 
+    def pause(self):
+        """Freezes the agent (SIGSTOP): its containers run on, but it says nothing."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.kill(self.proc.pid, signal.SIGCONT)
+
     def log(self):
         return Path(self.log_path).read_text(errors="replace")
 

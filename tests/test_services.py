@@ -192,7 +192,8 @@ class Probe(threading.Thread):
             self.error = e
 
 
-def test_rolling_update_keeps_minimum_healthy_and_maximum_percent(fleet):
+@pytest.mark.parametrize("minimum,maximum", [(100, 200), (50, 100)])
+def test_rolling_update_keeps_minimum_healthy_and_maximum_percent(fleet, minimum, maximum):
     cluster = helpers.unique("c")
     ecs = ecs_for(fleet)
     ecs.create_cluster(clusterName=cluster)
@@ -205,7 +206,7 @@ def test_rolling_update_keeps_minimum_healthy_and_maximum_percent(fleet):
     name = helpers.unique("web")
     ecs.create_service(
         cluster=cluster, serviceName=name, taskDefinition=v1["taskDefinitionArn"], desiredCount=6,
-        deploymentConfiguration={"minimumHealthyPercent": 100, "maximumPercent": 200},
+        deploymentConfiguration={"minimumHealthyPercent": minimum, "maximumPercent": maximum},
     )
     wait_for(lambda: steady(ecs, cluster, name, 6), timeout=90, what="6 tasks steady")
 
@@ -228,10 +229,10 @@ def test_rolling_update_keeps_minimum_healthy_and_maximum_percent(fleet):
     assert len(probe.samples) >= 5, probe.samples
     most = max(n for n, _ in probe.samples)
     fewest = min(h for _, h in probe.samples)
-    print(f"rolling update of 6 tasks: {elapsed:.1f}s, {len(probe.samples)} samples, "
+    print(f"rolling update of 6 tasks (min {minimum}%, max {maximum}%): {elapsed:.1f}s, {len(probe.samples)} samples, "
           f"at most {most} tasks alive, at least {fewest} healthy")
-    assert most <= 12, probe.samples
-    assert fewest >= 6, probe.samples
+    assert most <= 6 * maximum // 100, probe.samples  # floor(desired x maximumPercent / 100)
+    assert fewest >= -(-6 * minimum // 100), probe.samples  # ceil(desired x minimumHealthyPercent / 100)
     tasks = tasks_of(ecs, cluster, name)
     assert len(tasks) == 6
     assert {t["taskDefinitionArn"] for t in tasks} == {v2["taskDefinitionArn"]}
@@ -381,7 +382,7 @@ def test_tasks_of_a_lost_agent_are_replaced_and_the_surplus_stopped_when_it_retu
     lost_arn = next(d["containerInstanceArn"] for d in desc
                     if any(a["name"] == "ecs.availability-zone" and a.get("value") == "us-east-1a"
                            for a in d["attributes"]))
-    lost.kill()
+    lost.pause()  # cut off: SIGSTOP, the containers keep running
 
     def replaced():
         now = tasks_of(ecs, cluster, name)
@@ -389,7 +390,7 @@ def test_tasks_of_a_lost_agent_are_replaced_and_the_surplus_stopped_when_it_retu
         return now if len(elsewhere) == 4 and steady(ecs, cluster, name, 4) else None
 
     wait_for(replaced, timeout=60, interval=0.5, what="the lost agent's tasks replaced elsewhere")
-    lost.start()
+    lost.resume()
 
     def back_to_four():
         now = tasks_of(ecs, cluster, name)
@@ -435,6 +436,21 @@ def test_daemon_service_runs_one_task_per_instance(fleet):
     s = wait_for(lambda: one_per_instance(3, v2["taskDefinitionArn"]), timeout=90, interval=0.5,
                  what="the new revision on every instance")
     assert s["desiredCount"] == 3
+    # Draining an instance moves nothing for a DAEMON service: its task there just stops.
+    arns = ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]
+    drained = arns[0]
+    ecs.update_container_instances_state(cluster=cluster, containerInstances=[drained], status="DRAINING")
+
+    def drained_ok():
+        tasks = tasks_of(ecs, cluster, name)
+        running = [t for t in tasks if t["lastStatus"] == "RUNNING"]
+        ok = (len(running) == 2 and drained not in {t["containerInstanceArn"] for t in running}
+              and len({t["containerInstanceArn"] for t in running}) == 2)
+        return running if ok else None
+
+    wait_for(drained_ok, timeout=60, interval=0.5, what="the DAEMON task gone from the draining instance only")
+    time.sleep(2)
+    assert drained_ok(), "a DAEMON task was started again after draining"
     with pytest.raises(ecs.exceptions.InvalidParameterException, match="Placement strategies"):
         ecs.create_service(cluster=cluster, serviceName=helpers.unique("d"), taskDefinition=family,
                            schedulingStrategy="DAEMON", placementStrategy=[{"type": "random"}])
