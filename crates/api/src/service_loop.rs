@@ -481,6 +481,7 @@ pub async fn reconcile(api: &Api, cluster: &str, name: &str) -> Result<bool, Ecs
     }
     let mut next = rec.clone();
     next.deployments = actions.deployments.clone();
+    next.record_finished(&rec.deployments, now);
     let mut events = actions.events.clone();
     if let Some((dep, n)) = &actions.start {
         events.extend(start(api, &next, dep, *n, &[]).await?);

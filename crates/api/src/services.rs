@@ -8,11 +8,14 @@
 //! progress and the events. Both write with compare-and-swap on the record's `mod_revision`.
 
 use crate::service_scheduler::{DeploymentRecord, DeploymentStatus};
+use flotilla_model::arn::ArnContext;
 use flotilla_model::shapes::{
-    Deployment, DeploymentConfiguration, DeploymentRolloutState, LaunchType, Service, ServiceEvent,
+    Deployment, DeploymentConfiguration, DeploymentRolloutState, LaunchType, Service,
+    ServiceDeploymentStatus, ServiceEvent,
 };
 use flotilla_model::{EcsError, ErrorCode};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Prefix of service records (`services/CLUSTER/NAME`).
 pub const SERVICES: &str = "services/";
@@ -80,6 +83,26 @@ pub struct ServiceRecord {
     /// The last deployment that COMPLETED (id, task definition ARN), for rollbacks.
     #[serde(default)]
     pub last_completed: Option<(String, String)>,
+    /// Finished deployments the loop dropped from `deployments`, newest first, at most
+    /// [`MAX_HISTORY`] (ListServiceDeployments / DescribeServiceDeployments).
+    #[serde(default)]
+    pub history: Vec<DeploymentRecord>,
+    /// Deployments StopServiceDeployment stopped, by deployment id.
+    #[serde(default)]
+    pub stopped: BTreeMap<String, StopNote>,
+}
+
+/// How many finished deployments a service keeps.
+pub const MAX_HISTORY: usize = 50;
+
+/// A deployment StopServiceDeployment stopped.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StopNote {
+    /// When (epoch seconds).
+    pub at: f64,
+    /// With `stopType: ROLLBACK`: the deployment rolled back to (its id) and the rollback
+    /// deployment created (its id).
+    pub rollback: Option<(String, String)>,
 }
 
 impl ServiceRecord {
@@ -141,6 +164,84 @@ impl ServiceRecord {
             );
         }
         self.events.truncate(MAX_EVENTS);
+    }
+
+    /// Moves the deployments of `before` that are no longer in `deployments` to the history
+    /// (newest first, capped at [`MAX_HISTORY`]), stamped finished at `now`.
+    pub fn record_finished(&mut self, before: &[DeploymentRecord], now: f64) {
+        for d in before.iter().rev() {
+            let kept = self.deployments.iter().any(|n| n.id == d.id)
+                || self.history.iter().any(|h| h.id == d.id);
+            if !kept {
+                let mut d = d.clone();
+                d.status = DeploymentStatus::Active;
+                d.updated_at = crate::ops::timestamp(now);
+                self.history.insert(0, d);
+            }
+        }
+        self.history
+            .sort_by(|a, b| b.created_at.total_cmp(&a.created_at));
+        self.history.truncate(MAX_HISTORY);
+    }
+
+    /// Every deployment known (current and finished), newest first.
+    pub fn all_deployments(&self) -> Vec<&DeploymentRecord> {
+        let mut all: Vec<&DeploymentRecord> =
+            self.deployments.iter().chain(self.history.iter()).collect();
+        all.sort_by(|a, b| b.created_at.total_cmp(&a.created_at));
+        all
+    }
+
+    /// The ECS service-deployment status of a deployment, with its reason.
+    pub fn deployment_status(&self, d: &DeploymentRecord) -> (ServiceDeploymentStatus, String) {
+        let primary = self.deployments.first().is_some_and(|p| p.id == d.id);
+        if let Some(note) = self.stopped.get(&d.id) {
+            return match &note.rollback {
+                Some((_, rb)) => {
+                    let done = self
+                        .all_deployments()
+                        .into_iter()
+                        .find(|x| &x.id == rb)
+                        .map(|x| x.rollout_state);
+                    match done {
+                        Some(DeploymentRolloutState::Completed) => (
+                            ServiceDeploymentStatus::RollbackSuccessful,
+                            "Rolled back by StopServiceDeployment.".into(),
+                        ),
+                        Some(DeploymentRolloutState::Failed) => (
+                            ServiceDeploymentStatus::RollbackFailed,
+                            "The rollback failed.".into(),
+                        ),
+                        _ => (
+                            ServiceDeploymentStatus::RollbackInProgress,
+                            "Rolling back by StopServiceDeployment.".into(),
+                        ),
+                    }
+                }
+                None => (
+                    ServiceDeploymentStatus::Stopped,
+                    "Stopped by StopServiceDeployment (ABORT).".into(),
+                ),
+            };
+        }
+        match d.rollout_state {
+            DeploymentRolloutState::Completed => (
+                ServiceDeploymentStatus::Successful,
+                d.rollout_state_reason.clone(),
+            ),
+            DeploymentRolloutState::Failed => (
+                ServiceDeploymentStatus::Stopped,
+                d.rollout_state_reason.clone(),
+            ),
+            _ if primary => (
+                ServiceDeploymentStatus::InProgress,
+                d.rollout_state_reason.clone(),
+            ),
+            _ => (
+                ServiceDeploymentStatus::Stopped,
+                "Replaced by a newer deployment.".into(),
+            ),
+        }
     }
 
     /// The service as ECS describes it.
@@ -252,6 +353,52 @@ pub fn deployment_configuration(
     c.deployment_circuit_breaker
         .get_or_insert_with(Default::default);
     Ok(c)
+}
+
+/// The digits of a deployment id (`ecs-svc/<digits>`).
+pub fn deployment_digits(id: &str) -> &str {
+    id.strip_prefix("ecs-svc/").unwrap_or(id)
+}
+
+/// `arn:aws:ecs:REGION:ACCOUNT:service-deployment/CLUSTER/SERVICE/ID`.
+pub fn service_deployment_arn(arns: &ArnContext, cluster: &str, service: &str, id: &str) -> String {
+    format!(
+        "arn:aws:ecs:{}:{}:service-deployment/{cluster}/{service}/{}",
+        arns.region,
+        arns.account,
+        deployment_digits(id)
+    )
+}
+
+/// `arn:aws:ecs:REGION:ACCOUNT:service-revision/CLUSTER/SERVICE/ID` (one revision per
+/// deployment: the same id).
+pub fn service_revision_arn(arns: &ArnContext, cluster: &str, service: &str, id: &str) -> String {
+    format!(
+        "arn:aws:ecs:{}:{}:service-revision/{cluster}/{service}/{}",
+        arns.region,
+        arns.account,
+        deployment_digits(id)
+    )
+}
+
+/// `(cluster, service, deployment id)` of a service-deployment or service-revision ARN of this
+/// server's region and account (`kind` is `service-deployment` or `service-revision`).
+pub fn parse_deployment_arn(
+    arns: &ArnContext,
+    value: &str,
+    kind: &str,
+) -> Option<(String, String, String)> {
+    let prefix = format!("arn:aws:ecs:{}:{}:{kind}/", arns.region, arns.account);
+    let rest = value.strip_prefix(&prefix)?;
+    let mut parts = rest.split('/');
+    let (c, s, id) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || c.is_empty() || s.is_empty() || id.is_empty() {
+        return None;
+    }
+    if !id.chars().all(|ch| ch.is_ascii_digit()) {
+        return None;
+    }
+    Some((c.to_string(), s.to_string(), format!("ecs-svc/{id}")))
 }
 
 /// ECS's `ServiceNotFoundException`.

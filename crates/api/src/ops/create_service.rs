@@ -196,6 +196,7 @@ pub async fn create_service(
             events: Vec::new(),
             steady: false,
             last_completed: None,
+            ..ServiceRecord::default()
         };
         if let Some(d) = rec.deployments.first_mut() {
             d.rollout_state_reason = "ECS deployment ecs-svc in progress.".into();

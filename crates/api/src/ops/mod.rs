@@ -25,12 +25,15 @@ pub mod deregister_task_definition;
 pub mod describe_capacity_providers;
 pub mod describe_clusters;
 pub mod describe_container_instances;
+pub mod describe_service_deployments;
+pub mod describe_service_revisions;
 pub mod describe_services;
 pub mod describe_task_definition;
 pub mod describe_tasks;
 pub mod discover_poll_endpoint;
 pub mod list_clusters;
 pub mod list_container_instances;
+pub mod list_service_deployments;
 pub mod list_services;
 pub mod list_task_definition_families;
 pub mod list_task_definitions;
@@ -40,6 +43,7 @@ pub mod register_container_instance;
 pub mod register_task_definition;
 pub mod run_task;
 pub mod start_task;
+pub mod stop_service_deployment;
 pub mod stop_task;
 pub mod tags;
 pub mod update_cluster;
@@ -146,6 +150,10 @@ pub async fn dispatch(ctx: &Ctx<'_>, op: Operation, input: Value) -> Result<Valu
         DeleteService => delete_service::delete_service,
         DescribeServices => describe_services::describe_services,
         ListServices => list_services::list_services,
+        ListServiceDeployments => list_service_deployments::list_service_deployments,
+        DescribeServiceDeployments => describe_service_deployments::describe_service_deployments,
+        DescribeServiceRevisions => describe_service_revisions::describe_service_revisions,
+        StopServiceDeployment => stop_service_deployment::stop_service_deployment,
     )
 }
 

@@ -1,0 +1,148 @@
+//! DescribeServiceDeployments: up to 20 service deployments by ARN
+//! (`arn:aws:ecs:REGION:ACCOUNT:service-deployment/CLUSTER/SERVICE/ID`, the id being the digits
+//! of the deployment id `ecs-svc/<digits>`), with their source and target service revisions
+//! (one revision per deployment), status, deployment configuration, circuit breaker and, when
+//! StopServiceDeployment rolled them back, the rollback. An ARN naming no deployment is a
+//! failure with reason `MISSING`.
+
+use crate::context::Ctx;
+use crate::records::get;
+use crate::service_scheduler::{circuit_breaker_threshold, DeploymentRecord};
+use crate::services::{parse_deployment_arn, service_key, service_revision_arn, ServiceRecord};
+use flotilla_model::shapes::{
+    DeploymentRolloutState, DescribeServiceDeploymentsRequest, DescribeServiceDeploymentsResponse,
+    Failure, Rollback, ServiceDeployment, ServiceDeploymentCircuitBreaker,
+    ServiceDeploymentRollbackMonitorsStatus, ServiceRevisionSummary,
+};
+use flotilla_model::EcsError;
+
+/// The service record and the deployment a service-deployment or service-revision ARN names
+/// (`kind`: `service-deployment` or `service-revision`), with the record's revision.
+pub async fn find(
+    ctx: &Ctx<'_>,
+    arn: &str,
+    kind: &str,
+) -> Result<Option<(ServiceRecord, u64, DeploymentRecord)>, EcsError> {
+    let Some((cluster, service, id)) = parse_deployment_arn(ctx.arns(), arn, kind) else {
+        return Ok(None);
+    };
+    let Some((rec, rev)) =
+        get::<ServiceRecord>(ctx.store(), &service_key(&cluster, &service)).await?
+    else {
+        return Ok(None);
+    };
+    let d = rec
+        .all_deployments()
+        .into_iter()
+        .find(|d| d.id == id)
+        .cloned();
+    Ok(d.map(|d| (rec, rev, d)))
+}
+
+fn summary(ctx: &Ctx<'_>, rec: &ServiceRecord, d: &DeploymentRecord) -> ServiceRevisionSummary {
+    ServiceRevisionSummary {
+        arn: Some(service_revision_arn(
+            ctx.arns(),
+            &rec.cluster,
+            rec.name(),
+            &d.id,
+        )),
+        requested_task_count: i32::try_from(d.desired_count).unwrap_or(i32::MAX),
+        running_task_count: i32::try_from(d.running_count).unwrap_or(i32::MAX),
+        pending_task_count: i32::try_from(d.pending_count).unwrap_or(i32::MAX),
+        ..ServiceRevisionSummary::default()
+    }
+}
+
+/// A deployment as DescribeServiceDeployments describes it.
+pub fn view(ctx: &Ctx<'_>, rec: &ServiceRecord, d: &DeploymentRecord) -> ServiceDeployment {
+    let b = super::list_service_deployments::brief(ctx, rec, d);
+    // The source: the deployment this one replaced (the next older one).
+    let all = rec.all_deployments();
+    let source: Vec<ServiceRevisionSummary> = all
+        .iter()
+        .find(|o| o.created_at < d.created_at)
+        .map(|o| summary(ctx, rec, o))
+        .into_iter()
+        .collect();
+    let note = rec.stopped.get(&d.id);
+    let rollback = note.and_then(|n| {
+        n.rollback.as_ref().map(|(to, _)| Rollback {
+            reason: Some("StopServiceDeployment with stopType ROLLBACK.".into()),
+            started_at: Some(n.at),
+            service_revision_arn: Some(service_revision_arn(
+                ctx.arns(),
+                &rec.cluster,
+                rec.name(),
+                to,
+            )),
+        })
+    });
+    let cb = match rec.circuit_breaker() {
+        None => ServiceDeploymentCircuitBreaker {
+            status: Some(ServiceDeploymentRollbackMonitorsStatus::Disabled),
+            failure_count: 0,
+            threshold: 0,
+        },
+        Some(_) => ServiceDeploymentCircuitBreaker {
+            status: Some(match d.rollout_state {
+                DeploymentRolloutState::Failed if note.is_none() => {
+                    ServiceDeploymentRollbackMonitorsStatus::Triggered
+                }
+                DeploymentRolloutState::InProgress if b.finished_at.is_none() => {
+                    ServiceDeploymentRollbackMonitorsStatus::Monitoring
+                }
+                _ => ServiceDeploymentRollbackMonitorsStatus::MonitoringComplete,
+            }),
+            failure_count: i32::try_from(d.failed_tasks).unwrap_or(i32::MAX),
+            threshold: i32::try_from(circuit_breaker_threshold(d.desired_count))
+                .unwrap_or(i32::MAX),
+        },
+    };
+    ServiceDeployment {
+        service_deployment_arn: b.service_deployment_arn,
+        service_arn: b.service_arn,
+        cluster_arn: b.cluster_arn,
+        created_at: b.created_at,
+        started_at: b.started_at,
+        finished_at: b.finished_at,
+        stopped_at: note.map(|n| n.at),
+        updated_at: Some(d.updated_at),
+        source_service_revisions: Some(source),
+        target_service_revision: Some(summary(ctx, rec, d)),
+        status: b.status,
+        status_reason: b.status_reason,
+        deployment_configuration: rec.service.deployment_configuration.clone(),
+        rollback,
+        deployment_circuit_breaker: Some(cb),
+        ..ServiceDeployment::default()
+    }
+}
+
+/// DescribeServiceDeployments.
+pub async fn describe_service_deployments(
+    ctx: &Ctx<'_>,
+    req: DescribeServiceDeploymentsRequest,
+) -> Result<DescribeServiceDeploymentsResponse, EcsError> {
+    if req.service_deployment_arns.is_empty() || req.service_deployment_arns.len() > 20 {
+        return Err(EcsError::invalid_parameter(
+            "serviceDeploymentArns can have at most 20 items and at least 1.",
+        ));
+    }
+    let mut found = Vec::new();
+    let mut failures = Vec::new();
+    for arn in &req.service_deployment_arns {
+        match find(ctx, arn, "service-deployment").await? {
+            Some((rec, _, d)) => found.push(view(ctx, &rec, &d)),
+            None => failures.push(Failure {
+                arn: Some(arn.clone()),
+                reason: Some("MISSING".into()),
+                detail: None,
+            }),
+        }
+    }
+    Ok(DescribeServiceDeploymentsResponse {
+        service_deployments: Some(found),
+        failures: Some(failures),
+    })
+}

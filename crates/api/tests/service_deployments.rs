@@ -1,0 +1,213 @@
+//! Service deployment history operations through `dispatch`, on a MemoryStore, with the service
+//! loop's reconcile called by hand (no background loop, no agents: desiredCount 0).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use flotilla_api::service_loop::reconcile;
+use flotilla_model::ErrorCode;
+use serde_json::{json, Value};
+
+async fn list(api: &flotilla_api::Api, input: Value) -> Vec<Value> {
+    ok(api, "ListServiceDeployments", input).await["serviceDeployments"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn deployments_are_listed_described_and_stopped() {
+    let api = api();
+    cluster(&api, "c1").await;
+    task_definition(&api, "web", 128, None).await;
+    task_definition(&api, "web", 256, None).await;
+    ok(
+        &api,
+        "CreateService",
+        json!({"cluster": "c1", "serviceName": "s1", "taskDefinition": "web:1", "desiredCount": 0}),
+    )
+    .await;
+    assert!(reconcile(&api, "c1", "s1").await.unwrap());
+    ok(
+        &api,
+        "UpdateService",
+        json!({"cluster": "c1", "service": "s1", "taskDefinition": "web:2"}),
+    )
+    .await;
+
+    let ds = list(&api, json!({"cluster": "c1", "service": "s1"})).await;
+    assert_eq!(ds.len(), 2);
+    assert_eq!(ds[0]["status"], "IN_PROGRESS");
+    assert_eq!(ds[1]["status"], "SUCCESSFUL");
+    let new_arn = ds[0]["serviceDeploymentArn"].as_str().unwrap().to_string();
+    let old_arn = ds[1]["serviceDeploymentArn"].as_str().unwrap().to_string();
+    assert!(
+        new_arn.starts_with("arn:aws:ecs:us-east-1:")
+            && new_arn.contains(":service-deployment/c1/s1/")
+    );
+    assert!(ds[1]["finishedAt"].is_number());
+    assert!(ds[0].get("finishedAt").is_none());
+    let only = list(
+        &api,
+        json!({"cluster": "c1", "service": "s1", "status": ["SUCCESSFUL"]}),
+    )
+    .await;
+    assert_eq!(only.len(), 1);
+    let page = ok(
+        &api,
+        "ListServiceDeployments",
+        json!({"cluster": "c1", "service": "s1", "maxResults": 1}),
+    )
+    .await;
+    assert_eq!(
+        page["serviceDeployments"][0]["serviceDeploymentArn"],
+        new_arn.as_str()
+    );
+    let page2 = ok(
+        &api,
+        "ListServiceDeployments",
+        json!({"cluster": "c1", "service": "s1", "maxResults": 1, "nextToken": page["nextToken"]}),
+    )
+    .await;
+    assert_eq!(
+        page2["serviceDeployments"][0]["serviceDeploymentArn"],
+        old_arn.as_str()
+    );
+    assert!(page2.get("nextToken").is_none());
+
+    let e = err(
+        &api,
+        "ListServiceDeployments",
+        json!({"cluster": "c1", "service": "nope"}),
+    )
+    .await;
+    assert_eq!(e.code, ErrorCode::ServiceNotFoundException);
+    let e = err(
+        &api,
+        "ListServiceDeployments",
+        json!({"cluster": "nope", "service": "s1"}),
+    )
+    .await;
+    assert_eq!(e.code, ErrorCode::ClusterNotFoundException);
+
+    let missing = new_arn.rsplit_once('/').unwrap().0.to_string() + "/1234";
+    let d = ok(
+        &api,
+        "DescribeServiceDeployments",
+        json!({"serviceDeploymentArns": [new_arn, missing]}),
+    )
+    .await;
+    let sd = &d["serviceDeployments"][0];
+    assert_eq!(sd["status"], "IN_PROGRESS");
+    assert_eq!(d["failures"][0]["arn"], missing.as_str());
+    assert_eq!(d["failures"][0]["reason"], "MISSING");
+    let target_rev = sd["targetServiceRevision"]["arn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(target_rev.contains(":service-revision/c1/s1/"));
+    assert_eq!(
+        sd["sourceServiceRevisions"][0]["arn"],
+        ds[1]["targetServiceRevisionArn"]
+    );
+    assert_eq!(sd["deploymentConfiguration"]["maximumPercent"], 200);
+
+    let r = ok(
+        &api,
+        "DescribeServiceRevisions",
+        json!({"serviceRevisionArns": [target_rev, "arn:aws:ecs:us-east-1:123456789012:service-revision/c1/s1/9"]}),
+    )
+    .await;
+    let rev = &r["serviceRevisions"][0];
+    assert!(rev["taskDefinition"]
+        .as_str()
+        .unwrap()
+        .ends_with(":task-definition/web:2"));
+    assert_eq!(rev["containerImages"][0]["containerName"], "app");
+    assert_eq!(rev["containerImages"][0]["image"], "busybox");
+    assert_eq!(r["failures"][0]["reason"], "MISSING");
+
+    let e = err(
+        &api,
+        "StopServiceDeployment",
+        json!({"serviceDeploymentArn": old_arn}),
+    )
+    .await;
+    assert_eq!(e.code, ErrorCode::ConflictException);
+    let e = err(
+        &api,
+        "StopServiceDeployment",
+        json!({"serviceDeploymentArn": missing}),
+    )
+    .await;
+    assert_eq!(e.code, ErrorCode::ServiceDeploymentNotFoundException);
+
+    // ROLLBACK: a third deployment of web:1; the stopped one rolls back.
+    ok(
+        &api,
+        "StopServiceDeployment",
+        json!({"serviceDeploymentArn": new_arn}),
+    )
+    .await;
+    let ds = list(&api, json!({"cluster": "c1", "service": "s1"})).await;
+    assert_eq!(ds.len(), 3);
+    assert_eq!(ds[0]["status"], "IN_PROGRESS");
+    assert_eq!(ds[1]["status"], "ROLLBACK_IN_PROGRESS");
+    let svc = ok(
+        &api,
+        "DescribeServices",
+        json!({"cluster": "c1", "services": ["s1"]}),
+    )
+    .await;
+    assert!(svc["services"][0]["taskDefinition"]
+        .as_str()
+        .unwrap()
+        .ends_with("web:1"));
+    for _ in 0..3 {
+        reconcile(&api, "c1", "s1").await.unwrap();
+    }
+    let ds = list(&api, json!({"cluster": "c1", "service": "s1"})).await;
+    assert_eq!(ds.len(), 3);
+    assert_eq!(ds[0]["status"], "SUCCESSFUL");
+    assert_eq!(ds[1]["status"], "ROLLBACK_SUCCESSFUL");
+    let d = ok(
+        &api,
+        "DescribeServiceDeployments",
+        json!({"serviceDeploymentArns": [new_arn]}),
+    )
+    .await;
+    let sd = &d["serviceDeployments"][0];
+    assert_eq!(
+        sd["rollback"]["serviceRevisionArn"],
+        ds[2]["targetServiceRevisionArn"]
+    );
+    assert!(sd["stoppedAt"].is_number());
+    let e = err(
+        &api,
+        "StopServiceDeployment",
+        json!({"serviceDeploymentArn": new_arn}),
+    )
+    .await;
+    assert_eq!(e.code, ErrorCode::ConflictException);
+
+    // ABORT: the deployment stops where it is.
+    ok(
+        &api,
+        "UpdateService",
+        json!({"cluster": "c1", "service": "s1", "taskDefinition": "web:2"}),
+    )
+    .await;
+    let ds = list(&api, json!({"cluster": "c1", "service": "s1"})).await;
+    let arn = ds[0]["serviceDeploymentArn"].clone();
+    ok(
+        &api,
+        "StopServiceDeployment",
+        json!({"serviceDeploymentArn": arn, "stopType": "ABORT"}),
+    )
+    .await;
+    let ds = list(&api, json!({"cluster": "c1", "service": "s1"})).await;
+    assert_eq!(ds.len(), 4);
+    assert_eq!(ds[0]["status"], "STOPPED");
+}
