@@ -92,6 +92,10 @@ pub struct ServiceRecord {
     pub stopped: BTreeMap<String, StopNote>,
 }
 
+/// How the circuit breaker's rollback deployment's reason starts (then the id rolled back to).
+pub const CIRCUIT_BREAKER_ROLLBACK: &str =
+    "ECS deployment circuit breaker: rolling back to deploymentId ";
+
 /// How many finished deployments a service keeps.
 pub const MAX_HISTORY: usize = 50;
 
@@ -192,37 +196,57 @@ impl ServiceRecord {
         all
     }
 
+    /// The rollback of a deployment, when it was rolled back (by StopServiceDeployment with
+    /// `ROLLBACK`, or by the circuit breaker): the id of the deployment rolled back to and the
+    /// rollback deployment.
+    pub fn rollback_of(&self, d: &DeploymentRecord) -> Option<(String, &DeploymentRecord)> {
+        let all = self.all_deployments();
+        if let Some(note) = self.stopped.get(&d.id) {
+            let (to, rb) = note.rollback.as_ref()?;
+            return all
+                .into_iter()
+                .find(|x| &x.id == rb)
+                .map(|x| (to.clone(), x));
+        }
+        if d.rollout_state != DeploymentRolloutState::Failed {
+            return None;
+        }
+        // The circuit breaker's rollback: the next newer deployment, created as one.
+        let newer = all
+            .into_iter()
+            .filter(|x| x.created_at >= d.created_at && x.id != d.id)
+            .min_by(|a, b| a.created_at.total_cmp(&b.created_at))?;
+        let to = newer
+            .rollout_state_reason
+            .strip_prefix(CIRCUIT_BREAKER_ROLLBACK)?
+            .trim_end_matches('.');
+        Some((to.to_string(), newer))
+    }
+
     /// The ECS service-deployment status of a deployment, with its reason.
     pub fn deployment_status(&self, d: &DeploymentRecord) -> (ServiceDeploymentStatus, String) {
         let primary = self.deployments.first().is_some_and(|p| p.id == d.id);
-        if let Some(note) = self.stopped.get(&d.id) {
-            return match &note.rollback {
-                Some((_, rb)) => {
-                    let done = self
-                        .all_deployments()
-                        .into_iter()
-                        .find(|x| &x.id == rb)
-                        .map(|x| x.rollout_state);
-                    match done {
-                        Some(DeploymentRolloutState::Completed) => (
-                            ServiceDeploymentStatus::RollbackSuccessful,
-                            "Rolled back by StopServiceDeployment.".into(),
-                        ),
-                        Some(DeploymentRolloutState::Failed) => (
-                            ServiceDeploymentStatus::RollbackFailed,
-                            "The rollback failed.".into(),
-                        ),
-                        _ => (
-                            ServiceDeploymentStatus::RollbackInProgress,
-                            "Rolling back by StopServiceDeployment.".into(),
-                        ),
-                    }
-                }
-                None => (
-                    ServiceDeploymentStatus::Stopped,
-                    "Stopped by StopServiceDeployment (ABORT).".into(),
+        if let Some((_, rb)) = self.rollback_of(d) {
+            return match rb.rollout_state {
+                DeploymentRolloutState::Completed => (
+                    ServiceDeploymentStatus::RollbackSuccessful,
+                    d.rollout_state_reason.clone(),
+                ),
+                DeploymentRolloutState::Failed => (
+                    ServiceDeploymentStatus::RollbackFailed,
+                    d.rollout_state_reason.clone(),
+                ),
+                _ => (
+                    ServiceDeploymentStatus::RollbackInProgress,
+                    d.rollout_state_reason.clone(),
                 ),
             };
+        }
+        if self.stopped.contains_key(&d.id) {
+            return (
+                ServiceDeploymentStatus::Stopped,
+                d.rollout_state_reason.clone(),
+            );
         }
         match d.rollout_state {
             DeploymentRolloutState::Completed => (
@@ -468,6 +492,76 @@ mod tests {
             ..Default::default()
         };
         assert!(deployment_configuration(Some(&bad), None).is_err());
+    }
+
+    #[test]
+    fn circuit_breaker_rollbacks_have_rollback_statuses() {
+        let dep = |id: &str, state, reason: &str, at: f64| {
+            let mut d = new_deployment("td", 1, at);
+            d.id = id.into();
+            d.rollout_state = state;
+            d.rollout_state_reason = reason.into();
+            d
+        };
+        let mut r = ServiceRecord {
+            deployments: vec![
+                dep(
+                    "ecs-svc/3",
+                    DeploymentRolloutState::InProgress,
+                    &format!("{CIRCUIT_BREAKER_ROLLBACK}ecs-svc/1."),
+                    3.0,
+                ),
+                dep("ecs-svc/2", DeploymentRolloutState::Failed, "failed", 2.0),
+            ],
+            ..ServiceRecord::default()
+        };
+        r.record_finished(
+            &[dep("ecs-svc/1", DeploymentRolloutState::Completed, "", 1.0)],
+            4.0,
+        );
+        assert_eq!(r.history.len(), 1);
+        let failed = r.deployments[1].clone();
+        assert_eq!(
+            r.deployment_status(&failed).0,
+            ServiceDeploymentStatus::RollbackInProgress
+        );
+        assert_eq!(
+            r.rollback_of(&failed).map(|(to, _)| to),
+            Some("ecs-svc/1".to_string())
+        );
+        r.deployments[0].rollout_state = DeploymentRolloutState::Completed;
+        assert_eq!(
+            r.deployment_status(&failed).0,
+            ServiceDeploymentStatus::RollbackSuccessful
+        );
+        let ids: Vec<&str> = r.all_deployments().iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["ecs-svc/3", "ecs-svc/2", "ecs-svc/1"]);
+    }
+
+    #[test]
+    fn deployment_arns_round_trip() {
+        let a = ArnContext {
+            region: "us-east-1".into(),
+            account: "123456789012".into(),
+        };
+        let arn = service_deployment_arn(&a, "c1", "web", "ecs-svc/42");
+        assert_eq!(
+            arn,
+            "arn:aws:ecs:us-east-1:123456789012:service-deployment/c1/web/42"
+        );
+        assert_eq!(
+            parse_deployment_arn(&a, &arn, "service-deployment"),
+            Some(("c1".into(), "web".into(), "ecs-svc/42".into()))
+        );
+        assert_eq!(parse_deployment_arn(&a, &arn, "service-revision"), None);
+        assert_eq!(
+            parse_deployment_arn(
+                &a,
+                "arn:aws:ecs:us-east-1:123456789012:service-deployment/c1/web/x",
+                "service-deployment"
+            ),
+            None
+        );
     }
 
     #[test]

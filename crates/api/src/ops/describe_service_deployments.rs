@@ -66,17 +66,19 @@ pub fn view(ctx: &Ctx<'_>, rec: &ServiceRecord, d: &DeploymentRecord) -> Service
         .into_iter()
         .collect();
     let note = rec.stopped.get(&d.id);
-    let rollback = note.and_then(|n| {
-        n.rollback.as_ref().map(|(to, _)| Rollback {
-            reason: Some("StopServiceDeployment with stopType ROLLBACK.".into()),
-            started_at: Some(n.at),
-            service_revision_arn: Some(service_revision_arn(
-                ctx.arns(),
-                &rec.cluster,
-                rec.name(),
-                to,
-            )),
-        })
+    let rollback = rec.rollback_of(d).map(|(to, rb)| Rollback {
+        reason: Some(if note.is_some() {
+            "StopServiceDeployment with stopType ROLLBACK.".into()
+        } else {
+            "ECS deployment circuit breaker: tasks failed to start.".into()
+        }),
+        started_at: Some(note.map_or(rb.created_at, |n| n.at)),
+        service_revision_arn: Some(service_revision_arn(
+            ctx.arns(),
+            &rec.cluster,
+            rec.name(),
+            &to,
+        )),
     });
     let cb = match rec.circuit_breaker() {
         None => ServiceDeploymentCircuitBreaker {
