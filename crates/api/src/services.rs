@@ -171,7 +171,8 @@ impl ServiceRecord {
     }
 
     /// Moves the deployments of `before` that are no longer in `deployments` to the history
-    /// (newest first, capped at [`MAX_HISTORY`]), stamped finished at `now`.
+    /// (newest first, capped at [`MAX_HISTORY`]), stamped finished at `now`; forgets the stop
+    /// notes of deployments no longer kept.
     pub fn record_finished(&mut self, before: &[DeploymentRecord], now: f64) {
         for d in before.iter().rev() {
             let kept = self.deployments.iter().any(|n| n.id == d.id)
@@ -186,6 +187,13 @@ impl ServiceRecord {
         self.history
             .sort_by(|a, b| b.created_at.total_cmp(&a.created_at));
         self.history.truncate(MAX_HISTORY);
+        let (deployments, history) = (&self.deployments, &self.history);
+        self.stopped.retain(|id, _| {
+            deployments
+                .iter()
+                .chain(history.iter())
+                .any(|d| &d.id == id)
+        });
     }
 
     /// Every deployment known (current and finished), newest first.
