@@ -73,6 +73,10 @@ pub struct DeploymentRecord {
     pub created_at: f64,
     /// Last changed (epoch seconds).
     pub updated_at: f64,
+    /// For a deployment the circuit breaker created to roll back: the id of the deployment it
+    /// returns to. A link, so nothing has to read it back out of the reason text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolls_back_to: Option<String>,
 }
 
 /// What the service wants.
@@ -315,6 +319,7 @@ pub fn compute_service_actions(
                             failed_tasks: 0,
                             created_at: now,
                             updated_at: now,
+                            rolls_back_to: Some(old_id.clone()),
                         },
                     );
                     out.events.push(format!(
@@ -712,6 +717,7 @@ mod tests {
             failed_tasks: 0,
             created_at: 0.0,
             updated_at: 0.0,
+            rolls_back_to: None,
         }
     }
 

@@ -92,10 +92,6 @@ pub struct ServiceRecord {
     pub stopped: BTreeMap<String, StopNote>,
 }
 
-/// How the circuit breaker's rollback deployment's reason starts (then the id rolled back to).
-pub const CIRCUIT_BREAKER_ROLLBACK: &str =
-    "ECS deployment circuit breaker: rolling back to deploymentId ";
-
 /// How many finished deployments a service keeps.
 pub const MAX_HISTORY: usize = 50;
 
@@ -224,11 +220,8 @@ impl ServiceRecord {
             .into_iter()
             .filter(|x| x.created_at >= d.created_at && x.id != d.id)
             .min_by(|a, b| a.created_at.total_cmp(&b.created_at))?;
-        let to = newer
-            .rollout_state_reason
-            .strip_prefix(CIRCUIT_BREAKER_ROLLBACK)?
-            .trim_end_matches('.');
-        Some((to.to_string(), newer))
+        let to = newer.rolls_back_to.clone()?;
+        Some((to, newer))
     }
 
     /// The ECS service-deployment status of a deployment, with its reason.
@@ -345,6 +338,7 @@ pub fn new_deployment(task_definition: &str, desired: u32, now: f64) -> Deployme
         failed_tasks: 0,
         created_at: now,
         updated_at: now,
+        rolls_back_to: None,
     }
 }
 
@@ -513,12 +507,15 @@ mod tests {
         };
         let mut r = ServiceRecord {
             deployments: vec![
-                dep(
-                    "ecs-svc/3",
-                    DeploymentRolloutState::InProgress,
-                    &format!("{CIRCUIT_BREAKER_ROLLBACK}ecs-svc/1."),
-                    3.0,
-                ),
+                DeploymentRecord {
+                    rolls_back_to: Some("ecs-svc/1".into()),
+                    ..dep(
+                        "ecs-svc/3",
+                        DeploymentRolloutState::InProgress,
+                        "rolling back",
+                        3.0,
+                    )
+                },
                 dep("ecs-svc/2", DeploymentRolloutState::Failed, "failed", 2.0),
             ],
             ..ServiceRecord::default()
