@@ -443,24 +443,7 @@ pub fn compute_service_actions(
         }
     }
     // 5. Counts, deployments that emptied, completion, steadiness.
-    for d in deps.iter_mut() {
-        let mine = || tasks.iter().filter(|t| t.deployment == d.id);
-        let pending =
-            u32::try_from(mine().filter(|t| t.phase == Phase::Pending).count()).unwrap_or(0);
-        let running = u32::try_from(
-            mine()
-                .filter(|t| matches!(t.phase, Phase::Running | Phase::Stopping))
-                .count(),
-        )
-        .unwrap_or(0);
-        let target = if d.id == primary_id { desired } else { 0 };
-        if (d.pending_count, d.running_count, d.desired_count) != (pending, running, target) {
-            d.pending_count = pending;
-            d.running_count = running;
-            d.desired_count = target;
-            d.updated_at = now;
-        }
-    }
+    refresh_counts(&mut deps, tasks, &primary_id, desired, now);
     let primary_in_progress = deps
         .first()
         .is_some_and(|d| d.rollout_state == DeploymentRolloutState::InProgress);
@@ -641,24 +624,7 @@ pub fn compute_daemon_actions(
             out.start_on = start_on;
         }
     }
-    for d in deps.iter_mut() {
-        let mine = || tasks.iter().filter(|t| t.deployment == d.id);
-        let pending =
-            u32::try_from(mine().filter(|t| t.phase == Phase::Pending).count()).unwrap_or(0);
-        let running = u32::try_from(
-            mine()
-                .filter(|t| matches!(t.phase, Phase::Running | Phase::Stopping))
-                .count(),
-        )
-        .unwrap_or(0);
-        let target = if d.id == primary_id { desired } else { 0 };
-        if (d.pending_count, d.running_count, d.desired_count) != (pending, running, target) {
-            d.pending_count = pending;
-            d.running_count = running;
-            d.desired_count = target;
-            d.updated_at = now;
-        }
-    }
+    refresh_counts(&mut deps, tasks, &primary_id, desired, now);
     let has_tasks = |d: &DeploymentRecord| {
         d.id == primary_id
             || tasks
@@ -693,6 +659,36 @@ pub fn compute_daemon_actions(
     out.inactive = spec.draining && live.iter().all(|t| stopping.iter().any(|s| s.arn == t.arn));
     out.deployments = deps;
     out
+}
+
+/// Sets each deployment's pending and running counts from the tasks, and its desired count
+/// (the desired count for the primary, 0 for the others), touching `updated_at` only when
+/// something changed.
+fn refresh_counts(
+    deps: &mut [DeploymentRecord],
+    tasks: &[TaskObs],
+    primary_id: &str,
+    desired: u32,
+    now: f64,
+) {
+    for d in deps.iter_mut() {
+        let mine = || tasks.iter().filter(|t| t.deployment == d.id);
+        let pending =
+            u32::try_from(mine().filter(|t| t.phase == Phase::Pending).count()).unwrap_or(0);
+        let running = u32::try_from(
+            mine()
+                .filter(|t| matches!(t.phase, Phase::Running | Phase::Stopping))
+                .count(),
+        )
+        .unwrap_or(0);
+        let target = if d.id == primary_id { desired } else { 0 };
+        if (d.pending_count, d.running_count, d.desired_count) != (pending, running, target) {
+            d.pending_count = pending;
+            d.running_count = running;
+            d.desired_count = target;
+            d.updated_at = now;
+        }
+    }
 }
 
 #[cfg(test)]
