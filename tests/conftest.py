@@ -104,6 +104,24 @@ def cli_env(endpoint, tmp_path_factory):
     return env
 
 
+@pytest.fixture(scope="session")
+def test_image():
+    """flotilla/busybox:latest, built from Debian's busybox-static (scripts/images)."""
+    import subprocess
+
+    subprocess.run([str(helpers.REPO_ROOT / "scripts" / "images")], check=True)
+
+
+@pytest.fixture
+def fleet(tmp_path, test_image):
+    """A `flotilla server` and the agents a test adds (tests/fleet.py); torn down after."""
+    from fleet import Fleet
+
+    f = Fleet(tmp_path)
+    yield f
+    f.close()
+
+
 def pytest_terminal_summary(terminalreporter):
     for key, value in helpers.REPORT.items():
         terminalreporter.write_line(f"{key}: {value}")

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import helpers
+from conftest import make_client
 
 IMAGE = "flotilla/busybox:latest"
 CLUSTER_LABEL = "com.flotilla.cluster"
@@ -119,3 +120,24 @@ class Fleet:
             ids = cluster_containers(c)
             if ids:
                 docker("rm", "-f", "-v", *ids, check=False)
+
+
+def ecs_for(fleet):
+    """A boto3 client for a fleet's server (a few retries: the server may be busy)."""
+    return make_client(fleet.endpoint, retries=3)
+
+
+def instances_ready(ecs, cluster, n):
+    """Waits until `n` container instances of `cluster` are ACTIVE with their agent connected."""
+    def check():
+        try:
+            arns = ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]
+        except ecs.exceptions.ClusterNotFoundException:
+            return None  # `flotilla dev` creates its cluster as it starts
+        if len(arns) < n:
+            return None
+        desc = ecs.describe_container_instances(cluster=cluster, containerInstances=arns)["containerInstances"]
+        ok = [d for d in desc if d["agentConnected"] and d["status"] == "ACTIVE"]
+        return ok if len(ok) >= n else None
+
+    return wait_for(check, timeout=60, what=f"{n} connected container instances in {cluster}")

@@ -4,15 +4,14 @@ an image pushed to it, and an agent whose Docker config holds (or lacks) the cre
 import os
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 
 import helpers
-from fleet import IMAGE, Fleet, docker, wait_for
-from test_tasks_docker import ecs_for, instances_ready, wait_status
+from fleet import IMAGE, Fleet, docker, ecs_for, instances_ready, wait_for
+from test_tasks_docker import wait_status
 
 USER, PASSWORD = "flotilla", "registry-secret"
 
@@ -66,7 +65,7 @@ def docker_with(config_dir, *args):
     return out.stdout
 
 
-def test_agent_pulls_from_a_registry_with_basic_auth(tmp_path, registry):
+def test_agent_pulls_from_a_registry_with_basic_auth(tmp_path, registry, test_image):
     image = f"{registry}/flotilla/busybox:auth-{helpers.unique('v')}"
     logged_in = tmp_path / "docker-logged-in"
     logged_in.mkdir()

@@ -6,18 +6,10 @@ import json
 import os
 import subprocess
 
-import pytest
 
 import helpers
-from fleet import Fleet, wait_for
-from test_services import ecs_for, instances_ready, sleeper, steady
-
-
-@pytest.fixture
-def fleet(tmp_path):
-    f = Fleet(tmp_path)
-    yield f
-    f.close()
+from fleet import ecs_for, instances_ready, wait_for
+from test_services import sleeper, steady
 
 
 def flotilla(fleet, *args, check=True):

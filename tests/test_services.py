@@ -13,35 +13,7 @@ import pytest
 
 import helpers
 from conftest import make_client
-from fleet import IMAGE, Fleet, docker, wait_for
-
-
-@pytest.fixture(scope="module", autouse=True)
-def image():
-    subprocess.run([str(helpers.REPO_ROOT / "scripts" / "images")], check=True)
-
-
-@pytest.fixture
-def fleet(tmp_path):
-    f = Fleet(tmp_path)
-    yield f
-    f.close()
-
-
-def ecs_for(fleet):
-    return make_client(fleet.endpoint, retries=3)
-
-
-def instances_ready(ecs, cluster, n):
-    def check():
-        arns = ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]
-        if len(arns) < n:
-            return None
-        desc = ecs.describe_container_instances(cluster=cluster, containerInstances=arns)["containerInstances"]
-        ok = [d for d in desc if d["agentConnected"] and d["status"] == "ACTIVE"]
-        return ok if len(ok) >= n else None
-
-    return wait_for(check, timeout=60, what=f"{n} connected container instances in {cluster}")
+from fleet import IMAGE, docker, ecs_for, instances_ready, wait_for
 
 
 def sleeper(ecs, family, marker="v1"):

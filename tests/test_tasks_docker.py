@@ -10,42 +10,10 @@ import subprocess
 import time
 import urllib.request
 
-import pytest
 
 import helpers
 from conftest import make_client
-from fleet import IMAGE, Fleet, cluster_containers, docker, inspect, wait_for
-
-
-@pytest.fixture(scope="module", autouse=True)
-def image():
-    subprocess.run([str(helpers.REPO_ROOT / "scripts" / "images")], check=True)
-
-
-@pytest.fixture
-def fleet(tmp_path):
-    f = Fleet(tmp_path)
-    yield f
-    f.close()
-
-
-def ecs_for(fleet):
-    return make_client(fleet.endpoint, retries=3)
-
-
-def instances_ready(ecs, cluster, n):
-    def check():
-        try:
-            arns = ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]
-        except ecs.exceptions.ClusterNotFoundException:
-            return None  # `flotilla dev` creates its cluster as it starts
-        if len(arns) < n:
-            return None
-        desc = ecs.describe_container_instances(cluster=cluster, containerInstances=arns)["containerInstances"]
-        ok = [d for d in desc if d["agentConnected"] and d["status"] == "ACTIVE"]
-        return ok if len(ok) >= n else None
-
-    return wait_for(check, timeout=60, what=f"{n} connected container instances in {cluster}")
+from fleet import IMAGE, cluster_containers, docker, ecs_for, inspect, instances_ready, wait_for
 
 
 def web_task_definition(ecs, family, **extra):
@@ -318,7 +286,7 @@ def test_agent_kill_9_loses_nothing(fleet):
     assert len(cluster_containers(cluster)) == 5  # nothing removed
 
 
-def test_flotilla_dev_runs_its_own_agent(tmp_path):
+def test_flotilla_dev_runs_its_own_agent(tmp_path, test_image):
     """`flotilla dev` is the whole product on one machine: it creates its cluster and registers
     an in-process agent that runs tasks on the local Docker engine."""
     cluster = helpers.unique("dev")
