@@ -151,20 +151,20 @@ fn print_service(s: &Value, output: Output) -> anyhow::Result<()> {
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(s)?);
     } else {
-        print_table(
-            &[
-                "SERVICE",
-                "STATUS",
-                "DESIRED",
-                "RUNNING",
-                "PENDING",
-                "TASK DEFINITION",
-            ],
-            &[service_row(s)],
-        );
+        print_table(SERVICE_HEADERS, &[service_row(s)]);
     }
     Ok(())
 }
+
+/// The columns of a service row (`service_row`).
+const SERVICE_HEADERS: &[&str] = &[
+    "SERVICE",
+    "STATUS",
+    "DESIRED",
+    "RUNNING",
+    "PENDING",
+    "TASK DEFINITION",
+];
 
 fn short_td(arn: &Value) -> String {
     arn.as_str()
@@ -372,17 +372,7 @@ async fn ls(c: ClusterArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&services)?);
     } else {
         let rows: Vec<Vec<String>> = services.iter().map(service_row).collect();
-        print_table(
-            &[
-                "SERVICE",
-                "STATUS",
-                "DESIRED",
-                "RUNNING",
-                "PENDING",
-                "TASK DEFINITION",
-            ],
-            &rows,
-        );
+        print_table(SERVICE_HEADERS, &rows);
     }
     Ok(())
 }
