@@ -374,6 +374,8 @@ fn orphan_assignment(arn: &str, cs: &[crate::runtime::ContainerSummary]) -> Task
         memory: None,
         volumes: vec![],
         pid_mode: None,
+        network: None,
+        stop_grace_seconds: None,
         ipc_mode: None,
         containers: cs
             .iter()

@@ -425,6 +425,8 @@ mod tests {
                 },
             ],
             pid_mode: None,
+            network: None,
+            stop_grace_seconds: None,
             ipc_mode: None,
             containers: defs
                 .into_iter()

@@ -187,6 +187,8 @@ fn task(id: &str, defs: Vec<ContainerDefinition>) -> TaskAssignment {
         memory: None,
         volumes: vec![],
         pid_mode: None,
+        network: None,
+        stop_grace_seconds: None,
         ipc_mode: None,
         containers: defs
             .into_iter()

@@ -198,6 +198,8 @@ fn build_task(
         pid_mode: td.pid_mode.map(|p| p.as_str().to_string()),
         ipc_mode: td.ipc_mode.map(|p| p.as_str().to_string()),
         containers: assigned,
+        network: None,
+        stop_grace_seconds: None,
     };
     let reservation = Reservation {
         task_arn,

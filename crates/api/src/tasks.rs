@@ -490,6 +490,8 @@ mod tests {
                 memory: None,
                 volumes: vec![],
                 pid_mode: None,
+                network: None,
+                stop_grace_seconds: None,
                 ipc_mode: None,
                 containers: vec![],
             }),

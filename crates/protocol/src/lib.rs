@@ -39,6 +39,14 @@ pub const INSTANCE_PARAM: &str = "containerInstance";
 pub const PROTOCOL_VERSION: u32 = 1;
 /// How many heartbeat intervals may pass silently before the instance is disconnected.
 pub const MISSED_HEARTBEATS: u64 = 3;
+/// The cluster name a managed-pool host (`flotilla agent --managed`) registers with. It is not
+/// a valid ECS cluster name (a dot is not allowed), so no user cluster can ever be called that:
+/// managed hosts belong to no cluster, never appear in ListContainerInstances, and run the
+/// Fargate tasks of every cluster.
+pub const MANAGED_POOL: &str = ".managed";
+/// The name an awsvpc task's pause container carries in the [`labels::CONTAINER_NAME`] label
+/// (the ECS agent's name for it).
+pub const PAUSE_CONTAINER_NAME: &str = "~internal~ecs~pause";
 
 /// Docker labels the agent puts on every container it creates, so a restarted agent can find
 /// and adopt them.
@@ -149,6 +157,38 @@ pub struct TaskAssignment {
     pub ipc_mode: Option<String>,
     /// The containers, in task definition order.
     pub containers: Vec<ContainerAssignment>,
+    /// For `awsvpc` tasks: the network interface the control plane allocated. The agent gives
+    /// the task a network namespace owned by a pause container attached to `network_name` with
+    /// exactly this address and MAC; the task's containers join that namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<TaskNetwork>,
+    /// When set, the stop is a Fargate Spot interruption: every container gets SIGTERM at once
+    /// and SIGKILL after this many seconds (instead of each container's `stopTimeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_seconds: Option<u64>,
+}
+
+/// The elastic network interface of an `awsvpc` task, as the control plane allocated it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskNetwork {
+    /// The ENI attachment id (a UUID), shown as the attachment's `id`.
+    pub attachment_id: String,
+    /// `eni-` and 17 hex digits.
+    pub network_interface_id: String,
+    /// The task's private IPv4 address, e.g. `10.213.0.7`.
+    pub private_ipv4_address: String,
+    /// The task's MAC address, e.g. `0a:58:0a:d5:00:07`.
+    pub mac_address: String,
+    /// The managed network's CIDR, e.g. `10.213.0.0/16`; the agent creates the network with it.
+    pub subnet_cidr: String,
+    /// The managed network's gateway (its first address), e.g. `10.213.0.1`.
+    pub gateway: String,
+    /// The Docker network the pause container joins.
+    pub network_name: String,
+    /// The subnet id the user named in `awsvpcConfiguration` (reported, not interpreted).
+    pub subnet_id: String,
+    /// `ip-10-213-0-7.ec2.internal`, the ENI's private DNS name; the pause container's hostname.
+    pub private_dns_name: String,
 }
 
 /// One container of an assignment.
