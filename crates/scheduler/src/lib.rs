@@ -84,6 +84,7 @@
 
 #![warn(missing_docs)]
 
+pub mod capacity;
 pub mod constraint;
 pub mod error;
 pub mod place;
