@@ -87,6 +87,7 @@
 pub mod capacity;
 pub mod constraint;
 pub mod error;
+pub mod ipam;
 pub mod place;
 pub mod query;
 pub mod reason;
