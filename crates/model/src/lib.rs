@@ -26,6 +26,7 @@ pub use shapes::Operation;
 
 pub mod arn;
 pub mod error;
+pub mod fargate;
 pub mod status;
 pub mod task_definition;
 pub mod validate;

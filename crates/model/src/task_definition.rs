@@ -30,6 +30,51 @@ pub fn fargate_memory_allowed(cpu: u32, memory: u32) -> bool {
     }
 }
 
+/// `Ok` if (cpu units, memory MiB) is a Fargate task size; else the `ClientException` ECS answers
+/// RegisterTaskDefinition with, also used for RunTask's cpu/memory overrides.
+pub fn check_fargate_size(cpu: u32, memory: u32) -> Result<(), EcsError> {
+    if fargate_memory_allowed(cpu, memory) {
+        Ok(())
+    } else {
+        Err(client(format!(
+            "No Fargate configuration exists for given values: {cpu} CPU, {memory} memory. See the Amazon ECS documentation for the valid combinations."
+        )))
+    }
+}
+
+/// The smallest and largest Fargate ephemeral storage, in GiB (`EphemeralStorage.sizeInGiB`).
+pub const EPHEMERAL_STORAGE_GIB: std::ops::RangeInclusive<i32> = 21..=200;
+
+/// `Ok` if `size_in_gib` is a valid `ephemeralStorage.sizeInGiB` (21 to 200), in a task
+/// definition or a task override; else a `ClientException`.
+pub fn check_ephemeral_storage(size_in_gib: i32) -> Result<(), EcsError> {
+    if EPHEMERAL_STORAGE_GIB.contains(&size_in_gib) {
+        Ok(())
+    } else {
+        Err(client(format!(
+            "Invalid 'ephemeralStorage.sizeInGiB' setting: {size_in_gib}. The valid range is 21 to 200 GiB."
+        )))
+    }
+}
+
+/// In `awsvpc` and `host` network modes a port mapping's `hostPort`, if set and not 0, must equal
+/// its `containerPort`; else a `ClientException` naming the container. Other modes always pass.
+pub fn check_host_port(
+    network_mode: NetworkMode,
+    container: &str,
+    pm: &crate::shapes::PortMapping,
+) -> Result<(), EcsError> {
+    if !matches!(network_mode, NetworkMode::Awsvpc | NetworkMode::Host) {
+        return Ok(());
+    }
+    match (pm.container_port, pm.host_port) {
+        (Some(cp), Some(hp)) if hp != cp && hp != 0 => Err(client(format!(
+            "When networkMode={network_mode}, the containerPort ({cp}) and hostPort ({hp}) must be the same (container '{container}')."
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Parses task-level cpu: `"1024"`, `"1 vCPU"`, `"0.25 vcpu"`. Returns CPU units.
 pub fn parse_task_cpu(s: &str) -> Option<u32> {
     let t = s.trim();
@@ -146,11 +191,7 @@ pub fn validate_and_build(
                     .replace("Fargate requires task definition to have execution role ARN to support ECR images. ", ""),
             ));
         };
-        if !fargate_memory_allowed(cpu, mem) {
-            return Err(client(format!(
-                "No Fargate configuration exists for given values: {cpu} CPU, {mem} memory. See the Amazon ECS documentation for the valid combinations."
-            )));
-        }
+        check_fargate_size(cpu, mem)?;
         if req
             .placement_constraints
             .as_ref()
@@ -167,12 +208,7 @@ pub fn validate_and_build(
         }
     }
     if let Some(es) = &req.ephemeral_storage {
-        if !(21..=200).contains(&es.size_in_gi_b) {
-            return Err(client(format!(
-                "Invalid 'ephemeralStorage.sizeInGiB' setting: {}. The valid range is 21 to 200 GiB.",
-                es.size_in_gi_b
-            )));
-        }
+        check_ephemeral_storage(es.size_in_gi_b)?;
     }
 
     // Volumes.
@@ -277,13 +313,7 @@ pub fn validate_and_build(
                     )))
                 }
                 NetworkMode::Awsvpc | NetworkMode::Host => {
-                    if let (Some(cp), Some(hp)) = (pm.container_port, pm.host_port) {
-                        if hp != cp && hp != 0 {
-                            return Err(client(format!(
-                                "When networkMode={network_mode}, the containerPort ({cp}) and hostPort ({hp}) must be the same (container '{name}')."
-                            )));
-                        }
-                    }
+                    check_host_port(network_mode, name, pm)?;
                 }
                 NetworkMode::Bridge => {}
             }
@@ -699,6 +729,37 @@ mod tests {
         );
         r.network_mode = Some(NetworkMode::Bridge);
         assert!(err(&r).contains("awsvpc"));
+    }
+
+    #[test]
+    fn ephemeral_storage_and_awsvpc_host_ports_at_registration() {
+        let mut r = req(vec![container("a")]);
+        r.ephemeral_storage = Some(crate::shapes::EphemeralStorage { size_in_gi_b: 21 });
+        assert!(validate_and_build(&r, &reg()).is_ok());
+        r.ephemeral_storage = Some(crate::shapes::EphemeralStorage { size_in_gi_b: 20 });
+        assert_eq!(
+            err(&r),
+            "Invalid 'ephemeralStorage.sizeInGiB' setting: 20. The valid range is 21 to 200 GiB."
+        );
+        let mut a = container("a");
+        a.port_mappings = Some(vec![PortMapping {
+            container_port: Some(80),
+            host_port: Some(80),
+            ..Default::default()
+        }]);
+        let mut r = req(vec![a]);
+        r.network_mode = Some(NetworkMode::Awsvpc);
+        assert!(validate_and_build(&r, &reg()).is_ok());
+        let pm = PortMapping {
+            container_port: Some(80),
+            host_port: Some(81),
+            ..Default::default()
+        };
+        assert!(check_host_port(NetworkMode::Bridge, "a", &pm).is_ok());
+        assert_eq!(
+            check_host_port(NetworkMode::Awsvpc, "a", &pm).unwrap_err().message,
+            "When networkMode=awsvpc, the containerPort (80) and hostPort (81) must be the same (container 'a')."
+        );
     }
 
     #[test]
