@@ -2,6 +2,7 @@
 //! the clock, the live agent sessions, plus who is calling and how they reached the server.
 
 use crate::agents::{AgentTimings, Agents};
+use crate::fargate::FargateConfig;
 use crate::metrics::Metrics;
 use crate::sigv4::{Caller, Credential};
 use flotilla_model::arn::ArnContext;
@@ -50,6 +51,8 @@ pub struct Api {
     pub timings: AgentTimings,
     /// Live agent sessions, connection deadlines and the latest usage per task (in memory).
     pub agents: Agents,
+    /// The managed task network and the Spot warning.
+    pub fargate: FargateConfig,
     background: std::sync::atomic::AtomicBool,
 }
 
@@ -63,6 +66,7 @@ impl Api {
             metrics: Metrics::new(),
             timings: AgentTimings::default(),
             agents: Agents::default(),
+            fargate: FargateConfig::default(),
             background: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -71,6 +75,12 @@ impl Api {
     /// them).
     pub fn with_timings(mut self, timings: AgentTimings) -> Self {
         self.timings = timings;
+        self
+    }
+
+    /// Builder: the managed task network and the Spot warning window.
+    pub fn with_fargate(mut self, fargate: FargateConfig) -> Self {
+        self.fargate = fargate;
         self
     }
 

@@ -15,6 +15,7 @@
 
 pub mod agents;
 pub mod context;
+pub mod fargate;
 pub mod instances;
 pub mod metrics;
 pub mod ops;
@@ -31,4 +32,5 @@ pub mod tasks;
 
 pub use agents::AgentTimings;
 pub use context::{Api, ApiConfig, Clock, SystemClock};
+pub use fargate::FargateConfig;
 pub use server::router;

@@ -24,10 +24,12 @@ use crate::records::{
 };
 use crate::tasks::{Resolved, Status, TaskRecord};
 use flotilla_model::shapes::{
-    Attribute, Container, Failure, LaunchType, NetworkMode, Tag, Task, TaskDefinition, TaskOverride,
+    Attribute, AwsVpcConfiguration, Container, EphemeralStorage, Failure, LaunchType, NetworkMode,
+    Tag, Task, TaskDefinition, TaskOverride,
 };
 use flotilla_model::status::{ContainerStatus, TaskStatus};
 use flotilla_model::{EcsError, ErrorCode};
+use flotilla_protocol::TaskNetwork;
 use flotilla_protocol::{ContainerAssignment, DesiredStatus, TaskAssignment};
 use flotilla_scheduler::{self as sched, PlacementError};
 use flotilla_store::{Compare, Txn};
@@ -56,6 +58,22 @@ pub struct TaskTemplate {
     pub enable_execute_command: bool,
     /// The resource side, for placement.
     pub spec: sched::TaskSpec,
+    /// For the FARGATE launch type: the platform.
+    pub fargate: Option<FargatePlatform>,
+    /// For `awsvpc` tasks: the request's `awsvpcConfiguration`; each task gets an address on
+    /// the managed task network.
+    pub awsvpc: Option<AwsVpcConfiguration>,
+    /// The capacity provider of each new task, in placement order (empty: launch type only).
+    pub providers: Vec<String>,
+}
+
+/// The platform a FARGATE task runs on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FargatePlatform {
+    /// The resolved platform version (`LATEST` is `1.4.0`).
+    pub platform_version: String,
+    /// The ephemeral storage, GiB (20 unless the task definition or overrides ask for more).
+    pub ephemeral_storage_gib: i32,
 }
 
 /// Where to place.
@@ -127,6 +145,8 @@ fn build_task(
     inst: &InstanceRecord,
     placement: &sched::Placement,
     demand: &sched::Demand,
+    provider: Option<&String>,
+    network: Option<TaskNetwork>,
 ) -> TaskRecord {
     let arns = ctx.arns();
     let id = new_id();
@@ -163,11 +183,19 @@ fn build_task(
             .inference_accelerator_overrides
             .unwrap_or_default(),
     );
+    let fargate = t.fargate.as_ref();
     let task = Task {
         attachments: Some(Vec::new()),
         availability_zone: inst.availability_zone.clone(),
+        capacity_provider_name: provider.cloned(),
         cluster_arn: Some(cluster_arn.clone()),
-        container_instance_arn: Some(inst.arn().to_string()),
+        // A Fargate task runs on no container instance the user could see.
+        container_instance_arn: fargate.is_none().then(|| inst.arn().to_string()),
+        platform_version: fargate.map(|f| f.platform_version.clone()),
+        platform_family: fargate.map(|_| crate::fargate::PLATFORM_FAMILY_LINUX.to_string()),
+        ephemeral_storage: fargate.map(|f| EphemeralStorage {
+            size_in_gi_b: f.ephemeral_storage_gib,
+        }),
         containers: Some(containers),
         cpu: t.resolved.cpu.map(|c| c.to_string()),
         created_at: Some(now),
@@ -198,8 +226,14 @@ fn build_task(
         pid_mode: td.pid_mode.map(|p| p.as_str().to_string()),
         ipc_mode: td.ipc_mode.map(|p| p.as_str().to_string()),
         containers: assigned,
-        network: None,
+        network,
         stop_grace_seconds: None,
+    };
+    // An awsvpc task starts with its network being provisioned.
+    let first = if assignment.network.is_some() {
+        TaskStatus::Provisioning
+    } else {
+        TaskStatus::Pending
     };
     let reservation = Reservation {
         task_arn,
@@ -215,10 +249,11 @@ fn build_task(
     TaskRecord {
         container_status: vec![ContainerStatus::Pending; t.resolved.containers.len()],
         task,
-        last_status: Status(TaskStatus::Pending),
+        last_status: Status(first),
         cluster: t.cluster.clone(),
         id,
         instance_id: inst.id.clone(),
+        host_cluster: fargate.map(|_| crate::fargate::MANAGED_POOL.to_string()),
         assignment: Some(assignment),
         reservation,
     }
@@ -241,13 +276,13 @@ pub async fn place(
                 return Ok(Committed::TokenUsed(rec));
             }
         }
-        let all = records::list::<InstanceRecord>(ctx.store(), &instance_prefix(&template.cluster))
-            .await?;
+        let pool = crate::fargate::host_cluster(template.launch_type, &template.cluster);
+        let all = records::list::<InstanceRecord>(ctx.store(), &instance_prefix(pool)).await?;
         let mut instances: Vec<(String, InstanceRecord, u64)> = all
             .into_iter()
             .filter(|(_, r, _)| r.status() != sched::InstanceStatus::Inactive)
             .collect();
-        let custom = custom_attributes(ctx, &template.cluster).await?;
+        let custom = custom_attributes(ctx, pool).await?;
         let snapshot = sched::Snapshot::new(
             instances
                 .iter()
@@ -256,6 +291,28 @@ pub async fn place(
         );
         let mut cluster = sched::Cluster::new(snapshot);
         let (outcome, failures) = match target {
+            Target::Run(req) if template.fargate.is_some() => {
+                // The pool is Flotilla's: its hosts are never named in a failure.
+                let no_capacity = || Failure {
+                    arn: None,
+                    reason: Some(crate::fargate::NO_CAPACITY_REASON.to_string()),
+                    detail: None,
+                };
+                let o = match cluster.place(req) {
+                    Ok(o) => o,
+                    Err(PlacementError::NoContainerInstances) => {
+                        return Ok(Committed::Placed(Vec::new(), vec![no_capacity()]))
+                    }
+                    Err(e) => return Err(placement_error(e)),
+                };
+                let short = o.placements.len() < usize::try_from(req.count).unwrap_or(0);
+                let f = if short {
+                    vec![no_capacity()]
+                } else {
+                    Vec::new()
+                };
+                (o, f)
+            }
             Target::Run(req) => {
                 let o = cluster.place(req).map_err(placement_error)?;
                 let f = o
@@ -286,11 +343,43 @@ pub async fn place(
         };
         let mut touched: BTreeSet<usize> = BTreeSet::new();
         let mut tasks = Vec::new();
-        for p in &outcome.placements {
+        let mut used = match template.awsvpc {
+            Some(_) => crate::fargate::used_addresses(ctx.store()).await?,
+            None => BTreeSet::new(),
+        };
+        let mut failures = failures;
+        for (i, p) in outcome.placements.iter().enumerate() {
             let Some((_, inst, _)) = instances.get_mut(p.instance_index) else {
                 return Err(EcsError::server("placement chose an unknown instance"));
             };
-            let rec = build_task(ctx, template, inst, p, &demand);
+            let network = match &template.awsvpc {
+                Some(vpc) => {
+                    let cidr = &ctx.api.fargate.task_network;
+                    let Some(ip) = flotilla_scheduler::ipam::allocate(cidr, &used, rand::random())
+                    else {
+                        failures.push(Failure {
+                            arn: None,
+                            reason: Some(format!(
+                                "No free address is left on the task network {cidr}."
+                            )),
+                            detail: None,
+                        });
+                        break;
+                    };
+                    used.insert(ip);
+                    Some(crate::fargate::task_network(cidr, ip, vpc))
+                }
+                None => None,
+            };
+            let rec = build_task(
+                ctx,
+                template,
+                inst,
+                p,
+                &demand,
+                template.providers.get(i),
+                network,
+            );
             inst.reserve(&rec.id, rec.reservation.clone());
             inst.touch();
             touched.insert(p.instance_index);
@@ -309,6 +398,12 @@ pub async fn place(
             txn = txn
                 .when(Compare::Absent(key.clone()))
                 .put(key, to_bytes(t)?);
+            if let Some(net) = t.network() {
+                let akey = records::address_key(&net.private_ipv4_address);
+                txn = txn
+                    .when(Compare::Absent(akey.clone()))
+                    .put(akey, t.arn().as_bytes().to_vec());
+            }
         }
         if let Some(tok) = token {
             let rec = ClientTokenRecord {

@@ -36,6 +36,9 @@ pub const CONTAINER_INSTANCES: &str = "container-instances/";
 
 /// Prefix of task records (`tasks/CLUSTER/ID`).
 pub const TASKS: &str = "tasks/";
+/// Prefix of the task addresses allocated on the managed task network (`addresses/IP`, whose
+/// value is the task ARN), so no two live awsvpc tasks ever share an address.
+pub const ADDRESSES: &str = "addresses/";
 /// Prefix of RunTask client tokens.
 pub const CLIENT_TOKENS: &str = "client-tokens/";
 
@@ -75,6 +78,11 @@ pub fn task_key(cluster: &str, id: &str) -> String {
 pub fn task_prefix(cluster: &str) -> String {
     format!("{TASKS}{cluster}/")
 }
+/// The key of an allocated task address.
+pub fn address_key(ip: &str) -> String {
+    format!("{ADDRESSES}{ip}")
+}
+
 /// The key of a RunTask client token (hex-encoded: tokens may contain `/`).
 pub fn client_token_key(cluster: &str, token: &str) -> String {
     format!("{CLIENT_TOKENS}{cluster}/{}", hex::encode(token))

@@ -4,7 +4,8 @@
 //! For every API request it assigns the `x-amzn-RequestId`, verifies the SigV4 signature, reads
 //! the body as JSON (an empty body is `{}`), dispatches on `X-Amz-Target`, and writes either the
 //! operation's output with status 200 or `{"__type", "message"}` with the error's status. It
-//! records one metric sample and one tracing span per request.
+//! records one metric sample and one tracing span per request. Flotilla's own operations (not
+//! ECS's; `X-Amz-Target: FlotillaAdmin.*`, see [`crate::fargate::admin`]) go the same way.
 
 use crate::context::{Api, Ctx};
 use crate::ops;
@@ -22,6 +23,9 @@ use tracing::Instrument;
 
 /// The `X-Amz-Target` prefix of ECS.
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
+/// The `X-Amz-Target` prefix of Flotilla's own operations (not ECS's), signed like any call:
+/// `FlotillaAdmin.ReclaimSpot`.
+pub const ADMIN_TARGET_PREFIX: &str = "FlotillaAdmin.";
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
@@ -177,6 +181,12 @@ async fn serve(
                 uri.path()
             ),
         ));
+    }
+    if let Some(admin) = target.strip_prefix(ADMIN_TARGET_PREFIX) {
+        let input: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let output = crate::fargate::admin(api, admin, &input).await?;
+        return serde_json::to_vec(&output)
+            .map_err(|e| EcsError::server(format!("could not encode the response: {e}")));
     }
     let Some(op) = target
         .strip_prefix(TARGET_PREFIX)

@@ -29,8 +29,8 @@ use crate::services::{new_deployment_id, service_key, ServiceRecord, ServiceStat
 use crate::sigv4::Caller;
 use crate::tasks::{stop, TaskRecord};
 use flotilla_model::shapes::{
-    HealthStatus, LaunchType, PlacementStrategy, PlacementStrategyType, PropagateTags,
-    SchedulingStrategy, TaskStopCode,
+    HealthStatus, PlacementStrategy, PlacementStrategyType, PropagateTags, SchedulingStrategy,
+    TaskStopCode,
 };
 use flotilla_model::status::TaskStatus;
 use flotilla_model::EcsError;
@@ -38,7 +38,7 @@ use flotilla_protocol::DesiredStatus;
 use flotilla_scheduler::InstanceStatus;
 use flotilla_store::{Compare, Event, Txn};
 use futures::StreamExt;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Weak;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -322,6 +322,30 @@ pub fn default_strategies() -> Vec<PlacementStrategy> {
     ]
 }
 
+/// How many of the service's live tasks (not stopped, still wanted) run on each capacity
+/// provider, so new tasks keep the strategy's split as the service scales and replaces tasks.
+async fn provider_counts(
+    api: &Api,
+    rec: &ServiceRecord,
+) -> Result<BTreeMap<String, u32>, EcsError> {
+    let group = rec.group();
+    let mut out = BTreeMap::new();
+    for (_, t, _) in
+        records::list::<TaskRecord>(api.store.as_ref(), &task_prefix(&rec.cluster)).await?
+    {
+        if t.task.group.as_deref() != Some(group.as_str())
+            || t.is_stopped()
+            || t.desired() != DesiredStatus::Running
+        {
+            continue;
+        }
+        if let Some(p) = &t.task.capacity_provider_name {
+            *out.entry(p.clone()).or_insert(0) += 1;
+        }
+    }
+    Ok(out)
+}
+
 /// Starts `n` tasks of a deployment; returns event messages.
 async fn start(
     api: &Api,
@@ -344,6 +368,7 @@ async fn start(
         Some(PropagateTags::Service) => s.tags.clone(),
         _ => None,
     };
+    let launch = rec.launch();
     let template = crate::ops::run_task::prepare(
         &ctx,
         &crate::ops::run_task::Common {
@@ -354,14 +379,19 @@ async fn start(
             started_by: Some(deployment),
             tags: tags.as_deref(),
             propagate_tags: propagate,
-            launch_type: s.launch_type.unwrap_or(LaunchType::Ec2),
+            launch_type: launch.launch_type,
             enable_execute_command: s.enable_execute_command,
             allow_inactive: true,
+            platform_version: s.platform_version.as_deref(),
+            network_configuration: s.network_configuration.as_ref(),
         },
     )
     .await;
     let template = match template {
-        Ok(t) => t,
+        Ok(mut t) => {
+            t.providers = launch.providers(&provider_counts(api, rec).await?, n);
+            t
+        }
         Err(e) => {
             return Ok(vec![format!(
                 "(service {name}) failed to launch a task with (error {}).",
@@ -370,14 +400,19 @@ async fn start(
         }
     };
     let mut preq = crate::ops::run_task::placement_request(&template, n)?;
-    let strategies = s
-        .placement_strategy
-        .clone()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(default_strategies);
-    preq.strategies = crate::ops::run_task::strategies(&strategies)?;
-    preq.constraints =
-        crate::ops::run_task::constraints(s.placement_constraints.as_deref().unwrap_or(&[]))?;
+    if template.fargate.is_some() {
+        preq.strategies = crate::fargate::pool_strategies();
+        preq.task_definition_constraints.clear();
+    } else {
+        let strategies = s
+            .placement_strategy
+            .clone()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(default_strategies);
+        preq.strategies = crate::ops::run_task::strategies(&strategies)?;
+        preq.constraints =
+            crate::ops::run_task::constraints(s.placement_constraints.as_deref().unwrap_or(&[]))?;
+    }
     let mut events = Vec::new();
     let target = if on.is_empty() {
         Target::Run(Box::new(preq))
@@ -439,8 +474,15 @@ pub async fn reconcile(api: &Api, cluster: &str, name: &str) -> Result<bool, Ecs
         .filter(|(_, i, _)| i.status() == InstanceStatus::Draining)
         .map(|(_, i, _)| i.id.as_str())
         .collect();
+    // Fargate tasks run on the managed pool: a pool host whose agent is gone loses its tasks too.
+    let pool = records::list::<InstanceRecord>(
+        store,
+        &records::instance_prefix(crate::fargate::MANAGED_POOL),
+    )
+    .await?;
     let lost: BTreeSet<&str> = instances
         .iter()
+        .chain(pool.iter())
         .filter(|(_, i, _)| !i.instance.agent_connected)
         .map(|(_, i, _)| i.id.as_str())
         .collect();

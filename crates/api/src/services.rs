@@ -106,6 +106,24 @@ pub struct StopNote {
 }
 
 impl ServiceRecord {
+    /// How the service launches its tasks: its capacity provider strategy, or its launch type.
+    pub fn launch(&self) -> crate::ops::run_task::Launch {
+        let strategy = self
+            .service
+            .capacity_provider_strategy
+            .clone()
+            .unwrap_or_default();
+        let launch_type = if strategy.is_empty() {
+            self.service.launch_type.unwrap_or(LaunchType::Ec2)
+        } else {
+            LaunchType::Fargate
+        };
+        crate::ops::run_task::Launch {
+            launch_type,
+            strategy,
+        }
+    }
+
     /// The service name.
     pub fn name(&self) -> &str {
         self.service.service_name.as_deref().unwrap_or("")

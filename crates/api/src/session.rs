@@ -15,14 +15,19 @@
 //! 5. a session silent for `MISSED_HEARTBEATS` heartbeat intervals, closed, or replaced ends;
 //!    if it was the instance's current session, the instance is marked `agentConnected: false`.
 //!
+//! A managed-pool host (cluster `flotilla_protocol::MANAGED_POOL`) runs the Fargate tasks of
+//! every cluster: its session lists and watches all task records (`tasks/`) and keeps those whose
+//! `host_cluster` is the pool and whose instance is this one; its reports name tasks of any
+//! cluster (the cluster is read from the task ARN).
+//!
 //! What it is not: placement or desired state. The session only carries what the API wrote.
 
 use crate::agents::set_agent_connected;
 use crate::context::Api;
 use crate::instances::InstanceRecord;
 use crate::records::{
-    commit, contention, get, instance_key, task_id_in, task_key, task_prefix, to_bytes,
-    CAS_ATTEMPTS,
+    address_key, commit, contention, get, instance_key, task_id_in, task_key, task_prefix,
+    to_bytes, CAS_ATTEMPTS, TASKS,
 };
 use crate::server::error_body;
 use crate::tasks::{apply_report, TaskRecord};
@@ -33,7 +38,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use flotilla_model::{EcsError, ErrorCode};
 use flotilla_protocol::{
-    AgentMessage, ServerMessage, TaskAssignment, TaskStateReport, INSTANCE_PARAM, PROTOCOL_VERSION,
+    AgentMessage, ServerMessage, TaskAssignment, TaskStateReport, INSTANCE_PARAM, MANAGED_POOL,
+    PROTOCOL_VERSION,
 };
 use flotilla_scheduler::InstanceStatus;
 use flotilla_store::{Compare, Event, Txn};
@@ -171,6 +177,21 @@ async fn send(tx: &mut Sink, msg: &ServerMessage) -> Result<(), String> {
         .map_err(|e| format!("send failed: {e}"))
 }
 
+/// The prefix of the task records a session watches: its cluster's, or every cluster's for a
+/// managed-pool host (which runs the Fargate tasks of all clusters).
+fn watched_prefix(cluster: &str) -> String {
+    if cluster == MANAGED_POOL {
+        TASKS.to_string()
+    } else {
+        task_prefix(cluster)
+    }
+}
+
+/// Whether a task runs on the instance `cluster`/`id`.
+fn runs_on(t: &TaskRecord, cluster: &str, id: &str) -> bool {
+    t.instance_id == id && t.instance_cluster() == cluster
+}
+
 /// The assignments of every task of the instance that is not STOPPED, and the store revision
 /// they were read at.
 async fn full_state(
@@ -180,7 +201,7 @@ async fn full_state(
 ) -> Result<(Vec<(String, TaskAssignment)>, u64), EcsError> {
     let page = api
         .store
-        .list(&task_prefix(cluster), None, 0)
+        .list(&watched_prefix(cluster), None, 0)
         .await
         .map_err(crate::records::store_error)?;
     let mut out = Vec::new();
@@ -188,7 +209,7 @@ async fn full_state(
         let Ok(t) = serde_json::from_slice::<TaskRecord>(&kv.value) else {
             continue;
         };
-        if t.instance_id == id && !t.is_stopped() {
+        if runs_on(&t, cluster, id) && !t.is_stopped() {
             if let Some(a) = t.assignment {
                 out.push((kv.key, a));
             }
@@ -241,7 +262,7 @@ async fn session_loop(
             if let Err(e) = send(&mut tx, &msg).await {
                 return e;
             }
-            match api.store.watch(&task_prefix(cluster), rev).await {
+            match api.store.watch(&watched_prefix(cluster), rev).await {
                 Ok(w) => watch = Some(w),
                 Err(e) => return format!("could not watch tasks: {e}"),
             }
@@ -277,7 +298,7 @@ async fn session_loop(
             ev = w.next() => match ev {
                 Some(Ok(Event::Put(kv))) => {
                     let Ok(t) = serde_json::from_slice::<TaskRecord>(&kv.value) else { continue };
-                    if t.instance_id != id {
+                    if !runs_on(&t, cluster, id) {
                         continue;
                     }
                     let Some(a) = t.assignment else { continue };
@@ -315,24 +336,33 @@ async fn session_loop(
 }
 
 /// Applies one report to its task (and, when the task reaches STOPPED, releases its reservation
-/// on the instance in the same transaction). Reports about tasks that are unknown or assigned to
-/// another instance are ignored (and still acknowledged).
+/// on the instance and its network address in the same transaction). Reports about tasks that
+/// are unknown or assigned to another instance are ignored (and still acknowledged). `cluster`
+/// is the instance's cluster; a managed-pool host reports tasks of any cluster.
 pub async fn apply_task_state(
     api: &Api,
     cluster: &str,
     instance_id: &str,
     report: &TaskStateReport,
 ) -> Result<(), EcsError> {
-    let Some(tid) = task_id_in(&report.task_arn, cluster) else {
+    let task_cluster = if cluster == MANAGED_POOL {
+        match flotilla_model::arn::embedded_cluster(&report.task_arn) {
+            Some(c) => c,
+            None => return Ok(()),
+        }
+    } else {
+        cluster
+    };
+    let Some(tid) = task_id_in(&report.task_arn, task_cluster) else {
         return Ok(());
     };
-    let key = task_key(cluster, tid);
+    let key = task_key(task_cluster, tid);
     let store = api.store.as_ref();
     for _ in 0..CAS_ATTEMPTS {
         let Some((rec, rev)) = get::<TaskRecord>(store, &key).await? else {
             return Ok(());
         };
-        if rec.instance_id != instance_id {
+        if !runs_on(&rec, cluster, instance_id) {
             return Ok(());
         }
         let now = crate::ops::timestamp(api.clock.now());
@@ -344,15 +374,7 @@ pub async fn apply_task_state(
             .when(Compare::ModRevision(key.clone(), rev))
             .put(key.clone(), to_bytes(&next)?);
         if next.is_stopped() {
-            let ikey = instance_key(cluster, instance_id);
-            if let Some((mut inst, irev)) = get::<InstanceRecord>(store, &ikey).await? {
-                if inst.release(&rec.id) {
-                    inst.touch();
-                    txn = txn
-                        .when(Compare::ModRevision(ikey.clone(), irev))
-                        .put(ikey, to_bytes(&inst)?);
-                }
-            }
+            txn = release_on_stop(store, txn, &rec).await?;
         }
         if commit(store, txn).await? {
             if next.last_status != rec.last_status {
@@ -362,6 +384,28 @@ pub async fn apply_task_state(
         }
     }
     Err(contention())
+}
+
+/// Adds to `txn` what a task gives back when it stops: its reservation on its instance
+/// (compare-and-swap on the instance) and its network address.
+pub async fn release_on_stop(
+    store: &dyn flotilla_store::Store,
+    mut txn: Txn,
+    rec: &TaskRecord,
+) -> Result<Txn, EcsError> {
+    let ikey = instance_key(rec.instance_cluster(), &rec.instance_id);
+    if let Some((mut inst, irev)) = get::<InstanceRecord>(store, &ikey).await? {
+        if inst.release(&rec.id) {
+            inst.touch();
+            txn = txn
+                .when(Compare::ModRevision(ikey.clone(), irev))
+                .put(ikey, to_bytes(&inst)?);
+        }
+    }
+    if let Some(net) = rec.network() {
+        txn = txn.delete(address_key(&net.private_ipv4_address));
+    }
+    Ok(txn)
 }
 
 #[cfg(test)]

@@ -20,13 +20,13 @@
 
 use crate::instances::Reservation;
 use flotilla_model::shapes::{
-    Connectivity, ContainerDefinition, KeyValuePair, NetworkMode, Task, TaskDefinition,
-    TaskOverride, TaskStopCode,
+    Attachment, Connectivity, ContainerDefinition, KeyValuePair, NetworkInterface, NetworkMode,
+    Task, TaskDefinition, TaskOverride, TaskStopCode,
 };
 use flotilla_model::status::{ContainerStatus, TaskStatus};
 use flotilla_model::task_definition::{parse_task_cpu, parse_task_memory};
 use flotilla_model::EcsError;
-use flotilla_protocol::{DesiredStatus, TaskAssignment, TaskStateReport};
+use flotilla_protocol::{DesiredStatus, TaskAssignment, TaskNetwork, TaskStateReport};
 use flotilla_scheduler as sched;
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +46,10 @@ pub struct TaskRecord {
     pub id: String,
     /// Container instance id.
     pub instance_id: String,
+    /// The cluster the instance belongs to when it is not the task's own: Fargate tasks run on
+    /// the managed pool ([`flotilla_protocol::MANAGED_POOL`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_cluster: Option<String>,
     /// What the agent is told.
     pub assignment: Option<TaskAssignment>,
     /// What the task holds on its instance until it stops.
@@ -94,6 +98,26 @@ impl TaskRecord {
         self.task.task_arn.as_deref().unwrap_or("")
     }
 
+    /// The cluster whose container instance runs the task (the managed pool for Fargate).
+    pub fn instance_cluster(&self) -> &str {
+        self.host_cluster.as_deref().unwrap_or(&self.cluster)
+    }
+
+    /// The task's network interface, for `awsvpc` tasks.
+    pub fn network(&self) -> Option<&TaskNetwork> {
+        self.assignment.as_ref().and_then(|a| a.network.as_ref())
+    }
+
+    /// The ENI attachment's status as ECS shows it through the task's life.
+    pub fn attachment_status(&self) -> &'static str {
+        match self.last_status.0 {
+            TaskStatus::Provisioning => "ATTACHING",
+            TaskStatus::Deprovisioning => "DETACHING",
+            TaskStatus::Stopped => "DELETED",
+            _ => "ATTACHED",
+        }
+    }
+
     /// The task as ECS describes it.
     pub fn view(&self, include_tags: bool) -> Task {
         let mut t = self.task.clone();
@@ -104,12 +128,42 @@ impl TaskRecord {
                 c.last_status = Some(s.as_ecs_str().to_string());
             }
         }
+        if let Some(net) = self.network() {
+            t.attachments = Some(vec![eni_attachment(net, self.attachment_status())]);
+            for c in t.containers.iter_mut().flatten() {
+                c.network_interfaces = Some(vec![NetworkInterface {
+                    attachment_id: Some(net.attachment_id.clone()),
+                    private_ipv4_address: Some(net.private_ipv4_address.clone()),
+                    ipv6_address: None,
+                }]);
+            }
+        }
         t.tags = if include_tags {
             Some(t.tags.unwrap_or_default())
         } else {
             None
         };
         t
+    }
+}
+
+/// The `ElasticNetworkInterface` attachment of an `awsvpc` task.
+pub fn eni_attachment(net: &TaskNetwork, status: &str) -> Attachment {
+    let kv = |name: &str, value: &str| KeyValuePair {
+        name: Some(name.to_string()),
+        value: Some(value.to_string()),
+    };
+    Attachment {
+        id: Some(net.attachment_id.clone()),
+        r#type: Some("ElasticNetworkInterface".into()),
+        status: Some(status.into()),
+        details: Some(vec![
+            kv("subnetId", &net.subnet_id),
+            kv("networkInterfaceId", &net.network_interface_id),
+            kv("macAddress", &net.mac_address),
+            kv("privateDnsName", &net.private_dns_name),
+            kv("privateIPv4Address", &net.private_ipv4_address),
+        ]),
     }
 }
 
@@ -365,7 +419,33 @@ pub fn stop(rec: &TaskRecord, code: TaskStopCode, reason: &str, now: f64) -> Tas
     if n.task.stopping_at.is_none() {
         n.task.stopping_at = Some(now);
     }
+    // An awsvpc task shows the whole ECS stop sequence; DEACTIVATING is the control plane's
+    // step, before the agent signals the containers (STOPPING).
+    if n.network().is_some() && n.last_status.0 < TaskStatus::Deactivating {
+        n.last_status = Status(TaskStatus::Deactivating);
+    }
     n.task.version += 1;
+    n
+}
+
+/// The reason ECS gives a Fargate Spot task it interrupts.
+pub const SPOT_INTERRUPTED_REASON: &str = "Your Spot Task was interrupted.";
+
+/// A Fargate Spot interruption: desired STOPPED with stop code `SpotInterruption`, and the
+/// agent told to give the containers `grace_seconds` (the two-minute warning) between SIGTERM
+/// and SIGKILL. Unchanged if the task is already meant to stop.
+pub fn interrupt_spot(rec: &TaskRecord, grace_seconds: u64, now: f64) -> TaskRecord {
+    let mut n = stop(
+        rec,
+        TaskStopCode::SpotInterruption,
+        SPOT_INTERRUPTED_REASON,
+        now,
+    );
+    if n != *rec {
+        if let Some(a) = n.assignment.as_mut() {
+            a.stop_grace_seconds = Some(grace_seconds);
+        }
+    }
     n
 }
 
@@ -590,5 +670,107 @@ mod tests {
         let o = orphan(&r, "gone", 7.0);
         assert!(o.is_stopped());
         assert_eq!(o.desired(), DesiredStatus::Stopped);
+    }
+
+    fn awsvpc_record() -> TaskRecord {
+        let mut r = record();
+        r.last_status = Status(TaskStatus::Provisioning);
+        if let Some(a) = r.assignment.as_mut() {
+            a.network_mode = NetworkMode::Awsvpc;
+            a.network = Some(TaskNetwork {
+                attachment_id: "att".into(),
+                network_interface_id: "eni-0123456789abcdef0".into(),
+                private_ipv4_address: "10.213.0.7".into(),
+                mac_address: "0a:58:0a:d5:00:07".into(),
+                subnet_cidr: "10.213.0.0/16".into(),
+                gateway: "10.213.0.1".into(),
+                network_name: "flotilla-awsvpc".into(),
+                subnet_id: "subnet-0123456789abcdef0".into(),
+                private_dns_name: "ip-10-213-0-7.ec2.internal".into(),
+            });
+        }
+        r
+    }
+
+    #[test]
+    fn an_awsvpc_task_shows_its_eni_through_its_life() {
+        let r = awsvpc_record();
+        let v = r.view(false);
+        let att = &v.attachments.as_ref().unwrap()[0];
+        assert_eq!(att.r#type.as_deref(), Some("ElasticNetworkInterface"));
+        assert_eq!(att.status.as_deref(), Some("ATTACHING"));
+        let detail = |k: &str| {
+            att.details
+                .iter()
+                .flatten()
+                .find(|d| d.name.as_deref() == Some(k))
+                .and_then(|d| d.value.clone())
+        };
+        assert_eq!(detail("privateIPv4Address").as_deref(), Some("10.213.0.7"));
+        assert_eq!(detail("macAddress").as_deref(), Some("0a:58:0a:d5:00:07"));
+        assert_eq!(
+            detail("networkInterfaceId").as_deref(),
+            Some("eni-0123456789abcdef0")
+        );
+        assert_eq!(
+            detail("subnetId").as_deref(),
+            Some("subnet-0123456789abcdef0")
+        );
+        let nic = &v.containers.as_ref().unwrap()[0]
+            .network_interfaces
+            .as_ref()
+            .unwrap()[0];
+        assert_eq!(nic.private_ipv4_address.as_deref(), Some("10.213.0.7"));
+        assert_eq!(nic.attachment_id.as_deref(), Some("att"));
+        let running = apply_report(
+            &r,
+            &report(TaskStatus::Running, ContainerStatus::Running, None),
+            20.0,
+        );
+        assert_eq!(
+            running.view(false).attachments.unwrap()[0]
+                .status
+                .as_deref(),
+            Some("ATTACHED")
+        );
+        // The control plane's own stop step: DEACTIVATING, then the agent takes over.
+        let stopping = stop(&running, TaskStopCode::UserInitiated, "bye", 30.0);
+        assert_eq!(stopping.last_status.0, TaskStatus::Deactivating);
+        assert_eq!(stopping.desired(), DesiredStatus::Stopped);
+        let stopped = apply_report(
+            &stopping,
+            &report(TaskStatus::Stopped, ContainerStatus::Stopped, Some(0)),
+            40.0,
+        );
+        assert_eq!(
+            stopped.view(false).attachments.unwrap()[0]
+                .status
+                .as_deref(),
+            Some("DELETED")
+        );
+        // A bridge task keeps the short stop sequence.
+        let bridge = stop(&record(), TaskStopCode::UserInitiated, "bye", 5.0);
+        assert_eq!(bridge.last_status.0, TaskStatus::Pending);
+        assert!(bridge
+            .view(false)
+            .attachments
+            .unwrap_or_default()
+            .is_empty());
+    }
+
+    #[test]
+    fn a_spot_interruption_gives_the_warning_window() {
+        let r = awsvpc_record();
+        let s = interrupt_spot(&r, 120, 9.0);
+        assert_eq!(s.task.stop_code, Some(TaskStopCode::SpotInterruption));
+        assert_eq!(
+            s.task.stopped_reason.as_deref(),
+            Some(SPOT_INTERRUPTED_REASON)
+        );
+        let a = s.assignment.as_ref().unwrap();
+        assert_eq!(a.stop_grace_seconds, Some(120));
+        assert_eq!(a.desired_status, DesiredStatus::Stopped);
+        // Interrupting again changes nothing.
+        assert_eq!(interrupt_spot(&s, 5, 10.0), s);
     }
 }

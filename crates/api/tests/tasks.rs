@@ -169,7 +169,12 @@ async fn run_task_places_reserves_and_reports_failures() {
         json!({"cluster": "t1", "taskDefinition": "web", "launchType": "FARGATE"}),
     )
     .await;
-    assert_eq!(e.code, ErrorCode::UnsupportedFeatureException);
+    // An EC2 (bridge) task definition cannot run on Fargate.
+    assert_eq!(e.code, ErrorCode::ClientException);
+    assert_eq!(
+        e.message,
+        "Task definition does not support launch_type FARGATE."
+    );
     let e = err(
         &api,
         "RunTask",

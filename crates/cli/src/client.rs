@@ -104,6 +104,22 @@ impl EcsClient {
 
     /// Calls one ECS operation.
     pub async fn call(&self, operation: &str, input: Value) -> anyhow::Result<Value> {
+        let target = format!("AmazonEC2ContainerServiceV20141113.{operation}");
+        self.call_target(&target, operation, input).await
+    }
+
+    /// Calls one of Flotilla's own operations (`FlotillaAdmin.<operation>`).
+    pub async fn call_admin(&self, operation: &str, input: Value) -> anyhow::Result<Value> {
+        let target = format!("{}{operation}", flotilla_api::server::ADMIN_TARGET_PREFIX);
+        self.call_target(&target, operation, input).await
+    }
+
+    async fn call_target(
+        &self,
+        target: &str,
+        operation: &str,
+        input: Value,
+    ) -> anyhow::Result<Value> {
         let url = reqwest::Url::parse(&self.endpoint)
             .with_context(|| format!("invalid endpoint '{}'", self.endpoint))?;
         let host = match (url.host_str(), url.port()) {
@@ -112,11 +128,10 @@ impl EcsClient {
             _ => bail!("endpoint '{}' has no host", self.endpoint),
         };
         let body = serde_json::to_vec(&input)?;
-        let target = format!("AmazonEC2ContainerServiceV20141113.{operation}");
         let base = [
             ("host", host.as_str()),
             ("content-type", "application/x-amz-json-1.1"),
-            ("x-amz-target", target.as_str()),
+            ("x-amz-target", target),
         ];
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?

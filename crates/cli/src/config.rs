@@ -27,6 +27,19 @@ pub struct ServerConfig {
     pub banner: Vec<String>,
     /// Agent heartbeat interval and stopped-task retention.
     pub timings: flotilla_api::agents::AgentTimings,
+    /// The managed task network and the Spot warning.
+    pub fargate: flotilla_api::FargateConfig,
+}
+
+fn fargate(common: &CommonArgs) -> anyhow::Result<flotilla_api::FargateConfig> {
+    let task_network = common
+        .task_network
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--task-network {}: {e}", common.task_network))?;
+    Ok(flotilla_api::FargateConfig {
+        task_network,
+        spot_warning: std::time::Duration::from_secs(common.spot_warning_seconds),
+    })
 }
 
 fn timings(common: &CommonArgs) -> anyhow::Result<flotilla_api::agents::AgentTimings> {
@@ -158,6 +171,7 @@ pub fn server_config(common: &CommonArgs, file: Option<&Path>) -> anyhow::Result
         },
         banner: Vec::new(),
         timings: timings(common)?,
+        fargate: fargate(common)?,
     })
 }
 
@@ -237,6 +251,7 @@ pub fn dev_config(common: &CommonArgs) -> anyhow::Result<ServerConfig> {
         },
         banner,
         timings: timings(common)?,
+        fargate: fargate(common)?,
     })
 }
 

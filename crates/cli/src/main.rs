@@ -9,6 +9,7 @@
 mod agent_cmd;
 mod client;
 mod config;
+mod fargate_cmd;
 mod serve;
 mod service_cmd;
 mod verbs;
@@ -52,6 +53,9 @@ enum Command {
     /// Create, update, deploy and watch services (`flotilla service --help`).
     #[command(subcommand)]
     Service(service_cmd::ServiceCommand),
+    /// Operate the capacity Flotilla manages for Fargate (reclaim Spot capacity).
+    #[command(subcommand)]
+    Fargate(fargate_cmd::FargateCommand),
     /// List clusters with their instance, task and service counts.
     Clusters(ListArgs),
     /// List task definitions (latest first within each family order) with their containers.
@@ -104,6 +108,14 @@ pub struct CommonArgs {
     /// How long STOPPED tasks stay describable and listable.
     #[arg(long, default_value_t = 3600)]
     stopped_task_retention_seconds: u64,
+    /// How long an interrupted FARGATE_SPOT task has between SIGTERM and SIGKILL (ECS gives
+    /// two minutes; tests shorten it).
+    #[arg(long, default_value_t = 120)]
+    spot_warning_seconds: u64,
+    /// The network awsvpc tasks get their private IPv4 addresses on (every agent creates the
+    /// Docker network `flotilla-awsvpc` with it). Pick a range no host network uses.
+    #[arg(long, default_value = flotilla_api::fargate::DEFAULT_TASK_NETWORK)]
+    task_network: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -164,19 +176,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         match cli.command {
             Command::Server(args) => {
                 let cfg = config::server_config(&args.common, args.config.as_deref())?;
-                serve::run(cfg, None).await
+                serve::run(cfg, Vec::new()).await
             }
             Command::Dev(args) => {
                 let cfg = config::dev_config(&args.common)?;
-                let local_agent = if args.no_agent {
-                    None
+                let local_agents = if args.no_agent {
+                    Vec::new()
                 } else {
-                    Some(agent_cmd::dev_agent(&cfg, &args.cluster, &args.agent)?)
+                    vec![
+                        agent_cmd::dev_agent(&cfg, &args.cluster, &args.agent)?,
+                        agent_cmd::dev_agent(&cfg, flotilla_protocol::MANAGED_POOL, &args.agent)?,
+                    ]
                 };
-                serve::run(cfg, local_agent).await
+                serve::run(cfg, local_agents).await
             }
             Command::Agent(args) => agent_cmd::run(args).await,
             Command::Service(cmd) => service_cmd::run(cmd).await,
+            Command::Fargate(cmd) => fargate_cmd::run(cmd).await,
             Command::Clusters(args) => {
                 let client = client::EcsClient::from_env(args.endpoint.as_deref())?;
                 verbs::clusters(&client, args.output).await

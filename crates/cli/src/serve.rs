@@ -7,13 +7,16 @@ use flotilla_api::{router, Api, SystemClock};
 use flotilla_store::SqliteStore;
 use std::sync::Arc;
 
-/// Serves until a shutdown signal. With `local_agent`, also runs a container agent in this
-/// process (as `flotilla dev` does), pointed at this server once it listens.
-pub async fn run(cfg: ServerConfig, local_agent: Option<LocalAgent>) -> anyhow::Result<()> {
+/// Serves until a shutdown signal. With `local_agents`, also runs container agents in this
+/// process (as `flotilla dev` does: one in its cluster, one serving the managed Fargate pool),
+/// pointed at this server once it listens.
+pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Result<()> {
     let store = SqliteStore::open(&cfg.data_dir)
         .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
     let api = Arc::new(
-        Api::new(Arc::new(store), cfg.api.clone(), Arc::new(SystemClock)).with_timings(cfg.timings),
+        Api::new(Arc::new(store), cfg.api.clone(), Arc::new(SystemClock))
+            .with_timings(cfg.timings)
+            .with_fargate(cfg.fargate.clone()),
     );
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -26,34 +29,40 @@ pub async fn run(cfg: ServerConfig, local_agent: Option<LocalAgent>) -> anyhow::
     // Tests and scripts wait for this line to know the server is ready.
     println!("listening on http://{addr}");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let agent = local_agent.map(|la| {
-        let mut stop = stop_rx.clone();
-        let config = la.into_config(format!("http://{addr}"));
-        let cluster = config.cluster.clone();
-        let client = crate::client::EcsClient::new(
-            config.server_url.clone(),
-            config.region.clone(),
-            config.credentials.access_key_id.clone(),
-            config.credentials.secret_access_key.clone(),
-            config.credentials.session_token.clone(),
-        );
-        tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            // Zero configuration: the local agent's cluster exists (CreateCluster is idempotent).
-            if let Err(e) = client
-                .call("CreateCluster", serde_json::json!({"clusterName": cluster}))
-                .await
-            {
-                tracing::error!(error = %e, "could not create the local agent's cluster");
-                return;
-            }
-            if let Err(e) = flotilla_agent::run(config, shutdown).await {
-                tracing::error!(error = %e, "the local agent stopped");
-            }
+    let agents: Vec<_> = local_agents
+        .into_iter()
+        .map(|la| {
+            let mut stop = stop_rx.clone();
+            let config = la.into_config(format!("http://{addr}"));
+            let cluster = config.cluster.clone();
+            let client = crate::client::EcsClient::new(
+                config.server_url.clone(),
+                config.region.clone(),
+                config.credentials.access_key_id.clone(),
+                config.credentials.secret_access_key.clone(),
+                config.credentials.session_token.clone(),
+            );
+            tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                // Zero configuration: the local agent's cluster exists (CreateCluster is
+                // idempotent). The managed pool is no cluster.
+                if cluster != flotilla_protocol::MANAGED_POOL {
+                    if let Err(e) = client
+                        .call("CreateCluster", serde_json::json!({"clusterName": cluster}))
+                        .await
+                    {
+                        tracing::error!(error = %e, "could not create the local agent's cluster");
+                        return;
+                    }
+                }
+                if let Err(e) = flotilla_agent::run(config, shutdown).await {
+                    tracing::error!(error = %e, cluster = %cluster, "a local agent stopped");
+                }
+            })
         })
-    });
+        .collect();
     let result = axum::serve(listener, router(api))
         .with_graceful_shutdown(async move {
             shutdown().await;
@@ -61,7 +70,7 @@ pub async fn run(cfg: ServerConfig, local_agent: Option<LocalAgent>) -> anyhow::
         })
         .await
         .context("serving HTTP");
-    if let Some(a) = agent {
+    for a in agents {
         let _ = a.await;
     }
     result?;

@@ -9,17 +9,12 @@ use flotilla_model::shapes::{ContainerDefinition, LogDriver, NetworkMode, Volume
 /// Checks that a task (its definition, with any overrides applied to `containers`) can run on
 /// a Flotilla agent.
 pub fn check(
-    network_mode: NetworkMode,
+    _network_mode: NetworkMode,
     pid_mode: Option<&str>,
     ipc_mode: Option<&str>,
     volumes: &[Volume],
     containers: &[ContainerDefinition],
 ) -> Result<(), String> {
-    if network_mode == NetworkMode::Awsvpc {
-        return Err(
-            "network mode awsvpc is not supported by this agent (use bridge, host or none)".into(),
-        );
-    }
     if pid_mode == Some("task") {
         return Err("pidMode task is not supported by this agent (use host or leave unset)".into());
     }

@@ -63,24 +63,22 @@ pub fn validate_capacity_providers(
     validate_strategy(strategy, Some(providers))
 }
 
-/// Checks a capacity provider strategy: known providers, at most one `base`, weights valid.
+/// Checks a capacity provider strategy: every provider known (and, with `allowed`, associated
+/// with the cluster), then ECS's rules on bases and weights
+/// ([`flotilla_scheduler::capacity::validate`]). An empty strategy is valid (no default).
 pub fn validate_strategy(
     strategy: &[CapacityProviderStrategyItem],
     allowed: Option<&[String]>,
 ) -> Result<(), EcsError> {
-    if strategy.len() > 20 {
-        return Err(EcsError::invalid_parameter(
-            "A capacity provider strategy can have at most 20 items.",
-        ));
+    if strategy.is_empty() {
+        return Ok(());
     }
-    let mut with_base = 0;
-    let mut names = std::collections::HashSet::new();
     for item in strategy {
         let p = item.capacity_provider.as_str();
         if let Some(allowed) = allowed {
             if !allowed.iter().any(|a| a == p) {
                 return Err(EcsError::invalid_parameter(format!(
-                    "The capacity provider strategy uses '{p}', which is not one of the cluster's capacity providers."
+                    "The specified capacity provider strategy cannot contain a capacity provider that is not associated with the cluster. Associate the capacity provider with the cluster or specify a valid capacity provider and try again. ('{p}' is not associated.)"
                 )));
             }
         } else if !BUILTIN_CAPACITY_PROVIDERS.contains(&p) {
@@ -88,26 +86,9 @@ pub fn validate_strategy(
                 "The specified capacity provider '{p}' does not exist."
             )));
         }
-        if !names.insert(p) {
-            return Err(EcsError::invalid_parameter(format!(
-                "Capacity provider '{p}' appears more than once in the strategy."
-            )));
-        }
-        if item.base > 0 {
-            with_base += 1;
-        }
     }
-    if with_base > 1 {
-        return Err(EcsError::invalid_parameter(
-            "Only one capacity provider in a strategy can have a base defined.",
-        ));
-    }
-    if !strategy.is_empty() && strategy.iter().all(|i| i.weight == 0) {
-        return Err(EcsError::invalid_parameter(
-            "At least one capacity provider in a strategy must have a weight greater than 0.",
-        ));
-    }
-    Ok(())
+    flotilla_scheduler::capacity::validate(&super::run_task::capacity_items(strategy))
+        .map_err(|e| EcsError::invalid_parameter(e.to_string()))
 }
 
 /// CreateCluster.

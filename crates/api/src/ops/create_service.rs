@@ -12,7 +12,7 @@
 //! connected agent (no placement strategies, as ECS; placement constraints not supported yet;
 //! deployment defaults 100/0).
 
-use super::run_task::{constraints, launch_type, prepare, strategies, Common};
+use super::run_task::{constraints, prepare, resolve_launch, strategies, Common};
 use super::tags::validate_tags;
 use crate::context::Ctx;
 use crate::records::{commit, contention, get, to_bytes, CAS_ATTEMPTS};
@@ -21,7 +21,7 @@ use crate::services::{
 };
 use flotilla_model::shapes::{
     CreateServiceRequest, CreateServiceResponse, DeploymentController, DeploymentControllerType,
-    SchedulingStrategy, Service,
+    LaunchType, SchedulingStrategy, Service,
 };
 use flotilla_model::{EcsError, ErrorCode};
 use flotilla_store::{Compare, Txn};
@@ -69,17 +69,18 @@ pub async fn create_service(
             "Only the ECS (rolling update) deployment controller is supported by this Flotilla server.",
         ));
     }
-    if req
-        .capacity_provider_strategy
-        .as_ref()
-        .is_some_and(|c| !c.is_empty())
-    {
-        return Err(EcsError::new(
-            ErrorCode::UnsupportedFeatureException,
-            "Capacity provider strategies are not supported by this Flotilla server yet; use launchType EC2 or EXTERNAL.",
+    let launch = resolve_launch(
+        ctx,
+        req.cluster.as_deref(),
+        req.launch_type,
+        req.capacity_provider_strategy.as_deref(),
+    )
+    .await?;
+    if daemon && launch.launch_type == LaunchType::Fargate {
+        return Err(EcsError::invalid_parameter(
+            "The daemon scheduling strategy does not support the FARGATE launch type or capacity providers.",
         ));
     }
-    let launch = launch_type(req.launch_type)?;
     let given = if daemon { Some(0) } else { req.desired_count };
     let Some(desired) = given else {
         return Err(EcsError::invalid_parameter(
@@ -106,12 +107,22 @@ pub async fn create_service(
             started_by: None,
             tags: None,
             propagate_tags: None,
-            launch_type: launch,
+            launch_type: launch.launch_type,
             enable_execute_command: req.enable_execute_command,
             allow_inactive: false,
+            platform_version: req.platform_version.as_deref(),
+            network_configuration: req.network_configuration.as_ref(),
         },
     )
     .await?;
+    if template.fargate.is_some() {
+        flotilla_model::fargate::validate_fargate_run(
+            &template.task_definition,
+            None,
+            req.placement_constraints.as_deref().unwrap_or(&[]),
+            req.placement_strategy.as_deref().unwrap_or(&[]),
+        )?;
+    }
     strategies(req.placement_strategy.as_deref().unwrap_or(&[]))?;
     constraints(req.placement_constraints.as_deref().unwrap_or(&[]))?;
     let base = daemon.then(|| flotilla_model::shapes::DeploymentConfiguration {
@@ -161,7 +172,21 @@ pub async fn create_service(
             load_balancers: Some(Vec::new()),
             service_registries: Some(Vec::new()),
             desired_count: desired,
-            launch_type: Some(launch),
+            // A service launched by a capacity provider strategy shows the strategy, not a
+            // launch type, as in ECS.
+            launch_type: launch.strategy.is_empty().then_some(launch.launch_type),
+            capacity_provider_strategy: (!launch.strategy.is_empty())
+                .then(|| launch.strategy.clone()),
+            platform_version: template.fargate.as_ref().map(|_| {
+                req.platform_version
+                    .clone()
+                    .unwrap_or_else(|| "LATEST".to_string())
+            }),
+            platform_family: template
+                .fargate
+                .as_ref()
+                .map(|_| crate::fargate::PLATFORM_FAMILY_LINUX.to_string()),
+            network_configuration: req.network_configuration.clone(),
             task_definition: Some(td_arn.clone()),
             deployment_configuration: Some(config.clone()),
             role_arn: None,

@@ -65,6 +65,9 @@ pub async fn deregister_container_instance(
             txn = txn
                 .when(Compare::ModRevision(tkey.clone(), *trev))
                 .put(task_key(&cluster, &t.id), to_bytes(&stopped)?);
+            if let Some(net) = stopped.network() {
+                txn = txn.delete(crate::records::address_key(&net.private_ipv4_address));
+            }
         }
         rec.reservations.clear();
         rec.set_status(InstanceStatus::Inactive);

@@ -13,7 +13,7 @@ pub async fn discover_poll_endpoint(
     req: DiscoverPollEndpointRequest,
 ) -> Result<DiscoverPollEndpointResponse, EcsError> {
     if req.cluster.is_some() {
-        super::request_cluster(ctx, req.cluster.as_deref(), &[]).await?;
+        super::agent_cluster(ctx, req.cluster.as_deref()).await?;
     }
     let host = ctx.host.as_deref().unwrap_or("localhost");
     let endpoint = format!("http://{host}");

@@ -75,6 +75,15 @@ pub async fn request_cluster(
     Ok(c.cluster_name.unwrap_or_default())
 }
 
+/// The cluster an agent-facing request names: a user's ACTIVE cluster, or the managed pool
+/// (`flotilla_protocol::MANAGED_POOL`), which is no cluster record.
+pub async fn agent_cluster(ctx: &Ctx<'_>, cluster: Option<&str>) -> Result<String, EcsError> {
+    if cluster == Some(flotilla_protocol::MANAGED_POOL) {
+        return Ok(flotilla_protocol::MANAGED_POOL.to_string());
+    }
+    request_cluster(ctx, cluster, &[]).await
+}
+
 /// A timestamp as ECS reports it: epoch seconds with millisecond precision.
 ///
 /// Stored records are JSON, and serde_json (without its `float_roundtrip` feature) may read a

@@ -5,6 +5,9 @@
 //! (resources, version info, agent attributes, tags merged) and keeps its tasks; an unknown or
 //! INACTIVE ARN registers a new instance, whose ARN the response carries.
 //!
+//! A host registered with the cluster `flotilla_protocol::MANAGED_POOL` (`flotilla agent
+//! --managed`) joins the managed pool that runs Fargate tasks; no user cluster can list it.
+//!
 //! A new registration counts as connected until the agent opens its session; if it does not
 //! within `MISSED_HEARTBEATS` heartbeat intervals, it is marked `agentConnected: false`.
 
@@ -28,7 +31,7 @@ pub async fn register_container_instance(
     ctx: &Ctx<'_>,
     req: RegisterContainerInstanceRequest,
 ) -> Result<RegisterContainerInstanceResponse, EcsError> {
-    let cluster = super::request_cluster(ctx, req.cluster.as_deref(), &[]).await?;
+    let cluster = super::agent_cluster(ctx, req.cluster.as_deref()).await?;
     let capacity = parse_total_resources(req.total_resources.as_deref().unwrap_or(&[]))?;
     let doc = match req.instance_identity_document.as_deref() {
         Some(d) if !d.trim().is_empty() => Some(parse_identity_document(d)?),

@@ -17,16 +17,19 @@
 use super::describe_task_definition::{load, parse_ref};
 use super::tags::validate_tags;
 use crate::context::Ctx;
-use crate::placement::{self, Committed, Target, TaskTemplate, Token};
+use crate::placement::{self, Committed, FargatePlatform, Target, TaskTemplate, Token};
 use crate::records::{active_cluster, client_token_key, get, task_id_in, task_key};
 use crate::tasks::{resolve, task_spec, TaskRecord};
+use flotilla_model::fargate;
 use flotilla_model::shapes::{
-    Compatibility, LaunchType, NetworkMode, PlacementConstraint, PlacementStrategy, PropagateTags,
-    RunTaskRequest, RunTaskResponse, Tag, TaskDefinitionStatus, TaskOverride,
+    CapacityProviderStrategyItem, Compatibility, LaunchType, NetworkConfiguration, NetworkMode,
+    PlacementConstraint, PlacementStrategy, PropagateTags, RunTaskRequest, RunTaskResponse, Tag,
+    TaskDefinitionStatus, TaskOverride,
 };
 use flotilla_model::{EcsError, ErrorCode};
-use flotilla_scheduler as sched;
+use flotilla_scheduler::{self as sched, capacity};
 use sha2::Digest;
+use std::collections::BTreeMap;
 
 /// The members RunTask and StartTask share.
 pub struct Common<'a> {
@@ -51,6 +54,10 @@ pub struct Common<'a> {
     /// Whether an INACTIVE task definition may be used (a service keeps scaling with the
     /// revision it was deployed with after it is deregistered, as in ECS).
     pub allow_inactive: bool,
+    /// `platformVersion` (FARGATE only).
+    pub platform_version: Option<&'a str>,
+    /// `networkConfiguration` (required for `awsvpc` task definitions, refused otherwise).
+    pub network_configuration: Option<&'a NetworkConfiguration>,
 }
 
 /// Looks up and checks what a RunTask/StartTask request names, and builds the task template.
@@ -74,6 +81,7 @@ pub async fn prepare(ctx: &Ctx<'_>, c: &Common<'_>) -> Result<TaskTemplate, EcsE
     }
     let compat = match c.launch_type {
         LaunchType::External => Compatibility::External,
+        LaunchType::Fargate => Compatibility::Fargate,
         _ => Compatibility::Ec2,
     };
     if td
@@ -113,6 +121,31 @@ pub async fn prepare(ctx: &Ctx<'_>, c: &Common<'_>) -> Result<TaskTemplate, EcsE
             "Flotilla's container agent cannot run this task: {why}."
         ))
     })?;
+    let network_mode = td.network_mode.unwrap_or(NetworkMode::Bridge);
+    fargate::validate_network_configuration(Some(network_mode), c.network_configuration)?;
+    let awsvpc = c
+        .network_configuration
+        .and_then(|n| n.awsvpc_configuration.clone())
+        .filter(|_| network_mode == NetworkMode::Awsvpc);
+    let fargate_platform = if c.launch_type == LaunchType::Fargate {
+        fargate::validate_fargate_run(&td, c.overrides, &[], &[])?;
+        Some(FargatePlatform {
+            platform_version: fargate::resolve_platform_version(c.platform_version)?,
+            ephemeral_storage_gib: c
+                .overrides
+                .and_then(|o| o.ephemeral_storage.as_ref())
+                .or(td.ephemeral_storage.as_ref())
+                .map_or(DEFAULT_EPHEMERAL_STORAGE_GIB, |e| e.size_in_gi_b),
+        })
+    } else {
+        if c.platform_version.is_some() {
+            return Err(EcsError::invalid_parameter(format!(
+                "The platform version must be null when specifying an {} launch type.",
+                c.launch_type.as_str()
+            )));
+        }
+        None
+    };
     let mut tags: Vec<Tag> = Vec::new();
     if c.propagate_tags == Some(PropagateTags::TaskDefinition) {
         tags = rec.tags.clone().unwrap_or_default();
@@ -141,6 +174,105 @@ pub async fn prepare(ctx: &Ctx<'_>, c: &Common<'_>) -> Result<TaskTemplate, EcsE
         resolved,
         spec,
         task_definition: td,
+        fargate: fargate_platform,
+        awsvpc,
+        providers: Vec::new(),
+    })
+}
+
+/// The ephemeral storage of a Fargate task that asks for none, GiB (as ECS reports it).
+pub const DEFAULT_EPHEMERAL_STORAGE_GIB: i32 = 20;
+
+/// How tasks are launched: a launch type, or a capacity provider strategy (whose providers,
+/// FARGATE and FARGATE_SPOT, all launch on Fargate).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Launch {
+    /// The launch type the tasks get.
+    pub launch_type: LaunchType,
+    /// The capacity provider strategy; empty for a plain launch type.
+    pub strategy: Vec<CapacityProviderStrategyItem>,
+}
+
+impl Launch {
+    /// The capacity providers of `n` new tasks of a group that already runs `existing` tasks per
+    /// provider (empty for a plain launch type), split by the strategy's base and weights.
+    pub fn providers(&self, existing: &BTreeMap<String, u32>, n: u32) -> Vec<String> {
+        if self.strategy.is_empty() {
+            return Vec::new();
+        }
+        let items = capacity_items(&self.strategy);
+        let counts: Vec<u32> = items
+            .iter()
+            .map(|i| existing.get(&i.capacity_provider).copied().unwrap_or(0))
+            .collect();
+        capacity::assign(&items, &counts, n)
+            .map(|ix| {
+                ix.into_iter()
+                    .filter_map(|i| items.get(i).map(|it| it.capacity_provider.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The strategy as the pure capacity module takes it.
+pub fn capacity_items(strategy: &[CapacityProviderStrategyItem]) -> Vec<capacity::StrategyItem> {
+    strategy
+        .iter()
+        .map(|i| {
+            capacity::StrategyItem::new(
+                i.capacity_provider.clone(),
+                u32::try_from(i.base).unwrap_or(0),
+                u32::try_from(i.weight).unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// Decides how a RunTask/CreateService request launches its tasks, as ECS does: an explicit
+/// `launchType`; else an explicit `capacityProviderStrategy`; else the cluster's default
+/// strategy; else EC2. Both together are refused; a strategy must be valid and name only
+/// providers associated with the cluster.
+pub async fn resolve_launch(
+    ctx: &Ctx<'_>,
+    cluster: Option<&str>,
+    launch_type: Option<LaunchType>,
+    strategy: Option<&[CapacityProviderStrategyItem]>,
+) -> Result<Launch, EcsError> {
+    let given = strategy.filter(|s| !s.is_empty());
+    if launch_type.is_some() && given.is_some() {
+        return Err(EcsError::invalid_parameter(
+            "Specifying both a launch type and capacity provider strategy is not supported.",
+        ));
+    }
+    if let Some(l) = launch_type {
+        return Ok(Launch {
+            launch_type: self::launch_type(Some(l))?,
+            strategy: Vec::new(),
+        });
+    }
+    if cluster.is_some_and(|v| super::foreign_arn(ctx, v)) {
+        return Err(EcsError::cluster_not_found());
+    }
+    let (c, _) = active_cluster(ctx.store(), cluster).await?;
+    let strategy = match given {
+        Some(s) => s.to_vec(),
+        None => c
+            .default_capacity_provider_strategy
+            .clone()
+            .unwrap_or_default(),
+    };
+    if strategy.is_empty() {
+        return Ok(Launch {
+            launch_type: LaunchType::Ec2,
+            strategy,
+        });
+    }
+    let associated = c.capacity_providers.clone().unwrap_or_default();
+    super::create_cluster::validate_strategy(&strategy, Some(&associated))?;
+    Ok(Launch {
+        launch_type: LaunchType::Fargate,
+        strategy,
     })
 }
 
@@ -194,10 +326,10 @@ pub fn strategies(ss: &[PlacementStrategy]) -> Result<Vec<sched::PlacementStrate
         .collect()
 }
 
-/// The launch type of a RunTask/StartTask request: EC2 (default) or EXTERNAL.
+/// The launch type of a request: EC2 (default), EXTERNAL or FARGATE.
 pub fn launch_type(l: Option<LaunchType>) -> Result<LaunchType, EcsError> {
     match l.unwrap_or(LaunchType::Ec2) {
-        l @ (LaunchType::Ec2 | LaunchType::External) => Ok(l),
+        l @ (LaunchType::Ec2 | LaunchType::External | LaunchType::Fargate) => Ok(l),
         other => Err(EcsError::new(
             ErrorCode::UnsupportedFeatureException,
             format!(
@@ -233,23 +365,14 @@ pub async fn run_task(ctx: &Ctx<'_>, req: RunTaskRequest) -> Result<RunTaskRespo
             "Invalid count {count}: RunTask starts 1 to 10 tasks per call."
         )));
     }
-    if req
-        .capacity_provider_strategy
-        .as_ref()
-        .is_some_and(|c| !c.is_empty())
-    {
-        if req.launch_type.is_some() {
-            return Err(EcsError::invalid_parameter(
-                "Specifying both a launch type and capacity provider strategy is not supported.",
-            ));
-        }
-        return Err(EcsError::new(
-            ErrorCode::UnsupportedFeatureException,
-            "Capacity provider strategies are not supported by this Flotilla server yet; use launchType EC2 or EXTERNAL.",
-        ));
-    }
-    let launch = launch_type(req.launch_type)?;
-    let template = prepare(
+    let launch = resolve_launch(
+        ctx,
+        req.cluster.as_deref(),
+        req.launch_type,
+        req.capacity_provider_strategy.as_deref(),
+    )
+    .await?;
+    let mut template = prepare(
         ctx,
         &Common {
             cluster: req.cluster.as_deref(),
@@ -259,22 +382,32 @@ pub async fn run_task(ctx: &Ctx<'_>, req: RunTaskRequest) -> Result<RunTaskRespo
             started_by: req.started_by.as_deref(),
             tags: req.tags.as_deref(),
             propagate_tags: req.propagate_tags,
-            launch_type: launch,
+            launch_type: launch.launch_type,
             enable_execute_command: req.enable_execute_command,
             allow_inactive: false,
+            platform_version: req.platform_version.as_deref(),
+            network_configuration: req.network_configuration.as_ref(),
         },
     )
     .await?;
-    if template.task_definition.network_mode == Some(NetworkMode::Awsvpc)
-        && req.network_configuration.is_none()
-    {
-        return Err(EcsError::invalid_parameter(
-            "Network Configuration must be provided when networkMode 'awsvpc' is specified.",
-        ));
+    let count = u32::try_from(count).unwrap_or(1);
+    template.providers = launch.providers(&Default::default(), count);
+    let mut preq = placement_request(&template, count)?;
+    let given_strategies = req.placement_strategy.as_deref().unwrap_or(&[]);
+    let given_constraints = req.placement_constraints.as_deref().unwrap_or(&[]);
+    if template.fargate.is_some() {
+        fargate::validate_fargate_run(
+            &template.task_definition,
+            req.overrides.as_ref(),
+            given_constraints,
+            given_strategies,
+        )?;
+        preq.strategies = crate::fargate::pool_strategies();
+        preq.task_definition_constraints.clear();
+    } else {
+        preq.strategies = strategies(given_strategies)?;
+        preq.constraints = constraints(given_constraints)?;
     }
-    let mut preq = placement_request(&template, u32::try_from(count).unwrap_or(1))?;
-    preq.strategies = strategies(req.placement_strategy.as_deref().unwrap_or(&[]))?;
-    preq.constraints = constraints(req.placement_constraints.as_deref().unwrap_or(&[]))?;
     let token = match &req.client_token {
         Some(t) => {
             let mut without = req.clone();

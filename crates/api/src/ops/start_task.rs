@@ -33,6 +33,8 @@ pub async fn start_task(
             launch_type: LaunchType::Ec2,
             enable_execute_command: req.enable_execute_command,
             allow_inactive: false,
+            platform_version: None,
+            network_configuration: req.network_configuration.as_ref(),
         },
     )
     .await?;

@@ -4,7 +4,7 @@
 //! the new one becomes healthy). An unknown service is `ServiceNotFoundException`, a DRAINING or
 //! INACTIVE one `ServiceNotActiveException`.
 
-use super::run_task::{constraints, prepare, strategies, Common};
+use super::run_task::{constraints, prepare, resolve_launch, strategies, Common};
 use crate::context::Ctx;
 use crate::records::{commit, contention, get, to_bytes, CAS_ATTEMPTS};
 use crate::service_scheduler::DeploymentStatus;
@@ -13,7 +13,7 @@ use crate::services::{
     service_not_found, ServiceRecord, ServiceStatus,
 };
 use flotilla_model::shapes::{UpdateServiceRequest, UpdateServiceResponse};
-use flotilla_model::{EcsError, ErrorCode};
+use flotilla_model::EcsError;
 use flotilla_store::{Compare, Txn};
 
 /// UpdateService.
@@ -26,15 +26,12 @@ pub async fn update_service(
         .filter(|_| !super::foreign_arn(ctx, &req.service))
         .ok_or_else(service_not_found)?
         .to_string();
-    if req
+    let new_strategy = req
         .capacity_provider_strategy
-        .as_ref()
-        .is_some_and(|c| !c.is_empty())
-    {
-        return Err(EcsError::new(
-            ErrorCode::UnsupportedFeatureException,
-            "Capacity provider strategies are not supported by this Flotilla server yet.",
-        ));
+        .as_deref()
+        .filter(|c| !c.is_empty());
+    if let Some(s) = new_strategy {
+        resolve_launch(ctx, Some(&cluster), None, Some(s)).await?;
     }
     if req.desired_count.is_some_and(|d| d < 0) {
         return Err(EcsError::invalid_parameter(
@@ -49,12 +46,22 @@ pub async fn update_service(
     }
     let key = service_key(&cluster, &name);
     let now = super::timestamp(ctx.now);
-    // The new task definition, resolved once (checked ACTIVE and compatible).
+    // The new task definition, launch and network, checked once (ACTIVE, compatible, valid).
     let mut new_td: Option<String> = None;
-    if let Some(td) = req.task_definition.as_deref() {
+    let launch_changes = new_strategy.is_some()
+        || req.network_configuration.is_some()
+        || req.platform_version.is_some();
+    if req.task_definition.is_some() || launch_changes {
         let Some((rec, _)) = get::<ServiceRecord>(ctx.store(), &key).await? else {
             return Err(service_not_found());
         };
+        let mut launch = rec.launch();
+        if let Some(s) = new_strategy {
+            launch.strategy = s.to_vec();
+            launch.launch_type = flotilla_model::shapes::LaunchType::Fargate;
+        }
+        let current_td = rec.service.task_definition.clone().unwrap_or_default();
+        let td = req.task_definition.as_deref().unwrap_or(&current_td);
         let t = prepare(
             ctx,
             &Common {
@@ -65,16 +72,23 @@ pub async fn update_service(
                 started_by: None,
                 tags: None,
                 propagate_tags: None,
-                launch_type: rec
-                    .service
-                    .launch_type
-                    .unwrap_or(flotilla_model::shapes::LaunchType::Ec2),
+                launch_type: launch.launch_type,
                 enable_execute_command: false,
-                allow_inactive: false,
+                allow_inactive: req.task_definition.is_none(),
+                platform_version: req
+                    .platform_version
+                    .as_deref()
+                    .or(rec.service.platform_version.as_deref()),
+                network_configuration: req
+                    .network_configuration
+                    .as_ref()
+                    .or(rec.service.network_configuration.as_ref()),
             },
         )
         .await?;
-        new_td = t.task_definition.task_definition_arn.clone();
+        if req.task_definition.is_some() {
+            new_td = t.task_definition.task_definition_arn.clone();
+        }
     }
     for _ in 0..CAS_ATTEMPTS {
         let Some((mut rec, rev)) = get::<ServiceRecord>(ctx.store(), &key).await? else {
@@ -94,6 +108,19 @@ pub async fn update_service(
             )?);
         }
         let mut new_deployment_wanted = req.force_new_deployment;
+        if let Some(strategy) = new_strategy {
+            new_deployment_wanted |= s.capacity_provider_strategy.as_deref() != Some(strategy);
+            s.capacity_provider_strategy = Some(strategy.to_vec());
+            s.launch_type = None;
+        }
+        if let Some(n) = &req.network_configuration {
+            new_deployment_wanted |= s.network_configuration.as_ref() != Some(n);
+            s.network_configuration = Some(n.clone());
+        }
+        if let Some(p) = &req.platform_version {
+            new_deployment_wanted |= s.platform_version.as_ref() != Some(p);
+            s.platform_version = Some(p.clone());
+        }
         if let Some(c) = &req.placement_constraints {
             new_deployment_wanted |= s.placement_constraints.as_ref() != Some(c);
             s.placement_constraints = Some(c.clone());
