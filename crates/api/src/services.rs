@@ -307,7 +307,7 @@ impl ServiceRecord {
         s.deployments = Some(
             self.deployments
                 .iter()
-                .map(|d| deployment_view(d, s.launch_type))
+                .map(|d| deployment_view(d, &s))
                 .collect(),
         );
         s.events = Some(self.events.clone());
@@ -316,8 +316,9 @@ impl ServiceRecord {
     }
 }
 
-/// A deployment as ECS describes it.
-pub fn deployment_view(d: &DeploymentRecord, launch_type: Option<LaunchType>) -> Deployment {
+/// A deployment as ECS describes it, with the service's launch settings (launch type or
+/// capacity provider strategy, platform, network configuration).
+pub fn deployment_view(d: &DeploymentRecord, s: &Service) -> Deployment {
     Deployment {
         id: Some(d.id.clone()),
         status: Some(d.status.as_ecs_str().to_string()),
@@ -328,7 +329,11 @@ pub fn deployment_view(d: &DeploymentRecord, launch_type: Option<LaunchType>) ->
         failed_tasks: i32::try_from(d.failed_tasks).unwrap_or(i32::MAX),
         created_at: Some(d.created_at),
         updated_at: Some(d.updated_at),
-        launch_type,
+        launch_type: s.launch_type,
+        capacity_provider_strategy: s.capacity_provider_strategy.clone(),
+        platform_version: s.platform_version.clone(),
+        platform_family: s.platform_family.clone(),
+        network_configuration: s.network_configuration.clone(),
         rollout_state: Some(d.rollout_state),
         rollout_state_reason: Some(d.rollout_state_reason.clone()),
         ..Deployment::default()
