@@ -96,6 +96,10 @@ pub struct AgentConfig {
     /// The Docker client config with registry `auths` (default `$DOCKER_CONFIG/config.json` or
     /// `~/.docker/config.json`).
     pub docker_config: Option<PathBuf>,
+    /// A managed-pool host (`flotilla agent --managed`): it registers with
+    /// [`flotilla_protocol::MANAGED_POOL`] instead of `cluster`, and runs the Fargate tasks of
+    /// every cluster. [`AgentConfig::managed`] builds such a configuration.
+    pub managed: bool,
 }
 
 impl AgentConfig {
@@ -126,6 +130,32 @@ impl AgentConfig {
             usage_interval: Duration::from_secs(20),
             docker_socket: crate::docker::DEFAULT_SOCKET.into(),
             docker_config: None,
+            managed: false,
+        }
+    }
+
+    /// A managed-pool host's configuration ([`AgentConfig::new`]'s defaults, `managed: true`).
+    pub fn managed(
+        server_url: impl Into<String>,
+        data_dir: impl Into<PathBuf>,
+        credentials: Credentials,
+    ) -> Self {
+        let mut c = Self::new(
+            flotilla_protocol::MANAGED_POOL,
+            server_url,
+            data_dir,
+            credentials,
+        );
+        c.managed = true;
+        c
+    }
+
+    /// The cluster the host registers with: [`flotilla_protocol::MANAGED_POOL`] when managed.
+    pub fn registration_cluster(&self) -> &str {
+        if self.managed {
+            flotilla_protocol::MANAGED_POOL
+        } else {
+            &self.cluster
         }
     }
 

@@ -11,14 +11,16 @@
 
 use crate::runtime::{
     Binding, ContainerInfo, ContainerSpec, ContainerStats, ContainerSummary, Health, ImageInfo,
-    RegistryAuth, Runtime, RuntimeError, RuntimeVersion, VolumeSpec,
+    NetworkInfo, NetworkSpec, RegistryAuth, Runtime, RuntimeError, RuntimeVersion, VolumeSpec,
 };
 use async_trait::async_trait;
 use bollard::auth::DockerCredentials;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, ContainerStateStatusEnum, DeviceMapping, HealthConfig, HealthStatusEnum,
-    HostConfig, HostConfigLogConfig, PortBinding, ResourcesUlimits, VolumeCreateRequest,
+    ContainerCreateBody, ContainerStateStatusEnum, DeviceMapping, EndpointIpamConfig,
+    EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig, HostConfigLogConfig, Ipam,
+    IpamConfig, NetworkCreateRequest, NetworkingConfig, PortBinding, ResourcesUlimits,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
@@ -37,6 +39,7 @@ pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 #[derive(Clone)]
 pub struct DockerRuntime {
     docker: Docker,
+    socket: String,
 }
 
 impl std::fmt::Debug for DockerRuntime {
@@ -80,7 +83,82 @@ impl DockerRuntime {
             .negotiate_version()
             .await
             .map_err(|e| RuntimeError::Other(format!("negotiate API version: {e}")))?;
-        Ok(Self { docker })
+        Ok(Self {
+            docker,
+            socket: socket.to_string(),
+        })
+    }
+
+    /// Creates a container with a fixed MAC address. Engines before API 1.44 (Docker 20.10
+    /// speaks 1.41) read it only from the top-level `MacAddress`, which bollard's typed body no
+    /// longer has: the body is sent as JSON with that member added.
+    async fn create_with_mac(
+        &self,
+        spec: &ContainerSpec,
+        mac: &str,
+    ) -> Result<String, RuntimeError> {
+        let mut body = serde_json::to_value(Self::create_body(spec))
+            .map_err(|e| RuntimeError::Create(e.to_string()))?;
+        if let Some(o) = body.as_object_mut() {
+            o.insert("MacAddress".into(), serde_json::Value::String(mac.into()));
+        }
+        let (status, json, message) = self
+            .post_json(&format!("/containers/create?name={}", spec.name), &body)
+            .await?;
+        match status {
+            201 => Ok(json
+                .get("Id")
+                .and_then(|i| i.as_str())
+                .unwrap_or_default()
+                .to_string()),
+            409 => Err(RuntimeError::Conflict(message)),
+            _ => Err(RuntimeError::Create(message)),
+        }
+    }
+
+    /// POSTs JSON to the engine at the negotiated API version, over the same socket: for
+    /// members bollard's typed bodies do not have. Returns status, body and Docker's message.
+    async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<(u16, serde_json::Value, String), RuntimeError> {
+        use http_body_util::BodyExt;
+        let bytes = serde_json::to_vec(body).map_err(|e| RuntimeError::Other(e.to_string()))?;
+        let version = self.docker.client_version();
+        let path = format!(
+            "/v{}.{}{path}",
+            version.major_version, version.minor_version
+        );
+        let io = |e: &dyn std::fmt::Display| RuntimeError::Other(format!("{}: {e}", self.socket));
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| io(&e))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| io(&e))?;
+        tokio::spawn(conn);
+        let req = hyper::Request::post(path)
+            .header("Host", "docker")
+            .header("Content-Type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(bytes)))
+            .map_err(|e| io(&e))?;
+        let resp = sender.send_request(req).await.map_err(|e| io(&e))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| io(&e))?
+            .to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let message = json
+            .get("message")
+            .and_then(|m| m.as_str())
+            .unwrap_or_default()
+            .to_string();
+        Ok((status, json, message))
     }
 
     fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
@@ -157,8 +235,23 @@ impl DockerRuntime {
                 }),
             pid_mode: spec.pid_mode.clone(),
             ipc_mode: spec.ipc_mode.clone(),
+            cgroup_parent: spec.cgroup_parent.clone(),
             ..Default::default()
         };
+        let networking_config =
+            (spec.ipv4_address.is_some() || spec.mac_address.is_some()).then(|| NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    spec.network_mode.clone(),
+                    EndpointSettings {
+                        ipam_config: spec.ipv4_address.as_ref().map(|ip| EndpointIpamConfig {
+                            ipv4_address: Some(ip.clone()),
+                            ..Default::default()
+                        }),
+                        mac_address: spec.mac_address.clone(),
+                        ..Default::default()
+                    },
+                )])),
+            });
         ContainerCreateBody {
             image: Some(spec.image.clone()),
             entrypoint: spec.entrypoint.clone(),
@@ -182,6 +275,7 @@ impl DockerRuntime {
                 start_interval: None,
             }),
             host_config: Some(host_config),
+            networking_config,
             ..Default::default()
         }
     }
@@ -206,6 +300,14 @@ impl Runtime for DockerRuntime {
                 .and_then(|m| u64::try_from(m).ok())
                 .unwrap_or(0),
             architecture: info.architecture.unwrap_or_default(),
+            cgroup_driver: info
+                .cgroup_driver
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            cgroup_version: info
+                .cgroup_version
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
         })
     }
 
@@ -304,6 +406,9 @@ impl Runtime for DockerRuntime {
     }
 
     async fn create(&self, spec: &ContainerSpec) -> Result<String, RuntimeError> {
+        if let Some(mac) = &spec.mac_address {
+            return self.create_with_mac(spec, mac).await;
+        }
         let options = CreateContainerOptions {
             name: Some(spec.name.clone()),
             ..Default::default()
@@ -520,6 +625,90 @@ impl Runtime for DockerRuntime {
             Some(Err(e)) => Err(other(e)),
             None => Err(RuntimeError::Other(format!("stats {id}: no answer"))),
         }
+    }
+
+    async fn inspect_network(&self, name: &str) -> Result<Option<NetworkInfo>, RuntimeError> {
+        match self.docker.inspect_network(name, None).await {
+            Ok(n) => Ok(Some(network_info(n))),
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(other(e)),
+        }
+    }
+
+    async fn create_network(&self, spec: &NetworkSpec) -> Result<(), RuntimeError> {
+        let req = NetworkCreateRequest {
+            name: spec.name.clone(),
+            driver: Some("bridge".into()),
+            ipam: Some(Ipam {
+                driver: Some("default".into()),
+                config: Some(vec![IpamConfig {
+                    subnet: Some(spec.subnet.clone()),
+                    gateway: Some(spec.gateway.clone()),
+                    ..Default::default()
+                }]),
+                options: None,
+            }),
+            labels: Some(
+                spec.labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        // Before API 1.44 names are unique only when asked (`CheckDuplicate`), which bollard's
+        // typed request no longer has: without it two agents racing would make two networks.
+        let mut body = serde_json::to_value(req).map_err(|e| RuntimeError::Other(e.to_string()))?;
+        if let Some(o) = body.as_object_mut() {
+            o.insert("CheckDuplicate".into(), serde_json::Value::Bool(true));
+        }
+        let (status, _, message) = self.post_json("/networks/create", &body).await?;
+        match status {
+            200 | 201 => Ok(()),
+            409 => Err(RuntimeError::Conflict(message)),
+            _ => Err(RuntimeError::Create(format!(
+                "network {}: {message}",
+                spec.name
+            ))),
+        }
+    }
+
+    async fn import_image(
+        &self,
+        rootfs_tar: Vec<u8>,
+        repo: &str,
+        tag: &str,
+        changes: &[String],
+    ) -> Result<(), RuntimeError> {
+        let options = CreateImageOptions {
+            from_src: Some("-".into()),
+            repo: Some(repo.into()),
+            tag: Some(tag.into()),
+            changes: changes.to_vec(),
+            ..Default::default()
+        };
+        let body = bollard::body_full(bytes::Bytes::from(rootfs_tar));
+        let mut stream = self.docker.create_image(Some(options), Some(body), None);
+        while let Some(item) = stream.next().await {
+            if let Err(e) = item {
+                return Err(RuntimeError::Other(format!(
+                    "import {repo}:{tag}: {}",
+                    message_of(&e)
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn network_info(n: bollard::models::NetworkInspect) -> NetworkInfo {
+    let configs = n.ipam.and_then(|i| i.config).unwrap_or_default();
+    NetworkInfo {
+        id: n.id.unwrap_or_default(),
+        driver: n.driver.unwrap_or_default(),
+        subnets: configs.iter().filter_map(|c| c.subnet.clone()).collect(),
+        gateways: configs.iter().filter_map(|c| c.gateway.clone()).collect(),
+        labels: n.labels.unwrap_or_default().into_iter().collect(),
     }
 }
 

@@ -19,18 +19,21 @@
 //! - a running container is never restarted or removed because the agent restarted;
 //! - no lock is held across an `.await`.
 
+use crate::cgroup::{self, CgroupMode, TaskLimits};
 use crate::config::ImagePullBehavior;
-use crate::lifecycle::{self, ContainerView, Dependency, Phase, RestartPolicy, StartDecision};
+use crate::lifecycle::{
+    self, ContainerView, Dependency, NetworkStage, Phase, RestartPolicy, StartDecision,
+};
 use crate::runtime::{Health, Runtime, RuntimeError};
-use crate::spec::{self, Identity};
+use crate::spec::{self, Identity, TaskPlacement};
 use crate::state::{DataDir, PersistedTask, StateError};
 use flotilla_model::shapes::{
     ContainerDefinition, HealthStatus, NetworkBinding, TaskStopCode, TransportProtocol,
 };
 use flotilla_model::status::{ContainerStatus, TaskStatus};
 use flotilla_protocol::{
-    labels, ContainerAssignment, ContainerStateReport, DesiredStatus, TaskAssignment,
-    TaskStateReport, TaskUsage,
+    labels, ContainerAssignment, ContainerStateReport, DesiredStatus, TaskAssignment, TaskNetwork,
+    TaskStateReport, TaskUsage, PAUSE_CONTAINER_NAME,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -71,6 +74,11 @@ pub struct EngineConfig {
     /// How often each owner re-inspects its containers while the task changes (four times
     /// less often once it is steadily RUNNING).
     pub poll_interval: Duration,
+    /// A managed-pool host (`flotilla agent --managed`): containers carry their task's own
+    /// cluster in the [`labels::CLUSTER`] label.
+    pub managed: bool,
+    /// Where the cgroup file systems are mounted (task-level limits).
+    pub cgroup_root: PathBuf,
 }
 
 impl EngineConfig {
@@ -88,6 +96,8 @@ impl EngineConfig {
             cleanup_delay: Duration::from_secs(3 * 3600),
             docker_config: None,
             poll_interval: Duration::from_millis(250),
+            managed: false,
+            cgroup_root: PathBuf::from(cgroup::ROOT),
         }
     }
 }
@@ -130,6 +140,10 @@ struct Inner {
     orphans: Mutex<HashMap<String, Vec<crate::runtime::ContainerSummary>>>,
     pulled: Mutex<BTreeMap<String, f64>>,
     cpu_prev: Mutex<HashMap<String, (u64, Instant)>>,
+    /// How task-level cpu/memory are enforced.
+    cgroups: CgroupMode,
+    /// Serializes creating the awsvpc network and the pause image.
+    provisioning: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -214,11 +228,30 @@ impl Engine {
             .duration_since(UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
             .unwrap_or(0);
+        let cgroups = match runtime.version().await {
+            Ok(v) => CgroupMode::detect(&v.cgroup_driver, &v.cgroup_version, &cfg.cgroup_root),
+            Err(e) => CgroupMode::PerContainer {
+                why: format!("cannot read the engine's cgroup driver: {e}"),
+            },
+        };
+        match &cgroups {
+            CgroupMode::PerContainer { why } => warn!(
+                reason = %why,
+                "task-level cpu and memory cannot be limited on the whole task; each container \
+                 without its own memory gets the task's memory as a hard limit instead"
+            ),
+            CgroupMode::Parent { version, .. } => {
+                info!(cgroup_version = ?version, "task-level cpu and memory limit a cgroup per task")
+            }
+        }
         let inner = Arc::new(Inner {
             identity: Identity {
                 instance_id: cfg.instance_id.clone(),
                 cluster: cfg.cluster.clone(),
+                managed: cfg.managed,
             },
+            cgroups,
+            provisioning: tokio::sync::Mutex::new(()),
             pulled: Mutex::new(data.pulled_images()?),
             runtime,
             data,
@@ -320,6 +353,8 @@ impl Engine {
             pull_stopped_at: None,
             started_at: None,
             execution_stopped_at: None,
+            pause_id: None,
+            deprovisioned: false,
         };
         if let Err(e) = self.inner.data.save_task(&p) {
             warn!(task = %arn, error = %e, "cannot save the assignment");
@@ -379,6 +414,10 @@ fn orphan_assignment(arn: &str, cs: &[crate::runtime::ContainerSummary]) -> Task
         ipc_mode: None,
         containers: cs
             .iter()
+            .filter(|c| {
+                c.labels.get(labels::CONTAINER_NAME).map(String::as_str)
+                    != Some(PAUSE_CONTAINER_NAME)
+            })
             .map(|c| ContainerAssignment {
                 container_arn: String::new(),
                 definition: ContainerDefinition {
@@ -512,6 +551,14 @@ struct TaskOwner {
     ctrs: Vec<Ctr>,
     last_sent: Option<TaskStateReport>,
     stops: JoinSet<()>,
+    /// The task has its own network namespace (a pause container).
+    awsvpc: bool,
+    /// The pause container was seen running by this owner.
+    pause_ok: bool,
+    /// Every image is present (awsvpc: PENDING is over).
+    images_ready: bool,
+    /// A stop signal was delivered (or nothing was left to signal).
+    signalled: bool,
 }
 
 fn to_i32(code: i64) -> i32 {
@@ -526,6 +573,21 @@ impl TaskOwner {
         shared: Arc<Mutex<Shared>>,
         found: Vec<crate::runtime::ContainerSummary>,
     ) -> Self {
+        let mut p = p;
+        let pause_found = found
+            .iter()
+            .find(|f| {
+                f.labels.get(labels::CONTAINER_NAME).map(String::as_str)
+                    == Some(PAUSE_CONTAINER_NAME)
+            })
+            .map(|f| f.id.clone());
+        match pause_found {
+            Some(id) => p.pause_id = Some(id),
+            // Saved as created, gone from Docker: the address is released.
+            None if p.pause_id.is_some() => p.deprovisioned = true,
+            None => {}
+        }
+        let awsvpc = p.assignment.network.is_some() || p.pause_id.is_some();
         let now = Instant::now();
         let ctrs: Vec<Ctr> = p
             .assignment
@@ -568,7 +630,9 @@ impl TaskOwner {
                 ));
             }
         }
-        let resumed = ctrs.iter().any(|c| c.runtime_id.is_some()) || p.pull_started_at.is_some();
+        let resumed = ctrs.iter().any(|c| c.runtime_id.is_some())
+            || p.pull_started_at.is_some()
+            || p.pause_id.is_some();
         Self {
             phase: if p.stopping {
                 Phase::Stopping
@@ -577,7 +641,11 @@ impl TaskOwner {
             } else {
                 Phase::Pending
             },
-            status: TaskStatus::Pending,
+            status: if awsvpc {
+                TaskStatus::Provisioning
+            } else {
+                TaskStatus::Pending
+            },
             inner,
             p,
             rx,
@@ -585,6 +653,10 @@ impl TaskOwner {
             ctrs,
             last_sent: None,
             stops: JoinSet::new(),
+            awsvpc,
+            pause_ok: false,
+            images_ready: false,
+            signalled: false,
         }
     }
 
@@ -651,6 +723,7 @@ impl TaskOwner {
             self.p.assignment.desired_status = a.desired_status;
             self.p.assignment.stop_reason = a.stop_reason;
             self.p.assignment.stop_code = a.stop_code;
+            self.p.assignment.stop_grace_seconds = a.stop_grace_seconds;
             self.persist();
         }
     }
@@ -702,15 +775,29 @@ impl TaskOwner {
                 );
             }
         }
-        if self.phase == Phase::Activating
-            && self
-                .ctrs
-                .iter()
-                .any(|c| c.runtime_id.is_none() && c.status == ContainerStatus::Pending)
-        {
-            self.status = lifecycle::advance(self.status, TaskStatus::Activating);
-            self.report();
-            self.prepare().await;
+        if self.phase == Phase::Activating && self.needs_creation() {
+            if self.awsvpc {
+                if !self.pause_ok {
+                    match self.provision().await {
+                        Ok(()) => self.pause_ok = true,
+                        Err(reason) => self.fail_start(None, reason),
+                    }
+                }
+                if self.phase == Phase::Activating {
+                    self.set_status(TaskStatus::Pending);
+                    if self.pull_images().await {
+                        self.images_ready = true;
+                        self.set_status(TaskStatus::Activating);
+                        self.create_containers().await;
+                    }
+                }
+            } else {
+                self.status = lifecycle::advance(self.status, TaskStatus::Activating);
+                self.report();
+                if self.pull_images().await {
+                    self.create_containers().await;
+                }
+            }
         }
         self.observe().await;
         if self.phase == Phase::Activating {
@@ -724,10 +811,24 @@ impl TaskOwner {
             self.start_ready().await;
         }
         if self.phase == Phase::Stopping {
-            self.stop_some();
+            self.stop_some().await;
         }
         let views: Vec<ContainerView> = self.ctrs.iter().map(Ctr::view).collect();
-        let next = lifecycle::compute_task_status(self.phase, &views);
+        let next = if self.awsvpc {
+            let next =
+                lifecycle::compute_awsvpc_status(self.phase, self.stage(), self.signalled, &views);
+            if next >= TaskStatus::Deprovisioning {
+                // Every step of the teardown is reported, in order.
+                self.set_status(TaskStatus::Stopping);
+                self.set_status(TaskStatus::Deprovisioning);
+                if !self.p.deprovisioned {
+                    self.deprovision().await;
+                }
+            }
+            lifecycle::compute_awsvpc_status(self.phase, self.stage(), self.signalled, &views)
+        } else {
+            lifecycle::compute_task_status(self.phase, &views)
+        };
         let before = self.status;
         self.status = lifecycle::advance(self.status, next);
         if self.status != before {
@@ -744,6 +845,9 @@ impl TaskOwner {
         if self.status == TaskStatus::Stopped && self.p.execution_stopped_at.is_none() {
             self.p.execution_stopped_at = Some(now_epoch());
             dirty = true;
+            if !self.awsvpc {
+                self.remove_cgroup();
+            }
         }
         if dirty {
             self.persist();
@@ -757,8 +861,159 @@ impl TaskOwner {
         lock(&self.shared).running_ids = running;
     }
 
-    /// Pulls images and creates the containers (and volumes) that do not exist yet.
-    async fn prepare(&mut self) {
+    fn needs_creation(&self) -> bool {
+        self.ctrs
+            .iter()
+            .any(|c| c.runtime_id.is_none() && c.status == ContainerStatus::Pending)
+    }
+
+    /// Advances the status and reports it when it changed.
+    fn set_status(&mut self, s: TaskStatus) {
+        let before = self.status;
+        self.status = lifecycle::advance(self.status, s);
+        if self.status != before {
+            info!(status = self.status.as_ecs_str(), "task status");
+            self.report();
+        }
+    }
+
+    fn limits(&self) -> TaskLimits {
+        TaskLimits {
+            cpu: self.assignment().cpu,
+            memory_mib: self.assignment().memory,
+        }
+    }
+
+    fn task_id(&self) -> String {
+        spec::task_id(&self.assignment().task_arn).to_string()
+    }
+
+    /// Where the containers go: the pause namespace, the task cgroup or per-container limits.
+    fn placement(&self) -> TaskPlacement {
+        let limits = self.limits();
+        let (cgroup_parent, per_container_limits) = match &self.inner.cgroups {
+            _ if !limits.any() => (None, None),
+            CgroupMode::Parent { .. } => (Some(cgroup::task_path(&self.task_id())), None),
+            CgroupMode::PerContainer { .. } => (None, Some(limits)),
+        };
+        TaskPlacement {
+            pause_id: if self.awsvpc {
+                self.p.pause_id.clone()
+            } else {
+                None
+            },
+            cgroup_parent,
+            per_container_limits,
+        }
+    }
+
+    /// Creates the task cgroup with the task's limits (before any container of the task).
+    fn ensure_cgroup(&self) -> Result<(), String> {
+        let limits = self.limits();
+        if !limits.any() {
+            return Ok(());
+        }
+        self.inner
+            .cgroups
+            .create(&self.task_id(), &limits)
+            .map_err(|e| format!("ResourceInitializationError: task cgroup: {e}"))
+    }
+
+    fn remove_cgroup(&self) {
+        if self.limits().any() {
+            if let Err(e) = self.inner.cgroups.remove(&self.task_id()) {
+                debug!(error = %e, "task cgroup not removed yet");
+            }
+        }
+    }
+
+    fn stage(&self) -> NetworkStage {
+        if self.p.deprovisioned {
+            NetworkStage::Released
+        } else if self.p.pause_id.is_none() {
+            NetworkStage::Provisioning
+        } else if !self.images_ready && self.needs_creation() {
+            NetworkStage::Pulling
+        } else {
+            NetworkStage::Ready
+        }
+    }
+
+    /// awsvpc: the task cgroup, the network, the pause image and a running pause container
+    /// with the task's address. The error is the task's stopped reason.
+    async fn provision(&mut self) -> Result<(), String> {
+        let rt = self.inner.runtime.clone();
+        let Some(n) = self.assignment().network.clone() else {
+            return Err(
+                "ResourceInitializationError: the awsvpc task has no network assigned".into(),
+            );
+        };
+        self.ensure_cgroup()?;
+        {
+            let _guard = self.inner.provisioning.lock().await;
+            ensure_network(rt.as_ref(), &n).await?;
+            ensure_pause_image(rt.as_ref()).await?;
+        }
+        if let Some(id) = self.p.pause_id.clone() {
+            match rt.inspect(&id).await {
+                Ok(i) if i.running => return Ok(()),
+                Ok(_) => {
+                    return rt.start(&id).await.map_err(|e| {
+                        format!("ResourceInitializationError: start the pause container: {e}")
+                    })
+                }
+                Err(RuntimeError::NotFound(_)) => self.p.pause_id = None,
+                Err(e) => return Err(format!("ResourceInitializationError: {e}")),
+            }
+        }
+        let spec = spec::pause_spec(
+            self.assignment(),
+            &n,
+            &self.inner.identity,
+            &self.placement(),
+        );
+        let id = match rt.create(&spec).await {
+            Ok(id) => id,
+            Err(RuntimeError::Conflict(_)) => rt
+                .inspect(&spec.name)
+                .await
+                .map(|c| c.id)
+                .map_err(|e| format!("ResourceInitializationError: {e}"))?,
+            Err(e) => {
+                return Err(format!(
+                    "ResourceInitializationError: create the pause container with address {}: {e}",
+                    n.private_ipv4_address
+                ))
+            }
+        };
+        info!(id = %id, ip = %n.private_ipv4_address, "pause container created");
+        self.p.pause_id = Some(id.clone());
+        self.persist();
+        rt.start(&id).await.map_err(|e| {
+            format!(
+                "ResourceInitializationError: start the pause container with address {}: {e}",
+                n.private_ipv4_address
+            )
+        })
+    }
+
+    /// awsvpc: removes the pause container (releasing the address) and the task cgroup.
+    async fn deprovision(&mut self) {
+        if let Some(id) = self.p.pause_id.clone() {
+            if let Err(e) = self.inner.runtime.remove(&id).await {
+                warn!(error = %e, "cannot remove the pause container; retrying");
+                return;
+            }
+            info!(id = %id, "pause container removed");
+        }
+        self.p.deprovisioned = true;
+        self.persist();
+        self.remove_cgroup();
+    }
+
+    /// Checks and pulls the images of the containers not created yet; false when a pull
+    /// failed (the task is then stopping).
+    async fn pull_images(&mut self) -> bool {
         let rt = self.inner.runtime.clone();
         if self.p.pull_started_at.is_none() {
             self.p.pull_started_at = Some(now_epoch());
@@ -794,7 +1049,7 @@ impl TaskOwner {
                 self.fail_start(Some(first), reason);
                 self.p.pull_stopped_at = Some(now_epoch());
                 self.persist();
-                return;
+                return false;
             }
             let digest = rt
                 .inspect_image(image)
@@ -813,6 +1068,17 @@ impl TaskOwner {
         if self.p.pull_stopped_at.is_none() || !images.is_empty() {
             self.p.pull_stopped_at = Some(now_epoch());
         }
+        true
+    }
+
+    /// Creates the task cgroup, volumes and the containers that do not exist yet.
+    async fn create_containers(&mut self) {
+        let rt = self.inner.runtime.clone();
+        if let Err(reason) = self.ensure_cgroup() {
+            self.fail_start(None, reason);
+            return;
+        }
+        let placement = self.placement();
         for v in spec::task_volumes(self.assignment(), &self.inner.identity) {
             if let Err(e) = rt.create_volume(&v).await {
                 let first = self.ctrs.first().map(|c| c.name.clone());
@@ -847,8 +1113,12 @@ impl TaskOwner {
             {
                 continue;
             }
-            let spec =
-                spec::container_spec(self.assignment(), &self.ctrs[i].def, &self.inner.identity);
+            let spec = spec::container_spec(
+                self.assignment(),
+                &self.ctrs[i].def,
+                &self.inner.identity,
+                &placement,
+            );
             let name = self.ctrs[i].name.clone();
             let created = match rt.create(&spec).await {
                 Ok(id) => Ok(id),
@@ -916,6 +1186,9 @@ impl TaskOwner {
     async fn observe(&mut self) {
         let rt = self.inner.runtime.clone();
         let stopping = self.phase == Phase::Stopping;
+        let cgroups = self.inner.cgroups.clone();
+        let task_id = self.task_id();
+        let memory_limited = self.assignment().memory.is_some();
         for c in self.ctrs.iter_mut() {
             let Some(id) = c.runtime_id.clone() else {
                 continue;
@@ -969,7 +1242,11 @@ impl TaskOwner {
             c.status = ContainerStatus::Stopped;
             c.exit_code = Some(code);
             c.health = None;
-            if info.oom_killed {
+            // With the limit on the task cgroup, Docker may not know: the task cgroup tells.
+            let task_oom = || {
+                code == 137 && !c.stop_requested && memory_limited && cgroups.oom_killed(&task_id)
+            };
+            if info.oom_killed || task_oom() {
                 c.reason = Some(lifecycle::OOM_REASON.to_string());
             } else if let Some(err) = info.error {
                 c.reason.get_or_insert(err);
@@ -1027,8 +1304,9 @@ impl TaskOwner {
         }
     }
 
-    /// Stops what may be stopped now (dependents before their dependencies).
-    fn stop_some(&mut self) {
+    /// Stops what may be stopped now (dependents before their dependencies; with a Spot
+    /// grace period, everything at once).
+    async fn stop_some(&mut self) {
         for c in self.ctrs.iter_mut() {
             if c.status == ContainerStatus::Pending {
                 // Never started: nothing to stop.
@@ -1051,7 +1329,16 @@ impl TaskOwner {
                 )
             })
             .collect();
-        for name in lifecycle::compute_stoppable(&running, &deps) {
+        if running.is_empty() {
+            self.signalled = true; // Nothing left to signal.
+        }
+        let grace = self.assignment().stop_grace_seconds;
+        let names = match grace {
+            Some(_) => running.clone(),
+            None => lifecycle::compute_stoppable(&running, &deps),
+        };
+        let mut signal_now: Vec<(String, String, Duration)> = Vec::new();
+        for name in names {
             let Some(c) = self.ctrs.iter_mut().find(|c| c.name == name) else {
                 continue;
             };
@@ -1062,13 +1349,41 @@ impl TaskOwner {
             let Some(id) = c.runtime_id.clone() else {
                 continue;
             };
-            let timeout = Duration::from_secs(spec::stop_timeout_s(&c.def));
+            let timeout =
+                Duration::from_secs(grace.unwrap_or_else(|| spec::stop_timeout_s(&c.def)));
+            if self.awsvpc || grace.is_some() {
+                signal_now.push((name, id, timeout));
+                continue;
+            }
             let rt = self.inner.runtime.clone();
             info!(container = %name, timeout_s = timeout.as_secs(), "stopping container");
             self.stops.spawn(
                 async move {
                     if let Err(e) = rt.stop(&id, timeout).await {
                         warn!(error = %e, "stop failed; killing");
+                        let _ = rt.kill(&id, "SIGKILL").await;
+                    }
+                }
+                .in_current_span(),
+            );
+        }
+        // SIGTERM now (so STOPPING means it was delivered), SIGKILL after the timeout.
+        for (name, id, timeout) in signal_now {
+            let rt = self.inner.runtime.clone();
+            info!(container = %name, timeout_s = timeout.as_secs(), "sending SIGTERM");
+            match rt.kill(&id, "SIGTERM").await {
+                Ok(()) => self.signalled = true,
+                // Not running any more: nothing to signal.
+                Err(e) => {
+                    debug!(container = %name, error = %e, "SIGTERM not delivered");
+                    self.signalled = true;
+                }
+            }
+            self.stops.spawn(
+                async move {
+                    tokio::time::sleep(timeout).await;
+                    if matches!(rt.inspect(&id).await, Ok(i) if i.running) {
+                        info!(container = %name, "grace period over; sending SIGKILL");
                         let _ = rt.kill(&id, "SIGKILL").await;
                     }
                 }
@@ -1093,7 +1408,7 @@ impl TaskOwner {
                     last_status: c.status,
                     exit_code: c.exit_code,
                     reason: c.reason.clone(),
-                    network_bindings: if c.status == ContainerStatus::Running {
+                    network_bindings: if c.status == ContainerStatus::Running && !self.awsvpc {
                         c.bindings.clone()
                     } else {
                         vec![]
@@ -1146,6 +1461,11 @@ impl TaskOwner {
     async fn cleanup(&mut self) {
         let rt = self.inner.runtime.clone();
         info!("cleaning up stopped task");
+        if let Some(id) = &self.p.pause_id {
+            if let Err(e) = rt.remove(id).await {
+                warn!(error = %e, "cannot remove the pause container");
+            }
+        }
         for c in &self.ctrs {
             if let Some(id) = &c.runtime_id {
                 if let Err(e) = rt.remove(id).await {
@@ -1160,6 +1480,7 @@ impl TaskOwner {
                 }
             }
         }
+        self.remove_cgroup();
         let arn = self.assignment().task_arn.clone();
         if let Err(e) = self.inner.data.remove_task(&arn) {
             warn!(error = %e, "cannot remove task state");
@@ -1201,4 +1522,74 @@ impl TaskOwner {
             }
         }
     }
+}
+
+/// Makes sure the awsvpc network exists with the task's subnet (another agent on the same
+/// engine may create it at the same time: a conflict means it exists).
+async fn ensure_network(rt: &dyn Runtime, n: &TaskNetwork) -> Result<(), String> {
+    let spec = spec::network_spec(n);
+    let fail = |e: RuntimeError| {
+        format!(
+            "ResourceInitializationError: network {}: {e}",
+            n.network_name
+        )
+    };
+    let info = match rt.inspect_network(&spec.name).await.map_err(fail)? {
+        Some(info) => info,
+        None => match rt.create_network(&spec).await {
+            Ok(()) => {
+                info!(network = %spec.name, subnet = %spec.subnet, "network created");
+                return Ok(());
+            }
+            Err(RuntimeError::Conflict(_)) => rt
+                .inspect_network(&spec.name)
+                .await
+                .map_err(fail)?
+                .ok_or_else(|| {
+                format!(
+                    "ResourceInitializationError: network {} conflicts but cannot be found",
+                    spec.name
+                )
+            })?,
+            Err(e) => return Err(fail(e)),
+        },
+    };
+    if !info.subnets.contains(&n.subnet_cidr) {
+        return Err(format!(
+            "ResourceInitializationError: Docker network {} exists with subnet {} instead of {}; remove it or give the task network another name",
+            n.network_name,
+            if info.subnets.is_empty() { "(none)".to_string() } else { info.subnets.join(",") },
+            n.subnet_cidr
+        ));
+    }
+    Ok(())
+}
+
+/// Imports the pause image when it is missing (built here: no registry, no host files).
+async fn ensure_pause_image(rt: &dyn Runtime) -> Result<(), String> {
+    let fail = |e: String| format!("ResourceInitializationError: pause image: {e}");
+    if rt
+        .inspect_image(crate::pause::IMAGE)
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let arch = rt
+        .version()
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .architecture;
+    let tar = crate::pause::rootfs_tar(&arch).map_err(fail)?;
+    rt.import_image(
+        tar,
+        crate::pause::REPO,
+        crate::pause::TAG,
+        &[format!("CMD [\"{}\"]", crate::pause::PATH)],
+    )
+    .await
+    .map_err(|e| fail(e.to_string()))?;
+    info!(image = crate::pause::IMAGE, arch = %arch, "pause image built");
+    Ok(())
 }

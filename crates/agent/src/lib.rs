@@ -14,6 +14,9 @@
 //! # }
 //! ```
 //!
+//! - A managed-pool host (Fargate capacity): `AgentConfig::managed(server_url, data_dir,
+//!   credentials)` (or `config.managed = true`): it registers with
+//!   [`flotilla_protocol::MANAGED_POOL`] and labels containers with their task's own cluster.
 //! - [`AgentConfig`] (see [`config`]): cluster, server URL, data directory, credentials, region,
 //!   availability zone, instance type, custom attributes, reserved memory and ports, image pull
 //!   behaviour, cleanup delay, usage interval, Docker socket and Docker config path.
@@ -36,6 +39,8 @@
 //! - [`resources`]: what is registered; [`client`]: the two ECS calls; [`session`]: the
 //!   WebSocket.
 //! - [`registry`]: registry credentials from `~/.docker/config.json`.
+//! - [`pause`]: the pause image of awsvpc tasks, built in place; [`cgroup`]: task-level cpu and
+//!   memory as one cgroup per task.
 //!
 //! Architecture invariants: only a task's owner writes its status, and statuses only move
 //! forward; the agent never restarts or removes a running container because it restarted; every
@@ -43,11 +48,13 @@
 
 #![warn(missing_docs)]
 
+pub mod cgroup;
 pub mod client;
 pub mod config;
 pub mod docker;
 pub mod engine;
 pub mod lifecycle;
+pub mod pause;
 pub mod registry;
 pub mod resources;
 pub mod runtime;
@@ -99,7 +106,8 @@ pub fn instance_id(container_instance_arn: &str) -> &str {
 }
 
 fn engine_config(config: &AgentConfig, instance_id: &str) -> EngineConfig {
-    let mut e = EngineConfig::new(instance_id, &config.cluster, &config.data_dir);
+    let mut e = EngineConfig::new(instance_id, config.registration_cluster(), &config.data_dir);
+    e.managed = config.managed;
     e.image_pull_behavior = config.image_pull_behavior;
     e.cleanup_delay = config.cleanup_delay;
     e.docker_config = config.docker_config.clone();
@@ -128,7 +136,7 @@ async fn register(
                     identity.container_instance_arn = Some(arn.clone());
                     data.save_identity(&identity)?;
                 }
-                info!(container_instance = %arn, cluster = %config.cluster, "registered");
+                info!(container_instance = %arn, cluster = %config.registration_cluster(), "registered");
                 return Ok(arn);
             }
             Err(e) if e.is_retryable() => {
@@ -179,7 +187,7 @@ pub async fn run(
     };
     let params = SessionParams {
         client: &client,
-        cluster: &config.cluster,
+        cluster: config.registration_cluster(),
         instance_arn: &arn,
         engine: &engine,
         usage_interval: config.usage_interval,

@@ -196,6 +196,54 @@ pub fn compute_task_status(phase: Phase, containers: &[ContainerView]) -> TaskSt
     }
 }
 
+/// Where an awsvpc task's network (its pause container) and images are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkStage {
+    /// The network and the pause container are being set up.
+    Provisioning,
+    /// The pause container runs; images are being checked and pulled.
+    Pulling,
+    /// Images are ready: containers are created and started.
+    Ready,
+    /// The pause container is gone (the address may be reused).
+    Released,
+}
+
+/// The status of a task with its own network namespace (awsvpc), before the forward-only
+/// rule ([`advance`]):
+///
+/// - starting: PROVISIONING (network, pause container) -> PENDING (images) -> ACTIVATING
+///   (create, start) -> RUNNING (every container started);
+/// - stopping: STOPPING once a stop signal was delivered (`signalled`, or nothing was left to
+///   signal) -> DEPROVISIONING once every container stopped -> STOPPED once the pause
+///   container is gone. Before the signal, the status is unchanged (PROVISIONING is returned,
+///   which [`advance`] never moves back to).
+pub fn compute_awsvpc_status(
+    phase: Phase,
+    stage: NetworkStage,
+    signalled: bool,
+    containers: &[ContainerView],
+) -> TaskStatus {
+    let all_stopped = containers
+        .iter()
+        .all(|c| c.status == ContainerStatus::Stopped);
+    if phase == Phase::Stopping || (all_stopped && !containers.is_empty()) {
+        return match (all_stopped, stage) {
+            (true, NetworkStage::Released) => TaskStatus::Stopped,
+            (true, _) => TaskStatus::Deprovisioning,
+            (false, _) if signalled => TaskStatus::Stopping,
+            (false, _) => TaskStatus::Provisioning,
+        };
+    }
+    match stage {
+        NetworkStage::Provisioning => TaskStatus::Provisioning,
+        NetworkStage::Pulling => TaskStatus::Pending,
+        NetworkStage::Ready | NetworkStage::Released => {
+            compute_task_status(Phase::Activating, containers)
+        }
+    }
+}
+
 /// The forward-only rule: the new status, unless it would move backwards.
 pub fn advance<T: Ord + Copy>(current: T, next: T) -> T {
     current.max(next)
@@ -504,5 +552,70 @@ mod tests {
         );
         // A cycle keeps definition order rather than dropping a container.
         assert_eq!(compute_create_order(&[vec![1], vec![0]]), vec![0, 1]);
+    }
+
+    #[test]
+    fn awsvpc_statuses_follow_the_network_and_only_move_forward() {
+        use NetworkStage::*;
+        use TaskStatus as T;
+        let two = |a, b| vec![view("a", a, None), view("b", b, None)];
+        let cases: Vec<(Phase, NetworkStage, bool, Vec<ContainerView>, T)> = vec![
+            (
+                Phase::Pending,
+                Provisioning,
+                false,
+                two(P, P),
+                T::Provisioning,
+            ),
+            (
+                Phase::Activating,
+                Provisioning,
+                false,
+                two(P, P),
+                T::Provisioning,
+            ),
+            (Phase::Activating, Pulling, false, two(P, P), T::Pending),
+            (Phase::Activating, Ready, false, two(P, P), T::Activating),
+            (Phase::Activating, Ready, false, two(R, P), T::Activating),
+            (Phase::Activating, Ready, false, two(R, R), T::Running),
+            // Stopping: unchanged until a signal is delivered.
+            (Phase::Stopping, Ready, false, two(R, R), T::Provisioning),
+            (Phase::Stopping, Ready, true, two(R, R), T::Stopping),
+            (Phase::Stopping, Ready, true, two(S, R), T::Stopping),
+            (Phase::Stopping, Ready, true, two(S, S), T::Deprovisioning),
+            (Phase::Stopping, Released, true, two(S, S), T::Stopped),
+            // A failed provisioning: nothing ever ran.
+            (
+                Phase::Stopping,
+                Provisioning,
+                false,
+                two(S, S),
+                T::Deprovisioning,
+            ),
+            (Phase::Stopping, Released, false, two(S, S), T::Stopped),
+            // Every container exited before the engine decided to stop.
+            (
+                Phase::Activating,
+                Ready,
+                false,
+                two(S, S),
+                T::Deprovisioning,
+            ),
+        ];
+        for (phase, stage, signalled, cs, want) in cases {
+            assert_eq!(
+                compute_awsvpc_status(phase, stage, signalled, &cs),
+                want,
+                "{phase:?} {stage:?} signalled={signalled}"
+            );
+        }
+        // The forward-only rule keeps a status the server may already show.
+        let held = advance(
+            T::Running,
+            compute_awsvpc_status(Phase::Stopping, Ready, false, &two(R, R)),
+        );
+        assert_eq!(held, T::Running);
+        assert_eq!(advance(T::Deactivating, T::Stopping), T::Stopping);
+        assert_eq!(advance(T::Stopping, T::Pending), T::Stopping);
     }
 }

@@ -109,6 +109,8 @@ pub fn registration_request(
         attr("com.amazonaws.ecs.capability.logging-driver.none", None),
         attr("com.amazonaws.ecs.capability.privileged-container", None),
         attr("ecs.capability.docker-plugin.local", None),
+        attr("ecs.capability.task-eni", None),
+        attr("ecs.capability.task-cpu-mem-limit", None),
     ];
     for minor in docker_api_minors(&engine.api_version) {
         attributes.push(attr(
@@ -120,7 +122,7 @@ pub fn registration_request(
         attributes.push(attr(k, Some(v)));
     }
     RegisterContainerInstanceRequest {
-        cluster: Some(cfg.cluster.clone()),
+        cluster: Some(cfg.registration_cluster().to_string()),
         instance_identity_document: Some(identity_document(cfg, id)),
         total_resources: Some(vec![
             int_resource("CPU", i64::from(engine.ncpu) * 1024),
@@ -160,6 +162,8 @@ mod tests {
             ncpu: 2,
             mem_total_bytes: 4096 * 1024 * 1024,
             architecture: "aarch64".into(),
+            cgroup_driver: "cgroupfs".into(),
+            cgroup_version: "1".into(),
         };
         let r = registration_request(&cfg, &id, &engine);
         let res = r.total_resources.unwrap();

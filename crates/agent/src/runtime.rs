@@ -2,7 +2,7 @@
 //!
 //! What this is: [`Runtime`], the operations the engine needs (pull, inspect image, create,
 //! start, stop with timeout, kill, inspect, wait, list by label, remove, stats, volumes, version
-//! and host info), the runtime-neutral types they take and return ([`ContainerSpec`],
+//! and host info, networks, image import), the runtime-neutral types they take and return ([`ContainerSpec`],
 //! [`ContainerInfo`]...), and [`RuntimeError`], whose variants carry the name ECS shows for them
 //! (`CannotPullContainerError`...).
 //!
@@ -218,6 +218,40 @@ pub struct ContainerSpec {
     pub ipc_mode: Option<String>,
     /// Stop timeout (seconds) recorded on the container.
     pub stop_timeout_s: Option<i64>,
+    /// The parent cgroup (a task's cgroup, so its containers share the task's limits).
+    pub cgroup_parent: Option<String>,
+    /// A fixed IPv4 address on the network named by `network_mode` (awsvpc pause container).
+    pub ipv4_address: Option<String>,
+    /// A fixed MAC address on that network.
+    pub mac_address: Option<String>,
+}
+
+/// A Docker network the agent manages (the awsvpc task network).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkSpec {
+    /// Network name.
+    pub name: String,
+    /// IPv4 subnet (CIDR).
+    pub subnet: String,
+    /// Gateway address.
+    pub gateway: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What inspecting a network tells.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkInfo {
+    /// Engine id.
+    pub id: String,
+    /// Driver (`bridge`...).
+    pub driver: String,
+    /// The IPAM subnets (CIDRs).
+    pub subnets: Vec<String>,
+    /// The IPAM gateways.
+    pub gateways: Vec<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A volume to create.
@@ -334,6 +368,10 @@ pub struct RuntimeVersion {
     pub mem_total_bytes: u64,
     /// Architecture as the engine says it (`x86_64`, `aarch64`).
     pub architecture: String,
+    /// The engine's cgroup driver (`cgroupfs`, `systemd`; empty when unknown).
+    pub cgroup_driver: String,
+    /// The engine's cgroup version (`1`, `2`; empty when unknown).
+    pub cgroup_version: String,
 }
 
 /// The container runtime.
@@ -371,4 +409,17 @@ pub trait Runtime: Send + Sync + 'static {
     async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
     /// One-shot usage.
     async fn stats(&self, id: &str) -> Result<ContainerStats, RuntimeError>;
+    /// Inspects a network; `Ok(None)` when absent.
+    async fn inspect_network(&self, name: &str) -> Result<Option<NetworkInfo>, RuntimeError>;
+    /// Creates a network; [`RuntimeError::Conflict`] when one of that name exists.
+    async fn create_network(&self, spec: &NetworkSpec) -> Result<(), RuntimeError>;
+    /// Imports an image from a root filesystem tar (Docker's "create image from source"),
+    /// tagged `repo:tag`, with Dockerfile `changes` (`CMD [...]`).
+    async fn import_image(
+        &self,
+        rootfs_tar: Vec<u8>,
+        repo: &str,
+        tag: &str,
+        changes: &[String],
+    ) -> Result<(), RuntimeError>;
 }

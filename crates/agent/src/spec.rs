@@ -10,13 +10,14 @@
 //! definition's names, so a retried create finds what an earlier attempt made; every container
 //! carries the labels of [`flotilla_protocol::labels`].
 
+use crate::cgroup::TaskLimits;
 use crate::runtime::{
-    ContainerSpec, DeviceSpec, HealthCheckSpec, PortSpec, UlimitSpec, VolumeSpec,
+    ContainerSpec, DeviceSpec, HealthCheckSpec, NetworkSpec, PortSpec, UlimitSpec, VolumeSpec,
 };
 use flotilla_model::shapes::{
     ContainerDefinition, NetworkMode, Scope, TransportProtocol, UlimitName, Volume,
 };
-use flotilla_protocol::{labels, TaskAssignment};
+use flotilla_protocol::{labels, TaskAssignment, TaskNetwork, PAUSE_CONTAINER_NAME};
 use std::collections::BTreeMap;
 
 /// ECS's default stopTimeout, seconds.
@@ -32,8 +33,101 @@ pub struct Identity {
     pub instance_id: String,
     /// The cluster name.
     pub cluster: String,
+    /// A managed-pool host: each container's cluster label is its task's own cluster.
+    pub managed: bool,
 }
 
+/// The label that marks a Docker network Flotilla manages.
+pub const MANAGED_NETWORK_LABEL: &str = "com.flotilla.managed-network";
+
+/// Where a task's containers run, beyond their definition: decided by the engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskPlacement {
+    /// The awsvpc task's pause container: containers join its network namespace.
+    pub pause_id: Option<String>,
+    /// The task's cgroup (`cgroup_parent`), when task limits are enforced by one.
+    pub cgroup_parent: Option<String>,
+    /// Task limits to apply to each container instead (no task cgroup available).
+    pub per_container_limits: Option<TaskLimits>,
+}
+
+/// The cluster name of a task from its ARN (`arn:aws:ecs:R:A:task/CLUSTER/ID`); `None` for the
+/// old format without the cluster.
+pub fn task_cluster(task_arn: &str) -> Option<&str> {
+    let resource = task_arn.splitn(6, ':').nth(5)?;
+    let mut parts = resource.split('/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("task"), Some(cluster), Some(_)) => Some(cluster),
+        _ => None,
+    }
+}
+
+fn cluster_label(a: &TaskAssignment, id: &Identity) -> String {
+    if id.managed {
+        if let Some(c) = task_cluster(&a.task_arn) {
+            return c.to_string();
+        }
+        return a
+            .cluster_arn
+            .rsplit('/')
+            .next()
+            .unwrap_or(&a.cluster_arn)
+            .to_string();
+    }
+    id.cluster.clone()
+}
+
+fn base_labels(a: &TaskAssignment, id: &Identity, name: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    labels.insert(labels::INSTANCE.into(), id.instance_id.clone());
+    labels.insert(labels::CLUSTER.into(), cluster_label(a, id));
+    labels.insert(labels::TASK_ARN.into(), a.task_arn.clone());
+    labels.insert(labels::CONTAINER_NAME.into(), name.to_string());
+    labels.insert(
+        labels::TASK_DEFINITION.into(),
+        family_revision(&a.task_definition_arn).to_string(),
+    );
+    labels
+}
+
+/// The Docker network of an awsvpc task.
+pub fn network_spec(n: &TaskNetwork) -> NetworkSpec {
+    NetworkSpec {
+        name: n.network_name.clone(),
+        subnet: n.subnet_cidr.clone(),
+        gateway: n.gateway.clone(),
+        labels: BTreeMap::from([(MANAGED_NETWORK_LABEL.to_string(), "true".to_string())]),
+    }
+}
+
+/// The pause container of an awsvpc task: it owns the network namespace, with exactly the
+/// address and MAC the control plane allocated.
+pub fn pause_spec(
+    a: &TaskAssignment,
+    n: &TaskNetwork,
+    id: &Identity,
+    placement: &TaskPlacement,
+) -> ContainerSpec {
+    let hostname = n
+        .private_dns_name
+        .split('.')
+        .next()
+        .filter(|h| !h.is_empty())
+        .map(str::to_string);
+    ContainerSpec {
+        name: container_name(&a.task_arn, "pause"),
+        image: crate::pause::IMAGE.to_string(),
+        command: Some(vec![crate::pause::PATH.to_string()]),
+        hostname,
+        labels: base_labels(a, id, PAUSE_CONTAINER_NAME),
+        network_mode: n.network_name.clone(),
+        ipv4_address: Some(n.private_ipv4_address.clone()),
+        mac_address: Some(n.mac_address.clone()),
+        cgroup_parent: placement.cgroup_parent.clone(),
+        cpu_shares: Some(MIN_CPU_SHARES),
+        ..Default::default()
+    }
+}
 /// The id of a task: the last part of its ARN.
 pub fn task_id(task_arn: &str) -> &str {
     task_arn.rsplit('/').next().unwrap_or(task_arn)
@@ -92,8 +186,20 @@ pub fn is_essential(def: &ContainerDefinition) -> bool {
 pub fn validate(a: &TaskAssignment) -> Result<(), String> {
     let containers: Vec<ContainerDefinition> =
         a.containers.iter().map(|c| c.definition.clone()).collect();
+    // awsvpc runs only in the network the control plane allocated for the task.
+    if a.network_mode == NetworkMode::Awsvpc && a.network.is_none() {
+        return Err(
+            "network mode awsvpc needs the task network the control plane allocates, and none was assigned"
+                .into(),
+        );
+    }
+    let mode = match a.network_mode {
+        // Older shared rules refused awsvpc outright; with a task network it runs.
+        NetworkMode::Awsvpc => NetworkMode::Bridge,
+        m => m,
+    };
     flotilla_protocol::runnable::check(
-        a.network_mode,
+        mode,
         a.pid_mode.as_deref(),
         a.ipc_mode.as_deref(),
         &a.volumes,
@@ -178,21 +284,20 @@ pub fn container_spec(
     a: &TaskAssignment,
     def: &ContainerDefinition,
     id: &Identity,
+    placement: &TaskPlacement,
 ) -> ContainerSpec {
     let name = def_name(def);
     let mut labels: BTreeMap<String, String> = def.docker_labels.clone().unwrap_or_default();
-    labels.insert(labels::INSTANCE.into(), id.instance_id.clone());
-    labels.insert(labels::CLUSTER.into(), id.cluster.clone());
-    labels.insert(labels::TASK_ARN.into(), a.task_arn.clone());
-    labels.insert(labels::CONTAINER_NAME.into(), name.to_string());
-    labels.insert(
-        labels::TASK_DEFINITION.into(),
-        family_revision(&a.task_definition_arn).to_string(),
-    );
-    let network_mode = match a.network_mode {
-        NetworkMode::Host => "host",
-        NetworkMode::None => "none",
-        NetworkMode::Bridge | NetworkMode::Awsvpc => "bridge",
+    labels.extend(base_labels(a, id, name));
+    let joined = placement
+        .pause_id
+        .as_ref()
+        .map(|p| format!("container:{p}"));
+    let network_mode = match (&joined, a.network_mode) {
+        (Some(j), _) => j.as_str(),
+        (None, NetworkMode::Host) => "host",
+        (None, NetworkMode::None) => "none",
+        (None, NetworkMode::Bridge | NetworkMode::Awsvpc) => "bridge",
     };
     let mut ports = Vec::new();
     let mut exposed_ports = Vec::new();
@@ -234,8 +339,19 @@ pub fn container_spec(
         let ro = if m.read_only == Some(true) { ":ro" } else { "" };
         binds.push(format!("{}:{target}{ro}", volume_source(a, v)));
     }
-    let memory_bytes = def.memory.map(|m| i64::from(m) * MIB);
-    ContainerSpec {
+    let memory_bytes = def.memory.map(|m| i64::from(m) * MIB).or_else(|| {
+        placement
+            .per_container_limits
+            .and_then(|l| l.memory_mib)
+            .map(|m| i64::from(m) * MIB)
+    });
+    let cpu_shares = match (def.cpu, placement.per_container_limits.and_then(|l| l.cpu)) {
+        (0, Some(task_cpu)) => i64::from(task_cpu),
+        (cpu, _) => i64::from(cpu),
+    }
+    .max(MIN_CPU_SHARES);
+    let in_namespace = joined.is_some();
+    let mut spec = ContainerSpec {
         name: container_name(&a.task_arn, name),
         image: def.image.clone().unwrap_or_default(),
         entrypoint: def.entry_point.clone(),
@@ -259,7 +375,7 @@ pub fn container_spec(
         network_mode: network_mode.to_string(),
         ports,
         exposed_ports,
-        cpu_shares: Some(i64::from(def.cpu).max(MIN_CPU_SHARES)),
+        cpu_shares: Some(cpu_shares),
         memory_bytes,
         memory_reservation_bytes: def.memory_reservation.map(|m| i64::from(m) * MIB),
         memory_swap_bytes: match (memory_bytes, lp.max_swap) {
@@ -383,7 +499,23 @@ pub fn container_spec(
         pid_mode: a.pid_mode.clone().filter(|m| m == "host"),
         ipc_mode: a.ipc_mode.clone(),
         stop_timeout_s: Some(stop_timeout_s(def) as i64),
+        cgroup_parent: placement.cgroup_parent.clone(),
+        ipv4_address: None,
+        mac_address: None,
+    };
+    if in_namespace {
+        // The pause container owns the network namespace: Docker refuses these options in
+        // `container:` network mode (the task's hostname is the pause container's).
+        spec.ports.clear();
+        spec.exposed_ports.clear();
+        spec.hostname = None;
+        spec.dns.clear();
+        spec.dns_search.clear();
+        spec.extra_hosts.clear();
+        spec.links.clear();
+        spec.network_disabled = false;
     }
+    spec
 }
 
 /// The container's stop timeout, seconds (ECS default 30).
@@ -442,7 +574,112 @@ mod tests {
         Identity {
             instance_id: "inst".into(),
             cluster: "c".into(),
+            managed: false,
         }
+    }
+
+    fn net() -> TaskNetwork {
+        TaskNetwork {
+            attachment_id: "att".into(),
+            network_interface_id: "eni-0123456789abcdef0".into(),
+            private_ipv4_address: "10.213.0.7".into(),
+            mac_address: "0a:58:0a:d5:00:07".into(),
+            subnet_cidr: "10.213.0.0/16".into(),
+            gateway: "10.213.0.1".into(),
+            network_name: "flotilla-awsvpc".into(),
+            subnet_id: "subnet-1".into(),
+            private_dns_name: "ip-10-213-0-7.ec2.internal".into(),
+        }
+    }
+
+    #[test]
+    fn awsvpc_containers_join_the_pause_namespace() {
+        let def = ContainerDefinition {
+            name: Some("web".into()),
+            image: Some("x".into()),
+            hostname: Some("h".into()),
+            port_mappings: Some(vec![PortMapping {
+                container_port: Some(80),
+                host_port: Some(80),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let mut a = assignment(vec![def.clone()], NetworkMode::Awsvpc);
+        assert!(validate(&a).is_err_and(|e| e.contains("awsvpc")));
+        a.network = Some(net());
+        assert_eq!(validate(&a), Ok(()));
+        let placement = TaskPlacement {
+            pause_id: Some("p1".into()),
+            cgroup_parent: Some("/flotilla/abc123".into()),
+            per_container_limits: None,
+        };
+        let s = container_spec(&a, &def, &id(), &placement);
+        assert_eq!(s.network_mode, "container:p1");
+        assert!(s.ports.is_empty() && s.exposed_ports.is_empty());
+        assert_eq!(s.hostname, None);
+        assert_eq!(s.cgroup_parent.as_deref(), Some("/flotilla/abc123"));
+        let p = pause_spec(&a, &net(), &id(), &placement);
+        assert_eq!(p.network_mode, "flotilla-awsvpc");
+        assert_eq!(p.ipv4_address.as_deref(), Some("10.213.0.7"));
+        assert_eq!(p.mac_address.as_deref(), Some("0a:58:0a:d5:00:07"));
+        assert_eq!(p.hostname.as_deref(), Some("ip-10-213-0-7"));
+        assert_eq!(p.command, Some(vec!["/pause".to_string()]));
+        assert_eq!(
+            p.labels.get(labels::CONTAINER_NAME).map(String::as_str),
+            Some(PAUSE_CONTAINER_NAME)
+        );
+        assert_eq!(p.cgroup_parent.as_deref(), Some("/flotilla/abc123"));
+        assert_eq!(
+            network_spec(&net())
+                .labels
+                .get(MANAGED_NETWORK_LABEL)
+                .map(String::as_str),
+            Some("true")
+        );
+    }
+
+    #[test]
+    fn managed_hosts_label_the_task_cluster_and_fallback_limits_apply() {
+        let def = ContainerDefinition {
+            name: Some("web".into()),
+            image: Some("x".into()),
+            ..Default::default()
+        };
+        let a = assignment(vec![def.clone()], NetworkMode::Bridge);
+        assert_eq!(task_cluster(&a.task_arn), Some("c"));
+        assert_eq!(task_cluster("arn:aws:ecs:us-east-1:1:task/abc"), None);
+        let mut managed = id();
+        managed.managed = true;
+        managed.cluster = flotilla_protocol::MANAGED_POOL.into();
+        let mut a2 = a.clone();
+        a2.task_arn = "arn:aws:ecs:us-east-1:1:task/prod/abc123".into();
+        let s = container_spec(&a2, &def, &managed, &TaskPlacement::default());
+        assert_eq!(
+            s.labels.get(labels::CLUSTER).map(String::as_str),
+            Some("prod")
+        );
+        let s = container_spec(&a2, &def, &id(), &TaskPlacement::default());
+        assert_eq!(s.labels.get(labels::CLUSTER).map(String::as_str), Some("c"));
+        let limits = TaskLimits {
+            cpu: Some(512),
+            memory_mib: Some(256),
+        };
+        let placement = TaskPlacement {
+            per_container_limits: Some(limits),
+            ..Default::default()
+        };
+        let s = container_spec(&a, &def, &id(), &placement);
+        assert_eq!(s.memory_bytes, Some(256 * MIB));
+        assert_eq!(s.cpu_shares, Some(512));
+        let own = ContainerDefinition {
+            memory: Some(64),
+            cpu: 100,
+            ..def
+        };
+        let s = container_spec(&a, &own, &id(), &placement);
+        assert_eq!(s.memory_bytes, Some(64 * MIB));
+        assert_eq!(s.cpu_shares, Some(100));
     }
 
     #[test]
@@ -475,7 +712,7 @@ mod tests {
         };
         let a = assignment(vec![def.clone()], NetworkMode::Bridge);
         assert_eq!(validate(&a), Ok(()));
-        let s = container_spec(&a, &def, &id());
+        let s = container_spec(&a, &def, &id(), &TaskPlacement::default());
         assert_eq!(s.name, "flotilla-abc123-web");
         assert_eq!(s.cpu_shares, Some(2));
         assert_eq!(s.memory_bytes, Some(64 * MIB));
@@ -549,7 +786,7 @@ mod tests {
             ..Default::default()
         };
         let a = assignment(vec![def.clone()], NetworkMode::Host);
-        let s = container_spec(&a, &def, &id());
+        let s = container_spec(&a, &def, &id(), &TaskPlacement::default());
         assert_eq!(s.network_mode, "host");
         assert!(s.ports.is_empty());
         assert_eq!(s.exposed_ports.len(), 1);

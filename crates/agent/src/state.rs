@@ -78,6 +78,12 @@ pub struct PersistedTask {
     /// When RUNNING was reached.
     #[serde(default)]
     pub started_at: Option<f64>,
+    /// The Docker id of the awsvpc task's pause container, once created.
+    #[serde(default)]
+    pub pause_id: Option<String>,
+    /// The pause container was removed (the task's address is released).
+    #[serde(default)]
+    pub deprovisioned: bool,
     /// When every container had stopped.
     #[serde(default)]
     pub execution_stopped_at: Option<f64>,

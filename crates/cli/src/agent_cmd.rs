@@ -35,6 +35,9 @@ pub struct AgentArgs {
     /// The cluster to join.
     #[arg(long, default_value = "default")]
     cluster: String,
+    /// Join the managed pool (Fargate capacity for every cluster) instead of a cluster.
+    #[arg(long, conflicts_with = "cluster")]
+    managed: bool,
     /// The Flotilla server URL.
     #[arg(long, env = "FLOTILLA_SERVER", default_value = "http://127.0.0.1:8080")]
     server: String,
@@ -78,7 +81,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(|| crate::config::default_data_dir().join("agent"));
-    let mut cfg = AgentConfig::new(&args.cluster, &args.server, data_dir, credentials);
+    let mut cfg = if args.managed {
+        AgentConfig::managed(&args.server, data_dir, credentials)
+    } else {
+        AgentConfig::new(&args.cluster, &args.server, data_dir, credentials)
+    };
     if let Some(r) = args
         .region
         .clone()
@@ -100,6 +107,25 @@ pub fn dev_agent(
     cluster: &str,
     host: &HostArgs,
 ) -> anyhow::Result<crate::serve::LocalAgent> {
+    dev_agent_with(server, cluster, host, false)
+}
+
+/// The local managed-pool agent of `flotilla dev` (Fargate capacity): like [`dev_agent`],
+/// registered with `flotilla_protocol::MANAGED_POOL`, its data in `DATA_DIR/managed-agent`.
+#[allow(dead_code)] // Wired into `flotilla dev` by the server side.
+pub fn dev_managed_agent(
+    server: &ServerConfig,
+    host: &HostArgs,
+) -> anyhow::Result<crate::serve::LocalAgent> {
+    dev_agent_with(server, "", host, true)
+}
+
+fn dev_agent_with(
+    server: &ServerConfig,
+    cluster: &str,
+    host: &HostArgs,
+    managed: bool,
+) -> anyhow::Result<crate::serve::LocalAgent> {
     let cred = server
         .api
         .credentials
@@ -110,8 +136,14 @@ pub fn dev_agent(
         secret_access_key: cred.secret_access_key.clone(),
         session_token: cred.session_token.clone(),
     };
-    let data_dir = server.data_dir.join("agent");
-    let mut template = AgentConfig::new(cluster, String::new(), data_dir, credentials);
+    let data_dir = server
+        .data_dir
+        .join(if managed { "managed-agent" } else { "agent" });
+    let mut template = if managed {
+        AgentConfig::managed(String::new(), data_dir, credentials)
+    } else {
+        AgentConfig::new(cluster, String::new(), data_dir, credentials)
+    };
     template.region = server.api.arns.region.clone();
     apply_host(&mut template, host)?;
     Ok(crate::serve::LocalAgent(Box::new(move |url| {

@@ -1,0 +1,666 @@
+//! awsvpc tasks, task-level limits and Spot stops against the real Docker engine.
+//!
+//! Needs Docker at /var/run/docker.sock and `flotilla/busybox:latest` (`scripts/images`). Each
+//! test uses its own instance id, Docker network and /24 subnet, and removes its containers and
+//! network when it ends, also when it fails.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers: any failure must fail the test loudly.
+
+use flotilla_agent::docker::DockerRuntime;
+use flotilla_agent::engine::{Engine, EngineConfig};
+use flotilla_agent::runtime::Runtime;
+use flotilla_model::shapes::{
+    ContainerDefinition, HealthCheck, HealthStatus, LinuxParameters, NetworkMode, PortMapping,
+    TaskStopCode,
+};
+use flotilla_model::status::{ContainerStatus, TaskStatus};
+use flotilla_protocol::{
+    labels, ContainerAssignment, DesiredStatus, TaskAssignment, TaskNetwork, TaskStateReport,
+    PAUSE_CONTAINER_NAME,
+};
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+const IMAGE: &str = "flotilla/busybox:latest";
+
+fn docker(args: &[&str]) -> String {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Removes the instance's containers, then the test network, when dropped.
+struct Cleanup {
+    instance: String,
+    network: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let filter = format!("label={}={}", labels::INSTANCE, self.instance);
+        let ids = docker(&["ps", "-aq", "--filter", &filter]);
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f", "-v"];
+            args.extend(ids);
+            docker(&args);
+        }
+        docker(&["network", "rm", &self.network]);
+    }
+}
+
+struct Harness {
+    runtime: Arc<DockerRuntime>,
+    instance: String,
+    dir: tempfile::TempDir,
+    /// The third octet of this test's subnet, 10.231.N.0/24.
+    net: u8,
+    cleanup: Cleanup,
+}
+
+impl Harness {
+    async fn new(name: &str, net: u8) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "flotilla_agent=info".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let runtime = DockerRuntime::connect("/var/run/docker.sock")
+            .await
+            .expect("these tests need Docker at /var/run/docker.sock");
+        assert!(
+            runtime.inspect_image(IMAGE).await.unwrap().is_some(),
+            "these tests need {IMAGE}: run scripts/images"
+        );
+        let instance = format!("vpc-{}-{name}", std::process::id());
+        let network = format!("flotilla-test-{}-{name}", std::process::id());
+        Harness {
+            runtime: Arc::new(runtime),
+            cleanup: Cleanup {
+                instance: instance.clone(),
+                network,
+            },
+            instance,
+            dir: tempfile::tempdir().unwrap(),
+            net,
+        }
+    }
+
+    fn config(&self) -> EngineConfig {
+        let mut c = EngineConfig::new(&self.instance, "test", self.dir.path());
+        c.poll_interval = Duration::from_millis(100);
+        c
+    }
+
+    async fn engine(&self) -> (Engine, Reports) {
+        let (e, rx) = Engine::start(self.runtime.clone(), self.config())
+            .await
+            .unwrap();
+        (e, Reports { rx, all: vec![] })
+    }
+
+    fn network(&self, host: u8) -> TaskNetwork {
+        let n = self.net;
+        TaskNetwork {
+            attachment_id: format!("att-{host}"),
+            network_interface_id: format!("eni-{host:017x}"),
+            private_ipv4_address: format!("10.231.{n}.{host}"),
+            mac_address: format!("0a:58:0a:e7:{n:02x}:{host:02x}"),
+            subnet_cidr: format!("10.231.{n}.0/24"),
+            gateway: format!("10.231.{n}.1"),
+            network_name: self.cleanup.network.clone(),
+            subnet_id: "subnet-test".into(),
+            private_dns_name: format!("ip-10-231-{n}-{host}.ec2.internal"),
+        }
+    }
+}
+
+struct Reports {
+    rx: UnboundedReceiver<TaskStateReport>,
+    all: Vec<TaskStateReport>,
+}
+
+impl Reports {
+    async fn until(
+        &mut self,
+        task: &str,
+        secs: u64,
+        f: impl Fn(&TaskStateReport) -> bool,
+    ) -> TaskStateReport {
+        if let Some(r) = self.all.iter().rev().find(|r| r.task_arn == task) {
+            if f(r) {
+                return r.clone();
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.rx.recv()).await {
+                Ok(Some(r)) => {
+                    self.all.push(r.clone());
+                    if r.task_arn == task && f(&r) {
+                        return r;
+                    }
+                }
+                Ok(None) => panic!("report channel closed"),
+                Err(_) => panic!(
+                    "no matching report for {task} within {secs}s; last: {:#?}",
+                    self.all.iter().rev().find(|r| r.task_arn == task)
+                ),
+            }
+        }
+    }
+
+    fn of(&self, task: &str) -> Vec<&TaskStateReport> {
+        self.all.iter().filter(|r| r.task_arn == task).collect()
+    }
+
+    fn statuses(&self, task: &str) -> Vec<TaskStatus> {
+        let mut s: Vec<TaskStatus> = self.of(task).iter().map(|r| r.last_status).collect();
+        s.dedup();
+        s
+    }
+}
+
+fn container(name: &str, command: &[&str]) -> ContainerDefinition {
+    ContainerDefinition {
+        name: Some(name.into()),
+        image: Some(IMAGE.into()),
+        command: Some(command.iter().map(|s| s.to_string()).collect()),
+        linux_parameters: Some(LinuxParameters {
+            init_process_enabled: Some(true),
+            ..Default::default()
+        }),
+        stop_timeout: Some(5),
+        ..Default::default()
+    }
+}
+
+fn task(id: &str, defs: Vec<ContainerDefinition>) -> TaskAssignment {
+    TaskAssignment {
+        task_arn: format!("arn:aws:ecs:us-east-1:000000000000:task/test/{id}"),
+        cluster_arn: "arn:aws:ecs:us-east-1:000000000000:cluster/test".into(),
+        task_definition_arn: "arn:aws:ecs:us-east-1:000000000000:task-definition/t:1".into(),
+        version: 1,
+        desired_status: DesiredStatus::Running,
+        stop_reason: None,
+        stop_code: None,
+        network_mode: NetworkMode::Bridge,
+        cpu: None,
+        memory: None,
+        volumes: vec![],
+        pid_mode: None,
+        network: None,
+        stop_grace_seconds: None,
+        ipc_mode: None,
+        containers: defs
+            .into_iter()
+            .map(|d| ContainerAssignment {
+                container_arn: format!("arn:aws:ecs:us-east-1:000000000000:container/test/{id}/x"),
+                definition: d,
+            })
+            .collect(),
+    }
+}
+
+fn awsvpc(id: &str, defs: Vec<ContainerDefinition>, network: TaskNetwork) -> TaskAssignment {
+    let mut a = task(id, defs);
+    a.network_mode = NetworkMode::Awsvpc;
+    a.network = Some(network);
+    a
+}
+
+fn stop(mut a: TaskAssignment) -> TaskAssignment {
+    a.version += 1;
+    a.desired_status = DesiredStatus::Stopped;
+    a.stop_code = Some(TaskStopCode::UserInitiated);
+    a.stop_reason = Some("stopped by test".into());
+    a
+}
+
+fn ctr<'a>(r: &'a TaskStateReport, name: &str) -> &'a flotilla_protocol::ContainerStateReport {
+    r.containers.iter().find(|c| c.name == name).unwrap()
+}
+
+fn pause_of(instance: &str, task_arn: &str) -> Option<String> {
+    let out = docker(&[
+        "ps",
+        "-aq",
+        "--no-trunc",
+        "--filter",
+        &format!("label={}={instance}", labels::INSTANCE),
+        "--filter",
+        &format!("label={}={task_arn}", labels::TASK_ARN),
+        "--filter",
+        &format!("label={}={PAUSE_CONTAINER_NAME}", labels::CONTAINER_NAME),
+    ]);
+    (!out.is_empty()).then_some(out)
+}
+
+fn http_get(ip: &str, port: u16) -> String {
+    let addr: std::net::SocketAddr = format!("{ip}:{port}").parse().unwrap();
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+fn web_and_client() -> Vec<ContainerDefinition> {
+    let web = ContainerDefinition {
+        port_mappings: Some(vec![PortMapping {
+            container_port: Some(80),
+            host_port: Some(80),
+            ..Default::default()
+        }]),
+        ..container("web", &["httpd", "-f", "-p", "80", "-h", "/www"])
+    };
+    let client = ContainerDefinition {
+        // Healthy once it fetched the page from its task mate over localhost.
+        health_check: Some(HealthCheck {
+            command: vec!["CMD-SHELL".into(), "test -f /tmp/ok".into()],
+            interval: Some(1),
+            timeout: Some(1),
+            retries: Some(1),
+            start_period: None,
+        }),
+        ..container(
+            "client",
+            &[
+                "sh",
+                "-c",
+                "while true; do wget -q -O /tmp/page http://localhost:80/ && grep -q flotilla /tmp/page && touch /tmp/ok; sleep 0.3; done",
+            ],
+        )
+    };
+    vec![web, client]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn awsvpc_tasks_share_localhost_answer_on_their_address_and_report_each_step() {
+    let h = Harness::new("vpc", 11).await;
+    let (engine, mut reports) = h.engine().await;
+    let a = awsvpc("vpc-a", web_and_client(), h.network(7));
+    let b = awsvpc("vpc-b", web_and_client(), h.network(8));
+    engine.assign(vec![a.clone(), b.clone()], false);
+    for t in [&a, &b] {
+        let r = reports
+            .until(&t.task_arn, 60, |r| {
+                r.last_status == TaskStatus::Running
+                    && ctr(r, "client").health_status == Some(HealthStatus::Healthy)
+            })
+            .await;
+        for c in &r.containers {
+            assert!(c.network_bindings.is_empty(), "awsvpc: {c:?}");
+        }
+        // The task's own address answers, port 80 in both tasks.
+        let ip = t.network.as_ref().unwrap().private_ipv4_address.clone();
+        let answer = tokio::task::spawn_blocking(move || http_get(&ip, 80))
+            .await
+            .unwrap();
+        assert!(answer.contains("hello from flotilla"), "{answer}");
+    }
+    let pause = pause_of(&h.instance, &a.task_arn).expect("a pause container");
+    let net = a.network.clone().unwrap();
+    let inspect: serde_json::Value = serde_json::from_str(&docker(&["inspect", &pause])).unwrap();
+    let inspect = &inspect[0];
+    let endpoint = &inspect["NetworkSettings"]["Networks"][net.network_name.as_str()];
+    assert_eq!(endpoint["IPAddress"], net.private_ipv4_address.as_str());
+    assert_eq!(endpoint["MacAddress"], net.mac_address.as_str());
+    assert_eq!(inspect["Config"]["Hostname"], "ip-10-231-11-7");
+    assert_eq!(inspect["Config"]["Image"], "flotilla/pause:1");
+    assert_eq!(inspect["Config"]["Cmd"][0], "/pause");
+    let web_id = ctr(reports.of(&a.task_arn).last().unwrap(), "web")
+        .runtime_id
+        .clone()
+        .unwrap();
+    assert_eq!(
+        docker(&[
+            "inspect",
+            "--format",
+            "{{.HostConfig.NetworkMode}}",
+            &web_id
+        ]),
+        format!("container:{pause}")
+    );
+
+    engine.assign(vec![stop(a.clone())], false);
+    let stopped = reports
+        .until(&a.task_arn, 30, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+    assert_eq!(stopped.stop_code, Some(TaskStopCode::UserInitiated));
+    assert_eq!(
+        reports.statuses(&a.task_arn),
+        vec![
+            TaskStatus::Provisioning,
+            TaskStatus::Pending,
+            TaskStatus::Activating,
+            TaskStatus::Running,
+            TaskStatus::Stopping,
+            TaskStatus::Deprovisioning,
+            TaskStatus::Stopped
+        ]
+    );
+    // STOPPING is reported once SIGTERM is delivered, before the containers have exited.
+    let first_stopping = reports
+        .of(&a.task_arn)
+        .into_iter()
+        .find(|r| r.last_status == TaskStatus::Stopping)
+        .unwrap()
+        .clone();
+    assert!(
+        first_stopping
+            .containers
+            .iter()
+            .any(|c| c.last_status == ContainerStatus::Running),
+        "{first_stopping:#?}"
+    );
+    assert!(
+        pause_of(&h.instance, &a.task_arn).is_none(),
+        "STOPPED only once the pause container is gone"
+    );
+    // The other task is untouched.
+    let ip = b.network.as_ref().unwrap().private_ipv4_address.clone();
+    let answer = tokio::task::spawn_blocking(move || http_get(&ip, 80))
+        .await
+        .unwrap();
+    assert!(answer.contains("hello from flotilla"), "{answer}");
+    engine.assign(vec![stop(b.clone())], false);
+    reports
+        .until(&b.task_arn, 30, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+    assert_eq!(reports.statuses(&b.task_arn), reports.statuses(&a.task_arn));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_essential_exit_tears_an_awsvpc_task_down_in_order() {
+    let h = Harness::new("vpcexit", 12).await;
+    let (engine, mut reports) = h.engine().await;
+    let mut side = container("side", &["sleep", "300"]);
+    side.essential = Some(false);
+    let a = awsvpc(
+        "vpc-exit",
+        vec![container("main", &["sh", "-c", "sleep 1; exit 3"]), side],
+        h.network(9),
+    );
+    engine.assign(vec![a.clone()], false);
+    let stopped = reports
+        .until(&a.task_arn, 30, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+    assert_eq!(
+        stopped.stop_code,
+        Some(TaskStopCode::EssentialContainerExited)
+    );
+    assert_eq!(ctr(&stopped, "main").exit_code, Some(3));
+    assert_eq!(ctr(&stopped, "side").exit_code, Some(143));
+    let s = reports.statuses(&a.task_arn);
+    assert_eq!(
+        &s[s.len() - 3..],
+        &[
+            TaskStatus::Stopping,
+            TaskStatus::Deprovisioning,
+            TaskStatus::Stopped
+        ]
+    );
+    assert!(s.windows(2).all(|w| w[0] < w[1]), "{s:?}");
+    assert!(pause_of(&h.instance, &a.task_arn).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_with_another_subnet_fails_the_task_to_start() {
+    let h = Harness::new("vpcsubnet", 13).await;
+    docker(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.231.14.0/24",
+        &h.cleanup.network,
+    ]);
+    let (engine, mut reports) = h.engine().await;
+    let a = awsvpc(
+        "vpc-subnet",
+        vec![container("app", &["sleep", "300"])],
+        h.network(5),
+    );
+    engine.assign(vec![a.clone()], false);
+    let stopped = reports
+        .until(&a.task_arn, 30, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+    assert_eq!(stopped.stop_code, Some(TaskStopCode::TaskFailedToStart));
+    let reason = stopped.stopped_reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("10.231.14.0/24") && reason.contains("10.231.13.0/24"),
+        "{reason}"
+    );
+    assert_eq!(
+        reports.statuses(&a.task_arn),
+        vec![
+            TaskStatus::Provisioning,
+            TaskStatus::Stopping,
+            TaskStatus::Deprovisioning,
+            TaskStatus::Stopped
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_engine_adopts_an_awsvpc_task_and_tears_it_down() {
+    let h = Harness::new("vpcrestart", 15).await;
+    let (engine, mut reports) = h.engine().await;
+    let a = awsvpc("vpc-rst", web_and_client(), h.network(20));
+    engine.assign(vec![a.clone()], false);
+    reports
+        .until(&a.task_arn, 60, |r| r.last_status == TaskStatus::Running)
+        .await;
+    let pause = pause_of(&h.instance, &a.task_arn).unwrap();
+    let started = docker(&["inspect", "--format", "{{.State.StartedAt}}", &pause]);
+    drop(engine);
+    drop(reports);
+
+    let (engine, mut reports) = h.engine().await;
+    let r = reports
+        .until(&a.task_arn, 20, |r| r.last_status == TaskStatus::Running)
+        .await;
+    assert!(r
+        .containers
+        .iter()
+        .all(|c| c.last_status == ContainerStatus::Running));
+    assert_eq!(
+        pause_of(&h.instance, &a.task_arn).as_deref(),
+        Some(pause.as_str())
+    );
+    assert_eq!(
+        docker(&["inspect", "--format", "{{.State.StartedAt}}", &pause]),
+        started,
+        "the pause container is adopted, not restarted"
+    );
+    let ip = a.network.as_ref().unwrap().private_ipv4_address.clone();
+    let answer = tokio::task::spawn_blocking(move || http_get(&ip, 80))
+        .await
+        .unwrap();
+    assert!(answer.contains("hello from flotilla"), "{answer}");
+    engine.assign(vec![stop(a.clone())], false);
+    reports
+        .until(&a.task_arn, 30, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+    assert_eq!(
+        reports.statuses(&a.task_arn),
+        vec![
+            TaskStatus::Running,
+            TaskStatus::Stopping,
+            TaskStatus::Deprovisioning,
+            TaskStatus::Stopped
+        ]
+    );
+    assert!(pause_of(&h.instance, &a.task_arn).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_teardown_begun_before_a_crash_is_finished_after_it() {
+    let h = Harness::new("vpcstopcrash", 16).await;
+    let (engine, mut reports) = h.engine().await;
+    // No init: `sleep` as PID 1 ignores SIGTERM, so the stop lasts the whole stopTimeout.
+    let mut slow = container("slow", &["sleep", "300"]);
+    slow.linux_parameters = None;
+    slow.stop_timeout = Some(3);
+    let a = awsvpc("vpc-stc", vec![slow], h.network(30));
+    engine.assign(vec![a.clone()], false);
+    reports
+        .until(&a.task_arn, 30, |r| r.last_status == TaskStatus::Running)
+        .await;
+    engine.assign(vec![stop(a.clone())], false);
+    reports
+        .until(&a.task_arn, 10, |r| r.last_status == TaskStatus::Stopping)
+        .await;
+    drop(engine);
+    drop(reports);
+    let (_engine, mut reports) = h.engine().await;
+    let stopped = reports
+        .until(&a.task_arn, 30, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+    assert_eq!(stopped.stopped_reason.as_deref(), Some("stopped by test"));
+    assert_eq!(ctr(&stopped, "slow").exit_code, Some(137));
+    assert!(pause_of(&h.instance, &a.task_arn).is_none());
+    let s = reports.statuses(&a.task_arn);
+    assert!(s.windows(2).all(|w| w[0] < w[1]), "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_over_its_memory_is_oom_killed_by_the_task_limit() {
+    let h = Harness::new("taskoom", 17).await;
+    let (engine, mut reports) = h.engine().await;
+    let hog = ContainerDefinition {
+        name: Some("hog".into()),
+        image: Some(IMAGE.into()),
+        command: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "sleep 1; head -c 600m /dev/zero | tail".into(),
+        ]),
+        ..Default::default()
+    };
+    let mut side = container("side", &["sleep", "300"]);
+    side.essential = Some(false);
+    for (id, mode, network) in [
+        ("oom-bridge", NetworkMode::Bridge, None),
+        ("oom-vpc", NetworkMode::Awsvpc, Some(h.network(40))),
+    ] {
+        let mut a = task(id, vec![hog.clone(), side.clone()]);
+        a.network_mode = mode;
+        a.network = network;
+        a.memory = Some(128);
+        a.cpu = Some(512);
+        engine.assign(vec![a.clone()], false);
+        let running = reports
+            .until(&a.task_arn, 30, |r| {
+                ctr(r, "side").last_status == ContainerStatus::Running
+            })
+            .await;
+        let side_id = ctr(&running, "side").runtime_id.clone().unwrap();
+        assert_eq!(
+            docker(&[
+                "inspect",
+                "--format",
+                "{{.HostConfig.CgroupParent}}",
+                &side_id
+            ]),
+            format!("/flotilla/{id}")
+        );
+        // The limit is on the task, not on the containers.
+        assert_eq!(
+            docker(&["inspect", "--format", "{{.HostConfig.Memory}}", &side_id]),
+            "0"
+        );
+        let task_dir = std::path::Path::new("/sys/fs/cgroup/memory/flotilla").join(id);
+        if task_dir.exists() {
+            assert_eq!(
+                std::fs::read_to_string(task_dir.join("memory.limit_in_bytes"))
+                    .unwrap()
+                    .trim(),
+                (128u64 << 20).to_string()
+            );
+            assert_eq!(
+                std::fs::read_to_string(
+                    std::path::Path::new("/sys/fs/cgroup/cpu/flotilla")
+                        .join(id)
+                        .join("cpu.cfs_quota_us")
+                )
+                .unwrap()
+                .trim(),
+                "50000"
+            );
+        }
+        let stopped = reports
+            .until(&a.task_arn, 60, |r| r.last_status == TaskStatus::Stopped)
+            .await;
+        let hog_report = ctr(&stopped, "hog");
+        let hog_id = hog_report.runtime_id.clone().unwrap();
+        eprintln!(
+            "{id}: Docker State.OOMKilled = {}",
+            docker(&["inspect", "--format", "{{.State.OOMKilled}}", &hog_id])
+        );
+        assert_eq!(hog_report.exit_code, Some(137), "{stopped:#?}");
+        assert_eq!(
+            hog_report.reason.as_deref(),
+            Some(flotilla_agent::lifecycle::OOM_REASON)
+        );
+        assert_eq!(
+            stopped.stop_code,
+            Some(TaskStopCode::EssentialContainerExited)
+        );
+        assert!(
+            !task_dir.exists(),
+            "the task cgroup is removed once the task stopped"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spot_interruption_kills_after_the_grace_period() {
+    let h = Harness::new("spot", 18).await;
+    let (engine, mut reports) = h.engine().await;
+    // Ignores SIGTERM (PID 1 without a handler) although its stopTimeout is long.
+    let mut stubborn = container("stubborn", &["sleep", "300"]);
+    stubborn.linux_parameters = None;
+    stubborn.stop_timeout = Some(120);
+    let mut polite = container("polite", &["sleep", "300"]);
+    polite.stop_timeout = Some(120);
+    // `polite` depends on `stubborn`: without Spot it would wait for it.
+    polite.depends_on = Some(vec![flotilla_model::shapes::ContainerDependency {
+        container_name: "stubborn".into(),
+        condition: flotilla_model::shapes::ContainerCondition::Start,
+    }]);
+    let a = task("spot1", vec![stubborn, polite]);
+    engine.assign(vec![a.clone()], false);
+    reports
+        .until(&a.task_arn, 30, |r| r.last_status == TaskStatus::Running)
+        .await;
+    let mut s = stop(a.clone());
+    s.stop_code = Some(TaskStopCode::SpotInterruption);
+    s.stop_reason = Some("Your Spot Task was interrupted.".into());
+    s.stop_grace_seconds = Some(2);
+    let asked = Instant::now();
+    engine.assign(vec![s], false);
+    let stopped = reports
+        .until(&a.task_arn, 30, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+    let took = asked.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    assert_eq!(ctr(&stopped, "stubborn").exit_code, Some(137));
+    assert_eq!(ctr(&stopped, "polite").exit_code, Some(143));
+    assert_eq!(stopped.stop_code, Some(TaskStopCode::SpotInterruption));
+    assert_eq!(
+        stopped.stopped_reason.as_deref(),
+        Some("Your Spot Task was interrupted.")
+    );
+}
