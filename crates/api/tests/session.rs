@@ -447,3 +447,84 @@ async fn stopped_tasks_are_swept_after_the_retention() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_managed_pool_host_runs_fargate_tasks_of_every_cluster() {
+    let (api, addr) = serve(api()).await;
+    let pool = flotilla_protocol::MANAGED_POOL;
+    let inst = register(&api, pool, 2048, 4096, "us-east-1a").await;
+    ok(
+        &api,
+        "RegisterTaskDefinition",
+        json!({"family": "fg", "requiresCompatibilities": ["FARGATE"], "networkMode": "awsvpc",
+               "cpu": "256", "memory": "512",
+               "containerDefinitions": [{"name": "app", "image": "busybox"}]}),
+    )
+    .await;
+    let net = json!({"awsvpcConfiguration": {"subnets": ["subnet-0123456789abcdef0"]}});
+    let mut arns = Vec::new();
+    for c in ["p1", "p2"] {
+        cluster(&api, c).await;
+        let r = ok(
+            &api,
+            "RunTask",
+            json!({"cluster": c, "taskDefinition": "fg", "launchType": "FARGATE",
+                   "networkConfiguration": net}),
+        )
+        .await;
+        arns.push(r["tasks"][0]["taskArn"].as_str().unwrap().to_string());
+    }
+    let mut ws = connect(&addr, &inst, true).await.unwrap();
+    assert!(matches!(
+        next_message(&mut ws).await,
+        ServerMessage::Welcome { .. }
+    ));
+    // The full state holds the Fargate tasks of both clusters, each with its network.
+    let tasks = match next_message(&mut ws).await {
+        ServerMessage::Tasks { full: true, tasks } => tasks,
+        other => panic!("expected the full state, got {other:?}"),
+    };
+    let mut got: Vec<String> = tasks.iter().map(|a| a.task_arn.clone()).collect();
+    got.sort();
+    let mut want = arns.clone();
+    want.sort();
+    assert_eq!(got, want);
+    let net0 = tasks[0]
+        .network
+        .clone()
+        .expect("an awsvpc task has a network");
+    assert_eq!(net0.subnet_cidr, "10.213.0.0/16");
+    assert_eq!(net0.network_name, "flotilla-awsvpc");
+    let used = || async {
+        api.store
+            .list(flotilla_api::records::ADDRESSES, None, 0)
+            .await
+            .unwrap()
+            .items
+            .len()
+    };
+    assert_eq!(used().await, 2);
+
+    // The pool host reports a task of cluster p2 STOPPED: applied, and its address freed.
+    let t = &tasks[0];
+    let mut stopped = report(
+        1,
+        &t.task_arn,
+        1,
+        TaskStatus::Stopped,
+        ContainerStatus::Stopped,
+    );
+    stopped.containers[0].network_bindings.clear();
+    send(&mut ws, &AgentMessage::TaskState(stopped)).await;
+    assert_eq!(next_message(&mut ws).await, ServerMessage::Ack { seq: 1 });
+    let cluster_of = flotilla_model::arn::embedded_cluster(&t.task_arn).unwrap();
+    let d = ok(
+        &api,
+        "DescribeTasks",
+        json!({"cluster": cluster_of, "tasks": [t.task_arn]}),
+    )
+    .await;
+    assert_eq!(d["tasks"][0]["lastStatus"], "STOPPED");
+    assert_eq!(d["tasks"][0]["attachments"][0]["status"], "DELETED");
+    assert_eq!(used().await, 1);
+}
