@@ -85,17 +85,65 @@ pub fn host_cluster(launch_type: LaunchType, cluster: &str) -> &str {
     }
 }
 
-/// The addresses in use on the task network.
-pub async fn used_addresses(store: &dyn Store) -> Result<BTreeSet<Ipv4Addr>, EcsError> {
-    let page = store
-        .list(ADDRESSES, None, 0)
-        .await
-        .map_err(records::store_error)?;
-    Ok(page
-        .items
-        .iter()
-        .filter_map(|kv| kv.key.strip_prefix(ADDRESSES)?.parse().ok())
-        .collect())
+/// The store key of the task network's allocation cursor: the position (in
+/// [`ipam::Cidr::allocatable_at`] terms) where the next search starts, so addresses are handed
+/// out in turn and a just-freed one is not reused at once.
+pub const ADDRESS_CURSOR: &str = "address-cursor";
+
+/// What allocation needs to know: the addresses in use, and the cursor with the revision it was
+/// read at (0: never written).
+#[derive(Debug, Default)]
+pub struct AddressBook {
+    /// Addresses held by tasks that have not stopped.
+    pub used: BTreeSet<Ipv4Addr>,
+    /// Where the next search starts.
+    pub cursor: u32,
+    /// The cursor's `mod_revision`.
+    pub cursor_revision: u64,
+}
+
+impl AddressBook {
+    /// Reads the addresses in use and the cursor.
+    pub async fn read(store: &dyn Store) -> Result<AddressBook, EcsError> {
+        let page = store
+            .list(ADDRESSES, None, 0)
+            .await
+            .map_err(records::store_error)?;
+        let used = page
+            .items
+            .iter()
+            .filter_map(|kv| kv.key.strip_prefix(ADDRESSES)?.parse().ok())
+            .collect();
+        let (cursor, cursor_revision) = match get::<u32>(store, ADDRESS_CURSOR).await? {
+            Some((c, rev)) => (c, rev),
+            None => (0, 0),
+        };
+        Ok(AddressBook {
+            used,
+            cursor,
+            cursor_revision,
+        })
+    }
+
+    /// Takes the next free address at or after the cursor, and moves the cursor past it.
+    pub fn take(&mut self, cidr: &ipam::Cidr) -> Option<Ipv4Addr> {
+        let ip = ipam::allocate(cidr, &self.used, self.cursor)?;
+        self.used.insert(ip);
+        self.cursor = cidr.position(ip).map_or(0, |p| p.wrapping_add(1));
+        Some(ip)
+    }
+
+    /// Adds the cursor's compare-and-swap write to a transaction that took addresses.
+    pub fn commit_cursor(&self, txn: Txn) -> Result<Txn, EcsError> {
+        let compare = if self.cursor_revision == 0 {
+            Compare::Absent(ADDRESS_CURSOR.to_string())
+        } else {
+            Compare::ModRevision(ADDRESS_CURSOR.to_string(), self.cursor_revision)
+        };
+        Ok(txn
+            .when(compare)
+            .put(ADDRESS_CURSOR, to_bytes(&self.cursor)?))
+    }
 }
 
 /// The network interface of a new task at `ip`, in the first of the user's subnets.

@@ -343,20 +343,19 @@ pub async fn place(
         };
         let mut touched: BTreeSet<usize> = BTreeSet::new();
         let mut tasks = Vec::new();
-        let mut used = match template.awsvpc {
-            Some(_) => crate::fargate::used_addresses(ctx.store()).await?,
-            None => BTreeSet::new(),
+        let mut book = match template.awsvpc {
+            Some(_) => Some(crate::fargate::AddressBook::read(ctx.store()).await?),
+            None => None,
         };
         let mut failures = failures;
         for (i, p) in outcome.placements.iter().enumerate() {
             let Some((_, inst, _)) = instances.get_mut(p.instance_index) else {
                 return Err(EcsError::server("placement chose an unknown instance"));
             };
-            let network = match &template.awsvpc {
-                Some(vpc) => {
+            let network = match (&template.awsvpc, book.as_mut()) {
+                (Some(vpc), Some(book)) => {
                     let cidr = &ctx.api.fargate.task_network;
-                    let Some(ip) = flotilla_scheduler::ipam::allocate(cidr, &used, rand::random())
-                    else {
+                    let Some(ip) = book.take(cidr) else {
                         failures.push(Failure {
                             arn: None,
                             reason: Some(format!(
@@ -366,10 +365,9 @@ pub async fn place(
                         });
                         break;
                     };
-                    used.insert(ip);
                     Some(crate::fargate::task_network(cidr, ip, vpc))
                 }
-                None => None,
+                _ => None,
             };
             let rec = build_task(
                 ctx,
@@ -404,6 +402,9 @@ pub async fn place(
                     .when(Compare::Absent(akey.clone()))
                     .put(akey, t.arn().as_bytes().to_vec());
             }
+        }
+        if let Some(book) = book.as_ref().filter(|_| !tasks.is_empty()) {
+            txn = book.commit_cursor(txn)?;
         }
         if let Some(tok) = token {
             let rec = ClientTokenRecord {

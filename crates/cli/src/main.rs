@@ -185,7 +185,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 } else {
                     vec![
                         agent_cmd::dev_agent(&cfg, &args.cluster, &args.agent)?,
-                        agent_cmd::dev_agent(&cfg, flotilla_protocol::MANAGED_POOL, &args.agent)?,
+                        agent_cmd::dev_managed_agent(&cfg, &args.agent)?,
                     ]
                 };
                 serve::run(cfg, local_agents).await

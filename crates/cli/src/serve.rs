@@ -34,7 +34,8 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
         .map(|la| {
             let mut stop = stop_rx.clone();
             let config = la.into_config(format!("http://{addr}"));
-            let cluster = config.cluster.clone();
+            let cluster = config.registration_cluster().to_string();
+            let managed = config.managed;
             let client = crate::client::EcsClient::new(
                 config.server_url.clone(),
                 config.region.clone(),
@@ -48,7 +49,7 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
                 };
                 // Zero configuration: the local agent's cluster exists (CreateCluster is
                 // idempotent). The managed pool is no cluster.
-                if cluster != flotilla_protocol::MANAGED_POOL {
+                if !managed {
                     if let Err(e) = client
                         .call("CreateCluster", serde_json::json!({"clusterName": cluster}))
                         .await
