@@ -1,7 +1,13 @@
 """A Flotilla fleet on this machine for the Docker end-to-end tests: one `flotilla server` and
 any number of `flotilla agent` processes, each with its own data directory (so its own container
 instance identity), all driving the local Docker engine. Containers are found and removed by the
-cluster label the agent puts on them."""
+cluster label the agent puts on them.
+
+An agent is either a cluster's (a container instance of that cluster) or, with managed=True, a host
+of the managed pool that runs Fargate tasks (`flotilla agent --managed`: no cluster; it shows in
+no cluster's ListContainerInstances). Containers of Fargate tasks carry the label of the task's
+cluster, so a test that runs Fargate tasks in a cluster calls `fleet.track(cluster)` to have them
+removed at the end; the pause containers of awsvpc tasks are removed with their task's."""
 
 import json
 import os
@@ -15,6 +21,10 @@ from conftest import make_client
 
 IMAGE = "flotilla/busybox:latest"
 CLUSTER_LABEL = "com.flotilla.cluster"
+TASK_ARN_LABEL = "com.flotilla.task-arn"
+CONTAINER_NAME_LABEL = "com.flotilla.container-name"
+PAUSE_CONTAINER_NAME = "~internal~ecs~pause"
+AWSVPC_NETWORK = "flotilla-awsvpc"
 
 
 def docker(*args, check=True):
@@ -27,6 +37,29 @@ def docker(*args, check=True):
 def cluster_containers(cluster, all_=True):
     ids = docker("ps", "-q", *(["-a"] if all_ else []), "--filter", f"label={CLUSTER_LABEL}={cluster}")
     return [i for i in ids.split() if i]
+
+
+def task_containers(cluster):
+    """Every container of a task of `cluster`: by the cluster label, and by the task ARN label
+    (so a pause container is found even if it carried no cluster label)."""
+    ids = set(cluster_containers(cluster))
+    out = docker("ps", "-a", "--filter", f"label={TASK_ARN_LABEL}",
+                 "--format", '{{.ID}} {{.Label "' + TASK_ARN_LABEL + '"}}')
+    for line in out.splitlines():
+        cid, _, arn = line.partition(" ")
+        if f":task/{cluster}/" in arn:
+            ids.add(cid)
+    return sorted(ids)
+
+
+def remove_awsvpc_network_if_unused():
+    """Removes the Docker network awsvpc tasks use, unless a container is still attached to it
+    (another fleet's, or a task of a suite still running); agents recreate it when missing."""
+    if not docker("network", "ls", "-q", "--filter", f"name=^{AWSVPC_NETWORK}$"):
+        return
+    info = json.loads(docker("network", "inspect", AWSVPC_NETWORK, check=False) or "[]")
+    if info and not info[0].get("Containers"):
+        docker("network", "rm", AWSVPC_NETWORK, check=False)
 
 
 def inspect(container_id):
@@ -45,16 +78,17 @@ def wait_for(predicate, timeout=60, interval=0.25, what="condition"):
 
 
 class Agent:
-    def __init__(self, fleet, cluster, data_dir, log_path, az, attributes, env=None):
+    def __init__(self, fleet, cluster, data_dir, log_path, az, attributes, env=None, managed=False, extra_args=()):
         self.fleet, self.cluster, self.data_dir, self.log_path = fleet, cluster, Path(data_dir), log_path
         self.az, self.attributes, self.extra_env = az, attributes, env or {}
+        self.managed, self.extra_args = managed, list(extra_args)
         self.proc = None
         self.start()
 
     def start(self):
         args = [
             str(helpers.FLOTILLA_BIN), "agent",
-            "--cluster", self.cluster,
+            *(["--managed"] if self.managed else ["--cluster", self.cluster]),
             "--server", self.fleet.endpoint,
             "--data-dir", str(self.data_dir),
             "--availability-zone", self.az,
@@ -62,6 +96,7 @@ class Agent:
         ]
         for k, v in self.attributes.items():
             args += ["--attribute", f"{k}={v}"]
+        args += self.extra_args
         env = dict(os.environ)
         env.update(
             AWS_ACCESS_KEY_ID=helpers.ACCESS_KEY,
@@ -92,32 +127,53 @@ class Agent:
     def log(self):
         return Path(self.log_path).read_text(errors="replace")
 
+    def wait_session(self, timeout=60):
+        """Waits until the agent logged that its session with the server is up (the managed
+        pool's hosts are in no cluster, so ListContainerInstances cannot tell)."""
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"agent exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+            return "session established" in self.log()
+        return wait_for(up, timeout=timeout, what="the agent's session")
+
 
 class Fleet:
-    def __init__(self, tmp_path, heartbeat_seconds=2):
+    def __init__(self, tmp_path, heartbeat_seconds=2, server_args=()):
+        """`server_args`: extra flags of `flotilla server`, e.g. ["--spot-warning-seconds", "2"]."""
         self.tmp = Path(tmp_path)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.server = helpers.Server(
             self.tmp / "server", self.tmp / "server.log", mode="server",
-            extra_args=["--heartbeat-seconds", str(heartbeat_seconds)],
+            extra_args=["--heartbeat-seconds", str(heartbeat_seconds), *server_args],
         )
         self.endpoint = self.server.endpoint
         self.agents = []
         self.clusters = set()
 
-    def add_agent(self, cluster, az="us-east-1a", attributes=None, env=None):
+    def add_agent(self, cluster=None, az="us-east-1a", attributes=None, env=None, managed=False, extra_args=()):
+        """A cluster's agent, or with managed=True (and no cluster) a host of the managed pool
+        that runs Fargate tasks."""
+        if managed == (cluster is not None):
+            raise ValueError("an agent has either a cluster or managed=True")
         n = len(self.agents)
-        a = Agent(self, cluster, self.tmp / f"agent{n}", self.tmp / f"agent{n}.log", az, attributes or {}, env)
+        a = Agent(self, cluster, self.tmp / f"agent{n}", self.tmp / f"agent{n}.log", az, attributes or {}, env,
+                  managed=managed, extra_args=extra_args)
         self.agents.append(a)
-        self.clusters.add(cluster)
+        if cluster is not None:
+            self.clusters.add(cluster)
         return a
+
+    def track(self, cluster):
+        """Removes the containers of `cluster`'s tasks at close (for clusters whose tasks run on
+        the managed pool rather than on an agent of the cluster)."""
+        self.clusters.add(cluster)
 
     def close(self):
         for a in self.agents:
             a.kill()
         self.server.kill()
         for c in self.clusters:
-            ids = cluster_containers(c)
+            ids = task_containers(c)
             if ids:
                 docker("rm", "-f", "-v", *ids, check=False)
 
