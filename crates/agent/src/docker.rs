@@ -666,10 +666,7 @@ impl Runtime for DockerRuntime {
         match status {
             200 | 201 => Ok(()),
             409 => Err(RuntimeError::Conflict(message)),
-            _ => Err(RuntimeError::Create(format!(
-                "network {}: {message}",
-                spec.name
-            ))),
+            _ => Err(RuntimeError::Other(message)),
         }
     }
 

@@ -1541,17 +1541,20 @@ async fn ensure_network(rt: &dyn Runtime, n: &TaskNetwork) -> Result<(), String>
                 info!(network = %spec.name, subnet = %spec.subnet, "network created");
                 return Ok(());
             }
-            Err(RuntimeError::Conflict(_)) => rt
-                .inspect_network(&spec.name)
-                .await
-                .map_err(fail)?
-                .ok_or_else(|| {
-                format!(
-                    "ResourceInitializationError: network {} conflicts but cannot be found",
-                    spec.name
-                )
-            })?,
-            Err(e) => return Err(fail(e)),
+            // Another agent created it meanwhile: Docker answers 409, or, when the
+            // creations race, that the address pool overlaps before the network is visible.
+            // Either way it appears shortly.
+            Err(e) => {
+                let mut found = None;
+                for _ in 0..20 {
+                    found = rt.inspect_network(&spec.name).await.map_err(fail)?;
+                    if found.is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                found.ok_or_else(|| fail(e))?
+            }
         },
     };
     if !info.subnets.contains(&n.subnet_cidr) {

@@ -664,3 +664,41 @@ async fn a_spot_interruption_kills_after_the_grace_period() {
         Some("Your Spot Task was interrupted.")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_agents_on_one_engine_create_the_network_once() {
+    let h = Harness::new("vpcrace", 19).await;
+    let other = Harness::new("vpcrace2", 19).await;
+    let (e1, mut r1) = h.engine().await;
+    let (e2, mut r2) = other.engine().await;
+    let a = awsvpc(
+        "race-a",
+        vec![container("app", &["sleep", "300"])],
+        h.network(50),
+    );
+    let b = awsvpc(
+        "race-b",
+        vec![container("app", &["sleep", "300"])],
+        h.network(51),
+    );
+    e1.assign(vec![a.clone()], false);
+    e2.assign(vec![b.clone()], false);
+    r1.until(&a.task_arn, 30, |r| r.last_status == TaskStatus::Running)
+        .await;
+    r2.until(&b.task_arn, 30, |r| r.last_status == TaskStatus::Running)
+        .await;
+    let named = docker(&[
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("name=^{}$", h.cleanup.network),
+    ]);
+    assert_eq!(named.lines().count(), 1, "{named}");
+    for (e, r, t) in [(&e1, &mut r1, &a), (&e2, &mut r2, &b)] {
+        e.assign(vec![stop(t.clone())], false);
+        r.until(&t.task_arn, 30, |r| r.last_status == TaskStatus::Stopped)
+            .await;
+    }
+    drop(other);
+}
