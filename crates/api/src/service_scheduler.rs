@@ -435,8 +435,9 @@ pub fn compute_service_actions(
             if let (Some(why), Some(at)) = (&t.unexpected_stop, t.stopped_at) {
                 if t.phase == Phase::Stopped && at > d.updated_at {
                     out.events.push(format!(
-                        "(service {name}) (task {}) stopped unexpectedly: {why}.",
-                        t.id
+                        "(service {name}) (task {}) stopped unexpectedly: {}.",
+                        t.id,
+                        why.trim_end_matches('.')
                     ));
                 }
             }

@@ -155,7 +155,21 @@ fn init_logging(json: bool) {
     }
 }
 
+/// Output piped into a reader that stops early (`flotilla service ps web | head`) ends the
+/// process quietly, as for any Unix tool, instead of a panic on a broken pipe. The one
+/// `unsafe` call of the binary.
+#[allow(unsafe_code)]
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to its default is async-signal-safe and happens
+    // before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     init_logging(cli.log_json);
     match run(cli) {
