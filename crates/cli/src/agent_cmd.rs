@@ -112,7 +112,6 @@ pub fn dev_agent(
 
 /// The local managed-pool agent of `flotilla dev` (Fargate capacity): like [`dev_agent`],
 /// registered with `flotilla_protocol::MANAGED_POOL`, its data in `DATA_DIR/managed-agent`.
-#[allow(dead_code)] // Wired into `flotilla dev` by the server side.
 pub fn dev_managed_agent(
     server: &ServerConfig,
     host: &HostArgs,
