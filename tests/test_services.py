@@ -228,7 +228,8 @@ def test_service_errors(fleet):
     assert again["serviceName"] == name
     with pytest.raises(ecs.exceptions.InvalidParameterException, match="not idempotent"):
         ecs.create_service(cluster=cluster, serviceName=name, taskDefinition=family, desiredCount=0)
-    with pytest.raises(ecs.exceptions.UnsupportedFeatureException):
+    # An EC2 task definition cannot run on Fargate.
+    with pytest.raises(ecs.exceptions.ClientException, match="does not support launch_type FARGATE"):
         ecs.create_service(cluster=cluster, serviceName=helpers.unique("f"), taskDefinition=family,
                            desiredCount=1, launchType="FARGATE")
     with pytest.raises(ecs.exceptions.ServiceNotFoundException):
