@@ -9,8 +9,11 @@ Every test makes its own cluster and fleet; the containers of its tasks (and the
 containers) are removed at the end, and the task network is removed after the module when no
 container uses it any more."""
 
+import http.client
+import http.server
 import json
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -46,7 +49,8 @@ def _task_network_cleanup():
 def ffleet(tmp_path, test_image):
     """A fleet whose server gives Spot tasks a short warning, with one managed-pool host
     (`fleet.pool` is its Agent)."""
-    f = Fleet(tmp_path, server_args=["--spot-warning-seconds", str(SPOT_WARNING_SECONDS)])
+    # heartbeats every 5 s: a pool host frozen for a moment (SIGSTOP) stays connected
+    f = Fleet(tmp_path, heartbeat_seconds=5, server_args=["--spot-warning-seconds", str(SPOT_WARNING_SECONDS)])
     try:
         f.pool = f.add_agent(managed=True, az="us-east-1a")
         f.pool.wait_session()
@@ -55,6 +59,99 @@ def ffleet(tmp_path, test_image):
         raise
     yield f
     f.close()
+
+
+class GatedRegistry:
+    """Debian's docker-registry on 127.0.0.1 behind a proxy that holds image manifest requests
+    until `open()`: a task pulling an image from it stays PENDING (the agent is pulling) for as
+    long as the test wants, so a poller sees PENDING however fast the rest goes."""
+
+    def __init__(self, tmp_path):
+        binary = shutil.which("docker-registry")
+        assert binary, "scripts/test installs Debian's docker-registry"
+        self.port, self.proxy_port = helpers.free_port(), helpers.free_port()
+        config = tmp_path / "registry.yml"
+        config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'registry-data'}\n"
+                          f"http:\n  addr: 127.0.0.1:{self.port}\n")
+        self._log = open(tmp_path / "registry.log", "wb")
+        self.proc = subprocess.Popen([binary, "serve", str(config)], stdout=self._log, stderr=self._log)
+        self.gate = threading.Event()
+        self.held = 0
+        upstream, gate, outer = self.port, self.gate, self
+
+        class Proxy(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _forward(self):
+                if "/manifests/" in self.path and not gate.is_set():
+                    outer.held += 1
+                    gate.wait(120)
+                conn = http.client.HTTPConnection("127.0.0.1", upstream, timeout=60)
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                    conn.request(self.command, self.path, headers=headers)
+                    resp = conn.getresponse()
+                    body = resp.read()
+                    self.send_response(resp.status)
+                    for k, v in resp.getheaders():
+                        if k.lower() not in ("connection", "transfer-encoding", "content-length"):
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(body) if self.command != "HEAD"
+                                                           else resp.getheader("Content-Length", "0")))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(body)
+                finally:
+                    conn.close()
+
+            do_GET = do_HEAD = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.proxy_port), Proxy)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+        def up():
+            try:
+                return urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+                    f"http://127.0.0.1:{self.port}/v2/", timeout=1).status == 200
+            except OSError:
+                return False
+
+        wait_for(up, timeout=20, what="the registry to answer")
+        self.images = []
+
+    def push(self, repo):
+        """Pushes the test image as REPO:TAG (straight to the registry) and returns the name to
+        pull it by through the gate; the engine keeps no copy under either name."""
+        tag = helpers.unique("v")
+        direct, gated = f"127.0.0.1:{self.port}/{repo}:{tag}", f"127.0.0.1:{self.proxy_port}/{repo}:{tag}"
+        docker("tag", IMAGE, direct)
+        docker("push", direct)
+        docker("rmi", direct)
+        self.images.append(gated)
+        return gated
+
+    def open(self):
+        self.gate.set()
+
+    def close(self):
+        self.gate.set()
+        self.server.shutdown()
+        self.proc.kill()
+        self.proc.wait()
+        self._log.close()
+        for image in self.images:
+            docker("rmi", "-f", image, check=False)
+
+
+@pytest.fixture
+def gated_registry(tmp_path, test_image):
+    r = GatedRegistry(tmp_path)
+    yield r
+    r.close()
 
 
 def new_cluster(fleet, ecs):
@@ -138,13 +235,15 @@ class StatusPoller(threading.Thread):
         self.known = []
         self.seen = {}         # arn -> [(version, lastStatus)] on each change of lastStatus
         self.attachments = {}  # arn -> [attachment status] on each change
+        self.initial = {}      # arn -> (version, lastStatus) of the RunTask response
         self.samples = 0
         self.error = None
         self._halt = threading.Event()
 
     def add(self, task):
-        """Records a task as a RunTask response showed it (the earliest state there is)."""
-        self._record(task)
+        """Records a task as the RunTask response showed it: its first state, which the poller
+        may have seen too, or not (it may already be past it)."""
+        self.initial[task["taskArn"]] = (task.get("version"), task["lastStatus"])
 
     def _record(self, t):
         arn = t["taskArn"]
@@ -183,8 +282,17 @@ class StatusPoller(threading.Thread):
         self.join(5)
         assert self.error is None, f"the poller failed: {self.error!r}"
 
+    def observations(self, arn):
+        """(version, lastStatus) in the order seen: the RunTask response's first, then the
+        poller's, each status once in a row."""
+        out = []
+        for v, s in ([self.initial[arn]] if arn in self.initial else []) + self.seen.get(arn, []):
+            if not out or out[-1][1] != s:
+                out.append((v, s))
+        return out
+
     def statuses(self, arn):
-        return [s for _, s in self.seen[arn]]
+        return [s for _, s in self.observations(arn)]
 
 
 def assert_pool_task(task, family, az="us-east-1a"):
@@ -212,7 +320,11 @@ def assert_eni(task):
 
 # --- acceptance 1: the aws CLI runs two Fargate tasks that answer HTTP at their own addresses ---
 
-def test_fargate_tasks_with_the_cli_answer_at_their_own_addresses_through_the_full_lifecycle(ffleet, cli_env, aws_cli, tmp_path):
+def test_fargate_tasks_with_the_cli_answer_at_their_own_addresses_through_the_full_lifecycle(gated_registry, ffleet, cli_env, aws_cli):
+    """Two phases are too short to be seen reliably by polling alone, so the test holds them:
+    PENDING (the image pull) by holding the registry's answer until the poller saw it, and
+    DEACTIVATING (StopTask recorded, the agent not yet acting on it) by freezing the pool host
+    until the poller saw it."""
     ecs = ecs_for(ffleet)
     env = dict(cli_env, AWS_ENDPOINT_URL_ECS=ffleet.endpoint)
 
@@ -227,9 +339,10 @@ def test_fargate_tasks_with_the_cli_answer_at_their_own_addresses_through_the_fu
     assert aws("create-cluster", "--cluster-name", cluster)["cluster"]["status"] == "ACTIVE"
     ffleet.track(cluster)
     family = helpers.unique("web")
+    image = gated_registry.push("fargate/web")
     td = aws("register-task-definition", "--family", family, "--requires-compatibilities", "FARGATE",
              "--network-mode", "awsvpc", "--cpu", "256", "--memory", "512",
-             "--container-definitions", json.dumps([web_container()]))["taskDefinition"]
+             "--container-definitions", json.dumps([web_container(image=image)]))["taskDefinition"]
     assert td["compatibilities"] and "FARGATE" in td["compatibilities"], td
     assert td["requiresCompatibilities"] == ["FARGATE"]
 
@@ -252,6 +365,10 @@ def test_fargate_tasks_with_the_cli_answer_at_their_own_addresses_through_the_fu
         assert t["lastStatus"] == "PROVISIONING" and t["desiredStatus"] == "RUNNING", t
         assert t["launchType"] == "FARGATE" and t["platformVersion"] == "1.4.0", t
     arns = [t["taskArn"] for t in run["tasks"]]
+    wait_for(lambda: all("PENDING" in poller.statuses(a) for a in arns), timeout=60, interval=0.05,
+             what="both tasks PENDING (pulling from the held registry)")
+    assert gated_registry.held >= 1
+    gated_registry.open()
     aws("wait", "tasks-running", "--cluster", cluster, "--tasks", *arns)
 
     tasks = ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"]
@@ -280,15 +397,21 @@ def test_fargate_tasks_with_the_cli_answer_at_their_own_addresses_through_the_fu
         assert len(pauses) == 1, task_containers(cluster)
         assert web["HostConfig"]["NetworkMode"] in (f"container:{pauses[0]}", f"container:{inspect(pauses[0])['Id']}"), web["HostConfig"]["NetworkMode"]
 
-    for arn in arns:
-        stopped = aws("stop-task", "--cluster", cluster, "--task", arn, "--reason", "done")["task"]
-        assert stopped["desiredStatus"] == "STOPPED"
+    ffleet.pool.pause()  # (its heartbeats stop too: resumed well within 3 intervals)
+    try:
+        for arn in arns:
+            stopped = aws("stop-task", "--cluster", cluster, "--task", arn, "--reason", "done")["task"]
+            assert stopped["desiredStatus"] == "STOPPED" and stopped["lastStatus"] == "DEACTIVATING", stopped
+        wait_for(lambda: all(poller.statuses(a)[-1:] == ["DEACTIVATING"] for a in arns), timeout=10, interval=0.02,
+                 what="both tasks DEACTIVATING")
+    finally:
+        ffleet.pool.resume()
     aws("wait", "tasks-stopped", "--cluster", cluster, "--tasks", *arns)
     poller.finish()
 
     for arn in arns:
-        assert poller.statuses(arn) == AWSVPC_LIFECYCLE, (arn, poller.seen[arn], poller.samples)
-        versions = [v for v, _ in poller.seen[arn]]
+        assert poller.statuses(arn) == AWSVPC_LIFECYCLE, (arn, poller.observations(arn), poller.samples)
+        versions = [v for v, _ in poller.observations(arn)]
         assert versions == sorted(versions), poller.seen[arn]
         atts = poller.attachments[arn]
         assert atts[-1] == "DELETED", atts
@@ -297,7 +420,7 @@ def test_fargate_tasks_with_the_cli_answer_at_their_own_addresses_through_the_fu
         assert t["lastStatus"] == "STOPPED" and t["stopCode"] == "UserInitiated" and t["stoppedReason"] == "done", t
         att, _ = eni(t)
         assert att["status"] == "DELETED", att
-        assert t["containers"][0]["exitCode"] == 137, t["containers"]  # httpd ignored SIGTERM
+        assert t["containers"][0].get("exitCode") == 137, t  # httpd ignored SIGTERM
     # The pause containers went with their tasks; the address is free again.
     wait_for(lambda: not [c for c in task_containers(cluster)
                           if inspect(c)["Config"]["Labels"].get(CONTAINER_NAME_LABEL) == PAUSE_CONTAINER_NAME],
@@ -396,7 +519,7 @@ def test_task_memory_is_enforced_out_of_memory_is_137(ffleet):
     (task,) = run_fargate(ecs, cluster, family)
     task = wait_status(ecs, cluster, task["taskArn"], "STOPPED", timeout=120)
     hog = task["containers"][0]
-    assert hog["exitCode"] == 137, hog
+    assert hog.get("exitCode") == 137, task
     assert hog.get("reason", "").startswith("OutOfMemoryError"), hog
     assert task["stopCode"] == "EssentialContainerExited", task
     assert eni(task)[0]["status"] == "DELETED"
@@ -479,7 +602,7 @@ def test_service_splits_by_capacity_provider_strategy_and_replaces_reclaimed_spo
     for arn in spot:
         t = wait_status(ecs, cluster, arn, "STOPPED", timeout=60)  # far less than the 120 s stopTimeout
         assert t["stopCode"] == "SpotInterruption" and t["stoppedReason"] == "Your Spot Task was interrupted.", t
-        assert t["containers"][0]["exitCode"] == 137, t["containers"]  # SIGKILL after the warning
+        assert t["containers"][0].get("exitCode") == 137, t  # SIGKILL after the warning
         assert eni(t)[0]["status"] == "DELETED"
 
     split = wait_for(lambda: split_when_steady(ecs, cluster, name), timeout=180, interval=0.5, what="8 tasks steady again")
