@@ -359,7 +359,9 @@ pub fn apply_report(rec: &TaskRecord, r: &TaskStateReport, now: f64) -> TaskReco
     }
     if t.started_at.is_none() {
         t.started_at = r.started_at.map(crate::ops::timestamp);
-        if t.started_at.is_none() && status >= TaskStatus::Running && status < TaskStatus::Stopped {
+        // Only a task seen RUNNING has started: one that failed to start passes through
+        // STOPPING and DEPROVISIONING (awsvpc) without ever running.
+        if t.started_at.is_none() && status == TaskStatus::Running {
             t.started_at = Some(now);
         }
     }
@@ -772,5 +774,19 @@ mod tests {
         assert_eq!(a.desired_status, DesiredStatus::Stopped);
         // Interrupting again changes nothing.
         assert_eq!(interrupt_spot(&s, 5, 10.0), s);
+    }
+
+    #[test]
+    fn a_task_that_never_ran_has_no_start_time() {
+        let r = awsvpc_record();
+        let mut failing = report(TaskStatus::Deprovisioning, ContainerStatus::Stopped, None);
+        failing.started_at = None;
+        failing.stop_code = Some(TaskStopCode::TaskFailedToStart);
+        let n = apply_report(&r, &failing, 50.0);
+        assert_eq!(n.last_status.0, TaskStatus::Deprovisioning);
+        assert_eq!(n.task.started_at, None);
+        let mut done = failing.clone();
+        done.last_status = TaskStatus::Stopped;
+        assert_eq!(apply_report(&n, &done, 51.0).task.started_at, None);
     }
 }
