@@ -183,7 +183,18 @@ async fn serve(
         ));
     }
     if let Some(admin) = target.strip_prefix(ADMIN_TARGET_PREFIX) {
-        let input: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let input: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
+            serde_json::json!({})
+        } else {
+            serde_json::from_slice(body).map_err(|e| {
+                EcsError::serialization(format!("The request body is not valid JSON: {e}."))
+            })?
+        };
+        if !input.is_object() {
+            return Err(EcsError::serialization(
+                "The request body must be a JSON object.",
+            ));
+        }
         let output = crate::fargate::admin(api, admin, &input).await?;
         return serde_json::to_vec(&output)
             .map_err(|e| EcsError::server(format!("could not encode the response: {e}")));
