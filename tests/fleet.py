@@ -172,10 +172,14 @@ class Fleet:
         for a in self.agents:
             a.kill()
         self.server.kill()
-        for c in self.clusters:
-            ids = task_containers(c)
-            if ids:
-                docker("rm", "-f", "-v", *ids, check=False)
+        # A container the Docker engine was still creating for a killed agent may appear just
+        # after a first sweep: sweep until one finds nothing (a few times at most).
+        for _ in range(5):
+            ids = [i for c in self.clusters for i in task_containers(c)]
+            if not ids:
+                break
+            docker("rm", "-f", "-v", *ids, check=False)
+            time.sleep(0.5)
 
 
 def ecs_for(fleet):
