@@ -86,8 +86,8 @@ pub fn host_cluster(launch_type: LaunchType, cluster: &str) -> &str {
 }
 
 /// The store key of the task network's allocation cursor: the position (in
-/// [`ipam::Cidr::allocatable_at`] terms) where the next search starts, so addresses are handed
-/// out in turn and a just-freed one is not reused at once.
+/// [`ipam::Cidr::allocatable_at`] terms, taken modulo the range) where the next search starts,
+/// so addresses are handed out in turn and a just-freed one is not reused at once.
 pub const ADDRESS_CURSOR: &str = "address-cursor";
 
 /// What allocation needs to know: the addresses in use, and the cursor with the revision it was
@@ -114,9 +114,11 @@ impl AddressBook {
             .iter()
             .filter_map(|kv| kv.key.strip_prefix(ADDRESSES)?.parse().ok())
             .collect();
+        // A new control plane starts at a random place in the range, so two of them sharing
+        // one Docker engine (two test runs, say) rarely hand out the same address.
         let (cursor, cursor_revision) = match get::<u32>(store, ADDRESS_CURSOR).await? {
             Some((c, rev)) => (c, rev),
-            None => (0, 0),
+            None => (rand::random::<u32>(), 0),
         };
         Ok(AddressBook {
             used,
