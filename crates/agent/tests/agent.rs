@@ -6,6 +6,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers: any failure must fail the test loudly.
 
+mod common;
+
+use common::{init_tracing, Cleanup, IMAGE};
 use flotilla_agent::client::EcsClient;
 use flotilla_agent::{AgentConfig, Credentials};
 use flotilla_api::sigv4::Credential;
@@ -17,38 +20,8 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const IMAGE: &str = "flotilla/busybox:latest";
 const AKID: &str = "AKIDAGENTTEST";
 const SECRET: &str = "agent-secret";
-
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let out = std::process::Command::new("docker")
-            .args([
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("label=com.flotilla.cluster={}", self.0),
-            ])
-            .output();
-        let ids: Vec<String> = out
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .split_whitespace()
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
-        if !ids.is_empty() {
-            let _ = std::process::Command::new("docker")
-                .args(["rm", "-f", "-v"])
-                .args(&ids)
-                .output();
-        }
-    }
-}
 
 async fn serve() -> String {
     let api = Api::new(
@@ -150,15 +123,9 @@ async fn instances(client: &EcsClient, cluster: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_registers_runs_and_stops_a_task_and_restarts_as_the_same_instance() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "flotilla_agent=info".into()),
-        )
-        .with_test_writer()
-        .try_init();
+    init_tracing();
     let cluster = format!("e2e-{}", std::process::id());
-    let _cleanup = Cleanup(cluster.clone());
+    let _cleanup = Cleanup::cluster(&cluster);
     let url = serve().await;
     let client = EcsClient::new(&url, creds(), "us-east-1").unwrap();
     client

@@ -6,103 +6,42 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers: any failure must fail the test loudly.
 
-use flotilla_agent::docker::DockerRuntime;
-use flotilla_agent::engine::{Engine, EngineConfig};
-use flotilla_agent::runtime::Runtime;
+mod common;
+
+use common::{container, ctr, docker, docker_inspect, http_get, stop, task, Harness, IMAGE};
 use flotilla_model::shapes::{
-    ContainerDefinition, HealthCheck, HealthStatus, LinuxParameters, NetworkMode, PortMapping,
-    TaskStopCode,
+    ContainerDefinition, HealthCheck, HealthStatus, NetworkMode, PortMapping, TaskStopCode,
 };
 use flotilla_model::status::{ContainerStatus, TaskStatus};
-use flotilla_protocol::{
-    labels, ContainerAssignment, DesiredStatus, TaskAssignment, TaskNetwork, TaskStateReport,
-    PAUSE_CONTAINER_NAME,
-};
-use std::io::{Read, Write};
-use std::sync::Arc;
+use flotilla_protocol::{labels, TaskAssignment, TaskNetwork, PAUSE_CONTAINER_NAME};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::UnboundedReceiver;
 
-const IMAGE: &str = "flotilla/busybox:latest";
-
-fn docker(args: &[&str]) -> String {
-    let out = std::process::Command::new("docker")
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Removes the instance's containers, then the test network, when dropped.
-struct Cleanup {
-    instance: String,
-    network: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let filter = format!("label={}={}", labels::INSTANCE, self.instance);
-        let ids = docker(&["ps", "-aq", "--filter", &filter]);
-        let ids: Vec<&str> = ids.split_whitespace().collect();
-        if !ids.is_empty() {
-            let mut args = vec!["rm", "-f", "-v"];
-            args.extend(ids);
-            docker(&args);
-        }
-        docker(&["network", "rm", &self.network]);
-    }
-}
-
-struct Harness {
-    runtime: Arc<DockerRuntime>,
-    instance: String,
-    dir: tempfile::TempDir,
+/// The common harness with a Docker network and /24 subnet of its own.
+struct VpcHarness {
+    harness: Harness,
     /// The third octet of this test's subnet, 10.231.N.0/24.
     net: u8,
-    cleanup: Cleanup,
+    /// The Docker network awsvpc tasks join; removed when the harness is dropped.
+    network_name: String,
 }
 
-impl Harness {
+impl std::ops::Deref for VpcHarness {
+    type Target = Harness;
+    fn deref(&self) -> &Harness {
+        &self.harness
+    }
+}
+
+impl VpcHarness {
     async fn new(name: &str, net: u8) -> Self {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "flotilla_agent=info".into()),
-            )
-            .with_test_writer()
-            .try_init();
-        let runtime = DockerRuntime::connect("/var/run/docker.sock")
-            .await
-            .expect("these tests need Docker at /var/run/docker.sock");
-        assert!(
-            runtime.inspect_image(IMAGE).await.unwrap().is_some(),
-            "these tests need {IMAGE}: run scripts/images"
-        );
-        let instance = format!("vpc-{}-{name}", std::process::id());
-        let network = format!("flotilla-test-{}-{name}", std::process::id());
-        Harness {
-            runtime: Arc::new(runtime),
-            cleanup: Cleanup {
-                instance: instance.clone(),
-                network,
-            },
-            instance,
-            dir: tempfile::tempdir().unwrap(),
+        let network_name = format!("flotilla-test-{}-{name}", std::process::id());
+        VpcHarness {
+            harness: Harness::new("vpc", name)
+                .await
+                .removing_network(&network_name),
             net,
+            network_name,
         }
-    }
-
-    fn config(&self) -> EngineConfig {
-        let mut c = EngineConfig::new(&self.instance, "test", self.dir.path());
-        c.poll_interval = Duration::from_millis(100);
-        c
-    }
-
-    async fn engine(&self) -> (Engine, Reports) {
-        let (e, rx) = Engine::start(self.runtime.clone(), self.config())
-            .await
-            .unwrap();
-        (e, Reports { rx, all: vec![] })
     }
 
     fn network(&self, host: u8) -> TaskNetwork {
@@ -114,98 +53,10 @@ impl Harness {
             mac_address: format!("0a:58:0a:e7:{n:02x}:{host:02x}"),
             subnet_cidr: format!("10.231.{n}.0/24"),
             gateway: format!("10.231.{n}.1"),
-            network_name: self.cleanup.network.clone(),
+            network_name: self.network_name.clone(),
             subnet_id: "subnet-test".into(),
             private_dns_name: format!("ip-10-231-{n}-{host}.ec2.internal"),
         }
-    }
-}
-
-struct Reports {
-    rx: UnboundedReceiver<TaskStateReport>,
-    all: Vec<TaskStateReport>,
-}
-
-impl Reports {
-    async fn until(
-        &mut self,
-        task: &str,
-        secs: u64,
-        f: impl Fn(&TaskStateReport) -> bool,
-    ) -> TaskStateReport {
-        if let Some(r) = self.all.iter().rev().find(|r| r.task_arn == task) {
-            if f(r) {
-                return r.clone();
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.rx.recv()).await {
-                Ok(Some(r)) => {
-                    self.all.push(r.clone());
-                    if r.task_arn == task && f(&r) {
-                        return r;
-                    }
-                }
-                Ok(None) => panic!("report channel closed"),
-                Err(_) => panic!(
-                    "no matching report for {task} within {secs}s; last: {:#?}",
-                    self.all.iter().rev().find(|r| r.task_arn == task)
-                ),
-            }
-        }
-    }
-
-    fn of(&self, task: &str) -> Vec<&TaskStateReport> {
-        self.all.iter().filter(|r| r.task_arn == task).collect()
-    }
-
-    fn statuses(&self, task: &str) -> Vec<TaskStatus> {
-        let mut s: Vec<TaskStatus> = self.of(task).iter().map(|r| r.last_status).collect();
-        s.dedup();
-        s
-    }
-}
-
-fn container(name: &str, command: &[&str]) -> ContainerDefinition {
-    ContainerDefinition {
-        name: Some(name.into()),
-        image: Some(IMAGE.into()),
-        command: Some(command.iter().map(|s| s.to_string()).collect()),
-        linux_parameters: Some(LinuxParameters {
-            init_process_enabled: Some(true),
-            ..Default::default()
-        }),
-        stop_timeout: Some(5),
-        ..Default::default()
-    }
-}
-
-fn task(id: &str, defs: Vec<ContainerDefinition>) -> TaskAssignment {
-    TaskAssignment {
-        task_arn: format!("arn:aws:ecs:us-east-1:000000000000:task/test/{id}"),
-        cluster_arn: "arn:aws:ecs:us-east-1:000000000000:cluster/test".into(),
-        task_definition_arn: "arn:aws:ecs:us-east-1:000000000000:task-definition/t:1".into(),
-        version: 1,
-        desired_status: DesiredStatus::Running,
-        stop_reason: None,
-        stop_code: None,
-        network_mode: NetworkMode::Bridge,
-        cpu: None,
-        memory: None,
-        volumes: vec![],
-        pid_mode: None,
-        network: None,
-        stop_grace_seconds: None,
-        ipc_mode: None,
-        containers: defs
-            .into_iter()
-            .map(|d| ContainerAssignment {
-                container_arn: format!("arn:aws:ecs:us-east-1:000000000000:container/test/{id}/x"),
-                definition: d,
-            })
-            .collect(),
     }
 }
 
@@ -214,18 +65,6 @@ fn awsvpc(id: &str, defs: Vec<ContainerDefinition>, network: TaskNetwork) -> Tas
     a.network_mode = NetworkMode::Awsvpc;
     a.network = Some(network);
     a
-}
-
-fn stop(mut a: TaskAssignment) -> TaskAssignment {
-    a.version += 1;
-    a.desired_status = DesiredStatus::Stopped;
-    a.stop_code = Some(TaskStopCode::UserInitiated);
-    a.stop_reason = Some("stopped by test".into());
-    a
-}
-
-fn ctr<'a>(r: &'a TaskStateReport, name: &str) -> &'a flotilla_protocol::ContainerStateReport {
-    r.containers.iter().find(|c| c.name == name).unwrap()
 }
 
 fn pause_of(instance: &str, task_arn: &str) -> Option<String> {
@@ -241,16 +80,6 @@ fn pause_of(instance: &str, task_arn: &str) -> Option<String> {
         &format!("label={}={PAUSE_CONTAINER_NAME}", labels::CONTAINER_NAME),
     ]);
     (!out.is_empty()).then_some(out)
-}
-
-fn http_get(ip: &str, port: u16) -> String {
-    let addr: std::net::SocketAddr = format!("{ip}:{port}").parse().unwrap();
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
 }
 
 fn web_and_client() -> Vec<ContainerDefinition> {
@@ -285,7 +114,7 @@ fn web_and_client() -> Vec<ContainerDefinition> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn awsvpc_tasks_share_localhost_answer_on_their_address_and_report_each_step() {
-    let h = Harness::new("vpc", 11).await;
+    let h = VpcHarness::new("vpc", 11).await;
     let (engine, mut reports) = h.engine().await;
     let a = awsvpc("vpc-a", web_and_client(), h.network(7));
     let b = awsvpc("vpc-b", web_and_client(), h.network(8));
@@ -322,12 +151,7 @@ async fn awsvpc_tasks_share_localhost_answer_on_their_address_and_report_each_st
         .clone()
         .unwrap();
     assert_eq!(
-        docker(&[
-            "inspect",
-            "--format",
-            "{{.HostConfig.NetworkMode}}",
-            &web_id
-        ]),
+        docker_inspect(&web_id, "{{.HostConfig.NetworkMode}}"),
         format!("container:{pause}")
     );
 
@@ -381,7 +205,7 @@ async fn awsvpc_tasks_share_localhost_answer_on_their_address_and_report_each_st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_essential_exit_tears_an_awsvpc_task_down_in_order() {
-    let h = Harness::new("vpcexit", 12).await;
+    let h = VpcHarness::new("vpcexit", 12).await;
     let (engine, mut reports) = h.engine().await;
     let mut side = container("side", &["sleep", "300"]);
     side.essential = Some(false);
@@ -415,13 +239,13 @@ async fn an_essential_exit_tears_an_awsvpc_task_down_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_network_with_another_subnet_fails_the_task_to_start() {
-    let h = Harness::new("vpcsubnet", 13).await;
+    let h = VpcHarness::new("vpcsubnet", 13).await;
     docker(&[
         "network",
         "create",
         "--subnet",
         "10.231.14.0/24",
-        &h.cleanup.network,
+        &h.network_name,
     ]);
     let (engine, mut reports) = h.engine().await;
     let a = awsvpc(
@@ -452,7 +276,7 @@ async fn a_network_with_another_subnet_fails_the_task_to_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_engine_adopts_an_awsvpc_task_and_tears_it_down() {
-    let h = Harness::new("vpcrestart", 15).await;
+    let h = VpcHarness::new("vpcrestart", 15).await;
     let (engine, mut reports) = h.engine().await;
     let a = awsvpc("vpc-rst", web_and_client(), h.network(20));
     engine.assign(vec![a.clone()], false);
@@ -460,7 +284,7 @@ async fn a_restarted_engine_adopts_an_awsvpc_task_and_tears_it_down() {
         .until(&a.task_arn, 60, |r| r.last_status == TaskStatus::Running)
         .await;
     let pause = pause_of(&h.instance, &a.task_arn).unwrap();
-    let started = docker(&["inspect", "--format", "{{.State.StartedAt}}", &pause]);
+    let started = docker_inspect(&pause, "{{.State.StartedAt}}");
     drop(engine);
     drop(reports);
 
@@ -477,7 +301,7 @@ async fn a_restarted_engine_adopts_an_awsvpc_task_and_tears_it_down() {
         Some(pause.as_str())
     );
     assert_eq!(
-        docker(&["inspect", "--format", "{{.State.StartedAt}}", &pause]),
+        docker_inspect(&pause, "{{.State.StartedAt}}"),
         started,
         "the pause container is adopted, not restarted"
     );
@@ -504,7 +328,7 @@ async fn a_restarted_engine_adopts_an_awsvpc_task_and_tears_it_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_teardown_begun_before_a_crash_is_finished_after_it() {
-    let h = Harness::new("vpcstopcrash", 16).await;
+    let h = VpcHarness::new("vpcstopcrash", 16).await;
     let (engine, mut reports) = h.engine().await;
     // No init: `sleep` as PID 1 ignores SIGTERM, so the stop lasts the whole stopTimeout.
     let mut slow = container("slow", &["sleep", "300"]);
@@ -534,7 +358,7 @@ async fn a_teardown_begun_before_a_crash_is_finished_after_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_over_its_memory_is_oom_killed_by_the_task_limit() {
-    let h = Harness::new("taskoom", 17).await;
+    let h = VpcHarness::new("taskoom", 17).await;
     let (engine, mut reports) = h.engine().await;
     let hog = ContainerDefinition {
         name: Some("hog".into()),
@@ -565,19 +389,11 @@ async fn a_task_over_its_memory_is_oom_killed_by_the_task_limit() {
             .await;
         let side_id = ctr(&running, "side").runtime_id.clone().unwrap();
         assert_eq!(
-            docker(&[
-                "inspect",
-                "--format",
-                "{{.HostConfig.CgroupParent}}",
-                &side_id
-            ]),
+            docker_inspect(&side_id, "{{.HostConfig.CgroupParent}}"),
             format!("/flotilla/{id}")
         );
         // The limit is on the task, not on the containers.
-        assert_eq!(
-            docker(&["inspect", "--format", "{{.HostConfig.Memory}}", &side_id]),
-            "0"
-        );
+        assert_eq!(docker_inspect(&side_id, "{{.HostConfig.Memory}}"), "0");
         let task_dir = std::path::Path::new("/sys/fs/cgroup/memory/flotilla").join(id);
         if task_dir.exists() {
             assert_eq!(
@@ -604,7 +420,7 @@ async fn a_task_over_its_memory_is_oom_killed_by_the_task_limit() {
         let hog_id = hog_report.runtime_id.clone().unwrap();
         eprintln!(
             "{id}: Docker State.OOMKilled = {}",
-            docker(&["inspect", "--format", "{{.State.OOMKilled}}", &hog_id])
+            docker_inspect(&hog_id, "{{.State.OOMKilled}}")
         );
         assert_eq!(hog_report.exit_code, Some(137), "{stopped:#?}");
         assert_eq!(
@@ -624,7 +440,7 @@ async fn a_task_over_its_memory_is_oom_killed_by_the_task_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spot_interruption_kills_after_the_grace_period() {
-    let h = Harness::new("spot", 18).await;
+    let h = VpcHarness::new("spot", 18).await;
     let (engine, mut reports) = h.engine().await;
     // Ignores SIGTERM (PID 1 without a handler) although its stopTimeout is long.
     let mut stubborn = container("stubborn", &["sleep", "300"]);
@@ -667,8 +483,8 @@ async fn a_spot_interruption_kills_after_the_grace_period() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_agents_on_one_engine_create_the_network_once() {
-    let h = Harness::new("vpcrace", 19).await;
-    let other = Harness::new("vpcrace2", 19).await;
+    let h = VpcHarness::new("vpcrace", 19).await;
+    let other = VpcHarness::new("vpcrace2", 19).await;
     let (e1, mut r1) = h.engine().await;
     let (e2, mut r2) = other.engine().await;
     let a = awsvpc(
@@ -692,7 +508,7 @@ async fn two_agents_on_one_engine_create_the_network_once() {
         "ls",
         "-q",
         "--filter",
-        &format!("name=^{}$", h.cleanup.network),
+        &format!("name=^{}$", h.network_name),
     ]);
     assert_eq!(named.lines().count(), 1, "{named}");
     for (e, r, t) in [(&e1, &mut r1, &a), (&e2, &mut r2, &b)] {

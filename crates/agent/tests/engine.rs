@@ -6,219 +6,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers: any failure must fail the test loudly.
 
-use flotilla_agent::docker::DockerRuntime;
-use flotilla_agent::engine::{Engine, EngineConfig};
+mod common;
+
+use common::{container, ctr, docker_inspect, http_get, stop, task, Harness, IMAGE};
 use flotilla_agent::runtime::Runtime;
 use flotilla_model::shapes::{
     ContainerCondition, ContainerDefinition, ContainerDependency, HealthCheck, LinuxParameters,
-    NetworkMode, PortMapping, TaskStopCode,
+    PortMapping, TaskStopCode,
 };
 use flotilla_model::status::{ContainerStatus, TaskStatus};
-use flotilla_protocol::{
-    labels, ContainerAssignment, DesiredStatus, TaskAssignment, TaskStateReport,
-};
-use std::io::{Read, Write};
-use std::sync::Arc;
+use flotilla_protocol::labels;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::UnboundedReceiver;
 
-const IMAGE: &str = "flotilla/busybox:latest";
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Removes every container (and task volume) of an instance when dropped.
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let filter = format!("label={}={}", labels::INSTANCE, self.0);
-        for kind in [["ps", "-aq"], ["volume", "ls"]] {
-            let mut args: Vec<&str> = kind.to_vec();
-            if kind[0] == "volume" {
-                args.push("-q");
-            }
-            args.extend(["--filter", &filter]);
-            let out = std::process::Command::new("docker").args(&args).output();
-            let ids: Vec<String> = out
-                .map(|o| {
-                    String::from_utf8_lossy(&o.stdout)
-                        .split_whitespace()
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default();
-            if !ids.is_empty() {
-                let rm: &[&str] = if kind[0] == "volume" {
-                    &["volume", "rm", "-f"]
-                } else {
-                    &["rm", "-f", "-v"]
-                };
-                let _ = std::process::Command::new("docker")
-                    .args(rm)
-                    .args(&ids)
-                    .output();
-            }
-        }
-    }
-}
-
-struct Harness {
-    runtime: Arc<DockerRuntime>,
-    instance: String,
-    dir: tempfile::TempDir,
-    _cleanup: Cleanup,
-}
-
-impl Harness {
-    async fn new(name: &str) -> Self {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "flotilla_agent=info".into()),
-            )
-            .with_test_writer()
-            .try_init();
-        let runtime = DockerRuntime::connect("/var/run/docker.sock")
-            .await
-            .expect("these tests need Docker at /var/run/docker.sock");
-        assert!(
-            runtime.inspect_image(IMAGE).await.unwrap().is_some(),
-            "these tests need {IMAGE}: run scripts/images"
-        );
-        let instance = format!("test-{}-{name}", std::process::id());
-        Harness {
-            runtime: Arc::new(runtime),
-            _cleanup: Cleanup(instance.clone()),
-            instance,
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn config(&self) -> EngineConfig {
-        let mut c = EngineConfig::new(&self.instance, "test", self.dir.path());
-        c.poll_interval = Duration::from_millis(100);
-        c
-    }
-
-    async fn engine(&self) -> (Engine, Reports) {
-        self.engine_with(self.config()).await
-    }
-
-    async fn engine_with(&self, cfg: EngineConfig) -> (Engine, Reports) {
-        let (e, rx) = Engine::start(self.runtime.clone(), cfg).await.unwrap();
-        (e, Reports { rx, all: vec![] })
-    }
-}
-
-struct Reports {
-    rx: UnboundedReceiver<TaskStateReport>,
-    all: Vec<TaskStateReport>,
-}
-
-impl Reports {
-    /// Waits (up to `secs`) until the latest report of `task` satisfies `f`.
-    async fn until(
-        &mut self,
-        task: &str,
-        secs: u64,
-        f: impl Fn(&TaskStateReport) -> bool,
-    ) -> TaskStateReport {
-        if let Some(r) = self.all.iter().rev().find(|r| r.task_arn == task) {
-            if f(r) {
-                return r.clone();
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.rx.recv()).await {
-                Ok(Some(r)) => {
-                    self.all.push(r.clone());
-                    if r.task_arn == task && f(&r) {
-                        return r;
-                    }
-                }
-                Ok(None) => panic!("report channel closed"),
-                Err(_) => panic!(
-                    "no matching report for {task} within {secs}s; last: {:#?}",
-                    self.all.iter().rev().find(|r| r.task_arn == task)
-                ),
-            }
-        }
-    }
-
-    fn statuses(&self, task: &str) -> Vec<TaskStatus> {
-        let mut s: Vec<TaskStatus> = self
-            .all
-            .iter()
-            .filter(|r| r.task_arn == task)
-            .map(|r| r.last_status)
-            .collect();
-        s.dedup();
-        s
-    }
-}
-
-fn container(name: &str, command: &[&str]) -> ContainerDefinition {
-    ContainerDefinition {
-        name: Some(name.into()),
-        image: Some(IMAGE.into()),
-        command: Some(command.iter().map(|s| s.to_string()).collect()),
-        // tini forwards SIGTERM, so stops are quick.
-        linux_parameters: Some(LinuxParameters {
-            init_process_enabled: Some(true),
-            ..Default::default()
-        }),
-        stop_timeout: Some(5),
-        ..Default::default()
-    }
-}
-
-fn task(id: &str, defs: Vec<ContainerDefinition>) -> TaskAssignment {
-    TaskAssignment {
-        task_arn: format!("arn:aws:ecs:us-east-1:000000000000:task/test/{id}"),
-        cluster_arn: "arn:aws:ecs:us-east-1:000000000000:cluster/test".into(),
-        task_definition_arn: "arn:aws:ecs:us-east-1:000000000000:task-definition/t:1".into(),
-        version: 1,
-        desired_status: DesiredStatus::Running,
-        stop_reason: None,
-        stop_code: None,
-        network_mode: NetworkMode::Bridge,
-        cpu: None,
-        memory: None,
-        volumes: vec![],
-        pid_mode: None,
-        network: None,
-        stop_grace_seconds: None,
-        ipc_mode: None,
-        containers: defs
-            .into_iter()
-            .map(|d| ContainerAssignment {
-                container_arn: format!("arn:aws:ecs:us-east-1:000000000000:container/test/{id}/x"),
-                definition: d,
-            })
-            .collect(),
-    }
-}
-
-fn stop(mut a: TaskAssignment) -> TaskAssignment {
-    a.version += 1;
-    a.desired_status = DesiredStatus::Stopped;
-    a.stop_code = Some(TaskStopCode::UserInitiated);
-    a.stop_reason = Some("stopped by test".into());
-    a
-}
-
-fn ctr<'a>(r: &'a TaskStateReport, name: &str) -> &'a flotilla_protocol::ContainerStateReport {
-    r.containers.iter().find(|c| c.name == name).unwrap()
-}
-
-fn docker_inspect(id: &str, format: &str) -> String {
-    let out = std::process::Command::new("docker")
-        .args(["inspect", "--format", format, id])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 fn started_at(id: &str) -> time_ns::Ts {
     time_ns::parse(&docker_inspect(id, "{{.State.StartedAt}}"))
@@ -235,20 +35,10 @@ mod time_ns {
     }
 }
 
-fn http_get(port: i32) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", u16::try_from(port).unwrap())).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_containers_run_answer_http_and_stop() {
     let _serial = SERIAL.lock().await;
-    let h = Harness::new("web").await;
+    let h = Harness::new("test", "web").await;
     let (engine, mut reports) = h.engine().await;
     let mut web = container("web", &["httpd", "-f", "-p", "8080", "-h", "/www"]);
     web.port_mappings = Some(vec![PortMapping {
@@ -270,9 +60,10 @@ async fn two_containers_run_answer_http_and_stop() {
         .expect("a binding for 8080");
     let port = binding.host_port.unwrap();
     assert!(port > 0);
-    let answer = tokio::task::spawn_blocking(move || http_get(port))
-        .await
-        .unwrap();
+    let answer =
+        tokio::task::spawn_blocking(move || http_get("127.0.0.1", u16::try_from(port).unwrap()))
+            .await
+            .unwrap();
     assert!(answer.starts_with("HTTP/1."), "{answer}");
     assert!(running.pull_started_at.is_some() && running.pull_stopped_at.is_some());
     assert!(running.started_at.is_some());
@@ -332,7 +123,7 @@ async fn two_containers_run_answer_http_and_stop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn depends_on_orders_container_starts() {
     let _serial = SERIAL.lock().await;
-    let h = Harness::new("deps").await;
+    let h = Harness::new("test", "deps").await;
     let (engine, mut reports) = h.engine().await;
     let dep = |name: &str, cond: ContainerCondition| ContainerDependency {
         container_name: name.into(),
@@ -391,7 +182,7 @@ async fn depends_on_orders_container_starts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn essential_exit_stops_the_task_and_cleanup_removes_it() {
     let _serial = SERIAL.lock().await;
-    let h = Harness::new("essential").await;
+    let h = Harness::new("test", "essential").await;
     let mut cfg = h.config();
     cfg.cleanup_delay = Duration::from_secs(1);
     let (engine, mut reports) = h.engine_with(cfg).await;
@@ -427,7 +218,7 @@ async fn essential_exit_stops_the_task_and_cleanup_removes_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_image_fails_the_task_with_cannot_pull() {
     let _serial = SERIAL.lock().await;
-    let h = Harness::new("pull").await;
+    let h = Harness::new("test", "pull").await;
     let (engine, mut reports) = h.engine().await;
     let mut c = container("app", &["true"]);
     c.image = Some("flotilla/does-not-exist:latest".into());
@@ -450,7 +241,7 @@ async fn a_missing_image_fails_the_task_with_cannot_pull() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_over_its_memory_is_oom_killed() {
     let _serial = SERIAL.lock().await;
-    let h = Harness::new("oom").await;
+    let h = Harness::new("test", "oom").await;
     let (engine, mut reports) = h.engine().await;
     let mut c = ContainerDefinition {
         name: Some("hog".into()),
@@ -483,7 +274,7 @@ async fn a_container_over_its_memory_is_oom_killed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_policy_restarts_an_exited_container_in_place() {
     let _serial = SERIAL.lock().await;
-    let h = Harness::new("policy").await;
+    let h = Harness::new("test", "policy").await;
     let (engine, mut reports) = h.engine().await;
     let mut flaky = container("flaky", &["sh", "-c", "sleep 1; exit 2"]);
     flaky.restart_policy = Some(flotilla_model::shapes::ContainerRestartPolicy {
@@ -521,7 +312,7 @@ async fn a_restart_policy_restarts_an_exited_container_in_place() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_engine_adopts_containers_and_reports_what_changed() {
     let _serial = SERIAL.lock().await;
-    let h = Harness::new("restart").await;
+    let h = Harness::new("test", "restart").await;
     let (engine, mut reports) = h.engine().await;
     let keep = container("keep", &["sleep", "300"]);
     let mut victim = container("victim", &["sleep", "300"]);
@@ -581,7 +372,7 @@ async fn a_restarted_engine_adopts_containers_and_reports_what_changed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_begun_before_a_crash_is_finished_after_it() {
     let _serial = SERIAL.lock().await;
-    let h = Harness::new("stopcrash").await;
+    let h = Harness::new("test", "stopcrash").await;
     let (engine, mut reports) = h.engine().await;
     // No init: `sleep` as PID 1 ignores SIGTERM, so the stop lasts the whole stopTimeout.
     let mut slow = container("slow", &["sleep", "300"]);
@@ -611,7 +402,7 @@ async fn a_stop_begun_before_a_crash_is_finished_after_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_task_list_stops_what_it_does_not_name() {
     let _serial = SERIAL.lock().await;
-    let h = Harness::new("full").await;
+    let h = Harness::new("test", "full").await;
     let (engine, mut reports) = h.engine().await;
     let keep = task("full-keep", vec![container("app", &["sleep", "300"])]);
     let drop_me = task("full-drop", vec![container("app", &["sleep", "300"])]);
@@ -644,7 +435,7 @@ async fn container_definition_options_reach_docker() {
         Scope, Tmpfs, Ulimit, UlimitName, Volume, VolumeFrom,
     };
     let _serial = SERIAL.lock().await;
-    let h = Harness::new("options").await;
+    let h = Harness::new("test", "options").await;
     let (engine, mut reports) = h.engine().await;
     let host_dir = tempfile::tempdir().unwrap();
     let mut writer = container("writer", &["sh", "-c", "touch /data/x /host/y"]);

@@ -1,0 +1,272 @@
+//! The harness the Docker test files (`engine.rs`, `awsvpc.rs`, `agent.rs`) share: an engine
+//! started on a real `DockerRuntime` with a temporary data directory, the reports it sends,
+//! builders for containers, task assignments and their stop, the `docker` CLI, an HTTP probe,
+//! and a guard that removes what a test left in Docker, also when the test fails.
+//!
+//! Each test file compiles its own copy (`mod common;`) and uses only a part of it.
+
+#![allow(dead_code)]
+
+use flotilla_agent::docker::DockerRuntime;
+use flotilla_agent::engine::{Engine, EngineConfig};
+use flotilla_agent::runtime::Runtime;
+use flotilla_model::shapes::{ContainerDefinition, LinuxParameters, NetworkMode, TaskStopCode};
+use flotilla_model::status::TaskStatus;
+use flotilla_protocol::{
+    labels, ContainerAssignment, ContainerStateReport, DesiredStatus, TaskAssignment,
+    TaskStateReport,
+};
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+pub const IMAGE: &str = "flotilla/busybox:latest";
+
+/// Logs of the agent (`RUST_LOG`, else `flotilla_agent=info`) go to the test's output.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "flotilla_agent=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// Runs the `docker` CLI; its standard output, trimmed, or `None` when it cannot run.
+pub fn try_docker(args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Runs the `docker` CLI and returns its standard output, trimmed.
+pub fn docker(args: &[&str]) -> String {
+    try_docker(args).expect("the docker CLI runs")
+}
+
+/// `docker inspect --format <format> <id>`.
+pub fn docker_inspect(id: &str, format: &str) -> String {
+    docker(&["inspect", "--format", format, id])
+}
+
+/// Removes, when dropped, every container and volume with a label, then a Docker network if
+/// one is named. Never panics: it may run while a failed test unwinds.
+pub struct Cleanup {
+    filter: String,
+    network: Option<String>,
+}
+
+impl Cleanup {
+    /// What an engine with this instance id created.
+    pub fn instance(instance: &str) -> Self {
+        Self::label(labels::INSTANCE, instance)
+    }
+
+    /// What the agents of a cluster created.
+    pub fn cluster(cluster: &str) -> Self {
+        Self::label(labels::CLUSTER, cluster)
+    }
+
+    fn label(label: &str, value: &str) -> Self {
+        Cleanup {
+            filter: format!("label={label}={value}"),
+            network: None,
+        }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for (list, rm) in [
+            (&["ps", "-aq"][..], &["rm", "-f", "-v"][..]),
+            (&["volume", "ls", "-q"][..], &["volume", "rm", "-f"][..]),
+        ] {
+            let mut args = list.to_vec();
+            args.extend(["--filter", &self.filter]);
+            let ids = try_docker(&args).unwrap_or_default();
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let mut args = rm.to_vec();
+                args.extend(ids);
+                try_docker(&args);
+            }
+        }
+        if let Some(network) = &self.network {
+            try_docker(&["network", "rm", network]);
+        }
+    }
+}
+
+/// One engine's surroundings: the Docker runtime, an instance id of its own (`<prefix>-<pid>-<name>`)
+/// and a data directory; what the instance leaves in Docker is removed when it is dropped.
+pub struct Harness {
+    pub runtime: Arc<DockerRuntime>,
+    pub instance: String,
+    pub dir: tempfile::TempDir,
+    cleanup: Cleanup,
+}
+
+impl Harness {
+    pub async fn new(prefix: &str, name: &str) -> Self {
+        init_tracing();
+        let runtime = DockerRuntime::connect("/var/run/docker.sock")
+            .await
+            .expect("these tests need Docker at /var/run/docker.sock");
+        assert!(
+            runtime.inspect_image(IMAGE).await.unwrap().is_some(),
+            "these tests need {IMAGE}: run scripts/images"
+        );
+        let instance = format!("{prefix}-{}-{name}", std::process::id());
+        Harness {
+            runtime: Arc::new(runtime),
+            cleanup: Cleanup::instance(&instance),
+            instance,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Also removes this Docker network when dropped (after the containers).
+    pub fn removing_network(mut self, network: &str) -> Self {
+        self.cleanup.network = Some(network.to_string());
+        self
+    }
+
+    pub fn config(&self) -> EngineConfig {
+        let mut c = EngineConfig::new(&self.instance, "test", self.dir.path());
+        c.poll_interval = Duration::from_millis(100);
+        c
+    }
+
+    pub async fn engine(&self) -> (Engine, Reports) {
+        self.engine_with(self.config()).await
+    }
+
+    pub async fn engine_with(&self, cfg: EngineConfig) -> (Engine, Reports) {
+        let (e, rx) = Engine::start(self.runtime.clone(), cfg).await.unwrap();
+        (e, Reports { rx, all: vec![] })
+    }
+}
+
+/// The reports an engine sent, in order.
+pub struct Reports {
+    pub rx: UnboundedReceiver<TaskStateReport>,
+    pub all: Vec<TaskStateReport>,
+}
+
+impl Reports {
+    /// Waits (up to `secs`) until the latest report of `task` satisfies `f`.
+    pub async fn until(
+        &mut self,
+        task: &str,
+        secs: u64,
+        f: impl Fn(&TaskStateReport) -> bool,
+    ) -> TaskStateReport {
+        if let Some(r) = self.all.iter().rev().find(|r| r.task_arn == task) {
+            if f(r) {
+                return r.clone();
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.rx.recv()).await {
+                Ok(Some(r)) => {
+                    self.all.push(r.clone());
+                    if r.task_arn == task && f(&r) {
+                        return r;
+                    }
+                }
+                Ok(None) => panic!("report channel closed"),
+                Err(_) => panic!(
+                    "no matching report for {task} within {secs}s; last: {:#?}",
+                    self.all.iter().rev().find(|r| r.task_arn == task)
+                ),
+            }
+        }
+    }
+
+    /// The reports of `task` so far.
+    pub fn of(&self, task: &str) -> Vec<&TaskStateReport> {
+        self.all.iter().filter(|r| r.task_arn == task).collect()
+    }
+
+    /// The statuses `task` reported so far, each once in a row.
+    pub fn statuses(&self, task: &str) -> Vec<TaskStatus> {
+        let mut s: Vec<TaskStatus> = self.of(task).iter().map(|r| r.last_status).collect();
+        s.dedup();
+        s
+    }
+}
+
+/// An essential container of `IMAGE` running `command`.
+pub fn container(name: &str, command: &[&str]) -> ContainerDefinition {
+    ContainerDefinition {
+        name: Some(name.into()),
+        image: Some(IMAGE.into()),
+        command: Some(command.iter().map(|s| s.to_string()).collect()),
+        // tini forwards SIGTERM, so stops are quick.
+        linux_parameters: Some(LinuxParameters {
+            init_process_enabled: Some(true),
+            ..Default::default()
+        }),
+        stop_timeout: Some(5),
+        ..Default::default()
+    }
+}
+
+/// A bridge task `id` to run, version 1.
+pub fn task(id: &str, defs: Vec<ContainerDefinition>) -> TaskAssignment {
+    TaskAssignment {
+        task_arn: format!("arn:aws:ecs:us-east-1:000000000000:task/test/{id}"),
+        cluster_arn: "arn:aws:ecs:us-east-1:000000000000:cluster/test".into(),
+        task_definition_arn: "arn:aws:ecs:us-east-1:000000000000:task-definition/t:1".into(),
+        version: 1,
+        desired_status: DesiredStatus::Running,
+        stop_reason: None,
+        stop_code: None,
+        network_mode: NetworkMode::Bridge,
+        cpu: None,
+        memory: None,
+        volumes: vec![],
+        pid_mode: None,
+        network: None,
+        stop_grace_seconds: None,
+        ipc_mode: None,
+        containers: defs
+            .into_iter()
+            .map(|d| ContainerAssignment {
+                container_arn: format!("arn:aws:ecs:us-east-1:000000000000:container/test/{id}/x"),
+                definition: d,
+            })
+            .collect(),
+    }
+}
+
+/// The next version of `a`, stopped by the user.
+pub fn stop(mut a: TaskAssignment) -> TaskAssignment {
+    a.version += 1;
+    a.desired_status = DesiredStatus::Stopped;
+    a.stop_code = Some(TaskStopCode::UserInitiated);
+    a.stop_reason = Some("stopped by test".into());
+    a
+}
+
+/// The report of container `name`; panics if there is none.
+pub fn ctr<'a>(r: &'a TaskStateReport, name: &str) -> &'a ContainerStateReport {
+    r.containers.iter().find(|c| c.name == name).unwrap()
+}
+
+/// `GET /` over HTTP/1.0 at `ip:port`: the whole answer, or what came of it within 5 s.
+pub fn http_get(ip: &str, port: u16) -> String {
+    let addr: std::net::SocketAddr = format!("{ip}:{port}").parse().unwrap();
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
