@@ -41,10 +41,13 @@ enum Command {
     Server(ServerArgs),
     /// Run everything on this machine with zero configuration: embedded store, generated
     /// credentials (printed, and saved in DATA_DIR/credentials) unless AWS_ACCESS_KEY_ID and
-    /// AWS_SECRET_ACCESS_KEY are set.
+    /// AWS_SECRET_ACCESS_KEY are set, and two container agents on the local Docker engine: one
+    /// in the cluster (--cluster) and one serving the managed pool that runs Fargate tasks.
     Dev(DevArgs),
     /// Run the container agent on this host: register it as a container instance of a cluster
-    /// and run the tasks the control plane places on it, on the local Docker engine.
+    /// and run the tasks the control plane places on it, on the local Docker engine. With
+    /// --managed the host joins the managed pool instead: no cluster lists it, and it runs the
+    /// Fargate tasks of every cluster.
     ///
     /// Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN).
     /// The instance identity is kept in --data-dir: an agent restarted on the same directory is
