@@ -163,6 +163,15 @@ async fn handle(
     }
 }
 
+/// A request body as JSON; an empty one is `{}`.
+fn parse_body(body: &[u8]) -> Result<serde_json::Value, EcsError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::json!({}));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| EcsError::serialization(format!("The request body is not valid JSON: {e}.")))
+}
+
 async fn serve(
     api: &Api,
     method: &Method,
@@ -183,13 +192,7 @@ async fn serve(
         ));
     }
     if let Some(admin) = target.strip_prefix(ADMIN_TARGET_PREFIX) {
-        let input: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
-            serde_json::json!({})
-        } else {
-            serde_json::from_slice(body).map_err(|e| {
-                EcsError::serialization(format!("The request body is not valid JSON: {e}."))
-            })?
-        };
+        let input = parse_body(body)?;
         if !input.is_object() {
             return Err(EcsError::serialization(
                 "The request body must be a JSON object.",
@@ -212,13 +215,7 @@ async fn serve(
             },
         ));
     };
-    let input: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
-        serde_json::json!({})
-    } else {
-        serde_json::from_slice(body).map_err(|e| {
-            EcsError::serialization(format!("The request body is not valid JSON: {e}."))
-        })?
-    };
+    let input = parse_body(body)?;
     let host = headers
         .get(axum::http::header::HOST)
         .and_then(|v| v.to_str().ok())
