@@ -366,7 +366,10 @@ async fn a_task_over_its_memory_is_oom_killed_by_the_task_limit() {
         command: Some(vec![
             "sh".into(),
             "-c".into(),
-            "sleep 1; head -c 600m /dev/zero | tail".into(),
+            // A string that doubles until the kernel kills the shell: the OOM comes in well
+            // under a second. (A `head -c 600m /dev/zero | tail` pipe can make the kernel
+            // reclaim for tens of seconds under a parent cgroup's limit before it kills.)
+            "sleep 1; a=x; while true; do a=$a$a; done".into(),
         ]),
         ..Default::default()
     };
