@@ -480,23 +480,7 @@ pub fn compute_service_actions(
     if settled {
         deps.retain(|d| has_tasks(d));
     }
-    if let Some(p) = deps.first_mut() {
-        if settled && p.rollout_state == DeploymentRolloutState::InProgress && !spec.draining {
-            p.rollout_state = DeploymentRolloutState::Completed;
-            p.rollout_state_reason = "ECS deployment completed.".into();
-            p.updated_at = now;
-            out.completed = Some((p.id.clone(), p.task_definition.clone()));
-            out.events.push(format!(
-                "(service {name}) (deployment {}) deployment completed.",
-                p.id
-            ));
-        }
-    }
-    out.steady = settled && !spec.draining;
-    if out.steady && !spec.steady {
-        out.events
-            .push(format!("(service {name}) has reached a steady state."));
-    }
+    settle(&mut deps, settled, spec, now, &mut out);
     out.inactive = spec.draining && live.iter().all(|t| stopping.contains(t.arn.as_str()));
     out.deployments = deps;
     out
@@ -640,6 +624,25 @@ pub fn compute_daemon_actions(
         && out.stop.is_empty()
         && unstopped == desired
         && primary_healthy == desired;
+    settle(&mut deps, settled, spec, now, &mut out);
+    out.inactive = spec.draining && live.iter().all(|t| stopping.iter().any(|s| s.arn == t.arn));
+    out.deployments = deps;
+    out
+}
+
+/// Sets each deployment's pending and running counts from the tasks, and its desired count
+/// (the desired count for the primary, 0 for the others), touching `updated_at` only when
+/// something changed.
+/// A settled service: its IN_PROGRESS primary deployment COMPLETES and the service is steady
+/// (unless it is draining), with ECS's events for both (REPLICA and DAEMON alike).
+fn settle(
+    deps: &mut [DeploymentRecord],
+    settled: bool,
+    spec: &ServiceSpec,
+    now: f64,
+    out: &mut Actions,
+) {
+    let name = &spec.name;
     if let Some(p) = deps.first_mut() {
         if settled && p.rollout_state == DeploymentRolloutState::InProgress && !spec.draining {
             p.rollout_state = DeploymentRolloutState::Completed;
@@ -657,14 +660,8 @@ pub fn compute_daemon_actions(
         out.events
             .push(format!("(service {name}) has reached a steady state."));
     }
-    out.inactive = spec.draining && live.iter().all(|t| stopping.iter().any(|s| s.arn == t.arn));
-    out.deployments = deps;
-    out
 }
 
-/// Sets each deployment's pending and running counts from the tasks, and its desired count
-/// (the desired count for the primary, 0 for the others), touching `updated_at` only when
-/// something changed.
 fn refresh_counts(
     deps: &mut [DeploymentRecord],
     tasks: &[TaskObs],
