@@ -185,4 +185,25 @@ impl EcsClient {
             }
         }
     }
+
+    /// Calls a batch Describe operation for every item of `ids`, `batch` at a time (ECS caps
+    /// the list per call), putting each batch in `input[ids_key]`, and gathers the `out_key`
+    /// items of every answer.
+    pub async fn describe_all(
+        &self,
+        operation: &str,
+        mut input: Value,
+        ids_key: &str,
+        ids: &[Value],
+        batch: usize,
+        out_key: &str,
+    ) -> anyhow::Result<Vec<Value>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(batch.max(1)) {
+            input[ids_key] = Value::Array(chunk.to_vec());
+            let page = self.call(operation, input.clone()).await?;
+            out.extend(page[out_key].as_array().cloned().unwrap_or_default());
+        }
+        Ok(out)
+    }
 }

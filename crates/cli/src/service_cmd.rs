@@ -358,16 +358,16 @@ async fn ls(c: ClusterArgs) -> anyhow::Result<()> {
     let arns = ecs
         .list_all("ListServices", json!({"cluster": c.cluster}), "serviceArns")
         .await?;
-    let mut services = Vec::new();
-    for chunk in arns.chunks(10) {
-        let out = ecs
-            .call(
-                "DescribeServices",
-                json!({"cluster": c.cluster, "services": chunk}),
-            )
-            .await?;
-        services.extend(out["services"].as_array().cloned().unwrap_or_default());
-    }
+    let services = ecs
+        .describe_all(
+            "DescribeServices",
+            json!({"cluster": c.cluster}),
+            "services",
+            &arns,
+            10,
+            "services",
+        )
+        .await?;
     if c.output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&services)?);
     } else {
@@ -391,16 +391,16 @@ async fn ps(a: ServiceArgs) -> anyhow::Result<()> {
             .await?,
         );
     }
-    let mut tasks = Vec::new();
-    for chunk in arns.chunks(100) {
-        let out = ecs
-            .call(
-                "DescribeTasks",
-                json!({"cluster": c.cluster, "tasks": chunk}),
-            )
-            .await?;
-        tasks.extend(out["tasks"].as_array().cloned().unwrap_or_default());
-    }
+    let tasks = ecs
+        .describe_all(
+            "DescribeTasks",
+            json!({"cluster": c.cluster}),
+            "tasks",
+            &arns,
+            100,
+            "tasks",
+        )
+        .await?;
     if c.output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&tasks)?);
         return Ok(());

@@ -58,16 +58,16 @@ pub async fn clusters(client: &EcsClient, output: Output) -> anyhow::Result<()> 
     let arns = client
         .list_all("ListClusters", json!({}), "clusterArns")
         .await?;
-    let mut clusters = Vec::new();
-    for chunk in arns.chunks(100) {
-        let out = client
-            .call(
-                "DescribeClusters",
-                json!({"clusters": chunk, "include": ["SETTINGS", "STATISTICS", "TAGS"]}),
-            )
-            .await?;
-        clusters.extend(out["clusters"].as_array().cloned().unwrap_or_default());
-    }
+    let clusters = client
+        .describe_all(
+            "DescribeClusters",
+            json!({"include": ["SETTINGS", "STATISTICS", "TAGS"]}),
+            "clusters",
+            &arns,
+            100,
+            "clusters",
+        )
+        .await?;
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&clusters)?);
         return Ok(());
