@@ -415,17 +415,12 @@ pub fn compute_service_actions(
     let want = desired.saturating_sub(p_kept);
     let room = max_total.saturating_sub(unstopped);
     let n = want.min(room);
-    let throttle_until = last_failure.map(|t| t + throttle_seconds(failures));
-    let throttled = throttle_until.is_some_and(|t| now < t) && throttle_seconds(failures) > 0.0;
-    if n > 0 && !primary_failed && !spec.draining {
-        if throttled {
-            out.throttled_until = throttle_until;
-            out.events.push(format!(
-                "(service {name}) is unable to consistently start tasks successfully. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide."
-            ));
-        } else {
-            out.start = Some((primary_id.clone(), n));
-        }
+    if n > 0
+        && !primary_failed
+        && !spec.draining
+        && !throttle(name, failures, last_failure, now, &mut out)
+    {
+        out.start = Some((primary_id.clone(), n));
     }
 
     // 4. Tasks that stopped on their own since the deployment's counts last changed (their
@@ -597,17 +592,11 @@ pub fn compute_daemon_actions(
             task_list(&stopping)
         ));
     }
-    let throttle_until = last_failure.map(|t| t + throttle_seconds(failures));
-    let throttled = throttle_until.is_some_and(|t| now < t) && throttle_seconds(failures) > 0.0;
-    if !start_on.is_empty() && !primary_failed {
-        if throttled {
-            out.throttled_until = throttle_until;
-            out.events.push(format!(
-                "(service {name}) is unable to consistently start tasks successfully. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide."
-            ));
-        } else {
-            out.start_on = start_on;
-        }
+    if !start_on.is_empty()
+        && !primary_failed
+        && !throttle(name, failures, last_failure, now, &mut out)
+    {
+        out.start_on = start_on;
     }
     refresh_counts(&mut deps, tasks, &primary_id, desired, now);
     let has_tasks = |d: &DeploymentRecord| {
@@ -630,9 +619,26 @@ pub fn compute_daemon_actions(
     out
 }
 
-/// Sets each deployment's pending and running counts from the tasks, and its desired count
-/// (the desired count for the primary, 0 for the others), touching `updated_at` only when
-/// something changed.
+/// Whether starts must wait after `failures` consecutive failures (the last at
+/// `last_failure`); if so, records until when, with ECS's event.
+fn throttle(
+    name: &str,
+    failures: u32,
+    last_failure: Option<f64>,
+    now: f64,
+    out: &mut Actions,
+) -> bool {
+    let until = last_failure.map(|t| t + throttle_seconds(failures));
+    let throttled = until.is_some_and(|t| now < t) && throttle_seconds(failures) > 0.0;
+    if throttled {
+        out.throttled_until = until;
+        out.events.push(format!(
+            "(service {name}) is unable to consistently start tasks successfully. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide."
+        ));
+    }
+    throttled
+}
+
 /// A settled service: its IN_PROGRESS primary deployment COMPLETES and the service is steady
 /// (unless it is draining), with ECS's events for both (REPLICA and DAEMON alike).
 fn settle(
@@ -662,6 +668,9 @@ fn settle(
     }
 }
 
+/// Sets each deployment's pending and running counts from the tasks, and its desired count
+/// (the desired count for the primary, 0 for the others), touching `updated_at` only when
+/// something changed.
 fn refresh_counts(
     deps: &mut [DeploymentRecord],
     tasks: &[TaskObs],
