@@ -4,7 +4,7 @@
 //! - **The managed pool.** Hosts whose agent runs with `--managed` register under
 //!   [`MANAGED_POOL`], a cluster name no user can create, so they never show up in any
 //!   cluster's ListContainerInstances. A FARGATE task is stored with its own cluster
-//!   (`tasks/CLUSTER/ID`) and points at its pool host through `host_cluster`; the placement
+//!   (`tasks/CLUSTER/ID`); its instance is in the pool ([`host_cluster`]); the placement
 //!   writer places it on the pool with Flotilla's own strategy ([`pool_strategies`]: spread
 //!   over availability zones, then binpack memory), never the user's.
 //! - **Task networks.** Every `awsvpc` task (FARGATE or EC2) gets an address on the managed

@@ -29,8 +29,7 @@ use flotilla_model::shapes::{
 };
 use flotilla_model::status::{ContainerStatus, TaskStatus};
 use flotilla_model::{EcsError, ErrorCode};
-use flotilla_protocol::TaskNetwork;
-use flotilla_protocol::{ContainerAssignment, DesiredStatus, TaskAssignment};
+use flotilla_protocol::{ContainerAssignment, DesiredStatus, TaskAssignment, TaskNetwork};
 use flotilla_scheduler::{self as sched, PlacementError};
 use flotilla_store::{Compare, Txn};
 use std::collections::{BTreeSet, HashMap};
@@ -253,7 +252,6 @@ fn build_task(
         cluster: t.cluster.clone(),
         id,
         instance_id: inst.id.clone(),
-        host_cluster: fargate.map(|_| crate::fargate::MANAGED_POOL.to_string()),
         assignment: Some(assignment),
         reservation,
     }

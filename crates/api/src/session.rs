@@ -16,9 +16,9 @@
 //!    if it was the instance's current session, the instance is marked `agentConnected: false`.
 //!
 //! A managed-pool host (cluster `flotilla_protocol::MANAGED_POOL`) runs the Fargate tasks of
-//! every cluster: its session lists and watches all task records (`tasks/`) and keeps those whose
-//! `host_cluster` is the pool and whose instance is this one; its reports name tasks of any
-//! cluster (the cluster is read from the task ARN).
+//! every cluster: its session lists and watches all task records (`tasks/`) and keeps those that
+//! run on this pool host (`TaskRecord::instance_cluster`); its reports name tasks of any cluster
+//! (the cluster is read from the task ARN).
 //!
 //! What it is not: placement or desired state. The session only carries what the API wrote.
 

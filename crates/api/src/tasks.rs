@@ -46,10 +46,6 @@ pub struct TaskRecord {
     pub id: String,
     /// Container instance id.
     pub instance_id: String,
-    /// The cluster the instance belongs to when it is not the task's own: Fargate tasks run on
-    /// the managed pool ([`flotilla_protocol::MANAGED_POOL`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host_cluster: Option<String>,
     /// What the agent is told.
     pub assignment: Option<TaskAssignment>,
     /// What the task holds on its instance until it stops.
@@ -100,7 +96,12 @@ impl TaskRecord {
 
     /// The cluster whose container instance runs the task (the managed pool for Fargate).
     pub fn instance_cluster(&self) -> &str {
-        self.host_cluster.as_deref().unwrap_or(&self.cluster)
+        crate::fargate::host_cluster(
+            self.task
+                .launch_type
+                .unwrap_or(flotilla_model::shapes::LaunchType::Ec2),
+            &self.cluster,
+        )
     }
 
     /// The task's network interface, for `awsvpc` tasks.

@@ -142,7 +142,7 @@ async fn fargate_tasks_run_on_the_hidden_pool_with_their_own_addresses() {
     // The pool hosts hold the reservations, and know the tasks.
     let first = tasks[0]["taskArn"].as_str().unwrap();
     let rec = record(&api, "f1", first).await;
-    assert_eq!(rec.host_cluster.as_deref(), Some(MANAGED_POOL));
+    assert_eq!(rec.instance_cluster(), MANAGED_POOL);
     assert!([&a, &b].iter().any(|i| i.ends_with(&rec.instance_id)));
 
     // StopTask: the control plane's DEACTIVATING step.
