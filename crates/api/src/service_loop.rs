@@ -322,37 +322,16 @@ pub fn default_strategies() -> Vec<PlacementStrategy> {
     ]
 }
 
-/// How many of the service's live tasks (not stopped, still wanted) run on each capacity
-/// provider, so new tasks keep the strategy's split as the service scales and replaces tasks.
-async fn provider_counts(
-    api: &Api,
-    rec: &ServiceRecord,
-) -> Result<BTreeMap<String, u32>, EcsError> {
-    let group = rec.group();
-    let mut out = BTreeMap::new();
-    for (_, t, _) in
-        records::list::<TaskRecord>(api.store.as_ref(), &task_prefix(&rec.cluster)).await?
-    {
-        if t.task.group.as_deref() != Some(group.as_str())
-            || t.is_stopped()
-            || t.desired() != DesiredStatus::Running
-        {
-            continue;
-        }
-        if let Some(p) = &t.task.capacity_provider_name {
-            *out.entry(p.clone()).or_insert(0) += 1;
-        }
-    }
-    Ok(out)
-}
-
-/// Starts `n` tasks of a deployment; returns event messages.
+/// Starts `n` tasks of a deployment; returns event messages. `providers`: how many of the
+/// service's live tasks run on each capacity provider, so new tasks keep the strategy's split
+/// as the service scales and replaces tasks.
 async fn start(
     api: &Api,
     rec: &ServiceRecord,
     deployment: &str,
     n: u32,
     on: &[String],
+    providers: &BTreeMap<String, u32>,
 ) -> Result<Vec<String>, EcsError> {
     let name = rec.name();
     let Some(d) = rec.deployments.iter().find(|d| d.id == deployment) else {
@@ -389,7 +368,7 @@ async fn start(
     .await;
     let template = match template {
         Ok(mut t) => {
-            t.providers = launch.providers(&provider_counts(api, rec).await?, n);
+            t.providers = launch.providers(providers, n);
             t
         }
         Err(e) => {
@@ -486,13 +465,17 @@ pub async fn reconcile(api: &Api, cluster: &str, name: &str) -> Result<bool, Ecs
         .filter(|(_, i, _)| !i.instance.agent_connected)
         .map(|(_, i, _)| i.id.as_str())
         .collect();
-    let tasks: Vec<TaskObs> = records::list::<TaskRecord>(store, &task_prefix(cluster))
+    let records: Vec<TaskRecord> = records::list::<TaskRecord>(store, &task_prefix(cluster))
         .await?
         .into_iter()
-        .filter(|(_, t, _)| t.task.group.as_deref() == Some(group.as_str()))
-        .map(|(_, t, _)| {
+        .map(|(_, t, _)| t)
+        .filter(|t| t.task.group.as_deref() == Some(group.as_str()))
+        .collect();
+    let tasks: Vec<TaskObs> = records
+        .iter()
+        .map(|t| {
             let id = t.instance_id.as_str();
-            observe(&t, draining.contains(id), lost.contains(id), grace, now)
+            observe(t, draining.contains(id), lost.contains(id), grace, now)
         })
         .collect();
     let (max, min) = rec.percents();
@@ -521,19 +504,30 @@ pub async fn reconcile(api: &Api, cluster: &str, name: &str) -> Result<bool, Ecs
     for (arn, reason) in &actions.stop {
         stop_one(api, cluster, arn, reason, now).await?;
     }
+    // The live tasks per capacity provider once this reconcile's stops are made.
+    let mut providers: BTreeMap<String, u32> = BTreeMap::new();
+    for t in &records {
+        let stopping = actions.stop.iter().any(|(arn, _)| arn == t.arn());
+        if t.is_stopped() || t.desired() != DesiredStatus::Running || stopping {
+            continue;
+        }
+        if let Some(p) = &t.task.capacity_provider_name {
+            *providers.entry(p.clone()).or_insert(0) += 1;
+        }
+    }
     let mut next = rec.clone();
     next.deployments = actions.deployments.clone();
     next.record_finished(&rec.deployments, now);
     let mut events = actions.events.clone();
     if let Some((dep, n)) = &actions.start {
-        events.extend(start(api, &next, dep, *n, &[]).await?);
+        events.extend(start(api, &next, dep, *n, &[], &providers).await?);
     }
     if let (false, Some(p)) = (actions.start_on.is_empty(), next.deployments.first()) {
         let (dep, n) = (
             p.id.clone(),
             u32::try_from(actions.start_on.len()).unwrap_or(0),
         );
-        events.extend(start(api, &next, &dep, n, &actions.start_on).await?);
+        events.extend(start(api, &next, &dep, n, &actions.start_on, &providers).await?);
     }
     if daemon && next.status == ServiceStatus::Active {
         if let Some(p) = next.deployments.first() {
