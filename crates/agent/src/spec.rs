@@ -193,13 +193,7 @@ pub fn validate(a: &TaskAssignment) -> Result<(), String> {
                 .into(),
         );
     }
-    let mode = match a.network_mode {
-        // Older shared rules refused awsvpc outright; with a task network it runs.
-        NetworkMode::Awsvpc => NetworkMode::Bridge,
-        m => m,
-    };
     flotilla_protocol::runnable::check(
-        mode,
         a.pid_mode.as_deref(),
         a.ipc_mode.as_deref(),
         &a.volumes,

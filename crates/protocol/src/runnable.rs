@@ -4,12 +4,11 @@
 //! answer earlier, at RunTask, so a user sees a clear error instead of a task that fails to
 //! start. Both call [`check`]; the message says what is unsupported and what to use instead.
 
-use flotilla_model::shapes::{ContainerDefinition, LogDriver, NetworkMode, Volume};
+use flotilla_model::shapes::{ContainerDefinition, LogDriver, Volume};
 
 /// Checks that a task (its definition, with any overrides applied to `containers`) can run on
 /// a Flotilla agent.
 pub fn check(
-    _network_mode: NetworkMode,
     pid_mode: Option<&str>,
     ipc_mode: Option<&str>,
     volumes: &[Volume],

@@ -109,8 +109,6 @@ pub async fn prepare(ctx: &Ctx<'_>, c: &Common<'_>) -> Result<TaskTemplate, EcsE
     let resolved = resolve(&td, c.overrides)?;
     // What the agent could not run is refused here, not reported later as a failed start.
     flotilla_protocol::runnable::check(
-        td.network_mode
-            .unwrap_or(flotilla_model::shapes::NetworkMode::Bridge),
         td.pid_mode.map(|m| m.as_str()),
         td.ipc_mode.map(|m| m.as_str()),
         td.volumes.as_deref().unwrap_or_default(),
