@@ -27,15 +27,11 @@ os.environ.setdefault("FLOTILLA_BIN", str(ROOT / "target" / "release" / "flotill
 import helpers  # noqa: E402
 from conftest import make_client  # noqa: E402
 from fleet import IMAGE, Fleet, docker, remove_awsvpc_network_if_unused  # noqa: E402
+from task_start import pct  # noqa: E402
 
 VPC = {"awsvpcConfiguration": {"subnets": ["subnet-0123456789abcdef0"], "securityGroups": ["sg-0123456789abcdef0"],
                                "assignPublicIp": "DISABLED"}}
 COMMAND = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round((len(xs) - 1) * p))]
 
 
 def time_to_running(ecs, cluster, **run_kw):
@@ -70,14 +66,6 @@ def stop_and_wait(ecs, cluster, arn):
         time.sleep(0.05)
 
 
-def wait_session(agent):
-    deadline = time.monotonic() + 60
-    while "session established" not in agent.log():
-        if agent.proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"agent did not connect:\n{agent.log()[-2000:]}")
-        time.sleep(0.1)
-
-
 def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 30
     subprocess.run([str(ROOT / "scripts" / "images")], check=True)
@@ -88,8 +76,8 @@ def main():
             ecs = make_client(fleet.endpoint, retries=3)
             ecs.create_cluster(clusterName=cluster)
             fleet.track(cluster)
-            wait_session(fleet.add_agent(managed=True))
-            wait_session(fleet.add_agent(cluster))
+            fleet.add_agent(managed=True).wait_session()
+            fleet.add_agent(cluster).wait_session()
             deadline = time.monotonic() + 60
             while not ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]:
                 if time.monotonic() > deadline:
