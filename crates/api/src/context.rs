@@ -1,32 +1,13 @@
-//! The state every handler needs: the store, the configuration (credentials, region, account),
-//! the clock, the live agent sessions, plus who is calling and how they reached the server.
+//! The state every handler needs: the control plane's shared state ([`Plane`]: store, ARNs,
+//! clock, agent sessions, Fargate settings), the credentials the edge accepts and its metrics,
+//! plus, per request, who is calling and how they reached the server.
 
-use crate::agents::{AgentTimings, Agents};
-use crate::fargate::FargateConfig;
 use crate::metrics::Metrics;
 use crate::sigv4::{Caller, Credential};
+use flotilla_controllers::{AgentTimings, Clock, Controllers, FargateConfig, Plane};
 use flotilla_model::arn::ArnContext;
 use flotilla_store::Store;
-use std::sync::Arc;
-
-/// A source of wall-clock time, passed in so tests can control it.
-pub trait Clock: Send + Sync + 'static {
-    /// Seconds since the Unix epoch.
-    fn now(&self) -> f64;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> f64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0)
-    }
-}
+use std::sync::{Arc, Mutex};
 
 /// Static configuration of the API.
 #[derive(Debug, Clone)]
@@ -37,66 +18,65 @@ pub struct ApiConfig {
     pub credentials: Vec<Credential>,
 }
 
-/// Shared state of the API server.
+/// Shared state of the API server. It dereferences to its [`Plane`], so handlers reach the
+/// store, the clock and the agent registry as `api.store`, `api.clock`, `api.agents`.
 pub struct Api {
-    /// Durable state.
-    pub store: Arc<dyn Store>,
+    /// The control plane's shared state.
+    pub plane: Arc<Plane>,
     /// Configuration.
     pub config: ApiConfig,
-    /// Wall clock.
-    pub clock: Arc<dyn Clock>,
     /// Prometheus metrics.
     pub metrics: Metrics,
-    /// Heartbeat interval and stopped-task retention.
-    pub timings: AgentTimings,
-    /// Live agent sessions, connection deadlines and the latest usage per task (in memory).
-    pub agents: Agents,
-    /// The managed task network and the Spot warning.
-    pub fargate: FargateConfig,
-    background: std::sync::atomic::AtomicBool,
+    controllers: Mutex<Option<Controllers>>,
+}
+
+impl std::ops::Deref for Api {
+    type Target = Plane;
+    fn deref(&self) -> &Plane {
+        &self.plane
+    }
 }
 
 impl Api {
     /// Builds the API state.
     pub fn new(store: Arc<dyn Store>, config: ApiConfig, clock: Arc<dyn Clock>) -> Self {
         Api {
-            store,
+            plane: Arc::new(Plane::new(store, config.arns.clone(), clock)),
             config,
-            clock,
             metrics: Metrics::new(),
-            timings: AgentTimings::default(),
-            agents: Agents::default(),
-            fargate: FargateConfig::default(),
-            background: std::sync::atomic::AtomicBool::new(false),
+            controllers: Mutex::new(None),
         }
     }
 
     /// Builder: the agent heartbeat interval and the stopped-task retention (tests shorten
-    /// them).
+    /// them). Call before the API serves (the plane is not shared yet).
     pub fn with_timings(mut self, timings: AgentTimings) -> Self {
-        self.timings = timings;
+        if let Some(p) = Arc::get_mut(&mut self.plane) {
+            p.timings = timings;
+        }
         self
     }
 
-    /// Builder: the managed task network and the Spot warning window.
+    /// Builder: the managed task network and the Spot warning window. Call before the API
+    /// serves (the plane is not shared yet).
     pub fn with_fargate(mut self, fargate: FargateConfig) -> Self {
-        self.fargate = fargate;
+        if let Some(p) = Arc::get_mut(&mut self.plane) {
+            p.fargate = fargate;
+        }
         self
     }
 
-    /// Starts the background loops (agent liveness, stopped-task sweeper, service scheduler) once; later calls do
-    /// nothing. Needs a Tokio runtime; [`crate::router`] calls it. The loops end when the `Api`
-    /// is dropped.
-    pub fn start_background(self: &Arc<Self>) {
-        use std::sync::atomic::Ordering;
+    /// Starts the controllers ([`Controllers::start`]: agent liveness, stopped-task sweeper,
+    /// service loop) once; later calls do nothing. Needs a Tokio runtime; [`crate::router`]
+    /// calls it. They stop when the `Api` is dropped.
+    pub fn start_background(&self) {
         if tokio::runtime::Handle::try_current().is_err() {
             return;
         }
-        if self.background.swap(true, Ordering::SeqCst) {
-            return;
+        let mut running = self.controllers.lock().unwrap_or_else(|e| e.into_inner());
+        if running.is_none() {
+            *running = Some(Controllers::start(&self.plane));
         }
-        crate::agents::spawn_background(Arc::downgrade(self));
-        crate::service_loop::spawn(Arc::downgrade(self));
     }
 }
 
@@ -120,5 +100,9 @@ impl Ctx<'_> {
     /// The store.
     pub fn store(&self) -> &dyn Store {
         self.api.store.as_ref()
+    }
+    /// The control plane.
+    pub fn plane(&self) -> &Plane {
+        &self.api.plane
     }
 }

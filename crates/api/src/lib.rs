@@ -1,36 +1,28 @@
-//! The ECS API over HTTP.
+//! The HTTP edge of Flotilla: the ECS API and the agent session.
 //!
-//! This is the only crate that knows about HTTP, `X-Amz-Target` and SigV4. A request flows:
-//! [`server`] (HTTP, request id, metrics) -> [`sigv4`] (who is calling) -> [`ops::dispatch`] (which
-//! operation; the body is validated against the ECS model and deserialized into the generated
-//! request type) -> one handler per operation in `ops/` (reads and writes the [`Store`] through
-//! [`records`]) -> the generated response type, serialized back.
+//! A request flows: [`server`] (HTTP, request id, metrics) -> [`sigv4`] (who is calling) ->
+//! [`ops::dispatch`] (which operation; the body is validated against the ECS model and
+//! deserialized into the generated request type) -> one thin handler per operation in `ops/`
+//! (parse, call `flotilla_control` for the rules and `flotilla_controllers` for the writers,
+//! answer) -> the generated response type, serialized back.
 //!
 //! Handlers return `Result<Response, EcsError>`; nothing on this path panics or answers 5xx for
-//! bad input.
-//!
-//! [`Store`]: flotilla_store::Store
+//! bad input. A handler never imports another handler: what several share lives in
+//! [`shared`].
 
 #![warn(missing_docs)]
 
-pub mod agents;
+pub mod admin;
 pub mod context;
-pub mod fargate;
-pub mod instances;
 pub mod metrics;
 pub mod ops;
 pub mod paginate;
-pub mod placement;
-pub mod records;
 pub mod server;
-pub mod service_loop;
-pub mod service_scheduler;
-pub mod services;
 pub mod session;
+pub mod shared;
 pub mod sigv4;
-pub mod tasks;
 
-pub use agents::AgentTimings;
-pub use context::{Api, ApiConfig, Clock, SystemClock};
-pub use fargate::FargateConfig;
+pub use context::{Api, ApiConfig};
+pub use flotilla_controllers::fargate;
+pub use flotilla_controllers::{AgentTimings, Clock, FargateConfig, SystemClock};
 pub use server::router;

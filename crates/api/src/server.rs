@@ -5,7 +5,7 @@
 //! the body as JSON (an empty body is `{}`), dispatches on `X-Amz-Target`, and writes either the
 //! operation's output with status 200 or `{"__type", "message"}` with the error's status. It
 //! records one metric sample and one tracing span per request. Flotilla's own operations (not
-//! ECS's; `X-Amz-Target: FlotillaAdmin.*`, see [`crate::fargate::admin`]) go the same way.
+//! ECS's; `X-Amz-Target: FlotillaAdmin.*`, see [`crate::admin::admin`]) go the same way.
 
 use crate::context::{Api, Ctx};
 use crate::ops;
@@ -198,7 +198,7 @@ async fn serve(
                 "The request body must be a JSON object.",
             ));
         }
-        let output = crate::fargate::admin(api, admin, &input).await?;
+        let output = crate::admin::admin(api, admin, &input).await?;
         return serde_json::to_vec(&output)
             .map_err(|e| EcsError::server(format!("could not encode the response: {e}")));
     }

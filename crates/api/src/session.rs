@@ -9,9 +9,9 @@
 //!    instance that is not STOPPED, listed at store revision N;
 //! 3. it watches the cluster's task records from N and pushes an assignment whenever its
 //!    version grows (that is, whenever the task's desired state changed) — a push, never a poll;
-//! 4. it applies each `TaskState` report to its task record ([`crate::tasks::apply_report`],
+//! 4. it applies each `TaskState` report to its task record ([`flotilla_control::tasks::apply_report`],
 //!    releasing the task's reservation in the same transaction when it reaches STOPPED), then
-//!    answers `Ack`; `Usage` samples are kept in memory ([`crate::agents::Agents`]);
+//!    answers `Ack`; `Usage` samples are kept in memory ([`flotilla_controllers::agents::Agents`]);
 //! 5. a session silent for `MISSED_HEARTBEATS` heartbeat intervals, closed, or replaced ends;
 //!    if it was the instance's current session, the instance is marked `agentConnected: false`.
 //!
@@ -22,27 +22,24 @@
 //!
 //! What it is not: placement or desired state. The session only carries what the API wrote.
 
-use crate::agents::set_agent_connected;
 use crate::context::Api;
-use crate::instances::InstanceRecord;
-use crate::records::{
-    address_key, commit, contention, get, instance_key, task_id_in, task_key, task_prefix,
-    to_bytes, CAS_ATTEMPTS, TASKS,
-};
 use crate::server::error_body;
-use crate::tasks::{apply_report, TaskRecord};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use flotilla_control::instances::InstanceRecord;
+use flotilla_control::tasks::TaskRecord;
+use flotilla_controllers::agents::set_agent_connected;
+use flotilla_controllers::records::{get, instance_key, task_prefix, TASKS};
+use flotilla_controllers::reports::apply_task_state;
 use flotilla_model::{EcsError, ErrorCode};
 use flotilla_protocol::{
-    AgentMessage, ServerMessage, TaskAssignment, TaskStateReport, INSTANCE_PARAM, MANAGED_POOL,
-    PROTOCOL_VERSION,
+    AgentMessage, ServerMessage, TaskAssignment, INSTANCE_PARAM, MANAGED_POOL, PROTOCOL_VERSION,
 };
 use flotilla_scheduler::InstanceStatus;
-use flotilla_store::{Compare, Event, Txn};
+use flotilla_store::Event;
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
 use std::collections::HashMap;
@@ -188,9 +185,7 @@ fn watched_prefix(cluster: &str) -> String {
 }
 
 /// Whether a task runs on the instance `cluster`/`id`.
-fn runs_on(t: &TaskRecord, cluster: &str, id: &str) -> bool {
-    t.instance_id == id && t.instance_cluster() == cluster
-}
+use flotilla_controllers::reports::runs_on;
 
 /// The assignments of every task of the instance that is not STOPPED, and the store revision
 /// they were read at.
@@ -203,7 +198,7 @@ async fn full_state(
         .store
         .list(&watched_prefix(cluster), None, 0)
         .await
-        .map_err(crate::records::store_error)?;
+        .map_err(flotilla_controllers::records::store_error)?;
     let mut out = Vec::new();
     for kv in page.items {
         let Ok(t) = serde_json::from_slice::<TaskRecord>(&kv.value) else {
@@ -333,79 +328,6 @@ async fn session_loop(
             watch = None;
         }
     }
-}
-
-/// Applies one report to its task (and, when the task reaches STOPPED, releases its reservation
-/// on the instance and its network address in the same transaction). Reports about tasks that
-/// are unknown or assigned to another instance are ignored (and still acknowledged). `cluster`
-/// is the instance's cluster; a managed-pool host reports tasks of any cluster.
-pub async fn apply_task_state(
-    api: &Api,
-    cluster: &str,
-    instance_id: &str,
-    report: &TaskStateReport,
-) -> Result<(), EcsError> {
-    let task_cluster = if cluster == MANAGED_POOL {
-        match flotilla_model::arn::embedded_cluster(&report.task_arn) {
-            Some(c) => c,
-            None => return Ok(()),
-        }
-    } else {
-        cluster
-    };
-    let Some(tid) = task_id_in(&report.task_arn, task_cluster) else {
-        return Ok(());
-    };
-    let key = task_key(task_cluster, tid);
-    let store = api.store.as_ref();
-    for _ in 0..CAS_ATTEMPTS {
-        let Some((rec, rev)) = get::<TaskRecord>(store, &key).await? else {
-            return Ok(());
-        };
-        if !runs_on(&rec, cluster, instance_id) {
-            return Ok(());
-        }
-        let now = crate::ops::timestamp(api.clock.now());
-        let next = apply_report(&rec, report, now);
-        if next == rec {
-            return Ok(());
-        }
-        let mut txn = Txn::new()
-            .when(Compare::ModRevision(key.clone(), rev))
-            .put(key.clone(), to_bytes(&next)?);
-        if next.is_stopped() {
-            txn = release_on_stop(store, txn, &rec).await?;
-        }
-        if commit(store, txn).await? {
-            if next.last_status != rec.last_status {
-                tracing::info!(task = %next.arn(), last_status = next.last_status.0.as_ecs_str(), "task status changed");
-            }
-            return Ok(());
-        }
-    }
-    Err(contention())
-}
-
-/// Adds to `txn` what a task gives back when it stops: its reservation on its instance
-/// (compare-and-swap on the instance) and its network address.
-pub async fn release_on_stop(
-    store: &dyn flotilla_store::Store,
-    mut txn: Txn,
-    rec: &TaskRecord,
-) -> Result<Txn, EcsError> {
-    let ikey = instance_key(rec.instance_cluster(), &rec.instance_id);
-    if let Some((mut inst, irev)) = get::<InstanceRecord>(store, &ikey).await? {
-        if inst.release(&rec.id) {
-            inst.touch();
-            txn = txn
-                .when(Compare::ModRevision(ikey.clone(), irev))
-                .put(ikey, to_bytes(&inst)?);
-        }
-    }
-    if let Some(net) = rec.network() {
-        txn = txn.delete(address_key(&net.private_ipv4_address));
-    }
-    Ok(txn)
 }
 
 #[cfg(test)]

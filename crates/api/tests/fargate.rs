@@ -7,8 +7,8 @@
 mod common;
 
 use common::*;
-use flotilla_api::records::ADDRESSES;
-use flotilla_api::tasks::TaskRecord;
+use flotilla_control::tasks::TaskRecord;
+use flotilla_controllers::records::ADDRESSES;
 use flotilla_model::status::TaskStatus;
 use flotilla_model::ErrorCode;
 use flotilla_protocol::{DesiredStatus, MANAGED_POOL};
@@ -57,9 +57,9 @@ async fn addresses(api: &flotilla_api::Api) -> BTreeSet<String> {
 
 async fn record(api: &flotilla_api::Api, cluster: &str, arn: &str) -> TaskRecord {
     let id = arn.rsplit('/').next().unwrap();
-    flotilla_api::records::get::<TaskRecord>(
+    flotilla_controllers::records::get::<TaskRecord>(
         api.store.as_ref(),
-        &flotilla_api::records::task_key(cluster, id),
+        &flotilla_controllers::records::task_key(cluster, id),
     )
     .await
     .unwrap()
@@ -204,7 +204,7 @@ async fn capacity_provider_strategies_split_as_ecs_and_spot_reclaims_interrupt()
     assert_eq!(split["FARGATE"], 3, "{split:?}");
     assert_eq!(split["FARGATE_SPOT"], 5, "{split:?}");
 
-    let interrupted = flotilla_api::fargate::reclaim_spot(&api, Some("f2"), None)
+    let interrupted = flotilla_controllers::fargate::reclaim_spot(&api.plane, Some("f2"), None)
         .await
         .unwrap();
     assert_eq!(interrupted.len(), 5);
@@ -229,10 +229,12 @@ async fn capacity_provider_strategies_split_as_ecs_and_spot_reclaims_interrupt()
         );
     }
     // Nothing left to reclaim; the FARGATE tasks were never touched.
-    assert!(flotilla_api::fargate::reclaim_spot(&api, None, Some(3))
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        flotilla_controllers::fargate::reclaim_spot(&api.plane, None, Some(3))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let l = ok(
         &api,
         "ListTasks",

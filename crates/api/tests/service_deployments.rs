@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use flotilla_api::service_loop::reconcile;
+use flotilla_controllers::service_loop::reconcile;
 use flotilla_model::ErrorCode;
 use serde_json::{json, Value};
 

@@ -497,7 +497,7 @@ async fn a_managed_pool_host_runs_fargate_tasks_of_every_cluster() {
     assert_eq!(net0.network_name, "flotilla-awsvpc");
     let used = || async {
         api.store
-            .list(flotilla_api::records::ADDRESSES, None, 0)
+            .list(flotilla_controllers::records::ADDRESSES, None, 0)
             .await
             .unwrap()
             .items

@@ -26,7 +26,7 @@ pub struct ServerConfig {
     /// Lines to show the user once the server is up (how to point clients at it).
     pub banner: Vec<String>,
     /// Agent heartbeat interval and stopped-task retention.
-    pub timings: flotilla_api::agents::AgentTimings,
+    pub timings: flotilla_api::AgentTimings,
     /// The managed task network and the Spot warning.
     pub fargate: flotilla_api::FargateConfig,
 }
@@ -42,14 +42,14 @@ fn fargate(common: &CommonArgs) -> anyhow::Result<flotilla_api::FargateConfig> {
     })
 }
 
-fn timings(common: &CommonArgs) -> anyhow::Result<flotilla_api::agents::AgentTimings> {
+fn timings(common: &CommonArgs) -> anyhow::Result<flotilla_api::AgentTimings> {
     if !(common.heartbeat_seconds > 0.0 && common.heartbeat_seconds <= 3600.0) {
         bail!(
             "--heartbeat-seconds must be between 0 and 3600, got {}",
             common.heartbeat_seconds
         );
     }
-    Ok(flotilla_api::agents::AgentTimings {
+    Ok(flotilla_api::AgentTimings {
         heartbeat_interval: std::time::Duration::from_secs_f64(common.heartbeat_seconds),
         stopped_task_retention: std::time::Duration::from_secs(
             common.stopped_task_retention_seconds,

@@ -5,7 +5,7 @@
 
 use crate::context::Ctx;
 use crate::paginate::page;
-use crate::records::{commit, get, list, to_bytes, ACCOUNT_SETTINGS};
+use flotilla_controllers::records::{commit, get, list, to_bytes, ACCOUNT_SETTINGS};
 use flotilla_model::shapes::{
     DeleteAccountSettingRequest, DeleteAccountSettingResponse, ListAccountSettingsRequest,
     ListAccountSettingsResponse, PutAccountSettingDefaultRequest, PutAccountSettingDefaultResponse,

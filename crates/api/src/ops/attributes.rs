@@ -4,7 +4,7 @@
 
 use crate::context::Ctx;
 use crate::paginate::page;
-use crate::records::{
+use flotilla_controllers::records::{
     active_cluster, commit, get, list, store_error, to_bytes, ATTRIBUTES, CONTAINER_INSTANCES,
 };
 use flotilla_model::shapes::{

@@ -12,13 +12,16 @@
 //! connected agent (no placement strategies, as ECS; placement constraints not supported yet;
 //! deployment defaults 100/0).
 
-use super::run_task::{constraints, prepare, resolve_launch, strategies, Common};
-use super::tags::validate_tags;
 use crate::context::Ctx;
-use crate::records::{commit, contention, get, to_bytes, CAS_ATTEMPTS};
-use crate::services::{
-    deployment_configuration, new_deployment, service_key, ServiceRecord, ServiceStatus,
+use flotilla_control::launch::{constraints, strategies};
+use flotilla_control::services::{
+    deployment_configuration, deployment_id, new_deployment, service_key, ServiceRecord,
+    ServiceStatus,
 };
+use flotilla_control::tags::validate_tags;
+use flotilla_control::template::Common;
+use flotilla_controllers::records::{commit, contention, get, to_bytes, CAS_ATTEMPTS};
+use flotilla_controllers::templates::{prepare, resolve_launch};
 use flotilla_model::shapes::{
     CreateServiceRequest, CreateServiceResponse, DeploymentController, DeploymentControllerType,
     LaunchType, SchedulingStrategy, Service,
@@ -70,7 +73,7 @@ pub async fn create_service(
         ));
     }
     let launch = resolve_launch(
-        ctx,
+        ctx.plane(),
         req.cluster.as_deref(),
         req.launch_type,
         req.capacity_provider_strategy.as_deref(),
@@ -98,7 +101,7 @@ pub async fn create_service(
         ));
     };
     let template = prepare(
-        ctx,
+        ctx.plane(),
         &Common {
             cluster: req.cluster.as_deref(),
             task_definition: td_ref,
@@ -144,7 +147,7 @@ pub async fn create_service(
         .task_definition_arn
         .clone()
         .unwrap_or_default();
-    let now = super::timestamp(ctx.now);
+    let now = flotilla_control::timestamp(ctx.now);
     let key = service_key(&cluster, &name);
     let desired_u = u32::try_from(desired).unwrap_or(0);
     for _ in 0..CAS_ATTEMPTS {
@@ -217,7 +220,12 @@ pub async fn create_service(
             status: ServiceStatus::Active,
             cluster: cluster.clone(),
             client_token: req.client_token.clone(),
-            deployments: vec![new_deployment(&td_arn, desired_u, now)],
+            deployments: vec![new_deployment(
+                deployment_id(rand::random::<u64>()),
+                &td_arn,
+                desired_u,
+                now,
+            )],
             events: Vec::new(),
             steady: false,
             last_completed: None,

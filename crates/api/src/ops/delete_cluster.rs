@@ -4,7 +4,9 @@
 
 use super::describe_clusters::{counts, fill_counts};
 use crate::context::Ctx;
-use crate::records::{cluster_key, cluster_name, commit, contention, get, to_bytes, CAS_ATTEMPTS};
+use flotilla_controllers::records::{
+    cluster_key, cluster_name, commit, contention, get, to_bytes, CAS_ATTEMPTS,
+};
 use flotilla_model::shapes::{Cluster, DeleteClusterRequest, DeleteClusterResponse};
 use flotilla_model::{EcsError, ErrorCode};
 use flotilla_store::{Compare, Txn};

@@ -5,10 +5,10 @@
 //! idempotent); an unknown one is `ServiceNotFoundException`.
 
 use crate::context::Ctx;
-use crate::records::{commit, contention, get, to_bytes, CAS_ATTEMPTS};
-use crate::services::{
+use flotilla_control::services::{
     service_key, service_name_in, service_not_found, ServiceRecord, ServiceStatus,
 };
+use flotilla_controllers::records::{commit, contention, get, to_bytes, CAS_ATTEMPTS};
 use flotilla_model::shapes::{DeleteServiceRequest, DeleteServiceResponse};
 use flotilla_model::EcsError;
 use flotilla_store::{Compare, Txn};
@@ -24,7 +24,7 @@ pub async fn delete_service(
         .ok_or_else(service_not_found)?
         .to_string();
     let key = service_key(&cluster, &name);
-    let now = super::timestamp(ctx.now);
+    let now = flotilla_control::timestamp(ctx.now);
     for _ in 0..CAS_ATTEMPTS {
         let Some((mut rec, rev)) = get::<ServiceRecord>(ctx.store(), &key).await? else {
             return Err(service_not_found());

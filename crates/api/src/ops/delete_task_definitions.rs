@@ -1,9 +1,11 @@
 //! DeleteTaskDefinitions: moves up to 10 INACTIVE revisions to DELETE_IN_PROGRESS. An ACTIVE or
 //! unknown revision is reported in `failures` rather than failing the whole call.
 
-use super::describe_task_definition::parse_ref;
 use crate::context::Ctx;
-use crate::records::{commit, contention, get, task_definition_key, to_bytes, CAS_ATTEMPTS};
+use flotilla_control::task_definitions::parse_ref;
+use flotilla_controllers::records::{
+    commit, contention, get, task_definition_key, to_bytes, CAS_ATTEMPTS,
+};
 use flotilla_model::shapes::{
     DeleteTaskDefinitionsRequest, DeleteTaskDefinitionsResponse, Failure,
     RegisterTaskDefinitionResponse, TaskDefinition, TaskDefinitionStatus,
@@ -81,7 +83,7 @@ async fn delete_one(
             _ => {}
         }
         td.status = Some(TaskDefinitionStatus::DeleteInProgress);
-        td.delete_requested_at = Some(super::timestamp(ctx.now));
+        td.delete_requested_at = Some(flotilla_control::timestamp(ctx.now));
         let out = td.clone();
         let txn = Txn::new()
             .when(Compare::ModRevision(key.clone(), rev))

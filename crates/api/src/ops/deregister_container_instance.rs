@@ -6,12 +6,12 @@
 
 use super::describe_container_instances::{task_counts, view_of};
 use crate::context::Ctx;
-use crate::instances::InstanceRecord;
-use crate::records::{
+use flotilla_control::instances::InstanceRecord;
+use flotilla_control::tasks::{orphan, TaskRecord};
+use flotilla_controllers::records::{
     self, commit, contention, get, instance_id_in, instance_key, task_key, task_prefix, to_bytes,
     ATTRIBUTES, CAS_ATTEMPTS,
 };
-use crate::tasks::{orphan, TaskRecord};
 use flotilla_model::shapes::{
     Attribute, DeregisterContainerInstanceRequest, DeregisterContainerInstanceResponse,
 };
@@ -37,7 +37,7 @@ pub async fn deregister_container_instance(
     };
     let key = instance_key(&cluster, id);
     let force = req.force.unwrap_or(false);
-    let now = super::timestamp(ctx.now);
+    let now = flotilla_control::timestamp(ctx.now);
     for _ in 0..CAS_ATTEMPTS {
         let Some((mut rec, rev)) = get::<InstanceRecord>(ctx.store(), &key).await? else {
             return Err(not_found(r));
@@ -66,7 +66,9 @@ pub async fn deregister_container_instance(
                 .when(Compare::ModRevision(tkey.clone(), *trev))
                 .put(task_key(&cluster, &t.id), to_bytes(&stopped)?);
             if let Some(net) = stopped.network() {
-                txn = txn.delete(crate::records::address_key(&net.private_ipv4_address));
+                txn = txn.delete(flotilla_controllers::records::address_key(
+                    &net.private_ipv4_address,
+                ));
             }
         }
         rec.reservations.clear();

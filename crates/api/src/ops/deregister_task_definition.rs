@@ -2,9 +2,9 @@
 //! services can no longer use it) and updates its family's count of ACTIVE revisions in the same
 //! transaction.
 
-use super::describe_task_definition::parse_ref;
 use crate::context::Ctx;
-use crate::records::{
+use flotilla_control::task_definitions::parse_ref;
+use flotilla_controllers::records::{
     commit, contention, family_key, get, task_definition_key, to_bytes, FamilyRecord, CAS_ATTEMPTS,
 };
 use flotilla_model::shapes::{
@@ -51,7 +51,7 @@ pub async fn deregister_task_definition(
             });
         }
         td.status = Some(TaskDefinitionStatus::Inactive);
-        td.deregistered_at = Some(super::timestamp(ctx.now));
+        td.deregistered_at = Some(flotilla_control::timestamp(ctx.now));
         let Some((mut family, frev)) = get::<FamilyRecord>(ctx.store(), &fkey).await? else {
             return Err(EcsError::server(format!("family record {fkey} is missing")));
         };

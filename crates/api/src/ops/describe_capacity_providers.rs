@@ -1,9 +1,9 @@
 //! DescribeCapacityProviders: the capacity providers every account has, FARGATE and
 //! FARGATE_SPOT (Flotilla's managed capacity). Unknown names are failures with reason MISSING.
 
-use super::create_cluster::BUILTIN_CAPACITY_PROVIDERS;
 use crate::context::Ctx;
 use crate::paginate::page;
+use flotilla_control::clusters::BUILTIN_CAPACITY_PROVIDERS;
 use flotilla_model::shapes::{
     CapacityProvider, CapacityProviderStatus, DescribeCapacityProvidersRequest,
     DescribeCapacityProvidersResponse, Failure,

@@ -2,10 +2,12 @@
 //! chosen by `include`; unknown clusters are reported in `failures` with reason MISSING.
 
 use crate::context::Ctx;
-use crate::instances::InstanceRecord;
-use crate::records::{cluster_key, cluster_name, get, instance_prefix, list, task_prefix};
-use crate::services::{service_prefix, ServiceRecord, ServiceStatus};
-use crate::tasks::TaskRecord;
+use flotilla_control::instances::InstanceRecord;
+use flotilla_control::services::{service_prefix, ServiceRecord, ServiceStatus};
+use flotilla_control::tasks::TaskRecord;
+use flotilla_controllers::records::{
+    cluster_key, cluster_name, get, instance_prefix, list, task_prefix,
+};
 use flotilla_model::shapes::LaunchType;
 use flotilla_model::shapes::{
     Cluster, ClusterField, DescribeClustersRequest, DescribeClustersResponse, Failure, KeyValuePair,

@@ -5,9 +5,11 @@
 //! failures.
 
 use crate::context::Ctx;
-use crate::instances::{custom_attribute, InstanceRecord, TaskCounts};
-use crate::records::{self, get, instance_id_in, instance_key, task_prefix, ATTRIBUTES};
-use crate::tasks::TaskRecord;
+use flotilla_control::instances::{custom_attribute, InstanceRecord, TaskCounts};
+use flotilla_control::tasks::TaskRecord;
+use flotilla_controllers::records::{
+    self, get, instance_id_in, instance_key, task_prefix, ATTRIBUTES,
+};
 use flotilla_model::shapes::{
     Attribute, ContainerInstance, ContainerInstanceField, DescribeContainerInstancesRequest,
     DescribeContainerInstancesResponse, Failure,

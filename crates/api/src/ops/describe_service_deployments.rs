@@ -6,9 +6,11 @@
 //! failure with reason `MISSING`.
 
 use crate::context::Ctx;
-use crate::records::get;
-use crate::service_scheduler::{circuit_breaker_threshold, DeploymentRecord};
-use crate::services::{parse_deployment_arn, service_key, service_revision_arn, ServiceRecord};
+use flotilla_control::service_scheduler::{circuit_breaker_threshold, DeploymentRecord};
+use flotilla_control::services::{
+    parse_deployment_arn, service_key, service_revision_arn, ServiceRecord,
+};
+use flotilla_controllers::records::get;
 use flotilla_model::shapes::{
     DeploymentRolloutState, DescribeServiceDeploymentsRequest, DescribeServiceDeploymentsResponse,
     Failure, Rollback, ServiceDeployment, ServiceDeploymentCircuitBreaker,

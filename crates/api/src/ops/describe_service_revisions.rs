@@ -6,9 +6,10 @@
 //! `MISSING`.
 
 use super::describe_service_deployments::find;
-use super::describe_task_definition::{load, parse_ref};
 use crate::context::Ctx;
-use crate::services::service_revision_arn;
+use flotilla_control::services::service_revision_arn;
+use flotilla_control::task_definitions::parse_ref;
+use flotilla_controllers::records::load_task_definition as load;
 use flotilla_model::shapes::{
     ContainerImage, DescribeServiceRevisionsRequest, DescribeServiceRevisionsResponse, Failure,
     ServiceRevision,

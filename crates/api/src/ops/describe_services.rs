@@ -3,8 +3,8 @@
 //! does not exist is a failure with reason `MISSING`, as ECS reports it.
 
 use crate::context::Ctx;
-use crate::records::get;
-use crate::services::{service_key, service_name_in, ServiceRecord};
+use flotilla_control::services::{service_key, service_name_in, ServiceRecord};
+use flotilla_controllers::records::get;
 use flotilla_model::shapes::{
     DescribeServicesRequest, DescribeServicesResponse, Failure, ServiceField,
 };

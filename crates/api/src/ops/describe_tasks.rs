@@ -4,8 +4,8 @@
 //! stopped tasks removed after the retention time) are `MISSING` failures.
 
 use crate::context::Ctx;
-use crate::records::{get, task_id_in, task_key};
-use crate::tasks::TaskRecord;
+use flotilla_control::tasks::TaskRecord;
+use flotilla_controllers::records::{get, task_id_in, task_key};
 use flotilla_model::shapes::{DescribeTasksRequest, DescribeTasksResponse, Failure, TaskField};
 use flotilla_model::EcsError;
 

@@ -2,7 +2,7 @@
 
 use crate::context::Ctx;
 use crate::paginate::page;
-use crate::records::{list, CLUSTERS};
+use flotilla_controllers::records::{list, CLUSTERS};
 use flotilla_model::shapes::{Cluster, ListClustersRequest, ListClustersResponse};
 use flotilla_model::EcsError;
 

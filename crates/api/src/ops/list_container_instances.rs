@@ -4,10 +4,10 @@
 //! position), paginated (default and max 100).
 
 use crate::context::Ctx;
-use crate::instances::InstanceRecord;
 use crate::paginate::page;
-use crate::placement::custom_attributes;
-use crate::records::{self, instance_prefix};
+use flotilla_control::instances::InstanceRecord;
+use flotilla_controllers::placement::custom_attributes;
+use flotilla_controllers::records::{self, instance_prefix};
 use flotilla_model::shapes::{ListContainerInstancesRequest, ListContainerInstancesResponse};
 use flotilla_model::EcsError;
 use flotilla_scheduler::{query, InstanceStatus};
@@ -28,7 +28,7 @@ pub async fn list_container_instances(
     let wanted = req
         .status
         .and_then(|s| InstanceStatus::from_ecs_str(s.as_str()));
-    let custom = custom_attributes(ctx, &cluster).await?;
+    let custom = custom_attributes(ctx.store(), &cluster).await?;
     let items: Vec<(String, String)> =
         records::list::<InstanceRecord>(ctx.store(), &instance_prefix(&cluster))
             .await?

@@ -1,16 +1,16 @@
 //! ListServiceDeployments: a service's deployments (current and finished, the last
-//! [`crate::services::MAX_HISTORY`] finished ones), newest first, as `ServiceDeploymentBrief`s,
+//! [`flotilla_control::services::MAX_HISTORY`] finished ones), newest first, as `ServiceDeploymentBrief`s,
 //! filtered by status and by `createdAt {before, after}`, paginated (`maxResults` 1 to 100,
 //! default 20). An unknown service is `ServiceNotFoundException`.
 
 use crate::context::Ctx;
 use crate::paginate::{decode_token, encode_token, page_size};
-use crate::records::get;
-use crate::service_scheduler::DeploymentRecord;
-use crate::services::{
+use flotilla_control::service_scheduler::DeploymentRecord;
+use flotilla_control::services::{
     service_deployment_arn, service_key, service_name_in, service_not_found, service_revision_arn,
     ServiceRecord,
 };
+use flotilla_controllers::records::get;
 use flotilla_model::shapes::{
     DeploymentRolloutState, ListServiceDeploymentsRequest, ListServiceDeploymentsResponse,
     ServiceDeploymentBrief,

@@ -4,8 +4,8 @@
 
 use crate::context::Ctx;
 use crate::paginate::page;
-use crate::records::list;
-use crate::services::{service_prefix, ServiceRecord, ServiceStatus};
+use flotilla_control::services::{service_prefix, ServiceRecord, ServiceStatus};
+use flotilla_controllers::records::list;
 use flotilla_model::shapes::{ListServicesRequest, ListServicesResponse, SchedulingStrategy};
 use flotilla_model::EcsError;
 

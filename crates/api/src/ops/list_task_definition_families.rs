@@ -4,7 +4,7 @@
 
 use crate::context::Ctx;
 use crate::paginate::page;
-use crate::records::{list, FamilyRecord, FAMILIES};
+use flotilla_controllers::records::{list, FamilyRecord, FAMILIES};
 use flotilla_model::shapes::{
     ListTaskDefinitionFamiliesRequest, ListTaskDefinitionFamiliesResponse,
     TaskDefinitionFamilyStatus,

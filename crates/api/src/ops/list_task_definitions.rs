@@ -3,7 +3,7 @@
 
 use crate::context::Ctx;
 use crate::paginate::page;
-use crate::records::{list, task_definition_prefix, TASK_DEFINITIONS};
+use flotilla_controllers::records::{list, task_definition_prefix, TASK_DEFINITIONS};
 use flotilla_model::shapes::{
     ListTaskDefinitionsRequest, ListTaskDefinitionsResponse, RegisterTaskDefinitionResponse,
     SortOrder, TaskDefinitionStatus,

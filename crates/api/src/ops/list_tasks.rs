@@ -7,8 +7,8 @@
 
 use crate::context::Ctx;
 use crate::paginate::page;
-use crate::records::{self, instance_id_in, task_prefix};
-use crate::tasks::TaskRecord;
+use flotilla_control::tasks::TaskRecord;
+use flotilla_controllers::records::{self, instance_id_in, task_prefix};
 use flotilla_model::shapes::{DesiredStatus, ListTasksRequest, ListTasksResponse};
 use flotilla_model::EcsError;
 use flotilla_protocol::DesiredStatus as Desired;
@@ -40,19 +40,19 @@ pub async fn list_tasks(
             .map_or_else(|| format!("\u{0}{ci}"), str::to_string)
     });
     if let Some(s) = req.service_name.as_deref() {
-        let known = match crate::services::service_name_in(s, &cluster)
+        let known = match flotilla_control::services::service_name_in(s, &cluster)
             .filter(|_| !super::foreign_arn(ctx, s))
         {
-            Some(n) => records::get::<crate::services::ServiceRecord>(
+            Some(n) => records::get::<flotilla_control::services::ServiceRecord>(
                 ctx.store(),
-                &crate::services::service_key(&cluster, n),
+                &flotilla_control::services::service_key(&cluster, n),
             )
             .await?
             .is_some(),
             None => false,
         };
         if !known {
-            return Err(crate::services::service_not_found());
+            return Err(flotilla_control::services::service_not_found());
         }
     }
     let desired = req.desired_status.unwrap_or(DesiredStatus::Running);

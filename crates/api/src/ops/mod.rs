@@ -70,8 +70,9 @@ pub async fn request_cluster(
     if cluster.is_some_and(|c| foreign_arn(ctx, c)) {
         return Err(EcsError::cluster_not_found());
     }
-    let named = crate::records::cluster_for(cluster, arns);
-    let (c, _) = crate::records::active_cluster(ctx.store(), named.as_deref()).await?;
+    let named = flotilla_controllers::records::cluster_for(cluster, arns);
+    let (c, _) =
+        flotilla_controllers::records::active_cluster(ctx.store(), named.as_deref()).await?;
     Ok(c.cluster_name.unwrap_or_default())
 }
 
@@ -82,16 +83,6 @@ pub async fn agent_cluster(ctx: &Ctx<'_>, cluster: Option<&str>) -> Result<Strin
         return Ok(flotilla_protocol::MANAGED_POOL.to_string());
     }
     request_cluster(ctx, cluster, &[]).await
-}
-
-/// A timestamp as ECS reports it: epoch seconds with millisecond precision.
-///
-/// Stored records are JSON, and serde_json (without its `float_roundtrip` feature) may read a
-/// float with full microsecond digits back one ULP off, so a definition described after it was
-/// stored would not carry the timestamp RegisterTaskDefinition returned. A value rounded to
-/// milliseconds reads back exactly.
-pub fn timestamp(now: f64) -> f64 {
-    (now * 1000.0).round() / 1000.0
 }
 
 fn to_value<T: serde::Serialize>(v: T) -> Result<Value, EcsError> {
@@ -164,24 +155,4 @@ pub async fn dispatch(ctx: &Ctx<'_>, op: Operation, input: Value) -> Result<Valu
         DescribeServiceRevisions => describe_service_revisions::describe_service_revisions,
         StopServiceDeployment => stop_service_deployment::stop_service_deployment,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::timestamp;
-
-    #[test]
-    fn timestamps_survive_a_json_round_trip() {
-        for now in [
-            1_795_571_145.520_174_f64,
-            1_704_164_645.678_9,
-            1.0e9 + 0.000_4,
-        ] {
-            let t = timestamp(now);
-            assert!((t - now).abs() <= 0.000_5);
-            let back: f64 = serde_json::from_slice(&serde_json::to_vec(&t).unwrap_or_default())
-                .unwrap_or(f64::NAN);
-            assert_eq!(back.to_bits(), t.to_bits());
-        }
-    }
 }

@@ -1,9 +1,9 @@
 //! PutClusterCapacityProviders: replaces a cluster's capacity providers (FARGATE, FARGATE_SPOT)
 //! and its default capacity provider strategy.
 
-use super::create_cluster::validate_capacity_providers;
 use super::update_cluster::modify_cluster;
 use crate::context::Ctx;
+use flotilla_control::clusters::validate_capacity_providers;
 use flotilla_model::shapes::{
     PutClusterCapacityProvidersRequest, PutClusterCapacityProvidersResponse,
 };

@@ -12,11 +12,11 @@
 //! within `MISSED_HEARTBEATS` heartbeat intervals, it is marked `agentConnected: false`.
 
 use super::describe_container_instances::{task_counts, view_of};
-use super::tags::validate_tags;
 use crate::context::Ctx;
-use crate::instances::{parse_identity_document, parse_total_resources, InstanceRecord};
-use crate::placement::new_id;
-use crate::records::{
+use flotilla_control::instances::{parse_identity_document, parse_total_resources, InstanceRecord};
+use flotilla_control::tags::validate_tags;
+use flotilla_controllers::placement::new_id;
+use flotilla_controllers::records::{
     commit, contention, get, instance_id_in, instance_key, to_bytes, CAS_ATTEMPTS,
 };
 use flotilla_model::shapes::{
@@ -44,7 +44,7 @@ pub async fn register_container_instance(
         .as_deref()
         .and_then(|a| instance_id_in(a, &cluster))
         .map(str::to_string);
-    let now = super::timestamp(ctx.now);
+    let now = flotilla_control::timestamp(ctx.now);
     for _ in 0..CAS_ATTEMPTS {
         let existing = match &existing_id {
             Some(id) => get::<InstanceRecord>(ctx.store(), &instance_key(&cluster, id))

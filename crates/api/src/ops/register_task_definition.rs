@@ -2,9 +2,9 @@
 //! revision of its family. Revision numbers come from the family record, updated in the same
 //! transaction as the new revision, so concurrent registrations never share a number.
 
-use super::tags::validate_tags;
 use crate::context::Ctx;
-use crate::records::{
+use flotilla_control::tags::validate_tags;
+use flotilla_controllers::records::{
     commit, contention, family_key, get, task_definition_key, to_bytes, FamilyRecord, CAS_ATTEMPTS,
 };
 use flotilla_model::shapes::{RegisterTaskDefinitionRequest, RegisterTaskDefinitionResponse};
@@ -23,7 +23,7 @@ pub async fn register_task_definition(
     let probe = Registration {
         arn: String::new(),
         revision: 1,
-        registered_at: super::timestamp(ctx.now),
+        registered_at: flotilla_control::timestamp(ctx.now),
         registered_by: ctx.caller.principal_arn.clone(),
     };
     validate_and_build(&req, &probe)?;
@@ -40,7 +40,7 @@ pub async fn register_task_definition(
         let reg = Registration {
             arn: ctx.arns().task_definition(&req.family, revision),
             revision,
-            registered_at: super::timestamp(ctx.now),
+            registered_at: flotilla_control::timestamp(ctx.now),
             registered_by: ctx.caller.principal_arn.clone(),
         };
         let td = validate_and_build(&req, &reg)?;

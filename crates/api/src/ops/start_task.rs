@@ -3,9 +3,10 @@
 //! that cannot take it are reported in `failures` (`MISSING`, `INACTIVE`, `AGENT`,
 //! `RESOURCE:*`).
 
-use super::run_task::{placement_request, prepare, Common};
 use crate::context::Ctx;
-use crate::placement::{self, Committed, Target};
+use flotilla_control::template::{placement_request, Common};
+use flotilla_controllers::placement::{self, Committed, Target};
+use flotilla_controllers::templates::prepare;
 use flotilla_model::shapes::{LaunchType, StartTaskRequest, StartTaskResponse};
 use flotilla_model::EcsError;
 
@@ -21,7 +22,7 @@ pub async fn start_task(
         )));
     }
     let template = prepare(
-        ctx,
+        ctx.plane(),
         &Common {
             cluster: req.cluster.as_deref(),
             task_definition: &req.task_definition,
@@ -42,13 +43,21 @@ pub async fn start_task(
         .container_instances
         .iter()
         .map(|v| {
-            crate::records::instance_id_in(v, &template.cluster)
+            flotilla_controllers::records::instance_id_in(v, &template.cluster)
                 .unwrap_or(v.as_str())
                 .to_string()
         })
         .collect();
-    let preq = placement_request(&template, 1)?;
-    match placement::place(ctx, &template, &Target::Start(Box::new(preq), names), None).await? {
+    let preq = placement_request(&template, 1, rand::random::<u64>())?;
+    match placement::place(
+        ctx.plane(),
+        ctx.now,
+        &template,
+        &Target::Start(Box::new(preq), names),
+        None,
+    )
+    .await?
+    {
         Committed::Placed(tasks, mut failures) => {
             // Instances named by id are reported by ARN, as ECS does.
             for f in &mut failures {

@@ -9,9 +9,11 @@
 
 use super::describe_service_deployments::find;
 use crate::context::Ctx;
-use crate::records::{commit, contention, to_bytes, CAS_ATTEMPTS};
-use crate::service_scheduler::DeploymentStatus;
-use crate::services::{new_deployment, service_key, ServiceStatus, StopNote};
+use flotilla_control::service_scheduler::DeploymentStatus;
+use flotilla_control::services::{
+    deployment_id, new_deployment, service_key, ServiceStatus, StopNote,
+};
+use flotilla_controllers::records::{commit, contention, to_bytes, CAS_ATTEMPTS};
 use flotilla_model::shapes::{
     DeploymentRolloutState, ServiceDeploymentStatus, StopServiceDeploymentRequest,
     StopServiceDeploymentResponse, StopServiceDeploymentStopType,
@@ -30,7 +32,7 @@ pub async fn stop_service_deployment(
 ) -> Result<StopServiceDeploymentResponse, EcsError> {
     let arn = req.service_deployment_arn.clone();
     let rollback = req.stop_type != Some(StopServiceDeploymentStopType::Abort);
-    let now = super::timestamp(ctx.now);
+    let now = flotilla_control::timestamp(ctx.now);
     for _ in 0..CAS_ATTEMPTS {
         let Some((mut rec, rev, d)) = find(ctx, &arn, "service-deployment").await? else {
             return Err(EcsError::new(
@@ -73,7 +75,7 @@ pub async fn stop_service_deployment(
                 x.status = DeploymentStatus::Active;
                 x.desired_count = 0;
             }
-            let mut nd = new_deployment(&td, desired, now);
+            let mut nd = new_deployment(deployment_id(rand::random::<u64>()), &td, desired, now);
             nd.rollout_state_reason =
                 format!("ECS deployment rolling back to deploymentId {to_id}.");
             note.rollback = Some((to_id.clone(), nd.id.clone()));
@@ -86,6 +88,7 @@ pub async fn stop_service_deployment(
                     d.id
                 )],
                 now,
+                &mut || uuid::Uuid::new_v4().to_string(),
             );
         }
         rec.stopped.insert(d.id.clone(), note);

@@ -6,8 +6,10 @@
 //! "The referenced task was not found."
 
 use crate::context::Ctx;
-use crate::records::{commit, contention, get, task_id_in, task_key, to_bytes, CAS_ATTEMPTS};
-use crate::tasks::{stop, TaskRecord};
+use flotilla_control::tasks::{stop, TaskRecord};
+use flotilla_controllers::records::{
+    commit, contention, get, task_id_in, task_key, to_bytes, CAS_ATTEMPTS,
+};
 use flotilla_model::shapes::{StopTaskRequest, StopTaskResponse, TaskStopCode};
 use flotilla_model::EcsError;
 use flotilla_store::{Compare, Txn};
@@ -31,7 +33,7 @@ pub async fn stop_task(ctx: &Ctx<'_>, req: StopTaskRequest) -> Result<StopTaskRe
         ));
     }
     let key = task_key(&cluster, id);
-    let now = super::timestamp(ctx.now);
+    let now = flotilla_control::timestamp(ctx.now);
     for _ in 0..CAS_ATTEMPTS {
         let Some((rec, rev)) = get::<TaskRecord>(ctx.store(), &key).await? else {
             return Err(not_found());

@@ -5,15 +5,16 @@
 //! Taggable resources, addressed by long-format ARN: clusters, task definitions, tasks,
 //! container instances and services (not INACTIVE ones).
 
-use super::describe_task_definition::parse_ref;
 use crate::context::Ctx;
-use crate::instances::InstanceRecord;
-use crate::records::{
+use flotilla_control::instances::InstanceRecord;
+use flotilla_control::services::{service_key, ServiceRecord, ServiceStatus};
+use flotilla_control::tags::{validate_tags, MAX_TAGS};
+use flotilla_control::task_definitions::parse_ref;
+use flotilla_control::tasks::TaskRecord;
+use flotilla_controllers::records::{
     cluster_key, commit, contention, get, instance_key, task_definition_key, task_key, to_bytes,
     CAS_ATTEMPTS,
 };
-use crate::services::{service_key, ServiceRecord, ServiceStatus};
-use crate::tasks::TaskRecord;
 use flotilla_model::shapes::{
     Cluster, ListTagsForResourceRequest, ListTagsForResourceResponse,
     RegisterTaskDefinitionResponse, Tag, TagResourceRequest, TagResourceResponse,
@@ -21,37 +22,6 @@ use flotilla_model::shapes::{
 };
 use flotilla_model::{EcsError, ErrorCode};
 use flotilla_store::{Compare, Txn};
-
-/// The most tags a resource may carry.
-pub const MAX_TAGS: usize = 50;
-
-/// Checks tags given in a request; `existing` is how many other tags the resource keeps.
-pub fn validate_tags(tags: &[Tag], existing: usize) -> Result<(), EcsError> {
-    let mut keys = std::collections::HashSet::new();
-    for t in tags {
-        let key = t.key.as_deref().unwrap_or("");
-        if key.is_empty() {
-            return Err(EcsError::invalid_parameter("Tag keys must not be empty."));
-        }
-        if key.len() >= 4 && key[..4].eq_ignore_ascii_case("aws:") {
-            return Err(EcsError::invalid_parameter(format!(
-                "Tag key '{key}' is not allowed: the 'aws:' prefix is reserved for AWS use."
-            )));
-        }
-        if !keys.insert(key) {
-            return Err(EcsError::invalid_parameter(format!(
-                "Tag key '{key}' appears more than once."
-            )));
-        }
-    }
-    if tags.len() + existing > MAX_TAGS {
-        return Err(EcsError::invalid_parameter(format!(
-            "A resource can have at most {MAX_TAGS} tags; this request would leave it with {}.",
-            tags.len() + existing
-        )));
-    }
-    Ok(())
-}
 
 /// A taggable resource, located by its ARN.
 enum Target {

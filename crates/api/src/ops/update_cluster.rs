@@ -1,8 +1,10 @@
 //! UpdateCluster (settings, configuration) and the shared read-modify-write of a cluster.
 
-use super::create_cluster::{merge_settings, validate_settings};
 use crate::context::Ctx;
-use crate::records::{active_cluster, cluster_key, commit, contention, to_bytes, CAS_ATTEMPTS};
+use flotilla_control::clusters::{merge_settings, validate_settings};
+use flotilla_controllers::records::{
+    active_cluster, cluster_key, commit, contention, to_bytes, CAS_ATTEMPTS,
+};
 use flotilla_model::shapes::{Cluster, UpdateClusterRequest, UpdateClusterResponse};
 use flotilla_model::{EcsError, ErrorCode};
 use flotilla_store::{Compare, Txn};

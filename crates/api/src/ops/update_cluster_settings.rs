@@ -1,8 +1,8 @@
 //! UpdateClusterSettings: changes settings such as containerInsights.
 
-use super::create_cluster::{merge_settings, validate_settings};
 use super::update_cluster::modify_cluster;
 use crate::context::Ctx;
+use flotilla_control::clusters::{merge_settings, validate_settings};
 use flotilla_model::shapes::{UpdateClusterSettingsRequest, UpdateClusterSettingsResponse};
 use flotilla_model::EcsError;
 

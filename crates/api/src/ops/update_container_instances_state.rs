@@ -4,8 +4,8 @@
 
 use super::describe_container_instances::{task_counts, view_of};
 use crate::context::Ctx;
-use crate::instances::InstanceRecord;
-use crate::records::{
+use flotilla_control::instances::InstanceRecord;
+use flotilla_controllers::records::{
     commit, contention, get, instance_id_in, instance_key, to_bytes, CAS_ATTEMPTS,
 };
 use flotilla_model::shapes::{

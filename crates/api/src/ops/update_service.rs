@@ -4,14 +4,16 @@
 //! the new one becomes healthy). An unknown service is `ServiceNotFoundException`, a DRAINING or
 //! INACTIVE one `ServiceNotActiveException`.
 
-use super::run_task::{constraints, prepare, resolve_launch, strategies, Common};
 use crate::context::Ctx;
-use crate::records::{commit, contention, get, to_bytes, CAS_ATTEMPTS};
-use crate::service_scheduler::DeploymentStatus;
-use crate::services::{
-    deployment_configuration, new_deployment, service_key, service_name_in, service_not_active,
-    service_not_found, ServiceRecord, ServiceStatus,
+use flotilla_control::launch::{constraints, strategies};
+use flotilla_control::service_scheduler::DeploymentStatus;
+use flotilla_control::services::{
+    deployment_configuration, deployment_id, new_deployment, service_key, service_name_in,
+    service_not_active, service_not_found, ServiceRecord, ServiceStatus,
 };
+use flotilla_control::template::Common;
+use flotilla_controllers::records::{commit, contention, get, to_bytes, CAS_ATTEMPTS};
+use flotilla_controllers::templates::{prepare, resolve_launch};
 use flotilla_model::shapes::{UpdateServiceRequest, UpdateServiceResponse};
 use flotilla_model::EcsError;
 use flotilla_store::{Compare, Txn};
@@ -31,7 +33,7 @@ pub async fn update_service(
         .as_deref()
         .filter(|c| !c.is_empty());
     if let Some(s) = new_strategy {
-        resolve_launch(ctx, Some(&cluster), None, Some(s)).await?;
+        resolve_launch(ctx.plane(), Some(&cluster), None, Some(s)).await?;
     }
     if req.desired_count.is_some_and(|d| d < 0) {
         return Err(EcsError::invalid_parameter(
@@ -45,7 +47,7 @@ pub async fn update_service(
         constraints(c)?;
     }
     let key = service_key(&cluster, &name);
-    let now = super::timestamp(ctx.now);
+    let now = flotilla_control::timestamp(ctx.now);
     // The new task definition, launch and network, checked once (ACTIVE, compatible, valid).
     let mut new_td: Option<String> = None;
     let launch_changes = new_strategy.is_some()
@@ -63,7 +65,7 @@ pub async fn update_service(
         let current_td = rec.service.task_definition.clone().unwrap_or_default();
         let td = req.task_definition.as_deref().unwrap_or(&current_td);
         let t = prepare(
-            ctx,
+            ctx.plane(),
             &Common {
                 cluster: Some(&cluster),
                 task_definition: td,
@@ -156,7 +158,10 @@ pub async fn update_service(
                 d.desired_count = 0;
                 d.updated_at = now;
             }
-            rec.deployments.insert(0, new_deployment(&td, desired, now));
+            rec.deployments.insert(
+                0,
+                new_deployment(deployment_id(rand::random::<u64>()), &td, desired, now),
+            );
             rec.service.task_definition = Some(td.clone());
             rec.steady = false;
         } else if let Some(p) = rec.deployments.first_mut() {

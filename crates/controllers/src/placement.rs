@@ -16,64 +16,22 @@
 //! What it is not: request validation (the handlers do it before calling in) or the agent push
 //! (the session sees the new task records through its watch).
 
-use crate::context::Ctx;
-use crate::instances::{custom_attribute, InstanceRecord, Reservation};
+use crate::plane::Plane;
 use crate::records::{
     self, commit, contention, get, instance_prefix, task_key, to_bytes, ClientTokenRecord,
     ATTRIBUTES, CAS_ATTEMPTS,
 };
-use crate::tasks::{Resolved, Status, TaskRecord};
-use flotilla_model::shapes::{
-    Attribute, AwsVpcConfiguration, Container, EphemeralStorage, Failure, LaunchType, NetworkMode,
-    Tag, Task, TaskDefinition, TaskOverride,
-};
+use flotilla_control::instances::{custom_attribute, InstanceRecord, Reservation};
+use flotilla_control::launch::placement_error;
+use flotilla_control::tasks::{Status, TaskRecord};
+use flotilla_control::template::TaskTemplate;
+use flotilla_model::shapes::{Attribute, Container, EphemeralStorage, Failure, NetworkMode, Task};
 use flotilla_model::status::{ContainerStatus, TaskStatus};
 use flotilla_model::{EcsError, ErrorCode};
 use flotilla_protocol::{ContainerAssignment, DesiredStatus, TaskAssignment, TaskNetwork};
 use flotilla_scheduler::{self as sched, PlacementError};
 use flotilla_store::{Compare, Txn};
 use std::collections::{BTreeSet, HashMap};
-
-/// Everything needed to create the tasks of one RunTask/StartTask request.
-#[derive(Debug, Clone)]
-pub struct TaskTemplate {
-    /// Cluster name.
-    pub cluster: String,
-    /// The task definition (ACTIVE).
-    pub task_definition: TaskDefinition,
-    /// Overrides applied.
-    pub resolved: Resolved,
-    /// The overrides as given (reported as `overrides`).
-    pub overrides: TaskOverride,
-    /// The task group.
-    pub group: String,
-    /// `startedBy`.
-    pub started_by: Option<String>,
-    /// EC2 or EXTERNAL.
-    pub launch_type: LaunchType,
-    /// The task's tags.
-    pub tags: Vec<Tag>,
-    /// `enableExecuteCommand`.
-    pub enable_execute_command: bool,
-    /// The resource side, for placement.
-    pub spec: sched::TaskSpec,
-    /// For the FARGATE launch type: the platform.
-    pub fargate: Option<FargatePlatform>,
-    /// For `awsvpc` tasks: the request's `awsvpcConfiguration`; each task gets an address on
-    /// the managed task network.
-    pub awsvpc: Option<AwsVpcConfiguration>,
-    /// The capacity provider of each new task, in placement order (empty: launch type only).
-    pub providers: Vec<String>,
-}
-
-/// The platform a FARGATE task runs on.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FargatePlatform {
-    /// The resolved platform version (`LATEST` is `1.4.0`).
-    pub platform_version: String,
-    /// The ephemeral storage, GiB (20 unless the task definition or overrides ask for more).
-    pub ephemeral_storage_gib: i32,
-}
 
 /// Where to place.
 #[derive(Debug, Clone)]
@@ -102,19 +60,6 @@ pub enum Committed {
     TokenUsed(ClientTokenRecord),
 }
 
-/// Turns a scheduler refusal into the ECS error.
-pub fn placement_error(e: PlacementError) -> EcsError {
-    match e {
-        PlacementError::NoContainerInstances => {
-            EcsError::invalid_parameter(PlacementError::NO_INSTANCES_MESSAGE)
-        }
-        PlacementError::Query(q) => {
-            EcsError::invalid_parameter(format!("Invalid placement constraint expression: {q}."))
-        }
-        other => EcsError::invalid_parameter(format!("{other}.")),
-    }
-}
-
 /// A new 32-character lowercase hex id, as ECS's long-format task and instance ids.
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -122,12 +67,12 @@ pub fn new_id() -> String {
 
 /// The custom attributes of every instance of a cluster, by instance id.
 pub async fn custom_attributes(
-    ctx: &Ctx<'_>,
+    store: &dyn flotilla_store::Store,
     cluster: &str,
 ) -> Result<HashMap<String, Vec<Attribute>>, EcsError> {
     let mut out: HashMap<String, Vec<Attribute>> = HashMap::new();
     let prefix = format!("{ATTRIBUTES}{cluster}/");
-    for (key, a, _) in records::list::<Attribute>(ctx.store(), &prefix).await? {
+    for (key, a, _) in records::list::<Attribute>(store, &prefix).await? {
         let id = key
             .strip_prefix(&prefix)
             .and_then(|r| r.split('/').next())
@@ -138,18 +83,27 @@ pub async fn custom_attributes(
     Ok(out)
 }
 
-fn build_task(
-    ctx: &Ctx<'_>,
-    t: &TaskTemplate,
-    inst: &InstanceRecord,
-    placement: &sched::Placement,
-    demand: &sched::Demand,
-    provider: Option<&String>,
+/// Where one new task goes: its instance, the scheduler's placement there, what it reserves,
+/// its capacity provider and its task network address.
+struct Slot<'a> {
+    inst: &'a InstanceRecord,
+    placement: &'a sched::Placement,
+    demand: &'a sched::Demand,
+    provider: Option<&'a String>,
     network: Option<TaskNetwork>,
-) -> TaskRecord {
-    let arns = ctx.arns();
+}
+
+fn build_task(plane: &Plane, now: f64, t: &TaskTemplate, slot: Slot<'_>) -> TaskRecord {
+    let Slot {
+        inst,
+        placement,
+        demand,
+        provider,
+        network,
+    } = slot;
+    let arns = &plane.arns;
     let id = new_id();
-    let now = crate::ops::timestamp(ctx.now);
+    let now = flotilla_control::timestamp(now);
     let task_arn = arns.task(&t.cluster, &id);
     let cluster_arn = arns.cluster(&t.cluster);
     let td = &t.task_definition;
@@ -191,7 +145,8 @@ fn build_task(
         // A Fargate task runs on no container instance the user could see.
         container_instance_arn: fargate.is_none().then(|| inst.arn().to_string()),
         platform_version: fargate.map(|f| f.platform_version.clone()),
-        platform_family: fargate.map(|_| crate::fargate::PLATFORM_FAMILY_LINUX.to_string()),
+        platform_family: fargate
+            .map(|_| flotilla_model::fargate::PLATFORM_FAMILY_LINUX.to_string()),
         ephemeral_storage: fargate.map(|f| EphemeralStorage {
             size_in_gi_b: f.ephemeral_storage_gib,
         }),
@@ -259,7 +214,8 @@ fn build_task(
 
 /// Plans and commits one request (see the module docs).
 pub async fn place(
-    ctx: &Ctx<'_>,
+    plane: &Plane,
+    now: f64,
     template: &TaskTemplate,
     target: &Target,
     token: Option<&Token>,
@@ -270,17 +226,17 @@ pub async fn place(
         .map_err(|e| placement_error(e.into()))?;
     for _ in 0..CAS_ATTEMPTS {
         if let Some(tok) = token {
-            if let Some((rec, _)) = get::<ClientTokenRecord>(ctx.store(), &tok.key).await? {
+            if let Some((rec, _)) = get::<ClientTokenRecord>(plane.store(), &tok.key).await? {
                 return Ok(Committed::TokenUsed(rec));
             }
         }
-        let pool = crate::fargate::host_cluster(template.launch_type, &template.cluster);
-        let all = records::list::<InstanceRecord>(ctx.store(), &instance_prefix(pool)).await?;
+        let pool = flotilla_control::launch::host_cluster(template.launch_type, &template.cluster);
+        let all = records::list::<InstanceRecord>(plane.store(), &instance_prefix(pool)).await?;
         let mut instances: Vec<(String, InstanceRecord, u64)> = all
             .into_iter()
             .filter(|(_, r, _)| r.status() != sched::InstanceStatus::Inactive)
             .collect();
-        let custom = custom_attributes(ctx, pool).await?;
+        let custom = custom_attributes(plane.store(), pool).await?;
         let snapshot = sched::Snapshot::new(
             instances
                 .iter()
@@ -293,7 +249,7 @@ pub async fn place(
                 // The pool is Flotilla's: its hosts are never named in a failure.
                 let no_capacity = || Failure {
                     arn: None,
-                    reason: Some(crate::fargate::NO_CAPACITY_REASON.to_string()),
+                    reason: Some(flotilla_control::launch::NO_CAPACITY_REASON.to_string()),
                     detail: None,
                 };
                 let o = match cluster.place(req) {
@@ -342,7 +298,7 @@ pub async fn place(
         let mut touched: BTreeSet<usize> = BTreeSet::new();
         let mut tasks = Vec::new();
         let mut book = match template.awsvpc {
-            Some(_) => Some(crate::fargate::AddressBook::read(ctx.store()).await?),
+            Some(_) => Some(crate::fargate::AddressBook::read(plane.store()).await?),
             None => None,
         };
         let mut failures = failures;
@@ -352,7 +308,7 @@ pub async fn place(
             };
             let network = match (&template.awsvpc, book.as_mut()) {
                 (Some(vpc), Some(book)) => {
-                    let cidr = &ctx.api.fargate.task_network;
+                    let cidr = &plane.fargate.task_network;
                     let Some(ip) = book.take(cidr) else {
                         failures.push(Failure {
                             arn: None,
@@ -367,15 +323,14 @@ pub async fn place(
                 }
                 _ => None,
             };
-            let rec = build_task(
-                ctx,
-                template,
+            let slot = Slot {
                 inst,
-                p,
-                &demand,
-                template.providers.get(i),
+                placement: p,
+                demand: &demand,
+                provider: template.providers.get(i),
                 network,
-            );
+            };
+            let rec = build_task(plane, now, template, slot);
             inst.reserve(&rec.id, rec.reservation.clone());
             inst.touch();
             touched.insert(p.instance_index);
@@ -409,13 +364,13 @@ pub async fn place(
                 request_digest: tok.digest.clone(),
                 task_arns: tasks.iter().map(|t| t.arn().to_string()).collect(),
                 failures: failures.clone(),
-                created_at: ctx.now,
+                created_at: now,
             };
             txn = txn
                 .when(Compare::Absent(tok.key.clone()))
                 .put(tok.key.clone(), to_bytes(&rec)?);
         }
-        if commit(ctx.store(), txn).await? {
+        if commit(plane.store(), txn).await? {
             for t in &tasks {
                 tracing::info!(task = %t.arn(), container_instance = %t.instance_id, cluster = %t.cluster, "task placed");
             }

@@ -1,4 +1,6 @@
-//! How ECS objects are laid out in the store, and typed access to them.
+//! How ECS objects are laid out in the store: the key of every record, and the records that are
+//! only bookkeeping (family counters, client tokens). Typed reads and writes are in
+//! `flotilla_controllers::records`; this module only names things.
 //!
 //! Keys (values are JSON of the generated model shapes):
 //! - `clusters/NAME` -> `Cluster` (tags, settings and configuration included; trimmed per request)
@@ -11,14 +13,10 @@
 //! - `tasks/CLUSTER/ID` -> [`crate::tasks::TaskRecord`] (the task, its observed state and the
 //!   assignment its agent is sent)
 //! - `client-tokens/CLUSTER/HEX(TOKEN)` -> [`ClientTokenRecord`] (RunTask idempotency)
-//!
-//! Every write is a compare-and-swap on the object's `mod_revision`, so concurrent requests never
-//! lose each other's updates; a conflict is retried by the caller with fresh reads.
+//! - `services/CLUSTER/NAME` -> [`crate::services::ServiceRecord`] (see [`crate::services`])
+//! - `addresses/IP` -> the ARN of the task holding the address on the managed task network
 
-use flotilla_model::shapes::Cluster;
 use flotilla_model::EcsError;
-use flotilla_store::{Store, StoreError, Txn, TxnOutcome};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Prefix of cluster records.
@@ -41,9 +39,6 @@ pub const TASKS: &str = "tasks/";
 pub const ADDRESSES: &str = "addresses/";
 /// Prefix of RunTask client tokens.
 pub const CLIENT_TOKENS: &str = "client-tokens/";
-
-/// How many times a handler retries a compare-and-swap that lost a race.
-pub const CAS_ATTEMPTS: usize = 16;
 
 /// The key of a cluster.
 pub fn cluster_key(name: &str) -> String {
@@ -150,73 +145,6 @@ pub struct FamilyRecord {
     pub active_revisions: u32,
 }
 
-/// A store failure, as the client sees it.
-pub fn store_error(e: StoreError) -> EcsError {
-    tracing::error!(error = %e, "store failure");
-    EcsError::server(format!(
-        "Flotilla could not reach its store: {e}. Retry the request."
-    ))
-}
-
-/// Serializes a record.
-pub fn to_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>, EcsError> {
-    serde_json::to_vec(v).map_err(|e| EcsError::server(format!("could not encode a record: {e}")))
-}
-
-fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, EcsError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| EcsError::server(format!("record {key} is unreadable: {e}")))
-}
-
-/// Reads one record with its `mod_revision`.
-pub async fn get<T: DeserializeOwned>(
-    store: &dyn Store,
-    key: &str,
-) -> Result<Option<(T, u64)>, EcsError> {
-    match store.get(key).await.map_err(store_error)? {
-        Some(kv) => Ok(Some((decode(key, &kv.value)?, kv.mod_revision))),
-        None => Ok(None),
-    }
-}
-
-/// Reads every record under a prefix, in key order.
-pub async fn list<T: DeserializeOwned>(
-    store: &dyn Store,
-    prefix: &str,
-) -> Result<Vec<(String, T, u64)>, EcsError> {
-    let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = store
-            .list(prefix, after.as_deref(), 1000)
-            .await
-            .map_err(store_error)?;
-        for kv in &page.items {
-            out.push((kv.key.clone(), decode(&kv.key, &kv.value)?, kv.mod_revision));
-        }
-        if !page.more {
-            break;
-        }
-        after = page.items.last().map(|kv| kv.key.clone());
-    }
-    Ok(out)
-}
-
-/// Commits a transaction; `Ok(false)` means a compare failed and the caller should retry.
-pub async fn commit(store: &dyn Store, txn: Txn) -> Result<bool, EcsError> {
-    match store.txn(txn).await.map_err(store_error)? {
-        TxnOutcome::Committed { .. } => Ok(true),
-        TxnOutcome::Conflict { .. } => Ok(false),
-    }
-}
-
-/// The error for a compare-and-swap that kept losing.
-pub fn contention() -> EcsError {
-    EcsError::server(
-        "The resource is being modified by other requests at the same time. Retry the request.",
-    )
-}
-
 /// The name a `cluster` request member refers to: the short name, the name inside an ARN, or
 /// `default` when omitted.
 pub fn cluster_name(cluster: Option<&str>) -> Result<String, EcsError> {
@@ -227,14 +155,10 @@ pub fn cluster_name(cluster: Option<&str>) -> Result<String, EcsError> {
     Ok(name.to_string())
 }
 
-/// Loads an ACTIVE cluster by name or ARN, or answers `ClusterNotFoundException`.
-pub async fn active_cluster(
-    store: &dyn Store,
-    cluster: Option<&str>,
-) -> Result<(Cluster, u64), EcsError> {
-    let name = cluster_name(cluster)?;
-    match get::<Cluster>(store, &cluster_key(&name)).await? {
-        Some((c, rev)) if c.status.as_deref() == Some("ACTIVE") => Ok((c, rev)),
-        _ => Err(EcsError::cluster_not_found()),
-    }
+/// True when `value` is an ARN of another region or account than `arns`'. Such an ARN names a
+/// resource this server does not hold, even when a local resource has the same name.
+pub fn foreign_arn(arns: &flotilla_model::arn::ArnContext, value: &str) -> bool {
+    value.starts_with("arn:")
+        && flotilla_model::arn::parse(value)
+            .is_some_and(|p| p.region != arns.region || p.account != arns.account)
 }

@@ -5,7 +5,7 @@
 //! answers what to do ([`Actions`]): how many tasks to start for the primary deployment, which
 //! tasks to stop and why, the deployments as they should now be stored, and the events to add.
 //! It is level-triggered: calling it again on the same inputs after the actions were applied
-//! asks for nothing more. The async driver ([`crate::service_loop`]) reads, calls, and applies.
+//! asks for nothing more. The async driver (`flotilla_controllers::service_loop`) reads, calls, and applies.
 //!
 //! The rules (ECS's deployment configuration, spec 11.4):
 //! - at most `floor(desired * maximumPercent / 100)` tasks that have not stopped (PENDING,

@@ -6,7 +6,7 @@
 //!   Nothing here is durable; `agentConnected` is (it is written to the instance record).
 //! - The liveness loop: an instance registered (or found connected when the server starts) that
 //!   opens no session within `MISSED_HEARTBEATS` heartbeat intervals is marked
-//!   `agentConnected: false`. A session watches its own silence (see [`crate::session`]).
+//!   `agentConnected: false`. A session watches its own silence (see `flotilla_api::session`).
 //! - The sweeper: STOPPED tasks are kept for [`AgentTimings::stopped_task_retention`] after
 //!   `stoppedAt` (ECS keeps them about an hour), then deleted; RunTask client tokens are
 //!   forgotten after the same time.
@@ -14,13 +14,13 @@
 //! Invariant: the registry's lock is never held across an `.await`; every store write is a
 //! compare-and-swap on the record's `mod_revision`.
 
-use crate::context::Api;
-use crate::instances::InstanceRecord;
+use crate::plane::Plane;
 use crate::records::{
-    self, commit, get, instance_key, to_bytes, ClientTokenRecord, CAS_ATTEMPTS, CLIENT_TOKENS,
+    self, commit, get, instance_key, to_bytes, Attempt, ClientTokenRecord, CLIENT_TOKENS,
     CONTAINER_INSTANCES, TASKS,
 };
-use crate::tasks::TaskRecord;
+use flotilla_control::instances::InstanceRecord;
+use flotilla_control::tasks::TaskRecord;
 use flotilla_model::EcsError;
 use flotilla_protocol::{TaskUsage, MISSED_HEARTBEATS};
 use flotilla_scheduler::InstanceStatus;
@@ -167,15 +167,15 @@ pub async fn set_agent_connected(
     still_wanted: &(dyn Fn() -> bool + Send + Sync),
 ) -> Result<(), EcsError> {
     let key = instance_key(cluster, id);
-    for _ in 0..CAS_ATTEMPTS {
+    let changed = records::cas(store, || async {
         let Some((mut rec, rev)) = get::<InstanceRecord>(store, &key).await? else {
-            return Ok(());
+            return Ok(Attempt::Done(None));
         };
         if !still_wanted()
             || (!connected && !rec.instance.agent_connected)
             || rec.status() == InstanceStatus::Inactive
         {
-            return Ok(());
+            return Ok(Attempt::Done(None));
         }
         let changed = rec.instance.agent_connected != connected;
         rec.instance.agent_connected = connected;
@@ -185,14 +185,13 @@ pub async fn set_agent_connected(
         let txn = Txn::new()
             .when(Compare::ModRevision(key.clone(), rev))
             .put(key.clone(), to_bytes(&rec)?);
-        if commit(store, txn).await? {
-            if changed {
-                tracing::info!(container_instance = %rec.arn(), connected, "agent connection changed");
-            }
-            return Ok(());
-        }
+        Ok(Attempt::Commit(txn, changed.then(|| rec.arn().to_string())))
+    })
+    .await?;
+    if let Some(arn) = changed {
+        tracing::info!(container_instance = %arn, connected, "agent connection changed");
     }
-    Err(records::contention())
+    Ok(())
 }
 
 /// Splits `container-instances/CLUSTER/ID` into its parts.
@@ -200,13 +199,16 @@ fn split_instance_key(key: &str) -> Option<(&str, &str)> {
     key.strip_prefix(CONTAINER_INSTANCES)?.split_once('/')
 }
 
-/// Starts the liveness loop and the sweeper; both end when the `Api` is dropped.
-pub fn spawn_background(api: Weak<Api>) {
-    tokio::spawn(liveness_loop(api.clone()));
-    tokio::spawn(sweeper_loop(api));
+/// Starts the liveness loop and the sweeper; both end when the plane is dropped or their
+/// handles are aborted.
+pub fn spawn_background(plane: Weak<Plane>) -> Vec<tokio::task::JoinHandle<()>> {
+    vec![
+        tokio::spawn(liveness_loop(plane.clone())),
+        tokio::spawn(sweeper_loop(plane)),
+    ]
 }
 
-async fn liveness_loop(weak: Weak<Api>) {
+async fn liveness_loop(weak: Weak<Plane>) {
     let Some(api) = weak.upgrade() else { return };
     let limit = api.timings.silence_limit();
     let period = (api.timings.heartbeat_interval / 2).max(Duration::from_millis(10));
@@ -243,7 +245,7 @@ async fn liveness_loop(weak: Weak<Api>) {
     }
 }
 
-async fn sweeper_loop(weak: Weak<Api>) {
+async fn sweeper_loop(weak: Weak<Plane>) {
     let period = match weak.upgrade() {
         Some(api) => (api.timings.stopped_task_retention / 4)
             .clamp(Duration::from_millis(10), Duration::from_secs(60)),
@@ -263,7 +265,7 @@ async fn sweeper_loop(weak: Weak<Api>) {
 
 /// Deletes STOPPED tasks older than the retention, and expired client tokens. Returns how many
 /// tasks were deleted.
-pub async fn sweep(api: &Api, now: f64) -> Result<usize, EcsError> {
+pub async fn sweep(api: &Plane, now: f64) -> Result<usize, EcsError> {
     let store = api.store.as_ref();
     let cutoff = now - api.timings.stopped_task_retention.as_secs_f64();
     let mut deleted = 0;

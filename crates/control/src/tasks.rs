@@ -96,7 +96,7 @@ impl TaskRecord {
 
     /// The cluster whose container instance runs the task (the managed pool for Fargate).
     pub fn instance_cluster(&self) -> &str {
-        crate::fargate::host_cluster(
+        crate::launch::host_cluster(
             self.task
                 .launch_type
                 .unwrap_or(flotilla_model::shapes::LaunchType::Ec2),
@@ -353,13 +353,13 @@ pub fn apply_report(rec: &TaskRecord, r: &TaskStateReport, now: f64) -> TaskReco
     }
     let t = &mut n.task;
     if t.pull_started_at.is_none() {
-        t.pull_started_at = r.pull_started_at.map(crate::ops::timestamp);
+        t.pull_started_at = r.pull_started_at.map(crate::time::timestamp);
     }
     if r.pull_stopped_at.is_some() {
-        t.pull_stopped_at = r.pull_stopped_at.map(crate::ops::timestamp);
+        t.pull_stopped_at = r.pull_stopped_at.map(crate::time::timestamp);
     }
     if t.started_at.is_none() {
-        t.started_at = r.started_at.map(crate::ops::timestamp);
+        t.started_at = r.started_at.map(crate::time::timestamp);
         // Only a task seen RUNNING has started: one that failed to start passes through
         // STOPPING and DEPROVISIONING (awsvpc) without ever running.
         if t.started_at.is_none() && status == TaskStatus::Running {
@@ -379,7 +379,7 @@ pub fn apply_report(rec: &TaskRecord, r: &TaskStateReport, now: f64) -> TaskReco
     if status == TaskStatus::Stopped {
         if t.execution_stopped_at.is_none() {
             t.execution_stopped_at =
-                Some(r.execution_stopped_at.map_or(now, crate::ops::timestamp));
+                Some(r.execution_stopped_at.map_or(now, crate::time::timestamp));
         }
         t.stopped_at = Some(now);
         for s in n.container_status.iter_mut() {

@@ -4,8 +4,8 @@
 //! - **The managed pool.** Hosts whose agent runs with `--managed` register under
 //!   [`MANAGED_POOL`], a cluster name no user can create, so they never show up in any
 //!   cluster's ListContainerInstances. A FARGATE task is stored with its own cluster
-//!   (`tasks/CLUSTER/ID`); its instance is in the pool ([`host_cluster`]); the placement
-//!   writer places it on the pool with Flotilla's own strategy ([`pool_strategies`]: spread
+//!   (`tasks/CLUSTER/ID`); its instance is in the pool (`flotilla_control::launch::host_cluster`); the placement
+//!   writer places it on the pool with Flotilla's own strategy (`flotilla_control::launch::pool_strategies`: spread
 //!   over availability zones, then binpack memory), never the user's.
 //! - **Task networks.** Every `awsvpc` task (FARGATE or EC2) gets an address on the managed
 //!   task network (one CIDR for the whole deployment, [`FargateConfig::task_network`]), chosen
@@ -20,13 +20,13 @@
 //! What it is not: the placement writer ([`crate::placement`]) or request validation
 //! ([`flotilla_model::fargate`]).
 
-use crate::context::Api;
-use crate::records::{self, commit, get, task_key, to_bytes, ADDRESSES, CAS_ATTEMPTS, TASKS};
-use crate::tasks::{interrupt_spot, TaskRecord};
-use flotilla_model::shapes::{AwsVpcConfiguration, LaunchType};
+use crate::plane::Plane;
+use crate::records::{self, get, task_key, to_bytes, Attempt, ADDRESSES, TASKS};
+use flotilla_control::tasks::{interrupt_spot, TaskRecord};
+use flotilla_model::shapes::AwsVpcConfiguration;
 use flotilla_model::EcsError;
 use flotilla_protocol::TaskNetwork;
-use flotilla_scheduler::{self as sched, ipam};
+use flotilla_scheduler::ipam;
 use flotilla_store::{Compare, Store, Txn};
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -41,9 +41,6 @@ pub const DEFAULT_TASK_NETWORK: &str = "10.213.0.0/16";
 /// ECS's Spot warning: two minutes between the interruption notice and the end.
 pub const DEFAULT_SPOT_WARNING: Duration = Duration::from_secs(120);
 pub use flotilla_model::fargate::PLATFORM_FAMILY_LINUX;
-/// The failure reason ECS gives when Fargate has no room for a task.
-pub const NO_CAPACITY_REASON: &str =
-    "Capacity is unavailable at this time. Please try again later or in a different availability zone";
 
 /// Fargate settings of a server.
 #[derive(Debug, Clone)]
@@ -62,26 +59,6 @@ impl Default for FargateConfig {
                 .unwrap_or_else(|_| unreachable!("the default task network is a valid CIDR")),
             spot_warning: DEFAULT_SPOT_WARNING,
         }
-    }
-}
-
-/// Where Flotilla places Fargate tasks on its pool: across availability zones first, then packed
-/// by memory, so a pool host fills before the next one is used.
-pub fn pool_strategies() -> Vec<sched::PlacementStrategy> {
-    vec![
-        sched::PlacementStrategy::Spread(sched::SpreadField::Attribute(
-            "ecs.availability-zone".into(),
-        )),
-        sched::PlacementStrategy::Binpack(sched::BinpackField::Memory),
-    ]
-}
-
-/// The cluster whose instances run tasks of this launch type.
-pub fn host_cluster(launch_type: LaunchType, cluster: &str) -> &str {
-    if launch_type == LaunchType::Fargate {
-        MANAGED_POOL
-    } else {
-        cluster
     }
 }
 
@@ -168,11 +145,11 @@ pub fn task_network(cidr: &ipam::Cidr, ip: Ipv4Addr, vpc: &AwsVpcConfiguration) 
 /// Interrupts running FARGATE_SPOT tasks: those of `cluster` (every cluster when `None`), at
 /// most `count` of them (all when `None`), oldest first. Returns the ARNs interrupted.
 pub async fn reclaim_spot(
-    api: &Api,
+    plane: &Plane,
     cluster: Option<&str>,
     count: Option<usize>,
 ) -> Result<Vec<String>, EcsError> {
-    let store = api.store.as_ref();
+    let store = plane.store();
     let prefix = match cluster {
         Some(c) => {
             let (c, _) = records::active_cluster(store, Some(c)).await?;
@@ -198,72 +175,30 @@ pub async fn reclaim_spot(
             .then_with(|| a.id.cmp(&b.id))
     });
     spot.truncate(count.unwrap_or(usize::MAX));
-    let grace = api.fargate.spot_warning.as_secs();
+    let grace = plane.fargate.spot_warning.as_secs();
     let mut out = Vec::new();
     for t in spot {
         let key = task_key(&t.cluster, &t.id);
-        for _ in 0..CAS_ATTEMPTS {
-            let Some((rec, rev)) = get::<TaskRecord>(store, &key).await? else {
-                break;
-            };
-            let now = crate::ops::timestamp(api.clock.now());
-            let next = interrupt_spot(&rec, grace, now);
-            if next == rec {
-                break;
-            }
-            let txn = Txn::new()
-                .when(Compare::ModRevision(key.clone(), rev))
-                .put(key.clone(), to_bytes(&next)?);
-            if commit(store, txn).await? {
-                tracing::info!(task = %next.arn(), cluster = %next.cluster, grace_seconds = grace, "Fargate Spot task interrupted");
-                out.push(next.arn().to_string());
-                break;
-            }
+        let interrupted = plane
+            .cas(&key, || async {
+                let Some((rec, rev)) = get::<TaskRecord>(store, &key).await? else {
+                    return Ok(Attempt::Done(None));
+                };
+                let now = flotilla_control::timestamp(plane.clock.now());
+                let next = interrupt_spot(&rec, grace, now);
+                if next == rec {
+                    return Ok(Attempt::Done(None));
+                }
+                let txn = Txn::new()
+                    .when(Compare::ModRevision(key.clone(), rev))
+                    .put(key.clone(), to_bytes(&next)?);
+                Ok(Attempt::Commit(txn, Some(next)))
+            })
+            .await?;
+        if let Some(next) = interrupted {
+            tracing::info!(task = %next.arn(), cluster = %next.cluster, grace_seconds = grace, "Fargate Spot task interrupted");
+            out.push(next.arn().to_string());
         }
     }
     Ok(out)
-}
-
-/// Flotilla's own operations, beside the ECS API (`X-Amz-Target: FlotillaAdmin.<op>`, JSON in
-/// and out, SigV4-signed like every call):
-/// - `ReclaimSpot` `{"cluster"?: NAME, "count"?: N}` -> `{"tasks": [ARN, ...]}`: interrupts
-///   FARGATE_SPOT tasks ([`reclaim_spot`]).
-pub async fn admin(
-    api: &Api,
-    op: &str,
-    input: &serde_json::Value,
-) -> Result<serde_json::Value, EcsError> {
-    match op {
-        "ReclaimSpot" => {
-            let cluster = match input.get("cluster") {
-                None | Some(serde_json::Value::Null) => None,
-                Some(serde_json::Value::String(c)) => Some(c.as_str()),
-                Some(_) => {
-                    return Err(EcsError::invalid_parameter(
-                        "cluster must be a cluster name or ARN.",
-                    ))
-                }
-            };
-            let count = match input.get("count") {
-                None | Some(serde_json::Value::Null) => None,
-                Some(v) => match v.as_u64().and_then(|n| usize::try_from(n).ok()) {
-                    Some(n) if n >= 1 => Some(n),
-                    _ => {
-                        return Err(EcsError::invalid_parameter(
-                            "count must be a whole number of at least 1.",
-                        ))
-                    }
-                },
-            };
-            let tasks = reclaim_spot(api, cluster, count).await?;
-            Ok(serde_json::json!({ "tasks": tasks }))
-        }
-        other => Err(EcsError::new(
-            flotilla_model::ErrorCode::UnknownOperationException,
-            format!(
-                "'{ADMIN}{other}' is not a Flotilla operation (known: {ADMIN}ReclaimSpot).",
-                ADMIN = crate::server::ADMIN_TARGET_PREFIX
-            ),
-        )),
-    }
 }

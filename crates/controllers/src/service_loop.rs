@@ -8,7 +8,7 @@
 //!   reconciled concurrently.
 //! - A reconcile reads the service and its tasks, calls the pure
 //!   [`compute_service_actions`], then applies: stops with the transition StopTask uses
-//!   ([`crate::tasks::stop`], stop code `ServiceSchedulerInitiated`), starts through the one
+//!   ([`flotilla_control::tasks::stop`], stop code `ServiceSchedulerInitiated`), starts through the one
 //!   placement writer ([`crate::placement::place`]) with the service's strategies (default:
 //!   spread over `attribute:ecs.availability-zone`, then `instanceId`) and constraints, and
 //!   writes the service (counts, deployments, events) with a compare-and-swap; a lost race
@@ -18,16 +18,19 @@
 //!   agent returns, the surplus is stopped. DAEMON services use [`compute_daemon_actions`] on
 //!   the ACTIVE, connected instances and start on named instances (the StartTask target).
 
-use crate::context::{Api, Ctx};
-use crate::instances::InstanceRecord;
 use crate::placement::{self, Committed, Target};
-use crate::records::{self, commit, get, task_key, task_prefix, to_bytes, CAS_ATTEMPTS};
-use crate::service_scheduler::{
+use crate::plane::Plane;
+use crate::records::{self, commit, get, task_key, task_prefix, to_bytes, Attempt};
+use flotilla_control::instances::InstanceRecord;
+use flotilla_control::launch;
+use flotilla_control::service_scheduler::{
     compute_daemon_actions, compute_service_actions, Phase, ServiceSpec, TaskObs,
 };
-use crate::services::{new_deployment_id, service_key, ServiceRecord, ServiceStatus, SERVICES};
-use crate::sigv4::Caller;
-use crate::tasks::{stop, TaskRecord};
+use flotilla_control::services::{
+    deployment_id, service_key, ServiceRecord, ServiceStatus, SERVICES,
+};
+use flotilla_control::tasks::{stop, TaskRecord};
+use flotilla_control::template::{placement_request, Common};
 use flotilla_model::shapes::{
     HealthStatus, PlacementStrategy, PlacementStrategyType, PropagateTags, SchedulingStrategy,
     TaskStopCode,
@@ -48,11 +51,14 @@ pub const RESYNC: Duration = Duration::from_secs(5);
 
 type Key = (String, String);
 
-/// Starts the watcher and the worker; both end when the `Api` is dropped.
-pub fn spawn(api: Weak<Api>) {
+/// Starts the watcher and the worker; both end when the plane is dropped or their handles are
+/// aborted.
+pub fn spawn(plane: Weak<Plane>) -> Vec<tokio::task::JoinHandle<()>> {
     let (tx, rx) = mpsc::unbounded_channel::<Key>();
-    tokio::spawn(watcher(api.clone(), tx));
-    tokio::spawn(worker(api, rx));
+    vec![
+        tokio::spawn(watcher(plane.clone(), tx)),
+        tokio::spawn(worker(plane, rx)),
+    ]
 }
 
 fn service_of_key(key: &str) -> Option<Key> {
@@ -60,7 +66,7 @@ fn service_of_key(key: &str) -> Option<Key> {
     Some((c.to_string(), n.to_string()))
 }
 
-async fn all_services(api: &Api) -> Vec<Key> {
+async fn all_services(api: &Plane) -> Vec<Key> {
     match records::list::<ServiceRecord>(api.store.as_ref(), SERVICES).await {
         Ok(all) => all
             .into_iter()
@@ -74,7 +80,7 @@ async fn all_services(api: &Api) -> Vec<Key> {
     }
 }
 
-async fn watcher(weak: Weak<Api>, tx: mpsc::UnboundedSender<Key>) {
+async fn watcher(weak: Weak<Plane>, tx: mpsc::UnboundedSender<Key>) {
     loop {
         let Some(api) = weak.upgrade() else { return };
         let rev = match api.store.revision().await {
@@ -162,7 +168,7 @@ async fn watcher(weak: Weak<Api>, tx: mpsc::UnboundedSender<Key>) {
     }
 }
 
-async fn worker(weak: Weak<Api>, mut rx: mpsc::UnboundedReceiver<Key>) {
+async fn worker(weak: Weak<Plane>, mut rx: mpsc::UnboundedReceiver<Key>) {
     let mut dirty: BTreeSet<Key> = BTreeSet::new();
     loop {
         if dirty.is_empty() {
@@ -189,19 +195,6 @@ async fn worker(weak: Weak<Api>, mut rx: mpsc::UnboundedReceiver<Key>) {
                 tracing::warn!(service = %key.1, cluster = %key.0, error = %e, "service reconcile failed; will retry");
             }
         }
-    }
-}
-
-fn scheduler_ctx(api: &Api) -> Ctx<'_> {
-    Ctx {
-        api,
-        caller: Caller {
-            access_key_id: String::new(),
-            region: api.config.arns.region.clone(),
-            principal_arn: "ecs-service-scheduler".into(),
-        },
-        now: api.clock.now(),
-        host: None,
     }
 }
 
@@ -279,7 +272,7 @@ pub fn unable_to_place(name: &str, instance: Option<&str>, reason: &str) -> Stri
 }
 
 async fn stop_one(
-    api: &Api,
+    api: &Plane,
     cluster: &str,
     arn: &str,
     reason: &str,
@@ -289,23 +282,25 @@ async fn stop_one(
         return Ok(());
     };
     let key = task_key(cluster, id);
-    for _ in 0..CAS_ATTEMPTS {
-        let Some((rec, rev)) = get::<TaskRecord>(api.store.as_ref(), &key).await? else {
-            return Ok(());
-        };
-        let next = stop(&rec, TaskStopCode::ServiceSchedulerInitiated, reason, now);
-        if next == rec {
-            return Ok(());
-        }
-        let txn = Txn::new()
-            .when(Compare::ModRevision(key.clone(), rev))
-            .put(key.clone(), to_bytes(&next)?);
-        if commit(api.store.as_ref(), txn).await? {
-            tracing::info!(task = %arn, cluster, reason, "service task stop requested");
-            return Ok(());
-        }
+    let stopped = api
+        .cas(&key, || async {
+            let Some((rec, rev)) = get::<TaskRecord>(api.store(), &key).await? else {
+                return Ok(Attempt::Done(false));
+            };
+            let next = stop(&rec, TaskStopCode::ServiceSchedulerInitiated, reason, now);
+            if next == rec {
+                return Ok(Attempt::Done(false));
+            }
+            let txn = Txn::new()
+                .when(Compare::ModRevision(key.clone(), rev))
+                .put(key.clone(), to_bytes(&next)?);
+            Ok(Attempt::Commit(txn, true))
+        })
+        .await?;
+    if stopped {
+        tracing::info!(task = %arn, cluster, reason, "service task stop requested");
     }
-    Err(records::contention())
+    Ok(())
 }
 
 /// The default placement of service tasks: spread over AZs, then instances.
@@ -326,7 +321,7 @@ pub fn default_strategies() -> Vec<PlacementStrategy> {
 /// service's live tasks run on each capacity provider, so new tasks keep the strategy's split
 /// as the service scales and replaces tasks.
 async fn start(
-    api: &Api,
+    api: &Plane,
     rec: &ServiceRecord,
     deployment: &str,
     n: u32,
@@ -337,7 +332,6 @@ async fn start(
     let Some(d) = rec.deployments.iter().find(|d| d.id == deployment) else {
         return Ok(Vec::new());
     };
-    let ctx = scheduler_ctx(api);
     let s = &rec.service;
     let propagate = match s.propagate_tags {
         Some(PropagateTags::TaskDefinition) => Some(PropagateTags::TaskDefinition),
@@ -348,9 +342,9 @@ async fn start(
         _ => None,
     };
     let launch = rec.launch();
-    let template = crate::ops::run_task::prepare(
-        &ctx,
-        &crate::ops::run_task::Common {
+    let template = crate::templates::prepare(
+        api,
+        &Common {
             cluster: Some(&rec.cluster),
             task_definition: &d.task_definition,
             overrides: None,
@@ -378,9 +372,9 @@ async fn start(
             )])
         }
     };
-    let mut preq = crate::ops::run_task::placement_request(&template, n)?;
+    let mut preq = placement_request(&template, n, rand::random::<u64>())?;
     if template.fargate.is_some() {
-        preq.strategies = crate::fargate::pool_strategies();
+        preq.strategies = flotilla_control::launch::pool_strategies();
         preq.task_definition_constraints.clear();
     } else {
         let strategies = s
@@ -388,9 +382,8 @@ async fn start(
             .clone()
             .filter(|v| !v.is_empty())
             .unwrap_or_else(default_strategies);
-        preq.strategies = crate::ops::run_task::strategies(&strategies)?;
-        preq.constraints =
-            crate::ops::run_task::constraints(s.placement_constraints.as_deref().unwrap_or(&[]))?;
+        preq.strategies = launch::strategies(&strategies)?;
+        preq.constraints = launch::constraints(s.placement_constraints.as_deref().unwrap_or(&[]))?;
     }
     let mut events = Vec::new();
     let target = if on.is_empty() {
@@ -399,7 +392,7 @@ async fn start(
         preq.strategies.clear();
         Target::Start(Box::new(preq), on.to_vec())
     };
-    match placement::place(&ctx, &template, &target, None).await {
+    match placement::place(api, api.clock.now(), &template, &target, None).await {
         Ok(Committed::Placed(tasks, failures)) => {
             if !tasks.is_empty() {
                 let ids: Vec<String> = tasks.iter().map(|t| format!("(task {})", t.id)).collect();
@@ -429,7 +422,7 @@ async fn start(
 }
 
 /// Reconciles one service. `Ok(false)`: it lost a race and should be reconciled again.
-pub async fn reconcile(api: &Api, cluster: &str, name: &str) -> Result<bool, EcsError> {
+pub async fn reconcile(api: &Plane, cluster: &str, name: &str) -> Result<bool, EcsError> {
     let store = api.store.as_ref();
     let key = service_key(cluster, name);
     let Some((rec, rev)) = get::<ServiceRecord>(store, &key).await? else {
@@ -439,7 +432,7 @@ pub async fn reconcile(api: &Api, cluster: &str, name: &str) -> Result<bool, Ecs
         return Ok(true);
     }
     let group = rec.group();
-    let now = crate::ops::timestamp(api.clock.now());
+    let now = flotilla_control::timestamp(api.clock.now());
     let grace = f64::from(
         rec.service
             .health_check_grace_period_seconds
@@ -456,7 +449,7 @@ pub async fn reconcile(api: &Api, cluster: &str, name: &str) -> Result<bool, Ecs
     // Fargate tasks run on the managed pool: a pool host whose agent is gone loses its tasks too.
     let pool = records::list::<InstanceRecord>(
         store,
-        &records::instance_prefix(crate::fargate::MANAGED_POOL),
+        &records::instance_prefix(flotilla_protocol::MANAGED_POOL),
     )
     .await?;
     let lost: BTreeSet<&str> = instances
@@ -488,7 +481,7 @@ pub async fn reconcile(api: &Api, cluster: &str, name: &str) -> Result<bool, Ecs
         draining: rec.status == ServiceStatus::Draining,
         last_completed: rec.last_completed.clone(),
         steady: rec.steady,
-        next_deployment_id: new_deployment_id(),
+        next_deployment_id: deployment_id(rand::random::<u64>()),
     };
     let daemon = rec.service.scheduling_strategy == Some(SchedulingStrategy::Daemon);
     let actions = if daemon {
@@ -544,7 +537,7 @@ pub async fn reconcile(api: &Api, cluster: &str, name: &str) -> Result<bool, Ecs
     if actions.inactive {
         next.status = ServiceStatus::Inactive;
     }
-    next.push_events(&events, now);
+    next.push_events(&events, now, &mut || uuid::Uuid::new_v4().to_string());
     if next == rec {
         return Ok(true);
     }

@@ -4,7 +4,7 @@
 //! ARNs, task definition, desired count, deployment configuration, placement, tags, ...), the
 //! status as an enum, the deployments ([`DeploymentRecord`], newest first) and the events
 //! (newest first, at most [`MAX_EVENTS`]). The API writes the configuration and creates
-//! deployments; the service loop ([`crate::service_loop`]) writes the counts, the deployments'
+//! deployments; the service loop (`flotilla_controllers::service_loop`) writes the counts, the deployments'
 //! progress and the events. Both write with compare-and-swap on the record's `mod_revision`.
 
 use crate::service_scheduler::{DeploymentRecord, DeploymentStatus};
@@ -107,7 +107,7 @@ pub struct StopNote {
 
 impl ServiceRecord {
     /// How the service launches its tasks: its capacity provider strategy, or its launch type.
-    pub fn launch(&self) -> crate::ops::run_task::Launch {
+    pub fn launch(&self) -> crate::launch::Launch {
         let strategy = self
             .service
             .capacity_provider_strategy
@@ -118,7 +118,7 @@ impl ServiceRecord {
         } else {
             LaunchType::Fargate
         };
-        crate::ops::run_task::Launch {
+        crate::launch::Launch {
             launch_type,
             strategy,
         }
@@ -166,8 +166,13 @@ impl ServiceRecord {
     }
 
     /// Adds events (given oldest first) on top, keeping at most [`MAX_EVENTS`]; a message equal
-    /// to the newest event is not repeated.
-    pub fn push_events(&mut self, messages: &[String], now: f64) {
+    /// to the newest event is not repeated. `new_id` names each event added (ECS uses UUIDs).
+    pub fn push_events(
+        &mut self,
+        messages: &[String],
+        now: f64,
+        new_id: &mut dyn FnMut() -> String,
+    ) {
         for m in messages {
             if self.events.first().and_then(|e| e.message.as_deref()) == Some(m.as_str()) {
                 continue;
@@ -175,8 +180,8 @@ impl ServiceRecord {
             self.events.insert(
                 0,
                 ServiceEvent {
-                    id: Some(uuid::Uuid::new_v4().to_string()),
-                    created_at: Some(crate::ops::timestamp(now)),
+                    id: Some(new_id()),
+                    created_at: Some(crate::time::timestamp(now)),
                     message: Some(m.clone()),
                 },
             );
@@ -194,7 +199,7 @@ impl ServiceRecord {
             if !kept {
                 let mut d = d.clone();
                 d.status = DeploymentStatus::Active;
-                d.updated_at = crate::ops::timestamp(now);
+                d.updated_at = crate::time::timestamp(now);
                 self.history.insert(0, d);
             }
         }
@@ -340,17 +345,22 @@ pub fn deployment_view(d: &DeploymentRecord, s: &Service) -> Deployment {
     }
 }
 
-/// A new deployment id: `ecs-svc/` and 19 digits.
-pub fn new_deployment_id() -> String {
-    let n: u64 = rand::random::<u64>() % 9_000_000_000_000_000_000 + 1_000_000_000_000_000_000;
+/// A deployment id, `ecs-svc/` and 19 digits, from any number (the caller's random draw).
+pub fn deployment_id(random: u64) -> String {
+    let n: u64 = random % 9_000_000_000_000_000_000 + 1_000_000_000_000_000_000;
     format!("ecs-svc/{n}")
 }
 
-/// A new PRIMARY deployment, IN_PROGRESS.
-pub fn new_deployment(task_definition: &str, desired: u32, now: f64) -> DeploymentRecord {
-    let now = crate::ops::timestamp(now);
+/// A new PRIMARY deployment, IN_PROGRESS, with the id `id` (see [`deployment_id`]).
+pub fn new_deployment(
+    id: String,
+    task_definition: &str,
+    desired: u32,
+    now: f64,
+) -> DeploymentRecord {
+    let now = crate::time::timestamp(now);
     DeploymentRecord {
-        id: new_deployment_id(),
+        id,
         status: DeploymentStatus::Primary,
         task_definition: task_definition.to_string(),
         rollout_state: DeploymentRolloutState::InProgress,
@@ -487,8 +497,14 @@ mod tests {
 
     #[test]
     fn deployment_ids_have_19_digits() {
-        for _ in 0..100 {
-            let id = new_deployment_id();
+        for n in [
+            0,
+            1,
+            8_999_999_999_999_999_999,
+            u64::MAX,
+            0x5555_5555_5555_5555,
+        ] {
+            let id = deployment_id(n);
             let digits = id.strip_prefix("ecs-svc/").unwrap_or("");
             assert_eq!(digits.len(), 19, "{id}");
             assert!(digits.chars().all(|c| c.is_ascii_digit()));
@@ -499,9 +515,9 @@ mod tests {
     fn events_are_newest_first_capped_and_not_repeated() {
         let mut r = ServiceRecord::default();
         for i in 0..150 {
-            r.push_events(&[format!("e{i}")], f64::from(i));
+            r.push_events(&[format!("e{i}")], f64::from(i), &mut || format!("id{i}"));
         }
-        r.push_events(&["e149".to_string()], 200.0);
+        r.push_events(&["e149".to_string()], 200.0, &mut || "id".to_string());
         assert_eq!(r.events.len(), MAX_EVENTS);
         assert_eq!(r.events[0].message.as_deref(), Some("e149"));
         assert_eq!(r.events[99].message.as_deref(), Some("e50"));
@@ -522,7 +538,7 @@ mod tests {
     #[test]
     fn circuit_breaker_rollbacks_have_rollback_statuses() {
         let dep = |id: &str, state, reason: &str, at: f64| {
-            let mut d = new_deployment("td", 1, at);
+            let mut d = new_deployment(deployment_id(at.to_bits()), "td", 1, at);
             d.id = id.into();
             d.rollout_state = state;
             d.rollout_state_reason = reason.into();

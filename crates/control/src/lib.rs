@@ -1,0 +1,29 @@
+//! Flotilla's domain, as pure functions and records: what a cluster, container instance, task
+//! and service is, how each changes, and what the service scheduler decides.
+//!
+//! What this is: the records stored for each ECS object and their transitions ([`tasks`],
+//! [`instances`], [`services`]), the service scheduler ([`service_scheduler`]: desired count,
+//! deployments, circuit breaker, rollback), launch resolution ([`launch`]: launch type or
+//! capacity providers, the managed pool), the task template every task creation starts from
+//! ([`template`]), and where each record lives in the store ([`keys`]).
+//!
+//! What this is not: anything that does I/O. No tokio, no HTTP, no store: `Cargo.toml` has no
+//! such dependency. The writers that read the store, call these functions and commit the results
+//! are `flotilla-controllers`; the HTTP edge is `flotilla-api`. Callers pass in times, ids and
+//! random seeds, so every rule here is tested with plain unit and property tests.
+
+#![warn(missing_docs)]
+
+pub mod clusters;
+pub mod instances;
+pub mod keys;
+pub mod launch;
+pub mod service_scheduler;
+pub mod services;
+pub mod tags;
+pub mod task_definitions;
+pub mod tasks;
+pub mod template;
+pub mod time;
+
+pub use time::timestamp;

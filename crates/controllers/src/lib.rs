@@ -1,0 +1,62 @@
+//! Flotilla's controllers: the writers and loops that act on the store.
+//!
+//! What this is: the one placement writer ([`placement::place`], every task is created there),
+//! the service loop ([`service_loop`]: reads a service and its tasks, asks
+//! `flotilla_control::service_scheduler` what to do, applies it), agent liveness and the
+//! stopped-task sweeper ([`agents`]), the writer of agent reports ([`reports`]), Fargate's task
+//! networks and Spot interruptions ([`fargate`]), and the typed store access they share
+//! ([`records`]). The background loops start and stop together through [`Controllers`], so a
+//! leader election can run them on one replica at a time.
+//!
+//! What this is not: HTTP (that is `flotilla-api`, which calls in here) or the rules themselves
+//! (pure, in `flotilla-control`).
+//!
+//! Invariant: every write is a compare-and-swap on the records read ([`records::cas`] retries a
+//! bounded number of times); desired state written here is only what ECS's own scheduler writes.
+
+#![warn(missing_docs)]
+
+pub mod agents;
+pub mod fargate;
+pub mod placement;
+pub mod plane;
+pub mod records;
+pub mod reports;
+pub mod service_loop;
+pub mod templates;
+
+pub use agents::AgentTimings;
+pub use fargate::FargateConfig;
+pub use plane::{Clock, Plane, SystemClock};
+
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+/// The running background controllers: agent liveness, the stopped-task sweeper and the service
+/// loop. Dropping the handle (or [`Controllers::stop`]) stops them all.
+pub struct Controllers {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Controllers {
+    /// Starts every background controller on `plane`. Needs a Tokio runtime. The loops hold the
+    /// plane weakly: they also end when it is dropped.
+    pub fn start(plane: &Arc<Plane>) -> Controllers {
+        let mut tasks = agents::spawn_background(Arc::downgrade(plane));
+        tasks.extend(service_loop::spawn(Arc::downgrade(plane)));
+        Controllers { tasks }
+    }
+
+    /// Stops every controller now.
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Controllers {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The control plane's shared state: the store, the ARN context, the clock, the agent timings,
+//! the in-memory registry of agent sessions and the Fargate settings. Every controller and every
+//! API handler works on one [`Plane`].
+
+use crate::agents::{AgentTimings, Agents};
+use crate::fargate::FargateConfig;
+use flotilla_model::arn::ArnContext;
+use flotilla_store::Store;
+use std::sync::Arc;
+
+/// A source of wall-clock time, passed in so tests can control it.
+pub trait Clock: Send + Sync + 'static {
+    /// Seconds since the Unix epoch.
+    fn now(&self) -> f64;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> f64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
+    }
+}
+
+/// The state every controller and handler shares.
+pub struct Plane {
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// Region and account for ARNs.
+    pub arns: ArnContext,
+    /// Wall clock.
+    pub clock: Arc<dyn Clock>,
+    /// Heartbeat interval and stopped-task retention.
+    pub timings: AgentTimings,
+    /// Live agent sessions, connection deadlines and the latest usage per task (in memory).
+    pub agents: Agents,
+    /// The managed task network and the Spot warning.
+    pub fargate: FargateConfig,
+    /// Serializes the writers of one record within this process.
+    pub writers: Stripes,
+}
+
+impl Plane {
+    /// A plane with default timings and Fargate settings.
+    pub fn new(store: Arc<dyn Store>, arns: ArnContext, clock: Arc<dyn Clock>) -> Self {
+        Plane {
+            store,
+            arns,
+            clock,
+            timings: AgentTimings::default(),
+            agents: Agents::default(),
+            fargate: FargateConfig::default(),
+            writers: Stripes::default(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// [`crate::records::cas`] on the record at `key`, serialized with every other writer of
+    /// `key` in this process (`key` names the record the change is about; the transaction may
+    /// touch others).
+    pub async fn cas<T, F, Fut>(&self, key: &str, attempt: F) -> Result<T, flotilla_model::EcsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<
+            Output = Result<crate::records::Attempt<T>, flotilla_model::EcsError>,
+        >,
+    {
+        let _serial = self.writers.lock(key).await;
+        crate::records::cas(self.store(), attempt).await
+    }
+}
+
+/// Striped in-process locks that serialize the writers of one record, so concurrent requests to
+/// one replica never make each other retry (a lost compare-and-swap is then a race with another
+/// replica, which [`crate::records::cas`] retries).
+pub struct Stripes {
+    stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+/// How many stripes: keys that share one only wait for each other a little.
+const STRIPES: usize = 256;
+
+impl Default for Stripes {
+    fn default() -> Self {
+        Stripes {
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
+    }
+}
+
+impl Stripes {
+    /// Waits for the lock of `key`'s stripe. Hold at most one at a time (never nest them).
+    pub async fn lock(&self, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        let i = usize::try_from(h.finish() % STRIPES as u64).unwrap_or(0);
+        match self.stripes.get(i) {
+            Some(m) => m.lock().await,
+            None => unreachable!("the stripe index is taken modulo the number of stripes"),
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Typed access to the records in the store: get, list and commit with JSON values, the error a
+//! store failure becomes, and the loaded forms of records most handlers need (an ACTIVE cluster, a
+//! task definition by reference). Where each record lives is `flotilla_control::keys`,
+//! re-exported here so a writer names keys and reads through one module.
+//!
+//! Every write is a compare-and-swap on the object's `mod_revision`, so concurrent requests never
+//! lose each other's updates; a conflict is retried by the caller with fresh reads.
+
+use flotilla_control::task_definitions::TaskDefinitionRef;
+use flotilla_model::shapes::{Cluster, RegisterTaskDefinitionResponse, TaskDefinitionStatus};
+use flotilla_model::EcsError;
+use flotilla_store::{Store, StoreError, Txn, TxnOutcome};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use flotilla_control::keys::*;
+
+/// How many times a writer retries a compare-and-swap that lost a race.
+pub const CAS_ATTEMPTS: usize = 16;
+
+/// A store failure, as the client sees it.
+pub fn store_error(e: StoreError) -> EcsError {
+    tracing::error!(error = %e, "store failure");
+    EcsError::server(format!(
+        "Flotilla could not reach its store: {e}. Retry the request."
+    ))
+}
+
+/// Serializes a record.
+pub fn to_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>, EcsError> {
+    serde_json::to_vec(v).map_err(|e| EcsError::server(format!("could not encode a record: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, EcsError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| EcsError::server(format!("record {key} is unreadable: {e}")))
+}
+
+/// Reads one record with its `mod_revision`.
+pub async fn get<T: DeserializeOwned>(
+    store: &dyn Store,
+    key: &str,
+) -> Result<Option<(T, u64)>, EcsError> {
+    match store.get(key).await.map_err(store_error)? {
+        Some(kv) => Ok(Some((decode(key, &kv.value)?, kv.mod_revision))),
+        None => Ok(None),
+    }
+}
+
+/// Reads every record under a prefix, in key order.
+pub async fn list<T: DeserializeOwned>(
+    store: &dyn Store,
+    prefix: &str,
+) -> Result<Vec<(String, T, u64)>, EcsError> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .list(prefix, after.as_deref(), 1000)
+            .await
+            .map_err(store_error)?;
+        for kv in &page.items {
+            out.push((kv.key.clone(), decode(&kv.key, &kv.value)?, kv.mod_revision));
+        }
+        if !page.more {
+            break;
+        }
+        after = page.items.last().map(|kv| kv.key.clone());
+    }
+    Ok(out)
+}
+
+/// Commits a transaction; `Ok(false)` means a compare failed and the caller should retry.
+pub async fn commit(store: &dyn Store, txn: Txn) -> Result<bool, EcsError> {
+    match store.txn(txn).await.map_err(store_error)? {
+        TxnOutcome::Committed { .. } => Ok(true),
+        TxnOutcome::Conflict { .. } => Ok(false),
+    }
+}
+
+/// The error for a compare-and-swap that kept losing.
+pub fn contention() -> EcsError {
+    EcsError::server(
+        "The resource is being modified by other requests at the same time. Retry the request.",
+    )
+}
+
+/// Loads an ACTIVE cluster by name or ARN, or answers `ClusterNotFoundException`.
+pub async fn active_cluster(
+    store: &dyn Store,
+    cluster: Option<&str>,
+) -> Result<(Cluster, u64), EcsError> {
+    let name = flotilla_control::keys::cluster_name(cluster)?;
+    match get::<Cluster>(store, &flotilla_control::keys::cluster_key(&name)).await? {
+        Some((c, rev)) if c.status.as_deref() == Some("ACTIVE") => Ok((c, rev)),
+        _ => Err(EcsError::cluster_not_found()),
+    }
+}
+
+/// Loads a task definition record by reference: a given revision in any status, or the
+/// latest ACTIVE revision of a family. `None` when there is none.
+pub async fn load_task_definition(
+    store: &dyn Store,
+    r: &TaskDefinitionRef,
+) -> Result<Option<(RegisterTaskDefinitionResponse, u64)>, EcsError> {
+    match r.revision {
+        Some(rev) => get(store, &task_definition_key(&r.family, rev)).await,
+        None => {
+            let all =
+                list::<RegisterTaskDefinitionResponse>(store, &task_definition_prefix(&r.family))
+                    .await?;
+            Ok(all
+                .into_iter()
+                .rev()
+                .find(|(_, rec, _)| {
+                    rec.task_definition.as_ref().and_then(|t| t.status)
+                        == Some(TaskDefinitionStatus::Active)
+                })
+                .map(|(_, rec, rev)| (rec, rev)))
+        }
+    }
+}
+
+/// One attempt of a read-change-commit ([`cas`]): what the attempt decided after reading.
+pub enum Attempt<T> {
+    /// Commit this transaction (its compares guard what was read); the result is `T` if it
+    /// commits, and the attempt runs again on fresh reads if a compare fails.
+    Commit(Txn, T),
+    /// Nothing to write: the result is `T` as it is.
+    Done(T),
+}
+
+/// How many attempts [`cas`] makes before it answers that the record is contended. Within one
+/// process writers of one record are serialized ([`crate::plane::Plane::serialize`]), so
+/// attempts are lost only to other replicas or other records in the same transaction.
+pub const CAS_MAX_ATTEMPTS: u32 = 64;
+
+/// Read, change, commit, retry: runs `attempt` (which reads what it needs and returns the
+/// transaction to commit) until its transaction commits or it has nothing to write. A lost
+/// compare-and-swap runs it again on fresh reads after a short jittered backoff (1 ms doubling
+/// to 64 ms), at most [`CAS_MAX_ATTEMPTS`] times; then the answer is [`contention`]. A store
+/// failure ends it at once.
+pub async fn cas<T, F, Fut>(store: &dyn Store, mut attempt: F) -> Result<T, EcsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Attempt<T>, EcsError>>,
+{
+    for n in 0..CAS_MAX_ATTEMPTS {
+        match attempt().await? {
+            Attempt::Done(v) => return Ok(v),
+            Attempt::Commit(txn, v) => {
+                if commit(store, txn).await? {
+                    return Ok(v);
+                }
+            }
+        }
+        tokio::time::sleep(backoff(n)).await;
+    }
+    Err(contention())
+}
+
+/// The wait before attempt `n + 1`: up to 2^n ms, capped at 64 ms, jittered so contenders
+/// spread out.
+fn backoff(n: u32) -> std::time::Duration {
+    let cap_ms = 1u64 << n.min(6);
+    std::time::Duration::from_micros(rand::random::<u64>() % (cap_ms * 1000) + 100)
+}

@@ -1,0 +1,92 @@
+//! The writer of agent reports: a report of a task's observed state applied to its record, and
+//! what a task gives back when it stops (its reservation on its instance, its network address),
+//! in the same transaction.
+
+use crate::plane::Plane;
+use crate::records::{
+    address_key, commit, contention, get, instance_key, task_id_in, task_key, to_bytes,
+    CAS_ATTEMPTS,
+};
+use flotilla_control::instances::InstanceRecord;
+use flotilla_control::tasks::{apply_report, TaskRecord};
+use flotilla_model::EcsError;
+use flotilla_protocol::{TaskStateReport, MANAGED_POOL};
+use flotilla_store::{Compare, Txn};
+
+/// Applies one report to its task (and, when the task reaches STOPPED, releases its reservation
+/// on the instance and its network address in the same transaction). Reports about tasks that
+/// are unknown or assigned to another instance are ignored (and still acknowledged). `cluster`
+/// is the instance's cluster; a managed-pool host reports tasks of any cluster.
+pub async fn apply_task_state(
+    plane: &Plane,
+    cluster: &str,
+    instance_id: &str,
+    report: &TaskStateReport,
+) -> Result<(), EcsError> {
+    let task_cluster = if cluster == MANAGED_POOL {
+        match flotilla_model::arn::embedded_cluster(&report.task_arn) {
+            Some(c) => c,
+            None => return Ok(()),
+        }
+    } else {
+        cluster
+    };
+    let Some(tid) = task_id_in(&report.task_arn, task_cluster) else {
+        return Ok(());
+    };
+    let key = task_key(task_cluster, tid);
+    let store = plane.store();
+    for _ in 0..CAS_ATTEMPTS {
+        let Some((rec, rev)) = get::<TaskRecord>(store, &key).await? else {
+            return Ok(());
+        };
+        if !runs_on(&rec, cluster, instance_id) {
+            return Ok(());
+        }
+        let now = flotilla_control::timestamp(plane.clock.now());
+        let next = apply_report(&rec, report, now);
+        if next == rec {
+            return Ok(());
+        }
+        let mut txn = Txn::new()
+            .when(Compare::ModRevision(key.clone(), rev))
+            .put(key.clone(), to_bytes(&next)?);
+        if next.is_stopped() {
+            txn = release_on_stop(store, txn, &rec).await?;
+        }
+        if commit(store, txn).await? {
+            if next.last_status != rec.last_status {
+                tracing::info!(task = %next.arn(), last_status = next.last_status.0.as_ecs_str(), "task status changed");
+            }
+            return Ok(());
+        }
+    }
+    Err(contention())
+}
+
+/// Adds to `txn` what a task gives back when it stops: its reservation on its instance
+/// (compare-and-swap on the instance) and its network address.
+pub async fn release_on_stop(
+    store: &dyn flotilla_store::Store,
+    mut txn: Txn,
+    rec: &TaskRecord,
+) -> Result<Txn, EcsError> {
+    let ikey = instance_key(rec.instance_cluster(), &rec.instance_id);
+    if let Some((mut inst, irev)) = get::<InstanceRecord>(store, &ikey).await? {
+        if inst.release(&rec.id) {
+            inst.touch();
+            txn = txn
+                .when(Compare::ModRevision(ikey.clone(), irev))
+                .put(ikey, to_bytes(&inst)?);
+        }
+    }
+    if let Some(net) = rec.network() {
+        txn = txn.delete(address_key(&net.private_ipv4_address));
+    }
+    Ok(txn)
+}
+
+/// Whether a task runs on the instance `id` of `cluster` (a pool host's tasks are of any cluster).
+pub fn runs_on(t: &TaskRecord, cluster: &str, id: &str) -> bool {
+    t.instance_id == id && t.instance_cluster() == cluster
+}
