@@ -2,8 +2,8 @@
 //! A cluster that still holds container instances, tasks or services cannot be deleted
 //! (`ClusterContains*Exception`); those resources are counted by `describe_clusters::fill_counts`.
 
-use super::describe_clusters::{counts, fill_counts};
 use crate::context::Ctx;
+use crate::shared::cluster_counts::{counts, fill_counts};
 use flotilla_controllers::records::{
     cluster_key, cluster_name, commit, contention, get, to_bytes, CAS_ATTEMPTS,
 };

@@ -4,8 +4,8 @@
 //! set; with `force` its tasks are orphaned: desired and last status STOPPED (the agent, while
 //! connected, is told to stop them) and their reservations released, in the same transaction.
 
-use super::describe_container_instances::{task_counts, view_of};
 use crate::context::Ctx;
+use crate::shared::instance_views::{task_counts, view_of};
 use flotilla_control::instances::InstanceRecord;
 use flotilla_control::tasks::{orphan, TaskRecord};
 use flotilla_controllers::records::{

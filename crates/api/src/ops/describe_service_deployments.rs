@@ -6,40 +6,15 @@
 //! failure with reason `MISSING`.
 
 use crate::context::Ctx;
+use crate::shared::deployments::{brief, find};
 use flotilla_control::service_scheduler::{circuit_breaker_threshold, DeploymentRecord};
-use flotilla_control::services::{
-    parse_deployment_arn, service_key, service_revision_arn, ServiceRecord,
-};
-use flotilla_controllers::records::get;
+use flotilla_control::services::{service_revision_arn, ServiceRecord};
 use flotilla_model::shapes::{
     DeploymentRolloutState, DescribeServiceDeploymentsRequest, DescribeServiceDeploymentsResponse,
     Failure, Rollback, ServiceDeployment, ServiceDeploymentCircuitBreaker,
     ServiceDeploymentRollbackMonitorsStatus, ServiceRevisionSummary,
 };
 use flotilla_model::EcsError;
-
-/// The service record and the deployment a service-deployment or service-revision ARN names
-/// (`kind`: `service-deployment` or `service-revision`), with the record's revision.
-pub async fn find(
-    ctx: &Ctx<'_>,
-    arn: &str,
-    kind: &str,
-) -> Result<Option<(ServiceRecord, u64, DeploymentRecord)>, EcsError> {
-    let Some((cluster, service, id)) = parse_deployment_arn(ctx.arns(), arn, kind) else {
-        return Ok(None);
-    };
-    let Some((rec, rev)) =
-        get::<ServiceRecord>(ctx.store(), &service_key(&cluster, &service)).await?
-    else {
-        return Ok(None);
-    };
-    let d = rec
-        .all_deployments()
-        .into_iter()
-        .find(|d| d.id == id)
-        .cloned();
-    Ok(d.map(|d| (rec, rev, d)))
-}
 
 fn summary(ctx: &Ctx<'_>, rec: &ServiceRecord, d: &DeploymentRecord) -> ServiceRevisionSummary {
     ServiceRevisionSummary {
@@ -58,7 +33,7 @@ fn summary(ctx: &Ctx<'_>, rec: &ServiceRecord, d: &DeploymentRecord) -> ServiceR
 
 /// A deployment as DescribeServiceDeployments describes it.
 pub fn view(ctx: &Ctx<'_>, rec: &ServiceRecord, d: &DeploymentRecord) -> ServiceDeployment {
-    let b = super::list_service_deployments::brief(ctx, rec, d);
+    let b = brief(ctx, rec, d);
     // The source: the deployment this one replaced (the next older one).
     let all = rec.all_deployments();
     let source: Vec<ServiceRevisionSummary> = all

@@ -5,8 +5,8 @@
 //! container images of the task definition. An ARN naming no revision is a failure with reason
 //! `MISSING`.
 
-use super::describe_service_deployments::find;
 use crate::context::Ctx;
+use crate::shared::deployments::find;
 use flotilla_control::services::service_revision_arn;
 use flotilla_control::task_definitions::parse_ref;
 use flotilla_controllers::records::load_task_definition as load;

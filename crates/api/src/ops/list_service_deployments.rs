@@ -5,45 +5,13 @@
 
 use crate::context::Ctx;
 use crate::paginate::{decode_token, encode_token, page_size};
-use flotilla_control::service_scheduler::DeploymentRecord;
-use flotilla_control::services::{
-    service_deployment_arn, service_key, service_name_in, service_not_found, service_revision_arn,
-    ServiceRecord,
-};
+use crate::shared::deployments::brief;
+use flotilla_control::services::{service_key, service_name_in, service_not_found, ServiceRecord};
 use flotilla_controllers::records::get;
 use flotilla_model::shapes::{
-    DeploymentRolloutState, ListServiceDeploymentsRequest, ListServiceDeploymentsResponse,
-    ServiceDeploymentBrief,
+    ListServiceDeploymentsRequest, ListServiceDeploymentsResponse, ServiceDeploymentBrief,
 };
 use flotilla_model::EcsError;
-
-/// The brief of one deployment.
-pub fn brief(ctx: &Ctx<'_>, rec: &ServiceRecord, d: &DeploymentRecord) -> ServiceDeploymentBrief {
-    let (status, reason) = rec.deployment_status(d);
-    let finished = d.rollout_state != DeploymentRolloutState::InProgress
-        || rec.deployments.first().is_none_or(|p| p.id != d.id);
-    ServiceDeploymentBrief {
-        service_deployment_arn: Some(service_deployment_arn(
-            ctx.arns(),
-            &rec.cluster,
-            rec.name(),
-            &d.id,
-        )),
-        service_arn: Some(rec.arn().to_string()),
-        cluster_arn: Some(ctx.arns().cluster(&rec.cluster)),
-        started_at: Some(d.created_at),
-        created_at: Some(d.created_at),
-        finished_at: finished.then_some(d.updated_at),
-        target_service_revision_arn: Some(service_revision_arn(
-            ctx.arns(),
-            &rec.cluster,
-            rec.name(),
-            &d.id,
-        )),
-        status: Some(status),
-        status_reason: Some(reason),
-    }
-}
 
 /// ListServiceDeployments.
 pub async fn list_service_deployments(

@@ -1,8 +1,8 @@
 //! PutClusterCapacityProviders: replaces a cluster's capacity providers (FARGATE, FARGATE_SPOT)
 //! and its default capacity provider strategy.
 
-use super::update_cluster::modify_cluster;
 use crate::context::Ctx;
+use crate::shared::cluster_writes::modify_cluster;
 use flotilla_control::clusters::validate_capacity_providers;
 use flotilla_model::shapes::{
     PutClusterCapacityProvidersRequest, PutClusterCapacityProvidersResponse,
@@ -24,6 +24,6 @@ pub async fn put_cluster_capacity_providers(
         Ok(())
     })
     .await?;
-    super::describe_clusters::fill_counts(ctx.store(), &mut c).await?;
+    crate::shared::cluster_counts::fill_counts(ctx.store(), &mut c).await?;
     Ok(PutClusterCapacityProvidersResponse { cluster: Some(c) })
 }

@@ -11,8 +11,8 @@
 //! A new registration counts as connected until the agent opens its session; if it does not
 //! within `MISSED_HEARTBEATS` heartbeat intervals, it is marked `agentConnected: false`.
 
-use super::describe_container_instances::{task_counts, view_of};
 use crate::context::Ctx;
+use crate::shared::instance_views::{task_counts, view_of};
 use flotilla_control::instances::{parse_identity_document, parse_total_resources, InstanceRecord};
 use flotilla_control::tags::validate_tags;
 use flotilla_controllers::placement::new_id;

@@ -7,8 +7,8 @@
 //! (finished, replaced, or without a completed deployment to roll back to) is
 //! `ConflictException`.
 
-use super::describe_service_deployments::find;
 use crate::context::Ctx;
+use crate::shared::deployments::find;
 use flotilla_control::service_scheduler::DeploymentStatus;
 use flotilla_control::services::{
     deployment_id, new_deployment, service_key, ServiceStatus, StopNote,

@@ -1,7 +1,7 @@
 //! UpdateClusterSettings: changes settings such as containerInsights.
 
-use super::update_cluster::modify_cluster;
 use crate::context::Ctx;
+use crate::shared::cluster_writes::modify_cluster;
 use flotilla_control::clusters::{merge_settings, validate_settings};
 use flotilla_model::shapes::{UpdateClusterSettingsRequest, UpdateClusterSettingsResponse};
 use flotilla_model::EcsError;
@@ -17,6 +17,6 @@ pub async fn update_cluster_settings(
         Ok(())
     })
     .await?;
-    super::describe_clusters::fill_counts(ctx.store(), &mut c).await?;
+    crate::shared::cluster_counts::fill_counts(ctx.store(), &mut c).await?;
     Ok(UpdateClusterSettingsResponse { cluster: Some(c) })
 }

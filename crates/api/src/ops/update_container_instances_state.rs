@@ -2,8 +2,8 @@
 //! instance takes no new tasks; standalone tasks already on it are left alone (services, when
 //! they exist, replace theirs). Unknown instances are `MISSING` failures.
 
-use super::describe_container_instances::{task_counts, view_of};
 use crate::context::Ctx;
+use crate::shared::instance_views::{task_counts, view_of};
 use flotilla_control::instances::InstanceRecord;
 use flotilla_controllers::records::{
     commit, contention, get, instance_id_in, instance_key, to_bytes, CAS_ATTEMPTS,

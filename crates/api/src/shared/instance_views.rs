@@ -1,0 +1,61 @@
+//! A container instance as ECS describes it: its task counts and custom attributes joined to
+//! its record (DescribeContainerInstances, RegisterContainerInstance, DeregisterContainerInstance
+//! and UpdateContainerInstancesState all answer it).
+
+use crate::context::Ctx;
+use flotilla_control::instances::{custom_attribute, InstanceRecord, TaskCounts};
+use flotilla_control::tasks::TaskRecord;
+use flotilla_controllers::records::{self, task_prefix, ATTRIBUTES};
+use flotilla_model::shapes::{Attribute, ContainerInstance};
+use flotilla_model::status::TaskStatus;
+use flotilla_model::EcsError;
+use flotilla_protocol::DesiredStatus;
+use std::collections::HashMap;
+
+/// Task counts of every instance of a cluster, by instance id.
+pub async fn task_counts(
+    ctx: &Ctx<'_>,
+    cluster: &str,
+) -> Result<HashMap<String, TaskCounts>, EcsError> {
+    let mut out: HashMap<String, TaskCounts> = HashMap::new();
+    for (_, t, _) in records::list::<TaskRecord>(ctx.store(), &task_prefix(cluster)).await? {
+        let c = out.entry(t.instance_id.clone()).or_default();
+        if t.desired() == DesiredStatus::Running && !t.is_stopped() {
+            c.running += 1;
+        }
+        if t.last_status.0 == TaskStatus::Pending {
+            c.pending += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// The custom attributes of one instance.
+pub async fn custom_attributes_of(
+    ctx: &Ctx<'_>,
+    cluster: &str,
+    id: &str,
+) -> Result<Vec<Attribute>, EcsError> {
+    Ok(
+        records::list::<Attribute>(ctx.store(), &format!("{ATTRIBUTES}{cluster}/{id}/"))
+            .await?
+            .iter()
+            .map(|(_, a, _)| custom_attribute(a))
+            .collect(),
+    )
+}
+
+/// One instance as ECS describes it.
+pub async fn view_of(
+    ctx: &Ctx<'_>,
+    rec: &InstanceRecord,
+    counts: &HashMap<String, TaskCounts>,
+    include_tags: bool,
+) -> Result<ContainerInstance, EcsError> {
+    let custom = custom_attributes_of(ctx, &rec.cluster, &rec.id).await?;
+    Ok(rec.view(
+        &custom,
+        counts.get(&rec.id).copied().unwrap_or_default(),
+        include_tags,
+    ))
+}
