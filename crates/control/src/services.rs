@@ -11,7 +11,7 @@ use crate::service_scheduler::{DeploymentRecord, DeploymentStatus};
 use flotilla_model::arn::ArnContext;
 use flotilla_model::shapes::{
     Deployment, DeploymentConfiguration, DeploymentRolloutState, LaunchType, Service,
-    ServiceDeploymentStatus, ServiceEvent,
+    ServiceDeploymentStatus, ServiceEvent, UpdateServiceRequest,
 };
 use flotilla_model::{EcsError, ErrorCode};
 use serde::{Deserialize, Serialize};
@@ -489,6 +489,100 @@ pub fn service_name_in<'a>(value: &'a str, cluster: &str) -> Option<&'a str> {
         }
     }
     flotilla_model::arn::resource_name(value, "service")
+}
+
+/// Applies UpdateService to a service record (checked by the caller: the service is ACTIVE,
+/// `new_task_definition` is valid): settings replaced, and a new PRIMARY deployment (with the id
+/// `deployment_id`) when the task definition, launch, network or placement changes or the
+/// request forces one; otherwise the primary follows the desired count. Returns whether a
+/// deployment started.
+pub fn apply_update(
+    rec: &mut ServiceRecord,
+    req: &UpdateServiceRequest,
+    new_task_definition: Option<&str>,
+    deployment_id: String,
+    now: f64,
+) -> Result<bool, EcsError> {
+    let mut wanted = apply_settings(&mut rec.service, req)?;
+    let current_td = rec
+        .deployments
+        .first()
+        .map(|d| d.task_definition.clone())
+        .or_else(|| rec.service.task_definition.clone())
+        .unwrap_or_default();
+    let td = new_task_definition.map_or_else(|| current_td.clone(), str::to_string);
+    wanted |= td != current_td;
+    let desired = u32::try_from(rec.service.desired_count).unwrap_or(0);
+    if wanted {
+        for d in rec.deployments.iter_mut() {
+            d.status = DeploymentStatus::Active;
+            d.desired_count = 0;
+            d.updated_at = now;
+        }
+        rec.deployments
+            .insert(0, new_deployment(deployment_id, &td, desired, now));
+        rec.service.task_definition = Some(td);
+        rec.steady = false;
+    } else if let Some(p) = rec.deployments.first_mut() {
+        if p.desired_count != desired {
+            p.desired_count = desired;
+            p.updated_at = now;
+            rec.steady = false;
+        }
+    }
+    Ok(wanted)
+}
+
+/// Replaces the settings UpdateService names; whether one of them needs a new deployment.
+fn apply_settings(s: &mut Service, req: &UpdateServiceRequest) -> Result<bool, EcsError> {
+    if let Some(d) = req.desired_count {
+        s.desired_count = d;
+    }
+    if req.deployment_configuration.is_some() {
+        s.deployment_configuration = Some(deployment_configuration(
+            req.deployment_configuration.as_ref(),
+            s.deployment_configuration.as_ref(),
+        )?);
+    }
+    let mut wanted = req.force_new_deployment;
+    if let Some(strategy) = req
+        .capacity_provider_strategy
+        .as_deref()
+        .filter(|c| !c.is_empty())
+    {
+        wanted |= s.capacity_provider_strategy.as_deref() != Some(strategy);
+        s.capacity_provider_strategy = Some(strategy.to_vec());
+        s.launch_type = None;
+    }
+    wanted |= replace(&mut s.network_configuration, &req.network_configuration);
+    wanted |= replace(&mut s.platform_version, &req.platform_version);
+    wanted |= replace(&mut s.placement_constraints, &req.placement_constraints);
+    wanted |= replace(&mut s.placement_strategy, &req.placement_strategy);
+    if let Some(g) = req.health_check_grace_period_seconds {
+        s.health_check_grace_period_seconds = Some(g);
+    }
+    if let Some(p) = req.propagate_tags {
+        s.propagate_tags = Some(p);
+    }
+    if let Some(e) = req.enable_ecs_managed_tags {
+        s.enable_ecs_managed_tags = e;
+    }
+    if let Some(e) = req.enable_execute_command {
+        s.enable_execute_command = e;
+    }
+    Ok(wanted)
+}
+
+/// Sets `current` to `given` when given; whether that changed it.
+fn replace<T: Clone + PartialEq>(current: &mut Option<T>, given: &Option<T>) -> bool {
+    match given {
+        Some(v) => {
+            let changed = current.as_ref() != Some(v);
+            *current = Some(v.clone());
+            changed
+        }
+        None => false,
+    }
 }
 
 #[cfg(test)]

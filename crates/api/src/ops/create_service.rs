@@ -1,9 +1,9 @@
 //! CreateService: stores a REPLICA service with its first deployment (PRIMARY, IN_PROGRESS);
-//! the service loop ([`crate::service_loop`]) then starts its tasks.
+//! the service loop (`flotilla_controllers::service_loop`) then starts its tasks.
 //!
 //! Checked as ECS does: the cluster is ACTIVE, the task definition exists and is ACTIVE and fits
-//! the launch type (EC2 or EXTERNAL; FARGATE and capacity provider strategies are
-//! `UnsupportedFeatureException`, as in RunTask), `desiredCount` is given, the placement
+//! the launch (a launch type, or a capacity provider strategy: the request's, else the
+//! cluster's default; FARGATE services follow ECS's Fargate rules), `desiredCount` is given, the placement
 //! strategies and constraints parse, the deployment configuration is within range (defaults
 //! 200/100), tags are valid. A name already used by an ACTIVE or DRAINING service of the cluster
 //! is `InvalidParameterException` "Creation of service was not idempotent.", unless the request
@@ -13,50 +13,84 @@
 //! deployment defaults 100/0).
 
 use crate::context::Ctx;
-use flotilla_control::launch::{constraints, strategies};
+use flotilla_control::launch::{constraints, strategies, Launch};
 use flotilla_control::services::{
     deployment_configuration, deployment_id, new_deployment, service_key, ServiceRecord,
     ServiceStatus,
 };
 use flotilla_control::tags::validate_tags;
-use flotilla_control::template::Common;
-use flotilla_controllers::records::{commit, contention, get, to_bytes, CAS_ATTEMPTS};
+use flotilla_control::template::{Common, TaskTemplate};
+use flotilla_controllers::records::{get, to_bytes, Attempt};
 use flotilla_controllers::templates::{prepare, resolve_launch};
 use flotilla_model::shapes::{
-    CreateServiceRequest, CreateServiceResponse, DeploymentController, DeploymentControllerType,
-    LaunchType, SchedulingStrategy, Service,
+    CreateServiceRequest, CreateServiceResponse, DeploymentConfiguration, DeploymentController,
+    DeploymentControllerType, LaunchType, PropagateTags, SchedulingStrategy, Service, Tag,
 };
 use flotilla_model::{EcsError, ErrorCode};
 use flotilla_store::{Compare, Txn};
 
-/// CreateService.
+/// CreateService: the request's own rules, then its launch and task template, then the record,
+/// created unless an ACTIVE or DRAINING service holds the name.
 pub async fn create_service(
     ctx: &Ctx<'_>,
     req: CreateServiceRequest,
 ) -> Result<CreateServiceResponse, EcsError> {
-    let name = req.service_name.clone();
-    if !flotilla_model::arn::is_valid_name(&name) {
+    let daemon = check_request(&req)?;
+    let launch = resolve_launch(
+        ctx.plane(),
+        req.cluster.as_deref(),
+        req.launch_type,
+        req.capacity_provider_strategy.as_deref(),
+    )
+    .await?;
+    if daemon && launch.launch_type == LaunchType::Fargate {
+        return Err(EcsError::invalid_parameter(
+            "The daemon scheduling strategy does not support the FARGATE launch type or capacity providers.",
+        ));
+    }
+    let desired = desired_count(&req, daemon)?;
+    let template = task_template(ctx, &req, &launch).await?;
+    let base = daemon.then(|| DeploymentConfiguration {
+        maximum_percent: Some(100),
+        minimum_healthy_percent: Some(0),
+        ..Default::default()
+    });
+    let config = deployment_configuration(req.deployment_configuration.as_ref(), base.as_ref())?;
+    let tags = req.tags.clone().unwrap_or_default();
+    validate_tags(&tags, 0)?;
+    if req.health_check_grace_period_seconds.is_some_and(|g| g < 0) {
+        return Err(EcsError::invalid_parameter(
+            "healthCheckGracePeriodSeconds must be 0 or more.",
+        ));
+    }
+    let shape = Shape {
+        daemon,
+        desired,
+        launch: &launch,
+        template: &template,
+        config: &config,
+        tags: &tags,
+    };
+    let rec = store_service(ctx, &req, &shape).await?;
+    Ok(CreateServiceResponse {
+        service: Some(rec.view(false)),
+    })
+}
+
+/// The request's own rules (name, DAEMON limits, deployment controller); whether it is DAEMON.
+fn check_request(req: &CreateServiceRequest) -> Result<bool, EcsError> {
+    if !flotilla_model::arn::is_valid_name(&req.service_name) {
         return Err(EcsError::invalid_parameter(
             "Service name must be 1 to 255 letters (uppercase and lowercase), numbers, hyphens and underscores.",
         ));
     }
     let daemon = req.scheduling_strategy == Some(SchedulingStrategy::Daemon);
-    if daemon
-        && req
-            .placement_strategy
-            .as_ref()
-            .is_some_and(|p| !p.is_empty())
-    {
+    if daemon && given(&req.placement_strategy) {
         return Err(EcsError::invalid_parameter(
             "Placement strategies are not supported with DAEMON scheduling strategy.",
         ));
     }
-    if daemon
-        && req
-            .placement_constraints
-            .as_ref()
-            .is_some_and(|p| !p.is_empty())
-    {
+    if daemon && given(&req.placement_constraints) {
         return Err(EcsError::new(
             ErrorCode::UnsupportedFeatureException,
             "Placement constraints on DAEMON services are not supported by this Flotilla server yet.",
@@ -72,18 +106,16 @@ pub async fn create_service(
             "Only the ECS (rolling update) deployment controller is supported by this Flotilla server.",
         ));
     }
-    let launch = resolve_launch(
-        ctx.plane(),
-        req.cluster.as_deref(),
-        req.launch_type,
-        req.capacity_provider_strategy.as_deref(),
-    )
-    .await?;
-    if daemon && launch.launch_type == LaunchType::Fargate {
-        return Err(EcsError::invalid_parameter(
-            "The daemon scheduling strategy does not support the FARGATE launch type or capacity providers.",
-        ));
-    }
+    Ok(daemon)
+}
+
+/// Whether a list member was given with at least one item.
+fn given<T>(v: &Option<Vec<T>>) -> bool {
+    v.as_ref().is_some_and(|p| !p.is_empty())
+}
+
+/// The desired count: required for REPLICA, 0 to start with for DAEMON (the loop sets it).
+fn desired_count(req: &CreateServiceRequest, daemon: bool) -> Result<i32, EcsError> {
     let given = if daemon { Some(0) } else { req.desired_count };
     let Some(desired) = given else {
         return Err(EcsError::invalid_parameter(
@@ -95,6 +127,16 @@ pub async fn create_service(
             "desiredCount must be 0 or more.",
         ));
     }
+    Ok(desired)
+}
+
+/// The task template the service's tasks will have (so a bad task definition, launch or
+/// placement is refused now, not at the first scale-up).
+async fn task_template(
+    ctx: &Ctx<'_>,
+    req: &CreateServiceRequest,
+    launch: &Launch,
+) -> Result<TaskTemplate, EcsError> {
     let Some(td_ref) = req.task_definition.as_deref() else {
         return Err(EcsError::invalid_parameter(
             "A task definition is required for a service with the ECS deployment controller.",
@@ -118,130 +160,131 @@ pub async fn create_service(
         },
     )
     .await?;
+    let given_constraints = req.placement_constraints.as_deref().unwrap_or(&[]);
+    let given_strategies = req.placement_strategy.as_deref().unwrap_or(&[]);
     if template.fargate.is_some() {
         flotilla_model::fargate::validate_fargate_run(
             &template.task_definition,
             None,
-            req.placement_constraints.as_deref().unwrap_or(&[]),
-            req.placement_strategy.as_deref().unwrap_or(&[]),
+            given_constraints,
+            given_strategies,
         )?;
     }
-    strategies(req.placement_strategy.as_deref().unwrap_or(&[]))?;
-    constraints(req.placement_constraints.as_deref().unwrap_or(&[]))?;
-    let base = daemon.then(|| flotilla_model::shapes::DeploymentConfiguration {
-        maximum_percent: Some(100),
-        minimum_healthy_percent: Some(0),
-        ..Default::default()
-    });
-    let config = deployment_configuration(req.deployment_configuration.as_ref(), base.as_ref())?;
-    let tags = req.tags.clone().unwrap_or_default();
-    validate_tags(&tags, 0)?;
-    if req.health_check_grace_period_seconds.is_some_and(|g| g < 0) {
-        return Err(EcsError::invalid_parameter(
-            "healthCheckGracePeriodSeconds must be 0 or more.",
-        ));
-    }
-    let cluster = template.cluster.clone();
-    let td_arn = template
-        .task_definition
-        .task_definition_arn
-        .clone()
-        .unwrap_or_default();
-    let now = flotilla_control::timestamp(ctx.now);
-    let key = service_key(&cluster, &name);
-    let desired_u = u32::try_from(desired).unwrap_or(0);
-    for _ in 0..CAS_ATTEMPTS {
-        let existing = get::<ServiceRecord>(ctx.store(), &key).await?;
-        let compare = match &existing {
-            Some((old, rev)) => {
-                if old.status != ServiceStatus::Inactive {
+    strategies(given_strategies)?;
+    constraints(given_constraints)?;
+    Ok(template)
+}
+
+/// What the checks decided, for building the record.
+struct Shape<'a> {
+    daemon: bool,
+    desired: i32,
+    launch: &'a Launch,
+    template: &'a TaskTemplate,
+    config: &'a DeploymentConfiguration,
+    tags: &'a [Tag],
+}
+
+/// Creates the service record (or answers the existing one for a repeated `clientToken`).
+async fn store_service(
+    ctx: &Ctx<'_>,
+    req: &CreateServiceRequest,
+    shape: &Shape<'_>,
+) -> Result<ServiceRecord, EcsError> {
+    let cluster = &shape.template.cluster;
+    let name = &req.service_name;
+    let key = service_key(cluster, name);
+    let (rec, created) = ctx
+        .plane()
+        .cas(&key, || async {
+            let existing = get::<ServiceRecord>(ctx.store(), &key).await?;
+            let compare = match &existing {
+                Some((old, _)) if old.status != ServiceStatus::Inactive => {
                     if req.client_token.is_some() && old.client_token == req.client_token {
-                        return Ok(CreateServiceResponse {
-                            service: Some(old.view(false)),
-                        });
+                        return Ok(Attempt::Done((old.clone(), false)));
                     }
                     return Err(EcsError::invalid_parameter(
                         "Creation of service was not idempotent.",
                     ));
                 }
-                Compare::ModRevision(key.clone(), *rev)
-            }
-            None => Compare::Absent(key.clone()),
-        };
-        let service = Service {
-            service_arn: Some(ctx.arns().service(&cluster, &name)),
-            service_name: Some(name.clone()),
-            cluster_arn: Some(ctx.arns().cluster(&cluster)),
-            load_balancers: Some(Vec::new()),
-            service_registries: Some(Vec::new()),
-            desired_count: desired,
-            // A service launched by a capacity provider strategy shows the strategy, not a
-            // launch type, as in ECS.
-            launch_type: launch.strategy.is_empty().then_some(launch.launch_type),
-            capacity_provider_strategy: (!launch.strategy.is_empty())
-                .then(|| launch.strategy.clone()),
-            platform_version: template.fargate.as_ref().map(|_| {
-                req.platform_version
-                    .clone()
-                    .unwrap_or_else(|| "LATEST".to_string())
-            }),
-            platform_family: template
-                .fargate
-                .as_ref()
-                .map(|_| crate::fargate::PLATFORM_FAMILY_LINUX.to_string()),
-            network_configuration: req.network_configuration.clone(),
-            task_definition: Some(td_arn.clone()),
-            deployment_configuration: Some(config.clone()),
-            role_arn: None,
-            created_at: Some(now),
-            placement_constraints: Some(req.placement_constraints.clone().unwrap_or_default()),
-            placement_strategy: Some(req.placement_strategy.clone().unwrap_or_default()),
-            health_check_grace_period_seconds: req.health_check_grace_period_seconds,
-            scheduling_strategy: Some(if daemon {
-                SchedulingStrategy::Daemon
-            } else {
-                SchedulingStrategy::Replica
-            }),
-            deployment_controller: Some(DeploymentController {
-                r#type: DeploymentControllerType::Ecs,
-            }),
-            tags: Some(tags.clone()),
-            created_by: Some(ctx.caller.principal_arn.clone()),
-            enable_ecs_managed_tags: req.enable_ecs_managed_tags,
-            propagate_tags: Some(
-                req.propagate_tags
-                    .unwrap_or(flotilla_model::shapes::PropagateTags::None),
-            ),
-            enable_execute_command: req.enable_execute_command,
-            ..Service::default()
-        };
-        let mut rec = ServiceRecord {
-            service,
-            status: ServiceStatus::Active,
-            cluster: cluster.clone(),
-            client_token: req.client_token.clone(),
-            deployments: vec![new_deployment(
-                deployment_id(rand::random::<u64>()),
-                &td_arn,
-                desired_u,
-                now,
-            )],
-            events: Vec::new(),
-            steady: false,
-            last_completed: None,
-            ..ServiceRecord::default()
-        };
-        if let Some(d) = rec.deployments.first_mut() {
-            d.rollout_state_reason = "ECS deployment ecs-svc in progress.".into();
-        }
-        let txn = Txn::new().when(compare).put(key.clone(), to_bytes(&rec)?);
-        if commit(ctx.store(), txn).await? {
-            tracing::info!(service = %name, cluster = %cluster, desired, "service created");
-            rec.steady = false;
-            return Ok(CreateServiceResponse {
-                service: Some(rec.view(false)),
-            });
-        }
+                Some((_, rev)) => Compare::ModRevision(key.clone(), *rev),
+                None => Compare::Absent(key.clone()),
+            };
+            let rec = new_record(ctx, req, shape);
+            let txn = Txn::new().when(compare).put(key.clone(), to_bytes(&rec)?);
+            Ok(Attempt::Commit(txn, (rec, true)))
+        })
+        .await?;
+    if created {
+        tracing::info!(service = %name, cluster = %cluster, desired = shape.desired, "service created");
     }
-    Err(contention())
+    Ok(rec)
+}
+
+/// The new service's record: the `Service` shape as ECS shows it and its first deployment.
+fn new_record(ctx: &Ctx<'_>, req: &CreateServiceRequest, shape: &Shape<'_>) -> ServiceRecord {
+    let (cluster, name) = (&shape.template.cluster, &req.service_name);
+    let now = flotilla_control::timestamp(ctx.now);
+    let td_arn = shape
+        .template
+        .task_definition
+        .task_definition_arn
+        .clone()
+        .unwrap_or_default();
+    let fargate = shape.template.fargate.is_some();
+    let launch = shape.launch;
+    let service = Service {
+        service_arn: Some(ctx.arns().service(cluster, name)),
+        service_name: Some(name.clone()),
+        cluster_arn: Some(ctx.arns().cluster(cluster)),
+        load_balancers: Some(Vec::new()),
+        service_registries: Some(Vec::new()),
+        desired_count: shape.desired,
+        // A service launched by a capacity provider strategy shows the strategy, not a
+        // launch type, as in ECS.
+        launch_type: launch.strategy.is_empty().then_some(launch.launch_type),
+        capacity_provider_strategy: (!launch.strategy.is_empty()).then(|| launch.strategy.clone()),
+        platform_version: fargate.then(|| {
+            req.platform_version
+                .clone()
+                .unwrap_or_else(|| "LATEST".to_string())
+        }),
+        platform_family: fargate.then(|| crate::fargate::PLATFORM_FAMILY_LINUX.to_string()),
+        network_configuration: req.network_configuration.clone(),
+        task_definition: Some(td_arn.clone()),
+        deployment_configuration: Some(shape.config.clone()),
+        role_arn: None,
+        created_at: Some(now),
+        placement_constraints: Some(req.placement_constraints.clone().unwrap_or_default()),
+        placement_strategy: Some(req.placement_strategy.clone().unwrap_or_default()),
+        health_check_grace_period_seconds: req.health_check_grace_period_seconds,
+        scheduling_strategy: Some(if shape.daemon {
+            SchedulingStrategy::Daemon
+        } else {
+            SchedulingStrategy::Replica
+        }),
+        deployment_controller: Some(DeploymentController {
+            r#type: DeploymentControllerType::Ecs,
+        }),
+        tags: Some(shape.tags.to_vec()),
+        created_by: Some(ctx.caller.principal_arn.clone()),
+        enable_ecs_managed_tags: req.enable_ecs_managed_tags,
+        propagate_tags: Some(req.propagate_tags.unwrap_or(PropagateTags::None)),
+        enable_execute_command: req.enable_execute_command,
+        ..Service::default()
+    };
+    let desired = u32::try_from(shape.desired).unwrap_or(0);
+    let mut first = new_deployment(deployment_id(rand::random::<u64>()), &td_arn, desired, now);
+    first.rollout_state_reason = "ECS deployment ecs-svc in progress.".into();
+    ServiceRecord {
+        service,
+        status: ServiceStatus::Active,
+        cluster: cluster.clone(),
+        client_token: req.client_token.clone(),
+        deployments: vec![first],
+        events: Vec::new(),
+        steady: false,
+        last_completed: None,
+        ..ServiceRecord::default()
+    }
 }

@@ -4,15 +4,16 @@
 //! ([`flotilla_controllers::placement::place`]). Tasks that do not fit are reported in `failures` with ECS's
 //! reasons (`RESOURCE:MEMORY`, `AGENT`, `ATTRIBUTE`, ...).
 //!
-//! Also here: the task template shared with StartTask ([`prepare`]): cluster and task definition
-//! lookup, overrides, group, tags and `propagateTags`.
+//! The launch (launch type, or capacity provider strategy split over FARGATE and FARGATE_SPOT) is
+//! `flotilla_controllers::templates::resolve_launch`; the task template shared with StartTask and
+//! the service loop is `flotilla_controllers::templates::prepare`. FARGATE tasks go to the managed
+//! pool with Flotilla's own strategy.
 //!
 //! ECS's errors kept: an unknown task definition is `ClientException` "TaskDefinition not
 //! found.", an INACTIVE one "TaskDefinition is inactive"; a cluster without container instances
 //! is `InvalidParameterException` "No Container Instances were found in your cluster."; a
-//! `clientToken` reused with another request is `ConflictException`. Launch types other than
-//! EC2 and EXTERNAL (and capacity provider strategies) are `UnsupportedFeatureException` until
-//! Flotilla runs them.
+//! `clientToken` reused with another request is `ConflictException`. The MANAGED_INSTANCES
+//! launch type is `UnsupportedFeatureException`.
 
 use crate::context::Ctx;
 use flotilla_control::launch::{constraints, strategies};
