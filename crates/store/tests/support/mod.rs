@@ -266,3 +266,68 @@ impl EtcdCluster {
         None
     }
 }
+
+/// A TCP proxy in front of one member that the test can cut (every open connection is dropped
+/// and new ones are closed at once) and heal: a dropped connection without killing etcd.
+pub struct Proxy {
+    pub port: u16,
+    state: std::sync::Arc<std::sync::Mutex<ProxyState>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    cut: bool,
+    pipes: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Proxy {
+    pub async fn start(target_port: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new(std::sync::Mutex::new(ProxyState::default()));
+        let st = state.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if st.lock().unwrap().cut {
+                    drop(inbound);
+                    continue;
+                }
+                let pipe = tokio::spawn(async move {
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await
+                    else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+                st.lock().unwrap().pipes.push(pipe);
+            }
+        });
+        Proxy {
+            port,
+            state,
+            accept,
+        }
+    }
+
+    /// Drops every connection and refuses new ones until [`Proxy::heal`].
+    pub fn cut(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.cut = true;
+        for p in st.pipes.drain(..) {
+            p.abort();
+        }
+    }
+
+    pub fn heal(&self) {
+        self.state.lock().unwrap().cut = false;
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
