@@ -24,6 +24,9 @@
 //!   reachable, no leader, a timeout) gives [`StoreError::Unavailable`]; a write that failed so
 //!   may or may not have been applied.
 //!
+//! Requests carry etcd's "require leader" flag, so a member that lost its leader (cut off from
+//! the others) refuses them at once and ends its watches, which then resume elsewhere.
+//!
 //! What it is not: a cache. Every read is a linearizable etcd read (a round trip to the
 //! leader); reads and writes are not retried here (callers already retry conflicts and errors).
 
@@ -176,7 +179,11 @@ impl EtcdStore {
             .with_timeout(opts.request_timeout)
             .with_connect_timeout(opts.connect_timeout)
             .with_keep_alive(opts.keep_alive.0, opts.keep_alive.1)
-            .with_keep_alive_while_idle(true);
+            .with_keep_alive_while_idle(true)
+            // A member cut off from its cluster is alive and answers pings, but a watch on it
+            // would hang silently: with this, it ends the watch ("no leader") and the watch
+            // resumes on another member; reads and writes on it fail fast as `Unavailable`.
+            .with_require_leader(true);
         let client = Client::connect(&config.endpoints, Some(connect))
             .await
             .map_err(from_etcd)?;

@@ -210,6 +210,11 @@ pub(crate) async fn step(mut st: Resuming) -> Option<(Result<Event, StoreError>,
                     st.done = true;
                     return Some((Err(e), st));
                 }
+                // Cancelled for another reason than compaction: resume, but not in a hot loop.
+                if st.conn.is_none() && !st.pause().await {
+                    st.done = true;
+                    return Some((Err(StoreError::Closed), st));
+                }
             }
             Ok(None) => {
                 tracing::warn!(revision = st.last, "etcd watch stream ended; resuming");
