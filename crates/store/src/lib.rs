@@ -5,7 +5,9 @@
 //! embedded backend and an etcd backend are interchangeable without touching any caller:
 //!
 //! - The store has one global, monotonically increasing **revision**. Every committed transaction
-//!   that changes something advances it by exactly one.
+//!   that changes something advances it by exactly one. (On etcd the revision is shared by every
+//!   installation on the cluster, so there it advances by *at least* one and an empty store may
+//!   start above 0; see [`etcd`].)
 //! - Each key remembers the revision that created it (`create_revision`) and the revision that last
 //!   modified it (`mod_revision`). `mod_revision` is the object's version for compare-and-swap.
 //! - A [`Txn`] is a list of [`Compare`]s and a list of [`Op`]s. It commits all ops atomically if
@@ -18,10 +20,12 @@
 //! What this crate deliberately is not: it knows nothing about ECS. Keys and values are opaque
 //! (values are bytes, in practice JSON written by the callers).
 //!
-//! Backends: [`MemoryStore`] (in-process, the reference behaviour, for tests) and [`SqliteStore`]
-//! (the embedded, durable default). Both keep a bounded watch history
-//! ([`DEFAULT_HISTORY_REVISIONS`] revisions by default); watching from before the oldest kept
-//! revision fails with [`StoreError::Compacted`].
+//! Backends: [`MemoryStore`] (in-process, the reference behaviour, for tests), [`SqliteStore`]
+//! (the embedded, durable default) and [`EtcdStore`] (an etcd cluster, for several replicas).
+//! All keep a bounded watch history ([`DEFAULT_HISTORY_REVISIONS`] revisions by default);
+//! watching from before the oldest kept revision fails with [`StoreError::Compacted`]. A caller
+//! that gets `Compacted` resyncs: it lists afresh (getting the list's revision N) and watches
+//! from N. [`StoreUrl`] and [`open`] choose a backend from a URL.
 //!
 //! ```
 //! use flotilla_store::{Compare, MemoryStore, Store, Txn, TxnOutcome};
@@ -55,12 +59,16 @@
 
 use async_trait::async_trait;
 
+pub mod etcd;
 pub mod memory;
 pub mod sqlite;
+mod url;
 mod watch;
 
+pub use etcd::EtcdStore;
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
+pub use url::{open, InvalidStoreUrl, StoreUrl};
 
 /// How many revisions of change history the backends keep for watches by default.
 pub const DEFAULT_HISTORY_REVISIONS: u64 = 100_000;
@@ -105,7 +113,10 @@ pub enum Op {
 pub struct Txn {
     /// All must hold for the ops to be applied.
     pub compares: Vec<Compare>,
-    /// Applied atomically, in order, if every compare holds.
+    /// Applied atomically, in order, if every compare holds. Several ops on one key leave the
+    /// state of applying them in order, but a backend may coalesce them to the last one (etcd
+    /// refuses a key twice in one transaction): only that one's event is then certain, and a
+    /// put then delete of an absent key may not advance the revision.
     pub ops: Vec<Op>,
 }
 
@@ -216,6 +227,18 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("store is closed")]
     Closed,
+    /// The store cannot be reached: no member answers, the cluster has no leader, or the
+    /// request timed out. A write that fails so may or may not have been applied.
+    #[error("store unreachable: {0}")]
+    Unavailable(String),
+    /// The request is over the store's size limit and was not sent.
+    #[error("request of up to {size} bytes is over the store's limit of {limit} bytes; write smaller values or fewer keys per transaction")]
+    TooLarge {
+        /// An upper bound of the request's size, in bytes.
+        size: usize,
+        /// The store's limit, in bytes.
+        limit: usize,
+    },
 }
 
 /// A stream of watch events; ends with an error if the watch cannot continue (for example the
