@@ -96,8 +96,49 @@ pub fn build(
     rec: &RegisterTaskDefinitionResponse,
     c: &Common<'_>,
 ) -> Result<TaskTemplate, EcsError> {
-    let not_found = || EcsError::client("TaskDefinition not found.");
-    let td = rec.task_definition.clone().ok_or_else(not_found)?;
+    let td = usable_task_definition(rec, c)?;
+    check_started_by(c.started_by)?;
+    let resolved = resolve(&td, c.overrides)?;
+    check_runnable(&td, &resolved)?;
+    let network_mode = td.network_mode.unwrap_or(NetworkMode::Bridge);
+    fargate::validate_network_configuration(Some(network_mode), c.network_configuration)?;
+    let awsvpc = c
+        .network_configuration
+        .and_then(|n| n.awsvpc_configuration.clone())
+        .filter(|_| network_mode == NetworkMode::Awsvpc);
+    let fargate_platform = fargate_platform(&td, c)?;
+    let tags = task_tags(rec, c)?;
+    let family = td.family.clone().unwrap_or_default();
+    let spec = task_spec(&resolved, td.network_mode);
+    Ok(TaskTemplate {
+        cluster,
+        group: c
+            .group
+            .map_or_else(|| format!("family:{family}"), str::to_string),
+        started_by: c.started_by.map(str::to_string),
+        launch_type: c.launch_type,
+        tags,
+        enable_execute_command: c.enable_execute_command,
+        overrides: c.overrides.cloned().unwrap_or_default(),
+        resolved,
+        spec,
+        task_definition: td,
+        fargate: fargate_platform,
+        awsvpc,
+        providers: Vec::new(),
+    })
+}
+
+/// The task definition, if it may be launched: ACTIVE (or INACTIVE where allowed) and
+/// compatible with the launch type.
+fn usable_task_definition(
+    rec: &RegisterTaskDefinitionResponse,
+    c: &Common<'_>,
+) -> Result<TaskDefinition, EcsError> {
+    let td = rec
+        .task_definition
+        .clone()
+        .ok_or_else(|| EcsError::client("TaskDefinition not found."))?;
     if td.status != Some(TaskDefinitionStatus::Active)
         && !(c.allow_inactive && td.status == Some(TaskDefinitionStatus::Inactive))
     {
@@ -118,20 +159,30 @@ pub fn build(
             c.launch_type.as_str()
         )));
     }
-    if let Some(sb) = c.started_by {
-        let ok = !sb.is_empty()
-            && sb.len() <= 128
-            && sb
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || "-/_".contains(ch));
-        if !ok {
-            return Err(EcsError::invalid_parameter(format!(
-                "Invalid startedBy '{sb}': up to 128 letters, numbers, hyphens, forward slashes and underscores."
-            )));
-        }
+    Ok(td)
+}
+
+/// `startedBy`: up to 128 letters, numbers, hyphens, forward slashes and underscores.
+fn check_started_by(started_by: Option<&str>) -> Result<(), EcsError> {
+    let Some(sb) = started_by else {
+        return Ok(());
+    };
+    let ok = !sb.is_empty()
+        && sb.len() <= 128
+        && sb
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-/_".contains(ch));
+    if ok {
+        Ok(())
+    } else {
+        Err(EcsError::invalid_parameter(format!(
+            "Invalid startedBy '{sb}': up to 128 letters, numbers, hyphens, forward slashes and underscores."
+        )))
     }
-    let resolved = resolve(&td, c.overrides)?;
-    // What the agent could not run is refused here, not reported later as a failed start.
+}
+
+/// What the agent could not run is refused here, not reported later as a failed start.
+fn check_runnable(td: &TaskDefinition, resolved: &Resolved) -> Result<(), EcsError> {
     flotilla_protocol::runnable::check(
         td.pid_mode.map(|m| m.as_str()),
         td.ipc_mode.map(|m| m.as_str()),
@@ -142,34 +193,40 @@ pub fn build(
         EcsError::invalid_parameter(format!(
             "Flotilla's container agent cannot run this task: {why}."
         ))
-    })?;
-    let network_mode = td.network_mode.unwrap_or(NetworkMode::Bridge);
-    fargate::validate_network_configuration(Some(network_mode), c.network_configuration)?;
-    let awsvpc = c
-        .network_configuration
-        .and_then(|n| n.awsvpc_configuration.clone())
-        .filter(|_| network_mode == NetworkMode::Awsvpc);
-    let fargate_platform = if c.launch_type == LaunchType::Fargate {
-        fargate::validate_fargate_run(&td, c.overrides, &[], &[])?;
-        Some(FargatePlatform {
-            platform_version: fargate::resolve_platform_version(c.platform_version)?,
-            ephemeral_storage_gib: c
-                .overrides
-                .and_then(|o| o.ephemeral_storage.as_ref())
-                .or(td.ephemeral_storage.as_ref())
-                .map_or(crate::launch::DEFAULT_EPHEMERAL_STORAGE_GIB, |e| {
-                    e.size_in_gi_b
-                }),
-        })
-    } else {
+    })
+}
+
+/// The Fargate platform of a FARGATE launch (ECS's Fargate rules checked); `None` for other
+/// launch types, which must not name a platform version.
+fn fargate_platform(
+    td: &TaskDefinition,
+    c: &Common<'_>,
+) -> Result<Option<FargatePlatform>, EcsError> {
+    if c.launch_type != LaunchType::Fargate {
         if c.platform_version.is_some() {
             return Err(EcsError::invalid_parameter(format!(
                 "The platform version must be null when specifying an {} launch type.",
                 c.launch_type.as_str()
             )));
         }
-        None
-    };
+        return Ok(None);
+    }
+    fargate::validate_fargate_run(td, c.overrides, &[], &[])?;
+    Ok(Some(FargatePlatform {
+        platform_version: fargate::resolve_platform_version(c.platform_version)?,
+        ephemeral_storage_gib: c
+            .overrides
+            .and_then(|o| o.ephemeral_storage.as_ref())
+            .or(td.ephemeral_storage.as_ref())
+            .map_or(crate::launch::DEFAULT_EPHEMERAL_STORAGE_GIB, |e| {
+                e.size_in_gi_b
+            }),
+    }))
+}
+
+/// The task's tags: the task definition's when `propagateTags` is TASK_DEFINITION, overridden
+/// by the request's.
+fn task_tags(rec: &RegisterTaskDefinitionResponse, c: &Common<'_>) -> Result<Vec<Tag>, EcsError> {
     let mut tags: Vec<Tag> = Vec::new();
     if c.propagate_tags == Some(PropagateTags::TaskDefinition) {
         tags = rec.tags.clone().unwrap_or_default();
@@ -183,25 +240,7 @@ pub fn build(
         }
     }
     validate_tags(&tags, 0)?;
-    let family = td.family.clone().unwrap_or_default();
-    let spec = task_spec(&resolved, td.network_mode);
-    Ok(TaskTemplate {
-        cluster,
-        group: c
-            .group
-            .map_or_else(|| format!("family:{family}"), str::to_string),
-        started_by: c.started_by.map(str::to_string),
-        launch_type: c.launch_type,
-        tags,
-        enable_execute_command: c.enable_execute_command,
-        overrides: c.overrides.cloned().unwrap_or_default(),
-        resolved,
-        spec,
-        task_definition: td,
-        fargate: fargate_platform,
-        awsvpc,
-        providers: Vec::new(),
-    })
+    Ok(tags)
 }
 
 /// The placement request of a template (constraints and strategies added by the caller); `seed`
