@@ -4,8 +4,8 @@
 use crate::agents::{AgentTimings, Agents};
 use crate::fargate::FargateConfig;
 use crate::metrics::Metrics;
-use crate::sigv4::{Caller, Credential};
 use flotilla_model::arn::ArnContext;
+use flotilla_sigv4::{Caller, Credential};
 use flotilla_store::Store;
 use std::sync::Arc;
 

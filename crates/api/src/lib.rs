@@ -1,7 +1,7 @@
 //! The ECS API over HTTP.
 //!
 //! This is the only crate that knows about HTTP, `X-Amz-Target` and SigV4. A request flows:
-//! [`server`] (HTTP, request id, metrics) -> [`sigv4`] (who is calling) -> [`ops::dispatch`] (which
+//! [`server`] (HTTP, request id, metrics) -> [`flotilla_sigv4`] (who is calling) -> [`ops::dispatch`] (which
 //! operation; the body is validated against the ECS model and deserialized into the generated
 //! request type) -> one handler per operation in `ops/` (reads and writes the [`Store`] through
 //! [`records`]) -> the generated response type, serialized back.
@@ -27,7 +27,6 @@ pub mod service_loop;
 pub mod service_scheduler;
 pub mod services;
 pub mod session;
-pub mod sigv4;
 pub mod tasks;
 
 pub use agents::AgentTimings;

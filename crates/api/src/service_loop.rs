@@ -26,7 +26,6 @@ use crate::service_scheduler::{
     compute_daemon_actions, compute_service_actions, Phase, ServiceSpec, TaskObs,
 };
 use crate::services::{new_deployment_id, service_key, ServiceRecord, ServiceStatus, SERVICES};
-use crate::sigv4::Caller;
 use crate::tasks::{stop, TaskRecord};
 use flotilla_model::shapes::{
     HealthStatus, PlacementStrategy, PlacementStrategyType, PropagateTags, SchedulingStrategy,
@@ -36,6 +35,7 @@ use flotilla_model::status::TaskStatus;
 use flotilla_model::EcsError;
 use flotilla_protocol::DesiredStatus;
 use flotilla_scheduler::InstanceStatus;
+use flotilla_sigv4::Caller;
 use flotilla_store::{Compare, Event, Txn};
 use futures::StreamExt;
 use std::collections::{BTreeMap, BTreeSet};
