@@ -1,5 +1,5 @@
 //! The agent's ECS API client: `RegisterContainerInstance` and `DiscoverPollEndpoint`, signed
-//! with SigV4 ([`flotilla_api::sigv4::sign`]) over plain HTTP/1.1.
+//! with SigV4 ([`flotilla_sigv4::sign`]) over plain HTTP/1.1.
 //!
 //! What this is not: a general SDK (two calls), and not TLS: `server_url` must be `http://`.
 //!
@@ -11,15 +11,14 @@ use flotilla_model::shapes::{
     ContainerInstance, DiscoverPollEndpointRequest, DiscoverPollEndpointResponse,
     RegisterContainerInstanceRequest, RegisterContainerInstanceResponse,
 };
+use flotilla_sigv4::target::{ecs_target, json_headers};
+use flotilla_sigv4::{Request, Signer};
 use http_body_util::{BodyExt, Full};
 use hyper::Uri;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
-
-/// The `X-Amz-Target` prefix of ECS operations.
-pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113";
 
 /// A failed API call.
 #[derive(Debug, thiserror::Error)]
@@ -119,27 +118,16 @@ impl EcsClient {
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, ApiError> {
         let body = serde_json::to_vec(body).map_err(|e| ApiError::BadResponse(e.to_string()))?;
-        let target = format!("{TARGET_PREFIX}.{operation}");
-        let content_type = "application/x-amz-json-1.1";
-        let signed = flotilla_api::sigv4::sign(
-            &[
-                ("host", &self.authority),
-                ("content-type", content_type),
-                ("x-amz-target", &target),
-            ],
-            &body,
-            now_secs(),
-            &self.region,
-            &self.credentials.access_key_id,
-            &self.credentials.secret_access_key,
-            self.credentials.session_token.as_deref(),
-        );
+        let target = ecs_target(operation);
+        let headers = json_headers(&self.authority, &target);
+        let signed =
+            flotilla_sigv4::sign(&Request::post(&headers, &body), &self.signer(), now_secs());
         let mut req = hyper::Request::builder()
             .method("POST")
-            .uri(format!("http://{}/", self.authority))
-            .header("host", &self.authority)
-            .header("content-type", content_type)
-            .header("x-amz-target", &target);
+            .uri(format!("http://{}/", self.authority));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
         for (k, v) in signed {
             req = req.header(k, v);
         }
@@ -214,8 +202,13 @@ impl EcsClient {
             .ok_or_else(|| ApiError::BadResponse("no endpoint in the answer".into()))
     }
 
-    /// The credentials and region (for signing the session upgrade).
-    pub fn signer(&self) -> (&Credentials, &str) {
-        (&self.credentials, &self.region)
+    /// The key and region that sign its calls (and the session upgrade).
+    pub fn signer(&self) -> Signer<'_> {
+        Signer {
+            region: &self.region,
+            access_key_id: &self.credentials.access_key_id,
+            secret_access_key: &self.credentials.secret_access_key,
+            session_token: self.credentials.session_token.as_deref(),
+        }
     }
 }

@@ -113,20 +113,16 @@ async fn connect(
         .as_str()
         .into_client_request()
         .map_err(|e| SessionError::Ws(e.to_string()))?;
-    let (creds, region) = client.signer();
-    let signed = flotilla_api::sigv4::sign_request(
-        &flotilla_api::sigv4::RequestToSign {
+    let signed = flotilla_sigv4::sign(
+        &flotilla_sigv4::Request {
             method: "GET",
             path: SESSION_PATH,
             query: &query,
             headers: &[("host", &authority)],
             body: b"",
         },
+        &client.signer(),
         now_secs(),
-        region,
-        &creds.access_key_id,
-        &creds.secret_access_key,
-        creds.session_token.as_deref(),
     );
     for (k, v) in signed {
         let name: HeaderName = k

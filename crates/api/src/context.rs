@@ -3,9 +3,9 @@
 //! plus, per request, who is calling and how they reached the server.
 
 use crate::metrics::Metrics;
-use crate::sigv4::{Caller, Credential};
 use flotilla_controllers::{AgentTimings, Clock, Controllers, FargateConfig, Plane};
 use flotilla_model::arn::ArnContext;
+use flotilla_sigv4::{Caller, Credential};
 use flotilla_store::Store;
 use std::sync::{Arc, Mutex};
 

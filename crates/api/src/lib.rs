@@ -1,6 +1,6 @@
 //! The HTTP edge of Flotilla: the ECS API and the agent session.
 //!
-//! A request flows: [`server`] (HTTP, request id, metrics) -> [`sigv4`] (who is calling) ->
+//! A request flows: [`server`] (HTTP, request id, metrics) -> [`flotilla_sigv4`] (who is calling) ->
 //! [`ops::dispatch`] (which operation; the body is validated against the ECS model and
 //! deserialized into the generated request type) -> one thin handler per operation in `ops/`
 //! (parse, call `flotilla_control` for the rules and `flotilla_controllers` for the writers,
@@ -20,7 +20,6 @@ pub mod paginate;
 pub mod server;
 pub mod session;
 pub mod shared;
-pub mod sigv4;
 
 pub use context::{Api, ApiConfig};
 pub use flotilla_controllers::fargate;

@@ -9,7 +9,6 @@
 
 use crate::context::{Api, Ctx};
 use crate::ops;
-use crate::sigv4;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -17,18 +16,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 use flotilla_model::{EcsError, ErrorCode, Operation};
+use flotilla_sigv4 as sigv4;
+use flotilla_sigv4::target::JSON_CONTENT_TYPE as CONTENT_TYPE;
+pub use flotilla_sigv4::target::{ADMIN_TARGET_PREFIX, ECS_TARGET_PREFIX as TARGET_PREFIX};
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
 
-/// The `X-Amz-Target` prefix of ECS.
-pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
-/// The `X-Amz-Target` prefix of Flotilla's own operations (not ECS's), signed like any call:
-/// `FlotillaAdmin.ReclaimSpot`.
-pub const ADMIN_TARGET_PREFIX: &str = "FlotillaAdmin.";
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
-const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 /// The HTTP router of the API.
 pub fn router(api: Arc<Api>) -> Router {
@@ -98,6 +94,20 @@ pub fn authenticate(
         api.clock.now() as i64,
         |akid| creds.iter().find(|c| c.access_key_id == akid),
     )
+    .map_err(auth_error)
+}
+
+/// The ECS error an authentication failure is answered with (AWS's code and wording).
+fn auth_error(e: sigv4::AuthError) -> EcsError {
+    let code = match e.code() {
+        sigv4::AuthCode::MissingAuthenticationToken => {
+            ErrorCode::MissingAuthenticationTokenException
+        }
+        sigv4::AuthCode::UnrecognizedClient => ErrorCode::UnrecognizedClientException,
+        sigv4::AuthCode::InvalidSignature => ErrorCode::InvalidSignatureException,
+        sigv4::AuthCode::SignatureExpired => ErrorCode::InvalidSignatureExceptionSkew,
+    };
+    EcsError::new(code, e.to_string())
 }
 
 /// The wire form of an error.

@@ -52,7 +52,7 @@ fn error_response(e: &EcsError, status: StatusCode) -> Response {
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-amz-json-1.1"),
+        HeaderValue::from_static(flotilla_sigv4::target::JSON_CONTENT_TYPE),
     );
     resp
 }

@@ -6,13 +6,13 @@
 mod common;
 
 use common::*;
-use flotilla_api::sigv4::{sign_request, RequestToSign};
 use flotilla_api::{router, AgentTimings, Api};
 use flotilla_model::shapes::{NetworkBinding, TaskStopCode, TransportProtocol};
 use flotilla_model::status::{ContainerStatus, TaskStatus};
 use flotilla_protocol::{
     AgentMessage, ContainerStateReport, DesiredStatus, ServerMessage, TaskStateReport, SESSION_PATH,
 };
+use flotilla_sigv4::{Request, Signer};
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use std::sync::Arc;
@@ -64,19 +64,21 @@ async fn connect(
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs() as i64;
-        let headers = sign_request(
-            &RequestToSign {
+        let headers = flotilla_sigv4::sign(
+            &Request {
                 method: "GET",
                 path: SESSION_PATH,
                 query: &query,
                 headers: &[("host", addr)],
                 body: b"",
             },
+            &Signer {
+                region: REGION,
+                access_key_id: AKID,
+                secret_access_key: SECRET,
+                session_token: None,
+            },
             now,
-            REGION,
-            AKID,
-            SECRET,
-            None,
         );
         for (k, v) in headers {
             req.headers_mut().insert(

@@ -7,6 +7,8 @@
 //! file `flotilla dev` writes in its default data directory.
 
 use anyhow::{anyhow, bail, Context};
+use flotilla_sigv4::target::{admin_target, ecs_target, json_headers};
+use flotilla_sigv4::{Request, Signer};
 use serde_json::Value;
 
 /// A signed ECS API client.
@@ -104,14 +106,14 @@ impl EcsClient {
 
     /// Calls one ECS operation.
     pub async fn call(&self, operation: &str, input: Value) -> anyhow::Result<Value> {
-        let target = format!("AmazonEC2ContainerServiceV20141113.{operation}");
-        self.call_target(&target, operation, input).await
+        self.call_target(&ecs_target(operation), operation, input)
+            .await
     }
 
     /// Calls one of Flotilla's own operations (`FlotillaAdmin.<operation>`).
     pub async fn call_admin(&self, operation: &str, input: Value) -> anyhow::Result<Value> {
-        let target = format!("{}{operation}", flotilla_api::server::ADMIN_TARGET_PREFIX);
-        self.call_target(&target, operation, input).await
+        self.call_target(&admin_target(operation), operation, input)
+            .await
     }
 
     async fn call_target(
@@ -128,23 +130,17 @@ impl EcsClient {
             _ => bail!("endpoint '{}' has no host", self.endpoint),
         };
         let body = serde_json::to_vec(&input)?;
-        let base = [
-            ("host", host.as_str()),
-            ("content-type", "application/x-amz-json-1.1"),
-            ("x-amz-target", target),
-        ];
+        let base = json_headers(&host, target);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs() as i64;
-        let signed = flotilla_api::sigv4::sign(
-            &base,
-            &body,
-            now,
-            &self.region,
-            &self.access_key_id,
-            &self.secret_access_key,
-            self.session_token.as_deref(),
-        );
+        let signer = Signer {
+            region: &self.region,
+            access_key_id: &self.access_key_id,
+            secret_access_key: &self.secret_access_key,
+            session_token: self.session_token.as_deref(),
+        };
+        let signed = flotilla_sigv4::sign(&Request::post(&base, &body), &signer, now);
         let mut req = self.http.post(url).body(body);
         for (k, v) in base.iter().skip(1) {
             req = req.header(*k, *v);

@@ -6,9 +6,9 @@
 
 use crate::CommonArgs;
 use anyhow::{bail, Context};
-use flotilla_api::sigv4::Credential;
 use flotilla_api::ApiConfig;
 use flotilla_model::arn::ArnContext;
+use flotilla_sigv4::Credential;
 use rand::Rng;
 use serde::Deserialize;
 use std::net::SocketAddr;

@@ -8,10 +8,16 @@
 
 use crate::error::EcsError;
 use crate::shapes::{
-    Attribute, Compatibility, ContainerCondition, NetworkMode, RegisterTaskDefinitionRequest,
+    Attribute, Compatibility, ContainerDefinition, NetworkMode, RegisterTaskDefinitionRequest,
     TaskDefinition, TaskDefinitionStatus, TransportProtocol,
 };
 use std::collections::{BTreeSet, HashSet};
+
+mod container_rules;
+use container_rules::{check_container, Known};
+// The tests below name it through `use super::*`, as they did when the container rules lived here.
+#[cfg(test)]
+use crate::shapes::ContainerCondition;
 
 /// The most containers a task definition may hold (ECS service quota, not adjustable).
 pub const MAX_CONTAINERS: usize = 10;
@@ -123,17 +129,69 @@ fn client(msg: String) -> EcsError {
 }
 
 /// Validates a registration request as ECS does and builds the TaskDefinition to store.
+///
+/// The rules run in a fixed order, so that a request breaking several gets the same first error
+/// every time: the family, the container count, the task size, Fargate's task rules, the
+/// ephemeral storage, the volumes, the container names, then each container in turn
+/// ([`check_container`]), and last the task-wide sums.
 pub fn validate_and_build(
     req: &RegisterTaskDefinitionRequest,
     reg: &Registration,
 ) -> Result<TaskDefinition, EcsError> {
-    let family = req.family.as_str();
+    check_family(&req.family)?;
+    let containers = &req.container_definitions;
+    check_container_count(containers)?;
+    let task = task_level(req)?;
+    if task.fargate {
+        check_fargate_task(req, &task)?;
+    }
+    if let Some(es) = &req.ephemeral_storage {
+        check_ephemeral_storage(es.size_in_gi_b)?;
+    }
+    let volume_names = check_volumes(req, task.fargate)?;
+    let names = check_container_names(containers)?;
+    let mut essential = 0;
+    let mut container_memory_sum: u64 = 0;
+    let mut host_ports = HashSet::new();
+    let known = Known {
+        containers,
+        names: &names,
+        volumes: &volume_names,
+    };
+    for c in containers {
+        if c.essential.unwrap_or(true) {
+            essential += 1;
+        }
+        container_memory_sum +=
+            u64::try_from(c.memory.or(c.memory_reservation).unwrap_or(0)).unwrap_or(0);
+        check_container(c, &task, &known, &mut host_ports)?;
+    }
+    check_task_sums(essential, container_memory_sum, task.memory)?;
+    Ok(build(req, reg, &task))
+}
+
+/// The task-level facts the container rules depend on.
+struct TaskLevel {
+    /// `requiresCompatibilities` includes FARGATE.
+    fargate: bool,
+    /// The network mode, `bridge` when absent.
+    network_mode: NetworkMode,
+    /// Task-level cpu in CPU units.
+    cpu: Option<u32>,
+    /// Task-level memory in MiB.
+    memory: Option<u32>,
+}
+
+fn check_family(family: &str) -> Result<(), EcsError> {
     if !crate::arn::is_valid_name(family) {
         return Err(client(format!(
             "Family '{family}' is not valid: up to 255 letters (uppercase and lowercase), numbers, underscores, and hyphens are allowed."
         )));
     }
-    let containers = &req.container_definitions;
+    Ok(())
+}
+
+fn check_container_count(containers: &[ContainerDefinition]) -> Result<(), EcsError> {
     if containers.is_empty() {
         return Err(client("Container list cannot be empty.".into()));
     }
@@ -143,6 +201,11 @@ pub fn validate_and_build(
             containers.len()
         )));
     }
+    Ok(())
+}
+
+/// The launch compatibility, network mode and task size, with the size parsed and range-checked.
+fn task_level(req: &RegisterTaskDefinitionRequest) -> Result<TaskLevel, EcsError> {
     let requires: BTreeSet<Compatibility> = req
         .requires_compatibilities
         .iter()
@@ -151,67 +214,80 @@ pub fn validate_and_build(
         .collect();
     let fargate = requires.contains(&Compatibility::Fargate);
     let network_mode = req.network_mode.unwrap_or(NetworkMode::Bridge);
-
-    // Task-level cpu and memory.
-    let task_cpu = match &req.cpu {
+    let cpu = match &req.cpu {
         Some(s) => Some(parse_task_cpu(s).ok_or_else(|| {
             client(format!("Invalid 'cpu' setting for task: '{s}' is not a number of CPU units (e.g. 1024) or vCPUs (e.g. '1 vCPU')."))
         })?),
         None => None,
     };
-    let task_memory = match &req.memory {
+    let memory = match &req.memory {
         Some(s) => Some(parse_task_memory(s).ok_or_else(|| {
             client(format!("Invalid 'memory' setting for task: '{s}' is not a number of MiB (e.g. 512) or GB (e.g. '1GB')."))
         })?),
         None => None,
     };
-    if let Some(cpu) = task_cpu {
+    if let Some(cpu) = cpu {
         if !fargate && !(128..=196_608).contains(&cpu) {
             return Err(client(format!(
                 "Invalid 'cpu' setting for task: {cpu} CPU units. The valid range is 128 to 196608."
             )));
         }
     }
-    if let Some(mem) = task_memory {
+    if let Some(mem) = memory {
         if mem < 6 {
             return Err(client(format!(
                 "Invalid 'memory' setting for task: {mem} MiB. The minimum is 6 MiB."
             )));
         }
     }
-    if fargate {
-        if network_mode != NetworkMode::Awsvpc {
-            return Err(client(format!(
-                "Tasks using the Fargate launch type must use the 'awsvpc' network mode; this task definition uses '{network_mode}'."
-            )));
-        }
-        let (Some(cpu), Some(mem)) = (task_cpu, task_memory) else {
-            return Err(client(
-                "Fargate requires task definition to have execution role ARN to support ECR images. Task-level 'cpu' and 'memory' are required for the Fargate launch type."
-                    .replace("Fargate requires task definition to have execution role ARN to support ECR images. ", ""),
-            ));
-        };
-        check_fargate_size(cpu, mem)?;
-        if req
-            .placement_constraints
-            .as_ref()
-            .is_some_and(|p| !p.is_empty())
-        {
-            return Err(client(
-                "Fargate does not support placement constraints.".into(),
-            ));
-        }
-        if req.pid_mode == Some(crate::shapes::PidMode::Host) || req.ipc_mode.is_some() {
-            return Err(client(
-                "Fargate does not support 'ipcMode' or 'pidMode' 'host'.".into(),
-            ));
-        }
-    }
-    if let Some(es) = &req.ephemeral_storage {
-        check_ephemeral_storage(es.size_in_gi_b)?;
-    }
+    Ok(TaskLevel {
+        fargate,
+        network_mode,
+        cpu,
+        memory,
+    })
+}
 
-    // Volumes.
+/// Fargate's task rules: `awsvpc`, a task size from its table, no placement constraints, no
+/// host pid or ipc namespace.
+fn check_fargate_task(
+    req: &RegisterTaskDefinitionRequest,
+    task: &TaskLevel,
+) -> Result<(), EcsError> {
+    let network_mode = task.network_mode;
+    if network_mode != NetworkMode::Awsvpc {
+        return Err(client(format!(
+            "Tasks using the Fargate launch type must use the 'awsvpc' network mode; this task definition uses '{network_mode}'."
+        )));
+    }
+    let (Some(cpu), Some(mem)) = (task.cpu, task.memory) else {
+        return Err(client(
+            "Task-level 'cpu' and 'memory' are required for the Fargate launch type.".into(),
+        ));
+    };
+    check_fargate_size(cpu, mem)?;
+    if req
+        .placement_constraints
+        .as_ref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Err(client(
+            "Fargate does not support placement constraints.".into(),
+        ));
+    }
+    if req.pid_mode == Some(crate::shapes::PidMode::Host) || req.ipc_mode.is_some() {
+        return Err(client(
+            "Fargate does not support 'ipcMode' or 'pidMode' 'host'.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Each volume named validly and once (and, on Fargate, no host `sourcePath`); returns the names.
+fn check_volumes(
+    req: &RegisterTaskDefinitionRequest,
+    fargate: bool,
+) -> Result<HashSet<String>, EcsError> {
     let mut volume_names = HashSet::new();
     for v in req.volumes.iter().flatten() {
         let Some(name) = v.name.as_deref() else {
@@ -234,8 +310,11 @@ pub fn validate_and_build(
             )));
         }
     }
+    Ok(volume_names)
+}
 
-    // Containers.
+/// Each container named validly and once, with an image; returns the names.
+fn check_container_names(containers: &[ContainerDefinition]) -> Result<HashSet<&str>, EcsError> {
     let mut names = HashSet::new();
     for c in containers {
         let name = c.name.as_deref().unwrap_or("");
@@ -256,194 +335,15 @@ pub fn validate_and_build(
             )));
         }
     }
-    let mut essential = 0;
-    let mut container_memory_sum: u64 = 0;
-    let mut host_ports: HashSet<(i32, &'static str)> = HashSet::new();
-    for c in containers {
-        let name = c.name.as_deref().unwrap_or("");
-        if c.essential.unwrap_or(true) {
-            essential += 1;
-        }
-        if c.cpu < 0 {
-            return Err(client(format!(
-                "Invalid 'cpu' setting for container '{name}': it must not be negative."
-            )));
-        }
-        if let Some(m) = c.memory {
-            if m < 6 {
-                return Err(client(format!("Invalid 'memory' setting for container '{name}': {m} MiB. The minimum is 6 MiB.")));
-            }
-        }
-        if let Some(r) = c.memory_reservation {
-            if r < 6 {
-                return Err(client(format!("Invalid 'memoryReservation' setting for container '{name}': {r} MiB. The minimum is 6 MiB.")));
-            }
-            if let Some(m) = c.memory {
-                if m < r {
-                    return Err(client(format!(
-                        "Invalid 'memory' setting for container '{name}': 'memory' ({m}) must be greater than or equal to 'memoryReservation' ({r})."
-                    )));
-                }
-            }
-        }
-        if task_memory.is_none() && c.memory.is_none() && c.memory_reservation.is_none() {
-            return Err(client(format!(
-                "Invalid setting for container '{name}'. At least one of 'memory' or 'memoryReservation' must be specified."
-            )));
-        }
-        container_memory_sum +=
-            u64::try_from(c.memory.or(c.memory_reservation).unwrap_or(0)).unwrap_or(0);
-        if let Some(cpu) = task_cpu {
-            if c.cpu as u64 > u64::from(cpu) {
-                return Err(client(format!(
-                    "Invalid 'cpu' setting for container '{name}': {} CPU units is more than the task's {cpu}.",
-                    c.cpu
-                )));
-            }
-        }
-        for pm in c.port_mappings.iter().flatten() {
-            let proto = match pm.protocol.unwrap_or(TransportProtocol::Tcp) {
-                TransportProtocol::Tcp => "tcp",
-                TransportProtocol::Udp => "udp",
-            };
-            match network_mode {
-                NetworkMode::None => {
-                    return Err(client(format!(
-                        "Port mappings are not allowed with the 'none' network mode (container '{name}')."
-                    )))
-                }
-                NetworkMode::Awsvpc | NetworkMode::Host => {
-                    check_host_port(network_mode, name, pm)?;
-                }
-                NetworkMode::Bridge => {}
-            }
-            match (pm.container_port, &pm.container_port_range) {
-                (Some(cp), _) if !(1..=65535).contains(&cp) => {
-                    return Err(client(format!("Invalid containerPort {cp} for container '{name}': the valid range is 1 to 65535.")))
-                }
-                (None, None) => {
-                    return Err(client(format!("A port mapping of container '{name}' needs a 'containerPort' or a 'containerPortRange'.")))
-                }
-                _ => {}
-            }
-            let effective_host = match network_mode {
-                NetworkMode::Awsvpc | NetworkMode::Host => pm.container_port,
-                _ => pm.host_port.filter(|p| *p != 0),
-            };
-            if let Some(hp) = effective_host {
-                if !(1..=65535).contains(&hp) {
-                    return Err(client(format!("Invalid hostPort {hp} for container '{name}': the valid range is 0 to 65535.")));
-                }
-                if !host_ports.insert((hp, proto)) {
-                    return Err(client(format!(
-                        "Host port {hp}/{proto} is used by more than one port mapping in this task definition (container '{name}')."
-                    )));
-                }
-            }
-        }
-        if c.links.as_ref().is_some_and(|l| !l.is_empty()) && network_mode != NetworkMode::Bridge {
-            return Err(client(format!(
-                "Links are supported only with the 'bridge' network mode (container '{name}' uses {network_mode})."
-            )));
-        }
-        for link in c.links.iter().flatten() {
-            let target = link.split(':').next().unwrap_or("");
-            if !names.contains(target) || target == name {
-                return Err(client(format!("Container '{name}' links to '{target}', which is not another container of this task definition.")));
-            }
-        }
-        for mp in c.mount_points.iter().flatten() {
-            let src = mp.source_volume.as_deref().unwrap_or("");
-            if !volume_names.contains(src) {
-                return Err(client(format!(
-                    "Invalid 'mountPoints' for container '{name}': sourceVolume '{src}' is not a volume of this task definition."
-                )));
-            }
-            if mp.container_path.as_deref().unwrap_or("").is_empty() {
-                return Err(client(format!(
-                    "Invalid 'mountPoints' for container '{name}': containerPath is required."
-                )));
-            }
-        }
-        for vf in c.volumes_from.iter().flatten() {
-            let src = vf.source_container.as_deref().unwrap_or("");
-            if !names.contains(src) || src == name {
-                return Err(client(format!(
-                    "Invalid 'volumesFrom' for container '{name}': sourceContainer '{src}' is not another container of this task definition."
-                )));
-            }
-        }
-        for d in c.depends_on.iter().flatten() {
-            let target = d.container_name.as_str();
-            if target == name {
-                return Err(client(format!(
-                    "Container '{name}' cannot depend on itself."
-                )));
-            }
-            let Some(tc) = containers
-                .iter()
-                .find(|x| x.name.as_deref() == Some(target))
-            else {
-                return Err(client(format!(
-                    "Invalid 'dependsOn' for container '{name}': container '{target}' is not in this task definition."
-                )));
-            };
-            if d.condition == ContainerCondition::Healthy && tc.health_check.is_none() {
-                return Err(client(format!(
-                    "Container '{name}' depends on '{target}' being HEALTHY, but '{target}' has no healthCheck."
-                )));
-            }
-            if d.condition == ContainerCondition::Success
-                || d.condition == ContainerCondition::Complete
-            {
-                // A container that must exit cannot be essential in ECS.
-                if tc.essential.unwrap_or(true) && d.condition == ContainerCondition::Success {
-                    return Err(client(format!(
-                        "Container '{name}' depends on '{target}' with condition SUCCESS, so '{target}' must not be essential."
-                    )));
-                }
-            }
-        }
-        if fargate {
-            if c.privileged == Some(true) {
-                return Err(client(format!(
-                    "Fargate does not support privileged containers (container '{name}')."
-                )));
-            }
-            if c.links.as_ref().is_some_and(|l| !l.is_empty()) {
-                return Err(client(format!(
-                    "Fargate does not support links (container '{name}')."
-                )));
-            }
-        }
-        if let Some(hc) = &c.health_check {
-            if hc.command.is_empty() {
-                return Err(client(format!(
-                    "Invalid 'healthCheck' for container '{name}': command must not be empty."
-                )));
-            }
-            if let Some(i) = hc.interval {
-                if !(5..=300).contains(&i) {
-                    return Err(client(format!("Invalid 'healthCheck.interval' for container '{name}': {i}. The valid range is 5 to 300 seconds.")));
-                }
-            }
-            if let Some(t) = hc.timeout {
-                if !(2..=120).contains(&t) {
-                    return Err(client(format!("Invalid 'healthCheck.timeout' for container '{name}': {t}. The valid range is 2 to 120 seconds.")));
-                }
-            }
-            if let Some(r) = hc.retries {
-                if !(1..=10).contains(&r) {
-                    return Err(client(format!("Invalid 'healthCheck.retries' for container '{name}': {r}. The valid range is 1 to 10.")));
-                }
-            }
-            if let Some(s) = hc.start_period {
-                if !(0..=300).contains(&s) {
-                    return Err(client(format!("Invalid 'healthCheck.startPeriod' for container '{name}': {s}. The valid range is 0 to 300 seconds.")));
-                }
-            }
-        }
-    }
+    Ok(names)
+}
+
+/// At least one essential container; the containers' memory within the task's.
+fn check_task_sums(
+    essential: usize,
+    container_memory_sum: u64,
+    task_memory: Option<u32>,
+) -> Result<(), EcsError> {
     if essential == 0 {
         return Err(client(
             "At least one essential container is required in a task definition.".into(),
@@ -456,11 +356,24 @@ pub fn validate_and_build(
             )));
         }
     }
+    Ok(())
+}
 
+/// The TaskDefinition to store: the request with ECS's defaults filled in and the computed
+/// members.
+fn build(
+    req: &RegisterTaskDefinitionRequest,
+    reg: &Registration,
+    task: &TaskLevel,
+) -> TaskDefinition {
+    let network_mode = task.network_mode;
     let mut td = TaskDefinition {
         task_definition_arn: Some(reg.arn.clone()),
-        container_definitions: Some(normalize_containers(containers, network_mode)),
-        family: Some(family.to_string()),
+        container_definitions: Some(normalize_containers(
+            &req.container_definitions,
+            network_mode,
+        )),
+        family: Some(req.family.clone()),
         // ECS treats an empty role ARN (what `aws ecs register-task-definition
         // --generate-cli-skeleton` leaves in) as no role: it is not echoed back and does not
         // make the task require the task-iam-role capability.
@@ -475,8 +388,8 @@ pub fn validate_and_build(
         compatibilities: None,
         runtime_platform: req.runtime_platform.clone(),
         requires_compatibilities: req.requires_compatibilities.clone(),
-        cpu: task_cpu.map(|c| c.to_string()),
-        memory: task_memory.map(|m| m.to_string()),
+        cpu: task.cpu.map(|c| c.to_string()),
+        memory: task.memory.map(|m| m.to_string()),
         inference_accelerators: req.inference_accelerators.clone(),
         pid_mode: req.pid_mode,
         ipc_mode: req.ipc_mode,
@@ -491,7 +404,7 @@ pub fn validate_and_build(
     };
     td.compatibilities = Some(compute_compatibilities(&td));
     td.requires_attributes = Some(compute_requires_attributes(&td));
-    Ok(td)
+    td
 }
 
 /// An optional string member, with the empty string read as absent.

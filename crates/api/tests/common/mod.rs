@@ -4,10 +4,10 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use flotilla_api::context::Ctx;
-use flotilla_api::sigv4::{Caller, Credential};
 use flotilla_api::{ops, Api, ApiConfig, SystemClock};
 use flotilla_model::arn::ArnContext;
 use flotilla_model::{EcsError, Operation};
+use flotilla_sigv4::{Caller, Credential};
 use flotilla_store::{MemoryStore, Store};
 use serde_json::{json, Value};
 use std::sync::Arc;

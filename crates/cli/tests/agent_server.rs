@@ -6,14 +6,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers: any failure must fail the test loudly.
 
+#[path = "../../agent/tests/common/mod.rs"]
 mod common;
 
 use common::{init_tracing, Cleanup, IMAGE};
 use flotilla_agent::client::EcsClient;
 use flotilla_agent::{AgentConfig, Credentials};
-use flotilla_api::sigv4::Credential;
 use flotilla_api::{router, AgentTimings, Api, ApiConfig, SystemClock};
 use flotilla_model::arn::ArnContext;
+use flotilla_sigv4::Credential;
 use flotilla_store::MemoryStore;
 use serde_json::{json, Value};
 use std::io::{Read, Write};

@@ -1,0 +1,128 @@
+//! What signing and verifying compute alike: the `X-Amz-Date` format, the canonical request,
+//! the string to sign, the derived signing key and the signature itself.
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+type HmacSha256 = Hmac<Sha256>;
+
+const AMZ_DATE: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+
+/// Parses `YYYYMMDDTHHMMSSZ` into epoch seconds.
+pub fn parse_amz_date(s: &str) -> Option<i64> {
+    let dt = time::PrimitiveDateTime::parse(s, AMZ_DATE).ok()?;
+    Some(dt.assume_utc().unix_timestamp())
+}
+
+/// Formats epoch seconds as `YYYYMMDDTHHMMSSZ` (empty for a time out of range).
+pub fn format_amz_date(epoch: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(epoch)
+        .ok()
+        .and_then(|t| t.format(AMZ_DATE).ok())
+        .unwrap_or_default()
+}
+
+/// Everything a SigV4 signature covers.
+pub(crate) struct SigningInput<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+    /// `name:value\n` per signed header, names lowercase, in the order of `signed_headers`.
+    pub canonical_headers: &'a str,
+    /// Lowercase header names joined by `;`.
+    pub signed_headers: &'a str,
+    pub body: &'a [u8],
+    /// `YYYYMMDDTHHMMSSZ`.
+    pub amz_date: &'a str,
+    /// `YYYYMMDD`, the date of the credential scope.
+    pub date: &'a str,
+    pub region: &'a str,
+    pub service: &'a str,
+    pub secret: &'a str,
+}
+
+/// The signature of a request.
+pub(crate) fn compute_signature(i: &SigningInput<'_>) -> Vec<u8> {
+    let canonical_request = format!(
+        "{}\n{}\n{}\n{}\n{}\n{}",
+        i.method,
+        if i.path.is_empty() { "/" } else { i.path },
+        canonical_query(i.query),
+        i.canonical_headers,
+        i.signed_headers,
+        hex::encode(Sha256::digest(i.body))
+    );
+    let string_to_sign = format!(
+        "AWS4-HMAC-SHA256\n{}\n{}/{}/{}/aws4_request\n{}",
+        i.amz_date,
+        i.date,
+        i.region,
+        i.service,
+        hex::encode(Sha256::digest(canonical_request.as_bytes()))
+    );
+    let key = signing_key(i.secret, i.date, i.region, i.service);
+    hmac(&key, string_to_sign.as_bytes())
+}
+
+/// The query string with its parameters sorted (they are already URI-encoded).
+fn canonical_query(query: &str) -> String {
+    if query.is_empty() {
+        return String::new();
+    }
+    let mut pairs: Vec<(&str, &str)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .collect();
+    pairs.sort();
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    match HmacSha256::new_from_slice(key) {
+        Ok(mut m) => {
+            m.update(data);
+            m.finalize().into_bytes().to_vec()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8> {
+    let k_date = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
+    let k_region = hmac(&k_date, region.as_bytes());
+    let k_service = hmac(&k_region, service.as_bytes());
+    hmac(&k_service, b"aws4_request")
+}
+
+/// Compares two signatures in time independent of where they differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amz_dates_round_trip() {
+        let s = format_amz_date(1_795_000_000);
+        assert_eq!(s.len(), 16);
+        assert_eq!(parse_amz_date(&s), Some(1_795_000_000));
+        assert_eq!(parse_amz_date("2026-01-01"), None);
+    }
+
+    #[test]
+    fn query_parameters_are_sorted() {
+        assert_eq!(canonical_query("b=2&a=1&c"), "a=1&b=2&c=");
+        assert_eq!(canonical_query(""), "");
+    }
+}
