@@ -259,7 +259,7 @@ impl TaskOwner {
                 async move {
                     if let Err(e) = rt.stop(&id, timeout).await {
                         warn!(error = %e, "stop failed; killing");
-                        let _ = rt.kill(&id, "SIGKILL").await;
+                        let _ = rt.kill(&id, Signal::Kill).await;
                     }
                 }
                 .in_current_span(),
@@ -269,7 +269,7 @@ impl TaskOwner {
         for (name, id, timeout) in signal_now {
             let rt = self.inner.runtime.clone();
             info!(container = %name, timeout_s = timeout.as_secs(), "sending SIGTERM");
-            match rt.kill(&id, "SIGTERM").await {
+            match rt.kill(&id, Signal::Term).await {
                 Ok(()) => self.signalled = true,
                 // Not running any more: nothing to signal.
                 Err(e) => {
@@ -282,7 +282,7 @@ impl TaskOwner {
                     tokio::time::sleep(timeout).await;
                     if matches!(rt.inspect(&id).await, Ok(i) if i.running) {
                         info!(container = %name, "grace period over; sending SIGKILL");
-                        let _ = rt.kill(&id, "SIGKILL").await;
+                        let _ = rt.kill(&id, Signal::Kill).await;
                     }
                 }
                 .in_current_span(),

@@ -44,7 +44,7 @@ use crate::config::ImagePullBehavior;
 use crate::lifecycle::{
     self, ContainerView, Dependency, NetworkStage, Phase, RestartPolicy, StartDecision,
 };
-use crate::runtime::{Health, Runtime, RuntimeError};
+use crate::runtime::{Health, Runtime, RuntimeError, Signal};
 use crate::spec::{self, Identity, TaskPlacement};
 use crate::state::{DataDir, PersistedTask, StateError};
 use flotilla_model::shapes::{

@@ -6,11 +6,13 @@
 //! [`ContainerInfo`]...), and [`RuntimeError`], whose variants carry the name ECS shows for them
 //! (`CannotPullContainerError`...).
 //!
-//! What this is not: Docker itself ([`crate::docker::DockerRuntime`] implements the trait) and
-//! not a policy: it never decides to pull, retry or restart.
+//! What this is not: Docker itself ([`crate::docker::DockerRuntime`] implements the trait, and
+//! [`memory::MemoryRuntime`] is its in-memory model) and not a policy: it never decides to pull, retry or restart.
 //!
 //! Invariant: every container the agent creates carries the labels of
 //! [`flotilla_protocol::labels`], so [`Runtime::list`] can find it again after a restart.
+
+pub mod memory;
 
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -267,6 +269,40 @@ pub struct VolumeSpec {
     pub labels: BTreeMap<String, String>,
 }
 
+/// A signal the engine sends to a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
+    /// `SIGTERM`: asks the container to stop.
+    Term,
+    /// `SIGKILL`: ends it at once (exit code 137).
+    Kill,
+}
+
+impl Signal {
+    /// The name Docker's kill endpoint takes (`SIGTERM`, `SIGKILL`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Term => "SIGTERM",
+            Signal::Kill => "SIGKILL",
+        }
+    }
+
+    /// The exit code of a process this signal ended (128 + the signal number), as Docker
+    /// reports it.
+    pub fn exit_code(self) -> i64 {
+        match self {
+            Signal::Term => 143,
+            Signal::Kill => 137,
+        }
+    }
+}
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Runtime-neutral health of a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {
@@ -397,8 +433,8 @@ pub trait Runtime: Send + Sync + 'static {
     async fn start(&self, id: &str) -> Result<(), RuntimeError>;
     /// Stops a container: SIGTERM (or its stop signal), SIGKILL after `timeout`.
     async fn stop(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError>;
-    /// Sends a signal.
-    async fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError>;
+    /// Sends a signal; [`RuntimeError::Conflict`] when the container is not running.
+    async fn kill(&self, id: &str, signal: Signal) -> Result<(), RuntimeError>;
     /// Inspects a container (by id or name).
     async fn inspect(&self, id: &str) -> Result<ContainerInfo, RuntimeError>;
     /// Waits until the container is not running; returns its exit code.
