@@ -3,12 +3,15 @@
 //! builders for containers, task assignments and their stop, the `docker` CLI, an HTTP probe,
 //! and a guard that removes what a test left in Docker, also when the test fails.
 //!
+//! `MemoryHarness` is the same for the in-memory runtime (the decision tests on paused time).
+//!
 //! Each test file compiles its own copy (`mod common;`) and uses only a part of it.
 
 #![allow(dead_code)]
 
 use flotilla_agent::docker::DockerRuntime;
 use flotilla_agent::engine::{Engine, EngineConfig};
+use flotilla_agent::runtime::memory::MemoryRuntime;
 use flotilla_agent::runtime::Runtime;
 use flotilla_model::shapes::{ContainerDefinition, LinuxParameters, NetworkMode, TaskStopCode};
 use flotilla_model::status::TaskStatus;
@@ -133,6 +136,43 @@ impl Harness {
     pub fn removing_network(mut self, network: &str) -> Self {
         self.cleanup.network = Some(network.to_string());
         self
+    }
+
+    pub fn config(&self) -> EngineConfig {
+        let mut c = EngineConfig::new(&self.instance, "test", self.dir.path());
+        c.poll_interval = Duration::from_millis(100);
+        c
+    }
+
+    pub async fn engine(&self) -> (Engine, Reports) {
+        self.engine_with(self.config()).await
+    }
+
+    pub async fn engine_with(&self, cfg: EngineConfig) -> (Engine, Reports) {
+        let (e, rx) = Engine::start(self.runtime.clone(), cfg).await.unwrap();
+        (e, Reports { rx, all: vec![] })
+    }
+}
+
+/// An engine on the in-memory runtime ([`MemoryRuntime`], with `IMAGE` present) and a
+/// temporary data directory: for the decision tests on paused time. Restarting the engine on
+/// the same runtime and directory is an agent restart.
+pub struct MemoryHarness {
+    pub runtime: Arc<MemoryRuntime>,
+    pub instance: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl MemoryHarness {
+    pub fn new(name: &str) -> Self {
+        init_tracing();
+        let runtime = MemoryRuntime::new();
+        runtime.add_image(IMAGE);
+        MemoryHarness {
+            runtime: Arc::new(runtime),
+            instance: format!("mem-{name}"),
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     pub fn config(&self) -> EngineConfig {
