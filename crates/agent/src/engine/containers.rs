@@ -18,7 +18,7 @@ impl TaskOwner {
         for v in spec::task_volumes(self.assignment(), &self.inner.identity) {
             if let Err(e) = rt.create_volume(&v).await {
                 let first = self.ctrs.first().map(|c| c.name.clone());
-                self.fail_start(first.as_deref(), e.to_string());
+                self.fail_start(first.as_deref(), TaskFailure::Volume(e));
                 return;
             }
         }
@@ -69,11 +69,7 @@ impl TaskOwner {
                     self.ctrs[i].runtime_id = Some(id);
                 }
                 Err(e) => {
-                    let reason = match e {
-                        RuntimeError::Create(_) | RuntimeError::Conflict(_) => e.to_string(),
-                        other => format!("CannotCreateContainerError: {other}"),
-                    };
-                    self.fail_start(Some(&name), reason);
+                    self.fail_start(Some(&name), TaskFailure::Create(e));
                     break;
                 }
             }
@@ -99,9 +95,8 @@ impl TaskOwner {
                 Err(RuntimeError::NotFound(_)) => {
                     warn!(container = %c.name, "container disappeared");
                     c.status = ContainerStatus::Stopped;
-                    c.reason.get_or_insert_with(|| {
-                        format!("CannotInspectContainerError: container {id} no longer exists")
-                    });
+                    c.reason
+                        .get_or_insert_with(|| TaskFailure::ContainerGone { id }.to_string());
                     continue;
                 }
                 Err(e) => {
@@ -176,18 +171,14 @@ impl TaskOwner {
                 StartDecision::Wait => {}
                 StartDecision::Never(why) => {
                     self.ctrs[i].status = ContainerStatus::Stopped;
-                    self.fail_start(Some(&name), format!("DependencyNotResolvedError: {why}"));
+                    self.fail_start(Some(&name), TaskFailure::DependencyNotResolved(why));
                     return;
                 }
                 StartDecision::Ready => {
                     info!(container = %name, "starting container");
                     if let Err(e) = rt.start(&id).await {
                         self.ctrs[i].status = ContainerStatus::Stopped;
-                        let reason = match e {
-                            RuntimeError::Start(_) => e.to_string(),
-                            other => format!("CannotStartContainerError: {other}"),
-                        };
-                        self.fail_start(Some(&name), reason);
+                        self.fail_start(Some(&name), TaskFailure::Start(e));
                         return;
                     }
                     self.ctrs[i].started = Some(Instant::now());

@@ -33,7 +33,8 @@ impl TaskOwner {
             let pulled = self.ensure_image(image).await;
             if let Err(e) = pulled {
                 // Every container of that image gets the reason.
-                let reason = e.to_string();
+                let failure = TaskFailure::Pull(e);
+                let reason = failure.to_string();
                 for c in self
                     .ctrs
                     .iter_mut()
@@ -44,7 +45,7 @@ impl TaskOwner {
                         .container_reasons
                         .insert(c.name.clone(), reason.clone());
                 }
-                self.fail_start(Some(first), reason);
+                self.fail_start(Some(first), failure);
                 self.p.pull_stopped_at = Some(self.inner.now_epoch());
                 self.persist();
                 return false;

@@ -41,6 +41,7 @@ use tasks::{orphan_assignment, spawn_owner, Handle, Shared};
 
 use crate::cgroup::{self, CgroupMode, TaskLimits};
 use crate::config::ImagePullBehavior;
+use crate::failure::TaskFailure;
 use crate::lifecycle::{
     self, ContainerView, Dependency, NetworkStage, Phase, RestartPolicy, StartDecision,
 };

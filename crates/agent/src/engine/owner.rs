@@ -92,10 +92,8 @@ impl TaskOwner {
         let mut ctrs = ctrs;
         for c in &mut ctrs {
             if c.status == ContainerStatus::Stopped && c.reason.is_none() {
-                c.reason = Some(format!(
-                    "CannotInspectContainerError: container {} no longer exists",
-                    p.container_ids.get(&c.name).cloned().unwrap_or_default()
-                ));
+                let id = p.container_ids.get(&c.name).cloned().unwrap_or_default();
+                c.reason = Some(TaskFailure::ContainerGone { id }.to_string());
             }
         }
         let resumed = ctrs.iter().any(|c| c.runtime_id.is_some())
@@ -215,7 +213,8 @@ impl TaskOwner {
         self.persist();
     }
 
-    pub(super) fn fail_start(&mut self, container: Option<&str>, reason: String) {
+    pub(super) fn fail_start(&mut self, container: Option<&str>, failure: TaskFailure) {
+        let reason = failure.to_string();
         warn!(container = container.unwrap_or(""), reason = %reason, "task failed to start");
         if let Some(name) = container {
             if let Some(c) = self.ctrs.iter_mut().find(|c| c.name == name) {
@@ -240,10 +239,7 @@ impl TaskOwner {
             self.phase = Phase::Activating;
             if let Err(reason) = spec::validate(self.assignment()) {
                 let first = self.ctrs.first().map(|c| c.name.clone());
-                self.fail_start(
-                    first.as_deref(),
-                    format!("CannotCreateContainerError: {reason}"),
-                );
+                self.fail_start(first.as_deref(), TaskFailure::Invalid(reason));
             }
         }
         if self.phase == Phase::Activating && self.needs_creation() {

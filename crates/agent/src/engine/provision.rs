@@ -42,7 +42,7 @@ impl TaskOwner {
     }
 
     /// Creates the task cgroup with the task's limits (before any container of the task).
-    pub(super) fn ensure_cgroup(&self) -> Result<(), String> {
+    pub(super) fn ensure_cgroup(&self) -> Result<(), TaskFailure> {
         let limits = self.limits();
         if !limits.any() {
             return Ok(());
@@ -50,7 +50,7 @@ impl TaskOwner {
         self.inner
             .cgroups
             .create(&self.task_id(), &limits)
-            .map_err(|e| format!("ResourceInitializationError: task cgroup: {e}"))
+            .map_err(TaskFailure::TaskCgroup)
     }
 
     pub(super) fn remove_cgroup(&self) {
@@ -75,12 +75,10 @@ impl TaskOwner {
 
     /// awsvpc: the task cgroup, the network, the pause image and a running pause container
     /// with the task's address. The error is the task's stopped reason.
-    pub(super) async fn provision(&mut self) -> Result<(), String> {
+    pub(super) async fn provision(&mut self) -> Result<(), TaskFailure> {
         let rt = self.inner.runtime.clone();
         let Some(n) = self.assignment().network.clone() else {
-            return Err(
-                "ResourceInitializationError: the awsvpc task has no network assigned".into(),
-            );
+            return Err(TaskFailure::NoNetwork);
         };
         self.ensure_cgroup()?;
         {
@@ -91,13 +89,9 @@ impl TaskOwner {
         if let Some(id) = self.p.pause_id.clone() {
             match rt.inspect(&id).await {
                 Ok(i) if i.running => return Ok(()),
-                Ok(_) => {
-                    return rt.start(&id).await.map_err(|e| {
-                        format!("ResourceInitializationError: start the pause container: {e}")
-                    })
-                }
+                Ok(_) => return rt.start(&id).await.map_err(TaskFailure::RestartPause),
                 Err(RuntimeError::NotFound(_)) => self.p.pause_id = None,
-                Err(e) => return Err(format!("ResourceInitializationError: {e}")),
+                Err(e) => return Err(TaskFailure::Pause(e)),
             }
         }
         let spec = spec::pause_spec(
@@ -112,23 +106,23 @@ impl TaskOwner {
                 .inspect(&spec.name)
                 .await
                 .map(|c| c.id)
-                .map_err(|e| format!("ResourceInitializationError: {e}"))?,
-            Err(e) => {
-                return Err(format!(
-                    "ResourceInitializationError: create the pause container with address {}: {e}",
-                    n.private_ipv4_address
-                ))
+                .map_err(TaskFailure::Pause)?,
+            Err(error) => {
+                return Err(TaskFailure::CreatePause {
+                    address: n.private_ipv4_address.clone(),
+                    error,
+                })
             }
         };
         info!(id = %id, ip = %n.private_ipv4_address, "pause container created");
         self.p.pause_id = Some(id.clone());
         self.persist();
-        rt.start(&id).await.map_err(|e| {
-            format!(
-                "ResourceInitializationError: start the pause container with address {}: {e}",
-                n.private_ipv4_address
-            )
-        })
+        rt.start(&id)
+            .await
+            .map_err(|error| TaskFailure::StartPause {
+                address: n.private_ipv4_address.clone(),
+                error,
+            })
     }
 
     /// awsvpc: removes the pause container (releasing the address) and the task cgroup.
@@ -148,13 +142,11 @@ impl TaskOwner {
 
 /// Makes sure the awsvpc network exists with the task's subnet (another agent on the same
 /// engine may create it at the same time: a conflict means it exists).
-pub(super) async fn ensure_network(rt: &dyn Runtime, n: &TaskNetwork) -> Result<(), String> {
+pub(super) async fn ensure_network(rt: &dyn Runtime, n: &TaskNetwork) -> Result<(), TaskFailure> {
     let spec = spec::network_spec(n);
-    let fail = |e: RuntimeError| {
-        format!(
-            "ResourceInitializationError: network {}: {e}",
-            n.network_name
-        )
+    let fail = |error: RuntimeError| TaskFailure::Network {
+        network: n.network_name.clone(),
+        error,
     };
     let info = match rt.inspect_network(&spec.name).await.map_err(fail)? {
         Some(info) => info,
@@ -180,19 +172,22 @@ pub(super) async fn ensure_network(rt: &dyn Runtime, n: &TaskNetwork) -> Result<
         },
     };
     if !info.subnets.contains(&n.subnet_cidr) {
-        return Err(format!(
-            "ResourceInitializationError: Docker network {} exists with subnet {} instead of {}; remove it or give the task network another name",
-            n.network_name,
-            if info.subnets.is_empty() { "(none)".to_string() } else { info.subnets.join(",") },
-            n.subnet_cidr
-        ));
+        return Err(TaskFailure::NetworkSubnet {
+            network: n.network_name.clone(),
+            found: if info.subnets.is_empty() {
+                "(none)".to_string()
+            } else {
+                info.subnets.join(",")
+            },
+            wanted: n.subnet_cidr.clone(),
+        });
     }
     Ok(())
 }
 
 /// Imports the pause image when it is missing (built here: no registry, no host files).
-pub(super) async fn ensure_pause_image(rt: &dyn Runtime) -> Result<(), String> {
-    let fail = |e: String| format!("ResourceInitializationError: pause image: {e}");
+pub(super) async fn ensure_pause_image(rt: &dyn Runtime) -> Result<(), TaskFailure> {
+    let fail = TaskFailure::PauseImage;
     if rt
         .inspect_image(crate::pause::IMAGE)
         .await

@@ -18,12 +18,13 @@ use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// An error from the runtime. The `Display` of each variant starts with the name ECS shows for
-/// it, so it can go straight into a container's `reason`.
+/// An error from the runtime. Its `Display` is the name ECS shows for it, then what went wrong
+/// ([`RuntimeError::ecs_name`], [`RuntimeError::detail`]), so it can go straight into a
+/// container's `reason`.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// The image could not be pulled.
-    #[error("CannotPullContainerError: pull image {image}: {message}")]
+    #[error("{}: {}", self.ecs_name(), self.detail())]
     Pull {
         /// The image reference.
         image: String,
@@ -31,22 +32,22 @@ pub enum RuntimeError {
         message: String,
     },
     /// The container could not be created.
-    #[error("CannotCreateContainerError: {0}")]
+    #[error("{}: {}", self.ecs_name(), self.detail())]
     Create(String),
     /// The container could not be started.
-    #[error("CannotStartContainerError: {0}")]
+    #[error("{}: {}", self.ecs_name(), self.detail())]
     Start(String),
     /// The container could not be stopped.
-    #[error("CannotStopContainerError: {0}")]
+    #[error("{}: {}", self.ecs_name(), self.detail())]
     Stop(String),
     /// The container or image does not exist.
-    #[error("CannotInspectContainerError: no such object: {0}")]
+    #[error("{}: {}", self.ecs_name(), self.detail())]
     NotFound(String),
     /// A container with that name exists already.
-    #[error("CannotCreateContainerError: name conflict: {0}")]
+    #[error("{}: {}", self.ecs_name(), self.detail())]
     Conflict(String),
     /// Anything else the engine said.
-    #[error("DockerError: {0}")]
+    #[error("{}: {}", self.ecs_name(), self.detail())]
     Other(String),
 }
 
@@ -60,6 +61,19 @@ impl RuntimeError {
             RuntimeError::Stop(_) => "CannotStopContainerError",
             RuntimeError::NotFound(_) => "CannotInspectContainerError",
             RuntimeError::Other(_) => "DockerError",
+        }
+    }
+
+    /// What went wrong, without the ECS name.
+    pub fn detail(&self) -> String {
+        match self {
+            RuntimeError::Pull { image, message } => format!("pull image {image}: {message}"),
+            RuntimeError::NotFound(m) => format!("no such object: {m}"),
+            RuntimeError::Conflict(m) => format!("name conflict: {m}"),
+            RuntimeError::Create(m)
+            | RuntimeError::Start(m)
+            | RuntimeError::Stop(m)
+            | RuntimeError::Other(m) => m.clone(),
         }
     }
 }
