@@ -234,8 +234,8 @@ impl DockerRuntime {
                     typ: Some(driver.clone()),
                     config: map(opts),
                 }),
-            pid_mode: spec.pid_mode.clone(),
-            ipc_mode: spec.ipc_mode.clone(),
+            pid_mode: spec.pid_mode.map(|m| m.as_str().to_string()),
+            ipc_mode: spec.ipc_mode.map(|m| m.as_str().to_string()),
             cgroup_parent: spec.cgroup_parent.clone(),
             ..Default::default()
         };

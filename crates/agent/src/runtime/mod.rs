@@ -229,9 +229,9 @@ pub struct ContainerSpec {
     /// Log driver and options.
     pub log_driver: Option<(String, BTreeMap<String, String>)>,
     /// PID namespace mode.
-    pub pid_mode: Option<String>,
+    pub pid_mode: Option<flotilla_model::shapes::PidMode>,
     /// IPC namespace mode.
-    pub ipc_mode: Option<String>,
+    pub ipc_mode: Option<flotilla_model::shapes::IpcMode>,
     /// Stop timeout (seconds) recorded on the container.
     pub stop_timeout_s: Option<i64>,
     /// The parent cgroup (a task's cgroup, so its containers share the task's limits).
