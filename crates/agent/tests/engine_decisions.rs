@@ -8,16 +8,18 @@
 
 mod common;
 
-use common::{container, ctr, stop, task, MemoryHarness};
+use common::{
+    assert_essential_exit, container, ctr, dep, dependency_chain, essential_exit_task, stop, task,
+    MemoryHarness, Reports,
+};
 use flotilla_agent::runtime::memory::Call;
 use flotilla_agent::runtime::Signal;
 use flotilla_agent::spec::container_name;
 use flotilla_model::shapes::{
-    ContainerCondition, ContainerDependency, ContainerRestartPolicy, HealthCheck, HealthStatus,
-    TaskStopCode,
+    ContainerCondition, ContainerRestartPolicy, HealthCheck, HealthStatus, TaskStopCode,
 };
 use flotilla_model::status::{ContainerStatus, TaskStatus};
-use flotilla_protocol::{TaskAssignment, TaskNetwork};
+use flotilla_protocol::{TaskAssignment, TaskNetwork, TaskStateReport};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -53,44 +55,36 @@ fn calls_of(h: &MemoryHarness, a: &TaskAssignment, name: &str) -> Vec<(Instant, 
         .collect()
 }
 
-fn dep(name: &str, condition: ContainerCondition) -> ContainerDependency {
-    ContainerDependency {
-        container_name: name.into(),
-        condition,
-    }
-}
-
-fn health(command: &str) -> Option<HealthCheck> {
-    Some(HealthCheck {
+fn health(command: &str) -> HealthCheck {
+    HealthCheck {
         command: vec!["CMD-SHELL".into(), command.into()],
         interval: Some(5),
         timeout: Some(2),
         retries: Some(3),
         start_period: None,
-    })
+    }
+}
+
+/// Waits until `a` is STOPPED as failed to start; its report and the reason of its container
+/// `name`.
+async fn failed_to_start(
+    reports: &mut Reports,
+    a: &TaskAssignment,
+    name: &str,
+) -> (TaskStateReport, String) {
+    let stopped = reports
+        .until(&a.task_arn, 60, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+    assert_eq!(stopped.stop_code, Some(TaskStopCode::TaskFailedToStart));
+    let reason = ctr(&stopped, name).reason.clone().unwrap();
+    (stopped, reason)
 }
 
 #[tokio::test(start_paused = true)]
 async fn depends_on_orders_container_starts() {
-    let h = MemoryHarness::new("deps");
+    let h = MemoryHarness::memory("deps");
     let (engine, mut reports) = h.engine().await;
-    let mut init = container("init", &["sh", "-c", "sleep 20; exit 0"]);
-    init.essential = Some(false);
-    let mut after_success = container("after-success", &["sleep", "3000"]);
-    after_success.depends_on = Some(vec![dep("init", ContainerCondition::Success)]);
-    let mut after_complete = container("after-complete", &["sleep", "3000"]);
-    after_complete.depends_on = Some(vec![dep("init", ContainerCondition::Complete)]);
-    let mut checked = container("checked", &["sleep", "3000"]);
-    checked.health_check = health("exit 0");
-    let mut after_healthy = container("after-healthy", &["sleep", "3000"]);
-    after_healthy.depends_on = Some(vec![
-        dep("checked", ContainerCondition::Healthy),
-        dep("after-success", ContainerCondition::Start),
-    ]);
-    let a = task(
-        "deps1",
-        vec![after_healthy, after_complete, after_success, checked, init],
-    );
+    let a = dependency_chain("deps1", &["sh", "-c", "sleep 20; exit 0"], health("exit 0"));
     engine.assign(vec![a.clone()], false);
     let running = reports
         .until(&a.task_arn, 120, |r| r.last_status == TaskStatus::Running)
@@ -111,7 +105,7 @@ async fn depends_on_orders_container_starts() {
 
 #[tokio::test(start_paused = true)]
 async fn a_dependency_that_cannot_be_met_fails_the_task() {
-    let h = MemoryHarness::new("unmet");
+    let h = MemoryHarness::memory("unmet");
     let (engine, mut reports) = h.engine().await;
     let mut init = container("init", &["sh", "-c", "exit 4"]);
     init.essential = Some(false);
@@ -119,11 +113,7 @@ async fn a_dependency_that_cannot_be_met_fails_the_task() {
     app.depends_on = Some(vec![dep("init", ContainerCondition::Success)]);
     let a = task("unmet1", vec![init, app]);
     engine.assign(vec![a.clone()], false);
-    let stopped = reports
-        .until(&a.task_arn, 60, |r| r.last_status == TaskStatus::Stopped)
-        .await;
-    assert_eq!(stopped.stop_code, Some(TaskStopCode::TaskFailedToStart));
-    let reason = ctr(&stopped, "app").reason.clone().unwrap();
+    let (_, reason) = failed_to_start(&mut reports, &a, "app").await;
     assert!(
         reason.starts_with("DependencyNotResolvedError: "),
         "{reason}"
@@ -135,29 +125,16 @@ async fn a_dependency_that_cannot_be_met_fails_the_task() {
 
 #[tokio::test(start_paused = true)]
 async fn an_essential_exit_stops_the_task_with_its_stop_code() {
-    let h = MemoryHarness::new("essential");
+    let h = MemoryHarness::memory("essential");
     let mut cfg = h.config();
     cfg.cleanup_delay = Duration::from_secs(600);
     let (engine, mut reports) = h.engine_with(cfg).await;
-    let main = container("main", &["sh", "-c", "sleep 30; exit 3"]);
-    let mut side = container("side", &["sleep", "3000"]);
-    side.essential = Some(false);
-    let a = task("ess1", vec![main, side]);
+    let a = essential_exit_task("ess1", &["sh", "-c", "sleep 30; exit 3"]);
     engine.assign(vec![a.clone()], false);
     let stopped = reports
         .until(&a.task_arn, 120, |r| r.last_status == TaskStatus::Stopped)
         .await;
-    assert_eq!(
-        stopped.stop_code,
-        Some(TaskStopCode::EssentialContainerExited)
-    );
-    assert_eq!(
-        stopped.stopped_reason.as_deref(),
-        Some("Essential container in task exited")
-    );
-    assert_eq!(ctr(&stopped, "main").exit_code, Some(3));
-    assert_eq!(ctr(&stopped, "side").exit_code, Some(143));
-    assert!(reports.statuses(&a.task_arn).contains(&TaskStatus::Running));
+    assert_essential_exit(&stopped, &reports);
     // After the cleanup delay the containers are removed and the task forgotten.
     let deadline = Instant::now() + Duration::from_secs(1200);
     while !engine.task_arns().is_empty() {
@@ -169,7 +146,7 @@ async fn an_essential_exit_stops_the_task_with_its_stop_code() {
 
 #[tokio::test(start_paused = true)]
 async fn a_stop_timeout_sends_sigkill_after_sigterm_is_ignored() {
-    let h = MemoryHarness::new("timeout");
+    let h = MemoryHarness::memory("timeout");
     let (engine, mut reports) = h.engine().await;
     let mut stubborn = container("stubborn", &["sleep", "3000"]);
     stubborn.linux_parameters = None; // PID 1 without an init ignores SIGTERM.
@@ -200,7 +177,7 @@ async fn a_stop_timeout_sends_sigkill_after_sigterm_is_ignored() {
 
 #[tokio::test(start_paused = true)]
 async fn a_spot_grace_period_sends_sigterm_then_sigkill() {
-    let h = MemoryHarness::new("grace");
+    let h = MemoryHarness::memory("grace");
     let (engine, mut reports) = h.engine().await;
     let mut stubborn = container("stubborn", &["sleep", "3000"]);
     stubborn.linux_parameters = None;
@@ -232,7 +209,7 @@ async fn a_spot_grace_period_sends_sigterm_then_sigkill() {
 
 #[tokio::test(start_paused = true)]
 async fn a_restart_policy_restarts_an_exited_container_in_place() {
-    let h = MemoryHarness::new("policy");
+    let h = MemoryHarness::memory("policy");
     let (engine, mut reports) = h.engine().await;
     let mut flaky = container("flaky", &["sh", "-c", "sleep 60; exit 2"]);
     flaky.restart_policy = Some(ContainerRestartPolicy {
@@ -265,10 +242,10 @@ async fn a_restart_policy_restarts_an_exited_container_in_place() {
 
 #[tokio::test(start_paused = true)]
 async fn failing_health_checks_make_the_task_unhealthy() {
-    let h = MemoryHarness::new("health");
+    let h = MemoryHarness::memory("health");
     let (engine, mut reports) = h.engine().await;
     let mut web = container("web", &["sleep", "3000"]);
-    web.health_check = health("exit 1");
+    web.health_check = Some(health("exit 1"));
     let a = task("hc1", vec![web]);
     engine.assign(vec![a.clone()], false);
     let running = reports
@@ -293,17 +270,13 @@ async fn failing_health_checks_make_the_task_unhealthy() {
 
 #[tokio::test(start_paused = true)]
 async fn a_pull_failure_fails_the_task_with_cannot_pull() {
-    let h = MemoryHarness::new("pull");
+    let h = MemoryHarness::memory("pull");
     let (engine, mut reports) = h.engine().await;
     let mut app = container("app", &["true"]);
     app.image = Some("flotilla/does-not-exist:latest".into());
     let a = task("pull1", vec![app]);
     engine.assign(vec![a.clone()], false);
-    let stopped = reports
-        .until(&a.task_arn, 60, |r| r.last_status == TaskStatus::Stopped)
-        .await;
-    assert_eq!(stopped.stop_code, Some(TaskStopCode::TaskFailedToStart));
-    let reason = ctr(&stopped, "app").reason.clone().unwrap();
+    let (stopped, reason) = failed_to_start(&mut reports, &a, "app").await;
     assert_eq!(
         reason,
         "CannotPullContainerError: pull image flotilla/does-not-exist:latest: pull access \
@@ -317,7 +290,7 @@ async fn a_pull_failure_fails_the_task_with_cannot_pull() {
 
 #[tokio::test(start_paused = true)]
 async fn a_restarted_engine_adopts_running_containers_without_restarting_them() {
-    let h = MemoryHarness::new("adopt");
+    let h = MemoryHarness::memory("adopt");
     let (engine, mut reports) = h.engine().await;
     let keep = container("keep", &["sleep", "3000"]);
     let mut short = container("short", &["sh", "-c", "sleep 100; exit 5"]);
@@ -364,7 +337,7 @@ async fn a_restarted_engine_adopts_running_containers_without_restarting_them() 
 
 #[tokio::test(start_paused = true)]
 async fn an_awsvpc_task_reports_every_step_of_its_lifecycle() {
-    let h = MemoryHarness::new("awsvpc");
+    let h = MemoryHarness::memory("awsvpc");
     let (engine, mut reports) = h.engine().await;
     let mut a = task("vpc1", vec![container("web", &["sleep", "3000"])]);
     a.network_mode = flotilla_model::shapes::NetworkMode::Awsvpc;

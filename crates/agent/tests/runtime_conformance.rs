@@ -65,14 +65,7 @@ impl<R: Runtime> Env<R> {
 }
 
 async fn docker_env(case: &str) -> Env<flotilla_agent::docker::DockerRuntime> {
-    common::init_tracing();
-    let rt = flotilla_agent::docker::DockerRuntime::connect("/var/run/docker.sock")
-        .await
-        .expect("the Docker half of the conformance test needs Docker at /var/run/docker.sock");
-    assert!(
-        rt.inspect_image(IMAGE).await.unwrap().is_some(),
-        "the Docker half of the conformance test needs {IMAGE}: run scripts/images"
-    );
+    let rt = common::docker_runtime().await;
     let instance = format!("conf-{}-{case}", std::process::id());
     Env {
         rt,

@@ -202,12 +202,7 @@ impl TaskOwner {
                 c.status = ContainerStatus::Stopped;
             }
         }
-        let running: Vec<String> = self
-            .ctrs
-            .iter()
-            .filter(|c| c.status == ContainerStatus::Running)
-            .map(|c| c.name.clone())
-            .collect();
+        let running: Vec<String> = self.running().map(|c| c.name.clone()).collect();
         let deps: Vec<(String, Vec<String>)> = self
             .ctrs
             .iter()

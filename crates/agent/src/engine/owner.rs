@@ -320,12 +320,17 @@ impl TaskOwner {
             self.persist();
         }
         let running: Vec<String> = self
-            .ctrs
-            .iter()
-            .filter(|c| c.status == ContainerStatus::Running)
+            .running()
             .filter_map(|c| c.runtime_id.clone())
             .collect();
         lock(&self.shared).running_ids = running;
+    }
+
+    /// The containers seen running.
+    pub(super) fn running(&self) -> impl Iterator<Item = &Ctr> {
+        self.ctrs
+            .iter()
+            .filter(|c| c.status == ContainerStatus::Running)
     }
 
     pub(super) fn needs_creation(&self) -> bool {

@@ -22,9 +22,9 @@ use std::time::Duration;
 /// ([`RuntimeError::ecs_name`], [`RuntimeError::detail`]), so it can go straight into a
 /// container's `reason`.
 #[derive(Debug, thiserror::Error)]
+#[error("{}: {}", self.ecs_name(), self.detail())]
 pub enum RuntimeError {
     /// The image could not be pulled.
-    #[error("{}: {}", self.ecs_name(), self.detail())]
     Pull {
         /// The image reference.
         image: String,
@@ -32,22 +32,16 @@ pub enum RuntimeError {
         message: String,
     },
     /// The container could not be created.
-    #[error("{}: {}", self.ecs_name(), self.detail())]
     Create(String),
     /// The container could not be started.
-    #[error("{}: {}", self.ecs_name(), self.detail())]
     Start(String),
     /// The container could not be stopped.
-    #[error("{}: {}", self.ecs_name(), self.detail())]
     Stop(String),
     /// The container or image does not exist.
-    #[error("{}: {}", self.ecs_name(), self.detail())]
     NotFound(String),
     /// A container with that name exists already.
-    #[error("{}: {}", self.ecs_name(), self.detail())]
     Conflict(String),
     /// Anything else the engine said.
-    #[error("{}: {}", self.ecs_name(), self.detail())]
     Other(String),
 }
 
