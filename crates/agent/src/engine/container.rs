@@ -5,7 +5,14 @@
 //! What this is not: a runtime call. Nothing here talks to the engine; the owner applies what
 //! inspecting a container said.
 
-use super::*;
+use crate::lifecycle::{ContainerView, Dependency, RestartPolicy};
+use crate::runtime::Health;
+use crate::{lifecycle, spec};
+use flotilla_model::shapes::{
+    ContainerDefinition, HealthStatus, NetworkBinding, TransportProtocol,
+};
+use flotilla_model::status::ContainerStatus;
+use tokio::time::Instant;
 
 /// One container as its owner sees it.
 pub(super) struct Ctr {

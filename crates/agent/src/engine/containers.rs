@@ -5,7 +5,15 @@
 //! What this is not: the decisions, which are the pure functions of [`crate::lifecycle`], nor
 //! the task status, which the owner computes from what this observed.
 
-use super::*;
+use super::{to_i32, Ctr, TaskOwner};
+use crate::failure::TaskFailure;
+use crate::lifecycle::{ContainerView, Phase, StartDecision};
+use crate::runtime::{RuntimeError, Signal};
+use crate::{lifecycle, spec};
+use flotilla_model::status::ContainerStatus;
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::{debug, info, warn, Instrument};
 
 impl TaskOwner {
     pub(super) async fn create_containers(&mut self) {

@@ -7,7 +7,12 @@
 //! Invariant: only images this agent pulled are ever removed, and only when no container
 //! (of anyone) uses them.
 
-use super::*;
+use super::{lock, TaskOwner};
+use crate::config::ImagePullBehavior;
+use crate::failure::TaskFailure;
+use crate::runtime::RuntimeError;
+use flotilla_model::status::ContainerStatus;
+use tracing::{info, warn};
 
 impl TaskOwner {
     /// failed (the task is then stopping).

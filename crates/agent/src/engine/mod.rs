@@ -37,34 +37,22 @@ pub use usage::UsageSampler;
 
 use container::{to_i32, Ctr};
 use owner::TaskOwner;
-use tasks::{orphan_assignment, spawn_owner, Handle, Shared};
+use tasks::{orphan_assignment, spawn_owner, Route, Shared, TaskRegistry};
 
-use crate::cgroup::{self, CgroupMode, TaskLimits};
+use crate::cgroup::{self, CgroupMode};
 use crate::config::ImagePullBehavior;
-use crate::failure::TaskFailure;
-use crate::lifecycle::{
-    self, ContainerView, Dependency, NetworkStage, Phase, RestartPolicy, StartDecision,
-};
-use crate::runtime::{Health, Runtime, RuntimeError, Signal};
-use crate::spec::{self, Identity, TaskPlacement};
+use crate::runtime::{ContainerSummary, Runtime, RuntimeError};
+use crate::spec::Identity;
 use crate::state::{DataDir, PersistedTask, StateError};
-use flotilla_model::shapes::{
-    ContainerDefinition, HealthStatus, NetworkBinding, TaskStopCode, TransportProtocol,
-};
-use flotilla_model::status::{ContainerStatus, TaskStatus};
-use flotilla_protocol::{
-    labels, ContainerAssignment, ContainerStateReport, DesiredStatus, TaskAssignment, TaskNetwork,
-    TaskStateReport, TaskUsage, PAUSE_CONTAINER_NAME,
-};
+use flotilla_protocol::{labels, DesiredStatus, TaskAssignment, TaskStateReport, TaskUsage};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{debug, info, warn};
 
 /// Seconds since the epoch, now.
 pub fn now_epoch() -> f64 {
@@ -165,12 +153,8 @@ struct Inner {
     identity: Identity,
     seq: AtomicU64,
     reports: mpsc::UnboundedSender<TaskStateReport>,
-    tasks: Mutex<HashMap<String, Handle>>,
-    /// Tasks cleaned up: their final report (and when), so a late re-assignment does not rerun
-    /// them. Kept for [`DONE_RETENTION`].
-    done: Mutex<HashMap<String, (TaskStateReport, Instant)>>,
-    /// Containers found in Docker whose task has no saved state, by task ARN.
-    orphans: Mutex<HashMap<String, Vec<crate::runtime::ContainerSummary>>>,
+    /// Every task the engine knows.
+    tasks: TaskRegistry,
     pulled: Mutex<BTreeMap<String, f64>>,
     cpu_prev: Mutex<HashMap<String, (u64, Instant)>>,
     /// Wall-clock time as tokio's clock advances it.
@@ -201,9 +185,7 @@ pub struct Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        for (_, h) in lock(&self.inner.tasks).drain() {
-            h.abort.abort();
-        }
+        self.inner.tasks.abort_all();
     }
 }
 
@@ -251,9 +233,7 @@ impl Engine {
             // Seq grows across restarts: it starts at the clock in microseconds.
             seq: AtomicU64::new(micros),
             reports: tx,
-            tasks: Mutex::new(HashMap::new()),
-            done: Mutex::new(HashMap::new()),
-            orphans: Mutex::new(HashMap::new()),
+            tasks: TaskRegistry::default(),
             cpu_prev: Mutex::new(HashMap::new()),
             cfg,
         });
@@ -261,7 +241,7 @@ impl Engine {
             .runtime
             .list(labels::INSTANCE, &inner.cfg.instance_id)
             .await?;
-        let mut by_task: HashMap<String, Vec<crate::runtime::ContainerSummary>> = HashMap::new();
+        let mut by_task: HashMap<String, Vec<ContainerSummary>> = HashMap::new();
         for c in found {
             if let Some(arn) = c.labels.get(labels::TASK_ARN) {
                 by_task.entry(arn.clone()).or_default().push(c);
@@ -274,7 +254,7 @@ impl Engine {
         }
         for (arn, cs) in by_task {
             warn!(task = %arn, "containers without saved task state; waiting for the server");
-            lock(&inner.orphans).insert(arn, cs);
+            inner.tasks.add_orphans(arn, cs);
         }
         Ok((Engine { inner }, rx))
     }
@@ -287,27 +267,16 @@ impl Engine {
             self.assign_one(a);
         }
         if full {
-            let others: Vec<(String, TaskAssignment)> = lock(&self.inner.tasks)
-                .iter()
-                .filter(|(arn, _)| !listed.contains(arn))
-                .map(|(arn, h)| (arn.clone(), h.tx.borrow().clone()))
-                .collect();
-            for (arn, mut a) in others {
+            for mut a in self.inner.tasks.unlisted(&listed) {
                 if a.desired_status != DesiredStatus::Stopped {
-                    info!(task = %arn, "not in the server's task list; stopping");
+                    info!(task = %a.task_arn, "not in the server's task list; stopping");
                     a.desired_status = DesiredStatus::Stopped;
                     a.stop_reason =
                         Some("Task is no longer assigned to this container instance".into());
                     self.assign_one(a);
                 }
             }
-            let orphans: Vec<(String, Vec<crate::runtime::ContainerSummary>)> =
-                lock(&self.inner.orphans)
-                    .iter()
-                    .filter(|(arn, _)| !listed.contains(arn))
-                    .map(|(a, c)| (a.clone(), c.clone()))
-                    .collect();
-            for (arn, cs) in orphans {
+            for (arn, cs) in self.inner.tasks.unlisted_orphans(&listed) {
                 info!(task = %arn, "orphan containers not assigned; stopping them");
                 self.assign_one(orphan_assignment(&arn, &cs));
             }
@@ -315,26 +284,16 @@ impl Engine {
     }
 
     fn assign_one(&self, a: TaskAssignment) {
-        let arn = a.task_arn.clone();
-        if let Some((report, _)) = lock(&self.inner.done).get(&arn).cloned() {
-            debug!(task = %arn, "assignment for a task already cleaned up; re-reporting");
-            let _ = self.inner.reports.send(report);
-            return;
-        }
-        {
-            let tasks = lock(&self.inner.tasks);
-            if let Some(h) = tasks.get(&arn) {
-                h.tx.send_if_modified(|cur| {
-                    let newer = (a.version, a.desired_status) > (cur.version, cur.desired_status);
-                    if newer {
-                        *cur = a.clone();
-                    }
-                    newer
-                });
+        let (a, found) = match self.inner.tasks.route(a) {
+            Route::Done(report) => {
+                debug!(task = %report.task_arn, "assignment for a task already cleaned up; re-reporting");
+                let _ = self.inner.reports.send(*report);
                 return;
             }
-        }
-        let found = lock(&self.inner.orphans).remove(&arn).unwrap_or_default();
+            Route::Delivered => return,
+            Route::New(a, found) => (*a, found),
+        };
+        let arn = a.task_arn.clone();
         let p = PersistedTask {
             assignment: a,
             stopping: false,
@@ -357,10 +316,7 @@ impl Engine {
 
     /// The latest report of every task the engine knows (to re-send after a reconnect).
     pub fn current_reports(&self) -> Vec<TaskStateReport> {
-        lock(&self.inner.tasks)
-            .values()
-            .filter_map(|h| lock(&h.shared).latest.clone())
-            .collect()
+        self.inner.tasks.latest_reports()
     }
 
     /// Samples CPU and memory of every task's running containers (one-shot Docker stats).
@@ -379,6 +335,6 @@ impl Engine {
 
     /// The ARNs of the tasks the engine currently owns.
     pub fn task_arns(&self) -> Vec<String> {
-        lock(&self.inner.tasks).keys().cloned().collect()
+        self.inner.tasks.arns()
     }
 }

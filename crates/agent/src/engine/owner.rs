@@ -11,7 +11,25 @@
 //! Invariant: the status only moves forward ([`lifecycle::advance`]); an assignment is taken
 //! only if its (version, desired status) is higher than the one the owner has.
 
-use super::*;
+use super::{lock, Ctr, Inner, Shared};
+use crate::failure::TaskFailure;
+use crate::lifecycle::{ContainerView, Phase};
+use crate::runtime::ContainerSummary;
+use crate::state::PersistedTask;
+use crate::{lifecycle, spec};
+use flotilla_model::shapes::{HealthStatus, TaskStopCode};
+use flotilla_model::status::{ContainerStatus, TaskStatus};
+use flotilla_protocol::{
+    labels, ContainerStateReport, DesiredStatus, TaskAssignment, TaskStateReport,
+    PAUSE_CONTAINER_NAME,
+};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
 
 pub(super) struct TaskOwner {
     pub(super) inner: Arc<Inner>,
@@ -39,7 +57,7 @@ impl TaskOwner {
         p: PersistedTask,
         rx: watch::Receiver<TaskAssignment>,
         shared: Arc<Mutex<Shared>>,
-        found: Vec<crate::runtime::ContainerSummary>,
+        found: Vec<ContainerSummary>,
     ) -> Self {
         let mut p = p;
         let pause_found = found
@@ -442,12 +460,6 @@ impl TaskOwner {
         if let Err(e) = self.inner.data.remove_task(&arn) {
             warn!(error = %e, "cannot remove task state");
         }
-        let last = lock(&self.shared).latest.clone();
-        if let Some(r) = last {
-            let mut done = lock(&self.inner.done);
-            done.retain(|_, (_, at)| at.elapsed() < DONE_RETENTION);
-            done.insert(arn.clone(), (r, Instant::now()));
-        }
         {
             let mut cpu = lock(&self.inner.cpu_prev);
             for c in &self.ctrs {
@@ -456,7 +468,8 @@ impl TaskOwner {
                 }
             }
         }
-        lock(&self.inner.tasks).remove(&arn);
+        let last = lock(&self.shared).latest.clone();
+        self.inner.tasks.forget(&arn, last);
         self.cleanup_images().await;
     }
 }

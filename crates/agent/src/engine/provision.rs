@@ -8,7 +8,16 @@
 //! Invariant: the network and the pause image are created under the engine's provisioning
 //! lock, and another agent on the same engine creating them first is not an error.
 
-use super::*;
+use super::TaskOwner;
+use crate::cgroup::{CgroupMode, TaskLimits};
+use crate::failure::TaskFailure;
+use crate::lifecycle::NetworkStage;
+use crate::runtime::{Runtime, RuntimeError};
+use crate::spec::TaskPlacement;
+use crate::{cgroup, spec};
+use flotilla_protocol::TaskNetwork;
+use std::time::Duration;
+use tracing::{debug, info, warn};
 
 impl TaskOwner {
     pub(super) fn limits(&self) -> TaskLimits {

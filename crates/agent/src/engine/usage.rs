@@ -7,7 +7,10 @@
 //!
 //! What this is not: part of any task's lifecycle: it only reads, never acts.
 
-use super::*;
+use super::{lock, Inner};
+use flotilla_protocol::TaskUsage;
+use std::sync::Arc;
+use tokio::time::Instant;
 
 /// Samples resource usage of the engine's tasks; see [`Engine::usage_sampler`]. It keeps the
 /// engine's state alive but owns no task: dropping it changes nothing.
@@ -20,10 +23,7 @@ impl UsageSampler {
     /// One sample per task with running containers. Docker's one-shot stats take about a
     /// second each, so every container is sampled at the same time.
     pub async fn sample(&self) -> Vec<TaskUsage> {
-        let tasks: Vec<(String, Vec<String>)> = lock(&self.inner.tasks)
-            .iter()
-            .map(|(arn, h)| (arn.clone(), lock(&h.shared).running_ids.clone()))
-            .collect();
+        let tasks = self.inner.tasks.running_ids();
         let per_task = tasks
             .into_iter()
             .filter(|(_, ids)| !ids.is_empty())
