@@ -12,8 +12,8 @@ use common::{
     assert_essential_exit, container, ctr, dep, dependency_chain, essential_exit_task, stop, task,
     MemoryHarness, Reports,
 };
-use flotilla_agent::runtime::memory::Call;
-use flotilla_agent::runtime::Signal;
+use flotilla_agent::runtime::memory::{Call, Op};
+use flotilla_agent::runtime::{RuntimeError, Signal};
 use flotilla_agent::spec::container_name;
 use flotilla_model::shapes::{
     ContainerCondition, ContainerRestartPolicy, HealthCheck, HealthStatus, TaskStopCode,
@@ -378,4 +378,45 @@ async fn an_awsvpc_task_reports_every_step_of_its_lifecycle() {
         == Call::CreateNetwork {
             name: "flotilla-mem".into()
         }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_failure_fails_the_task_with_cannot_start() {
+    let h = MemoryHarness::memory("start");
+    h.runtime.inject(
+        Op::Start,
+        RuntimeError::Start("OCI runtime create failed: exec: \"nope\": not found".into()),
+    );
+    let (engine, mut reports) = h.engine().await;
+    let a = task("start1", vec![container("app", &["nope"])]);
+    engine.assign(vec![a.clone()], false);
+    let (stopped, reason) = failed_to_start(&mut reports, &a, "app").await;
+    assert_eq!(
+        reason,
+        "CannotStartContainerError: OCI runtime create failed: exec: \"nope\": not found"
+    );
+    assert_eq!(stopped.stopped_reason.as_deref(), Some(reason.as_str()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_oom_kill_is_reported_as_out_of_memory() {
+    let h = MemoryHarness::memory("oom");
+    h.runtime
+        .script("hog", |s| s.oom_after = Some(Duration::from_secs(45)));
+    let (engine, mut reports) = h.engine().await;
+    let a = task("oom1", vec![container("hog", &["sleep", "3000"])]);
+    engine.assign(vec![a.clone()], false);
+    let stopped = reports
+        .until(&a.task_arn, 120, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+    let hog = ctr(&stopped, "hog");
+    assert_eq!(hog.exit_code, Some(137));
+    assert_eq!(
+        hog.reason.as_deref(),
+        Some("OutOfMemoryError: Container killed due to memory usage")
+    );
+    assert_eq!(
+        stopped.stop_code,
+        Some(TaskStopCode::EssentialContainerExited)
+    );
 }
