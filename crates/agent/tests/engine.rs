@@ -9,8 +9,8 @@
 mod common;
 
 use common::{
-    assert_essential_exit, container, ctr, dependency_chain, docker_inspect, essential_exit_task,
-    http_get, stop, task, Harness, IMAGE,
+    assert_essential_exit, assert_oom_killed, container, ctr, dependency_chain, docker_inspect,
+    essential_exit_task, http_get, stop, task, Harness, IMAGE,
 };
 use flotilla_agent::runtime::Runtime;
 use flotilla_model::shapes::{
@@ -233,16 +233,7 @@ async fn a_container_over_its_memory_is_oom_killed() {
     let stopped = reports
         .until(&a.task_arn, 30, |r| r.last_status == TaskStatus::Stopped)
         .await;
-    let hog = ctr(&stopped, "hog");
-    assert_eq!(hog.exit_code, Some(137));
-    assert_eq!(
-        hog.reason.as_deref(),
-        Some("OutOfMemoryError: Container killed due to memory usage")
-    );
-    assert_eq!(
-        stopped.stop_code,
-        Some(TaskStopCode::EssentialContainerExited)
-    );
+    assert_oom_killed(&stopped, "hog");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,8 +9,8 @@
 mod common;
 
 use common::{
-    assert_essential_exit, container, ctr, dep, dependency_chain, essential_exit_task, stop, task,
-    MemoryHarness, Reports,
+    assert_essential_exit, assert_oom_killed, container, ctr, dep, dependency_chain,
+    essential_exit_task, stop, task, MemoryHarness, Reports,
 };
 use flotilla_agent::runtime::memory::{Call, Op};
 use flotilla_agent::runtime::{RuntimeError, Signal};
@@ -409,14 +409,5 @@ async fn an_oom_kill_is_reported_as_out_of_memory() {
     let stopped = reports
         .until(&a.task_arn, 120, |r| r.last_status == TaskStatus::Stopped)
         .await;
-    let hog = ctr(&stopped, "hog");
-    assert_eq!(hog.exit_code, Some(137));
-    assert_eq!(
-        hog.reason.as_deref(),
-        Some("OutOfMemoryError: Container killed due to memory usage")
-    );
-    assert_eq!(
-        stopped.stop_code,
-        Some(TaskStopCode::EssentialContainerExited)
-    );
+    assert_oom_killed(&stopped, "hog");
 }

@@ -341,6 +341,21 @@ pub fn assert_essential_exit(stopped: &TaskStateReport, reports: &Reports) {
         .contains(&TaskStatus::Running));
 }
 
+/// What the STOPPED report of a task whose essential container `name` was killed for memory
+/// says: exit code 137, `OutOfMemoryError`, and the essential exit's stop code.
+pub fn assert_oom_killed(stopped: &TaskStateReport, name: &str) {
+    let c = ctr(stopped, name);
+    assert_eq!(c.exit_code, Some(137));
+    assert_eq!(
+        c.reason.as_deref(),
+        Some("OutOfMemoryError: Container killed due to memory usage")
+    );
+    assert_eq!(
+        stopped.stop_code,
+        Some(TaskStopCode::EssentialContainerExited)
+    );
+}
+
 /// The next version of `a`, stopped by the user.
 pub fn stop(mut a: TaskAssignment) -> TaskAssignment {
     a.version += 1;
