@@ -11,7 +11,8 @@
 
 use crate::runtime::{
     Binding, ContainerInfo, ContainerSpec, ContainerStats, ContainerSummary, Health, ImageInfo,
-    NetworkInfo, NetworkSpec, RegistryAuth, Runtime, RuntimeError, RuntimeVersion, VolumeSpec,
+    NetworkInfo, NetworkSpec, RegistryAuth, Runtime, RuntimeError, RuntimeVersion, Signal,
+    VolumeSpec,
 };
 use async_trait::async_trait;
 use bollard::auth::DockerCredentials;
@@ -233,8 +234,8 @@ impl DockerRuntime {
                     typ: Some(driver.clone()),
                     config: map(opts),
                 }),
-            pid_mode: spec.pid_mode.clone(),
-            ipc_mode: spec.ipc_mode.clone(),
+            pid_mode: spec.pid_mode.map(|m| m.as_str().to_string()),
+            ipc_mode: spec.ipc_mode.map(|m| m.as_str().to_string()),
             cgroup_parent: spec.cgroup_parent.clone(),
             ..Default::default()
         };
@@ -453,12 +454,12 @@ impl Runtime for DockerRuntime {
         }
     }
 
-    async fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
+    async fn kill(&self, id: &str, signal: Signal) -> Result<(), RuntimeError> {
         self.docker
             .kill_container(
                 id,
                 Some(KillContainerOptions {
-                    signal: signal.to_string(),
+                    signal: signal.as_str().to_string(),
                 }),
             )
             .await

@@ -53,6 +53,7 @@ pub mod client;
 pub mod config;
 pub mod docker;
 pub mod engine;
+pub mod failure;
 pub mod lifecycle;
 pub mod pause;
 pub mod registry;

@@ -15,7 +15,8 @@ use crate::runtime::{
     ContainerSpec, DeviceSpec, HealthCheckSpec, NetworkSpec, PortSpec, UlimitSpec, VolumeSpec,
 };
 use flotilla_model::shapes::{
-    ContainerDefinition, NetworkMode, Scope, TransportProtocol, UlimitName, Volume,
+    ContainerDefinition, Device, IpcMode, NetworkMode, PidMode, Scope, TransportProtocol,
+    UlimitName, Volume,
 };
 use flotilla_protocol::{labels, TaskAssignment, TaskNetwork, PAUSE_CONTAINER_NAME};
 use std::collections::BTreeMap;
@@ -273,7 +274,8 @@ pub fn link_targets(def: &ContainerDefinition) -> Vec<String> {
         .collect()
 }
 
-/// Builds the Docker spec of one container of the task.
+/// Builds the Docker spec of one container of the task, step by step: identity and process,
+/// network, mounts, resources, Linux parameters, security, health check and logging.
 pub fn container_spec(
     a: &TaskAssignment,
     def: &ContainerDefinition,
@@ -281,20 +283,82 @@ pub fn container_spec(
     placement: &TaskPlacement,
 ) -> ContainerSpec {
     let name = def_name(def);
-    let mut labels: BTreeMap<String, String> = def.docker_labels.clone().unwrap_or_default();
-    labels.extend(base_labels(a, id, name));
-    let joined = placement
-        .pause_id
-        .as_ref()
-        .map(|p| format!("container:{p}"));
-    let network_mode = match (&joined, a.network_mode) {
-        (Some(j), _) => j.as_str(),
-        (None, NetworkMode::Host) => "host",
-        (None, NetworkMode::None) => "none",
-        (None, NetworkMode::Bridge | NetworkMode::Awsvpc) => "bridge",
+    let mut spec = ContainerSpec {
+        name: container_name(&a.task_arn, name),
+        image: def.image.clone().unwrap_or_default(),
+        entrypoint: def.entry_point.clone(),
+        command: def.command.clone(),
+        env: environment(def),
+        working_dir: def.working_directory.clone(),
+        user: def.user.clone(),
+        hostname: def.hostname.clone(),
+        labels: container_labels(a, def, id, name),
+        open_stdin: def.interactive == Some(true),
+        tty: def.pseudo_terminal == Some(true),
+        health_check: health_check(def),
+        log_driver: log_driver(def),
+        pid_mode: a
+            .pid_mode
+            .as_deref()
+            .and_then(PidMode::parse)
+            .filter(|m| *m == PidMode::Host),
+        ipc_mode: a.ipc_mode.as_deref().and_then(IpcMode::parse),
+        stop_timeout_s: Some(stop_timeout_s(def) as i64),
+        cgroup_parent: placement.cgroup_parent.clone(),
+        ..ContainerSpec::default()
     };
-    let mut ports = Vec::new();
-    let mut exposed_ports = Vec::new();
+    apply_network(&mut spec, a, def, placement);
+    apply_mounts(&mut spec, a, def);
+    apply_resources(&mut spec, def, placement);
+    apply_linux_parameters(&mut spec, def);
+    apply_security(&mut spec, def);
+    if placement.pause_id.is_some() {
+        leave_network_to_pause(&mut spec);
+    }
+    spec
+}
+
+/// The definition's `dockerLabels` with Flotilla's labels over them.
+fn container_labels(
+    a: &TaskAssignment,
+    def: &ContainerDefinition,
+    id: &Identity,
+    name: &str,
+) -> BTreeMap<String, String> {
+    let mut labels = def.docker_labels.clone().unwrap_or_default();
+    labels.extend(base_labels(a, id, name));
+    labels
+}
+
+/// `KEY=VALUE` for each environment variable with a name.
+fn environment(def: &ContainerDefinition) -> Vec<String> {
+    def.environment
+        .iter()
+        .flatten()
+        .filter_map(|kv| {
+            Some(format!(
+                "{}={}",
+                kv.name.as_deref()?,
+                kv.value.as_deref().unwrap_or("")
+            ))
+        })
+        .collect()
+}
+
+/// Network mode, ports (published in bridge mode, exposed in host mode), links (bridge
+/// only), extra hosts and DNS.
+fn apply_network(
+    spec: &mut ContainerSpec,
+    a: &TaskAssignment,
+    def: &ContainerDefinition,
+    placement: &TaskPlacement,
+) {
+    spec.network_mode = match (&placement.pause_id, a.network_mode) {
+        (Some(pause), _) => format!("container:{pause}"),
+        (None, NetworkMode::Host) => "host".into(),
+        (None, NetworkMode::None) => "none".into(),
+        (None, NetworkMode::Bridge | NetworkMode::Awsvpc) => "bridge".into(),
+    };
     for p in def.port_mappings.iter().flatten() {
         let Some(cp) = p.container_port.and_then(|c| u16::try_from(c).ok()) else {
             continue;
@@ -305,7 +369,7 @@ pub fn container_spec(
         }
         .to_string();
         match a.network_mode {
-            NetworkMode::Bridge => ports.push(PortSpec {
+            NetworkMode::Bridge => spec.ports.push(PortSpec {
                 container_port: cp,
                 host_port: p
                     .host_port
@@ -313,7 +377,7 @@ pub fn container_spec(
                     .filter(|h| *h != 0),
                 protocol,
             }),
-            NetworkMode::Host => exposed_ports.push(PortSpec {
+            NetworkMode::Host => spec.exposed_ports.push(PortSpec {
                 container_port: cp,
                 host_port: Some(cp),
                 protocol,
@@ -321,195 +385,191 @@ pub fn container_spec(
             _ => {}
         }
     }
-    let lp = def.linux_parameters.clone().unwrap_or_default();
-    let caps = lp.capabilities.clone().unwrap_or_default();
-    let mut binds = Vec::new();
-    for m in def.mount_points.iter().flatten() {
-        let src = m.source_volume.as_deref().unwrap_or("");
-        let Some(v) = a.volumes.iter().find(|v| v.name.as_deref() == Some(src)) else {
-            continue;
-        };
-        let target = m.container_path.as_deref().unwrap_or("");
-        let ro = if m.read_only == Some(true) { ":ro" } else { "" };
-        binds.push(format!("{}:{target}{ro}", volume_source(a, v)));
+    if a.network_mode == NetworkMode::Bridge {
+        spec.links = def
+            .links
+            .iter()
+            .flatten()
+            .map(|l| {
+                let (target, alias) = l.split_once(':').unwrap_or((l, l));
+                format!("{}:{alias}", container_name(&a.task_arn, target))
+            })
+            .collect();
     }
-    let memory_bytes = def.memory.map(|m| i64::from(m) * MIB).or_else(|| {
-        placement
-            .per_container_limits
+    spec.extra_hosts = def
+        .extra_hosts
+        .iter()
+        .flatten()
+        .map(|h| format!("{}:{}", h.hostname, h.ip_address))
+        .collect();
+    spec.dns = def.dns_servers.clone().unwrap_or_default();
+    spec.dns_search = def.dns_search_domains.clone().unwrap_or_default();
+    spec.network_disabled = def.disable_networking == Some(true);
+}
+
+/// Binds of the task's volumes (`mountPoints`) and `volumesFrom`.
+fn apply_mounts(spec: &mut ContainerSpec, a: &TaskAssignment, def: &ContainerDefinition) {
+    let read_only = |ro: Option<bool>| if ro == Some(true) { ":ro" } else { "" };
+    spec.binds = def
+        .mount_points
+        .iter()
+        .flatten()
+        .filter_map(|m| {
+            let src = m.source_volume.as_deref().unwrap_or("");
+            let v = a.volumes.iter().find(|v| v.name.as_deref() == Some(src))?;
+            let target = m.container_path.as_deref().unwrap_or("");
+            let ro = read_only(m.read_only);
+            Some(format!("{}:{target}{ro}", volume_source(a, v)))
+        })
+        .collect();
+    spec.volumes_from = def
+        .volumes_from
+        .iter()
+        .flatten()
+        .filter_map(|v| {
+            let src = v.source_container.as_deref()?;
+            let ro = read_only(v.read_only);
+            Some(format!("{}{ro}", container_name(&a.task_arn, src)))
+        })
+        .collect();
+}
+
+/// CPU shares and memory: the container's own, else the task's where no task cgroup holds
+/// them; swap from `maxSwap`; ulimits.
+fn apply_resources(spec: &mut ContainerSpec, def: &ContainerDefinition, placement: &TaskPlacement) {
+    let task_limits = placement.per_container_limits;
+    spec.memory_bytes = def.memory.map(|m| i64::from(m) * MIB).or_else(|| {
+        task_limits
             .and_then(|l| l.memory_mib)
             .map(|m| i64::from(m) * MIB)
     });
-    let cpu_shares = match (def.cpu, placement.per_container_limits.and_then(|l| l.cpu)) {
-        (0, Some(task_cpu)) => i64::from(task_cpu),
-        (cpu, _) => i64::from(cpu),
-    }
-    .max(MIN_CPU_SHARES);
-    let in_namespace = joined.is_some();
-    let mut spec = ContainerSpec {
-        name: container_name(&a.task_arn, name),
-        image: def.image.clone().unwrap_or_default(),
-        entrypoint: def.entry_point.clone(),
-        command: def.command.clone(),
-        env: def
-            .environment
-            .iter()
-            .flatten()
-            .filter_map(|kv| {
-                Some(format!(
-                    "{}={}",
-                    kv.name.as_deref()?,
-                    kv.value.as_deref().unwrap_or("")
-                ))
-            })
-            .collect(),
-        working_dir: def.working_directory.clone(),
-        user: def.user.clone(),
-        hostname: def.hostname.clone(),
-        labels,
-        network_mode: network_mode.to_string(),
-        ports,
-        exposed_ports,
-        cpu_shares: Some(cpu_shares),
-        memory_bytes,
-        memory_reservation_bytes: def.memory_reservation.map(|m| i64::from(m) * MIB),
-        memory_swap_bytes: match (memory_bytes, lp.max_swap) {
-            (Some(m), Some(swap)) if swap >= 0 => Some(m + i64::from(swap) * MIB),
-            _ => None,
-        },
-        memory_swappiness: lp.swappiness.map(i64::from),
-        ulimits: def
-            .ulimits
-            .iter()
-            .flatten()
-            .map(|u| UlimitSpec {
-                name: ulimit_name(&u.name),
-                soft: i64::from(u.soft_limit),
-                hard: i64::from(u.hard_limit),
-            })
-            .collect(),
-        cap_add: caps.add.unwrap_or_default(),
-        cap_drop: caps.drop.unwrap_or_default(),
-        init: lp.init_process_enabled == Some(true),
-        tmpfs: lp
-            .tmpfs
-            .iter()
-            .flatten()
-            .map(|t| {
-                let mut opts = vec![format!("size={}m", t.size)];
-                opts.extend(t.mount_options.clone().unwrap_or_default());
-                (t.container_path.clone(), opts.join(","))
-            })
-            .collect(),
-        shm_size_bytes: lp.shared_memory_size.map(|s| i64::from(s) * MIB),
-        devices: lp
-            .devices
-            .iter()
-            .flatten()
-            .map(|d| DeviceSpec {
-                host_path: d.host_path.clone(),
-                container_path: d
-                    .container_path
-                    .clone()
-                    .unwrap_or_else(|| d.host_path.clone()),
-                permissions: {
-                    let p: String = d
-                        .permissions
-                        .iter()
-                        .flatten()
-                        .filter_map(|p| {
-                            serde_json::to_value(p)
-                                .ok()
-                                .and_then(|v| v.as_str().and_then(|s| s.chars().next()))
-                        })
-                        .collect();
-                    if p.is_empty() {
-                        "rwm".to_string()
-                    } else {
-                        p
-                    }
-                },
-            })
-            .collect(),
-        binds,
-        volumes_from: def
-            .volumes_from
-            .iter()
-            .flatten()
-            .filter_map(|v| {
-                let src = v.source_container.as_deref()?;
-                let ro = if v.read_only == Some(true) { ":ro" } else { "" };
-                Some(format!("{}{ro}", container_name(&a.task_arn, src)))
-            })
-            .collect(),
-        links: if a.network_mode == NetworkMode::Bridge {
-            def.links
-                .iter()
-                .flatten()
-                .map(|l| {
-                    let (target, alias) = l.split_once(':').unwrap_or((l, l));
-                    format!("{}:{alias}", container_name(&a.task_arn, target))
-                })
-                .collect()
-        } else {
-            Vec::new()
-        },
-        extra_hosts: def
-            .extra_hosts
-            .iter()
-            .flatten()
-            .map(|h| format!("{}:{}", h.hostname, h.ip_address))
-            .collect(),
-        dns: def.dns_servers.clone().unwrap_or_default(),
-        dns_search: def.dns_search_domains.clone().unwrap_or_default(),
-        readonly_rootfs: def.readonly_root_filesystem == Some(true),
-        privileged: def.privileged == Some(true),
-        network_disabled: def.disable_networking == Some(true),
-        open_stdin: def.interactive == Some(true),
-        tty: def.pseudo_terminal == Some(true),
-        security_opt: def.docker_security_options.clone().unwrap_or_default(),
-        sysctls: def
-            .system_controls
-            .iter()
-            .flatten()
-            .filter_map(|s| Some((s.namespace.clone()?, s.value.clone()?)))
-            .collect(),
-        health_check: def.health_check.as_ref().map(|h| HealthCheckSpec {
-            test: h.command.clone(),
-            interval_s: h.interval.and_then(|i| u32::try_from(i).ok()).unwrap_or(30),
-            timeout_s: h.timeout.and_then(|i| u32::try_from(i).ok()).unwrap_or(5),
-            retries: h.retries.and_then(|i| u32::try_from(i).ok()).unwrap_or(3),
-            start_period_s: h
-                .start_period
-                .and_then(|i| u32::try_from(i).ok())
-                .unwrap_or(0),
-        }),
-        log_driver: def.log_configuration.as_ref().map(|l| {
-            let driver = serde_json::to_value(l.log_driver)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_else(|| "json-file".to_string());
-            (driver, l.options.clone().unwrap_or_default())
-        }),
-        pid_mode: a.pid_mode.clone().filter(|m| m == "host"),
-        ipc_mode: a.ipc_mode.clone(),
-        stop_timeout_s: Some(stop_timeout_s(def) as i64),
-        cgroup_parent: placement.cgroup_parent.clone(),
-        ipv4_address: None,
-        mac_address: None,
+    spec.cpu_shares = Some(
+        match (def.cpu, task_limits.and_then(|l| l.cpu)) {
+            (0, Some(task_cpu)) => i64::from(task_cpu),
+            (cpu, _) => i64::from(cpu),
+        }
+        .max(MIN_CPU_SHARES),
+    );
+    spec.memory_reservation_bytes = def.memory_reservation.map(|m| i64::from(m) * MIB);
+    let lp = def.linux_parameters.clone().unwrap_or_default();
+    spec.memory_swap_bytes = match (spec.memory_bytes, lp.max_swap) {
+        (Some(m), Some(swap)) if swap >= 0 => Some(m + i64::from(swap) * MIB),
+        _ => None,
     };
-    if in_namespace {
-        // The pause container owns the network namespace: Docker refuses these options in
-        // `container:` network mode (the task's hostname is the pause container's).
-        spec.ports.clear();
-        spec.exposed_ports.clear();
-        spec.hostname = None;
-        spec.dns.clear();
-        spec.dns_search.clear();
-        spec.extra_hosts.clear();
-        spec.links.clear();
-        spec.network_disabled = false;
+    spec.memory_swappiness = lp.swappiness.map(i64::from);
+    spec.ulimits = def
+        .ulimits
+        .iter()
+        .flatten()
+        .map(|u| UlimitSpec {
+            name: ulimit_name(&u.name),
+            soft: i64::from(u.soft_limit),
+            hard: i64::from(u.hard_limit),
+        })
+        .collect();
+}
+
+/// `linuxParameters`: capabilities, init, tmpfs, /dev/shm and devices.
+fn apply_linux_parameters(spec: &mut ContainerSpec, def: &ContainerDefinition) {
+    let lp = def.linux_parameters.clone().unwrap_or_default();
+    let caps = lp.capabilities.clone().unwrap_or_default();
+    spec.cap_add = caps.add.unwrap_or_default();
+    spec.cap_drop = caps.drop.unwrap_or_default();
+    spec.init = lp.init_process_enabled == Some(true);
+    spec.tmpfs = lp
+        .tmpfs
+        .iter()
+        .flatten()
+        .map(|t| {
+            let mut opts = vec![format!("size={}m", t.size)];
+            opts.extend(t.mount_options.clone().unwrap_or_default());
+            (t.container_path.clone(), opts.join(","))
+        })
+        .collect();
+    spec.shm_size_bytes = lp.shared_memory_size.map(|s| i64::from(s) * MIB);
+    spec.devices = lp
+        .devices
+        .iter()
+        .flatten()
+        .map(|d| DeviceSpec {
+            host_path: d.host_path.clone(),
+            container_path: d
+                .container_path
+                .clone()
+                .unwrap_or_else(|| d.host_path.clone()),
+            permissions: device_permissions(d),
+        })
+        .collect();
+}
+
+/// A device's permissions as Docker's `rwm` subset (all three when none are given).
+fn device_permissions(d: &Device) -> String {
+    let p: String = d
+        .permissions
+        .iter()
+        .flatten()
+        .filter_map(|p| {
+            serde_json::to_value(p)
+                .ok()
+                .and_then(|v| v.as_str().and_then(|s| s.chars().next()))
+        })
+        .collect();
+    if p.is_empty() {
+        "rwm".to_string()
+    } else {
+        p
     }
-    spec
+}
+
+/// Read-only root, privileged, security options and sysctls.
+fn apply_security(spec: &mut ContainerSpec, def: &ContainerDefinition) {
+    spec.readonly_rootfs = def.readonly_root_filesystem == Some(true);
+    spec.privileged = def.privileged == Some(true);
+    spec.security_opt = def.docker_security_options.clone().unwrap_or_default();
+    spec.sysctls = def
+        .system_controls
+        .iter()
+        .flatten()
+        .filter_map(|s| Some((s.namespace.clone()?, s.value.clone()?)))
+        .collect();
+}
+
+/// The health check with ECS's defaults (interval 30 s, timeout 5 s, 3 retries).
+fn health_check(def: &ContainerDefinition) -> Option<HealthCheckSpec> {
+    let secs =
+        |v: Option<i32>, default: u32| v.and_then(|i| u32::try_from(i).ok()).unwrap_or(default);
+    def.health_check.as_ref().map(|h| HealthCheckSpec {
+        test: h.command.clone(),
+        interval_s: secs(h.interval, 30),
+        timeout_s: secs(h.timeout, 5),
+        retries: secs(h.retries, 3),
+        start_period_s: secs(h.start_period, 0),
+    })
+}
+
+/// The log driver (`json-file` when unnamed) and its options.
+fn log_driver(def: &ContainerDefinition) -> Option<(String, BTreeMap<String, String>)> {
+    def.log_configuration.as_ref().map(|l| {
+        let driver = serde_json::to_value(l.log_driver)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "json-file".to_string());
+        (driver, l.options.clone().unwrap_or_default())
+    })
+}
+
+/// In the pause container's network namespace, the pause container owns the network: Docker
+/// refuses these options in `container:` network mode (the task's hostname is the pause
+/// container's).
+fn leave_network_to_pause(spec: &mut ContainerSpec) {
+    spec.ports.clear();
+    spec.exposed_ports.clear();
+    spec.hostname = None;
+    spec.dns.clear();
+    spec.dns_search.clear();
+    spec.extra_hosts.clear();
+    spec.links.clear();
+    spec.network_disabled = false;
 }
 
 /// The container's stop timeout, seconds (ECS default 30).

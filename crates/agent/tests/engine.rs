@@ -8,7 +8,10 @@
 
 mod common;
 
-use common::{container, ctr, docker_inspect, http_get, stop, task, Harness, IMAGE};
+use common::{
+    assert_essential_exit, assert_oom_killed, container, ctr, dependency_chain, docker_inspect,
+    essential_exit_task, http_get, stop, task, Harness, IMAGE,
+};
 use flotilla_agent::runtime::Runtime;
 use flotilla_model::shapes::{
     ContainerCondition, ContainerDefinition, ContainerDependency, HealthCheck, LinuxParameters,
@@ -125,32 +128,16 @@ async fn depends_on_orders_container_starts() {
     let _serial = SERIAL.lock().await;
     let h = Harness::new("test", "deps").await;
     let (engine, mut reports) = h.engine().await;
-    let dep = |name: &str, cond: ContainerCondition| ContainerDependency {
-        container_name: name.into(),
-        condition: cond,
-    };
-    let mut init = container("init", &["sh", "-c", "sleep 1; exit 0"]);
-    init.essential = Some(false);
-    let mut after_success = container("after-success", &["sleep", "300"]);
-    after_success.depends_on = Some(vec![dep("init", ContainerCondition::Success)]);
-    let mut after_complete = container("after-complete", &["sleep", "300"]);
-    after_complete.depends_on = Some(vec![dep("init", ContainerCondition::Complete)]);
-    let mut checked = container("checked", &["sleep", "300"]);
-    checked.health_check = Some(HealthCheck {
-        command: vec!["CMD-SHELL".into(), "test -e /tmp".into()],
-        interval: Some(1),
-        timeout: Some(1),
-        retries: Some(1),
-        start_period: None,
-    });
-    let mut after_healthy = container("after-healthy", &["sleep", "300"]);
-    after_healthy.depends_on = Some(vec![
-        dep("checked", ContainerCondition::Healthy),
-        dep("after-success", ContainerCondition::Start),
-    ]);
-    let a = task(
+    let a = dependency_chain(
         "deps1",
-        vec![after_healthy, after_complete, after_success, checked, init],
+        &["sh", "-c", "sleep 1; exit 0"],
+        HealthCheck {
+            command: vec!["CMD-SHELL".into(), "test -e /tmp".into()],
+            interval: Some(1),
+            timeout: Some(1),
+            retries: Some(1),
+            start_period: None,
+        },
     );
     engine.assign(vec![a.clone()], false);
     let running = reports
@@ -186,25 +173,12 @@ async fn essential_exit_stops_the_task_and_cleanup_removes_it() {
     let mut cfg = h.config();
     cfg.cleanup_delay = Duration::from_secs(1);
     let (engine, mut reports) = h.engine_with(cfg).await;
-    let main = container("main", &["sh", "-c", "sleep 1; exit 3"]);
-    let mut side = container("side", &["sleep", "300"]);
-    side.essential = Some(false);
-    let a = task("ess1", vec![main, side]);
+    let a = essential_exit_task("ess1", &["sh", "-c", "sleep 1; exit 3"]);
     engine.assign(vec![a.clone()], false);
     let stopped = reports
         .until(&a.task_arn, 30, |r| r.last_status == TaskStatus::Stopped)
         .await;
-    assert_eq!(
-        stopped.stop_code,
-        Some(TaskStopCode::EssentialContainerExited)
-    );
-    assert_eq!(
-        stopped.stopped_reason.as_deref(),
-        Some("Essential container in task exited")
-    );
-    assert_eq!(ctr(&stopped, "main").exit_code, Some(3));
-    assert_eq!(ctr(&stopped, "side").exit_code, Some(143));
-    assert!(reports.statuses(&a.task_arn).contains(&TaskStatus::Running));
+    assert_essential_exit(&stopped, &reports);
     // Cleanup removes the containers after the delay.
     let side_id = ctr(&stopped, "side").runtime_id.clone().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -259,16 +233,7 @@ async fn a_container_over_its_memory_is_oom_killed() {
     let stopped = reports
         .until(&a.task_arn, 30, |r| r.last_status == TaskStatus::Stopped)
         .await;
-    let hog = ctr(&stopped, "hog");
-    assert_eq!(hog.exit_code, Some(137));
-    assert_eq!(
-        hog.reason.as_deref(),
-        Some("OutOfMemoryError: Container killed due to memory usage")
-    );
-    assert_eq!(
-        stopped.stop_code,
-        Some(TaskStopCode::EssentialContainerExited)
-    );
+    assert_oom_killed(&stopped, "hog");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,14 +3,20 @@
 //! builders for containers, task assignments and their stop, the `docker` CLI, an HTTP probe,
 //! and a guard that removes what a test left in Docker, also when the test fails.
 //!
+//! `MemoryHarness` is the same on the in-memory runtime (the decision tests on paused time).
+//!
 //! Each test file compiles its own copy (`mod common;`) and uses only a part of it.
 
 #![allow(dead_code)]
 
 use flotilla_agent::docker::DockerRuntime;
 use flotilla_agent::engine::{Engine, EngineConfig};
+use flotilla_agent::runtime::memory::MemoryRuntime;
 use flotilla_agent::runtime::Runtime;
-use flotilla_model::shapes::{ContainerDefinition, LinuxParameters, NetworkMode, TaskStopCode};
+use flotilla_model::shapes::{
+    ContainerCondition, ContainerDefinition, ContainerDependency, HealthCheck, LinuxParameters,
+    NetworkMode, TaskStopCode,
+};
 use flotilla_model::status::TaskStatus;
 use flotilla_protocol::{
     labels, ContainerAssignment, ContainerStateReport, DesiredStatus, TaskAssignment,
@@ -101,29 +107,41 @@ impl Drop for Cleanup {
     }
 }
 
-/// One engine's surroundings: the Docker runtime, an instance id of its own (`<prefix>-<pid>-<name>`)
-/// and a data directory; what the instance leaves in Docker is removed when it is dropped.
-pub struct Harness {
-    pub runtime: Arc<DockerRuntime>,
+/// One engine's surroundings: a runtime (Docker unless said otherwise), an instance id of its
+/// own and a data directory. On Docker (`Harness::new`, instance `<prefix>-<pid>-<name>`) what
+/// the instance leaves is removed when it is dropped; on the in-memory runtime
+/// (`Harness::memory`, with `IMAGE` present) nothing outlives the test. Starting a second engine
+/// on the same harness is an agent restart.
+pub struct Harness<R: Runtime = DockerRuntime> {
+    pub runtime: Arc<R>,
     pub instance: String,
     pub dir: tempfile::TempDir,
-    cleanup: Cleanup,
+    cleanup: Option<Cleanup>,
+}
+
+/// A harness on the in-memory runtime: for the decision tests on paused time.
+pub type MemoryHarness = Harness<MemoryRuntime>;
+
+/// The Docker engine at /var/run/docker.sock, with `IMAGE`; fails loudly without them.
+pub async fn docker_runtime() -> DockerRuntime {
+    init_tracing();
+    let runtime = DockerRuntime::connect("/var/run/docker.sock")
+        .await
+        .expect("these tests need Docker at /var/run/docker.sock");
+    assert!(
+        runtime.inspect_image(IMAGE).await.unwrap().is_some(),
+        "these tests need {IMAGE}: run scripts/images"
+    );
+    runtime
 }
 
 impl Harness {
     pub async fn new(prefix: &str, name: &str) -> Self {
-        init_tracing();
-        let runtime = DockerRuntime::connect("/var/run/docker.sock")
-            .await
-            .expect("these tests need Docker at /var/run/docker.sock");
-        assert!(
-            runtime.inspect_image(IMAGE).await.unwrap().is_some(),
-            "these tests need {IMAGE}: run scripts/images"
-        );
+        let runtime = docker_runtime().await;
         let instance = format!("{prefix}-{}-{name}", std::process::id());
         Harness {
             runtime: Arc::new(runtime),
-            cleanup: Cleanup::instance(&instance),
+            cleanup: Some(Cleanup::instance(&instance)),
             instance,
             dir: tempfile::tempdir().unwrap(),
         }
@@ -131,10 +149,28 @@ impl Harness {
 
     /// Also removes this Docker network when dropped (after the containers).
     pub fn removing_network(mut self, network: &str) -> Self {
-        self.cleanup.network = Some(network.to_string());
+        if let Some(cleanup) = &mut self.cleanup {
+            cleanup.network = Some(network.to_string());
+        }
         self
     }
+}
 
+impl MemoryHarness {
+    pub fn memory(name: &str) -> Self {
+        init_tracing();
+        let runtime = MemoryRuntime::new();
+        runtime.add_image(IMAGE);
+        Harness {
+            runtime: Arc::new(runtime),
+            instance: format!("mem-{name}"),
+            dir: tempfile::tempdir().unwrap(),
+            cleanup: None,
+        }
+    }
+}
+
+impl<R: Runtime> Harness<R> {
     pub fn config(&self) -> EngineConfig {
         let mut c = EngineConfig::new(&self.instance, "test", self.dir.path());
         c.poll_interval = Duration::from_millis(100);
@@ -244,6 +280,80 @@ pub fn task(id: &str, defs: Vec<ContainerDefinition>) -> TaskAssignment {
             })
             .collect(),
     }
+}
+
+/// A dependency on `name` reaching `condition`.
+pub fn dep(name: &str, condition: ContainerCondition) -> ContainerDependency {
+    ContainerDependency {
+        container_name: name.into(),
+        condition,
+    }
+}
+
+/// The `dependsOn` scenario both engines run: `init` (non-essential, running `init_command`,
+/// which exits 0); `after-success` and `after-complete` waiting for it; `checked` with the
+/// health check `check`; `after-healthy` waiting for `checked` HEALTHY and `after-success`
+/// START.
+pub fn dependency_chain(id: &str, init_command: &[&str], check: HealthCheck) -> TaskAssignment {
+    let mut init = container("init", init_command);
+    init.essential = Some(false);
+    let mut after_success = container("after-success", &["sleep", "300"]);
+    after_success.depends_on = Some(vec![dep("init", ContainerCondition::Success)]);
+    let mut after_complete = container("after-complete", &["sleep", "300"]);
+    after_complete.depends_on = Some(vec![dep("init", ContainerCondition::Complete)]);
+    let mut checked = container("checked", &["sleep", "300"]);
+    checked.health_check = Some(check);
+    let mut after_healthy = container("after-healthy", &["sleep", "300"]);
+    after_healthy.depends_on = Some(vec![
+        dep("checked", ContainerCondition::Healthy),
+        dep("after-success", ContainerCondition::Start),
+    ]);
+    task(
+        id,
+        vec![after_healthy, after_complete, after_success, checked, init],
+    )
+}
+
+/// The essential-exit scenario both engines run: an essential `main` running `main_command`
+/// (which exits 3) and a non-essential `side` that runs until it is stopped.
+pub fn essential_exit_task(id: &str, main_command: &[&str]) -> TaskAssignment {
+    let main = container("main", main_command);
+    let mut side = container("side", &["sleep", "300"]);
+    side.essential = Some(false);
+    task(id, vec![main, side])
+}
+
+/// What the STOPPED report of [`essential_exit_task`] says: ECS's stop code and reason, both
+/// exit codes (`side` ended by SIGTERM), and that the task was RUNNING before.
+pub fn assert_essential_exit(stopped: &TaskStateReport, reports: &Reports) {
+    assert_eq!(
+        stopped.stop_code,
+        Some(TaskStopCode::EssentialContainerExited)
+    );
+    assert_eq!(
+        stopped.stopped_reason.as_deref(),
+        Some("Essential container in task exited")
+    );
+    assert_eq!(ctr(stopped, "main").exit_code, Some(3));
+    assert_eq!(ctr(stopped, "side").exit_code, Some(143));
+    assert!(reports
+        .statuses(&stopped.task_arn)
+        .contains(&TaskStatus::Running));
+}
+
+/// What the STOPPED report of a task whose essential container `name` was killed for memory
+/// says: exit code 137, `OutOfMemoryError`, and the essential exit's stop code.
+pub fn assert_oom_killed(stopped: &TaskStateReport, name: &str) {
+    let c = ctr(stopped, name);
+    assert_eq!(c.exit_code, Some(137));
+    assert_eq!(
+        c.reason.as_deref(),
+        Some("OutOfMemoryError: Container killed due to memory usage")
+    );
+    assert_eq!(
+        stopped.stop_code,
+        Some(TaskStopCode::EssentialContainerExited)
+    );
 }
 
 /// The next version of `a`, stopped by the user.

@@ -6,22 +6,25 @@
 //! [`ContainerInfo`]...), and [`RuntimeError`], whose variants carry the name ECS shows for them
 //! (`CannotPullContainerError`...).
 //!
-//! What this is not: Docker itself ([`crate::docker::DockerRuntime`] implements the trait) and
-//! not a policy: it never decides to pull, retry or restart.
+//! What this is not: Docker itself ([`crate::docker::DockerRuntime`] implements the trait, and
+//! [`memory::MemoryRuntime`] is its in-memory model) and not a policy: it never decides to pull, retry or restart.
 //!
 //! Invariant: every container the agent creates carries the labels of
 //! [`flotilla_protocol::labels`], so [`Runtime::list`] can find it again after a restart.
+
+pub mod memory;
 
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// An error from the runtime. The `Display` of each variant starts with the name ECS shows for
-/// it, so it can go straight into a container's `reason`.
+/// An error from the runtime. Its `Display` is the name ECS shows for it, then what went wrong
+/// ([`RuntimeError::ecs_name`], [`RuntimeError::detail`]), so it can go straight into a
+/// container's `reason`.
 #[derive(Debug, thiserror::Error)]
+#[error("{}: {}", self.ecs_name(), self.detail())]
 pub enum RuntimeError {
     /// The image could not be pulled.
-    #[error("CannotPullContainerError: pull image {image}: {message}")]
     Pull {
         /// The image reference.
         image: String,
@@ -29,22 +32,16 @@ pub enum RuntimeError {
         message: String,
     },
     /// The container could not be created.
-    #[error("CannotCreateContainerError: {0}")]
     Create(String),
     /// The container could not be started.
-    #[error("CannotStartContainerError: {0}")]
     Start(String),
     /// The container could not be stopped.
-    #[error("CannotStopContainerError: {0}")]
     Stop(String),
     /// The container or image does not exist.
-    #[error("CannotInspectContainerError: no such object: {0}")]
     NotFound(String),
     /// A container with that name exists already.
-    #[error("CannotCreateContainerError: name conflict: {0}")]
     Conflict(String),
     /// Anything else the engine said.
-    #[error("DockerError: {0}")]
     Other(String),
 }
 
@@ -58,6 +55,19 @@ impl RuntimeError {
             RuntimeError::Stop(_) => "CannotStopContainerError",
             RuntimeError::NotFound(_) => "CannotInspectContainerError",
             RuntimeError::Other(_) => "DockerError",
+        }
+    }
+
+    /// What went wrong, without the ECS name.
+    pub fn detail(&self) -> String {
+        match self {
+            RuntimeError::Pull { image, message } => format!("pull image {image}: {message}"),
+            RuntimeError::NotFound(m) => format!("no such object: {m}"),
+            RuntimeError::Conflict(m) => format!("name conflict: {m}"),
+            RuntimeError::Create(m)
+            | RuntimeError::Start(m)
+            | RuntimeError::Stop(m)
+            | RuntimeError::Other(m) => m.clone(),
         }
     }
 }
@@ -213,9 +223,9 @@ pub struct ContainerSpec {
     /// Log driver and options.
     pub log_driver: Option<(String, BTreeMap<String, String>)>,
     /// PID namespace mode.
-    pub pid_mode: Option<String>,
+    pub pid_mode: Option<flotilla_model::shapes::PidMode>,
     /// IPC namespace mode.
-    pub ipc_mode: Option<String>,
+    pub ipc_mode: Option<flotilla_model::shapes::IpcMode>,
     /// Stop timeout (seconds) recorded on the container.
     pub stop_timeout_s: Option<i64>,
     /// The parent cgroup (a task's cgroup, so its containers share the task's limits).
@@ -265,6 +275,40 @@ pub struct VolumeSpec {
     pub driver_opts: BTreeMap<String, String>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
+}
+
+/// A signal the engine sends to a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
+    /// `SIGTERM`: asks the container to stop.
+    Term,
+    /// `SIGKILL`: ends it at once (exit code 137).
+    Kill,
+}
+
+impl Signal {
+    /// The name Docker's kill endpoint takes (`SIGTERM`, `SIGKILL`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Term => "SIGTERM",
+            Signal::Kill => "SIGKILL",
+        }
+    }
+
+    /// The exit code of a process this signal ended (128 + the signal number), as Docker
+    /// reports it.
+    pub fn exit_code(self) -> i64 {
+        match self {
+            Signal::Term => 143,
+            Signal::Kill => 137,
+        }
+    }
+}
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Runtime-neutral health of a container.
@@ -397,8 +441,8 @@ pub trait Runtime: Send + Sync + 'static {
     async fn start(&self, id: &str) -> Result<(), RuntimeError>;
     /// Stops a container: SIGTERM (or its stop signal), SIGKILL after `timeout`.
     async fn stop(&self, id: &str, timeout: Duration) -> Result<(), RuntimeError>;
-    /// Sends a signal.
-    async fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError>;
+    /// Sends a signal; [`RuntimeError::Conflict`] when the container is not running.
+    async fn kill(&self, id: &str, signal: Signal) -> Result<(), RuntimeError>;
     /// Inspects a container (by id or name).
     async fn inspect(&self, id: &str) -> Result<ContainerInfo, RuntimeError>;
     /// Waits until the container is not running; returns its exit code.

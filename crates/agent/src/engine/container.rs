@@ -1,0 +1,112 @@
+//! One container as its task's owner sees it (`Ctr`): its definition, its observed status,
+//! exit code, health, bindings and reason, and the views the pure decisions of
+//! [`crate::lifecycle`] take.
+//!
+//! What this is not: a runtime call. Nothing here talks to the engine; the owner applies what
+//! inspecting a container said.
+
+use crate::lifecycle::{ContainerView, Dependency, RestartPolicy};
+use crate::runtime::Health;
+use crate::{lifecycle, spec};
+use flotilla_model::shapes::{
+    ContainerDefinition, HealthStatus, NetworkBinding, TransportProtocol,
+};
+use flotilla_model::status::ContainerStatus;
+use tokio::time::Instant;
+
+/// One container as its owner sees it.
+pub(super) struct Ctr {
+    pub(super) name: String,
+    pub(super) def: ContainerDefinition,
+    pub(super) essential: bool,
+    pub(super) runtime_id: Option<String>,
+    pub(super) status: ContainerStatus,
+    pub(super) exit_code: Option<i32>,
+    pub(super) reason: Option<String>,
+    pub(super) bindings: Vec<NetworkBinding>,
+    pub(super) health: Option<HealthStatus>,
+    pub(super) started: Option<Instant>,
+    pub(super) waiting_since: Instant,
+    pub(super) image_digest: Option<String>,
+    pub(super) stop_requested: bool,
+}
+
+impl Ctr {
+    pub(super) fn view(&self) -> ContainerView {
+        ContainerView {
+            name: self.name.clone(),
+            essential: self.essential,
+            status: self.status,
+            exit_code: self.exit_code,
+            health: self.health,
+            has_health_check: self.def.health_check.is_some(),
+        }
+    }
+
+    /// Applies what inspecting a running container says.
+    pub(super) fn apply_running(&mut self, info: &crate::runtime::ContainerInfo) {
+        self.status = ContainerStatus::Running;
+        self.health = match info.health {
+            Health::None => None,
+            Health::Starting => Some(HealthStatus::Unknown),
+            Health::Healthy => Some(HealthStatus::Healthy),
+            Health::Unhealthy => Some(HealthStatus::Unhealthy),
+        };
+        self.bindings = info
+            .bindings
+            .iter()
+            .map(|b| NetworkBinding {
+                bind_ip: Some(if b.host_ip.is_empty() {
+                    "0.0.0.0".to_string()
+                } else {
+                    b.host_ip.clone()
+                }),
+                container_port: Some(i32::from(b.container_port)),
+                host_port: Some(i32::from(b.host_port)),
+                protocol: Some(if b.protocol == "udp" {
+                    TransportProtocol::Udp
+                } else {
+                    TransportProtocol::Tcp
+                }),
+                ..Default::default()
+            })
+            .collect();
+    }
+
+    pub(super) fn deps(&self) -> Vec<Dependency> {
+        let mut deps: Vec<Dependency> = self
+            .def
+            .depends_on
+            .iter()
+            .flatten()
+            .map(|d| Dependency {
+                container: d.container_name.clone(),
+                condition: d.condition,
+            })
+            .collect();
+        for target in spec::link_targets(&self.def) {
+            if !deps.iter().any(|d| d.container == target) {
+                deps.push(Dependency {
+                    container: target,
+                    condition: flotilla_model::shapes::ContainerCondition::Start,
+                });
+            }
+        }
+        deps
+    }
+
+    pub(super) fn restart_policy(&self) -> Option<RestartPolicy> {
+        self.def.restart_policy.as_ref().map(|r| RestartPolicy {
+            enabled: r.enabled,
+            ignored_exit_codes: r.ignored_exit_codes.clone().unwrap_or_default(),
+            attempt_period_s: r
+                .restart_attempt_period
+                .map(f64::from)
+                .unwrap_or(lifecycle::DEFAULT_RESTART_ATTEMPT_PERIOD_S),
+        })
+    }
+}
+
+pub(super) fn to_i32(code: i64) -> i32 {
+    i32::try_from(code).unwrap_or(if code < 0 { i32::MIN } else { i32::MAX })
+}

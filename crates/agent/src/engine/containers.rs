@@ -1,0 +1,286 @@
+//! What a task's owner does to its containers: create them (volume and link sources first),
+//! observe them (inspect, restart policy, OOM), start the ones whose dependencies are met, and
+//! stop them (dependents first; SIGTERM, then SIGKILL after the stop timeout).
+//!
+//! What this is not: the decisions, which are the pure functions of [`crate::lifecycle`], nor
+//! the task status, which the owner computes from what this observed.
+
+use super::{to_i32, Ctr, TaskOwner};
+use crate::failure::TaskFailure;
+use crate::lifecycle::{ContainerView, Phase, StartDecision};
+use crate::runtime::{RuntimeError, Signal};
+use crate::{lifecycle, spec};
+use flotilla_model::status::ContainerStatus;
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::{debug, info, warn, Instrument};
+
+impl TaskOwner {
+    pub(super) async fn create_containers(&mut self) {
+        let rt = self.inner.runtime.clone();
+        if let Err(reason) = self.ensure_cgroup() {
+            self.fail_start(None, reason);
+            return;
+        }
+        let placement = self.placement();
+        for v in spec::task_volumes(self.assignment(), &self.inner.identity) {
+            if let Err(e) = rt.create_volume(&v).await {
+                let first = self.ctrs.first().map(|c| c.name.clone());
+                self.fail_start(first.as_deref(), TaskFailure::Volume(e));
+                return;
+            }
+        }
+        let names: Vec<String> = self.ctrs.iter().map(|c| c.name.clone()).collect();
+        let needs: Vec<Vec<usize>> = self
+            .ctrs
+            .iter()
+            .map(|c| {
+                let from = c
+                    .def
+                    .volumes_from
+                    .iter()
+                    .flatten()
+                    .filter_map(|v| v.source_container.clone());
+                let links = c
+                    .def
+                    .links
+                    .iter()
+                    .flatten()
+                    .map(|l| l.split(':').next().unwrap_or("").to_string());
+                from.chain(links)
+                    .filter_map(|n| names.iter().position(|x| *x == n))
+                    .collect()
+            })
+            .collect();
+        for i in crate::lifecycle::compute_create_order(&needs) {
+            if self.ctrs[i].runtime_id.is_some() || self.ctrs[i].status != ContainerStatus::Pending
+            {
+                continue;
+            }
+            let spec = spec::container_spec(
+                self.assignment(),
+                &self.ctrs[i].def,
+                &self.inner.identity,
+                &placement,
+            );
+            let name = self.ctrs[i].name.clone();
+            let created = match rt.create(&spec).await {
+                Ok(id) => Ok(id),
+                // An earlier attempt (before a crash) created it: adopt it.
+                Err(RuntimeError::Conflict(_)) => rt.inspect(&spec.name).await.map(|c| c.id),
+                Err(e) => Err(e),
+            };
+            match created {
+                Ok(id) => {
+                    info!(container = %name, id = %id, "container created");
+                    self.p.container_ids.insert(name, id.clone());
+                    self.ctrs[i].runtime_id = Some(id);
+                }
+                Err(e) => {
+                    self.fail_start(Some(&name), TaskFailure::Create(e));
+                    break;
+                }
+            }
+        }
+        self.persist();
+    }
+
+    pub(super) async fn observe(&mut self) {
+        let rt = self.inner.runtime.clone();
+        let stopping = self.phase == Phase::Stopping;
+        let cgroups = self.inner.cgroups.clone();
+        let task_id = self.task_id();
+        let memory_limited = self.assignment().memory.is_some();
+        for c in self.ctrs.iter_mut() {
+            let Some(id) = c.runtime_id.clone() else {
+                continue;
+            };
+            if c.status == ContainerStatus::Stopped {
+                continue;
+            }
+            let info = match rt.inspect(&id).await {
+                Ok(i) => i,
+                Err(RuntimeError::NotFound(_)) => {
+                    warn!(container = %c.name, "container disappeared");
+                    c.status = ContainerStatus::Stopped;
+                    c.reason
+                        .get_or_insert_with(|| TaskFailure::ContainerGone { id }.to_string());
+                    continue;
+                }
+                Err(e) => {
+                    warn!(container = %c.name, error = %e, "inspect failed");
+                    continue;
+                }
+            };
+            if info.running {
+                if c.status == ContainerStatus::Pending {
+                    info!(container = %c.name, "container running");
+                    c.started.get_or_insert_with(Instant::now);
+                }
+                c.apply_running(&info);
+                continue;
+            }
+            if info.created_only || info.started_at.is_none() {
+                continue; // Created, never started.
+            }
+            // Exited after running.
+            let code = to_i32(info.exit_code);
+            let ran_for = c.started.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
+            let policy = c.restart_policy();
+            if c.status == ContainerStatus::Running
+                && lifecycle::compute_restart(policy.as_ref(), code, ran_for, stopping)
+            {
+                info!(container = %c.name, exit_code = code, "restarting container (restart policy)");
+                match rt.start(&id).await {
+                    Ok(()) => {
+                        c.started = Some(Instant::now());
+                        continue;
+                    }
+                    Err(e) => warn!(container = %c.name, error = %e, "restart failed"),
+                }
+            }
+            info!(container = %c.name, exit_code = code, oom = info.oom_killed, "container stopped");
+            c.status = ContainerStatus::Stopped;
+            c.exit_code = Some(code);
+            c.health = None;
+            // With the limit on the task cgroup, Docker may not know: the task cgroup tells.
+            let task_oom = || {
+                code == 137 && !c.stop_requested && memory_limited && cgroups.oom_killed(&task_id)
+            };
+            if info.oom_killed || task_oom() {
+                c.reason = Some(lifecycle::OOM_REASON.to_string());
+            } else if let Some(err) = info.error {
+                c.reason.get_or_insert(err);
+            }
+        }
+    }
+
+    pub(super) async fn start_ready(&mut self) {
+        let rt = self.inner.runtime.clone();
+        for i in 0..self.ctrs.len() {
+            let c = &self.ctrs[i];
+            if c.status != ContainerStatus::Pending || c.runtime_id.is_none() {
+                continue;
+            }
+            let views: Vec<ContainerView> = self.ctrs.iter().map(Ctr::view).collect();
+            let mut decision = lifecycle::compute_start(&c.deps(), &views);
+            if decision == StartDecision::Wait {
+                if let Some(t) = c.def.start_timeout.and_then(|t| u64::try_from(t).ok()) {
+                    if c.waiting_since.elapsed() > Duration::from_secs(t) {
+                        decision = StartDecision::Never(format!(
+                            "dependencies not resolved within startTimeout {t}s"
+                        ));
+                    }
+                }
+            }
+            let name = c.name.clone();
+            let id = c.runtime_id.clone().unwrap_or_default();
+            match decision {
+                StartDecision::Wait => {}
+                StartDecision::Never(why) => {
+                    self.ctrs[i].status = ContainerStatus::Stopped;
+                    self.fail_start(Some(&name), TaskFailure::DependencyNotResolved(why));
+                    return;
+                }
+                StartDecision::Ready => {
+                    info!(container = %name, "starting container");
+                    if let Err(e) = rt.start(&id).await {
+                        self.ctrs[i].status = ContainerStatus::Stopped;
+                        self.fail_start(Some(&name), TaskFailure::Start(e));
+                        return;
+                    }
+                    self.ctrs[i].started = Some(Instant::now());
+                    // Observe right away so dependents see START without a poll delay.
+                    if let Ok(info) = rt.inspect(&id).await {
+                        if info.running {
+                            self.ctrs[i].apply_running(&info);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops what may be stopped now (dependents before their dependencies; with a Spot
+    /// grace period, everything at once).
+    pub(super) async fn stop_some(&mut self) {
+        for c in self.ctrs.iter_mut() {
+            if c.status == ContainerStatus::Pending {
+                // Never started: nothing to stop.
+                c.status = ContainerStatus::Stopped;
+            }
+        }
+        let running: Vec<String> = self.running().map(|c| c.name.clone()).collect();
+        let deps: Vec<(String, Vec<String>)> = self
+            .ctrs
+            .iter()
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    c.deps().into_iter().map(|d| d.container).collect(),
+                )
+            })
+            .collect();
+        if running.is_empty() {
+            self.signalled = true; // Nothing left to signal.
+        }
+        let grace = self.assignment().stop_grace_seconds;
+        let names = match grace {
+            Some(_) => running.clone(),
+            None => lifecycle::compute_stoppable(&running, &deps),
+        };
+        let mut signal_now: Vec<(String, String, Duration)> = Vec::new();
+        for name in names {
+            let Some(c) = self.ctrs.iter_mut().find(|c| c.name == name) else {
+                continue;
+            };
+            if c.stop_requested {
+                continue;
+            }
+            c.stop_requested = true;
+            let Some(id) = c.runtime_id.clone() else {
+                continue;
+            };
+            let timeout =
+                Duration::from_secs(grace.unwrap_or_else(|| spec::stop_timeout_s(&c.def)));
+            if self.awsvpc || grace.is_some() {
+                signal_now.push((name, id, timeout));
+                continue;
+            }
+            let rt = self.inner.runtime.clone();
+            info!(container = %name, timeout_s = timeout.as_secs(), "stopping container");
+            self.stops.spawn(
+                async move {
+                    if let Err(e) = rt.stop(&id, timeout).await {
+                        warn!(error = %e, "stop failed; killing");
+                        let _ = rt.kill(&id, Signal::Kill).await;
+                    }
+                }
+                .in_current_span(),
+            );
+        }
+        // SIGTERM now (so STOPPING means it was delivered), SIGKILL after the timeout.
+        for (name, id, timeout) in signal_now {
+            let rt = self.inner.runtime.clone();
+            info!(container = %name, timeout_s = timeout.as_secs(), "sending SIGTERM");
+            match rt.kill(&id, Signal::Term).await {
+                Ok(()) => self.signalled = true,
+                // Not running any more: nothing to signal.
+                Err(e) => {
+                    debug!(container = %name, error = %e, "SIGTERM not delivered");
+                    self.signalled = true;
+                }
+            }
+            self.stops.spawn(
+                async move {
+                    tokio::time::sleep(timeout).await;
+                    if matches!(rt.inspect(&id).await, Ok(i) if i.running) {
+                        info!(container = %name, "grace period over; sending SIGKILL");
+                        let _ = rt.kill(&id, Signal::Kill).await;
+                    }
+                }
+                .in_current_span(),
+            );
+        }
+    }
+}

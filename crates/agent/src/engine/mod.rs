@@ -1,0 +1,340 @@
+//! The task engine: one owning tokio task per task drives its containers through Docker.
+//!
+//! What this is: [`Engine`] receives [`TaskAssignment`]s ([`Engine::assign`]) and emits
+//! [`TaskStateReport`]s (the receiver returned by [`Engine::start`]). Each task has one owner
+//! (`TaskOwner`), a level-triggered reconcile loop: observe the containers (inspect), decide
+//! with the pure functions of [`crate::lifecycle`], act (pull, create, start, stop), report.
+//! On start the engine rebuilds its state from Docker (containers labelled with its instance
+//! id) and from the data directory ([`crate::state`]), so a restarted agent adopts running
+//! containers without restarting them and finishes stops it had begun.
+//!
+//! What this is not: the session with the server ([`crate::session`]), and not a scheduler: it
+//! runs what it is assigned.
+//!
+//! The parts: `tasks` (the task registry), `owner` (the per-task loop), `containers` (create,
+//! observe, start, stop), `provision` (task cgroup, awsvpc network and pause container),
+//! `images` (pull and cleanup), `usage` (usage sampling), `container` (one container's view).
+//! The engine reads time from tokio's clock only, so its decisions run under paused time in
+//! tests (with [`crate::runtime::memory::MemoryRuntime`]).
+//!
+//! Invariants:
+//! - only a task's owner writes that task's status, and the status only moves forward;
+//! - an assignment is applied only if its (version, desired status) is higher than the one the
+//!   owner has, so repeated or reordered messages are harmless;
+//! - a report is sent only when the observed state changed, and carries the whole state;
+//! - a running container is never restarted or removed because the agent restarted;
+//! - no lock is held across an `.await`.
+
+mod container;
+mod containers;
+mod images;
+mod owner;
+mod provision;
+mod tasks;
+mod usage;
+
+pub use usage::UsageSampler;
+
+use container::{to_i32, Ctr};
+use owner::TaskOwner;
+use tasks::{orphan_assignment, spawn_owner, Route, Shared, TaskRegistry};
+
+use crate::cgroup::{self, CgroupMode};
+use crate::config::ImagePullBehavior;
+use crate::runtime::{ContainerSummary, Runtime, RuntimeError};
+use crate::spec::Identity;
+use crate::state::{DataDir, PersistedTask, StateError};
+use flotilla_protocol::{labels, DesiredStatus, TaskAssignment, TaskStateReport, TaskUsage};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+/// Seconds since the epoch, now.
+pub fn now_epoch() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The engine's clock: wall-clock seconds since the epoch read once at start, advanced by
+/// tokio's clock, so every decision (cleanup delays, image cleanup, restart periods) follows
+/// tokio's time, paused in tests.
+#[derive(Debug, Clone, Copy)]
+struct EpochClock {
+    base_epoch: f64,
+    base: Instant,
+}
+
+impl EpochClock {
+    fn start() -> Self {
+        Self {
+            base_epoch: now_epoch(),
+            base: Instant::now(),
+        }
+    }
+
+    /// Seconds since the epoch, now, on tokio's clock.
+    fn now(&self) -> f64 {
+        self.base_epoch + self.base.elapsed().as_secs_f64()
+    }
+}
+
+/// How long the final report of a cleaned-up task is remembered.
+pub const DONE_RETENTION: Duration = Duration::from_secs(3600);
+
+/// The engine's configuration.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The container instance id (last part of its ARN): the value of the
+    /// [`labels::INSTANCE`] label on every container this engine owns.
+    pub instance_id: String,
+    /// Cluster name, for labels.
+    pub cluster: String,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// When images are pulled.
+    pub image_pull_behavior: ImagePullBehavior,
+    /// How long stopped containers are kept.
+    pub cleanup_delay: Duration,
+    /// The Docker client config with registry credentials (`None`: the default path).
+    pub docker_config: Option<PathBuf>,
+    /// How often each owner re-inspects its containers while the task changes (four times
+    /// less often once it is steadily RUNNING).
+    pub poll_interval: Duration,
+    /// A managed-pool host (`flotilla agent --managed`): containers carry their task's own
+    /// cluster in the [`labels::CLUSTER`] label.
+    pub managed: bool,
+    /// Where the cgroup file systems are mounted (task-level limits).
+    pub cgroup_root: PathBuf,
+}
+
+impl EngineConfig {
+    /// Defaults: pull absent images, cleanup after 3 h, poll every 250 ms.
+    pub fn new(
+        instance_id: impl Into<String>,
+        cluster: impl Into<String>,
+        data_dir: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            instance_id: instance_id.into(),
+            cluster: cluster.into(),
+            data_dir: data_dir.into(),
+            image_pull_behavior: ImagePullBehavior::PreferCached,
+            cleanup_delay: Duration::from_secs(3 * 3600),
+            docker_config: None,
+            poll_interval: Duration::from_millis(250),
+            managed: false,
+            cgroup_root: PathBuf::from(cgroup::ROOT),
+        }
+    }
+}
+
+/// An engine failure (only at start: afterwards failures are reported per task).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The data directory failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Docker failed while rebuilding state.
+    #[error("rebuilding state from the runtime: {0}")]
+    Runtime(#[from] RuntimeError),
+}
+
+struct Inner {
+    runtime: Arc<dyn Runtime>,
+    cfg: EngineConfig,
+    data: DataDir,
+    identity: Identity,
+    seq: AtomicU64,
+    reports: mpsc::UnboundedSender<TaskStateReport>,
+    /// Every task the engine knows.
+    tasks: TaskRegistry,
+    pulled: Mutex<BTreeMap<String, f64>>,
+    cpu_prev: Mutex<HashMap<String, (u64, Instant)>>,
+    /// Wall-clock time as tokio's clock advances it.
+    clock: EpochClock,
+    /// How task-level cpu/memory are enforced.
+    cgroups: CgroupMode,
+    /// Serializes creating the awsvpc network and the pause image.
+    provisioning: tokio::sync::Mutex<()>,
+}
+
+impl Inner {
+    /// Seconds since the epoch, now, on tokio's clock.
+    fn now_epoch(&self) -> f64 {
+        self.clock.now()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panicking holder cannot leave these maps inconsistent (single inserts/removes).
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The task engine. Dropping it stops every owner without touching containers (as a crash
+/// would); [`Engine::start`] on the same data directory picks them up again.
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.inner.tasks.abort_all();
+    }
+}
+
+impl Engine {
+    /// Starts the engine: rebuilds state from the data directory and Docker, spawns an owner
+    /// for every known task, and returns the engine with the stream of reports.
+    pub async fn start(
+        runtime: Arc<dyn Runtime>,
+        cfg: EngineConfig,
+    ) -> Result<(Engine, mpsc::UnboundedReceiver<TaskStateReport>), EngineError> {
+        let data = DataDir::open(&cfg.data_dir)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        let cgroups = match runtime.version().await {
+            Ok(v) => CgroupMode::detect(&v.cgroup_driver, &v.cgroup_version, &cfg.cgroup_root),
+            Err(e) => CgroupMode::PerContainer {
+                why: format!("cannot read the engine's cgroup driver: {e}"),
+            },
+        };
+        match &cgroups {
+            CgroupMode::PerContainer { why } => warn!(
+                reason = %why,
+                "task-level cpu and memory cannot be limited on the whole task; each container \
+                 without its own memory gets the task's memory as a hard limit instead"
+            ),
+            CgroupMode::Parent { version, .. } => {
+                info!(cgroup_version = ?version, "task-level cpu and memory limit a cgroup per task")
+            }
+        }
+        let inner = Arc::new(Inner {
+            identity: Identity {
+                instance_id: cfg.instance_id.clone(),
+                cluster: cfg.cluster.clone(),
+                managed: cfg.managed,
+            },
+            cgroups,
+            clock: EpochClock::start(),
+            provisioning: tokio::sync::Mutex::new(()),
+            pulled: Mutex::new(data.pulled_images()?),
+            runtime,
+            data,
+            // Seq grows across restarts: it starts at the clock in microseconds.
+            seq: AtomicU64::new(micros),
+            reports: tx,
+            tasks: TaskRegistry::default(),
+            cpu_prev: Mutex::new(HashMap::new()),
+            cfg,
+        });
+        let found = inner
+            .runtime
+            .list(labels::INSTANCE, &inner.cfg.instance_id)
+            .await?;
+        let mut by_task: HashMap<String, Vec<ContainerSummary>> = HashMap::new();
+        for c in found {
+            if let Some(arn) = c.labels.get(labels::TASK_ARN) {
+                by_task.entry(arn.clone()).or_default().push(c);
+            }
+        }
+        for p in inner.data.tasks()? {
+            let found = by_task.remove(&p.assignment.task_arn).unwrap_or_default();
+            info!(task = %p.assignment.task_arn, containers = found.len(), "resuming task");
+            spawn_owner(&inner, p, found);
+        }
+        for (arn, cs) in by_task {
+            warn!(task = %arn, "containers without saved task state; waiting for the server");
+            inner.tasks.add_orphans(arn, cs);
+        }
+        Ok((Engine { inner }, rx))
+    }
+
+    /// Applies desired state from the server. With `full`, a running task that is not listed
+    /// is stopped (the control plane forgot or stopped it).
+    pub fn assign(&self, tasks: Vec<TaskAssignment>, full: bool) {
+        let listed: Vec<String> = tasks.iter().map(|t| t.task_arn.clone()).collect();
+        for a in tasks {
+            self.assign_one(a);
+        }
+        if full {
+            for mut a in self.inner.tasks.unlisted(&listed) {
+                if a.desired_status != DesiredStatus::Stopped {
+                    info!(task = %a.task_arn, "not in the server's task list; stopping");
+                    a.desired_status = DesiredStatus::Stopped;
+                    a.stop_reason =
+                        Some("Task is no longer assigned to this container instance".into());
+                    self.assign_one(a);
+                }
+            }
+            for (arn, cs) in self.inner.tasks.unlisted_orphans(&listed) {
+                info!(task = %arn, "orphan containers not assigned; stopping them");
+                self.assign_one(orphan_assignment(&arn, &cs));
+            }
+        }
+    }
+
+    fn assign_one(&self, a: TaskAssignment) {
+        let (a, found) = match self.inner.tasks.route(a) {
+            Route::Done(report) => {
+                debug!(task = %report.task_arn, "assignment for a task already cleaned up; re-reporting");
+                let _ = self.inner.reports.send(*report);
+                return;
+            }
+            Route::Delivered => return,
+            Route::New(a, found) => (*a, found),
+        };
+        let arn = a.task_arn.clone();
+        let p = PersistedTask {
+            assignment: a,
+            stopping: false,
+            stop_code: None,
+            stopped_reason: None,
+            container_reasons: BTreeMap::new(),
+            container_ids: BTreeMap::new(),
+            pull_started_at: None,
+            pull_stopped_at: None,
+            started_at: None,
+            execution_stopped_at: None,
+            pause_id: None,
+            deprovisioned: false,
+        };
+        if let Err(e) = self.inner.data.save_task(&p) {
+            warn!(task = %arn, error = %e, "cannot save the assignment");
+        }
+        spawn_owner(&self.inner, p, found);
+    }
+
+    /// The latest report of every task the engine knows (to re-send after a reconnect).
+    pub fn current_reports(&self) -> Vec<TaskStateReport> {
+        self.inner.tasks.latest_reports()
+    }
+
+    /// Samples CPU and memory of every task's running containers (one-shot Docker stats).
+    /// CPU is averaged since the previous sample of the same container.
+    pub async fn sample_usage(&self) -> Vec<TaskUsage> {
+        self.usage_sampler().sample().await
+    }
+
+    /// A handle that samples usage from another tokio task, so a slow Docker stats call never
+    /// holds up the session (heartbeats, pushes) that owns the engine.
+    pub fn usage_sampler(&self) -> UsageSampler {
+        UsageSampler {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// The ARNs of the tasks the engine currently owns.
+    pub fn task_arns(&self) -> Vec<String> {
+        self.inner.tasks.arns()
+    }
+}

@@ -1,0 +1,224 @@
+//! Provisioning a task's surroundings: the task cgroup (task-level cpu and memory), and for
+//! awsvpc tasks the Docker network, the pause image and the pause container that holds the
+//! task's address; deprovisioning removes them.
+//!
+//! What this is not: the task's own containers (`containers`), and not the pure placement
+//! arithmetic ([`crate::spec`], [`crate::cgroup`]).
+//!
+//! Invariant: the network and the pause image are created under the engine's provisioning
+//! lock, and another agent on the same engine creating them first is not an error.
+
+use super::TaskOwner;
+use crate::cgroup::{CgroupMode, TaskLimits};
+use crate::failure::TaskFailure;
+use crate::lifecycle::NetworkStage;
+use crate::runtime::{Runtime, RuntimeError};
+use crate::spec::TaskPlacement;
+use crate::{cgroup, spec};
+use flotilla_protocol::TaskNetwork;
+use std::time::Duration;
+use tracing::{debug, info, warn};
+
+impl TaskOwner {
+    pub(super) fn limits(&self) -> TaskLimits {
+        TaskLimits {
+            cpu: self.assignment().cpu,
+            memory_mib: self.assignment().memory,
+        }
+    }
+
+    pub(super) fn task_id(&self) -> String {
+        spec::task_id(&self.assignment().task_arn).to_string()
+    }
+
+    /// Where the containers go: the pause namespace, the task cgroup or per-container limits.
+    pub(super) fn placement(&self) -> TaskPlacement {
+        let limits = self.limits();
+        let (cgroup_parent, per_container_limits) = match &self.inner.cgroups {
+            _ if !limits.any() => (None, None),
+            CgroupMode::Parent { .. } => (Some(cgroup::task_path(&self.task_id())), None),
+            CgroupMode::PerContainer { .. } => (None, Some(limits)),
+        };
+        TaskPlacement {
+            pause_id: if self.awsvpc {
+                self.p.pause_id.clone()
+            } else {
+                None
+            },
+            cgroup_parent,
+            per_container_limits,
+        }
+    }
+
+    /// Creates the task cgroup with the task's limits (before any container of the task).
+    pub(super) fn ensure_cgroup(&self) -> Result<(), TaskFailure> {
+        let limits = self.limits();
+        if !limits.any() {
+            return Ok(());
+        }
+        self.inner
+            .cgroups
+            .create(&self.task_id(), &limits)
+            .map_err(TaskFailure::TaskCgroup)
+    }
+
+    pub(super) fn remove_cgroup(&self) {
+        if self.limits().any() {
+            if let Err(e) = self.inner.cgroups.remove(&self.task_id()) {
+                debug!(error = %e, "task cgroup not removed yet");
+            }
+        }
+    }
+
+    pub(super) fn stage(&self) -> NetworkStage {
+        if self.p.deprovisioned {
+            NetworkStage::Released
+        } else if self.p.pause_id.is_none() {
+            NetworkStage::Provisioning
+        } else if !self.images_ready && self.needs_creation() {
+            NetworkStage::Pulling
+        } else {
+            NetworkStage::Ready
+        }
+    }
+
+    /// awsvpc: the task cgroup, the network, the pause image and a running pause container
+    /// with the task's address. The error is the task's stopped reason.
+    pub(super) async fn provision(&mut self) -> Result<(), TaskFailure> {
+        let rt = self.inner.runtime.clone();
+        let Some(n) = self.assignment().network.clone() else {
+            return Err(TaskFailure::NoNetwork);
+        };
+        self.ensure_cgroup()?;
+        {
+            let _guard = self.inner.provisioning.lock().await;
+            ensure_network(rt.as_ref(), &n).await?;
+            ensure_pause_image(rt.as_ref()).await?;
+        }
+        if let Some(id) = self.p.pause_id.clone() {
+            match rt.inspect(&id).await {
+                Ok(i) if i.running => return Ok(()),
+                Ok(_) => return rt.start(&id).await.map_err(TaskFailure::RestartPause),
+                Err(RuntimeError::NotFound(_)) => self.p.pause_id = None,
+                Err(e) => return Err(TaskFailure::Pause(e)),
+            }
+        }
+        let spec = spec::pause_spec(
+            self.assignment(),
+            &n,
+            &self.inner.identity,
+            &self.placement(),
+        );
+        let id = match rt.create(&spec).await {
+            Ok(id) => id,
+            Err(RuntimeError::Conflict(_)) => rt
+                .inspect(&spec.name)
+                .await
+                .map(|c| c.id)
+                .map_err(TaskFailure::Pause)?,
+            Err(error) => {
+                return Err(TaskFailure::CreatePause {
+                    address: n.private_ipv4_address.clone(),
+                    error,
+                })
+            }
+        };
+        info!(id = %id, ip = %n.private_ipv4_address, "pause container created");
+        self.p.pause_id = Some(id.clone());
+        self.persist();
+        rt.start(&id)
+            .await
+            .map_err(|error| TaskFailure::StartPause {
+                address: n.private_ipv4_address.clone(),
+                error,
+            })
+    }
+
+    /// awsvpc: removes the pause container (releasing the address) and the task cgroup.
+    pub(super) async fn deprovision(&mut self) {
+        if let Some(id) = self.p.pause_id.clone() {
+            if let Err(e) = self.inner.runtime.remove(&id).await {
+                warn!(error = %e, "cannot remove the pause container; retrying");
+                return;
+            }
+            info!(id = %id, "pause container removed");
+        }
+        self.p.deprovisioned = true;
+        self.persist();
+        self.remove_cgroup();
+    }
+}
+
+/// Makes sure the awsvpc network exists with the task's subnet (another agent on the same
+/// engine may create it at the same time: a conflict means it exists).
+pub(super) async fn ensure_network(rt: &dyn Runtime, n: &TaskNetwork) -> Result<(), TaskFailure> {
+    let spec = spec::network_spec(n);
+    let fail = |error: RuntimeError| TaskFailure::Network {
+        network: n.network_name.clone(),
+        error,
+    };
+    let info = match rt.inspect_network(&spec.name).await.map_err(fail)? {
+        Some(info) => info,
+        None => match rt.create_network(&spec).await {
+            Ok(()) => {
+                info!(network = %spec.name, subnet = %spec.subnet, "network created");
+                return Ok(());
+            }
+            // Another agent created it meanwhile: Docker answers 409, or, when the
+            // creations race, that the address pool overlaps before the network is visible.
+            // Either way it appears shortly.
+            Err(e) => {
+                let mut found = None;
+                for _ in 0..20 {
+                    found = rt.inspect_network(&spec.name).await.map_err(fail)?;
+                    if found.is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                found.ok_or_else(|| fail(e))?
+            }
+        },
+    };
+    if !info.subnets.contains(&n.subnet_cidr) {
+        return Err(TaskFailure::NetworkSubnet {
+            network: n.network_name.clone(),
+            found: if info.subnets.is_empty() {
+                "(none)".to_string()
+            } else {
+                info.subnets.join(",")
+            },
+            wanted: n.subnet_cidr.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Imports the pause image when it is missing (built here: no registry, no host files).
+pub(super) async fn ensure_pause_image(rt: &dyn Runtime) -> Result<(), TaskFailure> {
+    let fail = TaskFailure::PauseImage;
+    if rt
+        .inspect_image(crate::pause::IMAGE)
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let arch = rt
+        .version()
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .architecture;
+    let tar = crate::pause::rootfs_tar(&arch).map_err(fail)?;
+    rt.import_image(
+        tar,
+        crate::pause::REPO,
+        crate::pause::TAG,
+        &[format!("CMD [\"{}\"]", crate::pause::PATH)],
+    )
+    .await
+    .map_err(|e| fail(e.to_string()))?;
+    info!(image = crate::pause::IMAGE, arch = %arch, "pause image built");
+    Ok(())
+}

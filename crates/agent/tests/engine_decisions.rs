@@ -1,0 +1,413 @@
+//! The task engine's decisions on the in-memory runtime, on paused time: each test lives
+//! minutes of tokio's clock in milliseconds of real time and needs no Docker.
+//!
+//! The same behaviours run on the real Docker engine in `engine.rs` and `awsvpc.rs`; the
+//! in-memory runtime is checked against Docker by `runtime_conformance.rs`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers: any failure must fail the test loudly.
+
+mod common;
+
+use common::{
+    assert_essential_exit, assert_oom_killed, container, ctr, dep, dependency_chain,
+    essential_exit_task, stop, task, MemoryHarness, Reports,
+};
+use flotilla_agent::runtime::memory::{Call, Op};
+use flotilla_agent::runtime::{RuntimeError, Signal};
+use flotilla_agent::spec::container_name;
+use flotilla_model::shapes::{
+    ContainerCondition, ContainerRestartPolicy, HealthCheck, HealthStatus, TaskStopCode,
+};
+use flotilla_model::status::{ContainerStatus, TaskStatus};
+use flotilla_protocol::{TaskAssignment, TaskNetwork, TaskStateReport};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// When the runtime was first asked to start the container `name` of task `a`.
+fn started(h: &MemoryHarness, a: &TaskAssignment, name: &str) -> Instant {
+    let docker_name = container_name(&a.task_arn, name);
+    h.runtime
+        .calls()
+        .into_iter()
+        .find(|(_, c)| {
+            *c == Call::Start {
+                name: docker_name.clone(),
+            }
+        })
+        .unwrap_or_else(|| panic!("{name} never started"))
+        .0
+}
+
+/// The calls the runtime received for the container `name` of task `a`.
+fn calls_of(h: &MemoryHarness, a: &TaskAssignment, name: &str) -> Vec<(Instant, Call)> {
+    let docker_name = container_name(&a.task_arn, name);
+    h.runtime
+        .calls()
+        .into_iter()
+        .filter(|(_, c)| match c {
+            Call::Create { name }
+            | Call::Start { name }
+            | Call::Stop { name, .. }
+            | Call::Kill { name, .. }
+            | Call::Remove { name } => *name == docker_name,
+            _ => false,
+        })
+        .collect()
+}
+
+fn health(command: &str) -> HealthCheck {
+    HealthCheck {
+        command: vec!["CMD-SHELL".into(), command.into()],
+        interval: Some(5),
+        timeout: Some(2),
+        retries: Some(3),
+        start_period: None,
+    }
+}
+
+/// Waits until `a` is STOPPED as failed to start; its report and the reason of its container
+/// `name`.
+async fn failed_to_start(
+    reports: &mut Reports,
+    a: &TaskAssignment,
+    name: &str,
+) -> (TaskStateReport, String) {
+    let stopped = reports
+        .until(&a.task_arn, 60, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+    assert_eq!(stopped.stop_code, Some(TaskStopCode::TaskFailedToStart));
+    let reason = ctr(&stopped, name).reason.clone().unwrap();
+    (stopped, reason)
+}
+
+#[tokio::test(start_paused = true)]
+async fn depends_on_orders_container_starts() {
+    let h = MemoryHarness::memory("deps");
+    let (engine, mut reports) = h.engine().await;
+    let a = dependency_chain("deps1", &["sh", "-c", "sleep 20; exit 0"], health("exit 0"));
+    engine.assign(vec![a.clone()], false);
+    let running = reports
+        .until(&a.task_arn, 120, |r| r.last_status == TaskStatus::Running)
+        .await;
+    assert_eq!(ctr(&running, "init").exit_code, Some(0));
+    let init_done = started(&h, &a, "init") + Duration::from_secs(20);
+    assert!(started(&h, &a, "after-success") >= init_done);
+    assert!(started(&h, &a, "after-complete") >= init_done);
+    assert!(
+        started(&h, &a, "after-healthy") >= started(&h, &a, "checked") + Duration::from_secs(5)
+    );
+    assert!(started(&h, &a, "after-healthy") > started(&h, &a, "after-success"));
+    assert_eq!(
+        ctr(&running, "checked").health_status,
+        Some(HealthStatus::Healthy)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dependency_that_cannot_be_met_fails_the_task() {
+    let h = MemoryHarness::memory("unmet");
+    let (engine, mut reports) = h.engine().await;
+    let mut init = container("init", &["sh", "-c", "exit 4"]);
+    init.essential = Some(false);
+    let mut app = container("app", &["sleep", "3000"]);
+    app.depends_on = Some(vec![dep("init", ContainerCondition::Success)]);
+    let a = task("unmet1", vec![init, app]);
+    engine.assign(vec![a.clone()], false);
+    let (_, reason) = failed_to_start(&mut reports, &a, "app").await;
+    assert!(
+        reason.starts_with("DependencyNotResolvedError: "),
+        "{reason}"
+    );
+    assert!(calls_of(&h, &a, "app")
+        .iter()
+        .all(|(_, c)| !matches!(c, Call::Start { .. })));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_essential_exit_stops_the_task_with_its_stop_code() {
+    let h = MemoryHarness::memory("essential");
+    let mut cfg = h.config();
+    cfg.cleanup_delay = Duration::from_secs(600);
+    let (engine, mut reports) = h.engine_with(cfg).await;
+    let a = essential_exit_task("ess1", &["sh", "-c", "sleep 30; exit 3"]);
+    engine.assign(vec![a.clone()], false);
+    let stopped = reports
+        .until(&a.task_arn, 120, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+    assert_essential_exit(&stopped, &reports);
+    // After the cleanup delay the containers are removed and the task forgotten.
+    let deadline = Instant::now() + Duration::from_secs(1200);
+    while !engine.task_arns().is_empty() {
+        assert!(Instant::now() < deadline, "never cleaned up");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(h.runtime.container_names().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_timeout_sends_sigkill_after_sigterm_is_ignored() {
+    let h = MemoryHarness::memory("timeout");
+    let (engine, mut reports) = h.engine().await;
+    let mut stubborn = container("stubborn", &["sleep", "3000"]);
+    stubborn.linux_parameters = None; // PID 1 without an init ignores SIGTERM.
+    stubborn.stop_timeout = Some(30);
+    let a = task("tmo1", vec![stubborn]);
+    engine.assign(vec![a.clone()], false);
+    reports
+        .until(&a.task_arn, 60, |r| r.last_status == TaskStatus::Running)
+        .await;
+    engine.assign(vec![stop(a.clone())], false);
+    let stopped = reports
+        .until(&a.task_arn, 120, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+    let stopped_at = Instant::now();
+    assert_eq!(ctr(&stopped, "stubborn").exit_code, Some(137));
+    assert_eq!(stopped.stop_code, Some(TaskStopCode::UserInitiated));
+    let calls = calls_of(&h, &a, "stubborn");
+    let (asked, timeout) = calls
+        .iter()
+        .find_map(|(at, c)| match c {
+            Call::Stop { timeout, .. } => Some((*at, *timeout)),
+            _ => None,
+        })
+        .expect("a stop");
+    assert_eq!(timeout, Duration::from_secs(30));
+    assert!(stopped_at >= asked + timeout, "killed before the timeout");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spot_grace_period_sends_sigterm_then_sigkill() {
+    let h = MemoryHarness::memory("grace");
+    let (engine, mut reports) = h.engine().await;
+    let mut stubborn = container("stubborn", &["sleep", "3000"]);
+    stubborn.linux_parameters = None;
+    let a = task("grace1", vec![stubborn]);
+    engine.assign(vec![a.clone()], false);
+    reports
+        .until(&a.task_arn, 60, |r| r.last_status == TaskStatus::Running)
+        .await;
+    let mut s = stop(a.clone());
+    s.stop_grace_seconds = Some(120);
+    s.stop_code = Some(TaskStopCode::SpotInterruption);
+    engine.assign(vec![s], false);
+    let stopped = reports
+        .until(&a.task_arn, 300, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+    assert_eq!(ctr(&stopped, "stubborn").exit_code, Some(137));
+    assert_eq!(stopped.stop_code, Some(TaskStopCode::SpotInterruption));
+    let kills: Vec<(Instant, Signal)> = calls_of(&h, &a, "stubborn")
+        .into_iter()
+        .filter_map(|(at, c)| match c {
+            Call::Kill { signal, .. } => Some((at, signal)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kills.len(), 2, "{kills:?}");
+    assert_eq!((kills[0].1, kills[1].1), (Signal::Term, Signal::Kill));
+    assert!(kills[1].0 >= kills[0].0 + Duration::from_secs(120));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_policy_restarts_an_exited_container_in_place() {
+    let h = MemoryHarness::memory("policy");
+    let (engine, mut reports) = h.engine().await;
+    let mut flaky = container("flaky", &["sh", "-c", "sleep 60; exit 2"]);
+    flaky.restart_policy = Some(ContainerRestartPolicy {
+        enabled: true,
+        ignored_exit_codes: Some(vec![0]),
+        restart_attempt_period: Some(10),
+    });
+    let a = task("pol1", vec![flaky]);
+    engine.assign(vec![a.clone()], false);
+    reports
+        .until(&a.task_arn, 60, |r| r.last_status == TaskStatus::Running)
+        .await;
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    let starts = calls_of(&h, &a, "flaky")
+        .iter()
+        .filter(|(_, c)| matches!(c, Call::Start { .. }))
+        .count();
+    assert!(starts >= 3, "restarted in place: {starts} starts");
+    let creates = calls_of(&h, &a, "flaky")
+        .iter()
+        .filter(|(_, c)| matches!(c, Call::Create { .. }))
+        .count();
+    assert_eq!(creates, 1, "the same container");
+    reports.until(&a.task_arn, 1, |_| true).await;
+    assert!(!reports
+        .all
+        .iter()
+        .any(|r| r.task_arn == a.task_arn && r.last_status >= TaskStatus::Stopping));
+}
+
+#[tokio::test(start_paused = true)]
+async fn failing_health_checks_make_the_task_unhealthy() {
+    let h = MemoryHarness::memory("health");
+    let (engine, mut reports) = h.engine().await;
+    let mut web = container("web", &["sleep", "3000"]);
+    web.health_check = Some(health("exit 1"));
+    let a = task("hc1", vec![web]);
+    engine.assign(vec![a.clone()], false);
+    let running = reports
+        .until(&a.task_arn, 60, |r| r.last_status == TaskStatus::Running)
+        .await;
+    assert_eq!(running.health_status, Some(HealthStatus::Unknown));
+    let unhealthy = reports
+        .until(&a.task_arn, 120, |r| {
+            r.health_status == Some(HealthStatus::Unhealthy)
+        })
+        .await;
+    assert_eq!(
+        ctr(&unhealthy, "web").health_status,
+        Some(HealthStatus::Unhealthy)
+    );
+    assert_eq!(
+        unhealthy.last_status,
+        TaskStatus::Running,
+        "ECS stops it, not the agent"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pull_failure_fails_the_task_with_cannot_pull() {
+    let h = MemoryHarness::memory("pull");
+    let (engine, mut reports) = h.engine().await;
+    let mut app = container("app", &["true"]);
+    app.image = Some("flotilla/does-not-exist:latest".into());
+    let a = task("pull1", vec![app]);
+    engine.assign(vec![a.clone()], false);
+    let (stopped, reason) = failed_to_start(&mut reports, &a, "app").await;
+    assert_eq!(
+        reason,
+        "CannotPullContainerError: pull image flotilla/does-not-exist:latest: pull access \
+         denied for flotilla/does-not-exist, repository does not exist or may require 'docker \
+         login': denied: requested access to the resource is denied"
+    );
+    assert_eq!(stopped.stopped_reason.as_deref(), Some(reason.as_str()));
+    assert!(stopped.pull_started_at.is_some() && stopped.pull_stopped_at.is_some());
+    assert!(ctr(&stopped, "app").runtime_id.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_engine_adopts_running_containers_without_restarting_them() {
+    let h = MemoryHarness::memory("adopt");
+    let (engine, mut reports) = h.engine().await;
+    let keep = container("keep", &["sleep", "3000"]);
+    let mut short = container("short", &["sh", "-c", "sleep 100; exit 5"]);
+    short.essential = Some(false);
+    let a = task("adopt1", vec![keep, short]);
+    engine.assign(vec![a.clone()], false);
+    let running = reports
+        .until(&a.task_arn, 60, |r| r.last_status == TaskStatus::Running)
+        .await;
+    let keep_id = ctr(&running, "keep").runtime_id.clone().unwrap();
+
+    // The agent dies; while it is down, `short` exits.
+    drop(engine);
+    drop(reports);
+    tokio::time::sleep(Duration::from_secs(200)).await;
+
+    let (engine, mut reports) = h.engine().await;
+    let after = reports
+        .until(&a.task_arn, 60, |r| {
+            ctr(r, "short").last_status == ContainerStatus::Stopped
+        })
+        .await;
+    assert_eq!(ctr(&after, "short").exit_code, Some(5));
+    assert_eq!(after.last_status, TaskStatus::Running);
+    assert_eq!(
+        ctr(&after, "keep").runtime_id.as_deref(),
+        Some(keep_id.as_str())
+    );
+    assert!(
+        reports
+            .all
+            .iter()
+            .all(|r| r.last_status == TaskStatus::Running),
+        "a resumed task never reports PENDING again"
+    );
+    let keep_calls = calls_of(&h, &a, "keep");
+    assert_eq!(keep_calls.len(), 2, "one create, one start: {keep_calls:?}");
+
+    engine.assign(vec![stop(a.clone())], false);
+    reports
+        .until(&a.task_arn, 60, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_awsvpc_task_reports_every_step_of_its_lifecycle() {
+    let h = MemoryHarness::memory("awsvpc");
+    let (engine, mut reports) = h.engine().await;
+    let mut a = task("vpc1", vec![container("web", &["sleep", "3000"])]);
+    a.network_mode = flotilla_model::shapes::NetworkMode::Awsvpc;
+    a.network = Some(TaskNetwork {
+        attachment_id: "att-1".into(),
+        network_interface_id: "eni-1".into(),
+        private_ipv4_address: "10.231.0.5".into(),
+        mac_address: "0a:58:0a:e7:00:05".into(),
+        subnet_cidr: "10.231.0.0/24".into(),
+        gateway: "10.231.0.1".into(),
+        network_name: "flotilla-mem".into(),
+        subnet_id: "subnet-test".into(),
+        private_dns_name: "ip-10-231-0-5.ec2.internal".into(),
+    });
+    engine.assign(vec![a.clone()], false);
+    reports
+        .until(&a.task_arn, 60, |r| r.last_status == TaskStatus::Running)
+        .await;
+    engine.assign(vec![stop(a.clone())], false);
+    reports
+        .until(&a.task_arn, 120, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+    use TaskStatus::*;
+    assert_eq!(
+        reports.statuses(&a.task_arn),
+        [
+            Provisioning,
+            Pending,
+            Activating,
+            Running,
+            Stopping,
+            Deprovisioning,
+            Stopped
+        ]
+    );
+    let created = h.runtime.calls();
+    assert!(created.iter().any(|(_, c)| *c
+        == Call::CreateNetwork {
+            name: "flotilla-mem".into()
+        }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_failure_fails_the_task_with_cannot_start() {
+    let h = MemoryHarness::memory("start");
+    h.runtime.inject(
+        Op::Start,
+        RuntimeError::Start("OCI runtime create failed: exec: \"nope\": not found".into()),
+    );
+    let (engine, mut reports) = h.engine().await;
+    let a = task("start1", vec![container("app", &["nope"])]);
+    engine.assign(vec![a.clone()], false);
+    let (stopped, reason) = failed_to_start(&mut reports, &a, "app").await;
+    assert_eq!(
+        reason,
+        "CannotStartContainerError: OCI runtime create failed: exec: \"nope\": not found"
+    );
+    assert_eq!(stopped.stopped_reason.as_deref(), Some(reason.as_str()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_oom_kill_is_reported_as_out_of_memory() {
+    let h = MemoryHarness::memory("oom");
+    h.runtime
+        .script("hog", |s| s.oom_after = Some(Duration::from_secs(45)));
+    let (engine, mut reports) = h.engine().await;
+    let a = task("oom1", vec![container("hog", &["sleep", "3000"])]);
+    engine.assign(vec![a.clone()], false);
+    let stopped = reports
+        .until(&a.task_arn, 120, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+    assert_oom_killed(&stopped, "hog");
+}

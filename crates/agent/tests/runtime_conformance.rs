@@ -1,0 +1,371 @@
+//! The conformance test of the [`Runtime`] trait: one set of cases, generic over the runtime,
+//! run against the Docker engine (`docker::*`) and the in-memory model (`memory::*`, on paused
+//! time), so the model the engine's decision tests use behaves as Docker does.
+//!
+//! The Docker half needs Docker at /var/run/docker.sock and the image `flotilla/busybox:latest`
+//! (`scripts/images`), and fails loudly without them. Each case labels its containers with an
+//! instance id of its own and removes them, also when it fails.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers: any failure must fail the test loudly.
+
+mod common;
+
+use common::{Cleanup, IMAGE};
+use flotilla_agent::runtime::memory::MemoryRuntime;
+use flotilla_agent::runtime::{
+    ContainerSpec, Health, HealthCheckSpec, PortSpec, Runtime, RuntimeError, Signal,
+};
+use flotilla_protocol::labels;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The runtime under test and the names of one case.
+struct Env<R> {
+    rt: R,
+    instance: String,
+    _cleanup: Option<Cleanup>,
+}
+
+impl<R: Runtime> Env<R> {
+    /// A container of the busybox image running `command`, labelled for this case.
+    fn spec(&self, name: &str, command: &[&str], init: bool) -> ContainerSpec {
+        ContainerSpec {
+            name: format!("{}-{name}", self.instance),
+            image: IMAGE.into(),
+            command: Some(command.iter().map(|s| s.to_string()).collect()),
+            labels: [
+                (labels::INSTANCE.to_string(), self.instance.clone()),
+                (labels::CONTAINER_NAME.to_string(), name.to_string()),
+            ]
+            .into(),
+            network_mode: "bridge".into(),
+            init,
+            ..ContainerSpec::default()
+        }
+    }
+
+    async fn run(&self, spec: &ContainerSpec) -> String {
+        let id = self.rt.create(spec).await.unwrap();
+        self.rt.start(&id).await.unwrap();
+        id
+    }
+
+    /// Inspects `id` until `f` holds, up to 30 s (of tokio's clock: paused for the model).
+    async fn until(&self, id: &str, f: impl Fn(&flotilla_agent::runtime::ContainerInfo) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let info = self.rt.inspect(id).await.unwrap();
+            if f(&info) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "never true: {info:#?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn docker_env(case: &str) -> Env<flotilla_agent::docker::DockerRuntime> {
+    let rt = common::docker_runtime().await;
+    let instance = format!("conf-{}-{case}", std::process::id());
+    Env {
+        rt,
+        _cleanup: Some(Cleanup::instance(&instance)),
+        instance,
+    }
+}
+
+fn memory_env(case: &str) -> Env<MemoryRuntime> {
+    let rt = MemoryRuntime::new();
+    rt.add_image(IMAGE);
+    Env {
+        rt,
+        instance: format!("conf-{case}"),
+        _cleanup: None,
+    }
+}
+
+/// Runs each case on both runtimes: `docker::case` and `memory::case`.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod docker {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let env = super::docker_env(stringify!($case)).await;
+                    super::$case(&env).await;
+                }
+            )*
+        }
+        mod memory {
+            $(
+                #[tokio::test(start_paused = true)]
+                async fn $case() {
+                    let env = super::memory_env(stringify!($case));
+                    super::$case(&env).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    create_start_inspect_stop_remove,
+    list_finds_containers_by_label,
+    an_exit_code_is_kept,
+    stop_escalates_to_kill_after_the_timeout,
+    signals_end_what_handles_them,
+    a_missing_image_cannot_be_pulled_or_used,
+    a_name_is_used_once,
+    ports_are_published_while_running,
+    health_checks_decide_health,
+    an_exited_container_starts_again,
+    a_network_of_a_stopped_container_cannot_be_joined,
+);
+
+async fn create_start_inspect_stop_remove<R: Runtime>(env: &Env<R>) {
+    let spec = env.spec("web", &["sleep", "300"], true);
+    let id = env.rt.create(&spec).await.unwrap();
+    let created = env.rt.inspect(&id).await.unwrap();
+    assert!(created.created_only && !created.running, "{created:#?}");
+    assert_eq!(created.started_at, None);
+    assert_eq!(created.name, spec.name);
+    assert_eq!(
+        env.rt.inspect(&spec.name).await.unwrap().id,
+        id,
+        "found by name"
+    );
+
+    env.rt.start(&id).await.unwrap();
+    env.rt.start(&id).await.unwrap(); // Starting a running container is fine.
+    let running = env.rt.inspect(&id).await.unwrap();
+    assert!(running.running && !running.created_only, "{running:#?}");
+    assert!(running.started_at.is_some());
+    assert_eq!(running.health, Health::None);
+    assert!(env.rt.stats(&id).await.unwrap().memory_bytes > 0);
+
+    env.rt.stop(&id, Duration::from_secs(10)).await.unwrap();
+    let stopped = env.rt.inspect(&id).await.unwrap();
+    assert!(!stopped.running && !stopped.created_only, "{stopped:#?}");
+    assert_eq!(
+        stopped.exit_code,
+        Signal::Term.exit_code(),
+        "init forwards SIGTERM"
+    );
+    assert!(stopped.finished_at.is_some());
+    env.rt.stop(&id, Duration::from_secs(10)).await.unwrap(); // Already stopped is fine.
+
+    env.rt.remove(&id).await.unwrap();
+    assert!(matches!(
+        env.rt.inspect(&id).await,
+        Err(RuntimeError::NotFound(_))
+    ));
+    env.rt.remove(&id).await.unwrap(); // Absent is fine.
+    env.rt.stop(&id, Duration::from_secs(1)).await.unwrap(); // Gone is fine.
+}
+
+async fn list_finds_containers_by_label<R: Runtime>(env: &Env<R>) {
+    let a = env
+        .rt
+        .create(&env.spec("a", &["sleep", "300"], true))
+        .await
+        .unwrap();
+    let b = env.run(&env.spec("b", &["sleep", "300"], true)).await;
+    let mut found = env.rt.list(labels::INSTANCE, &env.instance).await.unwrap();
+    found.sort_by(|x, y| x.name.cmp(&y.name));
+    let ids: Vec<&str> = found.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [a.as_str(), b.as_str()],
+        "created and running both listed"
+    );
+    assert_eq!(found[0].labels.get(labels::CONTAINER_NAME).unwrap(), "a");
+    assert_eq!(found[0].image, IMAGE);
+    assert_eq!(found[0].name, format!("{}-a", env.instance));
+    let labels = env.rt.inspect(&b).await.unwrap().labels;
+    assert_eq!(labels.get(labels::INSTANCE), Some(&env.instance));
+    assert!(env
+        .rt
+        .list(labels::INSTANCE, "nobody-has-this")
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(env.rt.image_in_use(IMAGE).await.unwrap());
+}
+
+async fn an_exit_code_is_kept<R: Runtime>(env: &Env<R>) {
+    let id = env
+        .run(&env.spec("exits", &["sh", "-c", "exit 3"], false))
+        .await;
+    assert_eq!(env.rt.wait(&id).await.unwrap(), 3);
+    let info = env.rt.inspect(&id).await.unwrap();
+    assert!(
+        !info.running && !info.created_only && !info.oom_killed,
+        "{info:#?}"
+    );
+    assert_eq!(info.exit_code, 3);
+    assert!(info.started_at.is_some() && info.finished_at.is_some());
+    assert_eq!(
+        env.rt.wait(&id).await.unwrap(),
+        3,
+        "waiting on an exited container"
+    );
+}
+
+async fn stop_escalates_to_kill_after_the_timeout<R: Runtime>(env: &Env<R>) {
+    // `sleep` as PID 1 without an init ignores SIGTERM: only the kill ends it.
+    let id = env
+        .run(&env.spec("stubborn", &["sleep", "300"], false))
+        .await;
+    let begun = Instant::now();
+    env.rt.stop(&id, Duration::from_secs(2)).await.unwrap();
+    let took = begun.elapsed();
+    assert!(
+        took >= Duration::from_secs(2),
+        "killed before the timeout: {took:?}"
+    );
+    let info = env.rt.inspect(&id).await.unwrap();
+    assert!(!info.running);
+    assert_eq!(info.exit_code, Signal::Kill.exit_code());
+}
+
+async fn signals_end_what_handles_them<R: Runtime>(env: &Env<R>) {
+    let polite = env.run(&env.spec("polite", &["sleep", "300"], true)).await;
+    env.rt.kill(&polite, Signal::Term).await.unwrap();
+    assert_eq!(env.rt.wait(&polite).await.unwrap(), 143);
+
+    let stubborn = env
+        .run(&env.spec("stubborn", &["sleep", "300"], false))
+        .await;
+    env.rt.kill(&stubborn, Signal::Term).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        env.rt.inspect(&stubborn).await.unwrap().running,
+        "SIGTERM ignored"
+    );
+    env.rt.kill(&stubborn, Signal::Kill).await.unwrap();
+    assert_eq!(env.rt.wait(&stubborn).await.unwrap(), 137);
+
+    assert!(
+        matches!(
+            env.rt.kill(&stubborn, Signal::Kill).await,
+            Err(RuntimeError::Conflict(_))
+        ),
+        "a stopped container cannot be signalled"
+    );
+    assert!(matches!(
+        env.rt
+            .kill("no-such-container-anywhere", Signal::Kill)
+            .await,
+        Err(RuntimeError::NotFound(_))
+    ));
+}
+
+async fn a_missing_image_cannot_be_pulled_or_used<R: Runtime>(env: &Env<R>) {
+    // A registry nobody listens on: refused at once, no Internet needed.
+    let image = "127.0.0.1:1/flotilla/missing:1";
+    assert_eq!(env.rt.inspect_image(image).await.unwrap(), None);
+    match env.rt.pull(image, None).await {
+        Err(e @ RuntimeError::Pull { .. }) => {
+            assert_eq!(e.ecs_name(), "CannotPullContainerError");
+            assert!(e
+                .to_string()
+                .starts_with(&format!("CannotPullContainerError: pull image {image}: ")));
+        }
+        other => panic!("expected a pull error, got {other:?}"),
+    }
+    let mut spec = env.spec("missing", &["sleep", "1"], false);
+    spec.image = image.into();
+    assert!(matches!(
+        env.rt.create(&spec).await,
+        Err(RuntimeError::Create(_))
+    ));
+    assert!(env.rt.inspect_image(IMAGE).await.unwrap().is_some());
+}
+
+async fn a_name_is_used_once<R: Runtime>(env: &Env<R>) {
+    let spec = env.spec("once", &["sleep", "300"], true);
+    let id = env.rt.create(&spec).await.unwrap();
+    assert!(matches!(
+        env.rt.create(&spec).await,
+        Err(RuntimeError::Conflict(_))
+    ));
+    env.rt.remove(&id).await.unwrap();
+    env.rt.create(&spec).await.unwrap();
+}
+
+async fn ports_are_published_while_running<R: Runtime>(env: &Env<R>) {
+    let mut spec = env.spec("ports", &["sleep", "300"], true);
+    spec.ports = vec![PortSpec {
+        container_port: 8080,
+        host_port: None,
+        protocol: "tcp".into(),
+    }];
+    let id = env.run(&spec).await;
+    let info = env.rt.inspect(&id).await.unwrap();
+    let b = info
+        .bindings
+        .iter()
+        .find(|b| b.container_port == 8080)
+        .unwrap_or_else(|| panic!("no binding: {info:#?}"));
+    assert!(b.host_port > 0);
+    assert_eq!(b.protocol, "tcp");
+    env.rt.stop(&id, Duration::from_secs(10)).await.unwrap();
+    assert!(env.rt.inspect(&id).await.unwrap().bindings.is_empty());
+}
+
+async fn health_checks_decide_health<R: Runtime>(env: &Env<R>) {
+    let check = |line: &str| HealthCheckSpec {
+        test: vec!["CMD-SHELL".into(), line.into()],
+        interval_s: 1,
+        timeout_s: 5,
+        retries: 2,
+        start_period_s: 0,
+    };
+    let mut good = env.spec("good", &["sleep", "300"], true);
+    good.health_check = Some(check("exit 0"));
+    let mut bad = env.spec("bad", &["sleep", "300"], true);
+    bad.health_check = Some(check("exit 1"));
+    let good = env.run(&good).await;
+    let bad = env.run(&bad).await;
+    assert_eq!(
+        env.rt.inspect(&good).await.unwrap().health,
+        Health::Starting
+    );
+    env.until(&good, |i| i.health == Health::Healthy).await;
+    env.until(&bad, |i| i.health == Health::Unhealthy).await;
+    assert!(
+        env.rt.inspect(&bad).await.unwrap().running,
+        "unhealthy still runs"
+    );
+}
+
+async fn an_exited_container_starts_again<R: Runtime>(env: &Env<R>) {
+    let id = env
+        .run(&env.spec("again", &["sh", "-c", "sleep 1; exit 2"], false))
+        .await;
+    assert_eq!(env.rt.wait(&id).await.unwrap(), 2);
+    let first = env.rt.inspect(&id).await.unwrap().started_at;
+    env.rt.start(&id).await.unwrap();
+    let again = env.rt.inspect(&id).await.unwrap();
+    assert!(again.running, "{again:#?}");
+    assert_ne!(again.started_at, first);
+    assert_eq!(env.rt.wait(&id).await.unwrap(), 2);
+}
+
+async fn a_network_of_a_stopped_container_cannot_be_joined<R: Runtime>(env: &Env<R>) {
+    let holder = env
+        .rt
+        .create(&env.spec("holder", &["sleep", "300"], true))
+        .await
+        .unwrap();
+    let mut joiner = env.spec("joiner", &["sleep", "300"], true);
+    joiner.network_mode = format!("container:{holder}");
+    let joiner = env.rt.create(&joiner).await.unwrap();
+    assert!(matches!(
+        env.rt.start(&joiner).await,
+        Err(RuntimeError::Start(_))
+    ));
+    env.rt.start(&holder).await.unwrap();
+    env.rt.start(&joiner).await.unwrap();
+    assert!(env.rt.inspect(&joiner).await.unwrap().running);
+}
