@@ -1,4 +1,4 @@
-//! The harness the Docker test files (`engine.rs`, `awsvpc.rs`, `agent.rs`) share: an engine
+//! The harness the Docker test files (`engine.rs`, `awsvpc.rs`, and `crates/cli/tests/agent_server.rs` through `#[path]`) share: an engine
 //! started on a real `DockerRuntime` with a temporary data directory, the reports it sends,
 //! builders for containers, task assignments and their stop, the `docker` CLI, an HTTP probe,
 //! and a guard that removes what a test left in Docker, also when the test fails.
