@@ -15,7 +15,9 @@ use serde::Serialize;
 
 pub use flotilla_control::keys::*;
 
-/// How many times a writer retries a compare-and-swap that lost a race.
+/// How many times a hand-written compare-and-swap loop retries. Only CreateService,
+/// UpdateService and StopServiceDeployment still loop by hand (they are being rewritten
+/// separately); every other writer goes through [`cas`]. Remove this with their last loop.
 pub const CAS_ATTEMPTS: usize = 16;
 
 /// A store failure, as the client sees it.

@@ -12,8 +12,7 @@ use flotilla_control::tags::{validate_tags, MAX_TAGS};
 use flotilla_control::task_definitions::parse_ref;
 use flotilla_control::tasks::TaskRecord;
 use flotilla_controllers::records::{
-    cluster_key, commit, contention, get, instance_key, task_definition_key, task_key, to_bytes,
-    CAS_ATTEMPTS,
+    cluster_key, get, instance_key, task_definition_key, task_key, to_bytes, Attempt,
 };
 use flotilla_model::shapes::{
     Cluster, ListTagsForResourceRequest, ListTagsForResourceResponse,
@@ -104,75 +103,78 @@ async fn modify_tags(
             _ => not_found(arn),
         });
     }
-    for _ in 0..CAS_ATTEMPTS {
-        let (key, bytes, tags, rev) = match &t {
-            Target::Cluster(name) => {
-                let key = cluster_key(name);
-                let Some((mut c, rev)) = get::<Cluster>(ctx.store(), &key).await? else {
-                    return Err(EcsError::cluster_not_found());
-                };
-                if c.status.as_deref() != Some("ACTIVE") {
-                    return Err(EcsError::cluster_not_found());
+    let key = match &t {
+        Target::Cluster(name) => cluster_key(name),
+        Target::TaskDefinition(family, revision) => task_definition_key(family, *revision),
+        Target::Task(cluster, id) => task_key(cluster, id),
+        Target::ContainerInstance(cluster, id) => instance_key(cluster, id),
+        Target::Service(cluster, name) => service_key(cluster, name),
+    };
+    ctx.plane()
+        .cas(&key, || async {
+            let (bytes, tags, rev) = match &t {
+                Target::Cluster(_) => {
+                    let Some((mut c, rev)) = get::<Cluster>(ctx.store(), &key).await? else {
+                        return Err(EcsError::cluster_not_found());
+                    };
+                    if c.status.as_deref() != Some("ACTIVE") {
+                        return Err(EcsError::cluster_not_found());
+                    }
+                    let tags = c.tags.get_or_insert_with(Vec::new);
+                    change(tags)?;
+                    let tags = tags.clone();
+                    (to_bytes(&c)?, tags, rev)
                 }
-                let tags = c.tags.get_or_insert_with(Vec::new);
-                change(tags)?;
-                let tags = tags.clone();
-                (key, to_bytes(&c)?, tags, rev)
-            }
-            Target::TaskDefinition(family, revision) => {
-                let key = task_definition_key(family, *revision);
-                let Some((mut rec, rev)) =
-                    get::<RegisterTaskDefinitionResponse>(ctx.store(), &key).await?
-                else {
-                    return Err(not_found(arn));
-                };
-                let tags = rec.tags.get_or_insert_with(Vec::new);
-                change(tags)?;
-                let tags = tags.clone();
-                (key, to_bytes(&rec)?, tags, rev)
-            }
-            Target::Task(cluster, id) => {
-                let key = task_key(cluster, id);
-                let Some((mut rec, rev)) = get::<TaskRecord>(ctx.store(), &key).await? else {
-                    return Err(not_found(arn));
-                };
-                let tags = rec.task.tags.get_or_insert_with(Vec::new);
-                change(tags)?;
-                let tags = tags.clone();
-                (key, to_bytes(&rec)?, tags, rev)
-            }
-            Target::ContainerInstance(cluster, id) => {
-                let key = instance_key(cluster, id);
-                let Some((mut rec, rev)) = get::<InstanceRecord>(ctx.store(), &key).await? else {
-                    return Err(not_found(arn));
-                };
-                let tags = rec.instance.tags.get_or_insert_with(Vec::new);
-                change(tags)?;
-                let tags = tags.clone();
-                (key, to_bytes(&rec)?, tags, rev)
-            }
-            Target::Service(cluster, name) => {
-                let key = service_key(cluster, name);
-                let Some((mut rec, rev)) = get::<ServiceRecord>(ctx.store(), &key).await? else {
-                    return Err(not_found(arn));
-                };
-                if rec.status == ServiceStatus::Inactive {
-                    return Err(not_found(arn));
+                Target::TaskDefinition(..) => {
+                    let Some((mut rec, rev)) =
+                        get::<RegisterTaskDefinitionResponse>(ctx.store(), &key).await?
+                    else {
+                        return Err(not_found(arn));
+                    };
+                    let tags = rec.tags.get_or_insert_with(Vec::new);
+                    change(tags)?;
+                    let tags = tags.clone();
+                    (to_bytes(&rec)?, tags, rev)
                 }
-                let tags = rec.service.tags.get_or_insert_with(Vec::new);
-                change(tags)?;
-                let tags = tags.clone();
-                (key, to_bytes(&rec)?, tags, rev)
-            }
-        };
-        let txn = Txn::new()
-            .when(Compare::ModRevision(key.clone(), rev))
-            .put(key, bytes);
-        if commit(ctx.store(), txn).await? {
-            return Ok(tags);
-        }
-    }
-    Err(contention())
+                Target::Task(..) => {
+                    let Some((mut rec, rev)) = get::<TaskRecord>(ctx.store(), &key).await? else {
+                        return Err(not_found(arn));
+                    };
+                    let tags = rec.task.tags.get_or_insert_with(Vec::new);
+                    change(tags)?;
+                    let tags = tags.clone();
+                    (to_bytes(&rec)?, tags, rev)
+                }
+                Target::ContainerInstance(..) => {
+                    let Some((mut rec, rev)) = get::<InstanceRecord>(ctx.store(), &key).await?
+                    else {
+                        return Err(not_found(arn));
+                    };
+                    let tags = rec.instance.tags.get_or_insert_with(Vec::new);
+                    change(tags)?;
+                    let tags = tags.clone();
+                    (to_bytes(&rec)?, tags, rev)
+                }
+                Target::Service(..) => {
+                    let Some((mut rec, rev)) = get::<ServiceRecord>(ctx.store(), &key).await?
+                    else {
+                        return Err(not_found(arn));
+                    };
+                    if rec.status == ServiceStatus::Inactive {
+                        return Err(not_found(arn));
+                    }
+                    let tags = rec.service.tags.get_or_insert_with(Vec::new);
+                    change(tags)?;
+                    let tags = tags.clone();
+                    (to_bytes(&rec)?, tags, rev)
+                }
+            };
+            let txn = Txn::new()
+                .when(Compare::ModRevision(key.clone(), rev))
+                .put(key.clone(), bytes);
+            Ok(Attempt::Commit(txn, tags))
+        })
+        .await
 }
 
 /// TagResource.
