@@ -40,6 +40,18 @@ pub fn api() -> Api {
     api_with(Arc::new(MemoryStore::new()))
 }
 
+/// Serves `api`'s HTTP router on 127.0.0.1:0; returns the api and the address.
+pub async fn serve(api: Api) -> (Arc<Api>, String) {
+    let api = Arc::new(api);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let app = flotilla_api::router(api.clone());
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (api, addr)
+}
+
 pub async fn call(api: &Api, op: &str, input: Value) -> Result<Value, EcsError> {
     let ctx = Ctx {
         api,
