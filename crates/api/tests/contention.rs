@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use flotilla_api::server::TARGET_PREFIX;
 use flotilla_api::sigv4::sign;
-use flotilla_store::{MemoryStore, SqliteStore, Store};
+use flotilla_store::Store;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -144,14 +144,8 @@ async fn register_revisions(store: Arc<dyn Store>) {
     assert!(listed == expected, "ListTaskDefinitions lists 1..={calls}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_registrations_of_one_family_all_succeed_memory_store() {
-    register_revisions(Arc::new(MemoryStore::new())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_registrations_of_one_family_all_succeed_sqlite_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path()).unwrap();
-    register_revisions(Arc::new(store)).await;
-}
+on_both_stores!(
+    concurrent_registrations_of_one_family_all_succeed_memory_store,
+    concurrent_registrations_of_one_family_all_succeed_sqlite_store,
+    register_revisions
+);

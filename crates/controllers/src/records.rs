@@ -9,7 +9,7 @@
 use flotilla_control::task_definitions::TaskDefinitionRef;
 use flotilla_model::shapes::{Cluster, RegisterTaskDefinitionResponse, TaskDefinitionStatus};
 use flotilla_model::EcsError;
-use flotilla_store::{Store, StoreError, Txn, TxnOutcome};
+use flotilla_store::{Compare, Store, StoreError, Txn, TxnOutcome};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -70,6 +70,14 @@ pub async fn list<T: DeserializeOwned>(
         after = page.items.last().map(|kv| kv.key.clone());
     }
     Ok(out)
+}
+
+/// A transaction that replaces the record at `key` with `value` if it is still at `rev` (the
+/// `mod_revision` it was read at).
+pub fn replace<T: Serialize>(key: &str, rev: u64, value: &T) -> Result<Txn, EcsError> {
+    Ok(Txn::new()
+        .when(Compare::ModRevision(key.to_string(), rev))
+        .put(key.to_string(), to_bytes(value)?))
 }
 
 /// Commits a transaction; `Ok(false)` means a compare failed and the caller should retry.

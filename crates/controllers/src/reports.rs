@@ -3,7 +3,9 @@
 //! in the same transaction.
 
 use crate::plane::Plane;
-use crate::records::{address_key, get, instance_key, task_id_in, task_key, to_bytes, Attempt};
+use crate::records::{
+    address_key, get, instance_key, replace, task_id_in, task_key, to_bytes, Attempt,
+};
 use flotilla_control::instances::InstanceRecord;
 use flotilla_control::tasks::{apply_report, TaskRecord};
 use flotilla_model::EcsError;
@@ -47,9 +49,7 @@ pub async fn apply_task_state(
             if next == rec {
                 return Ok(Attempt::Done(None));
             }
-            let mut txn = Txn::new()
-                .when(Compare::ModRevision(key.clone(), rev))
-                .put(key.clone(), to_bytes(&next)?);
+            let mut txn = replace(&key, rev, &next)?;
             if next.is_stopped() {
                 txn = release_on_stop(store, txn, &rec).await?;
             }

@@ -4,10 +4,9 @@
 
 use crate::context::Ctx;
 use crate::shared::cluster_counts::{counts, fill_counts};
-use flotilla_controllers::records::{cluster_key, cluster_name, get, to_bytes, Attempt};
+use flotilla_controllers::records::{cluster_key, cluster_name, get, replace, Attempt};
 use flotilla_model::shapes::{Cluster, DeleteClusterRequest, DeleteClusterResponse};
 use flotilla_model::{EcsError, ErrorCode};
-use flotilla_store::{Compare, Txn};
 
 /// DeleteCluster.
 pub async fn delete_cluster(
@@ -52,9 +51,7 @@ pub async fn delete_cluster(
                 ));
             }
             c.status = Some("INACTIVE".into());
-            let txn = Txn::new()
-                .when(Compare::ModRevision(key.clone(), rev))
-                .put(key.clone(), to_bytes(&c)?);
+            let txn = replace(&key, rev, &c)?;
             Ok(Attempt::Commit(txn, (c, true)))
         })
         .await?;

@@ -8,10 +8,9 @@ use crate::context::Ctx;
 use flotilla_control::services::{
     service_key, service_name_in, service_not_found, ServiceRecord, ServiceStatus,
 };
-use flotilla_controllers::records::{get, to_bytes, Attempt};
+use flotilla_controllers::records::{get, replace, Attempt};
 use flotilla_model::shapes::{DeleteServiceRequest, DeleteServiceResponse};
 use flotilla_model::EcsError;
-use flotilla_store::{Compare, Txn};
 
 /// DeleteService.
 pub async fn delete_service(
@@ -46,9 +45,7 @@ pub async fn delete_service(
                 d.desired_count = 0;
                 d.updated_at = now;
             }
-            let txn = Txn::new()
-                .when(Compare::ModRevision(key.clone(), rev))
-                .put(key.clone(), to_bytes(&rec)?);
+            let txn = replace(&key, rev, &rec)?;
             Ok(Attempt::Commit(txn, (rec, true)))
         })
         .await?;

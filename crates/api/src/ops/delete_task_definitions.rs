@@ -3,13 +3,12 @@
 
 use crate::context::Ctx;
 use flotilla_control::task_definitions::parse_ref;
-use flotilla_controllers::records::{get, task_definition_key, to_bytes, Attempt};
+use flotilla_controllers::records::{get, replace, task_definition_key, Attempt};
 use flotilla_model::shapes::{
     DeleteTaskDefinitionsRequest, DeleteTaskDefinitionsResponse, Failure,
     RegisterTaskDefinitionResponse, TaskDefinition, TaskDefinitionStatus,
 };
 use flotilla_model::EcsError;
-use flotilla_store::{Compare, Txn};
 
 /// DeleteTaskDefinitions.
 pub async fn delete_task_definitions(
@@ -89,9 +88,7 @@ async fn delete_one(
             td.status = Some(TaskDefinitionStatus::DeleteInProgress);
             td.delete_requested_at = Some(flotilla_control::timestamp(ctx.now));
             let out = td.clone();
-            let txn = Txn::new()
-                .when(Compare::ModRevision(key.clone(), rev))
-                .put(key.clone(), to_bytes(&rec)?);
+            let txn = replace(&key, rev, &rec)?;
             Ok(Attempt::Commit(txn, Ok(out)))
         })
         .await

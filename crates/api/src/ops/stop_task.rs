@@ -7,10 +7,9 @@
 
 use crate::context::Ctx;
 use flotilla_control::tasks::{stop, TaskRecord};
-use flotilla_controllers::records::{get, task_id_in, task_key, to_bytes, Attempt};
+use flotilla_controllers::records::{get, replace, task_id_in, task_key, Attempt};
 use flotilla_model::shapes::{StopTaskRequest, StopTaskResponse, TaskStopCode};
 use flotilla_model::EcsError;
-use flotilla_store::{Compare, Txn};
 
 /// StopTask.
 pub async fn stop_task(ctx: &Ctx<'_>, req: StopTaskRequest) -> Result<StopTaskResponse, EcsError> {
@@ -42,9 +41,7 @@ pub async fn stop_task(ctx: &Ctx<'_>, req: StopTaskRequest) -> Result<StopTaskRe
             if next == rec {
                 return Ok(Attempt::Done((rec, false)));
             }
-            let txn = Txn::new()
-                .when(Compare::ModRevision(key.clone(), rev))
-                .put(key.clone(), to_bytes(&next)?);
+            let txn = replace(&key, rev, &next)?;
             Ok(Attempt::Commit(txn, (next, true)))
         })
         .await?;

@@ -5,14 +5,13 @@
 use crate::context::Ctx;
 use crate::shared::instance_views::{task_counts, view_of};
 use flotilla_control::instances::InstanceRecord;
-use flotilla_controllers::records::{get, instance_id_in, instance_key, to_bytes, Attempt};
+use flotilla_controllers::records::{get, instance_id_in, instance_key, replace, Attempt};
 use flotilla_model::shapes::{
     ContainerInstanceStatus, Failure, UpdateContainerInstancesStateRequest,
     UpdateContainerInstancesStateResponse,
 };
 use flotilla_model::EcsError;
 use flotilla_scheduler::InstanceStatus;
-use flotilla_store::{Compare, Txn};
 
 /// What became of one instance.
 enum Outcome {
@@ -76,9 +75,7 @@ pub async fn update_container_instances_state(
                 }
                 rec.set_status(status);
                 rec.touch();
-                let txn = Txn::new()
-                    .when(Compare::ModRevision(key.clone(), rev))
-                    .put(key.clone(), to_bytes(&rec)?);
+                let txn = replace(&key, rev, &rec)?;
                 Ok(Attempt::Commit(txn, Outcome::Changed(rec)))
             })
             .await?;
