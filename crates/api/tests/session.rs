@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use flotilla_api::{router, AgentTimings, Api};
+use flotilla_api::{AgentTimings, Api};
 use flotilla_model::shapes::{NetworkBinding, TaskStopCode, TransportProtocol};
 use flotilla_model::status::{ContainerStatus, TaskStatus};
 use flotilla_protocol::{
@@ -15,7 +15,6 @@ use flotilla_protocol::{
 use flotilla_sigv4::{Request, Signer};
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -27,17 +26,6 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Every wait is bounded by this deadline; the tests never sleep a fixed time.
 const DEADLINE: Duration = Duration::from_secs(10);
-
-async fn serve(api: Api) -> (Arc<Api>, String) {
-    let api = Arc::new(api);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let app = router(api.clone());
-    tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    (api, addr)
-}
 
 fn encode(s: &str) -> String {
     s.bytes()

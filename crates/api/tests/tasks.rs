@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use flotilla_model::ErrorCode;
-use flotilla_store::{MemoryStore, SqliteStore, Store};
+use flotilla_store::Store;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -468,17 +468,11 @@ async fn over_commit_check(store: Arc<dyn Store>) {
     assert_eq!(d["containerInstances"][0]["runningTasksCount"], 8);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_run_tasks_never_over_commit_memory_store() {
-    over_commit_check(Arc::new(MemoryStore::new())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_run_tasks_never_over_commit_sqlite_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path()).unwrap();
-    over_commit_check(Arc::new(store)).await;
-}
+on_both_stores!(
+    concurrent_run_tasks_never_over_commit_memory_store,
+    concurrent_run_tasks_never_over_commit_sqlite_store,
+    over_commit_check
+);
 
 #[tokio::test]
 async fn tasks_and_instances_are_taggable() {

@@ -21,7 +21,7 @@
 //! ([`flotilla_model::fargate`]).
 
 use crate::plane::Plane;
-use crate::records::{self, get, task_key, to_bytes, Attempt, ADDRESSES, TASKS};
+use crate::records::{self, get, replace, task_key, to_bytes, Attempt, ADDRESSES, TASKS};
 use flotilla_control::tasks::{interrupt_spot, TaskRecord};
 use flotilla_model::shapes::AwsVpcConfiguration;
 use flotilla_model::EcsError;
@@ -189,9 +189,7 @@ pub async fn reclaim_spot(
                 if next == rec {
                     return Ok(Attempt::Done(None));
                 }
-                let txn = Txn::new()
-                    .when(Compare::ModRevision(key.clone(), rev))
-                    .put(key.clone(), to_bytes(&next)?);
+                let txn = replace(&key, rev, &next)?;
                 Ok(Attempt::Commit(txn, Some(next)))
             })
             .await?;

@@ -9,13 +9,15 @@
 use flotilla_control::task_definitions::TaskDefinitionRef;
 use flotilla_model::shapes::{Cluster, RegisterTaskDefinitionResponse, TaskDefinitionStatus};
 use flotilla_model::EcsError;
-use flotilla_store::{Store, StoreError, Txn, TxnOutcome};
+use flotilla_store::{Compare, Store, StoreError, Txn, TxnOutcome};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use flotilla_control::keys::*;
 
-/// How many times a writer retries a compare-and-swap that lost a race.
+/// How many times a hand-written compare-and-swap loop retries. Only CreateService,
+/// UpdateService and StopServiceDeployment still loop by hand (they are being rewritten
+/// separately); every other writer goes through [`cas`]. Remove this with their last loop.
 pub const CAS_ATTEMPTS: usize = 16;
 
 /// A store failure, as the client sees it.
@@ -68,6 +70,14 @@ pub async fn list<T: DeserializeOwned>(
         after = page.items.last().map(|kv| kv.key.clone());
     }
     Ok(out)
+}
+
+/// A transaction that replaces the record at `key` with `value` if it is still at `rev` (the
+/// `mod_revision` it was read at).
+pub fn replace<T: Serialize>(key: &str, rev: u64, value: &T) -> Result<Txn, EcsError> {
+    Ok(Txn::new()
+        .when(Compare::ModRevision(key.to_string(), rev))
+        .put(key.to_string(), to_bytes(value)?))
 }
 
 /// Commits a transaction; `Ok(false)` means a compare failed and the caller should retry.

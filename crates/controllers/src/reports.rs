@@ -4,8 +4,7 @@
 
 use crate::plane::Plane;
 use crate::records::{
-    address_key, commit, contention, get, instance_key, task_id_in, task_key, to_bytes,
-    CAS_ATTEMPTS,
+    address_key, get, instance_key, replace, task_id_in, task_key, to_bytes, Attempt,
 };
 use flotilla_control::instances::InstanceRecord;
 use flotilla_control::tasks::{apply_report, TaskRecord};
@@ -36,32 +35,33 @@ pub async fn apply_task_state(
     };
     let key = task_key(task_cluster, tid);
     let store = plane.store();
-    for _ in 0..CAS_ATTEMPTS {
-        let Some((rec, rev)) = get::<TaskRecord>(store, &key).await? else {
-            return Ok(());
-        };
-        if !runs_on(&rec, cluster, instance_id) {
-            return Ok(());
-        }
-        let now = flotilla_control::timestamp(plane.clock.now());
-        let next = apply_report(&rec, report, now);
-        if next == rec {
-            return Ok(());
-        }
-        let mut txn = Txn::new()
-            .when(Compare::ModRevision(key.clone(), rev))
-            .put(key.clone(), to_bytes(&next)?);
-        if next.is_stopped() {
-            txn = release_on_stop(store, txn, &rec).await?;
-        }
-        if commit(store, txn).await? {
-            if next.last_status != rec.last_status {
-                tracing::info!(task = %next.arn(), last_status = next.last_status.0.as_ecs_str(), "task status changed");
+    // The task's status before and after, when the report changed it.
+    let changed = plane
+        .cas(&key, || async {
+            let Some((rec, rev)) = get::<TaskRecord>(store, &key).await? else {
+                return Ok(Attempt::Done(None));
+            };
+            if !runs_on(&rec, cluster, instance_id) {
+                return Ok(Attempt::Done(None));
             }
-            return Ok(());
+            let now = flotilla_control::timestamp(plane.clock.now());
+            let next = apply_report(&rec, report, now);
+            if next == rec {
+                return Ok(Attempt::Done(None));
+            }
+            let mut txn = replace(&key, rev, &next)?;
+            if next.is_stopped() {
+                txn = release_on_stop(store, txn, &rec).await?;
+            }
+            Ok(Attempt::Commit(txn, Some((rec.last_status, next))))
+        })
+        .await?;
+    if let Some((before, next)) = changed {
+        if next.last_status != before {
+            tracing::info!(task = %next.arn(), last_status = next.last_status.0.as_ecs_str(), "task status changed");
         }
     }
-    Err(contention())
+    Ok(())
 }
 
 /// Adds to `txn` what a task gives back when it stops: its reservation on its instance

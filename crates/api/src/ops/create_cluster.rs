@@ -4,9 +4,7 @@
 use crate::context::Ctx;
 use flotilla_control::clusters::{merge_settings, validate_capacity_providers, validate_settings};
 use flotilla_control::tags::validate_tags;
-use flotilla_controllers::records::{
-    self, cluster_key, commit, contention, get, to_bytes, CAS_ATTEMPTS,
-};
+use flotilla_controllers::records::{cluster_key, get, to_bytes, Attempt};
 use flotilla_model::shapes::{
     Cluster, ClusterSetting, ClusterSettingName, CreateClusterRequest, CreateClusterResponse,
 };
@@ -44,46 +42,46 @@ pub async fn create_cluster(
         ));
     }
     let key = cluster_key(&name);
-    for _ in 0..CAS_ATTEMPTS {
-        let existing = get::<Cluster>(ctx.store(), &key).await?;
-        if let Some((c, _)) = &existing {
-            if c.status.as_deref() == Some("ACTIVE") {
-                return Ok(CreateClusterResponse {
-                    cluster: Some(c.clone()),
-                });
+    let (cluster, created) = ctx
+        .plane()
+        .cas(&key, || async {
+            let existing = get::<Cluster>(ctx.store(), &key).await?;
+            if let Some((c, _)) = &existing {
+                if c.status.as_deref() == Some("ACTIVE") {
+                    return Ok(Attempt::Done((c.clone(), false)));
+                }
             }
-        }
-        let mut cluster = Cluster {
-            cluster_arn: Some(ctx.arns().cluster(&name)),
-            cluster_name: Some(name.clone()),
-            configuration: req.configuration.clone(),
-            status: Some("ACTIVE".into()),
-            statistics: Some(Vec::new()),
-            tags: Some(tags.clone()),
-            settings: Some(vec![ClusterSetting {
-                name: Some(ClusterSettingName::ContainerInsights),
-                value: Some("disabled".into()),
-            }]),
-            capacity_providers: Some(providers.clone()),
-            default_capacity_provider_strategy: Some(strategy.clone()),
-            attachments: Some(Vec::new()),
-            ..Default::default()
-        };
-        merge_settings(&mut cluster, &settings);
-        let compare = match &existing {
-            Some((_, rev)) => Compare::ModRevision(key.clone(), *rev),
-            None => Compare::Absent(key.clone()),
-        };
-        let txn = Txn::new()
-            .when(compare)
-            .put(key.clone(), to_bytes(&cluster)?);
-        if commit(ctx.store(), txn).await? {
-            tracing::info!(cluster = %name, "cluster created");
-            return Ok(CreateClusterResponse {
-                cluster: Some(cluster),
-            });
-        }
+            let mut cluster = Cluster {
+                cluster_arn: Some(ctx.arns().cluster(&name)),
+                cluster_name: Some(name.clone()),
+                configuration: req.configuration.clone(),
+                status: Some("ACTIVE".into()),
+                statistics: Some(Vec::new()),
+                tags: Some(tags.clone()),
+                settings: Some(vec![ClusterSetting {
+                    name: Some(ClusterSettingName::ContainerInsights),
+                    value: Some("disabled".into()),
+                }]),
+                capacity_providers: Some(providers.clone()),
+                default_capacity_provider_strategy: Some(strategy.clone()),
+                attachments: Some(Vec::new()),
+                ..Default::default()
+            };
+            merge_settings(&mut cluster, &settings);
+            let compare = match &existing {
+                Some((_, rev)) => Compare::ModRevision(key.clone(), *rev),
+                None => Compare::Absent(key.clone()),
+            };
+            let txn = Txn::new()
+                .when(compare)
+                .put(key.clone(), to_bytes(&cluster)?);
+            Ok(Attempt::Commit(txn, (cluster, true)))
+        })
+        .await?;
+    if created {
+        tracing::info!(cluster = %name, "cluster created");
     }
-    let _ = records::CLUSTERS;
-    Err(contention())
+    Ok(CreateClusterResponse {
+        cluster: Some(cluster),
+    })
 }

@@ -4,12 +4,9 @@
 
 use crate::context::Ctx;
 use crate::shared::cluster_counts::{counts, fill_counts};
-use flotilla_controllers::records::{
-    cluster_key, cluster_name, commit, contention, get, to_bytes, CAS_ATTEMPTS,
-};
+use flotilla_controllers::records::{cluster_key, cluster_name, get, replace, Attempt};
 use flotilla_model::shapes::{Cluster, DeleteClusterRequest, DeleteClusterResponse};
 use flotilla_model::{EcsError, ErrorCode};
-use flotilla_store::{Compare, Txn};
 
 /// DeleteCluster.
 pub async fn delete_cluster(
@@ -21,43 +18,45 @@ pub async fn delete_cluster(
     }
     let name = cluster_name(Some(&req.cluster))?;
     let key = cluster_key(&name);
-    for _ in 0..CAS_ATTEMPTS {
-        let Some((mut c, rev)) = get::<Cluster>(ctx.store(), &key).await? else {
-            return Err(EcsError::cluster_not_found());
-        };
-        if c.status.as_deref() == Some("INACTIVE") {
-            return Ok(DeleteClusterResponse { cluster: Some(c) });
-        }
-        fill_counts(ctx.store(), &mut c).await?;
-        if c.registered_container_instances_count > 0 {
-            return Err(EcsError::new(
-                ErrorCode::ClusterContainsContainerInstancesException,
-                "The Cluster cannot be deleted while Container Instances are active or draining.",
-            ));
-        }
-        if c.active_services_count > 0 || counts(ctx.store(), &name).await?.draining_services > 0 {
-            return Err(EcsError::new(
-                ErrorCode::ClusterContainsServicesException,
-                "The Cluster cannot be deleted while Services are active.",
-            ));
-        }
-        if c.running_tasks_count > 0
-            || c.pending_tasks_count > 0
-            || counts(ctx.store(), &name).await?.unstopped > 0
-        {
-            return Err(EcsError::new(
-                ErrorCode::ClusterContainsTasksException,
-                "The Cluster cannot be deleted while Tasks are active.",
-            ));
-        }
-        c.status = Some("INACTIVE".into());
-        let txn = Txn::new()
-            .when(Compare::ModRevision(key.clone(), rev))
-            .put(key.clone(), to_bytes(&c)?);
-        if commit(ctx.store(), txn).await? {
-            tracing::info!(cluster = %name, "cluster deleted");
-            return Ok(DeleteClusterResponse { cluster: Some(c) });
-        }
+    let (c, deleted) = ctx
+        .plane()
+        .cas(&key, || async {
+            let Some((mut c, rev)) = get::<Cluster>(ctx.store(), &key).await? else {
+                return Err(EcsError::cluster_not_found());
+            };
+            if c.status.as_deref() == Some("INACTIVE") {
+                return Ok(Attempt::Done((c, false)));
+            }
+            fill_counts(ctx.store(), &mut c).await?;
+            if c.registered_container_instances_count > 0 {
+                return Err(EcsError::new(
+                    ErrorCode::ClusterContainsContainerInstancesException,
+                    "The Cluster cannot be deleted while Container Instances are active or draining.",
+                ));
+            }
+            if c.active_services_count > 0 || counts(ctx.store(), &name).await?.draining_services > 0
+            {
+                return Err(EcsError::new(
+                    ErrorCode::ClusterContainsServicesException,
+                    "The Cluster cannot be deleted while Services are active.",
+                ));
+            }
+            if c.running_tasks_count > 0
+                || c.pending_tasks_count > 0
+                || counts(ctx.store(), &name).await?.unstopped > 0
+            {
+                return Err(EcsError::new(
+                    ErrorCode::ClusterContainsTasksException,
+                    "The Cluster cannot be deleted while Tasks are active.",
+                ));
+            }
+            c.status = Some("INACTIVE".into());
+            let txn = replace(&key, rev, &c)?;
+            Ok(Attempt::Commit(txn, (c, true)))
+        })
+        .await?;
+    if deleted {
+        tracing::info!(cluster = %name, "cluster deleted");
     }
-    Err(contention())
+    Ok(DeleteClusterResponse { cluster: Some(c) })
 }

@@ -8,10 +8,9 @@ use crate::context::Ctx;
 use flotilla_control::services::{
     service_key, service_name_in, service_not_found, ServiceRecord, ServiceStatus,
 };
-use flotilla_controllers::records::{commit, contention, get, to_bytes, CAS_ATTEMPTS};
+use flotilla_controllers::records::{get, replace, Attempt};
 use flotilla_model::shapes::{DeleteServiceRequest, DeleteServiceResponse};
 use flotilla_model::EcsError;
-use flotilla_store::{Compare, Txn};
 
 /// DeleteService.
 pub async fn delete_service(
@@ -25,36 +24,35 @@ pub async fn delete_service(
         .to_string();
     let key = service_key(&cluster, &name);
     let now = flotilla_control::timestamp(ctx.now);
-    for _ in 0..CAS_ATTEMPTS {
-        let Some((mut rec, rev)) = get::<ServiceRecord>(ctx.store(), &key).await? else {
-            return Err(service_not_found());
-        };
-        if rec.status != ServiceStatus::Active {
-            return Ok(DeleteServiceResponse {
-                service: Some(rec.view(false)),
-            });
-        }
-        if rec.service.desired_count > 0 && req.force != Some(true) {
-            return Err(EcsError::invalid_parameter(
-                "The service cannot be stopped while it is scaled above 0.",
-            ));
-        }
-        rec.status = ServiceStatus::Draining;
-        rec.service.desired_count = 0;
-        rec.steady = false;
-        for d in rec.deployments.iter_mut() {
-            d.desired_count = 0;
-            d.updated_at = now;
-        }
-        let txn = Txn::new()
-            .when(Compare::ModRevision(key.clone(), rev))
-            .put(key.clone(), to_bytes(&rec)?);
-        if commit(ctx.store(), txn).await? {
-            tracing::info!(service = %name, cluster = %cluster, "service draining");
-            return Ok(DeleteServiceResponse {
-                service: Some(rec.view(false)),
-            });
-        }
+    let (rec, drained) = ctx
+        .plane()
+        .cas(&key, || async {
+            let Some((mut rec, rev)) = get::<ServiceRecord>(ctx.store(), &key).await? else {
+                return Err(service_not_found());
+            };
+            if rec.status != ServiceStatus::Active {
+                return Ok(Attempt::Done((rec, false)));
+            }
+            if rec.service.desired_count > 0 && req.force != Some(true) {
+                return Err(EcsError::invalid_parameter(
+                    "The service cannot be stopped while it is scaled above 0.",
+                ));
+            }
+            rec.status = ServiceStatus::Draining;
+            rec.service.desired_count = 0;
+            rec.steady = false;
+            for d in rec.deployments.iter_mut() {
+                d.desired_count = 0;
+                d.updated_at = now;
+            }
+            let txn = replace(&key, rev, &rec)?;
+            Ok(Attempt::Commit(txn, (rec, true)))
+        })
+        .await?;
+    if drained {
+        tracing::info!(service = %name, cluster = %cluster, "service draining");
     }
-    Err(contention())
+    Ok(DeleteServiceResponse {
+        service: Some(rec.view(false)),
+    })
 }

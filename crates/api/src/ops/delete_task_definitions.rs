@@ -3,15 +3,12 @@
 
 use crate::context::Ctx;
 use flotilla_control::task_definitions::parse_ref;
-use flotilla_controllers::records::{
-    commit, contention, get, task_definition_key, to_bytes, CAS_ATTEMPTS,
-};
+use flotilla_controllers::records::{get, replace, task_definition_key, Attempt};
 use flotilla_model::shapes::{
     DeleteTaskDefinitionsRequest, DeleteTaskDefinitionsResponse, Failure,
     RegisterTaskDefinitionResponse, TaskDefinition, TaskDefinitionStatus,
 };
 use flotilla_model::EcsError;
-use flotilla_store::{Compare, Txn};
 
 /// DeleteTaskDefinitions.
 pub async fn delete_task_definitions(
@@ -62,35 +59,37 @@ async fn delete_one(
     revision: i32,
 ) -> Result<Result<TaskDefinition, String>, EcsError> {
     let key = task_definition_key(family, revision);
-    for _ in 0..CAS_ATTEMPTS {
-        let Some((mut rec, rev)) = get::<RegisterTaskDefinitionResponse>(ctx.store(), &key).await?
-        else {
-            return Ok(Err("The specified task definition does not exist.".into()));
-        };
-        let Some(td) = rec.task_definition.as_mut() else {
-            return Err(EcsError::server(format!(
-                "record {key} has no task definition"
-            )));
-        };
-        match td.status {
-            Some(TaskDefinitionStatus::Active) => {
-                return Ok(Err(
-                    "The specified task definition is still in ACTIVE status. Please deregister the target and try again."
-                        .into(),
-                ))
+    ctx.plane()
+        .cas(&key, || async {
+            let Some((mut rec, rev)) =
+                get::<RegisterTaskDefinitionResponse>(ctx.store(), &key).await?
+            else {
+                return Ok(Attempt::Done(Err(
+                    "The specified task definition does not exist.".into()
+                )));
+            };
+            let Some(td) = rec.task_definition.as_mut() else {
+                return Err(EcsError::server(format!(
+                    "record {key} has no task definition"
+                )));
+            };
+            match td.status {
+                Some(TaskDefinitionStatus::Active) => {
+                    return Ok(Attempt::Done(Err(
+                        "The specified task definition is still in ACTIVE status. Please deregister the target and try again."
+                            .into(),
+                    )))
+                }
+                Some(TaskDefinitionStatus::DeleteInProgress) => {
+                    return Ok(Attempt::Done(Ok(td.clone())))
+                }
+                _ => {}
             }
-            Some(TaskDefinitionStatus::DeleteInProgress) => return Ok(Ok(td.clone())),
-            _ => {}
-        }
-        td.status = Some(TaskDefinitionStatus::DeleteInProgress);
-        td.delete_requested_at = Some(flotilla_control::timestamp(ctx.now));
-        let out = td.clone();
-        let txn = Txn::new()
-            .when(Compare::ModRevision(key.clone(), rev))
-            .put(key.clone(), to_bytes(&rec)?);
-        if commit(ctx.store(), txn).await? {
-            return Ok(Ok(out));
-        }
-    }
-    Err(contention())
+            td.status = Some(TaskDefinitionStatus::DeleteInProgress);
+            td.delete_requested_at = Some(flotilla_control::timestamp(ctx.now));
+            let out = td.clone();
+            let txn = replace(&key, rev, &rec)?;
+            Ok(Attempt::Commit(txn, Ok(out)))
+        })
+        .await
 }

@@ -9,8 +9,7 @@ use crate::shared::instance_views::{task_counts, view_of};
 use flotilla_control::instances::InstanceRecord;
 use flotilla_control::tasks::{orphan, TaskRecord};
 use flotilla_controllers::records::{
-    self, commit, contention, get, instance_id_in, instance_key, task_key, task_prefix, to_bytes,
-    ATTRIBUTES, CAS_ATTEMPTS,
+    self, get, instance_id_in, instance_key, task_key, task_prefix, to_bytes, Attempt, ATTRIBUTES,
 };
 use flotilla_model::shapes::{
     Attribute, DeregisterContainerInstanceRequest, DeregisterContainerInstanceResponse,
@@ -38,54 +37,56 @@ pub async fn deregister_container_instance(
     let key = instance_key(&cluster, id);
     let force = req.force.unwrap_or(false);
     let now = flotilla_control::timestamp(ctx.now);
-    for _ in 0..CAS_ATTEMPTS {
-        let Some((mut rec, rev)) = get::<InstanceRecord>(ctx.store(), &key).await? else {
-            return Err(not_found(r));
-        };
-        if rec.status() == InstanceStatus::Inactive {
-            let counts = task_counts(ctx, &cluster).await?;
-            return Ok(DeregisterContainerInstanceResponse {
-                container_instance: Some(view_of(ctx, &rec, &counts, false).await?),
-            });
-        }
-        let tasks: Vec<(String, TaskRecord, u64)> =
-            records::list::<TaskRecord>(ctx.store(), &task_prefix(&cluster))
-                .await?
-                .into_iter()
-                .filter(|(_, t, _)| t.instance_id == rec.id && !t.is_stopped())
-                .collect();
-        if !tasks.is_empty() && !force {
-            return Err(EcsError::invalid_parameter(
-                "Found running tasks on the instance.",
-            ));
-        }
-        let mut txn = Txn::new().when(Compare::ModRevision(key.clone(), rev));
-        for (tkey, t, trev) in &tasks {
-            let stopped = orphan(t, "Container instance deregistered", now);
-            txn = txn
-                .when(Compare::ModRevision(tkey.clone(), *trev))
-                .put(task_key(&cluster, &t.id), to_bytes(&stopped)?);
-            if let Some(net) = stopped.network() {
-                txn = txn.delete(flotilla_controllers::records::address_key(
-                    &net.private_ipv4_address,
+    // The instance as it is now, and how many tasks were orphaned if this call deregistered it.
+    let (rec, orphaned) = ctx
+        .plane()
+        .cas(&key, || async {
+            let Some((mut rec, rev)) = get::<InstanceRecord>(ctx.store(), &key).await? else {
+                return Err(not_found(r));
+            };
+            if rec.status() == InstanceStatus::Inactive {
+                return Ok(Attempt::Done((rec, None)));
+            }
+            let tasks: Vec<(String, TaskRecord, u64)> =
+                records::list::<TaskRecord>(ctx.store(), &task_prefix(&cluster))
+                    .await?
+                    .into_iter()
+                    .filter(|(_, t, _)| t.instance_id == rec.id && !t.is_stopped())
+                    .collect();
+            if !tasks.is_empty() && !force {
+                return Err(EcsError::invalid_parameter(
+                    "Found running tasks on the instance.",
                 ));
             }
-        }
-        rec.reservations.clear();
-        rec.set_status(InstanceStatus::Inactive);
-        rec.touch();
-        txn = txn.put(key.clone(), to_bytes(&rec)?);
-        let prefix = format!("{ATTRIBUTES}{cluster}/{}/", rec.id);
-        for (akey, _, _) in records::list::<Attribute>(ctx.store(), &prefix).await? {
-            txn = txn.delete(akey);
-        }
-        if commit(ctx.store(), txn).await? {
-            tracing::info!(container_instance = %rec.arn(), cluster = %cluster, orphaned = tasks.len(), "container instance deregistered");
-            let counts = task_counts(ctx, &cluster).await?;
-            return Ok(DeregisterContainerInstanceResponse {
-                container_instance: Some(view_of(ctx, &rec, &counts, false).await?),
-            });
-        }
+            let mut txn = Txn::new().when(Compare::ModRevision(key.clone(), rev));
+            for (tkey, t, trev) in &tasks {
+                let stopped = orphan(t, "Container instance deregistered", now);
+                txn = txn
+                    .when(Compare::ModRevision(tkey.clone(), *trev))
+                    .put(task_key(&cluster, &t.id), to_bytes(&stopped)?);
+                if let Some(net) = stopped.network() {
+                    txn = txn.delete(flotilla_controllers::records::address_key(
+                        &net.private_ipv4_address,
+                    ));
+                }
+            }
+            rec.reservations.clear();
+            rec.set_status(InstanceStatus::Inactive);
+            rec.touch();
+            txn = txn.put(key.clone(), to_bytes(&rec)?);
+            let prefix = format!("{ATTRIBUTES}{cluster}/{}/", rec.id);
+            for (akey, _, _) in records::list::<Attribute>(ctx.store(), &prefix).await? {
+                txn = txn.delete(akey);
+            }
+            let orphaned = tasks.len();
+            Ok(Attempt::Commit(txn, (rec, Some(orphaned))))
+        })
+        .await?;
+    if let Some(orphaned) = orphaned {
+        tracing::info!(container_instance = %rec.arn(), cluster = %cluster, orphaned, "container instance deregistered");
     }
-    Err(contention())
+    let counts = task_counts(ctx, &cluster).await?;
+    Ok(DeregisterContainerInstanceResponse {
+        container_instance: Some(view_of(ctx, &rec, &counts, false).await?),
+    })
 }

@@ -5,7 +5,7 @@
 use crate::context::Ctx;
 use flotilla_control::task_definitions::parse_ref;
 use flotilla_controllers::records::{
-    commit, contention, family_key, get, task_definition_key, to_bytes, FamilyRecord, CAS_ATTEMPTS,
+    family_key, get, task_definition_key, to_bytes, Attempt, FamilyRecord,
 };
 use flotilla_model::shapes::{
     DeregisterTaskDefinitionRequest, DeregisterTaskDefinitionResponse,
@@ -33,39 +33,38 @@ pub async fn deregister_task_definition(
     }
     let key = task_definition_key(&r.family, revision);
     let fkey = family_key(&r.family);
-    for _ in 0..CAS_ATTEMPTS {
-        let Some((mut rec, rev)) = get::<RegisterTaskDefinitionResponse>(ctx.store(), &key).await?
-        else {
-            return Err(EcsError::client(
-                "The specified task definition does not exist.",
-            ));
-        };
-        let Some(td) = rec.task_definition.as_mut() else {
-            return Err(EcsError::server(format!(
-                "record {key} has no task definition"
-            )));
-        };
-        if td.status != Some(TaskDefinitionStatus::Active) {
-            return Ok(DeregisterTaskDefinitionResponse {
-                task_definition: rec.task_definition,
-            });
-        }
-        td.status = Some(TaskDefinitionStatus::Inactive);
-        td.deregistered_at = Some(flotilla_control::timestamp(ctx.now));
-        let Some((mut family, frev)) = get::<FamilyRecord>(ctx.store(), &fkey).await? else {
-            return Err(EcsError::server(format!("family record {fkey} is missing")));
-        };
-        family.active_revisions = family.active_revisions.saturating_sub(1);
-        let txn = Txn::new()
-            .when(Compare::ModRevision(key.clone(), rev))
-            .when(Compare::ModRevision(fkey.clone(), frev))
-            .put(key.clone(), to_bytes(&rec)?)
-            .put(fkey.clone(), to_bytes(&family)?);
-        if commit(ctx.store(), txn).await? {
-            return Ok(DeregisterTaskDefinitionResponse {
-                task_definition: rec.task_definition,
-            });
-        }
-    }
-    Err(contention())
+    // Serialized on the family, the record RegisterTaskDefinition writes too.
+    let task_definition = ctx
+        .plane()
+        .cas(&fkey, || async {
+            let Some((mut rec, rev)) =
+                get::<RegisterTaskDefinitionResponse>(ctx.store(), &key).await?
+            else {
+                return Err(EcsError::client(
+                    "The specified task definition does not exist.",
+                ));
+            };
+            let Some(td) = rec.task_definition.as_mut() else {
+                return Err(EcsError::server(format!(
+                    "record {key} has no task definition"
+                )));
+            };
+            if td.status != Some(TaskDefinitionStatus::Active) {
+                return Ok(Attempt::Done(rec.task_definition));
+            }
+            td.status = Some(TaskDefinitionStatus::Inactive);
+            td.deregistered_at = Some(flotilla_control::timestamp(ctx.now));
+            let Some((mut family, frev)) = get::<FamilyRecord>(ctx.store(), &fkey).await? else {
+                return Err(EcsError::server(format!("family record {fkey} is missing")));
+            };
+            family.active_revisions = family.active_revisions.saturating_sub(1);
+            let txn = Txn::new()
+                .when(Compare::ModRevision(key.clone(), rev))
+                .when(Compare::ModRevision(fkey.clone(), frev))
+                .put(key.clone(), to_bytes(&rec)?)
+                .put(fkey.clone(), to_bytes(&family)?);
+            Ok(Attempt::Commit(txn, rec.task_definition))
+        })
+        .await?;
+    Ok(DeregisterTaskDefinitionResponse { task_definition })
 }

@@ -16,9 +16,7 @@ use crate::shared::instance_views::{task_counts, view_of};
 use flotilla_control::instances::{parse_identity_document, parse_total_resources, InstanceRecord};
 use flotilla_control::tags::validate_tags;
 use flotilla_controllers::placement::new_id;
-use flotilla_controllers::records::{
-    commit, contention, get, instance_id_in, instance_key, to_bytes, CAS_ATTEMPTS,
-};
+use flotilla_controllers::records::{get, instance_id_in, instance_key, to_bytes, Attempt};
 use flotilla_model::shapes::{
     ContainerInstance, RegisterContainerInstanceRequest, RegisterContainerInstanceResponse,
 };
@@ -45,70 +43,77 @@ pub async fn register_container_instance(
         .and_then(|a| instance_id_in(a, &cluster))
         .map(str::to_string);
     let now = flotilla_control::timestamp(ctx.now);
-    for _ in 0..CAS_ATTEMPTS {
-        let existing = match &existing_id {
-            Some(id) => get::<InstanceRecord>(ctx.store(), &instance_key(&cluster, id))
-                .await?
-                .filter(|(r, _)| r.status() != InstanceStatus::Inactive),
-            None => None,
-        };
-        let (mut rec, compare) = match existing {
-            Some((rec, rev)) => {
-                let key = instance_key(&cluster, &rec.id);
-                (rec, Compare::ModRevision(key, rev))
+    // The record the change is about: the named instance (a new registration takes a fresh id
+    // that no other writer knows, so it serializes with nothing that matters).
+    let lock_key = instance_key(&cluster, existing_id.as_deref().unwrap_or_default());
+    let (rec, key) = ctx
+        .plane()
+        .cas(&lock_key, || async {
+            let existing = match &existing_id {
+                Some(id) => get::<InstanceRecord>(ctx.store(), &instance_key(&cluster, id))
+                    .await?
+                    .filter(|(r, _)| r.status() != InstanceStatus::Inactive),
+                None => None,
+            };
+            let (mut rec, compare) = match existing {
+                Some((rec, rev)) => {
+                    let key = instance_key(&cluster, &rec.id);
+                    (rec, Compare::ModRevision(key, rev))
+                }
+                None => {
+                    let id = new_id();
+                    let mut rec = InstanceRecord {
+                        instance: ContainerInstance {
+                            container_instance_arn: Some(
+                                ctx.arns().container_instance(&cluster, &id),
+                            ),
+                            version: 0,
+                            agent_connected: true,
+                            registered_at: Some(now),
+                            ..ContainerInstance::default()
+                        },
+                        cluster: cluster.clone(),
+                        id: id.clone(),
+                        ..InstanceRecord::default()
+                    };
+                    rec.set_status(InstanceStatus::Active);
+                    (rec, Compare::Absent(instance_key(&cluster, &id)))
+                }
+            };
+            rec.registered = capacity.clone();
+            if req.version_info.is_some() {
+                rec.instance.version_info = req.version_info.clone();
             }
-            None => {
-                let id = new_id();
-                let mut rec = InstanceRecord {
-                    instance: ContainerInstance {
-                        container_instance_arn: Some(ctx.arns().container_instance(&cluster, &id)),
-                        version: 0,
-                        agent_connected: true,
-                        registered_at: Some(now),
-                        ..ContainerInstance::default()
-                    },
-                    cluster: cluster.clone(),
-                    id: id.clone(),
-                    ..InstanceRecord::default()
-                };
-                rec.set_status(InstanceStatus::Active);
-                (rec, Compare::Absent(instance_key(&cluster, &id)))
+            rec.instance.attributes = Some(req.attributes.clone().unwrap_or_default());
+            if let Some(d) = &doc {
+                rec.instance.ec2_instance_id =
+                    d.instance_id.clone().or(rec.instance.ec2_instance_id);
+                rec.availability_zone = d.availability_zone.clone().or(rec.availability_zone);
+                rec.instance_type = d.instance_type.clone().or(rec.instance_type);
             }
-        };
-        rec.registered = capacity.clone();
-        if req.version_info.is_some() {
-            rec.instance.version_info = req.version_info.clone();
-        }
-        rec.instance.attributes = Some(req.attributes.clone().unwrap_or_default());
-        if let Some(d) = &doc {
-            rec.instance.ec2_instance_id = d.instance_id.clone().or(rec.instance.ec2_instance_id);
-            rec.availability_zone = d.availability_zone.clone().or(rec.availability_zone);
-            rec.instance_type = d.instance_type.clone().or(rec.instance_type);
-        }
-        let mut all_tags = rec.instance.tags.clone().unwrap_or_default();
-        for t in &tags {
-            match all_tags.iter_mut().find(|x| x.key == t.key) {
-                Some(x) => x.value = t.value.clone(),
-                None => all_tags.push(t.clone()),
+            let mut all_tags = rec.instance.tags.clone().unwrap_or_default();
+            for t in &tags {
+                match all_tags.iter_mut().find(|x| x.key == t.key) {
+                    Some(x) => x.value = t.value.clone(),
+                    None => all_tags.push(t.clone()),
+                }
             }
-        }
-        validate_tags(&all_tags, 0)?;
-        rec.instance.tags = Some(all_tags);
-        rec.touch();
-        let key = instance_key(&cluster, &rec.id);
-        let txn = Txn::new().when(compare).put(key.clone(), to_bytes(&rec)?);
-        if commit(ctx.store(), txn).await? {
-            tracing::info!(container_instance = %rec.arn(), cluster = %cluster, "container instance registered");
-            ctx.api.agents.expect(
-                &key,
-                tokio::time::Instant::now() + ctx.api.timings.silence_limit(),
-            );
-            let counts = task_counts(ctx, &cluster).await?;
-            let view = view_of(ctx, &rec, &counts, true).await?;
-            return Ok(RegisterContainerInstanceResponse {
-                container_instance: Some(view),
-            });
-        }
-    }
-    Err(contention())
+            validate_tags(&all_tags, 0)?;
+            rec.instance.tags = Some(all_tags);
+            rec.touch();
+            let key = instance_key(&cluster, &rec.id);
+            let txn = Txn::new().when(compare).put(key.clone(), to_bytes(&rec)?);
+            Ok(Attempt::Commit(txn, (rec, key)))
+        })
+        .await?;
+    tracing::info!(container_instance = %rec.arn(), cluster = %cluster, "container instance registered");
+    ctx.api.agents.expect(
+        &key,
+        tokio::time::Instant::now() + ctx.api.timings.silence_limit(),
+    );
+    let counts = task_counts(ctx, &cluster).await?;
+    let view = view_of(ctx, &rec, &counts, true).await?;
+    Ok(RegisterContainerInstanceResponse {
+        container_instance: Some(view),
+    })
 }

@@ -7,12 +7,9 @@
 
 use crate::context::Ctx;
 use flotilla_control::tasks::{stop, TaskRecord};
-use flotilla_controllers::records::{
-    commit, contention, get, task_id_in, task_key, to_bytes, CAS_ATTEMPTS,
-};
+use flotilla_controllers::records::{get, replace, task_id_in, task_key, Attempt};
 use flotilla_model::shapes::{StopTaskRequest, StopTaskResponse, TaskStopCode};
 use flotilla_model::EcsError;
-use flotilla_store::{Compare, Txn};
 
 /// StopTask.
 pub async fn stop_task(ctx: &Ctx<'_>, req: StopTaskRequest) -> Result<StopTaskResponse, EcsError> {
@@ -34,25 +31,24 @@ pub async fn stop_task(ctx: &Ctx<'_>, req: StopTaskRequest) -> Result<StopTaskRe
     }
     let key = task_key(&cluster, id);
     let now = flotilla_control::timestamp(ctx.now);
-    for _ in 0..CAS_ATTEMPTS {
-        let Some((rec, rev)) = get::<TaskRecord>(ctx.store(), &key).await? else {
-            return Err(not_found());
-        };
-        let next = stop(&rec, TaskStopCode::UserInitiated, &reason, now);
-        if next == rec {
-            return Ok(StopTaskResponse {
-                task: Some(rec.view(false)),
-            });
-        }
-        let txn = Txn::new()
-            .when(Compare::ModRevision(key.clone(), rev))
-            .put(key.clone(), to_bytes(&next)?);
-        if commit(ctx.store(), txn).await? {
-            tracing::info!(task = %next.arn(), reason = %reason, "task stop requested");
-            return Ok(StopTaskResponse {
-                task: Some(next.view(false)),
-            });
-        }
+    let (rec, stopped) = ctx
+        .plane()
+        .cas(&key, || async {
+            let Some((rec, rev)) = get::<TaskRecord>(ctx.store(), &key).await? else {
+                return Err(not_found());
+            };
+            let next = stop(&rec, TaskStopCode::UserInitiated, &reason, now);
+            if next == rec {
+                return Ok(Attempt::Done((rec, false)));
+            }
+            let txn = replace(&key, rev, &next)?;
+            Ok(Attempt::Commit(txn, (next, true)))
+        })
+        .await?;
+    if stopped {
+        tracing::info!(task = %rec.arn(), reason = %reason, "task stop requested");
     }
-    Err(contention())
+    Ok(StopTaskResponse {
+        task: Some(rec.view(false)),
+    })
 }

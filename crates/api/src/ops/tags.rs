@@ -12,8 +12,7 @@ use flotilla_control::tags::{validate_tags, MAX_TAGS};
 use flotilla_control::task_definitions::parse_ref;
 use flotilla_control::tasks::TaskRecord;
 use flotilla_controllers::records::{
-    cluster_key, commit, contention, get, instance_key, task_definition_key, task_key, to_bytes,
-    CAS_ATTEMPTS,
+    cluster_key, get, instance_key, replace, task_definition_key, task_key, Attempt,
 };
 use flotilla_model::shapes::{
     Cluster, ListTagsForResourceRequest, ListTagsForResourceResponse,
@@ -21,7 +20,6 @@ use flotilla_model::shapes::{
     UntagResourceRequest, UntagResourceResponse,
 };
 use flotilla_model::{EcsError, ErrorCode};
-use flotilla_store::{Compare, Txn};
 
 /// A taggable resource, located by its ARN.
 enum Target {
@@ -104,75 +102,71 @@ async fn modify_tags(
             _ => not_found(arn),
         });
     }
-    for _ in 0..CAS_ATTEMPTS {
-        let (key, bytes, tags, rev) = match &t {
-            Target::Cluster(name) => {
-                let key = cluster_key(name);
-                let Some((mut c, rev)) = get::<Cluster>(ctx.store(), &key).await? else {
-                    return Err(EcsError::cluster_not_found());
-                };
-                if c.status.as_deref() != Some("ACTIVE") {
-                    return Err(EcsError::cluster_not_found());
+    let key = match &t {
+        Target::Cluster(name) => cluster_key(name),
+        Target::TaskDefinition(family, revision) => task_definition_key(family, *revision),
+        Target::Task(cluster, id) => task_key(cluster, id),
+        Target::ContainerInstance(cluster, id) => instance_key(cluster, id),
+        Target::Service(cluster, name) => service_key(cluster, name),
+    };
+    let change = &change;
+    ctx.plane()
+        .cas(&key, || async {
+            let missing = || not_found(arn);
+            match &t {
+                Target::Cluster(_) => {
+                    retag::<Cluster>(ctx, &key, EcsError::cluster_not_found, change, |c| {
+                        (c.status.as_deref() == Some("ACTIVE")).then_some(&mut c.tags)
+                    })
+                    .await
                 }
-                let tags = c.tags.get_or_insert_with(Vec::new);
-                change(tags)?;
-                let tags = tags.clone();
-                (key, to_bytes(&c)?, tags, rev)
-            }
-            Target::TaskDefinition(family, revision) => {
-                let key = task_definition_key(family, *revision);
-                let Some((mut rec, rev)) =
-                    get::<RegisterTaskDefinitionResponse>(ctx.store(), &key).await?
-                else {
-                    return Err(not_found(arn));
-                };
-                let tags = rec.tags.get_or_insert_with(Vec::new);
-                change(tags)?;
-                let tags = tags.clone();
-                (key, to_bytes(&rec)?, tags, rev)
-            }
-            Target::Task(cluster, id) => {
-                let key = task_key(cluster, id);
-                let Some((mut rec, rev)) = get::<TaskRecord>(ctx.store(), &key).await? else {
-                    return Err(not_found(arn));
-                };
-                let tags = rec.task.tags.get_or_insert_with(Vec::new);
-                change(tags)?;
-                let tags = tags.clone();
-                (key, to_bytes(&rec)?, tags, rev)
-            }
-            Target::ContainerInstance(cluster, id) => {
-                let key = instance_key(cluster, id);
-                let Some((mut rec, rev)) = get::<InstanceRecord>(ctx.store(), &key).await? else {
-                    return Err(not_found(arn));
-                };
-                let tags = rec.instance.tags.get_or_insert_with(Vec::new);
-                change(tags)?;
-                let tags = tags.clone();
-                (key, to_bytes(&rec)?, tags, rev)
-            }
-            Target::Service(cluster, name) => {
-                let key = service_key(cluster, name);
-                let Some((mut rec, rev)) = get::<ServiceRecord>(ctx.store(), &key).await? else {
-                    return Err(not_found(arn));
-                };
-                if rec.status == ServiceStatus::Inactive {
-                    return Err(not_found(arn));
+                Target::TaskDefinition(..) => {
+                    retag::<RegisterTaskDefinitionResponse>(ctx, &key, missing, change, |r| {
+                        Some(&mut r.tags)
+                    })
+                    .await
                 }
-                let tags = rec.service.tags.get_or_insert_with(Vec::new);
-                change(tags)?;
-                let tags = tags.clone();
-                (key, to_bytes(&rec)?, tags, rev)
+                Target::Task(..) => {
+                    retag::<TaskRecord>(ctx, &key, missing, change, |r| Some(&mut r.task.tags))
+                        .await
+                }
+                Target::ContainerInstance(..) => {
+                    retag::<InstanceRecord>(ctx, &key, missing, change, |r| {
+                        Some(&mut r.instance.tags)
+                    })
+                    .await
+                }
+                Target::Service(..) => {
+                    retag::<ServiceRecord>(ctx, &key, missing, change, |r| {
+                        (r.status != ServiceStatus::Inactive).then_some(&mut r.service.tags)
+                    })
+                    .await
+                }
             }
-        };
-        let txn = Txn::new()
-            .when(Compare::ModRevision(key.clone(), rev))
-            .put(key, bytes);
-        if commit(ctx.store(), txn).await? {
-            return Ok(tags);
-        }
-    }
-    Err(contention())
+        })
+        .await
+}
+
+/// One attempt of [`modify_tags`] on a record of type `T`: reads it, applies `change` to the
+/// tags `tags_of` finds in it (`None` when the record cannot be tagged: `missing`), and
+/// returns the transaction that writes it back with the tags after.
+async fn retag<T: serde::Serialize + serde::de::DeserializeOwned>(
+    ctx: &Ctx<'_>,
+    key: &str,
+    missing: impl Fn() -> EcsError,
+    change: &impl Fn(&mut Vec<Tag>) -> Result<(), EcsError>,
+    tags_of: impl FnOnce(&mut T) -> Option<&mut Option<Vec<Tag>>>,
+) -> Result<Attempt<Vec<Tag>>, EcsError> {
+    let Some((mut rec, rev)) = get::<T>(ctx.store(), key).await? else {
+        return Err(missing());
+    };
+    let Some(tags) = tags_of(&mut rec) else {
+        return Err(missing());
+    };
+    let tags = tags.get_or_insert_with(Vec::new);
+    change(tags)?;
+    let tags = tags.clone();
+    Ok(Attempt::Commit(replace(key, rev, &rec)?, tags))
 }
 
 /// TagResource.

@@ -5,16 +5,21 @@
 use crate::context::Ctx;
 use crate::shared::instance_views::{task_counts, view_of};
 use flotilla_control::instances::InstanceRecord;
-use flotilla_controllers::records::{
-    commit, contention, get, instance_id_in, instance_key, to_bytes, CAS_ATTEMPTS,
-};
+use flotilla_controllers::records::{get, instance_id_in, instance_key, replace, Attempt};
 use flotilla_model::shapes::{
     ContainerInstanceStatus, Failure, UpdateContainerInstancesStateRequest,
     UpdateContainerInstancesStateResponse,
 };
 use flotilla_model::EcsError;
 use flotilla_scheduler::InstanceStatus;
-use flotilla_store::{Compare, Txn};
+
+/// What became of one instance.
+enum Outcome {
+    Missing,
+    Inactive(InstanceRecord),
+    Unchanged(InstanceRecord),
+    Changed(InstanceRecord),
+}
 
 /// UpdateContainerInstancesState.
 pub async fn update_container_instances_state(
@@ -41,7 +46,7 @@ pub async fn update_container_instances_state(
     }
     let mut updated = Vec::new();
     let mut failures = Vec::new();
-    'outer: for r in refs {
+    for r in refs {
         let missing = || Failure {
             arn: Some(if r.starts_with("arn:") {
                 r.to_string()
@@ -56,35 +61,37 @@ pub async fn update_container_instances_state(
             continue;
         };
         let key = instance_key(&cluster, id);
-        for _ in 0..CAS_ATTEMPTS {
-            let Some((mut rec, rev)) = get::<InstanceRecord>(ctx.store(), &key).await? else {
-                failures.push(missing());
-                continue 'outer;
-            };
-            if rec.status() == InstanceStatus::Inactive {
-                failures.push(Failure {
-                    arn: Some(rec.arn().to_string()),
-                    reason: Some("INACTIVE".into()),
-                    detail: Some("The container instance is deregistered.".into()),
-                });
-                continue 'outer;
-            }
-            if rec.status() == status {
-                updated.push(rec);
-                continue 'outer;
-            }
-            rec.set_status(status);
-            rec.touch();
-            let txn = Txn::new()
-                .when(Compare::ModRevision(key.clone(), rev))
-                .put(key.clone(), to_bytes(&rec)?);
-            if commit(ctx.store(), txn).await? {
+        let outcome = ctx
+            .plane()
+            .cas(&key, || async {
+                let Some((mut rec, rev)) = get::<InstanceRecord>(ctx.store(), &key).await? else {
+                    return Ok(Attempt::Done(Outcome::Missing));
+                };
+                if rec.status() == InstanceStatus::Inactive {
+                    return Ok(Attempt::Done(Outcome::Inactive(rec)));
+                }
+                if rec.status() == status {
+                    return Ok(Attempt::Done(Outcome::Unchanged(rec)));
+                }
+                rec.set_status(status);
+                rec.touch();
+                let txn = replace(&key, rev, &rec)?;
+                Ok(Attempt::Commit(txn, Outcome::Changed(rec)))
+            })
+            .await?;
+        match outcome {
+            Outcome::Missing => failures.push(missing()),
+            Outcome::Inactive(rec) => failures.push(Failure {
+                arn: Some(rec.arn().to_string()),
+                reason: Some("INACTIVE".into()),
+                detail: Some("The container instance is deregistered.".into()),
+            }),
+            Outcome::Unchanged(rec) => updated.push(rec),
+            Outcome::Changed(rec) => {
                 tracing::info!(container_instance = %rec.arn(), status = status.as_ecs_str(), "container instance state changed");
                 updated.push(rec);
-                continue 'outer;
             }
         }
-        return Err(contention());
     }
     let counts = task_counts(ctx, &cluster).await?;
     let mut out = Vec::new();

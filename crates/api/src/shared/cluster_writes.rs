@@ -3,10 +3,9 @@
 
 use crate::context::Ctx;
 use flotilla_control::keys::foreign_arn;
-use flotilla_controllers::records::{active_cluster, cluster_key, to_bytes, Attempt};
+use flotilla_controllers::records::{active_cluster, cluster_key, replace, Attempt};
 use flotilla_model::shapes::Cluster;
 use flotilla_model::EcsError;
-use flotilla_store::{Compare, Txn};
 
 /// Applies `change` to an ACTIVE cluster with compare-and-swap, retrying on races, and returns
 /// the cluster as written.
@@ -24,9 +23,7 @@ pub async fn modify_cluster(
             let (mut c, rev) = active_cluster(ctx.store(), cluster).await?;
             change(&mut c)?;
             let key = cluster_key(c.cluster_name.as_deref().unwrap_or_default());
-            let txn = Txn::new()
-                .when(Compare::ModRevision(key.clone(), rev))
-                .put(key, to_bytes(&c)?);
+            let txn = replace(&key, rev, &c)?;
             Ok(Attempt::Commit(txn, c))
         })
         .await

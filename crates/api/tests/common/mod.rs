@@ -40,6 +40,43 @@ pub fn api() -> Api {
     api_with(Arc::new(MemoryStore::new()))
 }
 
+/// A `SqliteStore` in a fresh temporary directory (kept while the `TempDir` lives).
+pub fn sqlite_store() -> (tempfile::TempDir, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = flotilla_store::SqliteStore::open(dir.path()).unwrap();
+    (dir, Arc::new(store))
+}
+
+/// Two multi-threaded tests, `$memory` and `$sqlite`, that run `$check(store)` on a
+/// `MemoryStore` and on a `SqliteStore`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($memory:ident, $sqlite:ident, $check:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $memory() {
+            $check(std::sync::Arc::new(flotilla_store::MemoryStore::new())).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $sqlite() {
+            let (_dir, store) = $crate::common::sqlite_store();
+            $check(store).await;
+        }
+    };
+}
+
+/// Serves `api`'s HTTP router on 127.0.0.1:0; returns the api and the address.
+pub async fn serve(api: Api) -> (Arc<Api>, String) {
+    let api = Arc::new(api);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let app = flotilla_api::router(api.clone());
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (api, addr)
+}
+
 pub async fn call(api: &Api, op: &str, input: Value) -> Result<Value, EcsError> {
     let ctx = Ctx {
         api,
