@@ -130,18 +130,13 @@ fn plan<'a>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{dep, spec, task};
-    use super::super::DeploymentStatus;
+    use super::super::fixtures::{primary_a, rolling, spec, task};
     use super::*;
     use flotilla_model::shapes::DeploymentRolloutState;
 
     #[test]
     fn daemon_runs_one_task_per_eligible_instance_and_replaces_old_ones_in_place() {
-        let d = [dep(
-            "a",
-            DeploymentStatus::Primary,
-            DeploymentRolloutState::InProgress,
-        )];
+        let d = [primary_a(DeploymentRolloutState::InProgress)];
         let mut s = spec(0, 0, 100);
         let eligible: Vec<String> = vec!["i0".into(), "i1".into(), "i2".into()];
         let a = compute_daemon_actions(&s, &d, &[], &eligible, 1.0);
@@ -161,18 +156,7 @@ mod tests {
         assert_eq!(a.deployments[0].desired_count, 3);
         // A new deployment: old tasks stop first (min 0), then new ones start.
         s.steady = true;
-        let d2 = [
-            dep(
-                "b",
-                DeploymentStatus::Primary,
-                DeploymentRolloutState::InProgress,
-            ),
-            dep(
-                "a",
-                DeploymentStatus::Active,
-                DeploymentRolloutState::Completed,
-            ),
-        ];
+        let d2 = rolling();
         let a = compute_daemon_actions(&s, &d2, &tasks, &eligible, 3.0);
         assert_eq!(a.stop.len(), 3);
         assert!(a.start_on.is_empty());

@@ -61,3 +61,24 @@ pub(super) fn task(n: usize, dep: &str, phase: Phase) -> TaskObs {
 pub(super) fn messages(a: &Actions) -> Vec<String> {
     a.events.iter().map(|e| e.render("web")).collect()
 }
+
+/// The PRIMARY deployment `a`, in `rollout`.
+pub(super) fn primary_a(rollout: DeploymentRolloutState) -> DeploymentRecord {
+    dep("a", DeploymentStatus::Primary, rollout)
+}
+
+/// A rolling deployment: `b` (PRIMARY, IN_PROGRESS) replaces `a` (ACTIVE, COMPLETED).
+pub(super) fn rolling() -> [DeploymentRecord; 2] {
+    [
+        dep(
+            "b",
+            DeploymentStatus::Primary,
+            DeploymentRolloutState::InProgress,
+        ),
+        dep(
+            "a",
+            DeploymentStatus::Active,
+            DeploymentRolloutState::Completed,
+        ),
+    ]
+}

@@ -169,19 +169,15 @@ fn surplus_order<'a>(cands: &mut [&'a TaskObs], all: &[&'a TaskObs]) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{dep, messages, spec, task};
-    use super::super::{max_tasks, min_healthy, DeploymentStatus};
+    use super::super::fixtures::{messages, primary_a, rolling, spec, task};
+    use super::super::{max_tasks, min_healthy};
     use super::*;
     use flotilla_model::shapes::DeploymentRolloutState;
     use proptest::prelude::*;
 
     #[test]
     fn a_new_service_starts_desired_tasks() {
-        let d = [dep(
-            "a",
-            DeploymentStatus::Primary,
-            DeploymentRolloutState::InProgress,
-        )];
+        let d = [primary_a(DeploymentRolloutState::InProgress)];
         let a = compute_service_actions(&spec(5, 100, 200), &d, &[], 10.0);
         assert_eq!(a.start, Some(("a".into(), 5)));
         assert!(a.stop.is_empty());
@@ -190,11 +186,7 @@ mod tests {
 
     #[test]
     fn steady_and_completed_once_all_run() {
-        let d = [dep(
-            "a",
-            DeploymentStatus::Primary,
-            DeploymentRolloutState::InProgress,
-        )];
+        let d = [primary_a(DeploymentRolloutState::InProgress)];
         let tasks: Vec<_> = (0..3).map(|i| task(i, "a", Phase::Running)).collect();
         let a = compute_service_actions(&spec(3, 100, 200), &d, &tasks, 10.0);
         assert!(a.steady);
@@ -213,11 +205,7 @@ mod tests {
 
     #[test]
     fn a_stopped_task_is_replaced() {
-        let d = [dep(
-            "a",
-            DeploymentStatus::Primary,
-            DeploymentRolloutState::Completed,
-        )];
+        let d = [primary_a(DeploymentRolloutState::Completed)];
         let mut tasks: Vec<_> = (0..3).map(|i| task(i, "a", Phase::Running)).collect();
         tasks.push(task(3, "a", Phase::Stopped));
         tasks[3].unexpected_stop = Some("Essential container in task exited".into());
@@ -236,18 +224,7 @@ mod tests {
 
     #[test]
     fn rolling_update_starts_new_then_stops_old_as_new_get_healthy() {
-        let d = [
-            dep(
-                "b",
-                DeploymentStatus::Primary,
-                DeploymentRolloutState::InProgress,
-            ),
-            dep(
-                "a",
-                DeploymentStatus::Active,
-                DeploymentRolloutState::Completed,
-            ),
-        ];
+        let d = rolling();
         let mut tasks: Vec<_> = (0..6).map(|i| task(i, "a", Phase::Running)).collect();
         let a = compute_service_actions(&spec(6, 100, 200), &d, &tasks, 10.0);
         assert_eq!(a.start, Some(("b".into(), 6)));
@@ -273,11 +250,7 @@ mod tests {
 
     #[test]
     fn scale_down_stops_from_the_fullest_az() {
-        let d = [dep(
-            "a",
-            DeploymentStatus::Primary,
-            DeploymentRolloutState::Completed,
-        )];
+        let d = [primary_a(DeploymentRolloutState::Completed)];
         let mut tasks: Vec<_> = (0..3).map(|i| task(i, "a", Phase::Running)).collect();
         for t in tasks.iter_mut() {
             t.az = "x".into();
@@ -290,18 +263,7 @@ mod tests {
 
     #[test]
     fn circuit_breaker_trips_and_rolls_back() {
-        let d = [
-            dep(
-                "b",
-                DeploymentStatus::Primary,
-                DeploymentRolloutState::InProgress,
-            ),
-            dep(
-                "a",
-                DeploymentStatus::Active,
-                DeploymentRolloutState::Completed,
-            ),
-        ];
+        let d = rolling();
         let mut s = spec(2, 100, 200);
         s.circuit_breaker = Some(true);
         s.last_completed = Some(("a".into(), "td-a".into()));
@@ -336,11 +298,7 @@ mod tests {
 
     #[test]
     fn repeated_failures_throttle_starts() {
-        let d = [dep(
-            "a",
-            DeploymentStatus::Primary,
-            DeploymentRolloutState::InProgress,
-        )];
+        let d = [primary_a(DeploymentRolloutState::InProgress)];
         let tasks: Vec<_> = (0..4)
             .map(|i| {
                 let mut t = task(i, "a", Phase::Stopped);
@@ -359,11 +317,7 @@ mod tests {
 
     #[test]
     fn tasks_on_a_draining_instance_are_replaced_before_they_stop() {
-        let d = [dep(
-            "a",
-            DeploymentStatus::Primary,
-            DeploymentRolloutState::Completed,
-        )];
+        let d = [primary_a(DeploymentRolloutState::Completed)];
         let mut tasks: Vec<_> = (0..4).map(|i| task(i, "a", Phase::Running)).collect();
         tasks[0].draining = true;
         tasks[1].draining = true;
@@ -380,11 +334,7 @@ mod tests {
 
     #[test]
     fn tasks_of_a_lost_instance_are_replaced_and_the_surplus_stopped_on_return() {
-        let d = [dep(
-            "a",
-            DeploymentStatus::Primary,
-            DeploymentRolloutState::Completed,
-        )];
+        let d = [primary_a(DeploymentRolloutState::Completed)];
         let mut tasks: Vec<_> = (0..4).map(|i| task(i, "a", Phase::Running)).collect();
         tasks[0].lost = true;
         let a = compute_service_actions(&spec(4, 100, 100), &d, &tasks, 1.0);
@@ -400,11 +350,7 @@ mod tests {
 
     #[test]
     fn unhealthy_tasks_are_stopped_and_replaced() {
-        let d = [dep(
-            "a",
-            DeploymentStatus::Primary,
-            DeploymentRolloutState::Completed,
-        )];
+        let d = [primary_a(DeploymentRolloutState::Completed)];
         let mut tasks: Vec<_> = (0..2).map(|i| task(i, "a", Phase::Running)).collect();
         tasks[1].healthy = false;
         tasks[1].unhealthy = true;
@@ -424,11 +370,7 @@ mod tests {
 
     #[test]
     fn draining_stops_everything_then_goes_inactive() {
-        let d = [dep(
-            "a",
-            DeploymentStatus::Primary,
-            DeploymentRolloutState::Completed,
-        )];
+        let d = [primary_a(DeploymentRolloutState::Completed)];
         let mut s = spec(3, 100, 200);
         s.draining = true;
         let tasks: Vec<_> = (0..3).map(|i| task(i, "a", Phase::Running)).collect();
@@ -442,18 +384,7 @@ mod tests {
         let s = spec(desired, min, max);
         let max_total = max_tasks(desired, max).max(desired);
         let min_ok = min_healthy(desired, min).min(desired);
-        let mut deps = vec![
-            dep(
-                "b",
-                DeploymentStatus::Primary,
-                DeploymentRolloutState::InProgress,
-            ),
-            dep(
-                "a",
-                DeploymentStatus::Active,
-                DeploymentRolloutState::Completed,
-            ),
-        ];
+        let mut deps = rolling().to_vec();
         let mut tasks: Vec<TaskObs> = (0..desired as usize)
             .map(|i| task(i, "a", Phase::Running))
             .collect();
