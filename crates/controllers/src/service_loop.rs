@@ -299,9 +299,9 @@ pub fn default_strategies() -> Vec<PlacementStrategy> {
     ]
 }
 
-/// Starts `n` tasks of a deployment (on the instances `on`, when named); returns the events. `providers`: how many of the
-/// service's live tasks run on each capacity provider, so new tasks keep the strategy's split
-/// as the service scales and replaces tasks.
+/// Starts `n` tasks of a deployment (on the instances `on`, when named); returns the events.
+/// `providers`: how many of the service's live tasks run on each capacity provider, so new tasks
+/// keep the strategy's split as the service scales and replaces tasks.
 async fn start(
     api: &Plane,
     rec: &ServiceRecord,
