@@ -1,11 +1,11 @@
 //! StopServiceDeployment: stops a service's in-progress deployment. With `stopType: ROLLBACK`
 //! (the default) the deployment is marked FAILED and a new PRIMARY deployment of the task
 //! definition of the last COMPLETED deployment is created, by the rollback the circuit breaker
-//! makes too (`flotilla_control::service_scheduler::rollback::stop_primary`); the service loop then replaces the stopped deployment's tasks. With `ABORT` the
-//! deployment is marked FAILED where it is: no more tasks are started for it and its tasks stay.
-//! An unknown ARN is `ServiceDeploymentNotFoundException`; a deployment that is not in progress
-//! (finished, replaced, or without a completed deployment to roll back to) is
-//! `ConflictException`.
+//! makes too (`flotilla_control::service_scheduler::rollback::stop_primary`); the service loop
+//! then replaces the stopped deployment's tasks. With `ABORT` the deployment is marked FAILED
+//! where it is: no more tasks are started for it and its tasks stay. An unknown ARN is
+//! `ServiceDeploymentNotFoundException`; a deployment that is not in progress (finished,
+//! replaced, or without a completed deployment to roll back to) is `ConflictException`.
 
 use super::describe_service_deployments::find;
 use crate::context::Ctx;
