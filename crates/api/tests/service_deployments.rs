@@ -211,3 +211,53 @@ async fn deployments_are_listed_described_and_stopped() {
     assert_eq!(ds.len(), 4);
     assert_eq!(ds[0]["status"], "STOPPED");
 }
+
+/// A DAEMON service on more instances than one placement names (StartTask's 10) runs one task on
+/// every instance: 12 registered instances with connected agents, 12 tasks, one on each.
+#[tokio::test]
+async fn a_daemon_service_runs_one_task_on_each_of_12_instances() {
+    let api = api();
+    cluster(&api, "c1").await;
+    task_definition(&api, "web", 128, None).await;
+    let mut instances = Vec::new();
+    for i in 0..12 {
+        instances.push(register(&api, "c1", 1024, 2048, &format!("us-east-1-{i}")).await);
+    }
+    ok(
+        &api,
+        "CreateService",
+        json!({"cluster": "c1", "serviceName": "d1", "taskDefinition": "web:1",
+               "schedulingStrategy": "DAEMON"}),
+    )
+    .await;
+    let mut arns: Vec<String> = Vec::new();
+    for _ in 0..5 {
+        assert!(reconcile(&api, "c1", "d1").await.unwrap());
+        let listed = ok(
+            &api,
+            "ListTasks",
+            json!({"cluster": "c1", "serviceName": "d1"}),
+        )
+        .await;
+        arns = serde_json::from_value(listed["taskArns"].clone()).unwrap();
+        if arns.len() >= 12 {
+            break;
+        }
+    }
+    assert_eq!(arns.len(), 12, "12 DAEMON tasks for 12 instances");
+    let described = ok(
+        &api,
+        "DescribeTasks",
+        json!({"cluster": "c1", "tasks": arns}),
+    )
+    .await;
+    let mut on: Vec<String> = described["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["containerInstanceArn"].as_str().unwrap().to_string())
+        .collect();
+    on.sort();
+    instances.sort();
+    assert_eq!(on, instances, "one task on each instance");
+}

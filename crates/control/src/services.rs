@@ -189,6 +189,19 @@ impl ServiceRecord {
         self.events.truncate(MAX_EVENTS);
     }
 
+    /// Adds the events of the service (given oldest first) as [`Self::push_events`] does, in
+    /// ECS's wording.
+    pub fn record_events(
+        &mut self,
+        events: &[crate::service_scheduler::ServiceEvent],
+        now: f64,
+        new_id: &mut dyn FnMut() -> String,
+    ) {
+        let name = self.name().to_string();
+        let messages: Vec<String> = events.iter().map(|e| e.render(&name)).collect();
+        self.push_events(&messages, now, new_id);
+    }
+
     /// Moves the deployments of `before` that are no longer in `deployments` to the history
     /// (newest first, capped at [`MAX_HISTORY`]), stamped finished at `now`; forgets the stop
     /// notes of deployments no longer kept.

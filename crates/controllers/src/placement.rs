@@ -7,8 +7,8 @@
 //! 3. write, in ONE transaction, every new task (`Absent`), every touched instance with the new
 //!    reservations (compare-and-swap on the `mod_revision` read in step 1) and, with a
 //!    `clientToken`, the token record (`Absent`);
-//! 4. on a conflict, start over from step 1 ([`Plane::cas`]: after a short backoff, at most
-//!    [`records::CAS_MAX_ATTEMPTS`] times; placements in one pool are serialized in-process).
+//! 4. on a conflict, start over from step 1 ([`Plane::cas`], serialized with the other placements
+//!    on the same cluster in this process).
 //!
 //! Invariant: a task record and its reservation on its instance are written in the same
 //! transaction, and a reservation is only written against the instance version the plan saw, so
@@ -23,6 +23,7 @@ use crate::records::{
 };
 use flotilla_control::instances::{custom_attribute, InstanceRecord, Reservation};
 use flotilla_control::launch::placement_error;
+use flotilla_control::service_scheduler::Unplaced;
 use flotilla_control::tasks::{Status, TaskRecord};
 use flotilla_control::template::TaskTemplate;
 use flotilla_model::shapes::{Attribute, Container, EphemeralStorage, Failure, NetworkMode, Task};
@@ -32,7 +33,6 @@ use flotilla_protocol::{ContainerAssignment, DesiredStatus, TaskAssignment, Task
 use flotilla_scheduler::{self as sched, PlacementError};
 use flotilla_store::{Compare, Txn};
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Where to place.
 #[derive(Debug, Clone)]
@@ -52,13 +52,56 @@ pub struct Token {
     pub digest: String,
 }
 
-/// What became of a request.
+/// What became of a request: `F` is how its failures are told, ECS's [`Failure`] (RunTask's
+/// and StartTask's `failures`) or the typed [`PlacementFailure`].
 #[derive(Debug)]
-pub enum Committed {
+pub enum Committed<F = Failure> {
     /// Tasks created (possibly none) and the failures.
-    Placed(Vec<TaskRecord>, Vec<Failure>),
+    Placed(Vec<TaskRecord>, Vec<F>),
     /// The client token was already used; its record.
     TokenUsed(ClientTokenRecord),
+}
+
+/// A task that could not be placed: the instance that ruled it out (its ARN, or the id a
+/// StartTask named), when one is named, and why, typed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacementFailure {
+    /// The container instance's ARN (or id).
+    pub arn: Option<String>,
+    /// Why.
+    pub reason: Unplaced,
+}
+
+impl PlacementFailure {
+    /// An instance's rejection.
+    fn rejected(r: &sched::InstanceRejection) -> Self {
+        PlacementFailure {
+            arn: Some(r.arn.clone()),
+            reason: Unplaced::Rejected(r.primary()),
+        }
+    }
+
+    /// A failure no instance is named in.
+    fn unnamed(reason: String) -> Self {
+        PlacementFailure {
+            arn: None,
+            reason: Unplaced::Other(reason),
+        }
+    }
+
+    /// The managed pool has no room: its hosts are Flotilla's, never named in a failure.
+    fn no_capacity() -> Self {
+        Self::unnamed(flotilla_control::launch::NO_CAPACITY_REASON.into())
+    }
+
+    /// As RunTask's and StartTask's `failures` list it.
+    pub fn to_ecs(&self) -> Failure {
+        Failure {
+            arn: self.arn.clone(),
+            reason: Some(self.reason.as_ecs_str().to_string()),
+            detail: None,
+        }
+    }
 }
 
 /// A new 32-character lowercase hex id, as ECS's long-format task and instance ids.
@@ -213,7 +256,7 @@ fn build_task(plane: &Plane, now: f64, t: &TaskTemplate, slot: Slot<'_>) -> Task
     }
 }
 
-/// Plans and commits one request (see the module docs).
+/// Plans and commits one request (see the module docs), with ECS's failures.
 pub async fn place(
     plane: &Plane,
     now: f64,
@@ -221,176 +264,193 @@ pub async fn place(
     target: &Target,
     token: Option<&Token>,
 ) -> Result<Committed, EcsError> {
+    Ok(
+        match place_typed(plane, now, template, target, token).await? {
+            Committed::Placed(tasks, failures) => Committed::Placed(
+                tasks,
+                failures.iter().map(PlacementFailure::to_ecs).collect(),
+            ),
+            Committed::TokenUsed(rec) => Committed::TokenUsed(rec),
+        },
+    )
+}
+
+/// [`place`], with each failure's reason typed (the service loop tells it in its events).
+pub async fn place_typed(
+    plane: &Plane,
+    now: f64,
+    template: &TaskTemplate,
+    target: &Target,
+    token: Option<&Token>,
+) -> Result<Committed<PlacementFailure>, EcsError> {
     let demand = template
         .spec
         .demand()
         .map_err(|e| placement_error(e.into()))?;
     let pool = flotilla_control::launch::host_cluster(template.launch_type, &template.cluster);
-    // Attempts so far: every one after the first follows a lost race.
-    let lost = AtomicU32::new(0);
-    // Serialized on the pool's instances, the records every placement in it competes for.
-    let committed = plane
+    let placed = plane
         .cas(&instance_prefix(pool), || async {
-            if lost.fetch_add(1, Ordering::Relaxed) > 0 {
-                tracing::debug!(cluster = %template.cluster, "placement lost a race; re-planning");
-            }
             if let Some(tok) = token {
                 if let Some((rec, _)) = get::<ClientTokenRecord>(plane.store(), &tok.key).await? {
                     return Ok(Attempt::Done(Committed::TokenUsed(rec)));
                 }
             }
-            let all =
-                records::list::<InstanceRecord>(plane.store(), &instance_prefix(pool)).await?;
-            let mut instances: Vec<(String, InstanceRecord, u64)> = all
-                .into_iter()
-                .filter(|(_, r, _)| r.status() != sched::InstanceStatus::Inactive)
-                .collect();
-            let custom = custom_attributes(plane.store(), pool).await?;
-            let snapshot = sched::Snapshot::new(
-                instances
-                    .iter()
-                    .map(|(_, r, _)| r.to_scheduler(custom.get(&r.id).map_or(&[], |v| v)))
-                    .collect(),
-            );
-            let mut cluster = sched::Cluster::new(snapshot);
-            let (outcome, failures) = match target {
-                Target::Run(req) if template.fargate.is_some() => {
-                    // The pool is Flotilla's: its hosts are never named in a failure.
-                    let no_capacity = || Failure {
-                        arn: None,
-                        reason: Some(flotilla_control::launch::NO_CAPACITY_REASON.to_string()),
-                        detail: None,
-                    };
-                    let o = match cluster.place(req) {
-                        Ok(o) => o,
-                        Err(PlacementError::NoContainerInstances) => {
-                            return Ok(Attempt::Done(Committed::Placed(
-                                Vec::new(),
-                                vec![no_capacity()],
-                            )))
-                        }
-                        Err(e) => return Err(placement_error(e)),
-                    };
-                    let short = o.placements.len() < usize::try_from(req.count).unwrap_or(0);
-                    let f = if short {
-                        vec![no_capacity()]
-                    } else {
-                        Vec::new()
-                    };
-                    (o, f)
-                }
-                Target::Run(req) => {
-                    let o = cluster.place(req).map_err(placement_error)?;
-                    let f = o
-                        .ecs_failures()
-                        .into_iter()
-                        .map(|f| Failure {
-                            arn: Some(f.arn),
-                            reason: Some(f.reason),
-                            detail: None,
-                        })
-                        .collect::<Vec<_>>();
-                    (o, f)
-                }
-                Target::Start(req, names) => {
-                    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-                    let o = cluster.start_on(req, &refs).map_err(placement_error)?;
-                    let f = o
-                        .rejections
-                        .iter()
-                        .map(|r| Failure {
-                            arn: Some(r.arn.clone()),
-                            reason: Some(r.primary().as_ecs_str().to_string()),
-                            detail: None,
-                        })
-                        .collect::<Vec<_>>();
-                    (o, f)
-                }
-            };
-            let mut touched: BTreeSet<usize> = BTreeSet::new();
-            let mut tasks = Vec::new();
-            let mut book = match template.awsvpc {
-                Some(_) => Some(crate::fargate::AddressBook::read(plane.store()).await?),
-                None => None,
-            };
-            let mut failures = failures;
-            for (i, p) in outcome.placements.iter().enumerate() {
-                let Some((_, inst, _)) = instances.get_mut(p.instance_index) else {
-                    return Err(EcsError::server("placement chose an unknown instance"));
-                };
-                let network = match (&template.awsvpc, book.as_mut()) {
-                    (Some(vpc), Some(book)) => {
-                        let cidr = &plane.fargate.task_network;
-                        let Some(ip) = book.take(cidr) else {
-                            failures.push(Failure {
-                                arn: None,
-                                reason: Some(format!(
-                                    "No free address is left on the task network {cidr}."
-                                )),
-                                detail: None,
-                            });
-                            break;
-                        };
-                        Some(crate::fargate::task_network(cidr, ip, vpc))
-                    }
-                    _ => None,
-                };
-                let slot = Slot {
-                    inst,
-                    placement: p,
-                    demand: &demand,
-                    provider: template.providers.get(i),
-                    network,
-                };
-                let rec = build_task(plane, now, template, slot);
-                inst.reserve(&rec.id, rec.reservation.clone());
-                inst.touch();
-                touched.insert(p.instance_index);
-                tasks.push(rec);
-            }
-            let mut txn = Txn::new();
-            for i in &touched {
-                if let Some((key, inst, rev)) = instances.get(*i) {
-                    txn = txn
-                        .when(Compare::ModRevision(key.clone(), *rev))
-                        .put(key.clone(), to_bytes(inst)?);
-                }
-            }
-            for t in &tasks {
-                let key = task_key(&t.cluster, &t.id);
-                txn = txn
-                    .when(Compare::Absent(key.clone()))
-                    .put(key, to_bytes(t)?);
-                if let Some(net) = t.network() {
-                    let akey = records::address_key(&net.private_ipv4_address);
-                    txn = txn
-                        .when(Compare::Absent(akey.clone()))
-                        .put(akey, t.arn().as_bytes().to_vec());
-                }
-            }
-            if let Some(book) = book.as_ref().filter(|_| !tasks.is_empty()) {
-                txn = book.commit_cursor(txn)?;
-            }
-            if let Some(tok) = token {
-                let rec = ClientTokenRecord {
-                    request_digest: tok.digest.clone(),
-                    task_arns: tasks.iter().map(|t| t.arn().to_string()).collect(),
-                    failures: failures.clone(),
-                    created_at: now,
-                };
-                txn = txn
-                    .when(Compare::Absent(tok.key.clone()))
-                    .put(tok.key.clone(), to_bytes(&rec)?);
-            }
-            Ok(Attempt::Commit(txn, Committed::Placed(tasks, failures)))
+            plan_and_write(plane, now, template, target, token, &demand).await
         })
         .await?;
-    if let Committed::Placed(tasks, _) = &committed {
+    if let Committed::Placed(tasks, _) = &placed {
         for t in tasks {
             tracing::info!(task = %t.arn(), container_instance = %t.instance_id, cluster = %t.cluster, "task placed");
         }
     }
-    Ok(committed)
+    Ok(placed)
+}
+
+/// The scheduler's plan on the cluster's snapshot: what it placed and the failures; `None` when
+/// a Fargate request finds no host in the managed pool at all (no capacity, nothing to write).
+#[allow(clippy::type_complexity)] // One use; a named type would say no more.
+fn plan(
+    cluster: &mut sched::Cluster,
+    template: &TaskTemplate,
+    target: &Target,
+) -> Result<Option<(sched::PlacementOutcome, Vec<PlacementFailure>)>, EcsError> {
+    Ok(Some(match target {
+        Target::Run(req) if template.fargate.is_some() => {
+            let o = match cluster.place(req) {
+                Ok(o) => o,
+                Err(PlacementError::NoContainerInstances) => return Ok(None),
+                Err(e) => return Err(placement_error(e)),
+            };
+            let short = o.placements.len() < usize::try_from(req.count).unwrap_or(0);
+            let f = if short {
+                vec![PlacementFailure::no_capacity()]
+            } else {
+                Vec::new()
+            };
+            (o, f)
+        }
+        Target::Run(req) => {
+            let o = cluster.place(req).map_err(placement_error)?;
+            let f = o
+                .rejections
+                .iter()
+                .filter(|r| r.primary().reported_by_ecs())
+                .map(PlacementFailure::rejected)
+                .collect();
+            (o, f)
+        }
+        Target::Start(req, names) => {
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let o = cluster.start_on(req, &refs).map_err(placement_error)?;
+            let f = o
+                .rejections
+                .iter()
+                .map(PlacementFailure::rejected)
+                .collect();
+            (o, f)
+        }
+    }))
+}
+
+/// One attempt: reads the cluster, plans, and builds the transaction that writes the new tasks
+/// with their reservations.
+async fn plan_and_write(
+    plane: &Plane,
+    now: f64,
+    template: &TaskTemplate,
+    target: &Target,
+    token: Option<&Token>,
+    demand: &sched::Demand,
+) -> Result<Attempt<Committed<PlacementFailure>>, EcsError> {
+    let pool = flotilla_control::launch::host_cluster(template.launch_type, &template.cluster);
+    let all = records::list::<InstanceRecord>(plane.store(), &instance_prefix(pool)).await?;
+    let mut instances: Vec<(String, InstanceRecord, u64)> = all
+        .into_iter()
+        .filter(|(_, r, _)| r.status() != sched::InstanceStatus::Inactive)
+        .collect();
+    let custom = custom_attributes(plane.store(), pool).await?;
+    let snapshot = sched::Snapshot::new(
+        instances
+            .iter()
+            .map(|(_, r, _)| r.to_scheduler(custom.get(&r.id).map_or(&[], |v| v)))
+            .collect(),
+    );
+    let mut cluster = sched::Cluster::new(snapshot);
+    let Some((outcome, mut failures)) = plan(&mut cluster, template, target)? else {
+        let none = vec![PlacementFailure::no_capacity()];
+        return Ok(Attempt::Done(Committed::Placed(Vec::new(), none)));
+    };
+    let mut touched: BTreeSet<usize> = BTreeSet::new();
+    let mut tasks = Vec::new();
+    let mut book = match template.awsvpc {
+        Some(_) => Some(crate::fargate::AddressBook::read(plane.store()).await?),
+        None => None,
+    };
+    for (i, p) in outcome.placements.iter().enumerate() {
+        let Some((_, inst, _)) = instances.get_mut(p.instance_index) else {
+            return Err(EcsError::server("placement chose an unknown instance"));
+        };
+        let network = match (&template.awsvpc, book.as_mut()) {
+            (Some(vpc), Some(book)) => {
+                let cidr = &plane.fargate.task_network;
+                let Some(ip) = book.take(cidr) else {
+                    failures.push(PlacementFailure::unnamed(format!(
+                        "No free address is left on the task network {cidr}."
+                    )));
+                    break;
+                };
+                Some(crate::fargate::task_network(cidr, ip, vpc))
+            }
+            _ => None,
+        };
+        let slot = Slot {
+            inst,
+            placement: p,
+            demand,
+            provider: template.providers.get(i),
+            network,
+        };
+        let rec = build_task(plane, now, template, slot);
+        inst.reserve(&rec.id, rec.reservation.clone());
+        inst.touch();
+        touched.insert(p.instance_index);
+        tasks.push(rec);
+    }
+    let mut txn = Txn::new();
+    for i in &touched {
+        if let Some((key, inst, rev)) = instances.get(*i) {
+            txn = txn
+                .when(Compare::ModRevision(key.clone(), *rev))
+                .put(key.clone(), to_bytes(inst)?);
+        }
+    }
+    for t in &tasks {
+        let key = task_key(&t.cluster, &t.id);
+        txn = txn
+            .when(Compare::Absent(key.clone()))
+            .put(key, to_bytes(t)?);
+        if let Some(net) = t.network() {
+            let akey = records::address_key(&net.private_ipv4_address);
+            txn = txn
+                .when(Compare::Absent(akey.clone()))
+                .put(akey, t.arn().as_bytes().to_vec());
+        }
+    }
+    if let Some(book) = book.as_ref().filter(|_| !tasks.is_empty()) {
+        txn = book.commit_cursor(txn)?;
+    }
+    if let Some(tok) = token {
+        let rec = ClientTokenRecord {
+            request_digest: tok.digest.clone(),
+            task_arns: tasks.iter().map(|t| t.arn().to_string()).collect(),
+            failures: failures.iter().map(PlacementFailure::to_ecs).collect(),
+            created_at: now,
+        };
+        txn = txn
+            .when(Compare::Absent(tok.key.clone()))
+            .put(tok.key.clone(), to_bytes(&rec)?);
+    }
+    Ok(Attempt::Commit(txn, Committed::Placed(tasks, failures)))
 }
 
 /// The ECS error for a RunTask `clientToken` reused with another request.

@@ -15,11 +15,6 @@ use serde::Serialize;
 
 pub use flotilla_control::keys::*;
 
-/// How many times a hand-written compare-and-swap loop retries. Only CreateService,
-/// UpdateService and StopServiceDeployment still loop by hand (they are being rewritten
-/// separately); every other writer goes through [`cas`]. Remove this with their last loop.
-pub const CAS_ATTEMPTS: usize = 16;
-
 /// A store failure, as the client sees it.
 pub fn store_error(e: StoreError) -> EcsError {
     tracing::error!(error = %e, "store failure");

@@ -16,15 +16,17 @@
 //!   elsewhere first, within maximumPercent; the old ones stopped within minimumHealthyPercent).
 //!   Tasks on an instance whose agent is disconnected count as gone and are replaced; when the
 //!   agent returns, the surplus is stopped. DAEMON services use [`compute_daemon_actions`] on
-//!   the ACTIVE, connected instances and start on named instances (the StartTask target).
+//!   the ACTIVE, connected instances and start on named instances (the StartTask target), at
+//!   most [`flotilla_scheduler::MAX_START_INSTANCES`] per placement.
 
-use crate::placement::{self, Committed, Target};
+use crate::placement::{self, Committed, PlacementFailure, Target};
 use crate::plane::Plane;
 use crate::records::{self, commit, get, task_key, task_prefix, to_bytes, Attempt};
 use flotilla_control::instances::InstanceRecord;
 use flotilla_control::launch;
 use flotilla_control::service_scheduler::{
-    compute_daemon_actions, compute_service_actions, Phase, ServiceSpec, TaskObs,
+    compute_daemon_actions, compute_service_actions, Phase, ServiceEvent, ServiceSpec, TaskObs,
+    Unplaced,
 };
 use flotilla_control::services::{
     deployment_id, service_key, ServiceRecord, ServiceStatus, SERVICES,
@@ -251,26 +253,6 @@ pub fn observe(t: &TaskRecord, draining: bool, lost: bool, grace: f64, now: f64)
     }
 }
 
-/// ECS's wording for the placement failure of a service task.
-pub fn unable_to_place(name: &str, instance: Option<&str>, reason: &str) -> String {
-    let what = match reason {
-        "RESOURCE:CPU" => "has insufficient CPU units available".to_string(),
-        "RESOURCE:MEMORY" => "has insufficient memory available".to_string(),
-        "RESOURCE:PORTS" | "RESOURCE:PORTS_UDP" => {
-            "is already using a port required by your task".to_string()
-        }
-        other => format!("encountered error \"{other}\""),
-    };
-    match instance {
-        Some(i) => format!(
-            "(service {name}) was unable to place a task because no container instance met all of its requirements. The closest matching (container-instance {i}) {what}. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide."
-        ),
-        None => format!(
-            "(service {name}) was unable to place a task because no container instance met all of its requirements. Reason: {reason} For more information, see the Troubleshooting section of the Amazon ECS Developer Guide."
-        ),
-    }
-}
-
 async fn stop_one(
     api: &Plane,
     cluster: &str,
@@ -317,9 +299,9 @@ pub fn default_strategies() -> Vec<PlacementStrategy> {
     ]
 }
 
-/// Starts `n` tasks of a deployment; returns event messages. `providers`: how many of the
-/// service's live tasks run on each capacity provider, so new tasks keep the strategy's split
-/// as the service scales and replaces tasks.
+/// Starts `n` tasks of a deployment (on the instances `on`, when named); returns the events.
+/// `providers`: how many of the service's live tasks run on each capacity provider, so new tasks
+/// keep the strategy's split as the service scales and replaces tasks.
 async fn start(
     api: &Plane,
     rec: &ServiceRecord,
@@ -327,7 +309,7 @@ async fn start(
     n: u32,
     on: &[String],
     providers: &BTreeMap<String, u32>,
-) -> Result<Vec<String>, EcsError> {
+) -> Result<Vec<ServiceEvent>, EcsError> {
     let name = rec.name();
     let Some(d) = rec.deployments.iter().find(|d| d.id == deployment) else {
         return Ok(Vec::new());
@@ -365,12 +347,7 @@ async fn start(
             t.providers = launch.providers(providers, n);
             t
         }
-        Err(e) => {
-            return Ok(vec![format!(
-                "(service {name}) failed to launch a task with (error {}).",
-                e.message
-            )])
-        }
+        Err(e) => return Ok(vec![ServiceEvent::LaunchFailed { error: e.message }]),
     };
     let mut preq = placement_request(&template, n, rand::random::<u64>())?;
     if template.fargate.is_some() {
@@ -392,33 +369,38 @@ async fn start(
         preq.strategies.clear();
         Target::Start(Box::new(preq), on.to_vec())
     };
-    match placement::place(api, api.clock.now(), &template, &target, None).await {
+    match placement::place_typed(api, api.clock.now(), &template, &target, None).await {
         Ok(Committed::Placed(tasks, failures)) => {
             if !tasks.is_empty() {
-                let ids: Vec<String> = tasks.iter().map(|t| format!("(task {})", t.id)).collect();
-                events.push(format!(
-                    "(service {name}) has started {} tasks: {}.",
-                    tasks.len(),
-                    ids.join(" ")
-                ));
                 tracing::info!(service = %name, cluster = %rec.cluster, started = tasks.len(), "service tasks placed");
+                events.push(ServiceEvent::Started {
+                    tasks: tasks.iter().map(|t| t.id.clone()).collect(),
+                });
             }
-            if let Some(f) = failures.first() {
-                let inst = f
-                    .arn
-                    .as_deref()
-                    .and_then(|a| records::instance_id_in(a, &rec.cluster));
-                events.push(unable_to_place(
-                    name,
-                    inst,
-                    f.reason.as_deref().unwrap_or("RESOURCE"),
-                ));
+            if let Some(f) = failures.into_iter().next() {
+                events.push(unable_to_place(f, &rec.cluster));
             }
         }
         Ok(Committed::TokenUsed(_)) => {}
-        Err(e) => events.push(unable_to_place(name, None, &e.message)),
+        Err(e) => events.push(ServiceEvent::UnableToPlace {
+            instance: None,
+            reason: Unplaced::Other(e.message),
+        }),
     }
     Ok(events)
+}
+
+/// The event for a task that could not be placed: the instance is named by its id.
+fn unable_to_place(f: PlacementFailure, cluster: &str) -> ServiceEvent {
+    let instance = f
+        .arn
+        .as_deref()
+        .and_then(|a| records::instance_id_in(a, cluster))
+        .map(str::to_string);
+    ServiceEvent::UnableToPlace {
+        instance,
+        reason: f.reason,
+    }
 }
 
 /// Reconciles one service. `Ok(false)`: it lost a race and should be reconciled again.
@@ -516,11 +498,15 @@ pub async fn reconcile(api: &Plane, cluster: &str, name: &str) -> Result<bool, E
         events.extend(start(api, &next, dep, *n, &[], &providers).await?);
     }
     if let (false, Some(p)) = (actions.start_on.is_empty(), next.deployments.first()) {
-        let (dep, n) = (
-            p.id.clone(),
-            u32::try_from(actions.start_on.len()).unwrap_or(0),
-        );
-        events.extend(start(api, &next, &dep, n, &actions.start_on, &providers).await?);
+        // One placement names at most as many instances as StartTask takes.
+        let dep = p.id.clone();
+        for on in actions
+            .start_on
+            .chunks(flotilla_scheduler::MAX_START_INSTANCES)
+        {
+            let n = u32::try_from(on.len()).unwrap_or(0);
+            events.extend(start(api, &next, &dep, n, on, &providers).await?);
+        }
     }
     if daemon && next.status == ServiceStatus::Active {
         if let Some(p) = next.deployments.first() {
@@ -537,7 +523,7 @@ pub async fn reconcile(api: &Plane, cluster: &str, name: &str) -> Result<bool, E
     if actions.inactive {
         next.status = ServiceStatus::Inactive;
     }
-    next.push_events(&events, now, &mut || uuid::Uuid::new_v4().to_string());
+    next.record_events(&events, now, &mut || uuid::Uuid::new_v4().to_string());
     if next == rec {
         return Ok(true);
     }

@@ -97,7 +97,9 @@ pub mod strategy;
 
 pub use constraint::{PlacementConstraint, MAX_CONSTRAINTS};
 pub use error::PlacementError;
-pub use place::{place, Cluster, Placement, PlacementOutcome, PlacementRequest, SelectMode};
+pub use place::{
+    place, Cluster, Placement, PlacementOutcome, PlacementRequest, SelectMode, MAX_START_INSTANCES,
+};
 pub use query::{Query, QueryError};
 pub use reason::{ecs_failures, EcsFailure, InstanceRejection, Rejection};
 pub use resources::{

@@ -199,6 +199,9 @@ pub enum SelectMode {
 /// Requests of at most this many tasks are placed by scanning.
 const SCAN_MAX_COUNT: u32 = 32;
 
+/// How many instances one [`Cluster::start_on`] names at most (StartTask's limit).
+pub const MAX_START_INSTANCES: usize = 10;
+
 /// Per attribute: each instance's value, as an id ordered like the values
 /// (no value first, then values ascending).
 struct FieldIndex {
@@ -447,7 +450,7 @@ impl Cluster {
         req: &PlacementRequest,
         instances: &[&str],
     ) -> Result<PlacementOutcome, PlacementError> {
-        if instances.is_empty() || instances.len() > 10 {
+        if instances.is_empty() || instances.len() > MAX_START_INSTANCES {
             return Err(PlacementError::InvalidInstanceCount(instances.len()));
         }
         let mut plain = req.clone();

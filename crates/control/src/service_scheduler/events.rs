@@ -1,0 +1,238 @@
+//! What happened to a service, as a type: [`ServiceEvent`] is every event the service scheduler,
+//! the service loop and StopServiceDeployment add to a service, and [`ServiceEvent::render`] is
+//! the one place that writes ECS's wording for each (scripts match it, so it is copied exactly).
+//!
+//! What it is not: the stored event (`flotilla_model::shapes::ServiceEvent`, id, time and the
+//! rendered message), which `ServiceRecord::push_events` builds from these.
+
+use flotilla_scheduler::Rejection;
+
+/// ECS's closing sentence of the events that point to the troubleshooting guide.
+const TROUBLESHOOTING: &str =
+    "For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.";
+
+/// Why a service task could not be placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unplaced {
+    /// The scheduler ruled an instance out (the reason it reports first).
+    Rejected(Rejection),
+    /// Anything else, in the words it came with: a placement error, Fargate capacity, the task
+    /// network out of addresses.
+    Other(String),
+}
+
+impl Unplaced {
+    /// The reason as RunTask's `failures[].reason` says it.
+    pub fn as_ecs_str(&self) -> &str {
+        match self {
+            Unplaced::Rejected(r) => r.as_ecs_str(),
+            Unplaced::Other(s) => s,
+        }
+    }
+
+    /// What ECS says of the closest matching instance.
+    fn closest(&self) -> String {
+        match self {
+            Unplaced::Rejected(Rejection::Cpu) => "has insufficient CPU units available".into(),
+            Unplaced::Rejected(Rejection::Memory) => "has insufficient memory available".into(),
+            Unplaced::Rejected(Rejection::Ports | Rejection::PortsUdp) => {
+                "is already using a port required by your task".into()
+            }
+            other => format!("encountered error \"{}\"", other.as_ecs_str()),
+        }
+    }
+}
+
+/// One event of a service (task and deployment ids as ECS shows them).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServiceEvent {
+    /// Tasks were placed.
+    Started {
+        /// Their ids.
+        tasks: Vec<String>,
+    },
+    /// Tasks were told to stop.
+    Stopped {
+        /// Their ids.
+        tasks: Vec<String>,
+    },
+    /// A task of the service could not be placed.
+    UnableToPlace {
+        /// The closest matching container instance (its id), when one is named.
+        instance: Option<String>,
+        /// Why.
+        reason: Unplaced,
+    },
+    /// The task could not be prepared (its task definition, its launch settings).
+    LaunchFailed {
+        /// The error's message.
+        error: String,
+    },
+    /// A RUNNING task failed its health checks and is replaced.
+    TaskUnhealthy {
+        /// Its id.
+        task: String,
+    },
+    /// A task stopped without the scheduler or a user stopping it.
+    TaskStoppedUnexpectedly {
+        /// Its id.
+        task: String,
+        /// Its stopped reason.
+        reason: String,
+    },
+    /// Starts wait after repeated failures.
+    Throttled,
+    /// The service reached a steady state.
+    Steady,
+    /// The primary deployment COMPLETED.
+    DeploymentCompleted {
+        /// Its id.
+        deployment: String,
+    },
+    /// The circuit breaker failed the primary deployment.
+    CircuitBreakerTripped {
+        /// Its id.
+        deployment: String,
+    },
+    /// The circuit breaker rolls back.
+    RollingBack {
+        /// The deployment rolled back to.
+        to: String,
+    },
+    /// StopServiceDeployment stopped a deployment and rolls back.
+    DeploymentStopped {
+        /// The deployment stopped.
+        deployment: String,
+        /// The deployment rolled back to.
+        to: String,
+    },
+}
+
+/// `(task a) (task b)`.
+fn task_list(ids: &[String]) -> String {
+    ids.iter()
+        .map(|id| format!("(task {id})"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl ServiceEvent {
+    /// The message ECS shows for this event of the service `service`.
+    pub fn render(&self, service: &str) -> String {
+        let s = format!("(service {service})");
+        match self {
+            Self::Started { tasks } => {
+                format!(
+                    "{s} has started {} tasks: {}.",
+                    tasks.len(),
+                    task_list(tasks)
+                )
+            }
+            Self::Stopped { tasks } => format!(
+                "{s} has stopped {} running tasks: {}.",
+                tasks.len(),
+                task_list(tasks)
+            ),
+            Self::UnableToPlace { instance, reason } => {
+                let unable = format!(
+                    "{s} was unable to place a task because no container instance met all of its requirements."
+                );
+                match instance {
+                    Some(i) => format!(
+                        "{unable} The closest matching (container-instance {i}) {}. {TROUBLESHOOTING}",
+                        reason.closest()
+                    ),
+                    None => format!(
+                        "{unable} Reason: {} {TROUBLESHOOTING}",
+                        reason.as_ecs_str()
+                    ),
+                }
+            }
+            Self::LaunchFailed { error } => {
+                format!("{s} failed to launch a task with (error {error}).")
+            }
+            Self::TaskUnhealthy { task } => {
+                format!("{s} (task {task}) failed container health checks.")
+            }
+            Self::TaskStoppedUnexpectedly { task, reason } => format!(
+                "{s} (task {task}) stopped unexpectedly: {}.",
+                reason.trim_end_matches('.')
+            ),
+            Self::Throttled => {
+                format!("{s} is unable to consistently start tasks successfully. {TROUBLESHOOTING}")
+            }
+            Self::Steady => format!("{s} has reached a steady state."),
+            Self::DeploymentCompleted { deployment } => {
+                format!("{s} (deployment {deployment}) deployment completed.")
+            }
+            Self::CircuitBreakerTripped { deployment } => {
+                format!("{s} (deployment {deployment}) deployment failed: tasks failed to start.")
+            }
+            Self::RollingBack { to } => format!("{s} rolling back to deployment {to}."),
+            Self::DeploymentStopped { deployment, to } => format!(
+                "{s} (deployment {deployment}) deployment stopped: rolling back to deployment {to}."
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(e: ServiceEvent, want: &str) {
+        assert_eq!(e.render("web"), want);
+    }
+
+    #[test]
+    fn ecs_wording() {
+        let ids = vec!["a".to_string(), "b".to_string()];
+        check(
+            ServiceEvent::Started { tasks: ids.clone() },
+            "(service web) has started 2 tasks: (task a) (task b).",
+        );
+        check(
+            ServiceEvent::Stopped { tasks: ids },
+            "(service web) has stopped 2 running tasks: (task a) (task b).",
+        );
+        check(
+            ServiceEvent::UnableToPlace {
+                instance: Some("i1".into()),
+                reason: Unplaced::Rejected(Rejection::Memory),
+            },
+            "(service web) was unable to place a task because no container instance met all of its requirements. The closest matching (container-instance i1) has insufficient memory available. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.",
+        );
+        check(
+            ServiceEvent::UnableToPlace {
+                instance: Some("i1".into()),
+                reason: Unplaced::Rejected(Rejection::DistinctInstance),
+            },
+            "(service web) was unable to place a task because no container instance met all of its requirements. The closest matching (container-instance i1) encountered error \"ATTRIBUTE\". For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.",
+        );
+        check(
+            ServiceEvent::UnableToPlace {
+                instance: None,
+                reason: Unplaced::Other("No Container Instances were found in your cluster.".into()),
+            },
+            "(service web) was unable to place a task because no container instance met all of its requirements. Reason: No Container Instances were found in your cluster. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.",
+        );
+        check(
+            ServiceEvent::TaskStoppedUnexpectedly {
+                task: "t".into(),
+                reason: "Essential container in task exited.".into(),
+            },
+            "(service web) (task t) stopped unexpectedly: Essential container in task exited.",
+        );
+        check(
+            ServiceEvent::Throttled,
+            "(service web) is unable to consistently start tasks successfully. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.",
+        );
+        check(
+            ServiceEvent::DeploymentStopped {
+                deployment: "ecs-svc/2".into(),
+                to: "ecs-svc/1".into(),
+            },
+            "(service web) (deployment ecs-svc/2) deployment stopped: rolling back to deployment ecs-svc/1.",
+        );
+    }
+}
