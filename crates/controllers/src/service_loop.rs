@@ -25,8 +25,8 @@ use crate::records::{self, commit, get, task_key, task_prefix, to_bytes, Attempt
 use flotilla_control::instances::InstanceRecord;
 use flotilla_control::launch;
 use flotilla_control::service_scheduler::{
-    compute_daemon_actions, compute_service_actions, Phase, ServiceEvent, ServiceSpec, TaskObs,
-    Unplaced,
+    compute_daemon_actions, compute_service_actions, Actions, Phase, ServiceEvent, ServiceSpec,
+    TaskObs, Unplaced,
 };
 use flotilla_control::services::{
     deployment_id, service_key, ServiceRecord, ServiceStatus, SERVICES,
@@ -403,18 +403,64 @@ fn unable_to_place(f: PlacementFailure, cluster: &str) -> ServiceEvent {
     }
 }
 
-/// Reconciles one service. `Ok(false)`: it lost a race and should be reconciled again.
+/// Reconciles one service: observe its tasks, compute what to do
+/// (`flotilla_control::service_scheduler`), make the stops and starts, write the service.
+/// `Ok(false)`: it lost a race and should be reconciled again.
 pub async fn reconcile(api: &Plane, cluster: &str, name: &str) -> Result<bool, EcsError> {
-    let store = api.store.as_ref();
     let key = service_key(cluster, name);
-    let Some((rec, rev)) = get::<ServiceRecord>(store, &key).await? else {
+    let Some((rec, rev)) = get::<ServiceRecord>(api.store(), &key).await? else {
         return Ok(true);
     };
     if rec.status == ServiceStatus::Inactive {
         return Ok(true);
     }
-    let group = rec.group();
     let now = flotilla_control::timestamp(api.clock.now());
+    let seen = observe_service(api, &rec, now).await?;
+    let spec = spec_of(&rec, name);
+    let daemon = rec.service.scheduling_strategy == Some(SchedulingStrategy::Daemon);
+    let actions = if daemon {
+        compute_daemon_actions(&spec, &rec.deployments, &seen.tasks, &seen.eligible, now)
+    } else {
+        compute_service_actions(&spec, &rec.deployments, &seen.tasks, now)
+    };
+    for (arn, reason) in &actions.stop {
+        stop_one(api, cluster, arn, reason, now).await?;
+    }
+    let providers = live_per_provider(&seen.records, &actions.stop);
+    let mut next = rec.clone();
+    next.deployments = actions.deployments.clone();
+    next.record_finished(&rec.deployments, now);
+    let mut events = actions.events.clone();
+    events.extend(start_all(api, &next, &actions, &providers).await?);
+    settle(&mut next, &actions, daemon);
+    next.record_events(&events, now, &mut || uuid::Uuid::new_v4().to_string());
+    if next == rec {
+        return Ok(true);
+    }
+    let txn = Txn::new()
+        .when(Compare::ModRevision(key.clone(), rev))
+        .put(key, to_bytes(&next)?);
+    let ok = commit(api.store(), txn).await?;
+    if ok && next.steady != rec.steady {
+        tracing::info!(service = %name, cluster, steady = next.steady, "service steadiness changed");
+    }
+    Ok(ok)
+}
+
+/// What a reconcile sees of a service: its task records, the scheduler's view of each, and (for
+/// DAEMON services) the instances that should each run one.
+struct Seen {
+    records: Vec<TaskRecord>,
+    tasks: Vec<TaskObs>,
+    eligible: Vec<String>,
+}
+
+/// Reads the service's tasks and the instances they run on (its cluster's, and the managed
+/// pool's for Fargate tasks: a pool host whose agent is gone loses its tasks too).
+async fn observe_service(api: &Plane, rec: &ServiceRecord, now: f64) -> Result<Seen, EcsError> {
+    let store = api.store();
+    let cluster = rec.cluster.as_str();
+    let group = rec.group();
     let grace = f64::from(
         rec.service
             .health_check_grace_period_seconds
@@ -428,7 +474,6 @@ pub async fn reconcile(api: &Plane, cluster: &str, name: &str) -> Result<bool, E
         .filter(|(_, i, _)| i.status() == InstanceStatus::Draining)
         .map(|(_, i, _)| i.id.as_str())
         .collect();
-    // Fargate tasks run on the managed pool: a pool host whose agent is gone loses its tasks too.
     let pool = records::list::<InstanceRecord>(
         store,
         &records::instance_prefix(flotilla_protocol::MANAGED_POOL),
@@ -446,15 +491,29 @@ pub async fn reconcile(api: &Plane, cluster: &str, name: &str) -> Result<bool, E
         .map(|(_, t, _)| t)
         .filter(|t| t.task.group.as_deref() == Some(group.as_str()))
         .collect();
-    let tasks: Vec<TaskObs> = records
+    let tasks = records
         .iter()
         .map(|t| {
             let id = t.instance_id.as_str();
             observe(t, draining.contains(id), lost.contains(id), grace, now)
         })
         .collect();
+    let eligible = instances
+        .iter()
+        .filter(|(_, i, _)| i.status() == InstanceStatus::Active && i.instance.agent_connected)
+        .map(|(_, i, _)| i.id.clone())
+        .collect();
+    Ok(Seen {
+        records,
+        tasks,
+        eligible,
+    })
+}
+
+/// The scheduler's view of the service's configuration.
+fn spec_of(rec: &ServiceRecord, name: &str) -> ServiceSpec {
     let (max, min) = rec.percents();
-    let spec = ServiceSpec {
+    ServiceSpec {
         name: name.to_string(),
         desired: u32::try_from(rec.service.desired_count).unwrap_or(0),
         maximum_percent: max,
@@ -464,25 +523,14 @@ pub async fn reconcile(api: &Plane, cluster: &str, name: &str) -> Result<bool, E
         last_completed: rec.last_completed.clone(),
         steady: rec.steady,
         next_deployment_id: deployment_id(rand::random::<u64>()),
-    };
-    let daemon = rec.service.scheduling_strategy == Some(SchedulingStrategy::Daemon);
-    let actions = if daemon {
-        let eligible: Vec<String> = instances
-            .iter()
-            .filter(|(_, i, _)| i.status() == InstanceStatus::Active && i.instance.agent_connected)
-            .map(|(_, i, _)| i.id.clone())
-            .collect();
-        compute_daemon_actions(&spec, &rec.deployments, &tasks, &eligible, now)
-    } else {
-        compute_service_actions(&spec, &rec.deployments, &tasks, now)
-    };
-    for (arn, reason) in &actions.stop {
-        stop_one(api, cluster, arn, reason, now).await?;
     }
-    // The live tasks per capacity provider once this reconcile's stops are made.
+}
+
+/// The live tasks per capacity provider once this reconcile's stops are made.
+fn live_per_provider(records: &[TaskRecord], stops: &[(String, String)]) -> BTreeMap<String, u32> {
     let mut providers: BTreeMap<String, u32> = BTreeMap::new();
-    for t in &records {
-        let stopping = actions.stop.iter().any(|(arn, _)| arn == t.arn());
+    for t in records {
+        let stopping = stops.iter().any(|(arn, _)| arn == t.arn());
         if t.is_stopped() || t.desired() != DesiredStatus::Running || stopping {
             continue;
         }
@@ -490,24 +538,38 @@ pub async fn reconcile(api: &Plane, cluster: &str, name: &str) -> Result<bool, E
             *providers.entry(p.clone()).or_insert(0) += 1;
         }
     }
-    let mut next = rec.clone();
-    next.deployments = actions.deployments.clone();
-    next.record_finished(&rec.deployments, now);
-    let mut events = actions.events.clone();
+    providers
+}
+
+/// Makes the starts the scheduler asked for: `n` tasks of a deployment anywhere, and one on
+/// each named instance (DAEMON), at most as many instances per placement as StartTask takes.
+async fn start_all(
+    api: &Plane,
+    next: &ServiceRecord,
+    actions: &Actions,
+    providers: &BTreeMap<String, u32>,
+) -> Result<Vec<ServiceEvent>, EcsError> {
+    let mut events = Vec::new();
     if let Some((dep, n)) = &actions.start {
-        events.extend(start(api, &next, dep, *n, &[], &providers).await?);
+        events.extend(start(api, next, dep, *n, &[], providers).await?);
     }
     if let (false, Some(p)) = (actions.start_on.is_empty(), next.deployments.first()) {
-        // One placement names at most as many instances as StartTask takes.
         let dep = p.id.clone();
         for on in actions
             .start_on
             .chunks(flotilla_scheduler::MAX_START_INSTANCES)
         {
             let n = u32::try_from(on.len()).unwrap_or(0);
-            events.extend(start(api, &next, &dep, n, on, &providers).await?);
+            events.extend(start(api, next, &dep, n, on, providers).await?);
         }
     }
+    Ok(events)
+}
+
+/// What the scheduler decided about the service itself: steadiness, the last completed
+/// deployment, the task definition of the primary, INACTIVE once drained, and a DAEMON
+/// service's desired count (one per eligible instance).
+fn settle(next: &mut ServiceRecord, actions: &Actions, daemon: bool) {
     if daemon && next.status == ServiceStatus::Active {
         if let Some(p) = next.deployments.first() {
             next.service.desired_count = i32::try_from(p.desired_count).unwrap_or(i32::MAX);
@@ -523,16 +585,4 @@ pub async fn reconcile(api: &Plane, cluster: &str, name: &str) -> Result<bool, E
     if actions.inactive {
         next.status = ServiceStatus::Inactive;
     }
-    next.record_events(&events, now, &mut || uuid::Uuid::new_v4().to_string());
-    if next == rec {
-        return Ok(true);
-    }
-    let txn = Txn::new()
-        .when(Compare::ModRevision(key.clone(), rev))
-        .put(key, to_bytes(&next)?);
-    let ok = commit(store, txn).await?;
-    if ok && next.steady != rec.steady {
-        tracing::info!(service = %name, cluster, steady = next.steady, "service steadiness changed");
-    }
-    Ok(ok)
 }
