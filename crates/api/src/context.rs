@@ -1,12 +1,18 @@
 //! The state every handler needs: the control plane's shared state ([`Plane`]: store, ARNs,
 //! clock, agent sessions, Fargate settings), the credentials the edge accepts and its metrics,
 //! plus, per request, who is calling and how they reached the server.
+//!
+//! It also owns the background controllers: started directly (tests, a store nobody else
+//! uses), or, with [`Api::with_election`], through a [`Supervisor`] that runs them only while
+//! this replica leads.
 
 use crate::metrics::Metrics;
-use flotilla_controllers::{AgentTimings, Clock, Controllers, FargateConfig, Plane};
+use flotilla_controllers::{
+    AgentTimings, Clock, Controllers, FargateConfig, Plane, Role, Supervisor,
+};
 use flotilla_model::arn::ArnContext;
 use flotilla_sigv4::{Caller, Credential};
-use flotilla_store::Store;
+use flotilla_store::{Election, Store};
 use std::sync::{Arc, Mutex};
 
 /// Static configuration of the API.
@@ -27,7 +33,16 @@ pub struct Api {
     pub config: ApiConfig,
     /// Prometheus metrics.
     pub metrics: Metrics,
-    controllers: Mutex<Option<Controllers>>,
+    election: Option<Arc<dyn Election>>,
+    controllers: Mutex<Option<Background>>,
+}
+
+/// How the controllers run.
+enum Background {
+    /// Always, on this server.
+    Direct(Controllers),
+    /// While this replica leads.
+    Supervised(Supervisor),
 }
 
 impl std::ops::Deref for Api {
@@ -38,14 +53,24 @@ impl std::ops::Deref for Api {
 }
 
 impl Api {
-    /// Builds the API state.
+    /// Builds the API state. Every store request's latency goes to the metrics.
     pub fn new(store: Arc<dyn Store>, config: ApiConfig, clock: Arc<dyn Clock>) -> Self {
+        let metrics = Metrics::new();
+        let store = metrics.timed(store);
         Api {
             plane: Arc::new(Plane::new(store, config.arns.clone(), clock)),
             config,
-            metrics: Metrics::new(),
+            metrics,
+            election: None,
             controllers: Mutex::new(None),
         }
+    }
+
+    /// Builder: run the controllers only while this replica wins `election` (see
+    /// [`Supervisor`]). Without it they always run here.
+    pub fn with_election(mut self, election: Arc<dyn Election>) -> Self {
+        self.election = Some(election);
+        self
     }
 
     /// Builder: the agent heartbeat interval and the stopped-task retention (tests shorten
@@ -67,16 +92,69 @@ impl Api {
     }
 
     /// Starts the controllers ([`Controllers::start`]: agent liveness, stopped-task sweeper,
-    /// service loop) once; later calls do nothing. Needs a Tokio runtime; [`crate::router`]
-    /// calls it. They stop when the `Api` is dropped.
+    /// service loop) once, under the election's [`Supervisor`] if there is one; later calls do
+    /// nothing. Needs a Tokio runtime; [`crate::router`] calls it. They stop when the `Api` is
+    /// dropped (without resigning: see [`Api::stop_background`]).
     pub fn start_background(&self) {
         if tokio::runtime::Handle::try_current().is_err() {
             return;
         }
         let mut running = self.controllers.lock().unwrap_or_else(|e| e.into_inner());
-        if running.is_none() {
-            *running = Some(Controllers::start(&self.plane));
+        if running.is_some() {
+            return;
         }
+        *running = Some(match &self.election {
+            None => {
+                self.metrics.set_leadership(Some(1));
+                Background::Direct(Controllers::start(&self.plane))
+            }
+            Some(election) => {
+                let sup = Supervisor::spawn(self.plane.clone(), election.clone());
+                self.metrics.set_leadership(None);
+                let mut role = sup.role();
+                let metrics_role = self.metrics.leadership_recorder();
+                // Follows the role into the metrics; ends with the supervisor.
+                tokio::spawn(async move {
+                    loop {
+                        let term = match *role.borrow_and_update() {
+                            Role::Leader { term } => Some(term),
+                            Role::Campaigning | Role::Stopped => None,
+                        };
+                        metrics_role.set(term);
+                        if role.changed().await.is_err() {
+                            metrics_role.set(None);
+                            return;
+                        }
+                    }
+                });
+                Background::Supervised(sup)
+            }
+        });
+    }
+
+    /// This replica's role in the election (`None` when the controllers run without one, or
+    /// have not started).
+    pub fn role(&self) -> Option<Role> {
+        let running = self.controllers.lock().unwrap_or_else(|e| e.into_inner());
+        match running.as_ref()? {
+            Background::Direct(_) => None,
+            Background::Supervised(s) => Some(*s.role().borrow()),
+        }
+    }
+
+    /// Stops the controllers; a leading replica resigns, so another takes over at once.
+    pub async fn stop_background(&self) {
+        let running = self
+            .controllers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match running {
+            Some(Background::Supervised(s)) => s.shutdown().await,
+            Some(Background::Direct(c)) => c.stop(),
+            None => {}
+        }
+        self.metrics.set_leadership(None);
     }
 }
 

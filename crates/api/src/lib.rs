@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod context;
+pub mod health;
 pub mod metrics;
 pub mod ops;
 pub mod paginate;

@@ -1,4 +1,5 @@
-//! The HTTP edge: `POST /` for the ECS API, `GET /metrics` for Prometheus, `GET /healthz`, and
+//! The HTTP edge: `POST /` for the ECS API, `GET /metrics` for Prometheus, `GET /healthz` (alive),
+//! `GET /readyz` (the store answers, [`crate::health`]), and
 //! the agent session WebSocket at `flotilla_protocol::SESSION_PATH` (see [`crate::session`]).
 //!
 //! For every API request it assigns the `x-amzn-RequestId`, verifies the SigV4 signature, reads
@@ -36,6 +37,7 @@ pub fn router(api: Arc<Api>) -> Router {
         )
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(crate::health::readyz))
         .fallback(any(handle))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(api)

@@ -21,6 +21,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Store directory.
     pub data_dir: PathBuf,
+    /// The store (default: SQLite in `data_dir`).
+    pub store: flotilla_store::StoreUrl,
     /// API configuration.
     pub api: ApiConfig,
     /// Lines to show the user once the server is up (how to point clients at it).
@@ -54,6 +56,13 @@ fn timings(common: &CommonArgs) -> anyhow::Result<flotilla_api::AgentTimings> {
         stopped_task_retention: std::time::Duration::from_secs(
             common.stopped_task_retention_seconds,
         ),
+    })
+}
+
+/// `--store`, else the embedded SQLite store in the data directory.
+fn store_url(common: &CommonArgs) -> flotilla_store::StoreUrl {
+    common.store.clone().unwrap_or_else(|| {
+        flotilla_store::StoreUrl::Sqlite(common.data_dir.clone().unwrap_or_else(default_data_dir))
     })
 }
 
@@ -165,6 +174,7 @@ pub fn server_config(common: &CommonArgs, file: Option<&Path>) -> anyhow::Result
     Ok(ServerConfig {
         listen: common.listen,
         data_dir: common.data_dir.clone().unwrap_or_else(default_data_dir),
+        store: store_url(common),
         api: ApiConfig {
             arns: ArnContext { region, account },
             credentials,
@@ -244,6 +254,7 @@ pub fn dev_config(common: &CommonArgs) -> anyhow::Result<ServerConfig> {
     };
     Ok(ServerConfig {
         listen: common.listen,
+        store: store_url(common),
         data_dir,
         api: ApiConfig {
             arns: ArnContext { region, account },

@@ -34,7 +34,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the control plane: the ECS API and /metrics, on the embedded store.
+    /// Run the control plane: the ECS API and /metrics, on the embedded store (or --store).
     ///
     /// Credentials come from --config (TOML, several keys allowed) or from AWS_ACCESS_KEY_ID /
     /// AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) in the environment.
@@ -98,6 +98,11 @@ pub struct CommonArgs {
     /// Where the embedded store keeps its data [default: ~/.local/share/flotilla].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The store: sqlite://PATH, memory: or etcd://HOST:PORT[,HOST:PORT...]/PREFIX (several
+    /// replicas on one etcd elect one to run the controllers) [default: the embedded SQLite
+    /// store in --data-dir].
+    #[arg(long)]
+    store: Option<flotilla_store::StoreUrl>,
     /// Region used in ARNs [default: AWS_REGION, AWS_DEFAULT_REGION, or us-east-1].
     #[arg(long)]
     region: Option<String>,

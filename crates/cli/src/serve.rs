@@ -1,28 +1,45 @@
-//! Runs the control plane: opens the embedded store, builds the API and serves it until
-//! Ctrl-C or SIGTERM.
+//! Runs the control plane: opens the store (`--store`, by default the embedded SQLite store in
+//! the data directory) with its leader election, builds the API and serves it until Ctrl-C or
+//! SIGTERM. The controllers run under the election's supervisor: always on an embedded store
+//! (its one server is always leader), on the elected replica on etcd. On shutdown a leading
+//! replica resigns, so another takes over at once.
 
 use crate::config::ServerConfig;
 use anyhow::Context;
 use flotilla_api::{router, Api, SystemClock};
-use flotilla_store::SqliteStore;
+use flotilla_store::etcd::ElectionOptions;
+use std::net::SocketAddr;
 use std::sync::Arc;
+
+/// This replica's name in the leader election: the host name and the address it serves on.
+fn replica_id(addr: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}/{addr}")
+}
 
 /// Serves until a shutdown signal. With `local_agents`, also runs container agents in this
 /// process (as `flotilla dev` does: one in its cluster, one serving the managed Fargate pool),
 /// pointed at this server once it listens.
 pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Result<()> {
-    let store = SqliteStore::open(&cfg.data_dir)
-        .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))?;
-    let api = Arc::new(
-        Api::new(Arc::new(store), cfg.api.clone(), Arc::new(SystemClock))
-            .with_timings(cfg.timings)
-            .with_fargate(cfg.fargate.clone()),
-    );
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, region = %cfg.api.arns.region, account = %cfg.api.arns.account, "serving the ECS API");
+    let (store, election) =
+        flotilla_store::open_replica(&cfg.store, &replica_id(addr), ElectionOptions::default())
+            .await
+            .with_context(|| format!("opening the store {}", cfg.store))?;
+    let api = Arc::new(
+        Api::new(store, cfg.api.clone(), Arc::new(SystemClock))
+            .with_timings(cfg.timings)
+            .with_fargate(cfg.fargate.clone())
+            .with_election(election),
+    );
+    tracing::info!(%addr, store = %cfg.store, region = %cfg.api.arns.region, account = %cfg.api.arns.account, "serving the ECS API");
     for line in &cfg.banner {
         println!("{line}");
     }
@@ -64,7 +81,7 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
             })
         })
         .collect();
-    let result = axum::serve(listener, router(api))
+    let result = axum::serve(listener, router(api.clone()))
         .with_graceful_shutdown(async move {
             shutdown().await;
             let _ = stop_tx.send(true);
@@ -74,6 +91,7 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
     for a in agents {
         let _ = a.await;
     }
+    api.stop_background().await;
     result?;
     tracing::info!("shut down");
     Ok(())

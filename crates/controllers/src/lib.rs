@@ -5,8 +5,9 @@
 //! `flotilla_control::service_scheduler` what to do, applies it), agent liveness and the
 //! stopped-task sweeper ([`agents`]), the writer of agent reports ([`reports`]), Fargate's task
 //! networks and Spot interruptions ([`fargate`]), and the typed store access they share
-//! ([`records`]). The background loops start and stop together through [`Controllers`], so a
-//! leader election can run them on one replica at a time.
+//! ([`records`]). The background loops start and stop together through [`Controllers`], and a
+//! [`Supervisor`] ([`leadership`]) runs them only on the replica that holds the store's leader
+//! election, stopping them the moment its term is lost.
 //!
 //! What this is not: HTTP (that is `flotilla-api`, which calls in here) or the rules themselves
 //! (pure, in `flotilla-control`).
@@ -18,6 +19,7 @@
 
 pub mod agents;
 pub mod fargate;
+pub mod leadership;
 pub mod placement;
 pub mod plane;
 pub mod records;
@@ -27,6 +29,7 @@ pub mod templates;
 
 pub use agents::AgentTimings;
 pub use fargate::FargateConfig;
+pub use leadership::{Role, Supervisor};
 pub use plane::{Clock, Plane, SystemClock};
 
 use std::sync::Arc;

@@ -25,7 +25,8 @@
 //! All keep a bounded watch history ([`DEFAULT_HISTORY_REVISIONS`] revisions by default);
 //! watching from before the oldest kept revision fails with [`StoreError::Compacted`]. A caller
 //! that gets `Compacted` resyncs: it lists afresh (getting the list's revision N) and watches
-//! from N. [`StoreUrl`] and [`open`] choose a backend from a URL.
+//! from N. [`StoreUrl`] and [`open`] choose a backend from a URL; [`open_replica`] also gives
+//! the backend's leader [`Election`] (see [`election`]).
 //!
 //! ```
 //! use flotilla_store::{Compare, MemoryStore, Store, Txn, TxnOutcome};
@@ -59,16 +60,18 @@
 
 use async_trait::async_trait;
 
+pub mod election;
 pub mod etcd;
 pub mod memory;
 pub mod sqlite;
 mod url;
 mod watch;
 
+pub use election::{Election, Fence, Leader, LostReason, SoleLeader, Term};
 pub use etcd::EtcdStore;
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
-pub use url::{open, InvalidStoreUrl, StoreUrl};
+pub use url::{open, open_replica, InvalidStoreUrl, StoreUrl};
 
 /// How many revisions of change history the backends keep for watches by default.
 pub const DEFAULT_HISTORY_REVISIONS: u64 = 100_000;

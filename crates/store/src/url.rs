@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::etcd::{EtcdConfig, EtcdOptions, EtcdStore, InvalidEtcdUrl};
-use crate::{MemoryStore, SqliteStore, Store, StoreError};
+use crate::etcd::{ElectionOptions, EtcdConfig, EtcdOptions, EtcdStore, InvalidEtcdUrl};
+use crate::{Election, MemoryStore, SoleLeader, SqliteStore, Store, StoreError};
 
 /// Which backend, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +83,24 @@ pub async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
         StoreUrl::Etcd(cfg) => {
             Arc::new(EtcdStore::connect(cfg.clone(), EtcdOptions::default()).await?)
         }
+    })
+}
+
+/// Opens the backend `url` names (as [`open`]) together with its leader election for the
+/// replica named `id`: [`SoleLeader`] for the embedded stores (one server owns them), an
+/// [`crate::etcd::EtcdElection`] with `election` options on etcd.
+pub async fn open_replica(
+    url: &StoreUrl,
+    id: &str,
+    election: ElectionOptions,
+) -> Result<(Arc<dyn Store>, Arc<dyn Election>), StoreError> {
+    Ok(match url {
+        StoreUrl::Etcd(cfg) => {
+            let store = EtcdStore::connect(cfg.clone(), EtcdOptions::default()).await?;
+            let e = store.election(id, election);
+            (Arc::new(store), Arc::new(e))
+        }
+        other => (open(other).await?, Arc::new(SoleLeader::new(id))),
     })
 }
 

@@ -31,6 +31,7 @@
 //! leader); reads and writes are not retried here (callers already retry conflicts and errors).
 
 mod config;
+mod election;
 mod error;
 mod txn;
 mod watch;
@@ -40,11 +41,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::{Client, ConnectOptions, GetOptions, KvClient, TxnOpResponse, WatchClient};
+use etcd_client::{
+    Client, ConnectOptions, GetOptions, KvClient, LeaseClient, TxnOpResponse, WatchClient,
+};
 use futures::StreamExt;
 use tokio::sync::watch as signal;
 
 pub use config::{EtcdConfig, InvalidEtcdUrl, DEFAULT_CLIENT_PORT};
+pub use election::{ElectionOptions, EtcdElection, LEADER_KEY};
 
 use self::error::{from_etcd, kind, Kind};
 use self::txn::{failed_compares, revision_i64, translate};
@@ -161,6 +165,7 @@ pub struct EtcdStore {
 struct Inner {
     kv: KvClient,
     watch: WatchClient,
+    lease: LeaseClient,
     keys: Keys,
     config: EtcdConfig,
     opts: EtcdOptions,
@@ -197,6 +202,7 @@ impl EtcdStore {
                 watch: client
                     .watch_client()
                     .max_decoding_message_size(MAX_RESPONSE_BYTES),
+                lease: client.lease_client(),
                 keys: Keys {
                     prefix: config.key_prefix(),
                 },
@@ -211,6 +217,19 @@ impl EtcdStore {
     /// The cluster and installation this store talks to.
     pub fn config(&self) -> &EtcdConfig {
         &self.inner.config
+    }
+
+    /// The leader election of this installation, for the replica named `id` (its value in the
+    /// leader key, shown to whoever asks who leads), on this store's connection.
+    pub fn election(&self, id: impl Into<String>, opts: ElectionOptions) -> EtcdElection {
+        EtcdElection::new(
+            self.inner.kv.clone(),
+            self.inner.lease.clone(),
+            self.inner.watch.clone(),
+            self.inner.keys.clone(),
+            id.into(),
+            opts,
+        )
     }
 
     fn kv(&self) -> KvClient {
