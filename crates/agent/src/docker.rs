@@ -90,6 +90,23 @@ impl DockerRuntime {
         })
     }
 
+    /// Every container (running or not) matching one Docker list filter.
+    async fn containers_where(
+        &self,
+        filter: &str,
+        value: &str,
+    ) -> Result<Vec<bollard::models::ContainerSummary>, RuntimeError> {
+        let filters = HashMap::from([(filter.to_string(), vec![value.to_string()])]);
+        self.docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(other)
+    }
+
     /// Creates a container with a fixed MAC address. Engines before API 1.44 (Docker 20.10
     /// speaks 1.41) read it only from the top-level `MacAddress`, which bollard's typed body no
     /// longer has: the body is sent as JSON with that member added.
@@ -361,18 +378,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn image_in_use(&self, image: &str) -> Result<bool, RuntimeError> {
-        let mut filters = HashMap::new();
-        filters.insert("ancestor".to_string(), vec![image.to_string()]);
-        let list = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters),
-                ..Default::default()
-            }))
-            .await
-            .map_err(other)?;
-        Ok(!list.is_empty())
+        Ok(!self.containers_where("ancestor", image).await?.is_empty())
     }
 
     async fn create_volume(&self, spec: &VolumeSpec) -> Result<(), RuntimeError> {
@@ -547,17 +553,9 @@ impl Runtime for DockerRuntime {
     }
 
     async fn list(&self, label: &str, value: &str) -> Result<Vec<ContainerSummary>, RuntimeError> {
-        let mut filters = HashMap::new();
-        filters.insert("label".to_string(), vec![format!("{label}={value}")]);
         let list = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters),
-                ..Default::default()
-            }))
-            .await
-            .map_err(other)?;
+            .containers_where("label", &format!("{label}={value}"))
+            .await?;
         Ok(list
             .into_iter()
             .map(|c| ContainerSummary {

@@ -124,6 +124,16 @@ impl ServiceRecord {
         }
     }
 
+    /// The ARN of this service's deployment `id` (`ecs-svc/...`).
+    pub fn deployment_arn(&self, arns: &ArnContext, id: &str) -> String {
+        service_deployment_arn(arns, &self.cluster, self.name(), id)
+    }
+
+    /// The ARN of the service revision of this service's deployment `id`.
+    pub fn revision_arn(&self, arns: &ArnContext, id: &str) -> String {
+        service_revision_arn(arns, &self.cluster, self.name(), id)
+    }
+
     /// The service name.
     pub fn name(&self) -> &str {
         self.service.service_name.as_deref().unwrap_or("")

@@ -89,6 +89,27 @@ pub struct Common<'a> {
     pub network_configuration: Option<&'a NetworkConfiguration>,
 }
 
+impl<'a> Common<'a> {
+    /// A request for `task_definition` with `launch_type` and nothing else given (no cluster,
+    /// overrides, group, tags or network; an ACTIVE task definition required).
+    pub fn new(task_definition: &'a str, launch_type: LaunchType) -> Self {
+        Common {
+            cluster: None,
+            task_definition,
+            overrides: None,
+            group: None,
+            started_by: None,
+            tags: None,
+            propagate_tags: None,
+            launch_type,
+            enable_execute_command: false,
+            allow_inactive: false,
+            platform_version: None,
+            network_configuration: None,
+        }
+    }
+}
+
 /// Checks a RunTask/StartTask/service request against the task definition record it names (read
 /// by the caller from `cluster`'s store) and builds the task template.
 pub fn build(

@@ -328,17 +328,15 @@ async fn start(
         api,
         &Common {
             cluster: Some(&rec.cluster),
-            task_definition: &d.task_definition,
-            overrides: None,
             group: Some(&rec.group()),
             started_by: Some(deployment),
             tags: tags.as_deref(),
             propagate_tags: propagate,
-            launch_type: launch.launch_type,
             enable_execute_command: s.enable_execute_command,
             allow_inactive: true,
             platform_version: s.platform_version.as_deref(),
             network_configuration: s.network_configuration.as_ref(),
+            ..Common::new(&d.task_definition, launch.launch_type)
         },
     )
     .await;

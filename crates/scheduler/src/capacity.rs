@@ -275,15 +275,11 @@ pub fn assign(
     existing: &[u32],
     n: u32,
 ) -> Result<Vec<usize>, StrategyError> {
-    validate(strategy)?;
-    let mut split = Split::new(strategy, existing);
-    let mut out = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        let Some(i) = split.next_up() else { break };
+    walk(strategy, existing, n, |split| {
+        let i = split.next_up()?;
         split.counts[i] += 1;
-        out.push(i);
-    }
-    Ok(out)
+        Some(i)
+    })
 }
 
 /// [`assign`] as a count of new tasks per provider, in strategy order.
@@ -311,15 +307,24 @@ pub fn scale_in(
     existing: &[u32],
     n: u32,
 ) -> Result<Vec<usize>, StrategyError> {
+    walk(strategy, existing, n, |split| {
+        let i = split.next_down()?;
+        split.counts[i] -= 1;
+        Some(i)
+    })
+}
+
+/// Takes up to `n` steps over a validated strategy's split, collecting the provider each step
+/// picks; stops early when `step` picks none.
+fn walk(
+    strategy: &[StrategyItem],
+    existing: &[u32],
+    n: u32,
+    mut step: impl FnMut(&mut Split) -> Option<usize>,
+) -> Result<Vec<usize>, StrategyError> {
     validate(strategy)?;
     let mut split = Split::new(strategy, existing);
-    let mut out = Vec::new();
-    for _ in 0..n {
-        let Some(i) = split.next_down() else { break };
-        split.counts[i] -= 1;
-        out.push(i);
-    }
-    Ok(out)
+    Ok((0..n).map_while(|_| step(&mut split)).collect())
 }
 
 #[cfg(test)]

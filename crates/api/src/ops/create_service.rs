@@ -146,17 +146,10 @@ async fn task_template(
         ctx.plane(),
         &Common {
             cluster: req.cluster.as_deref(),
-            task_definition: td_ref,
-            overrides: None,
-            group: None,
-            started_by: None,
-            tags: None,
-            propagate_tags: None,
-            launch_type: launch.launch_type,
             enable_execute_command: req.enable_execute_command,
-            allow_inactive: false,
             platform_version: req.platform_version.as_deref(),
             network_configuration: req.network_configuration.as_ref(),
+            ..Common::new(td_ref, launch.launch_type)
         },
     )
     .await?;

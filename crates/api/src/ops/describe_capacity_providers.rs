@@ -3,10 +3,11 @@
 
 use crate::context::Ctx;
 use crate::paginate::page;
+use crate::shared::missing;
 use flotilla_control::clusters::BUILTIN_CAPACITY_PROVIDERS;
 use flotilla_model::shapes::{
     CapacityProvider, CapacityProviderStatus, DescribeCapacityProvidersRequest,
-    DescribeCapacityProvidersResponse, Failure,
+    DescribeCapacityProvidersResponse,
 };
 use flotilla_model::EcsError;
 
@@ -37,11 +38,7 @@ pub async fn describe_capacity_providers(
             };
             found.push((name, cp));
         } else {
-            failures.push(Failure {
-                arn: Some(w.clone()),
-                reason: Some("MISSING".into()),
-                detail: None,
-            });
+            failures.push(missing(w.clone()));
         }
     }
     let (capacity_providers, next_token) =

@@ -3,8 +3,9 @@
 
 use crate::context::Ctx;
 use crate::shared::cluster_counts::{fill_counts, trim};
+use crate::shared::{missing, named_arn};
 use flotilla_controllers::records::{cluster_key, cluster_name, get};
-use flotilla_model::shapes::{Cluster, DescribeClustersRequest, DescribeClustersResponse, Failure};
+use flotilla_model::shapes::{Cluster, DescribeClustersRequest, DescribeClustersResponse};
 use flotilla_model::EcsError;
 
 /// DescribeClusters.
@@ -38,16 +39,7 @@ pub async fn describe_clusters(
                 trim(&mut c, &include);
                 clusters.push(c);
             }
-            None if raw.starts_with("arn:") => failures.push(Failure {
-                arn: Some(raw.clone()),
-                reason: Some("MISSING".into()),
-                detail: None,
-            }),
-            None => failures.push(Failure {
-                arn: Some(ctx.arns().cluster(&name)),
-                reason: Some("MISSING".into()),
-                detail: None,
-            }),
+            None => failures.push(missing(named_arn(&raw, |_| ctx.arns().cluster(&name)))),
         }
     }
     Ok(DescribeClustersResponse {

@@ -6,11 +6,11 @@
 
 use crate::context::Ctx;
 use crate::shared::instance_views::{task_counts, view_of};
+use crate::shared::{missing, named_arn};
 use flotilla_control::instances::InstanceRecord;
 use flotilla_controllers::records::{get, instance_id_in, instance_key};
 use flotilla_model::shapes::{
     ContainerInstanceField, DescribeContainerInstancesRequest, DescribeContainerInstancesResponse,
-    Failure,
 };
 use flotilla_model::EcsError;
 
@@ -43,15 +43,9 @@ pub async fn describe_container_instances(
         };
         match found {
             Some((rec, _)) => out.push(view_of(ctx, &rec, &counts, include_tags).await?),
-            None => failures.push(Failure {
-                arn: Some(if r.starts_with("arn:") {
-                    r.to_string()
-                } else {
-                    ctx.arns().container_instance(&cluster, r)
-                }),
-                reason: Some("MISSING".into()),
-                detail: None,
-            }),
+            None => failures.push(missing(named_arn(r, |n| {
+                ctx.arns().container_instance(&cluster, n)
+            }))),
         }
     }
     Ok(DescribeContainerInstancesResponse {

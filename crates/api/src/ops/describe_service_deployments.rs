@@ -7,23 +7,19 @@
 
 use crate::context::Ctx;
 use crate::shared::deployments::{brief, find};
+use crate::shared::missing;
 use flotilla_control::service_scheduler::{circuit_breaker_threshold, DeploymentRecord};
-use flotilla_control::services::{service_revision_arn, ServiceRecord};
+use flotilla_control::services::ServiceRecord;
 use flotilla_model::shapes::{
     DeploymentRolloutState, DescribeServiceDeploymentsRequest, DescribeServiceDeploymentsResponse,
-    Failure, Rollback, ServiceDeployment, ServiceDeploymentCircuitBreaker,
+    Rollback, ServiceDeployment, ServiceDeploymentCircuitBreaker,
     ServiceDeploymentRollbackMonitorsStatus, ServiceRevisionSummary,
 };
 use flotilla_model::EcsError;
 
 fn summary(ctx: &Ctx<'_>, rec: &ServiceRecord, d: &DeploymentRecord) -> ServiceRevisionSummary {
     ServiceRevisionSummary {
-        arn: Some(service_revision_arn(
-            ctx.arns(),
-            &rec.cluster,
-            rec.name(),
-            &d.id,
-        )),
+        arn: Some(rec.revision_arn(ctx.arns(), &d.id)),
         requested_task_count: i32::try_from(d.desired_count).unwrap_or(i32::MAX),
         running_task_count: i32::try_from(d.running_count).unwrap_or(i32::MAX),
         pending_task_count: i32::try_from(d.pending_count).unwrap_or(i32::MAX),
@@ -50,12 +46,7 @@ pub fn view(ctx: &Ctx<'_>, rec: &ServiceRecord, d: &DeploymentRecord) -> Service
             "ECS deployment circuit breaker: tasks failed to start.".into()
         }),
         started_at: Some(note.map_or(rb.created_at, |n| n.at)),
-        service_revision_arn: Some(service_revision_arn(
-            ctx.arns(),
-            &rec.cluster,
-            rec.name(),
-            &to,
-        )),
+        service_revision_arn: Some(rec.revision_arn(ctx.arns(), &to)),
     });
     let cb = match rec.circuit_breaker() {
         None => ServiceDeploymentCircuitBreaker {
@@ -113,11 +104,7 @@ pub async fn describe_service_deployments(
     for arn in &req.service_deployment_arns {
         match find(ctx, arn, "service-deployment").await? {
             Some((rec, _, d)) => found.push(view(ctx, &rec, &d)),
-            None => failures.push(Failure {
-                arn: Some(arn.clone()),
-                reason: Some("MISSING".into()),
-                detail: None,
-            }),
+            None => failures.push(missing(arn.clone())),
         }
     }
     Ok(DescribeServiceDeploymentsResponse {

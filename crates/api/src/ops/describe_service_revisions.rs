@@ -7,11 +7,11 @@
 
 use crate::context::Ctx;
 use crate::shared::deployments::find;
-use flotilla_control::services::service_revision_arn;
+use crate::shared::missing;
 use flotilla_control::task_definitions::parse_ref;
 use flotilla_controllers::records::load_task_definition as load;
 use flotilla_model::shapes::{
-    ContainerImage, DescribeServiceRevisionsRequest, DescribeServiceRevisionsResponse, Failure,
+    ContainerImage, DescribeServiceRevisionsRequest, DescribeServiceRevisionsResponse,
     ServiceRevision,
 };
 use flotilla_model::EcsError;
@@ -30,11 +30,7 @@ pub async fn describe_service_revisions(
     let mut failures = Vec::new();
     for arn in &req.service_revision_arns {
         let Some((rec, _, d)) = find(ctx, arn, "service-revision").await? else {
-            failures.push(Failure {
-                arn: Some(arn.clone()),
-                reason: Some("MISSING".into()),
-                detail: None,
-            });
+            failures.push(missing(arn.clone()));
             continue;
         };
         let td = match parse_ref(&d.task_definition) {
@@ -55,12 +51,7 @@ pub async fn describe_service_revisions(
             .collect();
         let s = &rec.service;
         found.push(ServiceRevision {
-            service_revision_arn: Some(service_revision_arn(
-                ctx.arns(),
-                &rec.cluster,
-                rec.name(),
-                &d.id,
-            )),
+            service_revision_arn: Some(rec.revision_arn(ctx.arns(), &d.id)),
             service_arn: Some(rec.arn().to_string()),
             cluster_arn: Some(ctx.arns().cluster(&rec.cluster)),
             task_definition: Some(d.task_definition.clone()),

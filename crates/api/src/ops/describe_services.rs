@@ -3,11 +3,10 @@
 //! does not exist is a failure with reason `MISSING`, as ECS reports it.
 
 use crate::context::Ctx;
+use crate::shared::{missing, named_arn};
 use flotilla_control::services::{service_key, service_name_in, ServiceRecord};
 use flotilla_controllers::records::get;
-use flotilla_model::shapes::{
-    DescribeServicesRequest, DescribeServicesResponse, Failure, ServiceField,
-};
+use flotilla_model::shapes::{DescribeServicesRequest, DescribeServicesResponse, ServiceField};
 use flotilla_model::EcsError;
 
 /// DescribeServices.
@@ -35,15 +34,7 @@ pub async fn describe_services(
         };
         match found {
             Some((rec, _)) => services.push(rec.view(tags)),
-            None => failures.push(Failure {
-                arn: Some(if s.starts_with("arn:") {
-                    s.clone()
-                } else {
-                    ctx.arns().service(&cluster, s)
-                }),
-                reason: Some("MISSING".into()),
-                detail: None,
-            }),
+            None => failures.push(missing(named_arn(s, |n| ctx.arns().service(&cluster, n)))),
         }
     }
     Ok(DescribeServicesResponse {

@@ -4,9 +4,10 @@
 //! stopped tasks removed after the retention time) are `MISSING` failures.
 
 use crate::context::Ctx;
+use crate::shared::{missing, named_arn};
 use flotilla_control::tasks::TaskRecord;
 use flotilla_controllers::records::{get, task_id_in, task_key};
-use flotilla_model::shapes::{DescribeTasksRequest, DescribeTasksResponse, Failure, TaskField};
+use flotilla_model::shapes::{DescribeTasksRequest, DescribeTasksResponse, TaskField};
 use flotilla_model::EcsError;
 
 /// DescribeTasks.
@@ -37,15 +38,7 @@ pub async fn describe_tasks(
         };
         match found {
             Some((t, _)) => tasks.push(t.view(include_tags)),
-            None => failures.push(Failure {
-                arn: Some(if r.starts_with("arn:") {
-                    r.to_string()
-                } else {
-                    ctx.arns().task(&cluster, r)
-                }),
-                reason: Some("MISSING".into()),
-                detail: None,
-            }),
+            None => failures.push(missing(named_arn(r, |n| ctx.arns().task(&cluster, n)))),
         }
     }
     Ok(DescribeTasksResponse {

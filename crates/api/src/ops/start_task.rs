@@ -25,17 +25,14 @@ pub async fn start_task(
         ctx.plane(),
         &Common {
             cluster: req.cluster.as_deref(),
-            task_definition: &req.task_definition,
             overrides: req.overrides.as_ref(),
             group: req.group.as_deref(),
             started_by: req.started_by.as_deref(),
             tags: req.tags.as_deref(),
             propagate_tags: req.propagate_tags,
-            launch_type: LaunchType::Ec2,
             enable_execute_command: req.enable_execute_command,
-            allow_inactive: false,
-            platform_version: None,
             network_configuration: req.network_configuration.as_ref(),
+            ..Common::new(&req.task_definition, LaunchType::Ec2)
         },
     )
     .await?;

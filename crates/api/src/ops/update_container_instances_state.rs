@@ -4,6 +4,7 @@
 
 use crate::context::Ctx;
 use crate::shared::instance_views::{task_counts, view_of};
+use crate::shared::{missing, named_arn};
 use flotilla_control::instances::InstanceRecord;
 use flotilla_controllers::records::{get, instance_id_in, instance_key, replace, Attempt};
 use flotilla_model::shapes::{
@@ -47,15 +48,7 @@ pub async fn update_container_instances_state(
     let mut updated = Vec::new();
     let mut failures = Vec::new();
     for r in refs {
-        let missing = || Failure {
-            arn: Some(if r.starts_with("arn:") {
-                r.to_string()
-            } else {
-                ctx.arns().container_instance(&cluster, r)
-            }),
-            reason: Some("MISSING".into()),
-            detail: None,
-        };
+        let missing = || missing(named_arn(r, |n| ctx.arns().container_instance(&cluster, n)));
         let Some(id) = instance_id_in(r, &cluster).filter(|_| !super::foreign_arn(ctx, r)) else {
             failures.push(missing());
             continue;

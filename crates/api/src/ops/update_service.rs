@@ -103,14 +103,6 @@ async fn new_task_definition(
         ctx.plane(),
         &Common {
             cluster: Some(cluster),
-            task_definition: td,
-            overrides: None,
-            group: None,
-            started_by: None,
-            tags: None,
-            propagate_tags: None,
-            launch_type: launch.launch_type,
-            enable_execute_command: false,
             allow_inactive: req.task_definition.is_none(),
             platform_version: req
                 .platform_version
@@ -120,6 +112,7 @@ async fn new_task_definition(
                 .network_configuration
                 .as_ref()
                 .or(rec.service.network_configuration.as_ref()),
+            ..Common::new(td, launch.launch_type)
         },
     )
     .await?;

@@ -3,9 +3,7 @@
 
 use crate::context::Ctx;
 use flotilla_control::service_scheduler::DeploymentRecord;
-use flotilla_control::services::{
-    parse_deployment_arn, service_deployment_arn, service_key, service_revision_arn, ServiceRecord,
-};
+use flotilla_control::services::{parse_deployment_arn, service_key, ServiceRecord};
 use flotilla_controllers::records::get;
 use flotilla_model::shapes::{DeploymentRolloutState, ServiceDeploymentBrief};
 use flotilla_model::EcsError;
@@ -39,23 +37,13 @@ pub fn brief(ctx: &Ctx<'_>, rec: &ServiceRecord, d: &DeploymentRecord) -> Servic
     let finished = d.rollout_state != DeploymentRolloutState::InProgress
         || rec.deployments.first().is_none_or(|p| p.id != d.id);
     ServiceDeploymentBrief {
-        service_deployment_arn: Some(service_deployment_arn(
-            ctx.arns(),
-            &rec.cluster,
-            rec.name(),
-            &d.id,
-        )),
+        service_deployment_arn: Some(rec.deployment_arn(ctx.arns(), &d.id)),
         service_arn: Some(rec.arn().to_string()),
         cluster_arn: Some(ctx.arns().cluster(&rec.cluster)),
         started_at: Some(d.created_at),
         created_at: Some(d.created_at),
         finished_at: finished.then_some(d.updated_at),
-        target_service_revision_arn: Some(service_revision_arn(
-            ctx.arns(),
-            &rec.cluster,
-            rec.name(),
-            &d.id,
-        )),
+        target_service_revision_arn: Some(rec.revision_arn(ctx.arns(), &d.id)),
         status: Some(status),
         status_reason: Some(reason),
     }

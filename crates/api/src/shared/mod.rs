@@ -5,3 +5,23 @@ pub mod cluster_counts;
 pub mod cluster_writes;
 pub mod deployments;
 pub mod instance_views;
+
+use flotilla_model::shapes::Failure;
+
+/// The `MISSING` failure Describe operations report for what they did not find.
+pub fn missing(arn: String) -> Failure {
+    Failure {
+        arn: Some(arn),
+        reason: Some("MISSING".into()),
+        detail: None,
+    }
+}
+
+/// The ARN a Describe request named: as given when it is an ARN, else built from the name.
+pub fn named_arn(given: &str, arn_of: impl FnOnce(&str) -> String) -> String {
+    if given.starts_with("arn:") {
+        given.to_string()
+    } else {
+        arn_of(given)
+    }
+}

@@ -90,15 +90,19 @@ impl EtcdElection {
         self.keys.full(LEADER_KEY)
     }
 
+    /// Reads the leader key as it is now.
+    async fn read_key(&self) -> Result<etcd_client::GetResponse, StoreError> {
+        self.kv
+            .clone()
+            .get(self.key(), None)
+            .await
+            .map_err(from_etcd)
+    }
+
     /// Returns once the leader key is absent.
     async fn wait_vacant(&self) -> Result<(), StoreError> {
         loop {
-            let resp = self
-                .kv
-                .clone()
-                .get(self.key(), None)
-                .await
-                .map_err(from_etcd)?;
+            let resp = self.read_key().await?;
             if resp.kvs().is_empty() {
                 return Ok(());
             }
@@ -245,12 +249,7 @@ impl Election for EtcdElection {
     }
 
     async fn leader(&self) -> Result<Option<Leader>, StoreError> {
-        let resp = self
-            .kv
-            .clone()
-            .get(self.key(), None)
-            .await
-            .map_err(from_etcd)?;
+        let resp = self.read_key().await?;
         Ok(resp.kvs().first().map(|kv| Leader {
             id: String::from_utf8_lossy(kv.value()).into_owned(),
             term: revision_u64(kv.create_revision()),
