@@ -51,8 +51,8 @@ async fn replica(url: &str, id: &str, running: &Arc<AtomicUsize>) -> Supervisor 
         Arc::new(SystemClock),
     ));
     let running = running.clone();
-    Supervisor::spawn_with(election, move |_fence| {
-        let controllers = Controllers::start(&plane);
+    Supervisor::spawn_with(election, move |fence| {
+        let controllers = Controllers::start(&plane, fence);
         running.fetch_add(1, Ordering::SeqCst);
         (controllers, Running(running.clone()))
     })

@@ -55,6 +55,7 @@ pub async fn start_task(
         &template,
         &Target::Start(Box::new(preq), names),
         None,
+        None,
     )
     .await?
     {
