@@ -30,7 +30,9 @@ async fn deployments_are_listed_described_and_stopped() {
         json!({"cluster": "c1", "serviceName": "s1", "taskDefinition": "web:1", "desiredCount": 0}),
     )
     .await;
-    assert!(reconcile(&api, &Fence::unfenced(), "c1", "s1").await.unwrap());
+    assert!(reconcile(&api, &Fence::unfenced(), "c1", "s1")
+        .await
+        .unwrap());
     ok(
         &api,
         "UpdateService",
@@ -167,7 +169,9 @@ async fn deployments_are_listed_described_and_stopped() {
         .unwrap()
         .ends_with("web:1"));
     for _ in 0..3 {
-        reconcile(&api, &Fence::unfenced(), "c1", "s1").await.unwrap();
+        reconcile(&api, &Fence::unfenced(), "c1", "s1")
+            .await
+            .unwrap();
     }
     let ds = list(&api, json!({"cluster": "c1", "service": "s1"})).await;
     assert_eq!(ds.len(), 3);
@@ -233,7 +237,9 @@ async fn a_daemon_service_runs_one_task_on_each_of_12_instances() {
     .await;
     let mut arns: Vec<String> = Vec::new();
     for _ in 0..5 {
-        assert!(reconcile(&api, &Fence::unfenced(), "c1", "d1").await.unwrap());
+        assert!(reconcile(&api, &Fence::unfenced(), "c1", "d1")
+            .await
+            .unwrap());
         let listed = ok(
             &api,
             "ListTasks",

@@ -67,7 +67,9 @@ pub struct Supervisor {
 impl Supervisor {
     /// Supervises the controllers of `plane` ([`Controllers::start`]) under `election`.
     pub fn spawn(plane: Arc<Plane>, election: Arc<dyn Election>) -> Supervisor {
-        Self::spawn_with(election, move |fence: &Fence| Controllers::start(&plane, fence))
+        Self::spawn_with(election, move |fence: &Fence| {
+            Controllers::start(&plane, fence)
+        })
     }
 
     /// Supervises what `start` starts for each term won: it gets the term's fence, and what

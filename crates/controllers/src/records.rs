@@ -14,7 +14,7 @@
 use flotilla_control::task_definitions::TaskDefinitionRef;
 use flotilla_model::shapes::{Cluster, RegisterTaskDefinitionResponse, TaskDefinitionStatus};
 use flotilla_model::EcsError;
-use flotilla_store::{Compare, Fence, Store, StoreError, Txn, TxnOutcome};
+use flotilla_store::{Compare, Fence, Store, StoreError, Txn};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -107,7 +107,8 @@ pub async fn commit_fenced(
 
 /// What a controller's write ends with when the store refused its fence: this replica's term
 /// is over (another replica leads, or will once the lease lapses).
-const DEPOSED: &str = "This replica is no longer the leader: the write of its controllers was refused.";
+const DEPOSED: &str =
+    "This replica is no longer the leader: the write of its controllers was refused.";
 
 /// The error of a write refused by its fence (see [`commit_fenced`]).
 pub fn deposed() -> EcsError {
