@@ -221,3 +221,47 @@ fn backoff(n: u32) -> std::time::Duration {
     let cap_ms = 1u64 << n.min(6);
     std::time::Duration::from_micros(rand::random::<u64>() % (cap_ms * 1000) + 100)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_store::{MemoryStore, TxnOutcome};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test]
+    async fn a_refused_fence_ends_the_cas_at_once_and_an_unfenced_one_commits() {
+        let store = MemoryStore::new();
+        let earlier = Txn::new().put("election/leader", b"a".to_vec());
+        assert!(store.txn(earlier).await.unwrap().is_committed());
+        let leader = Txn::new().put("election/leader", b"b".to_vec());
+        let TxnOutcome::Committed { revision } = store.txn(leader).await.unwrap() else {
+            panic!("the leader key was not written");
+        };
+        let live = Fence::on(Compare::ModRevision("election/leader".into(), revision));
+        // A term that is over: the leader key was written again since.
+        let fence = Fence::on(Compare::ModRevision("election/leader".into(), revision - 1));
+        let attempts = AtomicU32::new(0);
+        let attempt = || async {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            Ok(Attempt::Commit(Txn::new().put("k", b"v".to_vec()), ()))
+        };
+        let e = cas_fenced(&store, Some(&fence), attempt).await.unwrap_err();
+        assert!(is_deposed(&e), "{e}");
+        assert_eq!(
+            attempts.load(Ordering::SeqCst),
+            1,
+            "a refused fence was retried"
+        );
+        assert!(store.get("k").await.unwrap().is_none());
+        // A conflict that is not the fence's is still retried, then contended.
+        let stale = Txn::new().when(Compare::Present("missing".into()));
+        assert!(!commit_fenced(&store, stale, Some(&live)).await.unwrap());
+        cas_fenced(&store, Some(&live), attempt).await.unwrap();
+        cas_fenced(&store, None, attempt).await.unwrap();
+        cas_fenced(&store, Some(&Fence::unfenced()), attempt)
+            .await
+            .unwrap();
+        assert!(store.get("k").await.unwrap().is_some());
+        assert!(!is_deposed(&contention()));
+    }
+}
