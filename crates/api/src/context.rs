@@ -12,7 +12,7 @@ use flotilla_controllers::{
 };
 use flotilla_model::arn::ArnContext;
 use flotilla_sigv4::{Caller, Credential};
-use flotilla_store::{Election, Store};
+use flotilla_store::{Election, Fence, Store};
 use std::sync::{Arc, Mutex};
 
 /// Static configuration of the API.
@@ -106,7 +106,7 @@ impl Api {
         *running = Some(match &self.election {
             None => {
                 self.metrics.set_leadership(Some(1));
-                Background::Direct(Controllers::start(&self.plane))
+                Background::Direct(Controllers::start(&self.plane, &Fence::unfenced()))
             }
             Some(election) => {
                 let sup = Supervisor::spawn(self.plane.clone(), election.clone());

@@ -154,8 +154,10 @@ async fn run(api: Arc<Api>, socket: WebSocket, cluster: String, id: String) {
         tracing::info!(reason = %reason, "agent session ended");
         if api.agents.close(&key, sid) {
             let no_session = || !api.agents.has_session(&key);
+            // Unfenced: every replica serves agent sessions, leader or not.
+            let store = api.store.as_ref();
             if let Err(e) =
-                set_agent_connected(api.store.as_ref(), &cluster, &id, false, &no_session).await
+                set_agent_connected(store, &cluster, &id, false, &no_session, None).await
             {
                 tracing::warn!(error = %e, "could not mark the agent disconnected");
             }
@@ -222,7 +224,8 @@ async fn session_loop(
     sid: u64,
 ) -> String {
     let current = || api.agents.is_current(key, sid);
-    if let Err(e) = set_agent_connected(api.store.as_ref(), cluster, id, true, &current).await {
+    if let Err(e) = set_agent_connected(api.store.as_ref(), cluster, id, true, &current, None).await
+    {
         return format!("could not mark the agent connected: {e}");
     }
     let (mut tx, mut rx) = socket.split();

@@ -8,6 +8,7 @@ mod common;
 use common::*;
 use flotilla_controllers::service_loop::reconcile;
 use flotilla_model::ErrorCode;
+use flotilla_store::Fence;
 use serde_json::{json, Value};
 
 async fn list(api: &flotilla_api::Api, input: Value) -> Vec<Value> {
@@ -29,7 +30,9 @@ async fn deployments_are_listed_described_and_stopped() {
         json!({"cluster": "c1", "serviceName": "s1", "taskDefinition": "web:1", "desiredCount": 0}),
     )
     .await;
-    assert!(reconcile(&api, "c1", "s1").await.unwrap());
+    assert!(reconcile(&api, &Fence::unfenced(), "c1", "s1")
+        .await
+        .unwrap());
     ok(
         &api,
         "UpdateService",
@@ -166,7 +169,9 @@ async fn deployments_are_listed_described_and_stopped() {
         .unwrap()
         .ends_with("web:1"));
     for _ in 0..3 {
-        reconcile(&api, "c1", "s1").await.unwrap();
+        reconcile(&api, &Fence::unfenced(), "c1", "s1")
+            .await
+            .unwrap();
     }
     let ds = list(&api, json!({"cluster": "c1", "service": "s1"})).await;
     assert_eq!(ds.len(), 3);
@@ -232,7 +237,9 @@ async fn a_daemon_service_runs_one_task_on_each_of_12_instances() {
     .await;
     let mut arns: Vec<String> = Vec::new();
     for _ in 0..5 {
-        assert!(reconcile(&api, "c1", "d1").await.unwrap());
+        assert!(reconcile(&api, &Fence::unfenced(), "c1", "d1")
+            .await
+            .unwrap());
         let listed = ok(
             &api,
             "ListTasks",

@@ -12,11 +12,12 @@
 //!   forgotten after the same time.
 //!
 //! Invariant: the registry's lock is never held across an `.await`; every store write is a
-//! compare-and-swap on the record's `mod_revision`.
+//! compare-and-swap on the record's `mod_revision`, and the loops' writes carry their term's
+//! fence (a loop whose write is refused stops).
 
 use crate::plane::Plane;
 use crate::records::{
-    self, commit, get, instance_key, to_bytes, Attempt, ClientTokenRecord, CLIENT_TOKENS,
+    self, commit_fenced, get, instance_key, to_bytes, Attempt, ClientTokenRecord, CLIENT_TOKENS,
     CONTAINER_INSTANCES, TASKS,
 };
 use flotilla_control::instances::InstanceRecord;
@@ -24,7 +25,7 @@ use flotilla_control::tasks::TaskRecord;
 use flotilla_model::EcsError;
 use flotilla_protocol::{TaskUsage, MISSED_HEARTBEATS};
 use flotilla_scheduler::InstanceStatus;
-use flotilla_store::{Compare, Store, Txn};
+use flotilla_store::{Compare, Fence, Store, Txn};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, Weak};
@@ -159,15 +160,19 @@ impl Agents {
 /// record's revision even when the value was already true), so a disconnect decided by an older
 /// session just before fails its compare-and-swap, re-checks, and gives up. No write when the
 /// instance is gone or INACTIVE, or when a disconnect finds it already disconnected.
+///
+/// `fence`: the liveness loop's term (its disconnect is refused once the term is over); an agent
+/// session, on any replica, writes unfenced.
 pub async fn set_agent_connected(
     store: &dyn Store,
     cluster: &str,
     id: &str,
     connected: bool,
     still_wanted: &(dyn Fn() -> bool + Send + Sync),
+    fence: Option<&Fence>,
 ) -> Result<(), EcsError> {
     let key = instance_key(cluster, id);
-    let changed = records::cas(store, || async {
+    let changed = records::cas_fenced(store, fence, || async {
         let Some((mut rec, rev)) = get::<InstanceRecord>(store, &key).await? else {
             return Ok(Attempt::Done(None));
         };
@@ -199,16 +204,16 @@ fn split_instance_key(key: &str) -> Option<(&str, &str)> {
     key.strip_prefix(CONTAINER_INSTANCES)?.split_once('/')
 }
 
-/// Starts the liveness loop and the sweeper; both end when the plane is dropped or their
-/// handles are aborted.
-pub fn spawn_background(plane: Weak<Plane>) -> Vec<tokio::task::JoinHandle<()>> {
+/// Starts the liveness loop and the sweeper, their writes fenced with `fence`; both end when the
+/// plane is dropped, their handles are aborted, or the fence refuses one of their writes.
+pub fn spawn_background(plane: Weak<Plane>, fence: &Fence) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
-        tokio::spawn(liveness_loop(plane.clone())),
-        tokio::spawn(sweeper_loop(plane)),
+        tokio::spawn(liveness_loop(plane.clone(), fence.clone())),
+        tokio::spawn(sweeper_loop(plane, fence.clone())),
     ]
 }
 
-async fn liveness_loop(weak: Weak<Plane>) {
+async fn liveness_loop(weak: Weak<Plane>, fence: Fence) {
     let Some(api) = weak.upgrade() else { return };
     let limit = api.timings.silence_limit();
     let period = (api.timings.heartbeat_interval / 2).max(Duration::from_millis(10));
@@ -236,16 +241,19 @@ async fn liveness_loop(weak: Weak<Plane>) {
             };
             tracing::info!(container_instance = %id, cluster, "agent did not connect in time");
             let no_session = || !api.agents.has_session(&key);
-            if let Err(e) =
-                set_agent_connected(api.store.as_ref(), cluster, id, false, &no_session).await
-            {
-                tracing::warn!(error = %e, container_instance = %id, "could not mark the agent disconnected");
+            let store = api.store.as_ref();
+            match set_agent_connected(store, cluster, id, false, &no_session, Some(&fence)).await {
+                Ok(()) => {}
+                Err(e) if crate::leadership::deposed("agent liveness", &e) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, container_instance = %id, "could not mark the agent disconnected");
+                }
             }
         }
     }
 }
 
-async fn sweeper_loop(weak: Weak<Plane>) {
+async fn sweeper_loop(weak: Weak<Plane>, fence: Fence) {
     let period = match weak.upgrade() {
         Some(api) => (api.timings.stopped_task_retention / 4)
             .clamp(Duration::from_millis(10), Duration::from_secs(60)),
@@ -257,15 +265,17 @@ async fn sweeper_loop(weak: Weak<Plane>) {
         tick.tick().await;
         let Some(api) = weak.upgrade() else { return };
         let now = api.clock.now();
-        if let Err(e) = sweep(&api, now).await {
-            tracing::warn!(error = %e, "stopped-task sweep failed; will retry");
+        match sweep(&api, &fence, now).await {
+            Ok(_) => {}
+            Err(e) if crate::leadership::deposed("stopped-task sweeper", &e) => return,
+            Err(e) => tracing::warn!(error = %e, "stopped-task sweep failed; will retry"),
         }
     }
 }
 
-/// Deletes STOPPED tasks older than the retention, and expired client tokens. Returns how many
-/// tasks were deleted.
-pub async fn sweep(api: &Plane, now: f64) -> Result<usize, EcsError> {
+/// Deletes STOPPED tasks older than the retention, and expired client tokens, each delete fenced
+/// with `fence` (the sweeper's term). Returns how many tasks were deleted.
+pub async fn sweep(api: &Plane, fence: &Fence, now: f64) -> Result<usize, EcsError> {
     let store = api.store.as_ref();
     let cutoff = now - api.timings.stopped_task_retention.as_secs_f64();
     let mut deleted = 0;
@@ -277,7 +287,7 @@ pub async fn sweep(api: &Plane, now: f64) -> Result<usize, EcsError> {
         let txn = Txn::new()
             .when(Compare::ModRevision(key.clone(), rev))
             .delete(key.clone());
-        if commit(store, txn).await? {
+        if commit_fenced(store, txn, Some(fence)).await? {
             api.agents.forget_usage(rec.arn());
             deleted += 1;
             tracing::debug!(task = %rec.arn(), "stopped task removed after retention");
@@ -288,7 +298,7 @@ pub async fn sweep(api: &Plane, now: f64) -> Result<usize, EcsError> {
             let txn = Txn::new()
                 .when(Compare::ModRevision(key.clone(), rev))
                 .delete(key);
-            commit(store, txn).await?;
+            commit_fenced(store, txn, Some(fence)).await?;
         }
     }
     Ok(deleted)

@@ -5,9 +5,9 @@
 //! stops them (aborts their tasks) the moment the term is lost, and campaigns again. Its
 //! [`Role`] is observable (for `/metrics` and status).
 //!
-//! What it is not: the fence itself. A write already sent when the term is lost is refused by
-//! the store only if the controller put the term's [`Fence`] on its transaction; the start
-//! function receives the fence for that.
+//! What it is not: the fence itself. Aborting the controllers does not stop a write already
+//! sent; the store refuses it because the controllers put the term's [`Fence`] on every
+//! transaction: the start function receives the fence and [`Controllers::start`] takes it.
 //!
 //! Dropping the supervisor aborts everything without resigning (as when the process dies: the
 //! lease lapses within its TTL); [`Supervisor::shutdown`] resigns, so another replica takes
@@ -28,6 +28,20 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Longest wait for the resignation on shutdown.
 const RESIGN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// True (and logged, once per controller) when `e` says the store refused `controller`'s
+/// fenced write ([`crate::records::deposed`]): its term is over, and it stops acting instead of
+/// retrying (the supervisor is stopping it anyway).
+pub(crate) fn deposed(controller: &str, e: &flotilla_model::EcsError) -> bool {
+    let deposed = crate::records::is_deposed(e);
+    if deposed {
+        tracing::warn!(
+            controller,
+            "a write was refused: this replica no longer leads; the controller stops"
+        );
+    }
+    deposed
+}
 
 /// What this replica is doing in the election.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +67,9 @@ pub struct Supervisor {
 impl Supervisor {
     /// Supervises the controllers of `plane` ([`Controllers::start`]) under `election`.
     pub fn spawn(plane: Arc<Plane>, election: Arc<dyn Election>) -> Supervisor {
-        Self::spawn_with(election, move |_fence: &Fence| Controllers::start(&plane))
+        Self::spawn_with(election, move |fence: &Fence| {
+            Controllers::start(&plane, fence)
+        })
     }
 
     /// Supervises what `start` starts for each term won: it gets the term's fence, and what

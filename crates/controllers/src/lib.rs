@@ -14,6 +14,11 @@
 //!
 //! Invariant: every write is a compare-and-swap on the records read ([`records::cas`] retries a
 //! bounded number of times); desired state written here is only what ECS's own scheduler writes.
+//!
+//! Invariant: every write of a background controller carries the fence of the term it was
+//! started for ([`Controllers::start`]), so a deposed leader's write is refused by the store
+//! ([`records::deposed`]) and the loop that made it stops; the writes API handlers make on any
+//! replica (RunTask's placement, StopTask, agent reports and sessions, ReclaimSpot) are unfenced.
 
 #![warn(missing_docs)]
 
@@ -32,6 +37,7 @@ pub use fargate::FargateConfig;
 pub use leadership::{Role, Supervisor};
 pub use plane::{Clock, Plane, SystemClock};
 
+use flotilla_store::Fence;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
@@ -42,11 +48,13 @@ pub struct Controllers {
 }
 
 impl Controllers {
-    /// Starts every background controller on `plane`. Needs a Tokio runtime. The loops hold the
-    /// plane weakly: they also end when it is dropped.
-    pub fn start(plane: &Arc<Plane>) -> Controllers {
-        let mut tasks = agents::spawn_background(Arc::downgrade(plane));
-        tasks.extend(service_loop::spawn(Arc::downgrade(plane)));
+    /// Starts every background controller on `plane`, each of its writes fenced with `fence`
+    /// (the term's, from the [`Supervisor`]; [`Fence::unfenced`] on a store only one server
+    /// uses). Needs a Tokio runtime. The loops hold the plane weakly: they also end when it is
+    /// dropped, and a loop whose write is refused by the fence ends by itself.
+    pub fn start(plane: &Arc<Plane>, fence: &Fence) -> Controllers {
+        let mut tasks = agents::spawn_background(Arc::downgrade(plane), fence);
+        tasks.extend(service_loop::spawn(Arc::downgrade(plane), fence));
         Controllers { tasks }
     }
 

@@ -7,8 +7,11 @@
 //! 3. write, in ONE transaction, every new task (`Absent`), every touched instance with the new
 //!    reservations (compare-and-swap on the `mod_revision` read in step 1) and, with a
 //!    `clientToken`, the token record (`Absent`);
-//! 4. on a conflict, start over from step 1 ([`Plane::cas`], serialized with the other placements
-//!    on the same cluster in this process).
+//! 4. on a conflict, start over from step 1 ([`Plane::cas_fenced`], serialized with the other
+//!    placements on the same cluster in this process).
+//!
+//! The service loop's placements carry its term's fence (a deposed leader places nothing);
+//! RunTask's and StartTask's, made by any replica, carry none.
 //!
 //! Invariant: a task record and its reservation on its instance are written in the same
 //! transaction, and a reservation is only written against the instance version the plan saw, so
@@ -31,7 +34,7 @@ use flotilla_model::status::{ContainerStatus, TaskStatus};
 use flotilla_model::{EcsError, ErrorCode};
 use flotilla_protocol::{ContainerAssignment, DesiredStatus, TaskAssignment, TaskNetwork};
 use flotilla_scheduler::{self as sched, PlacementError};
-use flotilla_store::{Compare, Txn};
+use flotilla_store::{Compare, Fence, Txn};
 use std::collections::{BTreeSet, HashMap};
 
 /// Where to place.
@@ -256,16 +259,18 @@ fn build_task(plane: &Plane, now: f64, t: &TaskTemplate, slot: Slot<'_>) -> Task
     }
 }
 
-/// Plans and commits one request (see the module docs), with ECS's failures.
+/// Plans and commits one request (see the module docs), with ECS's failures; `fence`: the
+/// term of the controller placing (`None` for an API request).
 pub async fn place(
     plane: &Plane,
     now: f64,
     template: &TaskTemplate,
     target: &Target,
     token: Option<&Token>,
+    fence: Option<&Fence>,
 ) -> Result<Committed, EcsError> {
     Ok(
-        match place_typed(plane, now, template, target, token).await? {
+        match place_typed(plane, now, template, target, token, fence).await? {
             Committed::Placed(tasks, failures) => Committed::Placed(
                 tasks,
                 failures.iter().map(PlacementFailure::to_ecs).collect(),
@@ -282,6 +287,7 @@ pub async fn place_typed(
     template: &TaskTemplate,
     target: &Target,
     token: Option<&Token>,
+    fence: Option<&Fence>,
 ) -> Result<Committed<PlacementFailure>, EcsError> {
     let demand = template
         .spec
@@ -289,7 +295,7 @@ pub async fn place_typed(
         .map_err(|e| placement_error(e.into()))?;
     let pool = flotilla_control::launch::host_cluster(template.launch_type, &template.cluster);
     let placed = plane
-        .cas(&instance_prefix(pool), || async {
+        .cas_fenced(&instance_prefix(pool), fence, || async {
             if let Some(tok) = token {
                 if let Some((rec, _)) = get::<ClientTokenRecord>(plane.store(), &tok.key).await? {
                     return Ok(Attempt::Done(Committed::TokenUsed(rec)));

@@ -5,7 +5,7 @@
 use crate::agents::{AgentTimings, Agents};
 use crate::fargate::FargateConfig;
 use flotilla_model::arn::ArnContext;
-use flotilla_store::Store;
+use flotilla_store::{Fence, Store};
 use std::sync::Arc;
 
 /// A source of wall-clock time, passed in so tests can control it.
@@ -74,8 +74,25 @@ impl Plane {
             Output = Result<crate::records::Attempt<T>, flotilla_model::EcsError>,
         >,
     {
+        self.cas_fenced(key, None, attempt).await
+    }
+
+    /// [`Plane::cas`] of a controller's write, fenced with its term's `fence`
+    /// ([`crate::records::cas_fenced`]; `None`: unfenced, as an API handler's write).
+    pub async fn cas_fenced<T, F, Fut>(
+        &self,
+        key: &str,
+        fence: Option<&Fence>,
+        attempt: F,
+    ) -> Result<T, flotilla_model::EcsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<
+            Output = Result<crate::records::Attempt<T>, flotilla_model::EcsError>,
+        >,
+    {
         let _serial = self.writers.lock(key).await;
-        crate::records::cas(self.store(), attempt).await
+        crate::records::cas_fenced(self.store(), fence, attempt).await
     }
 }
 

@@ -5,11 +5,16 @@
 //!
 //! Every write is a compare-and-swap on the object's `mod_revision`, so concurrent requests never
 //! lose each other's updates; a conflict is retried by the caller with fresh reads.
+//!
+//! A controller's write also carries its term's [`Fence`] ([`commit_fenced`], [`cas_fenced`]):
+//! once the term is over the store refuses it, and the refusal is not a conflict to retry but
+//! [`deposed`], which ends the controller's attempt (its loop stops acting; the supervisor is
+//! already stopping it).
 
 use flotilla_control::task_definitions::TaskDefinitionRef;
 use flotilla_model::shapes::{Cluster, RegisterTaskDefinitionResponse, TaskDefinitionStatus};
 use flotilla_model::EcsError;
-use flotilla_store::{Compare, Store, StoreError, Txn, TxnOutcome};
+use flotilla_store::{Compare, Fence, Store, StoreError, Txn};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -77,10 +82,42 @@ pub fn replace<T: Serialize>(key: &str, rev: u64, value: &T) -> Result<Txn, EcsE
 
 /// Commits a transaction; `Ok(false)` means a compare failed and the caller should retry.
 pub async fn commit(store: &dyn Store, txn: Txn) -> Result<bool, EcsError> {
-    match store.txn(txn).await.map_err(store_error)? {
-        TxnOutcome::Committed { .. } => Ok(true),
-        TxnOutcome::Conflict { .. } => Ok(false),
+    commit_fenced(store, txn, None).await
+}
+
+/// [`commit`] of a controller's write, fenced with its term's `fence` (`None`: an API
+/// handler's write, which any replica makes). A refused fence is not a conflict: it is the
+/// error [`deposed`], never retried.
+pub async fn commit_fenced(
+    store: &dyn Store,
+    txn: Txn,
+    fence: Option<&Fence>,
+) -> Result<bool, EcsError> {
+    let fence = fence.filter(|f| f.compare().is_some());
+    let Some(fence) = fence else {
+        return Ok(store.txn(txn).await.map_err(store_error)?.is_committed());
+    };
+    let txn = txn.fenced(fence);
+    let outcome = store.txn(txn.clone()).await.map_err(store_error)?;
+    if fence.refused(&txn, &outcome) {
+        return Err(deposed());
     }
+    Ok(outcome.is_committed())
+}
+
+/// What a controller's write ends with when the store refused its fence: this replica's term
+/// is over (another replica leads, or will once the lease lapses).
+const DEPOSED: &str =
+    "This replica is no longer the leader: the write of its controllers was refused.";
+
+/// The error of a write refused by its fence (see [`commit_fenced`]).
+pub fn deposed() -> EcsError {
+    EcsError::server(DEPOSED)
+}
+
+/// Whether `e` is [`deposed`]: the controller should stop acting rather than retry.
+pub fn is_deposed(e: &EcsError) -> bool {
+    e.code == flotilla_model::ErrorCode::ServerException && e.message == DEPOSED
 }
 
 /// The error for a compare-and-swap that kept losing.
@@ -145,7 +182,21 @@ pub const CAS_MAX_ATTEMPTS: u32 = 64;
 /// compare-and-swap runs it again on fresh reads after a short jittered backoff (1 ms doubling
 /// to 64 ms), at most [`CAS_MAX_ATTEMPTS`] times; then the answer is [`contention`]. A store
 /// failure ends it at once.
-pub async fn cas<T, F, Fut>(store: &dyn Store, mut attempt: F) -> Result<T, EcsError>
+pub async fn cas<T, F, Fut>(store: &dyn Store, attempt: F) -> Result<T, EcsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Attempt<T>, EcsError>>,
+{
+    cas_fenced(store, None, attempt).await
+}
+
+/// [`cas`] of a controller's write, each attempt's transaction fenced with its term's `fence`
+/// ([`commit_fenced`]): a refused fence ends it at once with [`deposed`].
+pub async fn cas_fenced<T, F, Fut>(
+    store: &dyn Store,
+    fence: Option<&Fence>,
+    mut attempt: F,
+) -> Result<T, EcsError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Attempt<T>, EcsError>>,
@@ -154,7 +205,7 @@ where
         match attempt().await? {
             Attempt::Done(v) => return Ok(v),
             Attempt::Commit(txn, v) => {
-                if commit(store, txn).await? {
+                if commit_fenced(store, txn, fence).await? {
                     return Ok(v);
                 }
             }
@@ -169,4 +220,48 @@ where
 fn backoff(n: u32) -> std::time::Duration {
     let cap_ms = 1u64 << n.min(6);
     std::time::Duration::from_micros(rand::random::<u64>() % (cap_ms * 1000) + 100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_store::{MemoryStore, TxnOutcome};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test]
+    async fn a_refused_fence_ends_the_cas_at_once_and_an_unfenced_one_commits() {
+        let store = MemoryStore::new();
+        let earlier = Txn::new().put("election/leader", b"a".to_vec());
+        assert!(store.txn(earlier).await.unwrap().is_committed());
+        let leader = Txn::new().put("election/leader", b"b".to_vec());
+        let TxnOutcome::Committed { revision } = store.txn(leader).await.unwrap() else {
+            panic!("the leader key was not written");
+        };
+        let live = Fence::on(Compare::ModRevision("election/leader".into(), revision));
+        // A term that is over: the leader key was written again since.
+        let fence = Fence::on(Compare::ModRevision("election/leader".into(), revision - 1));
+        let attempts = AtomicU32::new(0);
+        let attempt = || async {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            Ok(Attempt::Commit(Txn::new().put("k", b"v".to_vec()), ()))
+        };
+        let e = cas_fenced(&store, Some(&fence), attempt).await.unwrap_err();
+        assert!(is_deposed(&e), "{e}");
+        assert_eq!(
+            attempts.load(Ordering::SeqCst),
+            1,
+            "a refused fence was retried"
+        );
+        assert!(store.get("k").await.unwrap().is_none());
+        // A conflict that is not the fence's is still retried, then contended.
+        let stale = Txn::new().when(Compare::Present("missing".into()));
+        assert!(!commit_fenced(&store, stale, Some(&live)).await.unwrap());
+        cas_fenced(&store, Some(&live), attempt).await.unwrap();
+        cas_fenced(&store, None, attempt).await.unwrap();
+        cas_fenced(&store, Some(&Fence::unfenced()), attempt)
+            .await
+            .unwrap();
+        assert!(store.get("k").await.unwrap().is_some());
+        assert!(!is_deposed(&contention()));
+    }
 }

@@ -1,6 +1,10 @@
 //! The writer of agent reports: a report of a task's observed state applied to its record, and
 //! what a task gives back when it stops (its reservation on its instance, its network address),
 //! in the same transaction.
+//!
+//! Unfenced on purpose: reports arrive through agent sessions, which every replica serves
+//! (leader or not), and they record what an agent observed rather than a controller's decision;
+//! a replica that no longer leads must still apply them.
 
 use crate::plane::Plane;
 use crate::records::{

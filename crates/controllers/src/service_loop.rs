@@ -18,10 +18,13 @@
 //!   agent returns, the surplus is stopped. DAEMON services use [`compute_daemon_actions`] on
 //!   the ACTIVE, connected instances and start on named instances (the StartTask target), at
 //!   most [`flotilla_scheduler::MAX_START_INSTANCES`] per placement.
+//! - Every write of a reconcile (its stops, its placements, the service) is fenced with the
+//!   term the loop was started for; a refused one ends the reconcile with
+//!   [`records::deposed`], and the worker stops.
 
 use crate::placement::{self, Committed, PlacementFailure, Target};
 use crate::plane::Plane;
-use crate::records::{self, commit, get, task_key, task_prefix, to_bytes, Attempt};
+use crate::records::{self, commit_fenced, get, task_key, task_prefix, to_bytes, Attempt};
 use flotilla_control::instances::InstanceRecord;
 use flotilla_control::launch;
 use flotilla_control::service_scheduler::{
@@ -41,7 +44,7 @@ use flotilla_model::status::TaskStatus;
 use flotilla_model::EcsError;
 use flotilla_protocol::DesiredStatus;
 use flotilla_scheduler::InstanceStatus;
-use flotilla_store::{Compare, Event, Txn};
+use flotilla_store::{Compare, Event, Fence, Txn};
 use futures::StreamExt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Weak;
@@ -53,13 +56,13 @@ pub const RESYNC: Duration = Duration::from_secs(5);
 
 type Key = (String, String);
 
-/// Starts the watcher and the worker; both end when the plane is dropped or their handles are
-/// aborted.
-pub fn spawn(plane: Weak<Plane>) -> Vec<tokio::task::JoinHandle<()>> {
+/// Starts the watcher and the worker, whose writes are fenced with `fence`; both end when the
+/// plane is dropped or their handles are aborted, and both once the fence refuses a write.
+pub fn spawn(plane: Weak<Plane>, fence: &Fence) -> Vec<tokio::task::JoinHandle<()>> {
     let (tx, rx) = mpsc::unbounded_channel::<Key>();
     vec![
         tokio::spawn(watcher(plane.clone(), tx)),
-        tokio::spawn(worker(plane, rx)),
+        tokio::spawn(worker(plane, rx, fence.clone())),
     ]
 }
 
@@ -170,7 +173,7 @@ async fn watcher(weak: Weak<Plane>, tx: mpsc::UnboundedSender<Key>) {
     }
 }
 
-async fn worker(weak: Weak<Plane>, mut rx: mpsc::UnboundedReceiver<Key>) {
+async fn worker(weak: Weak<Plane>, mut rx: mpsc::UnboundedReceiver<Key>, fence: Fence) {
     let mut dirty: BTreeSet<Key> = BTreeSet::new();
     loop {
         if dirty.is_empty() {
@@ -188,11 +191,13 @@ async fn worker(weak: Weak<Plane>, mut rx: mpsc::UnboundedReceiver<Key>) {
             continue;
         };
         let Some(api) = weak.upgrade() else { return };
-        match reconcile(&api, &key.0, &key.1).await {
+        match reconcile(&api, &fence, &key.0, &key.1).await {
             Ok(true) => {}
             Ok(false) => {
                 dirty.insert(key);
             }
+            // Dropping `rx` ends the watcher too.
+            Err(e) if crate::leadership::deposed("service loop", &e) => return,
             Err(e) => {
                 tracing::warn!(service = %key.1, cluster = %key.0, error = %e, "service reconcile failed; will retry");
             }
@@ -255,6 +260,7 @@ pub fn observe(t: &TaskRecord, draining: bool, lost: bool, grace: f64, now: f64)
 
 async fn stop_one(
     api: &Plane,
+    fence: &Fence,
     cluster: &str,
     arn: &str,
     reason: &str,
@@ -265,7 +271,7 @@ async fn stop_one(
     };
     let key = task_key(cluster, id);
     let stopped = api
-        .cas(&key, || async {
+        .cas_fenced(&key, Some(fence), || async {
             let Some((rec, rev)) = get::<TaskRecord>(api.store(), &key).await? else {
                 return Ok(Attempt::Done(false));
             };
@@ -304,6 +310,7 @@ pub fn default_strategies() -> Vec<PlacementStrategy> {
 /// keep the strategy's split as the service scales and replaces tasks.
 async fn start(
     api: &Plane,
+    fence: &Fence,
     rec: &ServiceRecord,
     deployment: &str,
     n: u32,
@@ -367,7 +374,8 @@ async fn start(
         preq.strategies.clear();
         Target::Start(Box::new(preq), on.to_vec())
     };
-    match placement::place_typed(api, api.clock.now(), &template, &target, None).await {
+    let now = api.clock.now();
+    match placement::place_typed(api, now, &template, &target, None, Some(fence)).await {
         Ok(Committed::Placed(tasks, failures)) => {
             if !tasks.is_empty() {
                 tracing::info!(service = %name, cluster = %rec.cluster, started = tasks.len(), "service tasks placed");
@@ -380,6 +388,7 @@ async fn start(
             }
         }
         Ok(Committed::TokenUsed(_)) => {}
+        Err(e) if records::is_deposed(&e) => return Err(e),
         Err(e) => events.push(ServiceEvent::UnableToPlace {
             instance: None,
             reason: Unplaced::Other(e.message),
@@ -403,8 +412,14 @@ fn unable_to_place(f: PlacementFailure, cluster: &str) -> ServiceEvent {
 
 /// Reconciles one service: observe its tasks, compute what to do
 /// (`flotilla_control::service_scheduler`), make the stops and starts, write the service.
-/// `Ok(false)`: it lost a race and should be reconciled again.
-pub async fn reconcile(api: &Plane, cluster: &str, name: &str) -> Result<bool, EcsError> {
+/// `Ok(false)`: it lost a race and should be reconciled again. Every write is fenced with
+/// `fence`; a refused one ends the reconcile at once with [`records::deposed`].
+pub async fn reconcile(
+    api: &Plane,
+    fence: &Fence,
+    cluster: &str,
+    name: &str,
+) -> Result<bool, EcsError> {
     let key = service_key(cluster, name);
     let Some((rec, rev)) = get::<ServiceRecord>(api.store(), &key).await? else {
         return Ok(true);
@@ -422,14 +437,14 @@ pub async fn reconcile(api: &Plane, cluster: &str, name: &str) -> Result<bool, E
         compute_service_actions(&spec, &rec.deployments, &seen.tasks, now)
     };
     for (arn, reason) in &actions.stop {
-        stop_one(api, cluster, arn, reason, now).await?;
+        stop_one(api, fence, cluster, arn, reason, now).await?;
     }
     let providers = live_per_provider(&seen.records, &actions.stop);
     let mut next = rec.clone();
     next.deployments = actions.deployments.clone();
     next.record_finished(&rec.deployments, now);
     let mut events = actions.events.clone();
-    events.extend(start_all(api, &next, &actions, &providers).await?);
+    events.extend(start_all(api, fence, &next, &actions, &providers).await?);
     settle(&mut next, &actions, daemon);
     next.record_events(&events, now, &mut || uuid::Uuid::new_v4().to_string());
     if next == rec {
@@ -438,7 +453,7 @@ pub async fn reconcile(api: &Plane, cluster: &str, name: &str) -> Result<bool, E
     let txn = Txn::new()
         .when(Compare::ModRevision(key.clone(), rev))
         .put(key, to_bytes(&next)?);
-    let ok = commit(api.store(), txn).await?;
+    let ok = commit_fenced(api.store(), txn, Some(fence)).await?;
     if ok && next.steady != rec.steady {
         tracing::info!(service = %name, cluster, steady = next.steady, "service steadiness changed");
     }
@@ -543,13 +558,14 @@ fn live_per_provider(records: &[TaskRecord], stops: &[(String, String)]) -> BTre
 /// each named instance (DAEMON), at most as many instances per placement as StartTask takes.
 async fn start_all(
     api: &Plane,
+    fence: &Fence,
     next: &ServiceRecord,
     actions: &Actions,
     providers: &BTreeMap<String, u32>,
 ) -> Result<Vec<ServiceEvent>, EcsError> {
     let mut events = Vec::new();
     if let Some((dep, n)) = &actions.start {
-        events.extend(start(api, next, dep, *n, &[], providers).await?);
+        events.extend(start(api, fence, next, dep, *n, &[], providers).await?);
     }
     if let (false, Some(p)) = (actions.start_on.is_empty(), next.deployments.first()) {
         let dep = p.id.clone();
@@ -558,7 +574,7 @@ async fn start_all(
             .chunks(flotilla_scheduler::MAX_START_INSTANCES)
         {
             let n = u32::try_from(on.len()).unwrap_or(0);
-            events.extend(start(api, next, &dep, n, on, providers).await?);
+            events.extend(start(api, fence, next, &dep, n, on, providers).await?);
         }
     }
     Ok(events)

@@ -113,6 +113,7 @@ pub async fn run_task(ctx: &Ctx<'_>, req: RunTaskRequest) -> Result<RunTaskRespo
         &template,
         &Target::Run(Box::new(preq)),
         token.as_ref(),
+        None,
     )
     .await?
     {

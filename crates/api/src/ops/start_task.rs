@@ -52,6 +52,7 @@ pub async fn start_task(
         &template,
         &Target::Start(Box::new(preq), names),
         None,
+        None,
     )
     .await?
     {
