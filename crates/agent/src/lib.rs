@@ -145,7 +145,8 @@ async fn register(
             }
             Err(e) if e.is_retryable() => {
                 let d = backoff.next_delay();
-                warn!(error = %e, delay_ms = d.as_millis() as u64, "registration failed; retrying");
+                let next = client.endpoints().current().1;
+                warn!(error = %e, next = %next, delay_ms = d.as_millis() as u64, "registration failed; retrying");
                 tokio::time::sleep(d).await;
             }
             Err(e) => return Err(AgentError::Register(e)),
