@@ -12,20 +12,17 @@
 
 #[path = "../../agent/tests/common/mod.rs"]
 mod common;
+mod server;
 
 use common::{docker, docker_inspect, init_tracing, try_docker, Cleanup, IMAGE};
 use flotilla_agent::client::EcsClient;
-use flotilla_agent::{AgentConfig, Credentials};
-use flotilla_api::{router, AgentTimings, Api, ApiConfig, SystemClock};
-use flotilla_model::arn::ArnContext;
-use flotilla_sigv4::Credential;
+use flotilla_agent::AgentConfig;
+use flotilla_api::router;
 use flotilla_store::{MemoryStore, Store};
 use serde_json::{json, Value};
+use server::{creds, instances, until};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const AKID: &str = "AKIDFAILOVERTEST";
-const SECRET: &str = "failover-secret";
 
 /// One server replica on its own runtime, so that killing it drops every connection it held
 /// (the agent's WebSocket included), as a dead process would.
@@ -46,12 +43,7 @@ impl Replica {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let api = Api::new(store, api_config(), Arc::new(SystemClock)).with_timings(
-                    AgentTimings {
-                        heartbeat_interval: Duration::from_millis(500),
-                        ..Default::default()
-                    },
-                );
+                let api = server::api(store);
                 listener.set_nonblocking(true).unwrap();
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 tokio::spawn(async move {
@@ -85,46 +77,8 @@ impl Drop for Replica {
     }
 }
 
-fn api_config() -> ApiConfig {
-    ApiConfig {
-        arns: ArnContext {
-            region: "us-east-1".into(),
-            account: "123456789012".into(),
-        },
-        credentials: vec![Credential {
-            access_key_id: AKID.into(),
-            secret_access_key: SECRET.into(),
-            session_token: None,
-            principal_arn: "arn:aws:iam::123456789012:root".into(),
-        }],
-    }
-}
-
-fn creds() -> Credentials {
-    Credentials {
-        access_key_id: AKID.into(),
-        secret_access_key: SECRET.into(),
-        session_token: None,
-    }
-}
-
 fn loopback() -> std::net::TcpListener {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap()
-}
-
-/// Polls `f` every 100 ms until it gives a value; panics after `secs`.
-async fn until<T>(what: &str, secs: u64, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} not reached within {secs}s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The task as the server describes it (`None` while no replica answers).
@@ -172,14 +126,10 @@ async fn the_agent_moves_to_another_replica_keeping_its_tasks_and_reports() {
 
     // The test's own client is given both replicas too.
     let client = EcsClient::new(&servers, creds(), "us-east-1").unwrap();
-    client
-        .call("CreateCluster", &json!({"clusterName": cluster}))
-        .await
-        .unwrap();
-    client
-        .call(
-            "RegisterTaskDefinition",
-            &json!({
+    server::cluster_with(
+        &client,
+        &cluster,
+        json!({
                 "family": "failover-sleep",
                 "containerDefinitions": [{
                     "name": "main",
@@ -189,10 +139,9 @@ async fn the_agent_moves_to_another_replica_keeping_its_tasks_and_reports() {
                     "command": ["sleep", "3600"],
                     "stopTimeout": 2
                 }]
-            }),
-        )
-        .await
-        .unwrap();
+        }),
+    )
+    .await;
 
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = AgentConfig::new(&cluster, &servers, dir.path(), creds());
@@ -290,18 +239,7 @@ async fn the_agent_moves_to_another_replica_keeping_its_tasks_and_reports() {
     let t = task(&client, &cluster, steady).await.unwrap();
     assert_eq!(t["lastStatus"], "RUNNING", "{t}");
     let inst = until("the instance connected through replica 2", 10, async || {
-        let l = client
-            .call("ListContainerInstances", &json!({"cluster": cluster}))
-            .await
-            .ok()?;
-        let d = client
-            .call(
-                "DescribeContainerInstances",
-                &json!({"cluster": cluster, "containerInstances": l["containerInstanceArns"]}),
-            )
-            .await
-            .ok()?;
-        let i = d["containerInstances"][0].clone();
+        let i = instances(&client, &cluster).await.first().cloned()?;
         (i["agentConnected"] == json!(true)).then_some(i)
     })
     .await;
