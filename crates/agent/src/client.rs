@@ -1,11 +1,16 @@
 //! The agent's ECS API client: `RegisterContainerInstance` and `DiscoverPollEndpoint`, signed
 //! with SigV4 ([`flotilla_sigv4::sign`]) over plain HTTP/1.1.
 //!
-//! What this is not: a general SDK (two calls), and not TLS: `server_url` must be `http://`.
+//! Several server replicas ([`Endpoints`]): each call goes to the current one; a call that gets
+//! no answer or a 5xx moves the cursor to the next replica, so the caller's retry (after its
+//! backoff) goes there.
+//!
+//! What this is not: a general SDK (two calls), and not TLS: every server URL must be `http://`.
 //!
 //! Invariant: credentials never appear in logs or errors.
 
 use crate::config::Credentials;
+use crate::endpoints::Endpoints;
 use bytes::Bytes;
 use flotilla_model::shapes::{
     ContainerInstance, DiscoverPollEndpointRequest, DiscoverPollEndpointResponse,
@@ -18,6 +23,7 @@ use hyper::Uri;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A failed API call.
@@ -55,13 +61,24 @@ impl ApiError {
             ApiError::BadUrl(_) => false,
         }
     }
+
+    /// Whether another replica may do better: no answer, or a 5xx. Never a 4xx (the request is
+    /// wrong everywhere) and never throttling (the same replica will answer later).
+    pub fn is_replica_failure(&self) -> bool {
+        match self {
+            ApiError::Service { status, .. } => *status >= 500,
+            ApiError::Transport(_) => true,
+            ApiError::BadResponse(_) | ApiError::BadUrl(_) => false,
+        }
+    }
 }
 
 /// The client.
 #[derive(Clone)]
 pub struct EcsClient {
-    base: Uri,
-    authority: String,
+    endpoints: Endpoints,
+    /// `host[:port]` of each of `endpoints`, in the same order.
+    authorities: Arc<[String]>,
     credentials: Credentials,
     region: String,
     http: Client<HttpConnector, Full<Bytes>>,
@@ -70,7 +87,7 @@ pub struct EcsClient {
 impl std::fmt::Debug for EcsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EcsClient")
-            .field("base", &self.base)
+            .field("endpoints", &self.endpoints.urls())
             .finish_non_exhaustive()
     }
 }
@@ -94,37 +111,77 @@ pub fn authority_of(url: &str) -> Result<(Uri, String), ApiError> {
 }
 
 impl EcsClient {
-    /// A client of the server at `server_url` (`http://HOST:PORT`).
+    /// A client of the server at `server_url` (`http://HOST:PORT`, or several such URLs
+    /// separated by commas: the replicas of one server).
     pub fn new(server_url: &str, credentials: Credentials, region: &str) -> Result<Self, ApiError> {
-        let (base, authority) = authority_of(server_url)?;
-        if base.scheme_str() != Some("http") {
-            return Err(ApiError::BadUrl(server_url.to_string()));
+        let endpoints =
+            Endpoints::parse(server_url).ok_or_else(|| ApiError::BadUrl(server_url.to_string()))?;
+        Self::with_endpoints(endpoints, credentials, region)
+    }
+
+    /// A client of these replicas (each `http://HOST:PORT`).
+    pub fn with_endpoints(
+        endpoints: Endpoints,
+        credentials: Credentials,
+        region: &str,
+    ) -> Result<Self, ApiError> {
+        let mut authorities = Vec::new();
+        for url in endpoints.urls() {
+            let (base, authority) = authority_of(url)?;
+            if base.scheme_str() != Some("http") {
+                return Err(ApiError::BadUrl(url.clone()));
+            }
+            authorities.push(authority);
         }
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
         Ok(Self {
-            base,
-            authority,
+            endpoints,
+            authorities: authorities.into(),
             credentials,
             region: region.to_string(),
             http: Client::builder(TokioExecutor::new()).build(connector),
         })
     }
 
-    /// Calls one ECS operation with a JSON body.
+    /// The replicas and the one in use.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// Calls one ECS operation with a JSON body on the current replica; a failure another
+    /// replica may not have ([`ApiError::is_replica_failure`]) makes the next one current.
     pub async fn call(
         &self,
         operation: &str,
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, ApiError> {
+        let (replica, _) = self.endpoints.current();
+        let result = self
+            .call_on(&self.authorities[replica], operation, body)
+            .await;
+        if let Err(e) = &result {
+            if e.is_replica_failure() {
+                self.endpoints.failed(replica);
+            }
+        }
+        result
+    }
+
+    async fn call_on(
+        &self,
+        authority: &str,
+        operation: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ApiError> {
         let body = serde_json::to_vec(body).map_err(|e| ApiError::BadResponse(e.to_string()))?;
         let target = ecs_target(operation);
-        let headers = json_headers(&self.authority, &target);
+        let headers = json_headers(authority, &target);
         let signed =
             flotilla_sigv4::sign(&Request::post(&headers, &body), &self.signer(), now_secs());
         let mut req = hyper::Request::builder()
             .method("POST")
-            .uri(format!("http://{}/", self.authority));
+            .uri(format!("http://{authority}/"));
         for (k, v) in headers {
             req = req.header(k, v);
         }
@@ -210,5 +267,59 @@ impl EcsClient {
             secret_access_key: &self.credentials.secret_access_key,
             session_token: self.credentials.session_token.as_deref(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A port nothing listens on.
+    async fn dead_url() -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    }
+
+    /// A server that answers every request with `status` and an ECS error body.
+    async fn answering(status: u16) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = [0u8; 8192];
+                let _ = s.read(&mut buf).await;
+                let body = r#"{"__type":"ServerException","message":"no"}"#;
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_call_moves_on_after_no_answer_or_a_5xx_and_never_after_a_4xx() {
+        let (dead, bad, refusing) = (dead_url().await, answering(503).await, answering(400).await);
+        let list = format!("{dead},{bad},{refusing}");
+        let c = EcsClient::new(&list, Credentials::default(), "us-east-1").unwrap();
+        let empty = serde_json::json!({});
+        let call = || c.call("ListClusters", &empty);
+        assert!(matches!(call().await, Err(ApiError::Transport(_))));
+        assert_eq!(c.endpoints().current().1, bad);
+        assert!(matches!(
+            call().await,
+            Err(ApiError::Service { status: 503, .. })
+        ));
+        assert_eq!(c.endpoints().current().1, refusing);
+        assert!(matches!(
+            call().await,
+            Err(ApiError::Service { status: 400, .. })
+        ));
+        assert_eq!(c.endpoints().current().1, refusing, "a 4xx stays");
+        assert!(EcsClient::new("https://x", Credentials::default(), "r").is_err());
+        assert!(EcsClient::new(" , ", Credentials::default(), "r").is_err());
     }
 }

@@ -64,8 +64,10 @@ impl std::fmt::Debug for Credentials {
 pub struct AgentConfig {
     /// Cluster name (or ARN) to register into.
     pub cluster: String,
-    /// Server base URL, e.g. `http://127.0.0.1:8080`.
-    pub server_url: String,
+    /// The server's replicas, base URLs such as `http://127.0.0.1:8080` (an item may also be a
+    /// comma-separated list). The agent talks to one at a time, starting with the first, and
+    /// moves to the next when one stops answering ([`crate::endpoints::Endpoints`]).
+    pub server_urls: Vec<String>,
     /// Where the instance identity and task state are kept. One directory per instance.
     pub data_dir: PathBuf,
     /// Credentials that sign every request.
@@ -106,7 +108,8 @@ impl AgentConfig {
     /// A configuration with ECS-like defaults: region `us-east-1`, availability zone
     /// `us-east-1a`, instance type `flotilla.local`, no reserved memory, pull only absent
     /// images (`prefer-cached`, so a host without registry access runs what it has), cleanup
-    /// after 3 hours, usage every 20 seconds.
+    /// after 3 hours, usage every 20 seconds. `server_url` is one base URL, or the replicas'
+    /// URLs separated by commas (or set [`AgentConfig::server_urls`]).
     pub fn new(
         cluster: impl Into<String>,
         server_url: impl Into<String>,
@@ -115,7 +118,7 @@ impl AgentConfig {
     ) -> Self {
         Self {
             cluster: cluster.into(),
-            server_url: server_url.into(),
+            server_urls: vec![server_url.into()],
             data_dir: data_dir.into(),
             credentials,
             region: "us-east-1".into(),
@@ -148,6 +151,11 @@ impl AgentConfig {
         );
         c.managed = true;
         c
+    }
+
+    /// The replicas of [`AgentConfig::server_urls`], in order; `None` when there is none.
+    pub fn endpoints(&self) -> Option<crate::endpoints::Endpoints> {
+        crate::endpoints::Endpoints::parse(&self.server_urls.join(","))
     }
 
     /// The cluster the host registers with: [`flotilla_protocol::MANAGED_POOL`] when managed.

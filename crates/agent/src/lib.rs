@@ -17,14 +17,16 @@
 //! - A managed-pool host (Fargate capacity): `AgentConfig::managed(server_url, data_dir,
 //!   credentials)` (or `config.managed = true`): it registers with
 //!   [`flotilla_protocol::MANAGED_POOL`] and labels containers with their task's own cluster.
-//! - [`AgentConfig`] (see [`config`]): cluster, server URL, data directory, credentials, region,
-//!   availability zone, instance type, custom attributes, reserved memory and ports, image pull
-//!   behaviour, cleanup delay, usage interval, Docker socket and Docker config path.
+//! - [`AgentConfig`] (see [`config`]): cluster, server URLs (the replicas; [`endpoints`]), data
+//!   directory, credentials, region, availability zone, instance type, custom attributes,
+//!   reserved memory and ports, image pull behaviour, cleanup delay, usage interval, Docker
+//!   socket and Docker config path.
 //!   [`AgentConfig::new`] gives ECS-like defaults; there is no `clap` here, the CLI maps flags.
 //! - [`run`]: registers (`RegisterContainerInstance`, passing the saved `containerInstanceArn`
 //!   so a restarted agent stays the same instance), starts the [`engine::Engine`], and holds the
 //!   session ([`session`]) until `shutdown` completes. Shutdown leaves containers running: a
-//!   later `run` on the same data directory adopts them.
+//!   later `run` on the same data directory adopts them. Registration and the session move to
+//!   the next replica when the current one stops answering; the engine runs on throughout.
 //! - [`engine::Engine`]: the task engine on its own (tests drive it directly: assignments in,
 //!   reports out).
 //!
@@ -37,7 +39,7 @@
 //! - [`runtime`]: the [`runtime::Runtime`] trait; [`docker`]: its Docker implementation.
 //! - [`engine`]: one owning tokio task per task; restart recovery from labels and [`state`].
 //! - [`resources`]: what is registered; [`client`]: the two ECS calls; [`session`]: the
-//!   WebSocket.
+//!   WebSocket; [`endpoints`]: the server replicas and the one in use.
 //! - [`registry`]: registry credentials from `~/.docker/config.json`.
 //! - [`pause`]: the pause image of awsvpc tasks, built in place; [`cgroup`]: task-level cpu and
 //!   memory as one cgroup per task.
@@ -52,6 +54,7 @@ pub mod cgroup;
 pub mod client;
 pub mod config;
 pub mod docker;
+pub mod endpoints;
 pub mod engine;
 pub mod failure;
 pub mod lifecycle;
@@ -142,7 +145,8 @@ async fn register(
             }
             Err(e) if e.is_retryable() => {
                 let d = backoff.next_delay();
-                warn!(error = %e, delay_ms = d.as_millis() as u64, "registration failed; retrying");
+                let next = client.endpoints().current().1;
+                warn!(error = %e, next = %next, delay_ms = d.as_millis() as u64, "registration failed; retrying");
                 tokio::time::sleep(d).await;
             }
             Err(e) => return Err(AgentError::Register(e)),
@@ -163,12 +167,11 @@ pub async fn run(
     tokio::pin!(shutdown);
     let data = DataDir::open(&config.data_dir)?;
     let _lock = data.lock()?;
-    let client = EcsClient::new(
-        &config.server_url,
-        config.credentials.clone(),
-        &config.region,
-    )
-    .map_err(|e| AgentError::Config(e.to_string()))?;
+    let endpoints = config
+        .endpoints()
+        .ok_or_else(|| AgentError::Config("no server URL".into()))?;
+    let client = EcsClient::with_endpoints(endpoints, config.credentials.clone(), &config.region)
+        .map_err(|e| AgentError::Config(e.to_string()))?;
     let runtime: Arc<dyn Runtime> =
         Arc::new(docker::DockerRuntime::connect(&config.docker_socket).await?);
     let saved = data.identity()?.container_instance_arn;

@@ -146,17 +146,15 @@ mod tests {
     use super::*;
     use crate::config::Credentials;
 
-    #[test]
-    fn registers_like_the_ecs_agent() {
-        let mut cfg = AgentConfig::new("c", "http://x", "/tmp/x", Credentials::default());
-        cfg.reserved_memory_mib = 256;
-        cfg.reserved_ports = vec![8000, 22];
-        cfg.attributes.insert("stack".into(), "prod".into());
-        let id = InstanceIdentity {
+    fn identity() -> InstanceIdentity {
+        InstanceIdentity {
             ec2_instance_id: "i-0123456789abcdef0".into(),
             container_instance_arn: Some("arn:ci".into()),
-        };
-        let engine = RuntimeVersion {
+        }
+    }
+
+    fn engine() -> RuntimeVersion {
+        RuntimeVersion {
             version: "20.10.24".into(),
             api_version: "1.41".into(),
             ncpu: 2,
@@ -164,8 +162,16 @@ mod tests {
             architecture: "aarch64".into(),
             cgroup_driver: "cgroupfs".into(),
             cgroup_version: "1".into(),
-        };
-        let r = registration_request(&cfg, &id, &engine);
+        }
+    }
+
+    #[test]
+    fn registers_like_the_ecs_agent() {
+        let mut cfg = AgentConfig::new("c", "http://x", "/tmp/x", Credentials::default());
+        cfg.reserved_memory_mib = 256;
+        cfg.reserved_ports = vec![8000, 22];
+        cfg.attributes.insert("stack".into(), "prod".into());
+        let r = registration_request(&cfg, &identity(), &engine());
         let res = r.total_resources.unwrap();
         assert_eq!(res[0].integer_value, 2048);
         assert_eq!(res[1].integer_value, 4096 - 256);
@@ -193,6 +199,25 @@ mod tests {
             r.version_info.unwrap().docker_version.as_deref(),
             Some("20.10.24")
         );
+    }
+
+    #[test]
+    fn a_managed_pool_host_reports_its_zone() {
+        let mut cfg = AgentConfig::managed("http://a,http://b", "/tmp/x", Credentials::default());
+        cfg.availability_zone = "us-east-1c".into();
+        let r = registration_request(&cfg, &identity(), &engine());
+        assert_eq!(r.cluster.as_deref(), Some(flotilla_protocol::MANAGED_POOL));
+        let zone = r
+            .attributes
+            .unwrap()
+            .into_iter()
+            .find(|a| a.name == "ecs.availability-zone")
+            .and_then(|a| a.value);
+        assert_eq!(zone.as_deref(), Some("us-east-1c"));
+        let doc: serde_json::Value =
+            serde_json::from_str(&r.instance_identity_document.unwrap()).unwrap();
+        assert_eq!(doc["availabilityZone"], "us-east-1c");
+        assert_eq!(cfg.endpoints().unwrap().urls(), ["http://a", "http://b"]);
     }
 
     #[test]

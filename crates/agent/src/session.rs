@@ -5,8 +5,12 @@
 //! `Tasks` to the [`Engine`], sends every engine report, keeps each task's latest report until
 //! the server acknowledges its `seq` (and re-sends the unacknowledged ones after a reconnect),
 //! sends a heartbeat every `heartbeat_interval_ms` and usage every `usage_interval`. A broken
-//! session is retried with exponential backoff with jitter and a cap ([`Backoff`]), reset once a
-//! session is welcomed; the instance is never re-registered by a reconnect.
+//! session is retried with exponential backoff with jitter and a cap ([`Backoff`]), reset after
+//! a session that stayed up [`STABLE_SESSION`]; the instance is never re-registered by a
+//! reconnect. With several server replicas, a session that cannot be opened or that drops moves
+//! the client to the next replica ([`crate::endpoints::Endpoints::failed`]) before the backoff,
+//! so the retry goes there; the reports kept until acknowledged are re-sent on whichever replica
+//! answers (they all share one store), and the engine runs on untouched.
 //!
 //! What this is not: registration (see [`crate::run`]) and not the engine: it decides nothing
 //! about tasks.
@@ -21,6 +25,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::Message;
@@ -78,6 +83,10 @@ pub fn uri_encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// A session that stayed up this long was healthy: the backoff starts again from its minimum.
+/// A replica that welcomes the agent and drops it at once keeps backing off.
+pub const STABLE_SESSION: Duration = Duration::from_secs(10);
 
 /// A session failure (always retried).
 #[derive(Debug, thiserror::Error)]
@@ -203,15 +212,26 @@ pub async fn run_session(
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let mut unacked = Unacked::default();
     loop {
-        let result = one_session(&p, reports, &mut unacked, &mut backoff, &mut shutdown).await;
+        let (replica, _) = p.client.endpoints().current();
+        let mut welcomed = None;
+        let result = one_session(&p, reports, &mut unacked, &mut welcomed, &mut shutdown).await;
+        if matches!(result, Ok(Ended::Shutdown)) {
+            return;
+        }
+        if welcomed.is_some_and(|at: Instant| at.elapsed() >= STABLE_SESSION) {
+            backoff.reset();
+        }
+        // Whatever broke, the next attempt goes to the next replica (a no-op with one server,
+        // or when the failed API call already moved on).
+        p.client.endpoints().failed(replica);
         let delay = backoff.next_delay();
+        let next = p.client.endpoints().current().1;
         match result {
-            Ok(Ended::Shutdown) => return,
-            Ok(Ended::Closed) => {
-                info!(container_instance = %p.instance_arn, "session closed; reconnecting")
+            Ok(_) => {
+                info!(container_instance = %p.instance_arn, next = %next, delay_ms = delay.as_millis() as u64, "session closed; reconnecting")
             }
             Err(e) => {
-                warn!(container_instance = %p.instance_arn, error = %e, delay_ms = delay.as_millis() as u64, "session failed; reconnecting")
+                warn!(container_instance = %p.instance_arn, error = %e, next = %next, delay_ms = delay.as_millis() as u64, "session failed; reconnecting")
             }
         }
         let sleep = tokio::time::sleep(delay);
@@ -239,7 +259,7 @@ async fn one_session<S: Future<Output = ()>>(
     p: &SessionParams<'_>,
     reports: &mut UnboundedReceiver<TaskStateReport>,
     unacked: &mut Unacked,
-    backoff: &mut Backoff,
+    welcomed: &mut Option<Instant>,
     shutdown: &mut std::pin::Pin<&mut S>,
 ) -> Result<Ended, SessionError> {
     let opened = tokio::select! {
@@ -248,7 +268,7 @@ async fn one_session<S: Future<Output = ()>>(
     };
     let (mut ws, heartbeat, endpoint) = opened;
     info!(container_instance = %p.instance_arn, endpoint = %endpoint, "session established");
-    backoff.reset();
+    *welcomed = Some(Instant::now());
     for r in p.engine.current_reports() {
         unacked.push(r);
     }

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 /// What describes the host the agent runs on (shared by `agent` and `dev`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct HostArgs {
-    /// The availability zone reported as the `ecs.availability-zone` attribute.
+    /// The availability zone of this host, reported as the `ecs.availability-zone` attribute
+    /// (and in the instance identity document); services spread their tasks across zones.
+    /// Managed-pool hosts (--managed) take it too.
     #[arg(long, default_value = "us-east-1a")]
     availability_zone: String,
     /// The instance type reported as the `ecs.instance-type` attribute.
@@ -38,7 +40,11 @@ pub struct AgentArgs {
     /// Join the managed pool (Fargate capacity for every cluster) instead of a cluster.
     #[arg(long, conflicts_with = "cluster")]
     managed: bool,
-    /// The Flotilla server URL.
+    /// The Flotilla server URL, or the URLs of its replicas separated by commas
+    /// (http://a:8080,http://b:8080,http://c:8080). The agent uses one at a time, starting with
+    /// the first; when it gets no answer, a 5xx, or its session drops, it moves to the next one
+    /// (with backoff). Its tasks keep running throughout, and reports not yet acknowledged are
+    /// sent again to the new replica.
     #[arg(long, env = "FLOTILLA_SERVER", default_value = "http://127.0.0.1:8080")]
     server: String,
     /// Where the agent keeps its identity and state [default: ~/.local/share/flotilla/agent].
@@ -147,7 +153,7 @@ fn dev_agent_with(
     apply_host(&mut template, host)?;
     Ok(crate::serve::LocalAgent(Box::new(move |url| {
         let mut cfg = template;
-        cfg.server_url = url;
+        cfg.server_urls = vec![url];
         cfg
     })))
 }

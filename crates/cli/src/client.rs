@@ -2,19 +2,44 @@
 //! endpoint, turning ECS errors into readable messages.
 //!
 //! Endpoint: `--endpoint`, else `AWS_ENDPOINT_URL_ECS`, else `AWS_ENDPOINT_URL`, else
-//! `http://127.0.0.1:8080`. Credentials: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`
+//! `http://127.0.0.1:8080`; any of them may list the server's replicas separated by commas. A
+//! call goes to the replica that last answered; when it cannot connect, the next one is tried,
+//! each at most once per call. An answer, even an error (4xx or 5xx), is never retried
+//! elsewhere: the request may have been applied. Credentials: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`
 //! (`AWS_SESSION_TOKEN`), else the `[default]` profile of `AWS_SHARED_CREDENTIALS_FILE`, else the
 //! file `flotilla dev` writes in its default data directory.
 
 use anyhow::{anyhow, bail, Context};
+use flotilla_agent::endpoints::Endpoints;
 use flotilla_sigv4::target::{admin_target, ecs_target, json_headers};
 use flotilla_sigv4::{Request, Signer};
 use serde_json::Value;
 
+/// The `--endpoint` flag of the human verbs.
+#[derive(clap::Args, Debug)]
+pub struct EndpointArgs {
+    /// The Flotilla endpoint, or its replicas' URLs separated by commas (each is tried in turn
+    /// when the current one cannot be reached) [default: AWS_ENDPOINT_URL_ECS,
+    /// AWS_ENDPOINT_URL, http://127.0.0.1:8080].
+    #[arg(long)]
+    endpoint: Option<String>,
+}
+
+impl EndpointArgs {
+    /// A client of that endpoint, with credentials from the environment.
+    pub fn client(&self) -> anyhow::Result<EcsClient> {
+        EcsClient::from_env(self.endpoint.as_deref())
+    }
+}
+
+fn parse_endpoints(list: &str) -> anyhow::Result<Endpoints> {
+    Endpoints::parse(list).ok_or_else(|| anyhow!("no endpoint URL in '{list}'"))
+}
+
 /// A signed ECS API client.
 pub struct EcsClient {
     http: reqwest::Client,
-    endpoint: String,
+    endpoints: Endpoints,
     region: String,
     access_key_id: String,
     secret_access_key: String,
@@ -43,22 +68,22 @@ pub fn read_profile(path: &std::path::Path) -> Option<(String, String)> {
 }
 
 impl EcsClient {
-    /// A client for a known endpoint and key.
+    /// A client for a known endpoint (or comma-separated replicas) and key.
     pub fn new(
         endpoint: String,
         region: String,
         access_key_id: String,
         secret_access_key: String,
         session_token: Option<String>,
-    ) -> Self {
-        EcsClient {
+    ) -> anyhow::Result<Self> {
+        Ok(EcsClient {
             http: reqwest::Client::new(),
-            endpoint,
+            endpoints: parse_endpoints(&endpoint)?,
             region,
             access_key_id,
             secret_access_key,
             session_token,
-        }
+        })
     }
 
     /// Builds a client from flags and the environment.
@@ -94,7 +119,7 @@ impl EcsClient {
         };
         Ok(EcsClient {
             http: reqwest::Client::new(),
-            endpoint,
+            endpoints: parse_endpoints(&endpoint)?,
             region,
             access_key_id,
             secret_access_key,
@@ -116,20 +141,46 @@ impl EcsClient {
             .await
     }
 
+    /// Sends the call to each replica in turn, from the current one, until one answers.
     async fn call_target(
         &self,
         target: &str,
         operation: &str,
         input: Value,
     ) -> anyhow::Result<Value> {
-        let url = reqwest::Url::parse(&self.endpoint)
-            .with_context(|| format!("invalid endpoint '{}'", self.endpoint))?;
+        let body = serde_json::to_vec(&input)?;
+        let mut unreachable = Vec::new();
+        for (replica, endpoint) in self.endpoints.rotation() {
+            match self.send(endpoint, target, &body).await? {
+                Ok(resp) => return answer(operation, resp).await,
+                Err(e) => {
+                    self.endpoints.failed(replica);
+                    unreachable.push(format!("{endpoint}: {e}"));
+                }
+            }
+        }
+        bail!(
+            "could not reach Flotilla at {} (is `flotilla dev` running?): {}",
+            self.endpoints,
+            unreachable.join("; ")
+        )
+    }
+
+    /// Signs and sends one request to `endpoint`: the response, or `Err` when no connection
+    /// could be made (the request was not sent, so another replica may take it).
+    async fn send(
+        &self,
+        endpoint: &str,
+        target: &str,
+        body: &[u8],
+    ) -> anyhow::Result<Result<reqwest::Response, reqwest::Error>> {
+        let url = reqwest::Url::parse(endpoint)
+            .with_context(|| format!("invalid endpoint '{endpoint}'"))?;
         let host = match (url.host_str(), url.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
             (Some(h), None) => h.to_string(),
-            _ => bail!("endpoint '{}' has no host", self.endpoint),
+            _ => bail!("endpoint '{endpoint}' has no host"),
         };
-        let body = serde_json::to_vec(&input)?;
         let base = json_headers(&host, target);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
@@ -140,28 +191,19 @@ impl EcsClient {
             secret_access_key: &self.secret_access_key,
             session_token: self.session_token.as_deref(),
         };
-        let signed = flotilla_sigv4::sign(&Request::post(&base, &body), &signer, now);
-        let mut req = self.http.post(url).body(body);
+        let signed = flotilla_sigv4::sign(&Request::post(&base, body), &signer, now);
+        let mut req = self.http.post(url).body(body.to_vec());
         for (k, v) in base.iter().skip(1) {
             req = req.header(*k, *v);
         }
         for (k, v) in signed {
             req = req.header(k, v);
         }
-        let resp = req.send().await.with_context(|| {
-            format!(
-                "could not reach Flotilla at {} (is `flotilla dev` running?)",
-                self.endpoint
-            )
-        })?;
-        let status = resp.status();
-        let value: Value = resp.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            let ty = value["__type"].as_str().unwrap_or("error");
-            let msg = value["message"].as_str().unwrap_or("");
-            bail!("{operation} failed: {ty}: {msg}");
+        match req.send().await {
+            Ok(resp) => Ok(Ok(resp)),
+            Err(e) if e.is_connect() => Ok(Err(e)),
+            Err(e) => Err(e).with_context(|| format!("calling Flotilla at {endpoint}")),
         }
-        Ok(value)
     }
 
     /// Calls a paginated List operation and gathers every page's `key` items.
@@ -201,5 +243,82 @@ impl EcsClient {
             out.extend(page[out_key].as_array().cloned().unwrap_or_default());
         }
         Ok(out)
+    }
+}
+
+/// The answer's JSON, or the ECS error as a readable message.
+async fn answer(operation: &str, resp: reqwest::Response) -> anyhow::Result<Value> {
+    let status = resp.status();
+    let value: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        let ty = value["__type"].as_str().unwrap_or("error");
+        let msg = value["message"].as_str().unwrap_or("");
+        bail!("{operation} failed: {ty}: {msg}");
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server answering every request with `status` and an ECS error; counts requests.
+    async fn answering(status: u16) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buf = [0u8; 8192];
+                let _ = s.read(&mut buf).await;
+                let body = format!(r#"{{"__type":"E{status}","message":"no"}}"#);
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            }
+        });
+        (url, hits)
+    }
+
+    fn client(endpoints: &str) -> EcsClient {
+        EcsClient::new(
+            endpoints.into(),
+            "us-east-1".into(),
+            "AK".into(),
+            "S".into(),
+            None,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_call_tries_the_next_replica_only_when_it_cannot_connect() {
+        let dead = {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            format!("http://{}", l.local_addr().unwrap())
+        };
+        let (refusing, refusing_hits) = answering(400).await;
+        let (failing, failing_hits) = answering(500).await;
+        // Dead, then a 4xx: the 4xx is the answer, and that replica stays current.
+        let c = client(&format!("{dead},{refusing},{failing}"));
+        let e = c.call("ListClusters", Value::Null).await.unwrap_err();
+        assert!(e.to_string().contains("E400"), "{e}");
+        assert_eq!(c.endpoints.current().1, refusing);
+        assert_eq!(failing_hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // A 5xx is an answer too: never sent again elsewhere.
+        let c = client(&format!("{failing},{refusing}"));
+        let e = c.call("ListClusters", Value::Null).await.unwrap_err();
+        assert!(e.to_string().contains("E500"), "{e}");
+        assert_eq!(refusing_hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // None reachable: one error naming every replica.
+        let c = client(&format!("{dead}, {dead}"));
+        let e = c.call("ListClusters", Value::Null).await.unwrap_err();
+        assert!(e.to_string().contains("could not reach Flotilla"), "{e}");
+        assert!(EcsClient::new(" ,".into(), "r".into(), "a".into(), "s".into(), None).is_err());
     }
 }

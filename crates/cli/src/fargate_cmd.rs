@@ -6,7 +6,6 @@
 //! replaces its tasks. It calls Flotilla's own `FlotillaAdmin.ReclaimSpot` operation, signed
 //! like any ECS call.
 
-use crate::client::EcsClient;
 use crate::verbs::{print_table, Output};
 use serde_json::{json, Value};
 
@@ -27,9 +26,8 @@ pub struct ReclaimArgs {
     /// How many tasks to interrupt [default: all].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
-    /// The Flotilla endpoint [default: AWS_ENDPOINT_URL_ECS, AWS_ENDPOINT_URL, http://127.0.0.1:8080].
-    #[arg(long)]
-    endpoint: Option<String>,
+    #[command(flatten)]
+    endpoint: crate::client::EndpointArgs,
     /// `table` for people, `json` for scripts.
     #[arg(long, short, value_enum, default_value = "table")]
     output: Output,
@@ -39,7 +37,7 @@ pub struct ReclaimArgs {
 pub async fn run(cmd: FargateCommand) -> anyhow::Result<()> {
     match cmd {
         FargateCommand::ReclaimSpot(args) => {
-            let client = EcsClient::from_env(args.endpoint.as_deref())?;
+            let client = args.endpoint.client()?;
             let out = client
                 .call_admin(
                     "ReclaimSpot",

@@ -69,9 +69,8 @@ enum Command {
 /// Flags of the human verbs.
 #[derive(clap::Args, Debug)]
 struct ListArgs {
-    /// The Flotilla endpoint [default: AWS_ENDPOINT_URL_ECS, AWS_ENDPOINT_URL, http://127.0.0.1:8080].
-    #[arg(long)]
-    endpoint: Option<String>,
+    #[command(flatten)]
+    endpoint: client::EndpointArgs,
     /// `table` for people, `json` for scripts.
     #[arg(long, short, value_enum, default_value = "table")]
     output: verbs::Output,
@@ -216,11 +215,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Service(cmd) => service_cmd::run(cmd).await,
             Command::Fargate(cmd) => fargate_cmd::run(cmd).await,
             Command::Clusters(args) => {
-                let client = client::EcsClient::from_env(args.endpoint.as_deref())?;
+                let client = args.endpoint.client()?;
                 verbs::clusters(&client, args.output).await
             }
             Command::TaskDefinitions(args) => {
-                let client = client::EcsClient::from_env(args.list.endpoint.as_deref())?;
+                let client = args.list.endpoint.client()?;
                 verbs::task_definitions(
                     &client,
                     args.family.as_deref(),
@@ -231,4 +230,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn agent_help_explains_replicas_and_the_zone() {
+        let mut cli = Cli::command();
+        let agent = cli.find_subcommand_mut("agent").unwrap();
+        let help = agent.render_long_help().to_string();
+        assert!(help.contains("--availability-zone"), "{help}");
+        assert!(help.contains("ecs.availability-zone"), "{help}");
+        assert!(help.contains("separated by commas"), "{help}");
+        let parsed = Cli::try_parse_from([
+            "flotilla",
+            "agent",
+            "--managed",
+            "--availability-zone",
+            "us-east-1c",
+            "--server",
+            "http://a:8080,http://b:8080",
+        ]);
+        assert!(parsed.is_ok(), "{parsed:?}");
+    }
 }

@@ -46,21 +46,21 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
     // Tests and scripts wait for this line to know the server is ready.
     println!("listening on http://{addr}");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let agents: Vec<_> = local_agents
+    let agents = local_agents
         .into_iter()
-        .map(|la| {
+        .map(|la| -> anyhow::Result<_> {
             let mut stop = stop_rx.clone();
             let config = la.into_config(format!("http://{addr}"));
             let cluster = config.registration_cluster().to_string();
             let managed = config.managed;
             let client = crate::client::EcsClient::new(
-                config.server_url.clone(),
+                config.server_urls.join(","),
                 config.region.clone(),
                 config.credentials.access_key_id.clone(),
                 config.credentials.secret_access_key.clone(),
                 config.credentials.session_token.clone(),
-            );
-            tokio::spawn(async move {
+            )?;
+            Ok(tokio::spawn(async move {
                 let shutdown = async move {
                     let _ = stop.wait_for(|s| *s).await;
                 };
@@ -78,9 +78,9 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
                 if let Err(e) = flotilla_agent::run(config, shutdown).await {
                     tracing::error!(error = %e, cluster = %cluster, "a local agent stopped");
                 }
-            })
+            }))
         })
-        .collect();
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let result = axum::serve(listener, router(api.clone()))
         .with_graceful_shutdown(async move {
             shutdown().await;

@@ -34,9 +34,8 @@ pub struct ClusterArgs {
     /// The cluster.
     #[arg(long, default_value = "default")]
     cluster: String,
-    /// The Flotilla endpoint [default: AWS_ENDPOINT_URL_ECS, AWS_ENDPOINT_URL, http://127.0.0.1:8080].
-    #[arg(long)]
-    endpoint: Option<String>,
+    #[command(flatten)]
+    endpoint: crate::client::EndpointArgs,
     /// `table` for people, `json` for scripts.
     #[arg(long, short, value_enum, default_value = "table")]
     output: Output,
@@ -132,7 +131,7 @@ fn read_json(path: &PathBuf) -> anyhow::Result<Value> {
 }
 
 fn client(c: &ClusterArgs) -> anyhow::Result<EcsClient> {
-    EcsClient::from_env(c.endpoint.as_deref())
+    c.endpoint.client()
 }
 
 /// Runs a `flotilla service` subcommand.

@@ -8,43 +8,21 @@
 
 #[path = "../../agent/tests/common/mod.rs"]
 mod common;
+mod server;
 
 use common::{init_tracing, Cleanup, IMAGE};
 use flotilla_agent::client::EcsClient;
-use flotilla_agent::{AgentConfig, Credentials};
-use flotilla_api::{router, AgentTimings, Api, ApiConfig, SystemClock};
-use flotilla_model::arn::ArnContext;
-use flotilla_sigv4::Credential;
+use flotilla_agent::AgentConfig;
+use flotilla_api::router;
 use flotilla_store::MemoryStore;
-use serde_json::{json, Value};
+use serde_json::json;
+use server::{creds, instances, until};
 use std::io::{Read, Write};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-const AKID: &str = "AKIDAGENTTEST";
-const SECRET: &str = "agent-secret";
+use std::time::Duration;
 
 async fn serve() -> String {
-    let api = Api::new(
-        Arc::new(MemoryStore::new()),
-        ApiConfig {
-            arns: ArnContext {
-                region: "us-east-1".into(),
-                account: "123456789012".into(),
-            },
-            credentials: vec![Credential {
-                access_key_id: AKID.into(),
-                secret_access_key: SECRET.into(),
-                session_token: None,
-                principal_arn: "arn:aws:iam::123456789012:root".into(),
-            }],
-        },
-        Arc::new(SystemClock),
-    )
-    .with_timings(AgentTimings {
-        heartbeat_interval: Duration::from_millis(500),
-        ..Default::default()
-    });
+    let api = server::api(Arc::new(MemoryStore::new()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let app = router(Arc::new(api));
@@ -52,28 +30,6 @@ async fn serve() -> String {
         axum::serve(listener, app).await.unwrap();
     });
     format!("http://{addr}")
-}
-
-fn creds() -> Credentials {
-    Credentials {
-        access_key_id: AKID.into(),
-        secret_access_key: SECRET.into(),
-        session_token: None,
-    }
-}
-
-async fn until(what: &str, secs: u64, mut f: impl AsyncFnMut() -> Option<Value>) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} not reached within {secs}s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn start_agent(
@@ -97,31 +53,6 @@ fn start_agent(
     (tx, join)
 }
 
-async fn instances(client: &EcsClient, cluster: &str) -> Vec<Value> {
-    let list = client
-        .call("ListContainerInstances", &json!({"cluster": cluster}))
-        .await
-        .unwrap();
-    let arns = list["containerInstanceArns"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    if arns.is_empty() {
-        return vec![];
-    }
-    let d = client
-        .call(
-            "DescribeContainerInstances",
-            &json!({"cluster": cluster, "containerInstances": arns}),
-        )
-        .await
-        .unwrap();
-    d["containerInstances"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_registers_runs_and_stops_a_task_and_restarts_as_the_same_instance() {
     init_tracing();
@@ -129,14 +60,10 @@ async fn an_agent_registers_runs_and_stops_a_task_and_restarts_as_the_same_insta
     let _cleanup = Cleanup::cluster(&cluster);
     let url = serve().await;
     let client = EcsClient::new(&url, creds(), "us-east-1").unwrap();
-    client
-        .call("CreateCluster", &json!({"clusterName": cluster}))
-        .await
-        .unwrap();
-    client
-        .call(
-            "RegisterTaskDefinition",
-            &json!({
+    server::cluster_with(
+        &client,
+        &cluster,
+        json!({
                 "family": "e2e-web",
                 "networkMode": "bridge",
                 "containerDefinitions": [{
@@ -150,10 +77,9 @@ async fn an_agent_registers_runs_and_stops_a_task_and_restarts_as_the_same_insta
                     "linuxParameters": {"initProcessEnabled": true},
                     "stopTimeout": 5
                 }]
-            }),
-        )
-        .await
-        .unwrap();
+        }),
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let (stop_agent, agent) = start_agent(&url, &cluster, dir.path());
 
