@@ -253,7 +253,7 @@ mod tests {
                 }
             }
             let asked = a.start.as_ref().map_or(0, |(_, n)| *n);
-            let placed = asked.saturating_sub(u32::from(r % 3 == 0));
+            let placed = asked.saturating_sub(u32::from(r.is_multiple_of(3)));
             for _ in 0..placed {
                 let mut t = task(next, "a", Phase::Pending);
                 t.instance = format!("i{}", 1 + next % 2);
