@@ -2,13 +2,41 @@
 //! (`X-Amz-Target: FlotillaAdmin.<op>`).
 
 use crate::context::Api;
+use flotilla_control::instances::InstanceRecord;
 use flotilla_controllers::fargate::reclaim_spot;
+use flotilla_controllers::records::{self, CONTAINER_INSTANCES, REPLICAS};
+use flotilla_controllers::Role;
 use flotilla_model::EcsError;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// A server replica as it records itself under `replicas/ID` (and as Status shows it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaInfo {
+    /// Its name in the leader election.
+    pub id: String,
+    /// The URL it serves on.
+    pub url: String,
+    /// When it started (epoch seconds).
+    pub started_at: f64,
+}
+
+impl ReplicaInfo {
+    /// Its key in the store.
+    pub fn key(&self) -> String {
+        format!("{REPLICAS}{}", self.id)
+    }
+}
 
 /// Flotilla's own operations, beside the ECS API (`X-Amz-Target: FlotillaAdmin.<op>`, JSON in
 /// and out, SigV4-signed like every call):
 /// - `ReclaimSpot` `{"cluster"?: NAME, "count"?: N}` -> `{"tasks": [ARN, ...]}`: interrupts
 ///   FARGATE_SPOT tasks (`flotilla_controllers::fargate::reclaim_spot`).
+/// - `Status` `{}` -> the answering replica and whether it leads, the leader and its term, the
+///   replicas, the store (kind, reachable, members) and the container instances per
+///   availability zone (see [`status`]). What is not known is `null`.
 pub async fn admin(
     api: &Api,
     op: &str,
@@ -39,12 +67,108 @@ pub async fn admin(
             let tasks = reclaim_spot(&api.plane, cluster, count).await?;
             Ok(serde_json::json!({ "tasks": tasks }))
         }
+        "Status" => Ok(status(api).await),
         other => Err(EcsError::new(
             flotilla_model::ErrorCode::UnknownOperationException,
             format!(
-                "'{ADMIN}{other}' is not a Flotilla operation (known: {ADMIN}ReclaimSpot).",
+                "'{ADMIN}{other}' is not a Flotilla operation (known: {ADMIN}ReclaimSpot, {ADMIN}Status).",
                 ADMIN = crate::server::ADMIN_TARGET_PREFIX
             ),
         )),
     }
+}
+
+/// `FlotillaAdmin.Status`: `{"replica": ReplicaInfo|null, "leads": bool|null,
+/// "leader": {"id", "term"}|null, "leaderKnown": bool, "replicas": [ReplicaInfo + "leader"]|null,
+/// "store": {"kind": str|null, "reachable": bool, "members": [{"name", "clientUrls"}]|null},
+/// "zones": [{"zone": str|null, "connected": n, "disconnected": n}]|null}`.
+/// Without an election the controllers run on this server: it leads, with no term.
+pub async fn status(api: &Api) -> Value {
+    let me = api.replica();
+    let leader = match api.election() {
+        Some(e) => e.leader().await.map_err(|e| e.to_string()),
+        None => Ok(None),
+    };
+    let leader_id = leader
+        .as_ref()
+        .ok()
+        .and_then(|l| l.as_ref())
+        .map(|l| l.id.clone());
+    let leads = match (api.election(), api.role()) {
+        (None, _) => Some(true),
+        (Some(_), Some(role)) => Some(matches!(role, Role::Leader { .. })),
+        (Some(_), None) => me
+            .zip(leader.as_ref().ok())
+            .map(|(m, l)| l.as_ref().is_some_and(|l| l.id == m.id)),
+    };
+    let reachable = api.store.revision().await.is_ok();
+    let topology = api.topology();
+    let members = match topology {
+        Some(t) => t.members().await.ok().flatten().map(|ms| {
+            ms.iter()
+                .map(|m| json!({"name": m.name, "clientUrls": m.client_urls}))
+                .collect::<Vec<_>>()
+        }),
+        None => None,
+    };
+    json!({
+        "replica": me,
+        "leads": leads,
+        "leader": leader.as_ref().ok().and_then(|l| l.as_ref()).map(|l| json!({"id": l.id, "term": l.term})),
+        "leaderKnown": api.election().is_some() && leader.is_ok(),
+        "replicas": replicas(api, leader_id.as_deref()).await,
+        "store": {
+            "kind": topology.map(|t| t.kind()),
+            "reachable": reachable,
+            "members": members,
+        },
+        "zones": zones(api).await,
+    })
+}
+
+/// The replicas: those recorded in a shared store, or this server alone; `None` if unknown.
+async fn replicas(api: &Api, leader: Option<&str>) -> Option<Vec<Value>> {
+    let shared = api.topology().is_some_and(|t| t.shared());
+    let all: Vec<ReplicaInfo> = if shared {
+        records::list::<ReplicaInfo>(api.store(), REPLICAS)
+            .await
+            .ok()?
+            .into_iter()
+            .map(|(_, r, _)| r)
+            .collect()
+    } else {
+        vec![api.replica()?.clone()]
+    };
+    Some(
+        all.into_iter()
+            .map(|r| {
+                let lead = leader.map(|l| l == r.id);
+                let mut v = json!(r);
+                v["leader"] = json!(lead);
+                v
+            })
+            .collect(),
+    )
+}
+
+/// Container instances per availability zone (every cluster's and the managed pool's):
+/// connected and disconnected agents; `None` if the store cannot be read.
+async fn zones(api: &Api) -> Option<Vec<Value>> {
+    let all = records::list::<InstanceRecord>(api.store(), CONTAINER_INSTANCES)
+        .await
+        .ok()?;
+    let mut per: BTreeMap<Option<String>, (u32, u32)> = BTreeMap::new();
+    for (_, i, _) in all {
+        let e = per.entry(i.availability_zone.clone()).or_default();
+        if i.instance.agent_connected {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
+    }
+    Some(
+        per.into_iter()
+            .map(|(zone, (c, d))| json!({"zone": zone, "connected": c, "disconnected": d}))
+            .collect(),
+    )
 }

@@ -12,7 +12,7 @@ use flotilla_controllers::{
 };
 use flotilla_model::arn::ArnContext;
 use flotilla_sigv4::{Caller, Credential};
-use flotilla_store::{Election, Fence, Store};
+use flotilla_store::{Election, Fence, Store, Topology};
 use std::sync::{Arc, Mutex};
 
 /// Static configuration of the API.
@@ -34,6 +34,8 @@ pub struct Api {
     /// Prometheus metrics.
     pub metrics: Metrics,
     election: Option<Arc<dyn Election>>,
+    topology: Option<Arc<dyn Topology>>,
+    replica: Option<crate::admin::ReplicaInfo>,
     controllers: Mutex<Option<Background>>,
 }
 
@@ -62,6 +64,8 @@ impl Api {
             config,
             metrics,
             election: None,
+            topology: None,
+            replica: None,
             controllers: Mutex::new(None),
         }
     }
@@ -71,6 +75,33 @@ impl Api {
     pub fn with_election(mut self, election: Arc<dyn Election>) -> Self {
         self.election = Some(election);
         self
+    }
+
+    /// Builder: this server as a replica of its installation (what `FlotillaAdmin.Status`
+    /// reports), on a store of `topology`.
+    pub fn with_replica(
+        mut self,
+        topology: Arc<dyn Topology>,
+        replica: crate::admin::ReplicaInfo,
+    ) -> Self {
+        self.topology = Some(topology);
+        self.replica = Some(replica);
+        self
+    }
+
+    /// The election, if the controllers run under one.
+    pub fn election(&self) -> Option<&Arc<dyn Election>> {
+        self.election.as_ref()
+    }
+
+    /// The store's topology, if known.
+    pub fn topology(&self) -> Option<&Arc<dyn Topology>> {
+        self.topology.as_ref()
+    }
+
+    /// This server as a replica, if known.
+    pub fn replica(&self) -> Option<&crate::admin::ReplicaInfo> {
+        self.replica.as_ref()
     }
 
     /// Builder: the agent heartbeat interval and the stopped-task retention (tests shorten

@@ -98,3 +98,54 @@ async fn metrics_show_the_leadership_and_store_latency() {
     assert_eq!(api.role(), None);
     assert!(api.metrics.encode().contains("\nflotilla_leader 0\n"));
 }
+
+/// `FlotillaAdmin.Status` on an embedded store: this server is the one replica and leads at
+/// term 1; the store is reachable with no members; instances are counted per zone.
+#[tokio::test]
+async fn status_on_the_embedded_store() {
+    use flotilla_api::admin::{admin, ReplicaInfo};
+    use serde_json::json;
+    let me = ReplicaInfo {
+        id: "h1/127.0.0.1:8080".into(),
+        url: "http://127.0.0.1:8080".into(),
+        started_at: 5.0,
+    };
+    let api = common::api()
+        .with_election(Arc::new(SoleLeader::new(me.id.clone())))
+        .with_replica(Arc::new(flotilla_store::Embedded("memory")), me);
+    common::cluster(&api, "c1").await;
+    common::register(&api, "c1", 1024, 2048, "us-east-1a").await;
+    common::register(&api, "c1", 1024, 2048, "us-east-1b").await;
+    let b = common::register(&api, "c1", 1024, 2048, "us-east-1b").await;
+    let id = b.rsplit('/').next().unwrap();
+    flotilla_controllers::agents::set_agent_connected(
+        api.store.as_ref(),
+        "c1",
+        id,
+        false,
+        &|| true,
+        None,
+    )
+    .await
+    .unwrap();
+    let out = admin(&api, "Status", &json!({})).await.unwrap();
+    assert_eq!(
+        out,
+        json!({
+            "replica": {"id": "h1/127.0.0.1:8080", "url": "http://127.0.0.1:8080", "startedAt": 5.0},
+            "leads": true,
+            "leader": {"id": "h1/127.0.0.1:8080", "term": 1},
+            "leaderKnown": true,
+            "replicas": [{"id": "h1/127.0.0.1:8080", "url": "http://127.0.0.1:8080",
+                          "startedAt": 5.0, "leader": true}],
+            "store": {"kind": "memory", "reachable": true, "members": null},
+            "zones": [{"zone": "us-east-1a", "connected": 1, "disconnected": 0},
+                      {"zone": "us-east-1b", "connected": 1, "disconnected": 1}]
+        })
+    );
+    // Without the replica's identity nothing is invented.
+    let bare = admin(&common::api(), "Status", &json!({})).await.unwrap();
+    assert_eq!(bare["replica"], json!(null));
+    assert_eq!(bare["replicas"], json!(null));
+    assert_eq!(bare["store"]["kind"], json!(null));
+}

@@ -268,3 +268,115 @@ async fn a_daemon_service_runs_one_task_on_each_of_12_instances() {
     instances.sort();
     assert_eq!(on, instances, "one task on each instance");
 }
+
+/// What the agents would do: each task of `cluster` not on `cut` runs if it should, and stops
+/// if it was told to (a task on the cut-off instance is left as it was).
+async fn agents_act(api: &flotilla_api::Api, cluster: &str, cut: Option<&str>) {
+    use flotilla_control::tasks::{Status, TaskRecord};
+    use flotilla_controllers::records::{list, task_key, task_prefix, to_bytes};
+    use flotilla_model::status::TaskStatus;
+    use flotilla_protocol::DesiredStatus;
+    let store = api.store.as_ref();
+    for (_, mut t, _) in list::<TaskRecord>(store, &task_prefix(cluster))
+        .await
+        .unwrap()
+    {
+        if Some(t.instance_id.as_str()) == cut || t.is_stopped() {
+            continue;
+        }
+        t.last_status = Status(match t.desired() {
+            DesiredStatus::Running => TaskStatus::Running,
+            DesiredStatus::Stopped => TaskStatus::Stopped,
+        });
+        let key = task_key(cluster, &t.id);
+        let txn = flotilla_store::Txn::new().put(key, to_bytes(&t).unwrap());
+        store.txn(txn).await.unwrap();
+    }
+}
+
+/// The service's tasks that should run (ARN -> container instance id).
+async fn wanted_tasks(api: &flotilla_api::Api) -> Vec<(String, String)> {
+    use flotilla_control::tasks::TaskRecord;
+    use flotilla_controllers::records::{list, task_prefix};
+    use flotilla_protocol::DesiredStatus;
+    let mut out: Vec<(String, String)> = list::<TaskRecord>(api.store.as_ref(), &task_prefix("c1"))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, t, _)| t.desired() == DesiredStatus::Running && !t.is_stopped())
+        .map(|(_, t, _)| (t.arn().to_string(), t.instance_id.clone()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn a_returning_instance_has_its_replaced_task_stopped_not_the_replacement() {
+    use flotilla_controllers::agents::set_agent_connected;
+    let api = api();
+    cluster(&api, "c1").await;
+    task_definition(&api, "web", 128, None).await;
+    for az in ["us-east-1a", "us-east-1b", "us-east-1c"] {
+        register(&api, "c1", 1024, 2048, az).await;
+    }
+    ok(
+        &api,
+        "CreateService",
+        json!({"cluster": "c1", "serviceName": "s1", "taskDefinition": "web:1", "desiredCount": 3,
+               "deploymentConfiguration": {"maximumPercent": 100, "minimumHealthyPercent": 100}}),
+    )
+    .await;
+    let fence = Fence::unfenced();
+    let settle = |cut: Option<String>| {
+        let api = &api;
+        let fence = &fence;
+        async move {
+            for _ in 0..5 {
+                reconcile(api, fence, "c1", "s1").await.unwrap();
+                agents_act(api, "c1", cut.as_deref()).await;
+            }
+        }
+    };
+    settle(None).await;
+    let before = wanted_tasks(&api).await;
+    assert_eq!(before.len(), 3, "{before:?}");
+    let (original, cut) = before[0].clone();
+    let no_session = || true;
+    set_agent_connected(api.store.as_ref(), "c1", &cut, false, &no_session, None)
+        .await
+        .unwrap();
+    settle(Some(cut.clone())).await;
+    let during = wanted_tasks(&api).await;
+    assert_eq!(
+        during.len(),
+        4,
+        "the lost task and its replacement: {during:?}"
+    );
+    let replacement: Vec<(String, String)> = during
+        .iter()
+        .filter(|t| !before.contains(t))
+        .cloned()
+        .collect();
+    assert_eq!(replacement.len(), 1);
+    assert_ne!(replacement[0].1, cut, "replaced elsewhere");
+
+    set_agent_connected(api.store.as_ref(), "c1", &cut, true, &no_session, None)
+        .await
+        .unwrap();
+    settle(None).await;
+    let after = wanted_tasks(&api).await;
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert!(
+        !after.iter().any(|(arn, _)| arn == &original),
+        "the original is stopped"
+    );
+    assert!(after.contains(&replacement[0]), "the replacement stays");
+    let s = ok(
+        &api,
+        "DescribeServices",
+        json!({"cluster": "c1", "services": ["s1"]}),
+    )
+    .await;
+    assert_eq!(s["services"][0]["runningCount"], 3);
+    assert_eq!(s["services"][0]["desiredCount"], 3);
+}

@@ -12,6 +12,7 @@ mod config;
 mod fargate_cmd;
 mod serve;
 mod service_cmd;
+mod status_cmd;
 mod verbs;
 
 use clap::{Parser, Subcommand};
@@ -59,6 +60,9 @@ enum Command {
     /// Operate the capacity Flotilla manages for Fargate (reclaim Spot capacity).
     #[command(subcommand)]
     Fargate(fargate_cmd::FargateCommand),
+    /// Show the server replicas and which one leads (its term), the store (kind, reachable,
+    /// etcd members) and the container instances per availability zone.
+    Status(ListArgs),
     /// List clusters with their instance, task and service counts.
     Clusters(ListArgs),
     /// List task definitions (latest first within each family order) with their containers.
@@ -214,6 +218,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Agent(args) => agent_cmd::run(args).await,
             Command::Service(cmd) => service_cmd::run(cmd).await,
             Command::Fargate(cmd) => fargate_cmd::run(cmd).await,
+            Command::Status(args) => status_cmd::run(args.endpoint.client()?, args.output).await,
             Command::Clusters(args) => {
                 let client = args.endpoint.client()?;
                 verbs::clusters(&client, args.output).await

@@ -6,7 +6,8 @@
 
 use crate::config::ServerConfig;
 use anyhow::Context;
-use flotilla_api::{router, Api, SystemClock};
+use flotilla_api::admin::ReplicaInfo;
+use flotilla_api::{router, Api, Clock, SystemClock};
 use flotilla_store::etcd::ElectionOptions;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,15 +30,27 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
-    let (store, election) =
-        flotilla_store::open_replica(&cfg.store, &replica_id(addr), ElectionOptions::default())
+    let id = replica_id(addr);
+    let (store, election, topology) =
+        flotilla_store::open_replica(&cfg.store, &id, ElectionOptions::default())
             .await
             .with_context(|| format!("opening the store {}", cfg.store))?;
+    let me = ReplicaInfo {
+        id: id.clone(),
+        url: format!("http://{addr}"),
+        started_at: SystemClock.now(),
+    };
+    // On etcd the replica records itself on a lease; the embedded stores have one replica.
+    let announced = topology.announce(
+        me.key(),
+        serde_json::to_vec(&me).context("encoding this replica")?,
+    );
     let api = Arc::new(
         Api::new(store, cfg.api.clone(), Arc::new(SystemClock))
             .with_timings(cfg.timings)
             .with_fargate(cfg.fargate.clone())
-            .with_election(election),
+            .with_election(election)
+            .with_replica(topology, me),
     );
     tracing::info!(%addr, store = %cfg.store, region = %cfg.api.arns.region, account = %cfg.api.arns.account, "serving the ECS API");
     for line in &cfg.banner {
@@ -92,6 +105,9 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
         let _ = a.await;
     }
     api.stop_background().await;
+    if let Some(a) = announced {
+        a.abort();
+    }
     result?;
     tracing::info!("shut down");
     Ok(())

@@ -34,6 +34,8 @@ pub const CONTAINER_INSTANCES: &str = "container-instances/";
 
 /// Prefix of task records (`tasks/CLUSTER/ID`).
 pub const TASKS: &str = "tasks/";
+/// Server replicas, each under `replicas/ID` (on etcd, while its lease lives).
+pub const REPLICAS: &str = "replicas/";
 /// Prefix of the task addresses allocated on the managed task network (`addresses/IP`, whose
 /// value is the task ARN), so no two live awsvpc tasks ever share an address.
 pub const ADDRESSES: &str = "addresses/";

@@ -15,7 +15,7 @@ use flotilla_model::shapes::{
 };
 use flotilla_model::{EcsError, ErrorCode};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Prefix of service records (`services/CLUSTER/NAME`).
 pub const SERVICES: &str = "services/";
@@ -90,6 +90,11 @@ pub struct ServiceRecord {
     /// Deployments StopServiceDeployment stopped, by deployment id.
     #[serde(default)]
     pub stopped: BTreeMap<String, StopNote>,
+    /// The ids of tasks the scheduler replaced elsewhere because their instance's agent was
+    /// lost; when one is seen again (the agent is back) it is stopped first. A task leaves the
+    /// set once it has stopped.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub replaced: BTreeSet<String>,
 }
 
 /// How many finished deployments a service keeps.

@@ -15,7 +15,9 @@
 //!   queues the service again. Tasks on DRAINING instances are replaced (new ones placed
 //!   elsewhere first, within maximumPercent; the old ones stopped within minimumHealthyPercent).
 //!   Tasks on an instance whose agent is disconnected count as gone and are replaced; when the
-//!   agent returns, the surplus is stopped. DAEMON services use [`compute_daemon_actions`] on
+//!   agent returns, the tasks that were replaced are stopped first (the scheduler's
+//!   [`Actions::replaced_after`], stored in the service with the compare-and-swap: the lost
+//!   tasks whose places this reconcile's placements took). DAEMON services use [`compute_daemon_actions`] on
 //!   the ACTIVE, connected instances and start on named instances (the StartTask target), at
 //!   most [`flotilla_scheduler::MAX_START_INSTANCES`] per placement.
 //! - Every write of a reconcile (its stops, its placements, the service) is fenced with the
@@ -305,7 +307,8 @@ pub fn default_strategies() -> Vec<PlacementStrategy> {
     ]
 }
 
-/// Starts `n` tasks of a deployment (on the instances `on`, when named); returns the events.
+/// Starts `n` tasks of a deployment (on the instances `on`, when named); returns the events and
+/// how many were placed.
 /// `providers`: how many of the service's live tasks run on each capacity provider, so new tasks
 /// keep the strategy's split as the service scales and replaces tasks.
 async fn start(
@@ -316,10 +319,10 @@ async fn start(
     n: u32,
     on: &[String],
     providers: &BTreeMap<String, u32>,
-) -> Result<Vec<ServiceEvent>, EcsError> {
+) -> Result<(Vec<ServiceEvent>, u32), EcsError> {
     let name = rec.name();
     let Some(d) = rec.deployments.iter().find(|d| d.id == deployment) else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), 0));
     };
     let s = &rec.service;
     let propagate = match s.propagate_tags {
@@ -352,7 +355,7 @@ async fn start(
             t.providers = launch.providers(providers, n);
             t
         }
-        Err(e) => return Ok(vec![ServiceEvent::LaunchFailed { error: e.message }]),
+        Err(e) => return Ok((vec![ServiceEvent::LaunchFailed { error: e.message }], 0)),
     };
     let mut preq = placement_request(&template, n, rand::random::<u64>())?;
     if template.fargate.is_some() {
@@ -368,6 +371,7 @@ async fn start(
         preq.constraints = launch::constraints(s.placement_constraints.as_deref().unwrap_or(&[]))?;
     }
     let mut events = Vec::new();
+    let mut placed = 0;
     let target = if on.is_empty() {
         Target::Run(Box::new(preq))
     } else {
@@ -377,6 +381,7 @@ async fn start(
     let now = api.clock.now();
     match placement::place_typed(api, now, &template, &target, None, Some(fence)).await {
         Ok(Committed::Placed(tasks, failures)) => {
+            placed = u32::try_from(tasks.len()).unwrap_or(u32::MAX);
             if !tasks.is_empty() {
                 tracing::info!(service = %name, cluster = %rec.cluster, started = tasks.len(), "service tasks placed");
                 events.push(ServiceEvent::Started {
@@ -394,7 +399,7 @@ async fn start(
             reason: Unplaced::Other(e.message),
         }),
     }
-    Ok(events)
+    Ok((events, placed))
 }
 
 /// The event for a task that could not be placed: the instance is named by its id.
@@ -444,7 +449,9 @@ pub async fn reconcile(
     next.deployments = actions.deployments.clone();
     next.record_finished(&rec.deployments, now);
     let mut events = actions.events.clone();
-    events.extend(start_all(api, fence, &next, &actions, &providers).await?);
+    let (started, placed) = start_all(api, fence, &next, &actions, &providers).await?;
+    events.extend(started);
+    next.replaced = actions.replaced_after(placed);
     settle(&mut next, &actions, daemon);
     next.record_events(&events, now, &mut || uuid::Uuid::new_v4().to_string());
     if next == rec {
@@ -536,6 +543,7 @@ fn spec_of(rec: &ServiceRecord, name: &str) -> ServiceSpec {
         last_completed: rec.last_completed.clone(),
         steady: rec.steady,
         next_deployment_id: deployment_id(rand::random::<u64>()),
+        replaced: rec.replaced.clone(),
     }
 }
 
@@ -556,16 +564,18 @@ fn live_per_provider(records: &[TaskRecord], stops: &[(String, String)]) -> BTre
 
 /// Makes the starts the scheduler asked for: `n` tasks of a deployment anywhere, and one on
 /// each named instance (DAEMON), at most as many instances per placement as StartTask takes.
+/// Returns the events and how many of the `n` tasks were placed.
 async fn start_all(
     api: &Plane,
     fence: &Fence,
     next: &ServiceRecord,
     actions: &Actions,
     providers: &BTreeMap<String, u32>,
-) -> Result<Vec<ServiceEvent>, EcsError> {
+) -> Result<(Vec<ServiceEvent>, u32), EcsError> {
     let mut events = Vec::new();
+    let mut placed = 0;
     if let Some((dep, n)) = &actions.start {
-        events.extend(start(api, fence, next, dep, *n, &[], providers).await?);
+        (events, placed) = start(api, fence, next, dep, *n, &[], providers).await?;
     }
     if let (false, Some(p)) = (actions.start_on.is_empty(), next.deployments.first()) {
         let dep = p.id.clone();
@@ -574,10 +584,10 @@ async fn start_all(
             .chunks(flotilla_scheduler::MAX_START_INSTANCES)
         {
             let n = u32::try_from(on.len()).unwrap_or(0);
-            events.extend(start(api, fence, next, &dep, n, on, providers).await?);
+            events.extend(start(api, fence, next, &dep, n, on, providers).await?.0);
         }
     }
-    Ok(events)
+    Ok((events, placed))
 }
 
 /// What the scheduler decided about the service itself: steadiness, the last completed

@@ -64,6 +64,7 @@ pub mod election;
 pub mod etcd;
 pub mod memory;
 pub mod sqlite;
+pub mod topology;
 mod url;
 mod watch;
 
@@ -71,6 +72,7 @@ pub use election::{Election, Fence, Leader, LostReason, SoleLeader, Term};
 pub use etcd::EtcdStore;
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
+pub use topology::{Embedded, Member, Topology};
 pub use url::{open, open_replica, InvalidStoreUrl, StoreUrl};
 
 /// How many revisions of change history the backends keep for watches by default.

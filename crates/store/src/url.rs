@@ -11,7 +11,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use crate::etcd::{ElectionOptions, EtcdConfig, EtcdOptions, EtcdStore, InvalidEtcdUrl};
-use crate::{Election, MemoryStore, SoleLeader, SqliteStore, Store, StoreError};
+use crate::{
+    Election, Embedded, MemoryStore, SoleLeader, SqliteStore, Store, StoreError, Topology,
+};
 
 /// Which backend, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,21 +88,36 @@ pub async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
     })
 }
 
+/// A store opened for one server replica: the store, its leader election and its
+/// [`Topology`].
+pub type Replica = (Arc<dyn Store>, Arc<dyn Election>, Arc<dyn Topology>);
+
 /// Opens the backend `url` names (as [`open`]) together with its leader election for the
-/// replica named `id`: [`SoleLeader`] for the embedded stores (one server owns them), an
-/// [`crate::etcd::EtcdElection`] with `election` options on etcd.
+/// replica named `id` and its topology: [`SoleLeader`] and [`Embedded`] for the embedded
+/// stores (one server owns them), an [`crate::etcd::EtcdElection`] with `election` options
+/// and the [`EtcdStore`] itself on etcd.
 pub async fn open_replica(
     url: &StoreUrl,
     id: &str,
     election: ElectionOptions,
-) -> Result<(Arc<dyn Store>, Arc<dyn Election>), StoreError> {
+) -> Result<Replica, StoreError> {
     Ok(match url {
         StoreUrl::Etcd(cfg) => {
             let store = EtcdStore::connect(cfg.clone(), EtcdOptions::default()).await?;
             let e = store.election(id, election);
-            (Arc::new(store), Arc::new(e))
+            (Arc::new(store.clone()), Arc::new(e), Arc::new(store))
         }
-        other => (open(other).await?, Arc::new(SoleLeader::new(id))),
+        other => {
+            let kind = match other {
+                StoreUrl::Memory => "memory",
+                _ => "sqlite",
+            };
+            (
+                open(other).await?,
+                Arc::new(SoleLeader::new(id)),
+                Arc::new(Embedded(kind)),
+            )
+        }
     })
 }
 

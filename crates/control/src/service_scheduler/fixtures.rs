@@ -35,6 +35,7 @@ pub(super) fn spec(desired: u32, min: u32, max: u32) -> ServiceSpec {
         last_completed: None,
         steady: false,
         next_deployment_id: "ecs-svc/9".into(),
+        replaced: Default::default(),
     }
 }
 

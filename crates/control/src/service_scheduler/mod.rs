@@ -19,6 +19,9 @@
 //! - while replacing, at least `ceil(desired * minimumHealthyPercent / 100)` healthy tasks stay:
 //!   an old deployment's healthy task is stopped only when enough healthy tasks remain;
 //!   unhealthy (PENDING) old tasks may always be stopped;
+//! - a task replaced because its instance's agent was lost (remembered in
+//!   [`ServiceSpec::replaced`]) is stopped as soon as it is seen again, before any other
+//!   surplus: the replacements stay; a lost task not replaced yet is simply counted again;
 //! - surplus tasks are stopped unhealthy first, then from the AZ with the most tasks of the
 //!   service, then from the instance with the most;
 //! - an old deployment with no task left that has not stopped disappears (INACTIVE);
@@ -33,6 +36,7 @@
 
 mod daemon;
 mod events;
+mod lost;
 mod replica;
 pub mod rollback;
 mod steps;
@@ -43,6 +47,7 @@ pub use replica::compute_service_actions;
 
 use flotilla_model::shapes::DeploymentRolloutState;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// The status of a deployment of a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +120,8 @@ pub struct ServiceSpec {
     pub steady: bool,
     /// The id a new deployment takes if one is created now (rollback).
     pub next_deployment_id: String,
+    /// The ids of the tasks replaced because their instance's agent was lost (as stored).
+    pub replaced: BTreeSet<String>,
 }
 
 /// Where a task of the service is in its life, as the scheduler sees it.
@@ -191,6 +198,25 @@ pub struct Actions {
     pub completed: Option<(String, String)>,
     /// Starts are throttled until then (epoch seconds).
     pub throttled_until: Option<f64>,
+    /// The replaced tasks still remembered (those that have not stopped), before this round's
+    /// starts.
+    pub replaced: BTreeSet<String>,
+    /// The lost tasks (ids) the start replaces, in order: the start's last placements take
+    /// their places (its first ones make up what else the desired count lacks).
+    pub replacing: Vec<String>,
+}
+
+impl Actions {
+    /// The replaced tasks to store once `placed` of the asked starts were placed: those still
+    /// remembered, and the lost tasks whose places the placements took.
+    pub fn replaced_after(&self, placed: u32) -> BTreeSet<String> {
+        let asked = self.start.as_ref().map_or(0, |(_, n)| *n as usize);
+        let before = asked.saturating_sub(self.replacing.len());
+        let took = (placed as usize).saturating_sub(before);
+        let mut out = self.replaced.clone();
+        out.extend(self.replacing.iter().take(took).cloned());
+        out
+    }
 }
 
 /// `floor(desired * max / 100)`.

@@ -1,6 +1,7 @@
 //! REPLICA services: `desiredCount` tasks of the primary deployment, replaced in a rolling
 //! deployment within `minimumHealthyPercent` and `maximumPercent` (see the parent module's rules).
 
+use super::lost;
 use super::steps::{self, Conclusion, StopWhy};
 use super::{
     max_tasks, min_healthy, Actions, DeploymentRecord, Phase, ServiceEvent, ServiceSpec, TaskObs,
@@ -14,19 +15,33 @@ pub fn compute_service_actions(
     tasks: &[TaskObs],
     now: f64,
 ) -> Actions {
-    let mut out = Actions::default();
+    let mut out = Actions {
+        replaced: lost::remembered(spec, tasks),
+        ..Actions::default()
+    };
+    let seen = tasks;
     let tasks = steps::visible(tasks);
     let desired = if spec.draining { 0 } else { spec.desired };
     let mut deps = deployments.to_vec();
     let failures = steps::count_failures(&mut deps, &tasks);
     steps::circuit_breaker(spec, &mut deps, failures, desired, now, &mut out);
     let primary = steps::primary_id(&deps);
-    let live = steps::live(&tasks);
-    let stopping = choose_stops(spec, &deps, &live, desired);
+    // Replaced tasks whose agent is back go first; the other rules see the service without them.
+    let returned = lost::returned(spec, &tasks);
+    let live: Vec<&TaskObs> = steps::live(&tasks)
+        .into_iter()
+        .filter(|t| !returned.iter().any(|r| r.arn == t.arn))
+        .collect();
+    let mut stopping: Vec<(&TaskObs, StopWhy)> =
+        returned.iter().map(|t| (*t, StopWhy::Scaling)).collect();
+    stopping.extend(choose_stops(spec, &deps, &live, desired));
     steps::stop(&stopping, &mut out);
-    let n = starts(spec, &primary, &live, &tasks, desired);
+    let lacking = lacking(&primary, &live, desired);
+    let n = starts(spec, lacking, &tasks, desired);
     if n > 0 && steps::may_start(spec, &deps, failures, now, &mut out) {
         out.start = Some((primary.clone(), n));
+        let unreplaced = lost::unreplaced(spec, &primary, seen);
+        out.replacing = lost::replacing(&unreplaced, lacking, n);
     }
     report_unexpected_stops(deployments, &tasks, &mut out);
     let primary_healthy = live
@@ -109,23 +124,21 @@ fn choose_stops<'a>(
         .collect()
 }
 
-/// How many tasks to start for the primary: what the desired count lacks, within
-/// `maximumPercent` of tasks that have not stopped.
-fn starts(
-    spec: &ServiceSpec,
-    primary: &str,
-    live: &[&TaskObs],
-    tasks: &[TaskObs],
-    desired: u32,
-) -> u32 {
-    let max_total = max_tasks(desired, spec.maximum_percent).max(desired);
-    let unstopped = u32::try_from(tasks.iter().filter(|t| t.phase != Phase::Stopped).count())
-        .unwrap_or(u32::MAX);
+/// How many tasks the desired count lacks: the primary's tasks that count fall short of it by.
+fn lacking(primary: &str, live: &[&TaskObs], desired: u32) -> u32 {
     let kept = u32::try_from(counted(primary, live).len())
         .unwrap_or(u32::MAX)
         .min(desired);
-    let want = desired.saturating_sub(kept);
-    want.min(max_total.saturating_sub(unstopped))
+    desired.saturating_sub(kept)
+}
+
+/// How many tasks to start for the primary: what the desired count lacks, within
+/// `maximumPercent` of tasks that have not stopped.
+fn starts(spec: &ServiceSpec, lacking: u32, tasks: &[TaskObs], desired: u32) -> u32 {
+    let max_total = max_tasks(desired, spec.maximum_percent).max(desired);
+    let unstopped = u32::try_from(tasks.iter().filter(|t| t.phase != Phase::Stopped).count())
+        .unwrap_or(u32::MAX);
+    lacking.min(max_total.saturating_sub(unstopped))
 }
 
 /// Tasks that stopped on their own since their deployment's counts last changed (their stop
@@ -344,8 +357,11 @@ mod tests {
         let a = compute_service_actions(&spec(4, 100, 100), &d, &tasks, 2.0);
         assert!(a.steady && a.start.is_none() && a.stop.is_empty());
         tasks[0].lost = false;
-        let a = compute_service_actions(&spec(4, 100, 100), &d, &tasks, 3.0);
+        let mut s = spec(4, 100, 100);
+        s.replaced = [String::from("t0")].into();
+        let a = compute_service_actions(&s, &d, &tasks, 3.0);
         assert_eq!(a.stop.len(), 1);
+        assert_eq!(a.stop[0].0, "arn:t0");
     }
 
     #[test]

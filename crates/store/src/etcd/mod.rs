@@ -42,7 +42,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, ConnectOptions, GetOptions, KvClient, LeaseClient, TxnOpResponse, WatchClient,
+    Client, ClusterClient, ConnectOptions, GetOptions, KvClient, LeaseClient, PutOptions,
+    TxnOpResponse, WatchClient,
 };
 use futures::StreamExt;
 use tokio::sync::watch as signal;
@@ -55,6 +56,43 @@ use self::txn::{failed_compares, revision_i64, translate};
 use crate::{
     KeyValue, Page, Store, StoreError, Txn, TxnOutcome, WatchStream, DEFAULT_HISTORY_REVISIONS,
 };
+
+/// How long a replica's record outlives it (its lease's TTL).
+pub const ANNOUNCE_TTL: Duration = Duration::from_secs(9);
+
+#[async_trait]
+impl crate::Topology for EtcdStore {
+    fn kind(&self) -> &'static str {
+        "etcd"
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn announce(&self, key: String, value: Vec<u8>) -> Option<tokio::task::JoinHandle<()>> {
+        Some(tokio::spawn(self.clone().keep_announced(key, value)))
+    }
+
+    async fn members(&self) -> Result<Option<Vec<crate::Member>>, StoreError> {
+        let resp = self
+            .inner
+            .cluster
+            .clone()
+            .member_list()
+            .await
+            .map_err(from_etcd)?;
+        Ok(Some(
+            resp.members()
+                .iter()
+                .map(|m| crate::Member {
+                    name: m.name().to_owned(),
+                    client_urls: m.client_urls().to_vec(),
+                })
+                .collect(),
+        ))
+    }
+}
 
 /// etcd's default `--max-request-bytes`.
 pub const ETCD_DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
@@ -166,6 +204,7 @@ struct Inner {
     kv: KvClient,
     watch: WatchClient,
     lease: LeaseClient,
+    cluster: ClusterClient,
     keys: Keys,
     config: EtcdConfig,
     opts: EtcdOptions,
@@ -203,6 +242,7 @@ impl EtcdStore {
                     .watch_client()
                     .max_decoding_message_size(MAX_RESPONSE_BYTES),
                 lease: client.lease_client(),
+                cluster: client.cluster_client(),
                 keys: Keys {
                     prefix: config.key_prefix(),
                 },
@@ -234,6 +274,48 @@ impl EtcdStore {
 
     fn kv(&self) -> KvClient {
         self.inner.kv.clone()
+    }
+
+    /// Keeps `key` = `value` on a lease of [`ANNOUNCE_TTL`] renewed every third of it; after a
+    /// failure, a fresh lease a second later.
+    async fn keep_announced(self, key: String, value: Vec<u8>) {
+        let ttl = ANNOUNCE_TTL.as_secs();
+        loop {
+            if let Err(e) = self.announce_once(&key, &value, ttl).await {
+                tracing::debug!(key, error = %e, "announcing this replica failed; retrying");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// One lease: granted, the key put on it, renewed until a renewal fails.
+    async fn announce_once(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: u64,
+    ) -> Result<(), etcd_client::Error> {
+        let mut lease = self.inner.lease.clone();
+        let id = lease
+            .grant(i64::try_from(ttl).unwrap_or(10), None)
+            .await?
+            .id();
+        self.kv()
+            .put(
+                self.inner.keys.full(key),
+                value.to_vec(),
+                Some(PutOptions::new().with_lease(id)),
+            )
+            .await?;
+        let (mut keeper, mut acks) = lease.keep_alive(id).await?;
+        loop {
+            tokio::time::sleep(Duration::from_secs(ttl / 3)).await;
+            keeper.keep_alive().await?;
+            match acks.message().await? {
+                Some(ack) if ack.ttl() > 0 => {}
+                _ => return Ok(()),
+            }
+        }
     }
 
     /// The header revision of a cheap linearizable read (one key, count only).
