@@ -29,14 +29,16 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
+    let replica = replica_id(addr);
     let (store, election) =
-        flotilla_store::open_replica(&cfg.store, &replica_id(addr), ElectionOptions::default())
+        flotilla_store::open_replica(&cfg.store, &replica, ElectionOptions::default())
             .await
             .with_context(|| format!("opening the store {}", cfg.store))?;
     let api = Arc::new(
         Api::new(store, cfg.api.clone(), Arc::new(SystemClock))
             .with_timings(cfg.timings)
             .with_fargate(cfg.fargate.clone())
+            .with_replica_id(replica)
             .with_election(election),
     );
     tracing::info!(%addr, store = %cfg.store, region = %cfg.api.arns.region, account = %cfg.api.arns.account, "serving the ECS API");
