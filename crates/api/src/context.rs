@@ -113,6 +113,15 @@ impl Api {
         self
     }
 
+    /// Builder: this replica's name (the agent beats its sessions write carry it). Call before
+    /// the API serves (the plane is not shared yet).
+    pub fn with_replica_id(mut self, id: impl Into<String>) -> Self {
+        if let Some(p) = Arc::get_mut(&mut self.plane) {
+            p.replica = Some(id.into());
+        }
+        self
+    }
+
     /// Builder: the managed task network and the Spot warning window. Call before the API
     /// serves (the plane is not shared yet).
     pub fn with_fargate(mut self, fargate: FargateConfig) -> Self {

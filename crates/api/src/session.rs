@@ -3,8 +3,10 @@
 //!
 //! The upgrade request is verified with SigV4 exactly like an API call (GET, its query, an
 //! empty body), and must name a registered, not INACTIVE, container instance. Then:
-//! 1. the session becomes the instance's current one (an older one ends) and the instance is
-//!    marked `agentConnected: true`;
+//! 1. the session becomes the instance's current one here (an older one ends) and the instance
+//!    is marked `agentConnected: true`; it puts the instance's beat (`agent-beats/CLUSTER/ID`,
+//!    [`flotilla_controllers::agents::beat`]), from which the leader, on whatever replica,
+//!    knows the agent is alive;
 //! 2. the server sends `Welcome`, then `Tasks { full: true }` with every task assigned to the
 //!    instance that is not STOPPED, listed at store revision N;
 //! 3. it watches the cluster's task records from N and pushes an assignment whenever its
@@ -12,7 +14,11 @@
 //! 4. it applies each `TaskState` report to its task record ([`flotilla_control::tasks::apply_report`],
 //!    releasing the task's reservation in the same transaction when it reaches STOPPED), then
 //!    answers `Ack`; `Usage` samples are kept in memory ([`flotilla_controllers::agents::Agents`]);
-//! 5. a session silent for `MISSED_HEARTBEATS` heartbeat intervals, closed, or replaced ends;
+//! 5. as it hears the agent it puts the beat again, at most once per 3/4 heartbeat interval
+//!    (agents heartbeat once per interval), and sets `agentConnected` back to true if the
+//!    record says false while the session is alive (a disconnect written by a replica the
+//!    agent left, racing this session's connect, heals within a heartbeat);
+//! 6. a session silent for `MISSED_HEARTBEATS` heartbeat intervals, closed, or replaced ends;
 //!    if it was the instance's current session, the instance is marked `agentConnected: false`.
 //!
 //! A managed-pool host (cluster `flotilla_protocol::MANAGED_POOL`) runs the Fargate tasks of
@@ -31,7 +37,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use flotilla_control::instances::InstanceRecord;
 use flotilla_control::tasks::TaskRecord;
-use flotilla_controllers::agents::set_agent_connected;
+use flotilla_controllers::agents::{beat, set_agent_connected};
 use flotilla_controllers::records::{get, instance_key, task_prefix, TASKS};
 use flotilla_controllers::reports::apply_task_state;
 use flotilla_model::{EcsError, ErrorCode};
@@ -228,8 +234,15 @@ async fn session_loop(
     {
         return format!("could not mark the agent connected: {e}");
     }
-    let (mut tx, mut rx) = socket.split();
     let interval = api.timings.heartbeat_interval;
+    // At most one beat per this much time: heartbeats come once per interval, a little early
+    // or late.
+    let beat_every = interval.saturating_mul(3) / 4;
+    let mut last_beat = Instant::now();
+    if let Err(e) = beat(&api.plane, cluster, id, &current).await {
+        return format!("could not record the agent's beat: {e}");
+    }
+    let (mut tx, mut rx) = socket.split();
     let welcome = ServerMessage::Welcome {
         container_instance_arn: api.config.arns.container_instance(cluster, id),
         heartbeat_interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
@@ -270,6 +283,12 @@ async fn session_loop(
             msg = rx.next() => {
                 let Some(Ok(msg)) = msg else { return "connection closed".into() };
                 last_heard = Instant::now();
+                if last_beat.elapsed() >= beat_every {
+                    last_beat = last_heard;
+                    if let Err(e) = beat(&api.plane, cluster, id, &current).await {
+                        tracing::warn!(error = %e, "could not record the agent's beat");
+                    }
+                }
                 match msg {
                     Message::Text(text) => match flotilla_protocol::decode::<AgentMessage>(&text) {
                         Ok(AgentMessage::Heartbeat { .. }) => {}

@@ -7,16 +7,21 @@ mod common;
 
 use common::*;
 use flotilla_api::{AgentTimings, Api};
+use flotilla_control::keys::{agent_beat_key, BeatRecord};
+use flotilla_controllers::agents::set_agent_connected;
 use flotilla_model::shapes::{NetworkBinding, TaskStopCode, TransportProtocol};
 use flotilla_model::status::{ContainerStatus, TaskStatus};
 use flotilla_protocol::{
     AgentMessage, ContainerStateReport, DesiredStatus, ServerMessage, TaskStateReport, SESSION_PATH,
 };
 use flotilla_sigv4::{Request, Signer};
+use flotilla_store::{Election, Leader, MemoryStore, Store, StoreError, Term};
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
@@ -517,4 +522,145 @@ async fn a_managed_pool_host_runs_fargate_tasks_of_every_cluster() {
     assert_eq!(d["tasks"][0]["lastStatus"], "STOPPED");
     assert_eq!(d["tasks"][0]["attachments"][0]["status"], "DELETED");
     assert_eq!(used().await, 1);
+}
+
+/// A replica that serves the API and agent sessions but never leads: its controllers never run.
+struct NeverLeads;
+
+#[async_trait::async_trait]
+impl Election for NeverLeads {
+    async fn campaign(&self) -> Result<Term, StoreError> {
+        futures::future::pending().await
+    }
+    async fn resign(&self, _term: Term) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn leader(&self) -> Result<Option<Leader>, StoreError> {
+        Ok(None)
+    }
+}
+
+fn heartbeat_every(interval: Duration) -> AgentTimings {
+    AgentTimings {
+        heartbeat_interval: interval,
+        stopped_task_retention: Duration::from_secs(3600),
+    }
+}
+
+/// Two replicas on one store, each serving the API and sessions: `a` runs the controllers
+/// (it leads), `b` never does.
+async fn two_replicas(timings: AgentTimings) -> (Arc<Api>, Arc<Api>, String) {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let (a, _) = serve(
+        api_with(store.clone())
+            .with_timings(timings)
+            .with_replica_id("a"),
+    )
+    .await;
+    let (b, addr_b) = serve(
+        api_with(store)
+            .with_timings(timings)
+            .with_replica_id("b")
+            .with_election(Arc::new(NeverLeads)),
+    )
+    .await;
+    (a, b, addr_b)
+}
+
+/// A session of `inst` at `addr`, past its Welcome and full state.
+async fn open_session(addr: &str, inst: &str) -> Ws {
+    let mut ws = connect(addr, inst, true).await.unwrap();
+    assert!(matches!(
+        next_message(&mut ws).await,
+        ServerMessage::Welcome { .. }
+    ));
+    assert!(matches!(
+        next_message(&mut ws).await,
+        ServerMessage::Tasks { full: true, .. }
+    ));
+    ws
+}
+
+fn instance_id(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_keeps_an_agent_heard_by_another_replica_connected() {
+    let timings = heartbeat_every(Duration::from_millis(200));
+    let (interval, limit) = (timings.heartbeat_interval, timings.silence_limit());
+    let (a, b, addr_b) = two_replicas(timings).await;
+    assert_eq!(b.role(), Some(flotilla_controllers::Role::Campaigning));
+    cluster(&a, "r1").await;
+    let inst = register(&b, "r1", 1024, 1024, "us-east-1a").await;
+    let idle = register(&b, "r1", 1024, 1024, "us-east-1b").await;
+    let mut ws = open_session(&addr_b, &inst).await;
+
+    // The agent heartbeats on b for five silence limits: a never marks it disconnected.
+    let until = Instant::now() + limit * 5;
+    while Instant::now() < until {
+        send(&mut ws, &AgentMessage::Heartbeat { sent_at_ms: 0 }).await;
+        tokio::time::sleep(interval).await;
+        assert!(
+            agent_connected(&a, "r1", &inst).await,
+            "the leader marked an agent heard by another replica disconnected"
+        );
+    }
+    let beat = a
+        .store
+        .get(&agent_beat_key("r1", instance_id(&inst)))
+        .await
+        .unwrap()
+        .expect("the session's beat");
+    let beat: BeatRecord = serde_json::from_slice(&beat.value).unwrap();
+    assert_eq!(beat.replica.as_deref(), Some("b"));
+    // Registered through b, never connected: a marked it.
+    assert!(!agent_connected(&a, "r1", &idle).await);
+
+    // Silence: the instance shows disconnected within the silence limit and a little.
+    let silent = Instant::now();
+    wait_connected(&a, "r1", &inst, false).await;
+    let took = silent.elapsed();
+    eprintln!("silent agent marked disconnected after {took:?} (silence limit {limit:?})");
+    assert!(took < limit + interval * 2, "took {took:?}");
+
+    // Deregistration removes the beat.
+    ok(
+        &b,
+        "DeregisterContainerInstance",
+        json!({"cluster": "r1", "containerInstance": inst, "force": true}),
+    )
+    .await;
+    let key = agent_beat_key("r1", instance_id(&inst));
+    assert!(a.store.get(&key).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_session_heals_a_wrong_disconnect_within_a_heartbeat() {
+    let timings = heartbeat_every(Duration::from_millis(500));
+    let interval = timings.heartbeat_interval;
+    let (a, b, addr_b) = two_replicas(timings).await;
+    cluster(&a, "r2").await;
+    let inst = register(&b, "r2", 1024, 1024, "us-east-1a").await;
+    let mut ws = open_session(&addr_b, &inst).await;
+    send(&mut ws, &AgentMessage::Heartbeat { sent_at_ms: 0 }).await;
+    tokio::time::sleep(interval).await;
+    assert!(agent_connected(&a, "r2", &inst).await);
+
+    // As a replica the agent left would, racing this session's connect.
+    let store = a.store.as_ref();
+    set_agent_connected(store, "r2", instance_id(&inst), false, &|| true, None)
+        .await
+        .unwrap();
+    assert!(!agent_connected(&a, "r2", &inst).await);
+    let wrong = Instant::now();
+    send(&mut ws, &AgentMessage::Heartbeat { sent_at_ms: 0 }).await;
+    while !agent_connected(&a, "r2", &inst).await {
+        assert!(
+            wrong.elapsed() < interval,
+            "still disconnected a heartbeat later"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!("healed after {:?}", wrong.elapsed());
 }

@@ -49,6 +49,7 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
         Api::new(store, cfg.api.clone(), Arc::new(SystemClock))
             .with_timings(cfg.timings)
             .with_fargate(cfg.fargate.clone())
+            .with_replica_id(id.clone())
             .with_election(election)
             .with_replica(topology, me),
     );

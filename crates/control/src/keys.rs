@@ -15,6 +15,8 @@
 //! - `client-tokens/CLUSTER/HEX(TOKEN)` -> [`ClientTokenRecord`] (RunTask idempotency)
 //! - `services/CLUSTER/NAME` -> [`crate::services::ServiceRecord`] (see [`crate::services`])
 //! - `addresses/IP` -> the ARN of the task holding the address on the managed task network
+//! - `agent-beats/CLUSTER/ID` -> [`BeatRecord`] (the instance's agent was heard by a session,
+//!   on some replica; observed liveness, not desired state)
 
 use flotilla_model::EcsError;
 use serde::{Deserialize, Serialize};
@@ -39,6 +41,10 @@ pub const REPLICAS: &str = "replicas/";
 /// Prefix of the task addresses allocated on the managed task network (`addresses/IP`, whose
 /// value is the task ARN), so no two live awsvpc tasks ever share an address.
 pub const ADDRESSES: &str = "addresses/";
+/// Prefix of agent beats (`agent-beats/CLUSTER/ID`): every session, on whatever replica, puts
+/// its instance's beat when it opens and as it hears the agent; the leader's liveness loop
+/// watches them.
+pub const AGENT_BEATS: &str = "agent-beats/";
 /// Prefix of RunTask client tokens.
 pub const CLIENT_TOKENS: &str = "client-tokens/";
 
@@ -75,6 +81,15 @@ pub fn task_key(cluster: &str, id: &str) -> String {
 pub fn task_prefix(cluster: &str) -> String {
     format!("{TASKS}{cluster}/")
 }
+/// The key of an instance's agent beat.
+pub fn agent_beat_key(cluster: &str, id: &str) -> String {
+    format!("{AGENT_BEATS}{cluster}/{id}")
+}
+/// The key of the container instance an agent beat (`agent-beats/CLUSTER/ID`) is about.
+pub fn instance_key_of_beat(beat_key: &str) -> Option<String> {
+    let (cluster, id) = beat_key.strip_prefix(AGENT_BEATS)?.split_once('/')?;
+    Some(instance_key(cluster, id))
+}
 /// The key of an allocated task address.
 pub fn address_key(ip: &str) -> String {
     format!("{ADDRESSES}{ip}")
@@ -83,6 +98,18 @@ pub fn address_key(ip: &str) -> String {
 /// The key of a RunTask client token (hex-encoded: tokens may contain `/`).
 pub fn client_token_key(cluster: &str, token: &str) -> String {
     format!("{CLIENT_TOKENS}{cluster}/{}", hex::encode(token))
+}
+
+/// An agent heard by a session: written when the session opens and, at most about once per
+/// heartbeat interval, as messages arrive. Only its arrival matters (the leader measures
+/// silence on its own clock); the contents say who wrote it, for people.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BeatRecord {
+    /// The replica whose session heard the agent, when it has a name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+    /// When, by that replica's clock (epoch seconds; informational).
+    pub at: f64,
 }
 
 /// A RunTask `clientToken` already used: what the request was and what it made.

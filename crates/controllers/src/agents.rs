@@ -1,23 +1,34 @@
 //! What the server knows about its agents in memory, and the background loops that keep the
 //! stored view of them honest.
 //!
-//! - [`Agents`]: which session is the current one of each container instance, the deadline by
-//!   which an instance that has no session must connect, and the latest usage sample per task.
-//!   Nothing here is durable; `agentConnected` is (it is written to the instance record).
-//! - The liveness loop: an instance registered (or found connected when the server starts) that
-//!   opens no session within `MISSED_HEARTBEATS` heartbeat intervals is marked
-//!   `agentConnected: false`. A session watches its own silence (see `flotilla_api::session`).
+//! - [`Agents`]: which session of this process is the current one of each container instance,
+//!   and the latest usage sample per task. Nothing here is durable and nothing here is the
+//!   region's view: another replica may hold an instance's session. `agentConnected` is durable
+//!   (it is written to the instance record).
+//! - Beats ([`beat`]): every session, on whatever replica, puts `agent-beats/CLUSTER/ID` when it
+//!   opens and as it hears its agent (at most about once per heartbeat interval), and sets
+//!   `agentConnected` back to true if the record says false while the session is alive (so a
+//!   wrong or racing disconnect heals within a heartbeat).
+//! - The liveness loop (leader only): watches the beats and the instance records from the
+//!   revision it listed at, and keeps a deadline, on its own clock, for every instance that
+//!   shows connected: each beat it observes moves the deadline `MISSED_HEARTBEATS` heartbeat
+//!   intervals ahead. An instance whose deadline passes (no beat from any replica in that time:
+//!   it registered and never opened a session, or its agent went silent) is marked
+//!   `agentConnected: false`. A session also watches its own silence (see
+//!   `flotilla_api::session`).
 //! - The sweeper: STOPPED tasks are kept for [`AgentTimings::stopped_task_retention`] after
 //!   `stoppedAt` (ECS keeps them about an hour), then deleted; RunTask client tokens are
-//!   forgotten after the same time.
+//!   forgotten after the same time; beats of instances deregistered (or gone) are deleted.
 //!
-//! Invariant: the registry's lock is never held across an `.await`; every store write is a
-//! compare-and-swap on the record's `mod_revision`, and the loops' writes carry their term's
-//! fence (a loop whose write is refused stops).
+//! Invariant: the registry's lock is never held across an `.await`; every store write of a
+//! record is a compare-and-swap on its `mod_revision` (a beat is a plain put: it is
+//! observation, not desired state), and the loops' writes carry their term's fence (a loop
+//! whose write is refused stops).
 
 use crate::plane::Plane;
 use crate::records::{
-    self, commit_fenced, get, instance_key, to_bytes, Attempt, ClientTokenRecord, CLIENT_TOKENS,
+    self, agent_beat_key, commit_fenced, get, instance_key, instance_key_of_beat, store_error,
+    to_bytes, Attempt, BeatRecord, ClientTokenRecord, AGENT_BEATS, CLIENT_TOKENS,
     CONTAINER_INSTANCES, TASKS,
 };
 use flotilla_control::instances::InstanceRecord;
@@ -25,8 +36,9 @@ use flotilla_control::tasks::TaskRecord;
 use flotilla_model::EcsError;
 use flotilla_protocol::{TaskUsage, MISSED_HEARTBEATS};
 use flotilla_scheduler::InstanceStatus;
-use flotilla_store::{Compare, Fence, Store, Txn};
-use std::collections::HashMap;
+use flotilla_store::{Compare, Event, Fence, Store, Txn, WatchStream};
+use futures::StreamExt;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -61,7 +73,6 @@ impl AgentTimings {
 #[derive(Default)]
 struct Inner {
     current: HashMap<String, u64>,
-    deadlines: HashMap<String, Instant>,
     usage: HashMap<String, TaskUsage>,
 }
 
@@ -83,7 +94,6 @@ impl Agents {
         let id = self.next_session.fetch_add(1, Ordering::SeqCst) + 1;
         let mut g = self.lock();
         g.current.insert(key.to_string(), id);
-        g.deadlines.remove(key);
         id
     }
 
@@ -108,29 +118,6 @@ impl Agents {
         }
     }
 
-    /// The instance must open a session before `deadline`, or it is marked disconnected.
-    pub fn expect(&self, key: &str, deadline: Instant) {
-        let mut g = self.lock();
-        if !g.current.contains_key(key) {
-            g.deadlines.insert(key.to_string(), deadline);
-        }
-    }
-
-    /// Removes and returns the instances whose deadline passed without a session.
-    pub fn take_expired(&self, now: Instant) -> Vec<String> {
-        let mut g = self.lock();
-        let expired: Vec<String> = g
-            .deadlines
-            .iter()
-            .filter(|(_, d)| **d <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in &expired {
-            g.deadlines.remove(k);
-        }
-        expired
-    }
-
     /// Keeps the latest usage sample of each task.
     pub fn record_usage(&self, samples: Vec<TaskUsage>) {
         let mut g = self.lock();
@@ -153,6 +140,71 @@ impl Agents {
     fn forget_usage(&self, task_arn: &str) {
         self.lock().usage.remove(task_arn);
     }
+}
+
+/// The liveness loop's deadlines, on its own clock: by when each instance that shows connected
+/// must be heard of again (a beat from any replica).
+#[derive(Default)]
+struct Deadlines(HashMap<String, Instant>);
+
+impl Deadlines {
+    /// A beat of the instance was observed: it must be heard of again before `deadline`.
+    fn heard(&mut self, key: &str, deadline: Instant) {
+        self.0.insert(key.to_string(), deadline);
+    }
+
+    /// The instance shows connected: it gets `deadline` unless it already has one.
+    fn expect(&mut self, key: &str, deadline: Instant) {
+        self.0.entry(key.to_string()).or_insert(deadline);
+    }
+
+    fn forget(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+
+    /// Removes and returns the instances whose deadline passed.
+    fn take_expired(&mut self, now: Instant) -> Vec<String> {
+        let expired: Vec<String> = self
+            .0
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &expired {
+            self.0.remove(k);
+        }
+        expired
+    }
+}
+
+/// Records that a session heard the agent of `cluster`/`id`: puts its beat (unless the instance
+/// is gone or INACTIVE), and, if the instance record says `agentConnected: false` while
+/// `still_current()` (the session is alive and current here), sets it back to true. Unfenced:
+/// every replica serves sessions.
+pub async fn beat(
+    plane: &Plane,
+    cluster: &str,
+    id: &str,
+    still_current: &(dyn Fn() -> bool + Send + Sync),
+) -> Result<(), EcsError> {
+    let store = plane.store();
+    let Some((rec, _)) = get::<InstanceRecord>(store, &instance_key(cluster, id)).await? else {
+        return Ok(());
+    };
+    if rec.status() == InstanceStatus::Inactive {
+        return Ok(());
+    }
+    let record = BeatRecord {
+        replica: plane.replica.clone(),
+        at: plane.clock.now(),
+    };
+    let txn = Txn::new().put(agent_beat_key(cluster, id), to_bytes(&record)?);
+    store.txn(txn).await.map_err(store_error)?;
+    if !rec.instance.agent_connected && still_current() {
+        tracing::info!(container_instance = %id, cluster, "the instance shows disconnected while its session is alive; marking it connected");
+        set_agent_connected(store, cluster, id, true, still_current, None).await?;
+    }
+    Ok(())
 }
 
 /// Writes `agentConnected` of an instance, as long as `still_wanted()` holds when the write is
@@ -213,44 +265,147 @@ pub fn spawn_background(plane: Weak<Plane>, fence: &Fence) -> Vec<tokio::task::J
     ]
 }
 
+/// The liveness loop's view of the region: a watch of the beats and one of the instance
+/// records, from the revision it listed at, and the deadlines.
+struct Liveness {
+    beats: WatchStream,
+    instances: WatchStream,
+    deadlines: Deadlines,
+}
+
+impl Liveness {
+    /// Lists the instances and watches beats and instances from the revision read before the
+    /// list (what happened since is replayed, harmlessly). Every instance that shows connected
+    /// must be heard of within `limit` from now: at the loop's start, and again after a watch
+    /// failed (beats may have been missed, so nobody is judged on the gap).
+    async fn start(api: &Plane, limit: Duration) -> Result<Liveness, EcsError> {
+        let store = api.store();
+        let rev = store.revision().await.map_err(store_error)?;
+        let instances = records::list::<InstanceRecord>(store, CONTAINER_INSTANCES).await?;
+        let mut deadlines = Deadlines::default();
+        let deadline = Instant::now() + limit;
+        for (key, rec, _) in instances {
+            if shows_connected(&rec) {
+                deadlines.expect(&key, deadline);
+            }
+        }
+        Ok(Liveness {
+            beats: store.watch(AGENT_BEATS, rev).await.map_err(store_error)?,
+            instances: store
+                .watch(CONTAINER_INSTANCES, rev)
+                .await
+                .map_err(store_error)?,
+            deadlines,
+        })
+    }
+
+    /// Applies one observed change; false when a watch ended (the caller starts afresh).
+    fn observe(
+        &mut self,
+        beat: bool,
+        ev: Option<Result<Event, flotilla_store::StoreError>>,
+        limit: Duration,
+    ) -> bool {
+        let deadline = Instant::now() + limit;
+        match ev {
+            Some(Ok(Event::Put(kv))) if beat => {
+                if let Some(key) = instance_key_of_beat(&kv.key) {
+                    self.deadlines.heard(&key, deadline);
+                }
+            }
+            Some(Ok(Event::Put(kv))) => match serde_json::from_slice::<InstanceRecord>(&kv.value) {
+                Ok(rec) if shows_connected(&rec) => self.deadlines.expect(&kv.key, deadline),
+                Ok(rec) if rec.status() == InstanceStatus::Inactive => {
+                    self.deadlines.forget(&kv.key)
+                }
+                _ => {}
+            },
+            Some(Ok(Event::Delete { key, .. })) => {
+                if !beat {
+                    self.deadlines.forget(&key);
+                }
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "agent liveness: a watch failed; listing afresh");
+                return false;
+            }
+            None => return false,
+        }
+        true
+    }
+}
+
+/// Whether the liveness loop holds the instance to a deadline: active and showing connected.
+fn shows_connected(rec: &InstanceRecord) -> bool {
+    rec.instance.agent_connected && rec.status() != InstanceStatus::Inactive
+}
+
 async fn liveness_loop(weak: Weak<Plane>, fence: Fence) {
     let Some(api) = weak.upgrade() else { return };
     let limit = api.timings.silence_limit();
     let period = (api.timings.heartbeat_interval / 2).max(Duration::from_millis(10));
-    // Instances that show connected when the server starts must reconnect in time.
-    match records::list::<InstanceRecord>(api.store.as_ref(), CONTAINER_INSTANCES).await {
-        Ok(all) => {
-            let deadline = Instant::now() + limit;
-            for (key, rec, _) in all {
-                if rec.instance.agent_connected {
-                    api.agents.expect(&key, deadline);
-                }
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "could not list container instances at start"),
-    }
     drop(api);
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
         let Some(api) = weak.upgrade() else { return };
-        for key in api.agents.take_expired(Instant::now()) {
-            let Some((cluster, id)) = split_instance_key(&key) else {
+        let started = Liveness::start(&api, limit).await;
+        drop(api);
+        let mut live = match started {
+            Ok(live) => live,
+            Err(e) => {
+                tracing::warn!(error = %e, "agent liveness: could not list and watch the instances; retrying");
+                tokio::time::sleep(period).await;
                 continue;
-            };
-            tracing::info!(container_instance = %id, cluster, "agent did not connect in time");
-            let no_session = || !api.agents.has_session(&key);
-            let store = api.store.as_ref();
-            match set_agent_connected(store, cluster, id, false, &no_session, Some(&fence)).await {
-                Ok(()) => {}
-                Err(e) if crate::leadership::deposed("agent liveness", &e) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, container_instance = %id, "could not mark the agent disconnected");
+            }
+        };
+        loop {
+            let open = tokio::select! {
+                ev = live.beats.next() => live.observe(true, ev, limit),
+                ev = live.instances.next() => live.observe(false, ev, limit),
+                _ = tick.tick() => {
+                    let Some(api) = weak.upgrade() else { return };
+                    if !disconnect_expired(&api, &fence, &mut live.deadlines, limit).await {
+                        return;
+                    }
+                    true
                 }
+            };
+            if !open {
+                break;
             }
         }
     }
+}
+
+/// Marks disconnected (fenced) every instance whose deadline passed, unless this process holds
+/// its session (which watches its own silence): that one gets a new deadline. False when the
+/// fence refused a write (this replica no longer leads).
+async fn disconnect_expired(
+    api: &Plane,
+    fence: &Fence,
+    deadlines: &mut Deadlines,
+    limit: Duration,
+) -> bool {
+    for key in deadlines.take_expired(Instant::now()) {
+        let Some((cluster, id)) = split_instance_key(&key) else {
+            continue;
+        };
+        if api.agents.has_session(&key) {
+            deadlines.heard(&key, Instant::now() + limit);
+            continue;
+        }
+        tracing::info!(container_instance = %id, cluster, "no replica heard the agent in time");
+        let no_session = || !api.agents.has_session(&key);
+        match set_agent_connected(api.store(), cluster, id, false, &no_session, Some(fence)).await {
+            Ok(()) => {}
+            Err(e) if crate::leadership::deposed("agent liveness", &e) => return false,
+            Err(e) => {
+                tracing::warn!(error = %e, container_instance = %id, "could not mark the agent disconnected");
+            }
+        }
+    }
+    true
 }
 
 async fn sweeper_loop(weak: Weak<Plane>, fence: Fence) {
@@ -273,7 +428,8 @@ async fn sweeper_loop(weak: Weak<Plane>, fence: Fence) {
     }
 }
 
-/// Deletes STOPPED tasks older than the retention, and expired client tokens, each delete fenced
+/// Deletes STOPPED tasks older than the retention, expired client tokens and the beats of
+/// instances deregistered or gone, each delete fenced
 /// with `fence` (the sweeper's term). Returns how many tasks were deleted.
 pub async fn sweep(api: &Plane, fence: &Fence, now: f64) -> Result<usize, EcsError> {
     let store = api.store.as_ref();
@@ -301,6 +457,20 @@ pub async fn sweep(api: &Plane, fence: &Fence, now: f64) -> Result<usize, EcsErr
             commit_fenced(store, txn, Some(fence)).await?;
         }
     }
+    let active: HashSet<String> = records::list::<InstanceRecord>(store, CONTAINER_INSTANCES)
+        .await?
+        .into_iter()
+        .filter(|(_, rec, _)| rec.status() != InstanceStatus::Inactive)
+        .map(|(key, _, _)| key)
+        .collect();
+    for (key, _, rev) in records::list::<BeatRecord>(store, AGENT_BEATS).await? {
+        if instance_key_of_beat(&key).is_some_and(|k| !active.contains(&k)) {
+            let txn = Txn::new()
+                .when(Compare::ModRevision(key.clone(), rev))
+                .delete(key);
+            commit_fenced(store, txn, Some(fence)).await?;
+        }
+    }
     Ok(deleted)
 }
 
@@ -309,19 +479,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sessions_replace_each_other_and_deadlines_expire() {
+    fn sessions_replace_each_other() {
         let a = Agents::default();
-        let now = Instant::now();
-        a.expect("k", now);
         let s1 = a.open("k");
-        assert!(a.take_expired(now + Duration::from_secs(1)).is_empty());
         let s2 = a.open("k");
         assert!(!a.is_current("k", s1));
+        assert!(a.has_session("k"));
         assert!(!a.close("k", s1));
         assert!(a.close("k", s2));
-        a.expect("k", now);
-        assert_eq!(a.take_expired(now), vec!["k".to_string()]);
-        assert!(a.take_expired(now).is_empty());
+        assert!(!a.has_session("k"));
+    }
+
+    #[test]
+    fn beats_move_deadlines_and_expectations_do_not() {
+        let mut d = Deadlines::default();
+        let now = Instant::now();
+        let later = now + Duration::from_secs(1);
+        d.expect("k", now);
+        d.expect("k", later);
+        assert_eq!(d.take_expired(now), vec!["k".to_string()]);
+        assert!(d.take_expired(now).is_empty());
+        d.expect("k", now);
+        d.heard("k", later);
+        assert!(d.take_expired(now).is_empty());
+        d.forget("k");
+        assert!(d.take_expired(later).is_empty());
+    }
+
+    #[test]
+    fn a_beat_names_its_instance() {
+        assert_eq!(
+            instance_key_of_beat(&agent_beat_key("c", "i")).as_deref(),
+            Some("container-instances/c/i")
+        );
+        assert_eq!(instance_key_of_beat("tasks/c/i"), None);
     }
 
     #[test]

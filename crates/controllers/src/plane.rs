@@ -43,6 +43,8 @@ pub struct Plane {
     pub fargate: FargateConfig,
     /// Serializes the writers of one record within this process.
     pub writers: Stripes,
+    /// This replica's name (in the leader election), when it has one; agent beats carry it.
+    pub replica: Option<String>,
 }
 
 impl Plane {
@@ -56,6 +58,7 @@ impl Plane {
             agents: Agents::default(),
             fargate: FargateConfig::default(),
             writers: Stripes::default(),
+            replica: None,
         }
     }
 

@@ -2,14 +2,16 @@
 //! custom attributes. An instance that still has tasks that are not STOPPED is refused with
 //! ECS's `InvalidParameterException` "Found running tasks on the instance." unless `force` is
 //! set; with `force` its tasks are orphaned: desired and last status STOPPED (the agent, while
-//! connected, is told to stop them) and their reservations released, in the same transaction.
+//! connected, is told to stop them) and their reservations released, in the same transaction,
+//! which also deletes the instance's agent beat.
 
 use crate::context::Ctx;
 use crate::shared::instance_views::{task_counts, view_of};
 use flotilla_control::instances::InstanceRecord;
 use flotilla_control::tasks::{orphan, TaskRecord};
 use flotilla_controllers::records::{
-    self, get, instance_id_in, instance_key, task_key, task_prefix, to_bytes, Attempt, ATTRIBUTES,
+    self, agent_beat_key, get, instance_id_in, instance_key, task_key, task_prefix, to_bytes,
+    Attempt, ATTRIBUTES,
 };
 use flotilla_model::shapes::{
     Attribute, DeregisterContainerInstanceRequest, DeregisterContainerInstanceResponse,
@@ -73,7 +75,9 @@ pub async fn deregister_container_instance(
             rec.reservations.clear();
             rec.set_status(InstanceStatus::Inactive);
             rec.touch();
-            txn = txn.put(key.clone(), to_bytes(&rec)?);
+            txn = txn
+                .put(key.clone(), to_bytes(&rec)?)
+                .delete(agent_beat_key(&cluster, id));
             let prefix = format!("{ATTRIBUTES}{cluster}/{}/", rec.id);
             for (akey, _, _) in records::list::<Attribute>(ctx.store(), &prefix).await? {
                 txn = txn.delete(akey);

@@ -8,8 +8,9 @@
 //! A host registered with the cluster `flotilla_protocol::MANAGED_POOL` (`flotilla agent
 //! --managed`) joins the managed pool that runs Fargate tasks; no user cluster can list it.
 //!
-//! A new registration counts as connected until the agent opens its session; if it does not
-//! within `MISSED_HEARTBEATS` heartbeat intervals, it is marked `agentConnected: false`.
+//! A new registration counts as connected until the agent opens its session; if no replica
+//! hears it within `MISSED_HEARTBEATS` heartbeat intervals, the leader's liveness loop (which
+//! watches the instance records) marks it `agentConnected: false`.
 
 use crate::context::Ctx;
 use crate::shared::instance_views::{task_counts, view_of};
@@ -46,7 +47,7 @@ pub async fn register_container_instance(
     // The record the change is about: the named instance (a new registration takes a fresh id
     // that no other writer knows, so it serializes with nothing that matters).
     let lock_key = instance_key(&cluster, existing_id.as_deref().unwrap_or_default());
-    let (rec, key) = ctx
+    let rec = ctx
         .plane()
         .cas(&lock_key, || async {
             let existing = match &existing_id {
@@ -102,15 +103,11 @@ pub async fn register_container_instance(
             rec.instance.tags = Some(all_tags);
             rec.touch();
             let key = instance_key(&cluster, &rec.id);
-            let txn = Txn::new().when(compare).put(key.clone(), to_bytes(&rec)?);
-            Ok(Attempt::Commit(txn, (rec, key)))
+            let txn = Txn::new().when(compare).put(key, to_bytes(&rec)?);
+            Ok(Attempt::Commit(txn, rec))
         })
         .await?;
     tracing::info!(container_instance = %rec.arn(), cluster = %cluster, "container instance registered");
-    ctx.api.agents.expect(
-        &key,
-        tokio::time::Instant::now() + ctx.api.timings.silence_limit(),
-    );
     let counts = task_counts(ctx, &cluster).await?;
     let view = view_of(ctx, &rec, &counts, true).await?;
     Ok(RegisterContainerInstanceResponse {
