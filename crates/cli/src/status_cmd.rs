@@ -4,7 +4,7 @@
 //! What the server does not know is shown as `unknown`.
 
 use crate::client::EcsClient;
-use crate::verbs::{s, table, Output};
+use crate::verbs::{s, table, when, Output};
 use serde_json::{json, Value};
 
 /// Runs `flotilla status`.
@@ -64,7 +64,12 @@ pub fn render(v: &Value) -> String {
                         Some(false) => "follower",
                         None => "unknown",
                     };
-                    vec![s(&r["id"]), s(&r["url"]), role.into(), s(&r["startedAt"])]
+                    vec![
+                        s(&r["id"]),
+                        s(&r["url"]),
+                        role.into(),
+                        when(&r["startedAt"]),
+                    ]
                 })
                 .collect();
             out.push_str(&table(&["ID", "URL", "ROLE", "STARTED"], &rows));
@@ -127,8 +132,8 @@ Store: etcd (reachable)
 
 REPLICAS
 ID                URL                   ROLE      STARTED
-h1/10.0.0.1:8080  http://10.0.0.1:8080  leader    5.0
-h2/10.0.0.2:8080  http://10.0.0.2:8080  follower  6.0
+h1/10.0.0.1:8080  http://10.0.0.1:8080  leader    1970-01-01 00:00:05Z
+h2/10.0.0.2:8080  http://10.0.0.2:8080  follower  1970-01-01 00:00:06Z
 
 STORE MEMBERS
 NAME  CLIENT URLS

@@ -54,6 +54,20 @@ pub fn s(v: &Value) -> String {
     }
 }
 
+/// A cell for a time in epoch seconds (as the ECS API answers them): UTC, to the second, as
+/// RFC 3339; `-` when absent.
+pub fn when(v: &Value) -> String {
+    let Some(secs) = v.as_f64() else {
+        return s(v);
+    };
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z");
+    time::OffsetDateTime::from_unix_timestamp(secs.floor() as i64)
+        .ok()
+        .and_then(|t| t.format(format).ok())
+        .unwrap_or_else(|| secs.to_string())
+}
+
 fn stat(c: &Value, name: &str) -> String {
     c["statistics"]
         .as_array()
