@@ -552,8 +552,27 @@ async fn one_cut_or_frozen_member_does_not_fail_requests_or_terms() {
         // Let the probe put the member back in use.
         tokio::time::sleep(Duration::from_secs(2)).await;
         survive_one_bad_member(&store, &term, 2, BOUND, "healed").await;
+        election.resign(term).await.unwrap();
 
-        // 2. The bad member frozen (SIGSTOP): connections stay open, nothing answers.
+        // 2. The bad member frozen (SIGSTOP): connections stay open, nothing answers. A fresh
+        // store and term, so that the frozen member is again the preferred one, with an open
+        // connection (the warm-up goes through it).
+        let store = store_at(
+            &format!("etcd://{}/onebad", hosts.join(",")),
+            EtcdOptions::default(),
+        )
+        .await;
+        let election = store.election(
+            "r2",
+            flotilla_store::etcd::ElectionOptions {
+                ttl: Duration::from_secs(3),
+            },
+        );
+        let term = tokio::time::timeout(Duration::from_secs(10), election.campaign())
+            .await
+            .expect("campaign stalled")
+            .unwrap();
+        put(&store, "bad/k", "warm").await;
         cluster.members[bad].freeze();
         let started = Instant::now();
         let slowest_frozen = survive_one_bad_member(&store, &term, ROUNDS, BOUND, "frozen").await;
