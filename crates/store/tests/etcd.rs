@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flotilla_store::etcd::{EtcdConfig, EtcdOptions, EtcdStore, ETCD_DEFAULT_MAX_REQUEST_BYTES};
-use flotilla_store::{Event, Store, StoreError, Txn, TxnOutcome, WatchStream};
+use flotilla_store::{Election, Event, Store, StoreError, Term, Txn, TxnOutcome, WatchStream};
 use futures::StreamExt;
 
 use support::{EtcdCluster, EtcdServer, Proxy};
@@ -415,6 +415,177 @@ async fn acknowledged_writes_survive_kill_9_of_the_etcd_leader() {
         assert!(missing.is_empty(), "acknowledged writes lost: {missing:?}");
         assert!(acked.len() > 100, "too few writes to mean anything");
         assert!(after_kill > 0, "no write was acknowledged after the kill");
+    })
+    .await;
+}
+
+/// Where [`EtcdStore`] starts: its preferred member is `pid % members` of the endpoint list
+/// (`pool.rs`), so the bad member is put there, the worst case.
+fn preferred_index(n: usize) -> usize {
+    std::process::id() as usize % n
+}
+
+/// Store operations through one bad member of three: `rounds` rounds of a get, a list, a
+/// self-fencing transaction (create-if-absent) and a plain put, each within `bound`; the
+/// elected leader's term must survive. Returns the slowest operation.
+async fn survive_one_bad_member(
+    store: &EtcdStore,
+    term: &Term,
+    rounds: usize,
+    bound: Duration,
+    label: &str,
+) -> Duration {
+    let mut slowest = Duration::ZERO;
+    let mut timed = |what: String, started: Instant| {
+        let took = started.elapsed();
+        assert!(
+            took < bound,
+            "{label}: {what} took {took:?} (bound {bound:?})"
+        );
+        slowest = slowest.max(took);
+    };
+    for i in 0..rounds {
+        let t = Instant::now();
+        store
+            .get("bad/k")
+            .await
+            .unwrap_or_else(|e| panic!("{label}: get {i}: {e}"));
+        timed(format!("get {i}"), t);
+        let t = Instant::now();
+        store
+            .list("bad/", None, 100)
+            .await
+            .unwrap_or_else(|e| panic!("{label}: list {i}: {e}"));
+        timed(format!("list {i}"), t);
+        let t = Instant::now();
+        let created = store
+            .txn(
+                Txn::new()
+                    .when(flotilla_store::Compare::Absent(format!("bad/{label}/c{i}")))
+                    .put(format!("bad/{label}/c{i}"), b"c".to_vec()),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{label}: create {i}: {e}"));
+        assert!(
+            matches!(created, TxnOutcome::Committed { .. }),
+            "{label}: {created:?}"
+        );
+        timed(format!("create {i}"), t);
+        let t = Instant::now();
+        let put = store
+            .txn(Txn::new().put("bad/k", i.to_string().into_bytes()))
+            .await
+            .unwrap_or_else(|e| panic!("{label}: put {i}: {e}"));
+        assert!(
+            matches!(put, TxnOutcome::Committed { .. }),
+            "{label}: {put:?}"
+        );
+        timed(format!("put {i}"), t);
+        assert!(
+            term.is_lost().is_none(),
+            "{label}: the leader lost its term after round {i}: {:?}",
+            term.is_lost()
+        );
+    }
+    slowest
+}
+
+/// The bug: with one member cut off (its connections dropped, new ones refused, as in a zone
+/// cut) or frozen (SIGSTOP), every replica's requests kept going to it. Now each request gets
+/// through within 2 s, and an elected leader (TTL 3 s) keeps its term for the whole outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_cut_or_frozen_member_does_not_fail_requests_or_terms() {
+    const ROUNDS: usize = 20;
+    const BOUND: Duration = Duration::from_secs(2);
+    bounded(150, async {
+        let cluster = EtcdCluster::start().await;
+        // A follower, so that the raft cluster itself keeps its leader when it is frozen.
+        let raft_leader = cluster.leader().await.unwrap();
+        let bad = (raft_leader + 1) % 3;
+        let proxy = Proxy::start(cluster.members[bad].client_port).await;
+        let slot = preferred_index(3);
+        let mut others = (0..3).filter(|&i| i != bad);
+        let hosts: Vec<String> = (0..3)
+            .map(|i| {
+                let port = if i == slot {
+                    proxy.port
+                } else {
+                    cluster.members[others.next().unwrap()].client_port
+                };
+                format!("127.0.0.1:{port}")
+            })
+            .collect();
+        let store = store_at(
+            &format!("etcd://{}/onebad", hosts.join(",")),
+            EtcdOptions::default(),
+        )
+        .await;
+        let election = store.election(
+            "r1",
+            flotilla_store::etcd::ElectionOptions {
+                ttl: Duration::from_secs(3),
+            },
+        );
+        let term = tokio::time::timeout(Duration::from_secs(10), election.campaign())
+            .await
+            .expect("campaign stalled")
+            .unwrap();
+        put(&store, "bad/k", "warm").await;
+
+        // 1. The bad member's proxy cut: connect errors.
+        proxy.cut();
+        let started = Instant::now();
+        let slowest_cut = survive_one_bad_member(&store, &term, ROUNDS, BOUND, "cut").await;
+        // Outlast the lease's TTL twice over: renewals must have gone elsewhere.
+        tokio::time::sleep(Duration::from_secs(6).saturating_sub(started.elapsed())).await;
+        assert!(
+            term.is_lost().is_none(),
+            "cut: term lost: {:?}",
+            term.is_lost()
+        );
+        eprintln!(
+            "cut: {} ops in {:?}, slowest {slowest_cut:?}",
+            ROUNDS * 4,
+            started.elapsed()
+        );
+        proxy.heal();
+        // Let the probe put the member back in use.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        survive_one_bad_member(&store, &term, 2, BOUND, "healed").await;
+        election.resign(term).await.unwrap();
+
+        // 2. The bad member frozen (SIGSTOP): connections stay open, nothing answers. A fresh
+        // store and term, so that the frozen member is again the preferred one, with an open
+        // connection (the warm-up goes through it).
+        let store = store_at(
+            &format!("etcd://{}/onebad", hosts.join(",")),
+            EtcdOptions::default(),
+        )
+        .await;
+        let election = store.election(
+            "r2",
+            flotilla_store::etcd::ElectionOptions {
+                ttl: Duration::from_secs(3),
+            },
+        );
+        let term = tokio::time::timeout(Duration::from_secs(10), election.campaign())
+            .await
+            .expect("campaign stalled")
+            .unwrap();
+        put(&store, "bad/k", "warm").await;
+        cluster.members[bad].freeze();
+        let started = Instant::now();
+        let slowest_frozen = survive_one_bad_member(&store, &term, ROUNDS, BOUND, "frozen").await;
+        tokio::time::sleep(Duration::from_secs(6).saturating_sub(started.elapsed())).await;
+        let lost = term.is_lost();
+        cluster.members[bad].thaw();
+        assert!(lost.is_none(), "frozen: term lost: {lost:?}");
+        eprintln!(
+            "frozen: {} ops in {:?}, slowest {slowest_frozen:?}",
+            ROUNDS * 4,
+            started.elapsed()
+        );
+        election.resign(term).await.unwrap();
     })
     .await;
 }

@@ -21,13 +21,16 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use std::sync::Arc;
+
 use etcd_client::{
-    Compare as EtcdCompare, CompareOp, EventType, KvClient, LeaseClient, PutOptions,
-    Txn as EtcdTxn, TxnOp, WatchClient, WatchFilterType, WatchOptions,
+    Compare as EtcdCompare, CompareOp, EventType, PutOptions, Txn as EtcdTxn, TxnOp,
+    WatchFilterType, WatchOptions,
 };
 use tokio::sync::watch;
 
 use super::error::{describe, from_etcd};
+use super::pool::{Pool, Retry};
 use super::{revision_u64, Keys};
 use crate::election::{Election, Fence, Leader, LostReason, Term};
 use crate::{Compare, StoreError};
@@ -54,28 +57,18 @@ impl Default for ElectionOptions {
 /// Leader election of one installation on etcd. Cheap to clone.
 #[derive(Clone)]
 pub struct EtcdElection {
-    kv: KvClient,
-    lease: LeaseClient,
-    watch: WatchClient,
+    /// Every request goes to a healthy member, renewals included (`pool.rs`).
+    pool: Arc<Pool>,
     keys: Keys,
     id: String,
     ttl_seconds: i64,
 }
 
 impl EtcdElection {
-    pub(crate) fn new(
-        kv: KvClient,
-        lease: LeaseClient,
-        watch: WatchClient,
-        keys: Keys,
-        id: String,
-        opts: ElectionOptions,
-    ) -> Self {
+    pub(crate) fn new(pool: Arc<Pool>, keys: Keys, id: String, opts: ElectionOptions) -> Self {
         let ttl_seconds = i64::try_from(opts.ttl.as_secs().max(1)).unwrap_or(i64::MAX);
         EtcdElection {
-            kv,
-            lease,
-            watch,
+            pool,
             keys,
             id,
             ttl_seconds,
@@ -92,9 +85,13 @@ impl EtcdElection {
 
     /// Reads the leader key as it is now.
     async fn read_key(&self) -> Result<etcd_client::GetResponse, StoreError> {
-        self.kv
-            .clone()
-            .get(self.key(), None)
+        let key = self.key();
+        self.pool
+            .read(|m| {
+                let mut kv = m.kv.clone();
+                let k = key.clone();
+                async move { kv.get(k, None).await }
+            })
             .await
             .map_err(from_etcd)
     }
@@ -117,7 +114,14 @@ impl EtcdElection {
         let opts = WatchOptions::new()
             .with_start_revision(revision + 1)
             .with_filters([WatchFilterType::NoPut]);
-        let Ok(mut stream) = self.watch.clone().watch(self.key(), Some(opts)).await else {
+        let Ok(mut stream) = self
+            .pool
+            .pick()
+            .watch
+            .clone()
+            .watch(self.key(), Some(opts))
+            .await
+        else {
             return;
         };
         while let Ok(Some(resp)) = stream.message().await {
@@ -135,10 +139,14 @@ impl EtcdElection {
     /// One attempt: a fresh lease and the create-if-absent transaction.
     async fn try_acquire(&self) -> Result<Option<Term>, StoreError> {
         let sent = Instant::now();
+        // A repeated grant only leaves an unused lease, which expires.
+        let ttl_seconds = self.ttl_seconds;
         let grant = self
-            .lease
-            .clone()
-            .grant(self.ttl_seconds, None)
+            .pool
+            .read(|m| {
+                let mut l = m.lease.clone();
+                async move { l.grant(ttl_seconds, None).await }
+            })
             .await
             .map_err(from_etcd)?;
         let lease = grant.id();
@@ -151,21 +159,32 @@ impl EtcdElection {
                 self.id.clone(),
                 Some(PutOptions::new().with_lease(lease)),
             )]);
-        let resp = match self.kv.clone().txn(txn).await {
+        // Create-if-absent fences itself: a repeat of an applied attempt fails its compare.
+        let outcome = self
+            .pool
+            .run(Retry::Idempotent, |m| {
+                let mut kv = m.kv.clone();
+                let t = txn.clone();
+                async move { kv.txn(t).await }
+            })
+            .await;
+        let resp = match outcome.result {
             Ok(r) => r,
             Err(e) => {
                 // Ambiguous: if it was applied, revoking frees the key again.
-                let _ = self.lease.clone().revoke(lease).await;
+                self.revoke(lease).await;
                 return Err(from_etcd(e));
             }
         };
         if !resp.succeeded() {
-            let _ = self.lease.clone().revoke(lease).await;
+            // Lost, or (after an ambiguous attempt) maybe won by that attempt: revoking the
+            // lease frees the key in that case, and the campaign goes on.
+            self.revoke(lease).await;
             return Ok(None);
         }
         let term = resp.header().map_or(0, |h| revision_u64(h.revision()));
         let (tx, rx) = watch::channel(None);
-        let keeper = tokio::spawn(keep(self.lease.clone(), lease, ttl, sent + ttl, tx));
+        let keeper = tokio::spawn(keep(self.pool.clone(), lease, ttl, sent + ttl, tx));
         Ok(Some(Term::new(
             term,
             Fence::on(Compare::ModRevision(LEADER_KEY.to_owned(), term)),
@@ -173,6 +192,23 @@ impl EtcdElection {
             rx,
             Box::new(AbortOnDrop(keeper)),
         )))
+    }
+}
+
+impl EtcdElection {
+    /// Revokes `lease`, best effort (it expires anyway).
+    async fn revoke(&self, lease: i64) {
+        let _ = self.revoke_checked(lease).await;
+    }
+
+    async fn revoke_checked(&self, lease: i64) -> Result<(), etcd_client::Error> {
+        self.pool
+            .read(|m| {
+                let mut l = m.lease.clone();
+                async move { l.revoke(lease).await }
+            })
+            .await
+            .map(|_| ())
     }
 }
 
@@ -190,7 +226,7 @@ const RENEW_RETRY: Duration = Duration::from_millis(200);
 
 /// Renews `lease` every third of `ttl` until it is lost, then says why on `lost`.
 async fn keep(
-    mut client: LeaseClient,
+    pool: Arc<Pool>,
     lease: i64,
     ttl: Duration,
     mut deadline: Instant,
@@ -204,7 +240,12 @@ async fn keep(
         if sent >= deadline {
             break LostReason::Unrenewed;
         }
-        match tokio::time::timeout_at(deadline.into(), client.keep_alive(lease)).await {
+        // Each attempt on a healthy member, bounded, and retried on another one.
+        let renew = pool.read(|m| {
+            let mut l = m.lease.clone();
+            async move { l.keep_alive(lease).await }
+        });
+        match tokio::time::timeout_at(deadline.into(), renew).await {
             // A renewal restores the lease's whole TTL, counted from when it was sent.
             Ok(Ok(_)) => deadline = sent + ttl,
             Ok(Err(etcd_client::Error::LeaseKeepAliveError(m))) if m.contains("not found") => {
@@ -238,7 +279,7 @@ impl Election for EtcdElection {
         let lease = term.lease;
         drop(term);
         if let Some(lease) = lease {
-            match self.lease.clone().revoke(lease).await {
+            match self.revoke_checked(lease).await {
                 Ok(_) => {}
                 // Already expired: nothing to give up.
                 Err(e) if describe(&e).contains("not found") => {}

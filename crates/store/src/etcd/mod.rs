@@ -27,12 +27,25 @@
 //! Requests carry etcd's "require leader" flag, so a member that lost its leader (cut off from
 //! the others) refuses them at once and ends its watches, which then resume elsewhere.
 //!
+//! **One bad member** (cut off, frozen) does not fail requests: each member has its own
+//! connection, requests go to a healthy one and are retried on another when a member does not
+//! answer within [`EtcdOptions::attempt_timeout`] (`pool.rs`). Reads, lease renewals and
+//! compaction are retried after any such failure. A transaction is retried after a failure
+//! that proves it was not applied (connect error, "no leader"), and after any failure when it
+//! is *self-fencing*: one of its compares cannot hold once it has been applied (`Absent(k)`
+//! with a final put of `k`, `Present(k)` with a final delete of `k`, `ModRevision(k, _)` with
+//! any op on `k`), so a repeat can never apply it twice. If such a retry then finds a conflict,
+//! the earlier attempt may be the write that made it, so the store reports
+//! [`StoreError::Unavailable`] (outcome unknown), never a conflict. Other transactions fail as
+//! `Unavailable` after an ambiguous failure, as before.
+//!
 //! What it is not: a cache. Every read is a linearizable etcd read (a round trip to the
-//! leader); reads and writes are not retried here (callers already retry conflicts and errors).
+//! leader); callers still retry conflicts and errors.
 
 mod config;
 mod election;
 mod error;
+mod pool;
 mod txn;
 mod watch;
 
@@ -41,10 +54,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::{
-    Client, ClusterClient, ConnectOptions, GetOptions, KvClient, LeaseClient, PutOptions,
-    TxnOpResponse, WatchClient,
-};
+use etcd_client::{ConnectOptions, GetOptions, PutOptions, TxnOpResponse};
 use futures::StreamExt;
 use tokio::sync::watch as signal;
 
@@ -52,6 +62,7 @@ pub use config::{EtcdConfig, InvalidEtcdUrl, DEFAULT_CLIENT_PORT};
 pub use election::{ElectionOptions, EtcdElection, LEADER_KEY};
 
 use self::error::{from_etcd, kind, Kind};
+use self::pool::{Pool, Retry};
 use self::txn::{failed_compares, revision_i64, translate};
 use crate::{
     KeyValue, Page, Store, StoreError, Txn, TxnOutcome, WatchStream, DEFAULT_HISTORY_REVISIONS,
@@ -77,9 +88,11 @@ impl crate::Topology for EtcdStore {
     async fn members(&self) -> Result<Option<Vec<crate::Member>>, StoreError> {
         let resp = self
             .inner
-            .cluster
-            .clone()
-            .member_list()
+            .pool
+            .read(|m| {
+                let mut c = m.cluster.clone();
+                async move { c.member_list().await }
+            })
             .await
             .map_err(from_etcd)?;
         Ok(Some(
@@ -106,8 +119,12 @@ const COMPACT_REVISION_WAIT: Duration = Duration::from_secs(5);
 /// Tuning knobs for [`EtcdStore::connect`]; [`Default`] gives the production values.
 #[derive(Debug, Clone)]
 pub struct EtcdOptions {
-    /// Longest wait for one request's answer before it fails with [`StoreError::Unavailable`].
+    /// Longest wait for one request's answer (over every member tried) before it fails with
+    /// [`StoreError::Unavailable`].
     pub request_timeout: Duration,
+    /// Longest wait for one member's answer to a request that may be retried on another
+    /// member (see the module documentation); also the health probe's timeout.
+    pub attempt_timeout: Duration,
     /// Longest wait for a TCP connection to a member.
     pub connect_timeout: Duration,
     /// HTTP/2 keep-alive ping interval and timeout: how fast a silent member (stopped, cut off)
@@ -126,6 +143,7 @@ impl Default for EtcdOptions {
     fn default() -> Self {
         EtcdOptions {
             request_timeout: Duration::from_secs(5),
+            attempt_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(2),
             keep_alive: (Duration::from_secs(2), Duration::from_secs(3)),
             max_request_bytes: ETCD_DEFAULT_MAX_REQUEST_BYTES,
@@ -201,10 +219,7 @@ pub struct EtcdStore {
 }
 
 struct Inner {
-    kv: KvClient,
-    watch: WatchClient,
-    lease: LeaseClient,
-    cluster: ClusterClient,
+    pool: Arc<Pool>,
     keys: Keys,
     config: EtcdConfig,
     opts: EtcdOptions,
@@ -228,21 +243,20 @@ impl EtcdStore {
             // would hang silently: with this, it ends the watch ("no leader") and the watch
             // resumes on another member; reads and writes on it fail fast as `Unavailable`.
             .with_require_leader(true);
-        let client = Client::connect(&config.endpoints, Some(connect))
-            .await
-            .map_err(from_etcd)?;
         let (closed, _) = signal::channel(());
+        let pool = Pool::connect(
+            &config.endpoints,
+            &connect,
+            MAX_RESPONSE_BYTES,
+            opts.attempt_timeout,
+            opts.request_timeout,
+            closed.subscribe(),
+        )
+        .await
+        .map_err(from_etcd)?;
         Ok(EtcdStore {
             inner: Arc::new(Inner {
-                kv: client
-                    .kv_client()
-                    .max_decoding_message_size(MAX_RESPONSE_BYTES)
-                    .max_encoding_message_size(MAX_RESPONSE_BYTES),
-                watch: client
-                    .watch_client()
-                    .max_decoding_message_size(MAX_RESPONSE_BYTES),
-                lease: client.lease_client(),
-                cluster: client.cluster_client(),
+                pool,
                 keys: Keys {
                     prefix: config.key_prefix(),
                 },
@@ -263,17 +277,15 @@ impl EtcdStore {
     /// leader key, shown to whoever asks who leads), on this store's connection.
     pub fn election(&self, id: impl Into<String>, opts: ElectionOptions) -> EtcdElection {
         EtcdElection::new(
-            self.inner.kv.clone(),
-            self.inner.lease.clone(),
-            self.inner.watch.clone(),
+            self.inner.pool.clone(),
             self.inner.keys.clone(),
             id.into(),
             opts,
         )
     }
 
-    fn kv(&self) -> KvClient {
-        self.inner.kv.clone()
+    fn pool(&self) -> &Pool {
+        &self.inner.pool
     }
 
     /// Keeps `key` = `value` on a lease of [`ANNOUNCE_TTL`] renewed every third of it; after a
@@ -288,32 +300,48 @@ impl EtcdStore {
         }
     }
 
-    /// One lease: granted, the key put on it, renewed until a renewal fails.
+    /// One lease: granted, the key put on it, renewed until a renewal fails. Every request
+    /// goes to a healthy member (a repeated grant leaves an unused lease that expires; a
+    /// repeated put writes the same value).
     async fn announce_once(
         &self,
         key: &str,
         value: &[u8],
         ttl: u64,
     ) -> Result<(), etcd_client::Error> {
-        let mut lease = self.inner.lease.clone();
-        let id = lease
-            .grant(i64::try_from(ttl).unwrap_or(10), None)
+        let ttl_i = i64::try_from(ttl).unwrap_or(10);
+        let id = self
+            .pool()
+            .read(|m| {
+                let mut l = m.lease.clone();
+                async move { l.grant(ttl_i, None).await }
+            })
             .await?
             .id();
-        self.kv()
-            .put(
-                self.inner.keys.full(key),
-                value.to_vec(),
-                Some(PutOptions::new().with_lease(id)),
-            )
+        let full = self.inner.keys.full(key);
+        self.pool()
+            .read(|m| {
+                let mut kv = m.kv.clone();
+                let (k, v) = (full.clone(), value.to_vec());
+                async move { kv.put(k, v, Some(PutOptions::new().with_lease(id))).await }
+            })
             .await?;
-        let (mut keeper, mut acks) = lease.keep_alive(id).await?;
         loop {
             tokio::time::sleep(Duration::from_secs(ttl / 3)).await;
-            keeper.keep_alive().await?;
-            match acks.message().await? {
-                Some(ack) if ack.ttl() > 0 => {}
-                _ => return Ok(()),
+            let renewed = self
+                .pool()
+                .read(|m| {
+                    let mut l = m.lease.clone();
+                    async move { l.keep_alive(id).await }
+                })
+                .await;
+            match renewed {
+                Ok(_) => {}
+                Err(e) if kind(&e) == Kind::Unavailable => {
+                    tracing::debug!(key, error = %e, "renewing this replica's lease failed; retrying");
+                }
+                // "lease not found": expired, start over with a fresh one.
+                Err(_) => return Ok(()),
             }
         }
     }
@@ -324,7 +352,15 @@ impl EtcdStore {
         if let Some(at) = at {
             opts = opts.with_revision(revision_i64(at));
         }
-        let resp = self.kv().get(self.inner.keys.full(""), Some(opts)).await?;
+        let key = self.inner.keys.full("");
+        let resp = self
+            .pool()
+            .read(|m| {
+                let mut kv = m.kv.clone();
+                let (k, o) = (key.clone(), opts.clone());
+                async move { kv.get(k, Some(o)).await }
+            })
+            .await?;
         Ok(resp.header().map_or(0, |h| revision_u64(h.revision())))
     }
 
@@ -350,7 +386,14 @@ impl EtcdStore {
     }
 
     async fn compact_at(&self, revision: u64) -> Result<(), StoreError> {
-        match self.kv().compact(revision_i64(revision), None).await {
+        let compacted = self
+            .pool()
+            .read(|m| {
+                let mut kv = m.kv.clone();
+                async move { kv.compact(revision_i64(revision), None).await }
+            })
+            .await;
+        match compacted {
             Ok(_) => Ok(()),
             // Already compacted at or past it (by another replica or installation).
             Err(e) if kind(&e) == Kind::Compacted => Ok(()),
@@ -362,9 +405,14 @@ impl EtcdStore {
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        let full = self.inner.keys.full(key);
         let resp = self
-            .kv()
-            .get(self.inner.keys.full(key), None)
+            .pool()
+            .read(|m| {
+                let mut kv = m.kv.clone();
+                let k = full.clone();
+                async move { kv.get(k, None).await }
+            })
             .await
             .map_err(from_etcd)?;
         resp.kvs()
@@ -394,12 +442,14 @@ impl Store for EtcdStore {
             });
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let opts = GetOptions::new().with_range(end).with_limit(limit);
         let resp = self
-            .kv()
-            .get(
-                start,
-                Some(GetOptions::new().with_range(end).with_limit(limit)),
-            )
+            .pool()
+            .read(|m| {
+                let mut kv = m.kv.clone();
+                let (k, o) = (start.clone(), opts.clone());
+                async move { kv.get(k, Some(o)).await }
+            })
             .await
             .map_err(from_etcd)?;
         Ok(Page {
@@ -415,6 +465,11 @@ impl Store for EtcdStore {
 
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
         let compares = txn.compares.clone();
+        let retry = if self_fencing(&txn) {
+            Retry::Idempotent
+        } else {
+            Retry::IfNotSent
+        };
         let t = translate(&self.inner.keys.prefix, txn);
         let limit = self.inner.opts.max_request_bytes;
         if t.size_bound > limit {
@@ -423,7 +478,16 @@ impl Store for EtcdStore {
                 limit,
             });
         }
-        let resp = self.kv().txn(t.txn).await.map_err(|e| match kind(&e) {
+        let etcd_txn = t.txn;
+        let outcome = self
+            .pool()
+            .run(retry, |m| {
+                let mut kv = m.kv.clone();
+                let request = etcd_txn.clone();
+                async move { kv.txn(request).await }
+            })
+            .await;
+        let resp = outcome.result.map_err(|e| match kind(&e) {
             Kind::TooLarge => StoreError::TooLarge {
                 size: t.size_bound,
                 limit,
@@ -443,6 +507,13 @@ impl Store for EtcdStore {
                 _ => None,
             })
             .collect();
+        if outcome.ambiguous {
+            // An earlier attempt may have been applied and be what the compares now see.
+            return Err(StoreError::Unavailable(format!(
+                "etcd transaction retried after a member did not answer; the retry found a \
+                 conflict at revision {revision}, which the first attempt may have caused"
+            )));
+        }
         let failed = failed_compares(&compares, &t.read_back, &current);
         if failed.is_empty() {
             return Err(StoreError::Backend(format!(
@@ -459,7 +530,7 @@ impl Store for EtcdStore {
 
     async fn watch(&self, prefix: &str, after_revision: u64) -> Result<WatchStream, StoreError> {
         let mut w = watch::Resuming::new(
-            self.inner.watch.clone(),
+            self.inner.pool.clone(),
             self.inner.keys.clone(),
             self.inner.keys.range(prefix),
             after_revision,
@@ -500,9 +571,54 @@ impl Store for EtcdStore {
     }
 }
 
+/// Whether a transaction cannot be applied twice: one of its compares fails once it has been
+/// applied, so a repeat after an ambiguous failure is harmless (it conflicts).
+fn self_fencing(txn: &Txn) -> bool {
+    use crate::{Compare, Op};
+    let last_op = |key: &str| {
+        txn.ops.iter().rev().find(|op| match op {
+            Op::Put(k, _) | Op::Delete(k) => k == key,
+        })
+    };
+    txn.compares.iter().any(|c| match c {
+        Compare::Absent(k) => matches!(last_op(k), Some(Op::Put(..))),
+        Compare::Present(k) => matches!(last_op(k), Some(Op::Delete(..))),
+        // The key exists; any op on it changes its mod_revision or removes it.
+        Compare::ModRevision(k, r) => *r > 0 && last_op(k).is_some(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn self_fencing_transactions_are_those_a_repeat_cannot_apply() {
+        use crate::Compare;
+        let t = |c: Vec<Compare>, txn: Txn| Txn { compares: c, ..txn };
+        let absent = || Compare::Absent("a".into());
+        assert!(self_fencing(&t(
+            vec![absent()],
+            Txn::new().put("a", vec![])
+        )));
+        assert!(!self_fencing(&t(
+            vec![absent()],
+            Txn::new().put("a", vec![]).delete("a")
+        )));
+        assert!(!self_fencing(&t(
+            vec![absent()],
+            Txn::new().put("b", vec![])
+        )));
+        assert!(self_fencing(&t(
+            vec![Compare::Present("a".into())],
+            Txn::new().delete("a")
+        )));
+        assert!(self_fencing(&t(
+            vec![Compare::ModRevision("a".into(), 7)],
+            Txn::new().delete("a").put("b", vec![])
+        )));
+        assert!(!self_fencing(&Txn::new().put("a", vec![])));
+    }
 
     #[test]
     fn range_end_is_the_next_prefix() {

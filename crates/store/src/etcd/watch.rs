@@ -18,12 +18,14 @@
 //! It is not a cache and does not re-list: that is the caller's choice after `Compacted`.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{EventType, WatchClient, WatchOptions, WatchResponse};
 use tokio::sync::watch as signal;
 
 use super::error::{from_etcd, kind, Kind};
+use super::pool::Pool;
 use super::txn::revision_i64;
 use super::Keys;
 use crate::{Event, KeyValue, StoreError};
@@ -33,7 +35,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The state of one resuming watch stream.
 pub(crate) struct Resuming {
-    client: WatchClient,
+    /// Each (re)connection opens the watch on a healthy member.
+    pool: Arc<Pool>,
     keys: Keys,
     /// etcd key range `[start, end)`.
     start: Vec<u8>,
@@ -52,7 +55,7 @@ pub(crate) struct Resuming {
 impl Resuming {
     /// A watch of `[start, end)` for changes after `after`; not connected yet.
     pub(crate) fn new(
-        client: WatchClient,
+        pool: Arc<Pool>,
         keys: Keys,
         (start, end): (Vec<u8>, Vec<u8>),
         after: u64,
@@ -60,7 +63,7 @@ impl Resuming {
         max_backoff: Duration,
     ) -> Self {
         Resuming {
-            client,
+            pool,
             keys,
             start,
             end,
@@ -76,7 +79,13 @@ impl Resuming {
 
     /// Opens the etcd watch from `last`.
     pub(crate) async fn connect(&mut self) -> Result<(), StoreError> {
-        let stream = open(&mut self.client, &self.start, &self.end, self.last).await?;
+        let stream = open(
+            &mut self.pool.pick().watch.clone(),
+            &self.start,
+            &self.end,
+            self.last,
+        )
+        .await?;
         self.conn = Some(stream);
         Ok(())
     }
@@ -173,9 +182,10 @@ pub(crate) async fn step(mut st: Resuming) -> Option<(Result<Event, StoreError>,
             return None;
         }
         if st.conn.is_none() {
+            let mut client = st.pool.pick().watch.clone();
             let connected = tokio::select! {
                 _ = st.closed.changed() => Err(StoreError::Closed),
-                r = open(&mut st.client, &st.start, &st.end, st.last) => r,
+                r = open(&mut client, &st.start, &st.end, st.last) => r,
             };
             match connected {
                 Ok(stream) => st.conn = Some(stream),

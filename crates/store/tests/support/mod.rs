@@ -129,6 +129,27 @@ impl Member {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the process with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("member not running").id();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid} failed");
+    }
+
+    /// SIGSTOP: the member keeps its sockets open but answers nothing (a frozen member).
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// SIGCONT after [`Member::freeze`].
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
             Some(c) => c.try_wait().unwrap().is_none(),
