@@ -38,6 +38,18 @@ pub fn page_size(max_results: Option<i32>, default: usize, max: usize) -> Result
     }
 }
 
+/// [`page`] of records that answer with their ARNs (the List operations): each item's sort key
+/// and ARN in, the page of ARNs out as the response member wants it (`Some`, possibly empty).
+pub fn arns(
+    items: impl Iterator<Item = (String, String)>,
+    token: Option<&str>,
+    max_results: Option<i32>,
+    default: usize,
+) -> Result<(Option<Vec<String>>, Option<String>), EcsError> {
+    let (arns, next) = page(items.collect(), token, max_results, default, 100)?;
+    Ok((Some(arns), next))
+}
+
 /// Takes one page from `items` (already filtered and in order), each with its sort key.
 pub fn page<T>(
     items: Vec<(String, T)>,

@@ -117,16 +117,16 @@ impl EcsClient {
                 })?
             }
         };
-        Ok(EcsClient {
-            http: reqwest::Client::new(),
-            endpoints: parse_endpoints(&endpoint)?,
+        let session_token = std::env::var("AWS_SESSION_TOKEN")
+            .ok()
+            .filter(|s| !s.is_empty());
+        Self::new(
+            endpoint,
             region,
             access_key_id,
             secret_access_key,
-            session_token: std::env::var("AWS_SESSION_TOKEN")
-                .ok()
-                .filter(|s| !s.is_empty()),
-        })
+            session_token,
+        )
     }
 
     /// Calls one ECS operation.

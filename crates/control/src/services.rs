@@ -277,47 +277,25 @@ impl ServiceRecord {
 
     /// The ECS service-deployment status of a deployment, with its reason.
     pub fn deployment_status(&self, d: &DeploymentRecord) -> (ServiceDeploymentStatus, String) {
+        use ServiceDeploymentStatus as S;
         let primary = self.deployments.first().is_some_and(|p| p.id == d.id);
-        if let Some((_, rb)) = self.rollback_of(d) {
-            return match rb.rollout_state {
-                DeploymentRolloutState::Completed => (
-                    ServiceDeploymentStatus::RollbackSuccessful,
-                    d.rollout_state_reason.clone(),
-                ),
-                DeploymentRolloutState::Failed => (
-                    ServiceDeploymentStatus::RollbackFailed,
-                    d.rollout_state_reason.clone(),
-                ),
-                _ => (
-                    ServiceDeploymentStatus::RollbackInProgress,
-                    d.rollout_state_reason.clone(),
-                ),
-            };
-        }
-        if self.stopped.contains_key(&d.id) {
-            return (
-                ServiceDeploymentStatus::Stopped,
-                d.rollout_state_reason.clone(),
-            );
-        }
-        match d.rollout_state {
-            DeploymentRolloutState::Completed => (
-                ServiceDeploymentStatus::Successful,
-                d.rollout_state_reason.clone(),
-            ),
-            DeploymentRolloutState::Failed => (
-                ServiceDeploymentStatus::Stopped,
-                d.rollout_state_reason.clone(),
-            ),
-            _ if primary => (
-                ServiceDeploymentStatus::InProgress,
-                d.rollout_state_reason.clone(),
-            ),
-            _ => (
-                ServiceDeploymentStatus::Stopped,
-                "Replaced by a newer deployment.".into(),
-            ),
-        }
+        let status = if let Some((_, rb)) = self.rollback_of(d) {
+            match rb.rollout_state {
+                DeploymentRolloutState::Completed => S::RollbackSuccessful,
+                DeploymentRolloutState::Failed => S::RollbackFailed,
+                _ => S::RollbackInProgress,
+            }
+        } else if self.stopped.contains_key(&d.id) {
+            S::Stopped
+        } else {
+            match d.rollout_state {
+                DeploymentRolloutState::Completed => S::Successful,
+                DeploymentRolloutState::Failed => S::Stopped,
+                _ if primary => S::InProgress,
+                _ => return (S::Stopped, "Replaced by a newer deployment.".into()),
+            }
+        };
+        (status, d.rollout_state_reason.clone())
     }
 
     /// The service as ECS describes it.

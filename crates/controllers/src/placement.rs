@@ -65,6 +65,19 @@ pub enum Committed<F = Failure> {
     TokenUsed(ClientTokenRecord),
 }
 
+impl Committed<PlacementFailure> {
+    /// The outcome with ECS's `failures` (RunTask's and StartTask's answer).
+    pub fn into_ecs(self) -> Committed {
+        match self {
+            Committed::Placed(tasks, failures) => Committed::Placed(
+                tasks,
+                failures.iter().map(PlacementFailure::to_ecs).collect(),
+            ),
+            Committed::TokenUsed(rec) => Committed::TokenUsed(rec),
+        }
+    }
+}
+
 /// A task that could not be placed: the instance that ruled it out (its ARN, or the id a
 /// StartTask named), when one is named, and why, typed.
 #[derive(Debug, Clone, PartialEq)]
@@ -259,29 +272,10 @@ fn build_task(plane: &Plane, now: f64, t: &TaskTemplate, slot: Slot<'_>) -> Task
     }
 }
 
-/// Plans and commits one request (see the module docs), with ECS's failures; `fence`: the
+/// Plans and commits one request (see the module docs); each failure's reason is typed (the
+/// service loop tells it in its events; API requests answer [`Committed::into_ecs`]). `fence`: the
 /// term of the controller placing (`None` for an API request).
 pub async fn place(
-    plane: &Plane,
-    now: f64,
-    template: &TaskTemplate,
-    target: &Target,
-    token: Option<&Token>,
-    fence: Option<&Fence>,
-) -> Result<Committed, EcsError> {
-    Ok(
-        match place_typed(plane, now, template, target, token, fence).await? {
-            Committed::Placed(tasks, failures) => Committed::Placed(
-                tasks,
-                failures.iter().map(PlacementFailure::to_ecs).collect(),
-            ),
-            Committed::TokenUsed(rec) => Committed::TokenUsed(rec),
-        },
-    )
-}
-
-/// [`place`], with each failure's reason typed (the service loop tells it in its events).
-pub async fn place_typed(
     plane: &Plane,
     now: f64,
     template: &TaskTemplate,

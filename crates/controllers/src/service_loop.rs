@@ -379,7 +379,7 @@ async fn start(
         Target::Start(Box::new(preq), on.to_vec())
     };
     let now = api.clock.now();
-    match placement::place_typed(api, now, &template, &target, None, Some(fence)).await {
+    match placement::place(api, now, &template, &target, None, Some(fence)).await {
         Ok(Committed::Placed(tasks, failures)) => {
             placed = u32::try_from(tasks.len()).unwrap_or(u32::MAX);
             if !tasks.is_empty() {

@@ -4,7 +4,6 @@
 //! position), paginated (default and max 100).
 
 use crate::context::Ctx;
-use crate::paginate::page;
 use flotilla_control::instances::InstanceRecord;
 use flotilla_controllers::placement::custom_attributes;
 use flotilla_controllers::records::{self, instance_prefix};
@@ -29,24 +28,22 @@ pub async fn list_container_instances(
         .status
         .and_then(|s| InstanceStatus::from_ecs_str(s.as_str()));
     let custom = custom_attributes(ctx.store(), &cluster).await?;
-    let items: Vec<(String, String)> =
-        records::list::<InstanceRecord>(ctx.store(), &instance_prefix(&cluster))
-            .await?
-            .into_iter()
-            .filter(|(_, r, _)| match wanted {
-                Some(s) => r.status() == s,
-                None => r.status() != InstanceStatus::Inactive,
-            })
-            .filter(|(_, r, _)| {
-                q.as_ref().is_none_or(|q| {
-                    q.matches(&r.to_scheduler(custom.get(&r.id).map_or(&[], |v| v)))
-                })
-            })
-            .map(|(k, r, _)| (k, r.arn().to_string()))
-            .collect();
-    let (arns, next_token) = page(items, req.next_token.as_deref(), req.max_results, 100, 100)?;
+    let items = records::list::<InstanceRecord>(ctx.store(), &instance_prefix(&cluster))
+        .await?
+        .into_iter()
+        .filter(|(_, r, _)| match wanted {
+            Some(s) => r.status() == s,
+            None => r.status() != InstanceStatus::Inactive,
+        })
+        .filter(|(_, r, _)| {
+            q.as_ref()
+                .is_none_or(|q| q.matches(&r.to_scheduler(custom.get(&r.id).map_or(&[], |v| v))))
+        })
+        .map(|(k, r, _)| (k, r.arn().to_string()));
+    let (container_instance_arns, next_token) =
+        crate::paginate::arns(items, req.next_token.as_deref(), req.max_results, 100)?;
     Ok(ListContainerInstancesResponse {
-        container_instance_arns: Some(arns),
+        container_instance_arns,
         next_token,
     })
 }

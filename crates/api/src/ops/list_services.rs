@@ -3,7 +3,6 @@
 //! at most 100).
 
 use crate::context::Ctx;
-use crate::paginate::page;
 use flotilla_control::services::{service_prefix, ServiceRecord, ServiceStatus};
 use flotilla_controllers::records::list;
 use flotilla_model::shapes::{ListServicesRequest, ListServicesResponse, SchedulingStrategy};
@@ -15,28 +14,27 @@ pub async fn list_services(
     req: ListServicesRequest,
 ) -> Result<ListServicesResponse, EcsError> {
     let cluster = super::request_cluster(ctx, req.cluster.as_deref(), &[]).await?;
-    let items: Vec<(String, String)> =
-        list::<ServiceRecord>(ctx.store(), &service_prefix(&cluster))
-            .await?
-            .into_iter()
-            .filter(|(_, s, _)| s.status == ServiceStatus::Active)
-            .filter(|(_, s, _)| {
-                req.launch_type
-                    .is_none_or(|l| s.service.launch_type == Some(l))
+    let items = list::<ServiceRecord>(ctx.store(), &service_prefix(&cluster))
+        .await?
+        .into_iter()
+        .filter(|(_, s, _)| s.status == ServiceStatus::Active)
+        .filter(|(_, s, _)| {
+            req.launch_type
+                .is_none_or(|l| s.service.launch_type == Some(l))
+        })
+        .filter(|(_, s, _)| {
+            req.scheduling_strategy.is_none_or(|st| {
+                s.service
+                    .scheduling_strategy
+                    .unwrap_or(SchedulingStrategy::Replica)
+                    == st
             })
-            .filter(|(_, s, _)| {
-                req.scheduling_strategy.is_none_or(|st| {
-                    s.service
-                        .scheduling_strategy
-                        .unwrap_or(SchedulingStrategy::Replica)
-                        == st
-                })
-            })
-            .map(|(k, s, _)| (k, s.arn().to_string()))
-            .collect();
-    let (arns, next_token) = page(items, req.next_token.as_deref(), req.max_results, 10, 100)?;
+        })
+        .map(|(k, r, _)| (k, r.arn().to_string()));
+    let (service_arns, next_token) =
+        crate::paginate::arns(items, req.next_token.as_deref(), req.max_results, 10)?;
     Ok(ListServicesResponse {
-        service_arns: Some(arns),
+        service_arns,
         next_token,
     })
 }

@@ -6,7 +6,6 @@
 //! other filters (`desiredStatus` aside).
 
 use crate::context::Ctx;
-use crate::paginate::page;
 use flotilla_control::tasks::TaskRecord;
 use flotilla_controllers::records::{self, instance_id_in, task_prefix};
 use flotilla_model::shapes::{DesiredStatus, ListTasksRequest, ListTasksResponse};
@@ -62,40 +61,39 @@ pub async fn list_tasks(
             flotilla_model::arn::resource_name(s, "service").unwrap_or(s)
         )
     });
-    let items: Vec<(String, String)> =
-        records::list::<TaskRecord>(ctx.store(), &task_prefix(&cluster))
-            .await?
-            .into_iter()
-            .filter(|(_, t, _)| match desired {
-                DesiredStatus::Running => t.desired() == Desired::Running && !t.is_stopped(),
-                DesiredStatus::Stopped => t.desired() == Desired::Stopped || t.is_stopped(),
-                DesiredStatus::Pending => false,
-            })
-            .filter(|(_, t, _)| instance.as_ref().is_none_or(|i| &t.instance_id == i))
-            .filter(|(_, t, _)| {
-                req.family
-                    .as_ref()
-                    .is_none_or(|f| &t.reservation.family == f)
-            })
-            .filter(|(_, t, _)| {
-                req.started_by
-                    .as_ref()
-                    .is_none_or(|s| t.task.started_by.as_ref() == Some(s))
-            })
-            .filter(|(_, t, _)| {
-                service_group
-                    .as_ref()
-                    .is_none_or(|g| t.task.group.as_ref() == Some(g))
-            })
-            .filter(|(_, t, _)| {
-                req.launch_type
-                    .is_none_or(|l| t.task.launch_type == Some(l))
-            })
-            .map(|(k, t, _)| (k, t.arn().to_string()))
-            .collect();
-    let (arns, next_token) = page(items, req.next_token.as_deref(), req.max_results, 100, 100)?;
+    let items = records::list::<TaskRecord>(ctx.store(), &task_prefix(&cluster))
+        .await?
+        .into_iter()
+        .filter(|(_, t, _)| match desired {
+            DesiredStatus::Running => t.desired() == Desired::Running && !t.is_stopped(),
+            DesiredStatus::Stopped => t.desired() == Desired::Stopped || t.is_stopped(),
+            DesiredStatus::Pending => false,
+        })
+        .filter(|(_, t, _)| instance.as_ref().is_none_or(|i| &t.instance_id == i))
+        .filter(|(_, t, _)| {
+            req.family
+                .as_ref()
+                .is_none_or(|f| &t.reservation.family == f)
+        })
+        .filter(|(_, t, _)| {
+            req.started_by
+                .as_ref()
+                .is_none_or(|s| t.task.started_by.as_ref() == Some(s))
+        })
+        .filter(|(_, t, _)| {
+            service_group
+                .as_ref()
+                .is_none_or(|g| t.task.group.as_ref() == Some(g))
+        })
+        .filter(|(_, t, _)| {
+            req.launch_type
+                .is_none_or(|l| t.task.launch_type == Some(l))
+        })
+        .map(|(k, r, _)| (k, r.arn().to_string()));
+    let (task_arns, next_token) =
+        crate::paginate::arns(items, req.next_token.as_deref(), req.max_results, 100)?;
     Ok(ListTasksResponse {
-        task_arns: Some(arns),
+        task_arns,
         next_token,
     })
 }

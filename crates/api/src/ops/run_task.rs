@@ -116,6 +116,7 @@ pub async fn run_task(ctx: &Ctx<'_>, req: RunTaskRequest) -> Result<RunTaskRespo
         None,
     )
     .await?
+    .into_ecs()
     {
         Committed::Placed(tasks, failures) => Ok(RunTaskResponse {
             tasks: Some(tasks.iter().map(|t| t.view(true)).collect()),

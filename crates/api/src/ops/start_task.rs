@@ -55,6 +55,7 @@ pub async fn start_task(
         None,
     )
     .await?
+    .into_ecs()
     {
         Committed::Placed(tasks, mut failures) => {
             // Instances named by id are reported by ARN, as ECS does.

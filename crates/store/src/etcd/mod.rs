@@ -346,21 +346,29 @@ impl EtcdStore {
         }
     }
 
+    /// A read (`get` with `opts`) of `key` through the pool: retried on another member when
+    /// this one does not answer.
+    async fn get_with(
+        &self,
+        key: Vec<u8>,
+        opts: GetOptions,
+    ) -> Result<etcd_client::GetResponse, etcd_client::Error> {
+        self.pool()
+            .read(|m| {
+                let mut kv = m.kv.clone();
+                let (k, o) = (key.clone(), opts.clone());
+                async move { kv.get(k, Some(o)).await }
+            })
+            .await
+    }
+
     /// The header revision of a cheap linearizable read (one key, count only).
     async fn read_revision(&self, at: Option<u64>) -> Result<u64, etcd_client::Error> {
         let mut opts = GetOptions::new().with_count_only();
         if let Some(at) = at {
             opts = opts.with_revision(revision_i64(at));
         }
-        let key = self.inner.keys.full("");
-        let resp = self
-            .pool()
-            .read(|m| {
-                let mut kv = m.kv.clone();
-                let (k, o) = (key.clone(), opts.clone());
-                async move { kv.get(k, Some(o)).await }
-            })
-            .await?;
+        let resp = self.get_with(self.inner.keys.full(""), opts).await?;
         Ok(resp.header().map_or(0, |h| revision_u64(h.revision())))
     }
 
@@ -443,15 +451,7 @@ impl Store for EtcdStore {
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let opts = GetOptions::new().with_range(end).with_limit(limit);
-        let resp = self
-            .pool()
-            .read(|m| {
-                let mut kv = m.kv.clone();
-                let (k, o) = (start.clone(), opts.clone());
-                async move { kv.get(k, Some(o)).await }
-            })
-            .await
-            .map_err(from_etcd)?;
+        let resp = self.get_with(start, opts).await.map_err(from_etcd)?;
         Ok(Page {
             items: resp
                 .kvs()
