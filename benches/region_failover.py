@@ -445,6 +445,7 @@ def zone_cut():
     return dict(cut_zone=cz, leader_zone=lz, n_cut=n_cut, max_cut_listed=max_cut_listed, elsewhere=elsewhere, clean=clean, heal=t_heal,
                 steady=steady_at, bound=bound, max_pct=max_pct,
                 max_api=max(max(x[1], x[2]) for x in samples),
+                max_rc=max(x[1] for x in samples), max_listed=max(x[2] for x in samples),
                 max_api_healed=max((max(x[1], x[2]) for x in post), default=0),
                 max_docker_healed=max((x[4] for x in post), default=0),
                 max_docker_cut=max((x[4] for x in samples if x[5] == "cut"), default=0),
@@ -604,7 +605,8 @@ def main():
     print(f"   {DESIRED} tasks RUNNING in the other zones after      {cut['elsewhere'] if cut['elsewhere'] is not None else float('nan'):6.2f} s"
           f"   (goal <= 45 s: {'met' if cut['elsewhere'] is not None and cut['elsewhere'] <= 45 else 'MISSED'})")
     print(f"   while cut: up to {cut['max_cut_listed']} of zone {cut['cut_zone']}'s unreachable tasks still listed "
-          f"RUNNING (desiredStatus RUNNING, counted in runningCount) beside their replacements")
+          f"RUNNING (desiredStatus RUNNING) beside their replacements: ListTasks up to {cut['max_listed']} RUNNING, "
+          f"runningCount up to {cut['max_rc']}")
     print(f"   runningCount {DESIRED}, none RUNNING in zone {cut['cut_zone']}, after   "
           f"{cut['clean'] if cut['clean'] is not None else float('nan'):6.2f} s")
     st = f"{cut['steady'] - cut['heal']:.1f} s after the heal" if cut["steady"] is not None else "NOT within 180 s of the heal"
