@@ -100,6 +100,10 @@ pub enum SessionError {
     /// The server spoke an incompatible protocol.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// The server answered nothing (not even a WebSocket pong) for this long: it is frozen or
+    /// cut off, and the agent moves to another replica.
+    #[error("the server was silent for {0:?}")]
+    Silent(Duration),
 }
 
 type Ws =
@@ -284,6 +288,12 @@ async fn one_session<S: Future<Output = ()>>(
     .await?;
     let mut beat = tokio::time::interval(heartbeat);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Every heartbeat also carries a WebSocket ping, which the server's WebSocket answers with a
+    // pong even when it has nothing to say: a server silent for as long as the server itself
+    // waits for an agent is frozen or cut off, and the session ends (the agent moves on).
+    let silence_limit =
+        heartbeat.saturating_mul(u32::try_from(flotilla_protocol::MISSED_HEARTBEATS).unwrap_or(3));
+    let mut last_heard = Instant::now();
     // Usage is sampled on its own task: Docker stats are slow, and the loop below must never
     // stall (a stalled loop misses heartbeats and the server drops the session).
     let (usage_tx, mut usage_rx) = tokio::sync::mpsc::channel(1);
@@ -307,7 +317,9 @@ async fn one_session<S: Future<Output = ()>>(
                 let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
                 return Ok(Ended::Shutdown);
             }
-            msg = ws.next() => match msg {
+            msg = ws.next() => {
+                last_heard = Instant::now();
+                match msg {
                 Some(Ok(Message::Text(t))) => match flotilla_protocol::decode::<ServerMessage>(&t) {
                     Ok(ServerMessage::Tasks { full, tasks }) => {
                         debug!(full, count = tasks.len(), "tasks pushed");
@@ -323,13 +335,21 @@ async fn one_session<S: Future<Output = ()>>(
                 Some(Ok(Message::Close(_))) | None => return Ok(Ended::Closed),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(SessionError::Ws(e.to_string())),
+                }
             },
             Some(r) = reports.recv() => {
                 unacked.push(r.clone());
                 send(&mut ws, &AgentMessage::TaskState(r)).await?;
             }
             _ = beat.tick() => {
+                if last_heard.elapsed() > silence_limit {
+                    warn!(endpoint = %endpoint, silent_for = ?last_heard.elapsed(), "the server is silent; ending the session");
+                    return Err(SessionError::Silent(last_heard.elapsed()));
+                }
                 send(&mut ws, &AgentMessage::Heartbeat { sent_at_ms: epoch_ms() }).await?;
+                ws.send(Message::Ping(Vec::new().into()))
+                    .await
+                    .map_err(|e| SessionError::Ws(e.to_string()))?;
             }
             Some(samples) = usage_rx.recv() => {
                 send(&mut ws, &AgentMessage::Usage { samples }).await?;
