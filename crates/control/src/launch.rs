@@ -68,7 +68,7 @@ pub fn capacity_items(strategy: &[CapacityProviderStrategyItem]) -> Vec<capacity
 /// `launchType`; else an explicit `capacityProviderStrategy`; else the cluster's default
 /// strategy; else EC2. Both together are refused; a strategy must be valid and name only
 /// providers associated with the cluster. `cluster` is the ACTIVE cluster the request addresses
-/// (read by the caller only when no launch type is given: see [`needs_cluster`]).
+/// (needed only when no launch type is given).
 pub fn resolve(
     cluster: Option<&Cluster>,
     launch_type: Option<LaunchType>,
@@ -108,11 +108,6 @@ pub fn resolve(
         launch_type: LaunchType::Fargate,
         strategy,
     })
-}
-
-/// Whether [`resolve`] needs the cluster record: only when no launch type is given.
-pub fn needs_cluster(launch_type: Option<LaunchType>) -> bool {
-    launch_type.is_none()
 }
 
 /// The request's constraints, as the scheduler takes them.

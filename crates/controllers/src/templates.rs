@@ -39,8 +39,8 @@ pub async fn resolve_launch(
     launch_type: Option<LaunchType>,
     strategy: Option<&[CapacityProviderStrategyItem]>,
 ) -> Result<Launch, EcsError> {
-    let given = strategy.filter(|s| !s.is_empty());
-    if !launch::needs_cluster(launch_type) || given.is_some() && launch_type.is_some() {
+    // A launch type decides alone (or, with a strategy beside it, is refused): no read.
+    if launch_type.is_some() {
         return launch::resolve(None, launch_type, strategy);
     }
     if cluster.is_some_and(|v| foreign_arn(&plane.arns, v)) {

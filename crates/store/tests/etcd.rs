@@ -490,6 +490,31 @@ async fn survive_one_bad_member(
     slowest
 }
 
+/// A store on `hosts` (installation `onebad`) whose election `id` (TTL 3 s) holds a term, with a
+/// first write made through it (so its preferred member has an open connection).
+async fn elected_warm_store(
+    hosts: &[String],
+    id: &str,
+) -> (EtcdStore, flotilla_store::etcd::EtcdElection, Term) {
+    let store = store_at(
+        &format!("etcd://{}/onebad", hosts.join(",")),
+        EtcdOptions::default(),
+    )
+    .await;
+    let election = store.election(
+        id,
+        flotilla_store::etcd::ElectionOptions {
+            ttl: Duration::from_secs(3),
+        },
+    );
+    let term = tokio::time::timeout(Duration::from_secs(10), election.campaign())
+        .await
+        .expect("campaign stalled")
+        .unwrap();
+    put(&store, "bad/k", "warm").await;
+    (store, election, term)
+}
+
 /// The bug: with one member cut off (its connections dropped, new ones refused, as in a zone
 /// cut) or frozen (SIGSTOP), every replica's requests kept going to it. Now each request gets
 /// through within 2 s, and an elected leader (TTL 3 s) keeps its term for the whole outage.
@@ -515,22 +540,7 @@ async fn one_cut_or_frozen_member_does_not_fail_requests_or_terms() {
                 format!("127.0.0.1:{port}")
             })
             .collect();
-        let store = store_at(
-            &format!("etcd://{}/onebad", hosts.join(",")),
-            EtcdOptions::default(),
-        )
-        .await;
-        let election = store.election(
-            "r1",
-            flotilla_store::etcd::ElectionOptions {
-                ttl: Duration::from_secs(3),
-            },
-        );
-        let term = tokio::time::timeout(Duration::from_secs(10), election.campaign())
-            .await
-            .expect("campaign stalled")
-            .unwrap();
-        put(&store, "bad/k", "warm").await;
+        let (store, election, term) = elected_warm_store(&hosts, "r1").await;
 
         // 1. The bad member's proxy cut: connect errors.
         proxy.cut();
@@ -557,22 +567,7 @@ async fn one_cut_or_frozen_member_does_not_fail_requests_or_terms() {
         // 2. The bad member frozen (SIGSTOP): connections stay open, nothing answers. A fresh
         // store and term, so that the frozen member is again the preferred one, with an open
         // connection (the warm-up goes through it).
-        let store = store_at(
-            &format!("etcd://{}/onebad", hosts.join(",")),
-            EtcdOptions::default(),
-        )
-        .await;
-        let election = store.election(
-            "r2",
-            flotilla_store::etcd::ElectionOptions {
-                ttl: Duration::from_secs(3),
-            },
-        );
-        let term = tokio::time::timeout(Duration::from_secs(10), election.campaign())
-            .await
-            .expect("campaign stalled")
-            .unwrap();
-        put(&store, "bad/k", "warm").await;
+        let (store, election, term) = elected_warm_store(&hosts, "r2").await;
         cluster.members[bad].freeze();
         let started = Instant::now();
         let slowest_frozen = survive_one_bad_member(&store, &term, ROUNDS, BOUND, "frozen").await;
