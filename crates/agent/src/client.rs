@@ -168,6 +168,25 @@ impl EcsClient {
         result
     }
 
+    /// Whether replica `index` answers `GET /readyz` with 200 within two seconds (it is alive
+    /// and reaches its store).
+    pub async fn replica_ready(&self, index: usize) -> bool {
+        let Some(authority) = self.authorities.get(index) else {
+            return false;
+        };
+        let Ok(req) = hyper::Request::builder()
+            .method("GET")
+            .uri(format!("http://{authority}/readyz"))
+            .body(Full::new(Bytes::new()))
+        else {
+            return false;
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), self.http.request(req)).await,
+            Ok(Ok(resp)) if resp.status().as_u16() == 200
+        )
+    }
+
     async fn call_on(
         &self,
         authority: &str,

@@ -7,6 +7,10 @@
 //! drops), the caller says so with [`Endpoints::failed`] and the cursor moves to the next one,
 //! wrapping around. Clones share the cursor.
 //!
+//! The first URL is the preferred replica (an agent lists its own zone's first): a client that
+//! moved away goes back with [`Endpoints::prefer_first`] once it answers again (the agent's
+//! session checks, see [`crate::session`]).
+//!
 //! What this is not: the retry policy. Whether to retry, and how long to wait first, is the
 //! caller's (the agent backs off with [`crate::session::Backoff`]; the CLI tries each replica
 //! once).
@@ -60,6 +64,11 @@ impl Endpoints {
         let _ = self
             .current
             .compare_exchange(index, next, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Moves back to the first replica (the preferred one: the agent's own zone's).
+    pub fn prefer_first(&self) {
+        self.current.store(0, Ordering::Release);
     }
 
     /// The order in which one call tries every replica once: the current one first.
@@ -120,6 +129,17 @@ mod tests {
         assert_eq!(shared.current(), (1, "http://b"));
         // Successes move nothing: b stays current for every clone.
         assert_eq!(e.current(), (1, "http://b"));
+    }
+
+    #[test]
+    fn prefer_first_moves_every_clone_back_to_the_first_replica() {
+        let e = Endpoints::parse("http://a,http://b,http://c").unwrap();
+        let shared = e.clone();
+        e.failed(0);
+        e.failed(1);
+        assert_eq!(shared.current(), (2, "http://c"));
+        shared.prefer_first();
+        assert_eq!(e.current(), (0, "http://a"));
     }
 
     #[test]

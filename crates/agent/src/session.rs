@@ -12,6 +12,13 @@
 //! so the retry goes there; the reports kept until acknowledged are re-sent on whichever replica
 //! answers (they all share one store), and the engine runs on untouched.
 //!
+//!
+//! A session on another replica than the preferred one (the first URL: the agent's own zone's)
+//! checks every [`HOME_PROBE_INTERVAL`] whether the preferred one is ready again (`/readyz`);
+//! after [`HOME_PROBE_PASSES`] ready answers in a row the session ends and the next one opens
+//! there at once, so agents spread back over the replicas after a replica returns, and an
+//! agent's session does not depend on another zone's links for longer than it must.
+//!
 //! What this is not: registration (see [`crate::run`]) and not the engine: it decides nothing
 //! about tasks.
 
@@ -28,8 +35,15 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
+
+/// How often a session away from the preferred replica checks whether it is back.
+pub const HOME_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// How many ready answers in a row bring the session back to the preferred replica.
+pub const HOME_PROBE_PASSES: u32 = 3;
 
 /// Exponential backoff with jitter and a cap (like the ECS agent's ACS reconnects).
 #[derive(Debug, Clone)]
@@ -222,6 +236,11 @@ pub async fn run_session(
         if matches!(result, Ok(Ended::Shutdown)) {
             return;
         }
+        if matches!(result, Ok(Ended::Home)) {
+            p.client.endpoints().prefer_first();
+            info!(container_instance = %p.instance_arn, home = %p.client.endpoints().current().1, "the preferred replica is ready again; moving the session back to it");
+            continue;
+        }
         if welcomed.is_some_and(|at: Instant| at.elapsed() >= STABLE_SESSION) {
             backoff.reset();
         }
@@ -257,6 +276,8 @@ enum Ended {
     Shutdown,
     /// The server closed the socket.
     Closed,
+    /// The preferred replica is ready again: this session (on another one) ended to move there.
+    Home,
 }
 
 async fn one_session<S: Future<Output = ()>>(
@@ -294,6 +315,38 @@ async fn one_session<S: Future<Output = ()>>(
     let silence_limit =
         heartbeat.saturating_mul(u32::try_from(flotilla_protocol::MISSED_HEARTBEATS).unwrap_or(3));
     let mut last_heard = Instant::now();
+    // Away from the preferred replica: a probe on its own task (the loop below never waits on
+    // it) says when the preferred one is ready again.
+    let (replica, _) = p.client.endpoints().current();
+    let (home_tx, mut home_rx) = tokio::sync::oneshot::channel::<()>();
+    // On the preferred replica the sender stays here, unused, so `home_rx` never resolves.
+    let mut home_tx = Some(home_tx);
+    let _home_probe = (replica != 0)
+        .then(|| home_tx.take())
+        .flatten()
+        .map(|home_tx| {
+            let client = p.client.clone();
+            AbortOnDrop(tokio::spawn(async move {
+                let mut passes = 0u32;
+                let mut tick = tokio::time::interval_at(
+                    Instant::now() + HOME_PROBE_INTERVAL,
+                    HOME_PROBE_INTERVAL,
+                );
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    passes = if client.replica_ready(0).await {
+                        passes + 1
+                    } else {
+                        0
+                    };
+                    if passes >= HOME_PROBE_PASSES {
+                        let _ = home_tx.send(());
+                        return;
+                    }
+                }
+            }))
+        });
     // Usage is sampled on its own task: Docker stats are slow, and the loop below must never
     // stall (a stalled loop misses heartbeats and the server drops the session).
     let (usage_tx, mut usage_rx) = tokio::sync::mpsc::channel(1);
@@ -353,6 +406,14 @@ async fn one_session<S: Future<Output = ()>>(
             }
             Some(samples) = usage_rx.recv() => {
                 send(&mut ws, &AgentMessage::Usage { samples }).await?;
+            }
+            Ok(()) = &mut home_rx => {
+                let frame = CloseFrame {
+                    code: CloseCode::from(flotilla_protocol::MOVING_CLOSE_CODE),
+                    reason: "moving to the preferred replica".into(),
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
+                return Ok(Ended::Home);
             }
         }
     }

@@ -19,7 +19,10 @@
 //!    record says false while the session is alive (a disconnect written by a replica the
 //!    agent left, racing this session's connect, heals within a heartbeat);
 //! 6. a session silent for `MISSED_HEARTBEATS` heartbeat intervals, closed, or replaced ends;
-//!    if it was the instance's current session, the instance is marked `agentConnected: false`.
+//!    if it was the instance's current session, the instance is marked `agentConnected: false`,
+//!    unless the agent closed it with [`flotilla_protocol::MOVING_CLOSE_CODE`]: it is moving to
+//!    another replica, whose session marks it connected (and if it never gets there, its beats
+//!    run out and the leader's liveness loop disconnects it).
 //!
 //! A managed-pool host (cluster `flotilla_protocol::MANAGED_POOL`) runs the Fargate tasks of
 //! every cluster: its session lists and watches all task records (`tasks/`) and keeps those that
@@ -150,15 +153,46 @@ pub async fn upgrade(
     }
 }
 
+/// How a session ended.
+#[derive(Debug)]
+enum SessionEnd {
+    /// The agent closed it to move to another replica (its preferred one): it is not lost, and
+    /// its new session marks it connected; if it never arrives, the beats run out.
+    Moving,
+    /// Anything else: the connection dropped, the agent went silent or shut down, a newer
+    /// session replaced it, or the store failed.
+    Ended(String),
+}
+
+impl From<String> for SessionEnd {
+    fn from(reason: String) -> Self {
+        SessionEnd::Ended(reason)
+    }
+}
+
+impl From<&str> for SessionEnd {
+    fn from(reason: &str) -> Self {
+        SessionEnd::Ended(reason.to_string())
+    }
+}
+
 async fn run(api: Arc<Api>, socket: WebSocket, cluster: String, id: String) {
     let key = instance_key(&cluster, &id);
     let sid = api.agents.open(&key);
     let span = tracing::info_span!("agent_session", container_instance = %id, cluster = %cluster, session = sid);
     async {
         tracing::info!("agent session opened");
-        let reason = session_loop(&api, socket, &cluster, &id, &key, sid).await;
+        let end = session_loop(&api, socket, &cluster, &id, &key, sid).await;
+        let closed = api.agents.close(&key, sid);
+        let reason = match end {
+            SessionEnd::Moving => {
+                tracing::info!("agent session ended: the agent moves to its preferred replica");
+                return;
+            }
+            SessionEnd::Ended(reason) => reason,
+        };
         tracing::info!(reason = %reason, "agent session ended");
-        if api.agents.close(&key, sid) {
+        if closed {
             let no_session = || !api.agents.has_session(&key);
             // Unfenced: every replica serves agent sessions, leader or not.
             let store = api.store.as_ref();
@@ -228,11 +262,11 @@ async fn session_loop(
     id: &str,
     key: &str,
     sid: u64,
-) -> String {
+) -> SessionEnd {
     let current = || api.agents.is_current(key, sid);
     if let Err(e) = set_agent_connected(api.store.as_ref(), cluster, id, true, &current, None).await
     {
-        return format!("could not mark the agent connected: {e}");
+        return format!("could not mark the agent connected: {e}").into();
     }
     let interval = api.timings.heartbeat_interval;
     // At most one beat per this much time: heartbeats come once per interval, a little early
@@ -240,7 +274,7 @@ async fn session_loop(
     let beat_every = interval.saturating_mul(3) / 4;
     let mut last_beat = Instant::now();
     if let Err(e) = beat(&api.plane, cluster, id, &current).await {
-        return format!("could not record the agent's beat: {e}");
+        return format!("could not record the agent's beat: {e}").into();
     }
     let (mut tx, mut rx) = socket.split();
     let welcome = ServerMessage::Welcome {
@@ -249,7 +283,7 @@ async fn session_loop(
         protocol_version: PROTOCOL_VERSION,
     };
     if let Err(e) = send(&mut tx, &welcome).await {
-        return e;
+        return e.into();
     }
     let mut sent: HashMap<String, u64> = HashMap::new();
     let mut watch = None;
@@ -263,7 +297,7 @@ async fn session_loop(
         let Some(w) = watch.as_mut() else {
             let (tasks, rev) = match full_state(api, cluster, id).await {
                 Ok(v) => v,
-                Err(e) => return format!("could not list tasks: {e}"),
+                Err(e) => return format!("could not list tasks: {e}").into(),
             };
             sent = tasks.iter().map(|(k, a)| (k.clone(), a.version)).collect();
             let msg = ServerMessage::Tasks {
@@ -271,11 +305,11 @@ async fn session_loop(
                 tasks: tasks.into_iter().map(|(_, a)| a).collect(),
             };
             if let Err(e) = send(&mut tx, &msg).await {
-                return e;
+                return e.into();
             }
             match api.store.watch(&watched_prefix(cluster), rev).await {
                 Ok(w) => watch = Some(w),
-                Err(e) => return format!("could not watch tasks: {e}"),
+                Err(e) => return format!("could not watch tasks: {e}").into(),
             }
             continue;
         };
@@ -296,18 +330,19 @@ async fn session_loop(
                             match apply_task_state(api, cluster, id, &report).await {
                                 Ok(()) => {
                                     if let Err(e) = send(&mut tx, &ServerMessage::Ack { seq: report.seq }).await {
-                                        return e;
+                                        return e.into();
                                     }
                                 }
                                 // Acks are cumulative: never acknowledge past a report that
                                 // was not applied. Ending the session makes the agent
                                 // reconnect and resend everything unacknowledged.
-                                Err(e) => return format!("could not apply the report for {}: {e}", report.task_arn),
+                                Err(e) => return format!("could not apply the report for {}: {e}", report.task_arn).into(),
                             }
                         }
                         Ok(AgentMessage::Usage { samples }) => api.agents.record_usage(samples),
                         Err(e) => tracing::warn!(error = %e, "undecodable agent message ignored"),
                     },
+                    Message::Close(Some(f)) if f.code == flotilla_protocol::MOVING_CLOSE_CODE => return SessionEnd::Moving,
                     Message::Close(_) => return "closed by the agent".into(),
                     _ => {}
                 }
@@ -325,7 +360,7 @@ async fn session_loop(
                     sent.insert(kv.key.clone(), a.version);
                     tracing::debug!(task = %a.task_arn, version = a.version, "pushing assignment");
                     if let Err(e) = send(&mut tx, &ServerMessage::Tasks { full: false, tasks: vec![a] }).await {
-                        return e;
+                        return e.into();
                     }
                 }
                 Some(Ok(Event::Delete { key, .. })) => {

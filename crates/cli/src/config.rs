@@ -31,6 +31,20 @@ pub struct ServerConfig {
     pub timings: flotilla_api::AgentTimings,
     /// The managed task network and the Spot warning.
     pub fargate: flotilla_api::FargateConfig,
+    /// The leader election's lease (etcd only).
+    pub election: flotilla_store::etcd::ElectionOptions,
+}
+
+fn election(common: &CommonArgs) -> anyhow::Result<flotilla_store::etcd::ElectionOptions> {
+    if !(1..=60).contains(&common.leader_lease_seconds) {
+        bail!(
+            "--leader-lease-seconds must be between 1 and 60, got {}",
+            common.leader_lease_seconds
+        );
+    }
+    Ok(flotilla_store::etcd::ElectionOptions {
+        ttl: std::time::Duration::from_secs(common.leader_lease_seconds),
+    })
 }
 
 fn fargate(common: &CommonArgs) -> anyhow::Result<flotilla_api::FargateConfig> {
@@ -181,6 +195,7 @@ pub fn server_config(common: &CommonArgs, file: Option<&Path>) -> anyhow::Result
         },
         banner: Vec::new(),
         timings: timings(common)?,
+        election: election(common)?,
         fargate: fargate(common)?,
     })
 }
@@ -262,6 +277,7 @@ pub fn dev_config(common: &CommonArgs) -> anyhow::Result<ServerConfig> {
         },
         banner,
         timings: timings(common)?,
+        election: election(common)?,
         fargate: fargate(common)?,
     })
 }

@@ -116,6 +116,11 @@ pub struct CommonArgs {
     /// agentConnected: false.
     #[arg(long, default_value_t = 10.0)]
     heartbeat_seconds: f64,
+    /// On etcd: the time to live of the leader's lease, in whole seconds (1-60). A replica
+    /// that dies or is cut off from etcd keeps the others waiting at most this long before one
+    /// of them runs the controllers; a short lease also deposes a leader that is merely slow.
+    #[arg(long, default_value_t = 5)]
+    leader_lease_seconds: u64,
     /// How long STOPPED tasks stay describable and listable.
     #[arg(long, default_value_t = 3600)]
     stopped_task_retention_seconds: u64,

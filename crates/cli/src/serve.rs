@@ -8,7 +8,6 @@ use crate::config::ServerConfig;
 use anyhow::Context;
 use flotilla_api::admin::ReplicaInfo;
 use flotilla_api::{router, Api, Clock, SystemClock};
-use flotilla_store::etcd::ElectionOptions;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -32,7 +31,7 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
     let addr = listener.local_addr()?;
     let id = replica_id(addr);
     let (store, election, topology) =
-        flotilla_store::open_replica(&cfg.store, &id, ElectionOptions::default())
+        flotilla_store::open_replica(&cfg.store, &id, cfg.election.clone())
             .await
             .with_context(|| format!("opening the store {}", cfg.store))?;
     let me = ReplicaInfo {

@@ -39,6 +39,10 @@ pub const INSTANCE_PARAM: &str = "containerInstance";
 pub const PROTOCOL_VERSION: u32 = 1;
 /// How many heartbeat intervals may pass silently before the instance is disconnected.
 pub const MISSED_HEARTBEATS: u64 = 3;
+/// The WebSocket close code with which an agent ends a session to move to another replica (its
+/// preferred one, back again): the instance is not disconnected by that close (an application
+/// code, 4000-4999, so no generic client sends it by accident).
+pub const MOVING_CLOSE_CODE: u16 = 4001;
 /// The cluster name a managed-pool host (`flotilla agent --managed`) registers with. It is not
 /// a valid ECS cluster name (a dot is not allowed), so no user cluster can ever be called that:
 /// managed hosts belong to no cluster, never appear in ListContainerInstances, and run the
