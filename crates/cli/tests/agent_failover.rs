@@ -4,7 +4,8 @@
 //! connection it held; while no replica answers, one task's container is killed (a report
 //! produced during the move); replica 2 comes up, the agent's session moves there within a
 //! bound, the report is applied (that task STOPPED), and the other task's container was never
-//! restarted.
+//! restarted. Then replica 1 returns: the agent's session moves back to it (its first, preferred
+//! replica) by itself, and the instance never shows disconnected during that move.
 //!
 //! Needs Docker and `flotilla/busybox:latest` (`scripts/images`); fails loudly without them.
 
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 /// (the agent's WebSocket included), as a dead process would.
 struct Replica {
     url: String,
+    api: Arc<flotilla_api::Api>,
     kill: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -36,6 +38,7 @@ impl Replica {
     fn start(store: Arc<dyn Store>, listener: std::net::TcpListener) -> Self {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (kill, killed) = tokio::sync::oneshot::channel::<()>();
+        let (api_tx, api_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -43,11 +46,12 @@ impl Replica {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let api = server::api(store);
+                let api = Arc::new(server::api(store));
+                api_tx.send(api.clone()).unwrap();
                 listener.set_nonblocking(true).unwrap();
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 tokio::spawn(async move {
-                    let _ = axum::serve(listener, router(Arc::new(api))).await;
+                    let _ = axum::serve(listener, router(api)).await;
                 });
                 let _ = killed.await;
             });
@@ -55,6 +59,7 @@ impl Replica {
         });
         Replica {
             url,
+            api: api_rx.recv().unwrap(),
             kill: Some(kill),
             thread: Some(thread),
         }
@@ -245,7 +250,65 @@ async fn the_agent_moves_to_another_replica_keeping_its_tasks_and_reports() {
     .await;
     assert_eq!(inst["runningTasksCount"], json!(1), "{inst}");
 
+    // Replica 1 returns on its address: the agent's session goes back to it (its preferred
+    // replica) after a few ready probes, and the move never shows the instance disconnected
+    // (a disconnect would make services replace its tasks).
+    let one_addr = one.url.trim_start_matches("http://").to_string();
+    let one_again = Replica::start(
+        store.clone(),
+        std::net::TcpListener::bind(&one_addr).unwrap(),
+    );
+    let key = flotilla_control::keys::instance_key(
+        &cluster,
+        inst["containerInstanceArn"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap(),
+    );
+    let back_at = Instant::now();
+    let deadline = back_at
+        + flotilla_agent::session::HOME_PROBE_INTERVAL
+            * (flotilla_agent::session::HOME_PROBE_PASSES + 3);
+    let mut samples = 0;
+    while !one_again.api.agents.has_session(&key) {
+        assert!(
+            Instant::now() < deadline,
+            "the session did not move back to replica 1 within {:?}",
+            deadline - back_at
+        );
+        let i = instances(&client, &cluster).await;
+        assert_eq!(
+            i[0]["agentConnected"],
+            json!(true),
+            "during the move home: {}",
+            i[0]
+        );
+        samples += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "the session moved back to replica 1 {:.1}s after it returned ({samples} samples, all connected)",
+        back_at.elapsed().as_secs_f64()
+    );
+    for _ in 0..10 {
+        let i = instances(&client, &cluster).await;
+        assert_eq!(
+            i[0]["agentConnected"],
+            json!(true),
+            "after the move home: {}",
+            i[0]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        !two.api.agents.has_session(&key),
+        "the session left replica 2"
+    );
+
     stop_agent.send(()).unwrap();
     agent.await.unwrap();
     two.kill();
+    drop(one_again);
 }
