@@ -1,6 +1,7 @@
 //! Prometheus metrics of the API: requests by operation and outcome, and a latency histogram,
 //! served as text at `GET /metrics`; whether this replica leads and its term
-//! (`flotilla_leader`, `flotilla_leader_term`); and the latency of store requests by kind
+//! (`flotilla_leader`, `flotilla_leader_term`); how many agent sessions it holds
+//! (`flotilla_agent_sessions`); and the latency of store requests by kind
 //! (`flotilla_store_request_duration_seconds`, measured by [`TimedStore`]).
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -45,6 +46,7 @@ pub struct Metrics {
     latency: Family<OperationLabels, Histogram>,
     leader: Gauge,
     term: Gauge,
+    agent_sessions: Gauge,
     store_latency: Family<StoreLabels, Histogram>,
 }
 
@@ -74,6 +76,7 @@ impl Metrics {
         );
         let leader = Gauge::default();
         let term = Gauge::default();
+        let agent_sessions = Gauge::default();
         let store_latency = Family::<StoreLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.00005, 2.0, 18))
         });
@@ -88,6 +91,11 @@ impl Metrics {
             term.clone(),
         );
         registry.register(
+            "agent_sessions",
+            "Agent sessions this replica holds (each agent holds one, on one replica)",
+            agent_sessions.clone(),
+        );
+        registry.register(
             "store_request_duration_seconds",
             "Store request latency by kind",
             store_latency.clone(),
@@ -98,8 +106,15 @@ impl Metrics {
             latency,
             leader,
             term,
+            agent_sessions,
             store_latency,
         }
+    }
+
+    /// Records how many agent sessions this replica holds (set as `/metrics` is scraped).
+    pub fn set_agent_sessions(&self, n: usize) {
+        self.agent_sessions
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Records this replica's leadership: `Some(term)` while it leads.

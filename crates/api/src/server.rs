@@ -44,6 +44,7 @@ pub fn router(api: Arc<Api>) -> Router {
 }
 
 async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    api.metrics.set_agent_sessions(api.agents.sessions());
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -102,6 +102,11 @@ impl Agents {
         self.lock().current.get(key) == Some(&session)
     }
 
+    /// How many instances have a current session here.
+    pub fn sessions(&self) -> usize {
+        self.lock().current.len()
+    }
+
     /// Whether the instance has a current session.
     pub fn has_session(&self, key: &str) -> bool {
         self.lock().current.contains_key(key)
