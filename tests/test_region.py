@@ -229,6 +229,25 @@ def region(tmp_path_factory):
     reg.run("down", timeout=120, check=False)
 
 
+@pytest.fixture
+def whole(region):
+    """The region for one test, made whole again after it whatever happened (so one failure does
+    not cascade): every zone healed, every process that is not running started again, every
+    service of the cluster deleted and its containers gone."""
+    yield region
+    for z in ZONES:
+        region.run("heal", z, check=False, timeout=60)
+        region.run("start", z, "all", check=False, timeout=120)
+    for z in ZONES:
+        until(lambda: subprocess.run(["curl", "-sf", "--max-time", "1", f"{ENDPOINT[z]}/readyz"],
+                                     capture_output=True).returncode == 0, 60, what=f"zone {z}'s server ready")
+    ecs = Any(region)
+    for arn in ecs.list_services(cluster=CLUSTER, maxResults=100)["serviceArns"]:
+        ecs.delete_service(cluster=CLUSTER, service=arn, force=True)
+    until(lambda: not running_containers(), 120, what="no task container left running")
+    until(region.agents_home, 60, what="every agent's session on its own zone's replica")
+
+
 class BoundsProbe(threading.Thread):
     """Samples the service as the API shows it, as often as it can: the tasks not yet STOPPED
     ("live", those told to stop included), those RUNNING and desired RUNNING ("healthy"), and how
@@ -311,7 +330,8 @@ class Writer(threading.Thread):
                     time.sleep(0.1)
 
 
-def test_leader_killed_during_a_rolling_deployment(region):
+def test_leader_killed_during_a_rolling_deployment(whole):
+    region = whole
     ecs = Any(region)
     until(lambda: region.leader(), 30, what="a leader")
     family, name = helpers.unique("roll"), helpers.unique("web")
@@ -385,7 +405,8 @@ def test_leader_killed_during_a_rolling_deployment(region):
     remove_service(ecs, name)
 
 
-def test_a_zone_cut_off_for_60_seconds(region):
+def test_a_zone_cut_off_for_60_seconds(whole):
+    region = whole
     ecs_all = Any(region)
     lz = until(lambda: region.leader(), 30, what="a leader")
     # Agents that moved during the last test are back on their own zone's replica, so cutting a
@@ -468,7 +489,8 @@ def test_a_zone_cut_off_for_60_seconds(region):
     remove_service(ecs, name)
 
 
-def test_an_etcd_member_and_a_server_lost_for_good(region):
+def test_an_etcd_member_and_a_server_lost_for_good(whole):
+    region = whole
     lz = until(lambda: region.leader(), 30, what="a leader")
     # Lose the etcd member of one zone and the server of another (the leader's, so the
     # controllers must move too), for good.
