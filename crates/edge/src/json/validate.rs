@@ -141,6 +141,14 @@ impl Model {
         Ok(Model { model, patterns })
     }
 
+    /// A model with no operations (every request is an unknown operation).
+    pub fn empty() -> Model {
+        Model {
+            model: serde_json::json!({"operations": {}, "shapes": {}}),
+            patterns: HashMap::new(),
+        }
+    }
+
     /// Whether the model has this operation.
     pub fn has_operation(&self, operation: &str) -> bool {
         self.model["operations"].get(operation).is_some()
