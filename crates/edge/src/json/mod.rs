@@ -134,6 +134,31 @@ pub trait JsonApi: Send + Sync {
     async fn dispatch(&self, call: JsonCall<'_>) -> Result<Value, JsonError>;
 }
 
+#[async_trait::async_trait]
+impl<T: JsonApi + ?Sized> JsonApi for std::sync::Arc<T> {
+    fn title(&self) -> &'static str {
+        (**self).title()
+    }
+    fn signing_name(&self) -> &'static str {
+        (**self).signing_name()
+    }
+    fn target_prefix(&self) -> &'static str {
+        (**self).target_prefix()
+    }
+    fn content_type(&self) -> &'static str {
+        (**self).content_type()
+    }
+    fn has_operation(&self, name: &str) -> bool {
+        (**self).has_operation(name)
+    }
+    fn invalid_request(&self, message: String) -> JsonError {
+        (**self).invalid_request(message)
+    }
+    async fn dispatch(&self, call: JsonCall<'_>) -> Result<Value, JsonError> {
+        (**self).dispatch(call).await
+    }
+}
+
 /// A [`JsonApi`] served as a [`Service`].
 pub struct AwsJson<A>(pub A);
 
