@@ -831,3 +831,105 @@ impl JsonApi for SecretsManager {
         result.map_err(JsonError::from)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_store::MemoryStore;
+
+    fn service() -> (SecretsManager, Arc<MemoryStore>) {
+        let store = Arc::new(MemoryStore::new());
+        let sm = SecretsManager::new(
+            store.clone(),
+            Key::from_bytes([7; 32]),
+            "us-east-1",
+            "123456789012",
+        );
+        (sm, store)
+    }
+
+    fn create(name: &str, value: &str) -> CreateSecretRequest {
+        CreateSecretRequest {
+            name: name.into(),
+            secret_string: Some(value.into()),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn values_are_stored_only_sealed_and_tampering_is_detected() {
+        let (sm, store) = service();
+        sm.create_secret(create("db", "hunter2-plain"), 1.0)
+            .await
+            .unwrap();
+        let kv = store.get(&secret_key("db")).await.unwrap().unwrap();
+        assert!(!String::from_utf8_lossy(&kv.value).contains("hunter2"));
+        let got = sm
+            .get_secret_value(
+                GetSecretValueRequest {
+                    secret_id: "db".into(),
+                    ..Default::default()
+                },
+                2.0,
+            )
+            .await
+            .unwrap();
+        assert_eq!(got.secret_string.as_deref(), Some("hunter2-plain"));
+
+        // Flip one character of the sealed value in the store: the read fails, without the value.
+        let mut r: SecretRecord = serde_json::from_slice(&kv.value).unwrap();
+        let sealed = &mut r.versions[0].sealed;
+        let last = sealed.pop().unwrap();
+        sealed.push(if last == 'A' { 'B' } else { 'A' });
+        let kv = store.get(&secret_key("db")).await.unwrap().unwrap();
+        store
+            .txn(
+                Txn::new()
+                    .when(Compare::ModRevision(kv.key.clone(), kv.mod_revision))
+                    .put(kv.key, serde_json::to_vec(&r).unwrap()),
+            )
+            .await
+            .unwrap();
+        let e = sm
+            .get_secret_value(
+                GetSecretValueRequest {
+                    secret_id: "db".into(),
+                    ..Default::default()
+                },
+                3.0,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.kind,
+            crate::error::Kind::Modeled(ErrorShape::DecryptionFailure)
+        );
+        assert!(!e.message.contains("hunter2"));
+    }
+
+    #[tokio::test]
+    async fn a_value_moved_to_another_secret_does_not_open() {
+        let (sm, store) = service();
+        sm.create_secret(create("a", "value-of-a"), 1.0)
+            .await
+            .unwrap();
+        sm.create_secret(create("b", "value-of-b"), 1.0)
+            .await
+            .unwrap();
+        let a: SecretRecord =
+            serde_json::from_slice(&store.get(&secret_key("a")).await.unwrap().unwrap().value)
+                .unwrap();
+        let kv = store.get(&secret_key("b")).await.unwrap().unwrap();
+        let mut b: SecretRecord = serde_json::from_slice(&kv.value).unwrap();
+        b.versions[0].sealed = a.versions[0].sealed.clone();
+        store
+            .txn(Txn::new().put(kv.key, serde_json::to_vec(&b).unwrap()))
+            .await
+            .unwrap();
+        assert!(sm.resolve("b", None, None, 2.0).await.is_err());
+        assert_eq!(
+            sm.resolve("a", None, None, 2.0).await.unwrap(),
+            SecretValue::String("value-of-a".into())
+        );
+    }
+}
