@@ -315,6 +315,10 @@ def generate_cases(v):
                    "DynamoDB_20120810.ListTables", TARGET_PREFIX + "ListClusters.Extra",
                    TARGET_PREFIX + "List Clusters"):
         add(f"target {target!r}", None, b"{}", target=target)
+    # Targets of the other services Flotilla serves, signed for ECS: refused for the scope.
+    for target in ("secretsmanager.ListSecrets", "AmazonSSM.GetParameter", "secretsmanager.",
+                   "AmazonSSM.NoSuchOperation"):
+        add(f"target {target!r} with an ecs scope", None, b"{}", target=target)
     add("no X-Amz-Target", None, b"{}")
     add("no X-Amz-Target, CreateCluster body", None, {"clusterName": unique("never")})
     add("GET /", None, b"", target=TARGET_PREFIX + "ListClusters", method="GET")

@@ -8,7 +8,6 @@ import helpers
 
 CASES = [
     ("awslogs", {"logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "g"}}}, "awslogs"),
-    ("secrets", {"secrets": [{"name": "PW", "valueFrom": "arn:aws:ssm:us-east-1:000000000000:parameter/pw"}]}, "secrets"),
     ("gpu", {"resourceRequirements": [{"type": "GPU", "value": "1"}]}, "GPU"),
     ("envfiles", {"environmentFiles": [{"value": "arn:aws:s3:::b/f.env", "type": "s3"}]}, "environmentFiles"),
 ]

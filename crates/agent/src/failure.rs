@@ -68,6 +68,9 @@ pub enum TaskFailure {
     Start(RuntimeError),
     /// A container's dependencies can never be met (or not within its `startTimeout`).
     DependencyNotResolved(String),
+    /// The task's `secrets` (or `secretOptions`) could not be read: the server's reason, in the
+    /// ECS agent's words, naming the secret (never holding a value).
+    Secrets(String),
     /// A container the agent created no longer exists.
     ContainerGone {
         /// Its runtime id.
@@ -87,7 +90,8 @@ impl TaskFailure {
             | TaskFailure::Pause(_)
             | TaskFailure::RestartPause(_)
             | TaskFailure::CreatePause { .. }
-            | TaskFailure::StartPause { .. } => "ResourceInitializationError",
+            | TaskFailure::StartPause { .. }
+            | TaskFailure::Secrets(_) => "ResourceInitializationError",
             TaskFailure::Invalid(_) | TaskFailure::Create(_) => "CannotCreateContainerError",
             TaskFailure::Pull(e) | TaskFailure::Volume(e) => e.ecs_name(),
             TaskFailure::Start(_) => "CannotStartContainerError",
@@ -119,9 +123,9 @@ impl TaskFailure {
             TaskFailure::StartPause { address, error } => {
                 format!("start the pause container with address {address}: {error}")
             }
-            TaskFailure::Invalid(reason) | TaskFailure::DependencyNotResolved(reason) => {
-                reason.clone()
-            }
+            TaskFailure::Invalid(reason)
+            | TaskFailure::DependencyNotResolved(reason)
+            | TaskFailure::Secrets(reason) => reason.clone(),
             TaskFailure::Pull(e) | TaskFailure::Volume(e) => e.detail(),
             // A runtime error of the same name is not named twice.
             TaskFailure::Create(e @ (RuntimeError::Create(_) | RuntimeError::Conflict(_)))
@@ -168,6 +172,10 @@ mod tests {
                 },
                 "ResourceInitializationError: Docker network n exists with subnet (none) \
                  instead of 10.0.0.0/24; remove it or give the task network another name",
+            ),
+            (
+                TaskFailure::Secrets("unable to pull secrets or registry auth: x".into()),
+                "ResourceInitializationError: unable to pull secrets or registry auth: x",
             ),
             (
                 TaskFailure::PauseImage("no arch".into()),

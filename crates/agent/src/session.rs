@@ -4,7 +4,9 @@
 //! (the upgrade `GET` signed with SigV4, including `host`), waits for `Welcome`, then: hands
 //! `Tasks` to the [`Engine`], sends every engine report, keeps each task's latest report until
 //! the server acknowledges its `seq` (and re-sends the unacknowledged ones after a reconnect),
-//! sends a heartbeat every `heartbeat_interval_ms` and usage every `usage_interval`. A broken
+//! sends a heartbeat every `heartbeat_interval_ms` and usage every `usage_interval`, and
+//! forwards the owners' requests for their tasks' secrets, handing each answer back to the
+//! owner that asked (kept in memory only). A broken
 //! session is retried with exponential backoff with jitter and a cap ([`Backoff`]), reset after
 //! a session that stayed up [`STABLE_SESSION`]; the instance is never re-registered by a
 //! reconnect. With several server replicas, a session that cannot be opened or that drops moves
@@ -229,10 +231,26 @@ pub async fn run_session(
     tokio::pin!(shutdown);
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let mut unacked = Unacked::default();
+    let mut secrets = Secrets {
+        requests: p.engine.secret_requests(),
+        pending: HashMap::new(),
+        next_id: 0,
+    };
     loop {
         let (replica, _) = p.client.endpoints().current();
         let mut welcomed = None;
-        let result = one_session(&p, reports, &mut unacked, &mut welcomed, &mut shutdown).await;
+        let result = one_session(
+            &p,
+            reports,
+            &mut unacked,
+            &mut secrets,
+            &mut welcomed,
+            &mut shutdown,
+        )
+        .await;
+        // Answers to requests sent on the session that ended will not come: their owners ask
+        // again.
+        secrets.pending.clear();
         if matches!(result, Ok(Ended::Shutdown)) {
             return;
         }
@@ -270,6 +288,29 @@ pub async fn run_session(
     }
 }
 
+/// The owners' requests for their tasks' secrets, and those sent and not answered yet.
+struct Secrets {
+    requests: Option<tokio::sync::mpsc::UnboundedReceiver<crate::engine::SecretsRequest>>,
+    pending: HashMap<u64, tokio::sync::oneshot::Sender<flotilla_protocol::SecretsOutcome>>,
+    next_id: u64,
+}
+
+impl Secrets {
+    /// The next request of an owner still waiting (never, without a receiver).
+    async fn next(&mut self) -> crate::engine::SecretsRequest {
+        loop {
+            let Some(rx) = self.requests.as_mut() else {
+                return std::future::pending().await;
+            };
+            match rx.recv().await {
+                Some(r) if !r.reply.is_closed() => return r,
+                Some(_) => continue,
+                None => self.requests = None,
+            }
+        }
+    }
+}
+
 /// How a session ended without an error.
 enum Ended {
     /// The agent is shutting down (the socket was closed politely).
@@ -284,6 +325,7 @@ async fn one_session<S: Future<Output = ()>>(
     p: &SessionParams<'_>,
     reports: &mut UnboundedReceiver<TaskStateReport>,
     unacked: &mut Unacked,
+    secrets: &mut Secrets,
     welcomed: &mut Option<Instant>,
     shutdown: &mut std::pin::Pin<&mut S>,
 ) -> Result<Ended, SessionError> {
@@ -379,6 +421,11 @@ async fn one_session<S: Future<Output = ()>>(
                         p.engine.assign(tasks, full);
                     }
                     Ok(ServerMessage::Ack { seq }) => unacked.ack(seq),
+                    Ok(ServerMessage::Secrets { request_id, outcome, .. }) => {
+                        if let Some(reply) = secrets.pending.remove(&request_id) {
+                            let _ = reply.send(outcome);
+                        }
+                    }
                     Ok(ServerMessage::Welcome { .. }) => {}
                     Err(e) => warn!(error = %e, "undecodable server message"),
                 },
@@ -406,6 +453,14 @@ async fn one_session<S: Future<Output = ()>>(
             }
             Some(samples) = usage_rx.recv() => {
                 send(&mut ws, &AgentMessage::Usage { samples }).await?;
+            }
+            request = secrets.next() => {
+                secrets.next_id += 1;
+                let request_id = secrets.next_id;
+                debug!(task = %request.task_arn, "asking for the task's secrets");
+                let msg = AgentMessage::GetSecrets { request_id, task_arn: request.task_arn };
+                secrets.pending.insert(request_id, request.reply);
+                send(&mut ws, &msg).await?;
             }
             Ok(()) = &mut home_rx => {
                 let frame = CloseFrame {

@@ -18,7 +18,9 @@ use flotilla_model::shapes::{
     ContainerDefinition, Device, IpcMode, NetworkMode, PidMode, Scope, TransportProtocol,
     UlimitName, Volume,
 };
-use flotilla_protocol::{labels, TaskAssignment, TaskNetwork, PAUSE_CONTAINER_NAME};
+use flotilla_protocol::{
+    labels, ContainerSecrets, TaskAssignment, TaskNetwork, PAUSE_CONTAINER_NAME,
+};
 use std::collections::BTreeMap;
 
 /// ECS's default stopTimeout, seconds.
@@ -275,12 +277,15 @@ pub fn link_targets(def: &ContainerDefinition) -> Vec<String> {
 }
 
 /// Builds the Docker spec of one container of the task, step by step: identity and process,
-/// network, mounts, resources, Linux parameters, security, health check and logging.
+/// network, mounts, resources, Linux parameters, security, health check and logging. Its
+/// `secrets`, read by the server for this task, become environment variables and its
+/// `secretOptions` log driver options.
 pub fn container_spec(
     a: &TaskAssignment,
     def: &ContainerDefinition,
     id: &Identity,
     placement: &TaskPlacement,
+    secrets: Option<&ContainerSecrets>,
 ) -> ContainerSpec {
     let name = def_name(def);
     let mut spec = ContainerSpec {
@@ -312,10 +317,28 @@ pub fn container_spec(
     apply_resources(&mut spec, def, placement);
     apply_linux_parameters(&mut spec, def);
     apply_security(&mut spec, def);
+    if let Some(secrets) = secrets {
+        apply_secrets(&mut spec, secrets);
+    }
     if placement.pause_id.is_some() {
         leave_network_to_pause(&mut spec);
     }
     spec
+}
+
+/// `secrets` as `NAME=VALUE` after the plain environment (so a secret wins over a variable of
+/// the same name), `secretOptions` into the log driver's options.
+fn apply_secrets(spec: &mut ContainerSpec, secrets: &ContainerSecrets) {
+    for s in &secrets.environment {
+        spec.env
+            .retain(|e| e.split_once('=').map(|(k, _)| k) != Some(s.name.as_str()));
+        spec.env.push(format!("{}={}", s.name, s.value.0));
+    }
+    if let Some((_, options)) = spec.log_driver.as_mut() {
+        for s in &secrets.log_options {
+            options.insert(s.name.clone(), s.value.0.clone());
+        }
+    }
 }
 
 /// The definition's `dockerLabels` with Flotilla's labels over them.
@@ -668,7 +691,7 @@ mod tests {
             cgroup_parent: Some("/flotilla/abc123".into()),
             per_container_limits: None,
         };
-        let s = container_spec(&a, &def, &id(), &placement);
+        let s = container_spec(&a, &def, &id(), &placement, None);
         assert_eq!(s.network_mode, "container:p1");
         assert!(s.ports.is_empty() && s.exposed_ports.is_empty());
         assert_eq!(s.hostname, None);
@@ -708,12 +731,12 @@ mod tests {
         managed.cluster = flotilla_protocol::MANAGED_POOL.into();
         let mut a2 = a.clone();
         a2.task_arn = "arn:aws:ecs:us-east-1:1:task/prod/abc123".into();
-        let s = container_spec(&a2, &def, &managed, &TaskPlacement::default());
+        let s = container_spec(&a2, &def, &managed, &TaskPlacement::default(), None);
         assert_eq!(
             s.labels.get(labels::CLUSTER).map(String::as_str),
             Some("prod")
         );
-        let s = container_spec(&a2, &def, &id(), &TaskPlacement::default());
+        let s = container_spec(&a2, &def, &id(), &TaskPlacement::default(), None);
         assert_eq!(s.labels.get(labels::CLUSTER).map(String::as_str), Some("c"));
         let limits = TaskLimits {
             cpu: Some(512),
@@ -723,7 +746,7 @@ mod tests {
             per_container_limits: Some(limits),
             ..Default::default()
         };
-        let s = container_spec(&a, &def, &id(), &placement);
+        let s = container_spec(&a, &def, &id(), &placement, None);
         assert_eq!(s.memory_bytes, Some(256 * MIB));
         assert_eq!(s.cpu_shares, Some(512));
         let own = ContainerDefinition {
@@ -731,7 +754,7 @@ mod tests {
             cpu: 100,
             ..def
         };
-        let s = container_spec(&a, &own, &id(), &placement);
+        let s = container_spec(&a, &own, &id(), &placement, None);
         assert_eq!(s.memory_bytes, Some(64 * MIB));
         assert_eq!(s.cpu_shares, Some(100));
     }
@@ -766,7 +789,7 @@ mod tests {
         };
         let a = assignment(vec![def.clone()], NetworkMode::Bridge);
         assert_eq!(validate(&a), Ok(()));
-        let s = container_spec(&a, &def, &id(), &TaskPlacement::default());
+        let s = container_spec(&a, &def, &id(), &TaskPlacement::default(), None);
         assert_eq!(s.name, "flotilla-abc123-web");
         assert_eq!(s.cpu_shares, Some(2));
         assert_eq!(s.memory_bytes, Some(64 * MIB));
@@ -816,7 +839,7 @@ mod tests {
             ..def.clone()
         };
         let a = assignment(vec![with_secret], NetworkMode::Bridge);
-        assert!(validate(&a).is_err_and(|e| e.contains("secrets")));
+        assert!(validate(&a).is_ok());
         let bad_mount = ContainerDefinition {
             mount_points: Some(vec![MountPoint {
                 source_volume: Some("nope".into()),
@@ -840,9 +863,50 @@ mod tests {
             ..Default::default()
         };
         let a = assignment(vec![def.clone()], NetworkMode::Host);
-        let s = container_spec(&a, &def, &id(), &TaskPlacement::default());
+        let s = container_spec(&a, &def, &id(), &TaskPlacement::default(), None);
         assert_eq!(s.network_mode, "host");
         assert!(s.ports.is_empty());
         assert_eq!(s.exposed_ports.len(), 1);
+    }
+
+    #[test]
+    fn secrets_become_environment_and_log_options() {
+        use flotilla_model::shapes::{KeyValuePair, LogConfiguration, LogDriver};
+        use flotilla_protocol::{SecretPair, SecretText};
+        let def = ContainerDefinition {
+            name: Some("app".into()),
+            image: Some("x".into()),
+            environment: Some(vec![KeyValuePair {
+                name: Some("PW".into()),
+                value: Some("plain".into()),
+            }]),
+            log_configuration: Some(LogConfiguration {
+                log_driver: LogDriver::Splunk,
+                options: Some([("splunk-url".to_string(), "u".to_string())].into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let a = assignment(vec![def.clone()], NetworkMode::Bridge);
+        let pair = |n: &str, v: &str| SecretPair {
+            name: n.into(),
+            value: SecretText(v.into()),
+        };
+        let secrets = ContainerSecrets {
+            name: "app".into(),
+            environment: vec![pair("PW", "s3cret"), pair("TOKEN", "t0k")],
+            log_options: vec![pair("splunk-token", "lt")],
+        };
+        let s = container_spec(&a, &def, &id(), &TaskPlacement::default(), Some(&secrets));
+        assert!(
+            s.env.contains(&"PW=s3cret".to_string()),
+            "{:?}",
+            s.env.len()
+        );
+        assert!(!s.env.contains(&"PW=plain".to_string()));
+        assert!(s.env.contains(&"TOKEN=t0k".to_string()));
+        let (_, options) = s.log_driver.unwrap();
+        assert_eq!(options.get("splunk-token").map(String::as_str), Some("lt"));
+        assert_eq!(options.get("splunk-url").map(String::as_str), Some("u"));
     }
 }

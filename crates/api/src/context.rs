@@ -10,8 +10,12 @@ use crate::metrics::Metrics;
 use flotilla_controllers::{
     AgentTimings, Clock, Controllers, FargateConfig, Plane, Role, Supervisor,
 };
+use flotilla_edge::json::AwsJson;
+use flotilla_edge::Service;
 use flotilla_model::arn::ArnContext;
+use flotilla_secretsmanager::SecretsManager;
 use flotilla_sigv4::{Caller, Credential};
+use flotilla_ssm::Ssm;
 use flotilla_store::{Election, Fence, Store, Topology};
 use std::sync::{Arc, Mutex};
 
@@ -37,6 +41,19 @@ pub struct Api {
     topology: Option<Arc<dyn Topology>>,
     replica: Option<crate::admin::ReplicaInfo>,
     controllers: Mutex<Option<Background>>,
+    /// The services served beside ECS on the same endpoint ([`Api::with_service`]).
+    services: Vec<Arc<dyn Service>>,
+    /// Secrets Manager and Parameter Store, for the `secrets` of tasks ([`Api::with_secrets`]).
+    secrets: Option<SecretStores>,
+}
+
+/// The services a task's `secrets` are read from.
+#[derive(Clone)]
+pub struct SecretStores {
+    /// Secrets Manager.
+    pub secrets_manager: Arc<SecretsManager>,
+    /// SSM Parameter Store.
+    pub parameters: Arc<Ssm>,
 }
 
 /// How the controllers run.
@@ -67,7 +84,53 @@ impl Api {
             topology: None,
             replica: None,
             controllers: Mutex::new(None),
+            services: Vec::new(),
+            secrets: None,
         }
+    }
+
+    /// Builder: serves Secrets Manager and SSM Parameter Store beside ECS, on this API's store
+    /// (their own key prefixes), region and account, their values sealed with `key`; tasks'
+    /// `secrets` are read from them.
+    pub fn with_secrets(mut self, key: flotilla_seal::Key) -> Self {
+        let arns = &self.config.arns;
+        let sm = Arc::new(SecretsManager::new(
+            self.plane.store.clone(),
+            key.clone(),
+            arns.region.clone(),
+            arns.account.clone(),
+        ));
+        let ssm = Arc::new(Ssm::new(
+            self.plane.store.clone(),
+            key,
+            arns.region.clone(),
+            arns.account.clone(),
+        ));
+        self.services.push(Arc::new(AwsJson(sm.clone())));
+        self.services.push(Arc::new(AwsJson(ssm.clone())));
+        self.secrets = Some(SecretStores {
+            secrets_manager: sm,
+            parameters: ssm,
+        });
+        self
+    }
+
+    /// Secrets Manager and Parameter Store, when served.
+    pub fn secret_stores(&self) -> Option<&SecretStores> {
+        self.secrets.as_ref()
+    }
+
+    /// Builder: serves `service` beside ECS on the same endpoint, routed by its marker
+    /// (`X-Amz-Target` prefix) and its SigV4 signing name ([`crate::routing`]). This is the
+    /// one place a new AWS service plugs in.
+    pub fn with_service(mut self, service: Arc<dyn Service>) -> Self {
+        self.services.push(service);
+        self
+    }
+
+    /// The services served beside ECS.
+    pub fn services(&self) -> &[Arc<dyn Service>] {
+        &self.services
     }
 
     /// Builder: run the controllers only while this replica wins `election` (see

@@ -18,6 +18,8 @@ pub mod health;
 pub mod metrics;
 pub mod ops;
 pub mod paginate;
+pub mod routing;
+pub mod secrets;
 pub mod server;
 pub mod session;
 pub mod shared;

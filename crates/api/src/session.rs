@@ -14,6 +14,8 @@
 //! 4. it applies each `TaskState` report to its task record ([`flotilla_control::tasks::apply_report`],
 //!    releasing the task's reservation in the same transaction when it reaches STOPPED), then
 //!    answers `Ack`; `Usage` samples are kept in memory ([`flotilla_controllers::agents::Agents`]);
+//!    `GetSecrets` is answered with the task's secrets, read then and sent on this session only
+//!    ([`crate::secrets`]);
 //! 5. as it hears the agent it puts the beat again, at most once per 3/4 heartbeat interval
 //!    (agents heartbeat once per interval), and sets `agentConnected` back to true if the
 //!    record says false while the session is alive (a disconnect written by a replica the
@@ -340,6 +342,13 @@ async fn session_loop(
                             }
                         }
                         Ok(AgentMessage::Usage { samples }) => api.agents.record_usage(samples),
+                        Ok(AgentMessage::GetSecrets { request_id, task_arn }) => {
+                            let outcome = crate::secrets::for_agent(api, cluster, id, &task_arn).await;
+                            let msg = ServerMessage::Secrets { request_id, task_arn, outcome };
+                            if let Err(e) = send(&mut tx, &msg).await {
+                                return e.into();
+                            }
+                        }
                         Err(e) => tracing::warn!(error = %e, "undecodable agent message ignored"),
                     },
                     Message::Close(Some(f)) if f.code == flotilla_protocol::MOVING_CLOSE_CODE => return SessionEnd::Moving,

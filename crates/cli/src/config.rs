@@ -3,6 +3,11 @@
 //! Credential sources, in order: `--config FILE` `[[credentials]]` (server), the environment
 //! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), and for `dev` only a key
 //! pair generated once and kept in `DATA_DIR/credentials` (AWS shared-credentials format).
+//!
+//! The secrets key (what seals Secrets Manager and SecureString values at rest,
+//! [`flotilla_seal::Key`]): `--secrets-key-file`, else `[secrets] key_file` in `--config`, else,
+//! on the embedded store only, `DATA_DIR/secrets.key`, generated once with mode 0600. On etcd
+//! every replica must have the same key, so a server on etcd without one refuses to start.
 
 use crate::CommonArgs;
 use anyhow::{bail, Context};
@@ -31,6 +36,8 @@ pub struct ServerConfig {
     pub timings: flotilla_api::AgentTimings,
     /// The managed task network and the Spot warning.
     pub fargate: flotilla_api::FargateConfig,
+    /// The key that seals secret values at rest.
+    pub secrets_key: flotilla_seal::Key,
     /// The leader election's lease (etcd only).
     pub election: flotilla_store::etcd::ElectionOptions,
 }
@@ -45,6 +52,46 @@ fn election(common: &CommonArgs) -> anyhow::Result<flotilla_store::etcd::Electio
     Ok(flotilla_store::etcd::ElectionOptions {
         ttl: std::time::Duration::from_secs(common.leader_lease_seconds),
     })
+}
+
+/// The name of the generated key file in the data directory.
+pub const SECRETS_KEY_FILE: &str = "secrets.key";
+
+/// The secrets key: from `given` (the flag or the config file), else generated once into the
+/// data directory on an embedded store; an etcd store needs one given.
+fn secrets_key(
+    given: Option<&Path>,
+    store: &flotilla_store::StoreUrl,
+    data_dir: &Path,
+) -> anyhow::Result<flotilla_seal::Key> {
+    let read = |path: &Path| -> anyhow::Result<flotilla_seal::Key> {
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the secrets key {}", path.display()))?,
+        );
+        flotilla_seal::Key::parse(&text)
+            .with_context(|| format!("reading the secrets key {}", path.display()))
+    };
+    if let Some(path) = given {
+        return read(path);
+    }
+    if matches!(store, flotilla_store::StoreUrl::Etcd(_)) {
+        bail!(
+            "on an etcd store every replica must seal secrets with the same key: generate one \
+             (head -c 32 /dev/urandom | base64 > secrets.key; chmod 600 secrets.key) and give it \
+             to every replica with --secrets-key-file (or [secrets] key_file in --config)"
+        );
+    }
+    let path = data_dir.join(SECRETS_KEY_FILE);
+    if path.exists() {
+        return read(&path);
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let key = flotilla_seal::Key::from_bytes(rand::random());
+    write_private(&path, &key.to_file_text())?;
+    tracing::info!(path = %path.display(), key_id = %key.id(), "generated the secrets key");
+    Ok(key)
 }
 
 fn fargate(common: &CommonArgs) -> anyhow::Result<flotilla_api::FargateConfig> {
@@ -90,6 +137,14 @@ struct FileConfig {
     account: Option<String>,
     #[serde(default)]
     credentials: Vec<FileCredential>,
+    secrets: Option<FileSecrets>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSecrets {
+    /// The secrets key file (see `--secrets-key-file`).
+    key_file: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,10 +240,18 @@ pub fn server_config(common: &CommonArgs, file: Option<&Path>) -> anyhow::Result
         );
     }
     let region = region(common, fc.region.as_deref());
+    let data_dir = common.data_dir.clone().unwrap_or_else(default_data_dir);
+    let store = store_url(common);
+    let key_file = common
+        .secrets_key_file
+        .clone()
+        .or(fc.secrets.map(|s| s.key_file));
+    let secrets_key = secrets_key(key_file.as_deref(), &store, &data_dir)?;
     Ok(ServerConfig {
         listen: common.listen,
-        data_dir: common.data_dir.clone().unwrap_or_else(default_data_dir),
-        store: store_url(common),
+        data_dir,
+        store,
+        secrets_key,
         api: ApiConfig {
             arns: ArnContext { region, account },
             credentials,
@@ -267,9 +330,12 @@ pub fn dev_config(common: &CommonArgs) -> anyhow::Result<ServerConfig> {
             }
         }
     };
+    let store = store_url(common);
+    let secrets_key = secrets_key(common.secrets_key_file.as_deref(), &store, &data_dir)?;
     Ok(ServerConfig {
         listen: common.listen,
-        store: store_url(common),
+        store,
+        secrets_key,
         data_dir,
         api: ApiConfig {
             arns: ArnContext { region, account },

@@ -132,6 +132,13 @@ pub struct CommonArgs {
     /// Docker network `flotilla-awsvpc` with it). Pick a range no host network uses.
     #[arg(long, default_value = flotilla_api::fargate::DEFAULT_TASK_NETWORK)]
     task_network: String,
+    /// The key that seals Secrets Manager secrets and SecureString parameters at rest: 32
+    /// random bytes as base64 on one line (`head -c 32 /dev/urandom | base64 > secrets.key;
+    /// chmod 600 secrets.key`). Without it the embedded store uses DATA_DIR/secrets.key,
+    /// generated once (mode 0600); with --store etcd://... it is required, and every replica
+    /// must be given the same key. Also `[secrets] key_file` in --config.
+    #[arg(long)]
+    secrets_key_file: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]

@@ -50,7 +50,8 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
             .with_fargate(cfg.fargate.clone())
             .with_replica_id(id.clone())
             .with_election(election)
-            .with_replica(topology, me),
+            .with_replica(topology, me)
+            .with_secrets(cfg.secrets_key.clone()),
     );
     tracing::info!(%addr, store = %cfg.store, region = %cfg.api.arns.region, account = %cfg.api.arns.account, "serving the ECS API");
     for line in &cfg.banner {

@@ -18,6 +18,7 @@ pub mod clusters;
 pub mod instances;
 pub mod keys;
 pub mod launch;
+pub mod secrets;
 pub mod service_scheduler;
 pub mod services;
 pub mod tags;

@@ -150,6 +150,7 @@ pub fn validate_and_build(
     }
     let volume_names = check_volumes(req, task.fargate)?;
     let names = check_container_names(containers)?;
+    check_execution_role(req)?;
     let mut essential = 0;
     let mut container_memory_sum: u64 = 0;
     let mut host_ports = HashSet::new();
@@ -187,6 +188,34 @@ fn check_family(family: &str) -> Result<(), EcsError> {
         return Err(client(format!(
             "Family '{family}' is not valid: up to 255 letters (uppercase and lowercase), numbers, underscores, and hyphens are allowed."
         )));
+    }
+    Ok(())
+}
+
+/// ECS reads a task's secrets with its execution role: a container with `secrets` (even an
+/// empty list) or `logConfiguration.secretOptions` needs `executionRoleArn`.
+fn check_execution_role(req: &RegisterTaskDefinitionRequest) -> Result<(), EcsError> {
+    if req
+        .execution_role_arn
+        .as_deref()
+        .is_some_and(|r| !r.is_empty())
+    {
+        return Ok(());
+    }
+    for c in &req.container_definitions {
+        if c.secrets.is_some() {
+            return Err(client(
+                "When you are specifying container secrets, you must also specify a value for 'executionRoleArn'.".into(),
+            ));
+        }
+        if c.log_configuration
+            .as_ref()
+            .is_some_and(|l| l.secret_options.is_some())
+        {
+            return Err(client(
+                "When you are specifying log configuration secret options, you must also specify a value for 'executionRoleArn'.".into(),
+            ));
+        }
     }
     Ok(())
 }

@@ -15,7 +15,11 @@
 //!   server never moves a task's `lastStatus` backwards;
 //! - the agent sends [`AgentMessage::Heartbeat`] every `heartbeat_interval_ms`; a session silent
 //!   for [`MISSED_HEARTBEATS`] intervals is gone and the instance shows `agentConnected: false`;
-//! - the agent samples usage ([`AgentMessage::Usage`]); the server keeps the latest per task.
+//! - the agent samples usage ([`AgentMessage::Usage`]); the server keeps the latest per task;
+//! - the agent asks for a task's secrets when it is about to create its containers
+//!   ([`AgentMessage::GetSecrets`]); the server reads them then and answers on this session
+//!   only ([`ServerMessage::Secrets`]): the values are never stored, neither in the control
+//!   plane's store nor in the agent's data directory, and print as `***` in `Debug`.
 //!
 //! Messages are JSON text frames, tagged by `"type"`.
 //!
@@ -103,6 +107,67 @@ pub enum ServerMessage {
         /// Highest applied `TaskStateReport::seq`.
         seq: u64,
     },
+    /// The answer to [`AgentMessage::GetSecrets`]: the task's secrets, read when asked and sent
+    /// only on the session of the instance that runs the task; never stored.
+    Secrets {
+        /// The request's id.
+        request_id: u64,
+        /// The task.
+        task_arn: String,
+        /// The values, or why they could not be read.
+        outcome: SecretsOutcome,
+    },
+}
+
+/// A task's secrets, or why they could not be read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome")]
+pub enum SecretsOutcome {
+    /// Every secret of every container, read.
+    Resolved {
+        /// Per container that has secrets.
+        containers: Vec<ContainerSecrets>,
+    },
+    /// One could not be read: the task stops with `ResourceInitializationError: <reason>`.
+    Failed {
+        /// The reason, naming the secret (never holding a value).
+        reason: String,
+    },
+}
+
+/// One container's secrets: its `secrets` as environment variables, its log configuration's
+/// `secretOptions` as log driver options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerSecrets {
+    /// The container's name.
+    pub name: String,
+    /// `secrets`: variable name and value.
+    #[serde(default)]
+    pub environment: Vec<SecretPair>,
+    /// `logConfiguration.secretOptions`: option name and value.
+    #[serde(default)]
+    pub log_options: Vec<SecretPair>,
+}
+
+/// A name and a secret value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretPair {
+    /// The variable or option name.
+    pub name: String,
+    /// The value.
+    pub value: SecretText,
+}
+
+/// A secret value in clear, only in memory and on the wire of one session. `Debug` prints
+/// `***`, so a logged message never shows it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretText(pub String);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 /// Agent -> server.
@@ -120,6 +185,14 @@ pub enum AgentMessage {
     Usage {
         /// One sample per task.
         samples: Vec<TaskUsage>,
+    },
+    /// The secrets of a task this instance runs, needed to create its containers; answered by
+    /// [`ServerMessage::Secrets`] on this session only.
+    GetSecrets {
+        /// Chosen by the agent, repeated in the answer.
+        request_id: u64,
+        /// The task.
+        task_arn: String,
     },
 }
 
@@ -327,5 +400,27 @@ mod tests {
         let text = encode(&r).unwrap();
         assert!(text.contains(r#""last_status":"RUNNING""#), "{text}");
         assert_eq!(decode::<AgentMessage>(&text).unwrap(), r);
+    }
+
+    #[test]
+    fn secret_values_travel_but_never_print() {
+        let m = ServerMessage::Secrets {
+            request_id: 4,
+            task_arn: "t".into(),
+            outcome: SecretsOutcome::Resolved {
+                containers: vec![ContainerSecrets {
+                    name: "app".into(),
+                    environment: vec![SecretPair {
+                        name: "PW".into(),
+                        value: SecretText("hunter2".into()),
+                    }],
+                    log_options: vec![],
+                }],
+            },
+        };
+        let text = encode(&m).unwrap();
+        assert!(text.contains(r#""value":"hunter2""#), "{text}");
+        assert_eq!(decode::<ServerMessage>(&text).unwrap(), m);
+        assert!(!format!("{m:?}").contains("hunter2"));
     }
 }

@@ -44,7 +44,6 @@ pub fn check(
             return Err(format!("container {name:?}: name and image are required"));
         }
         let unsupported = [
-            (d.secrets.is_some(), "secrets"),
             (d.environment_files.is_some(), "environmentFiles"),
             (d.repository_credentials.is_some(), "repositoryCredentials"),
             (d.firelens_configuration.is_some(), "firelensConfiguration"),
@@ -57,11 +56,9 @@ pub fn check(
             ),
         ];
         if let Some(l) = &d.log_configuration {
-            if matches!(l.log_driver, LogDriver::Awslogs | LogDriver::Awsfirelens)
-                || l.secret_options.is_some()
-            {
+            if matches!(l.log_driver, LogDriver::Awslogs | LogDriver::Awsfirelens) {
                 return Err(format!(
-                    "container {name}: log driver {} (or secretOptions) is not supported by this agent; use json-file, syslog, journald, gelf, fluentd or splunk",
+                    "container {name}: log driver {} is not supported by this agent; use json-file, syslog, journald, gelf, fluentd or splunk",
                     l.log_driver
                 ));
             }

@@ -60,6 +60,7 @@
 
 use async_trait::async_trait;
 
+pub mod cas;
 pub mod election;
 pub mod etcd;
 pub mod memory;

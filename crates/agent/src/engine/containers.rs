@@ -57,11 +57,17 @@ impl TaskOwner {
             {
                 continue;
             }
+            let secrets = self
+                .secrets
+                .iter()
+                .flatten()
+                .find(|s| s.name == self.ctrs[i].name);
             let spec = spec::container_spec(
                 self.assignment(),
                 &self.ctrs[i].def,
                 &self.inner.identity,
                 &placement,
+                secrets,
             );
             let name = self.ctrs[i].name.clone();
             let created = match rt.create(&spec).await {

@@ -153,6 +153,8 @@ struct Inner {
     identity: Identity,
     seq: AtomicU64,
     reports: mpsc::UnboundedSender<TaskStateReport>,
+    /// Where owners ask for their task's secrets (the session answers: [`Engine::secret_requests`]).
+    secrets: mpsc::UnboundedSender<SecretsRequest>,
     /// Every task the engine knows.
     tasks: TaskRegistry,
     pulled: Mutex<BTreeMap<String, f64>>,
@@ -181,6 +183,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// would); [`Engine::start`] on the same data directory picks them up again.
 pub struct Engine {
     inner: Arc<Inner>,
+    secret_requests: Mutex<Option<mpsc::UnboundedReceiver<SecretsRequest>>>,
+}
+
+/// An owner asking for its task's secrets, just before it creates the task's containers. The
+/// session sends it to the server and the answer back; the values live only in the owner's
+/// memory and the containers' environment, never in the data directory.
+#[derive(Debug)]
+pub struct SecretsRequest {
+    /// The task.
+    pub task_arn: String,
+    /// Where the answer goes (dropped when the session cannot ask: the owner asks again).
+    pub reply: tokio::sync::oneshot::Sender<flotilla_protocol::SecretsOutcome>,
 }
 
 impl Drop for Engine {
@@ -198,6 +212,7 @@ impl Engine {
     ) -> Result<(Engine, mpsc::UnboundedReceiver<TaskStateReport>), EngineError> {
         let data = DataDir::open(&cfg.data_dir)?;
         let (tx, rx) = mpsc::unbounded_channel();
+        let (secrets_tx, secrets_rx) = mpsc::unbounded_channel();
         let micros = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
@@ -233,6 +248,7 @@ impl Engine {
             // Seq grows across restarts: it starts at the clock in microseconds.
             seq: AtomicU64::new(micros),
             reports: tx,
+            secrets: secrets_tx,
             tasks: TaskRegistry::default(),
             cpu_prev: Mutex::new(HashMap::new()),
             cfg,
@@ -256,7 +272,19 @@ impl Engine {
             warn!(task = %arn, "containers without saved task state; waiting for the server");
             inner.tasks.add_orphans(arn, cs);
         }
-        Ok((Engine { inner }, rx))
+        Ok((
+            Engine {
+                inner,
+                secret_requests: Mutex::new(Some(secrets_rx)),
+            },
+            rx,
+        ))
+    }
+
+    /// The owners' requests for secrets, for the session to answer (once: later calls get
+    /// `None`).
+    pub fn secret_requests(&self) -> Option<mpsc::UnboundedReceiver<SecretsRequest>> {
+        lock(&self.secret_requests).take()
     }
 
     /// Applies desired state from the server. With `full`, a running task that is not listed

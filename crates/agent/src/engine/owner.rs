@@ -20,8 +20,8 @@ use crate::{lifecycle, spec};
 use flotilla_model::shapes::{HealthStatus, TaskStopCode};
 use flotilla_model::status::{ContainerStatus, TaskStatus};
 use flotilla_protocol::{
-    labels, ContainerStateReport, DesiredStatus, TaskAssignment, TaskStateReport,
-    PAUSE_CONTAINER_NAME,
+    labels, ContainerSecrets, ContainerStateReport, DesiredStatus, SecretsOutcome, TaskAssignment,
+    TaskStateReport, PAUSE_CONTAINER_NAME,
 };
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -49,7 +49,14 @@ pub(super) struct TaskOwner {
     pub(super) images_ready: bool,
     /// A stop signal was delivered (or nothing was left to signal).
     pub(super) signalled: bool,
+    /// The task's secrets, once read for creating its containers: in memory only, never
+    /// persisted.
+    pub(super) secrets: Option<Vec<ContainerSecrets>>,
 }
+
+/// How long an owner waits for its secrets before it looks at its task again (the session may
+/// be reconnecting); it asks again on its next step.
+const SECRETS_WAIT: Duration = Duration::from_secs(10);
 
 impl TaskOwner {
     pub(super) fn new(
@@ -141,6 +148,7 @@ impl TaskOwner {
             pause_ok: false,
             images_ready: false,
             signalled: false,
+            secrets: None,
         }
     }
 
@@ -270,7 +278,7 @@ impl TaskOwner {
                 }
                 if self.phase == Phase::Activating {
                     self.set_status(TaskStatus::Pending);
-                    if self.pull_images().await {
+                    if self.secrets_ready().await && self.pull_images().await {
                         self.images_ready = true;
                         self.set_status(TaskStatus::Activating);
                         self.create_containers().await;
@@ -279,7 +287,7 @@ impl TaskOwner {
             } else {
                 self.status = lifecycle::advance(self.status, TaskStatus::Activating);
                 self.report();
-                if self.pull_images().await {
+                if self.secrets_ready().await && self.pull_images().await {
                     self.create_containers().await;
                 }
             }
@@ -342,6 +350,45 @@ impl TaskOwner {
             .filter_map(|c| c.runtime_id.clone())
             .collect();
         lock(&self.shared).running_ids = running;
+    }
+
+    /// Whether the task's secrets are at hand (or it has none): asks the server through the
+    /// session the first time; a reason from the server fails the task
+    /// (`ResourceInitializationError`); no answer yet (no session) is asked again next step.
+    pub(super) async fn secrets_ready(&mut self) -> bool {
+        let wanted = self.ctrs.iter().any(|c| {
+            c.def.secrets.is_some()
+                || c.def
+                    .log_configuration
+                    .as_ref()
+                    .is_some_and(|l| l.secret_options.is_some())
+        });
+        if !wanted || self.secrets.is_some() {
+            return true;
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = super::SecretsRequest {
+            task_arn: self.assignment().task_arn.clone(),
+            reply,
+        };
+        if self.inner.secrets.send(request).is_err() {
+            return false;
+        }
+        match tokio::time::timeout(SECRETS_WAIT, answer).await {
+            Ok(Ok(SecretsOutcome::Resolved { containers })) => {
+                debug!(containers = containers.len(), "secrets received");
+                self.secrets = Some(containers);
+                true
+            }
+            Ok(Ok(SecretsOutcome::Failed { reason })) => {
+                self.fail_start(None, TaskFailure::Secrets(reason));
+                false
+            }
+            Ok(Err(_)) | Err(_) => {
+                debug!("the task's secrets are not available yet; asking again");
+                false
+            }
+        }
     }
 
     /// The containers seen running.
