@@ -15,7 +15,13 @@
 //!   server never moves a task's `lastStatus` backwards;
 //! - the agent sends [`AgentMessage::Heartbeat`] every `heartbeat_interval_ms`; a session silent
 //!   for [`MISSED_HEARTBEATS`] intervals is gone and the instance shows `agentConnected: false`;
-//! - the agent samples usage ([`AgentMessage::Usage`]); the server keeps the latest per task.
+//! - the agent samples usage ([`AgentMessage::Usage`]); the server keeps the latest per task;
+//! - logs: the events of a container's `awslogs` stream stay on its host, so the server asks
+//!   the agent for them ([`ServerMessage::Log`], a [`flotilla_logs::query::LogRequest`] with an
+//!   id, answered by [`AgentMessage::Log`] with the same id), and tells it the log groups that
+//!   exist with their retention ([`ServerMessage::LogGroups`], the whole list on connect and
+//!   after every change: the agent drops what a retention expired and the streams of deleted
+//!   groups).
 //!
 //! Messages are JSON text frames, tagged by `"type"`.
 //!
@@ -99,6 +105,23 @@ pub enum ServerMessage {
         /// Highest applied `TaskStateReport::seq`.
         seq: u64,
     },
+    /// A read (or stats) of log streams this host keeps; answered by [`AgentMessage::Log`]
+    /// with the same `id`.
+    Log {
+        /// Chosen by the server, unique within the session.
+        id: u64,
+        /// What to do.
+        request: flotilla_logs::query::LogRequest,
+    },
+    /// Every log group that exists, as listed at store revision `revision` (level-triggered:
+    /// the whole list each time).
+    LogGroups {
+        /// The store revision of the list: a stream of a group generation at or before it whose
+        /// group is not listed belongs to a deleted group.
+        revision: u64,
+        /// The groups.
+        groups: Vec<flotilla_logs::query::GroupState>,
+    },
 }
 
 /// Agent -> server.
@@ -116,6 +139,13 @@ pub enum AgentMessage {
     Usage {
         /// One sample per task.
         samples: Vec<TaskUsage>,
+    },
+    /// The answer to [`ServerMessage::Log`].
+    Log {
+        /// The request's id.
+        id: u64,
+        /// The answer, or why the agent could not read its store.
+        result: Result<flotilla_logs::query::LogResponse, String>,
     },
 }
 
