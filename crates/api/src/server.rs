@@ -137,6 +137,11 @@ async fn handle(
         .unwrap_or("unknown")
         .to_string();
     let span = tracing::info_span!("request", request_id = %request_id, operation = %op_name);
+    if let Some(op) = target.strip_prefix(flotilla_logs::TARGET_PREFIX) {
+        return logs_request(&api, &request_id, method, uri, headers, body, op)
+            .instrument(span)
+            .await;
+    }
     let result = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(body) => {
             serve(&api, &method, &uri, &headers, &body, &target)
@@ -171,6 +176,44 @@ async fn handle(
                 }
             });
             respond(&request_id, status, error_body(&e))
+        }
+    }
+}
+
+/// A CloudWatch Logs request (`crate::logs::serve_http`), answered with Logs' error shape.
+async fn logs_request(
+    api: &Api,
+    request_id: &str,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+    op: &str,
+) -> Response {
+    let started = Instant::now();
+    let result = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(body) => crate::logs::serve_http(api, &method, &uri, &headers, &body, op).await,
+        Err(_) => Err(flotilla_logs::LogsError::invalid(format!(
+            "The request body is larger than {MAX_BODY_BYTES} bytes or could not be read."
+        ))),
+    };
+    let metric_op = if flotilla_logs::Operation::from_name(op).is_some() {
+        format!("logs:{op}")
+    } else {
+        "logs:unknown".to_string()
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    match result {
+        Ok(v) => {
+            api.metrics.observe(&metric_op, "ok", elapsed);
+            respond(request_id, StatusCode::OK, v)
+        }
+        Err(e) => {
+            api.metrics.observe(&metric_op, e.code.as_str(), elapsed);
+            tracing::info!(error = %e, "request rejected");
+            let status =
+                StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+            respond(request_id, status, e.body())
         }
     }
 }

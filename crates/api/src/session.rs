@@ -158,6 +158,9 @@ async fn run(api: Arc<Api>, socket: WebSocket, cluster: String, id: String) {
         tracing::info!("agent session opened");
         let reason = session_loop(&api, socket, &cluster, &id, &key, sid).await;
         tracing::info!(reason = %reason, "agent session ended");
+        if let Some(logs) = api.agent_logs() {
+            logs.unregister(&key, sid);
+        }
         if api.agents.close(&key, sid) {
             let no_session = || !api.agents.has_session(&key);
             // Unfenced: every replica serves agent sessions, leader or not.
@@ -251,6 +254,13 @@ async fn session_loop(
     if let Err(e) = send(&mut tx, &welcome).await {
         return e;
     }
+    // Reads of this host's log streams, and the log groups, go through the session too.
+    let mut logs = crate::logs::SessionLogs::open(
+        api.store.clone(),
+        api.agent_logs().map(|a| a.as_ref()),
+        key,
+        sid,
+    );
     let mut sent: HashMap<String, u64> = HashMap::new();
     let mut watch = None;
     let limit = api.timings.silence_limit();
@@ -306,6 +316,7 @@ async fn session_loop(
                             }
                         }
                         Ok(AgentMessage::Usage { samples }) => api.agents.record_usage(samples),
+                        Ok(AgentMessage::Log { id, result }) => logs.answer(id, result),
                         Err(e) => tracing::warn!(error = %e, "undecodable agent message ignored"),
                     },
                     Message::Close(_) => return "closed by the agent".into(),
@@ -337,6 +348,11 @@ async fn session_loop(
                 }
                 None => resync = true,
             },
+            msg = logs.next() => {
+                if let Err(e) = send(&mut tx, &msg).await {
+                    return e;
+                }
+            }
             _ = tick.tick() => {
                 if last_heard.elapsed() > limit {
                     return "no heartbeat".into();
