@@ -10,6 +10,7 @@ use crate::metrics::Metrics;
 use flotilla_controllers::{
     AgentTimings, Clock, Controllers, FargateConfig, Plane, Role, Supervisor,
 };
+use flotilla_edge::Service;
 use flotilla_model::arn::ArnContext;
 use flotilla_sigv4::{Caller, Credential};
 use flotilla_store::{Election, Fence, Store, Topology};
@@ -41,6 +42,8 @@ pub struct Api {
         Arc<flotilla_logs_service::Logs>,
         Arc<crate::logs::AgentLogs>,
     )>,
+    /// The services served beside ECS on the same endpoint ([`Api::with_service`]).
+    services: Vec<Arc<dyn Service>>,
 }
 
 /// How the controllers run.
@@ -72,7 +75,21 @@ impl Api {
             replica: None,
             controllers: Mutex::new(None),
             logs: None,
+            services: Vec::new(),
         }
+    }
+
+    /// Builder: serves `service` beside ECS on the same endpoint, routed by its marker
+    /// (`X-Amz-Target` prefix) and its SigV4 signing name ([`crate::routing`]). This is the
+    /// one place a new AWS service plugs in.
+    pub fn with_service(mut self, service: Arc<dyn Service>) -> Self {
+        self.services.push(service);
+        self
+    }
+
+    /// The services served beside ECS.
+    pub fn services(&self) -> &[Arc<dyn Service>] {
+        &self.services
     }
 
     /// Builder: run the controllers only while this replica wins `election` (see

@@ -19,6 +19,7 @@ pub mod logs;
 pub mod metrics;
 pub mod ops;
 pub mod paginate;
+pub mod routing;
 pub mod server;
 pub mod session;
 pub mod shared;

@@ -2,20 +2,27 @@
 //! `GET /readyz` (the store answers, [`crate::health`]), and
 //! the agent session WebSocket at `flotilla_protocol::SESSION_PATH` (see [`crate::session`]).
 //!
-//! For every API request it assigns the `x-amzn-RequestId`, verifies the SigV4 signature, reads
-//! the body as JSON (an empty body is `{}`), dispatches on `X-Amz-Target`, and writes either the
-//! operation's output with status 200 or `{"__type", "message"}` with the error's status. It
-//! records one metric sample and one tracing span per request. Flotilla's own operations (not
-//! ECS's; `X-Amz-Target: FlotillaAdmin.*`, see [`crate::admin::admin`]) go the same way.
+//! For every API request it assigns the `x-amzn-RequestId`, routes it to its service
+//! ([`crate::routing`]: ECS, or a service registered with [`Api::with_service`], by the
+//! `X-Amz-Target` prefix and the SigV4 scope's service name), verifies the SigV4 signature and
+//! that its scope names that service, and answers in that service's shape. For ECS it reads
+//! the body as JSON (an empty body is `{}`), dispatches on `X-Amz-Target`, and writes either
+//! the operation's output with status 200 or `{"__type", "message"}` with the error's status;
+//! another service gets a [`flotilla_edge::Call`] and its [`flotilla_edge::Reply`] is sent as
+//! is. It records one metric sample and one tracing span per request. Flotilla's own
+//! operations (not ECS's; `X-Amz-Target: FlotillaAdmin.*`, see [`crate::admin::admin`]) go the
+//! ECS way.
 
 use crate::context::{Api, Ctx};
 use crate::ops;
+use crate::routing::{self, Route};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
+use flotilla_edge::{Call, EdgeError, Outcome, Reply, Service};
 use flotilla_model::{EcsError, ErrorCode, Operation};
 use flotilla_sigv4 as sigv4;
 use flotilla_sigv4::target::JSON_CONTENT_TYPE as CONTENT_TYPE;
@@ -77,6 +84,17 @@ pub fn authenticate(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<sigv4::Caller, EcsError> {
+    authenticate_caller(api, method, uri, headers, body).map_err(auth_error)
+}
+
+/// [`authenticate`], with the failure as [`sigv4::AuthError`] (each service renders it).
+fn authenticate_caller(
+    api: &Api,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<sigv4::Caller, sigv4::AuthError> {
     let pairs: Vec<(String, String)> = headers
         .iter()
         .map(|(k, v)| {
@@ -96,7 +114,6 @@ pub fn authenticate(
         api.clock.now() as i64,
         |akid| creds.iter().find(|c| c.access_key_id == akid),
     )
-    .map_err(auth_error)
 }
 
 /// The ECS error an authentication failure is answered with (AWS's code and wording).
@@ -132,16 +149,29 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let scope = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(sigv4::scope_service);
+    if let Route::Service(service) = routing::route(api.services(), &target, scope) {
+        return handle_service(
+            &api,
+            service.as_ref(),
+            request_id,
+            started,
+            method,
+            uri,
+            headers,
+            body,
+            &target,
+        )
+        .await;
+    }
     let op_name = target
         .strip_prefix(TARGET_PREFIX)
         .unwrap_or("unknown")
         .to_string();
     let span = tracing::info_span!("request", request_id = %request_id, operation = %op_name);
-    if let Some(op) = target.strip_prefix(flotilla_logs::TARGET_PREFIX) {
-        return logs_request(&api, &request_id, method, uri, headers, body, op)
-            .instrument(span)
-            .await;
-    }
     let result = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(body) => {
             serve(&api, &method, &uri, &headers, &body, &target)
@@ -180,44 +210,6 @@ async fn handle(
     }
 }
 
-/// A CloudWatch Logs request (`crate::logs::serve_http`), answered with Logs' error shape.
-async fn logs_request(
-    api: &Api,
-    request_id: &str,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-    op: &str,
-) -> Response {
-    let started = Instant::now();
-    let result = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(body) => crate::logs::serve_http(api, &method, &uri, &headers, &body, op).await,
-        Err(_) => Err(flotilla_logs::LogsError::invalid(format!(
-            "The request body is larger than {MAX_BODY_BYTES} bytes or could not be read."
-        ))),
-    };
-    let metric_op = if flotilla_logs::Operation::from_name(op).is_some() {
-        format!("logs:{op}")
-    } else {
-        "logs:unknown".to_string()
-    };
-    let elapsed = started.elapsed().as_secs_f64();
-    match result {
-        Ok(v) => {
-            api.metrics.observe(&metric_op, "ok", elapsed);
-            respond(request_id, StatusCode::OK, v)
-        }
-        Err(e) => {
-            api.metrics.observe(&metric_op, e.code.as_str(), elapsed);
-            tracing::info!(error = %e, "request rejected");
-            let status =
-                StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-            respond(request_id, status, e.body())
-        }
-    }
-}
-
 /// A request body as JSON; an empty one is `{}`.
 fn parse_body(body: &[u8]) -> Result<serde_json::Value, EcsError> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -237,6 +229,12 @@ async fn serve(
 ) -> Result<Vec<u8>, EcsError> {
     let now = api.clock.now();
     let caller = authenticate(api, method, uri, headers, body)?;
+    if let Some(expected) = routing::ecs_scope_mismatch(target, &caller.service) {
+        return Err(EcsError::new(
+            ErrorCode::InvalidSignatureException,
+            EdgeError::WrongScope { expected }.to_string(),
+        ));
+    }
     if method != Method::POST || uri.path() != "/" {
         return Err(EcsError::new(
             ErrorCode::UnknownOperationException,
@@ -284,4 +282,107 @@ async fn serve(
     let output = ops::dispatch(&ctx, op, input).await?;
     serde_json::to_vec(&output)
         .map_err(|e| EcsError::server(format!("could not encode the response: {e}")))
+}
+
+/// A request routed to a service behind the edge: read the body, verify the signature and its
+/// scope, hand the service the call, send its reply. Every refusal is the service's own
+/// ([`Service::reject`]).
+#[allow(clippy::too_many_arguments)] // One request's parts, passed on from the handler.
+async fn handle_service(
+    api: &Api,
+    service: &dyn Service,
+    request_id: String,
+    started: Instant,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+    target: &str,
+) -> Response {
+    let operation = routing::operation(service, target).unwrap_or("");
+    let metric_op = if service.has_operation(operation) {
+        format!("{}:{operation}", service.signing_name())
+    } else {
+        "unknown".to_string()
+    };
+    let span = tracing::info_span!("request", request_id = %request_id, operation = %metric_op);
+    let reply = async {
+        let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+            Ok(b) => b,
+            Err(_) => {
+                return service.reject(&EdgeError::BodyTooLarge {
+                    limit: MAX_BODY_BYTES,
+                })
+            }
+        };
+        let now = api.clock.now();
+        let caller = match authenticate_caller(api, &method, &uri, &headers, &body) {
+            Ok(c) => c,
+            Err(e) => return service.reject(&EdgeError::Auth(e)),
+        };
+        if method != Method::POST || uri.path() != "/" {
+            return service.reject(&EdgeError::NotPost {
+                method: method.to_string(),
+                path: uri.path().to_string(),
+            });
+        }
+        if routing::operation(service, target).is_some() {
+            if let Some(expected) = routing::scope_mismatch(service, &caller.service) {
+                return service.reject(&EdgeError::WrongScope { expected });
+            }
+        }
+        let Some(operation) = routing::operation(service, target) else {
+            return service.reject(&EdgeError::UnknownOperation {
+                target: target.to_string(),
+            });
+        };
+        service
+            .call(Call {
+                caller: &caller,
+                operation,
+                body: &body,
+                now,
+                request_id: &request_id,
+            })
+            .await
+    }
+    .instrument(span.clone())
+    .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let Reply {
+        status,
+        content_type,
+        body,
+        outcome,
+        error_message,
+    } = reply;
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    match &outcome {
+        Outcome::Ok => {
+            api.metrics.observe(&metric_op, "ok", elapsed);
+            span.in_scope(|| tracing::debug!(seconds = elapsed, "ok"));
+        }
+        Outcome::Error(kind) => {
+            api.metrics.observe(&metric_op, kind, elapsed);
+            let message = error_message.unwrap_or_default();
+            span.in_scope(|| {
+                if status.is_server_error() {
+                    tracing::error!(error = %kind, message = %message, "request failed");
+                } else {
+                    tracing::info!(error = %kind, message = %message, "request rejected");
+                }
+            });
+        }
+    }
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    resp
 }

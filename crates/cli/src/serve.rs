@@ -82,6 +82,9 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
             .with_replica_id(id.clone())
             .with_election(election)
             .with_replica(topology, me)
+            .with_service(Arc::new(flotilla_edge::json::AwsJson(
+                flotilla_logs_service::LogsApi(logs.clone()),
+            )))
             .with_logs(logs, agent_logs),
     );
     tracing::info!(%addr, store = %cfg.store, region = %cfg.api.arns.region, account = %cfg.api.arns.account, "serving the ECS API");

@@ -223,3 +223,46 @@ pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<Value, LogsError> {
     serde_json::to_value(v)
         .map_err(|e| LogsError::unavailable(format!("could not encode the response: {e}")))
 }
+
+/// The Logs service as the edge serves it: the AWS JSON protocol with `Logs_20140328` targets,
+/// signed for `logs` (`flotilla_edge::json::AwsJson(LogsApi(..))`).
+pub struct LogsApi(pub Arc<Logs>);
+
+#[async_trait::async_trait]
+impl flotilla_edge::json::JsonApi for LogsApi {
+    fn title(&self) -> &'static str {
+        "CloudWatch Logs"
+    }
+
+    fn signing_name(&self) -> &'static str {
+        flotilla_logs::SIGNING_NAME
+    }
+
+    fn target_prefix(&self) -> &'static str {
+        flotilla_logs::TARGET_PREFIX.trim_end_matches('.')
+    }
+
+    fn has_operation(&self, name: &str) -> bool {
+        flotilla_logs::Operation::from_name(name).is_some()
+    }
+
+    fn invalid_request(&self, message: String) -> flotilla_edge::json::JsonError {
+        json_error(LogsError::invalid(message))
+    }
+
+    async fn dispatch(
+        &self,
+        call: flotilla_edge::json::JsonCall<'_>,
+    ) -> Result<Value, flotilla_edge::json::JsonError> {
+        let now_ms = (call.now * 1000.0) as i64;
+        self.0
+            .dispatch(call.operation, call.input, now_ms)
+            .await
+            .map_err(json_error)
+    }
+}
+
+/// A Logs error on the wire.
+pub fn json_error(e: LogsError) -> flotilla_edge::json::JsonError {
+    flotilla_edge::json::JsonError::new(e.code.as_str(), e.code.http_status(), "message", e.message)
+}

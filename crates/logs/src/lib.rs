@@ -49,7 +49,7 @@ pub mod validate;
 
 pub use error::{LogsError, LogsErrorCode};
 
-/// The `X-Amz-Target` prefix of the Logs API (awsJson1_1).
+/// The `X-Amz-Target` prefix of the Logs API (awsJson1_1), with its dot.
 pub const TARGET_PREFIX: &str = "Logs_20140328.";
 /// The SigV4 signing name of the Logs API.
 pub const SIGNING_NAME: &str = "logs";

@@ -1,18 +1,19 @@
 //! Requests checked against the Logs model before a handler sees them
-//! (`flotilla_botocore::Validator`): a wrong JSON type is `SerializationException`, a missing
-//! required member or a value out of the model's range, length, pattern or enum is
-//! `InvalidParameterException`.
+//! (`flotilla_edge::json::validate::Model`): a wrong JSON type is `SerializationException`, a
+//! missing required member or a value out of the model's range, length, pattern or enum is
+//! `InvalidParameterException`, in AWS's words.
 
 use crate::error::LogsError;
-use flotilla_botocore::{InvalidKind, Validator};
+use flotilla_edge::json::validate::{Model, ViolationKind};
 use serde_json::Value;
 use std::sync::OnceLock;
 
 static MODEL_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/model.json"));
 
-fn validator() -> &'static Validator {
-    static V: OnceLock<Validator> = OnceLock::new();
-    V.get_or_init(|| Validator::new(MODEL_JSON))
+/// The Logs model, parsed once.
+pub fn model() -> Option<&'static Model> {
+    static M: OnceLock<Option<Model>> = OnceLock::new();
+    M.get_or_init(|| Model::parse(MODEL_JSON).ok()).as_ref()
 }
 
 /// Validates then deserializes a request into its generated type.
@@ -20,14 +21,15 @@ pub fn parse_input<T: serde::de::DeserializeOwned>(
     operation: &str,
     input: Value,
 ) -> Result<T, LogsError> {
-    validator()
-        .check_input(operation, &input)
-        .map_err(|e| match e.kind {
-            InvalidKind::Serialization => LogsError::serialization(e.message),
-            InvalidKind::Parameter => LogsError::invalid(e.message),
-        })?;
-    serde_json::from_value(input)
-        .map_err(|e| LogsError::serialization(format!("Could not read the request: {e}.")))
+    let Some(model) = model() else {
+        return Err(LogsError::unavailable("the Logs model could not be read"));
+    };
+    model
+        .parse_input(operation, input)
+        .map_err(|v| match v.kind {
+            ViolationKind::WrongType => LogsError::serialization(v.message()),
+            ViolationKind::Constraint => LogsError::invalid(v.message()),
+        })
 }
 
 #[cfg(test)]

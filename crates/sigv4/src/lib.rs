@@ -18,4 +18,6 @@ pub mod target;
 mod verify;
 
 pub use sign::{sign, Request, Signer};
-pub use verify::{verify, AuthCode, AuthError, Caller, Credential, MAX_SKEW_SECONDS};
+pub use verify::{
+    scope_service, verify, AuthCode, AuthError, Caller, Credential, MAX_SKEW_SECONDS,
+};

@@ -40,6 +40,9 @@ pub struct Caller {
     pub access_key_id: String,
     /// The region in the credential scope.
     pub region: String,
+    /// The service name in the credential scope (`ecs`, `secretsmanager`, `ssm`): the edge
+    /// checks it names the service the request is for.
+    pub service: String,
     /// The principal ARN of the key.
     pub principal_arn: String,
 }
@@ -184,6 +187,14 @@ fn parse_authorization(auth: &str) -> Result<Authorization<'_>, AuthError> {
     })
 }
 
+/// The service name in the credential scope of an `Authorization` header
+/// (`AWS4-HMAC-SHA256 Credential=AKID/DATE/REGION/SERVICE/aws4_request, ...`), read without
+/// verifying anything: the edge routes a request that names no known operation by it, so even
+/// its refusal has the right service's shape. `None` when the header is not SigV4.
+pub fn scope_service(authorization: &str) -> Option<&str> {
+    parse_authorization(authorization).ok().map(|a| a.service)
+}
+
 /// Checks `X-Amz-Date` against the clock and the credential scope's date, and returns it.
 fn check_date<'h>(
     amz_date: Option<&'h str>,
@@ -282,6 +293,23 @@ pub fn verify<'a>(
     Ok(Caller {
         access_key_id: auth.access_key_id.to_string(),
         region: auth.region.to_string(),
+        service: auth.service.to_string(),
         principal_arn: cred.principal_arn.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scope_service_is_read_without_verifying() {
+        let h = "AWS4-HMAC-SHA256 Credential=AKID/20250101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=00";
+        assert_eq!(scope_service(h), Some("secretsmanager"));
+        assert_eq!(scope_service("Basic dXNlcjpwYXNz"), None);
+        assert_eq!(
+            scope_service("AWS4-HMAC-SHA256 Credential=AKID/20250101/us-east-1/ssm, SignedHeaders=host, Signature=00"),
+            None
+        );
+    }
 }

@@ -83,6 +83,7 @@ pub async fn call(api: &Api, op: &str, input: Value) -> Result<Value, EcsError> 
         caller: Caller {
             access_key_id: AKID.into(),
             region: REGION.into(),
+            service: "ecs".into(),
             principal_arn: format!("arn:aws:iam::{ACCOUNT}:root"),
         },
         now: api.clock.now(),
