@@ -85,18 +85,21 @@ pub struct EdgeOwners {
     store: Arc<dyn Store>,
     agents: Arc<AgentLogs>,
     replica: Option<String>,
+    /// Other replicas share the store (else there is no other replica to ask).
+    shared: bool,
     region: String,
     credential: Option<Credential>,
     http: reqwest::Client,
 }
 
 impl EdgeOwners {
-    /// Owners reached through `agents` (sessions here) and the other replicas recorded in
-    /// `store`, calling them with `credential` in `region`.
+    /// Owners reached through `agents` (sessions here) and, when replicas share the store
+    /// (`shared`), the other replicas recorded in it, called with `credential` in `region`.
     pub fn new(
         store: Arc<dyn Store>,
         agents: Arc<AgentLogs>,
         replica: Option<String>,
+        shared: bool,
         region: String,
         credential: Option<Credential>,
     ) -> Self {
@@ -104,6 +107,7 @@ impl EdgeOwners {
             store,
             agents,
             replica,
+            shared,
             region,
             credential,
             http: reqwest::Client::new(),
@@ -247,7 +251,7 @@ impl Owners for EdgeOwners {
                     .map_err(flotilla_logs_service::records::store_error)?
                     .and_then(|kv| serde_json::from_slice::<BeatRecord>(&kv.value).ok());
                 match beat.and_then(|b| b.replica) {
-                    Some(r) if Some(&r) != self.replica.as_ref() => {
+                    Some(r) if self.shared && Some(&r) != self.replica.as_ref() => {
                         self.remote(&r, owner, request).await
                     }
                     _ => Err(LogsError::unavailable(format!(

@@ -59,6 +59,7 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
         store.clone(),
         agent_logs.clone(),
         Some(id.clone()),
+        topology.shared(),
         cfg.api.arns.region.clone(),
         cfg.api.credentials.first().cloned(),
     );

@@ -80,11 +80,7 @@ impl TaskOwner {
                 Ok(id) => {
                     info!(container = %name, id = %id, "container created");
                     self.p.container_ids.insert(name.clone(), id.clone());
-                    self.ctrs[i].runtime_id = Some(id.clone());
-                    if let Err(failure) = self.open_log_stream(i, &id).await {
-                        self.fail_start(Some(&name), failure);
-                        break;
-                    }
+                    self.ctrs[i].runtime_id = Some(id);
                 }
                 Err(e) => {
                     self.fail_start(Some(&name), TaskFailure::Create(e));
@@ -259,6 +255,13 @@ impl TaskOwner {
                     return;
                 }
                 StartDecision::Ready => {
+                    // The awslogs stream first, as Docker's driver opens it when the container
+                    // starts (also for a container created before an agent restart).
+                    if let Err(failure) = self.open_log_stream(i, &id).await {
+                        self.ctrs[i].status = ContainerStatus::Stopped;
+                        self.fail_start(Some(&name), failure);
+                        return;
+                    }
                     info!(container = %name, "starting container");
                     if let Err(e) = rt.start(&id).await {
                         self.ctrs[i].status = ContainerStatus::Stopped;

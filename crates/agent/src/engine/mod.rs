@@ -200,6 +200,7 @@ pub struct Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.inner.tasks.abort_all();
+        self.inner.logs.stop_captures();
     }
 }
 

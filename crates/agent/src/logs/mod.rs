@@ -91,8 +91,8 @@ pub struct LogsHub {
     runtime: Arc<dyn Runtime>,
     opener: Arc<dyn StreamOpener>,
     groups: Mutex<Groups>,
-    /// Container ids being followed.
-    active: Mutex<HashSet<String>>,
+    /// Container ids being followed, with their follower.
+    active: Mutex<HashMap<String, tokio::task::AbortHandle>>,
     /// Container ids whose output was followed to the end (they had stopped).
     finished: Mutex<HashSet<String>>,
 }
@@ -122,7 +122,7 @@ impl LogsHub {
             runtime,
             opener,
             groups: Mutex::new(Groups::default()),
-            active: Mutex::new(HashSet::new()),
+            active: Mutex::new(HashMap::new()),
             finished: Mutex::new(HashSet::new()),
         }))
     }
@@ -172,26 +172,37 @@ impl LogsHub {
         start: Option<StartPattern>,
         running: bool,
     ) {
-        if lock(&self.active).contains(id) {
+        let mut active = lock(&self.active);
+        if active.contains_key(id) {
             return;
         }
         if !running && lock(&self.finished).contains(id) {
             return;
         }
-        lock(&self.active).insert(id.to_string());
         lock(&self.finished).remove(id);
         let hub = self.clone();
-        let (id, stream) = (id.to_string(), stream.clone());
-        tokio::spawn(async move {
-            capture::follow(&hub, &id, &stream, start).await;
-            lock(&hub.active).remove(&id);
-            lock(&hub.finished).insert(id);
+        let (owned_id, stream) = (id.to_string(), stream.clone());
+        // The lock is held while spawning, so the follower's own removal (at its end) comes
+        // after this insertion.
+        let handle = tokio::spawn(async move {
+            capture::follow(&hub, &owned_id, &stream, start).await;
+            lock(&hub.active).remove(&owned_id);
+            lock(&hub.finished).insert(owned_id);
         });
+        active.insert(id.to_string(), handle.abort_handle());
+    }
+
+    /// Stops following every container (the engine stops; a new one resumes from the
+    /// cursors).
+    pub fn stop_captures(&self) {
+        for (_, h) in lock(&self.active).drain() {
+            h.abort();
+        }
     }
 
     /// Whether container `id`'s output is being followed.
     pub fn capturing(&self, id: &str) -> bool {
-        lock(&self.active).contains(id)
+        lock(&self.active).contains_key(id)
     }
 
     /// Answers one of the server's requests on this host's streams.
