@@ -156,10 +156,26 @@ impl EcsClient {
         operation: &str,
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, ApiError> {
+        self.call_target(&ecs_target(operation), body).await
+    }
+
+    /// Calls one of Flotilla's own operations (`FlotillaAdmin.<operation>`), like [`Self::call`].
+    pub async fn call_admin(
+        &self,
+        operation: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ApiError> {
+        self.call_target(&flotilla_sigv4::target::admin_target(operation), body)
+            .await
+    }
+
+    async fn call_target(
+        &self,
+        target: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ApiError> {
         let (replica, _) = self.endpoints.current();
-        let result = self
-            .call_on(&self.authorities[replica], operation, body)
-            .await;
+        let result = self.call_on(&self.authorities[replica], target, body).await;
         if let Err(e) = &result {
             if e.is_replica_failure() {
                 self.endpoints.failed(replica);
@@ -190,12 +206,12 @@ impl EcsClient {
     async fn call_on(
         &self,
         authority: &str,
-        operation: &str,
+        target: &str,
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, ApiError> {
+        let operation = target.rsplit('.').next().unwrap_or(target);
         let body = serde_json::to_vec(body).map_err(|e| ApiError::BadResponse(e.to_string()))?;
-        let target = ecs_target(operation);
-        let headers = json_headers(authority, &target);
+        let headers = json_headers(authority, target);
         let signed =
             flotilla_sigv4::sign(&Request::post(&headers, &body), &self.signer(), now_secs());
         let mut req = hyper::Request::builder()

@@ -11,8 +11,8 @@
 
 use crate::runtime::{
     Binding, ContainerInfo, ContainerSpec, ContainerStats, ContainerSummary, Health, ImageInfo,
-    NetworkInfo, NetworkSpec, RegistryAuth, Runtime, RuntimeError, RuntimeVersion, Signal,
-    VolumeSpec,
+    NetworkInfo, NetworkSpec, OutputLine, OutputStream, OutputStreamOf, RegistryAuth, Runtime,
+    RuntimeError, RuntimeVersion, Signal, VolumeSpec,
 };
 use async_trait::async_trait;
 use bollard::auth::DockerCredentials;
@@ -304,6 +304,16 @@ fn parse_port_key(key: &str) -> Option<(u16, String)> {
     Some((port.parse().ok()?, proto.to_string()))
 }
 
+/// Splits `2024-05-01T13:45:10.123456789Z message` (Docker's `timestamps=1` prefix) into the
+/// time in nanoseconds since the epoch and the rest.
+fn split_timestamp(b: &[u8]) -> Option<(i64, &[u8])> {
+    let space = b.iter().position(|c| *c == b' ')?;
+    let ts = std::str::from_utf8(&b[..space]).ok()?;
+    let t = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).ok()?;
+    let ns = i64::try_from(t.unix_timestamp_nanos()).ok()?;
+    Some((ns, &b[space + 1..]))
+}
+
 #[async_trait]
 impl Runtime for DockerRuntime {
     async fn version(&self) -> Result<RuntimeVersion, RuntimeError> {
@@ -535,6 +545,44 @@ impl Runtime for DockerRuntime {
                 .into_iter()
                 .collect(),
         })
+    }
+
+    async fn follow_output(&self, id: &str, since_s: i64) -> Result<OutputStreamOf, RuntimeError> {
+        // Fail now (not in the stream) when the container does not exist.
+        self.docker
+            .inspect_container(id, None)
+            .await
+            .map_err(other)?;
+        let options = bollard::query_parameters::LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            since: i32::try_from(since_s).unwrap_or(0),
+            until: 0,
+            timestamps: true,
+            tail: "all".to_string(),
+        };
+        let stream = self.docker.logs(id, Some(options)).map(|item| {
+            let (stream, bytes) = match item.map_err(other)? {
+                bollard::container::LogOutput::StdErr { message } => {
+                    (OutputStream::Stderr, message)
+                }
+                bollard::container::LogOutput::StdOut { message }
+                | bollard::container::LogOutput::Console { message }
+                | bollard::container::LogOutput::StdIn { message } => {
+                    (OutputStream::Stdout, message)
+                }
+            };
+            let (ns, rest) = split_timestamp(&bytes).ok_or_else(|| {
+                RuntimeError::Other("a log line without the engine's timestamp".into())
+            })?;
+            Ok(OutputLine {
+                ns,
+                stream,
+                bytes: rest.to_vec(),
+            })
+        });
+        Ok(stream.boxed())
     }
 
     async fn wait(&self, id: &str) -> Result<i64, RuntimeError> {

@@ -76,6 +76,18 @@ pub enum TaskFailure {
         /// Its runtime id.
         id: String,
     },
+    /// The `awslogs` options are not valid (`flotilla_logs::awslogs::parse`).
+    LogOptions(String),
+    /// The `awslogs` stream could not be created: the group does not exist (and
+    /// `awslogs-create-group` is not true), or the server refused or could not be reached.
+    /// On Fargate ECS names it `ResourceInitializationError`, on EC2 Docker's logging driver
+    /// fails the start (`CannotStartContainerError`).
+    LogStream {
+        /// A Fargate (managed pool) task.
+        fargate: bool,
+        /// What the server said.
+        message: String,
+    },
 }
 
 impl TaskFailure {
@@ -97,6 +109,9 @@ impl TaskFailure {
             TaskFailure::Start(_) => "CannotStartContainerError",
             TaskFailure::DependencyNotResolved(_) => "DependencyNotResolvedError",
             TaskFailure::ContainerGone { .. } => "CannotInspectContainerError",
+            TaskFailure::LogOptions(_) => "CannotCreateContainerError",
+            TaskFailure::LogStream { fargate: true, .. } => "ResourceInitializationError",
+            TaskFailure::LogStream { fargate: false, .. } => "CannotStartContainerError",
         }
     }
 
@@ -132,6 +147,21 @@ impl TaskFailure {
             | TaskFailure::Start(e @ RuntimeError::Start(_)) => e.detail(),
             TaskFailure::Create(e) | TaskFailure::Start(e) => e.to_string(),
             TaskFailure::ContainerGone { id } => format!("container {id} no longer exists"),
+            TaskFailure::LogOptions(why) => {
+                format!("Error response from daemon: failed to create task for container: failed to initialize logging driver: {why}")
+            }
+            TaskFailure::LogStream {
+                fargate: true,
+                message,
+            } => format!(
+                "failed to validate logger args: create stream has been retried 1 times: failed to create Cloudwatch log stream: {message}"
+            ),
+            TaskFailure::LogStream {
+                fargate: false,
+                message,
+            } => format!(
+                "Error response from daemon: failed to initialize logging driver: failed to create Cloudwatch log stream: {message}"
+            ),
         }
     }
 }
@@ -176,6 +206,24 @@ mod tests {
             (
                 TaskFailure::Secrets("unable to pull secrets or registry auth: x".into()),
                 "ResourceInitializationError: unable to pull secrets or registry auth: x",
+            ),
+            (
+                TaskFailure::LogStream {
+                    fargate: false,
+                    message: "ResourceNotFoundException: The specified log group does not exist.".into(),
+                },
+                "CannotStartContainerError: Error response from daemon: failed to initialize \
+                 logging driver: failed to create Cloudwatch log stream: ResourceNotFoundException: \
+                 The specified log group does not exist.",
+            ),
+            (
+                TaskFailure::LogStream {
+                    fargate: true,
+                    message: "ResourceNotFoundException: The specified log group does not exist.".into(),
+                },
+                "ResourceInitializationError: failed to validate logger args: create stream has \
+                 been retried 1 times: failed to create Cloudwatch log stream: \
+                 ResourceNotFoundException: The specified log group does not exist.",
             ),
             (
                 TaskFailure::PauseImage("no arch".into()),

@@ -58,6 +58,7 @@ pub mod endpoints;
 pub mod engine;
 pub mod failure;
 pub mod lifecycle;
+pub mod logs;
 pub mod pause;
 pub mod registry;
 pub mod resources;
@@ -109,8 +110,17 @@ pub fn instance_id(container_instance_arn: &str) -> &str {
         .unwrap_or(container_instance_arn)
 }
 
-fn engine_config(config: &AgentConfig, instance_id: &str) -> EngineConfig {
-    let mut e = EngineConfig::new(instance_id, config.registration_cluster(), &config.data_dir);
+fn engine_config(config: &AgentConfig, instance_arn: &str, client: &EcsClient) -> EngineConfig {
+    let mut e = EngineConfig::new(
+        instance_id(instance_arn),
+        config.registration_cluster(),
+        &config.data_dir,
+    );
+    e.log_streams = logs::LogStreams(Arc::new(logs::ServerStreams {
+        client: client.clone(),
+        instance_arn: instance_arn.to_string(),
+    }));
+    e.region = Some(config.region.clone());
     e.managed = config.managed;
     e.image_pull_behavior = config.image_pull_behavior;
     e.cleanup_delay = config.cleanup_delay;
@@ -178,8 +188,7 @@ pub async fn run(
     let mut started = None;
     if let Some(arn) = &saved {
         info!(container_instance = %arn, "resuming as the saved container instance");
-        started =
-            Some(Engine::start(runtime.clone(), engine_config(&config, instance_id(arn))).await?);
+        started = Some(Engine::start(runtime.clone(), engine_config(&config, arn, &client)).await?);
     }
     let arn = tokio::select! {
         _ = &mut shutdown => return Ok(()),
@@ -187,7 +196,7 @@ pub async fn run(
     };
     let (engine, mut reports) = match started {
         Some(s) => s,
-        None => Engine::start(runtime.clone(), engine_config(&config, instance_id(&arn))).await?,
+        None => Engine::start(runtime.clone(), engine_config(&config, &arn, &client)).await?,
     };
     let params = SessionParams {
         client: &client,

@@ -26,6 +26,7 @@
 
 use crate::client::{authority_of, now_secs, ApiError, EcsClient};
 use crate::engine::Engine;
+use flotilla_logs::query::LogResponse;
 use flotilla_protocol::{
     AgentMessage, ServerMessage, TaskStateReport, INSTANCE_PARAM, PROTOCOL_VERSION, SESSION_PATH,
 };
@@ -349,6 +350,10 @@ async fn one_session<S: Future<Output = ()>>(
         },
     )
     .await?;
+    // The server's reads of this host's logs run beside the loop; their answers come back
+    // through this channel.
+    let logs = p.engine.logs();
+    let (log_tx, mut log_rx) = tokio::sync::mpsc::channel::<(u64, Result<LogResponse, String>)>(64);
     let mut beat = tokio::time::interval(heartbeat);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Every heartbeat also carries a WebSocket ping, which the server's WebSocket answers with a
@@ -426,6 +431,17 @@ async fn one_session<S: Future<Output = ()>>(
                             let _ = reply.send(outcome);
                         }
                     }
+                    Ok(ServerMessage::Log { id, request }) => {
+                        let (logs, tx) = (logs.clone(), log_tx.clone());
+                        tokio::spawn(async move {
+                            let result = logs.serve(request).await;
+                            let _ = tx.send((id, result)).await;
+                        });
+                    }
+                    Ok(ServerMessage::LogGroups { revision, groups }) => {
+                        let logs = logs.clone();
+                        tokio::spawn(async move { logs.set_groups(revision, groups).await });
+                    }
                     Ok(ServerMessage::Welcome { .. }) => {}
                     Err(e) => warn!(error = %e, "undecodable server message"),
                 },
@@ -450,6 +466,9 @@ async fn one_session<S: Future<Output = ()>>(
                 ws.send(Message::Ping(Vec::new().into()))
                     .await
                     .map_err(|e| SessionError::Ws(e.to_string()))?;
+            }
+            Some((id, result)) = log_rx.recv() => {
+                send(&mut ws, &AgentMessage::Log { id, result }).await?;
             }
             Some(samples) = usage_rx.recv() => {
                 send(&mut ws, &AgentMessage::Usage { samples }).await?;

@@ -15,8 +15,8 @@ use crate::runtime::{
     ContainerSpec, DeviceSpec, HealthCheckSpec, NetworkSpec, PortSpec, UlimitSpec, VolumeSpec,
 };
 use flotilla_model::shapes::{
-    ContainerDefinition, Device, IpcMode, NetworkMode, PidMode, Scope, TransportProtocol,
-    UlimitName, Volume,
+    ContainerDefinition, Device, IpcMode, LogDriver, NetworkMode, PidMode, Scope,
+    TransportProtocol, UlimitName, Volume,
 };
 use flotilla_protocol::{
     labels, ContainerSecrets, TaskAssignment, TaskNetwork, PAUSE_CONTAINER_NAME,
@@ -570,14 +570,43 @@ fn health_check(def: &ContainerDefinition) -> Option<HealthCheckSpec> {
     })
 }
 
-/// The log driver (`json-file` when unnamed) and its options.
+/// The log driver (`json-file` when unnamed) and its options. A container with the `awslogs`
+/// driver keeps its output in Docker's `json-file` driver, bounded (3 files of 10 MiB), with
+/// the task's delivery `mode` and `max-buffer-size`; the agent follows it into the host's log
+/// store ([`crate::logs`]).
 fn log_driver(def: &ContainerDefinition) -> Option<(String, BTreeMap<String, String>)> {
     def.log_configuration.as_ref().map(|l| {
+        if l.log_driver == LogDriver::Awslogs {
+            let given = l.options.clone().unwrap_or_default();
+            let mut options = BTreeMap::from([
+                ("max-size".to_string(), "10m".to_string()),
+                ("max-file".to_string(), "3".to_string()),
+            ]);
+            for k in ["mode", "max-buffer-size"] {
+                if let Some(v) = given.get(k) {
+                    options.insert(k.to_string(), v.clone());
+                }
+            }
+            return ("json-file".to_string(), options);
+        }
         let driver = serde_json::to_value(l.log_driver)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_else(|| "json-file".to_string());
         (driver, l.options.clone().unwrap_or_default())
+    })
+}
+
+/// The container's `awslogs` options, checked (`None` for another driver): `fargate` for a
+/// managed-pool host, `region` the agent's.
+pub fn awslogs_options(
+    def: &ContainerDefinition,
+    fargate: bool,
+    region: Option<&str>,
+) -> Option<Result<flotilla_logs::awslogs::AwslogsOptions, String>> {
+    let l = def.log_configuration.as_ref()?;
+    (l.log_driver == LogDriver::Awslogs).then(|| {
+        flotilla_logs::awslogs::parse(&l.options.clone().unwrap_or_default(), fargate, region)
     })
 }
 

@@ -87,6 +87,9 @@ pub struct PersistedTask {
     /// When every container had stopped.
     #[serde(default)]
     pub execution_stopped_at: Option<f64>,
+    /// The `awslogs` stream of each container that has one, once opened, by name.
+    #[serde(default)]
+    pub log_streams: BTreeMap<String, flotilla_logs::query::StreamRef>,
 }
 
 /// The exclusive hold of one agent process on a data directory (`agent.lock` with its pid).

@@ -37,6 +37,12 @@ impl ReplicaInfo {
 /// - `Status` `{}` -> the answering replica and whether it leads, the leader and its term, the
 ///   replicas, the store (kind, reachable, members) and the container instances per
 ///   availability zone (see [`status`]). What is not known is `null`.
+/// - `OpenLogStream` `{"containerInstanceArn", "logGroupName", "logStreamName", "createGroup"}`
+///   -> `{"generation": N}`: an agent opens the `awslogs` stream of a container on its host
+///   (the stream's events stay on that host; see [`crate::logs`]).
+/// - `LogQuery` `{"owner", "request"}` -> the owner's answer
+///   (`flotilla_logs::query::LogResponse`): another replica asks this one for streams it holds
+///   itself (its own, or an agent whose session is here); nothing is forwarded further.
 pub async fn admin(
     api: &Api,
     op: &str,
@@ -68,10 +74,12 @@ pub async fn admin(
             Ok(serde_json::json!({ "tasks": tasks }))
         }
         "Status" => Ok(status(api).await),
+        "OpenLogStream" => open_log_stream(api, input).await,
+        "LogQuery" => log_query(api, input).await,
         other => Err(EcsError::new(
             flotilla_model::ErrorCode::UnknownOperationException,
             format!(
-                "'{ADMIN}{other}' is not a Flotilla operation (known: {ADMIN}ReclaimSpot, {ADMIN}Status).",
+                "'{ADMIN}{other}' is not a Flotilla operation (known: {ADMIN}ReclaimSpot, {ADMIN}Status, {ADMIN}OpenLogStream, {ADMIN}LogQuery).",
                 ADMIN = crate::server::ADMIN_TARGET_PREFIX
             ),
         )),
@@ -171,4 +179,84 @@ async fn zones(api: &Api) -> Option<Vec<Value>> {
             .map(|(zone, (c, d))| json!({"zone": zone, "connected": c, "disconnected": d}))
             .collect(),
     )
+}
+
+/// A Logs error as an admin operation answers it.
+fn logs_error(e: flotilla_logs::LogsError) -> EcsError {
+    use flotilla_logs::LogsErrorCode as L;
+    use flotilla_model::ErrorCode as E;
+    let code = match e.code {
+        L::ResourceNotFoundException => E::ResourceNotFoundException,
+        L::InvalidParameterException | L::ResourceAlreadyExistsException => {
+            E::InvalidParameterException
+        }
+        _ => E::ServerException,
+    };
+    EcsError::new(code, e.message)
+}
+
+fn logs_of(api: &Api) -> Result<&std::sync::Arc<flotilla_logs_service::Logs>, EcsError> {
+    api.logs().ok_or_else(|| {
+        EcsError::server("this server does not serve CloudWatch Logs (it has no log store)")
+    })
+}
+
+fn now_ms(api: &Api) -> i64 {
+    (api.clock.now() * 1000.0) as i64
+}
+
+async fn open_log_stream(api: &Api, input: &Value) -> Result<Value, EcsError> {
+    let logs = logs_of(api)?;
+    let text = |k: &str| {
+        input[k]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| EcsError::invalid_parameter(format!("{k} must be a string.")))
+    };
+    let arn = text("containerInstanceArn")?;
+    let (Some(cluster), Some(instance)) = (
+        flotilla_model::arn::embedded_cluster(&arn),
+        flotilla_model::arn::resource_name(&arn, "container-instance"),
+    ) else {
+        return Err(EcsError::invalid_parameter(
+            "containerInstanceArn must be a container instance ARN (long format).",
+        ));
+    };
+    let owner = flotilla_logs_service::Owner::Agent {
+        cluster: cluster.to_string(),
+        instance: instance.to_string(),
+    };
+    let generation = flotilla_logs_service::streams::open_agent_stream(
+        logs,
+        owner,
+        &text("logGroupName")?,
+        &text("logStreamName")?,
+        input["createGroup"].as_bool().unwrap_or(false),
+        now_ms(api),
+    )
+    .await
+    .map_err(logs_error)?;
+    Ok(json!({ "generation": generation }))
+}
+
+async fn log_query(api: &Api, input: &Value) -> Result<Value, EcsError> {
+    let logs = logs_of(api)?;
+    let owner: flotilla_logs_service::Owner = serde_json::from_value(input["owner"].clone())
+        .map_err(|e| EcsError::invalid_parameter(format!("owner: {e}")))?;
+    let request: flotilla_logs::query::LogRequest =
+        serde_json::from_value(input["request"].clone())
+            .map_err(|e| EcsError::invalid_parameter(format!("request: {e}")))?;
+    let agents = api.agent_logs().map(|a| a.as_ref());
+    let answer = match agents {
+        Some(agents) => crate::logs::local_query(logs, agents, &owner, request, now_ms(api)).await,
+        None => None,
+    };
+    match answer {
+        Some(Ok(r)) => serde_json::to_value(r)
+            .map_err(|e| EcsError::server(format!("could not encode the answer: {e}"))),
+        Some(Err(e)) => Err(logs_error(e)),
+        None => Err(EcsError::server(format!(
+            "{owner} is not reachable from this replica (no session of it here)"
+        ))),
+    }
 }

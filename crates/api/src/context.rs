@@ -41,6 +41,10 @@ pub struct Api {
     topology: Option<Arc<dyn Topology>>,
     replica: Option<crate::admin::ReplicaInfo>,
     controllers: Mutex<Option<Background>>,
+    logs: Option<(
+        Arc<flotilla_logs_service::Logs>,
+        Arc<crate::logs::AgentLogs>,
+    )>,
     /// The services served beside ECS on the same endpoint ([`Api::with_service`]).
     services: Vec<Arc<dyn Service>>,
     /// Secrets Manager and Parameter Store, for the `secrets` of tasks ([`Api::with_secrets`]).
@@ -84,6 +88,7 @@ impl Api {
             topology: None,
             replica: None,
             controllers: Mutex::new(None),
+            logs: None,
             services: Vec::new(),
             secrets: None,
         }
@@ -150,6 +155,27 @@ impl Api {
         self.topology = Some(topology);
         self.replica = Some(replica);
         self
+    }
+
+    /// Builder: serve CloudWatch Logs with `logs`, reaching agents through this server's
+    /// sessions, which register in `agents` (see [`crate::logs`]).
+    pub fn with_logs(
+        mut self,
+        logs: Arc<flotilla_logs_service::Logs>,
+        agents: Arc<crate::logs::AgentLogs>,
+    ) -> Self {
+        self.logs = Some((logs, agents));
+        self
+    }
+
+    /// The Logs service, when this server serves it.
+    pub fn logs(&self) -> Option<&Arc<flotilla_logs_service::Logs>> {
+        self.logs.as_ref().map(|(l, _)| l)
+    }
+
+    /// The agent sessions' side of Logs, when this server serves it.
+    pub fn agent_logs(&self) -> Option<&Arc<crate::logs::AgentLogs>> {
+        self.logs.as_ref().map(|(_, a)| a)
     }
 
     /// The election, if the controllers run under one.

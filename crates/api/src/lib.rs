@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod context;
 pub mod health;
+pub mod logs;
 pub mod metrics;
 pub mod ops;
 pub mod paginate;

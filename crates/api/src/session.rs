@@ -185,6 +185,9 @@ async fn run(api: Arc<Api>, socket: WebSocket, cluster: String, id: String) {
     async {
         tracing::info!("agent session opened");
         let end = session_loop(&api, socket, &cluster, &id, &key, sid).await;
+        if let Some(logs) = api.agent_logs() {
+            logs.unregister(&key, sid);
+        }
         let closed = api.agents.close(&key, sid);
         let reason = match end {
             SessionEnd::Moving => {
@@ -287,6 +290,13 @@ async fn session_loop(
     if let Err(e) = send(&mut tx, &welcome).await {
         return e.into();
     }
+    // Reads of this host's log streams, and the log groups, go through the session too.
+    let mut logs = crate::logs::SessionLogs::open(
+        api.store.clone(),
+        api.agent_logs().map(|a| a.as_ref()),
+        key,
+        sid,
+    );
     let mut sent: HashMap<String, u64> = HashMap::new();
     let mut watch = None;
     let limit = api.timings.silence_limit();
@@ -349,6 +359,7 @@ async fn session_loop(
                                 return e.into();
                             }
                         }
+                        Ok(AgentMessage::Log { id, result }) => logs.answer(id, result),
                         Err(e) => tracing::warn!(error = %e, "undecodable agent message ignored"),
                     },
                     Message::Close(Some(f)) if f.code == flotilla_protocol::MOVING_CLOSE_CODE => return SessionEnd::Moving,
@@ -381,6 +392,11 @@ async fn session_loop(
                 }
                 None => resync = true,
             },
+            msg = logs.next() => {
+                if let Err(e) = send(&mut tx, &msg).await {
+                    return e.into();
+                }
+            }
             _ = tick.tick() => {
                 if last_heard.elapsed() > limit {
                     return "no heartbeat".into();

@@ -11,7 +11,7 @@
 
 use anyhow::{anyhow, bail, Context};
 use flotilla_agent::endpoints::Endpoints;
-use flotilla_sigv4::target::{admin_target, ecs_target, json_headers};
+use flotilla_sigv4::target::{admin_target, ecs_target, json_headers, ECS_SERVICE};
 use flotilla_sigv4::{Request, Signer};
 use serde_json::Value;
 
@@ -131,13 +131,24 @@ impl EcsClient {
 
     /// Calls one ECS operation.
     pub async fn call(&self, operation: &str, input: Value) -> anyhow::Result<Value> {
-        self.call_target(&ecs_target(operation), operation, input)
+        self.call_target(&ecs_target(operation), operation, input, ECS_SERVICE)
             .await
+    }
+
+    /// Calls one CloudWatch Logs operation (signed for `logs`, on the same endpoint).
+    pub async fn call_logs(&self, operation: &str, input: Value) -> anyhow::Result<Value> {
+        self.call_target(
+            &format!("Logs_20140328.{operation}"),
+            operation,
+            input,
+            "logs",
+        )
+        .await
     }
 
     /// Calls one of Flotilla's own operations (`FlotillaAdmin.<operation>`).
     pub async fn call_admin(&self, operation: &str, input: Value) -> anyhow::Result<Value> {
-        self.call_target(&admin_target(operation), operation, input)
+        self.call_target(&admin_target(operation), operation, input, ECS_SERVICE)
             .await
     }
 
@@ -147,11 +158,12 @@ impl EcsClient {
         target: &str,
         operation: &str,
         input: Value,
+        service: &str,
     ) -> anyhow::Result<Value> {
         let body = serde_json::to_vec(&input)?;
         let mut unreachable = Vec::new();
         for (replica, endpoint) in self.endpoints.rotation() {
-            match self.send(endpoint, target, &body).await? {
+            match self.send(endpoint, target, &body, service).await? {
                 Ok(resp) => return answer(operation, resp).await,
                 Err(e) => {
                     self.endpoints.failed(replica);
@@ -173,6 +185,7 @@ impl EcsClient {
         endpoint: &str,
         target: &str,
         body: &[u8],
+        service: &str,
     ) -> anyhow::Result<Result<reqwest::Response, reqwest::Error>> {
         let url = reqwest::Url::parse(endpoint)
             .with_context(|| format!("invalid endpoint '{endpoint}'"))?;
@@ -191,7 +204,7 @@ impl EcsClient {
             secret_access_key: &self.secret_access_key,
             session_token: self.session_token.as_deref(),
         };
-        let signed = flotilla_sigv4::sign(&Request::post(&base, body), &signer, now);
+        let signed = flotilla_sigv4::sign_for(service, &Request::post(&base, body), &signer, now);
         let mut req = self.http.post(url).body(body.to_vec());
         for (k, v) in base.iter().skip(1) {
             req = req.header(*k, *v);
@@ -246,14 +259,29 @@ impl EcsClient {
     }
 }
 
-/// The answer's JSON, or the ECS error as a readable message.
+/// An error the service answered: what callers may look at (`anyhow::Error::downcast_ref`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{operation} failed: {code}: {message}")]
+pub struct ServiceError {
+    /// The operation.
+    pub operation: String,
+    /// The error's `__type` (`ResourceNotFoundException`).
+    pub code: String,
+    /// Its message.
+    pub message: String,
+}
+
+/// The answer's JSON, or the service's error ([`ServiceError`]) as a readable message.
 async fn answer(operation: &str, resp: reqwest::Response) -> anyhow::Result<Value> {
     let status = resp.status();
     let value: Value = resp.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
-        let ty = value["__type"].as_str().unwrap_or("error");
-        let msg = value["message"].as_str().unwrap_or("");
-        bail!("{operation} failed: {ty}: {msg}");
+        return Err(ServiceError {
+            operation: operation.to_string(),
+            code: value["__type"].as_str().unwrap_or("error").to_string(),
+            message: value["message"].as_str().unwrap_or("").to_string(),
+        }
+        .into());
     }
     Ok(value)
 }

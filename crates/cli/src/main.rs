@@ -10,6 +10,7 @@ mod agent_cmd;
 mod client;
 mod config;
 mod fargate_cmd;
+mod logs_cmd;
 mod serve;
 mod service_cmd;
 mod status_cmd;
@@ -60,6 +61,13 @@ enum Command {
     /// Operate the capacity Flotilla manages for Fargate (reclaim Spot capacity).
     #[command(subcommand)]
     Fargate(fargate_cmd::FargateCommand),
+    /// Print (or follow, with -f) the output of a task's containers, or of every task of a
+    /// service, from their awslogs streams (CloudWatch Logs, on the same endpoint).
+    ///
+    /// Examples: `flotilla logs -f web --cluster prod` follows every task of service web, each
+    /// line prefixed with its task and container; `flotilla logs TASK_ID --since 10m --output
+    /// json` prints the last ten minutes as JSON lines.
+    Logs(logs_cmd::LogsArgs),
     /// Show the server replicas and which one leads (its term), the store (kind, reachable,
     /// etcd members) and the container instances per availability zone.
     Status(ListArgs),
@@ -230,6 +238,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Agent(args) => agent_cmd::run(args).await,
             Command::Service(cmd) => service_cmd::run(cmd).await,
             Command::Fargate(cmd) => fargate_cmd::run(cmd).await,
+            Command::Logs(args) => logs_cmd::run(args).await,
             Command::Status(args) => status_cmd::run(args.endpoint.client()?, args.output).await,
             Command::Clusters(args) => {
                 let client = args.endpoint.client()?;

@@ -44,6 +44,37 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
         me.key(),
         serde_json::to_vec(&me).context("encoding this replica")?,
     );
+    // CloudWatch Logs: metadata in the store, this replica's PutLogEvents streams in its data
+    // directory, containers' streams on their hosts (reached through the agents' sessions).
+    let log_store = Arc::new(
+        flotilla_logstore::LogStore::open(
+            cfg.data_dir.join("logs"),
+            flotilla_logstore::Limits::default(),
+        )
+        .with_context(|| format!("opening the log store in {}", cfg.data_dir.display()))?,
+    );
+    let agent_logs = Arc::new(flotilla_api::logs::AgentLogs::default());
+    let owners = flotilla_api::logs::EdgeOwners::new(
+        store.clone(),
+        agent_logs.clone(),
+        Some(id.clone()),
+        topology.shared(),
+        cfg.api.arns.region.clone(),
+        cfg.api.credentials.first().cloned(),
+    );
+    let logs = Arc::new(flotilla_logs_service::Logs::new(
+        store.clone(),
+        flotilla_logs::names::Account {
+            region: cfg.api.arns.region.clone(),
+            account: cfg.api.arns.account.clone(),
+        },
+        log_store,
+        Arc::new(owners),
+        Some(id.clone()),
+        topology.shared(),
+    ));
+    let janitor =
+        flotilla_logs_service::janitor::spawn(logs.clone(), std::time::Duration::from_secs(60));
     let api = Arc::new(
         Api::new(store, cfg.api.clone(), Arc::new(SystemClock))
             .with_timings(cfg.timings)
@@ -51,7 +82,11 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
             .with_replica_id(id.clone())
             .with_election(election)
             .with_replica(topology, me)
-            .with_secrets(cfg.secrets_key.clone()),
+            .with_secrets(cfg.secrets_key.clone())
+            .with_service(Arc::new(flotilla_edge::json::AwsJson(
+                flotilla_logs_service::LogsApi(logs.clone()),
+            )))
+            .with_logs(logs, agent_logs),
     );
     tracing::info!(%addr, store = %cfg.store, region = %cfg.api.arns.region, account = %cfg.api.arns.account, "serving the ECS API");
     for line in &cfg.banner {
@@ -109,6 +144,7 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
     if let Some(a) = announced {
         a.abort();
     }
+    janitor.abort();
     result?;
     tracing::info!("shut down");
     Ok(())

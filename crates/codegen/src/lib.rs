@@ -43,12 +43,33 @@ pub struct Options<'a> {
     pub service_title: &'a str,
 }
 
+/// How a member that targets a primitive (`integer`, `long`, `boolean`, `double`) and is not
+/// required is generated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Primitives {
+    /// A plain value, unless the model marks it `box` (older models, like ECS's, mark the
+    /// members that may be absent).
+    AsModelBoxes,
+    /// Always an `Option`: models converted from Smithy (CloudWatch Logs') mark nothing `box`,
+    /// and a request's absent `endTime` or `limit` is not 0.
+    Optional,
+}
+
 /// Reads the model at `spec` and writes `shapes.rs`, `errors.rs` and `model.json` into
 /// `out_dir`; tells Cargo to rerun when the model changes.
 pub fn generate(spec: &Path, out_dir: &Path, options: Options<'_>) {
+    generate_with(spec, out_dir, options, Primitives::AsModelBoxes);
+}
+
+/// [`generate`], choosing how primitive members are generated.
+pub fn generate_with(spec: &Path, out_dir: &Path, options: Options<'_>, primitives: Primitives) {
     println!("cargo:rerun-if-changed={}", spec.display());
     let model: Value = serde_json::from_str(&std::fs::read_to_string(spec).unwrap()).unwrap();
-    std::fs::write(out_dir.join("shapes.rs"), shapes_rs(&model, options)).unwrap();
+    std::fs::write(
+        out_dir.join("shapes.rs"),
+        shapes_rs_with(&model, options, primitives),
+    )
+    .unwrap();
     std::fs::write(out_dir.join("errors.rs"), errors_rs(&model)).unwrap();
     // The model without documentation, for the runtime validator.
     let mut slim = model.clone();
@@ -62,6 +83,11 @@ pub fn generate(spec: &Path, out_dir: &Path, options: Options<'_>) {
 
 /// The text of `shapes.rs`.
 pub fn shapes_rs(model: &Value, options: Options<'_>) -> String {
+    shapes_rs_with(model, options, Primitives::AsModelBoxes)
+}
+
+/// The text of `shapes.rs`, choosing how primitive members are generated.
+pub fn shapes_rs_with(model: &Value, options: Options<'_>, primitives: Primitives) -> String {
     let shapes = model["shapes"].as_object().unwrap();
     let mut code = String::new();
     code.push_str(options.header);
@@ -83,7 +109,7 @@ pub fn shapes_rs(model: &Value, options: Options<'_>) -> String {
                 )
                 .unwrap();
             }
-            "structure" => gen_struct(&mut code, name, shape, shapes),
+            "structure" => gen_struct(&mut code, name, shape, shapes, primitives),
             "string" if shape.get("enum").is_some() => gen_enum(&mut code, name, shape),
             _ => {}
         }
@@ -274,12 +300,21 @@ fn rust_type(shape_name: &str, shapes: &Map<String, Value>) -> String {
             "std::collections::BTreeMap<String, {}>",
             rust_type(s["value"]["shape"].as_str().unwrap(), shapes)
         ),
+        // An error shape as a member (event streams carry them; the error shapes are not
+        // generated as structures): raw JSON.
+        "structure" if s.get("exception").is_some() => "serde_json::Value".into(),
         "structure" => shape_name.to_string(),
         other => panic!("unknown shape type {other}"),
     }
 }
 
-fn gen_struct(code: &mut String, name: &str, shape: &Value, shapes: &Map<String, Value>) {
+fn gen_struct(
+    code: &mut String,
+    name: &str,
+    shape: &Value,
+    shapes: &Map<String, Value>,
+    primitives: Primitives,
+) {
     code.push_str(&doc(shape, ""));
     let sensitive = sensitive_members(shape, shapes);
     if sensitive.is_empty() {
@@ -300,13 +335,19 @@ fn gen_struct(code: &mut String, name: &str, shape: &Value, shapes: &Map<String,
         .unwrap_or_default();
     for (mname, member) in shape["members"].as_object().unwrap() {
         let target = member["shape"].as_str().unwrap();
-        let ty = rust_type(target, shapes);
+        let mut ty = rust_type(target, shapes);
+        if ty == name {
+            // A structure that contains itself needs an indirection.
+            ty = format!("Box<{ty}>");
+        }
         let field = snake(mname);
         code.push_str(&doc(member, "    "));
         if required.contains(&mname.as_str()) {
             writeln!(code, "    /// Required by the model.").unwrap();
         }
-        if is_unboxed_primitive(&shapes[target], member) || required.contains(&mname.as_str()) {
+        let plain =
+            primitives == Primitives::AsModelBoxes && is_unboxed_primitive(&shapes[target], member);
+        if plain || required.contains(&mname.as_str()) {
             writeln!(code, "    #[serde(rename = {mname:?}, default)]").unwrap();
             writeln!(code, "    pub {field}: {ty},").unwrap();
         } else {

@@ -20,6 +20,12 @@
 //!   ([`AgentMessage::GetSecrets`]); the server reads them then and answers on this session
 //!   only ([`ServerMessage::Secrets`]): the values are never stored, neither in the control
 //!   plane's store nor in the agent's data directory, and print as `***` in `Debug`.
+//! - logs: the events of a container's `awslogs` stream stay on its host, so the server asks
+//!   the agent for them ([`ServerMessage::Log`], a [`flotilla_logs::query::LogRequest`] with an
+//!   id, answered by [`AgentMessage::Log`] with the same id), and tells it the log groups that
+//!   exist with their retention ([`ServerMessage::LogGroups`], the whole list on connect and
+//!   after every change: the agent drops what a retention expired and the streams of deleted
+//!   groups).
 //!
 //! Messages are JSON text frames, tagged by `"type"`.
 //!
@@ -117,6 +123,23 @@ pub enum ServerMessage {
         /// The values, or why they could not be read.
         outcome: SecretsOutcome,
     },
+    /// A read (or stats) of log streams this host keeps; answered by [`AgentMessage::Log`]
+    /// with the same `id`.
+    Log {
+        /// Chosen by the server, unique within the session.
+        id: u64,
+        /// What to do.
+        request: flotilla_logs::query::LogRequest,
+    },
+    /// Every log group that exists, as listed at store revision `revision` (level-triggered:
+    /// the whole list each time).
+    LogGroups {
+        /// The store revision of the list: a stream of a group generation at or before it whose
+        /// group is not listed belongs to a deleted group.
+        revision: u64,
+        /// The groups.
+        groups: Vec<flotilla_logs::query::GroupState>,
+    },
 }
 
 /// A task's secrets, or why they could not be read.
@@ -193,6 +216,13 @@ pub enum AgentMessage {
         request_id: u64,
         /// The task.
         task_arn: String,
+    },
+    /// The answer to [`ServerMessage::Log`].
+    Log {
+        /// The request's id.
+        id: u64,
+        /// The answer, or why the agent could not read its store.
+        result: Result<flotilla_logs::query::LogResponse, String>,
     },
 }
 

@@ -56,11 +56,18 @@ pub fn check(
             ),
         ];
         if let Some(l) = &d.log_configuration {
-            if matches!(l.log_driver, LogDriver::Awslogs | LogDriver::Awsfirelens) {
+            if l.log_driver == LogDriver::Awsfirelens {
                 return Err(format!(
-                    "container {name}: log driver {} is not supported by this agent; use json-file, syslog, journald, gelf, fluentd or splunk",
+                    "container {name}: log driver {} is not supported by this agent; use awslogs, json-file, syslog, journald, gelf, fluentd or splunk",
                     l.log_driver
                 ));
+            }
+            if l.log_driver == LogDriver::Awslogs {
+                let options = l.options.clone().unwrap_or_default();
+                // The launch type's and the region's rules are the agent's to check: it knows
+                // both (`flotilla_agent::spec`).
+                flotilla_logs::awslogs::parse(&options, false, None)
+                    .map_err(|why| format!("container {name}: awslogs: {why}"))?;
             }
         }
         if let Some((_, what)) = unsupported.iter().find(|(present, _)| *present) {

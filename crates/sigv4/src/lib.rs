@@ -17,7 +17,7 @@ mod sign;
 pub mod target;
 mod verify;
 
-pub use sign::{sign, Request, Signer};
+pub use sign::{sign, sign_for, Request, Signer};
 pub use verify::{
     scope_service, verify, AuthCode, AuthError, Caller, Credential, MAX_SKEW_SECONDS,
 };

@@ -50,6 +50,17 @@ pub struct Signer<'a> {
 /// add to it: `x-amz-date`, `x-amz-security-token` if the signer has a session token, and
 /// `authorization`.
 pub fn sign(req: &Request<'_>, signer: &Signer<'_>, now_epoch: i64) -> Vec<(String, String)> {
+    sign_for(ECS_SERVICE, req, signer, now_epoch)
+}
+
+/// [`sign`] for another service of the endpoint: `service` is the signing name in the
+/// credential scope (`logs` for CloudWatch Logs).
+pub fn sign_for(
+    service: &str,
+    req: &Request<'_>,
+    signer: &Signer<'_>,
+    now_epoch: i64,
+) -> Vec<(String, String)> {
     let amz_date = format_amz_date(now_epoch);
     let date = amz_date.get(..8).unwrap_or("").to_string();
     let mut all: Vec<(String, String)> = req
@@ -75,7 +86,7 @@ pub fn sign(req: &Request<'_>, signer: &Signer<'_>, now_epoch: i64) -> Vec<(Stri
         amz_date: &amz_date,
         date: &date,
         region: signer.region,
-        service: ECS_SERVICE,
+        service,
         secret: signer.secret_access_key,
     });
     let mut out = vec![("x-amz-date".to_string(), amz_date)];
@@ -85,7 +96,7 @@ pub fn sign(req: &Request<'_>, signer: &Signer<'_>, now_epoch: i64) -> Vec<(Stri
     out.push((
         "authorization".into(),
         format!(
-            "AWS4-HMAC-SHA256 Credential={}/{date}/{}/{ECS_SERVICE}/aws4_request, SignedHeaders={signed_headers}, Signature={}",
+            "AWS4-HMAC-SHA256 Credential={}/{date}/{}/{service}/aws4_request, SignedHeaders={signed_headers}, Signature={}",
             signer.access_key_id,
             signer.region,
             hex::encode(signature)

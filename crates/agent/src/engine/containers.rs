@@ -8,8 +8,10 @@
 use super::{to_i32, Ctr, TaskOwner};
 use crate::failure::TaskFailure;
 use crate::lifecycle::{ContainerView, Phase, StartDecision};
+use crate::logs::OpenError;
 use crate::runtime::{RuntimeError, Signal};
 use crate::{lifecycle, spec};
+use flotilla_logs::awslogs::AwslogsOptions;
 use flotilla_model::status::ContainerStatus;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -57,6 +59,11 @@ impl TaskOwner {
             {
                 continue;
             }
+            let name = self.ctrs[i].name.clone();
+            if let Some(Err(why)) = self.awslogs(i) {
+                self.fail_start(Some(&name), TaskFailure::LogOptions(why));
+                break;
+            }
             let secrets = self
                 .secrets
                 .iter()
@@ -69,7 +76,6 @@ impl TaskOwner {
                 &placement,
                 secrets,
             );
-            let name = self.ctrs[i].name.clone();
             let created = match rt.create(&spec).await {
                 Ok(id) => Ok(id),
                 // An earlier attempt (before a crash) created it: adopt it.
@@ -79,7 +85,7 @@ impl TaskOwner {
             match created {
                 Ok(id) => {
                     info!(container = %name, id = %id, "container created");
-                    self.p.container_ids.insert(name, id.clone());
+                    self.p.container_ids.insert(name.clone(), id.clone());
                     self.ctrs[i].runtime_id = Some(id);
                 }
                 Err(e) => {
@@ -91,12 +97,66 @@ impl TaskOwner {
         self.persist();
     }
 
+    /// Container `i`'s checked `awslogs` options (`None` for another driver).
+    fn awslogs(&self, i: usize) -> Option<Result<AwslogsOptions, String>> {
+        spec::awslogs_options(
+            &self.ctrs[i].def,
+            self.inner.cfg.managed,
+            self.inner.cfg.region.as_deref(),
+        )
+    }
+
+    /// Opens container `i`'s `awslogs` stream (`PREFIX/CONTAINER/TASK-ID`, or the container's
+    /// id without a prefix) with the server, once; a missing group fails the start as ECS
+    /// fails it, unless `awslogs-create-group` is true.
+    async fn open_log_stream(&mut self, i: usize, id: &str) -> Result<(), TaskFailure> {
+        let name = self.ctrs[i].name.clone();
+        if self.p.log_streams.contains_key(&name) {
+            return Ok(());
+        }
+        let Some(options) = self.awslogs(i) else {
+            return Ok(());
+        };
+        let options = options.map_err(TaskFailure::LogOptions)?;
+        let task_id = flotilla_logs::names::task_id(&self.assignment().task_arn).to_string();
+        let stream = flotilla_logs::names::container_stream(
+            options.stream_prefix.as_deref(),
+            &name,
+            &task_id,
+            id,
+        );
+        let fargate = self.inner.cfg.managed;
+        match self
+            .inner
+            .logs
+            .open_stream(&options.group, &stream, options.create_group)
+            .await
+        {
+            Ok(s) => {
+                info!(container = %name, group = %s.group, stream = %s.stream, "awslogs stream opened");
+                self.p.log_streams.insert(name, s);
+                self.persist();
+                Ok(())
+            }
+            Err(OpenError::GroupNotFound(m)) => Err(TaskFailure::LogStream {
+                fargate,
+                message: format!("ResourceNotFoundException: {m}"),
+            }),
+            Err(OpenError::Refused(m) | OpenError::Unreachable(m)) => Err(TaskFailure::LogStream {
+                fargate,
+                message: m,
+            }),
+        }
+    }
+
     pub(super) async fn observe(&mut self) {
         let rt = self.inner.runtime.clone();
         let stopping = self.phase == Phase::Stopping;
         let cgroups = self.inner.cgroups.clone();
         let task_id = self.task_id();
         let memory_limited = self.assignment().memory.is_some();
+        let managed = self.inner.cfg.managed;
+        let region = self.inner.cfg.region.clone();
         for c in self.ctrs.iter_mut() {
             let Some(id) = c.runtime_id.clone() else {
                 continue;
@@ -118,6 +178,18 @@ impl TaskOwner {
                     continue;
                 }
             };
+            if let Some(stream) = self.p.log_streams.get(&c.name) {
+                // Follow the output while it runs, and once more to its end after it stopped
+                // (also after an agent restart).
+                if info.running || info.started_at.is_some() {
+                    let start = spec::awslogs_options(&c.def, managed, region.as_deref())
+                        .and_then(Result::ok)
+                        .and_then(|o| o.start);
+                    self.inner
+                        .logs
+                        .ensure_capture(&id, stream, start, info.running);
+                }
+            }
             if info.running {
                 if c.status == ContainerStatus::Pending {
                     info!(container = %c.name, "container running");
@@ -189,6 +261,13 @@ impl TaskOwner {
                     return;
                 }
                 StartDecision::Ready => {
+                    // The awslogs stream first, as Docker's driver opens it when the container
+                    // starts (also for a container created before an agent restart).
+                    if let Err(failure) = self.open_log_stream(i, &id).await {
+                        self.ctrs[i].status = ContainerStatus::Stopped;
+                        self.fail_start(Some(&name), failure);
+                        return;
+                    }
                     info!(container = %name, "starting container");
                     if let Err(e) = rt.start(&id).await {
                         self.ctrs[i].status = ContainerStatus::Stopped;
@@ -196,6 +275,10 @@ impl TaskOwner {
                         return;
                     }
                     self.ctrs[i].started = Some(Instant::now());
+                    if let Some(stream) = self.p.log_streams.get(&name) {
+                        let start = self.awslogs(i).and_then(Result::ok).and_then(|o| o.start);
+                        self.inner.logs.ensure_capture(&id, stream, start, true);
+                    }
                     // Observe right away so dependents see START without a poll delay.
                     if let Ok(info) = rt.inspect(&id).await {
                         if info.running {

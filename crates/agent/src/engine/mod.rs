@@ -112,6 +112,12 @@ pub struct EngineConfig {
     pub managed: bool,
     /// Where the cgroup file systems are mounted (task-level limits).
     pub cgroup_root: PathBuf,
+    /// How `awslogs` streams are opened with the server.
+    pub log_streams: crate::logs::LogStreams,
+    /// The bounds of the host's log store (`DATA_DIR/logs`).
+    pub log_limits: flotilla_logstore::Limits,
+    /// The region (an `awslogs-region` must be this one), when known.
+    pub region: Option<String>,
 }
 
 impl EngineConfig {
@@ -131,6 +137,9 @@ impl EngineConfig {
             poll_interval: Duration::from_millis(250),
             managed: false,
             cgroup_root: PathBuf::from(cgroup::ROOT),
+            log_streams: crate::logs::LogStreams::default(),
+            log_limits: flotilla_logstore::Limits::default(),
+            region: None,
         }
     }
 }
@@ -144,6 +153,9 @@ pub enum EngineError {
     /// Docker failed while rebuilding state.
     #[error("rebuilding state from the runtime: {0}")]
     Runtime(#[from] RuntimeError),
+    /// The host's log store could not be opened.
+    #[error(transparent)]
+    Logs(#[from] flotilla_logstore::StoreError),
 }
 
 struct Inner {
@@ -165,6 +177,8 @@ struct Inner {
     cgroups: CgroupMode,
     /// Serializes creating the awsvpc network and the pause image.
     provisioning: tokio::sync::Mutex<()>,
+    /// The containers' `awslogs` output.
+    logs: Arc<crate::logs::LogsHub>,
 }
 
 impl Inner {
@@ -200,6 +214,7 @@ pub struct SecretsRequest {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.inner.tasks.abort_all();
+        self.inner.logs.stop_captures();
     }
 }
 
@@ -233,7 +248,15 @@ impl Engine {
                 info!(cgroup_version = ?version, "task-level cpu and memory limit a cgroup per task")
             }
         }
+        let logs = crate::logs::LogsHub::open(
+            &cfg.data_dir.join("logs"),
+            cfg.log_limits,
+            runtime.clone(),
+            cfg.log_streams.0.clone(),
+        )?;
+        logs.spawn_sweeper(Duration::from_secs(60));
         let inner = Arc::new(Inner {
+            logs,
             identity: Identity {
                 instance_id: cfg.instance_id.clone(),
                 cluster: cfg.cluster.clone(),
@@ -335,6 +358,7 @@ impl Engine {
             execution_stopped_at: None,
             pause_id: None,
             deprovisioned: false,
+            log_streams: BTreeMap::new(),
         };
         if let Err(e) = self.inner.data.save_task(&p) {
             warn!(task = %arn, error = %e, "cannot save the assignment");
@@ -359,6 +383,11 @@ impl Engine {
         UsageSampler {
             inner: self.inner.clone(),
         }
+    }
+
+    /// The host's logs (the session serves the server's reads from them).
+    pub fn logs(&self) -> Arc<crate::logs::LogsHub> {
+        self.inner.logs.clone()
     }
 
     /// The ARNs of the tasks the engine currently owns.

@@ -418,6 +418,30 @@ pub struct RuntimeVersion {
     pub cgroup_version: String,
 }
 
+/// Which output of a container a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputStream {
+    /// Standard output (and a TTY's output).
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// One piece of a container's output as the engine recorded it: a line with its newline, or
+/// a part of a long line (the engine splits lines over 16 KiB; the last part has the newline).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputLine {
+    /// When the engine received it, nanoseconds since the epoch.
+    pub ns: i64,
+    /// Which output.
+    pub stream: OutputStream,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// A container's output, followed.
+pub type OutputStreamOf = futures::stream::BoxStream<'static, Result<OutputLine, RuntimeError>>;
+
 /// The container runtime.
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
@@ -457,6 +481,10 @@ pub trait Runtime: Send + Sync + 'static {
     async fn inspect_network(&self, name: &str) -> Result<Option<NetworkInfo>, RuntimeError>;
     /// Creates a network; [`RuntimeError::Conflict`] when one of that name exists.
     async fn create_network(&self, spec: &NetworkSpec) -> Result<(), RuntimeError>;
+    /// Follows a container's output (stdout and stderr in the order the engine recorded them,
+    /// with its timestamps) from `since_s` (whole seconds since the epoch) until the container
+    /// stops; an ended stream of a running container was cut and may be followed again.
+    async fn follow_output(&self, id: &str, since_s: i64) -> Result<OutputStreamOf, RuntimeError>;
     /// Imports an image from a root filesystem tar (Docker's "create image from source"),
     /// tagged `repo:tag`, with Dockerfile `changes` (`CMD [...]`).
     async fn import_image(

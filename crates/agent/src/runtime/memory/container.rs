@@ -31,6 +31,8 @@ pub(super) struct Container {
     pub(super) last_health: Health,
     pub(super) bindings: Vec<Binding>,
     pub(super) cpu_ns: u64,
+    /// What it wrote, in order ([`super::MemoryRuntime::write_output`]).
+    pub(super) output: Vec<crate::runtime::OutputLine>,
 }
 
 impl Container {

@@ -154,6 +154,32 @@ impl MemoryRuntime {
             .collect()
     }
 
+    /// The container (by id or name) writes `text` (one line, newline added) to `stream`, now.
+    pub fn write_output(
+        &self,
+        key: &str,
+        stream: super::OutputStream,
+        text: &str,
+    ) -> Result<(), RuntimeError> {
+        let ns = {
+            let secs = self.epoch.0 + (Instant::now() - self.epoch.1).as_secs_f64();
+            (secs * 1e9) as i64
+        };
+        {
+            let mut m = self.model();
+            let c = m
+                .find(key)
+                .ok_or_else(|| RuntimeError::NotFound(no_such_container(key)))?;
+            c.output.push(super::OutputLine {
+                ns,
+                stream,
+                bytes: format!("{text}\n").into_bytes(),
+            });
+        }
+        self.bump();
+        Ok(())
+    }
+
     fn exit_now(&self, key: &str, code: i64) -> Result<(), RuntimeError> {
         let mut m = self.model();
         let c = m
@@ -285,6 +311,7 @@ impl Runtime for MemoryRuntime {
             last_health: Health::None,
             bindings: vec![],
             cpu_ns: 0,
+            output: Vec::new(),
         });
         Ok(id)
     }
@@ -533,6 +560,55 @@ impl Runtime for MemoryRuntime {
             },
         );
         Ok(())
+    }
+
+    async fn follow_output(
+        &self,
+        id: &str,
+        since_s: i64,
+    ) -> Result<super::OutputStreamOf, RuntimeError> {
+        let id = {
+            let mut m = self.model();
+            m.find(id)
+                .ok_or_else(|| RuntimeError::NotFound(no_such_container(id)))?
+                .id
+                .clone()
+        };
+        let since_ns = since_s.saturating_mul(1_000_000_000);
+        let this = self.clone();
+        // (next index, done)
+        let stream = futures::stream::unfold((0usize, false), move |(mut at, done)| {
+            let this = this.clone();
+            let id = id.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    let mut changed = this.changed.subscribe();
+                    let (line, running) = {
+                        let mut m = this.model();
+                        let c = m.find(&id)?;
+                        while c.output.get(at).is_some_and(|l| l.ns < since_ns) {
+                            at += 1;
+                        }
+                        (c.output.get(at).cloned(), c.running())
+                    };
+                    if let Some(l) = line {
+                        return Some((Ok(l), (at + 1, false)));
+                    }
+                    if !running {
+                        return None;
+                    }
+                    // A scripted exit happens with time, without a change to wake on.
+                    tokio::select! {
+                        _ = changed.changed() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
+                }
+            }
+        });
+        Ok(Box::pin(stream))
     }
 
     async fn import_image(
