@@ -7,7 +7,6 @@ from botocore.exceptions import ClientError
 import helpers
 
 CASES = [
-    ("awslogs", {"logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "g"}}}, "awslogs"),
     ("gpu", {"resourceRequirements": [{"type": "GPU", "value": "1"}]}, "GPU"),
     ("envfiles", {"environmentFiles": [{"value": "arn:aws:s3:::b/f.env", "type": "s3"}]}, "environmentFiles"),
 ]
