@@ -412,3 +412,65 @@ def test_a_missing_secret_stops_the_task_naming_it(fleet, kind):
     assert missing in task["stoppedReason"], task["stoppedReason"]
     assert not [i for i in task_containers(fleet.cluster)
                 if task["taskArn"] in docker("inspect", "--format", "{{json .Config.Labels}}", i)]
+
+
+def test_secrets_and_awslogs_together_as_a_user_brings_them(fleet, sm, ssm, aws_cli, tmp_path):
+    """Issue 14, acceptance 1: the aws CLI creates a secret and a SecureString parameter; a task
+    definition with two `secrets` (one JSON key of the secret, the parameter) and `awslogs`; the
+    container prints both values; `aws logs get-log-events` shows them in its stream
+    `prefix/container/task-id`; the values appear nowhere in the server's or agent's logs, in
+    DescribeTasks or DescribeTaskDefinition, or in the control-plane store's files read as bytes
+    (the container's own log stream holds them by design: that is what it printed)."""
+    env = cli_env(fleet, tmp_path)
+
+    def aws(*args):
+        out = subprocess.run([aws_cli, *args, "--output", "json"], env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout) if out.stdout.strip() else {}
+
+    db_password, api_token = secret_value(), secret_value()
+    secret_arn = aws("secretsmanager", "create-secret", "--name", helpers.unique("prod/db"),
+                     "--secret-string", json.dumps({"username": "app", "password": db_password}))["ARN"]
+    param = "/" + helpers.unique("svc") + "/token"
+    aws("ssm", "put-parameter", "--name", param, "--value", api_token, "--type", "SecureString")
+    group, prefix = "/ecs/" + helpers.unique("web"), "web"
+    aws("logs", "create-log-group", "--log-group-name", group)
+    ecs = ecs_for(fleet)
+    family = helpers.unique("secrets-awslogs")
+    ecs.register_task_definition(
+        family=family, executionRoleArn=EXECUTION_ROLE,
+        containerDefinitions=[{
+            "name": "app", "image": IMAGE, "memory": 16, "essential": True,
+            "command": ["sh", "-c", 'echo "DB=$DB_PASSWORD"; echo "TOKEN=$API_TOKEN" >&2'],
+            "secrets": [
+                {"name": "DB_PASSWORD", "valueFrom": f"{secret_arn}:password::"},
+                {"name": "API_TOKEN", "valueFrom": param},
+            ],
+            "logConfiguration": {"logDriver": "awslogs", "options": {
+                "awslogs-group": group, "awslogs-region": helpers.REGION, "awslogs-stream-prefix": prefix}},
+        }])
+    task = run_to_stop(ecs, fleet.cluster, family)
+    assert task["containers"][0].get("exitCode") == 0, task
+    stream = f"{prefix}/app/{task['taskArn'].rsplit('/', 1)[-1]}"
+
+    def printed():
+        events = aws("logs", "get-log-events", "--log-group-name", group, "--log-stream-name", stream,
+                     "--start-from-head")["events"]
+        messages = [e["message"] for e in events]
+        return messages if f"DB={db_password}" in messages and f"TOKEN={api_token}" in messages else None
+
+    wait_for(printed, timeout=30, what="both values in the task's log stream")
+
+    described = json.dumps([ecs.describe_task_definition(taskDefinition=family),
+                            ecs.describe_tasks(cluster=fleet.cluster, tasks=[task["taskArn"]])], default=str)
+    server_dir, agent_dir = fleet.tmp / "server", Path(fleet.agents[0].data_dir)
+    store_files = [f for f in files_under(server_dir) + files_under(agent_dir)
+                   if (server_dir / "logs") not in f.parents and (agent_dir / "logs") not in f.parents]
+    assert any(f.suffix in (".db", ".sqlite") or "sqlite" in f.name for f in files_under(server_dir)), \
+        files_under(server_dir)
+    for value in (db_password, api_token):
+        assert value not in described
+        assert value not in (fleet.tmp / "server.log").read_text(errors="replace")
+        assert value not in fleet.agents[0].log()
+        for f in store_files:
+            assert value.encode() not in f.read_bytes(), f"{value} found in clear in {f}"
