@@ -124,7 +124,7 @@ impl SegmentInfo {
 
     /// Remembers where the record of position `seq` starts, when it is a marked one.
     fn mark(&mut self, seq: u64, offset: u64) {
-        if (seq - self.first_seq) % MARK_EVERY == 0 {
+        if (seq - self.first_seq).is_multiple_of(MARK_EVERY) {
             self.marks.push((seq, offset));
         }
     }
