@@ -107,7 +107,9 @@ class Bench:
 
         th = threading.Thread(target=follow_docker)
         th.start()
-        while self._count(stream) < n:
+        deadline = time.monotonic() + 300
+        while (have := self._count(stream)) < n:
+            assert time.monotonic() < deadline, f"only {have} of {n} lines readable after 300 s"
             time.sleep(0.02)
         marks["flotilla"] = time.time()
         th.join(60)
@@ -176,7 +178,9 @@ def main():
             b = Bench(fleet)
             time.sleep(1)
             f_tp, d_tp = b.throughput(n)
+            print(f"throughput measured: {f_tp:.0f} vs {d_tp:.0f} lines/s", file=sys.stderr)
             f_lat, d_lat = b.latency()
+            print("latency measured", file=sys.stderr)
             idle, busy = b.rss()
         finally:
             fleet.close()

@@ -100,7 +100,14 @@ struct SegmentInfo {
     min_ts: Option<i64>,
     max_ts: Option<i64>,
     last_ingestion: Option<i64>,
+    /// Where every [`MARK_EVERY`]-th record starts: (position, byte offset), so a read seeks
+    /// near its position instead of scanning the segment.
+    #[serde(default)]
+    marks: Vec<(u64, u64)>,
 }
+
+/// How often a record's offset is remembered.
+const MARK_EVERY: u64 = 64;
 
 impl SegmentInfo {
     fn new(first_seq: u64) -> Self {
@@ -111,7 +118,38 @@ impl SegmentInfo {
             min_ts: None,
             max_ts: None,
             last_ingestion: None,
+            marks: Vec::new(),
         }
+    }
+
+    /// Remembers where the record of position `seq` starts, when it is a marked one.
+    fn mark(&mut self, seq: u64, offset: u64) {
+        if (seq - self.first_seq).is_multiple_of(MARK_EVERY) {
+            self.marks.push((seq, offset));
+        }
+    }
+
+    /// The offset to start reading at to find position `seq` (0 without marks).
+    fn offset_for(&self, seq: u64) -> u64 {
+        match self.marks.partition_point(|(s, _)| *s <= seq) {
+            0 => 0,
+            i => self.marks[i - 1].1,
+        }
+    }
+
+    /// The segment's chunks between marks, newest first: (first position, start, end offset;
+    /// `None` for the end of the file).
+    fn chunks_back(&self) -> Vec<(u64, u64, Option<u64>)> {
+        if self.marks.is_empty() {
+            return vec![(self.first_seq, 0, None)];
+        }
+        let mut out = Vec::with_capacity(self.marks.len());
+        let mut end = None;
+        for (seq, off) in self.marks.iter().rev() {
+            out.push((*seq, *off, end));
+            end = Some(*off);
+        }
+        out
     }
 
     fn end_seq(&self) -> u64 {
@@ -161,6 +199,42 @@ impl StreamState {
 
     fn idx_path(&self, first_seq: u64) -> PathBuf {
         self.dir.join(format!("{first_seq:020}.idx"))
+    }
+}
+
+/// A stream's index as a read sees it.
+#[derive(Debug)]
+struct Snapshot {
+    dir: PathBuf,
+    segments: Vec<SegmentInfo>,
+    first_seq: u64,
+    next_seq: u64,
+}
+
+impl Snapshot {
+    /// The bytes of `seg` from `from` to `to` (the end of the file when `None`); a segment
+    /// dropped meanwhile (bounds, retention) reads as empty.
+    fn read(&self, seg: &SegmentInfo, from: u64, to: Option<u64>) -> Result<Vec<u8>, StoreError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let path = self.dir.join(format!("{:020}.seg", seg.first_seq));
+        let mut f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        f.seek(SeekFrom::Start(from)).map_err(io(&path))?;
+        let mut out = Vec::new();
+        match to {
+            Some(to) => {
+                f.take(to.saturating_sub(from))
+                    .read_to_end(&mut out)
+                    .map_err(io(&path))?;
+            }
+            None => {
+                f.read_to_end(&mut out).map_err(io(&path))?;
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -252,8 +326,11 @@ impl LogStore {
             let bytes = read_file(&path)?;
             let mut info = SegmentInfo::new(first);
             let mut cursor = None;
-            let good = segment::scan(&bytes, |r, _| {
+            let mut start = 0u64;
+            let good = segment::scan(&bytes, |r, end| {
                 if r.event.seq == info.end_seq() {
+                    info.mark(r.event.seq, start);
+                    start = end as u64;
                     // Sizes are the file's length, set below.
                     info.add(&r.event, 0);
                     if r.cursor.is_some() {
@@ -403,6 +480,8 @@ impl LogStore {
             at += run_bytes as usize;
             if let Some(seg) = st.segments.last_mut() {
                 for (e, b) in &pending[idx..run_end] {
+                    let offset = seg.bytes;
+                    seg.mark(e.seq, offset);
                     seg.add(e, *b);
                 }
             }
@@ -523,10 +602,23 @@ impl LogStore {
         Ok(())
     }
 
+    /// What reading a stream needs, taken under the lock; the files are read after it is
+    /// released, so reads never hold up appends (a record being appended is not complete yet
+    /// and fails its checksum: the read stops before it).
+    fn snapshot(&self, stream: &StreamRef) -> Option<Snapshot> {
+        let inner = self.lock();
+        let st = inner.streams.get(stream)?;
+        Some(Snapshot {
+            dir: st.dir.clone(),
+            segments: st.segments.clone(),
+            first_seq: st.first_seq(),
+            next_seq: st.next_seq,
+        })
+    }
+
     /// GetLogEvents on one stream (a stream the store does not hold has no events).
     pub fn read(&self, q: &ReadQuery) -> Result<ReadAnswer, StoreError> {
-        let inner = self.lock();
-        let Some(st) = inner.streams.get(&q.stream) else {
+        let Some(st) = self.snapshot(&q.stream) else {
             return Ok(ReadAnswer {
                 events: vec![],
                 boundary: if q.from == END { 0 } else { q.from },
@@ -537,17 +629,20 @@ impl LogStore {
         let limit = q.limit.max(1);
         match q.direction {
             Direction::Forward => {
-                let from = q.from.max(st.first_seq());
+                let from = q.from.max(st.first_seq);
                 let mut events = Vec::new();
                 let mut bytes = 0usize;
                 let mut boundary = from;
                 let mut full = false;
                 for seg in st.segments.iter().filter(|s| s.end_seq() > from) {
-                    let data = read_file(&st.seg_path(seg.first_seq))?;
+                    let data = st.read(seg, seg.offset_for(from), None)?;
                     segment::scan(&data, |r, _| {
                         let e = r.event;
                         if e.seq < from {
                             return true;
+                        }
+                        if e.seq >= end {
+                            return false;
                         }
                         if q.in_range(e.timestamp) {
                             if events.len() >= limit || bytes + e.size() > MAX_PAGE_BYTES {
@@ -574,38 +669,40 @@ impl LogStore {
                 let before = q.from.min(end);
                 let mut events: Vec<Event> = Vec::new();
                 let mut bytes = 0usize;
-                let mut boundary = st.first_seq().min(before);
+                let mut boundary = st.first_seq.min(before);
                 let mut full = false;
-                for seg in st.segments.iter().rev().filter(|s| s.first_seq < before) {
-                    let data = read_file(&st.seg_path(seg.first_seq))?;
-                    let mut in_seg = Vec::new();
-                    segment::scan(&data, |r, _| {
-                        if r.event.seq < before {
-                            in_seg.push(r.event);
-                            true
-                        } else {
-                            false
+                'segments: for seg in st.segments.iter().rev().filter(|s| s.first_seq < before) {
+                    for (first, from, to) in seg.chunks_back() {
+                        if first >= before {
+                            continue;
                         }
-                    });
-                    for e in in_seg.into_iter().rev() {
-                        if q.in_range(e.timestamp) {
-                            if events.len() >= limit || bytes + e.size() > MAX_PAGE_BYTES {
-                                full = true;
-                                break;
+                        let data = st.read(seg, from, to)?;
+                        let mut in_chunk = Vec::new();
+                        segment::scan(&data, |r, _| {
+                            if r.event.seq < before {
+                                in_chunk.push(r.event);
+                                true
+                            } else {
+                                false
                             }
-                            bytes += e.size();
-                            boundary = e.seq;
-                            events.push(e);
+                        });
+                        for e in in_chunk.into_iter().rev() {
+                            if q.in_range(e.timestamp) {
+                                if events.len() >= limit || bytes + e.size() > MAX_PAGE_BYTES {
+                                    full = true;
+                                    break 'segments;
+                                }
+                                bytes += e.size();
+                                boundary = e.seq;
+                                events.push(e);
+                            }
                         }
-                    }
-                    if full {
-                        break;
                     }
                 }
                 events.reverse();
                 if !full {
                     // Everything before `before` was examined.
-                    boundary = st.first_seq().min(before);
+                    boundary = st.first_seq.min(before);
                 }
                 Ok(ReadAnswer {
                     events,
@@ -618,10 +715,9 @@ impl LogStore {
 
     /// FilterLogEvents on some streams.
     pub fn filter(&self, q: &FilterQuery, pattern: &Pattern) -> Result<FilterAnswer, StoreError> {
-        let inner = self.lock();
         let mut out = Vec::with_capacity(q.streams.len());
         for (s, from) in &q.streams {
-            let Some(st) = inner.streams.get(s) else {
+            let Some(st) = self.snapshot(s) else {
                 out.push(StreamScan {
                     stream: s.stream.clone(),
                     events: vec![],
@@ -630,7 +726,8 @@ impl LogStore {
                 });
                 continue;
             };
-            let from = (*from).max(st.first_seq());
+            let from = (*from).max(st.first_seq);
+            let end = st.next_seq;
             let mut events = Vec::new();
             let mut scanned_to = from;
             let mut examined = 0usize;
@@ -648,11 +745,14 @@ impl LogStore {
                         continue;
                     }
                 }
-                let data = read_file(&st.seg_path(seg.first_seq))?;
+                let data = st.read(seg, seg.offset_for(from), None)?;
                 segment::scan(&data, |r, _| {
                     let e = r.event;
                     if e.seq < from {
                         return true;
+                    }
+                    if e.seq >= end {
+                        return false;
                     }
                     if events.len() >= q.limit.max(1) || examined >= q.scan_bytes.max(1) {
                         stopped = true;
@@ -678,7 +778,7 @@ impl LogStore {
                 scanned_to: if stopped {
                     scanned_to
                 } else {
-                    scanned_to.max(st.next_seq)
+                    scanned_to.max(end)
                 },
             });
         }

@@ -269,3 +269,45 @@ fn filter_scans_resume_where_they_stopped() {
     assert_eq!(got.len(), 10);
     assert!(got.iter().all(|m| m.starts_with("ERROR")));
 }
+
+#[test]
+fn reads_seek_by_marks_to_any_position_before_and_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        segment_bytes: 16 << 10,
+        stream_bytes: 1 << 30,
+        total_bytes: 1 << 30,
+    };
+    let s = sref("g", "marks");
+    let n = 1000u64;
+    {
+        let store = LogStore::open(dir.path(), limits).unwrap();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(37) {
+            let evs: Vec<NewEvent> = chunk
+                .iter()
+                .map(|i| ev(*i as i64, format!("event {i:05}")))
+                .collect();
+            store.append(&s, &evs, 0, None).unwrap();
+        }
+        check_reads(&store, &s, n);
+    }
+    let store = LogStore::open(dir.path(), limits).unwrap();
+    check_reads(&store, &s, n);
+}
+
+fn check_reads(store: &LogStore, s: &StreamRef, n: u64) {
+    let seqs = |a: &ReadAnswer| a.events.iter().map(|e| e.seq).collect::<Vec<_>>();
+    for from in [0, 1, 63, 64, 65, 300, 511, 512, 777, 998, 999, 1000] {
+        let fwd = read(store, s, Direction::Forward, from, 7);
+        let want: Vec<u64> = (from..(from + 7).min(n)).collect();
+        assert_eq!(seqs(&fwd), want, "forward from {from}");
+        let back = read(store, s, Direction::Backward, from, 7);
+        let want: Vec<u64> = (from.saturating_sub(7)..from).collect();
+        assert_eq!(seqs(&back), want, "backward from {from}");
+        for e in &fwd.events {
+            assert_eq!(e.message, format!("event {:05}", e.seq));
+        }
+    }
+    let last = read(store, s, Direction::Backward, END, 3);
+    assert_eq!(seqs(&last), vec![n - 3, n - 2, n - 1]);
+}

@@ -6,7 +6,9 @@
 //! pieces; the last one has the newline), joins them into events
 //! ([`flotilla_logs::multiline::Joiner`]) and appends each batch that was ready at once to the
 //! store, the last event carrying its [`Cursor`]. When the output ends it stores what is
-//! pending; if the container still runs (the stream was cut) it follows again, else it is done.
+//! pending; if the container still runs (the stream was cut) it follows again; once it has
+//! stopped, it reads the output again from the last stored event until a pass finds nothing
+//! new (Docker can end a followed stream early when the reader is behind a log rotation).
 //!
 //! A multi-line event still pending when the agent stops is not stored, and neither is its
 //! cursor: the restarted agent reads its lines again.
@@ -160,6 +162,7 @@ pub async fn follow(hub: &LogsHub, id: &str, stream: &StreamRef, start: Option<S
         };
         let mut numbering = Numbering::default();
         let mut partial = Partial::default();
+        let mut took_any = false;
         loop {
             let due = joiner.due_at().map(|at| {
                 let wait = at.saturating_sub(now_ms()).max(0);
@@ -185,6 +188,7 @@ pub async fn follow(hub: &LogsHub, id: &str, stream: &StreamRef, start: Option<S
                     Ok(piece) => {
                         let cursor = numbering.cursor(piece.ns);
                         if resume.is_new(cursor) {
+                            took_any = true;
                             take(piece, cursor, &mut partial, &mut joiner, &mut done);
                         }
                     }
@@ -203,6 +207,11 @@ pub async fn follow(hub: &LogsHub, id: &str, stream: &StreamRef, start: Option<S
             Ok(info) if info.running => {
                 debug!(container = %id, "the output stream was cut; following again");
                 tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            // Docker may end a followed stream of a stopped container early (a reader behind
+            // a log file rotation): read again from the cursor until a pass finds nothing new.
+            Ok(_) if took_any => {
+                debug!(container = %id, "the container stopped; reading its output again to its end");
             }
             _ => return,
         }
