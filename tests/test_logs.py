@@ -11,6 +11,7 @@ endpoint as ECS (signed for `logs`).
 - `flotilla logs -f SERVICE` follows every task of a service;
 - an agent killed and restarted while its container writes neither loses nor repeats a line."""
 
+import base64
 import json
 import os
 import signal
@@ -585,11 +586,16 @@ def test_a_replica_forwards_reads_to_the_owner_of_the_events(tmp_path, test_imag
         "--initial-cluster", f"solo=http://127.0.0.1:{peer_port}",
     ], stdout=etcd_log, stderr=etcd_log)
     store = f"etcd://127.0.0.1:{client_port}/{helpers.unique('logs')}"
+    # Replicas on etcd share one secrets key (the server refuses to start on etcd without one).
+    key = tmp_path / "secrets.key"
+    key.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    key.chmod(0o600)
     fleet_a = replica_b = None
     try:
-        fleet_a = Fleet(tmp_path / "a", server_args=["--store", store])
+        fleet_a = Fleet(tmp_path / "a", server_args=["--store", store, "--secrets-key-file", str(key)])
         replica_b = helpers.Server(tmp_path / "b", tmp_path / "b.log", mode="server",
-                                   extra_args=["--store", store, "--heartbeat-seconds", "2"])
+                                   extra_args=["--store", store, "--heartbeat-seconds", "2",
+                                               "--secrets-key-file", str(key)])
         ecs_a = ecs_client(fleet_a)
         cluster = helpers.unique("region")
         ecs_a.create_cluster(clusterName=cluster)
