@@ -361,6 +361,16 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
             .unwrap_or_default();
         i64::try_from(now.saturating_sub(d).as_millis()).unwrap_or(0)
     });
+    // Ctrl-C (SIGINT) ends following, also when the shell that started us ignores SIGINT for
+    // its background jobs (the handler replaces an inherited SIG_IGN). Registered once, here,
+    // so a signal that arrives while a page is being read is not missed.
+    let mut interrupt = if args.follow {
+        Some(tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::interrupt(),
+        )?)
+    } else {
+        None
+    };
     let mut rounds = 0u64;
     loop {
         if rounds.is_multiple_of(5) {
@@ -380,7 +390,18 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
         if !args.follow {
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        let interrupted = async {
+            match interrupt.as_mut() {
+                Some(i) => {
+                    i.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = interrupted => return Ok(()),
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
     }
 }
 
