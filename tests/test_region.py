@@ -195,17 +195,6 @@ def zone_of(task):
     return task.get("availabilityZone", "?")[-1]
 
 
-def remove_service(ecs, name):
-    ecs.delete_service(cluster=CLUSTER, service=name, force=True)
-
-    def all_stopped():
-        return not service_tasks(ecs, name) and all(
-            t["lastStatus"] == "STOPPED" for t in service_tasks(ecs, name, "STOPPED"))
-
-    until(all_stopped, 90, what=f"service {name}'s tasks stopped")
-    until(lambda: not running_containers(), 60, what="no task container left running")
-
-
 @pytest.fixture(scope="module")
 def region(tmp_path_factory):
     if SUDO and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode != 0:
@@ -402,7 +391,6 @@ def test_leader_killed_during_a_rolling_deployment(whole):
     # Its zone's agents, which moved to other replicas, come back to it by themselves.
     back = until(region.agents_home, 60, what=f"zone {lz}'s agents back on their replica")
     assert back
-    remove_service(ecs, name)
 
 
 def test_a_zone_cut_off_for_60_seconds(whole):
@@ -486,7 +474,6 @@ def test_a_zone_cut_off_for_60_seconds(whole):
     helpers.REPORT["region: zone cut 60 s"] = (
         f"zone {cz}'s 2 tasks RUNNING elsewhere after {elsewhere:.1f} s; steady at 6 "
         f"{time.monotonic() - healed_at:.0f} s after the heal, the returning agents' tasks stopped")
-    remove_service(ecs, name)
 
 
 def test_an_etcd_member_and_a_server_lost_for_good(whole):
