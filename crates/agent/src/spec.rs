@@ -665,6 +665,8 @@ mod tests {
             pid_mode: None,
             network: None,
             stop_grace_seconds: None,
+            task_role_arn: None,
+            service_name: None,
             ipc_mode: None,
             containers: defs
                 .into_iter()

@@ -17,6 +17,8 @@
 //! - `addresses/IP` -> the ARN of the task holding the address on the managed task network
 //! - `agent-beats/CLUSTER/ID` -> [`BeatRecord`] (the instance's agent was heard by a session,
 //!   on some replica; observed liveness, not desired state)
+//! - `task-credentials/ACCESS_KEY_ID` -> [`crate::task_credentials::TaskCredentialRecord`] (a
+//!   task role key Flotilla issued, its secret parts sealed; deleted when its task stops)
 
 use flotilla_model::EcsError;
 use serde::{Deserialize, Serialize};

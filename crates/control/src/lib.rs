@@ -5,7 +5,8 @@
 //! [`instances`], [`services`]), the service scheduler ([`service_scheduler`]: desired count,
 //! deployments, circuit breaker, rollback), launch resolution ([`launch`]: launch type or
 //! capacity providers, the managed pool), the task template every task creation starts from
-//! ([`template`]), and where each record lives in the store ([`keys`]).
+//! ([`template`]), task role credentials ([`task_credentials`]), and where each record lives
+//! in the store ([`keys`]).
 //!
 //! What this is not: anything that does I/O. No tokio, no HTTP, no store: `Cargo.toml` has no
 //! such dependency. The writers that read the store, call these functions and commit the results
@@ -23,6 +24,7 @@ pub mod service_scheduler;
 pub mod services;
 pub mod tags;
 pub mod task_definitions;
+pub mod task_credentials;
 pub mod tasks;
 pub mod template;
 pub mod time;

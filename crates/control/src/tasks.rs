@@ -50,6 +50,11 @@ pub struct TaskRecord {
     pub assignment: Option<TaskAssignment>,
     /// What the task holds on its instance until it stops.
     pub reservation: Reservation,
+    /// The task role credentials issued for it that may still be valid
+    /// ([`crate::task_credentials`]): the transaction that records it STOPPED deletes their
+    /// records, so they are refused from then on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<crate::task_credentials::IssuedKey>,
 }
 
 /// [`TaskStatus`] with a default, so the record can derive `Default`.
@@ -575,6 +580,8 @@ mod tests {
                 pid_mode: None,
                 network: None,
                 stop_grace_seconds: None,
+                task_role_arn: None,
+                service_name: None,
                 ipc_mode: None,
                 containers: vec![],
             }),

@@ -33,6 +33,7 @@ use crate::records::{
 };
 use flotilla_control::instances::InstanceRecord;
 use flotilla_control::tasks::TaskRecord;
+use flotilla_control::task_credentials::{TaskCredentialRecord, TASK_CREDENTIALS};
 use flotilla_model::EcsError;
 use flotilla_protocol::{TaskUsage, MISSED_HEARTBEATS};
 use flotilla_scheduler::InstanceStatus;
@@ -433,8 +434,9 @@ async fn sweeper_loop(weak: Weak<Plane>, fence: Fence) {
     }
 }
 
-/// Deletes STOPPED tasks older than the retention, expired client tokens and the beats of
-/// instances deregistered or gone, each delete fenced
+/// Deletes STOPPED tasks older than the retention, expired client tokens, the beats of
+/// instances deregistered or gone, and task role credentials past their expiration (a task's
+/// own keys go when it stops; this catches what a crash left), each delete fenced
 /// with `fence` (the sweeper's term). Returns how many tasks were deleted.
 pub async fn sweep(api: &Plane, fence: &Fence, now: f64) -> Result<usize, EcsError> {
     let store = api.store.as_ref();
@@ -456,6 +458,14 @@ pub async fn sweep(api: &Plane, fence: &Fence, now: f64) -> Result<usize, EcsErr
     }
     for (key, rec, rev) in records::list::<ClientTokenRecord>(store, CLIENT_TOKENS).await? {
         if rec.created_at <= cutoff {
+            let txn = Txn::new()
+                .when(Compare::ModRevision(key.clone(), rev))
+                .delete(key);
+            commit_fenced(store, txn, Some(fence)).await?;
+        }
+    }
+    for (key, rec, rev) in records::list::<TaskCredentialRecord>(store, TASK_CREDENTIALS).await? {
+        if rec.expiration <= now {
             let txn = Txn::new()
                 .when(Compare::ModRevision(key.clone(), rev))
                 .delete(key);

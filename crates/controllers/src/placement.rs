@@ -242,6 +242,14 @@ fn build_task(plane: &Plane, now: f64, t: &TaskTemplate, slot: Slot<'_>) -> Task
         containers: assigned,
         network,
         stop_grace_seconds: None,
+        // RunTask's override wins over the task definition's, as in ECS.
+        task_role_arn: t
+            .overrides
+            .task_role_arn
+            .clone()
+            .filter(|r| !r.is_empty())
+            .or_else(|| td.task_role_arn.clone()),
+        service_name: t.group.strip_prefix("service:").map(str::to_string),
     };
     // An awsvpc task starts with its network being provisioned.
     let first = if assignment.network.is_some() {
@@ -269,6 +277,7 @@ fn build_task(plane: &Plane, now: f64, t: &TaskTemplate, slot: Slot<'_>) -> Task
         instance_id: inst.id.clone(),
         assignment: Some(assignment),
         reservation,
+        credentials: Vec::new(),
     }
 }
 

@@ -69,7 +69,8 @@ pub async fn apply_task_state(
 }
 
 /// Adds to `txn` what a task gives back when it stops: its reservation on its instance
-/// (compare-and-swap on the instance) and its network address.
+/// (compare-and-swap on the instance), its network address, and its task role credentials
+/// (their records deleted, so the keys are refused from the moment it is STOPPED).
 pub async fn release_on_stop(
     store: &dyn flotilla_store::Store,
     mut txn: Txn,
@@ -86,6 +87,11 @@ pub async fn release_on_stop(
     }
     if let Some(net) = rec.network() {
         txn = txn.delete(address_key(&net.private_ipv4_address));
+    }
+    for k in &rec.credentials {
+        txn = txn.delete(flotilla_control::task_credentials::credential_key(
+            &k.access_key_id,
+        ));
     }
     Ok(txn)
 }

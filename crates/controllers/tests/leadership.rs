@@ -240,6 +240,8 @@ fn task(plane: &Plane, id: &str, deployment: &str, stopped: bool, now: f64) -> T
         containers: Vec::new(),
         network: None,
         stop_grace_seconds: None,
+        task_role_arn: None,
+        service_name: None,
     });
     t
 }

@@ -20,6 +20,11 @@
 //!   ([`AgentMessage::GetSecrets`]); the server reads them then and answers on this session
 //!   only ([`ServerMessage::Secrets`]): the values are never stored, neither in the control
 //!   plane's store nor in the agent's data directory, and print as `***` in `Debug`.
+//! - task role credentials: for a task with a `taskRoleArn`, the agent asks for the temporary
+//!   keys Flotilla issues for it ([`AgentMessage::GetCredentials`]) before it creates the task's
+//!   containers and again before they expire; the server answers on this session only
+//!   ([`ServerMessage::Credentials`]). The agent keeps them in memory and serves them to the
+//!   task's containers at `169.254.170.2`; the secret key and the token print as `***`.
 //! - logs: the events of a container's `awslogs` stream stay on its host, so the server asks
 //!   the agent for them ([`ServerMessage::Log`], a [`flotilla_logs::query::LogRequest`] with an
 //!   id, answered by [`AgentMessage::Log`] with the same id), and tells it the log groups that
@@ -123,6 +128,16 @@ pub enum ServerMessage {
         /// The values, or why they could not be read.
         outcome: SecretsOutcome,
     },
+    /// The answer to [`AgentMessage::GetCredentials`]: the task role's temporary credentials,
+    /// sent only on the session of the instance that runs the task.
+    Credentials {
+        /// The request's id.
+        request_id: u64,
+        /// The task.
+        task_arn: String,
+        /// The credentials, or why there are none.
+        outcome: CredentialsOutcome,
+    },
     /// A read (or stats) of log streams this host keeps; answered by [`AgentMessage::Log`]
     /// with the same `id`.
     Log {
@@ -193,6 +208,41 @@ impl std::fmt::Debug for SecretText {
     }
 }
 
+/// A task role's credentials, or why they could not be issued.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome")]
+pub enum CredentialsOutcome {
+    /// Issued (or the current ones, still fresh).
+    Issued {
+        /// The credentials.
+        credentials: RoleCredentials,
+    },
+    /// None: the task stops with `ResourceInitializationError: <reason>` if it has not started,
+    /// and keeps its current credentials (until they expire) if it has.
+    Failed {
+        /// Why (never holding a secret).
+        reason: String,
+    },
+}
+
+/// Temporary credentials Flotilla issued for a task's role: valid for Flotilla's APIs with the
+/// session token, until `expiration`, and revoked when the task stops.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoleCredentials {
+    /// The task role's ARN.
+    pub role_arn: String,
+    /// `ASIA...`.
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret_access_key: SecretText,
+    /// The session token that must accompany the key (`X-Amz-Security-Token`).
+    pub session_token: SecretText,
+    /// When they were issued, epoch seconds.
+    pub issued_at: f64,
+    /// When they stop being valid, epoch seconds.
+    pub expiration: f64,
+}
+
 /// Agent -> server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -212,6 +262,14 @@ pub enum AgentMessage {
     /// The secrets of a task this instance runs, needed to create its containers; answered by
     /// [`ServerMessage::Secrets`] on this session only.
     GetSecrets {
+        /// Chosen by the agent, repeated in the answer.
+        request_id: u64,
+        /// The task.
+        task_arn: String,
+    },
+    /// The credentials of a task's role (`taskRoleArn`) this instance runs; answered by
+    /// [`ServerMessage::Credentials`] on this session only.
+    GetCredentials {
         /// Chosen by the agent, repeated in the answer.
         request_id: u64,
         /// The task.
@@ -273,6 +331,13 @@ pub struct TaskAssignment {
     /// and SIGKILL after this many seconds (instead of each container's `stopTimeout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_grace_seconds: Option<u64>,
+    /// The task's IAM role (`taskRoleArn`, or RunTask's override): its containers get the
+    /// credentials Flotilla issues for it at `169.254.170.2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_role_arn: Option<String>,
+    /// The service that started the task (its group `service:NAME`), for the task metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
 }
 
 /// The elastic network interface of an `awsvpc` task, as the control plane allocated it.
@@ -452,5 +517,33 @@ mod tests {
         assert!(text.contains(r#""value":"hunter2""#), "{text}");
         assert_eq!(decode::<ServerMessage>(&text).unwrap(), m);
         assert!(!format!("{m:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn role_credentials_travel_but_never_print() {
+        let m = ServerMessage::Credentials {
+            request_id: 9,
+            task_arn: "t".into(),
+            outcome: CredentialsOutcome::Issued {
+                credentials: RoleCredentials {
+                    role_arn: "arn:aws:iam::1:role/app".into(),
+                    access_key_id: "ASIAEXAMPLE".into(),
+                    secret_access_key: SecretText("s3cr3t-key".into()),
+                    session_token: SecretText("t0k3n".into()),
+                    issued_at: 1.0,
+                    expiration: 3601.0,
+                },
+            },
+        };
+        let text = encode(&m).unwrap();
+        assert!(text.contains("s3cr3t-key") && text.contains("t0k3n"), "{text}");
+        assert_eq!(decode::<ServerMessage>(&text).unwrap(), m);
+        let shown = format!("{m:?}");
+        assert!(!shown.contains("s3cr3t-key") && !shown.contains("t0k3n"), "{shown}");
+        let ask = AgentMessage::GetCredentials {
+            request_id: 9,
+            task_arn: "t".into(),
+        };
+        assert_eq!(decode::<AgentMessage>(&encode(&ask).unwrap()).unwrap(), ask);
     }
 }

@@ -162,6 +162,8 @@ pub(super) fn orphan_assignment(arn: &str, cs: &[ContainerSummary]) -> TaskAssig
         pid_mode: None,
         network: None,
         stop_grace_seconds: None,
+        task_role_arn: None,
+        service_name: None,
         ipc_mode: None,
         containers: cs
             .iter()

@@ -271,6 +271,8 @@ pub fn task(id: &str, defs: Vec<ContainerDefinition>) -> TaskAssignment {
         pid_mode: None,
         network: None,
         stop_grace_seconds: None,
+        task_role_arn: None,
+        service_name: None,
         ipc_mode: None,
         containers: defs
             .into_iter()

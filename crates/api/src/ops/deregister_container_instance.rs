@@ -71,6 +71,11 @@ pub async fn deregister_container_instance(
                         &net.private_ipv4_address,
                     ));
                 }
+                for k in &stopped.credentials {
+                    txn = txn.delete(flotilla_control::task_credentials::credential_key(
+                        &k.access_key_id,
+                    ));
+                }
             }
             rec.reservations.clear();
             rec.set_status(InstanceStatus::Inactive);
