@@ -49,6 +49,8 @@ pub struct Api {
     services: Vec<Arc<dyn Service>>,
     /// Secrets Manager and Parameter Store, for the `secrets` of tasks ([`Api::with_secrets`]).
     secrets: Option<SecretStores>,
+    /// How task role credentials are issued (with the secrets key, [`Api::with_secrets`]).
+    task_credentials: Option<crate::task_credentials::TaskCredentialsConfig>,
 }
 
 /// The services a task's `secrets` are read from.
@@ -91,13 +93,20 @@ impl Api {
             logs: None,
             services: Vec::new(),
             secrets: None,
+            task_credentials: None,
         }
     }
 
     /// Builder: serves Secrets Manager and SSM Parameter Store beside ECS, on this API's store
     /// (their own key prefixes), region and account, their values sealed with `key`; tasks'
-    /// `secrets` are read from them.
+    /// `secrets` are read from them. Task role credentials are issued too, sealed with the same
+    /// key, valid for [`flotilla_control::task_credentials::DEFAULT_LIFETIME_SECONDS`] unless
+    /// [`Api::with_task_credentials_lifetime`] says otherwise.
     pub fn with_secrets(mut self, key: flotilla_seal::Key) -> Self {
+        self.task_credentials = Some(crate::task_credentials::TaskCredentialsConfig {
+            key: key.clone(),
+            lifetime_seconds: flotilla_control::task_credentials::DEFAULT_LIFETIME_SECONDS,
+        });
         let arns = &self.config.arns;
         let sm = Arc::new(SecretsManager::new(
             self.plane.store.clone(),
@@ -123,6 +132,20 @@ impl Api {
     /// Secrets Manager and Parameter Store, when served.
     pub fn secret_stores(&self) -> Option<&SecretStores> {
         self.secrets.as_ref()
+    }
+
+    /// Builder (after [`Api::with_secrets`]): how long issued task role credentials are valid
+    /// (at least [`flotilla_control::task_credentials::MIN_LIFETIME_SECONDS`]).
+    pub fn with_task_credentials_lifetime(mut self, seconds: u64) -> Self {
+        if let Some(c) = self.task_credentials.as_mut() {
+            c.lifetime_seconds = seconds.max(flotilla_control::task_credentials::MIN_LIFETIME_SECONDS);
+        }
+        self
+    }
+
+    /// How task role credentials are issued, when they are (the server has a secrets key).
+    pub fn task_credentials(&self) -> Option<&crate::task_credentials::TaskCredentialsConfig> {
+        self.task_credentials.as_ref()
     }
 
     /// Builder: serves `service` beside ECS on the same endpoint, routed by its marker

@@ -24,6 +24,7 @@ pub mod secrets;
 pub mod server;
 pub mod session;
 pub mod shared;
+pub mod task_credentials;
 
 pub use context::{Api, ApiConfig};
 pub use flotilla_controllers::fargate;

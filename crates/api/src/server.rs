@@ -76,26 +76,38 @@ fn respond(request_id: &str, status: StatusCode, body: Vec<u8>) -> Response {
     resp
 }
 
-/// Verifies a request's SigV4 signature against the configured credentials at the API's clock
-/// (every API call and the agent session's upgrade go through it).
-pub fn authenticate(
-    api: &Api,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<sigv4::Caller, EcsError> {
-    authenticate_caller(api, method, uri, headers, body).map_err(auth_error)
+/// Why a request could not be authenticated.
+#[derive(Debug)]
+pub(crate) enum AuthFailure {
+    /// The caller is refused ([`sigv4::AuthError`]: AWS's code and wording).
+    Refused(sigv4::AuthError),
+    /// The server failed while finding the key (the store did not answer): a 5xx, not the
+    /// caller's fault.
+    Internal(String),
 }
 
-/// [`authenticate`], with the failure as [`sigv4::AuthError`] (each service renders it).
-fn authenticate_caller(
+/// Which keys may sign a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keys {
+    /// The configured keys and the task role keys Flotilla issued (every API call).
+    All,
+    /// The configured keys only (the agent session: a task's key never opens one).
+    Configured,
+}
+
+/// Verifies a request's SigV4 signature at the API's clock against the configured credentials,
+/// then (for a key of a task's shape that is not configured) the task role credentials
+/// Flotilla issued ([`crate::task_credentials`]), which must carry their session token and be
+/// unexpired. Every API call goes through it; the agent session's upgrade with
+/// [`Keys::Configured`].
+pub(crate) async fn authenticate_caller(
     api: &Api,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<sigv4::Caller, sigv4::AuthError> {
+    keys: Keys,
+) -> Result<sigv4::Caller, AuthFailure> {
     let pairs: Vec<(String, String)> = headers
         .iter()
         .map(|(k, v)| {
@@ -106,15 +118,71 @@ fn authenticate_caller(
         })
         .collect();
     let creds = &api.config.credentials;
-    sigv4::verify(
+    let configured = |akid: &str| creds.iter().find(|c| c.access_key_id == akid);
+    // The configured keys first: an ordinary key never costs a store read.
+    let akid = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(sigv4::access_key_id);
+    let temporary = match akid {
+        Some(akid)
+            if keys == Keys::All
+                && configured(akid).is_none()
+                && flotilla_control::task_credentials::looks_like_task_key(akid) =>
+        {
+            crate::task_credentials::lookup(api, akid)
+                .await
+                .map_err(|e| AuthFailure::Internal(e.message))?
+        }
+        _ => None,
+    };
+    let now = api.clock.now();
+    let caller = sigv4::verify(
         method.as_str(),
         uri.path(),
         uri.query().unwrap_or(""),
         &pairs,
         body,
-        api.clock.now() as i64,
-        |akid| creds.iter().find(|c| c.access_key_id == akid),
+        now as i64,
+        |akid| configured(akid).or_else(|| temporary.as_ref().map(|(c, _)| c)),
     )
+    .map_err(AuthFailure::Refused)?;
+    if let Some((_, expiration)) = &temporary {
+        if flotilla_control::task_credentials::validity(*expiration, now)
+            == flotilla_control::task_credentials::Validity::Expired
+        {
+            return Err(AuthFailure::Refused(sigv4::AuthError::ExpiredToken));
+        }
+    }
+    Ok(caller)
+}
+
+/// [`authenticate_caller`] for ECS: the failure as the ECS error it is answered with.
+pub async fn authenticate(
+    api: &Api,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<sigv4::Caller, EcsError> {
+    authenticate_keys(api, method, uri, headers, body, Keys::All).await
+}
+
+/// [`authenticate`] with only the configured keys (the agent session).
+pub(crate) async fn authenticate_keys(
+    api: &Api,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    keys: Keys,
+) -> Result<sigv4::Caller, EcsError> {
+    authenticate_caller(api, method, uri, headers, body, keys)
+        .await
+        .map_err(|f| match f {
+            AuthFailure::Refused(e) => auth_error(e),
+            AuthFailure::Internal(m) => EcsError::server(m),
+        })
 }
 
 /// The ECS error an authentication failure is answered with (AWS's code and wording).
@@ -126,6 +194,7 @@ fn auth_error(e: sigv4::AuthError) -> EcsError {
         sigv4::AuthCode::UnrecognizedClient => ErrorCode::UnrecognizedClientException,
         sigv4::AuthCode::InvalidSignature => ErrorCode::InvalidSignatureException,
         sigv4::AuthCode::SignatureExpired => ErrorCode::InvalidSignatureExceptionSkew,
+        sigv4::AuthCode::ExpiredToken => ErrorCode::ExpiredTokenException,
     };
     EcsError::new(code, e.to_string())
 }
@@ -229,7 +298,7 @@ async fn serve(
     target: &str,
 ) -> Result<Vec<u8>, EcsError> {
     let now = api.clock.now();
-    let caller = authenticate(api, method, uri, headers, body)?;
+    let caller = authenticate(api, method, uri, headers, body).await?;
     if let Some(expected) = routing::ecs_scope_mismatch(target, &caller.service) {
         return Err(EcsError::new(
             ErrorCode::InvalidSignatureException,
@@ -317,9 +386,13 @@ async fn handle_service(
             }
         };
         let now = api.clock.now();
-        let caller = match authenticate_caller(api, &method, &uri, &headers, &body) {
+        let caller = match authenticate_caller(api, &method, &uri, &headers, &body, Keys::All).await
+        {
             Ok(c) => c,
-            Err(e) => return service.reject(&EdgeError::Auth(e)),
+            Err(AuthFailure::Refused(e)) => return service.reject(&EdgeError::Auth(e)),
+            Err(AuthFailure::Internal(message)) => {
+                return service.reject(&EdgeError::Internal { message })
+            }
         };
         if method != Method::POST || uri.path() != "/" {
             return service.reject(&EdgeError::NotPost {

@@ -15,7 +15,8 @@
 //!    releasing the task's reservation in the same transaction when it reaches STOPPED), then
 //!    answers `Ack`; `Usage` samples are kept in memory ([`flotilla_controllers::agents::Agents`]);
 //!    `GetSecrets` is answered with the task's secrets, read then and sent on this session only
-//!    ([`crate::secrets`]);
+//!    ([`crate::secrets`]); `GetCredentials` with its task role's credentials
+//!    ([`crate::task_credentials`]);
 //! 5. as it hears the agent it puts the beat again, at most once per 3/4 heartbeat interval
 //!    (agents heartbeat once per interval), and sets `agentConnected` back to true if the
 //!    record says false while the session is alive (a disconnect written by a replica the
@@ -111,7 +112,11 @@ pub async fn upgrade(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let query = uri.query().unwrap_or("");
-    if let Err(e) = crate::server::authenticate(&api, &method, &uri, &headers, b"") {
+    // Only the configured keys open a session: a task's role key never speaks for an agent.
+    let keys = crate::server::Keys::Configured;
+    if let Err(e) =
+        crate::server::authenticate_keys(&api, &method, &uri, &headers, b"", keys).await
+    {
         let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::FORBIDDEN);
         return error_response(&e, status);
     }
@@ -355,6 +360,13 @@ async fn session_loop(
                         Ok(AgentMessage::GetSecrets { request_id, task_arn }) => {
                             let outcome = crate::secrets::for_agent(api, cluster, id, &task_arn).await;
                             let msg = ServerMessage::Secrets { request_id, task_arn, outcome };
+                            if let Err(e) = send(&mut tx, &msg).await {
+                                return e.into();
+                            }
+                        }
+                        Ok(AgentMessage::GetCredentials { request_id, task_arn }) => {
+                            let outcome = crate::task_credentials::for_agent(api, cluster, id, &task_arn).await;
+                            let msg = ServerMessage::Credentials { request_id, task_arn, outcome };
                             if let Err(e) = send(&mut tx, &msg).await {
                                 return e.into();
                             }

@@ -85,6 +85,12 @@ pub enum EdgeError {
         /// The limit, in bytes.
         limit: usize,
     },
+    /// The edge failed itself while checking the request (the store did not answer a lookup
+    /// of a temporary key): the service's own 5xx, never a crash or a refusal of the caller.
+    Internal {
+        /// What failed (no secret).
+        message: String,
+    },
 }
 
 impl std::fmt::Display for EdgeError {
@@ -111,6 +117,7 @@ impl std::fmt::Display for EdgeError {
                 f,
                 "The request body is larger than {limit} bytes or could not be read."
             ),
+            EdgeError::Internal { message } => write!(f, "{message}"),
         }
     }
 }

@@ -250,6 +250,10 @@ impl flotilla_edge::json::JsonApi for LogsApi {
         json_error(LogsError::invalid(message))
     }
 
+    fn internal_error(&self, message: String) -> flotilla_edge::json::JsonError {
+        json_error(LogsError::unavailable(message))
+    }
+
     async fn dispatch(
         &self,
         call: flotilla_edge::json::JsonCall<'_>,

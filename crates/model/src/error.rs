@@ -97,6 +97,8 @@ error_codes! {
     InvalidSignatureException,
     /// AWS protocol: the request carries no credentials (HTTP 403).
     MissingAuthenticationTokenException,
+    /// AWS protocol: temporary credentials past their expiration (HTTP 403).
+    ExpiredTokenException,
     /// AWS protocol: the request's X-Amz-Date is too far from the server's clock (HTTP 403).
     InvalidSignatureExceptionSkew,
     /// AWS protocol: the body is not valid JSON or a member has the wrong JSON type (HTTP 400).
@@ -114,6 +116,7 @@ impl ErrorCode {
             | ErrorCode::InvalidSignatureException
             | ErrorCode::InvalidSignatureExceptionSkew
             | ErrorCode::MissingAuthenticationTokenException
+            | ErrorCode::ExpiredTokenException
             | ErrorCode::AccessDeniedException => 403,
             _ => 400,
         }

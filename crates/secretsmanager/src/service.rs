@@ -814,6 +814,10 @@ impl JsonApi for SecretsManager {
         SmError::invalid_request(message).into()
     }
 
+    fn internal_error(&self, message: String) -> JsonError {
+        SmError::internal(message).into()
+    }
+
     async fn dispatch(&self, call: JsonCall<'_>) -> Result<Value, JsonError> {
         let result: Result<Value, SmError> = ops!(self, call;
             "CreateSecret" => create_secret,

@@ -10,7 +10,9 @@
 //! a wrong signature is `InvalidSignatureException`; a request dated more than 15 minutes away
 //! from the server clock is `InvalidSignatureException` with "Signature expired"; a session token
 //! that does not belong to the key is `UnrecognizedClientException` ("The security token included
-//! in the request is invalid."). All are HTTP 403.
+//! in the request is invalid."); temporary credentials past their expiration are
+//! `ExpiredTokenException` ("The security token included in the request is expired", which
+//! the caller decides: the credential does not say when it expires). All are HTTP 403.
 //!
 //! What this module is not: it reads no clock (the caller passes `now`) and knows no service's
 //! error type (the server turns an [`AuthError`] into its own).
@@ -103,6 +105,9 @@ pub enum AuthError {
     /// The signature is not the one the key gives.
     #[error("The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.")]
     SignatureMismatch,
+    /// Temporary credentials past their expiration.
+    #[error("The security token included in the request is expired")]
+    ExpiredToken,
 }
 
 /// The AWS error an [`AuthError`] is answered with.
@@ -116,6 +121,8 @@ pub enum AuthCode {
     InvalidSignature,
     /// `InvalidSignatureException` too ("Signature expired: ..."), told apart for metrics.
     SignatureExpired,
+    /// `ExpiredTokenException`: temporary credentials past their expiration.
+    ExpiredToken,
 }
 
 impl AuthCode {
@@ -125,6 +132,7 @@ impl AuthCode {
             AuthCode::MissingAuthenticationToken => "MissingAuthenticationTokenException",
             AuthCode::UnrecognizedClient => "UnrecognizedClientException",
             AuthCode::InvalidSignature | AuthCode::SignatureExpired => "InvalidSignatureException",
+            AuthCode::ExpiredToken => "ExpiredTokenException",
         }
     }
 }
@@ -136,6 +144,7 @@ impl AuthError {
             AuthError::MissingToken => AuthCode::MissingAuthenticationToken,
             AuthError::UnrecognizedClient => AuthCode::UnrecognizedClient,
             AuthError::Expired { .. } => AuthCode::SignatureExpired,
+            AuthError::ExpiredToken => AuthCode::ExpiredToken,
             _ => AuthCode::InvalidSignature,
         }
     }
@@ -185,6 +194,14 @@ fn parse_authorization(auth: &str) -> Result<Authorization<'_>, AuthError> {
         signed_headers,
         signature,
     })
+}
+
+/// The access key id in the credential scope of an `Authorization` header, read without
+/// verifying anything: the edge finds a temporary key's credential by it before verifying.
+pub fn access_key_id(authorization: &str) -> Option<&str> {
+    parse_authorization(authorization)
+        .ok()
+        .map(|a| a.access_key_id)
 }
 
 /// The service name in the credential scope of an `Authorization` header
@@ -307,6 +324,8 @@ mod tests {
         let h = "AWS4-HMAC-SHA256 Credential=AKID/20250101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=00";
         assert_eq!(scope_service(h), Some("secretsmanager"));
         assert_eq!(scope_service("Basic dXNlcjpwYXNz"), None);
+        assert_eq!(access_key_id(h), Some("AKID"));
+        assert_eq!(AuthError::ExpiredToken.code().wire_type(), "ExpiredTokenException");
         assert_eq!(
             scope_service("AWS4-HMAC-SHA256 Credential=AKID/20250101/us-east-1/ssm, SignedHeaders=host, Signature=00"),
             None

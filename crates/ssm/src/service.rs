@@ -635,6 +635,10 @@ impl JsonApi for Ssm {
         SsmError::validation(message).into()
     }
 
+    fn internal_error(&self, message: String) -> JsonError {
+        SsmError::internal(message).into()
+    }
+
     async fn dispatch(&self, call: JsonCall<'_>) -> Result<Value, JsonError> {
         let op = call.operation;
         let input = call.input;

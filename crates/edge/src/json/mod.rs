@@ -82,7 +82,9 @@ impl JsonError {
     /// The error an edge refusal is answered with in every JSON service: the authentication
     /// errors with AWS's codes (HTTP 403), `InvalidSignatureException` for a credential scoped
     /// to another service, `UnknownOperationException` for an unknown target or path. A body
-    /// too large is the service's own client error (`too_large`).
+    /// too large is the service's own client error (`too_large`); a failure of the edge itself
+    /// is `InternalFailure` (500), AWS's common error, unless the service has its own
+    /// ([`AwsJson`] asks [`JsonApi::internal_error`]).
     pub fn from_edge(e: &EdgeError, title: &str, too_large: impl FnOnce(String) -> Self) -> Self {
         match e {
             EdgeError::Auth(a) => Self::new(a.code().wire_type(), 403, "message", a.to_string()),
@@ -96,7 +98,13 @@ impl JsonError {
                 Self::unknown_operation(e.to_string())
             }
             EdgeError::BodyTooLarge { .. } => too_large(e.to_string()),
+            EdgeError::Internal { .. } => Self::internal_failure(e.to_string()),
         }
+    }
+
+    /// `InternalFailure` (500): AWS's common error for a failure of the service itself.
+    pub fn internal_failure(message: impl Into<String>) -> Self {
+        Self::new("InternalFailure", 500, "message", message)
     }
 }
 
@@ -130,6 +138,11 @@ pub trait JsonApi: Send + Sync {
     fn has_operation(&self, name: &str) -> bool;
     /// The service's own error for a request it cannot read (a body over the edge's limit).
     fn invalid_request(&self, message: String) -> JsonError;
+    /// The service's own error for a failure of the edge or the service itself (a store that
+    /// does not answer): AWS's common `InternalFailure` unless the model has its own.
+    fn internal_error(&self, message: String) -> JsonError {
+        JsonError::internal_failure(message)
+    }
     /// Runs one operation.
     async fn dispatch(&self, call: JsonCall<'_>) -> Result<Value, JsonError>;
 }
@@ -153,6 +166,9 @@ impl<T: JsonApi + ?Sized> JsonApi for std::sync::Arc<T> {
     }
     fn invalid_request(&self, message: String) -> JsonError {
         (**self).invalid_request(message)
+    }
+    fn internal_error(&self, message: String) -> JsonError {
+        (**self).internal_error(message)
     }
     async fn dispatch(&self, call: JsonCall<'_>) -> Result<Value, JsonError> {
         (**self).dispatch(call).await
@@ -249,7 +265,10 @@ impl<A: JsonApi> Service for AwsJson<A> {
     }
 
     fn reject(&self, error: &EdgeError) -> Reply {
-        let e = JsonError::from_edge(error, self.0.title(), |m| self.0.invalid_request(m));
+        let e = match error {
+            EdgeError::Internal { .. } => self.0.internal_error(error.to_string()),
+            _ => JsonError::from_edge(error, self.0.title(), |m| self.0.invalid_request(m)),
+        };
         self.reply(Err(e))
     }
 }
