@@ -102,6 +102,9 @@ pub struct AgentConfig {
     /// [`flotilla_protocol::MANAGED_POOL`] instead of `cluster`, and runs the Fargate tasks of
     /// every cluster. [`AgentConfig::managed`] builds such a configuration.
     pub managed: bool,
+    /// Serve the task metadata endpoint and task role credentials at `169.254.170.2`
+    /// ([`crate::metadata`]; it installs NAT rules with `iptables`). Default true.
+    pub task_endpoint: bool,
 }
 
 impl AgentConfig {
@@ -134,6 +137,7 @@ impl AgentConfig {
             docker_socket: crate::docker::DEFAULT_SOCKET.into(),
             docker_config: None,
             managed: false,
+            task_endpoint: true,
         }
     }
 

@@ -496,6 +496,13 @@ impl Runtime for DockerRuntime {
             _ => Health::None,
         };
         let mut bindings = Vec::new();
+        let ip_address = c.network_settings.as_ref().and_then(|n| {
+            n.networks
+                .iter()
+                .flatten()
+                .filter_map(|(_, e)| e.ip_address.clone())
+                .find(|a| !a.is_empty())
+        });
         if let Some(ports) = c.network_settings.and_then(|n| n.ports) {
             for (key, list) in ports {
                 let Some((container_port, protocol)) = parse_port_key(&key) else {
@@ -544,6 +551,8 @@ impl Runtime for DockerRuntime {
                 .unwrap_or_default()
                 .into_iter()
                 .collect(),
+            ip_address,
+            created_at: c.created.map(|t| t.to_string()),
         })
     }
 
@@ -669,6 +678,21 @@ impl Runtime for DockerRuntime {
                     memory_bytes: mem.usage.unwrap_or(0).saturating_sub(cache),
                 })
             }
+            Some(Err(e)) => Err(other(e)),
+            None => Err(RuntimeError::Other(format!("stats {id}: no answer"))),
+        }
+    }
+
+    async fn stats_document(&self, id: &str) -> Result<serde_json::Value, RuntimeError> {
+        let mut s = self.docker.stats(
+            id,
+            Some(StatsOptions {
+                stream: false,
+                one_shot: false,
+            }),
+        );
+        match s.next().await {
+            Some(Ok(r)) => serde_json::to_value(r).map_err(|e| RuntimeError::Other(e.to_string())),
             Some(Err(e)) => Err(other(e)),
             None => Err(RuntimeError::Other(format!("stats {id}: no answer"))),
         }

@@ -71,6 +71,11 @@ pub enum TaskFailure {
     /// The task's `secrets` (or `secretOptions`) could not be read: the server's reason, in the
     /// ECS agent's words, naming the secret (never holding a value).
     Secrets(String),
+    /// The task has a role, and its containers cannot reach the credentials endpoint
+    /// (`169.254.170.2`) on this host: why.
+    TaskRoleEndpoint(String),
+    /// The task role's credentials could not be had from the server: its reason.
+    TaskRoleCredentials(String),
     /// A container the agent created no longer exists.
     ContainerGone {
         /// Its runtime id.
@@ -103,7 +108,9 @@ impl TaskFailure {
             | TaskFailure::RestartPause(_)
             | TaskFailure::CreatePause { .. }
             | TaskFailure::StartPause { .. }
-            | TaskFailure::Secrets(_) => "ResourceInitializationError",
+            | TaskFailure::Secrets(_)
+            | TaskFailure::TaskRoleEndpoint(_)
+            | TaskFailure::TaskRoleCredentials(_) => "ResourceInitializationError",
             TaskFailure::Invalid(_) | TaskFailure::Create(_) => "CannotCreateContainerError",
             TaskFailure::Pull(e) | TaskFailure::Volume(e) => e.ecs_name(),
             TaskFailure::Start(_) => "CannotStartContainerError",
@@ -146,6 +153,12 @@ impl TaskFailure {
             TaskFailure::Create(e @ (RuntimeError::Create(_) | RuntimeError::Conflict(_)))
             | TaskFailure::Start(e @ RuntimeError::Start(_)) => e.detail(),
             TaskFailure::Create(e) | TaskFailure::Start(e) => e.to_string(),
+            TaskFailure::TaskRoleEndpoint(why) => format!(
+                "the task role's credentials cannot be served to this task at 169.254.170.2: {why}"
+            ),
+            TaskFailure::TaskRoleCredentials(reason) => {
+                format!("unable to get the task role's credentials: {reason}")
+            }
             TaskFailure::ContainerGone { id } => format!("container {id} no longer exists"),
             TaskFailure::LogOptions(why) => {
                 format!("Error response from daemon: failed to create task for container: failed to initialize logging driver: {why}")
@@ -289,6 +302,16 @@ mod tests {
             (
                 TaskFailure::DependencyNotResolved("why".into()),
                 "DependencyNotResolvedError: why",
+            ),
+            (
+                TaskFailure::TaskRoleEndpoint("no cgroup v2".into()),
+                "ResourceInitializationError: the task role's credentials cannot be served to \
+                 this task at 169.254.170.2: no cgroup v2",
+            ),
+            (
+                TaskFailure::TaskRoleCredentials("the task t has stopped".into()),
+                "ResourceInitializationError: unable to get the task role's credentials: the \
+                 task t has stopped",
             ),
             (
                 TaskFailure::ContainerGone { id: "abc".into() },

@@ -43,6 +43,8 @@
 //! - [`registry`]: registry credentials from `~/.docker/config.json`.
 //! - [`pause`]: the pause image of awsvpc tasks, built in place; [`cgroup`]: task-level cpu and
 //!   memory as one cgroup per task.
+//! - [`metadata`]: the task metadata (v4) and task role credentials endpoint at
+//!   `169.254.170.2`, reached through per-task NAT rules.
 //!
 //! Architecture invariants: only a task's owner writes its status, and statuses only move
 //! forward; the agent never restarts or removes a running container because it restarted; every
@@ -59,6 +61,7 @@ pub mod engine;
 pub mod failure;
 pub mod lifecycle;
 pub mod logs;
+pub mod metadata;
 pub mod pause;
 pub mod registry;
 pub mod resources;
@@ -121,6 +124,13 @@ fn engine_config(config: &AgentConfig, instance_arn: &str, client: &EcsClient) -
         instance_arn: instance_arn.to_string(),
     }));
     e.region = Some(config.region.clone());
+    e.availability_zone = Some(config.availability_zone.clone());
+    if config.task_endpoint {
+        e.task_endpoint = Some(engine::TaskEndpointSetup {
+            redirector: Arc::new(metadata::redirect::Iptables::default()),
+            reach: None,
+        });
+    }
     e.managed = config.managed;
     e.image_pull_behavior = config.image_pull_behavior;
     e.cleanup_delay = config.cleanup_delay;

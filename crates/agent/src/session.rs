@@ -5,8 +5,8 @@
 //! `Tasks` to the [`Engine`], sends every engine report, keeps each task's latest report until
 //! the server acknowledges its `seq` (and re-sends the unacknowledged ones after a reconnect),
 //! sends a heartbeat every `heartbeat_interval_ms` and usage every `usage_interval`, and
-//! forwards the owners' requests for their tasks' secrets, handing each answer back to the
-//! owner that asked (kept in memory only). A broken
+//! forwards the owners' requests for their tasks' secrets and task role credentials, handing
+//! each answer back to the owner that asked (kept in memory only). A broken
 //! session is retried with exponential backoff with jitter and a cap ([`Backoff`]), reset after
 //! a session that stayed up [`STABLE_SESSION`]; the instance is never re-registered by a
 //! reconnect. With several server replicas, a session that cannot be opened or that drops moves
@@ -232,10 +232,9 @@ pub async fn run_session(
     tokio::pin!(shutdown);
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let mut unacked = Unacked::default();
-    let mut secrets = Secrets {
-        requests: p.engine.secret_requests(),
-        pending: HashMap::new(),
-        next_id: 0,
+    let mut asks = OwnerAsks {
+        secrets: Asks::new(p.engine.secret_requests()),
+        credentials: Asks::new(p.engine.credential_requests()),
     };
     loop {
         let (replica, _) = p.client.endpoints().current();
@@ -244,14 +243,15 @@ pub async fn run_session(
             &p,
             reports,
             &mut unacked,
-            &mut secrets,
+            &mut asks,
             &mut welcomed,
             &mut shutdown,
         )
         .await;
         // Answers to requests sent on the session that ended will not come: their owners ask
         // again.
-        secrets.pending.clear();
+        asks.secrets.pending.clear();
+        asks.credentials.pending.clear();
         if matches!(result, Ok(Ended::Shutdown)) {
             return;
         }
@@ -289,27 +289,87 @@ pub async fn run_session(
     }
 }
 
-/// The owners' requests for their tasks' secrets, and those sent and not answered yet.
-struct Secrets {
-    requests: Option<tokio::sync::mpsc::UnboundedReceiver<crate::engine::SecretsRequest>>,
-    pending: HashMap<u64, tokio::sync::oneshot::Sender<flotilla_protocol::SecretsOutcome>>,
+/// An owner's request the session forwards to the server (its task's secrets, its role's
+/// credentials), answered on the owner's channel.
+trait OwnerAsk: Send {
+    /// The server's answer.
+    type Answer;
+    /// The task and where the answer goes.
+    fn parts(self) -> (String, tokio::sync::oneshot::Sender<Self::Answer>);
+    /// Whether the owner stopped waiting.
+    fn abandoned(&self) -> bool;
+}
+
+impl OwnerAsk for crate::engine::SecretsRequest {
+    type Answer = flotilla_protocol::SecretsOutcome;
+    fn parts(self) -> (String, tokio::sync::oneshot::Sender<Self::Answer>) {
+        (self.task_arn, self.reply)
+    }
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+}
+
+impl OwnerAsk for crate::engine::CredentialsRequest {
+    type Answer = flotilla_protocol::CredentialsOutcome;
+    fn parts(self) -> (String, tokio::sync::oneshot::Sender<Self::Answer>) {
+        (self.task_arn, self.reply)
+    }
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+}
+
+/// The owners' requests of one kind, and those sent and not answered yet.
+struct Asks<R: OwnerAsk> {
+    requests: Option<tokio::sync::mpsc::UnboundedReceiver<R>>,
+    pending: HashMap<u64, tokio::sync::oneshot::Sender<R::Answer>>,
     next_id: u64,
 }
 
-impl Secrets {
+impl<R: OwnerAsk> Asks<R> {
+    fn new(requests: Option<tokio::sync::mpsc::UnboundedReceiver<R>>) -> Self {
+        Asks {
+            requests,
+            pending: HashMap::new(),
+            next_id: 0,
+        }
+    }
+
     /// The next request of an owner still waiting (never, without a receiver).
-    async fn next(&mut self) -> crate::engine::SecretsRequest {
+    async fn next(&mut self) -> R {
         loop {
             let Some(rx) = self.requests.as_mut() else {
                 return std::future::pending().await;
             };
             match rx.recv().await {
-                Some(r) if !r.reply.is_closed() => return r,
+                Some(r) if !r.abandoned() => return r,
                 Some(_) => continue,
                 None => self.requests = None,
             }
         }
     }
+
+    /// Keeps `r`'s reply until the answer with the returned id comes: (id, task ARN).
+    fn sent(&mut self, r: R) -> (u64, String) {
+        self.next_id += 1;
+        let (task_arn, reply) = r.parts();
+        self.pending.insert(self.next_id, reply);
+        (self.next_id, task_arn)
+    }
+
+    /// Hands an answer to the owner that asked.
+    fn answer(&mut self, id: u64, answer: R::Answer) {
+        if let Some(reply) = self.pending.remove(&id) {
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+/// What the owners ask of the server through the session.
+struct OwnerAsks {
+    secrets: Asks<crate::engine::SecretsRequest>,
+    credentials: Asks<crate::engine::CredentialsRequest>,
 }
 
 /// How a session ended without an error.
@@ -326,7 +386,7 @@ async fn one_session<S: Future<Output = ()>>(
     p: &SessionParams<'_>,
     reports: &mut UnboundedReceiver<TaskStateReport>,
     unacked: &mut Unacked,
-    secrets: &mut Secrets,
+    asks: &mut OwnerAsks,
     welcomed: &mut Option<Instant>,
     shutdown: &mut std::pin::Pin<&mut S>,
 ) -> Result<Ended, SessionError> {
@@ -427,9 +487,10 @@ async fn one_session<S: Future<Output = ()>>(
                     }
                     Ok(ServerMessage::Ack { seq }) => unacked.ack(seq),
                     Ok(ServerMessage::Secrets { request_id, outcome, .. }) => {
-                        if let Some(reply) = secrets.pending.remove(&request_id) {
-                            let _ = reply.send(outcome);
-                        }
+                        asks.secrets.answer(request_id, outcome);
+                    }
+                    Ok(ServerMessage::Credentials { request_id, outcome, .. }) => {
+                        asks.credentials.answer(request_id, outcome);
                     }
                     Ok(ServerMessage::Log { id, request }) => {
                         let (logs, tx) = (logs.clone(), log_tx.clone());
@@ -473,13 +534,15 @@ async fn one_session<S: Future<Output = ()>>(
             Some(samples) = usage_rx.recv() => {
                 send(&mut ws, &AgentMessage::Usage { samples }).await?;
             }
-            request = secrets.next() => {
-                secrets.next_id += 1;
-                let request_id = secrets.next_id;
-                debug!(task = %request.task_arn, "asking for the task's secrets");
-                let msg = AgentMessage::GetSecrets { request_id, task_arn: request.task_arn };
-                secrets.pending.insert(request_id, request.reply);
-                send(&mut ws, &msg).await?;
+            request = asks.secrets.next() => {
+                let (request_id, task_arn) = asks.secrets.sent(request);
+                debug!(task = %task_arn, "asking for the task's secrets");
+                send(&mut ws, &AgentMessage::GetSecrets { request_id, task_arn }).await?;
+            }
+            request = asks.credentials.next() => {
+                let (request_id, task_arn) = asks.credentials.sent(request);
+                debug!(task = %task_arn, "asking for the task role's credentials");
+                send(&mut ws, &AgentMessage::GetCredentials { request_id, task_arn }).await?;
             }
             Ok(()) = &mut home_rx => {
                 let frame = CloseFrame {

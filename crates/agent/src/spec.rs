@@ -276,16 +276,40 @@ pub fn link_targets(def: &ContainerDefinition) -> Vec<String> {
         .collect()
 }
 
-/// Builds the Docker spec of one container of the task, step by step: identity and process,
-/// network, mounts, resources, Linux parameters, security, health check and logging. Its
-/// `secrets`, read by the server for this task, become environment variables and its
-/// `secretOptions` log driver options.
+/// What the task endpoint (`169.254.170.2`) adds to a container: its variables
+/// (`ECS_CONTAINER_METADATA_URI_V4`, `AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`, ...), which win
+/// over the definition's of the same name, and for a bridge container the MAC address the
+/// agent's NAT rule matches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointSettings {
+    /// Name and value.
+    pub env: Vec<(String, String)>,
+    /// The MAC address on Docker's bridge.
+    pub mac_address: Option<String>,
+}
+
+/// [`container_spec_with`] without the task endpoint.
 pub fn container_spec(
     a: &TaskAssignment,
     def: &ContainerDefinition,
     id: &Identity,
     placement: &TaskPlacement,
     secrets: Option<&ContainerSecrets>,
+) -> ContainerSpec {
+    container_spec_with(a, def, id, placement, secrets, None)
+}
+
+/// Builds the Docker spec of one container of the task, step by step: identity and process,
+/// network, mounts, resources, Linux parameters, security, health check and logging. Its
+/// `secrets`, read by the server for this task, become environment variables and its
+/// `secretOptions` log driver options; the task endpoint's settings are applied last.
+pub fn container_spec_with(
+    a: &TaskAssignment,
+    def: &ContainerDefinition,
+    id: &Identity,
+    placement: &TaskPlacement,
+    secrets: Option<&ContainerSecrets>,
+    endpoint: Option<&EndpointSettings>,
 ) -> ContainerSpec {
     let name = def_name(def);
     let mut spec = ContainerSpec {
@@ -320,10 +344,26 @@ pub fn container_spec(
     if let Some(secrets) = secrets {
         apply_secrets(&mut spec, secrets);
     }
+    if let Some(endpoint) = endpoint {
+        apply_endpoint(&mut spec, endpoint);
+    }
     if placement.pause_id.is_some() {
         leave_network_to_pause(&mut spec);
     }
     spec
+}
+
+/// The endpoint's variables after everything else (they win over the definition's), and a
+/// bridge container's MAC address.
+fn apply_endpoint(spec: &mut ContainerSpec, e: &EndpointSettings) {
+    for (name, value) in &e.env {
+        spec.env
+            .retain(|v| v.split_once('=').map(|(k, _)| k) != Some(name.as_str()));
+        spec.env.push(format!("{name}={value}"));
+    }
+    if spec.network_mode == "bridge" {
+        spec.mac_address.clone_from(&e.mac_address);
+    }
 }
 
 /// `secrets` as `NAME=VALUE` after the plain environment (so a secret wins over a variable of

@@ -90,6 +90,26 @@ pub struct PersistedTask {
     /// The `awslogs` stream of each container that has one, once opened, by name.
     #[serde(default)]
     pub log_streams: BTreeMap<String, flotilla_logs::query::StreamRef>,
+    /// The ids in the task endpoint's URIs its containers were created with (kept, since the
+    /// containers keep them in their environment across agent restarts).
+    #[serde(default)]
+    pub endpoint: EndpointIds,
+}
+
+/// The ids a task's containers reach the task endpoint with, and the MAC addresses of its
+/// bridge containers (what the NAT rules match). None is a secret: the credentials themselves
+/// are only in memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointIds {
+    /// Each container's metadata id (`/v4/ID`), by name.
+    #[serde(default)]
+    pub containers: BTreeMap<String, String>,
+    /// The task's credentials id (`/v2/credentials/ID`), when it has a role.
+    #[serde(default)]
+    pub credentials: Option<String>,
+    /// The MAC address each bridge container was created with, by name.
+    #[serde(default)]
+    pub macs: BTreeMap<String, String>,
 }
 
 /// The exclusive hold of one agent process on a data directory (`agent.lock` with its pid).

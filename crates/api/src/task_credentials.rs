@@ -37,6 +37,8 @@ use flotilla_sigv4::Credential;
 use flotilla_store::Compare;
 use rand::RngCore;
 
+pub use flotilla_control::task_credentials::{DEFAULT_LIFETIME_SECONDS, MIN_LIFETIME_SECONDS};
+
 /// How the server issues task role credentials.
 #[derive(Clone)]
 pub struct TaskCredentialsConfig {

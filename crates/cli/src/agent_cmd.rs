@@ -29,6 +29,11 @@ pub struct HostArgs {
     /// How long stopped containers are kept before they are removed.
     #[arg(long, default_value_t = 3 * 3600)]
     cleanup_delay_seconds: u64,
+    /// Do not serve the task metadata endpoint (ECS_CONTAINER_METADATA_URI_V4) and task role
+    /// credentials at 169.254.170.2 (which takes NAT rules installed with iptables): containers
+    /// get neither, and tasks with a taskRoleArn fail to start on this host.
+    #[arg(long)]
+    no_task_endpoint: bool,
 }
 
 /// Flags of `flotilla agent`.
@@ -75,6 +80,7 @@ fn apply_host(cfg: &mut AgentConfig, host: &HostArgs) -> anyhow::Result<()> {
             )
         })?;
     cfg.cleanup_delay = std::time::Duration::from_secs(host.cleanup_delay_seconds);
+    cfg.task_endpoint = !host.no_task_endpoint;
     Ok(())
 }
 

@@ -38,8 +38,21 @@ pub struct ServerConfig {
     pub fargate: flotilla_api::FargateConfig,
     /// The key that seals secret values at rest.
     pub secrets_key: flotilla_seal::Key,
+    /// How long the task role credentials the server issues are valid, seconds.
+    pub task_credentials_seconds: u64,
     /// The leader election's lease (etcd only).
     pub election: flotilla_store::etcd::ElectionOptions,
+}
+
+fn task_credentials_seconds(common: &CommonArgs) -> anyhow::Result<u64> {
+    let min = flotilla_api::task_credentials::MIN_LIFETIME_SECONDS;
+    if !(min..=12 * 3600).contains(&common.task_credentials_seconds) {
+        bail!(
+            "--task-credentials-seconds must be between {min} and 43200, got {}",
+            common.task_credentials_seconds
+        );
+    }
+    Ok(common.task_credentials_seconds)
 }
 
 fn election(common: &CommonArgs) -> anyhow::Result<flotilla_store::etcd::ElectionOptions> {
@@ -252,6 +265,7 @@ pub fn server_config(common: &CommonArgs, file: Option<&Path>) -> anyhow::Result
         data_dir,
         store,
         secrets_key,
+        task_credentials_seconds: task_credentials_seconds(common)?,
         api: ApiConfig {
             arns: ArnContext { region, account },
             credentials,
@@ -336,6 +350,7 @@ pub fn dev_config(common: &CommonArgs) -> anyhow::Result<ServerConfig> {
         listen: common.listen,
         store,
         secrets_key,
+        task_credentials_seconds: task_credentials_seconds(common)?,
         data_dir,
         api: ApiConfig {
             arns: ArnContext { region, account },

@@ -147,6 +147,10 @@ pub struct CommonArgs {
     /// must be given the same key. Also `[secrets] key_file` in --config.
     #[arg(long)]
     secrets_key_file: Option<PathBuf>,
+    /// How long the temporary credentials issued for a task's taskRoleArn are valid (agents
+    /// ask for new ones at 60 % of that; a task's keys are revoked when it stops).
+    #[arg(long, default_value_t = flotilla_api::task_credentials::DEFAULT_LIFETIME_SECONDS)]
+    task_credentials_seconds: u64,
 }
 
 #[derive(clap::Args, Debug)]

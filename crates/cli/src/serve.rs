@@ -83,6 +83,7 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
             .with_election(election)
             .with_replica(topology, me)
             .with_secrets(cfg.secrets_key.clone())
+            .with_task_credentials_lifetime(cfg.task_credentials_seconds)
             .with_service(Arc::new(flotilla_edge::json::AwsJson(
                 flotilla_logs_service::LogsApi(logs.clone()),
             )))

@@ -29,6 +29,18 @@ pub(super) struct Ctr {
     pub(super) waiting_since: Instant,
     pub(super) image_digest: Option<String>,
     pub(super) stop_requested: bool,
+    /// What the engine last said about it, for the task metadata.
+    pub(super) facts: Facts,
+}
+
+/// What inspecting a container last told, for the task metadata endpoint.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct Facts {
+    pub(super) ip_address: Option<String>,
+    pub(super) created_at: Option<String>,
+    pub(super) started_at: Option<String>,
+    pub(super) finished_at: Option<String>,
+    pub(super) image_id: Option<String>,
 }
 
 impl Ctr {
@@ -41,6 +53,21 @@ impl Ctr {
             health: self.health,
             has_health_check: self.def.health_check.is_some(),
         }
+    }
+
+    /// Keeps what inspecting the container said that the task metadata shows.
+    pub(super) fn note(&mut self, info: &crate::runtime::ContainerInfo) {
+        self.facts = Facts {
+            // A stopped container has no address; the last one is kept.
+            ip_address: info
+                .ip_address
+                .clone()
+                .or_else(|| self.facts.ip_address.clone()),
+            created_at: info.created_at.clone(),
+            started_at: info.started_at.clone(),
+            finished_at: info.finished_at.clone(),
+            image_id: info.image_id.clone(),
+        };
     }
 
     /// Applies what inspecting a running container says.

@@ -64,17 +64,19 @@ impl TaskOwner {
                 self.fail_start(Some(&name), TaskFailure::LogOptions(why));
                 break;
             }
+            let endpoint = self.endpoint_settings(i);
             let secrets = self
                 .secrets
                 .iter()
                 .flatten()
                 .find(|s| s.name == self.ctrs[i].name);
-            let spec = spec::container_spec(
+            let spec = spec::container_spec_with(
                 self.assignment(),
                 &self.ctrs[i].def,
                 &self.inner.identity,
                 &placement,
                 secrets,
+                endpoint.as_ref(),
             );
             let created = match rt.create(&spec).await {
                 Ok(id) => Ok(id),
@@ -178,6 +180,7 @@ impl TaskOwner {
                     continue;
                 }
             };
+            c.note(&info);
             if let Some(stream) = self.p.log_streams.get(&c.name) {
                 // Follow the output while it runs, and once more to its end after it stopped
                 // (also after an agent restart).

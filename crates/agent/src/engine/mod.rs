@@ -13,7 +13,9 @@
 //!
 //! The parts: `tasks` (the task registry), `owner` (the per-task loop), `containers` (create,
 //! observe, start, stop), `provision` (task cgroup, awsvpc network and pause container),
-//! `images` (pull and cleanup), `usage` (usage sampling), `container` (one container's view).
+//! `images` (pull and cleanup), `usage` (usage sampling), `container` (one container's view),
+//! `endpoint` (the task's side of the metadata and credentials endpoint: its ids and
+//! variables, NAT rules, role credentials and their refresh, its published snapshot).
 //! The engine reads time from tokio's clock only, so its decisions run under paused time in
 //! tests (with [`crate::runtime::memory::MemoryRuntime`]).
 //!
@@ -27,6 +29,7 @@
 
 mod container;
 mod containers;
+mod endpoint;
 mod images;
 mod owner;
 mod provision;
@@ -118,6 +121,29 @@ pub struct EngineConfig {
     pub log_limits: flotilla_logstore::Limits,
     /// The region (an `awslogs-region` must be this one), when known.
     pub region: Option<String>,
+    /// The host's availability zone (the task metadata's `AvailabilityZone`).
+    pub availability_zone: Option<String>,
+    /// The task metadata and credentials endpoint at `169.254.170.2` (`None`: not served; a
+    /// task with a role then fails to start).
+    pub task_endpoint: Option<TaskEndpointSetup>,
+}
+
+/// How the engine serves the task endpoint ([`crate::metadata::TaskEndpoint`]).
+#[derive(Clone)]
+pub struct TaskEndpointSetup {
+    /// What installs the NAT rules ([`crate::metadata::redirect::Iptables`] on a host).
+    pub redirector: Arc<dyn crate::metadata::redirect::Redirector>,
+    /// What the endpoint can reach; `None`: found out at start
+    /// ([`crate::metadata::Reach::detect`]).
+    pub reach: Option<crate::metadata::Reach>,
+}
+
+impl std::fmt::Debug for TaskEndpointSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskEndpointSetup")
+            .field("reach", &self.reach)
+            .finish_non_exhaustive()
+    }
 }
 
 impl EngineConfig {
@@ -140,6 +166,8 @@ impl EngineConfig {
             log_streams: crate::logs::LogStreams::default(),
             log_limits: flotilla_logstore::Limits::default(),
             region: None,
+            availability_zone: None,
+            task_endpoint: None,
         }
     }
 }
@@ -167,6 +195,11 @@ struct Inner {
     reports: mpsc::UnboundedSender<TaskStateReport>,
     /// Where owners ask for their task's secrets (the session answers: [`Engine::secret_requests`]).
     secrets: mpsc::UnboundedSender<SecretsRequest>,
+    /// Where owners ask for their task role's credentials (the session answers:
+    /// [`Engine::credential_requests`]).
+    credentials: mpsc::UnboundedSender<CredentialsRequest>,
+    /// The task metadata and credentials endpoint, when served.
+    endpoint: Option<Arc<crate::metadata::TaskEndpoint>>,
     /// Every task the engine knows.
     tasks: TaskRegistry,
     pulled: Mutex<BTreeMap<String, f64>>,
@@ -198,6 +231,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct Engine {
     inner: Arc<Inner>,
     secret_requests: Mutex<Option<mpsc::UnboundedReceiver<SecretsRequest>>>,
+    credential_requests: Mutex<Option<mpsc::UnboundedReceiver<CredentialsRequest>>>,
+}
+
+/// An owner asking for its task role's credentials (before creating the task's containers, and
+/// again before they expire). The session sends it to the server and the answer back; they
+/// live only in memory.
+#[derive(Debug)]
+pub struct CredentialsRequest {
+    /// The task.
+    pub task_arn: String,
+    /// Where the answer goes (dropped when the session cannot ask: the owner asks again).
+    pub reply: tokio::sync::oneshot::Sender<flotilla_protocol::CredentialsOutcome>,
 }
 
 /// An owner asking for its task's secrets, just before it creates the task's containers. The
@@ -228,6 +273,7 @@ impl Engine {
         let data = DataDir::open(&cfg.data_dir)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (secrets_tx, secrets_rx) = mpsc::unbounded_channel();
+        let (credentials_tx, credentials_rx) = mpsc::unbounded_channel();
         let micros = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
@@ -255,7 +301,26 @@ impl Engine {
             cfg.log_streams.0.clone(),
         )?;
         logs.spawn_sweeper(Duration::from_secs(60));
+        let endpoint = match &cfg.task_endpoint {
+            Some(setup) => match crate::metadata::TaskEndpoint::start(
+                runtime.clone(),
+                setup.redirector.clone(),
+                &cfg.instance_id,
+                setup.reach.clone(),
+            )
+            .await
+            {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    warn!(error = %e, "the task metadata and credentials endpoint cannot listen; tasks run without it");
+                    None
+                }
+            },
+            None => None,
+        };
         let inner = Arc::new(Inner {
+            endpoint,
+            credentials: credentials_tx,
             logs,
             identity: Identity {
                 instance_id: cfg.instance_id.clone(),
@@ -299,6 +364,7 @@ impl Engine {
             Engine {
                 inner,
                 secret_requests: Mutex::new(Some(secrets_rx)),
+                credential_requests: Mutex::new(Some(credentials_rx)),
             },
             rx,
         ))
@@ -308,6 +374,17 @@ impl Engine {
     /// `None`).
     pub fn secret_requests(&self) -> Option<mpsc::UnboundedReceiver<SecretsRequest>> {
         lock(&self.secret_requests).take()
+    }
+
+    /// The owners' requests for their task roles' credentials, for the session to answer
+    /// (once: later calls get `None`).
+    pub fn credential_requests(&self) -> Option<mpsc::UnboundedReceiver<CredentialsRequest>> {
+        lock(&self.credential_requests).take()
+    }
+
+    /// The task metadata and credentials endpoint, when served.
+    pub fn task_endpoint(&self) -> Option<Arc<crate::metadata::TaskEndpoint>> {
+        self.inner.endpoint.clone()
     }
 
     /// Applies desired state from the server. With `full`, a running task that is not listed
@@ -359,6 +436,7 @@ impl Engine {
             pause_id: None,
             deprovisioned: false,
             log_streams: BTreeMap::new(),
+            endpoint: Default::default(),
         };
         if let Err(e) = self.inner.data.save_task(&p) {
             warn!(task = %arn, error = %e, "cannot save the assignment");

@@ -52,11 +52,13 @@ pub(super) struct TaskOwner {
     /// The task's secrets, once read for creating its containers: in memory only, never
     /// persisted.
     pub(super) secrets: Option<Vec<ContainerSecrets>>,
+    /// The task's side of the metadata and credentials endpoint (in memory only).
+    pub(super) endpoint: super::endpoint::EndpointState,
 }
 
 /// How long an owner waits for its secrets before it looks at its task again (the session may
 /// be reconnecting); it asks again on its next step.
-const SECRETS_WAIT: Duration = Duration::from_secs(10);
+pub(super) const SECRETS_WAIT: Duration = Duration::from_secs(10);
 
 impl TaskOwner {
     pub(super) fn new(
@@ -110,6 +112,7 @@ impl TaskOwner {
                     waiting_since: now,
                     image_digest: None,
                     stop_requested: false,
+                    facts: Default::default(),
                     name,
                 }
             })
@@ -149,6 +152,7 @@ impl TaskOwner {
             images_ready: false,
             signalled: false,
             secrets: None,
+            endpoint: Default::default(),
         }
     }
 
@@ -278,7 +282,10 @@ impl TaskOwner {
                 }
                 if self.phase == Phase::Activating {
                     self.set_status(TaskStatus::Pending);
-                    if self.secrets_ready().await && self.pull_images().await {
+                    if self.secrets_ready().await
+                        && self.credentials_ready().await
+                        && self.pull_images().await
+                    {
                         self.images_ready = true;
                         self.set_status(TaskStatus::Activating);
                         self.create_containers().await;
@@ -287,7 +294,10 @@ impl TaskOwner {
             } else {
                 self.status = lifecycle::advance(self.status, TaskStatus::Activating);
                 self.report();
-                if self.secrets_ready().await && self.pull_images().await {
+                if self.secrets_ready().await
+                    && self.credentials_ready().await
+                    && self.pull_images().await
+                {
                     self.create_containers().await;
                 }
             }
@@ -299,6 +309,10 @@ impl TaskOwner {
             if let Some(d) = lifecycle::compute_essential_stop(&views, &[]) {
                 self.begin_stop(d.code, Some(d.reason));
             }
+        }
+        if self.phase == Phase::Activating {
+            // The NAT rules and the snapshot before the containers start.
+            self.ensure_endpoint().await;
         }
         if self.phase == Phase::Activating {
             self.start_ready().await;
@@ -344,6 +358,12 @@ impl TaskOwner {
         }
         if dirty {
             self.persist();
+        }
+        if self.status == TaskStatus::Stopped {
+            self.withdraw_endpoint().await;
+        } else {
+            self.keep_credentials();
+            self.publish_endpoint();
         }
         let running: Vec<String> = self
             .running()
@@ -483,6 +503,7 @@ impl TaskOwner {
     pub(super) async fn cleanup(&mut self) {
         let rt = self.inner.runtime.clone();
         info!("cleaning up stopped task");
+        self.withdraw_endpoint().await;
         if let Some(id) = &self.p.pause_id {
             if let Err(e) = rt.remove(id).await {
                 warn!(error = %e, "cannot remove the pause container");

@@ -32,12 +32,16 @@ impl TaskOwner {
     }
 
     /// Where the containers go: the pause namespace, the task cgroup or per-container limits.
+    /// A host task the task endpoint reaches has the task cgroup as parent even without
+    /// limits: the endpoint's NAT rule matches it.
     pub(super) fn placement(&self) -> TaskPlacement {
         let limits = self.limits();
+        let task_path = || cgroup::task_path(&self.task_id());
+        let endpoint_parent = self.host_endpoint().then(task_path);
         let (cgroup_parent, per_container_limits) = match &self.inner.cgroups {
-            _ if !limits.any() => (None, None),
-            CgroupMode::Parent { .. } => (Some(cgroup::task_path(&self.task_id())), None),
-            CgroupMode::PerContainer { .. } => (None, Some(limits)),
+            _ if !limits.any() => (endpoint_parent, None),
+            CgroupMode::Parent { .. } => (Some(task_path()), None),
+            CgroupMode::PerContainer { .. } => (endpoint_parent, Some(limits)),
         };
         TaskPlacement {
             pause_id: if self.awsvpc {

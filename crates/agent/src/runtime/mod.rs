@@ -366,6 +366,10 @@ pub struct ContainerInfo {
     pub image_id: Option<String>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
+    /// Its IPv4 address on its network (a bridge container, while it runs).
+    pub ip_address: Option<String>,
+    /// RFC 3339 creation time.
+    pub created_at: Option<String>,
 }
 
 /// A container found by [`Runtime::list`].
@@ -477,6 +481,9 @@ pub trait Runtime: Send + Sync + 'static {
     async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
     /// One-shot usage.
     async fn stats(&self, id: &str) -> Result<ContainerStats, RuntimeError>;
+    /// One-shot stats as the engine's API gives them (Docker's stats document: `read`,
+    /// `cpu_stats`, `memory_stats`, `networks`, ...), for the task metadata endpoint.
+    async fn stats_document(&self, id: &str) -> Result<serde_json::Value, RuntimeError>;
     /// Inspects a network; `Ok(None)` when absent.
     async fn inspect_network(&self, name: &str) -> Result<Option<NetworkInfo>, RuntimeError>;
     /// Creates a network; [`RuntimeError::Conflict`] when one of that name exists.
