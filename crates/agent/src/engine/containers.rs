@@ -284,10 +284,12 @@ impl TaskOwner {
                     }
                     // Observe right away so dependents see START without a poll delay.
                     if let Ok(info) = rt.inspect(&id).await {
+                        self.ctrs[i].note(&info);
                         if info.running {
                             self.ctrs[i].apply_running(&info);
                         }
                     }
+                    self.publish_endpoint();
                 }
             }
         }

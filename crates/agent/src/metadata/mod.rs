@@ -105,11 +105,7 @@ impl Reach {
             return Reach::none(&format!("NAT rules cannot be installed ({e})"));
         }
         let bridge = match runtime.inspect_network("bridge").await {
-            Ok(Some(n)) => n
-                .gateways
-                .iter()
-                .find_map(|g| g.parse::<Ipv4Addr>().ok())
-                .ok_or_else(|| "Docker's bridge network has no IPv4 gateway".to_string()),
+            Ok(Some(n)) => bridge_gateway(&n.gateways, &n.subnets),
             Ok(None) => Err("Docker has no bridge network".to_string()),
             Err(e) => Err(format!("Docker's bridge network: {e}")),
         };
@@ -173,6 +169,45 @@ impl Reach {
 /// Whether `ip` is an address of this network namespace (a socket can be bound to it).
 pub fn is_local(ip: Ipv4Addr) -> bool {
     std::net::TcpListener::bind((ip, 0)).is_ok()
+}
+
+/// An IPv4 CIDR as (network, prefix length).
+pub fn parse_cidr(cidr: &str) -> Option<(Ipv4Addr, u8)> {
+    let (ip, len) = cidr.split_once('/')?;
+    let len: u8 = len.parse().ok().filter(|l| *l <= 32)?;
+    let ip: Ipv4Addr = ip.parse().ok()?;
+    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    Some((Ipv4Addr::from(u32::from(ip) & mask), len))
+}
+
+/// Whether `ip` is in the network `(net, len)`.
+pub fn in_subnet(ip: Ipv4Addr, (net, len): (Ipv4Addr, u8)) -> bool {
+    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(net)
+}
+
+/// The gateway of Docker's bridge: the one its IPAM names, else (Docker's default bridge names
+/// none) the address this namespace sends from toward the bridge's subnet, when that address is
+/// in the subnet (it is the bridge's own; otherwise the subnet is not a network of this
+/// namespace).
+fn bridge_gateway(gateways: &[String], subnets: &[String]) -> Result<Ipv4Addr, String> {
+    if let Some(gw) = gateways.iter().find_map(|g| g.parse::<Ipv4Addr>().ok()) {
+        return Ok(gw);
+    }
+    let Some(subnet) = subnets.iter().find_map(|s| parse_cidr(s)) else {
+        return Err("Docker's bridge network has no IPv4 subnet".to_string());
+    };
+    // A UDP "connection" sends nothing: it only asks the kernel which source it would use.
+    let probe = Ipv4Addr::from(u32::from(subnet.0) + 2);
+    let local = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+        .and_then(|s| s.connect((probe, 9)).and_then(|()| s.local_addr()));
+    match local {
+        Ok(SocketAddr::V4(a)) if in_subnet(*a.ip(), subnet) => Ok(*a.ip()),
+        _ => Err(format!(
+            "the agent runs in another network namespace than the Docker engine (no address of the bridge's subnet {}/{} here)",
+            subnet.0, subnet.1
+        )),
+    }
 }
 
 /// The mount point of the cgroup v2 hierarchy in a `/proc/self/mountinfo`.
@@ -490,6 +525,10 @@ impl TaskEndpoint {
             debug!(task = %p.view.task_arn, peer = %peer, "endpoint request from outside the task refused");
             return not_found("container");
         }
+        let mut p = p;
+        if !matches!(ask, Ask::Credentials(_)) {
+            self.freshen(&mut p.view).await;
+        }
         let view = &p.view;
         let meta = || {
             container
@@ -522,6 +561,30 @@ impl TaskEndpoint {
                     }
                 }
                 (200, Value::Object(out))
+            }
+        }
+    }
+
+    /// Fills in what the owner has not seen yet of a container that just started (its owner
+    /// publishes before starting it, and observes it a moment later): its status, address and
+    /// times, read now.
+    async fn freshen(&self, view: &mut TaskView) {
+        let bridge = view.network == NetworkView::Bridge;
+        for c in &mut view.containers {
+            let stale = c.known_status == "PENDING"
+                || c.started_at.is_none()
+                || (bridge && c.ip_address.is_none());
+            let Some(id) = c.docker_id.clone().filter(|_| stale) else {
+                continue;
+            };
+            if let Ok(info) = self.runtime.inspect(&id).await {
+                if info.running {
+                    c.known_status = "RUNNING".to_string();
+                }
+                c.ip_address = c.ip_address.take().or(info.ip_address);
+                c.started_at = c.started_at.take().or(info.started_at);
+                c.created_at = c.created_at.take().or(info.created_at);
+                c.image_id = c.image_id.take().or(info.image_id);
             }
         }
     }
@@ -673,6 +736,24 @@ mod tests {
         assert_eq!(source_allowed(&NetworkView::Bridge, &known, ip("172.17.0.4"), gw), None);
         assert_eq!(source_allowed(&NetworkView::Bridge, &known, lo, lo), Some(false));
         assert_eq!(source_allowed(&NetworkView::None, &known, ip("172.17.0.3"), gw), Some(false));
+    }
+
+    #[test]
+    fn subnets_parse_and_contain() {
+        let net = parse_cidr("172.17.0.0/16").unwrap();
+        assert_eq!(net, (Ipv4Addr::new(172, 17, 0, 0), 16));
+        assert_eq!(parse_cidr("10.213.5.7/16"), Some((Ipv4Addr::new(10, 213, 0, 0), 16)));
+        assert!(in_subnet(Ipv4Addr::new(172, 17, 0, 1), net));
+        assert!(!in_subnet(Ipv4Addr::new(172, 18, 0, 1), net));
+        assert_eq!(parse_cidr("0.0.0.0/0"), Some((Ipv4Addr::UNSPECIFIED, 0)));
+        assert!(in_subnet(Ipv4Addr::new(1, 2, 3, 4), (Ipv4Addr::UNSPECIFIED, 0)));
+        assert_eq!(parse_cidr("1.2.3.4/33"), None);
+        assert_eq!(parse_cidr("x/8"), None);
+        assert_eq!(
+            bridge_gateway(&["172.17.0.1".into()], &[]),
+            Ok(Ipv4Addr::new(172, 17, 0, 1))
+        );
+        assert!(bridge_gateway(&[], &[]).is_err());
     }
 
     #[test]
