@@ -330,7 +330,19 @@ impl TaskOwner {
         }
         self.endpoint.rules = kept;
         if let Some(Ok(Route::Host { cgroup2 })) = self.endpoint_route() {
-            metadata::remove_task_cgroup(&cgroup2, &self.task_id());
+            // The task cgroup runc made in every hierarchy, once runc removed the containers'
+            // own (a moment after they exit): tried for a while, then again at cleanup.
+            let (cgroups, task_id) = (self.inner.cgroups.clone(), self.task_id());
+            tokio::spawn(async move {
+                for _ in 0..15 {
+                    let v1 = cgroups.remove(&task_id).is_ok();
+                    metadata::remove_task_cgroup(&cgroup2, &task_id);
+                    if v1 && !cgroup2.join(metadata::task_cgroup(&task_id)).exists() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            });
         }
     }
 
