@@ -328,3 +328,35 @@ def test_every_container_gets_the_metadata_endpoint_and_only_a_role_gets_credent
     assert json.loads(out["TASK"])["TaskARN"] == arn
     stop(ecs, fleet.cluster, arn)
     assert nat_rules_of(arn) == []
+
+
+def test_a_restarted_agent_replaces_its_stale_rules_and_serves_its_tasks_again(fleet):
+    """kill -9 of the agent leaves its rule pointing at a port nobody listens on; the agent,
+    started again on its data directory, removes it, installs the task's rule for its new
+    port and serves the task's credentials again (the same key: it is in its first half-life)."""
+    ecs = ecs_for(fleet)
+    agent = fleet.agents[0]
+    family = helpers.unique("role-restart")
+    register(ecs, family, "bridge")
+    arn = run(ecs, fleet, family, "bridge")["taskArn"]
+    first = json.loads(ready(ecs, fleet.cluster, arn)["CREDS"])
+    (before,) = nat_rules_of(arn)
+
+    agent.kill()
+    agent.start()
+    def served_again():
+        rules = nat_rules_of(arn)
+        if rules == [before] or len(rules) != 1:
+            return None
+        again = [a for a in (lines(fleet.cluster, arn) or {}).get("AGAIN_ALL", []) if a]
+        return (rules, again) if again and len(again) > 2 else None
+
+    # A fresh AGAIN line after the new rule appeared.
+    rules, _ = wait_for(served_again, timeout=60, interval=0.5, what="the task's rule for the new port")
+    count = len(lines(fleet.cluster, arn)["AGAIN_ALL"])
+    fresh = wait_for(lambda: (lambda a: a[count:] and [x for x in a[count:] if x])(
+        lines(fleet.cluster, arn)["AGAIN_ALL"]), timeout=30, what="credentials served again")
+    assert json.loads(fresh[-1])["AccessKeyId"] == first["AccessKeyId"]
+    assert rules[0] != before
+    stop(ecs, fleet.cluster, arn)
+    assert nat_rules_of(arn) == []

@@ -980,4 +980,41 @@ mod tests {
         assert_eq!(options.get("splunk-token").map(String::as_str), Some("lt"));
         assert_eq!(options.get("splunk-url").map(String::as_str), Some("u"));
     }
+
+    #[test]
+    fn endpoint_variables_win_and_only_bridge_containers_get_the_mac() {
+        let mut def = ContainerDefinition {
+            name: Some("app".into()),
+            image: Some("busybox".into()),
+            ..Default::default()
+        };
+        def.environment = Some(vec![flotilla_model::shapes::KeyValuePair {
+            name: Some("ECS_CONTAINER_METADATA_URI_V4".into()),
+            value: Some("http://spoofed".into()),
+        }]);
+        let e = EndpointSettings {
+            env: vec![(
+                "ECS_CONTAINER_METADATA_URI_V4".into(),
+                "http://169.254.170.2/v4/x".into(),
+            )],
+            mac_address: Some("02:f1:00:00:00:01".into()),
+        };
+        let id = Identity {
+            instance_id: "i".into(),
+            cluster: "c".into(),
+            managed: false,
+        };
+        let bridge = assignment(vec![def.clone()], NetworkMode::Bridge);
+        let spec =
+            container_spec_with(&bridge, &def, &id, &TaskPlacement::default(), None, Some(&e));
+        assert_eq!(
+            spec.env,
+            vec!["ECS_CONTAINER_METADATA_URI_V4=http://169.254.170.2/v4/x".to_string()]
+        );
+        assert_eq!(spec.mac_address.as_deref(), Some("02:f1:00:00:00:01"));
+        let host = assignment(vec![def.clone()], NetworkMode::Host);
+        let spec = container_spec_with(&host, &def, &id, &TaskPlacement::default(), None, Some(&e));
+        assert_eq!(spec.mac_address, None);
+    }
+
 }

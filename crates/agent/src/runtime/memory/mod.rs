@@ -154,6 +154,11 @@ impl MemoryRuntime {
             .collect()
     }
 
+    /// The spec a container (by id or name) was created with.
+    pub fn spec_of(&self, key: &str) -> Option<super::ContainerSpec> {
+        self.model().find(key).map(|c| c.spec.clone())
+    }
+
     /// The container (by id or name) writes `text` (one line, newline added) to `stream`, now.
     pub fn write_output(
         &self,
