@@ -1005,8 +1005,14 @@ mod tests {
             managed: false,
         };
         let bridge = assignment(vec![def.clone()], NetworkMode::Bridge);
-        let spec =
-            container_spec_with(&bridge, &def, &id, &TaskPlacement::default(), None, Some(&e));
+        let spec = container_spec_with(
+            &bridge,
+            &def,
+            &id,
+            &TaskPlacement::default(),
+            None,
+            Some(&e),
+        );
         assert_eq!(
             spec.env,
             vec!["ECS_CONTAINER_METADATA_URI_V4=http://169.254.170.2/v4/x".to_string()]
@@ -1016,5 +1022,4 @@ mod tests {
         let spec = container_spec_with(&host, &def, &id, &TaskPlacement::default(), None, Some(&e));
         assert_eq!(spec.mac_address, None);
     }
-
 }

@@ -62,7 +62,10 @@ fn answer_credentials(
     let mut rx = engine.credential_requests().unwrap();
     let issued = Arc::new(Mutex::new(Vec::new()));
     // The server's clock, on tokio's (paused) clock as the engine's is.
-    let (epoch, start) = (flotilla_agent::engine::now_epoch(), tokio::time::Instant::now());
+    let (epoch, start) = (
+        flotilla_agent::engine::now_epoch(),
+        tokio::time::Instant::now(),
+    );
     let out = issued.clone();
     tokio::spawn(async move {
         while let Some(CredentialsRequest { reply, .. }) = rx.recv().await {
@@ -137,13 +140,19 @@ async fn a_host_task_gets_its_variables_rules_and_refreshed_credentials_until_it
     assert!(meta.starts_with("http://169.254.170.2/v4/"), "{meta}");
     assert!(cred.starts_with("/v2/credentials/"), "{cred}");
     assert_eq!(var(&env, "AWS_EXECUTION_ENV"), Some("AWS_ECS_EC2"));
-    let spec = s.h.runtime.spec_of(&container_name(&a.task_arn, "app")).unwrap();
+    let spec =
+        s.h.runtime
+            .spec_of(&container_name(&a.task_arn, "app"))
+            .unwrap();
     assert_eq!(spec.cgroup_parent.as_deref(), Some("/flotilla/role1"));
     assert!(s.cgroup2.path().join("flotilla/role1").is_dir());
     let rules = s.rules.rules();
     assert_eq!(rules.len(), 1, "{rules:?}");
     assert_eq!(rules[0].chain, Chain::Output);
-    assert!(rules[0].args.join(" ").contains("-m cgroup --path flotilla/role1"));
+    assert!(rules[0]
+        .args
+        .join(" ")
+        .contains("-m cgroup --path flotilla/role1"));
     assert_eq!(rules[0].tag().unwrap().task_arn, a.task_arn);
 
     // The documents and the credentials, at the ids of its variables.
@@ -188,7 +197,10 @@ async fn a_bridge_container_gets_a_mac_its_rule_matches_and_no_credentials_witho
     let env = env_of(&s, &a);
     assert!(var(&env, METADATA_VARIABLE).is_some());
     assert_eq!(var(&env, CREDENTIALS_VARIABLE), None);
-    let spec = s.h.runtime.spec_of(&container_name(&a.task_arn, "app")).unwrap();
+    let spec =
+        s.h.runtime
+            .spec_of(&container_name(&a.task_arn, "app"))
+            .unwrap();
     let mac = spec.mac_address.expect("a bridge container gets a MAC");
     assert!(mac.starts_with("02:f1:"), "{mac}");
     let rules = s.rules.rules();
@@ -196,10 +208,15 @@ async fn a_bridge_container_gets_a_mac_its_rule_matches_and_no_credentials_witho
     assert_eq!(rules[0].chain, Chain::Prerouting);
     let text = rules[0].args.join(" ");
     assert!(text.contains(&format!("--mac-source {mac}")), "{text}");
-    assert!(text.contains("-j DNAT --to-destination 172.17.0.1:"), "{text}");
+    assert!(
+        text.contains("-j DNAT --to-destination 172.17.0.1:"),
+        "{text}"
+    );
     // Not from the task's address (the in-memory runtime gives bridge containers none), so
     // refused as unknown.
-    let path = var(&env, METADATA_VARIABLE).unwrap().trim_start_matches("http://169.254.170.2");
+    let path = var(&env, METADATA_VARIABLE)
+        .unwrap()
+        .trim_start_matches("http://169.254.170.2");
     let gw = IpAddr::V4(Ipv4Addr::new(172, 17, 0, 1));
     let peer = IpAddr::V4(Ipv4Addr::new(172, 17, 0, 9));
     let ep = engine.task_endpoint().unwrap();
@@ -215,7 +232,9 @@ async fn a_bridge_container_gets_a_mac_its_rule_matches_and_no_credentials_witho
 async fn a_task_with_a_role_fails_to_start_when_it_cannot_get_credentials() {
     // The endpoint cannot reach host tasks here.
     let s = setup("endpoint-unreachable");
-    let (engine, mut reports) = s.engine(Err("no cgroup v2 hierarchy is mounted".into())).await;
+    let (engine, mut reports) = s
+        .engine(Err("no cgroup v2 hierarchy is mounted".into()))
+        .await;
     let _ = answer_credentials(&engine, None);
     let a = host_task("role2");
     engine.assign(vec![a.clone()], false);

@@ -138,7 +138,8 @@ impl Api {
     /// (at least [`flotilla_control::task_credentials::MIN_LIFETIME_SECONDS`]).
     pub fn with_task_credentials_lifetime(mut self, seconds: u64) -> Self {
         if let Some(c) = self.task_credentials.as_mut() {
-            c.lifetime_seconds = seconds.max(flotilla_control::task_credentials::MIN_LIFETIME_SECONDS);
+            c.lifetime_seconds =
+                seconds.max(flotilla_control::task_credentials::MIN_LIFETIME_SECONDS);
         }
         self
     }

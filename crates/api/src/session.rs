@@ -114,8 +114,7 @@ pub async fn upgrade(
     let query = uri.query().unwrap_or("");
     // Only the configured keys open a session: a task's role key never speaks for an agent.
     let keys = crate::server::Keys::Configured;
-    if let Err(e) =
-        crate::server::authenticate_keys(&api, &method, &uri, &headers, b"", keys).await
+    if let Err(e) = crate::server::authenticate_keys(&api, &method, &uri, &headers, b"", keys).await
     {
         let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::FORBIDDEN);
         return error_response(&e, status);

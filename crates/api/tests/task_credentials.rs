@@ -17,7 +17,9 @@ use flotilla_protocol::{
     TaskStateReport, SESSION_PATH,
 };
 use flotilla_sigv4::{Request, Signer};
-use flotilla_store::{KeyValue, MemoryStore, Page, Store, StoreError, Txn, TxnOutcome, WatchStream};
+use flotilla_store::{
+    KeyValue, MemoryStore, Page, Store, StoreError, Txn, TxnOutcome, WatchStream,
+};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,9 +29,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/app";
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -179,8 +180,13 @@ fn issued(o: CredentialsOutcome) -> RoleCredentials {
 /// POSTs `body` to `target` (signed for `service` with `s`): status and JSON body.
 async fn post(addr: &str, service: &str, target: &str, body: &str, s: &Signer<'_>) -> (u16, Value) {
     let ct = "application/x-amz-json-1.1";
-    let headers = [("host", addr), ("content-type", ct), ("x-amz-target", target)];
-    let signed = flotilla_sigv4::sign_for(service, &Request::post(&headers, body.as_bytes()), s, now());
+    let headers = [
+        ("host", addr),
+        ("content-type", ct),
+        ("x-amz-target", target),
+    ];
+    let signed =
+        flotilla_sigv4::sign_for(service, &Request::post(&headers, body.as_bytes()), s, now());
     let mut req = reqwest::Client::new()
         .post(format!("http://{addr}/"))
         .header("content-type", ct)
@@ -196,7 +202,14 @@ async fn post(addr: &str, service: &str, target: &str, body: &str, s: &Signer<'_
 }
 
 async fn list_clusters(addr: &str, s: &Signer<'_>) -> (u16, Value) {
-    post(addr, "ecs", "AmazonEC2ContainerServiceV20141113.ListClusters", "{}", s).await
+    post(
+        addr,
+        "ecs",
+        "AmazonEC2ContainerServiceV20141113.ListClusters",
+        "{}",
+        s,
+    )
+    .await
 }
 
 fn key() -> flotilla_seal::Key {
@@ -222,8 +235,13 @@ async fn setup(store: Arc<dyn Store>) -> (Arc<flotilla_api::Api>, String, String
         }
         ok(&api, "RegisterTaskDefinition", td).await;
     }
-    let mut ws = connect(&addr, &inst, &signer(AKID, SECRET, None)).await.unwrap();
-    assert!(matches!(next_message(&mut ws).await, ServerMessage::Welcome { .. }));
+    let mut ws = connect(&addr, &inst, &signer(AKID, SECRET, None))
+        .await
+        .unwrap();
+    assert!(matches!(
+        next_message(&mut ws).await,
+        ServerMessage::Welcome { .. }
+    ));
     assert!(matches!(
         next_message(&mut ws).await,
         ServerMessage::Tasks { full: true, .. }
@@ -232,7 +250,12 @@ async fn setup(store: Arc<dyn Store>) -> (Arc<flotilla_api::Api>, String, String
 }
 
 async fn run(api: &flotilla_api::Api, ws: &mut Ws, family: &str) -> String {
-    let r = ok(api, "RunTask", json!({"cluster": "c", "taskDefinition": family})).await;
+    let r = ok(
+        api,
+        "RunTask",
+        json!({"cluster": "c", "taskDefinition": family}),
+    )
+    .await;
     let arn = r["tasks"][0]["taskArn"].as_str().unwrap().to_string();
     loop {
         if let ServerMessage::Tasks { tasks, .. } = next_message(ws).await {
@@ -278,19 +301,27 @@ async fn issued_keys_work_everywhere_until_the_task_stops() {
     let task = run(&api, &mut ws, "withrole").await;
 
     let c = issued(ask(&mut ws, 1, &task).await);
-    assert!(flotilla_control::task_credentials::looks_like_task_key(&c.access_key_id));
+    assert!(flotilla_control::task_credentials::looks_like_task_key(
+        &c.access_key_id
+    ));
     assert_eq!(c.role_arn, ROLE);
     assert!((c.expiration - c.issued_at - 600.0).abs() < 1e-6);
     // Asked again in the first half of its life: the same key.
     assert_eq!(issued(ask(&mut ws, 2, &task).await), c);
 
     // Stored sealed: neither secret part in the record.
-    let kv = store.get(&credential_key(&c.access_key_id)).await.unwrap().unwrap();
+    let kv = store
+        .get(&credential_key(&c.access_key_id))
+        .await
+        .unwrap()
+        .unwrap();
     let text = String::from_utf8(kv.value.clone()).unwrap();
     assert!(!text.contains(&c.secret_access_key.0) && !text.contains(&c.session_token.0));
     let rec: TaskCredentialRecord = serde_json::from_slice(&kv.value).unwrap();
     assert_eq!(rec.task_arn, task);
-    assert!(rec.principal_arn.starts_with("arn:aws:sts::123456789012:assumed-role/app/"));
+    assert!(rec
+        .principal_arn
+        .starts_with("arn:aws:sts::123456789012:assumed-role/app/"));
 
     let (akid, secret, token) = (
         c.access_key_id.as_str(),
@@ -323,17 +354,24 @@ async fn issued_keys_work_everywhere_until_the_task_stops() {
     // A task without a role gets none.
     let plain = run(&api, &mut ws, "norole").await;
     match ask(&mut ws, 3, &plain).await {
-        CredentialsOutcome::Failed { reason } => assert!(reason.contains("no task role"), "{reason}"),
+        CredentialsOutcome::Failed { reason } => {
+            assert!(reason.contains("no task role"), "{reason}")
+        }
         other => panic!("{other:?}"),
     }
     // Nor a task of another instance.
     let other = register(&api, "c", 1024, 1024, "us-east-1b").await;
-    let mut ws2 = connect(&addr, &other, &signer(AKID, SECRET, None)).await.unwrap();
+    let mut ws2 = connect(&addr, &other, &signer(AKID, SECRET, None))
+        .await
+        .unwrap();
     next_message(&mut ws2).await;
     next_message(&mut ws2).await;
     match ask(&mut ws2, 1, &task).await {
         CredentialsOutcome::Failed { reason } => {
-            assert!(reason.contains("not assigned to this container instance"), "{reason}")
+            assert!(
+                reason.contains("not assigned to this container instance"),
+                "{reason}"
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -346,13 +384,18 @@ async fn issued_keys_work_everywhere_until_the_task_stops() {
     while next_message(&mut ws).await != (ServerMessage::Ack { seq: 10 }) {}
     assert!(store.get(&credential_key(akid)).await.unwrap().is_none());
     let (status, body) = list_clusters(&addr, &with_token).await;
-    assert_eq!((status, body["__type"].as_str()), (403, Some("UnrecognizedClientException")));
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (403, Some("UnrecognizedClientException"))
+    );
     assert_eq!(
         body["message"],
         "The security token included in the request is invalid."
     );
     match ask(&mut ws, 4, &task).await {
-        CredentialsOutcome::Failed { reason } => assert!(reason.contains("has stopped"), "{reason}"),
+        CredentialsOutcome::Failed { reason } => {
+            assert!(reason.contains("has stopped"), "{reason}")
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -373,11 +416,28 @@ async fn an_expired_key_is_refused_as_expired() {
         .txn(Txn::new().put(k.clone(), serde_json::to_vec(&rec).unwrap()))
         .await
         .unwrap();
-    let s = signer(&c.access_key_id, &c.secret_access_key.0, Some(&c.session_token.0));
+    let s = signer(
+        &c.access_key_id,
+        &c.secret_access_key.0,
+        Some(&c.session_token.0),
+    );
     let (status, body) = list_clusters(&addr, &s).await;
-    assert_eq!((status, body["__type"].as_str()), (403, Some("ExpiredTokenException")));
-    let (status, body) = post(&addr, "secretsmanager", "secretsmanager.ListSecrets", "{}", &s).await;
-    assert_eq!((status, body["__type"].as_str()), (403, Some("ExpiredTokenException")));
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (403, Some("ExpiredTokenException"))
+    );
+    let (status, body) = post(
+        &addr,
+        "secretsmanager",
+        "secretsmanager.ListSecrets",
+        "{}",
+        &s,
+    )
+    .await;
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (403, Some("ExpiredTokenException"))
+    );
     assert_eq!(
         body["message"],
         "The security token included in the request is expired"
@@ -393,20 +453,46 @@ async fn a_store_failure_during_the_lookup_is_each_services_5xx() {
     let (api, addr, _inst, mut ws) = setup(store.clone()).await;
     let task = run(&api, &mut ws, "withrole").await;
     let c = issued(ask(&mut ws, 1, &task).await);
-    let s = signer(&c.access_key_id, &c.secret_access_key.0, Some(&c.session_token.0));
+    let s = signer(
+        &c.access_key_id,
+        &c.secret_access_key.0,
+        Some(&c.session_token.0),
+    );
     store.down.store(true, Ordering::SeqCst);
     let (status, body) = list_clusters(&addr, &s).await;
-    assert_eq!((status, body["__type"].as_str()), (500, Some("ServerException")), "{body}");
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (500, Some("ServerException")),
+        "{body}"
+    );
     assert!(!body.to_string().contains(&c.secret_access_key.0));
-    let (status, body) = post(&addr, "secretsmanager", "secretsmanager.ListSecrets", "{}", &s).await;
-    assert_eq!((status, body["__type"].as_str()), (500, Some("InternalServiceError")), "{body}");
+    let (status, body) = post(
+        &addr,
+        "secretsmanager",
+        "secretsmanager.ListSecrets",
+        "{}",
+        &s,
+    )
+    .await;
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (500, Some("InternalServiceError")),
+        "{body}"
+    );
     let (status, body) = post(&addr, "ssm", "AmazonSSM.DescribeParameters", "{}", &s).await;
-    assert_eq!((status, body["__type"].as_str()), (500, Some("InternalServerError")), "{body}");
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (500, Some("InternalServerError")),
+        "{body}"
+    );
     // A configured key is not looked up in the store at all: it is refused only for the
     // store's own failure later (here: an ECS call that reads it).
     let unknown = signer("AKIAUNKNOWN", "x", None);
     let (status, body) = list_clusters(&addr, &unknown).await;
-    assert_eq!((status, body["__type"].as_str()), (403, Some("UnrecognizedClientException")));
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (403, Some("UnrecognizedClientException"))
+    );
     store.down.store(false, Ordering::SeqCst);
     assert_eq!(list_clusters(&addr, &s).await.0, 200);
 }

@@ -43,9 +43,11 @@ pub fn credential_key(access_key_id: &str) -> String {
 /// Whether `access_key_id` has the shape of a key Flotilla issues for tasks (checked before any
 /// store read, so an unknown key of another shape costs nothing).
 pub fn looks_like_task_key(access_key_id: &str) -> bool {
-    access_key_id.strip_prefix(ACCESS_KEY_PREFIX).is_some_and(|rest| {
-        rest.len() == ACCESS_KEY_RANDOM_CHARS && rest.bytes().all(|b| BASE32.contains(&b))
-    })
+    access_key_id
+        .strip_prefix(ACCESS_KEY_PREFIX)
+        .is_some_and(|rest| {
+            rest.len() == ACCESS_KEY_RANDOM_CHARS && rest.bytes().all(|b| BASE32.contains(&b))
+        })
 }
 
 fn base32(bytes: &[u8]) -> String {
@@ -186,7 +188,9 @@ pub fn decide(held: &[IssuedKey], now: f64, lifetime_seconds: u64) -> Issue {
         .filter(|k| k.expiration > now)
         .max_by(|a, b| a.expiration.total_cmp(&b.expiration));
     match newest {
-        Some(k) if k.expiration - now > (k.expiration - k.issued_at) / 2.0 => Issue::Reuse(k.clone()),
+        Some(k) if k.expiration - now > (k.expiration - k.issued_at) / 2.0 => {
+            Issue::Reuse(k.clone())
+        }
         _ => Issue::New {
             expiration: now + lifetime,
         },
@@ -196,7 +200,10 @@ pub fn decide(held: &[IssuedKey], now: f64, lifetime_seconds: u64) -> Issue {
 /// The keys of `held` that have expired at `now` (their records are deleted with the next
 /// issue).
 pub fn expired(held: &[IssuedKey], now: f64) -> Vec<IssuedKey> {
-    held.iter().filter(|k| k.expiration <= now).cloned().collect()
+    held.iter()
+        .filter(|k| k.expiration <= now)
+        .cloned()
+        .collect()
 }
 
 /// Whether a key may sign a request at `now`.
@@ -317,14 +324,9 @@ mod tests {
         assert_eq!(decide(&held, 3599.0, 3600), Issue::Reuse(held[1].clone()));
         assert_eq!(
             decide(&held, 3600.0, 3600),
-            Issue::New {
-                expiration: 7200.0
-            }
+            Issue::New { expiration: 7200.0 }
         );
-        assert_eq!(
-            decide(&[], 10.0, 60),
-            Issue::New { expiration: 70.0 }
-        );
+        assert_eq!(decide(&[], 10.0, 60), Issue::New { expiration: 70.0 });
         // An expired key is never handed out.
         assert_eq!(
             decide(&[key("A", 0.0, 10.0)], 10.0, 60),

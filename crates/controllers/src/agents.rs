@@ -32,8 +32,8 @@ use crate::records::{
     CONTAINER_INSTANCES, TASKS,
 };
 use flotilla_control::instances::InstanceRecord;
-use flotilla_control::tasks::TaskRecord;
 use flotilla_control::task_credentials::{TaskCredentialRecord, TASK_CREDENTIALS};
+use flotilla_control::tasks::TaskRecord;
 use flotilla_model::EcsError;
 use flotilla_protocol::{TaskUsage, MISSED_HEARTBEATS};
 use flotilla_scheduler::InstanceStatus;

@@ -536,10 +536,16 @@ mod tests {
             },
         };
         let text = encode(&m).unwrap();
-        assert!(text.contains("s3cr3t-key") && text.contains("t0k3n"), "{text}");
+        assert!(
+            text.contains("s3cr3t-key") && text.contains("t0k3n"),
+            "{text}"
+        );
         assert_eq!(decode::<ServerMessage>(&text).unwrap(), m);
         let shown = format!("{m:?}");
-        assert!(!shown.contains("s3cr3t-key") && !shown.contains("t0k3n"), "{shown}");
+        assert!(
+            !shown.contains("s3cr3t-key") && !shown.contains("t0k3n"),
+            "{shown}"
+        );
         let ask = AgentMessage::GetCredentials {
             request_id: 9,
             task_arn: "t".into(),

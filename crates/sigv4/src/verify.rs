@@ -325,7 +325,10 @@ mod tests {
         assert_eq!(scope_service(h), Some("secretsmanager"));
         assert_eq!(scope_service("Basic dXNlcjpwYXNz"), None);
         assert_eq!(access_key_id(h), Some("AKID"));
-        assert_eq!(AuthError::ExpiredToken.code().wire_type(), "ExpiredTokenException");
+        assert_eq!(
+            AuthError::ExpiredToken.code().wire_type(),
+            "ExpiredTokenException"
+        );
         assert_eq!(
             scope_service("AWS4-HMAC-SHA256 Credential=AKID/20250101/us-east-1/ssm, SignedHeaders=host, Signature=00"),
             None

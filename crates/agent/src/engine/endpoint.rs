@@ -361,7 +361,7 @@ impl TaskOwner {
             DesiredStatus::Stopped => "STOPPED",
         };
         let network = match (&a.network, a.network_mode) {
-            (Some(n), _) => NetworkView::Awsvpc(n.clone()),
+            (Some(n), _) => NetworkView::Awsvpc(Box::new(n.clone())),
             (None, NetworkMode::Host) => NetworkView::Host,
             (None, NetworkMode::None) => NetworkView::None,
             (None, _) => NetworkView::Bridge,

@@ -66,7 +66,7 @@ pub enum NetworkView {
     /// The host's network.
     Host,
     /// The task's own interface.
-    Awsvpc(TaskNetwork),
+    Awsvpc(Box<TaskNetwork>),
     /// No network.
     None,
 }
@@ -385,7 +385,7 @@ mod tests {
             subnet_id: "subnet-1".into(),
             private_dns_name: "ip-10-213-0-7.ec2.internal".into(),
         };
-        let mut t = task(NetworkView::Awsvpc(n));
+        let mut t = task(NetworkView::Awsvpc(Box::new(n)));
         t.cpu = None;
         t.memory = None;
         let d = task_document(&t);

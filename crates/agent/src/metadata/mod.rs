@@ -150,16 +150,20 @@ impl Reach {
         match (network, awsvpc) {
             (_, Some(n)) => {
                 self.awsvpc.clone()?;
-                let gateway: Ipv4Addr = n
-                    .gateway
-                    .parse()
-                    .map_err(|_| format!("the task network's gateway {:?} is not an IPv4 address", n.gateway))?;
+                let gateway: Ipv4Addr = n.gateway.parse().map_err(|_| {
+                    format!(
+                        "the task network's gateway {:?} is not an IPv4 address",
+                        n.gateway
+                    )
+                })?;
                 Ok(Route::Awsvpc {
                     gateway,
                     mac: n.mac_address.clone(),
                 })
             }
-            (NetworkMode::Bridge, None) => self.bridge.clone().map(|gateway| Route::Bridge { gateway }),
+            (NetworkMode::Bridge, None) => {
+                self.bridge.clone().map(|gateway| Route::Bridge { gateway })
+            }
             (NetworkMode::Host, None) => self.host.clone().map(|cgroup2| Route::Host { cgroup2 }),
             _ => Err("the task has no network".to_string()),
         }
@@ -326,7 +330,10 @@ pub fn source_allowed(
 type Answer = (u16, Value);
 
 fn not_found(what: &str) -> Answer {
-    (404, serde_json::json!({ "error": format!("{what} not found") }))
+    (
+        404,
+        serde_json::json!({ "error": format!("{what} not found") }),
+    )
 }
 
 impl TaskEndpoint {
@@ -455,7 +462,8 @@ impl TaskEndpoint {
         r.credential_ids.retain(|_, t| *t != arn);
         for c in &p.view.containers {
             if let Some(id) = &c.endpoint_id {
-                r.containers.insert(id.clone(), (arn.clone(), c.name.clone()));
+                r.containers
+                    .insert(id.clone(), (arn.clone(), c.name.clone()));
             }
         }
         if let Some(id) = &p.credentials_id {
@@ -623,7 +631,9 @@ async fn bind_in_range() -> Result<tokio::net::TcpListener, String> {
             Err(e) => last = e.to_string(),
         }
     }
-    Err(format!("no free port for the task endpoint in {PORT_RANGE:?}: {last}"))
+    Err(format!(
+        "no free port for the task endpoint in {PORT_RANGE:?}: {last}"
+    ))
 }
 
 async fn accept_loop(listener: tokio::net::TcpListener, endpoint: Weak<TaskEndpoint>) {
@@ -669,8 +679,8 @@ async fn serve_connection(
             };
             let bytes = serde_json::to_vec(&body).unwrap_or_default();
             let mut resp = hyper::Response::new(Full::new(Bytes::from(bytes)));
-            *resp.status_mut() =
-                hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+            *resp.status_mut() = hyper::StatusCode::from_u16(status)
+                .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
             resp.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
                 hyper::header::HeaderValue::from_static("application/json"),
@@ -701,9 +711,18 @@ mod tests {
     #[test]
     fn paths_route_by_id_shape() {
         let id = "0b6f1f7e-3c1d-4a2b-9f00-0123456789ab";
-        assert_eq!(Ask::parse(&format!("/v4/{id}")), Some(Ask::Container(id.into())));
-        assert_eq!(Ask::parse(&format!("/v4/{id}/")), Some(Ask::Container(id.into())));
-        assert_eq!(Ask::parse(&format!("/v4/{id}/task")), Some(Ask::Task(id.into())));
+        assert_eq!(
+            Ask::parse(&format!("/v4/{id}")),
+            Some(Ask::Container(id.into()))
+        );
+        assert_eq!(
+            Ask::parse(&format!("/v4/{id}/")),
+            Some(Ask::Container(id.into()))
+        );
+        assert_eq!(
+            Ask::parse(&format!("/v4/{id}/task")),
+            Some(Ask::Task(id.into()))
+        );
         assert_eq!(
             Ask::parse(&format!("/v4/{id}/task/stats")),
             Some(Ask::TaskStats(id.into()))
@@ -725,28 +744,49 @@ mod tests {
     fn sources_are_checked_per_network() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let lo = ip("127.0.0.1");
-        assert_eq!(source_allowed(&NetworkView::Host, &[], ip("192.0.2.2"), lo), Some(true));
+        assert_eq!(
+            source_allowed(&NetworkView::Host, &[], ip("192.0.2.2"), lo),
+            Some(true)
+        );
         assert_eq!(
             source_allowed(&NetworkView::Host, &[], ip("172.17.0.3"), ip("172.17.0.1")),
             Some(false)
         );
         let known = [ip("172.17.0.3")];
         let gw = ip("172.17.0.1");
-        assert_eq!(source_allowed(&NetworkView::Bridge, &known, ip("172.17.0.3"), gw), Some(true));
-        assert_eq!(source_allowed(&NetworkView::Bridge, &known, ip("172.17.0.4"), gw), None);
-        assert_eq!(source_allowed(&NetworkView::Bridge, &known, lo, lo), Some(false));
-        assert_eq!(source_allowed(&NetworkView::None, &known, ip("172.17.0.3"), gw), Some(false));
+        assert_eq!(
+            source_allowed(&NetworkView::Bridge, &known, ip("172.17.0.3"), gw),
+            Some(true)
+        );
+        assert_eq!(
+            source_allowed(&NetworkView::Bridge, &known, ip("172.17.0.4"), gw),
+            None
+        );
+        assert_eq!(
+            source_allowed(&NetworkView::Bridge, &known, lo, lo),
+            Some(false)
+        );
+        assert_eq!(
+            source_allowed(&NetworkView::None, &known, ip("172.17.0.3"), gw),
+            Some(false)
+        );
     }
 
     #[test]
     fn subnets_parse_and_contain() {
         let net = parse_cidr("172.17.0.0/16").unwrap();
         assert_eq!(net, (Ipv4Addr::new(172, 17, 0, 0), 16));
-        assert_eq!(parse_cidr("10.213.5.7/16"), Some((Ipv4Addr::new(10, 213, 0, 0), 16)));
+        assert_eq!(
+            parse_cidr("10.213.5.7/16"),
+            Some((Ipv4Addr::new(10, 213, 0, 0), 16))
+        );
         assert!(in_subnet(Ipv4Addr::new(172, 17, 0, 1), net));
         assert!(!in_subnet(Ipv4Addr::new(172, 18, 0, 1), net));
         assert_eq!(parse_cidr("0.0.0.0/0"), Some((Ipv4Addr::UNSPECIFIED, 0)));
-        assert!(in_subnet(Ipv4Addr::new(1, 2, 3, 4), (Ipv4Addr::UNSPECIFIED, 0)));
+        assert!(in_subnet(
+            Ipv4Addr::new(1, 2, 3, 4),
+            (Ipv4Addr::UNSPECIFIED, 0)
+        ));
         assert_eq!(parse_cidr("1.2.3.4/33"), None);
         assert_eq!(parse_cidr("x/8"), None);
         assert_eq!(
@@ -761,7 +801,10 @@ mod tests {
         let hybrid = "30 25 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n\
             35 30 0:31 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw\n\
             36 30 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
-        assert_eq!(cgroup2_mount(hybrid), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(
+            cgroup2_mount(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
         let v1 = "36 30 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
         assert_eq!(cgroup2_mount(v1), None);
         assert_eq!(task_cgroup("abc"), "flotilla/abc");
@@ -776,8 +819,14 @@ mod tests {
             host: Err("no cgroup v2".into()),
             awsvpc: Ok(()),
         };
-        assert_eq!(reach.route(&NetworkMode::Bridge, None), Ok(Route::Bridge { gateway: gw }));
-        assert_eq!(reach.route(&NetworkMode::Host, None), Err("no cgroup v2".into()));
+        assert_eq!(
+            reach.route(&NetworkMode::Bridge, None),
+            Ok(Route::Bridge { gateway: gw })
+        );
+        assert_eq!(
+            reach.route(&NetworkMode::Host, None),
+            Err("no cgroup v2".into())
+        );
         assert!(reach.route(&NetworkMode::None, None).is_err());
         assert!(Reach::none("x").route(&NetworkMode::Bridge, None).is_err());
     }

@@ -222,9 +222,8 @@ pub fn stale<'r>(
     rules
         .iter()
         .filter(|r| {
-            r.tag().is_some_and(|t| {
-                t.instance_id == instance_id || !task_has_containers(&t.task_arn)
-            })
+            r.tag()
+                .is_some_and(|t| t.instance_id == instance_id || !task_has_containers(&t.task_arn))
         })
         .collect()
 }
@@ -394,10 +393,18 @@ mod tests {
 
     #[test]
     fn host_rules_match_the_task_cgroup_and_redirect() {
-        let r = Rule::to_endpoint(&Source::Cgroup("flotilla/t2".into()), None, 40123, &tag("t2"));
+        let r = Rule::to_endpoint(
+            &Source::Cgroup("flotilla/t2".into()),
+            None,
+            40123,
+            &tag("t2"),
+        );
         assert_eq!(r.chain, Chain::Output);
         let text = r.args.join(" ");
-        assert!(text.starts_with("-m cgroup --path flotilla/t2 -d 169.254.170.2/32"), "{text}");
+        assert!(
+            text.starts_with("-m cgroup --path flotilla/t2 -d 169.254.170.2/32"),
+            "{text}"
+        );
         assert!(text.ends_with("-j REDIRECT --to-ports 40123"), "{text}");
     }
 
@@ -409,7 +416,12 @@ mod tests {
             40123,
             &tag("t1"),
         );
-        let h = Rule::to_endpoint(&Source::Cgroup("flotilla/t2".into()), None, 40123, &tag("t2"));
+        let h = Rule::to_endpoint(
+            &Source::Cgroup("flotilla/t2".into()),
+            None,
+            40123,
+            &tag("t2"),
+        );
         // As iptables-nft 1.8 prints them.
         let listing = "-P PREROUTING ACCEPT\n\
             -A PREROUTING -d 169.254.170.2/32 -p tcp -m mac --mac-source 02:f1:00:00:00:01 -m tcp --dport 80 -m comment --comment \"flotilla-task-endpoint instance=i1 task=arn:aws:ecs:us-east-1:1:task/c/t1\" -j DNAT --to-destination 172.17.0.1:40123\n\
@@ -422,7 +434,16 @@ mod tests {
         assert_eq!(parsed[1].chain, Chain::Output);
         assert_eq!(
             split_words(r#"-A X -m comment --comment "a b \"c\"" -j Y"#),
-            vec!["-A", "X", "-m", "comment", "--comment", "a b \"c\"", "-j", "Y"]
+            vec![
+                "-A",
+                "X",
+                "-m",
+                "comment",
+                "--comment",
+                "a b \"c\"",
+                "-j",
+                "Y"
+            ]
         );
         assert_eq!(split_words(r#"--comment """#), vec!["--comment", ""]);
     }
