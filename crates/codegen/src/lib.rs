@@ -55,6 +55,21 @@ pub enum Primitives {
     Optional,
 }
 
+/// The whole build script of a model crate: generates from the crate's vendored
+/// `spec/service-2.json` into `OUT_DIR` (both from Cargo's environment), so each crate's
+/// `build.rs` is one call naming its header, title and [`Primitives`].
+pub fn build_script(options: Options<'_>, primitives: Primitives) {
+    let manifest = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
+    let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
+    println!("cargo:rerun-if-changed=build.rs");
+    generate_with(
+        &manifest.join("spec/service-2.json"),
+        &out,
+        options,
+        primitives,
+    );
+}
+
 /// Reads the model at `spec` and writes `shapes.rs`, `errors.rs` and `model.json` into
 /// `out_dir`; tells Cargo to rerun when the model changes.
 pub fn generate(spec: &Path, out_dir: &Path, options: Options<'_>) {

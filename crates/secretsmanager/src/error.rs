@@ -1,55 +1,16 @@
-//! [`SmError`]: a Secrets Manager error (one of the model's error shapes and a message), with
+//! [`SmError`]: a Secrets Manager error (one of the model's error shapes and a message, the type
+//! from [`flotilla_edge::modeled_error!`]), with
 //! the service's known wording for the common ones.
 
 use crate::ErrorShape;
-use flotilla_edge::json::validate::{Violation, ViolationKind};
-use flotilla_edge::json::JsonError;
 use flotilla_store::StoreError;
 
-/// An error answered to a Secrets Manager client. Its message never holds a secret value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SmError {
-    /// Which error.
-    pub kind: Kind,
-    /// What went wrong.
-    pub message: String,
-}
-
-/// Which error an [`SmError`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// One of the model's error shapes.
-    Modeled(ErrorShape),
-    /// The protocol's `SerializationException`: a member of the wrong JSON type.
-    Serialization,
+flotilla_edge::modeled_error! {
+    /// An error answered to a Secrets Manager client. Its message never holds a secret value.
+    SmError, shapes: ErrorShape, constraint: InvalidParameterException
 }
 
 impl SmError {
-    /// The `__type` on the wire.
-    pub fn wire_type(&self) -> &'static str {
-        match self.kind {
-            Kind::Modeled(s) => s.wire_type(),
-            Kind::Serialization => "SerializationException",
-        }
-    }
-}
-
-impl std::fmt::Display for SmError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.wire_type(), self.message)
-    }
-}
-
-impl std::error::Error for SmError {}
-
-impl SmError {
-    /// An error of `shape`.
-    pub fn new(shape: ErrorShape, message: impl Into<String>) -> Self {
-        SmError {
-            kind: Kind::Modeled(shape),
-            message: message.into(),
-        }
-    }
     /// `ResourceNotFoundException` with AWS's wording.
     pub fn not_found() -> Self {
         Self::new(
@@ -80,31 +41,5 @@ impl SmError {
 impl From<StoreError> for SmError {
     fn from(e: StoreError) -> Self {
         SmError::internal(format!("the store failed: {e}"))
-    }
-}
-
-impl From<Violation> for SmError {
-    fn from(v: Violation) -> Self {
-        match v.kind {
-            ViolationKind::WrongType => SmError {
-                kind: Kind::Serialization,
-                message: v.message(),
-            },
-            ViolationKind::Constraint => SmError::invalid_parameter(v.message()),
-        }
-    }
-}
-
-impl From<SmError> for JsonError {
-    fn from(e: SmError) -> Self {
-        match e.kind {
-            Kind::Serialization => JsonError::serialization(e.message),
-            Kind::Modeled(shape) => JsonError::new(
-                shape.wire_type(),
-                shape.http_status(),
-                shape.message_member(),
-                e.message,
-            ),
-        }
     }
 }

@@ -9,6 +9,7 @@
 //! protocol: reading the body, refusing what is not JSON (`SerializationException`) or names no
 //! operation of the model (`UnknownOperationException`), and writing the answer.
 
+pub mod modeled;
 pub mod validate;
 
 use crate::service::{Call, EdgeError, Marker, Outcome, Reply, Service};
