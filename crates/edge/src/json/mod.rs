@@ -310,6 +310,19 @@ mod tests {
     }
 
     #[test]
+    fn the_edges_own_failure_is_a_5xx_never_a_refusal() {
+        let e = JsonError::from_edge(
+            &EdgeError::Internal {
+                message: "the store failed".into(),
+            },
+            "Secrets Manager",
+            JsonError::serialization,
+        );
+        assert_eq!((e.type_name, e.status), ("InternalFailure", 500));
+        assert_eq!(e.message, "the store failed");
+    }
+
+    #[test]
     fn bodies_must_be_json_objects() {
         assert_eq!(parse_body(b"  ").unwrap(), serde_json::json!({}));
         for bad in [&b"["[..], b"1", b"\"s\"", b"null", b"{"] {
