@@ -17,7 +17,7 @@
 
 use crate::runtime::RegistryAuth;
 use base64::Engine as _;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -293,7 +293,7 @@ pub async fn host_auth(
     config_path: Option<&Path>,
     image: &str,
 ) -> Result<Option<RegistryAuth>, HelperError> {
-    let path = std::env::var_os("PATH").unwrap_or_else(OsString::new);
+    let path = std::env::var_os("PATH").unwrap_or_default();
     host_auth_on(config_path, image, &path).await
 }
 
