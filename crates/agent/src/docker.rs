@@ -358,8 +358,9 @@ impl Runtime for DockerRuntime {
             ..Default::default()
         };
         let creds = auth.map(|a| DockerCredentials {
-            username: Some(a.username.clone()),
-            password: Some(a.password.clone()),
+            username: (!a.username.is_empty()).then(|| a.username.clone()),
+            password: (!a.password.is_empty()).then(|| a.password.clone()),
+            identitytoken: a.identity_token.clone(),
             serveraddress: Some(a.server.clone()),
             ..Default::default()
         });

@@ -111,6 +111,10 @@ pub fn registration_request(
         attr("ecs.capability.docker-plugin.local", None),
         attr("ecs.capability.task-eni", None),
         attr("ecs.capability.task-cpu-mem-limit", None),
+        attr(
+            "com.amazonaws.ecs.capability.private-registry-authentication.secretsmanager",
+            None,
+        ),
     ];
     for minor in docker_api_minors(&engine.api_version) {
         attributes.push(attr(

@@ -967,6 +967,7 @@ mod tests {
             name: "app".into(),
             environment: vec![pair("PW", "s3cret"), pair("TOKEN", "t0k")],
             log_options: vec![pair("splunk-token", "lt")],
+            registry_auth: None,
         };
         let s = container_spec(&a, &def, &id(), &TaskPlacement::default(), Some(&secrets));
         assert!(

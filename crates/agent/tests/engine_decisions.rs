@@ -411,3 +411,121 @@ async fn an_oom_kill_is_reported_as_out_of_memory() {
         .await;
     assert_oom_killed(&stopped, "hog");
 }
+
+/// A task's `repositoryCredentials`, read by the server with its secrets, are the credentials of
+/// its image's pull (before anything the host's Docker config holds); wrong ones or none fail
+/// the pull with `CannotPullContainerError`, and a secret the server cannot read fails the task
+/// with the server's reason before any pull.
+#[tokio::test(start_paused = true)]
+async fn repository_credentials_are_the_tasks_own_pull_credentials() {
+    use flotilla_model::shapes::RepositoryCredentials;
+    use flotilla_protocol::{ContainerSecrets, RegistryCredentials, SecretText, SecretsOutcome};
+
+    const PRIVATE: &str = "127.0.0.1:5999/team/app:1";
+    let h = MemoryHarness::memory("regcreds");
+    h.runtime.add_private(PRIVATE, "puller", "right-pw");
+    let mut cfg = h.config();
+    // The host's Docker config gives a wrong password for that registry: the task's own win.
+    let host_config = h.dir.path().join("docker-config.json");
+    std::fs::write(
+        &host_config,
+        r#"{"auths": {"127.0.0.1:5999": {"username": "host-user", "password": "host-pw"}}}"#,
+    )
+    .unwrap();
+    cfg.docker_config = Some(host_config);
+    cfg.image_pull_behavior = flotilla_agent::config::ImagePullBehavior::Always;
+    let (engine, mut reports) = h.engine_with(cfg).await;
+    let mut requests = engine.secret_requests().unwrap();
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = asked.clone();
+    tokio::spawn(async move {
+        while let Some(r) = requests.recv().await {
+            let id = r.task_arn.rsplit('/').next().unwrap_or("").to_string();
+            log.lock().unwrap().push(id.clone());
+            let creds = |password: &str| SecretsOutcome::Resolved {
+                containers: vec![ContainerSecrets {
+                    name: "app".into(),
+                    environment: vec![],
+                    log_options: vec![],
+                    registry_auth: Some(RegistryCredentials {
+                        username: SecretText("puller".into()),
+                        password: SecretText(password.into()),
+                    }),
+                }],
+            };
+            let outcome = match id.as_str() {
+                "good" => creds("right-pw"),
+                "wrong" => creds("wrong-pw"),
+                _ => SecretsOutcome::Failed {
+                    reason: "unable to pull secrets or registry auth: execution resource \
+                             retrieval failed: unable to get registry auth from asm: asm fetching \
+                             secret from the service for gone: ResourceNotFoundException: Secrets \
+                             Manager can't find the specified secret."
+                        .into(),
+                },
+            };
+            let _ = r.reply.send(outcome);
+        }
+    });
+    let app = |with_credentials: bool| {
+        let mut c = container("app", &["sleep", "3000"]);
+        c.image = Some(PRIVATE.into());
+        if with_credentials {
+            c.repository_credentials = Some(RepositoryCredentials {
+                credentials_parameter: "registry/creds".into(),
+            });
+        }
+        c
+    };
+    let pulls_of = |user: &str| {
+        h.runtime
+            .calls()
+            .into_iter()
+            .filter(|(_, c)| {
+                matches!(c, Call::Pull { image, user: Some(u) } if image == PRIVATE && u == user)
+            })
+            .count()
+    };
+
+    let good = task("good", vec![app(true)]);
+    engine.assign(vec![good.clone()], false);
+    reports
+        .until(&good.task_arn, 60, |r| r.last_status == TaskStatus::Running)
+        .await;
+    assert_eq!((pulls_of("puller"), pulls_of("host-user")), (1, 0));
+
+    let wrong = task("wrong", vec![app(true)]);
+    engine.assign(vec![wrong.clone()], false);
+    let (_, reason) = failed_to_start(&mut reports, &wrong, "app").await;
+    assert_eq!(
+        reason,
+        format!("CannotPullContainerError: pull image {PRIVATE}: Head \"https://127.0.0.1:5999/v2/\": no basic auth credentials")
+    );
+    assert!(!reason.contains("wrong-pw"));
+
+    // Without repositoryCredentials the host's config is used (and is wrong here); nothing is
+    // asked of the server.
+    let plain = task("plain", vec![app(false)]);
+    engine.assign(vec![plain.clone()], false);
+    let (_, reason) = failed_to_start(&mut reports, &plain, "app").await;
+    assert!(reason.starts_with("CannotPullContainerError: "), "{reason}");
+    assert_eq!(pulls_of("host-user"), 1);
+
+    let gone = task("gone", vec![app(true)]);
+    engine.assign(vec![gone.clone()], false);
+    let stopped = reports
+        .until(&gone.task_arn, 60, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+    assert_eq!(stopped.stop_code, Some(TaskStopCode::TaskFailedToStart));
+    let why = stopped.stopped_reason.unwrap();
+    assert!(
+        why.starts_with("ResourceInitializationError: unable to pull secrets or registry auth")
+            && why.contains("for gone: ResourceNotFoundException"),
+        "{why}"
+    );
+    assert!(
+        stopped.pull_started_at.is_none(),
+        "no pull without credentials"
+    );
+    assert_eq!(*asked.lock().unwrap(), ["good", "wrong", "gone"]);
+}

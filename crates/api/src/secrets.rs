@@ -4,8 +4,9 @@
 //! its containers, it asks on its session; this module checks the task is assigned to that
 //! session's container instance and not stopped, reads every `secrets` entry and
 //! `logConfiguration.secretOptions` of its containers from Secrets Manager or Parameter Store
-//! (as GetSecretValue and GetParameters WithDecryption would), and the session answers on that
-//! one WebSocket. Nothing resolved is ever written: not in the task record (DescribeTasks and
+//! (as GetSecretValue and GetParameters WithDecryption would), and the Secrets Manager secret
+//! each container's `repositoryCredentials` names (its `username` and `password`, for that
+//! container's image pull), and the session answers on that one WebSocket. Nothing resolved is ever written: not in the task record (DescribeTasks and
 //! DescribeTaskDefinition keep showing only the `valueFrom` references), not in the agent's
 //! data directory. Only the server holds the key that opens sealed values, so agents never need
 //! it, and a value reaches exactly the host that runs the task.
@@ -15,11 +16,13 @@
 //! `ResourceInitializationError`.
 
 use crate::context::{Api, SecretStores};
-use flotilla_control::secrets::{json_key, ResolveFailure, SecretSource};
+use flotilla_control::secrets::{json_key, registry_credentials, ResolveFailure, SecretSource};
 use flotilla_control::tasks::TaskRecord;
 use flotilla_controllers::records::{get, task_key};
 use flotilla_controllers::reports::runs_on;
-use flotilla_protocol::{ContainerSecrets, SecretPair, SecretText, SecretsOutcome};
+use flotilla_protocol::{
+    ContainerSecrets, RegistryCredentials, SecretPair, SecretText, SecretsOutcome,
+};
 use flotilla_secretsmanager::error::Kind as SmKind;
 use flotilla_ssm::error::Kind as SsmKind;
 
@@ -59,6 +62,7 @@ pub async fn for_agent(api: &Api, cluster: &str, id: &str, task_arn: &str) -> Se
             name,
             environment: Vec::new(),
             log_options: Vec::new(),
+            registry_auth: None,
         };
         let options = def
             .log_configuration
@@ -82,12 +86,50 @@ pub async fn for_agent(api: &Api, cluster: &str, id: &str, task_arn: &str) -> Se
                 }
             }
         }
-        if !out.environment.is_empty() || !out.log_options.is_empty() {
+        if let Some(rc) = &def.repository_credentials {
+            match read_registry(stores, &rc.credentials_parameter, now).await {
+                Ok(credentials) => out.registry_auth = Some(credentials),
+                Err(f) => return failed(f.reason()),
+            }
+        }
+        if !out.environment.is_empty() || !out.log_options.is_empty() || out.registry_auth.is_some()
+        {
             containers.push(out);
         }
     }
     tracing::info!(task = %task_arn, containers = containers.len(), "secrets delivered to the task's agent");
     SecretsOutcome::Resolved { containers }
+}
+
+/// The registry credentials of a `repositoryCredentials.credentialsParameter` (a secret's name
+/// or ARN), as the ECS agent reads them: the secret's current string value, a JSON object with
+/// `username` and `password`.
+async fn read_registry(
+    stores: &SecretStores,
+    parameter: &str,
+    now: f64,
+) -> Result<RegistryCredentials, ResolveFailure> {
+    let value = stores
+        .secrets_manager
+        .resolve(parameter, None, None, now)
+        .await
+        .map_err(|e| match e.kind {
+            SmKind::Modeled(flotilla_secretsmanager::ErrorShape::ResourceNotFoundException) => {
+                ResolveFailure::RegistryAuthNotFound {
+                    secret_id: parameter.to_string(),
+                }
+            }
+            _ => ResolveFailure::RegistryAuthRefused {
+                secret_id: parameter.to_string(),
+                error: format!("{}: {}", e.wire_type(), e.message),
+            },
+        })?;
+    let text = match &value {
+        flotilla_secretsmanager::values::SecretValue::String(s) => s.as_str(),
+        // The ECS agent reads only `SecretString`.
+        flotilla_secretsmanager::values::SecretValue::Binary(_) => "",
+    };
+    registry_credentials(parameter, text)
 }
 
 /// One `valueFrom`'s value.

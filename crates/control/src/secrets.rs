@@ -10,8 +10,16 @@
 //! - Anything else is a Parameter Store parameter: its name, or its ARN
 //!   (`arn:aws:ssm:R:A:parameter/NAME`), with an optional `:version`.
 //!
+//! - `repositoryCredentials.credentialsParameter`: a Secrets Manager secret (name or ARN) whose
+//!   value is `{"username": ..., "password": ...}` ([`registry_credentials`]); the reasons a
+//!   task stops with when it cannot be read or has no user name or password are
+//!   [`ResolveFailure::RegistryAuthNotFound`], [`ResolveFailure::RegistryAuthRefused`] and
+//!   [`ResolveFailure::RegistryAuthMalformed`].
+//!
 //! What this is not: the reading itself, which the agent session does (`flotilla-api`) with
 //! Secrets Manager and Parameter Store, delivering the values only to the task's agent.
+
+use flotilla_protocol::{RegistryCredentials, SecretText};
 
 /// Where one secret's value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +104,66 @@ pub fn json_key(secret: &str, key: &str) -> Result<String, ResolveFailure> {
     }
 }
 
+/// The registry credentials a `repositoryCredentials` secret holds: a JSON object with
+/// `username` and `password`, both non-empty strings. The keys are matched as the ECS agent's
+/// JSON decoder matches them: exactly, else without regard to case; other keys are ignored.
+/// `secret_id` is the `credentialsParameter`, for the failure's reason.
+pub fn registry_credentials(
+    secret_id: &str,
+    secret: &str,
+) -> Result<RegistryCredentials, ResolveFailure> {
+    let malformed = |problem| ResolveFailure::RegistryAuthMalformed {
+        secret_id: secret_id.to_string(),
+        problem,
+    };
+    if secret.is_empty() {
+        return Err(malformed(Malformed::Empty));
+    }
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(secret).map_err(|_| malformed(Malformed::InvalidSchema))?;
+    let field = |name: &str| -> Result<String, Malformed> {
+        let value = object
+            .get(name)
+            .or_else(|| {
+                object
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v)
+            })
+            .unwrap_or(&serde_json::Value::Null);
+        match value {
+            serde_json::Value::String(s) => Ok(s.clone()),
+            serde_json::Value::Null => Ok(String::new()),
+            _ => Err(Malformed::InvalidSchema),
+        }
+    };
+    let username = field("username").map_err(malformed)?;
+    let password = field("password").map_err(malformed)?;
+    if username.is_empty() {
+        return Err(malformed(Malformed::NoUsername));
+    }
+    if password.is_empty() {
+        return Err(malformed(Malformed::NoPassword));
+    }
+    Ok(RegistryCredentials {
+        username: SecretText(username),
+        password: SecretText(password),
+    })
+}
+
+/// What is wrong with a `repositoryCredentials` secret's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Malformed {
+    /// No string value (empty, or only a binary value).
+    Empty,
+    /// Not a JSON object, or `username`/`password` not strings.
+    InvalidSchema,
+    /// No (or an empty) `username`.
+    NoUsername,
+    /// No (or an empty) `password`.
+    NoPassword,
+}
+
 /// Why a task's secrets could not be read: the task stops with `ResourceInitializationError`
 /// and [`ResolveFailure::reason`]. No variant ever holds a secret's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,11 +211,32 @@ pub enum ResolveFailure {
         /// Its error: `Code: message`.
         error: String,
     },
+    /// The secret a container's `repositoryCredentials` names does not exist (or is deleted).
+    RegistryAuthNotFound {
+        /// The `credentialsParameter`.
+        secret_id: String,
+    },
+    /// Secrets Manager refused the `repositoryCredentials` secret otherwise.
+    RegistryAuthRefused {
+        /// The `credentialsParameter`.
+        secret_id: String,
+        /// Secrets Manager's error: `Code: message`.
+        error: String,
+    },
+    /// The `repositoryCredentials` secret does not hold a user name and a password.
+    RegistryAuthMalformed {
+        /// The `credentialsParameter`.
+        secret_id: String,
+        /// What is wrong.
+        problem: Malformed,
+    },
     /// This server does not serve Secrets Manager and Parameter Store.
     NotServed,
 }
 
 const PREFIX: &str = "unable to pull secrets or registry auth: execution resource retrieval failed";
+/// What the ECS agent says when the registry credentials could not be read.
+const REGISTRY: &str = "unable to get registry auth from asm";
 
 impl ResolveFailure {
     /// The stopped reason after `ResourceInitializationError: `, in the ECS agent's words.
@@ -175,6 +264,24 @@ impl ResolveFailure {
             ResolveFailure::ParameterRefused { region, error } => format!(
                 "{PREFIX}: unable to retrieve secrets from ssm: fetching secret data from SSM Parameter Store in {region}: {error}"
             ),
+            ResolveFailure::RegistryAuthNotFound { secret_id } => format!(
+                "{PREFIX}: {REGISTRY}: asm fetching secret from the service for {secret_id}: ResourceNotFoundException: Secrets Manager can't find the specified secret."
+            ),
+            ResolveFailure::RegistryAuthRefused { secret_id, error } => format!(
+                "{PREFIX}: {REGISTRY}: asm fetching secret from the service for {secret_id}: {error}"
+            ),
+            ResolveFailure::RegistryAuthMalformed { secret_id, problem } => {
+                let (field, detail) = match problem {
+                    Malformed::Empty => ("authorization data", "empty secrets value"),
+                    Malformed::InvalidSchema => (
+                        "authorization data",
+                        "unable to unmarshal secret value, invalid schema",
+                    ),
+                    Malformed::NoUsername => ("username", "AuthorizationData is malformed, empty field"),
+                    Malformed::NoPassword => ("password", "AuthorizationData is malformed, empty field"),
+                };
+                format!("{PREFIX}: {REGISTRY}: asm fetching {field} from secret {secret_id}: {detail} (the secret must hold a JSON object with \"username\" and \"password\")")
+            }
             ResolveFailure::NotServed => format!(
                 "{PREFIX}: this Flotilla server does not serve Secrets Manager and Parameter Store"
             ),
@@ -275,6 +382,70 @@ mod tests {
             json_key("plain text", "k"),
             Err(ResolveFailure::NotJson { .. })
         ));
+    }
+
+    #[test]
+    fn registry_credentials_are_a_username_and_a_password() {
+        let c = registry_credentials("hub", r#"{"username":"u","password":"p:w","x":1}"#).unwrap();
+        assert_eq!((c.username.0.as_str(), c.password.0.as_str()), ("u", "p:w"));
+        // As the ECS agent's JSON decoder: keys without regard to case, the exact one first.
+        let c = registry_credentials("hub", r#"{"Username":"U","PASSWORD":"P"}"#).unwrap();
+        assert_eq!((c.username.0.as_str(), c.password.0.as_str()), ("U", "P"));
+        let c = registry_credentials(
+            "hub",
+            r#"{"USERNAME":"no","username":"yes","password":"p"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.username.0, "yes");
+        let problem = |s: &str| match registry_credentials("hub", s) {
+            Err(ResolveFailure::RegistryAuthMalformed { secret_id, problem }) => {
+                assert_eq!(secret_id, "hub");
+                problem
+            }
+            other => panic!("{s}: {other:?}"),
+        };
+        assert_eq!(problem(""), Malformed::Empty);
+        assert_eq!(problem("user:pass"), Malformed::InvalidSchema);
+        assert_eq!(problem(r#"["u","p"]"#), Malformed::InvalidSchema);
+        assert_eq!(
+            problem(r#"{"username":1,"password":"p"}"#),
+            Malformed::InvalidSchema
+        );
+        assert_eq!(problem(r#"{"password":"p"}"#), Malformed::NoUsername);
+        assert_eq!(
+            problem(r#"{"username":"u","password":""}"#),
+            Malformed::NoPassword
+        );
+        assert_eq!(
+            problem(r#"{"username":"u","password":null}"#),
+            Malformed::NoPassword
+        );
+    }
+
+    #[test]
+    fn registry_auth_reasons_name_the_secret_and_never_a_value() {
+        let r = ResolveFailure::RegistryAuthNotFound {
+            secret_id: "registry/hub".into(),
+        }
+        .reason();
+        assert_eq!(
+            r,
+            "unable to pull secrets or registry auth: execution resource retrieval failed: \
+             unable to get registry auth from asm: asm fetching secret from the service for \
+             registry/hub: ResourceNotFoundException: Secrets Manager can't find the specified secret."
+        );
+        let e = registry_credentials("registry/hub", r#"{"username":"u","password":"s3cr3t-x"}"#)
+            .map(|_| ())
+            .and_then(|()| {
+                registry_credentials("registry/hub", r#"{"username":"s3cr3t-y"}"#).map(|_| ())
+            })
+            .unwrap_err();
+        let r = e.reason();
+        assert!(r.contains("asm fetching password from secret registry/hub: AuthorizationData is malformed, empty field"), "{r}");
+        assert!(
+            !r.contains("s3cr3t") && !format!("{e:?}").contains("s3cr3t"),
+            "{r}"
+        );
     }
 
     #[test]

@@ -192,8 +192,9 @@ fn check_family(family: &str) -> Result<(), EcsError> {
     Ok(())
 }
 
-/// ECS reads a task's secrets with its execution role: a container with `secrets` (even an
-/// empty list) or `logConfiguration.secretOptions` needs `executionRoleArn`.
+/// ECS reads a task's secrets and its private registry credentials with its execution role: a
+/// container with `secrets` (even an empty list), `logConfiguration.secretOptions` or
+/// `repositoryCredentials` needs `executionRoleArn`.
 fn check_execution_role(req: &RegisterTaskDefinitionRequest) -> Result<(), EcsError> {
     if req
         .execution_role_arn
@@ -214,6 +215,11 @@ fn check_execution_role(req: &RegisterTaskDefinitionRequest) -> Result<(), EcsEr
         {
             return Err(client(
                 "When you are specifying log configuration secret options, you must also specify a value for 'executionRoleArn'.".into(),
+            ));
+        }
+        if c.repository_credentials.is_some() {
+            return Err(client(
+                "Private repository authentication requires that the task definition specify a value for executionRoleArn.".into(),
             ));
         }
     }
@@ -622,6 +628,30 @@ mod tests {
         let td = validate_and_build(&r, &reg()).unwrap();
         assert_eq!((td.task_role_arn, td.execution_role_arn), (None, None));
         assert_eq!(td.requires_attributes, Some(vec![]));
+    }
+
+    #[test]
+    fn repository_credentials_need_an_execution_role_and_a_secret() {
+        let mut c = container("a");
+        c.image = Some("registry.example.com/app:1".into());
+        c.repository_credentials = Some(crate::shapes::RepositoryCredentials {
+            credentials_parameter: "registry/creds".into(),
+        });
+        let mut r = req(vec![c.clone()]);
+        assert_eq!(
+            err(&r),
+            "Private repository authentication requires that the task definition specify a value for executionRoleArn."
+        );
+        r.execution_role_arn = Some("arn:aws:iam::123456789012:role/exec".into());
+        let td = validate_and_build(&r, &reg()).unwrap();
+        assert!(td.requires_attributes.unwrap().iter().any(|a| a.name
+            == "com.amazonaws.ecs.capability.private-registry-authentication.secretsmanager"));
+        let mut bad = c;
+        bad.repository_credentials = Some(crate::shapes::RepositoryCredentials {
+            credentials_parameter: "arn:aws:ssm:us-east-1:123456789012:parameter/x".into(),
+        });
+        r.container_definitions = vec![bad];
+        assert!(err(&r).contains("'credentialsParameter' must be the ARN or the name"));
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! - the agent sends [`AgentMessage::Heartbeat`] every `heartbeat_interval_ms`; a session silent
 //!   for [`MISSED_HEARTBEATS`] intervals is gone and the instance shows `agentConnected: false`;
 //! - the agent samples usage ([`AgentMessage::Usage`]); the server keeps the latest per task;
-//! - the agent asks for a task's secrets when it is about to create its containers
+//! - the agent asks for a task's secrets (and the registry credentials its containers'
+//!   `repositoryCredentials` name) when it is about to pull its images
 //!   ([`AgentMessage::GetSecrets`]); the server reads them then and answers on this session
 //!   only ([`ServerMessage::Secrets`]): the values are never stored, neither in the control
 //!   plane's store nor in the agent's data directory, and print as `***` in `Debug`.
@@ -174,7 +175,8 @@ pub enum SecretsOutcome {
 }
 
 /// One container's secrets: its `secrets` as environment variables, its log configuration's
-/// `secretOptions` as log driver options.
+/// `secretOptions` as log driver options, and the registry credentials its
+/// `repositoryCredentials` name, for pulling its image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContainerSecrets {
     /// The container's name.
@@ -185,6 +187,19 @@ pub struct ContainerSecrets {
     /// `logConfiguration.secretOptions`: option name and value.
     #[serde(default)]
     pub log_options: Vec<SecretPair>,
+    /// `repositoryCredentials`: the user name and password the secret holds, used for this
+    /// container's image pull only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_auth: Option<RegistryCredentials>,
+}
+
+/// Private registry credentials read from a Secrets Manager secret (`{"username", "password"}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryCredentials {
+    /// The user name.
+    pub username: SecretText,
+    /// The password.
+    pub password: SecretText,
 }
 
 /// A name and a secret value.
@@ -510,11 +525,17 @@ mod tests {
                         value: SecretText("hunter2".into()),
                     }],
                     log_options: vec![],
+                    registry_auth: Some(RegistryCredentials {
+                        username: SecretText("puller".into()),
+                        password: SecretText("reg-pw-9".into()),
+                    }),
                 }],
             },
         };
         let text = encode(&m).unwrap();
         assert!(text.contains(r#""value":"hunter2""#), "{text}");
+        assert!(text.contains(r#""password":"reg-pw-9""#), "{text}");
+        assert!(!format!("{m:?}").contains("reg-pw-9"));
         assert_eq!(decode::<ServerMessage>(&text).unwrap(), m);
         assert!(!format!("{m:?}").contains("hunter2"));
     }

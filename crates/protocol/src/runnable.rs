@@ -45,7 +45,6 @@ pub fn check(
         }
         let unsupported = [
             (d.environment_files.is_some(), "environmentFiles"),
-            (d.repository_credentials.is_some(), "repositoryCredentials"),
             (d.firelens_configuration.is_some(), "firelensConfiguration"),
             (d.credential_specs.is_some(), "credentialSpecs"),
             (

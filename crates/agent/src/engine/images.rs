@@ -1,8 +1,13 @@
 //! Images: pulling a task's images under the configured pull behaviour, recording when each
 //! image this agent pulled was last used, and removing the ones unused for the cleanup delay.
 //!
-//! What this is not: registry authentication ([`crate::registry`]) or the pull itself
-//! ([`crate::runtime::Runtime::pull`]).
+//! Credentials for a pull: the task's own, when a container of that image has
+//! `repositoryCredentials` (the server read them with the task's secrets), else the host's
+//! Docker config ([`crate::registry::host_auth`]: `credHelpers`, `credsStore`, `auths`), else
+//! none.
+//!
+//! What this is not: reading the host's Docker config and running its credential helpers
+//! ([`crate::registry`]) or the pull itself ([`crate::runtime::Runtime::pull`]).
 //!
 //! Invariant: only images this agent pulled are ever removed, and only when no container
 //! (of anyone) uses them.
@@ -10,7 +15,7 @@
 use super::{lock, TaskOwner};
 use crate::config::ImagePullBehavior;
 use crate::failure::TaskFailure;
-use crate::runtime::RuntimeError;
+use crate::runtime::{RegistryAuth, RuntimeError};
 use flotilla_model::status::ContainerStatus;
 use tracing::{info, warn};
 
@@ -35,7 +40,8 @@ impl TaskOwner {
             }
         }
         for (image, first) in &images {
-            let pulled = self.ensure_image(image).await;
+            let task_auth = self.task_auth(image);
+            let pulled = self.ensure_image(image, task_auth).await;
             if let Err(e) = pulled {
                 // Every container of that image gets the reason.
                 let failure = TaskFailure::Pull(e);
@@ -75,7 +81,35 @@ impl TaskOwner {
         true
     }
 
-    pub(super) async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
+    /// The task's own credentials for `image`: those of the first container of that image
+    /// whose `repositoryCredentials` the server read.
+    fn task_auth(&self, image: &str) -> Option<RegistryAuth> {
+        let secrets = self.secrets.as_deref().unwrap_or_default();
+        self.ctrs
+            .iter()
+            .filter(|c| c.def.image.as_deref() == Some(image))
+            .find_map(|c| {
+                let creds = secrets
+                    .iter()
+                    .find(|s| s.name == c.name)?
+                    .registry_auth
+                    .as_ref()?;
+                Some(RegistryAuth {
+                    username: creds.username.0.clone(),
+                    password: creds.password.0.clone(),
+                    identity_token: None,
+                    server: crate::registry::server_address(image),
+                })
+            })
+    }
+
+    /// Makes `image` present as the pull behaviour says, pulling with `task_auth` (the task's
+    /// `repositoryCredentials`) when given, else with what the host's Docker config gives.
+    pub(super) async fn ensure_image(
+        &self,
+        image: &str,
+        task_auth: Option<RegistryAuth>,
+    ) -> Result<(), RuntimeError> {
         let rt = &self.inner.runtime;
         let present = rt.inspect_image(image).await?.is_some();
         let pulled_before = lock(&self.inner.pulled).contains_key(image);
@@ -85,8 +119,32 @@ impl TaskOwner {
             ImagePullBehavior::Always | ImagePullBehavior::Default => true,
         };
         if must_pull {
-            info!(image = %image, "pulling image");
-            let auth = crate::registry::auth_for(self.inner.cfg.docker_config.as_deref(), image);
+            let (auth, credentials) = match task_auth {
+                Some(auth) => (Some(auth), "the task's repositoryCredentials"),
+                None => {
+                    let host =
+                        crate::registry::host_auth(self.inner.cfg.docker_config.as_deref(), image)
+                            .await
+                            .map_err(|e| RuntimeError::Pull {
+                                image: image.to_string(),
+                                message: e.to_string(),
+                            });
+                    match host {
+                        Ok(Some(auth)) => (Some(auth), "the host's Docker config"),
+                        Ok(None) => (None, "none"),
+                        Err(e)
+                            if present
+                                && self.inner.cfg.image_pull_behavior
+                                    == ImagePullBehavior::Default =>
+                        {
+                            warn!(image = %image, error = %e, "no credentials; using the cached image");
+                            return Ok(());
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            };
+            info!(image = %image, credentials, "pulling image");
             match rt.pull(image, auth.as_ref()).await {
                 Ok(()) => {
                     let mut pulled = lock(&self.inner.pulled);

@@ -372,12 +372,14 @@ impl TaskOwner {
         lock(&self.shared).running_ids = running;
     }
 
-    /// Whether the task's secrets are at hand (or it has none): asks the server through the
-    /// session the first time; a reason from the server fails the task
-    /// (`ResourceInitializationError`); no answer yet (no session) is asked again next step.
+    /// Whether the task's secrets (and its containers' `repositoryCredentials`, needed for the
+    /// pulls) are at hand, or it has none: asks the server through the session the first
+    /// time; a reason from the server fails the task (`ResourceInitializationError`); no answer
+    /// yet (no session) is asked again next step.
     pub(super) async fn secrets_ready(&mut self) -> bool {
         let wanted = self.ctrs.iter().any(|c| {
             c.def.secrets.is_some()
+                || c.def.repository_credentials.is_some()
                 || c.def
                     .log_configuration
                     .as_ref()

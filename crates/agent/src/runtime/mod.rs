@@ -79,16 +79,23 @@ pub struct RegistryAuth {
     pub username: String,
     /// Password or token.
     pub password: String,
+    /// An identity token (a credential helper's secret for the user `<token>`), sent instead
+    /// of a user name and password.
+    pub identity_token: Option<String>,
     /// The registry host the credentials are for.
     pub server: String,
 }
 
 impl std::fmt::Debug for RegistryAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print the password.
+        // Never print the password or the token.
         f.debug_struct("RegistryAuth")
             .field("username", &self.username)
             .field("server", &self.server)
+            .field(
+                "identity_token",
+                &self.identity_token.as_ref().map(|_| "***"),
+            )
             .finish_non_exhaustive()
     }
 }

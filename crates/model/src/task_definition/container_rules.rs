@@ -1,6 +1,6 @@
 //! The rules of one container definition, checked in order for each container of a
 //! RegisterTaskDefinition request ([`check_container`]): its size, port mappings, links, mounts,
-//! `dependsOn`, Fargate's container rules and its health check.
+//! `dependsOn`, Fargate's container rules, its health check and its `repositoryCredentials`.
 
 use super::{check_host_port, client, TaskLevel};
 use crate::error::EcsError;
@@ -35,6 +35,9 @@ pub(super) fn check_container(
     }
     if let Some(hc) = &c.health_check {
         check_health_check(hc, name)?;
+    }
+    if let Some(rc) = &c.repository_credentials {
+        check_repository_credentials(&rc.credentials_parameter, c.image.as_deref(), name)?;
     }
     Ok(())
 }
@@ -260,4 +263,123 @@ fn check_health_check(hc: &HealthCheck, name: &str) -> Result<(), EcsError> {
         }
     }
     Ok(())
+}
+
+/// `repositoryCredentials.credentialsParameter` names a Secrets Manager secret: its ARN (full or
+/// partial), or its name when it is in the task's Region, as ECS accepts it; and private
+/// registry credentials are not for Amazon ECR images (ECS refuses them with this message).
+fn check_repository_credentials(
+    parameter: &str,
+    image: Option<&str>,
+    name: &str,
+) -> Result<(), EcsError> {
+    if !is_secret_reference(parameter) {
+        return Err(client(format!(
+            "Invalid 'repositoryCredentials' for container '{name}': 'credentialsParameter' must be the ARN or the name of an AWS Secrets Manager secret."
+        )));
+    }
+    if image.is_some_and(is_ecr_image) {
+        return Err(client(
+            "Private repository credentials are not a supported authentication method for ECR repositories.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A Secrets Manager secret's ARN (`arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME`),
+/// or a secret name (1 to 512 of `A-Za-z0-9/_+=.@-`).
+fn is_secret_reference(parameter: &str) -> bool {
+    let is_name = |n: &str| {
+        !n.is_empty()
+            && n.len() <= 512
+            && n.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "/_+=.@-".contains(ch))
+    };
+    match parameter.strip_prefix("arn:") {
+        Some(rest) => {
+            let parts: Vec<&str> = rest.splitn(5, ':').collect();
+            matches!(
+                parts[..],
+                [partition, "secretsmanager", region, account, resource]
+                    if !partition.is_empty() && !region.is_empty()
+                        && account.len() == 12 && account.chars().all(|c| c.is_ascii_digit())
+                        && resource.strip_prefix("secret:").is_some_and(is_name)
+            )
+        }
+        None => is_name(parameter),
+    }
+}
+
+/// An Amazon ECR image: `ACCOUNT.dkr.ecr[-fips].REGION.amazonaws.com[.cn]/...`.
+fn is_ecr_image(image: &str) -> bool {
+    let Some((host, _)) = image.split_once('/') else {
+        return false;
+    };
+    let labels: Vec<&str> = host.split('.').collect();
+    match labels[..] {
+        [account, "dkr", ecr, region, "amazonaws", "com", ref rest @ ..] => {
+            account.len() == 12
+                && account.chars().all(|c| c.is_ascii_digit())
+                && matches!(ecr, "ecr" | "ecr-fips")
+                && !region.is_empty()
+                && matches!(rest, [] | ["cn"])
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_parameters_are_secret_arns_or_names() {
+        for ok in [
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:registry/hub-AbC123",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:hub",
+            "registry/hub",
+            "hub_creds+1=@.x-y",
+        ] {
+            assert!(is_secret_reference(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "has space",
+            "arn:aws:ssm:us-east-1:123456789012:parameter/x",
+            "arn:aws:secretsmanager:us-east-1:123456789012:hub",
+            "arn:aws:secretsmanager:us-east-1:12345:secret:hub",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:",
+        ] {
+            assert!(!is_secret_reference(bad), "{bad:?}");
+        }
+        let long = "a".repeat(513);
+        assert!(!is_secret_reference(&long));
+    }
+
+    #[test]
+    fn ecr_images_take_no_private_registry_credentials() {
+        for ecr in [
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1",
+            "123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com/app",
+            "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/app",
+        ] {
+            assert!(is_ecr_image(ecr), "{ecr}");
+            assert!(check_repository_credentials("hub", Some(ecr), "c")
+                .unwrap_err()
+                .message
+                .contains("not a supported authentication method for ECR"));
+        }
+        for other in [
+            "registry.example.com/app",
+            "127.0.0.1:5000/app",
+            "library/busybox",
+            "busybox",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com.evil.io/app",
+        ] {
+            assert!(!is_ecr_image(other), "{other}");
+        }
+        assert!(check_repository_credentials("hub", Some("127.0.0.1:5000/app"), "c").is_ok());
+        let e = check_repository_credentials("arn:aws:s3:::b", Some("x/y"), "web").unwrap_err();
+        assert!(e.message.contains("container 'web'"), "{}", e.message);
+    }
 }

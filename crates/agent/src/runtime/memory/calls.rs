@@ -36,12 +36,12 @@ pub enum Op {
 /// A call the runtime received (the calls that change something).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Call {
-    /// An image pull, and whether credentials came with it.
+    /// An image pull, and the user name of the credentials that came with it.
     Pull {
         /// The image reference.
         image: String,
-        /// Credentials were given.
-        auth: bool,
+        /// The user name of the credentials given (never the password), if any.
+        user: Option<String>,
     },
     /// A container created under this name.
     Create {

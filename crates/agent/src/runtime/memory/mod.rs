@@ -127,6 +127,14 @@ impl MemoryRuntime {
             .insert(normalize(image), ImageInfo { id, digest });
     }
 
+    /// Makes an image pullable only with these credentials (as a registry with basic auth).
+    pub fn add_private(&self, image: &str, user: &str, password: &str) {
+        self.add_pullable(image);
+        self.model()
+            .private
+            .insert(normalize(image), (user.to_string(), password.to_string()));
+    }
+
     /// Changes what the container named `name` (its ECS container name label, or its Docker
     /// name) does, from its next creation on.
     pub fn script(&self, name: &str, edit: impl Fn(&mut Script) + Send + Sync + 'static) {
@@ -214,10 +222,20 @@ impl Runtime for MemoryRuntime {
         let mut m = self.model();
         m.record(Call::Pull {
             image: image.to_string(),
-            auth: auth.is_some(),
+            user: auth.map(|a| a.username.clone()),
         });
         m.take_injected(Op::Pull)?;
         let key = normalize(image);
+        if let Some((user, password)) = m.private.get(&key) {
+            let given = auth.map(|a| (a.username.as_str(), a.password.as_str()));
+            if given != Some((user.as_str(), password.as_str())) {
+                let host = crate::registry::registry_host(image);
+                return Err(RuntimeError::Pull {
+                    image: image.to_string(),
+                    message: format!("Head \"https://{host}/v2/\": no basic auth credentials"),
+                });
+            }
+        }
         let Some(found) = m.registry.get(&key).cloned() else {
             let (name, _) = crate::docker::split_tag(image);
             return Err(RuntimeError::Pull {

@@ -16,6 +16,8 @@ pub(super) struct Model {
     pub(super) seq: u64,
     pub(super) images: BTreeMap<String, ImageInfo>,
     pub(super) registry: BTreeMap<String, ImageInfo>,
+    /// Images of `registry` that only these credentials (user name, password) may pull.
+    pub(super) private: BTreeMap<String, (String, String)>,
     pub(super) containers: Vec<Container>,
     pub(super) volumes: BTreeMap<String, VolumeSpec>,
     pub(super) networks: BTreeMap<String, NetworkInfo>,
