@@ -665,6 +665,7 @@ mod tests {
             pid_mode: None,
             network: None,
             stop_grace_seconds: None,
+            enable_execute_command: false,
             ipc_mode: None,
             containers: defs
                 .into_iter()

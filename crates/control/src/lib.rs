@@ -4,7 +4,7 @@
 //! What this is: the records stored for each ECS object and their transitions ([`tasks`],
 //! [`instances`], [`services`]), the service scheduler ([`service_scheduler`]: desired count,
 //! deployments, circuit breaker, rollback), launch resolution ([`launch`]: launch type or
-//! capacity providers, the managed pool), the task template every task creation starts from
+//! capacity providers, the managed pool), ECS Exec's rules ([`exec`]), the task template every task creation starts from
 //! ([`template`]), and where each record lives in the store ([`keys`]).
 //!
 //! What this is not: anything that does I/O. No tokio, no HTTP, no store: `Cargo.toml` has no
@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod clusters;
+pub mod exec;
 pub mod instances;
 pub mod keys;
 pub mod launch;

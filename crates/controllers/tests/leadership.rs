@@ -240,6 +240,7 @@ fn task(plane: &Plane, id: &str, deployment: &str, stopped: bool, now: f64) -> T
         containers: Vec::new(),
         network: None,
         stop_grace_seconds: None,
+        enable_execute_command: false,
     });
     t
 }

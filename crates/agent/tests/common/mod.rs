@@ -271,6 +271,7 @@ pub fn task(id: &str, defs: Vec<ContainerDefinition>) -> TaskAssignment {
         pid_mode: None,
         network: None,
         stop_grace_seconds: None,
+        enable_execute_command: false,
         ipc_mode: None,
         containers: defs
             .into_iter()
