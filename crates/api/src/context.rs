@@ -49,6 +49,9 @@ pub struct Api {
     services: Vec<Arc<dyn Service>>,
     /// Secrets Manager and Parameter Store, for the `secrets` of tasks ([`Api::with_secrets`]).
     secrets: Option<SecretStores>,
+    /// ECS Exec: the sessions `ExecuteCommand` created here, the agent sessions commands are
+    /// ordered through, and the orders waiting for their agent ([`crate::exec`]).
+    pub exec: crate::exec::ExecHub,
 }
 
 /// The services a task's `secrets` are read from.
@@ -91,6 +94,7 @@ impl Api {
             logs: None,
             services: Vec::new(),
             secrets: None,
+            exec: crate::exec::ExecHub::default(),
         }
     }
 

@@ -15,7 +15,8 @@
 //!    releasing the task's reservation in the same transaction when it reaches STOPPED), then
 //!    answers `Ack`; `Usage` samples are kept in memory ([`flotilla_controllers::agents::Agents`]);
 //!    `GetSecrets` is answered with the task's secrets, read then and sent on this session only
-//!    ([`crate::secrets`]);
+//!    ([`crate::secrets`]); ECS Exec's orders for the agent are sent as they come
+//!    (`ServerMessage::Exec`, [`crate::exec`]);
 //! 5. as it hears the agent it puts the beat again, at most once per 3/4 heartbeat interval
 //!    (agents heartbeat once per interval), and sets `agentConnected` back to true if the
 //!    record says false while the session is alive (a disconnect written by a replica the
@@ -188,6 +189,7 @@ async fn run(api: Arc<Api>, socket: WebSocket, cluster: String, id: String) {
         if let Some(logs) = api.agent_logs() {
             logs.unregister(&key, sid);
         }
+        api.exec.unregister(&key, sid);
         let closed = api.agents.close(&key, sid);
         let reason = match end {
             SessionEnd::Moving => {
@@ -297,6 +299,8 @@ async fn session_loop(
         key,
         sid,
     );
+    // ECS Exec's orders for this agent go through the session too.
+    let mut exec_orders = api.exec.register(key, sid);
     let mut sent: HashMap<String, u64> = HashMap::new();
     let mut watch = None;
     let limit = api.timings.silence_limit();
@@ -392,6 +396,12 @@ async fn session_loop(
                 }
                 None => resync = true,
             },
+            Some(order) = exec_orders.recv() => {
+                tracing::debug!(task = %order.task_arn, exec = %order.id, "ordering an exec");
+                if let Err(e) = send(&mut tx, &ServerMessage::Exec(order)).await {
+                    return e.into();
+                }
+            }
             msg = logs.next() => {
                 if let Err(e) = send(&mut tx, &msg).await {
                     return e.into();
