@@ -566,9 +566,11 @@ pub async fn agent_upgrade(
         flotilla_model::arn::resource_name(&arn, "container-instance"),
     ) {
         (Some(c), Some(i)) => instance_key(c, i),
-        _ => return error_response(&EcsError::invalid_parameter(format!(
+        _ => {
+            return error_response(&EcsError::invalid_parameter(format!(
             "The dial-back needs the {INSTANCE_PARAM} query parameter (a container instance ARN)."
-        ))),
+        )))
+        }
     };
     let ws = match ws {
         Ok(ws) => ws,

@@ -161,7 +161,10 @@ async fn pump(ws: Ws, interactive: bool, tty: bool) -> anyhow::Result<i32> {
                         return;
                     }
                     Ok(n) => {
-                        if in_tx.blocking_send(Frame::Stdin(buf[..n].to_vec())).is_err() {
+                        if in_tx
+                            .blocking_send(Frame::Stdin(buf[..n].to_vec()))
+                            .is_err()
+                        {
                             return;
                         }
                     }

@@ -5,8 +5,8 @@
 //! lines from its stdin (a prompt `/ # ` and the typed input echoed when it has a terminal, as
 //! the terminal's line discipline does), or one command. Lines are `;`-separated commands of
 //! `echo` (with `>&2`), `exit [N]`, `true`, `false`, `:`, `sleep N`, `cat` (stdin to stdout)
-//! and `stty size` (the terminal's rows and columns, refused without a terminal as busybox
-//! refuses it); any other command is not found (127). With a terminal, stderr goes to the one
+//! and `stty size` (the terminal's rows and columns; without a terminal, or on one nobody
+//! sized, busybox's errors as Docker shows them); any other command is not found (127). With a terminal, stderr goes to the one
 //! output and `\n` is written `\r\n`, as a terminal's `onlcr` does.
 //!
 //! What this is not: a shell. No variables, pipes, quoting beyond words, or processes.
@@ -204,17 +204,22 @@ impl Shell {
             },
             ["stty", "size"] => {
                 let size = *self.size.lock().unwrap_or_else(|p| p.into_inner());
-                // A terminal nobody sized is 0 by 0.
-                let size = size.unwrap_or(TermSize { cols: 0, rows: 0 });
-                match self.spec.tty {
-                    true => {
-                        self.out
-                            .write(stream, &format!("{} {}\n", size.rows, size.cols));
+                match (self.spec.tty, size) {
+                    (true, Some(s)) => {
+                        self.out.write(stream, &format!("{} {}\n", s.rows, s.cols));
                         Step::Next(0)
                     }
-                    false => {
+                    // Busybox's answer on a terminal nobody sized (0 by 0), as Docker shows it.
+                    (true, None) => {
                         self.out
-                            .write(OutputStream::Stderr, "stty: standard input: Not a tty\n");
+                            .write(OutputStream::Stderr, "stty: standard input\n");
+                        Step::Next(0)
+                    }
+                    (false, _) => {
+                        self.out.write(
+                            OutputStream::Stderr,
+                            "stty: standard input: Inappropriate ioctl for device\n",
+                        );
                         Step::Next(1)
                     }
                 }
@@ -320,9 +325,12 @@ mod tests {
         let (out, code) = run(&["stty", "size"], false, None, size).await;
         assert_eq!(
             text(&out, OutputStream::Stderr),
-            "stty: standard input: Not a tty\n"
+            "stty: standard input: Inappropriate ioctl for device\n"
         );
         assert_eq!(code, 1);
+        let (out, code) = run(&["stty", "size"], true, None, None).await;
+        assert_eq!(text(&out, OutputStream::Stdout), "stty: standard input\r\n");
+        assert_eq!(code, 0);
     }
 
     #[tokio::test]
