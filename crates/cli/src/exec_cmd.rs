@@ -47,8 +47,8 @@ pub struct ExecArgs {
     /// Keep stdin open and send it to the command (without it the command reads end of file).
     #[arg(short, long)]
     interactive: bool,
-    /// Give the command a terminal: its size follows this one, stdout and stderr come as one
-    /// stream, and with -i this terminal is in raw mode (every key goes to the command) until
+    /// Give the command a terminal: its size follows this one (sent again on every SIGWINCH,
+    /// when the window is resized), stdout and stderr come as one stream, and with -i this terminal is in raw mode (every key goes to the command) until
     /// it ends.
     #[arg(short, long)]
     tty: bool,

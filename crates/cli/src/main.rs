@@ -313,4 +313,50 @@ mod tests {
         ]);
         assert!(parsed.is_ok(), "{parsed:?}");
     }
+
+    #[test]
+    fn exec_takes_the_command_after_the_double_dash_and_its_help_teaches() {
+        let parsed = Cli::try_parse_from([
+            "flotilla",
+            "exec",
+            "-it",
+            "TASK",
+            "--cluster",
+            "c",
+            "--",
+            "sh",
+            "-c",
+            "echo --cluster",
+        ])
+        .unwrap();
+        let Command::Exec(args) = parsed.command else {
+            panic!("not exec: {parsed:?}");
+        };
+        let debug = format!("{args:?}");
+        assert!(
+            debug.contains("interactive: true") && debug.contains("tty: true"),
+            "{debug}"
+        );
+        assert!(
+            debug.contains(r#"command: ["sh", "-c", "echo --cluster"]"#),
+            "{debug}"
+        );
+        // The command is required, after `--`.
+        assert!(Cli::try_parse_from(["flotilla", "exec", "TASK"]).is_err());
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("exec")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for needed in [
+            "enableExecuteCommand",
+            "255",
+            "Session Manager",
+            "--container",
+            "SIGWINCH",
+        ] {
+            assert!(help.contains(needed), "{needed} missing from:\n{help}");
+        }
+    }
 }
