@@ -2,10 +2,12 @@
 1.44.5 calls ExecuteCommand, `flotilla exec` runs commands in running containers.
 
 - a task run with enableExecuteCommand shows it, and its container's ExecuteCommandAgent
-  RUNNING (STOPPED once the task stopped); a service's tasks too;
+  RUNNING (STOPPED once the task stopped);
 - ExecuteCommand answers ECS's shape, and refuses as ECS does: interactive false, a task
   without enableExecuteCommand (ECS's message), a stopped task, a task or container that does
   not exist, a task of several containers without the container's name;
+- a service created or updated with enableExecuteCommand, and StartTask with it, run tasks that
+  have it;
 - `flotilla exec TASK -- sh -c 'echo out; echo err >&2; exit 3'`: stdout and stderr apart,
   exit code 3; stdin with -i;
 - `flotilla exec -it TASK -- sh` under a real pseudo-terminal: the size set on it, a resize
@@ -189,27 +191,46 @@ def test_execute_command_refuses_as_ecs_does(ecs, cluster, task):
         ecs.stop_task(cluster=cluster, task=two)
 
 
-def test_a_service_runs_its_tasks_with_execute_command(ecs, cluster, fleet):
+def test_services_and_start_task_run_tasks_with_execute_command(ecs, cluster, fleet):
     family = register(ecs)
     name = helpers.unique("execsvc")
-    svc = ecs.create_service(cluster=cluster, serviceName=name, taskDefinition=family, desiredCount=1,
-                             enableExecuteCommand=True)["service"]
-    assert svc["enableExecuteCommand"] is True
+    # Created without it, updated with it (and a new deployment, as on ECS): the new task has it.
+    svc = ecs.create_service(cluster=cluster, serviceName=name, taskDefinition=family, desiredCount=1)["service"]
+    assert svc["enableExecuteCommand"] is False
     try:
-        def running():
-            arns = ecs.list_tasks(cluster=cluster, serviceName=name)["taskArns"]
-            if not arns:
+        def running(enabled):
+            def check():
+                arns = ecs.list_tasks(cluster=cluster, serviceName=name)["taskArns"]
+                tasks = ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"] if arns else []
+                for t in tasks:
+                    agents = [a["lastStatus"] for a in t["containers"][0].get("managedAgents", [])]
+                    if t["lastStatus"] == "RUNNING" and t["enableExecuteCommand"] is enabled and \
+                            agents == (["RUNNING"] if enabled else []):
+                        return t
                 return None
-            t = describe(ecs, cluster, arns[0])
-            agents = [a["lastStatus"] for a in t["containers"][0].get("managedAgents", [])]
-            return t if t["lastStatus"] == "RUNNING" and agents == ["RUNNING"] else None
-        t = wait_for(running, timeout=60, what="the service's task with its agent RUNNING")
-        assert t["enableExecuteCommand"] is True
+            return check
+        wait_for(running(False), timeout=60, what="the service's task without execute command")
+        svc = ecs.update_service(cluster=cluster, service=name, enableExecuteCommand=True,
+                                 forceNewDeployment=True)["service"]
+        assert svc["enableExecuteCommand"] is True
+        t = wait_for(running(True), timeout=90, what="the service's new task with its agent RUNNING")
         out = flotilla(fleet.endpoint, "exec", t["taskArn"], "--", "echo", "from the service")
         assert (out.returncode, out.stdout) == (0, b"from the service\n"), out.stderr
     finally:
         ecs.update_service(cluster=cluster, service=name, desiredCount=0)
         ecs.delete_service(cluster=cluster, service=name, force=True)
+    instance = ecs.list_container_instances(cluster=cluster)["containerInstanceArns"][0]
+    started = ecs.start_task(cluster=cluster, taskDefinition=family, containerInstances=[instance],
+                             enableExecuteCommand=True)["tasks"][0]
+    assert started["enableExecuteCommand"] is True
+    assert started["containers"][0]["managedAgents"][0]["lastStatus"] == "PENDING"
+    try:
+        wait_for(lambda: describe(ecs, cluster, started["taskArn"])["containers"][0]["managedAgents"][0]["lastStatus"]
+                 == "RUNNING", timeout=60, what="StartTask's task with its agent RUNNING")
+        out = flotilla(fleet.endpoint, "exec", started["taskArn"], "--", "true")
+        assert out.returncode == 0, out.stderr
+    finally:
+        ecs.stop_task(cluster=cluster, task=started["taskArn"])
 
 
 # ---------------------------------------------------------------- flotilla exec
