@@ -7,7 +7,7 @@
   without enableExecuteCommand (ECS's message), a stopped task, a task or container that does
   not exist, a task of several containers without the container's name;
 - a service created or updated with enableExecuteCommand, and StartTask with it, run tasks that
-  have it;
+  have it; a Fargate task on the managed pool runs the command in its own network namespace;
 - `flotilla exec TASK -- sh -c 'echo out; echo err >&2; exit 3'`: stdout and stderr apart,
   exit code 3; stdin with -i;
 - `flotilla exec -it TASK -- sh` under a real pseudo-terminal: the size set on it, a resize
@@ -33,7 +33,7 @@ import pytest
 from botocore.config import Config
 
 import helpers
-from fleet import IMAGE, Fleet, instances_ready, wait_for
+from fleet import IMAGE, Fleet, instances_ready, remove_awsvpc_network_if_unused, wait_for
 
 NOT_ENABLED = ("The execute command failed because execute command was not enabled when the task was run "
                "or the execute command agent isn\u2019t running. Wait and try again or run a new task with "
@@ -231,6 +231,40 @@ def test_services_and_start_task_run_tasks_with_execute_command(ecs, cluster, fl
         assert out.returncode == 0, out.stderr
     finally:
         ecs.stop_task(cluster=cluster, task=started["taskArn"])
+
+
+def test_a_fargate_task_runs_the_command_in_its_own_network(ecs, fleet):
+    """On the managed pool: the command runs in the task's container, in its network namespace."""
+    pool = fleet.add_agent(managed=True)
+    pool.wait_session()
+    cluster = helpers.unique("execfg")
+    ecs.create_cluster(clusterName=cluster, capacityProviders=["FARGATE"])
+    fleet.track(cluster)
+    family = helpers.unique("execfg")
+    ecs.register_task_definition(
+        family=family, requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256", memory="512",
+        containerDefinitions=[{"name": "app", "image": IMAGE, "command": ["sleep", "3600"], "stopTimeout": 1}])
+    vpc = {"awsvpcConfiguration": {"subnets": ["subnet-0123456789abcdef0"]}}
+
+    def placed():
+        out = ecs.run_task(cluster=cluster, taskDefinition=family, launchType="FARGATE",
+                           networkConfiguration=vpc, enableExecuteCommand=True)
+        return out["tasks"][0]["taskArn"] if out["tasks"] else None
+    arn = wait_for(placed, timeout=30, what="a Fargate task placed on the pool")
+    try:
+        def running():
+            t = describe(ecs, cluster, arn)
+            agents = [a["lastStatus"] for a in t["containers"][0].get("managedAgents", [])]
+            return t if t["lastStatus"] == "RUNNING" and agents == ["RUNNING"] else None
+        t = wait_for(running, timeout=90, what="the Fargate task with its agent RUNNING")
+        ip = next(d["value"] for d in t["attachments"][0]["details"] if d["name"] == "privateIPv4Address")
+        out = flotilla(fleet.endpoint, "exec", arn, "--", "ip", "-o", "-4", "addr", "show")
+        assert out.returncode == 0, out.stderr
+        assert f"inet {ip}/" in out.stdout.decode(), out.stdout
+    finally:
+        ecs.stop_task(cluster=cluster, task=arn)
+        wait_for(lambda: describe(ecs, cluster, arn)["lastStatus"] == "STOPPED", timeout=60, what="STOPPED")
+        remove_awsvpc_network_if_unused()
 
 
 # ---------------------------------------------------------------- flotilla exec
