@@ -180,6 +180,13 @@ def test_execute_command_refuses_as_ecs_does(ecs, cluster, task):
     assert "unterminated single quote" in error(e)[1]
     with pytest.raises(ecs.exceptions.ClusterNotFoundException):
         ecs.execute_command(cluster=helpers.unique("nocluster"), task=task, command="ls", interactive=True)
+    # Session logging is not done, so not accepted either (NONE and DEFAULT are).
+    with pytest.raises(ecs.exceptions.InvalidParameterException) as e:
+        ecs.create_cluster(clusterName=helpers.unique("execlog"), configuration={"executeCommandConfiguration": {
+            "logging": "OVERRIDE", "logConfiguration": {"cloudWatchLogGroupName": "/ecs/exec"}}})
+    assert "logging OVERRIDE is not supported by Flotilla" in error(e)[1]
+    with pytest.raises(ecs.exceptions.InvalidParameterException):
+        ecs.update_cluster(cluster=cluster, configuration={"executeCommandConfiguration": {"kmsKeyId": "k"}})
     two = run_running(ecs, cluster, register(ecs, ("app", "side")))["taskArn"]
     try:
         with pytest.raises(ecs.exceptions.InvalidParameterException) as e:

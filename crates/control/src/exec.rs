@@ -6,7 +6,9 @@
 //! reads a store or opens a socket.
 
 use crate::tasks::TaskRecord;
-use flotilla_model::shapes::{Container, ManagedAgent, ManagedAgentName};
+use flotilla_model::shapes::{
+    ClusterConfiguration, Container, ExecuteCommandLogging, ManagedAgent, ManagedAgentName,
+};
 use flotilla_model::EcsError;
 use flotilla_protocol::exec::split_command;
 use flotilla_protocol::{ManagedAgentState, ManagedAgentStatus};
@@ -22,6 +24,31 @@ pub const INTERACTIVE_ONLY: &str = "Interactive is the only mode supported curre
 /// ECS's `TargetNotConnectedException` message; Flotilla adds why after it.
 pub const NOT_CONNECTED: &str =
     "The execute command failed due to an internal error. Try again later.";
+
+/// A cluster's `executeCommandConfiguration` (CreateCluster, UpdateCluster): Flotilla neither
+/// logs nor re-encrypts exec sessions, so `logging` `NONE` and `DEFAULT` (ECS's default; here
+/// nothing is logged) are accepted, and what asks for more (`OVERRIDE`, a `logConfiguration`, a
+/// `kmsKeyId`) is refused rather than ignored.
+pub fn check_cluster_configuration(conf: &ClusterConfiguration) -> Result<(), EcsError> {
+    let Some(e) = &conf.execute_command_configuration else {
+        return Ok(());
+    };
+    let refuse = |what: &str| {
+        Err(EcsError::invalid_parameter(format!(
+            "executeCommandConfiguration: {what} is not supported by Flotilla, which does not log or re-encrypt execute command sessions. Use logging NONE or DEFAULT, without logConfiguration or kmsKeyId."
+        )))
+    };
+    if e.logging == Some(ExecuteCommandLogging::Override) {
+        return refuse("logging OVERRIDE");
+    }
+    if e.log_configuration.is_some() {
+        return refuse("logConfiguration");
+    }
+    if e.kms_key_id.is_some() {
+        return refuse("kmsKeyId");
+    }
+    Ok(())
+}
 
 /// The container a command runs in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,6 +234,50 @@ mod tests {
         let e = parse_command("  ", true).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidParameterException);
         assert!(parse_command("echo 'x", true).is_err());
+    }
+
+    #[test]
+    fn session_logging_and_encryption_are_refused_not_ignored() {
+        use flotilla_model::shapes::{ExecuteCommandConfiguration, ExecuteCommandLogConfiguration};
+        let conf = |e: ExecuteCommandConfiguration| ClusterConfiguration {
+            execute_command_configuration: Some(e),
+            ..ClusterConfiguration::default()
+        };
+        assert!(check_cluster_configuration(&ClusterConfiguration::default()).is_ok());
+        for logging in [
+            None,
+            Some(ExecuteCommandLogging::None),
+            Some(ExecuteCommandLogging::Default),
+        ] {
+            let c = conf(ExecuteCommandConfiguration {
+                logging,
+                ..Default::default()
+            });
+            assert!(check_cluster_configuration(&c).is_ok());
+        }
+        let refused = [
+            ExecuteCommandConfiguration {
+                logging: Some(ExecuteCommandLogging::Override),
+                ..Default::default()
+            },
+            ExecuteCommandConfiguration {
+                log_configuration: Some(ExecuteCommandLogConfiguration::default()),
+                ..Default::default()
+            },
+            ExecuteCommandConfiguration {
+                kms_key_id: Some("k".into()),
+                ..Default::default()
+            },
+        ];
+        for e in refused {
+            let err = check_cluster_configuration(&conf(e)).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidParameterException);
+            assert!(
+                err.message.contains("not supported by Flotilla"),
+                "{}",
+                err.message
+            );
+        }
     }
 
     #[test]
