@@ -10,9 +10,9 @@
 //! 409 -> Conflict), never by searching message text.
 
 use crate::runtime::{
-    Binding, ContainerInfo, ContainerSpec, ContainerStats, ContainerSummary, Health, ImageInfo,
-    NetworkInfo, NetworkSpec, OutputLine, OutputStream, OutputStreamOf, RegistryAuth, Runtime,
-    RuntimeError, RuntimeVersion, Signal, VolumeSpec,
+    Binding, ContainerInfo, ContainerSpec, ContainerStats, ContainerSummary, ExecSpec, ExecState,
+    ExecStreams, Health, ImageInfo, NetworkInfo, NetworkSpec, OutputLine, OutputStream,
+    OutputStreamOf, RegistryAuth, Runtime, RuntimeError, RuntimeVersion, Signal, VolumeSpec,
 };
 use async_trait::async_trait;
 use bollard::auth::DockerCredentials;
@@ -740,6 +740,87 @@ impl Runtime for DockerRuntime {
             409 => Err(RuntimeError::Conflict(message)),
             _ => Err(RuntimeError::Other(message)),
         }
+    }
+
+    async fn exec_create(&self, id: &str, spec: &ExecSpec) -> Result<String, RuntimeError> {
+        let options = bollard::exec::CreateExecOptions::<String> {
+            attach_stdin: Some(spec.stdin),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(spec.tty),
+            cmd: Some(spec.argv.clone()),
+            ..Default::default()
+        };
+        let created = self.docker.create_exec(id, options).await.map_err(other)?;
+        Ok(created.id)
+    }
+
+    async fn exec_start(&self, exec_id: &str) -> Result<ExecStreams, RuntimeError> {
+        // The exec's own `Tty` decides the stream's framing; the start repeats it, as Docker's
+        // CLI does.
+        let tty = self
+            .docker
+            .inspect_exec(exec_id)
+            .await
+            .map_err(other)?
+            .process_config
+            .and_then(|p| p.tty)
+            .unwrap_or(false);
+        let started = self
+            .docker
+            .start_exec(
+                exec_id,
+                Some(bollard::exec::StartExecOptions {
+                    detach: false,
+                    tty,
+                    output_capacity: None,
+                }),
+            )
+            .await
+            .map_err(other)?;
+        let bollard::exec::StartExecResults::Attached { output, input } = started else {
+            return Err(RuntimeError::Other(format!(
+                "exec {exec_id} started detached"
+            )));
+        };
+        let output = output.map(|item| {
+            Ok(match item.map_err(other)? {
+                bollard::container::LogOutput::StdErr { message } => {
+                    (OutputStream::Stderr, message.to_vec())
+                }
+                bollard::container::LogOutput::StdOut { message }
+                | bollard::container::LogOutput::Console { message }
+                | bollard::container::LogOutput::StdIn { message } => {
+                    (OutputStream::Stdout, message.to_vec())
+                }
+            })
+        });
+        Ok(ExecStreams {
+            output: output.boxed(),
+            input,
+        })
+    }
+
+    async fn exec_resize(&self, exec_id: &str, cols: u16, rows: u16) -> Result<(), RuntimeError> {
+        self.docker
+            .resize_exec(
+                exec_id,
+                bollard::exec::ResizeExecOptions {
+                    height: rows,
+                    width: cols,
+                },
+            )
+            .await
+            .map_err(other)
+    }
+
+    async fn exec_inspect(&self, exec_id: &str) -> Result<ExecState, RuntimeError> {
+        let e = self.docker.inspect_exec(exec_id).await.map_err(other)?;
+        let running = e.running.unwrap_or(false);
+        Ok(ExecState {
+            running,
+            exit_code: if running { None } else { e.exit_code },
+        })
     }
 
     async fn import_image(

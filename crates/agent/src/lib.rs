@@ -39,7 +39,9 @@
 //! - [`runtime`]: the [`runtime::Runtime`] trait; [`docker`]: its Docker implementation.
 //! - [`engine`]: one owning tokio task per task; restart recovery from labels and [`state`].
 //! - [`resources`]: what is registered; [`client`]: the two ECS calls; [`session`]: the
-//!   WebSocket; [`endpoints`]: the server replicas and the one in use.
+//!   WebSocket; [`endpoints`]: the server replicas and the one in use; [`exec`]: ECS Exec's
+//!   commands, run in a task's container and streamed on a WebSocket dialled back to the
+//!   session's replica.
 //! - [`registry`]: registry credentials from `~/.docker/config.json`.
 //! - [`pause`]: the pause image of awsvpc tasks, built in place; [`cgroup`]: task-level cpu and
 //!   memory as one cgroup per task.
@@ -58,6 +60,7 @@ pub mod config;
 pub mod docker;
 pub mod endpoints;
 pub mod engine;
+pub mod exec;
 pub mod failure;
 pub mod lifecycle;
 pub mod logs;

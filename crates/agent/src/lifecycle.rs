@@ -2,7 +2,8 @@
 //!
 //! What this is: the decisions of the task engine, given what is observed: may a container
 //! start now (its `dependsOn`), what status does the task show, must the task stop and with
-//! which stop code, does a container that exited restart, what is the task's health.
+//! which stop code, does a container that exited restart, what is the task's health, what
+//! does a container's `ExecuteCommandAgent` show.
 //!
 //! What this is not: it does no I/O, reads no clock (the caller passes `now` as seconds) and
 //! holds no state. The owning tokio task of each task ([`crate::engine`]) applies the decisions.
@@ -333,6 +334,29 @@ pub fn compute_create_order(needs: &[Vec<usize>]) -> Vec<usize> {
     order
 }
 
+/// The `ExecuteCommandAgent` of a container of a task with `enableExecuteCommand` (none
+/// without it): the agent itself runs commands in the container (ECS Exec), so it is RUNNING
+/// while the container runs (since `running_since`, epoch seconds), PENDING before and STOPPED
+/// after.
+pub fn compute_exec_agent(
+    enabled: bool,
+    container: ContainerStatus,
+    running_since: Option<f64>,
+) -> Option<flotilla_protocol::ManagedAgentState> {
+    use flotilla_protocol::ManagedAgentStatus as S;
+    let status = match container {
+        ContainerStatus::Running => S::Running,
+        ContainerStatus::Stopped => S::Stopped,
+        _ => S::Pending,
+    };
+    enabled.then(|| flotilla_protocol::ManagedAgentState {
+        name: flotilla_model::shapes::ManagedAgentName::ExecuteCommandAgent,
+        status,
+        started_at: running_since.filter(|_| status != S::Pending),
+        reason: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -617,5 +641,18 @@ mod tests {
         assert_eq!(held, T::Running);
         assert_eq!(advance(T::Deactivating, T::Stopping), T::Stopping);
         assert_eq!(advance(T::Stopping, T::Pending), T::Stopping);
+    }
+
+    #[test]
+    fn the_exec_agent_follows_its_container() {
+        use flotilla_protocol::ManagedAgentStatus as A;
+        use ContainerStatus as C;
+        assert_eq!(compute_exec_agent(false, C::Running, Some(1.0)), None);
+        let status =
+            |c, since| compute_exec_agent(true, c, since).map(|a| (a.status, a.started_at));
+        assert_eq!(status(C::Pending, None), Some((A::Pending, None)));
+        assert_eq!(status(C::Running, Some(5.0)), Some((A::Running, Some(5.0))));
+        assert_eq!(status(C::Stopped, Some(5.0)), Some((A::Stopped, Some(5.0))));
+        assert_eq!(status(C::Stopped, None), Some((A::Stopped, None)));
     }
 }

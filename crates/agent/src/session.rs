@@ -6,7 +6,9 @@
 //! the server acknowledges its `seq` (and re-sends the unacknowledged ones after a reconnect),
 //! sends a heartbeat every `heartbeat_interval_ms` and usage every `usage_interval`, and
 //! forwards the owners' requests for their tasks' secrets and task role credentials, handing
-//! each answer back to the owner that asked (kept in memory only). A broken
+//! each answer back to the owner that asked (kept in memory only), and starts ECS Exec's
+//! commands ([`crate::exec`], each on a WebSocket of its own dialled back to the session's
+//! replica). A broken
 //! session is retried with exponential backoff with jitter and a cap ([`Backoff`]), reset after
 //! a session that stayed up [`STABLE_SESSION`]; the instance is never re-registered by a
 //! reconnect. With several server replicas, a session that cannot be opened or that drops moves
@@ -123,7 +125,7 @@ pub enum SessionError {
     Silent(Duration),
 }
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(
@@ -131,14 +133,27 @@ async fn connect(
     endpoint: &str,
     instance_arn: &str,
 ) -> Result<Ws, SessionError> {
-    let (_, authority) = authority_of(endpoint)?;
     let query = format!("{INSTANCE_PARAM}={}", uri_encode(instance_arn));
+    connect_signed(client, endpoint, SESSION_PATH, &query, &[]).await
+}
+
+/// Opens a WebSocket at `path?query` of the replica `endpoint`, its upgrade `GET` signed with
+/// SigV4 (including `host`), with `extra` headers (not signed). The session and ECS Exec's
+/// dial-back ([`crate::exec`]) open theirs this way.
+pub(crate) async fn connect_signed(
+    client: &EcsClient,
+    endpoint: &str,
+    path: &str,
+    query: &str,
+    extra: &[(&str, &str)],
+) -> Result<Ws, SessionError> {
+    let (_, authority) = authority_of(endpoint)?;
     let scheme = if endpoint.starts_with("https://") {
         "wss"
     } else {
         "ws"
     };
-    let url = format!("{scheme}://{authority}{SESSION_PATH}?{query}");
+    let url = format!("{scheme}://{authority}{path}?{query}");
     let mut req = url
         .as_str()
         .into_client_request()
@@ -146,20 +161,24 @@ async fn connect(
     let signed = flotilla_sigv4::sign(
         &flotilla_sigv4::Request {
             method: "GET",
-            path: SESSION_PATH,
-            query: &query,
+            path,
+            query,
             headers: &[("host", &authority)],
             body: b"",
         },
         &client.signer(),
         now_secs(),
     );
-    for (k, v) in signed {
+    for (k, v) in signed
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain(extra.iter().copied())
+    {
         let name: HeaderName = k
             .parse()
             .map_err(|_| SessionError::Ws(format!("header {k}")))?;
         let value =
-            HeaderValue::from_str(&v).map_err(|_| SessionError::Ws(format!("header {k}")))?;
+            HeaderValue::from_str(v).map_err(|_| SessionError::Ws(format!("header {k}")))?;
         req.headers_mut().insert(name, value);
     }
     let (ws, _) = tokio::time::timeout(
@@ -502,6 +521,18 @@ async fn one_session<S: Future<Output = ()>>(
                     Ok(ServerMessage::LogGroups { revision, groups }) => {
                         let logs = logs.clone();
                         tokio::spawn(async move { logs.set_groups(revision, groups).await });
+                    }
+                    Ok(ServerMessage::Exec(order)) => {
+                        // The command runs on a WebSocket of its own, dialled back to this
+                        // replica; the session goes on at once.
+                        let target = p.engine.exec_target(&order.task_arn, &order.container_name);
+                        let ctx = crate::exec::ExecContext {
+                            client: p.client.clone(),
+                            endpoint: endpoint.clone(),
+                            instance_arn: p.instance_arn.to_string(),
+                            runtime: p.engine.runtime(),
+                        };
+                        tokio::spawn(crate::exec::serve(ctx, target, order));
                     }
                     Ok(ServerMessage::Welcome { .. }) => {}
                     Err(e) => warn!(error = %e, "undecodable server message"),

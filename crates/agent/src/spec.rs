@@ -707,6 +707,7 @@ mod tests {
             stop_grace_seconds: None,
             task_role_arn: None,
             service_name: None,
+            enable_execute_command: false,
             ipc_mode: None,
             containers: defs
                 .into_iter()

@@ -13,7 +13,8 @@ mod common;
 use common::{Cleanup, IMAGE};
 use flotilla_agent::runtime::memory::MemoryRuntime;
 use flotilla_agent::runtime::{
-    ContainerSpec, Health, HealthCheckSpec, PortSpec, Runtime, RuntimeError, Signal,
+    ContainerSpec, ExecSpec, ExecState, Health, HealthCheckSpec, OutputStream, PortSpec, Runtime,
+    RuntimeError, Signal,
 };
 use flotilla_protocol::labels;
 use std::time::Duration;
@@ -120,7 +121,137 @@ conformance!(
     health_checks_decide_health,
     an_exited_container_starts_again,
     a_network_of_a_stopped_container_cannot_be_joined,
+    an_exec_streams_stdout_and_stderr_apart_and_ends_with_its_code,
+    an_exec_with_a_terminal_has_one_stream_and_a_size,
+    an_exec_reads_its_stdin_to_its_end,
+    an_exec_needs_a_running_container,
 );
+
+/// Runs `argv` in container `id` to its end: what it wrote to each stream, and its exit code.
+async fn exec_to_end<R: Runtime>(
+    env: &Env<R>,
+    id: &str,
+    argv: &[&str],
+    tty: bool,
+    stdin: Option<&[u8]>,
+    size: Option<(u16, u16)>,
+) -> (String, String, i64) {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let spec = ExecSpec {
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        tty,
+        stdin: stdin.is_some(),
+    };
+    let exec = env.rt.exec_create(id, &spec).await.unwrap();
+    assert_eq!(
+        env.rt.exec_inspect(&exec).await.unwrap(),
+        ExecState {
+            running: false,
+            exit_code: None
+        },
+        "created, not started"
+    );
+    let mut streams = env.rt.exec_start(&exec).await.unwrap();
+    if let Some((cols, rows)) = size {
+        env.rt.exec_resize(&exec, cols, rows).await.unwrap();
+    }
+    if let Some(input) = stdin {
+        streams.input.write_all(input).await.unwrap();
+        streams.input.shutdown().await.unwrap();
+    }
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    while let Some(piece) = streams.output.next().await {
+        let (stream, bytes) = piece.unwrap();
+        match stream {
+            OutputStream::Stdout => out.extend(bytes),
+            OutputStream::Stderr => err.extend(bytes),
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        let state = env.rt.exec_inspect(&exec).await.unwrap();
+        if !state.running {
+            break state.exit_code.expect("an exit code once ended");
+        }
+        assert!(Instant::now() < deadline, "the exec never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    (
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+        code,
+    )
+}
+
+async fn an_exec_streams_stdout_and_stderr_apart_and_ends_with_its_code<R: Runtime>(env: &Env<R>) {
+    let id = env.run(&env.spec("exec", &["sleep", "300"], true)).await;
+    let got = exec_to_end(
+        env,
+        &id,
+        &["sh", "-c", "echo out; echo err >&2; exit 3"],
+        false,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(got, ("out\n".into(), "err\n".into(), 3));
+    let (out, _, code) = exec_to_end(env, &id, &["nope"], false, None, None).await;
+    assert_eq!(code, 126);
+    assert!(out.contains("executable file not found"), "{out}");
+    let (_, err, code) = exec_to_end(env, &id, &["stty", "size"], false, None, None).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("Inappropriate ioctl"), "{err}");
+}
+
+async fn an_exec_with_a_terminal_has_one_stream_and_a_size<R: Runtime>(env: &Env<R>) {
+    let id = env.run(&env.spec("exec", &["sleep", "300"], true)).await;
+    // The size is set once the exec started (as Docker's CLI sets it); the command sleeps a
+    // moment so it reads the size after.
+    let got = exec_to_end(
+        env,
+        &id,
+        &["sh", "-c", "sleep 1; echo out; echo err >&2; stty size"],
+        true,
+        None,
+        Some((101, 33)),
+    )
+    .await;
+    assert_eq!(got, ("out\r\nerr\r\n33 101\r\n".into(), String::new(), 0));
+}
+
+async fn an_exec_reads_its_stdin_to_its_end<R: Runtime>(env: &Env<R>) {
+    let id = env.run(&env.spec("exec", &["sleep", "300"], true)).await;
+    let got = exec_to_end(env, &id, &["cat"], false, Some(b"one\ntwo\n"), None).await;
+    assert_eq!(got, ("one\ntwo\n".into(), String::new(), 0));
+    let got = exec_to_end(env, &id, &["sh"], false, Some(b"echo hi; exit 4\n"), None).await;
+    assert_eq!(got, ("hi\n".into(), String::new(), 4));
+}
+
+async fn an_exec_needs_a_running_container<R: Runtime>(env: &Env<R>) {
+    let spec = ExecSpec {
+        argv: vec!["true".into()],
+        tty: false,
+        stdin: false,
+    };
+    let id = env
+        .rt
+        .create(&env.spec("exec", &["sleep", "300"], true))
+        .await
+        .unwrap();
+    assert!(matches!(
+        env.rt.exec_create(&id, &spec).await,
+        Err(RuntimeError::Conflict(_))
+    ));
+    assert!(matches!(
+        env.rt.exec_create("no-such-container", &spec).await,
+        Err(RuntimeError::NotFound(_))
+    ));
+    assert!(matches!(
+        env.rt.exec_inspect("no-such-exec").await,
+        Err(RuntimeError::NotFound(_))
+    ));
+}
 
 async fn create_start_inspect_stop_remove<R: Runtime>(env: &Env<R>) {
     let spec = env.spec("web", &["sleep", "300"], true);

@@ -51,6 +51,9 @@ pub struct Api {
     secrets: Option<SecretStores>,
     /// How task role credentials are issued (with the secrets key, [`Api::with_secrets`]).
     task_credentials: Option<crate::task_credentials::TaskCredentialsConfig>,
+    /// ECS Exec: the sessions `ExecuteCommand` created here, the agent sessions commands are
+    /// ordered through, and the orders waiting for their agent ([`crate::exec`]).
+    pub exec: crate::exec::ExecHub,
 }
 
 /// The services a task's `secrets` are read from.
@@ -94,6 +97,7 @@ impl Api {
             services: Vec::new(),
             secrets: None,
             task_credentials: None,
+            exec: crate::exec::ExecHub::default(),
         }
     }
 

@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod context;
+pub mod exec;
 pub mod health;
 pub mod logs;
 pub mod metrics;

@@ -1,6 +1,7 @@
 //! The HTTP edge: `POST /` for the ECS API, `GET /metrics` for Prometheus, `GET /healthz` (alive),
 //! `GET /readyz` (the store answers, [`crate::health`]), and
-//! the agent session WebSocket at `flotilla_protocol::SESSION_PATH` (see [`crate::session`]).
+//! the agent session WebSocket at `flotilla_protocol::SESSION_PATH` (see [`crate::session`]),
+//! and ECS Exec's WebSockets (`flotilla_protocol::exec`'s paths, see [`crate::exec`]).
 //!
 //! For every API request it assigns the `x-amzn-RequestId`, routes it to its service
 //! ([`crate::routing`]: ECS, or a service registered with [`Api::with_service`], by the
@@ -41,6 +42,18 @@ pub fn router(api: Arc<Api>) -> Router {
         .route(
             flotilla_protocol::SESSION_PATH,
             get(crate::session::upgrade),
+        )
+        .route(
+            &format!("{}/{{id}}", flotilla_protocol::exec::AGENT_PATH),
+            get(crate::exec::agent_upgrade),
+        )
+        .route(
+            &format!("{}/{{id}}", flotilla_protocol::exec::STREAM_PATH),
+            get(crate::exec::stream_upgrade),
+        )
+        .route(
+            flotilla_protocol::exec::RELAY_PATH,
+            get(crate::exec::relay_upgrade),
         )
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))

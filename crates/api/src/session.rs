@@ -16,7 +16,8 @@
 //!    answers `Ack`; `Usage` samples are kept in memory ([`flotilla_controllers::agents::Agents`]);
 //!    `GetSecrets` is answered with the task's secrets, read then and sent on this session only
 //!    ([`crate::secrets`]); `GetCredentials` with its task role's credentials
-//!    ([`crate::task_credentials`]);
+//!    ([`crate::task_credentials`]); ECS Exec's orders for the agent are sent as they come
+//!    (`ServerMessage::Exec`, [`crate::exec`]);
 //! 5. as it hears the agent it puts the beat again, at most once per 3/4 heartbeat interval
 //!    (agents heartbeat once per interval), and sets `agentConnected` back to true if the
 //!    record says false while the session is alive (a disconnect written by a replica the
@@ -192,6 +193,7 @@ async fn run(api: Arc<Api>, socket: WebSocket, cluster: String, id: String) {
         if let Some(logs) = api.agent_logs() {
             logs.unregister(&key, sid);
         }
+        api.exec.unregister(&key, sid);
         let closed = api.agents.close(&key, sid);
         let reason = match end {
             SessionEnd::Moving => {
@@ -301,6 +303,8 @@ async fn session_loop(
         key,
         sid,
     );
+    // ECS Exec's orders for this agent go through the session too.
+    let mut exec_orders = api.exec.register(key, sid);
     let mut sent: HashMap<String, u64> = HashMap::new();
     let mut watch = None;
     let limit = api.timings.silence_limit();
@@ -403,6 +407,12 @@ async fn session_loop(
                 }
                 None => resync = true,
             },
+            Some(order) = exec_orders.recv() => {
+                tracing::debug!(task = %order.task_arn, exec = %order.id, "ordering an exec");
+                if let Err(e) = send(&mut tx, &ServerMessage::Exec(order)).await {
+                    return e.into();
+                }
+            }
             msg = logs.next() => {
                 if let Err(e) = send(&mut tx, &msg).await {
                     return e.into();

@@ -133,6 +133,7 @@ fn report(
             }],
             health_status: None,
             image_digest: None,
+            managed_agents: vec![],
         }],
         pull_started_at: Some(1.0e9),
         pull_stopped_at: Some(1.0e9 + 1.0),

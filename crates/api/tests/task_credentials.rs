@@ -283,6 +283,7 @@ fn stopped(seq: u64, task: &str) -> TaskStateReport {
             network_bindings: vec![],
             health_status: None,
             image_digest: None,
+            managed_agents: vec![],
         }],
         pull_started_at: None,
         pull_stopped_at: None,

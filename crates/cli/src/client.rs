@@ -219,6 +219,32 @@ impl EcsClient {
         }
     }
 
+    /// The SigV4 headers of a `GET path?query` to `authority` (`host:port`), signed for ECS with
+    /// this client's key now (ECS Exec's stream is opened this way).
+    pub fn sign_get(&self, authority: &str, path: &str, query: &str) -> Vec<(String, String)> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let signer = Signer {
+            region: &self.region,
+            access_key_id: &self.access_key_id,
+            secret_access_key: &self.secret_access_key,
+            session_token: self.session_token.as_deref(),
+        };
+        flotilla_sigv4::sign(
+            &Request {
+                method: "GET",
+                path,
+                query,
+                headers: &[("host", authority)],
+                body: b"",
+            },
+            &signer,
+            now,
+        )
+    }
+
     /// Calls a paginated List operation and gathers every page's `key` items.
     pub async fn list_all(
         &self,

@@ -9,11 +9,13 @@
 mod agent_cmd;
 mod client;
 mod config;
+mod exec_cmd;
 mod fargate_cmd;
 mod logs_cmd;
 mod serve;
 mod service_cmd;
 mod status_cmd;
+mod terminal;
 mod verbs;
 
 use clap::{Parser, Subcommand};
@@ -68,6 +70,13 @@ enum Command {
     /// line prefixed with its task and container; `flotilla logs TASK_ID --since 10m --output
     /// json` prints the last ten minutes as JSON lines.
     Logs(logs_cmd::LogsArgs),
+    /// Run a command in a running container of a task, like `docker exec` (ECS Exec: the task
+    /// needs enableExecuteCommand). Exits with the command's exit code.
+    ///
+    /// `flotilla exec TASK -- CMD ARGS...` runs it without a terminal (stdout and stderr apart);
+    /// `-i` sends stdin; `-t` gives it a terminal that follows this one's size; `-it TASK -- sh`
+    /// is a shell in the container.
+    Exec(exec_cmd::ExecArgs),
     /// Show the server replicas and which one leads (its term), the store (kind, reachable,
     /// etcd members) and the container instances per availability zone.
     Status(ListArgs),
@@ -207,6 +216,9 @@ fn main() -> std::process::ExitCode {
     restore_sigpipe();
     let cli = Cli::parse();
     init_logging(cli.log_json);
+    if let Command::Exec(args) = cli.command {
+        std::process::exit(exec(args));
+    }
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -215,6 +227,24 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `flotilla exec`: its exit code is the command's. The process exits at once after it (a thread
+/// may still wait on stdin).
+fn exec(args: exec_cmd::ExecArgs) -> i32 {
+    let code = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(exec_cmd::run(args)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            exec_cmd::FAILED
+        }
+    };
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    let _ = std::io::Write::flush(&mut std::io::stderr());
+    code
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -243,6 +273,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Service(cmd) => service_cmd::run(cmd).await,
             Command::Fargate(cmd) => fargate_cmd::run(cmd).await,
             Command::Logs(args) => logs_cmd::run(args).await,
+            Command::Exec(args) => std::process::exit(exec_cmd::run(args).await),
             Command::Status(args) => status_cmd::run(args.endpoint.client()?, args.output).await,
             Command::Clusters(args) => {
                 let client = args.endpoint.client()?;
@@ -285,5 +316,51 @@ mod tests {
             "http://a:8080,http://b:8080",
         ]);
         assert!(parsed.is_ok(), "{parsed:?}");
+    }
+
+    #[test]
+    fn exec_takes_the_command_after_the_double_dash_and_its_help_teaches() {
+        let parsed = Cli::try_parse_from([
+            "flotilla",
+            "exec",
+            "-it",
+            "TASK",
+            "--cluster",
+            "c",
+            "--",
+            "sh",
+            "-c",
+            "echo --cluster",
+        ])
+        .unwrap();
+        let Command::Exec(args) = parsed.command else {
+            panic!("not exec: {parsed:?}");
+        };
+        let debug = format!("{args:?}");
+        assert!(
+            debug.contains("interactive: true") && debug.contains("tty: true"),
+            "{debug}"
+        );
+        assert!(
+            debug.contains(r#"command: ["sh", "-c", "echo --cluster"]"#),
+            "{debug}"
+        );
+        // The command is required, after `--`.
+        assert!(Cli::try_parse_from(["flotilla", "exec", "TASK"]).is_err());
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("exec")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for needed in [
+            "enableExecuteCommand",
+            "255",
+            "Session Manager",
+            "--container",
+            "SIGWINCH",
+        ] {
+            assert!(help.contains(needed), "{needed} missing from:\n{help}");
+        }
     }
 }

@@ -4,9 +4,9 @@
 //! What this is: the records stored for each ECS object and their transitions ([`tasks`],
 //! [`instances`], [`services`]), the service scheduler ([`service_scheduler`]: desired count,
 //! deployments, circuit breaker, rollback), launch resolution ([`launch`]: launch type or
-//! capacity providers, the managed pool), the task template every task creation starts from
-//! ([`template`]), task role credentials ([`task_credentials`]), and where each record lives
-//! in the store ([`keys`]).
+//! capacity providers, the managed pool), ECS Exec's rules ([`exec`]), the task template every
+//! task creation starts from ([`template`]), task role credentials ([`task_credentials`]), and
+//! where each record lives in the store ([`keys`]).
 //!
 //! What this is not: anything that does I/O. No tokio, no HTTP, no store: `Cargo.toml` has no
 //! such dependency. The writers that read the store, call these functions and commit the results
@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod clusters;
+pub mod exec;
 pub mod instances;
 pub mod keys;
 pub mod launch;

@@ -355,6 +355,14 @@ pub fn apply_report(rec: &TaskRecord, r: &TaskStateReport, now: f64) -> TaskReco
         if c.image_digest.is_some() {
             ct.image_digest = c.image_digest.clone();
         }
+        if !c.managed_agents.is_empty() {
+            ct.managed_agents = Some(
+                c.managed_agents
+                    .iter()
+                    .map(crate::exec::agent_shape)
+                    .collect(),
+            );
+        }
     }
     let t = &mut n.task;
     if t.pull_started_at.is_none() {
@@ -390,6 +398,7 @@ pub fn apply_report(rec: &TaskRecord, r: &TaskStateReport, now: f64) -> TaskReco
         for s in n.container_status.iter_mut() {
             *s = ContainerStatus::Stopped;
         }
+        crate::exec::stop_agents(t.containers.iter_mut().flatten());
     }
     // The agent stopped a task it was told to run (an essential container exited, the start
     // failed): the control plane now wants it stopped too, as ECS shows.
@@ -469,6 +478,7 @@ pub fn orphan(rec: &TaskRecord, reason: &str, now: f64) -> TaskRecord {
         for s in n.container_status.iter_mut() {
             *s = ContainerStatus::Stopped;
         }
+        crate::exec::stop_agents(n.task.containers.iter_mut().flatten());
         n.task.version += 1;
     }
     n
@@ -582,6 +592,7 @@ mod tests {
                 stop_grace_seconds: None,
                 task_role_arn: None,
                 service_name: None,
+                enable_execute_command: false,
                 ipc_mode: None,
                 containers: vec![],
             }),
@@ -604,6 +615,7 @@ mod tests {
                 network_bindings: vec![],
                 health_status: None,
                 image_digest: None,
+                managed_agents: vec![],
             }],
             pull_started_at: Some(10.0),
             pull_stopped_at: Some(11.0),

@@ -182,6 +182,10 @@ fn build_task(plane: &Plane, now: f64, t: &TaskTemplate, slot: Slot<'_>) -> Task
             cpu: Some(def.cpu.to_string()),
             memory: def.memory.map(|m| m.to_string()),
             memory_reservation: def.memory_reservation.map(|m| m.to_string()),
+            // ECS Exec: the agent reports it RUNNING once the container runs.
+            managed_agents: t
+                .enable_execute_command
+                .then(|| vec![flotilla_control::exec::pending_agent()]),
             ..Container::default()
         });
         assigned.push(ContainerAssignment {
@@ -250,6 +254,7 @@ fn build_task(plane: &Plane, now: f64, t: &TaskTemplate, slot: Slot<'_>) -> Task
             .filter(|r| !r.is_empty())
             .or_else(|| td.task_role_arn.clone()),
         service_name: t.group.strip_prefix("service:").map(str::to_string),
+        enable_execute_command: t.enable_execute_command,
     };
     // An awsvpc task starts with its network being provisioned.
     let first = if assignment.network.is_some() {

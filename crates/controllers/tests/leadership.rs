@@ -242,6 +242,7 @@ fn task(plane: &Plane, id: &str, deployment: &str, stopped: bool, now: f64) -> T
         stop_grace_seconds: None,
         task_role_arn: None,
         service_name: None,
+        enable_execute_command: false,
     });
     t
 }

@@ -32,6 +32,13 @@
 //!   exist with their retention ([`ServerMessage::LogGroups`], the whole list on connect and
 //!   after every change: the agent drops what a retention expired and the streams of deleted
 //!   groups).
+//! - exec (ECS Exec): the server asks the agent to run a command in a task's container
+//!   ([`ServerMessage::Exec`], an [`exec::ExecOrder`]); the agent checks the task is its own,
+//!   has `enableExecuteCommand` and the container runs, then dials back to the server on a
+//!   WebSocket of its own ([`exec::AGENT_PATH`]) that carries the command's streams as
+//!   [`exec::Frame`]s, so a busy terminal never delays this session. The agent reports the
+//!   `ExecuteCommandAgent` managed agent of each container of such a task
+//!   ([`ContainerStateReport::managed_agents`]).
 //!
 //! Messages are JSON text frames, tagged by `"type"`.
 //!
@@ -39,10 +46,12 @@
 
 #![warn(missing_docs)]
 
+pub mod exec;
 pub mod runnable;
 
 use flotilla_model::shapes::{
-    ContainerDefinition, HealthStatus, NetworkBinding, NetworkMode, TaskStopCode, Volume,
+    ContainerDefinition, HealthStatus, ManagedAgentName, NetworkBinding, NetworkMode, TaskStopCode,
+    Volume,
 };
 use flotilla_model::status::{ContainerStatus, TaskStatus};
 use serde::{Deserialize, Serialize};
@@ -156,6 +165,9 @@ pub enum ServerMessage {
         /// The groups.
         groups: Vec<flotilla_logs::query::GroupState>,
     },
+    /// Run a command in a container of a task of this instance (ECS Exec): the agent dials
+    /// back to [`exec::AGENT_PATH`] and runs it there.
+    Exec(exec::ExecOrder),
 }
 
 /// A task's secrets, or why they could not be read.
@@ -353,6 +365,10 @@ pub struct TaskAssignment {
     /// The service that started the task (its group `service:NAME`), for the task metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_name: Option<String>,
+    /// `enableExecuteCommand`: commands may be run in the task's containers (ECS Exec), and
+    /// the agent reports each container's `ExecuteCommandAgent`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enable_execute_command: bool,
 }
 
 /// The elastic network interface of an `awsvpc` task, as the control plane allocated it.
@@ -449,6 +465,48 @@ pub struct ContainerStateReport {
     /// The image digest that runs, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_digest: Option<String>,
+    /// The managed agents of the container (the `ExecuteCommandAgent` of a task with
+    /// `enableExecuteCommand`), as the agent sees them now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_agents: Vec<ManagedAgentState>,
+}
+
+/// The state of one managed agent of a container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManagedAgentState {
+    /// Which (ECS has one: `ExecuteCommandAgent`).
+    pub name: ManagedAgentName,
+    /// Its status.
+    pub status: ManagedAgentStatus,
+    /// When it last started (epoch seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<f64>,
+    /// Why it is in that status, when it is not running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A managed agent's status, as ECS shows it in `managedAgents[].lastStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ManagedAgentStatus {
+    /// Not started yet (its container is not running yet).
+    Pending,
+    /// Commands can be run in the container.
+    Running,
+    /// Its container stopped.
+    Stopped,
+}
+
+impl ManagedAgentStatus {
+    /// The wire string (`PENDING`, `RUNNING`, `STOPPED`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ManagedAgentStatus::Pending => "PENDING",
+            ManagedAgentStatus::Running => "RUNNING",
+            ManagedAgentStatus::Stopped => "STOPPED",
+        }
+    }
 }
 
 /// Resource usage of one task.
@@ -498,6 +556,7 @@ mod tests {
                 network_bindings: vec![],
                 health_status: None,
                 image_digest: None,
+                managed_agents: vec![],
             }],
             pull_started_at: Some(1.5),
             pull_stopped_at: None,

@@ -26,6 +26,9 @@ pub(super) struct Ctr {
     pub(super) bindings: Vec<NetworkBinding>,
     pub(super) health: Option<HealthStatus>,
     pub(super) started: Option<Instant>,
+    /// When it was first seen running (epoch seconds on the engine's clock): its
+    /// `ExecuteCommandAgent`'s start.
+    pub(super) running_since: Option<f64>,
     pub(super) waiting_since: Instant,
     pub(super) image_digest: Option<String>,
     pub(super) stop_requested: bool,
@@ -70,9 +73,10 @@ impl Ctr {
         };
     }
 
-    /// Applies what inspecting a running container says.
-    pub(super) fn apply_running(&mut self, info: &crate::runtime::ContainerInfo) {
+    /// Applies what inspecting a running container says, at `now_epoch`.
+    pub(super) fn apply_running(&mut self, info: &crate::runtime::ContainerInfo, now_epoch: f64) {
         self.status = ContainerStatus::Running;
+        self.running_since.get_or_insert(now_epoch);
         self.health = match info.health {
             Health::None => None,
             Health::Starting => Some(HealthStatus::Unknown),

@@ -153,6 +153,7 @@ impl TaskOwner {
 
     pub(super) async fn observe(&mut self) {
         let rt = self.inner.runtime.clone();
+        let now_epoch = self.inner.now_epoch();
         let stopping = self.phase == Phase::Stopping;
         let cgroups = self.inner.cgroups.clone();
         let task_id = self.task_id();
@@ -198,7 +199,7 @@ impl TaskOwner {
                     info!(container = %c.name, "container running");
                     c.started.get_or_insert_with(Instant::now);
                 }
-                c.apply_running(&info);
+                c.apply_running(&info, now_epoch);
                 continue;
             }
             if info.created_only || info.started_at.is_none() {
@@ -286,7 +287,8 @@ impl TaskOwner {
                     if let Ok(info) = rt.inspect(&id).await {
                         self.ctrs[i].note(&info);
                         if info.running {
-                            self.ctrs[i].apply_running(&info);
+                            let now = self.inner.now_epoch();
+                            self.ctrs[i].apply_running(&info, now);
                         }
                     }
                     self.publish_endpoint();

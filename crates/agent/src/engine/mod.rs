@@ -468,6 +468,42 @@ impl Engine {
         self.inner.logs.clone()
     }
 
+    /// The container runtime (ECS Exec runs commands through it).
+    pub fn runtime(&self) -> Arc<dyn Runtime> {
+        self.inner.runtime.clone()
+    }
+
+    /// Where ECS Exec runs a command: the runtime id of the running container `container` of
+    /// task `task_arn`, when this engine runs that task with `enableExecuteCommand`; else why
+    /// not (the message goes to the client).
+    pub fn exec_target(&self, task_arn: &str, container: &str) -> Result<String, String> {
+        let Some((assignment, latest)) = self.inner.tasks.view(task_arn) else {
+            return Err(format!(
+                "The task {task_arn} does not run on this container instance."
+            ));
+        };
+        if !assignment.enable_execute_command {
+            return Err(format!(
+                "The task {task_arn} was not run with enableExecuteCommand."
+            ));
+        }
+        let found = latest
+            .iter()
+            .flat_map(|r| r.containers.iter())
+            .find(|c| c.name == container);
+        match found {
+            Some(c) if c.last_status == flotilla_model::status::ContainerStatus::Running => c
+                .runtime_id
+                .clone()
+                .ok_or_else(|| format!("The container {container} has no runtime id yet.")),
+            Some(c) => Err(format!(
+                "The container {container} is not running (it is {}).",
+                c.last_status.as_ecs_str()
+            )),
+            None => Err(format!("The task {task_arn} has no container {container}.")),
+        }
+    }
+
     /// The ARNs of the tasks the engine currently owns.
     pub fn task_arns(&self) -> Vec<String> {
         self.inner.tasks.arns()

@@ -109,6 +109,7 @@ impl TaskOwner {
                     bindings: vec![],
                     health: None,
                     started: None,
+                    running_since: None,
                     waiting_since: now,
                     image_digest: None,
                     stop_requested: false,
@@ -463,6 +464,13 @@ impl TaskOwner {
                         None
                     },
                     image_digest: c.image_digest.clone(),
+                    managed_agents: lifecycle::compute_exec_agent(
+                        self.assignment().enable_execute_command,
+                        c.status,
+                        c.running_since,
+                    )
+                    .into_iter()
+                    .collect(),
                 })
                 .collect(),
             pull_started_at: self.p.pull_started_at,

@@ -128,6 +128,15 @@ impl TaskRegistry {
             .collect()
     }
 
+    /// An owned task's current assignment and latest report.
+    pub(super) fn view(&self, task_arn: &str) -> Option<(TaskAssignment, Option<TaskStateReport>)> {
+        let owners = lock(&self.owners);
+        let h = owners.get(task_arn)?;
+        let latest = lock(&h.shared).latest.clone();
+        let assignment = h.tx.borrow().clone();
+        Some((assignment, latest))
+    }
+
     /// The ARNs of the owned tasks.
     pub(super) fn arns(&self) -> Vec<String> {
         lock(&self.owners).keys().cloned().collect()
@@ -164,6 +173,7 @@ pub(super) fn orphan_assignment(arn: &str, cs: &[ContainerSummary]) -> TaskAssig
         stop_grace_seconds: None,
         task_role_arn: None,
         service_name: None,
+        enable_execute_command: false,
         ipc_mode: None,
         containers: cs
             .iter()

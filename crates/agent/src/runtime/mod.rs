@@ -2,7 +2,8 @@
 //!
 //! What this is: [`Runtime`], the operations the engine needs (pull, inspect image, create,
 //! start, stop with timeout, kill, inspect, wait, list by label, remove, stats, volumes, version
-//! and host info, networks, image import), the runtime-neutral types they take and return ([`ContainerSpec`],
+//! and host info, networks, image import, and ECS Exec's: create an exec, start it attached,
+//! resize its terminal, inspect it for its exit code), the runtime-neutral types they take and return ([`ContainerSpec`],
 //! [`ContainerInfo`]...), and [`RuntimeError`], whose variants carry the name ECS shows for them
 //! (`CannotPullContainerError`...).
 //!
@@ -453,6 +454,42 @@ pub struct OutputLine {
 /// A container's output, followed.
 pub type OutputStreamOf = futures::stream::BoxStream<'static, Result<OutputLine, RuntimeError>>;
 
+/// A command to run in a running container ([`Runtime::exec_create`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecSpec {
+    /// The command and its arguments.
+    pub argv: Vec<String>,
+    /// Allocate a pseudo-terminal: the output is one stream (as [`OutputStream::Stdout`]).
+    pub tty: bool,
+    /// Attach its stdin (without it the command reads end of file).
+    pub stdin: bool,
+}
+
+/// An exec started attached ([`Runtime::exec_start`]): its output as the engine sends it,
+/// and its stdin (shut down to send end of file).
+pub struct ExecStreams {
+    /// Stdout and stderr pieces, in order (one stream, as stdout, with a terminal); ends when
+    /// the command ends.
+    pub output: futures::stream::BoxStream<'static, Result<(OutputStream, Vec<u8>), RuntimeError>>,
+    /// The command's stdin.
+    pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
+impl std::fmt::Debug for ExecStreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecStreams").finish_non_exhaustive()
+    }
+}
+
+/// What inspecting an exec tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecState {
+    /// Whether the command still runs.
+    pub running: bool,
+    /// Its exit code, once it ended.
+    pub exit_code: Option<i64>,
+}
+
 /// The container runtime.
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
@@ -499,6 +536,16 @@ pub trait Runtime: Send + Sync + 'static {
     /// with its timestamps) from `since_s` (whole seconds since the epoch) until the container
     /// stops; an ended stream of a running container was cut and may be followed again.
     async fn follow_output(&self, id: &str, since_s: i64) -> Result<OutputStreamOf, RuntimeError>;
+    /// Creates an exec of `spec` in the running container `id`; returns the exec's id.
+    /// [`RuntimeError::Conflict`] when the container is not running, [`RuntimeError::NotFound`]
+    /// when it does not exist.
+    async fn exec_create(&self, id: &str, spec: &ExecSpec) -> Result<String, RuntimeError>;
+    /// Starts an exec, attached: its output and its stdin.
+    async fn exec_start(&self, exec_id: &str) -> Result<ExecStreams, RuntimeError>;
+    /// Sets the size of an exec's terminal (an exec without one: an error).
+    async fn exec_resize(&self, exec_id: &str, cols: u16, rows: u16) -> Result<(), RuntimeError>;
+    /// Inspects an exec: whether it runs, and its exit code once it ended.
+    async fn exec_inspect(&self, exec_id: &str) -> Result<ExecState, RuntimeError>;
     /// Imports an image from a root filesystem tar (Docker's "create image from source"),
     /// tagged `repo:tag`, with Dockerfile `changes` (`CMD [...]`).
     async fn import_image(

@@ -273,6 +273,7 @@ pub fn task(id: &str, defs: Vec<ContainerDefinition>) -> TaskAssignment {
         stop_grace_seconds: None,
         task_role_arn: None,
         service_name: None,
+        enable_execute_command: false,
         ipc_mode: None,
         containers: defs
             .into_iter()

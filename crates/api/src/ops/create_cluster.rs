@@ -35,6 +35,9 @@ pub async fn create_cluster(
         .clone()
         .unwrap_or_default();
     validate_capacity_providers(&providers, &strategy)?;
+    if let Some(conf) = &req.configuration {
+        flotilla_control::exec::check_cluster_configuration(conf)?;
+    }
     if req.service_connect_defaults.is_some() {
         return Err(EcsError::new(
             flotilla_model::ErrorCode::NamespaceNotFoundException,

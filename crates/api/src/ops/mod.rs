@@ -31,6 +31,7 @@ pub mod describe_services;
 pub mod describe_task_definition;
 pub mod describe_tasks;
 pub mod discover_poll_endpoint;
+pub mod execute_command;
 pub mod list_clusters;
 pub mod list_container_instances;
 pub mod list_service_deployments;
@@ -140,6 +141,7 @@ pub async fn dispatch(ctx: &Ctx<'_>, op: Operation, input: Value) -> Result<Valu
         ListContainerInstances => list_container_instances::list_container_instances,
         UpdateContainerInstancesState => update_container_instances_state::update_container_instances_state,
         DiscoverPollEndpoint => discover_poll_endpoint::discover_poll_endpoint,
+        ExecuteCommand => execute_command::execute_command,
         RunTask => run_task::run_task,
         StartTask => start_task::start_task,
         StopTask => stop_task::stop_task,

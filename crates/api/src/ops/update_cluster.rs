@@ -13,6 +13,9 @@ pub async fn update_cluster(
 ) -> Result<UpdateClusterResponse, EcsError> {
     let settings = req.settings.clone().unwrap_or_default();
     validate_settings(&settings)?;
+    if let Some(conf) = &req.configuration {
+        flotilla_control::exec::check_cluster_configuration(conf)?;
+    }
     if req.service_connect_defaults.is_some() {
         return Err(EcsError::new(
             ErrorCode::NamespaceNotFoundException,

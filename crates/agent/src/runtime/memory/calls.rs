@@ -31,6 +31,8 @@ pub enum Op {
     CreateVolume,
     /// [`Runtime::create_network`].
     CreateNetwork,
+    /// [`Runtime::exec_create`].
+    ExecCreate,
 }
 
 /// A call the runtime received (the calls that change something).
@@ -81,5 +83,12 @@ pub enum Call {
     CreateNetwork {
         /// Its name.
         name: String,
+    },
+    /// An exec created in a container.
+    Exec {
+        /// The container's name.
+        name: String,
+        /// The command.
+        argv: Vec<String>,
     },
 }

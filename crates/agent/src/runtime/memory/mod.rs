@@ -13,6 +13,10 @@
 //! error into the next call of an operation ([`MemoryRuntime::inject`]), and read every call as
 //! a typed value with its time ([`MemoryRuntime::calls`]).
 //!
+//! Execs run a model of busybox's `sh` (`exec.rs`: `sh -c LINE`, an interactive `sh` with a
+//! prompt and echo on a terminal, `echo`, `exit`, `cat`, `stty size`...), in running
+//! containers only, with Docker's errors otherwise.
+//!
 //! Time is tokio's clock: under `#[tokio::test(start_paused = true)]` a container that sleeps
 //! 300 s exits as soon as the test's clock gets there, in microseconds of real time.
 //!
@@ -24,6 +28,7 @@
 
 mod calls;
 mod container;
+mod exec;
 mod model;
 mod script;
 
@@ -31,17 +36,33 @@ pub use calls::{Call, Op};
 pub use script::Script;
 
 use super::{
-    Binding, ContainerInfo, ContainerSpec, ContainerStats, ContainerSummary, Health, ImageInfo,
-    NetworkInfo, NetworkSpec, RegistryAuth, Runtime, RuntimeError, RuntimeVersion, Signal,
-    VolumeSpec,
+    Binding, ContainerInfo, ContainerSpec, ContainerStats, ContainerSummary, ExecSpec, ExecState,
+    ExecStreams, Health, ImageInfo, NetworkInfo, NetworkSpec, RegistryAuth, Runtime, RuntimeError,
+    RuntimeVersion, Signal, VolumeSpec,
 };
 use async_trait::async_trait;
 use container::{cpu_ns, rfc3339, Container, State};
+use flotilla_protocol::exec::TermSize;
 use model::{no_such_container, normalize, Model};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+/// One exec: its container, command, terminal size and phase.
+pub(super) struct ExecRecord {
+    container_id: String,
+    spec: ExecSpec,
+    size: Arc<Mutex<Option<TermSize>>>,
+    phase: ExecPhase,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExecPhase {
+    Created,
+    Running,
+    Exited(i64),
+}
 
 /// The in-memory container engine. Cheap to clone; clones share the same containers.
 #[derive(Clone)]
@@ -646,6 +667,137 @@ impl Runtime for MemoryRuntime {
         Ok(Box::pin(stream))
     }
 
+    async fn exec_create(&self, id: &str, spec: &ExecSpec) -> Result<String, RuntimeError> {
+        let mut m = self.model();
+        m.take_injected(Op::ExecCreate)?;
+        let c = m
+            .find(id)
+            .ok_or_else(|| RuntimeError::NotFound(no_such_container(id)))?;
+        if !c.running() {
+            return Err(RuntimeError::Conflict(format!(
+                "Container {} is not running",
+                c.id
+            )));
+        }
+        let (container_id, name) = (c.id.clone(), c.spec.name.clone());
+        m.record(Call::Exec {
+            name,
+            argv: spec.argv.clone(),
+        });
+        let exec_id = m.new_id("exec");
+        m.execs.insert(
+            exec_id.clone(),
+            ExecRecord {
+                container_id,
+                spec: spec.clone(),
+                size: Arc::new(Mutex::new(None)),
+                phase: ExecPhase::Created,
+            },
+        );
+        Ok(exec_id)
+    }
+
+    async fn exec_start(&self, exec_id: &str) -> Result<ExecStreams, RuntimeError> {
+        let (container_id, spec, size) = {
+            let mut m = self.model();
+            let (container_id, phase) = {
+                let e = m.execs.get(exec_id).ok_or_else(|| no_such_exec(exec_id))?;
+                (e.container_id.clone(), e.phase)
+            };
+            if phase != ExecPhase::Created {
+                return Err(RuntimeError::Conflict(format!(
+                    "Error: Exec command {exec_id} is already running"
+                )));
+            }
+            if !m.find(&container_id).is_some_and(|c| c.running()) {
+                return Err(RuntimeError::Conflict(format!(
+                    "Container {container_id} is not running"
+                )));
+            }
+            let e = m
+                .execs
+                .get_mut(exec_id)
+                .ok_or_else(|| no_such_exec(exec_id))?;
+            e.phase = ExecPhase::Running;
+            (container_id, e.spec.clone(), e.size.clone())
+        };
+        let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (input, stdin): (
+            std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+            Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>,
+        ) = if spec.stdin {
+            let (w, r) = tokio::io::duplex(64 * 1024);
+            (Box::pin(w), Some(Box::new(r)))
+        } else {
+            (Box::pin(tokio::io::sink()), None)
+        };
+        let tty = spec.tty;
+        let shell = exec::Shell::new(spec, size, exec::Output::new(out_tx, tty), stdin);
+        let this = self.clone();
+        let id = exec_id.to_string();
+        tokio::spawn(async move {
+            let run = shell.run();
+            tokio::pin!(run);
+            // An exec's process dies with its container.
+            let code = loop {
+                let mut changed = this.changed.subscribe();
+                if !this
+                    .model()
+                    .find(&container_id)
+                    .is_some_and(|c| c.running())
+                {
+                    break Signal::Kill.exit_code();
+                }
+                tokio::select! {
+                    code = &mut run => break code,
+                    _ = changed.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            };
+            if let Some(e) = this.model().execs.get_mut(&id) {
+                e.phase = ExecPhase::Exited(code);
+            }
+            this.bump();
+            // Dropping the shell (and its sender) here ends the output stream.
+        });
+        let output = futures::stream::poll_fn(move |cx| out_rx.poll_recv(cx).map(|o| o.map(Ok)));
+        Ok(ExecStreams {
+            output: Box::pin(output),
+            input,
+        })
+    }
+
+    async fn exec_resize(&self, exec_id: &str, cols: u16, rows: u16) -> Result<(), RuntimeError> {
+        let m = self.model();
+        let e = m.execs.get(exec_id).ok_or_else(|| no_such_exec(exec_id))?;
+        if !e.spec.tty {
+            return Err(RuntimeError::Other(format!(
+                "exec {exec_id} has no terminal to resize"
+            )));
+        }
+        *e.size.lock().unwrap_or_else(|p| p.into_inner()) = Some(TermSize { cols, rows });
+        Ok(())
+    }
+
+    async fn exec_inspect(&self, exec_id: &str) -> Result<ExecState, RuntimeError> {
+        let m = self.model();
+        let e = m.execs.get(exec_id).ok_or_else(|| no_such_exec(exec_id))?;
+        Ok(match e.phase {
+            ExecPhase::Created => ExecState {
+                running: false,
+                exit_code: None,
+            },
+            ExecPhase::Running => ExecState {
+                running: true,
+                exit_code: None,
+            },
+            ExecPhase::Exited(code) => ExecState {
+                running: false,
+                exit_code: Some(code),
+            },
+        })
+    }
+
     async fn import_image(
         &self,
         _rootfs_tar: Vec<u8>,
@@ -656,4 +808,8 @@ impl Runtime for MemoryRuntime {
         self.add_image(&format!("{repo}:{tag}"));
         Ok(())
     }
+}
+
+fn no_such_exec(id: &str) -> RuntimeError {
+    RuntimeError::NotFound(format!("No such exec instance: {id}"))
 }

@@ -25,6 +25,8 @@ pub(super) struct Model {
     pub(super) injected: Vec<(Op, RuntimeError)>,
     pub(super) calls: Vec<(Instant, Call)>,
     pub(super) next_port: u16,
+    /// Execs, by id.
+    pub(super) execs: BTreeMap<String, super::ExecRecord>,
 }
 
 impl Model {
