@@ -217,3 +217,46 @@ def wait_until(pred, timeout=10.0, interval=0.05):
             return True
         time.sleep(interval)
     return pred()
+
+
+class SoloEtcd:
+    """A one-member etcd on loopback for a test's replicas (`with SoloEtcd(dir) as etcd:`),
+    killed on exit; `etcd.store(prefix)` is a `--store` URL under a prefix of its own."""
+
+    def __init__(self, directory):
+        self.directory = Path(directory)
+        self.client_port, self.peer_port = free_port(), free_port()
+        self.proc = None
+        self.log = None
+
+    def __enter__(self):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.log = open(self.directory / "etcd.log", "wb")
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        client = f"http://127.0.0.1:{self.client_port}"
+        self.proc = subprocess.Popen([
+            "etcd", "--name", "solo", "--data-dir", str(self.directory / "etcd"),
+            "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"solo={peer}",
+        ], stdout=self.log, stderr=self.log)
+        return self
+
+    def store(self, prefix):
+        return f"etcd://127.0.0.1:{self.client_port}/{unique(prefix)}"
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait(10)
+        self.log.close()
+        return False
+
+
+def secrets_key_file(directory):
+    """A fresh secrets key (32 random bytes, base64) in `directory/secrets.key`, mode 0600: the
+    key replicas on etcd must share (a server on etcd refuses to start without one)."""
+    import base64
+    key = Path(directory) / "secrets.key"
+    key.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    key.chmod(0o600)
+    return key

@@ -414,49 +414,36 @@ def test_a_session_opens_only_with_its_token_and_key(ecs, cluster, task, fleet, 
 def test_a_replica_runs_the_command_through_the_one_holding_the_agent(tmp_path, test_image):
     """Two replicas on one etcd; the agent's session is held by replica A; `flotilla exec` at B
     gets its session from B, and B relays the stream to A, which orders the agent."""
-    client_port, peer_port = helpers.free_port(), helpers.free_port()
-    etcd_log = open(tmp_path / "etcd.log", "wb")
-    etcd = subprocess.Popen([
-        "etcd", "--name", "solo", "--data-dir", str(tmp_path / "etcd"),
-        "--listen-client-urls", f"http://127.0.0.1:{client_port}",
-        "--advertise-client-urls", f"http://127.0.0.1:{client_port}",
-        "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
-        "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
-        "--initial-cluster", f"solo=http://127.0.0.1:{peer_port}",
-    ], stdout=etcd_log, stderr=etcd_log)
-    store = f"etcd://127.0.0.1:{client_port}/{helpers.unique('exec')}"
-    key = tmp_path / "secrets.key"
-    key.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
-    key.chmod(0o600)
-    fleet_a = replica_b = None
-    try:
-        fleet_a = Fleet(tmp_path / "a", server_args=["--store", store, "--secrets-key-file", str(key)])
-        replica_b = helpers.Server(tmp_path / "b", tmp_path / "b.log", mode="server",
-                                   extra_args=["--store", store, "--heartbeat-seconds", "2",
-                                               "--secrets-key-file", str(key)])
-        ecs_a, ecs_b = ecs_client(fleet_a.endpoint), ecs_client(replica_b.endpoint)
-        cluster = helpers.unique("region")
-        ecs_a.create_cluster(clusterName=cluster)
-        fleet_a.add_agent(cluster)
-        instances_ready(ecs_a, cluster, 1)
-        arn = run_running(ecs_b, cluster, register(ecs_b))["taskArn"]
-        out = flotilla(replica_b.endpoint, "exec", arn, "--", "sh", "-c", "echo via B; echo err >&2; exit 7")
-        assert (out.returncode, out.stdout, out.stderr) == (7, b"via B\n", b"err\n")
-        assert "exec starting" in fleet_a.agents[0].log()
-        # Stdin crosses both hops too.
-        out = flotilla(replica_b.endpoint, "exec", "-i", arn, "--", "cat", input=b"both ways\n")
-        assert (out.returncode, out.stdout) == (0, b"both ways\n"), out.stderr
-        # A gone: B cannot reach the agent, and says so.
-        fleet_a.agents[0].kill()
-        fleet_a.server.kill()
-        out = flotilla(replica_b.endpoint, "exec", arn, "--", "true")
-        assert out.returncode == 255
-        assert b"TargetNotConnectedException" in out.stderr or b"replica" in out.stderr, out.stderr
-    finally:
-        if replica_b:
-            replica_b.kill()
-        if fleet_a:
-            fleet_a.close()
-        etcd.kill()
-        etcd.wait(10)
-        etcd_log.close()
+    with helpers.SoloEtcd(tmp_path) as etcd:
+        store = etcd.store('exec')
+        # Replicas on etcd share one secrets key (the server refuses to start on etcd without one).
+        key = helpers.secrets_key_file(tmp_path)
+        fleet_a = replica_b = None
+        try:
+            fleet_a = Fleet(tmp_path / "a", server_args=["--store", store, "--secrets-key-file", str(key)])
+            replica_b = helpers.Server(tmp_path / "b", tmp_path / "b.log", mode="server",
+                                       extra_args=["--store", store, "--heartbeat-seconds", "2",
+                                                   "--secrets-key-file", str(key)])
+            ecs_a, ecs_b = ecs_client(fleet_a.endpoint), ecs_client(replica_b.endpoint)
+            cluster = helpers.unique("region")
+            ecs_a.create_cluster(clusterName=cluster)
+            fleet_a.add_agent(cluster)
+            instances_ready(ecs_a, cluster, 1)
+            arn = run_running(ecs_b, cluster, register(ecs_b))["taskArn"]
+            out = flotilla(replica_b.endpoint, "exec", arn, "--", "sh", "-c", "echo via B; echo err >&2; exit 7")
+            assert (out.returncode, out.stdout, out.stderr) == (7, b"via B\n", b"err\n")
+            assert "exec starting" in fleet_a.agents[0].log()
+            # Stdin crosses both hops too.
+            out = flotilla(replica_b.endpoint, "exec", "-i", arn, "--", "cat", input=b"both ways\n")
+            assert (out.returncode, out.stdout) == (0, b"both ways\n"), out.stderr
+            # A gone: B cannot reach the agent, and says so.
+            fleet_a.agents[0].kill()
+            fleet_a.server.kill()
+            out = flotilla(replica_b.endpoint, "exec", arn, "--", "true")
+            assert out.returncode == 255
+            assert b"TargetNotConnectedException" in out.stderr or b"replica" in out.stderr, out.stderr
+        finally:
+            if replica_b:
+                replica_b.kill()
+            if fleet_a:
+                fleet_a.close()

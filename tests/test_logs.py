@@ -11,7 +11,6 @@ endpoint as ECS (signed for `logs`).
 - `flotilla logs -f SERVICE` follows every task of a service;
 - an agent killed and restarted while its container writes neither loses nor repeats a line."""
 
-import base64
 import json
 import os
 import signal
@@ -575,66 +574,52 @@ def test_a_replica_forwards_reads_to_the_owner_of_the_events(tmp_path, test_imag
     """Two replicas on one etcd; the agent's session is held by replica A. Replica B serves the
     container's stream (through A, which holds the session) and A's PutLogEvents stream (A's
     data directory): the events are never copied, the read is forwarded once."""
-    client_port, peer_port = helpers.free_port(), helpers.free_port()
-    etcd_log = open(tmp_path / "etcd.log", "wb")
-    etcd = subprocess.Popen([
-        "etcd", "--name", "solo", "--data-dir", str(tmp_path / "etcd"),
-        "--listen-client-urls", f"http://127.0.0.1:{client_port}",
-        "--advertise-client-urls", f"http://127.0.0.1:{client_port}",
-        "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
-        "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
-        "--initial-cluster", f"solo=http://127.0.0.1:{peer_port}",
-    ], stdout=etcd_log, stderr=etcd_log)
-    store = f"etcd://127.0.0.1:{client_port}/{helpers.unique('logs')}"
-    # Replicas on etcd share one secrets key (the server refuses to start on etcd without one).
-    key = tmp_path / "secrets.key"
-    key.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
-    key.chmod(0o600)
-    fleet_a = replica_b = None
-    try:
-        fleet_a = Fleet(tmp_path / "a", server_args=["--store", store, "--secrets-key-file", str(key)])
-        replica_b = helpers.Server(tmp_path / "b", tmp_path / "b.log", mode="server",
-                                   extra_args=["--store", store, "--heartbeat-seconds", "2",
-                                               "--secrets-key-file", str(key)])
-        ecs_a = ecs_client(fleet_a)
-        cluster = helpers.unique("region")
-        ecs_a.create_cluster(clusterName=cluster)
-        fleet_a.add_agent(cluster)
-        instances_ready(ecs_a, cluster, 1)
-        logs_a = logs_client(fleet_a)
-        logs_b = boto3.client(
-            "logs", endpoint_url=replica_b.endpoint, region_name=helpers.REGION,
-            aws_access_key_id=helpers.ACCESS_KEY, aws_secret_access_key=helpers.SECRET_KEY,
-            config=Config(retries={"max_attempts": 1}))
-        group = "/ecs/" + helpers.unique("far")
-        logs_b.create_log_group(logGroupName=group)
-        family = helpers.unique("far")
-        awslogs_task(ecs_a, family, group, 'echo "from the host"; echo "second line"')
-        arn = run_task(ecs_a, cluster, family)
-        wait_stopped(ecs_a, cluster, arn)
-        stream = f"app/main/{arn.rsplit('/', 1)[1]}"
-        wait_for(lambda: len(events_once_created(logs_a, group, stream)) == 2, timeout=30, what="the lines at A")
-        # B holds no session of the agent: it asks A.
-        assert [e["message"] for e in all_events(logs_b, group, stream)] == ["from the host", "second line"]
-        found = logs_b.filter_log_events(logGroupName=group, filterPattern='"second line"')["events"]
-        assert [e["message"] for e in found] == ["second line"]
-        # A stream created at A lives in A's data directory; B writes and reads it through A.
-        logs_a.create_log_stream(logGroupName=group, logStreamName="api")
-        logs_b.put_log_events(logGroupName=group, logStreamName="api",
-                              logEvents=[{"timestamp": now_ms(), "message": "written at B"}])
-        assert [e["message"] for e in all_events(logs_a, group, "api")] == ["written at B"]
-        assert [e["message"] for e in all_events(logs_b, group, "api")] == ["written at B"]
-        # A gone: B says where the events are, it does not pretend there are none.
-        fleet_a.agents[0].kill()
-        fleet_a.server.kill()
-        with pytest.raises(logs_b.exceptions.ServiceUnavailableException) as e:
-            logs_b.get_log_events(logGroupName=group, logStreamName="api")
-        assert "replica" in str(e.value)
-    finally:
-        if replica_b:
-            replica_b.kill()
-        if fleet_a:
-            fleet_a.close()
-        etcd.kill()
-        etcd.wait(10)
-        etcd_log.close()
+    with helpers.SoloEtcd(tmp_path) as etcd:
+        store = etcd.store('logs')
+        # Replicas on etcd share one secrets key (the server refuses to start on etcd without one).
+        key = helpers.secrets_key_file(tmp_path)
+        fleet_a = replica_b = None
+        try:
+            fleet_a = Fleet(tmp_path / "a", server_args=["--store", store, "--secrets-key-file", str(key)])
+            replica_b = helpers.Server(tmp_path / "b", tmp_path / "b.log", mode="server",
+                                       extra_args=["--store", store, "--heartbeat-seconds", "2",
+                                                   "--secrets-key-file", str(key)])
+            ecs_a = ecs_client(fleet_a)
+            cluster = helpers.unique("region")
+            ecs_a.create_cluster(clusterName=cluster)
+            fleet_a.add_agent(cluster)
+            instances_ready(ecs_a, cluster, 1)
+            logs_a = logs_client(fleet_a)
+            logs_b = boto3.client(
+                "logs", endpoint_url=replica_b.endpoint, region_name=helpers.REGION,
+                aws_access_key_id=helpers.ACCESS_KEY, aws_secret_access_key=helpers.SECRET_KEY,
+                config=Config(retries={"max_attempts": 1}))
+            group = "/ecs/" + helpers.unique("far")
+            logs_b.create_log_group(logGroupName=group)
+            family = helpers.unique("far")
+            awslogs_task(ecs_a, family, group, 'echo "from the host"; echo "second line"')
+            arn = run_task(ecs_a, cluster, family)
+            wait_stopped(ecs_a, cluster, arn)
+            stream = f"app/main/{arn.rsplit('/', 1)[1]}"
+            wait_for(lambda: len(events_once_created(logs_a, group, stream)) == 2, timeout=30, what="the lines at A")
+            # B holds no session of the agent: it asks A.
+            assert [e["message"] for e in all_events(logs_b, group, stream)] == ["from the host", "second line"]
+            found = logs_b.filter_log_events(logGroupName=group, filterPattern='"second line"')["events"]
+            assert [e["message"] for e in found] == ["second line"]
+            # A stream created at A lives in A's data directory; B writes and reads it through A.
+            logs_a.create_log_stream(logGroupName=group, logStreamName="api")
+            logs_b.put_log_events(logGroupName=group, logStreamName="api",
+                                  logEvents=[{"timestamp": now_ms(), "message": "written at B"}])
+            assert [e["message"] for e in all_events(logs_a, group, "api")] == ["written at B"]
+            assert [e["message"] for e in all_events(logs_b, group, "api")] == ["written at B"]
+            # A gone: B says where the events are, it does not pretend there are none.
+            fleet_a.agents[0].kill()
+            fleet_a.server.kill()
+            with pytest.raises(logs_b.exceptions.ServiceUnavailableException) as e:
+                logs_b.get_log_events(logGroupName=group, logStreamName="api")
+            assert "replica" in str(e.value)
+        finally:
+            if replica_b:
+                replica_b.kill()
+            if fleet_a:
+                fleet_a.close()

@@ -515,15 +515,9 @@ pub async fn relay_upgrade(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    if let Err(e) = crate::server::authenticate_keys(
-        &api,
-        &method,
-        &uri,
-        &headers,
-        b"",
-        crate::server::Keys::Configured,
-    )
-    .await
+    // Replicas and agents sign with configured keys; a task's role key opens neither.
+    let keys = crate::server::Keys::Configured;
+    if let Err(e) = crate::server::authenticate_keys(&api, &method, &uri, &headers, b"", keys).await
     {
         return error_response(&e);
     }
@@ -565,15 +559,9 @@ pub async fn agent_upgrade(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    if let Err(e) = crate::server::authenticate_keys(
-        &api,
-        &method,
-        &uri,
-        &headers,
-        b"",
-        crate::server::Keys::Configured,
-    )
-    .await
+    // Replicas and agents sign with configured keys; a task's role key opens neither.
+    let keys = crate::server::Keys::Configured;
+    if let Err(e) = crate::server::authenticate_keys(&api, &method, &uri, &headers, b"", keys).await
     {
         return error_response(&e);
     }
