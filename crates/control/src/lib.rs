@@ -29,5 +29,6 @@ pub mod task_definitions;
 pub mod tasks;
 pub mod template;
 pub mod time;
+pub mod traffic;
 
 pub use time::timestamp;

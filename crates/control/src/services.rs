@@ -564,6 +564,9 @@ fn apply_settings(s: &mut Service, req: &UpdateServiceRequest) -> Result<bool, E
     wanted |= replace(&mut s.platform_version, &req.platform_version);
     wanted |= replace(&mut s.placement_constraints, &req.placement_constraints);
     wanted |= replace(&mut s.placement_strategy, &req.placement_strategy);
+    // ECS starts a new deployment when the load balancers or registries change.
+    wanted |= replace(&mut s.load_balancers, &req.load_balancers);
+    wanted |= replace(&mut s.service_registries, &req.service_registries);
     if let Some(g) = req.health_check_grace_period_seconds {
         s.health_check_grace_period_seconds = Some(g);
     }

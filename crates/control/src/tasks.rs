@@ -55,6 +55,15 @@ pub struct TaskRecord {
     /// records, so they are refused from then on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub credentials: Vec<crate::task_credentials::IssuedKey>,
+    /// Deactivating: the control plane asked the task to stop and deregistered it from its
+    /// load balancers; the agent keeps it running until the targets have drained, at this time
+    /// (epoch seconds), when the service loop makes the stop ([`deactivate`], then [`stop`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_after: Option<f64>,
+    /// The service scheduler stopped it because a target group reported it unhealthy: a
+    /// failure for the deployment circuit breaker, as a failed container health check is.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failed_target_health: bool,
 }
 
 /// [`TaskStatus`] with a default, so the record can derive `Default`.
@@ -128,7 +137,14 @@ impl TaskRecord {
     pub fn view(&self, include_tags: bool) -> Task {
         let mut t = self.task.clone();
         t.last_status = Some(self.last_status.0.as_ecs_str().to_string());
-        t.desired_status = Some(desired_str(self.desired()).to_string());
+        t.desired_status = Some(
+            if self.stop_after.is_some() {
+                "STOPPED"
+            } else {
+                desired_str(self.desired())
+            }
+            .to_string(),
+        );
         if let Some(cs) = t.containers.as_mut() {
             for (c, s) in cs.iter_mut().zip(self.container_status.iter()) {
                 c.last_status = Some(s.as_ecs_str().to_string());
@@ -425,6 +441,13 @@ pub fn stop(rec: &TaskRecord, code: TaskStopCode, reason: &str, now: f64) -> Tas
     if rec.desired() == DesiredStatus::Stopped || rec.is_stopped() {
         return n;
     }
+    // A deactivating task keeps the stop it was asked for (its code and reason).
+    let (code, reason) = match (rec.stop_after, rec.task.stop_code, &rec.task.stopped_reason) {
+        (Some(_), Some(c), Some(r)) => (c, r.clone()),
+        _ => (code, reason.to_string()),
+    };
+    let reason = reason.as_str();
+    n.stop_after = None;
     if let Some(a) = n.assignment.as_mut() {
         a.desired_status = DesiredStatus::Stopped;
         a.version += 1;
@@ -439,6 +462,33 @@ pub fn stop(rec: &TaskRecord, code: TaskStopCode, reason: &str, now: f64) -> Tas
     // An awsvpc task shows the whole ECS stop sequence; DEACTIVATING is the control plane's
     // step, before the agent signals the containers (STOPPING).
     if n.network().is_some() && n.last_status.0 < TaskStatus::Deactivating {
+        n.last_status = Status(TaskStatus::Deactivating);
+    }
+    n.task.version += 1;
+    n
+}
+
+/// Asks a task to stop once its load balancers have drained it, at `until`: the task shows
+/// desiredStatus STOPPED, lastStatus DEACTIVATING, and its stop code and reason from now on,
+/// while its assignment still says RUNNING, so the agent keeps serving the requests in flight;
+/// [`stop`] then makes the stop (with this code and reason). A task already stopping or
+/// deactivating is left as it is.
+pub fn deactivate(
+    rec: &TaskRecord,
+    code: TaskStopCode,
+    reason: &str,
+    now: f64,
+    until: f64,
+) -> TaskRecord {
+    let mut n = rec.clone();
+    if rec.desired() == DesiredStatus::Stopped || rec.is_stopped() || rec.stop_after.is_some() {
+        return n;
+    }
+    n.stop_after = Some(until);
+    n.task.stop_code = Some(code);
+    n.task.stopped_reason = Some(reason.to_string());
+    n.task.stopping_at = Some(now);
+    if n.last_status.0 < TaskStatus::Deactivating {
         n.last_status = Status(TaskStatus::Deactivating);
     }
     n.task.version += 1;

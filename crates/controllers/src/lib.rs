@@ -31,6 +31,7 @@ pub mod records;
 pub mod reports;
 pub mod service_loop;
 pub mod templates;
+pub mod traffic;
 
 pub use agents::AgentTimings;
 pub use fargate::FargateConfig;
@@ -55,6 +56,9 @@ impl Controllers {
     pub fn start(plane: &Arc<Plane>, fence: &Fence) -> Controllers {
         let mut tasks = agents::spawn_background(Arc::downgrade(plane), fence);
         tasks.extend(service_loop::spawn(Arc::downgrade(plane), fence));
+        if let Some(t) = &plane.traffic {
+            tasks.extend(t.leader_loops());
+        }
         Controllers { tasks }
     }
 

@@ -283,6 +283,8 @@ fn build_task(plane: &Plane, now: f64, t: &TaskTemplate, slot: Slot<'_>) -> Task
         assignment: Some(assignment),
         reservation,
         credentials: Vec::new(),
+        stop_after: None,
+        failed_target_health: false,
     }
 }
 

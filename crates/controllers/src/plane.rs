@@ -45,6 +45,9 @@ pub struct Plane {
     pub writers: Stripes,
     /// This replica's name (in the leader election), when it has one; agent beats carry it.
     pub replica: Option<String>,
+    /// The load balancers and Cloud Map, when this server serves them
+    /// ([`crate::traffic::Traffic`]).
+    pub traffic: Option<Arc<dyn crate::traffic::Traffic>>,
 }
 
 impl Plane {
@@ -59,6 +62,7 @@ impl Plane {
             fargate: FargateConfig::default(),
             writers: Stripes::default(),
             replica: None,
+            traffic: None,
         }
     }
 

@@ -26,6 +26,7 @@
 
 use crate::placement::{self, Committed, PlacementFailure, Target};
 use crate::plane::Plane;
+use crate::traffic;
 use crate::records::{self, commit_fenced, get, task_key, task_prefix, to_bytes, Attempt};
 use flotilla_control::instances::InstanceRecord;
 use flotilla_control::launch;
@@ -212,7 +213,7 @@ async fn worker(weak: Weak<Plane>, mut rx: mpsc::UnboundedReceiver<Key>, fence: 
 pub fn observe(t: &TaskRecord, draining: bool, lost: bool, grace: f64, now: f64) -> TaskObs {
     let phase = if t.is_stopped() {
         Phase::Stopped
-    } else if t.desired() == DesiredStatus::Stopped {
+    } else if t.desired() == DesiredStatus::Stopped || t.stop_after.is_some() {
         Phase::Stopping
     } else if t.last_status.0 >= TaskStatus::Running {
         Phase::Running
@@ -232,7 +233,9 @@ pub fn observe(t: &TaskRecord, draining: bool, lost: bool, grace: f64, now: f64)
     );
     let failed_checks = t.task.health_status == Some(HealthStatus::Unhealthy);
     let failed = phase == Phase::Stopped
-        && (failed_checks || (!by_scheduler && t.task.started_at.is_none()));
+        && (failed_checks
+            || t.failed_target_health
+            || (!by_scheduler && t.task.started_at.is_none()));
     let unhealthy = phase == Phase::Running
         && has_checks
         && failed_checks
@@ -251,6 +254,7 @@ pub fn observe(t: &TaskRecord, draining: bool, lost: bool, grace: f64, now: f64)
         draining,
         lost,
         unhealthy,
+        unhealthy_in: None,
         unexpected_stop: (phase == Phase::Stopped && !by_scheduler).then(|| {
             t.task
                 .stopped_reason
@@ -433,7 +437,23 @@ pub async fn reconcile(
         return Ok(true);
     }
     let now = flotilla_control::timestamp(api.clock.now());
-    let seen = observe_service(api, &rec, now).await?;
+    let mut seen = observe_service(api, &rec, now).await?;
+    let traffic = api.traffic.clone().filter(|_| traffic::has_traffic(&rec));
+    let health = match &traffic {
+        Some(t) => Some(
+            traffic::apply_health(
+                t.as_ref(),
+                &rec,
+                &seen.records,
+                &mut seen.tasks,
+                &seen.hosts,
+                grace_of(&rec),
+                now,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let spec = spec_of(&rec, name);
     let daemon = rec.service.scheduling_strategy == Some(SchedulingStrategy::Daemon);
     let actions = if daemon {
@@ -442,7 +462,20 @@ pub async fn reconcile(
         compute_service_actions(&spec, &rec.deployments, &seen.tasks, now)
     };
     for (arn, reason) in &actions.stop {
-        stop_one(api, fence, cluster, arn, reason, now).await?;
+        match (&traffic, &health) {
+            (Some(t), Some(h)) => {
+                let obs = seen.tasks.iter().find(|o| &o.arn == arn);
+                traffic::stop_or_drain(api, t.as_ref(), fence, h, obs, cluster, arn, reason, now)
+                    .await?
+            }
+            _ => stop_one(api, fence, cluster, arn, reason, now).await?,
+        }
+    }
+    if let (Some(t), Some(h)) = (&traffic, &health) {
+        for arn in traffic::drained(&seen.records, now) {
+            traffic::stop_or_drain(api, t.as_ref(), fence, h, None, cluster, &arn, "", now).await?;
+        }
+        traffic::sync(t.as_ref(), &rec, &seen.records, &seen.tasks, h, &seen.hosts, now).await?;
     }
     let providers = live_per_provider(&seen.records, &actions.stop);
     let mut next = rec.clone();
@@ -473,6 +506,17 @@ struct Seen {
     records: Vec<TaskRecord>,
     tasks: Vec<TaskObs>,
     eligible: Vec<String>,
+    hosts: traffic::Hosts,
+}
+
+/// The service's health check grace period, seconds.
+fn grace_of(rec: &ServiceRecord) -> f64 {
+    f64::from(
+        rec.service
+            .health_check_grace_period_seconds
+            .unwrap_or(0)
+            .max(0),
+    )
 }
 
 /// Reads the service's tasks and the instances they run on (its cluster's, and the managed
@@ -481,12 +525,7 @@ async fn observe_service(api: &Plane, rec: &ServiceRecord, now: f64) -> Result<S
     let store = api.store();
     let cluster = rec.cluster.as_str();
     let group = rec.group();
-    let grace = f64::from(
-        rec.service
-            .health_check_grace_period_seconds
-            .unwrap_or(0)
-            .max(0),
-    );
+    let grace = grace_of(rec);
     let instances =
         records::list::<InstanceRecord>(store, &records::instance_prefix(cluster)).await?;
     let draining: BTreeSet<&str> = instances
@@ -523,10 +562,12 @@ async fn observe_service(api: &Plane, rec: &ServiceRecord, now: f64) -> Result<S
         .filter(|(_, i, _)| i.status() == InstanceStatus::Active && i.instance.agent_connected)
         .map(|(_, i, _)| i.id.clone())
         .collect();
+    let hosts = traffic::hosts(instances.iter().chain(pool.iter()).map(|(_, i, _)| i));
     Ok(Seen {
         records,
         tasks,
         eligible,
+        hosts,
     })
 }
 

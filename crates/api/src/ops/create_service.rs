@@ -10,7 +10,8 @@
 //! repeats that service's `clientToken`, which answers the existing service. An INACTIVE
 //! service's name can be reused. DAEMON services run one task on every ACTIVE instance with a
 //! connected agent (no placement strategies, as ECS; placement constraints not supported yet;
-//! deployment defaults 100/0).
+//! deployment defaults 100/0). `loadBalancers` and `serviceRegistries` are checked as ECS
+//! checks them (`crate::shared::traffic`) and kept; the service loop registers the tasks.
 
 use crate::context::Ctx;
 use flotilla_control::launch::{constraints, strategies, Launch};
@@ -63,6 +64,14 @@ pub async fn create_service(
             "healthCheckGracePeriodSeconds must be 0 or more.",
         ));
     }
+    crate::shared::traffic::check(
+        ctx,
+        req.load_balancers.as_deref().unwrap_or(&[]),
+        req.service_registries.as_deref().unwrap_or(&[]),
+        req.role.as_deref(),
+        &template.task_definition,
+    )
+    .await?;
     let shape = Shape {
         daemon,
         desired,
@@ -230,8 +239,8 @@ fn new_record(ctx: &Ctx<'_>, req: &CreateServiceRequest, shape: &Shape<'_>) -> S
         service_arn: Some(ctx.arns().service(cluster, name)),
         service_name: Some(name.clone()),
         cluster_arn: Some(ctx.arns().cluster(cluster)),
-        load_balancers: Some(Vec::new()),
-        service_registries: Some(Vec::new()),
+        load_balancers: Some(req.load_balancers.clone().unwrap_or_default()),
+        service_registries: Some(req.service_registries.clone().unwrap_or_default()),
         desired_count: shape.desired,
         // A service launched by a capacity provider strategy shows the strategy, not a
         // launch type, as in ECS.
@@ -246,7 +255,7 @@ fn new_record(ctx: &Ctx<'_>, req: &CreateServiceRequest, shape: &Shape<'_>) -> S
         network_configuration: req.network_configuration.clone(),
         task_definition: Some(td_arn.clone()),
         deployment_configuration: Some(shape.config.clone()),
-        role_arn: None,
+        role_arn: crate::shared::traffic::role_arn(ctx, req.role.as_deref()),
         created_at: Some(now),
         placement_constraints: Some(req.placement_constraints.clone().unwrap_or_default()),
         placement_strategy: Some(req.placement_strategy.clone().unwrap_or_default()),

@@ -2,7 +2,9 @@
 //! other settings; a new task definition or `forceNewDeployment` starts a new deployment
 //! (PRIMARY, IN_PROGRESS; the previous ones become ACTIVE and are drained by the service loop as
 //! the new one becomes healthy). An unknown service is `ServiceNotFoundException`, a DRAINING or
-//! INACTIVE one `ServiceNotActiveException`.
+//! INACTIVE one `ServiceNotActiveException`. New `loadBalancers` or `serviceRegistries` (checked
+//! as CreateService checks them, against the task definition the service moves to) start a new
+//! deployment, as in ECS.
 
 use crate::context::Ctx;
 use flotilla_control::launch::{constraints, strategies};
@@ -86,7 +88,8 @@ async fn new_task_definition(
     let launch_changes = new_strategy.is_some()
         || req.network_configuration.is_some()
         || req.platform_version.is_some();
-    if req.task_definition.is_none() && !launch_changes {
+    let traffic_changes = req.load_balancers.is_some() || req.service_registries.is_some();
+    if req.task_definition.is_none() && !launch_changes && !traffic_changes {
         return Ok(None);
     }
     let Some((rec, _)) = get::<ServiceRecord>(ctx.store(), key).await? else {
@@ -114,6 +117,21 @@ async fn new_task_definition(
                 .or(rec.service.network_configuration.as_ref()),
             ..Common::new(td, launch.launch_type)
         },
+    )
+    .await?;
+    let s = &rec.service;
+    crate::shared::traffic::check(
+        ctx,
+        req.load_balancers
+            .as_deref()
+            .or(s.load_balancers.as_deref())
+            .unwrap_or(&[]),
+        req.service_registries
+            .as_deref()
+            .or(s.service_registries.as_deref())
+            .unwrap_or(&[]),
+        s.role_arn.as_deref(),
+        &t.task_definition,
     )
     .await?;
     Ok(req

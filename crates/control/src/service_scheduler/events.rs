@@ -73,6 +73,13 @@ pub enum ServiceEvent {
         /// Its id.
         task: String,
     },
+    /// A RUNNING task's target is unhealthy in a target group of the service: it is replaced.
+    TaskUnhealthyInTargetGroup {
+        /// Its id.
+        task: String,
+        /// The target group's ARN.
+        target_group: String,
+    },
     /// A task stopped without the scheduler or a user stopping it.
     TaskStoppedUnexpectedly {
         /// Its id.
@@ -151,6 +158,9 @@ impl ServiceEvent {
             Self::LaunchFailed { error } => {
                 format!("{s} failed to launch a task with (error {error}).")
             }
+            Self::TaskUnhealthyInTargetGroup { task, target_group } => format!(
+                "{s} (task {task}) is unhealthy in (target-group {target_group}) due to (reason Health checks failed)."
+            ),
             Self::TaskUnhealthy { task } => {
                 format!("{s} (task {task}) failed container health checks.")
             }

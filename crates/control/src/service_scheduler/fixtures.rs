@@ -55,6 +55,7 @@ pub(super) fn task(n: usize, dep: &str, phase: Phase) -> TaskObs {
         draining: false,
         lost: false,
         unhealthy: false,
+        unhealthy_in: None,
     }
 }
 

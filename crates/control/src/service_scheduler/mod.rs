@@ -169,6 +169,9 @@ pub struct TaskObs {
     pub lost: bool,
     /// RUNNING but failing its health checks past the grace period: stopped and replaced.
     pub unhealthy: bool,
+    /// When it is unhealthy because a target group of the service says so (not its container
+    /// health checks): that target group's ARN.
+    pub unhealthy_in: Option<String>,
 }
 
 impl TaskObs {

@@ -119,11 +119,20 @@ pub(super) enum StopWhy {
 pub(super) fn stop(stopping: &[(&TaskObs, StopWhy)], out: &mut Actions) {
     for (t, why) in stopping {
         let reason = match why {
-            StopWhy::Unhealthy => {
-                out.events
-                    .push(ServiceEvent::TaskUnhealthy { task: t.id.clone() });
-                "Task failed container health checks".to_string()
-            }
+            StopWhy::Unhealthy => match &t.unhealthy_in {
+                Some(tg) => {
+                    out.events.push(ServiceEvent::TaskUnhealthyInTargetGroup {
+                        task: t.id.clone(),
+                        target_group: tg.clone(),
+                    });
+                    format!("Task failed ELB health checks in (target-group {tg})")
+                }
+                None => {
+                    out.events
+                        .push(ServiceEvent::TaskUnhealthy { task: t.id.clone() });
+                    "Task failed container health checks".to_string()
+                }
+            },
             StopWhy::Scaling => format!(
                 "Scaling activity initiated by (deployment {})",
                 t.deployment
