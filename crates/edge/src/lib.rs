@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod json;
+pub mod query;
 pub mod service;
 
 pub use service::{Call, EdgeError, Marker, Outcome, Reply, Service};
