@@ -8,7 +8,8 @@
 //!   `MODELED_ERRORS`. Primitive, list and map shapes are inlined as Rust types.
 //! - `errors.rs`: `ErrorShape`, one variant per error shape of the model, with its `__type`,
 //!   its HTTP status (the model's `httpStatusCode`, else 500 for a fault and 400 otherwise) and
-//!   the name of its message member (`Message` or `message`, as the model spells it).
+//!   the name of its message member (`Message` or `message`, as the model spells it), and for the
+//!   awsQuery protocol its `<Code>` (the model's `error.code`) and whether the sender is at fault.
 //! - `model.json`: the model without documentation, for model-driven input validation at run
 //!   time (`flotilla_edge::json::validate`).
 //!
@@ -196,6 +197,17 @@ pub fn errors_rs(model: &Value) -> String {
             })
             .unwrap_or_else(|| "message".to_string());
         writeln!(code, "            ErrorShape::{name} => {member:?},").unwrap();
+    }
+    code.push_str("        }\n    }\n    /// The error's code on the awsQuery wire (`<Code>`): the model's `error.code`, else the\n    /// shape's name.\n    pub fn error_code(&self) -> &'static str {\n        match self {\n");
+    for (name, shape) in &errors {
+        let wire = shape["error"]["code"].as_str().unwrap_or(name.as_str());
+        writeln!(code, "            ErrorShape::{name} => {wire:?},").unwrap();
+    }
+    code.push_str("        }\n    }\n    /// Whether the caller is at fault (`senderFault`, or not a `fault`): the awsQuery\n    /// `<Type>` is `Sender`, else `Receiver`.\n    pub fn sender_fault(&self) -> bool {\n        match self {\n");
+    for (name, shape) in &errors {
+        let sender = shape["error"]["senderFault"].as_bool().unwrap_or(false)
+            || (shape.get("fault").is_none() && shape["error"]["httpStatusCode"].as_u64().unwrap_or(400) < 500);
+        writeln!(code, "            ErrorShape::{name} => {sender},").unwrap();
     }
     code.push_str("        }\n    }\n}\n");
     code

@@ -4,7 +4,7 @@
 //!
 //! The edge does what every service shares: the request id, the body limit, SigV4
 //! verification, metrics and one span per request, and routing: a request belongs to the
-//! service whose [`Marker`] it carries (for the JSON protocols, the `X-Amz-Target` prefix), and
+//! service whose [`Marker`] it carries (for the JSON protocols, the `X-Amz-Target` prefix; for awsQuery, the form's `Action`), and
 //! its SigV4 credential scope must name that service's [`Service::signing_name`]. Then it
 //! hands the service a [`Call`] and sends back the service's [`Reply`]. Errors the edge finds
 //! before the service sees the request ([`EdgeError`]) are rendered by the service
@@ -14,6 +14,8 @@
 //! - [`json`]: the AWS JSON protocol (awsJson1_0/1_1): [`json::JsonApi`], the simpler trait a
 //!   JSON service implements, and [`json::AwsJson`], the adapter that makes it a [`Service`];
 //!   the wire error ([`json::JsonError`]); model-driven input validation ([`json::validate`]).
+//! - [`query`]: the awsQuery protocol (form bodies with `Action=`, XML answers), model-driven:
+//!   [`query::QueryApi`] and its adapter [`query::AwsQuery`], [`query::QueryError`].
 //!
 //! **Architecture Invariant:** pure: no HTTP crate, no async runtime (only `async-trait`), no
 //! store, no clock (the edge passes the request time in [`Call::now`]).
@@ -21,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod json;
+pub mod query;
 pub mod service;
 
 pub use service::{Call, EdgeError, Marker, Outcome, Reply, Service};

@@ -13,6 +13,10 @@ pub enum Marker {
     /// The JSON protocols: `X-Amz-Target: <prefix>.<Operation>` (the model's `targetPrefix`,
     /// without the dot), e.g. `secretsmanager`, `AmazonSSM`, `Logs_20140328`.
     Target(&'static str),
+    /// The awsQuery protocol: no target; a form body whose `Action` names the operation
+    /// (`crate::query::action`). The edge routes such a request to the service its SigV4
+    /// credential scope names.
+    Action,
 }
 
 /// One verified request, as the service sees it.
