@@ -4,7 +4,8 @@
 //!
 //! [`generate`] writes, into the build's `OUT_DIR`:
 //! - `shapes.rs`: one Rust type per structure and enum shape, serde-ready with the model's exact
-//!   member names, the `Operation` enum (name, input shape, modeled errors per operation) and
+//!   member names, the `Operation` enum (name, input shape, modeled errors per operation; named
+//!   `OperationName` when the model has a shape called `Operation`, as Cloud Map's does) and
 //!   `MODELED_ERRORS`. Primitive, list and map shapes are inlined as Rust types.
 //! - `errors.rs`: `ErrorShape`, one variant per error shape of the model, with its `__type`,
 //!   its HTTP status (the model's `httpStatusCode`, else 500 for a fault and 400 otherwise) and
@@ -529,35 +530,45 @@ fn gen_enum(code: &mut String, name: &str, shape: &Value) {
 
 fn gen_operations(code: &mut String, model: &Value, service_title: &str) {
     let ops = model["operations"].as_object().unwrap();
+    // A model with a shape of that name (Cloud Map's `Operation`) gets `OperationName`.
+    let e = if model["shapes"].get("Operation").is_some() {
+        "OperationName"
+    } else {
+        "Operation"
+    };
     writeln!(code, "/// Every operation of the {service_title}, by name.").unwrap();
-    code.push_str("#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]\npub enum Operation {\n");
+    writeln!(
+        code,
+        "#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]\npub enum {e} {{"
+    )
+    .unwrap();
     for (name, op) in ops {
         code.push_str(&doc(op, "    "));
         writeln!(code, "    {name},").unwrap();
     }
-    code.push_str("}\n\nimpl Operation {\n");
+    writeln!(code, "}}\n\nimpl {e} {{").unwrap();
     writeln!(
         code,
-        "    /// Every operation.\n    pub const ALL: &'static [Operation] = &[{}];",
+        "    /// Every operation.\n    pub const ALL: &'static [{e}] = &[{}];",
         ops.keys()
-            .map(|k| format!("Operation::{k}"))
+            .map(|k| format!("{e}::{k}"))
             .collect::<Vec<_>>()
             .join(", ")
     )
     .unwrap();
     code.push_str("    /// The operation's name, as in `X-Amz-Target`.\n    pub fn name(&self) -> &'static str {\n        match self {\n");
     for name in ops.keys() {
-        writeln!(code, "            Operation::{name} => {name:?},").unwrap();
+        writeln!(code, "            {e}::{name} => {name:?},").unwrap();
     }
     code.push_str("        }\n    }\n    /// Looks an operation up by name.\n    pub fn from_name(s: &str) -> Option<Self> {\n        match s {\n");
     for name in ops.keys() {
-        writeln!(code, "            {name:?} => Some(Operation::{name}),").unwrap();
+        writeln!(code, "            {name:?} => Some({e}::{name}),").unwrap();
     }
     code.push_str("            _ => None,\n        }\n    }\n    /// The name of the input shape.\n    pub fn input_shape(&self) -> Option<&'static str> {\n        match self {\n");
     for (name, op) in ops {
         match op.get("input").and_then(|i| i["shape"].as_str()) {
-            Some(s) => writeln!(code, "            Operation::{name} => Some({s:?}),").unwrap(),
-            None => writeln!(code, "            Operation::{name} => None,").unwrap(),
+            Some(s) => writeln!(code, "            {e}::{name} => Some({s:?}),").unwrap(),
+            None => writeln!(code, "            {e}::{name} => None,").unwrap(),
         }
     }
     code.push_str("        }\n    }\n    /// The error shapes the model lists for this operation.\n    pub fn errors(&self) -> &'static [&'static str] {\n        match self {\n");
@@ -574,7 +585,7 @@ fn gen_operations(code: &mut String, model: &Value, service_title: &str) {
             .unwrap_or_default();
         writeln!(
             code,
-            "            Operation::{name} => &[{}],",
+            "            {e}::{name} => &[{}],",
             errs.join(", ")
         )
         .unwrap();
