@@ -248,6 +248,16 @@ impl Api {
         self
     }
 
+    /// Serves load balancers and Cloud Map to services: the service loop registers, health
+    /// checks and drains their tasks through `traffic`, and CreateService accepts
+    /// `loadBalancers` and `serviceRegistries`.
+    pub fn with_traffic(mut self, traffic: Arc<dyn flotilla_controllers::traffic::Traffic>) -> Self {
+        if let Some(p) = Arc::get_mut(&mut self.plane) {
+            p.traffic = Some(traffic);
+        }
+        self
+    }
+
     /// Starts the controllers ([`Controllers::start`]: agent liveness, stopped-task sweeper,
     /// service loop) once, under the election's [`Supervisor`] if there is one; later calls do
     /// nothing. Needs a Tokio runtime; [`crate::router`] calls it. They stop when the `Api` is

@@ -42,6 +42,12 @@ pub struct ServerConfig {
     pub task_credentials_seconds: u64,
     /// The leader election's lease (etcd only).
     pub election: flotilla_store::etcd::ElectionOptions,
+    /// Where this replica serves load balancer listeners (none: it serves none).
+    pub lb_address: Option<std::net::IpAddr>,
+}
+
+fn lb_address(common: &CommonArgs) -> Option<std::net::IpAddr> {
+    (!common.no_lb).then(|| common.lb_address.unwrap_or(common.listen.ip()))
 }
 
 fn task_credentials_seconds(common: &CommonArgs) -> anyhow::Result<u64> {
@@ -274,6 +280,7 @@ pub fn server_config(common: &CommonArgs, file: Option<&Path>) -> anyhow::Result
         timings: timings(common)?,
         election: election(common)?,
         fargate: fargate(common)?,
+        lb_address: lb_address(common),
     })
 }
 
@@ -360,6 +367,7 @@ pub fn dev_config(common: &CommonArgs) -> anyhow::Result<ServerConfig> {
         timings: timings(common)?,
         election: election(common)?,
         fargate: fargate(common)?,
+        lb_address: lb_address(common),
     })
 }
 

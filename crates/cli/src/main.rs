@@ -160,6 +160,15 @@ pub struct CommonArgs {
     /// ask for new ones at 60 % of that; a task's keys are revoked when it stops).
     #[arg(long, default_value_t = flotilla_api::task_credentials::DEFAULT_LIFETIME_SECONDS)]
     task_credentials_seconds: u64,
+    /// The address load balancer listeners accept connections on: every listener created with
+    /// `aws elbv2 create-listener --port P` is served at LB_ADDRESS:P by every replica
+    /// [default: the IP address of --listen].
+    #[arg(long)]
+    lb_address: Option<std::net::IpAddr>,
+    /// Serve no load balancer listeners on this replica (the ELBv2 API and the health checker
+    /// still run; other replicas may serve the listeners).
+    #[arg(long)]
+    no_lb: bool,
 }
 
 #[derive(clap::Args, Debug)]

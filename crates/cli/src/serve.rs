@@ -75,8 +75,16 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
     ));
     let janitor =
         flotilla_logs_service::janitor::spawn(logs.clone(), std::time::Duration::from_secs(60));
+    // Load balancers: every replica serves the listeners; the health checker runs with the
+    // controllers; the service loop registers and drains tasks (`flotilla_traffic`).
+    let data_plane = cfg.lb_address.map(|bind| {
+        let plane = Arc::new(flotilla_lb::DataPlane::new(flotilla_lb::Config::default()));
+        let feeder = tokio::spawn(flotilla_traffic::feeder::run(store.clone(), plane.clone(), bind));
+        (plane, feeder)
+    });
     let api = Arc::new(
-        Api::new(store, cfg.api.clone(), Arc::new(SystemClock))
+        Api::new(store.clone(), cfg.api.clone(), Arc::new(SystemClock))
+            .with_traffic(Arc::new(flotilla_traffic::StoreTraffic::new(store)))
             .with_timings(cfg.timings)
             .with_fargate(cfg.fargate.clone())
             .with_replica_id(id.clone())
@@ -146,6 +154,10 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
         a.abort();
     }
     janitor.abort();
+    if let Some((plane, feeder)) = data_plane {
+        feeder.abort();
+        plane.shutdown().await;
+    }
     result?;
     tracing::info!("shut down");
     Ok(())
