@@ -3,6 +3,8 @@
 //! [`crate::Api::with_service`] (Secrets Manager, SSM Parameter Store, and the services added
 //! later), told apart on the one endpoint as AWS's endpoints are: by the protocol's marker
 //! (`X-Amz-Target: <prefix>.<Operation>`) and by the SigV4 credential scope's service name.
+//! An awsQuery service (ELBv2: [`Marker::Action`]) has no target: its requests are routed by
+//! their scope, and the operation is the form body's `Action`.
 //!
 //! [`route`] decides from the marker first; a request whose marker names no service (no
 //! target, or an unknown prefix) goes to the service its credential scope names, so its
@@ -64,13 +66,18 @@ pub fn route(services: &[Arc<dyn Service>], target: &str, scope_service: Option<
     }
 }
 
-/// The operation a request to `service` names: what follows its target prefix, or `None`
-/// when the target is not that service's.
-pub fn operation<'t>(service: &dyn Service, target: &'t str) -> Option<&'t str> {
-    let Marker::Target(prefix) = service.marker();
-    target
-        .strip_prefix(prefix)
-        .and_then(|rest| rest.strip_prefix('.'))
+/// The operation a request to `service` names: for a JSON service what follows its target
+/// prefix (`None` when the target is not that service's); for an awsQuery service the form
+/// body's `Action` (`None` when the request has a target or no `Action`).
+pub fn operation(service: &dyn Service, target: &str, body: &[u8]) -> Option<String> {
+    match service.marker() {
+        Marker::Target(prefix) => target
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .map(str::to_string),
+        Marker::Action if target.is_empty() => flotilla_edge::query::action(body),
+        Marker::Action => None,
+    }
 }
 
 /// For an ECS request whose target is ECS's (or Flotilla's admin): the signing name its scope
@@ -92,6 +99,7 @@ mod tests {
     use super::*;
     use flotilla_edge::{Call, EdgeError, Reply};
 
+    /// A service: its signing name and target prefix (empty: an awsQuery service).
     struct Fake(&'static str, &'static str);
 
     #[async_trait::async_trait]
@@ -103,7 +111,11 @@ mod tests {
             self.0
         }
         fn marker(&self) -> Marker {
-            Marker::Target(self.1)
+            if self.1.is_empty() {
+                Marker::Action
+            } else {
+                Marker::Target(self.1)
+            }
         }
         fn has_operation(&self, _: &str) -> bool {
             true
@@ -120,6 +132,7 @@ mod tests {
         vec![
             Arc::new(Fake("secretsmanager", "secretsmanager")),
             Arc::new(Fake("ssm", "AmazonSSM")),
+            Arc::new(Fake("elasticloadbalancing", "")),
         ]
     }
 
@@ -157,6 +170,8 @@ mod tests {
             ("DynamoDB_20120810.ListTables", Some("ecs"), "ecs"),
             ("", None, "ecs"),
             ("secretsmanager", Some("ecs"), "ecs"),
+            // awsQuery: no target, the scope decides.
+            ("", Some("elasticloadbalancing"), "elasticloadbalancing"),
         ];
         for (target, scope, want) in cases {
             assert_eq!(name(route(&s, target, scope)), want, "{target} {scope:?}");
@@ -167,10 +182,10 @@ mod tests {
     fn a_scope_of_another_service_is_a_mismatch() {
         let s = services();
         assert_eq!(
-            operation(s[0].as_ref(), "secretsmanager.GetSecretValue"),
+            operation(s[0].as_ref(), "secretsmanager.GetSecretValue", b"{}").as_deref(),
             Some("GetSecretValue")
         );
-        assert_eq!(operation(s[0].as_ref(), "secretsmanagerX.Get"), None);
+        assert_eq!(operation(s[0].as_ref(), "secretsmanagerX.Get", b""), None);
         assert_eq!(scope_mismatch(s[0].as_ref(), "ecs"), Some("secretsmanager"));
         assert_eq!(scope_mismatch(s[0].as_ref(), "secretsmanager"), None);
         assert_eq!(
@@ -180,5 +195,21 @@ mod tests {
         assert_eq!(ecs_scope_mismatch("FlotillaAdmin.Status", "ecs"), None);
         // Not an ECS target: ECS answers UnknownOperationException whatever the scope.
         assert_eq!(ecs_scope_mismatch("Nope.Nope", "s3"), None);
+    }
+
+    #[test]
+    fn an_awsquery_operation_is_the_forms_action() {
+        let s = services();
+        let elb = s[2].as_ref();
+        assert_eq!(
+            operation(elb, "", b"Action=DescribeLoadBalancers&Version=2015-12-01").as_deref(),
+            Some("DescribeLoadBalancers")
+        );
+        assert_eq!(operation(elb, "", b"Version=2015-12-01"), None);
+        assert_eq!(
+            operation(elb, "secretsmanager.GetSecretValue", b"Action=X"),
+            None
+        );
+        assert_eq!(scope_mismatch(elb, "elasticloadbalancing"), None);
     }
 }

@@ -382,15 +382,19 @@ async fn handle_service(
     body: Body,
     target: &str,
 ) -> Response {
-    let operation = routing::operation(service, target).unwrap_or("");
-    let metric_op = if service.has_operation(operation) {
-        format!("{}:{operation}", service.signing_name())
-    } else {
-        "unknown".to_string()
+    // The body first: an awsQuery service's operation is the form's `Action`.
+    let body = axum::body::to_bytes(body, MAX_BODY_BYTES).await;
+    let operation = body
+        .as_ref()
+        .ok()
+        .and_then(|b| routing::operation(service, target, b));
+    let metric_op = match &operation {
+        Some(op) if service.has_operation(op) => format!("{}:{op}", service.signing_name()),
+        _ => "unknown".to_string(),
     };
     let span = tracing::info_span!("request", request_id = %request_id, operation = %metric_op);
     let reply = async {
-        let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        let body = match body {
             Ok(b) => b,
             Err(_) => {
                 return service.reject(&EdgeError::BodyTooLarge {
@@ -413,12 +417,12 @@ async fn handle_service(
                 path: uri.path().to_string(),
             });
         }
-        if routing::operation(service, target).is_some() {
+        if operation.is_some() {
             if let Some(expected) = routing::scope_mismatch(service, &caller.service) {
                 return service.reject(&EdgeError::WrongScope { expected });
             }
         }
-        let Some(operation) = routing::operation(service, target) else {
+        let Some(operation) = operation.as_deref() else {
             return service.reject(&EdgeError::UnknownOperation {
                 target: target.to_string(),
             });

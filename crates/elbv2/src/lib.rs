@@ -40,11 +40,11 @@ pub mod arn;
 pub mod error;
 pub mod health;
 pub mod record;
-// pub mod service;
+pub mod service;
 pub mod targets;
 
 pub use error::Elbv2Error;
-// pub use service::Elbv2;
+pub use service::Elbv2;
 
 /// The model without documentation, for the awsQuery protocol and input validation.
 pub static MODEL_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/model.json"));

@@ -439,10 +439,12 @@ impl HealthCheck {
         if self.port != "traffic-port" {
             match self.port.parse::<u32>() {
                 Ok(p) if (1..=65535).contains(&p) => {}
-                _ => return Err(Elbv2Error::validation(format!(
+                _ => {
+                    return Err(Elbv2Error::validation(format!(
                     "Health check port '{}' must be 'traffic-port' or a port between 1 and 65535",
                     self.port
-                ))),
+                )))
+                }
             }
         }
         match self.protocol {

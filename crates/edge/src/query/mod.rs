@@ -116,6 +116,13 @@ impl QueryModel {
         })
     }
 
+    /// A model with no operations (every request is an unknown action).
+    pub fn empty() -> QueryModel {
+        QueryModel {
+            model: serde_json::json!({"metadata": {}, "operations": {}, "shapes": {}}),
+        }
+    }
+
     /// Whether the model has this operation.
     pub fn has_operation(&self, operation: &str) -> bool {
         self.model["operations"].get(operation).is_some()
