@@ -82,6 +82,12 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
         let feeder = tokio::spawn(flotilla_traffic::feeder::run(store.clone(), plane.clone(), bind));
         (plane, feeder)
     });
+    // Elastic Load Balancing v2 (awsQuery), its records in the same store.
+    let elbv2 = flotilla_elbv2::Elbv2::new(
+        store.clone(),
+        cfg.api.arns.region.clone(),
+        cfg.api.arns.account.clone(),
+    );
     let api = Arc::new(
         Api::new(store.clone(), cfg.api.clone(), Arc::new(SystemClock))
             .with_traffic(Arc::new(flotilla_traffic::StoreTraffic::new(store)))
@@ -95,6 +101,7 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
             .with_service(Arc::new(flotilla_edge::json::AwsJson(
                 flotilla_logs_service::LogsApi(logs.clone()),
             )))
+            .with_service(Arc::new(flotilla_edge::query::AwsQuery(elbv2)))
             .with_logs(logs, agent_logs),
     );
     tracing::info!(%addr, store = %cfg.store, region = %cfg.api.arns.region, account = %cfg.api.arns.account, "serving the ECS API");
