@@ -75,6 +75,12 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
     ));
     let janitor =
         flotilla_logs_service::janitor::spawn(logs.clone(), std::time::Duration::from_secs(60));
+    // AWS Cloud Map: its records in the store under `servicediscovery/`.
+    let service_discovery = flotilla_servicediscovery::ServiceDiscovery::new(
+        store.clone(),
+        cfg.api.arns.region.clone(),
+        cfg.api.arns.account.clone(),
+    );
     let api = Arc::new(
         Api::new(store, cfg.api.clone(), Arc::new(SystemClock))
             .with_timings(cfg.timings)
@@ -87,6 +93,7 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
             .with_service(Arc::new(flotilla_edge::json::AwsJson(
                 flotilla_logs_service::LogsApi(logs.clone()),
             )))
+            .with_service(Arc::new(flotilla_edge::json::AwsJson(service_discovery)))
             .with_logs(logs, agent_logs),
     );
     tracing::info!(%addr, store = %cfg.store, region = %cfg.api.arns.region, account = %cfg.api.arns.account, "serving the ECS API");
