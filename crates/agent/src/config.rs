@@ -103,8 +103,12 @@ pub struct AgentConfig {
     /// every cluster. [`AgentConfig::managed`] builds such a configuration.
     pub managed: bool,
     /// Serve the task metadata endpoint and task role credentials at `169.254.170.2`
-    /// ([`crate::metadata`]; it installs NAT rules with `iptables`). Default true.
+    /// ([`crate::metadata`]; it installs NAT rules with `iptables`), and the task resolver
+    /// (DNS) there. Default true.
     pub task_endpoint: bool,
+    /// The resolvers the task resolver forwards names that are not Cloud Map's to; `None`: the
+    /// name servers of the host's `/etc/resolv.conf`.
+    pub dns_upstreams: Option<Vec<std::net::SocketAddr>>,
 }
 
 impl AgentConfig {
@@ -138,6 +142,7 @@ impl AgentConfig {
             docker_config: None,
             managed: false,
             task_endpoint: true,
+            dns_upstreams: None,
         }
     }
 

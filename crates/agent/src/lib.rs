@@ -129,9 +129,18 @@ fn engine_config(config: &AgentConfig, instance_arn: &str, client: &EcsClient) -
     e.region = Some(config.region.clone());
     e.availability_zone = Some(config.availability_zone.clone());
     if config.task_endpoint {
+        let upstreams = config.dns_upstreams.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/resolv.conf")
+                .map(|t| metadata::dns::upstreams_from_resolv_conf(&t))
+                .unwrap_or_default()
+        });
         e.task_endpoint = Some(engine::TaskEndpointSetup {
             redirector: Arc::new(metadata::redirect::Iptables::default()),
             reach: None,
+            names: Some(Arc::new(metadata::dns::ServerNames {
+                client: client.clone(),
+            })),
+            upstreams,
         });
     }
     e.managed = config.managed;

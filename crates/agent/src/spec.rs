@@ -286,6 +286,9 @@ pub struct EndpointSettings {
     pub env: Vec<(String, String)>,
     /// The MAC address on Docker's bridge.
     pub mac_address: Option<String>,
+    /// The DNS servers of a bridge container (the task resolver, `169.254.170.2`) unless its
+    /// definition names its own `dnsServers`.
+    pub dns: Vec<String>,
 }
 
 /// [`container_spec_with`] without the task endpoint.
@@ -363,6 +366,9 @@ fn apply_endpoint(spec: &mut ContainerSpec, e: &EndpointSettings) {
     }
     if spec.network_mode == "bridge" {
         spec.mac_address.clone_from(&e.mac_address);
+        if spec.dns.is_empty() {
+            spec.dns.clone_from(&e.dns);
+        }
     }
 }
 
@@ -1000,6 +1006,7 @@ mod tests {
                 "http://169.254.170.2/v4/x".into(),
             )],
             mac_address: Some("02:f1:00:00:00:01".into()),
+            dns: vec!["169.254.170.2".into()],
         };
         let id = Identity {
             instance_id: "i".into(),

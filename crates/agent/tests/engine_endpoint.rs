@@ -42,6 +42,8 @@ impl Setup {
     async fn engine(&self, host: Result<PathBuf, String>) -> (Engine, Reports) {
         let mut cfg = self.h.config();
         cfg.task_endpoint = Some(TaskEndpointSetup {
+            names: None,
+            upstreams: Vec::new(),
             redirector: self.rules.clone(),
             reach: Some(Reach {
                 bridge: Ok(Ipv4Addr::new(172, 17, 0, 1)),

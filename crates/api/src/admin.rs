@@ -40,6 +40,9 @@ impl ReplicaInfo {
 /// - `OpenLogStream` `{"containerInstanceArn", "logGroupName", "logStreamName", "createGroup"}`
 ///   -> `{"generation": N}`: an agent opens the `awslogs` stream of a container on its host
 ///   (the stream's events stay on that host; see [`crate::logs`]).
+/// - `ResolveName` `{"name", "type"}` -> a `flotilla_protocol::dns::ResolveNameAnswer`: what
+///   a task's DNS query for a Cloud Map name answers (`flotilla_servicediscovery::dns`), asked by
+///   the agent's task resolver.
 /// - `LogQuery` `{"owner", "request"}` -> the owner's answer
 ///   (`flotilla_logs::query::LogResponse`): another replica asks this one for streams it holds
 ///   itself (its own, or an agent whose session is here); nothing is forwarded further.
@@ -76,10 +79,11 @@ pub async fn admin(
         "Status" => Ok(status(api).await),
         "OpenLogStream" => open_log_stream(api, input).await,
         "LogQuery" => log_query(api, input).await,
+        flotilla_protocol::dns::RESOLVE_NAME => resolve_name(api, input).await,
         other => Err(EcsError::new(
             flotilla_model::ErrorCode::UnknownOperationException,
             format!(
-                "'{ADMIN}{other}' is not a Flotilla operation (known: {ADMIN}ReclaimSpot, {ADMIN}Status, {ADMIN}OpenLogStream, {ADMIN}LogQuery).",
+                "'{ADMIN}{other}' is not a Flotilla operation (known: {ADMIN}ReclaimSpot, {ADMIN}Status, {ADMIN}OpenLogStream, {ADMIN}LogQuery, {ADMIN}ResolveName).",
                 ADMIN = crate::server::ADMIN_TARGET_PREFIX
             ),
         )),
@@ -259,4 +263,52 @@ async fn log_query(api: &Api, input: &Value) -> Result<Value, EcsError> {
             "{owner} is not reachable from this replica (no session of it here)"
         ))),
     }
+}
+
+async fn resolve_name(api: &Api, input: &Value) -> Result<Value, EcsError> {
+    use flotilla_protocol::dns::{ResolveNameAnswer, ResolveNameRequest, ResolvedData, ResolvedRecord};
+    use flotilla_servicediscovery::dns::{self, Answer, QueryType, RecordData};
+    let req: ResolveNameRequest = serde_json::from_value(input.clone()).map_err(|e| {
+        EcsError::invalid_parameter(format!("ResolveName takes {{\"name\", \"type\"}}: {e}"))
+    })?;
+    let code = req.type_code().ok_or_else(|| {
+        EcsError::invalid_parameter(format!(
+            "type must be A, AAAA, SRV or a DNS type number, not {:?}.",
+            req.record_type
+        ))
+    })?;
+    let answer = dns::resolve(api.plane.store.as_ref(), &req.name, QueryType::from_code(code))
+        .await
+        .map_err(|e| EcsError::server(e.message))?;
+    let wire = |r: dns::Record| ResolvedRecord {
+        name: r.name,
+        ttl: r.ttl,
+        data: match r.data {
+            RecordData::A(address) => ResolvedData::A { address },
+            RecordData::Aaaa(address) => ResolvedData::Aaaa { address },
+            RecordData::Srv {
+                priority,
+                weight,
+                port,
+                target,
+            } => ResolvedData::Srv {
+                priority,
+                weight,
+                port,
+                target,
+            },
+        },
+    };
+    let out = match answer {
+        Answer::Records {
+            answers,
+            additionals,
+        } => ResolveNameAnswer::Records {
+            answers: answers.into_iter().map(wire).collect(),
+            additionals: additionals.into_iter().map(wire).collect(),
+        },
+        Answer::NxDomain { zone } => ResolveNameAnswer::NxDomain { zone },
+        Answer::NotOurs => ResolveNameAnswer::NotOurs,
+    };
+    serde_json::to_value(out).map_err(|e| EcsError::server(format!("could not encode the answer: {e}")))
 }

@@ -29,11 +29,16 @@ pub struct HostArgs {
     /// How long stopped containers are kept before they are removed.
     #[arg(long, default_value_t = 3 * 3600)]
     cleanup_delay_seconds: u64,
-    /// Do not serve the task metadata endpoint (ECS_CONTAINER_METADATA_URI_V4) and task role
-    /// credentials at 169.254.170.2 (which takes NAT rules installed with iptables): containers
-    /// get neither, and tasks with a taskRoleArn fail to start on this host.
+    /// Do not serve the task metadata endpoint (ECS_CONTAINER_METADATA_URI_V4), task role
+    /// credentials and the task resolver (DNS for Cloud Map names) at 169.254.170.2 (which
+    /// takes NAT rules installed with iptables): containers get none of them (they keep
+    /// Docker's DNS servers), and tasks with a taskRoleArn fail to start on this host.
     #[arg(long)]
     no_task_endpoint: bool,
+    /// The resolvers (IP or IP:PORT, comma separated) the task resolver forwards names that are
+    /// not Cloud Map's to [default: the name servers of the host's /etc/resolv.conf].
+    #[arg(long, value_delimiter = ',', value_name = "IP[:PORT]")]
+    task_dns_upstream: Vec<String>,
 }
 
 /// Flags of `flotilla agent`.
@@ -81,6 +86,17 @@ fn apply_host(cfg: &mut AgentConfig, host: &HostArgs) -> anyhow::Result<()> {
         })?;
     cfg.cleanup_delay = std::time::Duration::from_secs(host.cleanup_delay_seconds);
     cfg.task_endpoint = !host.no_task_endpoint;
+    if !host.task_dns_upstream.is_empty() {
+        let mut upstreams = Vec::new();
+        for u in &host.task_dns_upstream {
+            let addr = u
+                .parse::<std::net::SocketAddr>()
+                .or_else(|_| u.parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()))
+                .with_context(|| format!("--task-dns-upstream takes IP or IP:PORT, got '{u}'"))?;
+            upstreams.push(addr);
+        }
+        cfg.dns_upstreams = Some(upstreams);
+    }
     Ok(())
 }
 

@@ -88,6 +88,12 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
         cfg.api.arns.region.clone(),
         cfg.api.arns.account.clone(),
     );
+    // AWS Cloud Map: its records in the store under `servicediscovery/`.
+    let service_discovery = flotilla_servicediscovery::ServiceDiscovery::new(
+        store.clone(),
+        cfg.api.arns.region.clone(),
+        cfg.api.arns.account.clone(),
+    );
     let api = Arc::new(
         Api::new(store.clone(), cfg.api.clone(), Arc::new(SystemClock))
             .with_traffic(Arc::new(flotilla_traffic::StoreTraffic::new(store)))
@@ -102,6 +108,7 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
                 flotilla_logs_service::LogsApi(logs.clone()),
             )))
             .with_service(Arc::new(flotilla_edge::query::AwsQuery(elbv2)))
+            .with_service(Arc::new(flotilla_edge::json::AwsJson(service_discovery)))
             .with_logs(logs, agent_logs),
     );
     tracing::info!(%addr, store = %cfg.store, region = %cfg.api.arns.region, account = %cfg.api.arns.account, "serving the ECS API");

@@ -46,6 +46,7 @@
 
 #![warn(missing_docs)]
 
+pub mod dns;
 pub mod exec;
 pub mod runnable;
 

@@ -70,6 +70,26 @@ impl TaskOwner {
         Some(ep.reach().route(&a.network_mode, a.network.as_ref()))
     }
 
+    /// Whether the agent serves the task resolver (bridge containers and awsvpc pause
+    /// containers then get `169.254.170.2` as DNS server, and the task a rule for UDP port 53).
+    pub(super) fn serves_dns(&self) -> bool {
+        self.inner
+            .endpoint
+            .as_ref()
+            .is_some_and(|ep| ep.serves_dns())
+    }
+
+    /// The DNS servers of the task's pause container (awsvpc): the task resolver when the
+    /// endpoint reaches the task and serves it.
+    pub(super) fn pause_dns(&self) -> Vec<String> {
+        let reached = matches!(self.endpoint_route(), Some(Ok(Route::Awsvpc { .. })));
+        if reached && !self.endpoint.gave_up && self.serves_dns() {
+            vec![metadata::redirect::ENDPOINT_ADDRESS.to_string()]
+        } else {
+            Vec::new()
+        }
+    }
+
     /// Whether host tasks get their cgroup for the endpoint's rule.
     pub(super) fn host_endpoint(&self) -> bool {
         matches!(self.endpoint_route(), Some(Ok(Route::Host { .. })))
@@ -123,7 +143,16 @@ impl TaskOwner {
             // Before the container is created with them: a crash in between keeps them.
             self.persist();
         }
-        Some(EndpointSettings { env, mac_address })
+        let dns = if matches!(route, Route::Bridge { .. }) && self.serves_dns() {
+            vec![metadata::redirect::ENDPOINT_ADDRESS.to_string()]
+        } else {
+            Vec::new()
+        };
+        Some(EndpointSettings {
+            env,
+            mac_address,
+            dns,
+        })
     }
 
     fn take_credentials(&mut self, c: RoleCredentials) {
@@ -237,13 +266,21 @@ impl TaskOwner {
             Route::Bridge { gateway } => {
                 for c in self.ctrs.iter().filter(|c| c.runtime_id.is_some()) {
                     if let Some(mac) = self.p.endpoint.macs.get(&c.name) {
-                        wanted.push(ep.rule(&arn, &Source::Mac(mac.clone()), Some(*gateway)));
+                        let source = Source::Mac(mac.clone());
+                        wanted.push(ep.rule(&arn, &source, Some(*gateway)));
+                        if ep.serves_dns() {
+                            wanted.push(ep.dns_rule(&arn, &source, Some(*gateway)));
+                        }
                     }
                 }
             }
             Route::Awsvpc { gateway, mac } => {
                 if self.p.pause_id.is_some() {
-                    wanted.push(ep.rule(&arn, &Source::Mac(mac.clone()), Some(*gateway)));
+                    let source = Source::Mac(mac.clone());
+                    wanted.push(ep.rule(&arn, &source, Some(*gateway)));
+                    if ep.serves_dns() {
+                        wanted.push(ep.dns_rule(&arn, &source, Some(*gateway)));
+                    }
                 }
             }
             Route::Host { cgroup2 } => {

@@ -136,12 +136,19 @@ pub struct TaskEndpointSetup {
     /// What the endpoint can reach; `None`: found out at start
     /// ([`crate::metadata::Reach::detect`]).
     pub reach: Option<crate::metadata::Reach>,
+    /// Where the task resolver asks for Cloud Map names (the server); `None`: no task
+    /// resolver, and tasks keep the DNS servers Docker gives them.
+    pub names: Option<Arc<dyn crate::metadata::dns::NameSource>>,
+    /// The resolvers other names are forwarded to (the host's).
+    pub upstreams: Vec<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for TaskEndpointSetup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TaskEndpointSetup")
             .field("reach", &self.reach)
+            .field("dns", &self.names.is_some())
+            .field("upstreams", &self.upstreams)
             .finish_non_exhaustive()
     }
 }
@@ -310,7 +317,14 @@ impl Engine {
             )
             .await
             {
-                Ok(e) => Some(e),
+                Ok(e) => {
+                    if let Some(names) = &setup.names {
+                        if let Err(why) = e.serve_dns(names.clone(), setup.upstreams.clone()).await {
+                            warn!(reason = %why, "tasks keep Docker's DNS servers");
+                        }
+                    }
+                    Some(e)
+                }
                 Err(e) => {
                     warn!(error = %e, "the task metadata and credentials endpoint cannot listen; tasks run without it");
                     None

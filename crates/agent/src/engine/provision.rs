@@ -107,12 +107,14 @@ impl TaskOwner {
                 Err(e) => return Err(TaskFailure::Pause(e)),
             }
         }
-        let spec = spec::pause_spec(
+        let mut spec = spec::pause_spec(
             self.assignment(),
             &n,
             &self.inner.identity,
             &self.placement(),
         );
+        // The task's containers share the pause container's resolv.conf.
+        spec.dns = self.pause_dns();
         let id = match rt.create(&spec).await {
             Ok(id) => id,
             Err(RuntimeError::Conflict(_)) => rt

@@ -25,10 +25,16 @@
 //! every case. A task the endpoint cannot reach runs without the variables, unless it has a task
 //! role: then it fails to start, saying why.
 //!
+//! The same port number serves DNS over UDP for the tasks it reaches ([`dns`], the task
+//! resolver: Cloud Map names answered by the server, other names forwarded to the host's
+//! resolvers), reached through a second NAT rule per task for UDP port 53 of `169.254.170.2`;
+//! bridge containers and awsvpc pause containers get `169.254.170.2` as their DNS server.
+//!
 //! What this is not: the decisions of when to ask for credentials (the task's owner) or the
 //! issuing of them (the server).
 
 pub mod credentials;
+pub mod dns;
 pub mod documents;
 pub mod redirect;
 
@@ -258,6 +264,8 @@ pub struct TaskEndpoint {
     redirector: Arc<dyn Redirector>,
     registry: Mutex<Registry>,
     accept: Mutex<Option<tokio::task::AbortHandle>>,
+    /// The task resolver's UDP server, once [`TaskEndpoint::serve_dns`] started it.
+    dns: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -267,6 +275,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Drop for TaskEndpoint {
     fn drop(&mut self) {
         if let Some(a) = lock(&self.accept).take() {
+            a.abort();
+        }
+        if let Some(a) = lock(&self.dns).take() {
             a.abort();
         }
     }
@@ -373,6 +384,7 @@ impl TaskEndpoint {
             redirector,
             registry: Mutex::new(Registry::default()),
             accept: Mutex::new(None),
+            dns: Mutex::new(None),
         });
         endpoint.sweep().await;
         let weak = Arc::downgrade(&endpoint);
@@ -385,6 +397,75 @@ impl TaskEndpoint {
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Serves the task resolver ([`dns`]) on UDP at the endpoint's port number, answering
+    /// Cloud Map names from `source` and forwarding the others to `upstreams`.
+    pub async fn serve_dns(
+        self: &Arc<Self>,
+        source: Arc<dyn dns::NameSource>,
+        upstreams: Vec<SocketAddr>,
+    ) -> Result<(), String> {
+        let socket = tokio::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, self.port))
+            .await
+            .map_err(|e| format!("the task resolver cannot listen on UDP port {}: {e}", self.port))?;
+        if upstreams.is_empty() {
+            warn!("the host has no resolver in /etc/resolv.conf: tasks resolve only Cloud Map names");
+        }
+        let resolver = Arc::new(dns::Resolver::new(source, upstreams));
+        let task = tokio::spawn(dns::serve_udp(socket, resolver, Arc::downgrade(self)));
+        *lock(&self.dns) = Some(task.abort_handle());
+        info!(port = self.port, "task resolver listening (UDP)");
+        Ok(())
+    }
+
+    /// Whether the task resolver is served (tasks then get `169.254.170.2` as DNS server).
+    pub fn serves_dns(&self) -> bool {
+        lock(&self.dns).is_some()
+    }
+
+    /// The rule that sends `source`'s DNS queries to the task resolver, tagged with `task_arn`.
+    pub fn dns_rule(&self, task_arn: &str, source: &Source, gateway: Option<Ipv4Addr>) -> Rule {
+        Rule::dns_to_endpoint(
+            source,
+            gateway,
+            self.port,
+            &Tag {
+                instance_id: self.instance_id.clone(),
+                task_arn: task_arn.to_string(),
+            },
+        )
+    }
+
+    /// Whether `peer` is an address of a task the endpoint serves (an awsvpc task's, a bridge
+    /// container's; a bridge container that just started is inspected).
+    pub async fn is_task_address(&self, peer: IpAddr) -> bool {
+        let views: Vec<TaskView> = lock(&self.registry)
+            .tasks
+            .values()
+            .map(|p| p.view.clone())
+            .collect();
+        let mut unknown = Vec::new();
+        for v in &views {
+            let known: Vec<IpAddr> = v
+                .containers
+                .iter()
+                .filter_map(|c| c.ip_address.as_deref()?.parse().ok())
+                .collect();
+            match source_allowed(&v.network, &known, peer, IpAddr::V4(Ipv4Addr::UNSPECIFIED)) {
+                Some(true) if v.network != NetworkView::Host => return true,
+                None => unknown.extend(v.containers.iter().filter(|c| c.ip_address.is_none()).filter_map(|c| c.docker_id.clone())),
+                _ => {}
+            }
+        }
+        for id in unknown {
+            if let Ok(info) = self.runtime.inspect(&id).await {
+                if info.ip_address.as_deref().and_then(|a| a.parse().ok()) == Some(peer) {
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     /// What it can reach.

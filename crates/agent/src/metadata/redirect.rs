@@ -1,6 +1,7 @@
 //! How a task's traffic to `169.254.170.2:80` reaches this agent's endpoint: one NAT rule per
 //! container (bridge), per task (awsvpc, host), installed before the containers start and
-//! removed when the task stops.
+//! removed when the task stops; and, for bridge and awsvpc tasks, a second rule of the same
+//! match for UDP port 53, to the task resolver on the same port number ([`super::dns`]).
 //!
 //! Why per task and not one rule for the host (as the ECS agent does): several agents may drive
 //! one Docker engine (the test suite runs a server and agents per module; a region runs six
@@ -32,6 +33,8 @@ use std::net::Ipv4Addr;
 pub const ENDPOINT_ADDRESS: Ipv4Addr = Ipv4Addr::new(169, 254, 170, 2);
 /// The port every task reaches the endpoint at.
 pub const ENDPOINT_PORT: u16 = 80;
+/// The port every task reaches its resolver at (UDP).
+pub const DNS_PORT: u16 = 53;
 /// The first word of every rule's comment.
 pub const COMMENT_PREFIX: &str = "flotilla-task-endpoint";
 
@@ -117,6 +120,28 @@ impl Rule {
     /// The rule that sends `source`'s traffic to `169.254.170.2:80` to the endpoint:
     /// `gateway:port` (DNAT, from a bridge) or `port` on the host (REDIRECT, local traffic).
     pub fn to_endpoint(source: &Source, gateway: Option<Ipv4Addr>, port: u16, tag: &Tag) -> Rule {
+        Self::build(source, gateway, port, tag, "tcp", ENDPOINT_PORT)
+    }
+
+    /// The rule that sends `source`'s DNS queries (UDP) to `169.254.170.2:53` to the task
+    /// resolver on the endpoint's port number ([`super::dns`]).
+    pub fn dns_to_endpoint(
+        source: &Source,
+        gateway: Option<Ipv4Addr>,
+        port: u16,
+        tag: &Tag,
+    ) -> Rule {
+        Self::build(source, gateway, port, tag, "udp", DNS_PORT)
+    }
+
+    fn build(
+        source: &Source,
+        gateway: Option<Ipv4Addr>,
+        port: u16,
+        tag: &Tag,
+        protocol: &str,
+        dport: u16,
+    ) -> Rule {
         let mut args: Vec<String> = Vec::new();
         let chain = match source {
             Source::Mac(mac) => {
@@ -132,8 +157,8 @@ impl Rule {
         };
         args.push("-d".into());
         args.push(format!("{ENDPOINT_ADDRESS}/32"));
-        args.extend(["-p", "tcp", "-m", "tcp", "--dport"].map(String::from));
-        args.push(ENDPOINT_PORT.to_string());
+        args.extend(["-p", protocol, "-m", protocol, "--dport"].map(String::from));
+        args.push(dport.to_string());
         args.extend(["-m", "comment", "--comment"].map(String::from));
         args.push(tag.comment());
         match (chain, gateway) {
@@ -385,6 +410,23 @@ mod tests {
         assert_eq!(
             r.args.join(" "),
             "-m mac --mac-source 02:f1:00:00:00:01 -d 169.254.170.2/32 -p tcp -m tcp --dport 80 \
+             -m comment --comment flotilla-task-endpoint instance=i1 task=arn:aws:ecs:us-east-1:1:task/c/t1 \
+             -j DNAT --to-destination 172.17.0.1:40123"
+        );
+        assert_eq!(r.tag(), Some(tag("t1")));
+    }
+
+    #[test]
+    fn dns_rules_send_udp_53_to_the_same_port() {
+        let r = Rule::dns_to_endpoint(
+            &Source::Mac("02:f1:00:00:00:01".into()),
+            Some(Ipv4Addr::new(172, 17, 0, 1)),
+            40123,
+            &tag("t1"),
+        );
+        assert_eq!(
+            r.args.join(" "),
+            "-m mac --mac-source 02:f1:00:00:00:01 -d 169.254.170.2/32 -p udp -m udp --dport 53 \
              -m comment --comment flotilla-task-endpoint instance=i1 task=arn:aws:ecs:us-east-1:1:task/c/t1 \
              -j DNAT --to-destination 172.17.0.1:40123"
         );
