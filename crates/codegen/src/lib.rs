@@ -207,7 +207,8 @@ pub fn errors_rs(model: &Value) -> String {
     code.push_str("        }\n    }\n    /// Whether the caller is at fault (`senderFault`, or not a `fault`): the awsQuery\n    /// `<Type>` is `Sender`, else `Receiver`.\n    pub fn sender_fault(&self) -> bool {\n        match self {\n");
     for (name, shape) in &errors {
         let sender = shape["error"]["senderFault"].as_bool().unwrap_or(false)
-            || (shape.get("fault").is_none() && shape["error"]["httpStatusCode"].as_u64().unwrap_or(400) < 500);
+            || (shape.get("fault").is_none()
+                && shape["error"]["httpStatusCode"].as_u64().unwrap_or(400) < 500);
         writeln!(code, "            ErrorShape::{name} => {sender},").unwrap();
     }
     code.push_str("        }\n    }\n}\n");

@@ -519,6 +519,9 @@ impl Elbv2 {
                 .ok_or_else(|| {
                     Elbv2Error::validation(format!("Priority '{n}' must be between 1 and 50000"))
                 })?;
+            if !matches!(self.scope.parse(a), Some(arn::Named::Rule { .. })) {
+                return Err(Elbv2Error::rule_not_found());
+            }
             if wanted.insert(a.clone(), n).is_some() {
                 return Err(Elbv2Error::validation(format!(
                     "Rule '{a}' is specified more than once"
