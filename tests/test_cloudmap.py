@@ -421,7 +421,7 @@ def addresses(text):
     words = text.split()
     out = []
     for i, w in enumerate(words):
-        if w == "Address:" and i + 1 < len(words) and not words[i + 1].endswith("#53"):
+        if w == "Address:" and i + 1 < len(words) and not words[i + 1].endswith(("#53", ":53")):
             out.append(words[i + 1])
     return sorted(out)
 

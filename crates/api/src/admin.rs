@@ -266,7 +266,9 @@ async fn log_query(api: &Api, input: &Value) -> Result<Value, EcsError> {
 }
 
 async fn resolve_name(api: &Api, input: &Value) -> Result<Value, EcsError> {
-    use flotilla_protocol::dns::{ResolveNameAnswer, ResolveNameRequest, ResolvedData, ResolvedRecord};
+    use flotilla_protocol::dns::{
+        ResolveNameAnswer, ResolveNameRequest, ResolvedData, ResolvedRecord,
+    };
     use flotilla_servicediscovery::dns::{self, Answer, QueryType, RecordData};
     let req: ResolveNameRequest = serde_json::from_value(input.clone()).map_err(|e| {
         EcsError::invalid_parameter(format!("ResolveName takes {{\"name\", \"type\"}}: {e}"))
@@ -277,9 +279,13 @@ async fn resolve_name(api: &Api, input: &Value) -> Result<Value, EcsError> {
             req.record_type
         ))
     })?;
-    let answer = dns::resolve(api.plane.store.as_ref(), &req.name, QueryType::from_code(code))
-        .await
-        .map_err(|e| EcsError::server(e.message))?;
+    let answer = dns::resolve(
+        api.plane.store.as_ref(),
+        &req.name,
+        QueryType::from_code(code),
+    )
+    .await
+    .map_err(|e| EcsError::server(e.message))?;
     let wire = |r: dns::Record| ResolvedRecord {
         name: r.name,
         ttl: r.ttl,
@@ -310,5 +316,6 @@ async fn resolve_name(api: &Api, input: &Value) -> Result<Value, EcsError> {
         Answer::NxDomain { zone } => ResolveNameAnswer::NxDomain { zone },
         Answer::NotOurs => ResolveNameAnswer::NotOurs,
     };
-    serde_json::to_value(out).map_err(|e| EcsError::server(format!("could not encode the answer: {e}")))
+    serde_json::to_value(out)
+        .map_err(|e| EcsError::server(format!("could not encode the answer: {e}")))
 }

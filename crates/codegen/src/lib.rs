@@ -584,12 +584,7 @@ fn gen_operations(code: &mut String, model: &Value, service_title: &str) {
                     .collect()
             })
             .unwrap_or_default();
-        writeln!(
-            code,
-            "            {e}::{name} => &[{}],",
-            errs.join(", ")
-        )
-        .unwrap();
+        writeln!(code, "            {e}::{name} => &[{}],", errs.join(", ")).unwrap();
     }
     code.push_str("        }\n    }\n}\n\n");
 }

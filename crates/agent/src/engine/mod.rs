@@ -319,7 +319,8 @@ impl Engine {
             {
                 Ok(e) => {
                     if let Some(names) = &setup.names {
-                        if let Err(why) = e.serve_dns(names.clone(), setup.upstreams.clone()).await {
+                        if let Err(why) = e.serve_dns(names.clone(), setup.upstreams.clone()).await
+                        {
                             warn!(reason = %why, "tasks keep Docker's DNS servers");
                         }
                     }

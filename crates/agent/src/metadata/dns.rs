@@ -337,10 +337,20 @@ mod tests {
             }
             other => panic!("SRV expected, got {other:?}"),
         }
-        assert_eq!(wire.additionals[0].data, RData::A(A(Ipv4Addr::new(10, 0, 0, 1))));
+        assert_eq!(
+            wire.additionals[0].data,
+            RData::A(A(Ipv4Addr::new(10, 0, 0, 1)))
+        );
 
-        let nx = respond(&q, &ResolveNameAnswer::NxDomain { zone: "corp.local".into() });
-        let Reply::Answer(nx) = nx else { panic!("an answer expected") };
+        let nx = respond(
+            &q,
+            &ResolveNameAnswer::NxDomain {
+                zone: "corp.local".into(),
+            },
+        );
+        let Reply::Answer(nx) = nx else {
+            panic!("an answer expected")
+        };
         assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
         assert_eq!(respond(&q, &ResolveNameAnswer::NotOurs), Reply::Forward);
     }

@@ -408,9 +408,16 @@ impl TaskEndpoint {
     ) -> Result<(), String> {
         let socket = tokio::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, self.port))
             .await
-            .map_err(|e| format!("the task resolver cannot listen on UDP port {}: {e}", self.port))?;
+            .map_err(|e| {
+                format!(
+                    "the task resolver cannot listen on UDP port {}: {e}",
+                    self.port
+                )
+            })?;
         if upstreams.is_empty() {
-            warn!("the host has no resolver in /etc/resolv.conf: tasks resolve only Cloud Map names");
+            warn!(
+                "the host has no resolver in /etc/resolv.conf: tasks resolve only Cloud Map names"
+            );
         }
         let resolver = Arc::new(dns::Resolver::new(source, upstreams));
         let task = tokio::spawn(dns::serve_udp(socket, resolver, Arc::downgrade(self)));
@@ -454,7 +461,12 @@ impl TaskEndpoint {
                 .collect();
             match source_allowed(&v.network, &known, peer, IpAddr::V4(Ipv4Addr::UNSPECIFIED)) {
                 Some(true) if v.network != NetworkView::Host => return true,
-                None => unknown.extend(v.containers.iter().filter(|c| c.ip_address.is_none()).filter_map(|c| c.docker_id.clone())),
+                None => unknown.extend(
+                    v.containers
+                        .iter()
+                        .filter(|c| c.ip_address.is_none())
+                        .filter_map(|c| c.docker_id.clone()),
+                ),
                 _ => {}
             }
         }
