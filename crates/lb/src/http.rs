@@ -16,12 +16,11 @@ use arc_swap::ArcSwap;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri, Version};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use crate::body::{Lease, ProxyBody};
 use crate::metrics::Metrics;
-use crate::state::{BackendState, ListenerRt, Outstanding, Sender};
+use crate::state::{BackendState, ListenerRt, Outstanding};
+use crate::upstream::BackendConn;
 
 /// What every request of one HTTP listener shares.
 pub(crate) struct HttpCtx {
@@ -96,10 +95,10 @@ async fn forward(ctx: &HttpCtx, mut req: Request<Incoming>, peer: SocketAddr) ->
         let backend = &group.members[i].state;
         let outstanding = Outstanding::new(backend.clone());
         match send(backend, req, ctx.connect_timeout, idle_timeout).await {
-            Sent::Response(resp, sender) => {
+            Sent::Response(resp, conn) => {
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
-                let lease = Lease { outstanding, sender: Some(sender) };
+                let lease = Lease { outstanding, conn: Some(conn) };
                 return Ok(Response::from_parts(parts, ProxyBody::upstream(body, lease)));
             }
             Sent::NotSent(r) => {
@@ -118,28 +117,32 @@ async fn forward(ctx: &HttpCtx, mut req: Request<Incoming>, peer: SocketAddr) ->
 
 /// What became of one attempt on one backend.
 enum Sent {
-    Response(Response<Incoming>, Sender),
+    Response(Response<Incoming>, BackendConn),
     /// Connecting failed: the request was not sent and may go to another backend.
     NotSent(Request<Incoming>),
     Failed(Refusal),
 }
 
 async fn send(backend: &Arc<BackendState>, mut req: Request<Incoming>, connect_timeout: Duration, idle_timeout: Duration) -> Sent {
-    // A pooled connection the backend closed just now gives the request back unsent: then try
-    // a fresh connection to the same backend.
-    let mut pooled = backend.take_idle();
+    // A pooled connection the backend has closed gives the request back unsent (or is found
+    // closed before): then the next pooled one, or a fresh connection to the same backend.
     loop {
-        let fresh = pooled.is_none();
-        let mut sender = match pooled.take() {
-            Some(s) => s,
-            None => match connect(backend.addr, connect_timeout).await {
-                Ok(s) => s,
-                Err(()) => return Sent::NotSent(req),
+        let (mut conn, fresh) = match backend.take_idle() {
+            Some(c) => (c, false),
+            None => match BackendConn::connect(backend.addr, connect_timeout).await {
+                Ok(c) => (c, true),
+                Err(_) => return Sent::NotSent(req),
             },
         };
-        match tokio::time::timeout(idle_timeout, sender.try_send_request(req)).await {
+        if !conn.ready().await {
+            if fresh {
+                return Sent::NotSent(req);
+            }
+            continue;
+        }
+        match tokio::time::timeout(idle_timeout, conn.send(req)).await {
             Err(_elapsed) => return Sent::Failed(Refusal::Timeout),
-            Ok(Ok(resp)) => return Sent::Response(resp, sender),
+            Ok(Ok(resp)) => return Sent::Response(resp, conn),
             Ok(Err(mut e)) => match e.take_message() {
                 Some(r) if !fresh => req = r,
                 Some(r) => return Sent::NotSent(r),
@@ -150,32 +153,6 @@ async fn send(backend: &Arc<BackendState>, mut req: Request<Incoming>, connect_t
             },
         }
     }
-}
-
-/// A new keep-alive connection to `addr`, its I/O driven by a task of its own.
-pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, ()> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::debug!(backend = %addr, error = %e, "connect failed");
-            return Err(());
-        }
-        Err(_) => {
-            tracing::debug!(backend = %addr, "connect timed out");
-            return Err(());
-        }
-    };
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| tracing::debug!(backend = %addr, error = %e, "handshake failed"))?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(backend = %addr, error = %e, "backend connection ended");
-        }
-    });
-    Ok(sender)
 }
 
 /// The request as the backend sees it: HTTP/1.1 in origin form, hop-by-hop headers removed,

@@ -8,7 +8,7 @@
 //!
 //! Modules: [`table`] (what to serve; pure data), `routing` (rule matching and backend choice;
 //! pure), `matcher` (health check success codes; pure), `state` (the compiled table and the
-//! per-backend pools), `http` and `tcp` (one request, one connection), [`plane`] (listeners and
+//! per-backend pools), `upstream` (a backend connection driven by its request), `http` and `tcp` (one request, one connection), [`plane`] (listeners and
 //! reloads), [`probe`], [`metrics`].
 
 mod body;
@@ -21,6 +21,7 @@ pub mod routing;
 mod state;
 pub mod table;
 mod tcp;
+mod upstream;
 
 pub use body::ProxyBody;
 pub use metrics::{BackendMetrics, MetricsSnapshot};

@@ -8,19 +8,18 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::routing::{self, Conditions};
 use crate::table::Algorithm;
-
-/// A keep-alive connection to a backend, ready for one request at a time.
-pub(crate) type Sender = SendRequest<Incoming>;
+use crate::upstream::BackendConn;
 
 /// At most this many idle connections are pooled per backend; more are closed.
 const MAX_IDLE: usize = 512;
+
+/// A pooled connection idle longer than this is closed rather than used: backends commonly
+/// close idle keep-alive connections after a few seconds, and one they closed costs a retry.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One backend address, shared by every group and snapshot that names it.
 #[derive(Debug)]
@@ -33,7 +32,9 @@ pub(crate) struct BackendState {
     /// False while no group serves it (drain, unhealthy, skip, removed): its idle connections
     /// are closed and connections that finish are not pooled.
     pub pooling: AtomicBool,
-    idle: Mutex<Vec<Sender>>,
+    /// Idle keep-alive connections, the most recently used last. Nothing polls them while they
+    /// sit here; the request that takes one drives it from then on.
+    idle: Mutex<Vec<(BackendConn, Instant)>>,
 }
 
 impl BackendState {
@@ -48,43 +49,30 @@ impl BackendState {
         }
     }
 
-    /// The most recently used idle connection that is still open.
-    pub fn take_idle(&self) -> Option<Sender> {
+    /// The most recently used idle connection, unless it idled too long.
+    pub fn take_idle(&self) -> Option<BackendConn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(s) = idle.pop() {
-            if s.is_ready() {
-                return Some(s);
-            }
+        let (conn, since) = idle.pop()?;
+        if since.elapsed() > POOL_IDLE_TIMEOUT {
+            // The rest are older still.
+            idle.clear();
+            return None;
         }
-        None
+        Some(conn)
     }
 
-    /// Pools a connection whose response has been read to the end; it becomes ready once hyper's
-    /// connection task has seen that end, which may be a moment later.
-    pub fn put_idle(self: &Arc<Self>, mut s: Sender) {
-        if !self.pooling.load(Relaxed) || s.is_closed() {
+    /// Pools a connection whose response has been read to its end.
+    pub fn put_idle(&self, conn: BackendConn) {
+        if !self.pooling.load(Relaxed) {
             return;
         }
-        if s.is_ready() {
-            self.push_idle(s);
-        } else {
-            let me = self.clone();
-            tokio::spawn(async move {
-                if s.ready().await.is_ok() {
-                    me.push_idle(s);
-                }
-            });
-        }
-    }
-
-    fn push_idle(&self, s: Sender) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if self.pooling.load(Relaxed) && idle.len() < MAX_IDLE {
-            idle.push(s);
+        if idle.len() < MAX_IDLE {
+            idle.push((conn, Instant::now()));
         }
     }
 
-    /// Stops pooling and closes the idle connections (dropping a sender closes its connection).
+    /// Stops pooling and closes the idle connections.
     pub fn stop_pooling(&self) {
         self.pooling.store(false, Relaxed);
         let drained = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));

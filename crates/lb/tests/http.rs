@@ -340,3 +340,44 @@ async fn table_round_trips_as_json() {
     assert_eq!(serde_json::from_str::<Table>(&json).unwrap(), table);
 }
 
+
+/// A backend that answers one request per connection without saying so, then closes it
+/// after a moment: the pooled connection is dead when the next request takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_connection_the_backend_closed_is_replaced() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let acc = accepted.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            acc.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                }
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nonce").await.unwrap();
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            });
+        }
+    });
+    let (plane, lb) = start(one_listener(ListenerProtocol::Http, vec![group("tg", Algorithm::RoundRobin, serve(&[addr]))], "tg")).await;
+    let mut c = Client::connect(lb).await;
+    for _ in 0..5 {
+        let r = c.get("/").await;
+        assert_eq!((r.status, r.body.as_str()), (200, "once"));
+        tokio::time::sleep(Duration::from_millis(80)).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 5);
+    assert_eq!(plane.metrics().lb_502, 0);
+    task.abort();
+    plane.shutdown().await;
+}
