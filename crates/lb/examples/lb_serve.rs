@@ -18,7 +18,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--threads" {
-            threads = Some(args.next().ok_or("--threads needs a number")?.parse::<usize>()?);
+            threads = Some(
+                args.next()
+                    .ok_or("--threads needs a number")?
+                    .parse::<usize>()?,
+            );
         } else {
             path = Some(a);
         }
@@ -28,7 +32,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(n) = threads {
         rt.worker_threads(n);
     }
-    rt.enable_all().build()?.block_on(async move {
+    let rt = rt.enable_all().build()?;
+    let served = rt.block_on(async move {
         let plane = DataPlane::new(Config::default());
         let errors = plane.apply(read(&path)?).await;
         for e in &errors {
@@ -55,5 +60,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         plane.shutdown().await;
         Ok::<_, Box<dyn std::error::Error>>(())
-    })
+    });
+    // The read of standard input may still block a thread: do not wait for it.
+    rt.shutdown_background();
+    served
 }

@@ -43,13 +43,17 @@ enum Kind {
 
 impl ProxyBody {
     pub(crate) fn upstream(body: Incoming, lease: Lease) -> Self {
-        let mut b = ProxyBody { kind: Kind::Upstream { body, lease } };
+        let mut b = ProxyBody {
+            kind: Kind::Upstream { body, lease },
+        };
         b.finish_if_done();
         b
     }
 
     pub(crate) fn local(text: &'static str) -> Self {
-        ProxyBody { kind: Kind::Local(Some(Bytes::from_static(text.as_bytes()))) }
+        ProxyBody {
+            kind: Kind::Local(Some(Bytes::from_static(text.as_bytes()))),
+        }
     }
 
     fn finish_if_done(&mut self) {
@@ -65,7 +69,10 @@ impl Body for ProxyBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
         match &mut this.kind {
             Kind::Local(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),

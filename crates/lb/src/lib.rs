@@ -26,5 +26,10 @@ mod upstream;
 pub use body::ProxyBody;
 pub use metrics::{BackendMetrics, MetricsSnapshot};
 pub use plane::{BindError, Config, DataPlane};
-pub use probe::{probe, FailReason, HealthCheck, HealthCheckProtocol, Matcher, MatcherError, ProbeResult};
-pub use table::{Algorithm, Backend, Listener, ListenerProtocol, Routing, Rule, TargetGroup, WeightedGroup, Table};
+pub use probe::{
+    probe, FailReason, HealthCheck, HealthCheckProtocol, Matcher, MatcherError, ProbeResult,
+};
+pub use table::{
+    Algorithm, Backend, Listener, ListenerProtocol, Routing, Rule, Table, TargetGroup,
+    WeightedGroup,
+};

@@ -118,14 +118,21 @@ impl ConnGuard {
     fn new(conns: &Arc<Conns>, metrics: &Arc<Metrics>) -> Self {
         conns.open.fetch_add(1, Ordering::SeqCst);
         metrics.client_connections.fetch_add(1, Ordering::Relaxed);
-        metrics.client_connections_total.fetch_add(1, Ordering::Relaxed);
-        ConnGuard { conns: conns.clone(), metrics: metrics.clone() }
+        metrics
+            .client_connections_total
+            .fetch_add(1, Ordering::Relaxed);
+        ConnGuard {
+            conns: conns.clone(),
+            metrics: metrics.clone(),
+        }
     }
 }
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        self.metrics.client_connections.fetch_sub(1, Ordering::Relaxed);
+        self.metrics
+            .client_connections
+            .fetch_sub(1, Ordering::Relaxed);
         if self.conns.open.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.conns.none_open.notify_waiters();
         }
@@ -157,8 +164,11 @@ impl DataPlane {
         let st = &mut *st;
         let compiled = self.compile(&table, st);
 
-        let wanted: HashMap<&str, (SocketAddr, ListenerProtocol)> =
-            table.listeners.iter().map(|l| (l.id.as_str(), (l.bind, l.protocol))).collect();
+        let wanted: HashMap<&str, (SocketAddr, ListenerProtocol)> = table
+            .listeners
+            .iter()
+            .map(|l| (l.id.as_str(), (l.bind, l.protocol)))
+            .collect();
         let gone: Vec<String> = st
             .listeners
             .iter()
@@ -192,9 +202,19 @@ impl DataPlane {
                     let bound = socket.local_addr().unwrap_or(l.bind);
                     let routes = Arc::new(ArcSwap::from_pointee(rt));
                     let (phase, phase_rx) = watch::channel(Phase::Serve);
-                    let accept = self.spawn_accept(socket, bound, l.protocol, routes.clone(), phase_rx);
-                    st.listeners
-                        .insert(l.id.clone(), Running { bind: l.bind, bound, protocol: l.protocol, routes, phase, accept });
+                    let accept =
+                        self.spawn_accept(socket, bound, l.protocol, routes.clone(), phase_rx);
+                    st.listeners.insert(
+                        l.id.clone(),
+                        Running {
+                            bind: l.bind,
+                            bound,
+                            protocol: l.protocol,
+                            routes,
+                            phase,
+                            accept,
+                        },
+                    );
                 }
                 Err(e) => errors.push(BindError {
                     listener: l.id.clone(),
@@ -272,7 +292,12 @@ impl DataPlane {
             let mut state_of = |addr: SocketAddr| {
                 backends
                     .entry(addr)
-                    .or_insert_with(|| st.backends.get(&addr).cloned().unwrap_or_else(|| Arc::new(BackendState::new(addr))))
+                    .or_insert_with(|| {
+                        st.backends
+                            .get(&addr)
+                            .cloned()
+                            .unwrap_or_else(|| Arc::new(BackendState::new(addr)))
+                    })
                     .clone()
             };
             for t in &tg.targets {
@@ -288,12 +313,16 @@ impl DataPlane {
                 .into_iter()
                 .map(|t| {
                     serving.insert(t.addr);
-                    Member { state: state_of(t.addr), serving_since: t.serving_since }
+                    Member {
+                        state: state_of(t.addr),
+                        serving_since: t.serving_since,
+                    }
                 })
                 .collect();
             let tick = st.ticks.get(id).cloned().unwrap_or_default();
             ticks.insert(id.clone(), tick.clone());
-            let ramping = tg.slow_start_seconds > 0 && members.iter().any(|m| m.serving_since.is_some());
+            let ramping =
+                tg.slow_start_seconds > 0 && members.iter().any(|m| m.serving_since.is_some());
             groups.insert(
                 id.as_str(),
                 Arc::new(GroupRt {
@@ -336,14 +365,21 @@ impl DataPlane {
                         groups: r
                             .forward
                             .iter()
-                            .map(|f| groups.get(f.target_group.as_str()).cloned().unwrap_or_else(|| nowhere.clone()))
+                            .map(|f| {
+                                groups
+                                    .get(f.target_group.as_str())
+                                    .cloned()
+                                    .unwrap_or_else(|| nowhere.clone())
+                            })
                             .collect(),
                         weights: r.forward.iter().map(|f| f.weight).collect(),
                     })
                     .collect(),
                 idle_timeout: l
                     .idle_timeout_seconds
-                    .map_or(self.config.idle_timeout, |s| Duration::from_secs(u64::from(s))),
+                    .map_or(self.config.idle_timeout, |s| {
+                        Duration::from_secs(u64::from(s))
+                    }),
             })
             .collect();
         let mut list: Vec<_> = backends.values().cloned().collect();
@@ -371,7 +407,10 @@ impl DataPlane {
             connect_timeout,
             port: HeaderValue::from(bound.port()),
         });
-        let tcp = Arc::new(TcpCtx { routes: routes.clone(), connect_timeout });
+        let tcp = Arc::new(TcpCtx {
+            routes: routes.clone(),
+            connect_timeout,
+        });
         tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -436,11 +475,18 @@ async fn next_phase(phase: &mut watch::Receiver<Phase>) -> Phase {
     }
 }
 
-async fn serve_http(stream: TcpStream, peer: SocketAddr, ctx: Arc<HttpCtx>, idle: Duration, mut phase: watch::Receiver<Phase>) {
+async fn serve_http(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<HttpCtx>,
+    idle: Duration,
+    mut phase: watch::Receiver<Phase>,
+) {
     let _ = stream.set_nodelay(true);
+    let client = http::Peer::new(peer);
     let svc = service_fn(move |req| {
-        let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(http::handle(&ctx, req, peer).await) }
+        let (ctx, client) = (ctx.clone(), client.clone());
+        async move { Ok::<_, Infallible>(http::handle(&ctx, req, client).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -471,7 +517,12 @@ async fn serve_http(stream: TcpStream, peer: SocketAddr, ctx: Arc<HttpCtx>, idle
     }
 }
 
-async fn serve_tcp(stream: TcpStream, peer: SocketAddr, ctx: Arc<TcpCtx>, mut phase: watch::Receiver<Phase>) {
+async fn serve_tcp(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<TcpCtx>,
+    mut phase: watch::Receiver<Phase>,
+) {
     let _ = stream.set_nodelay(true);
     let splice = tcp::serve(&ctx, stream, peer);
     tokio::pin!(splice);

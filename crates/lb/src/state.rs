@@ -129,21 +129,28 @@ impl GroupRt {
         let tick = self.tick.fetch_add(1, Relaxed);
         let now = if self.ramping { now_seconds() } else { 0.0 };
         let all_ramping = self.ramping
-            && self
-                .members
-                .iter()
-                .all(|m| routing::slow_start_factor(now, m.serving_since, self.slow_start_seconds) < 1.0);
+            && self.members.iter().all(|m| {
+                routing::slow_start_factor(now, m.serving_since, self.slow_start_seconds) < 1.0
+            });
         // ALB applies slow start only beside a backend that is already at full share.
         let share = |i: usize| {
             if !self.ramping || all_ramping {
                 1.0
             } else {
-                routing::slow_start_factor(now, self.members[i].serving_since, self.slow_start_seconds)
+                routing::slow_start_factor(
+                    now,
+                    self.members[i].serving_since,
+                    self.slow_start_seconds,
+                )
             }
         };
         match self.algorithm {
-            Algorithm::RoundRobin if !self.ramping || all_ramping => routing::round_robin(n, tick, exclude),
-            Algorithm::RoundRobin => routing::pick_by_share(n, share, rand::random::<f64>(), exclude),
+            Algorithm::RoundRobin if !self.ramping || all_ramping => {
+                routing::round_robin(n, tick, exclude)
+            }
+            Algorithm::RoundRobin => {
+                routing::pick_by_share(n, share, rand::random::<f64>(), exclude)
+            }
             Algorithm::LeastOutstandingRequests => routing::least_outstanding(
                 n,
                 |i| self.members[i].state.outstanding.load(Relaxed),
@@ -156,7 +163,10 @@ impl GroupRt {
 }
 
 fn now_seconds() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// A rule as served.
@@ -173,7 +183,8 @@ impl RuleRt {
         match self.groups.len() {
             0 => None,
             1 => self.groups.first(),
-            _ => routing::pick_weighted(&self.weights, rand::random::<u64>()).and_then(|i| self.groups.get(i)),
+            _ => routing::pick_weighted(&self.weights, rand::random::<u64>())
+                .and_then(|i| self.groups.get(i)),
         }
     }
 }

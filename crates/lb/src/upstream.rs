@@ -30,7 +30,9 @@ pub(crate) struct BackendConn {
 
 impl std::fmt::Debug for BackendConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BackendConn").field("ended", &self.ended).finish()
+        f.debug_struct("BackendConn")
+            .field("ended", &self.ended)
+            .finish()
     }
 }
 
@@ -65,7 +67,11 @@ impl BackendConn {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|_| ConnectError::Other)?;
-        Ok(BackendConn { sender, conn: Box::pin(conn), ended: false })
+        Ok(BackendConn {
+            sender,
+            conn: Box::pin(conn),
+            ended: false,
+        })
     }
 
     /// Drives the connection's I/O; false once it has ended.
@@ -99,7 +105,10 @@ impl BackendConn {
 
     /// Sends `req` and waits for the response headers, driving the connection meanwhile. An
     /// error that carries the request back means it was not sent.
-    pub async fn send(&mut self, req: Request<Incoming>) -> Result<Response<Incoming>, TrySendError<Request<Incoming>>> {
+    pub async fn send(
+        &mut self,
+        req: Request<Incoming>,
+    ) -> Result<Response<Incoming>, TrySendError<Request<Incoming>>> {
         let mut response = std::pin::pin!(self.sender.try_send_request(req));
         poll_fn(|cx| {
             self.poll_io(cx);
