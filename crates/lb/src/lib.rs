@@ -9,7 +9,7 @@
 //! Modules: [`table`] (what to serve; pure data), `routing` (rule matching and backend choice;
 //! pure), `matcher` (health check success codes; pure), `state` (the compiled table and the
 //! per-backend pools), `upstream` (a backend connection driven by its request), `http` and `tcp` (one request, one connection), [`plane`] (listeners and
-//! reloads), [`probe`], [`metrics`].
+//! reloads), `workers` (one single-threaded runtime per core), [`probe`], [`metrics`].
 
 mod body;
 mod http;
@@ -22,6 +22,7 @@ mod state;
 pub mod table;
 mod tcp;
 mod upstream;
+mod workers;
 
 pub use body::ProxyBody;
 pub use metrics::{BackendMetrics, MetricsSnapshot};

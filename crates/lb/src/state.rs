@@ -21,6 +21,9 @@ const MAX_IDLE: usize = 512;
 /// close idle keep-alive connections after a few seconds, and one they closed costs a retry.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// One worker's idle connections to a backend, each with the moment it went idle.
+type Pool = Mutex<Vec<(BackendConn, Instant)>>;
+
 /// One backend address, shared by every group and snapshot that names it.
 #[derive(Debug)]
 pub(crate) struct BackendState {
@@ -32,26 +35,30 @@ pub(crate) struct BackendState {
     /// False while no group serves it (drain, unhealthy, skip, removed): its idle connections
     /// are closed and connections that finish are not pooled.
     pub pooling: AtomicBool,
-    /// Idle keep-alive connections, the most recently used last. Nothing polls them while they
-    /// sit here; the request that takes one drives it from then on.
-    idle: Mutex<Vec<(BackendConn, Instant)>>,
+    /// Idle keep-alive connections per worker (a connection belongs to the runtime that made
+    /// it), the most recently used last. Nothing polls them while they sit here; the request
+    /// that takes one drives it from then on.
+    idle: Box<[Pool]>,
 }
 
 impl BackendState {
-    pub fn new(addr: SocketAddr) -> Self {
+    /// `workers`: how many pools to keep, one per worker.
+    pub fn new(addr: SocketAddr, workers: usize) -> Self {
         BackendState {
             addr,
             outstanding: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
             pooling: AtomicBool::new(true),
-            idle: Mutex::new(Vec::new()),
+            idle: (0..workers.max(1))
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
         }
     }
 
     /// The most recently used idle connection, unless it idled too long.
     pub fn take_idle(&self) -> Option<BackendConn> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.pool().lock().unwrap_or_else(|e| e.into_inner());
         let (conn, since) = idle.pop()?;
         if since.elapsed() > POOL_IDLE_TIMEOUT {
             // The rest are older still.
@@ -66,7 +73,7 @@ impl BackendState {
         if !self.pooling.load(Relaxed) {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.pool().lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push((conn, Instant::now()));
         }
@@ -75,12 +82,22 @@ impl BackendState {
     /// Stops pooling and closes the idle connections.
     pub fn stop_pooling(&self) {
         self.pooling.store(false, Relaxed);
-        let drained = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
-        drop(drained);
+        for pool in self.idle.iter() {
+            let drained = std::mem::take(&mut *pool.lock().unwrap_or_else(|e| e.into_inner()));
+            drop(drained);
+        }
     }
 
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.idle
+            .iter()
+            .map(|p| p.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
+    }
+
+    /// The calling worker's pool.
+    fn pool(&self) -> &Pool {
+        &self.idle[crate::workers::current() % self.idle.len()]
     }
 }
 
