@@ -145,26 +145,18 @@ impl GroupRt {
         let n = self.members.len();
         let tick = self.tick.fetch_add(1, Relaxed);
         let now = if self.ramping { now_seconds() } else { 0.0 };
-        let all_ramping = self.ramping
-            && self.members.iter().all(|m| {
-                routing::slow_start_factor(now, m.serving_since, self.slow_start_seconds) < 1.0
-            });
-        // ALB applies slow start only beside a backend that is already at full share.
-        let share = |i: usize| {
-            if !self.ramping || all_ramping {
-                1.0
-            } else {
-                routing::slow_start_factor(
-                    now,
-                    self.members[i].serving_since,
-                    self.slow_start_seconds,
-                )
-            }
+        let factor = |i: usize| {
+            let m: &Member = &self.members[i];
+            routing::slow_start_factor(now, m.serving_since, self.slow_start_seconds)
         };
+        // ALB applies slow start only beside a backend that is already at full share.
+        let weighted = self.ramping && {
+            let ramping_now = (0..n).filter(|&i| factor(i) < 1.0).count();
+            ramping_now > 0 && ramping_now < n
+        };
+        let share = |i: usize| if weighted { factor(i) } else { 1.0 };
         match self.algorithm {
-            Algorithm::RoundRobin if !self.ramping || all_ramping => {
-                routing::round_robin(n, tick, exclude)
-            }
+            Algorithm::RoundRobin if !weighted => routing::round_robin(n, tick, exclude),
             Algorithm::RoundRobin => {
                 routing::pick_by_share(n, share, rand::random::<f64>(), exclude)
             }
@@ -222,5 +214,75 @@ impl ListenerRt {
     /// The default rule (TCP listeners use only it).
     pub fn default_rule(&self) -> Option<&RuleRt> {
         self.rules.last()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(algorithm: Algorithm, since: &[Option<f64>], slow_start_seconds: u32) -> GroupRt {
+        let members: Vec<Member> = since
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| Member {
+                state: Arc::new(BackendState::new(
+                    SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16)),
+                    1,
+                )),
+                serving_since: s,
+            })
+            .collect();
+        let ramping = slow_start_seconds > 0 && members.iter().any(|m| m.serving_since.is_some());
+        GroupRt {
+            algorithm,
+            slow_start_seconds,
+            members,
+            ramping,
+            tick: Arc::default(),
+        }
+    }
+
+    fn counts(g: &GroupRt, n: usize) -> Vec<usize> {
+        let mut c = vec![0; g.members.len()];
+        for _ in 0..n {
+            c[g.pick(None).unwrap_or(0)] += 1;
+        }
+        c
+    }
+
+    #[test]
+    fn a_backend_in_slow_start_gets_a_ramped_share() {
+        let now = now_seconds();
+        // Half way through a 100 s ramp beside a backend at full share: about 1/3 of requests.
+        let g = group(Algorithm::RoundRobin, &[None, Some(now - 50.0)], 100);
+        let c = counts(&g, 3000);
+        assert!((800..1200).contains(&c[1]), "{c:?}");
+        // Just started: almost nothing.
+        let g = group(Algorithm::RoundRobin, &[None, Some(now)], 100);
+        assert!(counts(&g, 3000)[1] < 100);
+        // Ramp over: plain round robin.
+        let g = group(Algorithm::RoundRobin, &[None, Some(now - 200.0)], 100);
+        assert_eq!(counts(&g, 3000), [1500, 1500]);
+        // Every backend new: no slow start (nothing would serve otherwise).
+        let g = group(Algorithm::RoundRobin, &[Some(now), Some(now)], 100);
+        assert_eq!(counts(&g, 3000), [1500, 1500]);
+    }
+
+    #[test]
+    fn least_outstanding_counts_a_ramping_backend_busier() {
+        let now = now_seconds();
+        let g = group(
+            Algorithm::LeastOutstandingRequests,
+            &[None, Some(now - 10.0)],
+            100,
+        );
+        // Both idle: the full-share backend wins; with 5 in flight on it, the ramping one (share
+        // 0.1, so 1 in flight counts as 10) still loses, at 20 it wins.
+        assert_eq!(g.pick(None), Some(0));
+        g.members[0].state.outstanding.store(5, Relaxed);
+        assert_eq!(g.pick(None), Some(0));
+        g.members[0].state.outstanding.store(20, Relaxed);
+        assert_eq!(g.pick(None), Some(1));
     }
 }
