@@ -191,10 +191,12 @@ def main():
     print(f"load balancers on 127.0.0.1, 3 backends, wrk -t{WRK_THREADS} -c{CONNS} -d{SECS}s, "
           f"median of {ROUNDS} interleaved rounds, {PROXY_THREADS} proxy threads, HAProxy {hap_version}, "
           f"{os.cpu_count()} cores")
-    print(f"{'':16} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'':16} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}   {'rounds: req/s':>20} {'p99 ms':>14}")
     for name, _ in cases:
         rps, p50, p99 = median(name)
-        print(f"{name:16} {rps:10.0f} {p50:8.2f} {p99:8.2f}")
+        lo_r, hi_r = min(r[0] for r in runs[name]), max(r[0] for r in runs[name])
+        lo_p, hi_p = min(r[2] for r in runs[name]), max(r[2] for r in runs[name])
+        print(f"{name:16} {rps:10.0f} {p50:8.2f} {p99:8.2f}   {lo_r:9.0f}-{hi_r:<10.0f} {lo_p:6.2f}-{hi_p:<7.2f}")
     print(f"{'flotilla/haproxy':16} {'req/s':>10} {'p50':>8} {'p99':>8}")
     for mode in ("http", "tcp"):
         f, h = median(f"flotilla {mode}"), median(f"haproxy {mode}")
