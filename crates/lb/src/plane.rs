@@ -18,7 +18,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use hyper::header::HeaderValue;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Mutex, Notify};
 use tokio::task::JoinHandle;
@@ -533,6 +533,13 @@ async fn next_phase(phase: &mut watch::Receiver<Phase>) -> Phase {
     }
 }
 
+/// Serves one HTTP client connection until it closes, is idle for the idle timeout, or its
+/// listener closes.
+///
+/// The idle timeout is watched per connection, not per request: a timer fires every `idle`,
+/// and a connection that started no request since the previous firing is closed gracefully
+/// (after the exchange in flight, if any). An idle connection so lives between one and two
+/// idle timeouts, and a request costs no timer of its own for it.
 async fn serve_http(
     stream: TcpStream,
     peer: SocketAddr,
@@ -542,19 +549,25 @@ async fn serve_http(
 ) {
     let _ = stream.set_nodelay(true);
     let client = http::Peer::new(peer);
+    let started = Arc::new(AtomicU64::new(0));
+    let counter = started.clone();
     let svc = service_fn(move |req| {
+        counter.fetch_add(1, Ordering::Relaxed);
         let (ctx, client) = (ctx.clone(), client.clone());
         async move { Ok::<_, Infallible>(http::handle(&ctx.http, req, client).await) }
     });
+    // Vectored writes cost more than one copy for the small heads and bodies that dominate.
     let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(idle)
+        .writev(false)
         .serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
-    if *phase.borrow_and_update() != Phase::Serve {
+    let watchdog = tokio::time::sleep(idle);
+    tokio::pin!(watchdog);
+    let mut seen = 0;
+    let mut closing = *phase.borrow_and_update() != Phase::Serve;
+    if closing {
         conn.as_mut().graceful_shutdown();
     }
-    let mut closing = false;
     loop {
         tokio::select! {
             done = conn.as_mut() => {
@@ -562,6 +575,15 @@ async fn serve_http(
                     tracing::debug!(%peer, error = %e, "client connection ended");
                 }
                 return;
+            }
+            () = watchdog.as_mut() => {
+                let now = started.load(Ordering::Relaxed);
+                if now == seen && !closing {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                seen = now;
+                watchdog.as_mut().reset(tokio::time::Instant::now() + idle);
             }
             p = next_phase(&mut phase) => match p {
                 Phase::Stop => return,

@@ -64,6 +64,7 @@ impl BackendConn {
         };
         let _ = stream.set_nodelay(true);
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .writev(false)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|_| ConnectError::Other)?;

@@ -578,3 +578,28 @@ async fn a_pooled_connection_the_backend_closed_is_replaced() {
     task.abort();
     plane.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_client_connection_is_closed_after_the_idle_timeout() {
+    let a = backend("a").await;
+    let mut table = one_listener(
+        ListenerProtocol::Http,
+        vec![group("tg", Algorithm::RoundRobin, serve(&[a.addr]))],
+        "tg",
+    );
+    table.listeners[0].idle_timeout_seconds = Some(1);
+    let (plane, lb) = start(table).await;
+    let mut busy = Client::connect(lb).await;
+    let mut idle = Client::connect(lb).await;
+    assert_eq!(idle.get("/").await.body, "a");
+    // The busy one keeps its connection by using it; the idle one is closed within 2 s.
+    for _ in 0..12 {
+        assert_eq!(busy.get("/").await.body, "a");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(idle.is_closed());
+    assert!(!busy.is_closed());
+    assert_eq!(plane.metrics().client_connections, 1);
+    drop(busy);
+    plane.shutdown().await;
+}
