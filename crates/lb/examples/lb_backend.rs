@@ -28,7 +28,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if backends.is_empty() {
         return Err("usage: lb_backend [--threads N] NAME=ADDR...".into());
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let mut tasks = Vec::new();
         for (name, addr) in backends {
@@ -36,7 +39,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let body = Bytes::from(format!("{name}\n"));
             tasks.push(tokio::spawn(async move {
                 loop {
-                    let Ok((stream, _)) = listener.accept().await else { continue };
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     let body = body.clone();
                     tokio::spawn(async move {

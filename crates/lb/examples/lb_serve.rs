@@ -1,6 +1,6 @@
 //! Serves a load balancer table from a JSON file (the shape of `flotilla_lb::Table`) until
 //! interrupted or until standard input closes; reloads the file on SIGHUP. Prints `ready` once
-//! every listener is bound.
+//! every listener is bound. `--threads N`: the plane's worker threads (default: one per core).
 //!
 //!     cargo run --release -p flotilla-lb --example lb_serve -- TABLE.json [--threads N]
 
@@ -18,18 +18,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--threads" {
-            threads = Some(args.next().ok_or("--threads needs a number")?.parse::<usize>()?);
+            threads = Some(
+                args.next()
+                    .ok_or("--threads needs a number")?
+                    .parse::<usize>()?,
+            );
         } else {
             path = Some(a);
         }
     }
     let path = path.ok_or("usage: lb_serve TABLE.json [--threads N]")?;
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    // The plane runs its own worker threads; this runtime only drives `apply` and signals.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut config = Config::default();
     if let Some(n) = threads {
-        rt.worker_threads(n);
+        config.workers = n;
     }
-    rt.enable_all().build()?.block_on(async move {
-        let plane = DataPlane::new(Config::default());
+    let served = rt.block_on(async move {
+        let plane = DataPlane::new(config);
         let errors = plane.apply(read(&path)?).await;
         for e in &errors {
             eprintln!("{e}");
@@ -55,5 +63,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         plane.shutdown().await;
         Ok::<_, Box<dyn std::error::Error>>(())
-    })
+    });
+    // The read of standard input may still block a thread: do not wait for it.
+    rt.shutdown_background();
+    served
 }

@@ -16,12 +16,11 @@ use arc_swap::ArcSwap;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri, Version};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use crate::body::{Lease, ProxyBody};
 use crate::metrics::Metrics;
-use crate::state::{BackendState, ListenerRt, Outstanding, Sender};
+use crate::state::{BackendState, ListenerRt, Outstanding};
+use crate::upstream::BackendConn;
 
 /// What every request of one HTTP listener shares.
 pub(crate) struct HttpCtx {
@@ -52,21 +51,52 @@ pub(crate) enum Refusal {
 impl Refusal {
     fn response(self, metrics: &Metrics) -> Response<ProxyBody> {
         let (status, text, counter) = match self {
-            Refusal::NoTarget => (StatusCode::SERVICE_UNAVAILABLE, "503 Service Temporarily Unavailable\n", &metrics.lb_503),
-            Refusal::BadGateway => (StatusCode::BAD_GATEWAY, "502 Bad Gateway\n", &metrics.lb_502),
-            Refusal::Timeout => (StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out\n", &metrics.lb_504),
+            Refusal::NoTarget => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Temporarily Unavailable\n",
+                &metrics.lb_503,
+            ),
+            Refusal::BadGateway => (
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway\n",
+                &metrics.lb_502,
+            ),
+            Refusal::Timeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "504 Gateway Time-out\n",
+                &metrics.lb_504,
+            ),
         };
         counter.fetch_add(1, Relaxed);
         let mut r = Response::new(ProxyBody::local(text));
         *r.status_mut() = status;
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        r.headers_mut().insert(header::SERVER, HeaderValue::from_static("flotilla-lb"));
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        r.headers_mut()
+            .insert(header::SERVER, HeaderValue::from_static("flotilla-lb"));
         r
     }
 }
 
+/// The client of a connection, as `X-Forwarded-For` names it.
+#[derive(Clone)]
+pub(crate) struct Peer(HeaderValue);
+
+impl Peer {
+    pub fn new(addr: SocketAddr) -> Self {
+        Peer(
+            HeaderValue::from_str(&addr.ip().to_string())
+                .unwrap_or(HeaderValue::from_static("unknown")),
+        )
+    }
+}
+
 /// Serves one request of a client connection from `peer`.
-pub(crate) async fn handle(ctx: &HttpCtx, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+pub(crate) async fn handle(
+    ctx: &HttpCtx,
+    req: Request<Incoming>,
+    peer: Peer,
+) -> Response<ProxyBody> {
     ctx.metrics.requests.fetch_add(1, Relaxed);
     let resp = match forward(ctx, req, peer).await {
         Ok(r) => r,
@@ -76,7 +106,11 @@ pub(crate) async fn handle(ctx: &HttpCtx, req: Request<Incoming>, peer: SocketAd
     resp
 }
 
-async fn forward(ctx: &HttpCtx, mut req: Request<Incoming>, peer: SocketAddr) -> Result<Response<ProxyBody>, Refusal> {
+async fn forward(
+    ctx: &HttpCtx,
+    mut req: Request<Incoming>,
+    peer: Peer,
+) -> Result<Response<ProxyBody>, Refusal> {
     let (group, idle_timeout) = {
         let routes = ctx.routes.load();
         let host = req
@@ -85,7 +119,10 @@ async fn forward(ctx: &HttpCtx, mut req: Request<Incoming>, peer: SocketAddr) ->
             .and_then(|h| h.to_str().ok())
             .or_else(|| req.uri().authority().map(|a| a.as_str()))
             .unwrap_or("");
-        let group = routes.route(host, req.uri().path()).and_then(|r| r.group()).cloned();
+        let group = routes
+            .route(host, req.uri().path())
+            .and_then(|r| r.group())
+            .cloned();
         (group.ok_or(Refusal::NoTarget)?, routes.idle_timeout)
     };
     prepare(ctx, &mut req, peer);
@@ -96,13 +133,19 @@ async fn forward(ctx: &HttpCtx, mut req: Request<Incoming>, peer: SocketAddr) ->
         let backend = &group.members[i].state;
         let outstanding = Outstanding::new(backend.clone());
         match send(backend, req, ctx.connect_timeout, idle_timeout).await {
-            Sent::Response(resp, sender) => {
+            Attempt::Answered(resp, conn) => {
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
-                let lease = Lease { outstanding, sender: Some(sender) };
-                return Ok(Response::from_parts(parts, ProxyBody::upstream(body, lease)));
+                let lease = Lease {
+                    outstanding,
+                    conn: Some(conn),
+                };
+                return Ok(Response::from_parts(
+                    parts,
+                    ProxyBody::upstream(body, lease),
+                ));
             }
-            Sent::NotSent(r) => {
+            Attempt::Unsent(r) => {
                 backend.connect_failures.fetch_add(1, Relaxed);
                 req = r;
                 exclude = Some(i);
@@ -110,77 +153,64 @@ async fn forward(ctx: &HttpCtx, mut req: Request<Incoming>, peer: SocketAddr) ->
                     break;
                 }
             }
-            Sent::Failed(refusal) => return Err(refusal),
+            Attempt::Failed(refusal) => return Err(refusal),
         }
     }
-    Err(if exclude.is_some() { Refusal::BadGateway } else { Refusal::NoTarget })
+    Err(if exclude.is_some() {
+        Refusal::BadGateway
+    } else {
+        Refusal::NoTarget
+    })
 }
 
 /// What became of one attempt on one backend.
-enum Sent {
-    Response(Response<Incoming>, Sender),
+enum Attempt {
+    Answered(Response<Incoming>, BackendConn),
     /// Connecting failed: the request was not sent and may go to another backend.
-    NotSent(Request<Incoming>),
+    Unsent(Request<Incoming>),
     Failed(Refusal),
 }
 
-async fn send(backend: &Arc<BackendState>, mut req: Request<Incoming>, connect_timeout: Duration, idle_timeout: Duration) -> Sent {
-    // A pooled connection the backend closed just now gives the request back unsent: then try
-    // a fresh connection to the same backend.
-    let mut pooled = backend.take_idle();
+async fn send(
+    backend: &Arc<BackendState>,
+    mut req: Request<Incoming>,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+) -> Attempt {
+    // A pooled connection the backend has closed gives the request back unsent (or is found
+    // closed before): then the next pooled one, or a fresh connection to the same backend.
     loop {
-        let fresh = pooled.is_none();
-        let mut sender = match pooled.take() {
-            Some(s) => s,
-            None => match connect(backend.addr, connect_timeout).await {
-                Ok(s) => s,
-                Err(()) => return Sent::NotSent(req),
+        let (mut conn, fresh) = match backend.take_idle() {
+            Some(c) => (c, false),
+            None => match BackendConn::connect(backend.addr, connect_timeout).await {
+                Ok(c) => (c, true),
+                Err(_) => return Attempt::Unsent(req),
             },
         };
-        match tokio::time::timeout(idle_timeout, sender.try_send_request(req)).await {
-            Err(_elapsed) => return Sent::Failed(Refusal::Timeout),
-            Ok(Ok(resp)) => return Sent::Response(resp, sender),
+        if !conn.ready().await {
+            if fresh {
+                return Attempt::Unsent(req);
+            }
+            continue;
+        }
+        match tokio::time::timeout(idle_timeout, conn.send(req)).await {
+            Err(_elapsed) => return Attempt::Failed(Refusal::Timeout),
+            Ok(Ok(resp)) => return Attempt::Answered(resp, conn),
             Ok(Err(mut e)) => match e.take_message() {
                 Some(r) if !fresh => req = r,
-                Some(r) => return Sent::NotSent(r),
+                Some(r) => return Attempt::Unsent(r),
                 None => {
                     tracing::debug!(backend = %backend.addr, error = %e.into_error(), "backend broke the exchange");
-                    return Sent::Failed(Refusal::BadGateway);
+                    return Attempt::Failed(Refusal::BadGateway);
                 }
             },
         }
     }
 }
 
-/// A new keep-alive connection to `addr`, its I/O driven by a task of its own.
-pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, ()> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::debug!(backend = %addr, error = %e, "connect failed");
-            return Err(());
-        }
-        Err(_) => {
-            tracing::debug!(backend = %addr, "connect timed out");
-            return Err(());
-        }
-    };
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| tracing::debug!(backend = %addr, error = %e, "handshake failed"))?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(backend = %addr, error = %e, "backend connection ended");
-        }
-    });
-    Ok(sender)
-}
-
 /// The request as the backend sees it: HTTP/1.1 in origin form, hop-by-hop headers removed,
 /// `Host` kept, `X-Forwarded-For` appended to, `X-Forwarded-Proto` and `-Port` set.
-fn prepare(ctx: &HttpCtx, req: &mut Request<Incoming>, peer: SocketAddr) {
+fn prepare(ctx: &HttpCtx, req: &mut Request<Incoming>, peer: Peer) {
     *req.version_mut() = Version::HTTP_11;
     if req.uri().authority().is_some() {
         let authority = req.uri().authority().map(|a| a.as_str().to_owned());
@@ -193,12 +223,15 @@ fn prepare(ctx: &HttpCtx, req: &mut Request<Incoming>, peer: SocketAddr) {
     }
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
-    let ip = peer.ip().to_string();
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) => HeaderValue::from_str(&format!("{prior}, {ip}")),
-        None => HeaderValue::from_str(&ip),
+        Some(prior) => peer
+            .0
+            .to_str()
+            .ok()
+            .and_then(|ip| HeaderValue::from_str(&format!("{prior}, {ip}")).ok()),
+        None => Some(peer.0),
     };
-    if let Ok(v) = xff {
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
@@ -216,7 +249,14 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
             }
         }
     }
-    for h in [&KEEP_ALIVE, &PROXY_CONNECTION, &header::TE, &header::TRAILER, &header::TRANSFER_ENCODING, &header::UPGRADE] {
+    for h in [
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ] {
         if headers.contains_key(h) {
             headers.remove(h);
         }
@@ -230,14 +270,19 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_go() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("close, x-private"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-private"),
+        );
         h.insert("x-private", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         h.insert(header::HOST, HeaderValue::from_static("a.test"));
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key(header::HOST));
     }
 }
-

@@ -8,8 +8,8 @@
 //!
 //! Modules: [`table`] (what to serve; pure data), `routing` (rule matching and backend choice;
 //! pure), `matcher` (health check success codes; pure), `state` (the compiled table and the
-//! per-backend pools), `http` and `tcp` (one request, one connection), [`plane`] (listeners and
-//! reloads), [`probe`], [`metrics`].
+//! per-backend pools), `upstream` (a backend connection driven by its request), `http` and `tcp` (one request, one connection), [`plane`] (listeners and
+//! reloads), `workers` (one single-threaded runtime per core), [`probe`], [`metrics`].
 
 mod body;
 mod http;
@@ -21,9 +21,16 @@ pub mod routing;
 mod state;
 pub mod table;
 mod tcp;
+mod upstream;
+mod workers;
 
 pub use body::ProxyBody;
 pub use metrics::{BackendMetrics, MetricsSnapshot};
 pub use plane::{BindError, Config, DataPlane};
-pub use probe::{probe, FailReason, HealthCheck, HealthCheckProtocol, Matcher, MatcherError, ProbeResult};
-pub use table::{Algorithm, Backend, Listener, ListenerProtocol, Routing, Rule, TargetGroup, WeightedGroup, Table};
+pub use probe::{
+    probe, FailReason, HealthCheck, HealthCheckProtocol, Matcher, MatcherError, ProbeResult,
+};
+pub use table::{
+    Algorithm, Backend, Listener, ListenerProtocol, Routing, Rule, Table, TargetGroup,
+    WeightedGroup,
+};

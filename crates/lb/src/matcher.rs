@@ -25,20 +25,26 @@ pub enum MatcherError {
 
 impl Matcher {
     pub fn matches(&self, code: u16) -> bool {
-        self.ranges.iter().any(|&(lo, hi)| (lo..=hi).contains(&code))
+        self.ranges
+            .iter()
+            .any(|&(lo, hi)| (lo..=hi).contains(&code))
     }
 }
 
 impl Default for Matcher {
     /// ALB's default for HTTP health checks: `200`.
     fn default() -> Self {
-        Matcher { ranges: vec![(200, 200)] }
+        Matcher {
+            ranges: vec![(200, 200)],
+        }
     }
 }
 
 fn code(s: &str) -> Result<u16, MatcherError> {
     let s = s.trim();
-    let c: u16 = s.parse().map_err(|_| MatcherError::NotACode(s.to_string()))?;
+    let c: u16 = s
+        .parse()
+        .map_err(|_| MatcherError::NotACode(s.to_string()))?;
     if (100..=599).contains(&c) {
         Ok(c)
     } else {
@@ -101,7 +107,9 @@ mod tests {
         let one = parse("200").unwrap_or_default();
         assert!(one.matches(200) && !one.matches(201));
         let range = parse("200-299").unwrap_or_default();
-        assert!(range.matches(200) && range.matches(299) && !range.matches(300) && !range.matches(199));
+        assert!(
+            range.matches(200) && range.matches(299) && !range.matches(300) && !range.matches(199)
+        );
         let list = parse("200,302").unwrap_or_default();
         assert!(list.matches(302) && !list.matches(301));
         let mix = parse(" 200 , 300-302 ").unwrap_or_default();

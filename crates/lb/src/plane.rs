@@ -18,7 +18,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use hyper::header::HeaderValue;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Mutex, Notify};
 use tokio::task::JoinHandle;
@@ -29,6 +29,7 @@ use crate::routing::Conditions;
 use crate::state::{BackendState, GroupRt, ListenerRt, Member, RuleRt};
 use crate::table::{ListenerProtocol, Routing, Table};
 use crate::tcp::{self, TcpCtx};
+use crate::workers::{self, OnWorker, Workers};
 
 /// The plane's settings; a listener's `idle_timeout_seconds` overrides `idle_timeout`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +41,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// How long `shutdown` waits for open connections to finish before it cuts them.
     pub shutdown_grace: Duration,
+    /// Threads serving connections, each a single-threaded runtime (see `workers`).
+    pub workers: usize,
 }
 
 impl Default for Config {
@@ -48,6 +51,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -75,6 +79,7 @@ enum Phase {
 /// Serves a [`Table`]; cheap to share behind an `Arc`, every method takes `&self`.
 pub struct DataPlane {
     config: Config,
+    workers: Arc<Workers>,
     metrics: Arc<Metrics>,
     conns: Arc<Conns>,
     /// For `metrics`: the backends the current table names.
@@ -118,14 +123,21 @@ impl ConnGuard {
     fn new(conns: &Arc<Conns>, metrics: &Arc<Metrics>) -> Self {
         conns.open.fetch_add(1, Ordering::SeqCst);
         metrics.client_connections.fetch_add(1, Ordering::Relaxed);
-        metrics.client_connections_total.fetch_add(1, Ordering::Relaxed);
-        ConnGuard { conns: conns.clone(), metrics: metrics.clone() }
+        metrics
+            .client_connections_total
+            .fetch_add(1, Ordering::Relaxed);
+        ConnGuard {
+            conns: conns.clone(),
+            metrics: metrics.clone(),
+        }
     }
 }
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        self.metrics.client_connections.fetch_sub(1, Ordering::Relaxed);
+        self.metrics
+            .client_connections
+            .fetch_sub(1, Ordering::Relaxed);
         if self.conns.open.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.conns.none_open.notify_waiters();
         }
@@ -139,9 +151,11 @@ impl Default for DataPlane {
 }
 
 impl DataPlane {
-    /// A plane serving nothing until the first `apply`.
+    /// A plane serving nothing until the first `apply`; starts its worker threads (they end
+    /// when the plane is dropped).
     pub fn new(config: Config) -> Self {
         DataPlane {
+            workers: Arc::new(Workers::start(config.workers)),
             config,
             metrics: Arc::default(),
             conns: Arc::default(),
@@ -157,8 +171,11 @@ impl DataPlane {
         let st = &mut *st;
         let compiled = self.compile(&table, st);
 
-        let wanted: HashMap<&str, (SocketAddr, ListenerProtocol)> =
-            table.listeners.iter().map(|l| (l.id.as_str(), (l.bind, l.protocol))).collect();
+        let wanted: HashMap<&str, (SocketAddr, ListenerProtocol)> = table
+            .listeners
+            .iter()
+            .map(|l| (l.id.as_str(), (l.bind, l.protocol)))
+            .collect();
         let gone: Vec<String> = st
             .listeners
             .iter()
@@ -173,7 +190,7 @@ impl DataPlane {
         st.retired.retain(|p| p.receiver_count() > 0);
 
         let mut errors = Vec::new();
-        for (l, rt) in table.listeners.iter().zip(compiled) {
+        for (index, (l, rt)) in table.listeners.iter().zip(compiled).enumerate() {
             if let Some(r) = st.listeners.get(&l.id) {
                 r.routes.store(Arc::new(rt));
                 continue;
@@ -187,14 +204,27 @@ impl DataPlane {
                 });
                 continue;
             }
-            match TcpListener::bind(l.bind).await {
+            match std::net::TcpListener::bind(l.bind)
+                .and_then(|s| s.set_nonblocking(true).map(|()| s))
+            {
                 Ok(socket) => {
                     let bound = socket.local_addr().unwrap_or(l.bind);
                     let routes = Arc::new(ArcSwap::from_pointee(rt));
                     let (phase, phase_rx) = watch::channel(Phase::Serve);
-                    let accept = self.spawn_accept(socket, bound, l.protocol, routes.clone(), phase_rx);
-                    st.listeners
-                        .insert(l.id.clone(), Running { bind: l.bind, bound, protocol: l.protocol, routes, phase, accept });
+                    let on = index % self.workers.len();
+                    let accept =
+                        self.spawn_accept(on, socket, bound, l.protocol, routes.clone(), phase_rx);
+                    st.listeners.insert(
+                        l.id.clone(),
+                        Running {
+                            bind: l.bind,
+                            bound,
+                            protocol: l.protocol,
+                            routes,
+                            phase,
+                            accept,
+                        },
+                    );
                 }
                 Err(e) => errors.push(BindError {
                     listener: l.id.clone(),
@@ -268,11 +298,17 @@ impl DataPlane {
         let mut serving: HashSet<SocketAddr> = HashSet::new();
         let mut ticks: HashMap<String, Arc<AtomicU64>> = HashMap::new();
         let mut groups: HashMap<&str, Arc<GroupRt>> = HashMap::new();
+        let workers = self.workers.len();
         for (id, tg) in &table.target_groups {
             let mut state_of = |addr: SocketAddr| {
                 backends
                     .entry(addr)
-                    .or_insert_with(|| st.backends.get(&addr).cloned().unwrap_or_else(|| Arc::new(BackendState::new(addr))))
+                    .or_insert_with(|| {
+                        st.backends
+                            .get(&addr)
+                            .cloned()
+                            .unwrap_or_else(|| Arc::new(BackendState::new(addr, workers)))
+                    })
                     .clone()
             };
             for t in &tg.targets {
@@ -288,12 +324,16 @@ impl DataPlane {
                 .into_iter()
                 .map(|t| {
                     serving.insert(t.addr);
-                    Member { state: state_of(t.addr), serving_since: t.serving_since }
+                    Member {
+                        state: state_of(t.addr),
+                        serving_since: t.serving_since,
+                    }
                 })
                 .collect();
             let tick = st.ticks.get(id).cloned().unwrap_or_default();
             ticks.insert(id.clone(), tick.clone());
-            let ramping = tg.slow_start_seconds > 0 && members.iter().any(|m| m.serving_since.is_some());
+            let ramping =
+                tg.slow_start_seconds > 0 && members.iter().any(|m| m.serving_since.is_some());
             groups.insert(
                 id.as_str(),
                 Arc::new(GroupRt {
@@ -336,14 +376,21 @@ impl DataPlane {
                         groups: r
                             .forward
                             .iter()
-                            .map(|f| groups.get(f.target_group.as_str()).cloned().unwrap_or_else(|| nowhere.clone()))
+                            .map(|f| {
+                                groups
+                                    .get(f.target_group.as_str())
+                                    .cloned()
+                                    .unwrap_or_else(|| nowhere.clone())
+                            })
                             .collect(),
                         weights: r.forward.iter().map(|f| f.weight).collect(),
                     })
                     .collect(),
                 idle_timeout: l
                     .idle_timeout_seconds
-                    .map_or(self.config.idle_timeout, |s| Duration::from_secs(u64::from(s))),
+                    .map_or(self.config.idle_timeout, |s| {
+                        Duration::from_secs(u64::from(s))
+                    }),
             })
             .collect();
         let mut list: Vec<_> = backends.values().cloned().collect();
@@ -354,9 +401,11 @@ impl DataPlane {
         listeners
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn spawn_accept(
         &self,
-        socket: TcpListener,
+        on: usize,
+        socket: std::net::TcpListener,
         bound: SocketAddr,
         protocol: ListenerProtocol,
         routes: Arc<ArcSwap<ListenerRt>>,
@@ -364,15 +413,29 @@ impl DataPlane {
     ) -> JoinHandle<()> {
         let conns = self.conns.clone();
         let metrics = self.metrics.clone();
+        let workers = self.workers.clone();
         let connect_timeout = self.config.connect_timeout;
-        let http = Arc::new(HttpCtx {
-            routes: routes.clone(),
-            metrics: metrics.clone(),
-            connect_timeout,
-            port: HeaderValue::from(bound.port()),
+        let serving = Arc::new(Serving {
+            http: HttpCtx {
+                routes: routes.clone(),
+                metrics: metrics.clone(),
+                connect_timeout,
+                port: HeaderValue::from(bound.port()),
+            },
+            tcp: TcpCtx {
+                routes: routes.clone(),
+                connect_timeout,
+            },
+            protocol,
         });
-        let tcp = Arc::new(TcpCtx { routes: routes.clone(), connect_timeout });
-        tokio::spawn(async move {
+        self.workers.spawn(on, async move {
+            let socket = match TcpListener::from_std(socket) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(listener = %bound, error = %e, "listener socket");
+                    return;
+                }
+            };
             loop {
                 let accepted = tokio::select! {
                     biased;
@@ -392,26 +455,60 @@ impl DataPlane {
                     }
                 };
                 let guard = ConnGuard::new(&conns, &metrics);
-                let phase = phase.clone();
-                match protocol {
-                    ListenerProtocol::Http => {
-                        let ctx = http.clone();
-                        let idle = routes.load().idle_timeout;
-                        tokio::spawn(async move {
-                            serve_http(stream, peer, ctx, idle, phase).await;
-                            drop(guard);
+                let w = workers.pick();
+                let place = OnWorker::new(&workers, w);
+                let (serving, phase, idle) =
+                    (serving.clone(), phase.clone(), routes.load().idle_timeout);
+                if w == workers::current() {
+                    tokio::spawn(serve_conn(
+                        stream,
+                        peer,
+                        serving,
+                        idle,
+                        phase,
+                        (guard, place),
+                    ));
+                    continue;
+                }
+                // Hand the socket to the worker's own runtime (its I/O driver must own it).
+                match stream.into_std() {
+                    Ok(std_stream) => {
+                        workers.spawn(w, async move {
+                            match TcpStream::from_std(std_stream) {
+                                Ok(stream) => {
+                                    serve_conn(stream, peer, serving, idle, phase, (guard, place))
+                                        .await
+                                }
+                                Err(e) => tracing::debug!(%peer, error = %e, "hand-over failed"),
+                            }
                         });
                     }
-                    ListenerProtocol::Tcp => {
-                        let ctx = tcp.clone();
-                        tokio::spawn(async move {
-                            serve_tcp(stream, peer, ctx, phase).await;
-                            drop(guard);
-                        });
-                    }
+                    Err(e) => tracing::debug!(%peer, error = %e, "hand-over failed"),
                 }
             }
         })
+    }
+}
+
+/// What every connection of one listener shares.
+struct Serving {
+    http: HttpCtx,
+    tcp: TcpCtx,
+    protocol: ListenerProtocol,
+}
+
+/// Serves one client connection on the current worker; the guards count it while it lives.
+async fn serve_conn(
+    stream: TcpStream,
+    peer: SocketAddr,
+    serving: Arc<Serving>,
+    idle: Duration,
+    phase: watch::Receiver<Phase>,
+    _guards: (ConnGuard, OnWorker),
+) {
+    match serving.protocol {
+        ListenerProtocol::Http => serve_http(stream, peer, serving, idle, phase).await,
+        ListenerProtocol::Tcp => serve_tcp(stream, peer, serving, phase).await,
     }
 }
 
@@ -436,21 +533,41 @@ async fn next_phase(phase: &mut watch::Receiver<Phase>) -> Phase {
     }
 }
 
-async fn serve_http(stream: TcpStream, peer: SocketAddr, ctx: Arc<HttpCtx>, idle: Duration, mut phase: watch::Receiver<Phase>) {
+/// Serves one HTTP client connection until it closes, is idle for the idle timeout, or its
+/// listener closes.
+///
+/// The idle timeout is watched per connection, not per request: a timer fires every `idle`,
+/// and a connection that started no request since the previous firing is closed gracefully
+/// (after the exchange in flight, if any). An idle connection so lives between one and two
+/// idle timeouts, and a request costs no timer of its own for it.
+async fn serve_http(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<Serving>,
+    idle: Duration,
+    mut phase: watch::Receiver<Phase>,
+) {
     let _ = stream.set_nodelay(true);
+    let client = http::Peer::new(peer);
+    let started = Arc::new(AtomicU64::new(0));
+    let counter = started.clone();
     let svc = service_fn(move |req| {
-        let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(http::handle(&ctx, req, peer).await) }
+        counter.fetch_add(1, Ordering::Relaxed);
+        let (ctx, client) = (ctx.clone(), client.clone());
+        async move { Ok::<_, Infallible>(http::handle(&ctx.http, req, client).await) }
     });
+    // Vectored writes cost more than one copy for the small heads and bodies that dominate.
     let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(idle)
+        .writev(false)
         .serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
-    if *phase.borrow_and_update() != Phase::Serve {
+    let watchdog = tokio::time::sleep(idle);
+    tokio::pin!(watchdog);
+    let mut seen = 0;
+    let mut closing = *phase.borrow_and_update() != Phase::Serve;
+    if closing {
         conn.as_mut().graceful_shutdown();
     }
-    let mut closing = false;
     loop {
         tokio::select! {
             done = conn.as_mut() => {
@@ -458,6 +575,15 @@ async fn serve_http(stream: TcpStream, peer: SocketAddr, ctx: Arc<HttpCtx>, idle
                     tracing::debug!(%peer, error = %e, "client connection ended");
                 }
                 return;
+            }
+            () = watchdog.as_mut() => {
+                let now = started.load(Ordering::Relaxed);
+                if now == seen && !closing {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                seen = now;
+                watchdog.as_mut().reset(tokio::time::Instant::now() + idle);
             }
             p = next_phase(&mut phase) => match p {
                 Phase::Stop => return,
@@ -471,9 +597,14 @@ async fn serve_http(stream: TcpStream, peer: SocketAddr, ctx: Arc<HttpCtx>, idle
     }
 }
 
-async fn serve_tcp(stream: TcpStream, peer: SocketAddr, ctx: Arc<TcpCtx>, mut phase: watch::Receiver<Phase>) {
+async fn serve_tcp(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<Serving>,
+    mut phase: watch::Receiver<Phase>,
+) {
     let _ = stream.set_nodelay(true);
-    let splice = tcp::serve(&ctx, stream, peer);
+    let splice = tcp::serve(&ctx.tcp, stream, peer);
     tokio::pin!(splice);
     loop {
         tokio::select! {

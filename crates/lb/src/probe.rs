@@ -71,16 +71,28 @@ async fn probe_inner(check: &HealthCheck, addr: SocketAddr) -> ProbeResult {
     if check.protocol == HealthCheckProtocol::Tcp {
         return ProbeResult::Passed;
     }
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await {
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(
+        TokioIo::new(stream),
+    )
+    .await
+    {
         Ok(p) => p,
         Err(e) => return ProbeResult::Failed(FailReason::Error(e.to_string())),
     };
     let driver = tokio::spawn(conn);
-    let path = if check.path.starts_with('/') { check.path.clone() } else { format!("/{}", check.path) };
+    let path = if check.path.starts_with('/') {
+        check.path.clone()
+    } else {
+        format!("/{}", check.path)
+    };
     let req = Request::builder()
         .method(Method::GET)
         .uri(path)
-        .header(HOST, HeaderValue::from_str(&addr.to_string()).unwrap_or(HeaderValue::from_static("localhost")))
+        .header(
+            HOST,
+            HeaderValue::from_str(&addr.to_string())
+                .unwrap_or(HeaderValue::from_static("localhost")),
+        )
         .header(USER_AGENT, "ELB-HealthChecker/2.0")
         .body(Empty::new());
     let result = match req {

@@ -16,7 +16,11 @@ pub fn wildcard_match(pattern: &[u8], text: &[u8], fold_case: bool) -> bool {
     // Where the last `*` was, and the text position it is currently assumed to cover up to.
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
-        let c = if fold_case { text[t].to_ascii_lowercase() } else { text[t] };
+        let c = if fold_case {
+            text[t].to_ascii_lowercase()
+        } else {
+            text[t]
+        };
         if p < pattern.len() && pattern[p] == b'*' {
             star = Some((p, t));
             p += 1;
@@ -60,7 +64,10 @@ pub struct Conditions {
 impl Conditions {
     pub fn new(hosts: &[String], paths: &[String]) -> Self {
         Conditions {
-            hosts: hosts.iter().map(|h| h.to_ascii_lowercase().into_boxed_str()).collect(),
+            hosts: hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase().into_boxed_str())
+                .collect(),
             paths: paths.iter().map(|p| p.clone().into_boxed_str()).collect(),
         }
     }
@@ -70,11 +77,16 @@ impl Conditions {
     pub fn matches(&self, host: &str, path: &str) -> bool {
         let host_ok = self.hosts.is_empty() || {
             let h = host_without_port(host).as_bytes();
-            self.hosts.iter().any(|p| wildcard_match(p.as_bytes(), h, true))
+            self.hosts
+                .iter()
+                .any(|p| wildcard_match(p.as_bytes(), h, true))
         };
         host_ok
             && (self.paths.is_empty()
-                || self.paths.iter().any(|p| wildcard_match(p.as_bytes(), path.as_bytes(), false)))
+                || self
+                    .paths
+                    .iter()
+                    .any(|p| wildcard_match(p.as_bytes(), path.as_bytes(), false)))
     }
 }
 
@@ -135,7 +147,12 @@ pub fn round_robin(n: usize, tick: u64, exclude: Option<usize>) -> Option<usize>
 
 /// A weighted draw over `n` backends whose shares `weight(i)` are in (0, 1]; `r01` is uniform in
 /// [0, 1). Excluded backends have no share.
-pub fn pick_by_share(n: usize, weight: impl Fn(usize) -> f64, r01: f64, exclude: Option<usize>) -> Option<usize> {
+pub fn pick_by_share(
+    n: usize,
+    weight: impl Fn(usize) -> f64,
+    r01: f64,
+    exclude: Option<usize>,
+) -> Option<usize> {
     let w = |i: usize| if Some(i) == exclude { 0.0 } else { weight(i) };
     let total: f64 = (0..n).map(w).sum();
     if total <= 0.0 {
@@ -204,7 +221,10 @@ mod tests {
         assert!(!m("*a*b*c", "xxaxxcxxb"));
         assert!(m("/exact", "/exact"));
         assert!(!m("/exact", "/exact/"));
-        assert!(m("a*", "abbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"));
+        assert!(m(
+            "a*",
+            "abbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+        ));
     }
 
     #[test]
@@ -267,9 +287,15 @@ mod tests {
         let pick = |start| least_outstanding(4, |i| load[i], |_| 1.0, start, None);
         assert_eq!(pick(0), Some(1));
         assert_eq!(pick(2), Some(2));
-        assert_eq!(least_outstanding(4, |i| load[i], |_| 1.0, 0, Some(1)), Some(2));
+        assert_eq!(
+            least_outstanding(4, |i| load[i], |_| 1.0, 0, Some(1)),
+            Some(2)
+        );
         // A backend in slow start at a tenth of its share counts ten times as busy.
-        assert_eq!(least_outstanding(2, |_| 0, |i| if i == 0 { 0.1 } else { 1.0 }, 0, None), Some(1));
+        assert_eq!(
+            least_outstanding(2, |_| 0, |i| if i == 0 { 0.1 } else { 1.0 }, 0, None),
+            Some(1)
+        );
         assert_eq!(least_outstanding(1, |_| 0, |_| 1.0, 0, Some(0)), None);
     }
 

@@ -8,19 +8,21 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::routing::{self, Conditions};
 use crate::table::Algorithm;
-
-/// A keep-alive connection to a backend, ready for one request at a time.
-pub(crate) type Sender = SendRequest<Incoming>;
+use crate::upstream::BackendConn;
 
 /// At most this many idle connections are pooled per backend; more are closed.
 const MAX_IDLE: usize = 512;
+
+/// A pooled connection idle longer than this is closed rather than used: backends commonly
+/// close idle keep-alive connections after a few seconds, and one they closed costs a retry.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One worker's idle connections to a backend, each with the moment it went idle.
+type Pool = Mutex<Vec<(BackendConn, Instant)>>;
 
 /// One backend address, shared by every group and snapshot that names it.
 #[derive(Debug)]
@@ -33,66 +35,69 @@ pub(crate) struct BackendState {
     /// False while no group serves it (drain, unhealthy, skip, removed): its idle connections
     /// are closed and connections that finish are not pooled.
     pub pooling: AtomicBool,
-    idle: Mutex<Vec<Sender>>,
+    /// Idle keep-alive connections per worker (a connection belongs to the runtime that made
+    /// it), the most recently used last. Nothing polls them while they sit here; the request
+    /// that takes one drives it from then on.
+    idle: Box<[Pool]>,
 }
 
 impl BackendState {
-    pub fn new(addr: SocketAddr) -> Self {
+    /// `workers`: how many pools to keep, one per worker.
+    pub fn new(addr: SocketAddr, workers: usize) -> Self {
         BackendState {
             addr,
             outstanding: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
             pooling: AtomicBool::new(true),
-            idle: Mutex::new(Vec::new()),
+            idle: (0..workers.max(1))
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
         }
     }
 
-    /// The most recently used idle connection that is still open.
-    pub fn take_idle(&self) -> Option<Sender> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(s) = idle.pop() {
-            if s.is_ready() {
-                return Some(s);
-            }
+    /// The most recently used idle connection, unless it idled too long.
+    pub fn take_idle(&self) -> Option<BackendConn> {
+        let mut idle = self.pool().lock().unwrap_or_else(|e| e.into_inner());
+        let (conn, since) = idle.pop()?;
+        if since.elapsed() > POOL_IDLE_TIMEOUT {
+            // The rest are older still.
+            idle.clear();
+            return None;
         }
-        None
+        Some(conn)
     }
 
-    /// Pools a connection whose response has been read to the end; it becomes ready once hyper's
-    /// connection task has seen that end, which may be a moment later.
-    pub fn put_idle(self: &Arc<Self>, mut s: Sender) {
-        if !self.pooling.load(Relaxed) || s.is_closed() {
+    /// Pools a connection whose response has been read to its end.
+    pub fn put_idle(&self, conn: BackendConn) {
+        if !self.pooling.load(Relaxed) {
             return;
         }
-        if s.is_ready() {
-            self.push_idle(s);
-        } else {
-            let me = self.clone();
-            tokio::spawn(async move {
-                if s.ready().await.is_ok() {
-                    me.push_idle(s);
-                }
-            });
+        let mut idle = self.pool().lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push((conn, Instant::now()));
         }
     }
 
-    fn push_idle(&self, s: Sender) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if self.pooling.load(Relaxed) && idle.len() < MAX_IDLE {
-            idle.push(s);
-        }
-    }
-
-    /// Stops pooling and closes the idle connections (dropping a sender closes its connection).
+    /// Stops pooling and closes the idle connections.
     pub fn stop_pooling(&self) {
         self.pooling.store(false, Relaxed);
-        let drained = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
-        drop(drained);
+        for pool in self.idle.iter() {
+            let drained = std::mem::take(&mut *pool.lock().unwrap_or_else(|e| e.into_inner()));
+            drop(drained);
+        }
     }
 
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.idle
+            .iter()
+            .map(|p| p.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
+    }
+
+    /// The calling worker's pool.
+    fn pool(&self) -> &Pool {
+        &self.idle[crate::workers::current() % self.idle.len()]
     }
 }
 
@@ -140,22 +145,21 @@ impl GroupRt {
         let n = self.members.len();
         let tick = self.tick.fetch_add(1, Relaxed);
         let now = if self.ramping { now_seconds() } else { 0.0 };
-        let all_ramping = self.ramping
-            && self
-                .members
-                .iter()
-                .all(|m| routing::slow_start_factor(now, m.serving_since, self.slow_start_seconds) < 1.0);
-        // ALB applies slow start only beside a backend that is already at full share.
-        let share = |i: usize| {
-            if !self.ramping || all_ramping {
-                1.0
-            } else {
-                routing::slow_start_factor(now, self.members[i].serving_since, self.slow_start_seconds)
-            }
+        let factor = |i: usize| {
+            let m: &Member = &self.members[i];
+            routing::slow_start_factor(now, m.serving_since, self.slow_start_seconds)
         };
+        // ALB applies slow start only beside a backend that is already at full share.
+        let weighted = self.ramping && {
+            let ramping_now = (0..n).filter(|&i| factor(i) < 1.0).count();
+            ramping_now > 0 && ramping_now < n
+        };
+        let share = |i: usize| if weighted { factor(i) } else { 1.0 };
         match self.algorithm {
-            Algorithm::RoundRobin if !self.ramping || all_ramping => routing::round_robin(n, tick, exclude),
-            Algorithm::RoundRobin => routing::pick_by_share(n, share, rand::random::<f64>(), exclude),
+            Algorithm::RoundRobin if !weighted => routing::round_robin(n, tick, exclude),
+            Algorithm::RoundRobin => {
+                routing::pick_by_share(n, share, rand::random::<f64>(), exclude)
+            }
             Algorithm::LeastOutstandingRequests => routing::least_outstanding(
                 n,
                 |i| self.members[i].state.outstanding.load(Relaxed),
@@ -168,7 +172,10 @@ impl GroupRt {
 }
 
 fn now_seconds() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// A rule as served.
@@ -185,7 +192,8 @@ impl RuleRt {
         match self.groups.len() {
             0 => None,
             1 => self.groups.first(),
-            _ => routing::pick_weighted(&self.weights, rand::random::<u64>()).and_then(|i| self.groups.get(i)),
+            _ => routing::pick_weighted(&self.weights, rand::random::<u64>())
+                .and_then(|i| self.groups.get(i)),
         }
     }
 }
@@ -206,5 +214,75 @@ impl ListenerRt {
     /// The default rule (TCP listeners use only it).
     pub fn default_rule(&self) -> Option<&RuleRt> {
         self.rules.last()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(algorithm: Algorithm, since: &[Option<f64>], slow_start_seconds: u32) -> GroupRt {
+        let members: Vec<Member> = since
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| Member {
+                state: Arc::new(BackendState::new(
+                    SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16)),
+                    1,
+                )),
+                serving_since: s,
+            })
+            .collect();
+        let ramping = slow_start_seconds > 0 && members.iter().any(|m| m.serving_since.is_some());
+        GroupRt {
+            algorithm,
+            slow_start_seconds,
+            members,
+            ramping,
+            tick: Arc::default(),
+        }
+    }
+
+    fn counts(g: &GroupRt, n: usize) -> Vec<usize> {
+        let mut c = vec![0; g.members.len()];
+        for _ in 0..n {
+            c[g.pick(None).unwrap_or(0)] += 1;
+        }
+        c
+    }
+
+    #[test]
+    fn a_backend_in_slow_start_gets_a_ramped_share() {
+        let now = now_seconds();
+        // Half way through a 100 s ramp beside a backend at full share: about 1/3 of requests.
+        let g = group(Algorithm::RoundRobin, &[None, Some(now - 50.0)], 100);
+        let c = counts(&g, 3000);
+        assert!((800..1200).contains(&c[1]), "{c:?}");
+        // Just started: almost nothing.
+        let g = group(Algorithm::RoundRobin, &[None, Some(now)], 100);
+        assert!(counts(&g, 3000)[1] < 100);
+        // Ramp over: plain round robin.
+        let g = group(Algorithm::RoundRobin, &[None, Some(now - 200.0)], 100);
+        assert_eq!(counts(&g, 3000), [1500, 1500]);
+        // Every backend new: no slow start (nothing would serve otherwise).
+        let g = group(Algorithm::RoundRobin, &[Some(now), Some(now)], 100);
+        assert_eq!(counts(&g, 3000), [1500, 1500]);
+    }
+
+    #[test]
+    fn least_outstanding_counts_a_ramping_backend_busier() {
+        let now = now_seconds();
+        let g = group(
+            Algorithm::LeastOutstandingRequests,
+            &[None, Some(now - 10.0)],
+            100,
+        );
+        // Both idle: the full-share backend wins; with 5 in flight on it, the ramping one (share
+        // 0.1, so 1 in flight counts as 10) still loses, at 20 it wins.
+        assert_eq!(g.pick(None), Some(0));
+        g.members[0].state.outstanding.store(5, Relaxed);
+        assert_eq!(g.pick(None), Some(0));
+        g.members[0].state.outstanding.store(20, Relaxed);
+        assert_eq!(g.pick(None), Some(1));
     }
 }

@@ -57,7 +57,10 @@ pub(crate) async fn serve(ctx: &TcpCtx, mut client: TcpStream, peer: SocketAddr)
                 };
             }
             Ok(Err(_)) | Err(_) => {
-                group.members[i].state.connect_failures.fetch_add(1, Relaxed);
+                group.members[i]
+                    .state
+                    .connect_failures
+                    .fetch_add(1, Relaxed);
                 exclude = Some(i);
                 if group.members.len() < 2 {
                     break;

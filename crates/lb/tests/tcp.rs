@@ -53,7 +53,12 @@ async fn closed_at_once(lb: SocketAddr) -> bool {
 async fn echo_through_a_tcp_listener_with_half_close() {
     let (a, _ta) = echo("a:").await;
     let (b, _tb) = echo("b:").await;
-    let (plane, lb) = start(one_listener(ListenerProtocol::Tcp, vec![group("tg", Algorithm::RoundRobin, serve(&[a, b]))], "tg")).await;
+    let (plane, lb) = start(one_listener(
+        ListenerProtocol::Tcp,
+        vec![group("tg", Algorithm::RoundRobin, serve(&[a, b]))],
+        "tg",
+    ))
+    .await;
     let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let out = exchange(lb, &big).await;
     assert_eq!(&out[2..], &big[..]);
@@ -70,13 +75,36 @@ async fn echo_through_a_tcp_listener_with_half_close() {
 async fn refused_target_is_retried_else_the_connection_closes() {
     let (a, _ta) = echo("a:").await;
     let dead = refused_addr().await;
-    let (plane, lb) = start(one_listener(ListenerProtocol::Tcp, vec![group("tg", Algorithm::LeastOutstandingRequests, serve(&[dead, a]))], "tg")).await;
+    let (plane, lb) = start(one_listener(
+        ListenerProtocol::Tcp,
+        vec![group(
+            "tg",
+            Algorithm::LeastOutstandingRequests,
+            serve(&[dead, a]),
+        )],
+        "tg",
+    ))
+    .await;
     for _ in 0..4 {
         assert_eq!(exchange(lb, b"x").await, b"a:x");
     }
-    assert!(plane.apply(one_listener(ListenerProtocol::Tcp, vec![group("tg", Algorithm::RoundRobin, serve(&[dead]))], "tg")).await.is_empty());
+    assert!(plane
+        .apply(one_listener(
+            ListenerProtocol::Tcp,
+            vec![group("tg", Algorithm::RoundRobin, serve(&[dead]))],
+            "tg"
+        ))
+        .await
+        .is_empty());
     assert!(closed_at_once(lb).await);
-    assert!(plane.apply(one_listener(ListenerProtocol::Tcp, vec![group("tg", Algorithm::RoundRobin, vec![])], "tg")).await.is_empty());
+    assert!(plane
+        .apply(one_listener(
+            ListenerProtocol::Tcp,
+            vec![group("tg", Algorithm::RoundRobin, vec![])],
+            "tg"
+        ))
+        .await
+        .is_empty());
     assert!(closed_at_once(lb).await);
     plane.shutdown().await;
 }
@@ -84,13 +112,21 @@ async fn refused_target_is_retried_else_the_connection_closes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_backends_behind_a_tcp_listener() {
     let a = backend("a").await;
-    let (plane, lb) = start(one_listener(ListenerProtocol::Tcp, vec![group("tg", Algorithm::RoundRobin, serve(&[a.addr]))], "tg")).await;
+    let (plane, lb) = start(one_listener(
+        ListenerProtocol::Tcp,
+        vec![group("tg", Algorithm::RoundRobin, serve(&[a.addr]))],
+        "tg",
+    ))
+    .await;
     let mut c = Client::connect(lb).await;
     for _ in 0..5 {
         assert_eq!(c.get("/").await.body, "a");
     }
     // Spliced, not proxied: no X-Forwarded headers, one backend connection.
-    assert_eq!(c.get("/headers").await.body, "a host=app.test xff= proto= port=");
+    assert_eq!(
+        c.get("/headers").await.body,
+        "a host=app.test xff= proto= port="
+    );
     assert_eq!(a.accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
     drop(c); // shutdown waits for open TCP connections (up to its grace)
     plane.shutdown().await;

@@ -35,7 +35,8 @@ impl Drop for TestBackend {
 }
 
 fn query_num(q: Option<&str>, key: &str) -> Option<u64> {
-    q?.split('&').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+    q?.split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
 }
 
 pub async fn backend(name: &str) -> TestBackend {
@@ -45,7 +46,9 @@ pub async fn backend(name: &str) -> TestBackend {
     let (n, acc) = (name.to_string(), accepted.clone());
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             acc.fetch_add(1, Ordering::SeqCst);
             let n = n.clone();
             tokio::spawn(async move {
@@ -56,19 +59,41 @@ pub async fn backend(name: &str) -> TestBackend {
                         let mut code = StatusCode::OK;
                         let body = match req.uri().path() {
                             "/slow" => {
-                                tokio::time::sleep(Duration::from_millis(query_num(q, "ms").unwrap_or(500))).await;
+                                tokio::time::sleep(Duration::from_millis(
+                                    query_num(q, "ms").unwrap_or(500),
+                                ))
+                                .await;
                                 n
                             }
                             "/headers" => {
-                                let h = |k: &str| req.headers().get(k).map(|v| v.to_str().unwrap_or("?").to_string()).unwrap_or_default();
-                                format!("{n} host={} xff={} proto={} port={}", h("host"), h("x-forwarded-for"), h("x-forwarded-proto"), h("x-forwarded-port"))
+                                let h = |k: &str| {
+                                    req.headers()
+                                        .get(k)
+                                        .map(|v| v.to_str().unwrap_or("?").to_string())
+                                        .unwrap_or_default()
+                                };
+                                format!(
+                                    "{n} host={} xff={} proto={} port={}",
+                                    h("host"),
+                                    h("x-forwarded-for"),
+                                    h("x-forwarded-proto"),
+                                    h("x-forwarded-port")
+                                )
                             }
                             "/status" => {
-                                code = StatusCode::from_u16(query_num(q, "code").unwrap_or(200) as u16).unwrap();
+                                code = StatusCode::from_u16(
+                                    query_num(q, "code").unwrap_or(200) as u16
+                                )
+                                .unwrap();
                                 n
                             }
                             "/echo" => {
-                                let b = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                                let b = req
+                                    .into_body()
+                                    .collect()
+                                    .await
+                                    .map(|c| c.to_bytes())
+                                    .unwrap_or_default();
                                 format!("{n} {}", String::from_utf8_lossy(&b))
                             }
                             _ => n,
@@ -78,11 +103,18 @@ pub async fn backend(name: &str) -> TestBackend {
                         Ok::<_, Infallible>(r)
                     }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });
-    TestBackend { name: name.into(), addr, accepted, task }
+    TestBackend {
+        name: name.into(),
+        addr,
+        accepted,
+        task,
+    }
 }
 
 /// An address nothing listens on.
@@ -105,17 +137,27 @@ pub struct Answer {
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).await.unwrap();
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
         tokio::spawn(conn);
         Client { sender, addr }
     }
 
     pub async fn get(&mut self, path: &str) -> Answer {
-        self.request(Request::get(path).header("host", "app.test").body(Full::default()).unwrap()).await
+        self.request(
+            Request::get(path)
+                .header("host", "app.test")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
     }
 
     pub async fn request(&mut self, req: Request<Full<Bytes>>) -> Answer {
-        self.try_request(req).await.expect("the client connection broke")
+        self.try_request(req)
+            .await
+            .expect("the client connection broke")
     }
 
     pub async fn try_request(&mut self, req: Request<Full<Bytes>>) -> Result<Answer, hyper::Error> {
@@ -123,7 +165,10 @@ impl Client {
         let resp = self.sender.send_request(req).await?;
         let status = resp.status().as_u16();
         let body = resp.into_body().collect().await?.to_bytes();
-        Ok(Answer { status, body: String::from_utf8_lossy(&body).into_owned() })
+        Ok(Answer {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
     }
 
     pub fn is_closed(&self) -> bool {
@@ -137,25 +182,51 @@ pub async fn get_once(addr: SocketAddr, path: &str) -> Answer {
 }
 
 pub fn serve(addrs: &[SocketAddr]) -> Vec<Backend> {
-    addrs.iter().map(|&addr| Backend { addr, routing: Routing::Serve, serving_since: None }).collect()
+    addrs
+        .iter()
+        .map(|&addr| Backend {
+            addr,
+            routing: Routing::Serve,
+            serving_since: None,
+        })
+        .collect()
 }
 
 pub fn group(id: &str, algorithm: Algorithm, targets: Vec<Backend>) -> (String, TargetGroup) {
-    (id.to_string(), TargetGroup { id: id.into(), algorithm, slow_start_seconds: 0, targets })
+    (
+        id.to_string(),
+        TargetGroup {
+            id: id.into(),
+            algorithm,
+            slow_start_seconds: 0,
+            targets,
+        },
+    )
 }
 
 pub fn forward(tg: &str) -> Vec<WeightedGroup> {
-    vec![WeightedGroup { target_group: tg.into(), weight: 1 }]
+    vec![WeightedGroup {
+        target_group: tg.into(),
+        weight: 1,
+    }]
 }
 
 /// A table with one listener `l` on a free port of 127.0.0.1 forwarding everything to `tg`.
-pub fn one_listener(protocol: ListenerProtocol, groups: Vec<(String, TargetGroup)>, tg: &str) -> Table {
+pub fn one_listener(
+    protocol: ListenerProtocol,
+    groups: Vec<(String, TargetGroup)>,
+    tg: &str,
+) -> Table {
     Table {
         listeners: vec![Listener {
             id: "l".into(),
             bind: "127.0.0.1:0".parse().unwrap(),
             protocol,
-            rules: vec![Rule { hosts: vec![], paths: vec![], forward: forward(tg) }],
+            rules: vec![Rule {
+                hosts: vec![],
+                paths: vec![],
+                forward: forward(tg),
+            }],
             idle_timeout_seconds: None,
         }],
         target_groups: groups.into_iter().collect::<BTreeMap<_, _>>(),
@@ -164,7 +235,10 @@ pub fn one_listener(protocol: ListenerProtocol, groups: Vec<(String, TargetGroup
 
 /// A plane serving `table`, and the address of its listener `l`.
 pub async fn start(table: Table) -> (DataPlane, SocketAddr) {
-    let plane = DataPlane::new(Config { connect_timeout: Duration::from_secs(1), ..Config::default() });
+    let plane = DataPlane::new(Config {
+        connect_timeout: Duration::from_secs(1),
+        ..Config::default()
+    });
     let errors = plane.apply(table).await;
     assert!(errors.is_empty(), "{errors:?}");
     let addr = plane.local_addr("l").await.unwrap();
