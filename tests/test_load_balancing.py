@@ -325,3 +325,79 @@ def test_load_balancers_are_checked_as_ecs_checks_them(ecs, elbv2, fleet, web_se
                  "--target-type", "ip", "--vpc-id", "vpc-0123456789abcdef0")["TargetGroups"][0]["TargetGroupArn"]
     assert refused(loadBalancers=[{**lb, "targetGroupArn": lone}]) == \
         f"The target group with targetGroupArn {lone} does not have an associated load balancer."
+
+
+def nslookup(cid, qtype, name):
+    """What busybox's nslookup, run inside container `cid`, answers: (addresses, SRV ports)."""
+    out = subprocess.run(["docker", "exec", cid, "nslookup", f"-type={qtype}", name],
+                         capture_output=True, text=True, timeout=30).stdout
+    words = out.split()
+    addrs = sorted(words[i + 1] for i, w in enumerate(words)
+                   if w == "Address:" and i + 1 < len(words) and not words[i + 1].endswith(("#53", ":53")))
+    # `NAME service = PRIORITY WEIGHT PORT TARGET`
+    ports = sorted(int(words[i + 4]) for i, w in enumerate(words) if w == "service" and i + 4 < len(words)
+                   and words[i + 1] == "=") if qtype == "srv" else []
+    return addrs, ports, out
+
+
+def test_a_service_resolves_another_by_its_cloud_map_name(ecs, fleet, web_service):
+    """`serviceRegistries`: the tasks of one service are registered in Cloud Map as they become
+    healthy; a task of another service resolves them (A and SRV) from inside its container, and the
+    answers follow the first service's scaling."""
+    import boto3
+    from botocore.config import Config
+    sd = boto3.client("servicediscovery", endpoint_url=fleet.endpoint, region_name=helpers.REGION,
+                      aws_access_key_id=helpers.ACCESS_KEY, aws_secret_access_key=helpers.SECRET_KEY,
+                      config=Config(inject_host_prefix=False))
+    ns_name = helpers.unique("mesh").lower() + ".local"
+    op = sd.create_private_dns_namespace(Name=ns_name, Vpc="vpc-0abc")["OperationId"]
+    ns = sd.get_operation(OperationId=op)["Operation"]["Targets"]["NAMESPACE"]
+    reg = sd.create_service(Name="api", NamespaceId=ns, HealthCheckCustomConfig={"FailureThreshold": 1},
+                            DnsConfig={"RoutingPolicy": "MULTIVALUE",
+                                       "DnsRecords": [{"Type": "A", "TTL": 1}, {"Type": "SRV", "TTL": 1}]})["Service"]
+    family = helpers.unique("api")
+    td = register(ecs, family, web("api"))
+    api = helpers.unique("api")
+    ecs.create_service(cluster=fleet.cluster, serviceName=api, taskDefinition=td, desiredCount=2, launchType="EC2",
+                       networkConfiguration=VPC,
+                       serviceRegistries=[{"registryArn": reg["Arn"], "containerName": "web", "containerPort": 8080}])
+    client_td = register(ecs, helpers.unique("client"),
+                         {"name": "client", "image": IMAGE, "essential": True, "memory": 32,
+                          "command": ["sh", "-c", "while true; do sleep 1; done"]})
+    client = helpers.unique("client")
+    ecs.create_service(cluster=fleet.cluster, serviceName=client, taskDefinition=client_td, desiredCount=1,
+                       launchType="EC2", networkConfiguration=VPC)
+    arn = wait_for(lambda: ecs.list_tasks(cluster=fleet.cluster, serviceName=client, desiredStatus="RUNNING")
+                   ["taskArns"], timeout=60, what="the client task")[0]
+    cid = wait_for(lambda: [c for c in task_containers(fleet.cluster)
+                            if docker("inspect", "-f", '{{index .Config.Labels "com.flotilla.task-arn"}}', c) == arn
+                            and docker("inspect", "-f", '{{.State.Running}}', c) == "true"
+                            and docker("inspect", "-f", '{{index .Config.Labels "com.flotilla.container-name"}}', c)
+                            == "client"], timeout=60, what="the client container")[0]
+    name = f"api.{ns_name}"
+
+    seen = {}
+
+    def resolves_to_service():
+        ips = service_ips(ecs, fleet.cluster, api)
+        addrs, _, seen["a"] = nslookup(cid, "a", name)
+        _, ports, seen["srv"] = nslookup(cid, "srv", name)
+        seen["ips"] = ips
+        return (ips, ports) if ips and addrs == sorted(ips) and ports == [8080] * len(ips) else None
+
+    try:
+        ips, _ = wait_for(resolves_to_service, timeout=60, interval=1, what=f"{name} resolving to the api tasks")
+    except AssertionError as e:
+        raise AssertionError(f"{e}: {seen}; registered: {sd.list_instances(ServiceId=reg['Id'])}") from None
+    assert len(ips) == 2
+    listed = sd.list_instances(ServiceId=reg["Id"])["Instances"]
+    assert sorted(i["Attributes"]["AWS_INSTANCE_IPV4"] for i in listed) == sorted(ips)
+    assert all(i["Attributes"]["ECS_SERVICE_NAME"] == api for i in listed)
+    # Scaling out and in: the answers follow.
+    ecs.update_service(cluster=fleet.cluster, service=api, desiredCount=3)
+    ips, _ = wait_for(lambda: (r := resolves_to_service()) and len(r[0]) == 3 and r, timeout=120, interval=1,
+                      what="three answers")
+    ecs.update_service(cluster=fleet.cluster, service=api, desiredCount=1)
+    wait_for(lambda: len(nslookup(cid, "a", name)[0]) == 1, timeout=120, interval=1, what="one answer")
+    ecs.update_service(cluster=fleet.cluster, service=api, desiredCount=0)
+    ecs.update_service(cluster=fleet.cluster, service=client, desiredCount=0)
