@@ -251,7 +251,10 @@ impl Api {
     /// Serves load balancers and Cloud Map to services: the service loop registers, health
     /// checks and drains their tasks through `traffic`, and CreateService accepts
     /// `loadBalancers` and `serviceRegistries`.
-    pub fn with_traffic(mut self, traffic: Arc<dyn flotilla_controllers::traffic::Traffic>) -> Self {
+    pub fn with_traffic(
+        mut self,
+        traffic: Arc<dyn flotilla_controllers::traffic::Traffic>,
+    ) -> Self {
         if let Some(p) = Arc::get_mut(&mut self.plane) {
             p.traffic = Some(traffic);
         }

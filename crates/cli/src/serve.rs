@@ -79,7 +79,11 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
     // controllers; the service loop registers and drains tasks (`flotilla_traffic`).
     let data_plane = cfg.lb_address.map(|bind| {
         let plane = Arc::new(flotilla_lb::DataPlane::new(flotilla_lb::Config::default()));
-        let feeder = tokio::spawn(flotilla_traffic::feeder::run(store.clone(), plane.clone(), bind));
+        let feeder = tokio::spawn(flotilla_traffic::feeder::run(
+            store.clone(),
+            plane.clone(),
+            bind,
+        ));
         (plane, feeder)
     });
     // Elastic Load Balancing v2 (awsQuery), its records in the same store.

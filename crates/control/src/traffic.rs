@@ -260,7 +260,11 @@ fn reach_port(task: &TaskRecord, container_name: &str, container_port: i32) -> O
 /// The targets a task is registered as, one per load balancer of its service: awsvpc tasks by
 /// their IP address, the others by their instance's EC2 id and the port traffic reaches the
 /// container at. A load balancer whose port is not known yet (no binding reported) gives none.
-pub fn task_targets(lbs: &[LoadBalancer], task: &TaskRecord, ec2_instance_id: &str) -> Vec<LbTarget> {
+pub fn task_targets(
+    lbs: &[LoadBalancer],
+    task: &TaskRecord,
+    ec2_instance_id: &str,
+) -> Vec<LbTarget> {
     let mut out = Vec::new();
     for lb in lbs {
         let (Some(tg), Some(name), Some(cport)) = (
@@ -335,10 +339,7 @@ pub fn task_instance(
         .and_then(|a| a.rsplit('/').next())
         .and_then(|fr| fr.split(':').next())
     {
-        attributes.insert(
-            "ECS_TASK_DEFINITION_FAMILY".to_string(),
-            family.to_string(),
-        );
+        attributes.insert("ECS_TASK_DEFINITION_FAMILY".to_string(), family.to_string());
     }
     Some(RegistryInstance {
         service_arn,
@@ -402,7 +403,11 @@ mod tests {
     fn a_role_only_where_ecs_takes_one() {
         let awsvpc = td(Some(NetworkMode::Awsvpc));
         assert_eq!(
-            message(check_load_balancers(&[lb("tg", "web", 8080)], &awsvpc, Some("role"))),
+            message(check_load_balancers(
+                &[lb("tg", "web", 8080)],
+                &awsvpc,
+                Some("role")
+            )),
             "You cannot specify an IAM role for services that require a service linked role."
         );
         let bridge = td(None);

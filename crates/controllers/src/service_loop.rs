@@ -26,8 +26,8 @@
 
 use crate::placement::{self, Committed, PlacementFailure, Target};
 use crate::plane::Plane;
-use crate::traffic;
 use crate::records::{self, commit_fenced, get, task_key, task_prefix, to_bytes, Attempt};
+use crate::traffic;
 use flotilla_control::instances::InstanceRecord;
 use flotilla_control::launch;
 use flotilla_control::service_scheduler::{
@@ -475,7 +475,16 @@ pub async fn reconcile(
         for arn in traffic::drained(&seen.records, now) {
             traffic::stop_or_drain(api, t.as_ref(), fence, h, None, cluster, &arn, "", now).await?;
         }
-        traffic::sync(t.as_ref(), &rec, &seen.records, &seen.tasks, h, &seen.hosts, now).await?;
+        traffic::sync(
+            t.as_ref(),
+            &rec,
+            &seen.records,
+            &seen.tasks,
+            h,
+            &seen.hosts,
+            now,
+        )
+        .await?;
     }
     let providers = live_per_provider(&seen.records, &actions.stop);
     let mut next = rec.clone();

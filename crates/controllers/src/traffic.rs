@@ -203,9 +203,7 @@ pub async fn apply_health(
             let states: Vec<(&LbTarget, Option<TargetState>)> =
                 targets.iter().map(|x| (x, health.state(x))).collect();
             let all_healthy = targets.len() == lbs.len()
-                && states
-                    .iter()
-                    .all(|(_, s)| *s == Some(TargetState::Healthy));
+                && states.iter().all(|(_, s)| *s == Some(TargetState::Healthy));
             o.healthy = o.healthy && all_healthy;
             let past_grace = t.task.started_at.is_none_or(|s| now >= s + grace);
             if let Some((bad, _)) = states
@@ -242,10 +240,16 @@ pub async fn sync(
             let key = (target.id.clone(), target.port);
             if o.phase == Phase::Running {
                 if state.is_none() {
-                    register.entry(&target.target_group_arn).or_default().push(key);
+                    register
+                        .entry(&target.target_group_arn)
+                        .or_default()
+                        .push(key);
                 }
             } else if state.is_some_and(|s| s != TargetState::Draining) {
-                deregister.entry(&target.target_group_arn).or_default().push(key);
+                deregister
+                    .entry(&target.target_group_arn)
+                    .or_default()
+                    .push(key);
             }
         }
     }
@@ -280,7 +284,7 @@ async fn sync_registries(
             let there = present.contains(&t.id);
             if wanted && !there {
                 let host = hosts.get(&t.instance_id).and_then(|h| h.1.as_deref());
-                if let Some(inst) = task_instance(reg, t, &name, host) {
+                if let Some(inst) = task_instance(reg, t, name, host) {
                     traffic
                         .register_instance(arn, &inst.instance_id, &inst.attributes, now)
                         .await?;
@@ -316,11 +320,7 @@ pub async fn stop_or_drain(
         .get(arn)
         .into_iter()
         .flatten()
-        .filter(|t| {
-            health
-                .state(t)
-                .is_some_and(|s| s != TargetState::Draining)
-        })
+        .filter(|t| health.state(t).is_some_and(|s| s != TargetState::Draining))
         .collect();
     let mut until = now;
     let mut by_group: BTreeMap<&str, Vec<(String, u16)>> = BTreeMap::new();

@@ -1,8 +1,8 @@
 //! [`StoreTraffic`]: the ECS service scheduler's [`Traffic`] over the ELBv2 and Cloud Map
 //! records in the store (`flotilla_elbv2::targets`, `flotilla_servicediscovery::instances`).
 
-use flotilla_controllers::traffic::{TargetGroupInfo, TargetHealth, TargetState, Traffic};
 use flotilla_control::traffic::TargetType;
+use flotilla_controllers::traffic::{TargetGroupInfo, TargetHealth, TargetState, Traffic};
 use flotilla_elbv2::health::State;
 use flotilla_elbv2::record::TargetKind;
 use flotilla_elbv2::targets::{self, TargetRef};

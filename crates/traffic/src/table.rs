@@ -118,7 +118,12 @@ pub fn health_check(g: &TargetGroupView) -> Option<lb::HealthCheck> {
         Protocol::Http => lb::HealthCheckProtocol::Http,
         Protocol::Tcp => lb::HealthCheckProtocol::Tcp,
     };
-    let matcher = h.matcher.as_deref().unwrap_or("200").parse::<lb::Matcher>().ok()?;
+    let matcher = h
+        .matcher
+        .as_deref()
+        .unwrap_or("200")
+        .parse::<lb::Matcher>()
+        .ok()?;
     Some(lb::HealthCheck {
         protocol,
         port: h.port.parse().ok(),
@@ -137,4 +142,92 @@ pub fn interval(g: &TargetGroupView) -> f64 {
 /// of a group a listener uses.
 pub fn probed(g: &TargetGroupView, state: State) -> bool {
     g.in_use && matches!(state, State::Initial | State::Healthy | State::Unhealthy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_elbv2::record::{HealthCheck, TargetKind};
+    use flotilla_elbv2::targets::{TargetHealthView, TargetView};
+
+    fn target(ip: &str, state: State) -> TargetView {
+        TargetView {
+            health: TargetHealthView {
+                id: ip.into(),
+                port: 8080,
+                availability_zone: None,
+                state,
+                reason: None,
+                description: None,
+                draining_until: None,
+            },
+            address: Some(ip.into()),
+        }
+    }
+
+    fn group(targets: Vec<TargetView>, enabled: bool) -> TargetGroupView {
+        let mut health_check = HealthCheck::defaults(Protocol::Http, Protocol::Http);
+        health_check.enabled = enabled;
+        TargetGroupView {
+            arn: "tg".into(),
+            name: "tg".into(),
+            protocol: Protocol::Http,
+            port: 8080,
+            target_type: TargetKind::Ip,
+            health_check,
+            attributes: BTreeMap::from([(
+                "load_balancing.algorithm.type".to_string(),
+                "least_outstanding_requests".to_string(),
+            )]),
+            in_use: true,
+            targets,
+        }
+    }
+
+    #[test]
+    fn each_state_routes_as_elb_routes_it() {
+        let g = group(
+            vec![
+                target("10.0.0.1", State::Healthy),
+                target("10.0.0.2", State::Draining),
+                target("10.0.0.3", State::Unhealthy),
+                target("10.0.0.4", State::Initial),
+                target("10.0.0.5", State::Unused),
+            ],
+            true,
+        );
+        let t = super::group(&g);
+        assert_eq!(t.algorithm, lb::Algorithm::LeastOutstandingRequests);
+        let routing: Vec<lb::Routing> = t.targets.iter().map(|b| b.routing).collect();
+        assert_eq!(
+            routing,
+            vec![
+                lb::Routing::Serve,
+                lb::Routing::Drain,
+                lb::Routing::Unhealthy,
+                lb::Routing::Skip,
+                lb::Routing::Skip
+            ]
+        );
+        assert_eq!(t.targets[0].addr, "10.0.0.1:8080".parse().unwrap());
+    }
+
+    #[test]
+    fn disabled_checks_route_to_every_registered_target_and_probe_none() {
+        let g = group(vec![target("10.0.0.1", State::Unavailable)], false);
+        assert_eq!(super::group(&g).targets[0].routing, lb::Routing::Serve);
+        assert!(health_check(&g).is_none());
+    }
+
+    #[test]
+    fn the_checker_probes_registered_targets_of_groups_in_use_only() {
+        let mut g = group(Vec::new(), true);
+        assert!(probed(&g, State::Initial) && probed(&g, State::Unhealthy));
+        assert!(!probed(&g, State::Draining));
+        g.in_use = false;
+        assert!(!probed(&g, State::Healthy));
+        let check = health_check(&group(Vec::new(), true)).unwrap();
+        assert_eq!(check.path, "/");
+        assert_eq!(check.port, None);
+    }
 }

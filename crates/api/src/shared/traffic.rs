@@ -4,7 +4,9 @@
 //! read through the plane's [`flotilla_controllers::traffic::Traffic`].
 
 use crate::context::Ctx;
-use flotilla_control::traffic::{check_load_balancers, check_service_registries, check_target_type};
+use flotilla_control::traffic::{
+    check_load_balancers, check_service_registries, check_target_type,
+};
 use flotilla_model::shapes::{LoadBalancer, ServiceRegistry, TaskDefinition};
 use flotilla_model::{EcsError, ErrorCode};
 
