@@ -44,6 +44,10 @@ pub fn prefix() -> &'static str {
 /// The key prefix of ECS container instance records, read to resolve instance targets.
 pub const CONTAINER_INSTANCES: &str = "container-instances/";
 
+/// The container instance attribute that gives the address instance targets are reached at
+/// (`flotilla agent --attribute flotilla.host-address=IP`).
+pub const HOST_ADDRESS_ATTRIBUTE: &str = "flotilla.host-address";
+
 /// A target as callers name it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TargetRef {
@@ -353,8 +357,7 @@ pub struct InstanceView {
     pub cluster: String,
     /// Its availability zone.
     pub availability_zone: Option<String>,
-    /// The address to connect to. Flotilla's container instance records hold no address yet,
-    /// so this is `None` until the agent registers one.
+    /// The address to connect to: the instance's [`HOST_ADDRESS_ATTRIBUTE`], when it has one.
     pub address: Option<String>,
 }
 
@@ -379,7 +382,12 @@ fn instance_view(bytes: &[u8]) -> Option<InstanceView> {
         container_instance_arn: text(&inst["containerInstanceArn"]),
         cluster: text(&v["cluster"]).unwrap_or_default(),
         availability_zone: text(&v["availability_zone"]),
-        address: None,
+        address: inst["attributes"].as_array().and_then(|attrs| {
+            attrs
+                .iter()
+                .find(|a| a["name"].as_str() == Some(HOST_ADDRESS_ATTRIBUTE))
+                .and_then(|a| text(&a["value"]))
+        }),
     })
 }
 
@@ -434,8 +442,7 @@ pub struct TargetView {
     /// The health view (id, port, state, reason, draining deadline).
     pub health: TargetHealthView,
     /// The address to connect to: the IP of an `ip` target; for an `instance` target its
-    /// container instance's address when one is recorded (none is yet: see
-    /// [`InstanceView::address`]).
+    /// container instance's address when one is recorded ([`InstanceView::address`]).
     pub address: Option<String>,
 }
 
@@ -744,7 +751,9 @@ mod tests {
         let store = MemoryStore::new();
         group(&store, TargetKind::Instance, true).await;
         let inst = serde_json::json!({
-            "instance": {"ec2InstanceId": "i-0123456789abcdef0", "containerInstanceArn": "arn:ci"},
+            "instance": {"ec2InstanceId": "i-0123456789abcdef0", "containerInstanceArn": "arn:ci",
+                         "attributes": [{"name": "ecs.os-type", "value": "linux"},
+                                        {"name": "flotilla.host-address", "value": "192.0.2.7"}]},
             "cluster": "default", "id": "x", "availability_zone": "us-east-1a",
         });
         store
@@ -768,7 +777,7 @@ mod tests {
         assert_eq!(s.target_groups.len(), 1);
         let tg = &s.target_groups[0];
         assert_eq!(tg.targets[0].health.port, 32768);
-        assert_eq!(tg.targets[0].address, None);
+        assert_eq!(tg.targets[0].address.as_deref(), Some("192.0.2.7"));
         assert_eq!(s.instances["i-0123456789abcdef0"].cluster, "default");
     }
 
