@@ -229,6 +229,20 @@ def test_every_task_answers_in_turn_and_the_target_group_says_healthy(ecs, elbv2
     for i in range(0, 9, 3):
         assert len(set(hosts[i:i + 3])) == 3, hosts
     assert all(body.endswith(" v1") for _, body in answers)
+    # `flotilla lb` shows the same, as a table and as JSON.
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": helpers.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": helpers.SECRET_KEY,
+           "AWS_DEFAULT_REGION": helpers.REGION, "AWS_ENDPOINT_URL_ECS": fleet.endpoint}
+    flotilla = lambda *a: subprocess.run([str(helpers.FLOTILLA_BIN), "lb", *a], capture_output=True, text=True,
+                                         env=env, timeout=30)
+    ls = flotilla("ls")
+    assert ls.returncode == 0 and f"HTTP:{s['port']}" in ls.stdout, ls
+    desc = flotilla("describe", s["name"])
+    assert desc.returncode == 0, desc
+    assert sum(" healthy " in line + " " for line in desc.stdout.splitlines()) == 3, desc.stdout
+    doc = json.loads(flotilla("describe", s["name"], "--output", "json").stdout)
+    assert doc["name"] == s["name"] and doc["listeners"][0]["port"] == s["port"]
+    missing = flotilla("describe", "no-such-lb")
+    assert missing.returncode != 0 and "no load balancer named no-such-lb" in missing.stderr
 
 
 def test_a_rolling_deployment_under_load_fails_no_request(ecs, elbv2, fleet, web_service):

@@ -80,6 +80,7 @@ pub async fn admin(
         "OpenLogStream" => open_log_stream(api, input).await,
         "LogQuery" => log_query(api, input).await,
         flotilla_protocol::dns::RESOLVE_NAME => resolve_name(api, input).await,
+        "LoadBalancing" => load_balancing(api).await,
         other => Err(EcsError::new(
             flotilla_model::ErrorCode::UnknownOperationException,
             format!(
@@ -318,4 +319,70 @@ async fn resolve_name(api: &Api, input: &Value) -> Result<Value, EcsError> {
     };
     serde_json::to_value(out)
         .map_err(|e| EcsError::server(format!("could not encode the answer: {e}")))
+}
+
+/// `FlotillaAdmin.LoadBalancing`: every load balancer with its listeners and rules, and every
+/// target group with its targets' health, as one JSON document (for `flotilla lb`).
+async fn load_balancing(api: &Api) -> Result<Value, EcsError> {
+    let snap = flotilla_elbv2::targets::snapshot(api.store.as_ref())
+        .await
+        .map_err(|e| EcsError::server(e.to_string()))?;
+    let lbs: Vec<Value> = snap
+        .load_balancers
+        .iter()
+        .map(|lb| {
+            let listeners: Vec<Value> = lb
+                .listeners
+                .iter()
+                .map(|l| {
+                    let rules: Vec<Value> = l
+                        .rules
+                        .iter()
+                        .map(|r| {
+                            let conditions: Vec<Value> = r
+                                .conditions
+                                .iter()
+                                .map(|c| match c {
+                                    flotilla_elbv2::record::Condition::PathPattern(v) => {
+                                        json!({"field": "path-pattern", "values": v})
+                                    }
+                                    flotilla_elbv2::record::Condition::HostHeader(v) => {
+                                        json!({"field": "host-header", "values": v})
+                                    }
+                                })
+                                .collect();
+                            let forward: Vec<Value> = r
+                                .forward
+                                .iter()
+                                .map(|w| json!({"targetGroupArn": w.target_group_arn, "weight": w.weight}))
+                                .collect();
+                            json!({"ruleArn": r.arn, "priority": r.priority, "conditions": conditions, "forward": forward})
+                        })
+                        .collect();
+                    json!({"listenerArn": l.arn, "protocol": l.protocol.shape().as_str(), "port": l.port, "rules": rules})
+                })
+                .collect();
+            json!({"loadBalancerArn": lb.arn, "name": lb.name, "type": lb.kind.shape().as_str(),
+                   "dnsName": lb.dns_name, "listeners": listeners})
+        })
+        .collect();
+    let groups: Vec<Value> = snap
+        .target_groups
+        .iter()
+        .map(|g| {
+            let targets: Vec<Value> = g
+                .targets
+                .iter()
+                .map(|t| {
+                    json!({"id": t.health.id, "port": t.health.port, "address": t.address,
+                           "state": t.health.state.as_str(),
+                           "reason": t.health.reason.map(|r| r.as_str()),
+                           "description": t.health.description})
+                })
+                .collect();
+            json!({"targetGroupArn": g.arn, "name": g.name, "protocol": g.protocol.shape().as_str(),
+                   "port": g.port, "inUse": g.in_use, "targets": targets})
+        })
+        .collect();
+    Ok(json!({"loadBalancers": lbs, "targetGroups": groups}))
 }

@@ -11,6 +11,7 @@ mod client;
 mod config;
 mod exec_cmd;
 mod fargate_cmd;
+mod lb_cmd;
 mod logs_cmd;
 mod serve;
 mod service_cmd;
@@ -82,6 +83,10 @@ enum Command {
     Status(ListArgs),
     /// List clusters with their instance, task and service counts.
     Clusters(ListArgs),
+    /// Show load balancers: `flotilla lb ls` lists them with their listeners; `flotilla lb
+    /// describe NAME` shows the listeners' rules and the health of every target.
+    #[command(subcommand)]
+    Lb(lb_cmd::LbCommand),
     /// List task definitions (latest first within each family order) with their containers.
     #[command(name = "task-definitions")]
     TaskDefinitions(TaskDefinitionsArgs),
@@ -283,6 +288,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Fargate(cmd) => fargate_cmd::run(cmd).await,
             Command::Logs(args) => logs_cmd::run(args).await,
             Command::Exec(args) => std::process::exit(exec_cmd::run(args).await),
+            Command::Lb(cmd) => lb_cmd::run(cmd).await,
             Command::Status(args) => status_cmd::run(args.endpoint.client()?, args.output).await,
             Command::Clusters(args) => {
                 let client = args.endpoint.client()?;
