@@ -7,6 +7,7 @@
 //! deployments; the service loop (`flotilla_controllers::service_loop`) writes the counts, the deployments'
 //! progress and the events. Both write with compare-and-swap on the record's `mod_revision`.
 
+use crate::service_scheduler::rebalance;
 use crate::service_scheduler::{DeploymentRecord, DeploymentStatus};
 use flotilla_model::arn::ArnContext;
 use flotilla_model::shapes::{
@@ -95,6 +96,10 @@ pub struct ServiceRecord {
     /// set once it has stopped.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub replaced: BTreeSet<String>,
+    /// An Availability Zone rebalancing is in progress
+    /// ([`crate::service_scheduler::rebalance`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rebalancing: bool,
 }
 
 /// How many finished deployments a service keeps.
@@ -167,6 +172,14 @@ impl ServiceRecord {
             u32::try_from(max).unwrap_or(0),
             u32::try_from(min).unwrap_or(0),
         )
+    }
+
+    /// Whether the service rebalances its tasks across Availability Zones: ENABLED, and a
+    /// configuration that allows it.
+    pub fn rebalances(&self) -> bool {
+        self.service.availability_zone_rebalancing
+            == Some(flotilla_model::shapes::AvailabilityZoneRebalancing::Enabled)
+            && rebalance::compatible(rebalance_shape(&self.service)).is_ok()
     }
 
     /// The circuit breaker: `None` when disabled, else whether it rolls back.
@@ -539,6 +552,24 @@ pub fn apply_update(
     Ok(wanted)
 }
 
+/// What AZ rebalancing needs to know of a service's configuration.
+pub fn rebalance_shape(s: &Service) -> rebalance::Shape<'_> {
+    let max = s
+        .deployment_configuration
+        .as_ref()
+        .and_then(|c| c.maximum_percent)
+        .unwrap_or(DEFAULT_MAXIMUM_PERCENT);
+    rebalance::Shape {
+        scheduling: s
+            .scheduling_strategy
+            .unwrap_or(flotilla_model::shapes::SchedulingStrategy::Replica),
+        launch_type: s.launch_type,
+        maximum_percent: u32::try_from(max).unwrap_or(0),
+        strategies: s.placement_strategy.as_deref().unwrap_or(&[]),
+        constraints: s.placement_constraints.as_deref().unwrap_or(&[]),
+    }
+}
+
 /// Replaces the settings UpdateService names; whether one of them needs a new deployment.
 fn apply_settings(s: &mut Service, req: &UpdateServiceRequest) -> Result<bool, EcsError> {
     if let Some(d) = req.desired_count {
@@ -569,6 +600,14 @@ fn apply_settings(s: &mut Service, req: &UpdateServiceRequest) -> Result<bool, E
     wanted |= replace(&mut s.service_registries, &req.service_registries);
     if let Some(g) = req.health_check_grace_period_seconds {
         s.health_check_grace_period_seconds = Some(g);
+    }
+    // Never a new deployment. ENABLED is checked against the configuration as updated.
+    if let Some(r) = req.availability_zone_rebalancing {
+        if r == flotilla_model::shapes::AvailabilityZoneRebalancing::Enabled {
+            rebalance::compatible(rebalance_shape(s))
+                .map_err(|why| EcsError::invalid_parameter(why.message()))?;
+        }
+        s.availability_zone_rebalancing = Some(r);
     }
     if let Some(p) = req.propagate_tags {
         s.propagate_tags = Some(p);
