@@ -11,8 +11,8 @@ use crate::service_scheduler::rebalance;
 use crate::service_scheduler::{DeploymentRecord, DeploymentStatus};
 use flotilla_model::arn::ArnContext;
 use flotilla_model::shapes::{
-    Deployment, DeploymentConfiguration, DeploymentRolloutState, LaunchType, Service,
-    ServiceDeploymentStatus, ServiceEvent, UpdateServiceRequest,
+    Deployment, DeploymentConfiguration, DeploymentRolloutState, DeploymentStrategy, LaunchType,
+    Service, ServiceDeploymentStatus, ServiceEvent, UpdateServiceRequest,
 };
 use flotilla_model::{EcsError, ErrorCode};
 use serde::{Deserialize, Serialize};
@@ -413,6 +413,10 @@ pub fn deployment_configuration(
         if g.alarms.is_some() {
             c.alarms = g.alarms.clone();
         }
+        refuse_unserved(g)?;
+        if g.strategy.is_some() {
+            c.strategy = g.strategy;
+        }
     }
     let max = *c.maximum_percent.get_or_insert(DEFAULT_MAXIMUM_PERCENT);
     let min = *c
@@ -431,6 +435,48 @@ pub fn deployment_configuration(
     c.deployment_circuit_breaker
         .get_or_insert_with(Default::default);
     Ok(c)
+}
+
+/// What a deployment configuration may ask that this server does not do yet, refused rather
+/// than turned silently into a rolling update: the BLUE_GREEN, LINEAR and CANARY strategies and
+/// what only they use (bake time, lifecycle hooks, their configurations), and CloudWatch alarms
+/// that would be evaluated (`alarms.enable`). A disabled alarms block and ROLLING are kept.
+fn refuse_unserved(g: &DeploymentConfiguration) -> Result<(), EcsError> {
+    let unsupported = |m: String| Err(EcsError::new(ErrorCode::UnsupportedFeatureException, m));
+    if let Some(s) = g.strategy.filter(|s| *s != DeploymentStrategy::Rolling) {
+        let name = serde_json::to_value(s)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        return unsupported(format!(
+            "The {name} deployment strategy is not supported by this Flotilla server yet; use ROLLING."
+        ));
+    }
+    let blue_green_only = [
+        (
+            g.bake_time_in_minutes.is_some_and(|b| b > 0),
+            "bakeTimeInMinutes",
+        ),
+        (
+            g.lifecycle_hooks.as_ref().is_some_and(|h| !h.is_empty()),
+            "lifecycleHooks",
+        ),
+        (g.linear_configuration.is_some(), "linearConfiguration"),
+        (g.canary_configuration.is_some(), "canaryConfiguration"),
+        (g.early_success_criteria.is_some(), "earlySuccessCriteria"),
+    ];
+    if let Some((_, field)) = blue_green_only.iter().find(|(given, _)| *given) {
+        return unsupported(format!(
+            "deploymentConfiguration.{field} applies to the BLUE_GREEN, LINEAR and CANARY strategies, which this Flotilla server does not support yet."
+        ));
+    }
+    if g.alarms.as_ref().is_some_and(|a| a.enable) {
+        return unsupported(
+            "Deployment alarms are not evaluated by this Flotilla server yet (CloudWatch alarms are not served); set alarms.enable to false or leave alarms out."
+                .to_string(),
+        );
+    }
+    Ok(())
 }
 
 /// The digits of a deployment id (`ecs-svc/<digits>`).
