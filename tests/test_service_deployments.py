@@ -129,3 +129,25 @@ def test_deployment_strategies_and_alarms_not_served_are_refused_not_ignored(ecs
     assert s["deploymentConfiguration"]["alarms"]["enable"] is False
     ecs.delete_service(cluster=cluster, service=s["serviceName"], force=True)
     assert ecs.describe_services(cluster=cluster, services=["web"])["services"][0]["deploymentConfiguration"].get("strategy") != "BLUE_GREEN"
+
+
+def test_service_options_not_served_are_refused_not_ignored(ecs, service):
+    cluster, td1, _ = service
+    cases = [
+        ({"serviceConnectConfiguration": {"enabled": True, "namespace": "internal"}},
+         "Service Connect (serviceConnectConfiguration) is not supported by this Flotilla server yet; use serviceRegistries (Cloud Map) and load balancers."),
+        ({"volumeConfigurations": [{"name": "data", "managedEBSVolume": {"roleArn": "arn:aws:iam::000000000000:role/ebs"}}]},
+         "Service-managed Amazon EBS volumes (volumeConfigurations) are not supported by this Flotilla server."),
+    ]
+    for extra, message in cases:
+        for call in (
+            lambda: ecs.create_service(cluster=cluster, serviceName=helpers.unique("opt"), taskDefinition=td1,
+                                       desiredCount=0, **extra),
+            lambda: ecs.update_service(cluster=cluster, service="web", **extra),
+        ):
+            with pytest.raises(ClientError) as e:
+                call()
+            err = e.value.response["Error"]
+            assert (err["Code"], err["Message"]) == ("UnsupportedFeatureException", message)
+    # Turning Service Connect off asks for nothing: accepted.
+    ecs.update_service(cluster=cluster, service="web", serviceConnectConfiguration={"enabled": False})

@@ -6,6 +6,7 @@ pub mod cluster_writes;
 pub mod deployments;
 pub mod instance_views;
 pub mod traffic;
+pub mod unserved;
 
 use flotilla_model::shapes::Failure;
 
