@@ -20,6 +20,7 @@ pub mod exec;
 pub mod instances;
 pub mod keys;
 pub mod launch;
+pub mod protection;
 pub mod secrets;
 pub mod service_scheduler;
 pub mod services;

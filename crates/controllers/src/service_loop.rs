@@ -255,6 +255,7 @@ pub fn observe(t: &TaskRecord, draining: bool, lost: bool, grace: f64, now: f64)
         lost,
         unhealthy,
         unhealthy_in: None,
+        protected: flotilla_control::protection::is_protected(t, now),
         unexpected_stop: (phase == Phase::Stopped && !by_scheduler).then(|| {
             t.task
                 .stopped_reason

@@ -32,7 +32,11 @@
 //! - the circuit breaker (REPLICA, when enabled) trips an IN_PROGRESS primary at
 //!   `min(max(ceil(desired / 2), 3), 200)` failures: FAILED, no more starts, and with `rollback`
 //!   a new primary on the last COMPLETED deployment's task definition;
-//! - after 3 consecutive failures starts are throttled (exponential, capped at 15 minutes).
+//! - after 3 consecutive failures starts are throttled (exponential, capped at 15 minutes);
+//! - a protected task (`TaskObs::protected`, UpdateTaskProtection) is never stopped to scale in
+//!   or replace it (old deployment, DRAINING instance): the service stays above its desired
+//!   count, and a deployment waits, until its protection expires or is removed. Failing health
+//!   checks and DeleteService still stop it.
 
 mod daemon;
 mod events;
@@ -172,6 +176,9 @@ pub struct TaskObs {
     /// When it is unhealthy because a target group of the service says so (not its container
     /// health checks): that target group's ARN.
     pub unhealthy_in: Option<String>,
+    /// Its scale-in protection has not expired (`crate::protection`): it is not stopped to
+    /// scale in or to be replaced by a newer deployment.
+    pub protected: bool,
 }
 
 impl TaskObs {
