@@ -15,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+pub mod agent_update;
 pub mod clusters;
 pub mod exec;
 pub mod instances;

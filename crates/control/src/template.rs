@@ -183,21 +183,18 @@ fn usable_task_definition(
     Ok(td)
 }
 
-/// `startedBy`: up to 128 letters, numbers, hyphens, forward slashes and underscores.
-fn check_started_by(started_by: Option<&str>) -> Result<(), EcsError> {
+/// `startedBy`: up to 128 printable characters, spaces included (deployment tools send values
+/// such as `ECS Deploy`, which the real service accepts).
+pub fn check_started_by(started_by: Option<&str>) -> Result<(), EcsError> {
     let Some(sb) = started_by else {
         return Ok(());
     };
-    let ok = !sb.is_empty()
-        && sb.len() <= 128
-        && sb
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || "-/_".contains(ch));
+    let ok = !sb.is_empty() && sb.chars().count() <= 128 && !sb.chars().any(char::is_control);
     if ok {
         Ok(())
     } else {
         Err(EcsError::invalid_parameter(format!(
-            "Invalid startedBy '{sb}': up to 128 letters, numbers, hyphens, forward slashes and underscores."
+            "Invalid startedBy {sb:?}: up to 128 printable characters."
         )))
     }
 }

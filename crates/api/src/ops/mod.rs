@@ -50,6 +50,7 @@ pub mod stop_task;
 pub mod tags;
 pub mod update_cluster;
 pub mod update_cluster_settings;
+pub mod update_container_agent;
 pub mod update_container_instances_state;
 pub mod update_service;
 pub mod update_task_protection;
@@ -160,5 +161,6 @@ pub async fn dispatch(ctx: &Ctx<'_>, op: Operation, input: Value) -> Result<Valu
         StopServiceDeployment => stop_service_deployment::stop_service_deployment,
         GetTaskProtection => get_task_protection::get_task_protection,
         UpdateTaskProtection => update_task_protection::update_task_protection,
+        UpdateContainerAgent => update_container_agent::update_container_agent,
     )
 }
