@@ -347,6 +347,8 @@ async fn start(
             started_by: Some(deployment),
             tags: tags.as_deref(),
             propagate_tags: propagate,
+            enable_ecs_managed_tags: s.enable_ecs_managed_tags,
+            service_name: Some(name),
             enable_execute_command: s.enable_execute_command,
             allow_inactive: true,
             platform_version: s.platform_version.as_deref(),
