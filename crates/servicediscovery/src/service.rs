@@ -1108,6 +1108,13 @@ pub async fn ensure_http_namespace(
     name: &str,
     now: f64,
 ) -> Result<NamespaceRecord, SdError> {
+    // What the model's pattern for CreateHttpNamespace's `Name` allows (the JSON edge checks
+    // it for Cloud Map's own callers).
+    if name.is_empty() || name.len() > 1024 || !name.chars().all(|c| ('!'..='~').contains(&c)) {
+        return Err(SdError::invalid(format!(
+            "Namespace name {name:?} is not valid: 1 to 1,024 printable characters without spaces."
+        )));
+    }
     if let Some((ns, _)) = keys::namespace_by_name(store, name).await? {
         return Ok(ns);
     }
