@@ -56,7 +56,11 @@ pub enum Change {
 
 /// The change a request asks: `protectionEnabled` with `expiresInMinutes` (1 to 2,880, 120 when
 /// absent; ignored when protection is being removed, as ECS ignores it), from `now`.
-pub fn change(enabled: bool, expires_in_minutes: Option<i32>, now: f64) -> Result<Change, EcsError> {
+pub fn change(
+    enabled: bool,
+    expires_in_minutes: Option<i32>,
+    now: f64,
+) -> Result<Change, EcsError> {
     if !enabled {
         return Ok(Change::Unprotect);
     }

@@ -373,7 +373,9 @@ fn check_names_and_images(containers: &[ContainerDefinition]) -> Result<(), EcsE
             return Err(client("Container.name should not be null or empty.".into()));
         }
         if c.image.as_deref().unwrap_or("").trim().is_empty() {
-            return Err(client("Container.image should not be null or empty.".into()));
+            return Err(client(
+                "Container.image should not be null or empty.".into(),
+            ));
         }
     }
     Ok(())

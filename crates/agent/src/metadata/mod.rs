@@ -630,7 +630,10 @@ impl TaskEndpoint {
             "GET" => {}
             "PUT" if protection => {}
             _ if protection => {
-                return (405, serde_json::json!({"error": "only GET and PUT are served"}))
+                return (
+                    405,
+                    serde_json::json!({"error": "only GET and PUT are served"}),
+                )
             }
             _ => return (405, serde_json::json!({"error": "only GET is served"})),
         }

@@ -116,14 +116,8 @@ pub fn parse_update(body: &[u8], task_arn: &str) -> Result<Request, Answer> {
         #[serde(rename = "ExpiresInMinutes")]
         expires_in_minutes: Option<i64>,
     }
-    let b: Body = serde_json::from_slice(body).map_err(|_| {
-        error(
-            400,
-            "",
-            "InvalidParameterException",
-            DECODE_FAILED,
-        )
-    })?;
+    let b: Body = serde_json::from_slice(body)
+        .map_err(|_| error(400, "", "InvalidParameterException", DECODE_FAILED))?;
     let Some(enabled) = b.protection_enabled else {
         return Err(error(
             400,
@@ -150,7 +144,8 @@ pub fn server_call(request: &Request, cluster: &str, task_arn: &str) -> (&'stati
             enabled,
             expires_in_minutes,
         } => {
-            let mut b = json!({ "cluster": cluster, "tasks": [task_arn], "protectionEnabled": enabled });
+            let mut b =
+                json!({ "cluster": cluster, "tasks": [task_arn], "protectionEnabled": enabled });
             if let Some(m) = expires_in_minutes {
                 // ECS's API takes a 32-bit integer; a value beyond it is out of range anyway.
                 let m = i32::try_from(*m).unwrap_or(if *m < 0 { i32::MIN } else { i32::MAX });
@@ -180,10 +175,20 @@ pub fn render(result: Result<Value, CallError>, task_arn: &str) -> Answer {
         }
         Err(CallError::Unreachable(why)) => return error(500, task_arn, "ServerException", &why),
     };
-    let list = |k: &str| v.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
+    let list = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
     let (failures, protected) = (list("failures"), list("protectedTasks"));
     if failures.len() > 1 || (failures.is_empty() && protected.len() != 1) {
-        return error(500, task_arn, "ServerException", "Unexpected error occurred");
+        return error(
+            500,
+            task_arn,
+            "ServerException",
+            "Unexpected error occurred",
+        );
     }
     if let Some(f) = failures.first() {
         return (
@@ -281,7 +286,8 @@ mod tests {
             render(Ok(off), ARN).1["protection"]["ExpirationDate"],
             Value::Null
         );
-        let failed = json!({"protectedTasks": [], "failures": [{"arn": ARN, "reason": "TASK_NOT_VALID"}]});
+        let failed =
+            json!({"protectedTasks": [], "failures": [{"arn": ARN, "reason": "TASK_NOT_VALID"}]});
         assert_eq!(
             render(Ok(failed), ARN),
             (

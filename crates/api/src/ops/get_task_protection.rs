@@ -60,12 +60,11 @@ pub(crate) async fn find(
     r: &str,
 ) -> Result<Option<TaskRecord>, EcsError> {
     match task_id_in(r, cluster) {
-        Some(id) if !super::foreign_arn(ctx, r) => Ok(get::<TaskRecord>(
-            ctx.store(),
-            &task_key(cluster, id),
-        )
-        .await?
-        .map(|(t, _)| t)),
+        Some(id) if !super::foreign_arn(ctx, r) => {
+            Ok(get::<TaskRecord>(ctx.store(), &task_key(cluster, id))
+                .await?
+                .map(|(t, _)| t))
+        }
         _ => Ok(None),
     }
 }

@@ -34,7 +34,10 @@ pub async fn resolve(
         let Some(id) = account.id_of("namespace", given) else {
             return Err(not_found());
         };
-        match keys::get_namespace(ctx.store(), id).await.map_err(ecs_error)? {
+        match keys::get_namespace(ctx.store(), id)
+            .await
+            .map_err(ecs_error)?
+        {
             Some((ns, _)) => ns.arn,
             None => return Err(not_found()),
         }

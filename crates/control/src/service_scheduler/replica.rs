@@ -438,7 +438,11 @@ mod tests {
         assert_eq!(a.stop.len(), 1);
         assert_eq!(a.stop[0].0, "arn:t1");
         assert!(!a.steady);
-        assert_eq!(a.deployments.len(), 2, "the old deployment stays while it has a task");
+        assert_eq!(
+            a.deployments.len(),
+            2,
+            "the old deployment stays while it has a task"
+        );
         // A protected task failing its health checks is still replaced.
         tasks[0].unhealthy = true;
         tasks[0].healthy = false;
