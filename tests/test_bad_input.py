@@ -183,7 +183,9 @@ def generate_cases(v):
     variant("CreateCluster", "unknown capacity provider", capacityProviders=["NOPE"])
     variant("CreateCluster", "bad setting value", settings=[{"name": "containerInsights", "value": "x"}])
     variant("CreateCluster", "bad setting name", settings=[{"name": "insights", "value": "enabled"}])
-    variant("CreateCluster", "namespace", serviceConnectDefaults={"namespace": "ns"})
+    variant("CreateCluster", "unknown namespace ARN", serviceConnectDefaults={
+        "namespace": f"arn:aws:servicediscovery:{REGION}:{ACCOUNT}:namespace/ns-aaaaaaaaaaaaaaaa"})
+    variant("CreateCluster", "bad namespace name", serviceConnectDefaults={"namespace": "a b"})
     variant("CreateCluster", "strategy weight 1001", capacityProviders=["FARGATE"],
             defaultCapacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1001}])
     variant("CreateCluster", "strategy base -1", capacityProviders=["FARGATE"],

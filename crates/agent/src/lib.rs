@@ -140,6 +140,9 @@ fn engine_config(config: &AgentConfig, instance_arn: &str, client: &EcsClient) -
             names: Some(Arc::new(metadata::dns::ServerNames {
                 client: client.clone(),
             })),
+            protection: Some(Arc::new(metadata::protection::ServerProtection {
+                client: client.clone(),
+            })),
             upstreams,
         });
     }

@@ -43,6 +43,7 @@ impl Setup {
         let mut cfg = self.h.config();
         cfg.task_endpoint = Some(TaskEndpointSetup {
             names: None,
+            protection: None,
             upstreams: Vec::new(),
             redirector: self.rules.clone(),
             reach: Some(Reach {
@@ -120,7 +121,7 @@ async fn get(engine: &Engine, path: &str) -> (u16, serde_json::Value) {
     engine
         .task_endpoint()
         .unwrap()
-        .answer("GET", path, lo, lo)
+        .answer("GET", path, &[], lo, lo)
         .await
 }
 
@@ -222,7 +223,7 @@ async fn a_bridge_container_gets_a_mac_its_rule_matches_and_no_credentials_witho
     let gw = IpAddr::V4(Ipv4Addr::new(172, 17, 0, 1));
     let peer = IpAddr::V4(Ipv4Addr::new(172, 17, 0, 9));
     let ep = engine.task_endpoint().unwrap();
-    assert_eq!(ep.answer("GET", path, peer, gw).await.0, 404);
+    assert_eq!(ep.answer("GET", path, &[], peer, gw).await.0, 404);
     engine.assign(vec![common::stop(a.clone())], false);
     reports
         .until(&a.task_arn, 60, |r| r.last_status == TaskStatus::Stopped)

@@ -15,11 +15,13 @@
 
 #![warn(missing_docs)]
 
+pub mod agent_update;
 pub mod clusters;
 pub mod exec;
 pub mod instances;
 pub mod keys;
 pub mod launch;
+pub mod protection;
 pub mod secrets;
 pub mod service_scheduler;
 pub mod services;

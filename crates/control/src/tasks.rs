@@ -64,6 +64,11 @@ pub struct TaskRecord {
     /// failure for the deployment circuit breaker, as a failed container health check is.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub failed_target_health: bool,
+    /// Its scale-in protection (UpdateTaskProtection), evaluated against the clock
+    /// ([`crate::protection`]): the service scheduler never stops a protected task to scale
+    /// in or replace it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protection: Option<crate::protection::Protection>,
 }
 
 /// [`TaskStatus`] with a default, so the record can derive `Default`.

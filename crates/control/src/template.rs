@@ -76,6 +76,11 @@ pub struct Common<'a> {
     pub tags: Option<&'a [Tag]>,
     /// `propagateTags`.
     pub propagate_tags: Option<PropagateTags>,
+    /// `enableECSManagedTags`: the task gets `aws:ecs:clusterName` (and, for a service's task,
+    /// `aws:ecs:serviceName`).
+    pub enable_ecs_managed_tags: bool,
+    /// The service whose task this is (for `aws:ecs:serviceName`).
+    pub service_name: Option<&'a str>,
     /// The launch type.
     pub launch_type: LaunchType,
     /// `enableExecuteCommand`.
@@ -101,6 +106,8 @@ impl<'a> Common<'a> {
             started_by: None,
             tags: None,
             propagate_tags: None,
+            enable_ecs_managed_tags: false,
+            service_name: None,
             launch_type,
             enable_execute_command: false,
             allow_inactive: false,
@@ -128,7 +135,7 @@ pub fn build(
         .and_then(|n| n.awsvpc_configuration.clone())
         .filter(|_| network_mode == NetworkMode::Awsvpc);
     let fargate_platform = fargate_platform(&td, c)?;
-    let tags = task_tags(rec, c)?;
+    let tags = task_tags(rec, c, &cluster)?;
     let family = td.family.clone().unwrap_or_default();
     let spec = task_spec(&resolved, td.network_mode);
     Ok(TaskTemplate {
@@ -183,21 +190,18 @@ fn usable_task_definition(
     Ok(td)
 }
 
-/// `startedBy`: up to 128 letters, numbers, hyphens, forward slashes and underscores.
-fn check_started_by(started_by: Option<&str>) -> Result<(), EcsError> {
+/// `startedBy`: up to 128 printable characters, spaces included (deployment tools send values
+/// such as `ECS Deploy`, which the real service accepts).
+pub fn check_started_by(started_by: Option<&str>) -> Result<(), EcsError> {
     let Some(sb) = started_by else {
         return Ok(());
     };
-    let ok = !sb.is_empty()
-        && sb.len() <= 128
-        && sb
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || "-/_".contains(ch));
+    let ok = !sb.is_empty() && sb.chars().count() <= 128 && !sb.chars().any(char::is_control);
     if ok {
         Ok(())
     } else {
         Err(EcsError::invalid_parameter(format!(
-            "Invalid startedBy '{sb}': up to 128 letters, numbers, hyphens, forward slashes and underscores."
+            "Invalid startedBy {sb:?}: up to 128 printable characters."
         )))
     }
 }
@@ -246,8 +250,14 @@ fn fargate_platform(
 }
 
 /// The task's tags: the task definition's when `propagateTags` is TASK_DEFINITION, overridden
-/// by the request's.
-fn task_tags(rec: &RegisterTaskDefinitionResponse, c: &Common<'_>) -> Result<Vec<Tag>, EcsError> {
+/// by the request's; with `enableECSManagedTags`, ECS's own `aws:ecs:clusterName` and (for a
+/// service's task) `aws:ecs:serviceName` after them (AWS's tags: not counted against the
+/// limit, and their reserved prefix is refused only from callers).
+fn task_tags(
+    rec: &RegisterTaskDefinitionResponse,
+    c: &Common<'_>,
+    cluster: &str,
+) -> Result<Vec<Tag>, EcsError> {
     let mut tags: Vec<Tag> = Vec::new();
     if c.propagate_tags == Some(PropagateTags::TaskDefinition) {
         tags = rec.tags.clone().unwrap_or_default();
@@ -261,7 +271,23 @@ fn task_tags(rec: &RegisterTaskDefinitionResponse, c: &Common<'_>) -> Result<Vec
         }
     }
     validate_tags(&tags, 0)?;
+    if c.enable_ecs_managed_tags {
+        tags.extend(managed_tags(cluster, c.service_name));
+    }
     Ok(tags)
+}
+
+/// The tags ECS manages on a task of `cluster` (and of `service`).
+pub fn managed_tags(cluster: &str, service: Option<&str>) -> Vec<Tag> {
+    let tag = |k: &str, v: &str| Tag {
+        key: Some(k.to_string()),
+        value: Some(v.to_string()),
+    };
+    let mut out = vec![tag("aws:ecs:clusterName", cluster)];
+    if let Some(s) = service {
+        out.push(tag("aws:ecs:serviceName", s));
+    }
+    out
 }
 
 /// The placement request of a template (constraints and strategies added by the caller); `seed`

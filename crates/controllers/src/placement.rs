@@ -285,6 +285,7 @@ fn build_task(plane: &Plane, now: f64, t: &TaskTemplate, slot: Slot<'_>) -> Task
         credentials: Vec::new(),
         stop_after: None,
         failed_target_health: false,
+        protection: None,
     }
 }
 

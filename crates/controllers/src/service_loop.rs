@@ -256,6 +256,7 @@ pub fn observe(t: &TaskRecord, draining: bool, lost: bool, grace: f64, now: f64)
         lost,
         unhealthy,
         unhealthy_in: None,
+        protected: flotilla_control::protection::is_protected(t, now),
         unexpected_stop: (phase == Phase::Stopped && !by_scheduler).then(|| {
             t.task
                 .stopped_reason
@@ -358,6 +359,8 @@ async fn start(
             started_by: Some(deployment),
             tags: tags.as_deref(),
             propagate_tags: propagate,
+            enable_ecs_managed_tags: s.enable_ecs_managed_tags,
+            service_name: Some(name),
             enable_execute_command: s.enable_execute_command,
             allow_inactive: true,
             platform_version: s.platform_version.as_deref(),

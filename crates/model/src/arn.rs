@@ -50,6 +50,11 @@ impl ArnContext {
     pub fn service(&self, cluster: &str, name: &str) -> String {
         format!("{}:service/{cluster}/{name}", self.base())
     }
+    /// The ARN ECS reports for a service it did not find by name (`service/NAME`, the short
+    /// format without the cluster, as DescribeServices' `MISSING` failures show it).
+    pub fn missing_service(&self, name: &str) -> String {
+        format!("{}:service/{name}", self.base())
+    }
     /// A capacity provider ARN.
     pub fn capacity_provider(&self, name: &str) -> String {
         format!("{}:capacity-provider/{name}", self.base())

@@ -140,6 +140,7 @@ pub fn validate_and_build(
 ) -> Result<TaskDefinition, EcsError> {
     check_family(&req.family)?;
     let containers = &req.container_definitions;
+    check_names_and_images(containers)?;
     check_container_count(containers)?;
     let task = task_level(req)?;
     if task.fargate {
@@ -310,9 +311,14 @@ fn check_fargate_task(
             "Fargate does not support placement constraints.".into(),
         ));
     }
-    if req.pid_mode == Some(crate::shapes::PidMode::Host) || req.ipc_mode.is_some() {
+    if req.pid_mode == Some(crate::shapes::PidMode::Host) {
         return Err(client(
-            "Fargate does not support 'ipcMode' or 'pidMode' 'host'.".into(),
+            "Tasks using the Fargate launch type do not support pidMode 'host'. The supported value for pidMode is 'task'.".into(),
+        ));
+    }
+    if req.ipc_mode.is_some() {
+        return Err(client(
+            "Tasks using the Fargate launch type do not support ipcMode.".into(),
         ));
     }
     Ok(())
@@ -349,13 +355,36 @@ fn check_volumes(
 }
 
 /// Each container named validly and once, with an image; returns the names.
+/// The volumes as ECS stores them: an `efsVolumeConfiguration` without `rootDirectory` gets
+/// `/`, the root of the file system it mounts.
+fn with_defaults(mut volumes: Vec<crate::shapes::Volume>) -> Vec<crate::shapes::Volume> {
+    for v in &mut volumes {
+        if let Some(efs) = v.efs_volume_configuration.as_mut() {
+            efs.root_directory.get_or_insert_with(|| "/".to_string());
+        }
+    }
+    volumes
+}
+
+/// Each container has a name and an image, checked first, as ECS checks them, with its messages.
+fn check_names_and_images(containers: &[ContainerDefinition]) -> Result<(), EcsError> {
+    for c in containers {
+        if c.name.as_deref().unwrap_or("").is_empty() {
+            return Err(client("Container.name should not be null or empty.".into()));
+        }
+        if c.image.as_deref().unwrap_or("").trim().is_empty() {
+            return Err(client(
+                "Container.image should not be null or empty.".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_container_names(containers: &[ContainerDefinition]) -> Result<HashSet<&str>, EcsError> {
     let mut names = HashSet::new();
     for c in containers {
         let name = c.name.as_deref().unwrap_or("");
-        if name.is_empty() {
-            return Err(client("Container.name should not be null or empty.".into()));
-        }
         if !crate::arn::is_valid_name(name) {
             return Err(client(format!(
                 "Invalid container name '{name}': up to 255 letters (uppercase and lowercase), numbers, hyphens, and underscores are allowed."
@@ -363,11 +392,6 @@ fn check_container_names(containers: &[ContainerDefinition]) -> Result<HashSet<&
         }
         if !names.insert(name) {
             return Err(client(format!("Duplicate container name '{name}': container names must be unique within a task definition.")));
-        }
-        if c.image.as_deref().unwrap_or("").trim().is_empty() {
-            return Err(client(format!(
-                "Container.image should not be null or empty (container '{name}')."
-            )));
         }
     }
     Ok(names)
@@ -416,7 +440,7 @@ fn build(
         execution_role_arn: non_empty(&req.execution_role_arn),
         network_mode: Some(network_mode),
         revision: reg.revision,
-        volumes: Some(req.volumes.clone().unwrap_or_default()),
+        volumes: Some(with_defaults(req.volumes.clone().unwrap_or_default())),
         status: Some(TaskDefinitionStatus::Active),
         requires_attributes: None,
         placement_constraints: Some(req.placement_constraints.clone().unwrap_or_default()),

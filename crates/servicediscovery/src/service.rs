@@ -205,50 +205,16 @@ impl ServiceDiscovery {
         soa_ttl: Option<i64>,
         now: f64,
     ) -> Result<String, SdError> {
-        record::check_namespace_name(kind, name)?;
-        let mut tag_map = Default::default();
-        add_tags(&mut tag_map, tags.as_deref().unwrap_or_default())?;
-        let store = self.store_ref();
-        let name_key = keys::namespace_name(name);
-        let (creator, description, vpc, tag_map) =
-            (&creator_request_id, &description, &vpc, &tag_map);
-        let op = retry(store, || async {
-            if let Some(kv) = store.get(&name_key).await? {
-                let id = String::from_utf8_lossy(&kv.value).to_string();
-                return Err(SdError::of(
-                    ErrorShape::NamespaceAlreadyExists,
-                    format!("Namespace already exists with name: {name} (id {id})"),
-                ));
-            }
-            let mut random = [0u8; 16];
-            random.iter_mut().for_each(|b| *b = rand::random());
-            let id = record::namespace_id(random);
-            let ns = NamespaceRecord {
-                arn: self.account.arn("namespace", &id),
-                id: id.clone(),
-                name: name.trim_end_matches('.').to_string(),
-                kind,
-                description: description.clone(),
-                created: now,
-                creator_request_id: creator.clone(),
-                vpc: vpc.clone(),
-                soa_ttl: (kind != NamespaceType::Http)
-                    .then_some(soa_ttl.unwrap_or(DEFAULT_SOA_TTL)),
-                service_count: 0,
-                tags: tag_map.clone(),
-            };
-            let op = new_operation(OperationType::CreateNamespace, now, &[("NAMESPACE", &id)]);
-            let txn = Txn::new()
-                .when(Compare::Absent(name_key.clone()))
-                .when(Compare::Absent(keys::namespace(&id)))
-                .put(name_key.clone(), id.clone().into_bytes())
-                .put(keys::namespace(&id), encode(&ns)?);
-            let txn = with_operation(store, txn, &op, now).await?;
-            Ok(Attempt::Commit(txn, op))
-        })
-        .await?
-        .map_err(|_| contended())?;
-        Ok(op.id)
+        let spec = NewNamespace {
+            kind,
+            name,
+            creator_request_id,
+            description,
+            tags,
+            vpc,
+            soa_ttl,
+        };
+        create_namespace_in(self.store_ref(), &self.account, spec, now).await
     }
 
     async fn create_http_namespace(
@@ -1060,6 +1026,117 @@ impl JsonApi for ServiceDiscovery {
         );
         result.map_err(JsonError::from)
     }
+}
+
+/// A namespace to create.
+struct NewNamespace<'a> {
+    kind: NamespaceType,
+    name: &'a str,
+    creator_request_id: Option<String>,
+    description: Option<String>,
+    tags: Option<Vec<Tag>>,
+    vpc: Option<String>,
+    soa_ttl: Option<i64>,
+}
+
+/// Creates a namespace on `store` (its name unique; its operation recorded SUCCESS in the same
+/// transaction); returns the operation's id.
+async fn create_namespace_in(
+    store: &dyn Store,
+    account: &Account,
+    spec: NewNamespace<'_>,
+    now: f64,
+) -> Result<String, SdError> {
+    let NewNamespace {
+        kind,
+        name,
+        creator_request_id,
+        description,
+        tags,
+        vpc,
+        soa_ttl,
+    } = spec;
+    record::check_namespace_name(kind, name)?;
+    let mut tag_map = Default::default();
+    add_tags(&mut tag_map, tags.as_deref().unwrap_or_default())?;
+    let name_key = keys::namespace_name(name);
+    let (creator, description, vpc, tag_map) = (&creator_request_id, &description, &vpc, &tag_map);
+    let op = retry(store, || async {
+        if let Some(kv) = store.get(&name_key).await? {
+            let id = String::from_utf8_lossy(&kv.value).to_string();
+            return Err(SdError::of(
+                ErrorShape::NamespaceAlreadyExists,
+                format!("Namespace already exists with name: {name} (id {id})"),
+            ));
+        }
+        let mut random = [0u8; 16];
+        random.iter_mut().for_each(|b| *b = rand::random());
+        let id = record::namespace_id(random);
+        let ns = NamespaceRecord {
+            arn: account.arn("namespace", &id),
+            id: id.clone(),
+            name: name.trim_end_matches('.').to_string(),
+            kind,
+            description: description.clone(),
+            created: now,
+            creator_request_id: creator.clone(),
+            vpc: vpc.clone(),
+            soa_ttl: (kind != NamespaceType::Http).then_some(soa_ttl.unwrap_or(DEFAULT_SOA_TTL)),
+            service_count: 0,
+            tags: tag_map.clone(),
+        };
+        let op = new_operation(OperationType::CreateNamespace, now, &[("NAMESPACE", &id)]);
+        let txn = Txn::new()
+            .when(Compare::Absent(name_key.clone()))
+            .when(Compare::Absent(keys::namespace(&id)))
+            .put(name_key.clone(), id.clone().into_bytes())
+            .put(keys::namespace(&id), encode(&ns)?);
+        let txn = with_operation(store, txn, &op, now).await?;
+        Ok(Attempt::Commit(txn, op))
+    })
+    .await?
+    .map_err(|_| contended())?;
+    Ok(op.id)
+}
+
+/// The HTTP namespace named `name`, created when there is none (what ECS does with a
+/// cluster's `serviceConnectDefaults` namespace name); a namespace of that name of another
+/// type is returned as it is.
+pub async fn ensure_http_namespace(
+    store: &dyn Store,
+    account: &Account,
+    name: &str,
+    now: f64,
+) -> Result<NamespaceRecord, SdError> {
+    // What the model's pattern for CreateHttpNamespace's `Name` allows (the JSON edge checks
+    // it for Cloud Map's own callers).
+    if name.is_empty() || name.len() > 1024 || !name.chars().all(|c| ('!'..='~').contains(&c)) {
+        return Err(SdError::invalid(format!(
+            "Namespace name {name:?} is not valid: 1 to 1,024 printable characters without spaces."
+        )));
+    }
+    if let Some((ns, _)) = keys::namespace_by_name(store, name).await? {
+        return Ok(ns);
+    }
+    let spec = NewNamespace {
+        kind: NamespaceType::Http,
+        name,
+        creator_request_id: None,
+        description: None,
+        tags: None,
+        vpc: None,
+        soa_ttl: None,
+    };
+    match create_namespace_in(store, account, spec, now).await {
+        Ok(_) => {}
+        // Created by a concurrent request: it is there now.
+        Err(e) if e.shape() == Some(ErrorShape::NamespaceAlreadyExists) => {}
+        Err(e) => return Err(e),
+    }
+    keys::namespace_by_name(store, name)
+        .await?
+        .map(|(ns, _)| ns)
+        .ok_or_else(|| SdError::namespace_not_found(name))
 }
 
 #[cfg(test)]

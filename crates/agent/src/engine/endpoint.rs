@@ -110,10 +110,16 @@ impl TaskOwner {
             .entry(name.clone())
             .or_insert_with(|| endpoint_id(rand::random()))
             .clone();
-        let mut env = vec![(
-            metadata::METADATA_VARIABLE.to_string(),
-            format!("{}/v4/{id}", metadata::BASE_URI),
-        )];
+        let mut env = vec![
+            (
+                metadata::METADATA_VARIABLE.to_string(),
+                format!("{}/v4/{id}", metadata::BASE_URI),
+            ),
+            (
+                metadata::protection::AGENT_URI_VARIABLE.to_string(),
+                format!("{}/api/{id}", metadata::BASE_URI),
+            ),
+        ];
         if self.p.assignment.task_role_arn.is_some() {
             let cid = ids
                 .credentials

@@ -141,6 +141,8 @@ pub struct TaskEndpointSetup {
     pub names: Option<Arc<dyn crate::metadata::dns::NameSource>>,
     /// The resolvers other names are forwarded to (the host's).
     pub upstreams: Vec<std::net::SocketAddr>,
+    /// Where the task protection path asks (the server); `None`: not served.
+    pub protection: Option<Arc<dyn crate::metadata::protection::ProtectionSource>>,
 }
 
 impl std::fmt::Debug for TaskEndpointSetup {
@@ -318,6 +320,9 @@ impl Engine {
             .await
             {
                 Ok(e) => {
+                    if let Some(p) = &setup.protection {
+                        e.serve_protection(p.clone());
+                    }
                     if let Some(names) = &setup.names {
                         if let Err(why) = e.serve_dns(names.clone(), setup.upstreams.clone()).await
                         {

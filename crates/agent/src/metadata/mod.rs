@@ -10,7 +10,9 @@
 //! - `GET /v4/ID/stats`, `/v4/ID/task/stats`: Docker's stats of the container, or of every
 //!   container of the task by Docker id, as Docker's Engine API gives them;
 //! - `GET /v2/credentials/ID`: the role's credentials, what the AWS SDKs' container credentials
-//!   provider reads (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`).
+//!   provider reads (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`);
+//! - `GET` and `PUT /api/ID/task-protection/v1/state`: the task's scale-in protection, asked of
+//!   the server ([`protection`]; `ECS_AGENT_URI` is `/api/ID`).
 //!
 //! The ids are random UUIDs (122 bits), and a request is answered only if it comes from the
 //! task the id belongs to, where that can be told: a bridge task's request from one of its
@@ -36,6 +38,7 @@
 pub mod credentials;
 pub mod dns;
 pub mod documents;
+pub mod protection;
 pub mod redirect;
 
 use crate::runtime::Runtime;
@@ -266,6 +269,9 @@ pub struct TaskEndpoint {
     accept: Mutex<Option<tokio::task::AbortHandle>>,
     /// The task resolver's UDP server, once [`TaskEndpoint::serve_dns`] started it.
     dns: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Where task protection is asked ([`TaskEndpoint::serve_protection`]); `None`: the path
+    /// answers that it is not served.
+    protection: Mutex<Option<Arc<dyn protection::ProtectionSource>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -296,6 +302,8 @@ pub enum Ask {
     TaskStats(String),
     /// `/v2/credentials/ID`.
     Credentials(String),
+    /// `/api/ID/task-protection/v1/state`.
+    Protection(String),
 }
 
 impl Ask {
@@ -305,6 +313,10 @@ impl Ask {
         let id_ok = |id: &str| credentials::is_endpoint_id(id).then(|| id.to_string());
         if let Some(id) = path.strip_prefix("/v2/credentials/") {
             return id_ok(id).map(Ask::Credentials);
+        }
+        if let Some(rest) = path.strip_prefix("/api/") {
+            let id = rest.strip_suffix(protection::PATH)?;
+            return id_ok(id).map(Ask::Protection);
         }
         let rest = path.strip_prefix("/v4/")?;
         let (id, tail) = rest.split_once('/').unwrap_or((rest, ""));
@@ -339,6 +351,15 @@ pub fn source_allowed(
 }
 
 type Answer = (u16, Value);
+
+/// The ECS agent's answer to a protection request it cannot tie to a task.
+fn protection_lookup_failed() -> Answer {
+    (
+        404,
+        serde_json::json!({"error": {"Code": "ResourceNotFoundException",
+            "Message": "Failed to find a task for the request"}}),
+    )
+}
 
 fn not_found(what: &str) -> Answer {
     (
@@ -385,6 +406,7 @@ impl TaskEndpoint {
             registry: Mutex::new(Registry::default()),
             accept: Mutex::new(None),
             dns: Mutex::new(None),
+            protection: Mutex::new(None),
         });
         endpoint.sweep().await;
         let weak = Arc::downgrade(&endpoint);
@@ -424,6 +446,11 @@ impl TaskEndpoint {
         *lock(&self.dns) = Some(task.abort_handle());
         info!(port = self.port, "task resolver listening (UDP)");
         Ok(())
+    }
+
+    /// Serves the task protection path, asking `source` (the server).
+    pub fn serve_protection(&self, source: Arc<dyn protection::ProtectionSource>) {
+        *lock(&self.protection) = Some(source);
     }
 
     /// Whether the task resolver is served (tasks then get `169.254.170.2` as DNS server).
@@ -586,21 +613,46 @@ impl TaskEndpoint {
         lock(&self.registry).tasks.contains_key(task_arn)
     }
 
-    /// Answers one request.
-    pub async fn answer(&self, method: &str, path: &str, peer: IpAddr, local: IpAddr) -> Answer {
-        if method != "GET" {
-            return (405, serde_json::json!({"error": "only GET is served"}));
-        }
+    /// Answers one request (`body`: what a `PUT` sent).
+    pub async fn answer(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        peer: IpAddr,
+        local: IpAddr,
+    ) -> Answer {
         let Some(ask) = Ask::parse(path) else {
             return not_found("path");
         };
+        let protection = matches!(ask, Ask::Protection(_));
+        match method {
+            "GET" => {}
+            "PUT" if protection => {}
+            _ if protection => {
+                return (
+                    405,
+                    serde_json::json!({"error": "only GET and PUT are served"}),
+                )
+            }
+            _ => return (405, serde_json::json!({"error": "only GET is served"})),
+        }
         let id = match &ask {
             Ask::Container(id)
             | Ask::Task(id)
             | Ask::ContainerStats(id)
             | Ask::TaskStats(id)
-            | Ask::Credentials(id) => id.clone(),
+            | Ask::Credentials(id)
+            | Ask::Protection(id) => id.clone(),
         };
+        if protection && method == "PUT" {
+            // The ECS agent reads the body before it looks the task up.
+            if let Err(a) = protection::parse_update(body, "") {
+                if a.1["error"]["Message"] == protection::DECODE_FAILED {
+                    return a;
+                }
+            }
+        }
         // Resolve under the lock, act after it.
         let found = {
             let r = lock(&self.registry);
@@ -616,6 +668,9 @@ impl TaskEndpoint {
             })
         };
         let Some((p, container, creds)) = found else {
+            if protection {
+                return protection_lookup_failed();
+            }
             return not_found(if matches!(ask, Ask::Credentials(_)) {
                 "credentials"
             } else {
@@ -624,7 +679,15 @@ impl TaskEndpoint {
         };
         if !self.allowed(&p.view, peer, local).await {
             debug!(task = %p.view.task_arn, peer = %peer, "endpoint request from outside the task refused");
+            if protection {
+                return protection_lookup_failed();
+            }
             return not_found("container");
+        }
+        if protection {
+            return self
+                .protection(method, body, &p.view.task_arn, creds.is_some())
+                .await;
         }
         let mut p = p;
         if !matches!(ask, Ask::Credentials(_)) {
@@ -637,6 +700,7 @@ impl TaskEndpoint {
                 .and_then(|n| view.containers.iter().find(|c| c.name == *n))
         };
         match ask {
+            Ask::Protection(_) => protection_lookup_failed(),
             Ask::Credentials(_) => match creds {
                 Some(c) => (200, documents::credentials_document(&c)),
                 None => not_found("credentials"),
@@ -664,6 +728,40 @@ impl TaskEndpoint {
                 (200, Value::Object(out))
             }
         }
+    }
+
+    /// A task protection request of `task_arn` (whose role credentials the agent holds, or
+    /// not), answered as the ECS agent answers it.
+    async fn protection(
+        &self,
+        method: &str,
+        body: &[u8],
+        task_arn: &str,
+        has_credentials: bool,
+    ) -> Answer {
+        let request = if method == "PUT" {
+            match protection::parse_update(body, task_arn) {
+                Ok(r) => r,
+                Err(a) => return a,
+            }
+        } else {
+            protection::Request::Get
+        };
+        if !has_credentials {
+            return protection::no_credentials(task_arn);
+        }
+        let source = lock(&self.protection).clone();
+        let Some(source) = source else {
+            return (
+                503,
+                serde_json::json!({"error": {"Arn": task_arn, "Code": "ServerException",
+                    "Message": "Task protection is not served by this agent"}}),
+            );
+        };
+        let cluster = flotilla_model::arn::embedded_cluster(task_arn).unwrap_or_default();
+        let (operation, call) = protection::server_call(&request, cluster, task_arn);
+        let result = source.call(operation, call).await;
+        protection::render(result, task_arn)
     }
 
     /// Fills in what the owner has not seen yet of a container that just started (its owner
@@ -758,11 +856,20 @@ async fn serve_connection(
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let endpoint = endpoint.clone();
         async move {
+            use http_body_util::BodyExt;
+            let (parts, incoming) = req.into_parts();
+            // A request body is small (a protection change); more than 64 KiB is not one.
+            let body = http_body_util::Limited::new(incoming, 64 * 1024)
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             let (status, body) = match endpoint.upgrade() {
                 Some(ep) => {
                     ep.answer(
-                        req.method().as_str(),
-                        req.uri().path(),
+                        parts.method.as_str(),
+                        parts.uri.path(),
+                        &body,
                         peer.ip(),
                         local.ip(),
                     )
@@ -829,6 +936,12 @@ mod tests {
             Some(Ask::Credentials(id.into()))
         );
         assert_eq!(Ask::parse("/v2/credentials/abc"), None);
+        assert_eq!(
+            Ask::parse(&format!("/api/{id}/task-protection/v1/state")),
+            Some(Ask::Protection(id.into()))
+        );
+        assert_eq!(Ask::parse(&format!("/api/{id}/other")), None);
+        assert_eq!(Ask::parse("/api/x/task-protection/v1/state"), None);
         assert_eq!(Ask::parse(&format!("/v4/{id}/nope")), None);
         assert_eq!(Ask::parse("/v3/x"), None);
     }

@@ -1,5 +1,7 @@
 //! CreateCluster: creates a cluster, or returns the existing ACTIVE one of the same name
 //! (the operation is idempotent by name). Without `clusterName` it creates `default`.
+//! `serviceConnectDefaults` names a Cloud Map namespace (`shared::service_connect`: an HTTP
+//! namespace of that name is created when there is none).
 
 use crate::context::Ctx;
 use flotilla_control::clusters::{merge_settings, validate_capacity_providers, validate_settings};
@@ -38,12 +40,10 @@ pub async fn create_cluster(
     if let Some(conf) = &req.configuration {
         flotilla_control::exec::check_cluster_configuration(conf)?;
     }
-    if req.service_connect_defaults.is_some() {
-        return Err(EcsError::new(
-            flotilla_model::ErrorCode::NamespaceNotFoundException,
-            "Service Connect namespaces (AWS Cloud Map) are not available in Flotilla.",
-        ));
-    }
+    let service_connect = match &req.service_connect_defaults {
+        Some(d) => crate::shared::service_connect::resolve(ctx, d).await?,
+        None => None,
+    };
     let key = cluster_key(&name);
     let (cluster, created) = ctx
         .plane()
@@ -68,6 +68,7 @@ pub async fn create_cluster(
                 capacity_providers: Some(providers.clone()),
                 default_capacity_provider_strategy: Some(strategy.clone()),
                 attachments: Some(Vec::new()),
+                service_connect_defaults: service_connect.clone(),
                 ..Default::default()
             };
             merge_settings(&mut cluster, &settings);

@@ -21,6 +21,11 @@ pub async fn describe_container_instances(
 ) -> Result<DescribeContainerInstancesResponse, EcsError> {
     let refs: Vec<&str> = req.container_instances.iter().map(String::as_str).collect();
     let cluster = super::request_cluster(ctx, req.cluster.as_deref(), &refs).await?;
+    if refs.is_empty() {
+        return Err(EcsError::invalid_parameter(
+            "Container Instances cannot be empty.",
+        ));
+    }
     if refs.len() > 100 {
         return Err(EcsError::invalid_parameter(format!(
             "DescribeContainerInstances accepts at most 100 container instances; {} were given.",

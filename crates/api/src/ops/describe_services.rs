@@ -1,6 +1,7 @@
 //! DescribeServices: up to 10 services by name or ARN, ACTIVE, DRAINING or INACTIVE, with
 //! their deployments and events (newest first); `include: [TAGS]` adds the tags. A service that
-//! does not exist is a failure with reason `MISSING`, as ECS reports it.
+//! does not exist is a failure with reason `MISSING`, as ECS reports it (a name as
+//! `arn:aws:ecs:REGION:ACCOUNT:service/NAME`, without the cluster; an ARN as given).
 
 use crate::context::Ctx;
 use crate::shared::{missing, named_arn};
@@ -34,7 +35,7 @@ pub async fn describe_services(
         };
         match found {
             Some((rec, _)) => services.push(rec.view(tags)),
-            None => failures.push(missing(named_arn(s, |n| ctx.arns().service(&cluster, n)))),
+            None => failures.push(missing(named_arn(s, |n| ctx.arns().missing_service(n)))),
         }
     }
     Ok(DescribeServicesResponse {

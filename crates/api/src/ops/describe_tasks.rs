@@ -17,6 +17,9 @@ pub async fn describe_tasks(
 ) -> Result<DescribeTasksResponse, EcsError> {
     let refs: Vec<&str> = req.tasks.iter().map(String::as_str).collect();
     let cluster = super::request_cluster(ctx, req.cluster.as_deref(), &refs).await?;
+    if refs.is_empty() {
+        return Err(EcsError::invalid_parameter("Tasks cannot be empty."));
+    }
     if refs.len() > 100 {
         return Err(EcsError::invalid_parameter(format!(
             "DescribeTasks accepts at most 100 tasks; {} were given.",

@@ -1,4 +1,7 @@
-//! ListClusters: the ARNs of ACTIVE clusters, in ARN order, paginated (default and max 100).
+//! ListClusters: the ARNs of clusters, in ARN order, paginated (default and max 100). A deleted
+//! (INACTIVE) cluster stays listed, as the real service keeps listing deleted clusters for a
+//! while ("Clusters with an INACTIVE status may remain discoverable in your account for a
+//! period of time"): here until a cluster of its name is created again, which replaces it.
 
 use crate::context::Ctx;
 use crate::paginate::page;
@@ -14,7 +17,7 @@ pub async fn list_clusters(
     let mut arns: Vec<(String, String)> = list::<Cluster>(ctx.store(), CLUSTERS)
         .await?
         .into_iter()
-        .filter(|(_, c, _)| c.status.as_deref() == Some("ACTIVE"))
+        .filter(|(_, c, _)| matches!(c.status.as_deref(), Some("ACTIVE" | "INACTIVE")))
         .filter_map(|(_, c, _)| c.cluster_arn)
         .map(|a| (a.clone(), a))
         .collect();

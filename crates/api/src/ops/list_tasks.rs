@@ -22,6 +22,7 @@ pub async fn list_tasks(
         named.push(ci);
     }
     let cluster = super::request_cluster(ctx, req.cluster.as_deref(), &named).await?;
+    flotilla_control::template::check_started_by(req.started_by.as_deref())?;
     if req.started_by.is_some()
         && (req.container_instance.is_some()
             || req.family.is_some()

@@ -32,6 +32,7 @@ pub mod describe_task_definition;
 pub mod describe_tasks;
 pub mod discover_poll_endpoint;
 pub mod execute_command;
+pub mod get_task_protection;
 pub mod list_clusters;
 pub mod list_container_instances;
 pub mod list_service_deployments;
@@ -49,8 +50,10 @@ pub mod stop_task;
 pub mod tags;
 pub mod update_cluster;
 pub mod update_cluster_settings;
+pub mod update_container_agent;
 pub mod update_container_instances_state;
 pub mod update_service;
+pub mod update_task_protection;
 
 /// True when `value` is an ARN of another region or account than this server's. Such an ARN
 /// names a resource this server does not hold, even when a local resource has the same name.
@@ -156,5 +159,8 @@ pub async fn dispatch(ctx: &Ctx<'_>, op: Operation, input: Value) -> Result<Valu
         DescribeServiceDeployments => describe_service_deployments::describe_service_deployments,
         DescribeServiceRevisions => describe_service_revisions::describe_service_revisions,
         StopServiceDeployment => stop_service_deployment::stop_service_deployment,
+        GetTaskProtection => get_task_protection::get_task_protection,
+        UpdateTaskProtection => update_task_protection::update_task_protection,
+        UpdateContainerAgent => update_container_agent::update_container_agent,
     )
 }

@@ -69,6 +69,8 @@ pub async fn run_task(ctx: &Ctx<'_>, req: RunTaskRequest) -> Result<RunTaskRespo
             started_by: req.started_by.as_deref(),
             tags: req.tags.as_deref(),
             propagate_tags: req.propagate_tags,
+            enable_ecs_managed_tags: req.enable_ecs_managed_tags,
+            service_name: None,
             launch_type: launch.launch_type,
             enable_execute_command: req.enable_execute_command,
             allow_inactive: false,

@@ -30,6 +30,7 @@ pub async fn start_task(
             started_by: req.started_by.as_deref(),
             tags: req.tags.as_deref(),
             propagate_tags: req.propagate_tags,
+            enable_ecs_managed_tags: req.enable_ecs_managed_tags,
             enable_execute_command: req.enable_execute_command,
             network_configuration: req.network_configuration.as_ref(),
             ..Common::new(&req.task_definition, LaunchType::Ec2)

@@ -115,6 +115,14 @@ async fn modify_tags(
             let missing = || not_found(arn);
             match &t {
                 Target::Cluster(_) => {
+                    let inactive = get::<Cluster>(ctx.store(), &key)
+                        .await?
+                        .is_some_and(|(c, _)| c.status.as_deref() == Some("INACTIVE"));
+                    if inactive {
+                        return Err(EcsError::invalid_parameter(
+                            "The specified cluster is inactive. Specify an active cluster and try again.",
+                        ));
+                    }
                     retag::<Cluster>(ctx, &key, EcsError::cluster_not_found, change, |c| {
                         (c.status.as_deref() == Some("ACTIVE")).then_some(&mut c.tags)
                     })

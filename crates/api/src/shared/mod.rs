@@ -5,6 +5,7 @@ pub mod cluster_counts;
 pub mod cluster_writes;
 pub mod deployments;
 pub mod instance_views;
+pub mod service_connect;
 pub mod traffic;
 pub mod unserved;
 

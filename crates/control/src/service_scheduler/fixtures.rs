@@ -58,6 +58,7 @@ pub(super) fn task(n: usize, dep: &str, phase: Phase) -> TaskObs {
         lost: false,
         unhealthy: false,
         unhealthy_in: None,
+        protected: false,
     }
 }
 

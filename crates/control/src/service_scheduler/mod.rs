@@ -36,6 +36,10 @@
 //! - a steady service with `availabilityZoneRebalancing` whose zones are out of balance starts
 //!   one task in its emptiest zone, then stops one of its fullest once that one is healthy
 //!   ([`rebalance`]).
+//! - a protected task (`TaskObs::protected`, UpdateTaskProtection) is never stopped to scale in
+//!   or replace it (old deployment, DRAINING instance): the service stays above its desired
+//!   count, and a deployment waits, until its protection expires or is removed. Failing health
+//!   checks and DeleteService still stop it.
 
 mod daemon;
 mod events;
@@ -181,6 +185,9 @@ pub struct TaskObs {
     /// When it is unhealthy because a target group of the service says so (not its container
     /// health checks): that target group's ARN.
     pub unhealthy_in: Option<String>,
+    /// Its scale-in protection has not expired (`crate::protection`): it is not stopped to
+    /// scale in or to be replaced by a newer deployment.
+    pub protected: bool,
 }
 
 impl TaskObs {

@@ -92,6 +92,9 @@ fn choose_stops<'a>(
     let mut stopping: Vec<&TaskObs> = Vec::new();
     let mut surplus = rebalance::surplus(spec, counted(&primary, live));
     let extra = surplus.len().saturating_sub(desired as usize);
+    // A protected task is never chosen: with too few unprotected ones, the service stays
+    // above its desired count until a protection expires or is removed.
+    surplus.retain(|t| !shielded(spec, t));
     surplus_order(&mut surplus, live);
     stopping.extend(surplus.into_iter().take(extra));
     let mut healthy_left = u32::try_from(
@@ -105,10 +108,11 @@ fn choose_stops<'a>(
         .iter()
         .copied()
         .filter(|t| {
-            t.deployment != primary
+            (t.deployment != primary
                 || !known.contains(t.deployment.as_str())
                 || t.draining
-                || t.unhealthy
+                || t.unhealthy)
+                && !shielded(spec, t)
         })
         .collect();
     surplus_order(&mut old, live);
@@ -132,6 +136,13 @@ fn choose_stops<'a>(
             (t, why)
         })
         .collect()
+}
+
+/// Whether a task's scale-in protection keeps it from being stopped: protection holds against
+/// scale-in and deployments (an old deployment's task, one on a DRAINING instance), not
+/// against failed health checks or the deletion of the service.
+fn shielded(spec: &ServiceSpec, t: &TaskObs) -> bool {
+    t.protected && !t.unhealthy && !spec.draining
 }
 
 /// How many tasks the desired count lacks: the primary's tasks that count fall short of it by.
@@ -403,6 +414,95 @@ mod tests {
         let a = compute_service_actions(&s, &d, &tasks, 1.0);
         assert_eq!(a.stop.len(), 3);
         assert!(a.inactive);
+    }
+
+    #[test]
+    fn scale_in_never_stops_a_protected_task() {
+        let d = [primary_a(DeploymentRolloutState::Completed)];
+        let mut tasks: Vec<_> = (0..3).map(|i| task(i, "a", Phase::Running)).collect();
+        tasks[0].protected = true;
+        let a = compute_service_actions(&spec(1, 100, 200), &d, &tasks, 1.0);
+        let stopped: BTreeSet<&str> = a.stop.iter().map(|(arn, _)| arn.as_str()).collect();
+        assert_eq!(stopped, BTreeSet::from(["arn:t1", "arn:t2"]));
+        // Too few unprotected tasks: the service stays above its desired count, not steady.
+        for t in tasks.iter_mut() {
+            t.protected = true;
+        }
+        let a = compute_service_actions(&spec(1, 100, 200), &d, &tasks, 1.0);
+        assert!(a.stop.is_empty() && a.start.is_none() && !a.steady);
+        // Protection removed (or expired): it converges.
+        tasks[1].protected = false;
+        tasks[2].protected = false;
+        let a = compute_service_actions(&spec(1, 100, 200), &d, &tasks, 2.0);
+        assert_eq!(a.stop.len(), 2);
+        assert!(a.stop.iter().all(|(arn, _)| arn != "arn:t0"));
+    }
+
+    #[test]
+    fn a_deployment_waits_for_protected_old_tasks() {
+        let d = rolling();
+        let mut tasks: Vec<_> = (0..2).map(|i| task(i, "a", Phase::Running)).collect();
+        tasks[0].protected = true;
+        tasks.extend((2..4).map(|i| task(i, "b", Phase::Running)));
+        let a = compute_service_actions(&spec(2, 100, 200), &d, &tasks, 1.0);
+        assert_eq!(a.stop.len(), 1);
+        assert_eq!(a.stop[0].0, "arn:t1");
+        assert!(!a.steady);
+        assert_eq!(
+            a.deployments.len(),
+            2,
+            "the old deployment stays while it has a task"
+        );
+        // A protected task failing its health checks is still replaced.
+        tasks[0].unhealthy = true;
+        tasks[0].healthy = false;
+        let a = compute_service_actions(&spec(2, 100, 200), &d, &tasks, 2.0);
+        assert!(a.stop.iter().any(|(arn, _)| arn == "arn:t0"));
+    }
+
+    proptest! {
+        #[test]
+        fn protected_healthy_tasks_are_never_stopped_unless_the_service_is_deleted(
+            desired in 0u32..8,
+            count in 0usize..10,
+            protected in prop::collection::vec(any::<bool>(), 10),
+            old in prop::collection::vec(any::<bool>(), 10),
+            draining_instance in prop::collection::vec(any::<bool>(), 10),
+        ) {
+            let d = rolling();
+            let tasks: Vec<TaskObs> = (0..count)
+                .map(|i| {
+                    let mut t = task(i, if old[i] { "a" } else { "b" }, Phase::Running);
+                    t.protected = protected[i];
+                    t.draining = draining_instance[i];
+                    t
+                })
+                .collect();
+            let a = compute_service_actions(&spec(desired, 50, 200), &d, &tasks, 1.0);
+            for (arn, _) in &a.stop {
+                let t = tasks.iter().find(|t| &t.arn == arn).unwrap();
+                prop_assert!(!t.protected, "{arn} is protected");
+            }
+            // The unprotected surplus of the primary goes (down to the desired count).
+            let primary_counted = tasks.iter().filter(|t| t.deployment == "b" && !t.draining).count();
+            let primary_protected = tasks
+                .iter()
+                .filter(|t| t.deployment == "b" && !t.draining && t.protected)
+                .count();
+            let stopped_primary = a
+                .stop
+                .iter()
+                .filter(|(arn, _)| tasks.iter().any(|t| &t.arn == arn && t.deployment == "b" && !t.draining))
+                .count();
+            let expected = primary_counted
+                .saturating_sub(desired as usize)
+                .min(primary_counted - primary_protected);
+            prop_assert!(stopped_primary >= expected);
+            let mut s = spec(desired, 50, 200);
+            s.draining = true;
+            let a = compute_service_actions(&s, &d, &tasks, 1.0);
+            prop_assert_eq!(a.stop.len(), tasks.len());
+        }
     }
 
     /// A tiny world: applies actions, then moves tasks forward at random.
