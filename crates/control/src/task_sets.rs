@@ -17,7 +17,7 @@ use crate::services::deployment_digits;
 use flotilla_model::arn::ArnContext;
 use flotilla_model::shapes::{
     CapacityProviderStrategyItem, LaunchType, LoadBalancer, NetworkConfiguration, Scale, ScaleUnit,
-    ServiceRegistry, StabilityStatus, Tag, TaskSet,
+    Service, ServiceRegistry, StabilityStatus, Tag, TaskSet,
 };
 use flotilla_model::{EcsError, ErrorCode};
 use serde::{Deserialize, Serialize};
@@ -233,6 +233,20 @@ pub fn make_primary(sets: &mut [TaskSetRecord], index: usize, now: f64) -> Resul
         }
     }
     Ok(())
+}
+
+/// What the service shows of its PRIMARY set: its task definition, launch, platform, network,
+/// load balancers and registries (UpdateServicePrimaryTaskSet).
+pub fn promote(service: &mut Service, primary: &TaskSetRecord) {
+    service.task_definition = Some(primary.task_definition.clone());
+    service.launch_type = primary.launch_type;
+    service.capacity_provider_strategy = (!primary.capacity_provider_strategy.is_empty())
+        .then(|| primary.capacity_provider_strategy.clone());
+    service.platform_version = primary.platform_version.clone();
+    service.platform_family = primary.platform_family.clone();
+    service.network_configuration = primary.network_configuration.clone();
+    service.load_balancers = Some(primary.load_balancers.clone());
+    service.service_registries = Some(primary.service_registries.clone());
 }
 
 /// What DeleteTaskSet did.

@@ -5,6 +5,7 @@ pub mod cluster_counts;
 pub mod cluster_writes;
 pub mod deployments;
 pub mod instance_views;
+pub mod task_sets;
 pub mod traffic;
 
 use flotilla_model::shapes::Failure;
