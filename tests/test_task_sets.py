@@ -446,3 +446,85 @@ def test_external_service_runs_each_sets_tasks_as_containers(fleet):
     fleet_ecs.delete_service(cluster=cluster, service=name)
     wait_for(lambda: fleet_ecs.describe_services(cluster=cluster, services=[name])["services"][0]["status"]
              == "INACTIVE", timeout=60, what="the service INACTIVE")
+
+
+def test_task_sets_behind_load_balancers_register_and_drain_their_own_tasks(fleet, aws_cli, tmp_path):
+    """Blue/green by hand: each set names its own target group (and listener); its RUNNING tasks
+    are registered there, answer through it, and drain from it when the set is deleted."""
+    from test_load_balancing import VPC, get, health, make_load_balancer, web
+    from test_load_balancing import register as register_awsvpc
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ACCESS_KEY_ID=helpers.ACCESS_KEY, AWS_SECRET_ACCESS_KEY=helpers.SECRET_KEY,
+               AWS_DEFAULT_REGION=helpers.REGION, AWS_ENDPOINT_URL=fleet.endpoint,
+               AWS_CONFIG_FILE=str(tmp_path / "config"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "creds"),
+               AWS_PAGER="", HOME=str(tmp_path))
+
+    def elbv2(*args):
+        out = subprocess.run([aws_cli, "elbv2", *args, "--output", "json"], capture_output=True, text=True,
+                             env=env, timeout=60)
+        assert out.returncode == 0, f"aws elbv2 {' '.join(args)}: {out.stderr}"
+        return json.loads(out.stdout) if out.stdout.strip() else {}
+
+    fleet_ecs = ecs_client(fleet.endpoint)
+    cluster = helpers.unique("tslb")
+    fleet_ecs.create_cluster(clusterName=cluster)
+    fleet.add_agent(cluster)
+    instances_ready(fleet_ecs, cluster, 1)
+    blue_tg, blue_port = make_load_balancer(elbv2, helpers.unique("blue"))
+    green_tg, green_port = make_load_balancer(elbv2, helpers.unique("green"))
+    family = helpers.unique("tslbfam")
+    # httpd as the container's first process ignores SIGTERM: a short stop timeout.
+    v1 = register_awsvpc(fleet_ecs, family, {**web("v1"), "stopTimeout": 2})
+    v2 = register_awsvpc(fleet_ecs, family, {**web("v2"), "stopTimeout": 2})
+    name, _ = external_service(fleet_ecs, cluster, desired=2)
+
+    def task_set(td, tg):
+        return fleet_ecs.create_task_set(
+            cluster=cluster, service=name, taskDefinition=td, launchType="EC2", networkConfiguration=VPC,
+            loadBalancers=[{"targetGroupArn": tg, "containerName": "web", "containerPort": 8080}],
+        )["taskSet"]
+
+    a, b = task_set(v1, blue_tg), task_set(v2, green_tg)
+    assert a["loadBalancers"][0]["targetGroupArn"] == blue_tg
+
+    def set_ips(set_id):
+        arns = fleet_ecs.list_tasks(cluster=cluster, serviceName=name, desiredStatus="RUNNING")["taskArns"]
+        tasks = fleet_ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"] if arns else []
+        return {d["value"] for t in tasks if t["startedBy"] == set_id and t["lastStatus"] == "RUNNING"
+                for att in t.get("attachments", []) for d in att["details"] if d["name"] == "privateIPv4Address"}
+
+    def healthy_in(tg, set_id):
+        ips = set_ips(set_id)
+        h = health(elbv2, tg)
+        return len(ips) == 2 and {i for i, st in h.items() if st == "healthy"} == ips and len(h) == 2
+
+    wait_for(lambda: healthy_in(blue_tg, a["id"]) and healthy_in(green_tg, b["id"]), timeout=120,
+             interval=0.5, what="each set's tasks healthy in its own target group")
+    assert {get(blue_port)[1].split()[1] for _ in range(4)} == {"v1"}
+    assert {get(green_port)[1].split()[1] for _ in range(4)} == {"v2"}
+
+    fleet_ecs.update_service_primary_task_set(cluster=cluster, service=name, primaryTaskSet=b["id"])
+    s = fleet_ecs.describe_services(cluster=cluster, services=[name])["services"][0]
+    assert s["taskDefinition"] == v2 and s["loadBalancers"][0]["targetGroupArn"] == green_tg
+    blue_tasks = [t for t in fleet_ecs.list_tasks(cluster=cluster, serviceName=name)["taskArns"]]
+    blue_tasks = [t["taskArn"] for t in fleet_ecs.describe_tasks(cluster=cluster, tasks=blue_tasks)["tasks"]
+                  if t["startedBy"] == a["id"]]
+    assert len(blue_tasks) == 2
+    fleet_ecs.delete_task_set(cluster=cluster, service=name, taskSet=a["id"])
+    wait_for(lambda: set(health(elbv2, blue_tg).values()) <= {"draining"} and health(elbv2, blue_tg),
+             timeout=30, interval=0.25, what="blue's targets draining")
+    wait_for(lambda: describe_sets(fleet_ecs, cluster, name, [a["id"]])["failures"], timeout=60,
+             what="the blue set gone once drained")
+    assert health(elbv2, blue_tg) == {}
+    # Blue's tasks were stopped only once their targets had drained (the deregistration delay).
+    for t in fleet_ecs.describe_tasks(cluster=cluster, tasks=blue_tasks)["tasks"]:
+        assert t["lastStatus"] == "STOPPED"
+        waited = (t["stoppedAt"] - t["stoppingAt"]).total_seconds()
+        assert waited >= 2.5, (waited, t["stoppingAt"], t["stoppedAt"])
+    assert healthy_in(green_tg, b["id"])
+    fleet_ecs.update_service(cluster=cluster, service=name, desiredCount=0)
+    fleet_ecs.delete_service(cluster=cluster, service=name)
+    wait_for(lambda: fleet_ecs.describe_services(cluster=cluster, services=[name])["services"][0]["status"]
+             == "INACTIVE", timeout=60, what="the service INACTIVE")
+    assert health(elbv2, green_tg) == {}
