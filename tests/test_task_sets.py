@@ -108,12 +108,13 @@ def describe_sets(ecs, cluster, service, ids=None, **kw):
 def test_external_service_has_task_sets_instead_of_deployments(ecs, cluster):
     name, s = external_service(ecs, cluster)
     assert s["deploymentController"] == {"type": "EXTERNAL"}
+    # Task sets instead of deployments: ECS answers an empty list of deployments.
     assert s["taskSets"] == []
-    assert "deployments" not in s
+    assert s["deployments"] == []
     assert "taskDefinition" not in s
     assert s["desiredCount"] == 3 and s["status"] == "ACTIVE"
     again = ecs.describe_services(cluster=cluster, services=[name])["services"][0]
-    assert again["taskSets"] == [] and "deployments" not in again
+    assert again["taskSets"] == [] and again["deployments"] == []
 
 
 def test_external_service_refuses_what_belongs_to_task_sets(ecs, cluster):
@@ -140,6 +141,49 @@ def test_code_deploy_service_needs_a_task_definition_and_a_load_balancer(ecs, cl
                     taskDefinition=td, deploymentController={"type": "CODE_DEPLOY"}) == (
         "InvalidParameterException",
         "A load balancer is required for a service with the CODE_DEPLOY deployment controller.")
+
+
+def test_code_deploy_service_starts_with_a_primary_task_set(api, ecs, cluster):
+    elbv2 = boto3.client(
+        "elbv2", endpoint_url=api, region_name=helpers.REGION,
+        aws_access_key_id=helpers.ACCESS_KEY, aws_secret_access_key=helpers.SECRET_KEY,
+        config=Config(retries={"max_attempts": 1}),
+    )
+    name = helpers.unique("cdlb")
+    lb = elbv2.create_load_balancer(Name=name, Type="application",
+                                    Subnets=["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"])
+    tg = elbv2.create_target_group(Name=name, Protocol="HTTP", Port=8080, TargetType="ip",
+                                   VpcId="vpc-0123456789abcdef0")["TargetGroups"][0]["TargetGroupArn"]
+    elbv2.create_listener(LoadBalancerArn=lb["LoadBalancers"][0]["LoadBalancerArn"], Protocol="HTTP",
+                          Port=helpers.free_port(), DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}])
+    td = ecs.register_task_definition(
+        family=helpers.unique("cdweb"), networkMode="awsvpc", requiresCompatibilities=["EC2"],
+        containerDefinitions=[{"name": "web", "image": IMAGE, "memory": 16,
+                               "portMappings": [{"containerPort": 8080}]}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    vpc = {"awsvpcConfiguration": {"subnets": ["subnet-0123456789abcdef0"]}}
+    lbs = [{"targetGroupArn": tg, "containerName": "web", "containerPort": 8080}]
+    svc = helpers.unique("cd")
+    s = ecs.create_service(cluster=cluster, serviceName=svc, desiredCount=2, taskDefinition=td,
+                           launchType="EC2", networkConfiguration=vpc, loadBalancers=lbs,
+                           deploymentController={"type": "CODE_DEPLOY"})["service"]
+    assert s["deploymentController"] == {"type": "CODE_DEPLOY"}
+    assert s["deployments"] == []
+    assert s["taskDefinition"] == td and s["loadBalancers"] == lbs
+    [ts] = s["taskSets"]
+    assert ts["status"] == "PRIMARY" and ts["taskDefinition"] == td
+    assert ts["scale"] == {"value": 100.0, "unit": "PERCENT"} and ts["computedDesiredCount"] == 2
+    assert ts["loadBalancers"] == lbs and ts["launchType"] == "EC2"
+    assert error_of(ecs.update_service, cluster=cluster, service=svc, taskDefinition=td) == (
+        "InvalidParameterException",
+        "Unable to update task definition on services with a CODE_DEPLOY deployment controller. "
+        "Use AWS CodeDeploy to trigger a new deployment.")
+    assert error_of(ecs.update_service, cluster=cluster, service=svc, loadBalancers=lbs) == (
+        "InvalidParameterException",
+        "Unable to update load balancers on services with a CODE_DEPLOY deployment controller. "
+        "Use AWS CodeDeploy to trigger a new deployment.")
+    out = ecs.update_service(cluster=cluster, service=svc, desiredCount=3)["service"]
+    assert out["taskSets"][0]["computedDesiredCount"] == 3
 
 
 # --- CreateTaskSet ---------------------------------------------------------------------------

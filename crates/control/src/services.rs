@@ -359,7 +359,7 @@ impl ServiceRecord {
 
 impl ServiceRecord {
     /// The `Service` shape of a task set service: its `taskSets` (newest first) instead of
-    /// deployments, its counts their sums.
+    /// deployments (an empty list), its counts their sums.
     fn task_set_view(&self, include_tags: bool) -> Service {
         let mut s = self.service.clone();
         s.status = Some(self.status.as_ecs_str().to_string());
@@ -378,7 +378,9 @@ impl ServiceRecord {
                 .map(|t| crate::task_sets::view(t, &service_arn, &cluster_arn, false))
                 .collect(),
         );
-        s.deployments = None;
+        // ECS answers an empty list (which is why the ServicesStable waiter never sees such a
+        // service stable).
+        s.deployments = Some(Vec::new());
         s.events = Some(self.events.clone());
         s.tags = include_tags.then(|| s.tags.unwrap_or_default());
         s
