@@ -570,7 +570,11 @@ pub(crate) fn grace_of(rec: &ServiceRecord) -> f64 {
 
 /// Reads the service's tasks and the instances they run on (its cluster's, and the managed
 /// pool's for Fargate tasks: a pool host whose agent is gone loses its tasks too).
-pub(crate) async fn observe_service(api: &Plane, rec: &ServiceRecord, now: f64) -> Result<Seen, EcsError> {
+pub(crate) async fn observe_service(
+    api: &Plane,
+    rec: &ServiceRecord,
+    now: f64,
+) -> Result<Seen, EcsError> {
     let store = api.store();
     let cluster = rec.cluster.as_str();
     let group = rec.group();
@@ -638,7 +642,10 @@ fn spec_of(rec: &ServiceRecord, name: &str) -> ServiceSpec {
 }
 
 /// The live tasks per capacity provider once this reconcile's stops are made.
-pub(crate) fn live_per_provider(records: &[TaskRecord], stops: &[(String, String)]) -> BTreeMap<String, u32> {
+pub(crate) fn live_per_provider(
+    records: &[TaskRecord],
+    stops: &[(String, String)],
+) -> BTreeMap<String, u32> {
     let mut providers: BTreeMap<String, u32> = BTreeMap::new();
     for t in records {
         let stopping = stops.iter().any(|(arn, _)| arn == t.arn());

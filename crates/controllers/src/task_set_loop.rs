@@ -101,7 +101,15 @@ pub(crate) async fn reconcile(
         match (&api.traffic, set) {
             (Some(t), Some(st)) => {
                 traffic::stop_or_drain(
-                    api, t.as_ref(), fence, &st.health, obs, &cluster, arn, reason, now,
+                    api,
+                    t.as_ref(),
+                    fence,
+                    &st.health,
+                    obs,
+                    &cluster,
+                    arn,
+                    reason,
+                    now,
                 )
                 .await?
             }
@@ -114,7 +122,15 @@ pub(crate) async fn reconcile(
             let obs: Vec<TaskObs> = pick(&seen.tasks, &st.tasks);
             for arn in traffic::drained(&records, now) {
                 traffic::stop_or_drain(
-                    api, t.as_ref(), fence, &st.health, None, &cluster, &arn, "", now,
+                    api,
+                    t.as_ref(),
+                    fence,
+                    &st.health,
+                    None,
+                    &cluster,
+                    &arn,
+                    "",
+                    now,
                 )
                 .await?;
             }
@@ -148,7 +164,8 @@ pub(crate) async fn reconcile(
             platform_version: set.platform_version.as_deref(),
             network: set.network_configuration.as_ref(),
         };
-        let (started, _) = start_tasks(api, fence, &rec, &what, plan.start, &[], &providers).await?;
+        let (started, _) =
+            start_tasks(api, fence, &rec, &what, plan.start, &[], &providers).await?;
         events.extend(started);
     }
     let mut next = rec.clone();

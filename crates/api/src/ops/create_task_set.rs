@@ -80,8 +80,7 @@ pub async fn create_task_set(
             check_room(&rec.task_sets)?;
             let mut set = set.clone();
             let desired = u32::try_from(rec.service.desired_count).unwrap_or(0);
-            set.computed_desired_count =
-                computed_desired_count(desired, set.scale);
+            set.computed_desired_count = computed_desired_count(desired, set.scale);
             rec.task_sets.push(set.clone());
             rec.steady = false;
             let txn = replace(&key, rev, &rec)?;

@@ -33,12 +33,9 @@ pub async fn describe_task_sets(
                 match find(&rec.task_sets, n) {
                     Some(i) => sets.push(show(i)),
                     None if n.starts_with("arn:") => failures.push(missing(n.clone())),
-                    None => failures.push(missing(task_set_arn(
-                        ctx.arns(),
-                        &cluster,
-                        rec.name(),
-                        n,
-                    ))),
+                    None => {
+                        failures.push(missing(task_set_arn(ctx.arns(), &cluster, rec.name(), n)))
+                    }
                 }
             }
         }

@@ -11,8 +11,8 @@
 use crate::context::Ctx;
 use flotilla_control::launch::{constraints, strategies};
 use flotilla_control::services::{
-    apply_task_set_update, apply_update, check_task_set_update, deployment_id, service_key, service_name_in, service_not_active,
-    service_not_found, ServiceRecord, ServiceStatus,
+    apply_task_set_update, apply_update, check_task_set_update, deployment_id, service_key,
+    service_name_in, service_not_active, service_not_found, ServiceRecord, ServiceStatus,
 };
 use flotilla_control::template::Common;
 use flotilla_controllers::records::{get, to_bytes, Attempt};

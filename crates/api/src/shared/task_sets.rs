@@ -15,8 +15,8 @@ use flotilla_control::template::Common;
 use flotilla_controllers::records::get;
 use flotilla_controllers::templates::{prepare, resolve_launch};
 use flotilla_model::shapes::{
-    CapacityProviderStrategyItem, LaunchType, LoadBalancer, NetworkConfiguration,
-    ServiceRegistry, Tag,
+    CapacityProviderStrategyItem, LaunchType, LoadBalancer, NetworkConfiguration, ServiceRegistry,
+    Tag,
 };
 use flotilla_model::EcsError;
 
@@ -96,8 +96,7 @@ pub async fn new_task_set(ctx: &Ctx<'_>, r: &SetRequest<'_>) -> Result<TaskSetRe
             .unwrap_or_default(),
         launch_type: launch.strategy.is_empty().then_some(launch.launch_type),
         capacity_provider_strategy: launch.strategy.clone(),
-        platform_version: fargate
-            .then(|| r.platform_version.unwrap_or("LATEST").to_string()),
+        platform_version: fargate.then(|| r.platform_version.unwrap_or("LATEST").to_string()),
         platform_family: fargate.then(|| crate::fargate::PLATFORM_FAMILY_LINUX.to_string()),
         network_configuration: r.network.cloned(),
         load_balancers: r.load_balancers.to_vec(),
@@ -121,9 +120,8 @@ pub async fn new_task_set(ctx: &Ctx<'_>, r: &SetRequest<'_>) -> Result<TaskSetRe
 /// `ServiceNotFoundException` when it cannot name one here.
 pub fn service_key_of(ctx: &Ctx<'_>, cluster: &str, service: &str) -> Result<String, EcsError> {
     let foreign = service.starts_with("arn:")
-        && flotilla_model::arn::parse(service).is_some_and(|p| {
-            p.region != ctx.arns().region || p.account != ctx.arns().account
-        });
+        && flotilla_model::arn::parse(service)
+            .is_some_and(|p| p.region != ctx.arns().region || p.account != ctx.arns().account);
     let name = service_name_in(service, cluster)
         .filter(|_| !foreign)
         .ok_or_else(service_not_found)?;
