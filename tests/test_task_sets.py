@@ -293,6 +293,14 @@ def test_describe_task_sets_by_id_and_arn_with_missing_and_tags(ecs, cluster):
         "reason": "MISSING",
     }]
     assert error_of(ecs.describe_task_sets, cluster=cluster, service="nope")[0] == "ServiceNotFoundException"
+    # Task sets are taggable by ARN (their tags live in the service's record).
+    ecs.tag_resource(resourceArn=b["taskSetArn"], tags=[{"key": "stage", "value": "green"}])
+    assert ecs.list_tags_for_resource(resourceArn=b["taskSetArn"])["tags"] == [{"key": "stage", "value": "green"}]
+    ecs.untag_resource(resourceArn=a["taskSetArn"], tagKeys=["k"])
+    assert describe_sets(ecs, cluster, name, [a["id"]], include=["TAGS"])["taskSets"][0]["tags"] == []
+    gone = a["taskSetArn"].rsplit("/", 1)[0] + "/9999999999999999999"
+    assert error_of(ecs.list_tags_for_resource, resourceArn=gone) == (
+        "ResourceNotFoundException", f"The specified resource wasn't found: {gone}.")
 
 
 # --- UpdateTaskSet, UpdateService ------------------------------------------------------------

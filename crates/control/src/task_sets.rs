@@ -104,9 +104,9 @@ pub struct TaskSetRecord {
     /// The CreateTaskSet `clientToken`.
     #[serde(default)]
     pub client_token: Option<String>,
-    /// Tags.
+    /// Tags (TagResource and UntagResource change them through the service's record).
     #[serde(default)]
-    pub tags: Vec<Tag>,
+    pub tags: Option<Vec<Tag>>,
     /// Created (epoch seconds).
     pub created_at: f64,
     /// Last changed (epoch seconds).
@@ -324,7 +324,7 @@ pub fn view(
             StabilityStatus::Stabilizing
         }),
         stability_status_at: Some(set.stability_at),
-        tags: include_tags.then(|| set.tags.clone()),
+        tags: include_tags.then(|| set.tags.clone().unwrap_or_default()),
         ..TaskSet::default()
     }
 }

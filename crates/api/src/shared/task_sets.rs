@@ -110,7 +110,7 @@ pub async fn new_task_set(ctx: &Ctx<'_>, r: &SetRequest<'_>) -> Result<TaskSetRe
         external_id: r.external_id.map(str::to_string),
         started_by: r.started_by.map(str::to_string),
         client_token: r.client_token.map(str::to_string),
-        tags: r.tags.to_vec(),
+        tags: Some(r.tags.to_vec()),
         created_at: now,
         updated_at: now,
     })
