@@ -531,13 +531,22 @@ def test_task_sets_behind_load_balancers_register_and_drain_their_own_tasks(flee
     v2 = register_awsvpc(fleet_ecs, family, {**web("v2"), "stopTimeout": 2})
     name, _ = external_service(fleet_ecs, cluster, desired=2)
 
-    def task_set(td, tg):
+    sd = boto3.client("servicediscovery", endpoint_url=fleet.endpoint, region_name=helpers.REGION,
+                      aws_access_key_id=helpers.ACCESS_KEY, aws_secret_access_key=helpers.SECRET_KEY,
+                      config=Config(inject_host_prefix=False))
+    op = sd.create_http_namespace(Name=helpers.unique("tsns"))["OperationId"]
+    ns = sd.get_operation(OperationId=op)["Operation"]["Targets"]["NAMESPACE"]
+    registry = sd.create_service(Name="web", NamespaceId=ns, Type="HTTP")["Service"]
+
+    def task_set(td, tg, **kw):
         return fleet_ecs.create_task_set(
             cluster=cluster, service=name, taskDefinition=td, launchType="EC2", networkConfiguration=VPC,
-            loadBalancers=[{"targetGroupArn": tg, "containerName": "web", "containerPort": 8080}],
+            loadBalancers=[{"targetGroupArn": tg, "containerName": "web", "containerPort": 8080}], **kw,
         )["taskSet"]
 
-    a, b = task_set(v1, blue_tg), task_set(v2, green_tg)
+    a = task_set(v1, blue_tg)
+    b = task_set(v2, green_tg, externalId="green-1", serviceRegistries=[
+        {"registryArn": registry["Arn"], "containerName": "web", "containerPort": 8080}])
     assert a["loadBalancers"][0]["targetGroupArn"] == blue_tg
 
     def set_ips(set_id):
@@ -555,6 +564,11 @@ def test_task_sets_behind_load_balancers_register_and_drain_their_own_tasks(flee
              interval=0.5, what="each set's tasks healthy in its own target group")
     assert {get(blue_port)[1].split()[1] for _ in range(4)} == {"v1"}
     assert {get(green_port)[1].split()[1] for _ in range(4)} == {"v2"}
+    # Green's tasks (only) are in its Cloud Map service, with the set's externalId.
+    instances = wait_for(lambda: (lambda i: i if len(i) == 2 else None)(
+        sd.list_instances(ServiceId=registry["Id"])["Instances"]), timeout=30, what="green in Cloud Map")
+    assert {i["Attributes"]["AWS_INSTANCE_IPV4"] for i in instances} == set_ips(b["id"])
+    assert {i["Attributes"].get("ECS_TASK_SET_EXTERNAL_ID") for i in instances} == {"green-1"}
 
     fleet_ecs.update_service_primary_task_set(cluster=cluster, service=name, primaryTaskSet=b["id"])
     s = fleet_ecs.describe_services(cluster=cluster, services=[name])["services"][0]

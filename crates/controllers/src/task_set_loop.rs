@@ -33,12 +33,13 @@ struct SetTraffic {
     health: Health,
 }
 
-/// The service as a set's tasks see it: the set's load balancers and registries.
+/// The service as a set's tasks see it: the set's load balancers and registries, and the set
+/// alone (so its tasks' Cloud Map instances carry its `externalId`).
 fn set_view(rec: &ServiceRecord, set: &TaskSetRecord) -> ServiceRecord {
     let mut v = rec.clone();
     v.service.load_balancers = Some(set.load_balancers.clone());
     v.service.service_registries = Some(set.service_registries.clone());
-    v.task_sets.clear();
+    v.task_sets = vec![set.clone()];
     v
 }
 
