@@ -240,8 +240,8 @@ def test_create_task_set_errors(ecs, cluster):
     assert error_of(ecs.create_task_set, cluster=cluster, service=name, taskDefinition=td,
                     scale={"value": 150, "unit": "PERCENT"}) == (
         "InvalidParameterException", "Scale value must be between 0 and 100.")
-    code, _ = error_of(ecs.create_task_set, cluster=cluster, service=name, taskDefinition="nofamily:9")
-    assert code in ("ClientException", "InvalidParameterException")
+    assert error_of(ecs.create_task_set, cluster=cluster, service=name, taskDefinition="nofamily:9") == (
+        "ClientException", "TaskDefinition not found.")
     for _ in range(5):
         ecs.create_task_set(cluster=cluster, service=name, taskDefinition=td)
     assert error_of(ecs.create_task_set, cluster=cluster, service=name, taskDefinition=td) == (
