@@ -122,6 +122,42 @@ def fleet(tmp_path, test_image):
     f.close()
 
 
-def pytest_terminal_summary(terminalreporter):
-    for key, value in helpers.REPORT.items():
+# The modules that take longest start first, so that with pytest-xdist (--dist loadfile) no
+# worker begins one of them when the others are nearly done.
+SLOW_FIRST = ["test_region.py", "test_load_balancing.py", "test_service_deployments.py", "test_fargate.py",
+              "test_durability.py", "test_bad_input.py"]
+
+
+def pytest_configure(config):
+    # The controlling process (not an xdist worker) chooses the file figures are collected in.
+    if not hasattr(config, "workerinput") and "FLOTILLA_TEST_REPORT" not in os.environ:
+        import tempfile
+
+        fd, path = tempfile.mkstemp(prefix="flotilla-report-", suffix=".jsonl")
+        os.close(fd)
+        os.environ["FLOTILLA_TEST_REPORT"] = path
+        config._flotilla_report = path
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        name = item.path.name
+        return SLOW_FIRST.index(name) if name in SLOW_FIRST else len(SLOW_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a module and among the rest is kept
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    import json
+
+    figures = {}
+    path = getattr(config, "_flotilla_report", None)
+    if path and os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                key, value = json.loads(line)
+                figures[key] = value
+        os.unlink(path)
+    figures.update({k: str(v) for k, v in helpers.REPORT.items()})
+    for key, value in figures.items():
         terminalreporter.write_line(f"{key}: {value}")

@@ -42,8 +42,20 @@ PROTOCOL_ERRORS = {
 }
 
 
-# Figures the suite reports at the end of the run (see conftest.pytest_terminal_summary).
-REPORT = {}
+class _Report(dict):
+    """Figures the suite reports at the end of the run (see conftest.pytest_terminal_summary).
+    With pytest-xdist each worker holds its own copy, so every figure is also appended to the
+    file $FLOTILLA_TEST_REPORT (set by the controlling process) for the summary to read."""
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        path = os.environ.get("FLOTILLA_TEST_REPORT")
+        if path:
+            with open(path, "a") as f:
+                f.write(json.dumps([key, str(value)]) + "\n")
+
+
+REPORT = _Report()
 
 
 def unique(prefix="t"):
@@ -51,10 +63,27 @@ def unique(prefix="t"):
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+# Each pytest-xdist worker (PYTEST_XDIST_WORKER gw0, gw1, ...) takes ports from a range of its
+# own, below Linux's ephemeral range (32768-60999), so two workers never pick the same port and an
+# outgoing connection's ephemeral port never takes one a test is about to listen on.
+_PORT_RANGE = 2000
+_PORT_BASE = 12000 + _PORT_RANGE * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+_next_port = [_PORT_BASE + (os.getpid() % _PORT_RANGE)]
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free on 127.0.0.1 now (and on every address: servers may listen on 0.0.0.0),
+    from this worker's range."""
+    for _ in range(_PORT_RANGE):
+        port = _next_port[0]
+        _next_port[0] = _PORT_BASE + (port + 1 - _PORT_BASE) % _PORT_RANGE
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_PORT_BASE}-{_PORT_BASE + _PORT_RANGE - 1}")
 
 
 def load_model():

@@ -97,3 +97,35 @@ def test_stop_completed_or_unknown(ecs, service):
     with pytest.raises(ClientError) as e:
         ecs.stop_service_deployment(serviceDeploymentArn=unknown)
     assert e.value.response["Error"]["Code"] == "ServiceDeploymentNotFoundException"
+
+
+def test_deployment_strategies_and_alarms_not_served_are_refused_not_ignored(ecs, service):
+    cluster, td1, _ = service
+
+    def refused(config, message, update=False):
+        with pytest.raises(ClientError) as e:
+            if update:
+                ecs.update_service(cluster=cluster, service="web", deploymentConfiguration=config)
+            else:
+                ecs.create_service(cluster=cluster, serviceName=helpers.unique("bg"), taskDefinition=td1,
+                                   desiredCount=0, deploymentConfiguration=config)
+        err = e.value.response["Error"]
+        assert (err["Code"], err["Message"]) == ("UnsupportedFeatureException", message)
+
+    for strategy in ("BLUE_GREEN", "LINEAR", "CANARY"):
+        refused({"strategy": strategy},
+                f"The {strategy} deployment strategy is not supported by this Flotilla server yet; use ROLLING.")
+    refused({"strategy": "BLUE_GREEN"},
+            "The BLUE_GREEN deployment strategy is not supported by this Flotilla server yet; use ROLLING.", update=True)
+    refused({"bakeTimeInMinutes": 5},
+            "deploymentConfiguration.bakeTimeInMinutes applies to the BLUE_GREEN, LINEAR and CANARY strategies, which this Flotilla server does not support yet.")
+    refused({"alarms": {"alarmNames": ["high-cpu"], "enable": True, "rollback": True}},
+            "Deployment alarms are not evaluated by this Flotilla server yet (CloudWatch alarms are not served); set alarms.enable to false or leave alarms out.")
+    # What is served is kept and shown: ROLLING, and an alarms block that is off.
+    s = ecs.create_service(cluster=cluster, serviceName=helpers.unique("rolling"), taskDefinition=td1, desiredCount=0,
+                           deploymentConfiguration={"strategy": "ROLLING",
+                                                    "alarms": {"alarmNames": [], "enable": False, "rollback": False}})["service"]
+    assert s["deploymentConfiguration"]["strategy"] == "ROLLING"
+    assert s["deploymentConfiguration"]["alarms"]["enable"] is False
+    ecs.delete_service(cluster=cluster, service=s["serviceName"], force=True)
+    assert ecs.describe_services(cluster=cluster, services=["web"])["services"][0]["deploymentConfiguration"].get("strategy") != "BLUE_GREEN"

@@ -7,12 +7,14 @@
 //! deployments; the service loop (`flotilla_controllers::service_loop`) writes the counts, the deployments'
 //! progress and the events. Both write with compare-and-swap on the record's `mod_revision`.
 
+use crate::service_scheduler::rebalance;
 use crate::service_scheduler::{DeploymentRecord, DeploymentStatus};
 use crate::task_sets::{follow_desired, TaskSetRecord, TaskSetStatus};
 use flotilla_model::arn::ArnContext;
 use flotilla_model::shapes::{
     Deployment, DeploymentConfiguration, DeploymentControllerType, DeploymentRolloutState,
-    LaunchType, Service, ServiceDeploymentStatus, ServiceEvent, UpdateServiceRequest,
+    DeploymentStrategy, LaunchType, Service, ServiceDeploymentStatus, ServiceEvent,
+    UpdateServiceRequest,
 };
 use flotilla_model::{EcsError, ErrorCode};
 use serde::{Deserialize, Serialize};
@@ -101,6 +103,10 @@ pub struct ServiceRecord {
     /// service is one compare-and-swap.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub task_sets: Vec<TaskSetRecord>,
+    /// An Availability Zone rebalancing is in progress
+    /// ([`crate::service_scheduler::rebalance`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rebalancing: bool,
 }
 
 /// How many finished deployments a service keeps.
@@ -194,6 +200,14 @@ impl ServiceRecord {
             u32::try_from(max).unwrap_or(0),
             u32::try_from(min).unwrap_or(0),
         )
+    }
+
+    /// Whether the service rebalances its tasks across Availability Zones: ENABLED, and a
+    /// configuration that allows it.
+    pub fn rebalances(&self) -> bool {
+        self.service.availability_zone_rebalancing
+            == Some(flotilla_model::shapes::AvailabilityZoneRebalancing::Enabled)
+            && rebalance::compatible(rebalance_shape(&self.service)).is_ok()
     }
 
     /// The circuit breaker: `None` when disabled, else whether it rolls back.
@@ -460,6 +474,10 @@ pub fn deployment_configuration(
         if g.alarms.is_some() {
             c.alarms = g.alarms.clone();
         }
+        refuse_unserved(g)?;
+        if g.strategy.is_some() {
+            c.strategy = g.strategy;
+        }
     }
     let max = *c.maximum_percent.get_or_insert(DEFAULT_MAXIMUM_PERCENT);
     let min = *c
@@ -478,6 +496,48 @@ pub fn deployment_configuration(
     c.deployment_circuit_breaker
         .get_or_insert_with(Default::default);
     Ok(c)
+}
+
+/// What a deployment configuration may ask that this server does not do yet, refused rather
+/// than turned silently into a rolling update: the BLUE_GREEN, LINEAR and CANARY strategies and
+/// what only they use (bake time, lifecycle hooks, their configurations), and CloudWatch alarms
+/// that would be evaluated (`alarms.enable`). A disabled alarms block and ROLLING are kept.
+fn refuse_unserved(g: &DeploymentConfiguration) -> Result<(), EcsError> {
+    let unsupported = |m: String| Err(EcsError::new(ErrorCode::UnsupportedFeatureException, m));
+    if let Some(s) = g.strategy.filter(|s| *s != DeploymentStrategy::Rolling) {
+        let name = serde_json::to_value(s)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        return unsupported(format!(
+            "The {name} deployment strategy is not supported by this Flotilla server yet; use ROLLING."
+        ));
+    }
+    let blue_green_only = [
+        (
+            g.bake_time_in_minutes.is_some_and(|b| b > 0),
+            "bakeTimeInMinutes",
+        ),
+        (
+            g.lifecycle_hooks.as_ref().is_some_and(|h| !h.is_empty()),
+            "lifecycleHooks",
+        ),
+        (g.linear_configuration.is_some(), "linearConfiguration"),
+        (g.canary_configuration.is_some(), "canaryConfiguration"),
+        (g.early_success_criteria.is_some(), "earlySuccessCriteria"),
+    ];
+    if let Some((_, field)) = blue_green_only.iter().find(|(given, _)| *given) {
+        return unsupported(format!(
+            "deploymentConfiguration.{field} applies to the BLUE_GREEN, LINEAR and CANARY strategies, which this Flotilla server does not support yet."
+        ));
+    }
+    if g.alarms.as_ref().is_some_and(|a| a.enable) {
+        return unsupported(
+            "Deployment alarms are not evaluated by this Flotilla server yet (CloudWatch alarms are not served); set alarms.enable to false or leave alarms out."
+                .to_string(),
+        );
+    }
+    Ok(())
 }
 
 /// The digits of a deployment id (`ecs-svc/<digits>`).
@@ -651,6 +711,24 @@ pub fn check_task_set_update(
     }
 }
 
+/// What AZ rebalancing needs to know of a service's configuration.
+pub fn rebalance_shape(s: &Service) -> rebalance::Shape<'_> {
+    let max = s
+        .deployment_configuration
+        .as_ref()
+        .and_then(|c| c.maximum_percent)
+        .unwrap_or(DEFAULT_MAXIMUM_PERCENT);
+    rebalance::Shape {
+        scheduling: s
+            .scheduling_strategy
+            .unwrap_or(flotilla_model::shapes::SchedulingStrategy::Replica),
+        launch_type: s.launch_type,
+        maximum_percent: u32::try_from(max).unwrap_or(0),
+        strategies: s.placement_strategy.as_deref().unwrap_or(&[]),
+        constraints: s.placement_constraints.as_deref().unwrap_or(&[]),
+    }
+}
+
 /// Replaces the settings UpdateService names; whether one of them needs a new deployment.
 fn apply_settings(s: &mut Service, req: &UpdateServiceRequest) -> Result<bool, EcsError> {
     if let Some(d) = req.desired_count {
@@ -681,6 +759,14 @@ fn apply_settings(s: &mut Service, req: &UpdateServiceRequest) -> Result<bool, E
     wanted |= replace(&mut s.service_registries, &req.service_registries);
     if let Some(g) = req.health_check_grace_period_seconds {
         s.health_check_grace_period_seconds = Some(g);
+    }
+    // Never a new deployment. ENABLED is checked against the configuration as updated.
+    if let Some(r) = req.availability_zone_rebalancing {
+        if r == flotilla_model::shapes::AvailabilityZoneRebalancing::Enabled {
+            rebalance::compatible(rebalance_shape(s))
+                .map_err(|why| EcsError::invalid_parameter(why.message()))?;
+        }
+        s.availability_zone_rebalancing = Some(r);
     }
     if let Some(p) = req.propagate_tags {
         s.propagate_tags = Some(p);

@@ -30,6 +30,7 @@ use crate::records::{self, commit_fenced, get, task_key, task_prefix, to_bytes, 
 use crate::traffic;
 use flotilla_control::instances::InstanceRecord;
 use flotilla_control::launch;
+use flotilla_control::service_scheduler::rebalance::AZ_ATTRIBUTE;
 use flotilla_control::service_scheduler::{
     compute_daemon_actions, compute_service_actions, Actions, Phase, ServiceEvent, ServiceSpec,
     TaskObs, Unplaced,
@@ -40,8 +41,8 @@ use flotilla_control::services::{
 use flotilla_control::tasks::{stop, TaskRecord};
 use flotilla_control::template::{placement_request, Common};
 use flotilla_model::shapes::{
-    HealthStatus, PlacementStrategy, PlacementStrategyType, PropagateTags, SchedulingStrategy,
-    TaskStopCode,
+    HealthStatus, LaunchType, PlacementConstraint, PlacementConstraintType, PlacementStrategy,
+    PlacementStrategyType, PropagateTags, SchedulingStrategy, TaskStopCode,
 };
 use flotilla_model::status::TaskStatus;
 use flotilla_model::EcsError;
@@ -302,7 +303,7 @@ pub fn default_strategies() -> Vec<PlacementStrategy> {
     vec![
         PlacementStrategy {
             r#type: Some(PlacementStrategyType::Spread),
-            field: Some("attribute:ecs.availability-zone".into()),
+            field: Some(AZ_ATTRIBUTE.into()),
         },
         PlacementStrategy {
             r#type: Some(PlacementStrategyType::Spread),
@@ -326,8 +327,20 @@ pub(crate) struct Launching<'a> {
     pub network: Option<&'a flotilla_model::shapes::NetworkConfiguration>,
 }
 
-/// Starts `n` tasks of a deployment (on the instances `on`, when named); returns the events and
-/// how many were placed.
+
+/// Where a service's new tasks go.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Where<'a> {
+    /// Where the service's placement puts them.
+    Anywhere,
+    /// One on each of these instances (DAEMON).
+    On(&'a [String]),
+    /// In this Availability Zone (an AZ rebalancing's start).
+    InZone(&'a str),
+}
+
+/// Starts `n` tasks of a deployment `at` where they go; returns the events and how many were
+/// placed.
 /// `providers`: how many of the service's live tasks run on each capacity provider, so new tasks
 /// keep the strategy's split as the service scales and replaces tasks.
 async fn start(
@@ -336,7 +349,7 @@ async fn start(
     rec: &ServiceRecord,
     deployment: &str,
     n: u32,
-    on: &[String],
+    at: Where<'_>,
     providers: &BTreeMap<String, u32>,
 ) -> Result<(Vec<ServiceEvent>, u32), EcsError> {
     let Some(d) = rec.deployments.iter().find(|d| d.id == deployment) else {
@@ -350,18 +363,18 @@ async fn start(
         platform_version: s.platform_version.as_deref(),
         network: s.network_configuration.as_ref(),
     };
-    start_tasks(api, fence, rec, &what, n, on, providers).await
+    start_tasks(api, fence, rec, &what, n, at, providers).await
 }
 
-/// Starts `n` tasks of `what` for the service (on the instances `on`, when named); returns the
-/// events and how many were placed.
+/// Starts `n` tasks of `what` for the service `at` where they go; returns the events and how
+/// many were placed.
 pub(crate) async fn start_tasks(
     api: &Plane,
     fence: &Fence,
     rec: &ServiceRecord,
     what: &Launching<'_>,
     n: u32,
-    on: &[String],
+    at: Where<'_>,
     providers: &BTreeMap<String, u32>,
 ) -> Result<(Vec<ServiceEvent>, u32), EcsError> {
     let name = rec.name();
@@ -411,22 +424,39 @@ pub(crate) async fn start_tasks(
         preq.strategies = launch::strategies(&strategies)?;
         preq.constraints = launch::constraints(s.placement_constraints.as_deref().unwrap_or(&[]))?;
     }
+    let zone = match at {
+        Where::InZone(z) => Some(z),
+        _ => None,
+    };
+    if let Some(z) = zone {
+        preq.constraints
+            .extend(launch::constraints(&[PlacementConstraint {
+                r#type: Some(PlacementConstraintType::MemberOf),
+                expression: Some(format!("{AZ_ATTRIBUTE} == {z}")),
+            }])?);
+    }
     let mut events = Vec::new();
     let mut placed = 0;
-    let target = if on.is_empty() {
-        Target::Run(Box::new(preq))
-    } else {
-        preq.strategies.clear();
-        Target::Start(Box::new(preq), on.to_vec())
+    let target = match at {
+        Where::On(on) => {
+            preq.strategies.clear();
+            Target::Start(Box::new(preq), on.to_vec())
+        }
+        Where::Anywhere | Where::InZone(_) => Target::Run(Box::new(preq)),
     };
     let now = api.clock.now();
     match placement::place(api, now, &template, &target, None, Some(fence)).await {
         Ok(Committed::Placed(tasks, failures)) => {
             placed = u32::try_from(tasks.len()).unwrap_or(u32::MAX);
             if !tasks.is_empty() {
-                tracing::info!(service = %name, cluster = %rec.cluster, started = tasks.len(), "service tasks placed");
-                events.push(ServiceEvent::Started {
-                    tasks: tasks.iter().map(|t| t.id.clone()).collect(),
+                tracing::info!(service = %name, cluster = %rec.cluster, started = tasks.len(), zone, "service tasks placed");
+                let ids = tasks.iter().map(|t| t.id.clone()).collect();
+                events.push(match zone {
+                    Some(z) => ServiceEvent::RebalanceStarted {
+                        zone: z.to_string(),
+                        tasks: ids,
+                    },
+                    None => ServiceEvent::Started { tasks: ids },
                 });
             }
             if let Some(f) = failures.into_iter().next() {
@@ -494,7 +524,10 @@ pub async fn reconcile(
         ),
         None => None,
     };
-    let spec = spec_of(&rec, name);
+    let mut spec = spec_of(&rec, name);
+    if rec.rebalances() {
+        spec.zones = seen.zones.clone();
+    }
     let daemon = rec.service.scheduling_strategy == Some(SchedulingStrategy::Daemon);
     let actions = if daemon {
         compute_daemon_actions(&spec, &rec.deployments, &seen.tasks, &seen.eligible, now)
@@ -556,6 +589,9 @@ pub(crate) struct Seen {
     pub(crate) tasks: Vec<TaskObs>,
     pub(crate) eligible: Vec<String>,
     pub(crate) hosts: traffic::Hosts,
+    /// The Availability Zones the service can run in: those of the ACTIVE, connected instances
+    /// of its capacity (its cluster's, or the managed pool's for Fargate).
+    pub(crate) zones: BTreeSet<String>,
 }
 
 /// The service's health check grace period, seconds.
@@ -616,11 +652,23 @@ pub(crate) async fn observe_service(
         .map(|(_, i, _)| i.id.clone())
         .collect();
     let hosts = traffic::hosts(instances.iter().chain(pool.iter()).map(|(_, i, _)| i));
+    let capacity = if rec.launch().launch_type == LaunchType::Fargate {
+        &pool
+    } else {
+        &instances
+    };
+    let zones = capacity
+        .iter()
+        .filter(|(_, i, _)| i.status() == InstanceStatus::Active && i.instance.agent_connected)
+        .filter_map(|(_, i, _)| i.availability_zone.clone())
+        .filter(|z| !z.is_empty())
+        .collect();
     Ok(Seen {
         records,
         tasks,
         eligible,
         hosts,
+        zones,
     })
 }
 
@@ -638,6 +686,8 @@ fn spec_of(rec: &ServiceRecord, name: &str) -> ServiceSpec {
         steady: rec.steady,
         next_deployment_id: deployment_id(rand::random::<u64>()),
         replaced: rec.replaced.clone(),
+        zones: BTreeSet::new(),
+        rebalancing: rec.rebalancing,
     }
 }
 
@@ -672,7 +722,9 @@ async fn start_all(
     let mut events = Vec::new();
     let mut placed = 0;
     if let Some((dep, n)) = &actions.start {
-        (events, placed) = start(api, fence, next, dep, *n, &[], providers).await?;
+        let zone = actions.start_in_az.as_deref();
+        let at = zone.map_or(Where::Anywhere, Where::InZone);
+        (events, placed) = start(api, fence, next, dep, *n, at, providers).await?;
     }
     if let (false, Some(p)) = (actions.start_on.is_empty(), next.deployments.first()) {
         let dep = p.id.clone();
@@ -681,7 +733,11 @@ async fn start_all(
             .chunks(flotilla_scheduler::MAX_START_INSTANCES)
         {
             let n = u32::try_from(on.len()).unwrap_or(0);
-            events.extend(start(api, fence, next, &dep, n, on, providers).await?.0);
+            events.extend(
+                start(api, fence, next, &dep, n, Where::On(on), providers)
+                    .await?
+                    .0,
+            );
         }
     }
     Ok((events, placed))
@@ -697,6 +753,7 @@ fn settle(next: &mut ServiceRecord, actions: &Actions, daemon: bool) {
         }
     }
     next.steady = actions.steady;
+    next.rebalancing = actions.rebalancing;
     if actions.completed.is_some() {
         next.last_completed = actions.completed.clone();
     }

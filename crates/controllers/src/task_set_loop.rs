@@ -14,7 +14,7 @@
 use crate::plane::Plane;
 use crate::records::{commit_fenced, to_bytes};
 use crate::service_loop::{
-    grace_of, live_per_provider, observe_service, start_tasks, stop_one, Launching,
+    grace_of, live_per_provider, observe_service, start_tasks, stop_one, Launching, Where,
 };
 use crate::traffic::{self, Health};
 use flotilla_control::service_scheduler::{compute_task_set_actions, ServiceEvent, TaskObs};
@@ -166,7 +166,7 @@ pub(crate) async fn reconcile(
             network: set.network_configuration.as_ref(),
         };
         let (started, _) =
-            start_tasks(api, fence, &rec, &what, plan.start, &[], &providers).await?;
+            start_tasks(api, fence, &rec, &what, plan.start, Where::Anywhere, &providers).await?;
         events.extend(started);
     }
     let mut next = rec.clone();

@@ -12,6 +12,9 @@
 //! connected agent (no placement strategies, as ECS; placement constraints not supported yet;
 //! deployment defaults 100/0). `loadBalancers` and `serviceRegistries` are checked as ECS
 //! checks them (`crate::shared::traffic`) and kept; the service loop registers the tasks.
+//! `availabilityZoneRebalancing` defaults to ENABLED for services that can be rebalanced
+//! (`flotilla_control::service_scheduler::rebalance::compatible`), DISABLED for the others;
+//! ENABLED asked for one that cannot is refused with the reason.
 //!
 //! With the `EXTERNAL` or `CODE_DEPLOY` deployment controller the service has task sets
 //! instead of deployments ([`create_task_set_service`]): an EXTERNAL service starts with none
@@ -21,6 +24,7 @@
 
 use crate::context::Ctx;
 use flotilla_control::launch::{constraints, strategies, Launch};
+use flotilla_control::service_scheduler::rebalance;
 use flotilla_control::services::{
     deployment_configuration, deployment_id, new_deployment, service_key, ServiceRecord,
     ServiceStatus,
@@ -31,8 +35,9 @@ use flotilla_control::template::{Common, TaskTemplate};
 use flotilla_controllers::records::{get, to_bytes, Attempt};
 use flotilla_controllers::templates::{prepare, resolve_launch};
 use flotilla_model::shapes::{
-    CreateServiceRequest, CreateServiceResponse, DeploymentConfiguration, DeploymentController,
-    DeploymentControllerType, LaunchType, PropagateTags, SchedulingStrategy, Service, Tag,
+    AvailabilityZoneRebalancing, CreateServiceRequest, CreateServiceResponse,
+    DeploymentConfiguration, DeploymentController, DeploymentControllerType, LaunchType,
+    PropagateTags, SchedulingStrategy, Service, Tag,
 };
 use flotilla_model::{EcsError, ErrorCode};
 use flotilla_store::{Compare, Txn};
@@ -86,6 +91,7 @@ pub async fn create_service(
         &template.task_definition,
     )
     .await?;
+    let rebalancing = rebalancing(&req, daemon, &launch, &config)?;
     let shape = Shape {
         daemon,
         desired,
@@ -93,6 +99,7 @@ pub async fn create_service(
         template: &template,
         config: &config,
         tags: &tags,
+        rebalancing,
     };
     let rec = store_service(ctx, &req, &shape.template.cluster, shape.desired, || {
         new_record(ctx, &req, &shape)
@@ -101,6 +108,36 @@ pub async fn create_service(
     Ok(CreateServiceResponse {
         service: Some(rec.view(false)),
     })
+}
+
+/// `availabilityZoneRebalancing`: as asked, ENABLED refused for a service that cannot be
+/// rebalanced; when not asked, ENABLED for the services that can be, as ECS defaults it.
+fn rebalancing(
+    req: &CreateServiceRequest,
+    daemon: bool,
+    launch: &Launch,
+    config: &DeploymentConfiguration,
+) -> Result<AvailabilityZoneRebalancing, EcsError> {
+    let shape = rebalance::Shape {
+        scheduling: if daemon {
+            SchedulingStrategy::Daemon
+        } else {
+            SchedulingStrategy::Replica
+        },
+        launch_type: launch.strategy.is_empty().then_some(launch.launch_type),
+        maximum_percent: u32::try_from(config.maximum_percent.unwrap_or(200)).unwrap_or(0),
+        strategies: req.placement_strategy.as_deref().unwrap_or(&[]),
+        constraints: req.placement_constraints.as_deref().unwrap_or(&[]),
+    };
+    let fits = rebalance::compatible(shape);
+    match (req.availability_zone_rebalancing, fits) {
+        (Some(AvailabilityZoneRebalancing::Enabled), Err(why)) => {
+            Err(EcsError::invalid_parameter(why.message()))
+        }
+        (Some(r), _) => Ok(r),
+        (None, Ok(())) => Ok(AvailabilityZoneRebalancing::Enabled),
+        (None, Err(_)) => Ok(AvailabilityZoneRebalancing::Disabled),
+    }
 }
 
 /// The request's own rules (name, DAEMON limits, deployment controller); whether it is DAEMON.
@@ -202,6 +239,7 @@ struct Shape<'a> {
     template: &'a TaskTemplate,
     config: &'a DeploymentConfiguration,
     tags: &'a [Tag],
+    rebalancing: AvailabilityZoneRebalancing,
 }
 
 /// Creates the service record (or answers the existing one for a repeated `clientToken`).
@@ -291,6 +329,7 @@ fn new_record(ctx: &Ctx<'_>, req: &CreateServiceRequest, shape: &Shape<'_>) -> S
         enable_ecs_managed_tags: req.enable_ecs_managed_tags,
         propagate_tags: Some(req.propagate_tags.unwrap_or(PropagateTags::None)),
         enable_execute_command: req.enable_execute_command,
+        availability_zone_rebalancing: Some(shape.rebalancing),
         ..Service::default()
     };
     let desired = u32::try_from(shape.desired).unwrap_or(0);

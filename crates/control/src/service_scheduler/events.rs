@@ -106,6 +106,30 @@ pub enum ServiceEvent {
         /// The deployment rolled back to.
         to: String,
     },
+    /// SERVICE_REBALANCING_STARTED: the service's zones are out of balance.
+    NotBalanced {
+        /// Live tasks per zone.
+        counts: Vec<(String, u32)>,
+    },
+    /// SERVICE_REBALANCING_COMPLETED: the zones are balanced again.
+    Rebalanced {
+        /// Live tasks per zone.
+        counts: Vec<(String, u32)>,
+    },
+    /// TASKS_STARTED by a rebalancing.
+    RebalanceStarted {
+        /// The zone.
+        zone: String,
+        /// Their ids.
+        tasks: Vec<String>,
+    },
+    /// TASKS_STOPPED by a rebalancing.
+    RebalanceStopped {
+        /// The zone.
+        zone: String,
+        /// Their ids.
+        tasks: Vec<String>,
+    },
     /// StopServiceDeployment stopped a deployment and rolls back.
     DeploymentStopped {
         /// The deployment stopped.
@@ -121,6 +145,28 @@ fn task_list(ids: &[String]) -> String {
         .map(|id| format!("(task {id})"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `3 tasks in a, 0 in b, and 1 in c` (`every`: "tasks" after each count, as ECS's completed
+/// event says it).
+fn zone_list(counts: &[(String, u32)], every: bool) -> String {
+    let parts: Vec<String> = counts
+        .iter()
+        .enumerate()
+        .map(|(i, (z, n))| {
+            if i == 0 || every {
+                format!("{n} tasks in {z}")
+            } else {
+                format!("{n} in {z}")
+            }
+        })
+        .collect();
+    match parts.len() {
+        0 => String::new(),
+        1 => parts[0].clone(),
+        2 => format!("{} and {}", parts[0], parts[1]),
+        n => format!("{}, and {}", parts[..n - 1].join(", "), parts[n - 1]),
+    }
 }
 
 impl ServiceEvent {
@@ -179,6 +225,24 @@ impl ServiceEvent {
                 format!("{s} (deployment {deployment}) deployment failed: tasks failed to start.")
             }
             Self::RollingBack { to } => format!("{s} rolling back to deployment {to}."),
+            Self::NotBalanced { counts } => format!(
+                "service ({service}) is not AZ balanced with {}. AZ Rebalancing in progress.",
+                zone_list(counts, false)
+            ),
+            Self::Rebalanced { counts } => format!(
+                "service ({service}) is AZ balanced with {}.",
+                zone_list(counts, true)
+            ),
+            Self::RebalanceStarted { zone, tasks } => format!(
+                "{service} has started {} tasks in {zone} to AZ Rebalance: {}.",
+                tasks.len(),
+                task_list(tasks)
+            ),
+            Self::RebalanceStopped { zone, tasks } => format!(
+                "{service} has stopped {} running tasks in {zone} due to AZ rebalancing: {}.",
+                tasks.len(),
+                task_list(tasks)
+            ),
             Self::DeploymentStopped { deployment, to } => format!(
                 "{s} (deployment {deployment}) deployment stopped: rolling back to deployment {to}."
             ),

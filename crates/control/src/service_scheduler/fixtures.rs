@@ -36,6 +36,8 @@ pub(super) fn spec(desired: u32, min: u32, max: u32) -> ServiceSpec {
         steady: false,
         next_deployment_id: "ecs-svc/9".into(),
         replaced: Default::default(),
+        zones: Default::default(),
+        rebalancing: false,
     }
 }
 

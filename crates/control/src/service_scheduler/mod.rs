@@ -32,11 +32,15 @@
 //! - the circuit breaker (REPLICA, when enabled) trips an IN_PROGRESS primary at
 //!   `min(max(ceil(desired / 2), 3), 200)` failures: FAILED, no more starts, and with `rollback`
 //!   a new primary on the last COMPLETED deployment's task definition;
-//! - after 3 consecutive failures starts are throttled (exponential, capped at 15 minutes).
+//! - after 3 consecutive failures starts are throttled (exponential, capped at 15 minutes);
+//! - a steady service with `availabilityZoneRebalancing` whose zones are out of balance starts
+//!   one task in its emptiest zone, then stops one of its fullest once that one is healthy
+//!   ([`rebalance`]).
 
 mod daemon;
 mod events;
 mod lost;
+pub mod rebalance;
 mod replica;
 pub mod rollback;
 mod steps;
@@ -124,6 +128,11 @@ pub struct ServiceSpec {
     pub next_deployment_id: String,
     /// The ids of the tasks replaced because their instance's agent was lost (as stored).
     pub replaced: BTreeSet<String>,
+    /// Availability Zone rebalancing: the zones the service can run in, when it is ENABLED and
+    /// the service allows it ([`rebalance::compatible`]); empty: no rebalancing.
+    pub zones: BTreeSet<String>,
+    /// A rebalancing is in progress (as stored).
+    pub rebalancing: bool,
 }
 
 /// Where a task of the service is in its life, as the scheduler sees it.
@@ -209,6 +218,10 @@ pub struct Actions {
     /// The lost tasks (ids) the start replaces, in order: the start's last placements take
     /// their places (its first ones make up what else the desired count lacks).
     pub replacing: Vec<String>,
+    /// The start is an AZ rebalancing's: its one task goes to this zone.
+    pub start_in_az: Option<String>,
+    /// An AZ rebalancing is in progress after this round.
+    pub rebalancing: bool,
 }
 
 impl Actions {

@@ -2,6 +2,7 @@
 //! deployment within `minimumHealthyPercent` and `maximumPercent` (see the parent module's rules).
 
 use super::lost;
+use super::rebalance;
 use super::steps::{self, Conclusion, StopWhy};
 use super::{
     max_tasks, min_healthy, Actions, DeploymentRecord, Phase, ServiceEvent, ServiceSpec, TaskObs,
@@ -36,8 +37,11 @@ pub fn compute_service_actions(
         returned.iter().map(|t| (*t, StopWhy::Scaling)).collect();
     stopping.extend(choose_stops(spec, &deps, &live, desired));
     steps::stop(&stopping, &mut out);
+    rebalance::retell_stops(spec, &tasks, &mut out);
     let lacking = lacking(&primary, &live, desired);
     let n = starts(spec, lacking, &tasks, desired);
+    // A rebalancing starts nothing while the primary's tasks keep failing.
+    let may_rebalance = failures.count == 0;
     if n > 0 && steps::may_start(spec, &deps, failures, now, &mut out) {
         out.start = Some((primary.clone(), n));
         let unreplaced = lost::unreplaced(spec, &primary, seen);
@@ -56,6 +60,12 @@ pub fn compute_service_actions(
         keep_failed: true,
     };
     steps::conclude(c, spec, deps, now, &mut out);
+    let staying: Vec<&TaskObs> = live
+        .iter()
+        .copied()
+        .filter(|t| !stopping.iter().any(|(s, _)| s.arn == t.arn))
+        .collect();
+    rebalance::step(spec, &primary, &staying, may_rebalance, &mut out);
     out
 }
 
@@ -80,7 +90,7 @@ fn choose_stops<'a>(
     let primary = steps::primary_id(deps);
     let min_ok = min_healthy(desired, spec.minimum_healthy_percent).min(desired);
     let mut stopping: Vec<&TaskObs> = Vec::new();
-    let mut surplus = counted(&primary, live);
+    let mut surplus = rebalance::surplus(spec, counted(&primary, live));
     let extra = surplus.len().saturating_sub(desired as usize);
     surplus_order(&mut surplus, live);
     stopping.extend(surplus.into_iter().take(extra));

@@ -33,7 +33,7 @@ pub(super) fn primary_id(deps: &[DeploymentRecord]) -> String {
 /// The primary's consecutive failures: how many, and when the last one stopped.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Failures {
-    count: u32,
+    pub(super) count: u32,
     last: Option<f64>,
 }
 
