@@ -327,7 +327,6 @@ pub(crate) struct Launching<'a> {
     pub network: Option<&'a flotilla_model::shapes::NetworkConfiguration>,
 }
 
-
 /// Where a service's new tasks go.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Where<'a> {

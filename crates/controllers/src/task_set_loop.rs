@@ -165,8 +165,16 @@ pub(crate) async fn reconcile(
             platform_version: set.platform_version.as_deref(),
             network: set.network_configuration.as_ref(),
         };
-        let (started, _) =
-            start_tasks(api, fence, &rec, &what, plan.start, Where::Anywhere, &providers).await?;
+        let (started, _) = start_tasks(
+            api,
+            fence,
+            &rec,
+            &what,
+            plan.start,
+            Where::Anywhere,
+            &providers,
+        )
+        .await?;
         events.extend(started);
     }
     let mut next = rec.clone();
