@@ -105,8 +105,8 @@ def test_cli_modeled_errors_exit_255(aws):
     err = aws("describe-task-definition", "--task-definition", f"{ghost}:1", expect=255)
     assert_error(err, "ClientException", "DescribeTaskDefinition",
                  "Unable to describe task definition.")
-    err = aws("describe-task-sets", "--cluster", ghost, "--service", ghost, expect=255)
-    assert_error(err, "UnsupportedFeatureException", "DescribeTaskSets")
+    err = aws("list-services-by-namespace", "--namespace", ghost, expect=255)
+    assert_error(err, "UnsupportedFeatureException", "ListServicesByNamespace")
 
 
 def test_cli_describe_clusters_missing_is_not_an_error(aws):

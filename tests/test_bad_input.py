@@ -474,7 +474,7 @@ def test_error_responses_carry_protocol_headers(endpoint):
         (dict(operation="ListClusters", body=b"{"), "SerializationException"),
         (dict(operation="CreateCluster", body={"clusterName": 5}), "SerializationException"),
         (dict(operation=None, target=TARGET_PREFIX + "Nope"), "UnknownOperationException"),
-        (dict(operation="DescribeTaskSets"), "UnsupportedFeatureException"),
+        (dict(operation="ListServicesByNamespace"), "UnsupportedFeatureException"),
     ],
 )
 def test_specific_protocol_errors(endpoint, kw, expected):

@@ -28,6 +28,7 @@ pub mod services;
 pub mod tags;
 pub mod task_credentials;
 pub mod task_definitions;
+pub mod task_sets;
 pub mod tasks;
 pub mod template;
 pub mod time;

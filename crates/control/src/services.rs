@@ -9,10 +9,12 @@
 
 use crate::service_scheduler::rebalance;
 use crate::service_scheduler::{DeploymentRecord, DeploymentStatus};
+use crate::task_sets::{follow_desired, TaskSetRecord, TaskSetStatus};
 use flotilla_model::arn::ArnContext;
 use flotilla_model::shapes::{
-    Deployment, DeploymentConfiguration, DeploymentRolloutState, DeploymentStrategy, LaunchType,
-    Service, ServiceDeploymentStatus, ServiceEvent, UpdateServiceRequest,
+    Deployment, DeploymentConfiguration, DeploymentControllerType, DeploymentRolloutState,
+    DeploymentStrategy, LaunchType, Service, ServiceDeploymentStatus, ServiceEvent,
+    UpdateServiceRequest,
 };
 use flotilla_model::{EcsError, ErrorCode};
 use serde::{Deserialize, Serialize};
@@ -96,6 +98,11 @@ pub struct ServiceRecord {
     /// set once it has stopped.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub replaced: BTreeSet<String>,
+    /// The task sets of an `EXTERNAL` or `CODE_DEPLOY` service (such a service has no
+    /// deployments), oldest first. Kept in the service's record so a change to a set and to the
+    /// service is one compare-and-swap.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub task_sets: Vec<TaskSetRecord>,
     /// An Availability Zone rebalancing is in progress
     /// ([`crate::service_scheduler::rebalance`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -116,6 +123,27 @@ pub struct StopNote {
 }
 
 impl ServiceRecord {
+    /// The deployment controller (ECS when none was given).
+    pub fn controller(&self) -> DeploymentControllerType {
+        self.service
+            .deployment_controller
+            .as_ref()
+            .map_or(DeploymentControllerType::Ecs, |c| c.r#type)
+    }
+
+    /// Whether the service runs task sets (`EXTERNAL` or `CODE_DEPLOY`) rather than ECS's
+    /// rolling deployments.
+    pub fn uses_task_sets(&self) -> bool {
+        self.controller() != DeploymentControllerType::Ecs
+    }
+
+    /// The PRIMARY task set, if any.
+    pub fn primary_task_set(&self) -> Option<&TaskSetRecord> {
+        self.task_sets
+            .iter()
+            .find(|t| t.status == TaskSetStatus::Primary)
+    }
+
     /// How the service launches its tasks: its capacity provider strategy, or its launch type.
     pub fn launch(&self) -> crate::launch::Launch {
         let strategy = self
@@ -313,6 +341,9 @@ impl ServiceRecord {
 
     /// The service as ECS describes it.
     pub fn view(&self, include_tags: bool) -> Service {
+        if self.uses_task_sets() {
+            return self.task_set_view(include_tags);
+        }
         let mut s = self.service.clone();
         s.status = Some(self.status.as_ecs_str().to_string());
         s.running_count = self
@@ -334,6 +365,36 @@ impl ServiceRecord {
                 .map(|d| deployment_view(d, &s))
                 .collect(),
         );
+        s.events = Some(self.events.clone());
+        s.tags = include_tags.then(|| s.tags.unwrap_or_default());
+        s
+    }
+}
+
+impl ServiceRecord {
+    /// The `Service` shape of a task set service: its `taskSets` (newest first) instead of
+    /// deployments (an empty list), its counts their sums.
+    fn task_set_view(&self, include_tags: bool) -> Service {
+        let mut s = self.service.clone();
+        s.status = Some(self.status.as_ecs_str().to_string());
+        let sum = |f: fn(&TaskSetRecord) -> u32| {
+            i32::try_from(self.task_sets.iter().map(|t| u64::from(f(t))).sum::<u64>())
+                .unwrap_or(i32::MAX)
+        };
+        s.running_count = sum(|t| t.running_count);
+        s.pending_count = sum(|t| t.pending_count);
+        let cluster_arn = s.cluster_arn.clone().unwrap_or_default();
+        let service_arn = s.service_arn.clone().unwrap_or_default();
+        s.task_sets = Some(
+            self.task_sets
+                .iter()
+                .rev()
+                .map(|t| crate::task_sets::view(t, &service_arn, &cluster_arn, false))
+                .collect(),
+        );
+        // ECS answers an empty list (which is why the ServicesStable waiter never sees such a
+        // service stable).
+        s.deployments = Some(Vec::new());
         s.events = Some(self.events.clone());
         s.tags = include_tags.then(|| s.tags.unwrap_or_default());
         s
@@ -596,6 +657,58 @@ pub fn apply_update(
         }
     }
     Ok(wanted)
+}
+
+/// Applies UpdateService to a task set service (`EXTERNAL` or `CODE_DEPLOY`): only the desired
+/// count (which every set's computed count follows), the health check grace period and the
+/// other settings that start no deployment; what a new task set would carry is refused, as ECS
+/// refuses it.
+pub fn apply_task_set_update(
+    rec: &mut ServiceRecord,
+    req: &UpdateServiceRequest,
+    now: f64,
+) -> Result<(), EcsError> {
+    check_task_set_update(rec.controller(), req)?;
+    apply_settings(&mut rec.service, req)?;
+    let desired = u32::try_from(rec.service.desired_count).unwrap_or(0);
+    follow_desired(&mut rec.task_sets, desired, now);
+    rec.steady &= rec.task_sets.iter().all(|t| t.steady);
+    Ok(())
+}
+
+/// The UpdateService members a task set service does not take, with ECS's messages.
+pub fn check_task_set_update(
+    controller: DeploymentControllerType,
+    req: &UpdateServiceRequest,
+) -> Result<(), EcsError> {
+    let (name, how) = match controller {
+        DeploymentControllerType::CodeDeploy => (
+            "CODE_DEPLOY",
+            "Use AWS CodeDeploy to trigger a new deployment.",
+        ),
+        _ => (
+            "EXTERNAL",
+            "Create a new task set to trigger a new deployment.",
+        ),
+    };
+    let refused = [
+        (req.task_definition.is_some(), "task definition"),
+        (req.load_balancers.is_some(), "load balancers"),
+        (req.service_registries.is_some(), "service registries"),
+        (req.network_configuration.is_some(), "network configuration"),
+        (req.platform_version.is_some(), "platform version"),
+        (
+            req.capacity_provider_strategy.is_some(),
+            "capacity provider strategy",
+        ),
+        (req.force_new_deployment, "force new deployment"),
+    ];
+    match refused.iter().find(|(given, _)| *given) {
+        Some((_, what)) => Err(EcsError::invalid_parameter(format!(
+            "Unable to update {what} on services with a {name} deployment controller. {how}"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// What AZ rebalancing needs to know of a service's configuration.

@@ -30,6 +30,7 @@ pub mod plane;
 pub mod records;
 pub mod reports;
 pub mod service_loop;
+mod task_set_loop;
 pub mod templates;
 pub mod traffic;
 

@@ -266,7 +266,7 @@ pub fn observe(t: &TaskRecord, draining: bool, lost: bool, grace: f64, now: f64)
     }
 }
 
-async fn stop_one(
+pub(crate) async fn stop_one(
     api: &Plane,
     fence: &Fence,
     cluster: &str,
@@ -313,9 +313,24 @@ pub fn default_strategies() -> Vec<PlacementStrategy> {
     ]
 }
 
+/// What a service starts tasks of: a deployment (its id, task definition and the service's
+/// launch, platform and network) or a task set (its own).
+pub(crate) struct Launching<'a> {
+    /// The tasks' `startedBy`: the deployment's or task set's id.
+    pub started_by: &'a str,
+    /// The task definition ARN.
+    pub task_definition: &'a str,
+    /// Launch type or capacity provider strategy.
+    pub launch: launch::Launch,
+    /// Fargate platform version.
+    pub platform_version: Option<&'a str>,
+    /// Network configuration.
+    pub network: Option<&'a flotilla_model::shapes::NetworkConfiguration>,
+}
+
 /// Where a service's new tasks go.
 #[derive(Debug, Clone, Copy)]
-enum Where<'a> {
+pub(crate) enum Where<'a> {
     /// Where the service's placement puts them.
     Anywhere,
     /// One on each of these instances (DAEMON).
@@ -337,10 +352,32 @@ async fn start(
     at: Where<'_>,
     providers: &BTreeMap<String, u32>,
 ) -> Result<(Vec<ServiceEvent>, u32), EcsError> {
-    let name = rec.name();
     let Some(d) = rec.deployments.iter().find(|d| d.id == deployment) else {
         return Ok((Vec::new(), 0));
     };
+    let s = &rec.service;
+    let what = Launching {
+        started_by: deployment,
+        task_definition: &d.task_definition,
+        launch: rec.launch(),
+        platform_version: s.platform_version.as_deref(),
+        network: s.network_configuration.as_ref(),
+    };
+    start_tasks(api, fence, rec, &what, n, at, providers).await
+}
+
+/// Starts `n` tasks of `what` for the service `at` where they go; returns the events and how
+/// many were placed.
+pub(crate) async fn start_tasks(
+    api: &Plane,
+    fence: &Fence,
+    rec: &ServiceRecord,
+    what: &Launching<'_>,
+    n: u32,
+    at: Where<'_>,
+    providers: &BTreeMap<String, u32>,
+) -> Result<(Vec<ServiceEvent>, u32), EcsError> {
+    let name = rec.name();
     let s = &rec.service;
     let propagate = match s.propagate_tags {
         Some(PropagateTags::TaskDefinition) => Some(PropagateTags::TaskDefinition),
@@ -350,22 +387,22 @@ async fn start(
         Some(PropagateTags::Service) => s.tags.clone(),
         _ => None,
     };
-    let launch = rec.launch();
+    let launch = what.launch.clone();
     let template = crate::templates::prepare(
         api,
         &Common {
             cluster: Some(&rec.cluster),
             group: Some(&rec.group()),
-            started_by: Some(deployment),
+            started_by: Some(what.started_by),
             tags: tags.as_deref(),
             propagate_tags: propagate,
             enable_ecs_managed_tags: s.enable_ecs_managed_tags,
             service_name: Some(name),
             enable_execute_command: s.enable_execute_command,
             allow_inactive: true,
-            platform_version: s.platform_version.as_deref(),
-            network_configuration: s.network_configuration.as_ref(),
-            ..Common::new(&d.task_definition, launch.launch_type)
+            platform_version: what.platform_version,
+            network_configuration: what.network,
+            ..Common::new(what.task_definition, launch.launch_type)
         },
     )
     .await;
@@ -469,6 +506,9 @@ pub async fn reconcile(
         return Ok(true);
     }
     let now = flotilla_control::timestamp(api.clock.now());
+    if rec.uses_task_sets() {
+        return crate::task_set_loop::reconcile(api, fence, rec, rev, key, now).await;
+    }
     let mut seen = observe_service(api, &rec, now).await?;
     let traffic = api.traffic.clone().filter(|_| traffic::has_traffic(&rec));
     let health = match &traffic {
@@ -546,18 +586,18 @@ pub async fn reconcile(
 
 /// What a reconcile sees of a service: its task records, the scheduler's view of each, and (for
 /// DAEMON services) the instances that should each run one.
-struct Seen {
-    records: Vec<TaskRecord>,
-    tasks: Vec<TaskObs>,
-    eligible: Vec<String>,
-    hosts: traffic::Hosts,
+pub(crate) struct Seen {
+    pub(crate) records: Vec<TaskRecord>,
+    pub(crate) tasks: Vec<TaskObs>,
+    pub(crate) eligible: Vec<String>,
+    pub(crate) hosts: traffic::Hosts,
     /// The Availability Zones the service can run in: those of the ACTIVE, connected instances
     /// of its capacity (its cluster's, or the managed pool's for Fargate).
-    zones: BTreeSet<String>,
+    pub(crate) zones: BTreeSet<String>,
 }
 
 /// The service's health check grace period, seconds.
-fn grace_of(rec: &ServiceRecord) -> f64 {
+pub(crate) fn grace_of(rec: &ServiceRecord) -> f64 {
     f64::from(
         rec.service
             .health_check_grace_period_seconds
@@ -568,7 +608,11 @@ fn grace_of(rec: &ServiceRecord) -> f64 {
 
 /// Reads the service's tasks and the instances they run on (its cluster's, and the managed
 /// pool's for Fargate tasks: a pool host whose agent is gone loses its tasks too).
-async fn observe_service(api: &Plane, rec: &ServiceRecord, now: f64) -> Result<Seen, EcsError> {
+pub(crate) async fn observe_service(
+    api: &Plane,
+    rec: &ServiceRecord,
+    now: f64,
+) -> Result<Seen, EcsError> {
     let store = api.store();
     let cluster = rec.cluster.as_str();
     let group = rec.group();
@@ -650,7 +694,10 @@ fn spec_of(rec: &ServiceRecord, name: &str) -> ServiceSpec {
 }
 
 /// The live tasks per capacity provider once this reconcile's stops are made.
-fn live_per_provider(records: &[TaskRecord], stops: &[(String, String)]) -> BTreeMap<String, u32> {
+pub(crate) fn live_per_provider(
+    records: &[TaskRecord],
+    stops: &[(String, String)],
+) -> BTreeMap<String, u32> {
     let mut providers: BTreeMap<String, u32> = BTreeMap::new();
     for t in records {
         let stopping = stops.iter().any(|(arn, _)| arn == t.arn());

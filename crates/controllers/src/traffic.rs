@@ -284,7 +284,16 @@ async fn sync_registries(
             let there = present.contains(&t.id);
             if wanted && !there {
                 let host = hosts.get(&t.instance_id).and_then(|h| h.1.as_deref());
-                if let Some(inst) = task_instance(reg, t, name, host) {
+                if let Some(mut inst) = task_instance(reg, t, name, host) {
+                    // A task set's tasks carry its `externalId`, as ECS registers them.
+                    let set = rec
+                        .task_sets
+                        .iter()
+                        .find(|s| t.task.started_by.as_deref() == Some(s.id.as_str()));
+                    if let Some(x) = set.and_then(|s| s.external_id.clone()) {
+                        inst.attributes
+                            .insert("ECS_TASK_SET_EXTERNAL_ID".to_string(), x);
+                    }
                     traffic
                         .register_instance(arn, &inst.instance_id, &inst.attributes, now)
                         .await?;

@@ -15,6 +15,12 @@
 //! `availabilityZoneRebalancing` defaults to ENABLED for services that can be rebalanced
 //! (`flotilla_control::service_scheduler::rebalance::compatible`), DISABLED for the others;
 //! ENABLED asked for one that cannot is refused with the reason.
+//!
+//! With the `EXTERNAL` or `CODE_DEPLOY` deployment controller the service has task sets
+//! instead of deployments ([`create_task_set_service`]): an EXTERNAL service starts with none
+//! (task definition, launch and network optional; load balancers refused, as ECS refuses them:
+//! they belong to task sets), a CODE_DEPLOY one with a PRIMARY set at scale 100 made of its task
+//! definition, launch, network and load balancers (required, as CodeDeploy shifts traffic).
 
 use crate::context::Ctx;
 use flotilla_control::launch::{constraints, strategies, Launch};
@@ -24,6 +30,7 @@ use flotilla_control::services::{
     ServiceStatus,
 };
 use flotilla_control::tags::validate_tags;
+use flotilla_control::task_sets::TaskSetRecord;
 use flotilla_control::template::{Common, TaskTemplate};
 use flotilla_controllers::records::{get, to_bytes, Attempt};
 use flotilla_controllers::templates::{prepare, resolve_launch};
@@ -49,6 +56,13 @@ pub async fn create_service(
         gateway_connectors: req.gateway_connectors.as_deref(),
         monitoring: req.monitoring.as_ref(),
     })?;
+    if req
+        .deployment_controller
+        .as_ref()
+        .is_some_and(|c| c.r#type != DeploymentControllerType::Ecs)
+    {
+        return create_task_set_service(ctx, req).await;
+    }
     let launch = resolve_launch(
         ctx.plane(),
         req.cluster.as_deref(),
@@ -94,7 +108,10 @@ pub async fn create_service(
         tags: &tags,
         rebalancing,
     };
-    let rec = store_service(ctx, &req, &shape).await?;
+    let rec = store_service(ctx, &req, &shape.template.cluster, shape.desired, || {
+        new_record(ctx, &req, &shape)
+    })
+    .await?;
     Ok(CreateServiceResponse {
         service: Some(rec.view(false)),
     })
@@ -149,14 +166,14 @@ fn check_request(req: &CreateServiceRequest) -> Result<bool, EcsError> {
             "Placement constraints on DAEMON services are not supported by this Flotilla server yet.",
         ));
     }
-    if req
-        .deployment_controller
-        .as_ref()
-        .is_some_and(|c| c.r#type != DeploymentControllerType::Ecs)
+    if daemon
+        && req
+            .deployment_controller
+            .as_ref()
+            .is_some_and(|c| c.r#type != DeploymentControllerType::Ecs)
     {
-        return Err(EcsError::new(
-            ErrorCode::UnsupportedFeatureException,
-            "Only the ECS (rolling update) deployment controller is supported by this Flotilla server.",
+        return Err(EcsError::invalid_parameter(
+            "The DAEMON scheduling strategy does not support the CODE_DEPLOY or EXTERNAL deployment controllers.",
         ));
     }
     Ok(daemon)
@@ -236,9 +253,10 @@ struct Shape<'a> {
 async fn store_service(
     ctx: &Ctx<'_>,
     req: &CreateServiceRequest,
-    shape: &Shape<'_>,
+    cluster: &str,
+    desired: i32,
+    build: impl Fn() -> ServiceRecord,
 ) -> Result<ServiceRecord, EcsError> {
-    let cluster = &shape.template.cluster;
     let name = &req.service_name;
     let key = service_key(cluster, name);
     let (rec, created) = ctx
@@ -257,13 +275,13 @@ async fn store_service(
                 Some((_, rev)) => Compare::ModRevision(key.clone(), *rev),
                 None => Compare::Absent(key.clone()),
             };
-            let rec = new_record(ctx, req, shape);
+            let rec = build();
             let txn = Txn::new().when(compare).put(key.clone(), to_bytes(&rec)?);
             Ok(Attempt::Commit(txn, (rec, true)))
         })
         .await?;
     if created {
-        tracing::info!(service = %name, cluster = %cluster, desired = shape.desired, "service created");
+        tracing::info!(service = %name, cluster = %cluster, desired, "service created");
     }
     Ok(rec)
 }
@@ -335,4 +353,156 @@ fn new_record(ctx: &Ctx<'_>, req: &CreateServiceRequest, shape: &Shape<'_>) -> S
         last_completed: None,
         ..ServiceRecord::default()
     }
+}
+
+/// CreateService with the `EXTERNAL` or `CODE_DEPLOY` deployment controller: the service
+/// record with its task sets (none for EXTERNAL; for CODE_DEPLOY the first, PRIMARY, scale 100).
+async fn create_task_set_service(
+    ctx: &Ctx<'_>,
+    req: CreateServiceRequest,
+) -> Result<CreateServiceResponse, EcsError> {
+    let controller = req
+        .deployment_controller
+        .as_ref()
+        .map_or(DeploymentControllerType::Ecs, |c| c.r#type);
+    let code_deploy = controller == DeploymentControllerType::CodeDeploy;
+    let cluster = super::request_cluster(ctx, req.cluster.as_deref(), &[]).await?;
+    let desired = desired_count(&req, false)?;
+    let lbs = req.load_balancers.clone().unwrap_or_default();
+    let regs = req.service_registries.clone().unwrap_or_default();
+    if !code_deploy && !lbs.is_empty() {
+        return Err(EcsError::invalid_parameter(
+            "LoadBalancers must be empty or null.",
+        ));
+    }
+    if !code_deploy && !regs.is_empty() {
+        return Err(EcsError::invalid_parameter(
+            "ServiceRegistries must be empty or null.",
+        ));
+    }
+    let config = deployment_configuration(req.deployment_configuration.as_ref(), None)?;
+    let tags = req.tags.clone().unwrap_or_default();
+    validate_tags(&tags, 0)?;
+    if req.health_check_grace_period_seconds.is_some_and(|g| g < 0) {
+        return Err(EcsError::invalid_parameter(
+            "healthCheckGracePeriodSeconds must be 0 or more.",
+        ));
+    }
+    strategies(req.placement_strategy.as_deref().unwrap_or(&[]))?;
+    constraints(req.placement_constraints.as_deref().unwrap_or(&[]))?;
+    let strategy = req
+        .capacity_provider_strategy
+        .as_deref()
+        .filter(|s| !s.is_empty());
+    let launch_given = req.launch_type.is_some() || strategy.is_some();
+    let launch = if launch_given || code_deploy {
+        Some(resolve_launch(ctx.plane(), Some(&cluster), req.launch_type, strategy).await?)
+    } else {
+        None
+    };
+    let mut first = None;
+    let mut td_arn = None;
+    if code_deploy {
+        let Some(td) = req.task_definition.as_deref() else {
+            return Err(EcsError::invalid_parameter(
+                "A task definition is required for a service with the CODE_DEPLOY deployment controller.",
+            ));
+        };
+        if lbs.is_empty() {
+            return Err(EcsError::invalid_parameter(
+                "A load balancer is required for a service with the CODE_DEPLOY deployment controller.",
+            ));
+        }
+        let launch = launch.as_ref();
+        let set = crate::shared::task_sets::new_task_set(
+            ctx,
+            &crate::shared::task_sets::SetRequest {
+                cluster: &cluster,
+                service: &req.service_name,
+                task_definition: td,
+                launch_type: launch.map(|l| l.launch_type).filter(|_| strategy.is_none()),
+                strategy,
+                platform_version: req.platform_version.as_deref(),
+                network: req.network_configuration.as_ref(),
+                load_balancers: &lbs,
+                registries: &regs,
+                role: req.role.as_deref(),
+                scale: 100.0,
+                desired: u32::try_from(desired).unwrap_or(0),
+                external_id: None,
+                started_by: None,
+                client_token: None,
+                tags: &[],
+            },
+        )
+        .await?;
+        td_arn = Some(set.task_definition.clone());
+        first = Some(set);
+    } else if let Some(td) = req.task_definition.as_deref() {
+        let launch_type = launch.as_ref().map_or(LaunchType::Ec2, |l| l.launch_type);
+        let t = prepare(
+            ctx.plane(),
+            &Common {
+                cluster: Some(&cluster),
+                platform_version: req.platform_version.as_deref(),
+                network_configuration: req.network_configuration.as_ref(),
+                ..Common::new(td, launch_type)
+            },
+        )
+        .await?;
+        td_arn = t.task_definition.task_definition_arn;
+    }
+    let build = || {
+        let now = flotilla_control::timestamp(ctx.now);
+        let mut sets: Vec<TaskSetRecord> = first.iter().cloned().collect();
+        let service = Service {
+            service_arn: Some(ctx.arns().service(&cluster, &req.service_name)),
+            service_name: Some(req.service_name.clone()),
+            cluster_arn: Some(ctx.arns().cluster(&cluster)),
+            load_balancers: Some(lbs.clone()),
+            service_registries: Some(regs.clone()),
+            desired_count: desired,
+            launch_type: launch
+                .as_ref()
+                .filter(|l| l.strategy.is_empty())
+                .map(|l| l.launch_type),
+            capacity_provider_strategy: launch
+                .as_ref()
+                .filter(|l| !l.strategy.is_empty())
+                .map(|l| l.strategy.clone()),
+            network_configuration: req.network_configuration.clone(),
+            task_definition: td_arn.clone(),
+            deployment_configuration: Some(config.clone()),
+            role_arn: crate::shared::traffic::role_arn(ctx, req.role.as_deref()),
+            created_at: Some(now),
+            placement_constraints: Some(req.placement_constraints.clone().unwrap_or_default()),
+            placement_strategy: Some(req.placement_strategy.clone().unwrap_or_default()),
+            health_check_grace_period_seconds: req.health_check_grace_period_seconds,
+            scheduling_strategy: Some(SchedulingStrategy::Replica),
+            deployment_controller: Some(DeploymentController { r#type: controller }),
+            tags: Some(tags.clone()),
+            created_by: Some(ctx.caller.principal_arn.clone()),
+            enable_ecs_managed_tags: req.enable_ecs_managed_tags,
+            propagate_tags: Some(req.propagate_tags.unwrap_or(PropagateTags::None)),
+            enable_execute_command: req.enable_execute_command,
+            ..Service::default()
+        };
+        let mut service = service;
+        if let Some(p) = sets.first_mut() {
+            flotilla_control::task_sets::make_primary(std::slice::from_mut(p), 0, now).ok();
+            flotilla_control::task_sets::promote(&mut service, p);
+        }
+        ServiceRecord {
+            service,
+            status: ServiceStatus::Active,
+            cluster: cluster.clone(),
+            client_token: req.client_token.clone(),
+            task_sets: sets,
+            ..ServiceRecord::default()
+        }
+    };
+    let rec = store_service(ctx, &req, &cluster, desired, build).await?;
+    Ok(CreateServiceResponse {
+        service: Some(rec.view(false)),
+    })
 }

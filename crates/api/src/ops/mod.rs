@@ -17,9 +17,11 @@ pub mod account_settings;
 pub mod attributes;
 pub mod create_cluster;
 pub mod create_service;
+pub mod create_task_set;
 pub mod delete_cluster;
 pub mod delete_service;
 pub mod delete_task_definitions;
+pub mod delete_task_set;
 pub mod deregister_container_instance;
 pub mod deregister_task_definition;
 pub mod describe_capacity_providers;
@@ -29,6 +31,7 @@ pub mod describe_service_deployments;
 pub mod describe_service_revisions;
 pub mod describe_services;
 pub mod describe_task_definition;
+pub mod describe_task_sets;
 pub mod describe_tasks;
 pub mod discover_poll_endpoint;
 pub mod execute_command;
@@ -54,6 +57,8 @@ pub mod update_container_agent;
 pub mod update_container_instances_state;
 pub mod update_service;
 pub mod update_task_protection;
+pub mod update_service_primary_task_set;
+pub mod update_task_set;
 
 /// True when `value` is an ARN of another region or account than this server's. Such an ARN
 /// names a resource this server does not hold, even when a local resource has the same name.
@@ -162,5 +167,10 @@ pub async fn dispatch(ctx: &Ctx<'_>, op: Operation, input: Value) -> Result<Valu
         GetTaskProtection => get_task_protection::get_task_protection,
         UpdateTaskProtection => update_task_protection::update_task_protection,
         UpdateContainerAgent => update_container_agent::update_container_agent,
+        CreateTaskSet => create_task_set::create_task_set,
+        DescribeTaskSets => describe_task_sets::describe_task_sets,
+        UpdateTaskSet => update_task_set::update_task_set,
+        DeleteTaskSet => delete_task_set::delete_task_set,
+        UpdateServicePrimaryTaskSet => update_service_primary_task_set::update_service_primary_task_set,
     )
 }

@@ -3,7 +3,8 @@
 //! namespace. Tags are stored inside the resource's own record, so they go when it goes.
 //!
 //! Taggable resources, addressed by long-format ARN: clusters, task definitions, tasks,
-//! container instances and services (not INACTIVE ones).
+//! container instances, services (not INACTIVE ones) and task sets (kept in their service's
+//! record, so tagging one is a compare-and-swap on the service).
 
 use crate::context::Ctx;
 use flotilla_control::instances::InstanceRecord;
@@ -28,6 +29,8 @@ enum Target {
     Task(String, String),
     ContainerInstance(String, String),
     Service(String, String),
+    /// Cluster, service and the set's id (`ecs-svc/DIGITS`).
+    TaskSet(String, String, String),
 }
 
 fn target(arn: &str) -> Result<Target, EcsError> {
@@ -66,6 +69,21 @@ fn target(arn: &str) -> Result<Target, EcsError> {
             }
             _ => Err(not_found(arn)),
         },
+        "task-set" => {
+            let mut parts = p.resource.splitn(3, '/');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(c), Some(s), Some(id))
+                    if !c.is_empty() && !s.is_empty() && id.starts_with("ecs-svc/") =>
+                {
+                    Ok(Target::TaskSet(
+                        c.to_string(),
+                        s.to_string(),
+                        id.to_string(),
+                    ))
+                }
+                _ => Err(not_found(arn)),
+            }
+        }
         "service" | "task" | "container-instance" if !p.resource.contains('/') => Err(
             EcsError::invalid_parameter("Long arn format must be used for tagging operations."),
         ),
@@ -107,7 +125,9 @@ async fn modify_tags(
         Target::TaskDefinition(family, revision) => task_definition_key(family, *revision),
         Target::Task(cluster, id) => task_key(cluster, id),
         Target::ContainerInstance(cluster, id) => instance_key(cluster, id),
-        Target::Service(cluster, name) => service_key(cluster, name),
+        Target::Service(cluster, name) | Target::TaskSet(cluster, name, _) => {
+            service_key(cluster, name)
+        }
     };
     let change = &change;
     ctx.plane()
@@ -147,6 +167,14 @@ async fn modify_tags(
                 Target::Service(..) => {
                     retag::<ServiceRecord>(ctx, &key, missing, change, |r| {
                         (r.status != ServiceStatus::Inactive).then_some(&mut r.service.tags)
+                    })
+                    .await
+                }
+                Target::TaskSet(_, _, id) => {
+                    retag::<ServiceRecord>(ctx, &key, missing, change, |r| {
+                        let live = r.status != ServiceStatus::Inactive;
+                        let set = r.task_sets.iter_mut().find(|t| &t.id == id)?;
+                        live.then_some(&mut set.tags)
                     })
                     .await
                 }
@@ -267,6 +295,16 @@ pub async fn list_tags_for_resource(
                     rec.service.tags.unwrap_or_default()
                 }
                 _ => return Err(not_found(&req.resource_arn)),
+            }
+        }
+        Target::TaskSet(cluster, name, id) => {
+            let rec = get::<ServiceRecord>(ctx.store(), &service_key(&cluster, &name)).await?;
+            let set = rec
+                .filter(|(r, _)| r.status != ServiceStatus::Inactive)
+                .and_then(|(r, _)| r.task_sets.into_iter().find(|t| t.id == id));
+            match set {
+                Some(t) => t.tags.unwrap_or_default(),
+                None => return Err(not_found(&req.resource_arn)),
             }
         }
     };

@@ -4,13 +4,15 @@
 //! the new one becomes healthy). An unknown service is `ServiceNotFoundException`, a DRAINING or
 //! INACTIVE one `ServiceNotActiveException`. New `loadBalancers` or `serviceRegistries` (checked
 //! as CreateService checks them, against the task definition the service moves to) start a new
-//! deployment, as in ECS.
+//! deployment, as in ECS. A service with task sets (`EXTERNAL`, `CODE_DEPLOY`) takes only what
+//! starts no deployment (desired count, which every set's computed count follows, grace period,
+//! deployment configuration, ...); the rest is refused with ECS's "Unable to update ..." message.
 
 use crate::context::Ctx;
 use flotilla_control::launch::{constraints, strategies};
 use flotilla_control::services::{
-    apply_update, deployment_id, service_key, service_name_in, service_not_active,
-    service_not_found, ServiceRecord, ServiceStatus,
+    apply_task_set_update, apply_update, check_task_set_update, deployment_id, service_key,
+    service_name_in, service_not_active, service_not_found, ServiceRecord, ServiceStatus,
 };
 use flotilla_control::template::Common;
 use flotilla_controllers::records::{get, to_bytes, Attempt};
@@ -58,6 +60,11 @@ pub async fn update_service(
         constraints(c)?;
     }
     let key = service_key(&cluster, &name);
+    if let Some((rec, _)) = get::<ServiceRecord>(ctx.store(), &key).await? {
+        if rec.uses_task_sets() {
+            check_task_set_update(rec.controller(), &req)?;
+        }
+    }
     let new_td = new_task_definition(ctx, &req, &cluster, &key, new_strategy).await?;
     let now = flotilla_control::timestamp(ctx.now);
     let (rec, new_deployment) = ctx
@@ -68,6 +75,13 @@ pub async fn update_service(
             };
             if rec.status != ServiceStatus::Active {
                 return Err(service_not_active());
+            }
+            if rec.uses_task_sets() {
+                apply_task_set_update(&mut rec, &req, now)?;
+                let txn = Txn::new()
+                    .when(Compare::ModRevision(key.clone(), rev))
+                    .put(key.clone(), to_bytes(&rec)?);
+                return Ok(Attempt::Commit(txn, (rec, false)));
             }
             let id = deployment_id(rand::random::<u64>());
             let started = apply_update(&mut rec, &req, new_td.as_deref(), id, now)?;

@@ -6,6 +6,7 @@ pub mod cluster_writes;
 pub mod deployments;
 pub mod instance_views;
 pub mod service_connect;
+pub mod task_sets;
 pub mod traffic;
 pub mod unserved;
 

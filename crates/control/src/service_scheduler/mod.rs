@@ -48,10 +48,12 @@ pub mod rebalance;
 mod replica;
 pub mod rollback;
 mod steps;
+mod task_sets;
 
 pub use daemon::compute_daemon_actions;
 pub use events::{ServiceEvent, Unplaced};
 pub use replica::compute_service_actions;
+pub use task_sets::{compute_task_set_actions, SetPlan, TaskSetActions};
 
 use flotilla_model::shapes::DeploymentRolloutState;
 use serde::{Deserialize, Serialize};
