@@ -18,8 +18,9 @@ pub const NO_CAPACITY_REASON: &str =
 /// The ephemeral storage of a Fargate task that asks for none, GiB (as ECS reports it).
 pub const DEFAULT_EPHEMERAL_STORAGE_GIB: i32 = 20;
 
-/// How tasks are launched: a launch type, or a capacity provider strategy (whose providers,
-/// FARGATE and FARGATE_SPOT, all launch on Fargate).
+/// How tasks are launched: a launch type, or a capacity provider strategy (whose providers are
+/// FARGATE and FARGATE_SPOT, launching on Fargate, or custom providers, launching as EC2 tasks
+/// on the hosts of each provider).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Launch {
     /// The launch type the tasks get.
@@ -105,9 +106,27 @@ pub fn resolve(
     let associated = c.capacity_providers.clone().unwrap_or_default();
     crate::clusters::validate_strategy(&strategy, Some(&associated))?;
     Ok(Launch {
-        launch_type: LaunchType::Fargate,
+        launch_type: strategy_launch_type(&strategy)?,
         strategy,
     })
+}
+
+/// The launch type a (non-empty) strategy's tasks get: FARGATE for FARGATE and FARGATE_SPOT,
+/// EC2 for custom providers (as ECS shows tasks of Auto Scaling group providers); a mix is
+/// ECS's `InvalidParameterException`.
+pub fn strategy_launch_type(
+    strategy: &[CapacityProviderStrategyItem],
+) -> Result<LaunchType, EcsError> {
+    Ok(match crate::clusters::strategy_kind(strategy)? {
+        crate::clusters::StrategyKind::Fargate => LaunchType::Fargate,
+        crate::clusters::StrategyKind::Custom => LaunchType::Ec2,
+    })
+}
+
+/// Whether a launch places its tasks on the hosts of custom capacity providers (each task only
+/// on hosts of its own provider).
+pub fn on_custom_providers(launch_type: LaunchType, providers: &[String]) -> bool {
+    launch_type != LaunchType::Fargate && !providers.is_empty()
 }
 
 /// The request's constraints, as the scheduler takes them.

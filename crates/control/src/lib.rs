@@ -15,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+pub mod capacity_providers;
 pub mod clusters;
 pub mod exec;
 pub mod instances;

@@ -98,7 +98,7 @@ async fn new_task_definition(
     let mut launch = rec.launch();
     if let Some(s) = new_strategy {
         launch.strategy = s.to_vec();
-        launch.launch_type = LaunchType::Fargate;
+        launch.launch_type = flotilla_control::launch::strategy_launch_type(s)?;
     }
     let current_td = rec.service.task_definition.clone().unwrap_or_default();
     let td = req.task_definition.as_deref().unwrap_or(&current_td);
