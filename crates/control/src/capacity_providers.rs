@@ -25,7 +25,7 @@ pub const PREFIX: &str = "capacity-providers/";
 /// The container instance attribute an agent registers with to join a provider
 /// (`flotilla agent --capacity-provider NAME`); the server records it as the instance's
 /// `capacityProviderName` and does not keep it as an attribute.
-pub const AGENT_ATTRIBUTE: &str = "flotilla.capacity-provider";
+pub const AGENT_ATTRIBUTE: &str = flotilla_protocol::CAPACITY_PROVIDER_ATTRIBUTE;
 
 /// The longest name ECS accepts.
 pub const MAX_NAME_LEN: usize = 255;

@@ -3,9 +3,10 @@
 //! namespace. Tags are stored inside the resource's own record, so they go when it goes.
 //!
 //! Taggable resources, addressed by long-format ARN: clusters, task definitions, tasks,
-//! container instances and services (not INACTIVE ones).
+//! container instances, services and custom capacity providers (not INACTIVE ones).
 
 use crate::context::Ctx;
+use flotilla_control::capacity_providers::{self, CapacityProviderRecord};
 use flotilla_control::instances::InstanceRecord;
 use flotilla_control::services::{service_key, ServiceRecord, ServiceStatus};
 use flotilla_control::tags::{validate_tags, MAX_TAGS};
@@ -28,6 +29,7 @@ enum Target {
     Task(String, String),
     ContainerInstance(String, String),
     Service(String, String),
+    CapacityProvider(String),
 }
 
 fn target(arn: &str) -> Result<Target, EcsError> {
@@ -66,6 +68,9 @@ fn target(arn: &str) -> Result<Target, EcsError> {
             }
             _ => Err(not_found(arn)),
         },
+        "capacity-provider" if !p.resource.is_empty() && !p.resource.contains('/') => {
+            Ok(Target::CapacityProvider(p.resource))
+        }
         "service" | "task" | "container-instance" if !p.resource.contains('/') => Err(
             EcsError::invalid_parameter("Long arn format must be used for tagging operations."),
         ),
@@ -108,6 +113,7 @@ async fn modify_tags(
         Target::Task(cluster, id) => task_key(cluster, id),
         Target::ContainerInstance(cluster, id) => instance_key(cluster, id),
         Target::Service(cluster, name) => service_key(cluster, name),
+        Target::CapacityProvider(name) => capacity_providers::key(name),
     };
     let change = &change;
     ctx.plane()
@@ -139,6 +145,12 @@ async fn modify_tags(
                 Target::Service(..) => {
                     retag::<ServiceRecord>(ctx, &key, missing, change, |r| {
                         (r.status != ServiceStatus::Inactive).then_some(&mut r.service.tags)
+                    })
+                    .await
+                }
+                Target::CapacityProvider(..) => {
+                    retag::<CapacityProviderRecord>(ctx, &key, missing, change, |r| {
+                        r.is_active().then_some(&mut r.provider.tags)
                     })
                     .await
                 }
@@ -258,6 +270,14 @@ pub async fn list_tags_for_resource(
                 Some((rec, _)) if rec.status != ServiceStatus::Inactive => {
                     rec.service.tags.unwrap_or_default()
                 }
+                _ => return Err(not_found(&req.resource_arn)),
+            }
+        }
+        Target::CapacityProvider(name) => {
+            match get::<CapacityProviderRecord>(ctx.store(), &capacity_providers::key(&name))
+                .await?
+            {
+                Some((rec, _)) if rec.is_active() => rec.provider.tags.unwrap_or_default(),
                 _ => return Err(not_found(&req.resource_arn)),
             }
         }

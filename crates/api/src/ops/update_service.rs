@@ -16,7 +16,7 @@ use flotilla_control::template::Common;
 use flotilla_controllers::records::{get, to_bytes, Attempt};
 use flotilla_controllers::templates::{prepare, resolve_launch};
 use flotilla_model::shapes::{
-    CapacityProviderStrategyItem, LaunchType, UpdateServiceRequest, UpdateServiceResponse,
+    CapacityProviderStrategyItem, UpdateServiceRequest, UpdateServiceResponse,
 };
 use flotilla_model::EcsError;
 use flotilla_store::{Compare, Txn};
