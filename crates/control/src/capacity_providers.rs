@@ -339,6 +339,33 @@ pub struct ProviderHosts {
     pub provisioning: u32,
 }
 
+/// Counts a provider's hosts among a cluster's instances: N, the running ones (ACTIVE or
+/// DRAINING), and of those the ones with a task that is not of a daemon service
+/// (`daemon_groups`: `service:NAME` of the cluster's DAEMON services).
+pub fn hosts<'a>(
+    instances: impl IntoIterator<Item = &'a crate::instances::InstanceRecord>,
+    provider: &str,
+    daemon_groups: &std::collections::HashSet<String>,
+) -> ProviderHosts {
+    let mut h = ProviderHosts::default();
+    for i in instances {
+        if i.instance.capacity_provider_name.as_deref() != Some(provider)
+            || i.status() == flotilla_scheduler::InstanceStatus::Inactive
+        {
+            continue;
+        }
+        h.running += 1;
+        if i
+            .reservations
+            .values()
+            .any(|r| !daemon_groups.contains(&r.group))
+        {
+            h.busy += 1;
+        }
+    }
+    h
+}
+
 /// `CapacityProviderReservation` as ECS computes it for managed scaling: `M / N × 100`, where
 /// N is the number of instances running and M the number needed to run every task placed or
 /// waiting on the provider. With nothing waiting, M is the number of instances running at
@@ -564,6 +591,50 @@ mod tests {
         // Waiting tasks ask for at least the minimum step more than what runs.
         assert_eq!(reservation(h(2, 1, 1), 2), 200.0);
         assert_eq!(reservation(h(2, 2, 3), 1), 250.0);
+    }
+
+    #[test]
+    fn hosts_count_the_providers_running_and_busy_instances() {
+        use crate::instances::{InstanceRecord, Reservation};
+        let inst = |p: Option<&str>, groups: &[&str], inactive: bool| {
+            let mut r = InstanceRecord::default();
+            r.set_status(if inactive {
+                flotilla_scheduler::InstanceStatus::Inactive
+            } else {
+                flotilla_scheduler::InstanceStatus::Active
+            });
+            r.instance.capacity_provider_name = p.map(str::to_string);
+            for (i, g) in groups.iter().enumerate() {
+                r.reserve(
+                    &format!("t{i}"),
+                    Reservation {
+                        group: g.to_string(),
+                        ..Default::default()
+                    },
+                );
+            }
+            r
+        };
+        let all = [
+            inst(Some("blue"), &["service:web"], false),
+            inst(Some("blue"), &["service:agent"], false),
+            inst(Some("blue"), &[], false),
+            inst(Some("blue"), &["service:web"], true),
+            inst(Some("green"), &["service:web"], false),
+            inst(None, &["family:x"], false),
+        ];
+        let daemons = ["service:agent".to_string()].into_iter().collect();
+        let h = hosts(&all, "blue", &daemons);
+        assert_eq!(
+            h,
+            ProviderHosts {
+                running: 3,
+                busy: 1,
+                provisioning: 0
+            }
+        );
+        assert!((reservation(h, 1) - 100.0 / 3.0).abs() < 1e-9);
+        assert_eq!(hosts(&all, "none", &daemons), ProviderHosts::default());
     }
 
     #[test]
