@@ -186,8 +186,12 @@ fn scaling(given: Option<&ManagedScaling>, base: Option<&ManagedScaling>) -> Man
 /// exceed the maximum; managed termination protection needs managed scaling.
 fn check(asg: &AutoScalingGroupProvider) -> Result<(), EcsError> {
     let s = asg.managed_scaling.as_ref();
-    let min = s.and_then(|s| s.minimum_scaling_step_size).unwrap_or(DEFAULT_MIN_STEP);
-    let max = s.and_then(|s| s.maximum_scaling_step_size).unwrap_or(DEFAULT_MAX_STEP);
+    let min = s
+        .and_then(|s| s.minimum_scaling_step_size)
+        .unwrap_or(DEFAULT_MIN_STEP);
+    let max = s
+        .and_then(|s| s.maximum_scaling_step_size)
+        .unwrap_or(DEFAULT_MAX_STEP);
     if min > max {
         return Err(EcsError::invalid_parameter(
             "The minimum scaling step size must be less than or equal to the maximum scaling step size.",
@@ -355,8 +359,7 @@ pub fn hosts<'a>(
             continue;
         }
         h.running += 1;
-        if i
-            .reservations
+        if i.reservations
             .values()
             .any(|r| !daemon_groups.contains(&r.group))
         {
@@ -419,7 +422,13 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in ["web", "my_provider-1", "A", &"x".repeat(255), "Provider-aws"] {
+        for ok in [
+            "web",
+            "my_provider-1",
+            "A",
+            &"x".repeat(255),
+            "Provider-aws",
+        ] {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
         for bad in [
@@ -438,7 +447,9 @@ mod tests {
         ] {
             let e = validate_name(bad).unwrap_err();
             assert_eq!(e.code, ErrorCode::ClientException, "{bad}");
-            assert!(e.message.starts_with("The specified capacity provider name is invalid."));
+            assert!(e
+                .message
+                .starts_with("The specified capacity provider name is invalid."));
         }
     }
 
@@ -486,7 +497,11 @@ mod tests {
         let a = r.provider.auto_scaling_group_provider.unwrap();
         let s = a.managed_scaling.unwrap();
         assert_eq!(
-            (s.target_capacity, s.minimum_scaling_step_size, s.maximum_scaling_step_size),
+            (
+                s.target_capacity,
+                s.minimum_scaling_step_size,
+                s.maximum_scaling_step_size
+            ),
             (Some(80), Some(1), Some(5))
         );
         assert_eq!(a.managed_draining, Some(ManagedDraining::Disabled));
@@ -497,7 +512,9 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(
-            create("cp", "a".into(), Some(&bad), Vec::new()).unwrap_err().code,
+            create("cp", "a".into(), Some(&bad), Vec::new())
+                .unwrap_err()
+                .code,
             ErrorCode::InvalidParameterException
         );
         let mut prot = asg("g");

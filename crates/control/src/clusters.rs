@@ -175,22 +175,34 @@ mod tests {
         let ps = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert!(validate_capacity_providers(&ps(&["FARGATE", "a", "b"]), &[], custom).is_ok());
         let e = validate_capacity_providers(&ps(&["gone"]), &[], custom).unwrap_err();
-        assert!(e.message.contains("'gone' is not in an ACTIVE state"), "{}", e.message);
+        assert!(
+            e.message.contains("'gone' is not in an ACTIVE state"),
+            "{}",
+            e.message
+        );
         let e = validate_capacity_providers(&ps(&["nope"]), &[], custom).unwrap_err();
-        assert!(e.message.starts_with("The specified capacity provider was not found."));
+        assert!(e
+            .message
+            .starts_with("The specified capacity provider was not found."));
         assert!(validate_capacity_providers(&ps(&["a", "a"]), &[], custom).is_err());
         // A default strategy of custom providers is fine; a mix is not.
         let both = ps(&["FARGATE", "a", "b"]);
-        assert!(validate_capacity_providers(&both, &[item("a", 1, 1), item("b", 0, 2)], custom)
-            .is_ok());
-        let e = validate_capacity_providers(&both, &[item("a", 0, 1), item("FARGATE", 0, 1)], custom)
-            .unwrap_err();
-        assert!(e.message.starts_with("A capacity provider strategy cannot contain a mix"));
-        let many: Vec<String> = (0..21).map(|i| format!("p{i}")).collect();
-        assert!(validate_capacity_providers(&many, &[], |_| ProviderState::Active)
-            .unwrap_err()
+        assert!(
+            validate_capacity_providers(&both, &[item("a", 1, 1), item("b", 0, 2)], custom).is_ok()
+        );
+        let e =
+            validate_capacity_providers(&both, &[item("a", 0, 1), item("FARGATE", 0, 1)], custom)
+                .unwrap_err();
+        assert!(e
             .message
-            .contains("maximum number of capacity providers"));
+            .starts_with("A capacity provider strategy cannot contain a mix"));
+        let many: Vec<String> = (0..21).map(|i| format!("p{i}")).collect();
+        assert!(
+            validate_capacity_providers(&many, &[], |_| ProviderState::Active)
+                .unwrap_err()
+                .message
+                .contains("maximum number of capacity providers")
+        );
     }
 
     #[test]

@@ -269,14 +269,21 @@ mod tests {
     #[test]
     fn a_mix_of_fargate_and_custom_providers_is_refused() {
         let c = cluster(&["blue", "FARGATE"]);
-        let e = resolve(Some(&c), None, Some(&[item("blue", 0, 1), item("FARGATE", 0, 1)]))
-            .unwrap_err();
+        let e = resolve(
+            Some(&c),
+            None,
+            Some(&[item("blue", 0, 1), item("FARGATE", 0, 1)]),
+        )
+        .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidParameterException);
         assert_eq!(e.message, "A capacity provider strategy cannot contain a mix of capacity providers using Auto Scaling groups and Fargate providers. Specify one or the other and try again.");
         // The cluster's default strategy is resolved the same way.
         let mut d = cluster(&["blue", "green"]);
         d.default_capacity_provider_strategy = Some(vec![item("green", 0, 1)]);
-        assert_eq!(resolve(Some(&d), None, None).unwrap().launch_type, LaunchType::Ec2);
+        assert_eq!(
+            resolve(Some(&d), None, None).unwrap().launch_type,
+            LaunchType::Ec2
+        );
         // Not associated: refused.
         assert!(resolve(Some(&c), None, Some(&[item("green", 0, 1)])).is_err());
     }

@@ -10,6 +10,10 @@
 //! 4. on a conflict, start over from step 1 ([`Plane::cas_fenced`], serialized with the other
 //!    placements on the same cluster in this process).
 //!
+//! A split over custom capacity providers (RunTask's or a service's strategy) is planned per
+//! provider on that provider's hosts only ([`plan_on_providers`]), and committed in the same one
+//! transaction.
+//!
 //! The service loop's placements carry its term's fence (a deposed leader places nothing);
 //! RunTask's and StartTask's, made by any replica, carry none.
 //!
@@ -391,7 +395,13 @@ fn plan_on_providers(
     custom: &HashMap<String, Vec<Attribute>>,
     template: &TaskTemplate,
     req: &sched::PlacementRequest,
-) -> Result<(Vec<(sched::Placement, Option<String>)>, Vec<PlacementFailure>), EcsError> {
+) -> Result<
+    (
+        Vec<(sched::Placement, Option<String>)>,
+        Vec<PlacementFailure>,
+    ),
+    EcsError,
+> {
     let mut placed = Vec::new();
     let mut failures = Vec::new();
     for (provider, count) in flotilla_control::launch::provider_batches(&template.providers) {

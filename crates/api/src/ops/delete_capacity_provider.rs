@@ -13,7 +13,9 @@ use crate::shared::capacity_providers::name_of;
 use flotilla_control::capacity_providers::{self as cp, CapacityProviderRecord};
 use flotilla_control::services::{ServiceRecord, ServiceStatus, SERVICES};
 use flotilla_controllers::records::{get, list, to_bytes, Attempt, CLUSTERS};
-use flotilla_model::shapes::{Cluster, DeleteCapacityProviderRequest, DeleteCapacityProviderResponse};
+use flotilla_model::shapes::{
+    Cluster, DeleteCapacityProviderRequest, DeleteCapacityProviderResponse,
+};
 use flotilla_model::EcsError;
 use flotilla_store::{Compare, Txn};
 

@@ -31,8 +31,8 @@ pub async fn describe_capacity_providers(
     let in_cluster = match req.cluster.as_deref() {
         Some(c) => {
             let name = super::request_cluster(ctx, Some(c), &[]).await?;
-            let (c, _) = flotilla_controllers::records::active_cluster(ctx.store(), Some(&name))
-                .await?;
+            let (c, _) =
+                flotilla_controllers::records::active_cluster(ctx.store(), Some(&name)).await?;
             Some(c.capacity_providers.unwrap_or_default())
         }
         None => None,

@@ -34,11 +34,9 @@ pub async fn put_cluster_capacity_providers(
         .cas(&cluster_key(&name), || async {
             let (mut c, rev) = active_cluster(ctx.store(), Some(&req.cluster)).await?;
             let stored = all(ctx).await?;
-            validate_capacity_providers(
-                providers,
-                &req.default_capacity_provider_strategy,
-                |n| state(&stored, n),
-            )?;
+            validate_capacity_providers(providers, &req.default_capacity_provider_strategy, |n| {
+                state(&stored, n)
+            })?;
             let cluster = c.cluster_name.clone().unwrap_or_default();
             let removed: Vec<String> = c
                 .capacity_providers

@@ -10,7 +10,9 @@ use flotilla_model::EcsError;
 use std::collections::BTreeMap;
 
 /// Every stored custom provider (ACTIVE or INACTIVE) by name, with its `mod_revision`.
-pub async fn all(ctx: &Ctx<'_>) -> Result<BTreeMap<String, (CapacityProviderRecord, u64)>, EcsError> {
+pub async fn all(
+    ctx: &Ctx<'_>,
+) -> Result<BTreeMap<String, (CapacityProviderRecord, u64)>, EcsError> {
     Ok(list::<CapacityProviderRecord>(ctx.store(), cp::PREFIX)
         .await?
         .into_iter()
