@@ -315,6 +315,17 @@ def test_a_strategy_mixing_fargate_and_custom_providers_is_refused(ecs):
         ecs.create_service(cluster=cluster, serviceName="mix", taskDefinition=family, desiredCount=1,
                            capacityProviderStrategy=mix)
     assert error(e) == ("InvalidParameterException", MIX)
+    with pytest.raises(ClientError) as e:
+        ecs.create_service(cluster=cluster, serviceName="daemon", taskDefinition=family,
+                           schedulingStrategy="DAEMON", capacityProviderStrategy=[{"capacityProvider": name, "weight": 1}])
+    assert error(e) == ("InvalidParameterException",
+                        "The daemon scheduling strategy does not support the FARGATE launch type or capacity providers.")
+    ecs.create_service(cluster=cluster, serviceName="custom", taskDefinition=family, desiredCount=0,
+                       capacityProviderStrategy=[{"capacityProvider": name, "weight": 1}])
+    with pytest.raises(ClientError) as e:
+        ecs.update_service(cluster=cluster, service="custom", capacityProviderStrategy=mix)
+    assert error(e) == ("InvalidParameterException", MIX)
+    ecs.delete_service(cluster=cluster, service="custom", force=True)
     # A provider with no host: ECS's failure.
     with pytest.raises(ClientError) as e:
         ecs.run_task(cluster=cluster, taskDefinition=family, capacityProviderStrategy=[{"capacityProvider": name, "weight": 1}])
