@@ -20,6 +20,7 @@ each): boto3 1.44.5 and the aws CLI.
   `flotilla_capacity_provider_reservation` in /metrics follows ECS's formula."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -69,15 +70,18 @@ def delete_failed(cluster):
 def fleet(request, tmp_path_factory, test_image):
     tmp = tmp_path_factory.mktemp(f"capacity-{request.param}")
     args = ["--stopped-task-retention-seconds", str(RETENTION)]
-    etcd = None
-    if request.param == "etcd":
-        etcd = helpers.SoloEtcd(tmp / "etcd").__enter__()
-        args += ["--store", etcd.store("capacity"), "--secrets-key-file", str(helpers.secrets_key_file(tmp))]
-    f = Fleet(tmp / "fleet", server_args=args)
-    yield f
-    f.close()
-    if etcd:
-        etcd.__exit__(None, None, None)
+    etcd = f = None
+    try:
+        if request.param == "etcd":
+            etcd = helpers.SoloEtcd(tmp / "etcd").__enter__()
+            args += ["--store", etcd.store("capacity"), "--secrets-key-file", str(helpers.secrets_key_file(tmp))]
+        f = Fleet(tmp / "fleet", server_args=args)
+        yield f
+    finally:
+        if f:
+            f.close()
+        if etcd:
+            etcd.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +112,7 @@ def arn_of(name):
 
 
 def aws(fleet, *args):
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("AWS_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(AWS_ACCESS_KEY_ID=helpers.ACCESS_KEY, AWS_SECRET_ACCESS_KEY=helpers.SECRET_KEY,
                AWS_DEFAULT_REGION=helpers.REGION, AWS_PAGER="", AWS_CONFIG_FILE="/dev/null",
                AWS_SHARED_CREDENTIALS_FILE="/dev/null")
