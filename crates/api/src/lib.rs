@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod capacity_metrics;
 pub mod context;
 pub mod exec;
 pub mod health;

@@ -1,8 +1,11 @@
 //! Prometheus metrics of the API: requests by operation and outcome, and a latency histogram,
 //! served as text at `GET /metrics`; whether this replica leads and its term
 //! (`flotilla_leader`, `flotilla_leader_term`); how many agent sessions it holds
-//! (`flotilla_agent_sessions`); and the latency of store requests by kind
-//! (`flotilla_store_request_duration_seconds`, measured by [`TimedStore`]).
+//! (`flotilla_agent_sessions`); the latency of store requests by kind
+//! (`flotilla_store_request_duration_seconds`, measured by [`TimedStore`]); and each custom
+//! capacity provider's `CapacityProviderReservation` per cluster
+//! (`flotilla_capacity_provider_reservation`, computed as `/metrics` is scraped by
+//! `crate::capacity_metrics`).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use std::sync::Arc;
@@ -39,8 +42,18 @@ pub struct StoreLabels {
     pub request: &'static str,
 }
 
+/// Labels of the capacity provider reservation gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReservationLabels {
+    /// The cluster's name.
+    pub cluster: String,
+    /// The custom capacity provider's name.
+    pub capacity_provider: String,
+}
+
 /// The API's metrics.
 pub struct Metrics {
+    reservation: Family<ReservationLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<OperationLabels, Histogram>,
@@ -100,7 +113,17 @@ impl Metrics {
             "Store request latency by kind",
             store_latency.clone(),
         );
+        let reservation =
+            Family::<ReservationLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "capacity_provider_reservation",
+            "CapacityProviderReservation as ECS computes it for managed scaling (M / N x 100: \
+             N instances of the provider running in the cluster, M needed for its tasks), per \
+             cluster and custom capacity provider",
+            reservation.clone(),
+        );
         Metrics {
+            reservation,
             registry,
             requests,
             latency,
@@ -115,6 +138,19 @@ impl Metrics {
     pub fn set_agent_sessions(&self, n: usize) {
         self.agent_sessions
             .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Replaces every capacity provider reservation with `values` ((cluster, provider) -> %).
+    pub fn set_reservations(&self, values: &[(String, String, f64)]) {
+        self.reservation.clear();
+        for (cluster, provider, v) in values {
+            self.reservation
+                .get_or_create(&ReservationLabels {
+                    cluster: cluster.clone(),
+                    capacity_provider: provider.clone(),
+                })
+                .set(*v);
+        }
     }
 
     /// Records this replica's leadership: `Some(term)` while it leads.

@@ -65,6 +65,10 @@ pub fn router(api: Arc<Api>) -> Router {
 
 async fn metrics(State(api): State<Arc<Api>>) -> Response {
     api.metrics.set_agent_sessions(api.agents.sessions());
+    match crate::capacity_metrics::reservations(api.plane.store()).await {
+        Ok(values) => api.metrics.set_reservations(&values),
+        Err(e) => tracing::warn!(error = %e, "could not read capacity provider reservations"),
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -50,6 +50,11 @@ pub struct AgentArgs {
     /// Join the managed pool (Fargate capacity for every cluster) instead of a cluster.
     #[arg(long, conflicts_with = "cluster")]
     managed: bool,
+    /// Join this custom capacity provider (created with `aws ecs create-capacity-provider`):
+    /// the host's container instance shows it as `capacityProviderName`, and tasks a capacity
+    /// provider strategy sends to the provider run only on its hosts.
+    #[arg(long, value_name = "NAME", conflicts_with = "managed")]
+    capacity_provider: Option<String>,
     /// The Flotilla server URL, or the URLs of its replicas separated by commas
     /// (http://a:8080,http://b:8080,http://c:8080). The agent uses one at a time, starting with
     /// the first; when it gets no answer, a 5xx, or its session drops, it moves to the next one
@@ -123,6 +128,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         cfg.region = r;
     }
     apply_host(&mut cfg, &args.host)?;
+    if let Some(p) = &args.capacity_provider {
+        cfg.attributes.insert(
+            flotilla_protocol::CAPACITY_PROVIDER_ATTRIBUTE.to_string(),
+            p.clone(),
+        );
+    }
     flotilla_agent::run(cfg, crate::serve::shutdown())
         .await
         .context("agent")?;

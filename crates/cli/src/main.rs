@@ -331,6 +331,17 @@ mod tests {
             "http://a:8080,http://b:8080",
         ]);
         assert!(parsed.is_ok(), "{parsed:?}");
+        // A host joins a custom capacity provider; the managed pool's hosts cannot.
+        assert!(help.contains("--capacity-provider"), "{help}");
+        assert!(Cli::try_parse_from(["flotilla", "agent", "--capacity-provider", "blue"]).is_ok());
+        assert!(Cli::try_parse_from([
+            "flotilla",
+            "agent",
+            "--managed",
+            "--capacity-provider",
+            "blue"
+        ])
+        .is_err());
     }
 
     #[test]

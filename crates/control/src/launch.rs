@@ -18,8 +18,9 @@ pub const NO_CAPACITY_REASON: &str =
 /// The ephemeral storage of a Fargate task that asks for none, GiB (as ECS reports it).
 pub const DEFAULT_EPHEMERAL_STORAGE_GIB: i32 = 20;
 
-/// How tasks are launched: a launch type, or a capacity provider strategy (whose providers,
-/// FARGATE and FARGATE_SPOT, all launch on Fargate).
+/// How tasks are launched: a launch type, or a capacity provider strategy (whose providers are
+/// FARGATE and FARGATE_SPOT, launching on Fargate, or custom providers, launching as EC2 tasks
+/// on the hosts of each provider).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Launch {
     /// The launch type the tasks get.
@@ -48,6 +49,28 @@ impl Launch {
             })
             .unwrap_or_default()
     }
+}
+
+/// The failure ECS gives when a capacity provider of a split has no container instance.
+pub const NO_PROVIDER_INSTANCES: &str =
+    "No Container Instances were found in your capacity provider.";
+
+/// The new tasks of a split ([`Launch::providers`]) grouped per provider, in the order each
+/// provider first appears: each batch is placed on that provider's hosts only.
+pub fn provider_batches(providers: &[String]) -> Vec<(String, u32)> {
+    let mut out: Vec<(String, u32)> = Vec::new();
+    for p in providers {
+        match out.iter_mut().find(|(q, _)| q == p) {
+            Some((_, n)) => *n += 1,
+            None => out.push((p.clone(), 1)),
+        }
+    }
+    out
+}
+
+/// Whether an instance of `instance_provider` may run a task sent to `provider`.
+pub fn runs_on(provider: &str, instance_provider: Option<&str>) -> bool {
+    instance_provider == Some(provider)
 }
 
 /// The strategy as the pure capacity module takes it.
@@ -105,9 +128,27 @@ pub fn resolve(
     let associated = c.capacity_providers.clone().unwrap_or_default();
     crate::clusters::validate_strategy(&strategy, Some(&associated))?;
     Ok(Launch {
-        launch_type: LaunchType::Fargate,
+        launch_type: strategy_launch_type(&strategy)?,
         strategy,
     })
+}
+
+/// The launch type a (non-empty) strategy's tasks get: FARGATE for FARGATE and FARGATE_SPOT,
+/// EC2 for custom providers (as ECS shows tasks of Auto Scaling group providers); a mix is
+/// ECS's `InvalidParameterException`.
+pub fn strategy_launch_type(
+    strategy: &[CapacityProviderStrategyItem],
+) -> Result<LaunchType, EcsError> {
+    Ok(match crate::clusters::strategy_kind(strategy)? {
+        crate::clusters::StrategyKind::Fargate => LaunchType::Fargate,
+        crate::clusters::StrategyKind::Custom => LaunchType::Ec2,
+    })
+}
+
+/// Whether a launch places its tasks on the hosts of custom capacity providers (each task only
+/// on hosts of its own provider).
+pub fn on_custom_providers(launch_type: LaunchType, providers: &[String]) -> bool {
+    launch_type != LaunchType::Fargate && !providers.is_empty()
 }
 
 /// The request's constraints, as the scheduler takes them.
@@ -182,5 +223,110 @@ pub fn host_cluster(launch_type: LaunchType, cluster: &str) -> &str {
         MANAGED_POOL
     } else {
         cluster
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn item(p: &str, base: i32, weight: i32) -> CapacityProviderStrategyItem {
+        CapacityProviderStrategyItem {
+            capacity_provider: p.into(),
+            base,
+            weight,
+        }
+    }
+
+    fn cluster(providers: &[&str]) -> Cluster {
+        Cluster {
+            capacity_providers: Some(providers.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn custom_strategies_launch_as_ec2_and_split_like_fargate() {
+        let c = cluster(&["blue", "green", "FARGATE"]);
+        let s = [item("blue", 2, 1), item("green", 0, 3)];
+        let l = resolve(Some(&c), None, Some(&s)).unwrap();
+        assert_eq!(l.launch_type, LaunchType::Ec2);
+        let p = l.providers(&BTreeMap::new(), 6);
+        let count = |n: &str| p.iter().filter(|x| *x == n).count();
+        // The base of 2 first, then 4 split 1:3.
+        assert_eq!((count("blue"), count("green")), (3, 3));
+        assert_eq!(
+            provider_batches(&p),
+            vec![("blue".to_string(), 3), ("green".to_string(), 3)]
+        );
+        assert!(on_custom_providers(l.launch_type, &p));
+        let f = resolve(Some(&c), None, Some(&[item("FARGATE", 0, 1)])).unwrap();
+        assert_eq!(f.launch_type, LaunchType::Fargate);
+        assert!(!on_custom_providers(f.launch_type, &["FARGATE".into()]));
+    }
+
+    #[test]
+    fn a_mix_of_fargate_and_custom_providers_is_refused() {
+        let c = cluster(&["blue", "FARGATE"]);
+        let e = resolve(
+            Some(&c),
+            None,
+            Some(&[item("blue", 0, 1), item("FARGATE", 0, 1)]),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidParameterException);
+        assert_eq!(e.message, "A capacity provider strategy cannot contain a mix of capacity providers using Auto Scaling groups and Fargate providers. Specify one or the other and try again.");
+        // The cluster's default strategy is resolved the same way.
+        let mut d = cluster(&["blue", "green"]);
+        d.default_capacity_provider_strategy = Some(vec![item("green", 0, 1)]);
+        assert_eq!(
+            resolve(Some(&d), None, None).unwrap().launch_type,
+            LaunchType::Ec2
+        );
+        // Not associated: refused.
+        assert!(resolve(Some(&c), None, Some(&[item("green", 0, 1)])).is_err());
+    }
+
+    #[test]
+    fn tasks_run_only_on_their_providers_hosts() {
+        assert!(runs_on("blue", Some("blue")));
+        assert!(!runs_on("blue", Some("green")));
+        assert!(!runs_on("blue", None));
+    }
+
+    proptest! {
+        #[test]
+        fn batches_keep_every_task_and_its_provider(
+            ps in proptest::collection::vec(prop_oneof![Just("a"), Just("b"), Just("c")], 0..40),
+        ) {
+            let ps: Vec<String> = ps.into_iter().map(String::from).collect();
+            let batches = provider_batches(&ps);
+            let total: u32 = batches.iter().map(|(_, n)| n).sum();
+            prop_assert_eq!(total as usize, ps.len());
+            for (p, n) in &batches {
+                prop_assert_eq!(*n as usize, ps.iter().filter(|q| *q == p).count());
+            }
+            let mut names: Vec<&String> = batches.iter().map(|(p, _)| p).collect();
+            names.dedup();
+            prop_assert_eq!(names.len(), batches.len());
+        }
+
+        #[test]
+        fn custom_splits_follow_base_and_weight(
+            base in 0i32..5, wa in 0i32..5, wb in 1i32..5, n in 0u32..40,
+        ) {
+            let c = cluster(&["a", "b"]);
+            let s = [item("a", base, wa), item("b", 0, wb)];
+            let l = resolve(Some(&c), None, Some(&s)).unwrap();
+            let p = l.providers(&BTreeMap::new(), n);
+            prop_assert_eq!(p.len() as u32, n);
+            let a = p.iter().filter(|x| *x == "a").count() as u32;
+            // The base goes to "a" first.
+            prop_assert!(a >= (base as u32).min(n));
+            if wa == 0 {
+                prop_assert_eq!(a, (base as u32).min(n));
+            }
+        }
     }
 }

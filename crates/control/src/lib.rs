@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod agent_update;
+pub mod capacity_providers;
 pub mod clusters;
 pub mod exec;
 pub mod instances;

@@ -154,7 +154,8 @@ impl ServiceRecord {
         let launch_type = if strategy.is_empty() {
             self.service.launch_type.unwrap_or(LaunchType::Ec2)
         } else {
-            LaunchType::Fargate
+            // A stored strategy was checked when it was set; it is not a mix.
+            crate::launch::strategy_launch_type(&strategy).unwrap_or(LaunchType::Fargate)
         };
         crate::launch::Launch {
             launch_type,

@@ -10,6 +10,10 @@
 //! 4. on a conflict, start over from step 1 ([`Plane::cas_fenced`], serialized with the other
 //!    placements on the same cluster in this process).
 //!
+//! A split over custom capacity providers (RunTask's or a service's strategy) is planned per
+//! provider on that provider's hosts only ([`plan_on_providers`]), and committed in the same one
+//! transaction.
+//!
 //! The service loop's placements carry its term's fence (a deposed leader places nothing);
 //! RunTask's and StartTask's, made by any replica, carry none.
 //!
@@ -369,6 +373,74 @@ fn plan(
     }))
 }
 
+/// The scheduler's snapshot of these instances.
+fn snapshot_of<'a>(
+    instances: impl Iterator<Item = &'a InstanceRecord>,
+    custom: &HashMap<String, Vec<Attribute>>,
+) -> sched::Snapshot {
+    sched::Snapshot::new(
+        instances
+            .map(|r| r.to_scheduler(custom.get(&r.id).map_or(&[], |v| v)))
+            .collect(),
+    )
+}
+
+/// A RunTask split over custom capacity providers: each provider's batch
+/// (`flotilla_control::launch::provider_batches`) is planned on that provider's hosts only,
+/// so a task runs only on a host of its provider; placements come back with instance indexes
+/// into `instances` and their provider. A provider with no host in the cluster fails the request
+/// as ECS does ("No Container Instances were found in your capacity provider.").
+#[allow(clippy::type_complexity)] // One use; a named type would say no more.
+fn plan_on_providers(
+    instances: &[(String, InstanceRecord, u64)],
+    custom: &HashMap<String, Vec<Attribute>>,
+    template: &TaskTemplate,
+    req: &sched::PlacementRequest,
+) -> Result<
+    (
+        Vec<(sched::Placement, Option<String>)>,
+        Vec<PlacementFailure>,
+    ),
+    EcsError,
+> {
+    let mut placed = Vec::new();
+    let mut failures = Vec::new();
+    for (provider, count) in flotilla_control::launch::provider_batches(&template.providers) {
+        let members: Vec<usize> = instances
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, r, _))| {
+                flotilla_control::launch::runs_on(
+                    &provider,
+                    r.instance.capacity_provider_name.as_deref(),
+                )
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if members.is_empty() {
+            return Err(EcsError::invalid_parameter(
+                flotilla_control::launch::NO_PROVIDER_INSTANCES,
+            ));
+        }
+        let snapshot = snapshot_of(members.iter().map(|&i| &instances[i].1), custom);
+        let mut cluster = sched::Cluster::new(snapshot);
+        let mut batch = req.clone();
+        batch.count = count;
+        let o = cluster.place(&batch).map_err(placement_error)?;
+        failures.extend(
+            o.rejections
+                .iter()
+                .filter(|r| r.primary().reported_by_ecs())
+                .map(PlacementFailure::rejected),
+        );
+        for mut p in o.placements {
+            p.instance_index = members[p.instance_index];
+            placed.push((p, Some(provider.clone())));
+        }
+    }
+    Ok((placed, failures))
+}
+
 /// One attempt: reads the cluster, plans, and builds the transaction that writes the new tasks
 /// with their reservations.
 async fn plan_and_write(
@@ -386,16 +458,30 @@ async fn plan_and_write(
         .filter(|(_, r, _)| r.status() != sched::InstanceStatus::Inactive)
         .collect();
     let custom = custom_attributes(plane.store(), pool).await?;
-    let snapshot = sched::Snapshot::new(
-        instances
-            .iter()
-            .map(|(_, r, _)| r.to_scheduler(custom.get(&r.id).map_or(&[], |v| v)))
-            .collect(),
-    );
-    let mut cluster = sched::Cluster::new(snapshot);
-    let Some((outcome, mut failures)) = plan(&mut cluster, template, target)? else {
-        let none = vec![PlacementFailure::no_capacity()];
-        return Ok(Attempt::Done(Committed::Placed(Vec::new(), none)));
+    let snapshot = snapshot_of(instances.iter().map(|(_, r, _)| r), &custom);
+    let (placements, mut failures) = match target {
+        Target::Run(req)
+            if flotilla_control::launch::on_custom_providers(
+                template.launch_type,
+                &template.providers,
+            ) =>
+        {
+            plan_on_providers(&instances, &custom, template, req)?
+        }
+        _ => {
+            let mut cluster = sched::Cluster::new(snapshot);
+            let Some((outcome, failures)) = plan(&mut cluster, template, target)? else {
+                let none = vec![PlacementFailure::no_capacity()];
+                return Ok(Attempt::Done(Committed::Placed(Vec::new(), none)));
+            };
+            let placed = outcome
+                .placements
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| (p, template.providers.get(i).cloned()))
+                .collect();
+            (placed, failures)
+        }
     };
     let mut touched: BTreeSet<usize> = BTreeSet::new();
     let mut tasks = Vec::new();
@@ -403,7 +489,7 @@ async fn plan_and_write(
         Some(_) => Some(crate::fargate::AddressBook::read(plane.store()).await?),
         None => None,
     };
-    for (i, p) in outcome.placements.iter().enumerate() {
+    for (p, provider) in &placements {
         let Some((_, inst, _)) = instances.get_mut(p.instance_index) else {
             return Err(EcsError::server("placement chose an unknown instance"));
         };
@@ -424,7 +510,7 @@ async fn plan_and_write(
             inst,
             placement: p,
             demand,
-            provider: template.providers.get(i),
+            provider: provider.as_ref(),
             network,
         };
         let rec = build_task(plane, now, template, slot);

@@ -74,6 +74,11 @@ pub const MOVING_CLOSE_CODE: u16 = 4001;
 /// managed hosts belong to no cluster, never appear in ListContainerInstances, and run the
 /// Fargate tasks of every cluster.
 pub const MANAGED_POOL: &str = ".managed";
+
+/// The attribute a host registers with to join a custom capacity provider (`flotilla agent
+/// --capacity-provider NAME`); the server records it as the container instance's
+/// `capacityProviderName` and does not keep it as an attribute.
+pub const CAPACITY_PROVIDER_ATTRIBUTE: &str = "flotilla.capacity-provider";
 /// The name an awsvpc task's pause container carries in the [`labels::CONTAINER_NAME`] label
 /// (the ECS agent's name for it).
 pub const PAUSE_CONTAINER_NAME: &str = "~internal~ecs~pause";

@@ -36,7 +36,10 @@ pub async fn create_cluster(
         .default_capacity_provider_strategy
         .clone()
         .unwrap_or_default();
-    validate_capacity_providers(&providers, &strategy)?;
+    let stored = crate::shared::capacity_providers::all(ctx).await?;
+    validate_capacity_providers(&providers, &strategy, |n| {
+        crate::shared::capacity_providers::state(&stored, n)
+    })?;
     if let Some(conf) = &req.configuration {
         flotilla_control::exec::check_cluster_configuration(conf)?;
     }

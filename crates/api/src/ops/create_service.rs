@@ -70,7 +70,8 @@ pub async fn create_service(
         req.capacity_provider_strategy.as_deref(),
     )
     .await?;
-    if daemon && launch.launch_type == LaunchType::Fargate {
+    // A daemon runs on every instance: no strategy (Fargate's or custom providers') says where.
+    if daemon && (launch.launch_type == LaunchType::Fargate || !launch.strategy.is_empty()) {
         return Err(EcsError::invalid_parameter(
             "The daemon scheduling strategy does not support the FARGATE launch type or capacity providers.",
         ));

@@ -15,9 +15,11 @@ use serde_json::Value;
 
 pub mod account_settings;
 pub mod attributes;
+pub mod create_capacity_provider;
 pub mod create_cluster;
 pub mod create_service;
 pub mod create_task_set;
+pub mod delete_capacity_provider;
 pub mod delete_cluster;
 pub mod delete_service;
 pub mod delete_task_definitions;
@@ -51,6 +53,7 @@ pub mod start_task;
 pub mod stop_service_deployment;
 pub mod stop_task;
 pub mod tags;
+pub mod update_capacity_provider;
 pub mod update_cluster;
 pub mod update_cluster_settings;
 pub mod update_container_agent;
@@ -127,6 +130,9 @@ pub async fn dispatch(ctx: &Ctx<'_>, op: Operation, input: Value) -> Result<Valu
         PutClusterCapacityProviders => put_cluster_capacity_providers::put_cluster_capacity_providers,
         DeleteCluster => delete_cluster::delete_cluster,
         DescribeCapacityProviders => describe_capacity_providers::describe_capacity_providers,
+        CreateCapacityProvider => create_capacity_provider::create_capacity_provider,
+        UpdateCapacityProvider => update_capacity_provider::update_capacity_provider,
+        DeleteCapacityProvider => delete_capacity_provider::delete_capacity_provider,
         RegisterTaskDefinition => register_task_definition::register_task_definition,
         DescribeTaskDefinition => describe_task_definition::describe_task_definition,
         ListTaskDefinitions => list_task_definitions::list_task_definitions,

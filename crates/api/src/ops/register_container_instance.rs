@@ -8,6 +8,11 @@
 //! A host registered with the cluster `flotilla_protocol::MANAGED_POOL` (`flotilla agent
 //! --managed`) joins the managed pool that runs Fargate tasks; no user cluster can list it.
 //!
+//! A host that registers with the attribute `flotilla.capacity-provider` (`flotilla agent
+//! --capacity-provider NAME`) joins that custom capacity provider, which must exist and be
+//! ACTIVE: the instance shows `capacityProviderName` (as ECS shows it for instances of an Auto
+//! Scaling group provider), and the attribute itself is not kept.
+//!
 //! A new registration counts as connected until the agent opens its session; if no replica
 //! hears it within `MISSED_HEARTBEATS` heartbeat intervals, the leader's liveness loop (which
 //! watches the instance records) marks it `agentConnected: false`.
@@ -38,6 +43,8 @@ pub async fn register_container_instance(
     };
     let tags = req.tags.clone().unwrap_or_default();
     validate_tags(&tags, 0)?;
+    let mut attributes = req.attributes.clone().unwrap_or_default();
+    let provider = capacity_provider(ctx, &cluster, &mut attributes).await?;
     let existing_id = req
         .container_instance_arn
         .as_deref()
@@ -85,7 +92,8 @@ pub async fn register_container_instance(
             if req.version_info.is_some() {
                 rec.instance.version_info = req.version_info.clone();
             }
-            rec.instance.attributes = Some(req.attributes.clone().unwrap_or_default());
+            rec.instance.attributes = Some(attributes.clone());
+            rec.instance.capacity_provider_name = provider.clone();
             if let Some(d) = &doc {
                 rec.instance.ec2_instance_id =
                     d.instance_id.clone().or(rec.instance.ec2_instance_id);
@@ -113,4 +121,35 @@ pub async fn register_container_instance(
     Ok(RegisterContainerInstanceResponse {
         container_instance: Some(view),
     })
+}
+
+/// The custom capacity provider the host joins (its `flotilla.capacity-provider` attribute,
+/// taken out of `attributes`): it must be an ACTIVE provider, and not for the managed pool.
+async fn capacity_provider(
+    ctx: &Ctx<'_>,
+    cluster: &str,
+    attributes: &mut Vec<flotilla_model::shapes::Attribute>,
+) -> Result<Option<String>, EcsError> {
+    use flotilla_control::capacity_providers::{self as cp, CapacityProviderRecord};
+    let mut named = None;
+    attributes.retain(|a| {
+        if a.name == cp::AGENT_ATTRIBUTE {
+            named = a.value.clone();
+            false
+        } else {
+            true
+        }
+    });
+    let Some(name) = named else {
+        return Ok(None);
+    };
+    if cluster == flotilla_protocol::MANAGED_POOL || cp::is_builtin(&name) {
+        return Err(EcsError::client(format!(
+            "A host of the managed pool (Fargate capacity) cannot join the capacity provider '{name}'; FARGATE and FARGATE_SPOT are the managed pool's."
+        )));
+    }
+    match get::<CapacityProviderRecord>(ctx.store(), &cp::key(&name)).await? {
+        Some((rec, _)) if rec.is_active() => Ok(Some(name)),
+        _ => Err(cp::not_found(&name)),
+    }
 }

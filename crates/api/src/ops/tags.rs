@@ -3,10 +3,11 @@
 //! namespace. Tags are stored inside the resource's own record, so they go when it goes.
 //!
 //! Taggable resources, addressed by long-format ARN: clusters, task definitions, tasks,
-//! container instances, services (not INACTIVE ones) and task sets (kept in their service's
-//! record, so tagging one is a compare-and-swap on the service).
+//! container instances, services and custom capacity providers (not INACTIVE ones), and task
+//! sets (kept in their service's record, so tagging one is a compare-and-swap on the service).
 
 use crate::context::Ctx;
+use flotilla_control::capacity_providers::{self, CapacityProviderRecord};
 use flotilla_control::instances::InstanceRecord;
 use flotilla_control::services::{service_key, ServiceRecord, ServiceStatus};
 use flotilla_control::tags::{validate_tags, MAX_TAGS};
@@ -31,6 +32,7 @@ enum Target {
     Service(String, String),
     /// Cluster, service and the set's id (`ecs-svc/DIGITS`).
     TaskSet(String, String, String),
+    CapacityProvider(String),
 }
 
 fn target(arn: &str) -> Result<Target, EcsError> {
@@ -84,6 +86,9 @@ fn target(arn: &str) -> Result<Target, EcsError> {
                 _ => Err(not_found(arn)),
             }
         }
+        "capacity-provider" if !p.resource.is_empty() && !p.resource.contains('/') => {
+            Ok(Target::CapacityProvider(p.resource))
+        }
         "service" | "task" | "container-instance" if !p.resource.contains('/') => Err(
             EcsError::invalid_parameter("Long arn format must be used for tagging operations."),
         ),
@@ -128,6 +133,8 @@ async fn modify_tags(
         Target::Service(cluster, name) | Target::TaskSet(cluster, name, _) => {
             service_key(cluster, name)
         }
+        Target::Service(cluster, name) => service_key(cluster, name),
+        Target::CapacityProvider(name) => capacity_providers::key(name),
     };
     let change = &change;
     ctx.plane()
@@ -175,6 +182,12 @@ async fn modify_tags(
                         let live = r.status != ServiceStatus::Inactive;
                         let set = r.task_sets.iter_mut().find(|t| &t.id == id)?;
                         live.then_some(&mut set.tags)
+                    })
+                    .await
+                }
+                Target::CapacityProvider(..) => {
+                    retag::<CapacityProviderRecord>(ctx, &key, missing, change, |r| {
+                        r.is_active().then_some(&mut r.provider.tags)
                     })
                     .await
                 }
@@ -305,6 +318,14 @@ pub async fn list_tags_for_resource(
             match set {
                 Some(t) => t.tags.unwrap_or_default(),
                 None => return Err(not_found(&req.resource_arn)),
+            }
+        }
+        Target::CapacityProvider(name) => {
+            match get::<CapacityProviderRecord>(ctx.store(), &capacity_providers::key(&name))
+                .await?
+            {
+                Some((rec, _)) if rec.is_active() => rec.provider.tags.unwrap_or_default(),
+                _ => return Err(not_found(&req.resource_arn)),
             }
         }
     };

@@ -18,7 +18,7 @@ use flotilla_control::template::Common;
 use flotilla_controllers::records::{get, to_bytes, Attempt};
 use flotilla_controllers::templates::{prepare, resolve_launch};
 use flotilla_model::shapes::{
-    CapacityProviderStrategyItem, LaunchType, UpdateServiceRequest, UpdateServiceResponse,
+    CapacityProviderStrategyItem, UpdateServiceRequest, UpdateServiceResponse,
 };
 use flotilla_model::EcsError;
 use flotilla_store::{Compare, Txn};
@@ -119,7 +119,7 @@ async fn new_task_definition(
     let mut launch = rec.launch();
     if let Some(s) = new_strategy {
         launch.strategy = s.to_vec();
-        launch.launch_type = LaunchType::Fargate;
+        launch.launch_type = flotilla_control::launch::strategy_launch_type(s)?;
     }
     let current_td = rec.service.task_definition.clone().unwrap_or_default();
     let td = req.task_definition.as_deref().unwrap_or(&current_td);

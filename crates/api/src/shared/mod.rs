@@ -1,6 +1,7 @@
 //! What several handlers share: reads that join records into the shapes ECS answers, and the
 //! cluster writer. Handlers import from here, never from each other.
 
+pub mod capacity_providers;
 pub mod cluster_counts;
 pub mod cluster_writes;
 pub mod deployments;
