@@ -4,7 +4,7 @@
 #![allow(dead_code)] // Shared by several test binaries; each uses a part.
 
 mod sdk;
-pub use sdk::sdk;
+pub use sdk::{sdk, sdk_in};
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
