@@ -191,9 +191,9 @@ pub fn is_region_name(name: &str) -> bool {
         && parts.len() >= 3
         && parts[0].len() == 2
         && parts[..parts.len() - 1].iter().all(lower)
-        && parts.last().is_some_and(|n| {
-            (1..=2).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit())
-        })
+        && parts
+            .last()
+            .is_some_and(|n| (1..=2).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A service served in one region only (Elastic Load Balancing, whose listeners share one

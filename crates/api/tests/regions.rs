@@ -87,7 +87,8 @@ async fn ecs(router: &axum::Router, region: &str, operation: &str, body: &str) -
 
 #[tokio::test]
 async fn each_region_answers_its_own_requests_and_others_are_refused() {
-    let regions = Arc::new(Regions::new(region_api("us-east-1")).with_region(region_api("eu-west-1")));
+    let regions =
+        Arc::new(Regions::new(region_api("us-east-1")).with_region(region_api("eu-west-1")));
     let router = regions.clone().router();
     for region in ["us-east-1", "eu-west-1"] {
         let (status, out) = ecs(&router, region, "CreateCluster", r#"{"clusterName":"web"}"#).await;
@@ -153,6 +154,9 @@ async fn any_region_is_opened_once_on_its_first_request() {
     assert_eq!(out["clusterArns"], serde_json::json!([]));
     // A name of no region's form is never opened.
     let (status, out) = ecs(&router, "../../x", "ListClusters", "{}").await;
-    assert_eq!((status, out["__type"].as_str()), (403, Some("InvalidSignatureException")));
+    assert_eq!(
+        (status, out["__type"].as_str()),
+        (403, Some("InvalidSignatureException"))
+    );
     assert_eq!(opener.0.load(Ordering::SeqCst), 1);
 }

@@ -449,8 +449,12 @@ mod tests {
     fn the_other_regions_are_region_names_each_once_without_the_primary() {
         let given = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            regions_served(&given(&["eu-west-1", "us-east-1", "eu-west-1"]), None, "us-east-1")
-                .unwrap(),
+            regions_served(
+                &given(&["eu-west-1", "us-east-1", "eu-west-1"]),
+                None,
+                "us-east-1"
+            )
+            .unwrap(),
             RegionsServed::Listed(given(&["eu-west-1"]))
         );
         let file = given(&["ap-south-1"]);

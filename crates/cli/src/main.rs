@@ -275,7 +275,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => {
-                let cfg = config::server_config(&args.common, args.config.as_deref(), &args.regions)?;
+                let cfg =
+                    config::server_config(&args.common, args.config.as_deref(), &args.regions)?;
                 serve::run(cfg, Vec::new()).await
             }
             Command::Dev(args) => {

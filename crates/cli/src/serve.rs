@@ -103,12 +103,9 @@ async fn open_region(replica: &Replica, region: &str) -> anyhow::Result<OpenedRe
         std::time::Duration::from_secs(60),
     ));
     // Elastic Load Balancing v2 (awsQuery), its records in the same store.
-    let elbv2: Arc<dyn flotilla_edge::Service> =
-        Arc::new(flotilla_edge::query::AwsQuery(flotilla_elbv2::Elbv2::new(
-            store.clone(),
-            arns.region.clone(),
-            arns.account.clone(),
-        )));
+    let elbv2: Arc<dyn flotilla_edge::Service> = Arc::new(flotilla_edge::query::AwsQuery(
+        flotilla_elbv2::Elbv2::new(store.clone(), arns.region.clone(), arns.account.clone()),
+    ));
     let elbv2: Arc<dyn flotilla_edge::Service> = if primary {
         elbv2
     } else {

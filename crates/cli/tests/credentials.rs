@@ -200,7 +200,13 @@ session_token = "bob-token"
         Some("arn:aws:iam::123456789012:user/alice")
     );
 
-    let bob = sdk_in(&endpoint, "eu-west-1", "ASIABOB", "bob-secret", Some("bob-token"));
+    let bob = sdk_in(
+        &endpoint,
+        "eu-west-1",
+        "ASIABOB",
+        "bob-secret",
+        Some("bob-token"),
+    );
     bob.list_clusters().send().await.unwrap();
     // The other region of the config file has its own clusters; a region not served is
     // refused as AWS refuses a wrongly scoped credential.
@@ -223,7 +229,13 @@ session_token = "bob-token"
         err.meta().message(),
         Some("Credential should be scoped to a valid region, not 'us-east-1'. ")
     );
-    let bob_wrong_token = sdk_in(&endpoint, "eu-west-1", "ASIABOB", "bob-secret", Some("stolen"));
+    let bob_wrong_token = sdk_in(
+        &endpoint,
+        "eu-west-1",
+        "ASIABOB",
+        "bob-secret",
+        Some("stolen"),
+    );
     let err = bob_wrong_token.list_clusters().send().await.unwrap_err();
     assert_eq!(
         err.into_service_error().meta().code(),

@@ -97,9 +97,7 @@ impl JsonError {
             }
             EdgeError::UnknownOperation { .. }
             | EdgeError::NotPost { .. }
-            | EdgeError::NotInRegion { .. } => {
-                Self::unknown_operation(e.to_string())
-            }
+            | EdgeError::NotInRegion { .. } => Self::unknown_operation(e.to_string()),
             EdgeError::BodyTooLarge { .. } => too_large(e.to_string()),
             EdgeError::Internal { .. } => Self::internal_failure(e.to_string()),
         }
