@@ -253,17 +253,55 @@ def test_an_agent_runs_its_regions_tasks_and_one_of_a_region_not_served_is_refus
         assert instance["containerInstanceArn"].startswith(
             f"arn:aws:ecs:{OTHER}:{helpers.ACCOUNT}:container-instance/{cluster}/")
         assert {"name": "ecs.availability-zone", "value": f"{OTHER}a"} in instance["attributes"]
+        # The task reads a secret of its region and logs to a log group of its region: both
+        # go through the region's server and the agent's session with it.
+        secret = client(fleet.endpoint, "secretsmanager", OTHER).create_secret(
+            Name=unique("pw"), SecretString="from-eu")["ARN"]
+        group = f"/{unique('eu')}"
+        logs = client(fleet.endpoint, "logs", OTHER)
+        logs.create_log_group(logGroupName=group)
         family = unique("hello")
-        eu.register_task_definition(family=family, containerDefinitions=[
-            {"name": "main", "image": IMAGE, "memory": 16, "essential": True,
-             "command": ["sh", "-c", "echo hello; sleep 600"], "stopTimeout": 2}])
-        arn = eu.run_task(cluster=cluster, taskDefinition=family)["tasks"][0]["taskArn"]
+        eu.register_task_definition(
+            family=family,
+            executionRoleArn=f"arn:aws:iam::{helpers.ACCOUNT}:role/exec",
+            containerDefinitions=[{
+                "name": "main", "image": IMAGE, "memory": 16, "essential": True,
+                "command": ["sh", "-c", "echo hello $PW; sleep 600"], "stopTimeout": 2,
+                "secrets": [{"name": "PW", "valueFrom": secret}],
+                "logConfiguration": {"logDriver": "awslogs", "options": {
+                    "awslogs-group": group, "awslogs-region": OTHER,
+                    "awslogs-stream-prefix": "app"}},
+            }])
+        arn = eu.run_task(cluster=cluster, taskDefinition=family,
+                          enableExecuteCommand=True)["tasks"][0]["taskArn"]
         assert arn.startswith(f"arn:aws:ecs:{OTHER}:{helpers.ACCOUNT}:task/{cluster}/")
 
         def running():
             t = eu.describe_tasks(cluster=cluster, tasks=[arn])["tasks"][0]
             return t if t["lastStatus"] == "RUNNING" else None
         wait_for(running, timeout=90, what="the task RUNNING")
+        stream = f"app/main/{arn.rsplit('/', 1)[1]}"
+
+        def logged():
+            try:
+                events = logs.get_log_events(logGroupName=group, logStreamName=stream,
+                                             startFromHead=True)["events"]
+            except logs.exceptions.ResourceNotFoundException:
+                return None  # the agent opens the stream as the container starts
+            return [e["message"] for e in events] or None
+        assert wait_for(logged, timeout=30, what="the task's log line") == ["hello from-eu"]
+        # ECS Exec in the region: ExecuteCommand, the stream and the agent's dial-back.
+        wait_for(lambda: eu.describe_tasks(cluster=cluster, tasks=[arn])["tasks"][0]["containers"][0]
+                 ["managedAgents"][0]["lastStatus"] == "RUNNING", timeout=60,
+                 what="the task's ExecuteCommandAgent RUNNING")
+        env = dict(os.environ, AWS_ACCESS_KEY_ID=helpers.ACCESS_KEY,
+                   AWS_SECRET_ACCESS_KEY=helpers.SECRET_KEY, AWS_REGION=OTHER,
+                   AWS_DEFAULT_REGION=OTHER)
+        env.pop("AWS_SESSION_TOKEN", None)
+        out = subprocess.run([str(helpers.FLOTILLA_BIN), "exec", "--endpoint", fleet.endpoint, arn,
+                              "--cluster", cluster, "--", "echo", "exec in", OTHER],
+                             capture_output=True, env=env, timeout=60)
+        assert (out.returncode, out.stdout) == (0, f"exec in {OTHER}\n".encode()), out.stderr
         # The primary region has no such cluster.
         with pytest.raises(ClientError) as e:
             client(fleet.endpoint, "ecs", PRIMARY).describe_tasks(cluster=cluster, tasks=[arn])
