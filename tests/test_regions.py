@@ -232,6 +232,16 @@ def test_dev_serves_any_region(store, tmp_path):
         with pytest.raises(ClientError) as e:
             client(server.endpoint, "ecs", "nowhere").list_clusters()
         assert error_of(e) == ("InvalidSignatureException", WRONG_REGION.format("nowhere"), 403)
+        # Started again, it opens the regions it served before (their controllers run from the
+        # start), with their data.
+        server.kill()
+        server = helpers.Server(tmp_path / "data", tmp_path / "server.log", mode="dev",
+                                region=PRIMARY, extra_args=args)
+        log = (tmp_path / "server.log").read_text()
+        for region in ("ap-south-1", "eu-central-1", "us-gov-west-1"):
+            assert f"serving a region opened before region={region}" in log, log[-2000:]
+            assert client(server.endpoint, "ecs", region).list_clusters()["clusterArns"] == [
+                f"arn:aws:ecs:{region}:{helpers.ACCOUNT}:cluster/{name}"]
     finally:
         server.kill()
         if etcd is not None:

@@ -144,9 +144,15 @@ async fn open_region(replica: &Replica, region: &str) -> anyhow::Result<OpenedRe
     Ok(OpenedRegion { api, store, tasks })
 }
 
+/// Where `flotilla dev` records the regions it opened on demand (`opened-regions/NAME`, in the
+/// primary region's store), so that it opens them again when it starts: their controllers run
+/// from the start, not from their first request.
+const OPENED_REGIONS: &str = "opened-regions/";
+
 /// `flotilla dev`'s regions: any region, opened on its first request.
 struct AnyRegion {
     replica: Arc<Replica>,
+    primary_store: Arc<dyn flotilla_store::Store>,
     tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
@@ -156,12 +162,31 @@ impl flotilla_api::regions::OpenRegion for AnyRegion {
         let opened = open_region(&self.replica, region)
             .await
             .map_err(|e| format!("{e:#}"))?;
+        self.primary_store
+            .txn(flotilla_store::Txn::new().put(format!("{OPENED_REGIONS}{region}"), Vec::new()))
+            .await
+            .map_err(|e| format!("recording the region: {e}"))?;
         self.tasks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .extend(opened.tasks);
         Ok(opened.api)
     }
+}
+
+/// The regions `flotilla dev` opened before (see [`OPENED_REGIONS`]).
+async fn opened_before(store: &dyn flotilla_store::Store) -> anyhow::Result<Vec<String>> {
+    let page = store
+        .list(OPENED_REGIONS, None, 0)
+        .await
+        .context("listing the regions opened before")?;
+    Ok(page
+        .items
+        .iter()
+        .filter_map(|kv| kv.key.strip_prefix(OPENED_REGIONS))
+        .filter(|name| flotilla_api::regions::is_region_name(name))
+        .map(str::to_string)
+        .collect())
 }
 
 /// Serves until a shutdown signal. With `local_agents`, also runs container agents in this
@@ -210,8 +235,21 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
             }
         }
         RegionsServed::Any => {
+            for name in opened_before(primary.store.as_ref()).await? {
+                if name == cfg.api.arns.region {
+                    continue;
+                }
+                let opened = open_region(&replica, &name).await?;
+                tasks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(opened.tasks);
+                tracing::info!(region = %name, "serving a region opened before");
+                regions = regions.with_region(opened.api);
+            }
             regions = regions.with_any(Arc::new(AnyRegion {
                 replica: replica.clone(),
+                primary_store: primary.store.clone(),
                 tasks: tasks.clone(),
             }));
         }
