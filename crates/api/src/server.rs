@@ -164,6 +164,14 @@ pub(crate) async fn authenticate_caller(
         |akid| configured(akid).or_else(|| temporary.as_ref().map(|(c, _)| c)),
     )
     .map_err(AuthFailure::Refused)?;
+    // One `Api` serves one region: a request scoped to another is refused as AWS refuses a
+    // wrongly scoped credential (an installation serving several regions routes each request
+    // to its region's `Api` first, `crate::regions`).
+    if caller.region != api.config.arns.region {
+        return Err(AuthFailure::Refused(sigv4::AuthError::WrongRegion {
+            region: caller.region,
+        }));
+    }
     if let Some((_, expiration)) = &temporary {
         if flotilla_control::task_credentials::validity(*expiration, now)
             == flotilla_control::task_credentials::Validity::Expired

@@ -44,6 +44,51 @@ pub struct ServerConfig {
     pub election: flotilla_store::etcd::ElectionOptions,
     /// Where this replica serves load balancer listeners (none: it serves none).
     pub lb_address: Option<std::net::IpAddr>,
+    /// The regions served beside the primary one (`api.arns.region`).
+    pub regions: RegionsServed,
+}
+
+/// The regions an installation serves beside its primary region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegionsServed {
+    /// These (`flotilla server --regions`, `regions` in `--config`; none by default).
+    Listed(Vec<String>),
+    /// Any region, opened on its first request (`flotilla dev`).
+    Any,
+}
+
+impl std::fmt::Display for RegionsServed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegionsServed::Listed(names) if names.is_empty() => f.write_str("primary only"),
+            RegionsServed::Listed(names) => f.write_str(&names.join(",")),
+            RegionsServed::Any => f.write_str("any"),
+        }
+    }
+}
+
+/// The other regions of `flotilla server`: `given` (the flag), else the config file's, each a
+/// region name, the primary left out and each once.
+fn regions_served(
+    given: &[String],
+    file: Option<&[String]>,
+    primary: &str,
+) -> anyhow::Result<RegionsServed> {
+    let names = if given.is_empty() {
+        file.unwrap_or_default()
+    } else {
+        given
+    };
+    let mut served: Vec<String> = Vec::new();
+    for name in names.iter().map(|n| n.trim()) {
+        if !flotilla_api::regions::is_region_name(name) {
+            bail!("--regions: '{name}' is not a region name (expected names such as eu-west-1, separated by commas)");
+        }
+        if name != primary && !served.iter().any(|s| s == name) {
+            served.push(name.to_string());
+        }
+    }
+    Ok(RegionsServed::Listed(served))
 }
 
 fn lb_address(common: &CommonArgs) -> Option<std::net::IpAddr> {
@@ -153,6 +198,8 @@ pub const DEFAULT_ACCOUNT: &str = "000000000000";
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     region: Option<String>,
+    /// The other regions served (see `--regions`).
+    regions: Option<Vec<String>>,
     account: Option<String>,
     #[serde(default)]
     credentials: Vec<FileCredential>,
@@ -225,7 +272,11 @@ fn env_credential(account: &str) -> Option<Credential> {
 }
 
 /// Configuration of `flotilla server`.
-pub fn server_config(common: &CommonArgs, file: Option<&Path>) -> anyhow::Result<ServerConfig> {
+pub fn server_config(
+    common: &CommonArgs,
+    file: Option<&Path>,
+    regions: &[String],
+) -> anyhow::Result<ServerConfig> {
     let fc: FileConfig = match file {
         Some(p) => {
             let text =
@@ -259,6 +310,7 @@ pub fn server_config(common: &CommonArgs, file: Option<&Path>) -> anyhow::Result
         );
     }
     let region = region(common, fc.region.as_deref());
+    let regions = regions_served(regions, fc.regions.as_deref(), &region)?;
     let data_dir = common.data_dir.clone().unwrap_or_else(default_data_dir);
     let store = store_url(common);
     let key_file = common
@@ -281,6 +333,7 @@ pub fn server_config(common: &CommonArgs, file: Option<&Path>) -> anyhow::Result
         election: election(common)?,
         fargate: fargate(common)?,
         lb_address: lb_address(common),
+        regions,
     })
 }
 
@@ -368,6 +421,7 @@ pub fn dev_config(common: &CommonArgs) -> anyhow::Result<ServerConfig> {
         election: election(common)?,
         fargate: fargate(common)?,
         lb_address: lb_address(common),
+        regions: RegionsServed::Any,
     })
 }
 
@@ -385,4 +439,39 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_other_regions_are_region_names_each_once_without_the_primary() {
+        let given = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            regions_served(
+                &given(&["eu-west-1", "us-east-1", "eu-west-1"]),
+                None,
+                "us-east-1"
+            )
+            .unwrap(),
+            RegionsServed::Listed(given(&["eu-west-1"]))
+        );
+        let file = given(&["ap-south-1"]);
+        assert_eq!(
+            regions_served(&[], Some(&file), "us-east-1").unwrap(),
+            RegionsServed::Listed(file.clone())
+        );
+        // The flag wins over the file.
+        assert_eq!(
+            regions_served(&given(&["eu-west-3"]), Some(&file), "us-east-1").unwrap(),
+            RegionsServed::Listed(given(&["eu-west-3"]))
+        );
+        let err = regions_served(&given(&["../etc"]), None, "us-east-1").unwrap_err();
+        assert!(err.to_string().contains("not a region name"), "{err}");
+        assert_eq!(
+            regions_served(&[], None, "us-east-1").unwrap().to_string(),
+            "primary only"
+        );
+    }
 }

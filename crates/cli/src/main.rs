@@ -183,6 +183,13 @@ struct ServerArgs {
     /// TOML configuration: region, account and [[credentials]] entries.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// The other regions this installation serves beside --region (the primary), separated by
+    /// commas (eu-west-1,ap-south-1): each has its own clusters, task definitions, settings,
+    /// secrets and ARNs, and a request goes to the region its SigV4 credential scope names. A
+    /// request scoped to a region not served is refused (InvalidSignatureException). Load
+    /// balancers are served in the primary region only. `flotilla dev` serves any region.
+    #[arg(long, value_delimiter = ',')]
+    regions: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -268,7 +275,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => {
-                let cfg = config::server_config(&args.common, args.config.as_deref())?;
+                let cfg =
+                    config::server_config(&args.common, args.config.as_deref(), &args.regions)?;
                 serve::run(cfg, Vec::new()).await
             }
             Command::Dev(args) => {

@@ -1,13 +1,15 @@
 //! Runs the control plane: opens the store (`--store`, by default the embedded SQLite store in
 //! the data directory) with its leader election, builds the API and serves it until Ctrl-C or
-//! SIGTERM. The controllers run under the election's supervisor: always on an embedded store
+//! SIGTERM. Each region served (`--region`, the primary, and `--regions`; any region for
+//! `flotilla dev`) has its own store, election and `Api` ([`open_region`]), and requests go
+//! to their region by their credential scope ([`flotilla_api::Regions`]). The controllers run under the election's supervisor: always on an embedded store
 //! (its one server is always leader), on the elected replica on etcd. On shutdown a leading
 //! replica resigns, so another takes over at once.
 
-use crate::config::ServerConfig;
+use crate::config::{RegionsServed, ServerConfig};
 use anyhow::Context;
 use flotilla_api::admin::ReplicaInfo;
-use flotilla_api::{router, Api, Clock, SystemClock};
+use flotilla_api::{Api, Clock, SystemClock};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -21,6 +23,172 @@ fn replica_id(addr: SocketAddr) -> String {
     format!("{host}/{addr}")
 }
 
+/// What every region of this process shares: the configuration and this replica.
+struct Replica {
+    cfg: ServerConfig,
+    id: String,
+    me: ReplicaInfo,
+}
+
+/// One region opened: its `Api`, its store, and the tasks that run beside it (its janitor, its
+/// record under `replicas/ID`), aborted at shutdown.
+struct OpenedRegion {
+    api: Arc<Api>,
+    store: Arc<dyn flotilla_store::Store>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Opens `region`'s store (the installation's for the primary region, its own beside it for
+/// the others: [`flotilla_store::StoreUrl::for_region`]) with its leader election, and builds
+/// its `Api`: ECS and every service beside it, all in that region (its ARNs, its store, its
+/// controllers under its own election). Load balancers are served in the primary region only
+/// (their listeners share one address); other regions refuse Elastic Load Balancing.
+async fn open_region(replica: &Replica, region: &str) -> anyhow::Result<OpenedRegion> {
+    let cfg = &replica.cfg;
+    let id = &replica.id;
+    let primary = region == cfg.api.arns.region;
+    let (url, data_dir) = if primary {
+        (cfg.store.clone(), cfg.data_dir.clone())
+    } else {
+        (
+            cfg.store.for_region(region),
+            cfg.data_dir.join("regions").join(region),
+        )
+    };
+    let (store, election, topology) = flotilla_store::open_replica(&url, id, cfg.election.clone())
+        .await
+        .with_context(|| format!("opening the store {url} (region {region})"))?;
+    let mut tasks = Vec::new();
+    // On etcd the replica records itself on a lease (in every region's store: each region's
+    // API finds the other replicas there); the embedded stores have one replica.
+    tasks.extend(topology.announce(
+        replica.me.key(),
+        serde_json::to_vec(&replica.me).context("encoding this replica")?,
+    ));
+    let arns = flotilla_model::arn::ArnContext {
+        region: region.to_string(),
+        account: cfg.api.arns.account.clone(),
+    };
+    // CloudWatch Logs: metadata in the store, this replica's PutLogEvents streams in its data
+    // directory, containers' streams on their hosts (reached through the agents' sessions).
+    let log_store = Arc::new(
+        flotilla_logstore::LogStore::open(
+            data_dir.join("logs"),
+            flotilla_logstore::Limits::default(),
+        )
+        .with_context(|| format!("opening the log store in {}", data_dir.display()))?,
+    );
+    let agent_logs = Arc::new(flotilla_api::logs::AgentLogs::default());
+    let owners = flotilla_api::logs::EdgeOwners::new(
+        store.clone(),
+        agent_logs.clone(),
+        Some(id.clone()),
+        topology.shared(),
+        arns.region.clone(),
+        cfg.api.credentials.first().cloned(),
+    );
+    let logs = Arc::new(flotilla_logs_service::Logs::new(
+        store.clone(),
+        flotilla_logs::names::Account {
+            region: arns.region.clone(),
+            account: arns.account.clone(),
+        },
+        log_store,
+        Arc::new(owners),
+        Some(id.clone()),
+        topology.shared(),
+    ));
+    tasks.push(flotilla_logs_service::janitor::spawn(
+        logs.clone(),
+        std::time::Duration::from_secs(60),
+    ));
+    // Elastic Load Balancing v2 (awsQuery), its records in the same store.
+    let elbv2: Arc<dyn flotilla_edge::Service> = Arc::new(flotilla_edge::query::AwsQuery(
+        flotilla_elbv2::Elbv2::new(store.clone(), arns.region.clone(), arns.account.clone()),
+    ));
+    let elbv2: Arc<dyn flotilla_edge::Service> = if primary {
+        elbv2
+    } else {
+        Arc::new(flotilla_api::regions::OnlyIn::new(
+            elbv2,
+            cfg.api.arns.region.clone(),
+        ))
+    };
+    // AWS Cloud Map: its records in the store under `servicediscovery/`.
+    let service_discovery = flotilla_servicediscovery::ServiceDiscovery::new(
+        store.clone(),
+        arns.region.clone(),
+        arns.account.clone(),
+    );
+    let config = flotilla_api::ApiConfig {
+        arns,
+        credentials: cfg.api.credentials.clone(),
+    };
+    let api = Arc::new(
+        Api::new(store.clone(), config, Arc::new(SystemClock))
+            .with_traffic(Arc::new(flotilla_traffic::StoreTraffic::new(store.clone())))
+            .with_timings(cfg.timings)
+            .with_fargate(cfg.fargate.clone())
+            .with_replica_id(id.clone())
+            .with_election(election)
+            .with_replica(topology, replica.me.clone())
+            .with_secrets(cfg.secrets_key.clone())
+            .with_task_credentials_lifetime(cfg.task_credentials_seconds)
+            .with_service(Arc::new(flotilla_edge::json::AwsJson(
+                flotilla_logs_service::LogsApi(logs.clone()),
+            )))
+            .with_service(elbv2)
+            .with_service(Arc::new(flotilla_edge::json::AwsJson(service_discovery)))
+            .with_logs(logs, agent_logs),
+    );
+    Ok(OpenedRegion { api, store, tasks })
+}
+
+/// Where `flotilla dev` records the regions it opened on demand (`opened-regions/NAME`, in the
+/// primary region's store), so that it opens them again when it starts: their controllers run
+/// from the start, not from their first request.
+const OPENED_REGIONS: &str = "opened-regions/";
+
+/// `flotilla dev`'s regions: any region, opened on its first request.
+struct AnyRegion {
+    replica: Arc<Replica>,
+    primary_store: Arc<dyn flotilla_store::Store>,
+    tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+#[async_trait::async_trait]
+impl flotilla_api::regions::OpenRegion for AnyRegion {
+    async fn open(&self, region: &str) -> Result<Arc<Api>, String> {
+        let opened = open_region(&self.replica, region)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        self.primary_store
+            .txn(flotilla_store::Txn::new().put(format!("{OPENED_REGIONS}{region}"), Vec::new()))
+            .await
+            .map_err(|e| format!("recording the region: {e}"))?;
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(opened.tasks);
+        Ok(opened.api)
+    }
+}
+
+/// The regions `flotilla dev` opened before (see [`OPENED_REGIONS`]).
+async fn opened_before(store: &dyn flotilla_store::Store) -> anyhow::Result<Vec<String>> {
+    let page = store
+        .list(OPENED_REGIONS, None, 0)
+        .await
+        .context("listing the regions opened before")?;
+    Ok(page
+        .items
+        .iter()
+        .filter_map(|kv| kv.key.strip_prefix(OPENED_REGIONS))
+        .filter(|name| flotilla_api::regions::is_region_name(name))
+        .map(str::to_string)
+        .collect())
+}
+
 /// Serves until a shutdown signal. With `local_agents`, also runs container agents in this
 /// process (as `flotilla dev` does: one in its cluster, one serving the managed Fargate pool),
 /// pointed at this server once it listens.
@@ -30,92 +198,64 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let id = replica_id(addr);
-    let (store, election, topology) =
-        flotilla_store::open_replica(&cfg.store, &id, cfg.election.clone())
-            .await
-            .with_context(|| format!("opening the store {}", cfg.store))?;
     let me = ReplicaInfo {
         id: id.clone(),
         url: format!("http://{addr}"),
         started_at: SystemClock.now(),
     };
-    // On etcd the replica records itself on a lease; the embedded stores have one replica.
-    let announced = topology.announce(
-        me.key(),
-        serde_json::to_vec(&me).context("encoding this replica")?,
-    );
-    // CloudWatch Logs: metadata in the store, this replica's PutLogEvents streams in its data
-    // directory, containers' streams on their hosts (reached through the agents' sessions).
-    let log_store = Arc::new(
-        flotilla_logstore::LogStore::open(
-            cfg.data_dir.join("logs"),
-            flotilla_logstore::Limits::default(),
-        )
-        .with_context(|| format!("opening the log store in {}", cfg.data_dir.display()))?,
-    );
-    let agent_logs = Arc::new(flotilla_api::logs::AgentLogs::default());
-    let owners = flotilla_api::logs::EdgeOwners::new(
-        store.clone(),
-        agent_logs.clone(),
-        Some(id.clone()),
-        topology.shared(),
-        cfg.api.arns.region.clone(),
-        cfg.api.credentials.first().cloned(),
-    );
-    let logs = Arc::new(flotilla_logs_service::Logs::new(
-        store.clone(),
-        flotilla_logs::names::Account {
-            region: cfg.api.arns.region.clone(),
-            account: cfg.api.arns.account.clone(),
-        },
-        log_store,
-        Arc::new(owners),
-        Some(id.clone()),
-        topology.shared(),
-    ));
-    let janitor =
-        flotilla_logs_service::janitor::spawn(logs.clone(), std::time::Duration::from_secs(60));
-    // Load balancers: every replica serves the listeners; the health checker runs with the
-    // controllers; the service loop registers and drains tasks (`flotilla_traffic`).
+    let replica = Arc::new(Replica {
+        cfg: cfg.clone(),
+        id,
+        me,
+    });
+    let primary = open_region(&replica, &cfg.api.arns.region).await?;
+    let tasks = Arc::new(std::sync::Mutex::new(primary.tasks));
+    // Load balancers (primary region): every replica serves the listeners; the health checker
+    // runs with the controllers; the service loop registers and drains tasks
+    // (`flotilla_traffic`).
     let data_plane = cfg.lb_address.map(|bind| {
         let plane = Arc::new(flotilla_lb::DataPlane::new(flotilla_lb::Config::default()));
         let feeder = tokio::spawn(flotilla_traffic::feeder::run(
-            store.clone(),
+            primary.store.clone(),
             plane.clone(),
             bind,
         ));
         (plane, feeder)
     });
-    // Elastic Load Balancing v2 (awsQuery), its records in the same store.
-    let elbv2 = flotilla_elbv2::Elbv2::new(
-        store.clone(),
-        cfg.api.arns.region.clone(),
-        cfg.api.arns.account.clone(),
-    );
-    // AWS Cloud Map: its records in the store under `servicediscovery/`.
-    let service_discovery = flotilla_servicediscovery::ServiceDiscovery::new(
-        store.clone(),
-        cfg.api.arns.region.clone(),
-        cfg.api.arns.account.clone(),
-    );
-    let api = Arc::new(
-        Api::new(store.clone(), cfg.api.clone(), Arc::new(SystemClock))
-            .with_traffic(Arc::new(flotilla_traffic::StoreTraffic::new(store)))
-            .with_timings(cfg.timings)
-            .with_fargate(cfg.fargate.clone())
-            .with_replica_id(id.clone())
-            .with_election(election)
-            .with_replica(topology, me)
-            .with_secrets(cfg.secrets_key.clone())
-            .with_task_credentials_lifetime(cfg.task_credentials_seconds)
-            .with_service(Arc::new(flotilla_edge::json::AwsJson(
-                flotilla_logs_service::LogsApi(logs.clone()),
-            )))
-            .with_service(Arc::new(flotilla_edge::query::AwsQuery(elbv2)))
-            .with_service(Arc::new(flotilla_edge::json::AwsJson(service_discovery)))
-            .with_logs(logs, agent_logs),
-    );
-    tracing::info!(%addr, store = %cfg.store, region = %cfg.api.arns.region, account = %cfg.api.arns.account, "serving the ECS API");
+    let mut regions = flotilla_api::Regions::new(primary.api.clone());
+    match &cfg.regions {
+        RegionsServed::Listed(names) => {
+            for name in names {
+                let opened = open_region(&replica, name).await?;
+                tasks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(opened.tasks);
+                regions = regions.with_region(opened.api);
+            }
+        }
+        RegionsServed::Any => {
+            for name in opened_before(primary.store.as_ref()).await? {
+                if name == cfg.api.arns.region {
+                    continue;
+                }
+                let opened = open_region(&replica, &name).await?;
+                tasks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(opened.tasks);
+                tracing::info!(region = %name, "serving a region opened before");
+                regions = regions.with_region(opened.api);
+            }
+            regions = regions.with_any(Arc::new(AnyRegion {
+                replica: replica.clone(),
+                primary_store: primary.store.clone(),
+                tasks: tasks.clone(),
+            }));
+        }
+    }
+    let regions = Arc::new(regions);
+    tracing::info!(%addr, store = %cfg.store, region = %cfg.api.arns.region, regions = %cfg.regions, account = %cfg.api.arns.account, "serving the ECS API");
     for line in &cfg.banner {
         println!("{line}");
     }
@@ -157,7 +297,7 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
             }))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let result = axum::serve(listener, router(api.clone()))
+    let result = axum::serve(listener, regions.clone().router())
         .with_graceful_shutdown(async move {
             shutdown().await;
             let _ = stop_tx.send(true);
@@ -167,11 +307,10 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
     for a in agents {
         let _ = a.await;
     }
-    api.stop_background().await;
-    if let Some(a) = announced {
-        a.abort();
+    regions.stop_background().await;
+    for task in tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        task.abort();
     }
-    janitor.abort();
     if let Some((plane, feeder)) = data_plane {
         feeder.abort();
         plane.shutdown().await;

@@ -6,7 +6,7 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use support::sdk;
+use support::{sdk, sdk_in};
 
 /// Starts the binary with the given args and environment (credentials removed) and returns the
 /// child, its stdout lines up to the "listening on" line, and the endpoint.
@@ -143,6 +143,7 @@ async fn server_takes_several_keys_and_session_tokens_from_its_config() {
         &config,
         r#"
 region = "eu-west-1"
+regions = ["ap-south-1"]
 account = "123456789012"
 
 [[credentials]]
@@ -170,7 +171,7 @@ session_token = "bob-token"
         ],
         &[],
     );
-    let alice = sdk(&endpoint, "AKIDALICE", "alice-secret", None);
+    let alice = sdk_in(&endpoint, "eu-west-1", "AKIDALICE", "alice-secret", None);
     let out = alice
         .create_cluster()
         .cluster_name("team")
@@ -199,15 +200,48 @@ session_token = "bob-token"
         Some("arn:aws:iam::123456789012:user/alice")
     );
 
-    let bob = sdk(&endpoint, "ASIABOB", "bob-secret", Some("bob-token"));
+    let bob = sdk_in(
+        &endpoint,
+        "eu-west-1",
+        "ASIABOB",
+        "bob-secret",
+        Some("bob-token"),
+    );
     bob.list_clusters().send().await.unwrap();
-    let bob_wrong_token = sdk(&endpoint, "ASIABOB", "bob-secret", Some("stolen"));
+    // The other region of the config file has its own clusters; a region not served is
+    // refused as AWS refuses a wrongly scoped credential.
+    let south = sdk_in(&endpoint, "ap-south-1", "AKIDALICE", "alice-secret", None);
+    assert!(south
+        .list_clusters()
+        .send()
+        .await
+        .unwrap()
+        .cluster_arns()
+        .is_empty());
+    let err = sdk(&endpoint, "AKIDALICE", "alice-secret", None)
+        .list_clusters()
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(err.meta().code(), Some("InvalidSignatureException"));
+    assert_eq!(
+        err.meta().message(),
+        Some("Credential should be scoped to a valid region, not 'us-east-1'. ")
+    );
+    let bob_wrong_token = sdk_in(
+        &endpoint,
+        "eu-west-1",
+        "ASIABOB",
+        "bob-secret",
+        Some("stolen"),
+    );
     let err = bob_wrong_token.list_clusters().send().await.unwrap_err();
     assert_eq!(
         err.into_service_error().meta().code(),
         Some("UnrecognizedClientException")
     );
-    let stranger = sdk(&endpoint, "AKIDNOBODY", "x", None);
+    let stranger = sdk_in(&endpoint, "eu-west-1", "AKIDNOBODY", "x", None);
     let err = stranger.list_clusters().send().await.unwrap_err();
     assert_eq!(
         err.into_service_error().meta().code(),

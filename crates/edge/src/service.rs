@@ -89,6 +89,15 @@ pub enum EdgeError {
         /// The limit, in bytes.
         limit: usize,
     },
+    /// The service is not served in the request's region by this installation (an
+    /// installation serving several regions may serve a service in one of them only): the
+    /// message says where it is served. Rendered as the protocol's unknown-operation error
+    /// (awsQuery's `InvalidAction`: "not valid for this web service"), as AWS answers an
+    /// action a region does not offer.
+    NotInRegion {
+        /// What is served where.
+        message: String,
+    },
     /// The edge failed itself while checking the request (the store did not answer a lookup
     /// of a temporary key): the service's own 5xx, never a crash or a refusal of the caller.
     Internal {
@@ -121,7 +130,9 @@ impl std::fmt::Display for EdgeError {
                 f,
                 "The request body is larger than {limit} bytes or could not be read."
             ),
-            EdgeError::Internal { message } => write!(f, "{message}"),
+            EdgeError::Internal { message } | EdgeError::NotInRegion { message } => {
+                write!(f, "{message}")
+            }
         }
     }
 }

@@ -108,6 +108,14 @@ pub enum AuthError {
     /// Temporary credentials past their expiration.
     #[error("The security token included in the request is expired")]
     ExpiredToken,
+    /// The credential scope names a region the endpoint does not serve (AWS's wording,
+    /// trailing space included). [`verify`] does not check regions: the server does, since
+    /// only it knows which it serves.
+    #[error("Credential should be scoped to a valid region, not '{region}'. ")]
+    WrongRegion {
+        /// The scope's region.
+        region: String,
+    },
 }
 
 /// The AWS error an [`AuthError`] is answered with.
@@ -210,6 +218,13 @@ pub fn access_key_id(authorization: &str) -> Option<&str> {
 /// its refusal has the right service's shape. `None` when the header is not SigV4.
 pub fn scope_service(authorization: &str) -> Option<&str> {
     parse_authorization(authorization).ok().map(|a| a.service)
+}
+
+/// The region in the credential scope of an `Authorization` header, read without verifying
+/// anything: a server serving several regions picks the region's API by it. `None` when the
+/// header is not SigV4.
+pub fn scope_region(authorization: &str) -> Option<&str> {
+    parse_authorization(authorization).ok().map(|a| a.region)
 }
 
 /// Checks `X-Amz-Date` against the clock and the credential scope's date, and returns it.
@@ -324,6 +339,16 @@ mod tests {
         let h = "AWS4-HMAC-SHA256 Credential=AKID/20250101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=00";
         assert_eq!(scope_service(h), Some("secretsmanager"));
         assert_eq!(scope_service("Basic dXNlcjpwYXNz"), None);
+        assert_eq!(scope_region(h), Some("us-east-1"));
+        assert_eq!(scope_region("Basic dXNlcjpwYXNz"), None);
+        let wrong = AuthError::WrongRegion {
+            region: "ap-south-1".into(),
+        };
+        assert_eq!(
+            wrong.to_string(),
+            "Credential should be scoped to a valid region, not 'ap-south-1'. "
+        );
+        assert_eq!(wrong.code().wire_type(), "InvalidSignatureException");
         assert_eq!(access_key_id(h), Some("AKID"));
         assert_eq!(
             AuthError::ExpiredToken.code().wire_type(),

@@ -71,6 +71,28 @@ impl fmt::Display for StoreUrl {
     }
 }
 
+impl StoreUrl {
+    /// The store of another region of the installation this URL names: each region has a
+    /// store of its own beside the installation's (which stays the primary region's), so its
+    /// keys, watches, revisions and leader election never mix with another region's and the
+    /// store's contract is unchanged. `memory:` is a new memory store; `sqlite://PATH` the
+    /// directory `PATH/regions/REGION`; `etcd://HOSTS/PATH` the same cluster under
+    /// `/PATH/regions/REGION/` (inside the installation's prefix, which holds no other key
+    /// under `regions/`, so removing an installation's prefix removes its regions too).
+    /// `region` is a region name (`eu-west-1`: letters, digits and dashes), which the caller
+    /// checks.
+    pub fn for_region(&self, region: &str) -> StoreUrl {
+        match self {
+            StoreUrl::Memory => StoreUrl::Memory,
+            StoreUrl::Sqlite(dir) => StoreUrl::Sqlite(dir.join("regions").join(region)),
+            StoreUrl::Etcd(cfg) => StoreUrl::Etcd(EtcdConfig {
+                endpoints: cfg.endpoints.clone(),
+                path: format!("{}/regions/{region}", cfg.path),
+            }),
+        }
+    }
+}
+
 /// Opens the backend `url` names, with its default options.
 pub async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match url {
@@ -124,6 +146,21 @@ pub async fn open_replica(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_region_has_its_own_store_beside_the_installations() {
+        assert_eq!(StoreUrl::Memory.for_region("eu-west-1"), StoreUrl::Memory);
+        assert_eq!(
+            StoreUrl::Sqlite("/var/lib/flotilla".into()).for_region("eu-west-1"),
+            StoreUrl::Sqlite("/var/lib/flotilla/regions/eu-west-1".into())
+        );
+        let etcd: StoreUrl = "etcd://a:1,b:2/prod/flotilla".parse().unwrap();
+        let StoreUrl::Etcd(cfg) = etcd.for_region("eu-west-1") else {
+            panic!("not etcd");
+        };
+        assert_eq!(cfg.key_prefix(), "/prod/flotilla/regions/eu-west-1/");
+        assert_eq!(cfg.endpoints, vec!["http://a:1", "http://b:2"]);
+    }
 
     #[test]
     fn parses_every_scheme() {

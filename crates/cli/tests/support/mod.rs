@@ -5,6 +5,8 @@
 
 mod sdk;
 pub use sdk::sdk;
+#[allow(unused_imports)] // Only the test binaries that call a region other than us-east-1.
+pub use sdk::sdk_in;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

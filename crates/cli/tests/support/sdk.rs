@@ -1,8 +1,19 @@
 //! An `aws-sdk-ecs` client pointed at a Flotilla endpoint (plain HTTP on loopback; rustls with
 //! the ring provider for HTTPS, which builds with the C compiler this machine has).
 
-/// An `aws-sdk-ecs` client for any endpoint and credentials.
+/// An `aws-sdk-ecs` client for any endpoint and credentials, in us-east-1.
 pub fn sdk(endpoint: &str, akid: &str, secret: &str, token: Option<&str>) -> aws_sdk_ecs::Client {
+    sdk_in(endpoint, "us-east-1", akid, secret, token)
+}
+
+/// [`sdk`] in `region`.
+pub fn sdk_in(
+    endpoint: &str,
+    region: &str,
+    akid: &str,
+    secret: &str,
+    token: Option<&str>,
+) -> aws_sdk_ecs::Client {
     let creds = aws_credential_types::Credentials::new(
         akid,
         secret,
@@ -17,7 +28,7 @@ pub fn sdk(endpoint: &str, akid: &str, secret: &str, token: Option<&str>) -> aws
         .build_https();
     let conf = aws_sdk_ecs::Config::builder()
         .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
-        .region(aws_sdk_ecs::config::Region::new("us-east-1"))
+        .region(aws_sdk_ecs::config::Region::new(region.to_string()))
         .credentials_provider(creds)
         .endpoint_url(endpoint)
         .http_client(http)

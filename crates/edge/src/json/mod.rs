@@ -95,9 +95,9 @@ impl JsonError {
             EdgeError::UnknownOperation { target } if !target.is_empty() => {
                 Self::unknown_operation(format!("'{target}' is not an operation of {title}."))
             }
-            EdgeError::UnknownOperation { .. } | EdgeError::NotPost { .. } => {
-                Self::unknown_operation(e.to_string())
-            }
+            EdgeError::UnknownOperation { .. }
+            | EdgeError::NotPost { .. }
+            | EdgeError::NotInRegion { .. } => Self::unknown_operation(e.to_string()),
             EdgeError::BodyTooLarge { .. } => too_large(e.to_string()),
             EdgeError::Internal { .. } => Self::internal_failure(e.to_string()),
         }

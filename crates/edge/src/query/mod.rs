@@ -493,7 +493,9 @@ impl<A: QueryApi> AwsQuery<A> {
                 "The action {target} is not valid for this web service ({}).",
                 self.0.title()
             )),
-            EdgeError::NotPost { .. } => QueryError::invalid_action(e.to_string()),
+            EdgeError::NotPost { .. } | EdgeError::NotInRegion { .. } => {
+                QueryError::invalid_action(e.to_string())
+            }
             EdgeError::BodyTooLarge { .. } => QueryError::validation(e.to_string()),
             EdgeError::Internal { .. } => self.0.internal_error(e.to_string()),
         }
