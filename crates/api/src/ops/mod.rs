@@ -59,8 +59,8 @@ pub mod update_cluster_settings;
 pub mod update_container_agent;
 pub mod update_container_instances_state;
 pub mod update_service;
-pub mod update_task_protection;
 pub mod update_service_primary_task_set;
+pub mod update_task_protection;
 pub mod update_task_set;
 
 /// True when `value` is an ARN of another region or account than this server's. Such an ARN

@@ -133,7 +133,6 @@ async fn modify_tags(
         Target::Service(cluster, name) | Target::TaskSet(cluster, name, _) => {
             service_key(cluster, name)
         }
-        Target::Service(cluster, name) => service_key(cluster, name),
         Target::CapacityProvider(name) => capacity_providers::key(name),
     };
     let change = &change;
