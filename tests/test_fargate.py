@@ -582,6 +582,8 @@ def test_service_splits_by_capacity_provider_strategy_and_replaces_reclaimed_spo
     assert [(s["capacityProvider"], s.get("base", 0), s["weight"]) for s in created["capacityProviderStrategy"]] == \
         [("FARGATE", 1, 1), ("FARGATE_SPOT", 0, 3)], created["capacityProviderStrategy"]
     assert "launchType" not in created or created["launchType"] != "EC2", created
+    # Rebalancing would move tasks between providers: Flotilla leaves it off for several providers.
+    assert created["availabilityZoneRebalancing"] == "DISABLED", created
 
     split = wait_for(lambda: split_when_steady(ecs, cluster, name), timeout=180, interval=0.5, what="8 tasks steady")
     assert {k: len(v) for k, v in split.items()} == {"FARGATE": 3, "FARGATE_SPOT": 5}, {k: len(v) for k, v in split.items()}

@@ -727,6 +727,7 @@ pub fn rebalance_shape(s: &Service) -> rebalance::Shape<'_> {
         maximum_percent: u32::try_from(max).unwrap_or(0),
         strategies: s.placement_strategy.as_deref().unwrap_or(&[]),
         constraints: s.placement_constraints.as_deref().unwrap_or(&[]),
+        providers: s.capacity_provider_strategy.as_ref().map_or(0, Vec::len),
     }
 }
 
@@ -764,8 +765,7 @@ fn apply_settings(s: &mut Service, req: &UpdateServiceRequest) -> Result<bool, E
     // Never a new deployment. ENABLED is checked against the configuration as updated.
     if let Some(r) = req.availability_zone_rebalancing {
         if r == flotilla_model::shapes::AvailabilityZoneRebalancing::Enabled {
-            rebalance::compatible(rebalance_shape(s))
-                .map_err(|why| EcsError::invalid_parameter(why.message()))?;
+            rebalance::compatible(rebalance_shape(s)).map_err(|why| why.error())?;
         }
         s.availability_zone_rebalancing = Some(r);
     }

@@ -659,9 +659,18 @@ pub(crate) async fn observe_service(
     } else {
         &instances
     };
+    // A custom capacity provider's tasks run on its hosts only: their zones are the ones.
+    let launch = rec.launch();
+    let provider = match launch.strategy.as_slice() {
+        [one] if launch.launch_type != LaunchType::Fargate => Some(one.capacity_provider.clone()),
+        _ => None,
+    };
     let zones = capacity
         .iter()
         .filter(|(_, i, _)| i.status() == InstanceStatus::Active && i.instance.agent_connected)
+        .filter(|(_, i, _)| {
+            provider.is_none() || i.instance.capacity_provider_name.as_ref() == provider.as_ref()
+        })
         .filter_map(|(_, i, _)| i.availability_zone.clone())
         .filter(|z| !z.is_empty())
         .collect();

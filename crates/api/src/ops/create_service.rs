@@ -136,12 +136,11 @@ fn rebalancing(
         maximum_percent: u32::try_from(config.maximum_percent.unwrap_or(200)).unwrap_or(0),
         strategies: req.placement_strategy.as_deref().unwrap_or(&[]),
         constraints: req.placement_constraints.as_deref().unwrap_or(&[]),
+        providers: launch.strategy.len(),
     };
     let fits = rebalance::compatible(shape);
     match (req.availability_zone_rebalancing, fits) {
-        (Some(AvailabilityZoneRebalancing::Enabled), Err(why)) => {
-            Err(EcsError::invalid_parameter(why.message()))
-        }
+        (Some(AvailabilityZoneRebalancing::Enabled), Err(why)) => Err(why.error()),
         (Some(r), _) => Ok(r),
         (None, Ok(())) => Ok(AvailabilityZoneRebalancing::Enabled),
         (None, Err(_)) => Ok(AvailabilityZoneRebalancing::Disabled),

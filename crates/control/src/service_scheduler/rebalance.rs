@@ -37,6 +37,8 @@ pub struct Shape<'a> {
     pub strategies: &'a [PlacementStrategy],
     /// Its placement constraints.
     pub constraints: &'a [PlacementConstraint],
+    /// How many capacity providers its strategy names (0 with a launch type).
+    pub providers: usize,
 }
 
 /// Why a service cannot be rebalanced across Availability Zones, as the message of the
@@ -53,6 +55,9 @@ pub enum Incompatible {
     FirstStrategy,
     /// A placement constraint names the zone attribute.
     ZoneConstraint,
+    /// Flotilla's own limit, not ECS's: a strategy of several capacity providers (a
+    /// rebalancing's start and stop could land on different providers and shift the split).
+    SeveralProviders,
 }
 
 impl Incompatible {
@@ -64,7 +69,22 @@ impl Incompatible {
             Self::MaximumPercent100 => "Availability Zone rebalancing is not supported for services whose deploymentConfiguration.maximumPercent is 100.",
             Self::FirstStrategy => "Availability Zone rebalancing is only supported for services whose first placement strategy is spread across attribute:ecs.availability-zone, or that have no placement strategy.",
             Self::ZoneConstraint => "Availability Zone rebalancing is not supported for services with a placement constraint on attribute:ecs.availability-zone.",
+            Self::SeveralProviders => "Availability Zone rebalancing is not supported by this Flotilla server yet for services whose capacity provider strategy names more than one capacity provider.",
         }
+    }
+
+    /// The error code: ECS's conditions are `InvalidParameterException`; Flotilla's own limit is
+    /// `UnsupportedFeatureException`.
+    pub fn code(self) -> flotilla_model::ErrorCode {
+        match self {
+            Self::SeveralProviders => flotilla_model::ErrorCode::UnsupportedFeatureException,
+            _ => flotilla_model::ErrorCode::InvalidParameterException,
+        }
+    }
+
+    /// The error refusing `ENABLED`.
+    pub fn error(self) -> flotilla_model::EcsError {
+        flotilla_model::EcsError::new(self.code(), self.message())
     }
 }
 
@@ -92,6 +112,9 @@ pub fn compatible(s: Shape<'_>) -> Result<(), Incompatible> {
             .is_some_and(|e| e.contains(AZ_ATTRIBUTE))
     }) {
         return Err(Incompatible::ZoneConstraint);
+    }
+    if s.providers > 1 {
+        return Err(Incompatible::SeveralProviders);
     }
     Ok(())
 }
@@ -242,6 +265,7 @@ mod tests {
             maximum_percent: max,
             strategies,
             constraints: &[],
+            providers: 0,
         }
     }
 
@@ -275,6 +299,13 @@ mod tests {
         let mut constrained = shape(200, &[]);
         constrained.constraints = &c;
         assert_eq!(compatible(constrained), Err(Incompatible::ZoneConstraint));
+        let mut split = shape(200, &[]);
+        split.providers = 2;
+        assert_eq!(compatible(split), Err(Incompatible::SeveralProviders));
+        assert_eq!(
+            Incompatible::SeveralProviders.code(),
+            flotilla_model::ErrorCode::UnsupportedFeatureException
+        );
     }
 
     #[test]
