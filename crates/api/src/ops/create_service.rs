@@ -49,13 +49,7 @@ pub async fn create_service(
     req: CreateServiceRequest,
 ) -> Result<CreateServiceResponse, EcsError> {
     let daemon = check_request(&req)?;
-    crate::shared::unserved::refuse(&crate::shared::unserved::ServiceOptions {
-        service_connect: req.service_connect_configuration.as_ref(),
-        volumes: req.volume_configurations.as_deref(),
-        vpc_lattice: req.vpc_lattice_configurations.as_deref(),
-        gateway_connectors: req.gateway_connectors.as_deref(),
-        monitoring: req.monitoring.as_ref(),
-    })?;
+    crate::shared::unserved::refuse(&crate::shared::unserved::ServiceOptions::of_create(&req))?;
     if req
         .deployment_controller
         .as_ref()

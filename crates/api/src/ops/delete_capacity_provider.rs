@@ -9,7 +9,7 @@
 //! provider is never both deleted and newly associated.
 
 use crate::context::Ctx;
-use crate::shared::capacity_providers::name_of;
+use crate::shared::capacity_providers::addressed;
 use flotilla_control::capacity_providers::{self as cp, CapacityProviderRecord};
 use flotilla_control::services::{ServiceRecord, ServiceStatus, SERVICES};
 use flotilla_controllers::records::{get, list, to_bytes, Attempt, CLUSTERS};
@@ -24,16 +24,7 @@ pub async fn delete_capacity_provider(
     ctx: &Ctx<'_>,
     req: DeleteCapacityProviderRequest,
 ) -> Result<DeleteCapacityProviderResponse, EcsError> {
-    if req.cluster.is_some() {
-        return Err(EcsError::invalid_parameter(
-            "The cluster parameter is only supported for Amazon ECS Managed Instances capacity providers.",
-        ));
-    }
-    let given = &req.capacity_provider;
-    let name = name_of(ctx, given).ok_or_else(|| cp::not_found(given))?;
-    if cp::is_builtin(&name) {
-        return Err(cp::reserved(&name));
-    }
+    let name = addressed(ctx, &req.capacity_provider, req.cluster.as_deref())?;
     let key = cp::key(&name);
     let rec = ctx
         .plane()

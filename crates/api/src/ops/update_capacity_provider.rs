@@ -3,7 +3,7 @@
 //! complete when the answer is sent.
 
 use crate::context::Ctx;
-use crate::shared::capacity_providers::name_of;
+use crate::shared::capacity_providers::addressed;
 use flotilla_control::capacity_providers::{self as cp, CapacityProviderRecord};
 use flotilla_controllers::records::{get, replace, Attempt};
 use flotilla_model::shapes::{UpdateCapacityProviderRequest, UpdateCapacityProviderResponse};
@@ -20,15 +20,7 @@ pub async fn update_capacity_provider(
             "Amazon ECS Managed Instances capacity providers are not supported by this Flotilla server.",
         ));
     }
-    if req.cluster.is_some() {
-        return Err(EcsError::invalid_parameter(
-            "The cluster parameter is only supported for Amazon ECS Managed Instances capacity providers.",
-        ));
-    }
-    let name = name_of(ctx, &req.name).ok_or_else(|| cp::not_found(&req.name))?;
-    if cp::is_builtin(&name) {
-        return Err(cp::reserved(&name));
-    }
+    let name = addressed(ctx, &req.name, req.cluster.as_deref())?;
     let key = cp::key(&name);
     let rec = ctx
         .plane()

@@ -34,13 +34,7 @@ pub async fn update_service(
         .filter(|_| !super::foreign_arn(ctx, &req.service))
         .ok_or_else(service_not_found)?
         .to_string();
-    crate::shared::unserved::refuse(&crate::shared::unserved::ServiceOptions {
-        service_connect: req.service_connect_configuration.as_ref(),
-        volumes: req.volume_configurations.as_deref(),
-        vpc_lattice: req.vpc_lattice_configurations.as_deref(),
-        gateway_connectors: req.gateway_connectors.as_deref(),
-        monitoring: req.monitoring.as_ref(),
-    })?;
+    crate::shared::unserved::refuse(&crate::shared::unserved::ServiceOptions::of_update(&req))?;
     let new_strategy = req
         .capacity_provider_strategy
         .as_deref()

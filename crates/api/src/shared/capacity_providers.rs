@@ -41,3 +41,19 @@ pub fn name_of(ctx: &Ctx<'_>, given: &str) -> Option<String> {
             .to_string(),
     )
 }
+
+/// The custom capacity provider an Update or DeleteCapacityProvider request addresses (by name
+/// or ARN): refused for the `cluster` member (Managed Instances only), unknown names and the
+/// built-in FARGATE and FARGATE_SPOT.
+pub fn addressed(ctx: &Ctx<'_>, given: &str, cluster: Option<&str>) -> Result<String, EcsError> {
+    if cluster.is_some() {
+        return Err(EcsError::invalid_parameter(
+            "The cluster parameter is only supported for Amazon ECS Managed Instances capacity providers.",
+        ));
+    }
+    let name = name_of(ctx, given).ok_or_else(|| cp::not_found(given))?;
+    if cp::is_builtin(&name) {
+        return Err(cp::reserved(&name));
+    }
+    Ok(name)
+}

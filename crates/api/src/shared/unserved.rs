@@ -24,6 +24,30 @@ pub struct ServiceOptions<'a> {
     pub monitoring: Option<&'a MonitoringConfiguration>,
 }
 
+impl<'a> ServiceOptions<'a> {
+    /// The options of a CreateService request.
+    pub fn of_create(r: &'a flotilla_model::shapes::CreateServiceRequest) -> Self {
+        ServiceOptions {
+            service_connect: r.service_connect_configuration.as_ref(),
+            volumes: r.volume_configurations.as_deref(),
+            vpc_lattice: r.vpc_lattice_configurations.as_deref(),
+            gateway_connectors: r.gateway_connectors.as_deref(),
+            monitoring: r.monitoring.as_ref(),
+        }
+    }
+
+    /// The options of an UpdateService request.
+    pub fn of_update(r: &'a flotilla_model::shapes::UpdateServiceRequest) -> Self {
+        ServiceOptions {
+            service_connect: r.service_connect_configuration.as_ref(),
+            volumes: r.volume_configurations.as_deref(),
+            vpc_lattice: r.vpc_lattice_configurations.as_deref(),
+            gateway_connectors: r.gateway_connectors.as_deref(),
+            monitoring: r.monitoring.as_ref(),
+        }
+    }
+}
+
 /// `UnsupportedFeatureException` for the first option asked that is not served.
 pub fn refuse(o: &ServiceOptions<'_>) -> Result<(), EcsError> {
     let asked = [
