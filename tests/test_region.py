@@ -191,6 +191,23 @@ def steady(ecs, name, desired, task_definition=None):
     return (s, tasks) if ok else None
 
 
+def cut_story(ecs, name, before, cz):
+    """What happened to a service's tasks during a zone cut, for a failure message: every task
+    (desired RUNNING or STOPPED) with its zone, host, states and reason, and the service's events."""
+    known = {t["taskArn"] for t in before}
+    lines = [f"cut zone {cz}"]
+    for desired in ("RUNNING", "STOPPED"):
+        for t in service_tasks(ecs, name, desired):
+            lines.append(" ".join([
+                t["taskArn"].rsplit("/", 1)[-1], "original" if t["taskArn"] in known else "new",
+                f"zone={zone_of(t)}", f"host={t.get('containerInstanceArn', '-').rsplit('/', 1)[-1]}",
+                f"desired={t['desiredStatus']}", f"last={t['lastStatus']}",
+                f"created={t.get('createdAt')}", f"stopped={t.get('stoppedReason', '')!r}"]))
+    s = ecs.describe_services(cluster=CLUSTER, services=[name])["services"][0]
+    lines += [f"event {e['createdAt']}: {e['message']}" for e in s["events"][:20]]
+    return "\n".join(lines)
+
+
 def zone_of(task):
     return task.get("availabilityZone", "?")[-1]
 
@@ -420,28 +437,34 @@ def test_a_zone_cut_off_for_60_seconds(whole):
     bound = 6 * svc["deploymentConfiguration"]["maximumPercent"] // 100
 
     region.run("cut", cz)
-    cut_at = time.monotonic()
-    log(f"zone {cz} cut off (leader in {lz}); its tasks {sorted(a.rsplit('/', 1)[-1] for a in cut_tasks)}")
-    elsewhere = None
-    while time.monotonic() - cut_at < 60:
-        running = running_containers()
-        missing = [c for c in cut_containers if c not in running]
-        assert not missing, f"cut zone containers stopped during the cut: {missing}"
-        if elsewhere is None:
-            try:
-                ts = service_tasks(ecs, name)
-                if sum(1 for t in ts if zone_of(t) != cz and t["lastStatus"] == "RUNNING") >= 6:
-                    elsewhere = time.monotonic() - cut_at
-                    log(f"6 tasks RUNNING outside zone {cz} {elsewhere:.1f} s after the cut")
-            except Exception:  # noqa: BLE001 - sampled again
-                pass
-        time.sleep(1)
-    assert elsewhere is not None, "the cut zone's tasks were not replaced in the other zones within 60 s"
-    replacements = {t["taskArn"] for t in service_tasks(ecs, name) if zone_of(t) != cz} - {t["taskArn"] for t in tasks}
-    assert len(replacements) == 2, replacements
-    placed_on = {t["containerInstanceArn"].rsplit("/", 1)[-1] for t in service_tasks(ecs, name)
-                 if t["taskArn"] in replacements}
-    assert not placed_on & cut_instances, placed_on
+    # A failure during the cut heals the zone before it is raised, so later tests and the
+    # teardown find the region whole.
+    try:
+        cut_at = time.monotonic()
+        log(f"zone {cz} cut off (leader in {lz}); its tasks {sorted(a.rsplit('/', 1)[-1] for a in cut_tasks)}")
+        elsewhere = None
+        while time.monotonic() - cut_at < 60:
+            running = running_containers()
+            missing = [c for c in cut_containers if c not in running]
+            assert not missing, f"cut zone containers stopped during the cut: {missing}"
+            if elsewhere is None:
+                try:
+                    ts = service_tasks(ecs, name)
+                    if sum(1 for t in ts if zone_of(t) != cz and t["lastStatus"] == "RUNNING") >= 6:
+                        elsewhere = time.monotonic() - cut_at
+                        log(f"6 tasks RUNNING outside zone {cz} {elsewhere:.1f} s after the cut")
+                except Exception:  # noqa: BLE001 - sampled again
+                    pass
+            time.sleep(1)
+        assert elsewhere is not None, "the cut zone's tasks were not replaced in the other zones within 60 s"
+        replacements = {t["taskArn"] for t in service_tasks(ecs, name) if zone_of(t) != cz} - {t["taskArn"] for t in tasks}
+        assert len(replacements) == 2, cut_story(ecs, name, tasks, cz)
+        placed_on = {t["containerInstanceArn"].rsplit("/", 1)[-1] for t in service_tasks(ecs, name)
+                     if t["taskArn"] in replacements}
+        assert not placed_on & cut_instances, placed_on
+    except BaseException:
+        region.run("heal", cz)
+        raise
 
     region.run("heal", cz)
     healed_at = time.monotonic()
