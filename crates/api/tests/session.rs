@@ -665,3 +665,128 @@ async fn a_live_session_heals_a_wrong_disconnect_within_a_heartbeat() {
     }
     eprintln!("healed after {:?}", wrong.elapsed());
 }
+
+/// A store that can be taken down: every read and write fails while `down` (as etcd answers
+/// while it has no leader); open watches stay open and see nothing, as writes fail.
+struct Outage {
+    inner: MemoryStore,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl Outage {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("etcdserver: no leader".into()));
+        }
+        Ok(())
+    }
+    fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for Outage {
+    async fn get(&self, key: &str) -> Result<Option<flotilla_store::KeyValue>, StoreError> {
+        self.check()?;
+        self.inner.get(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<flotilla_store::Page, StoreError> {
+        self.check()?;
+        self.inner.list(prefix, after, limit).await
+    }
+    async fn txn(
+        &self,
+        txn: flotilla_store::Txn,
+    ) -> Result<flotilla_store::TxnOutcome, StoreError> {
+        self.check()?;
+        self.inner.txn(txn).await
+    }
+    async fn revision(&self) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.revision().await
+    }
+    async fn watch(
+        &self,
+        prefix: &str,
+        after_revision: u64,
+    ) -> Result<flotilla_store::WatchStream, StoreError> {
+        self.check()?;
+        self.inner.watch(prefix, after_revision).await
+    }
+}
+
+/// An outage of the store stops every replica's beats as well as the leader's writes: an agent
+/// that kept heartbeating throughout is not declared lost when the store comes back, however the
+/// outage's end falls against its silence deadline (the outages below end from well before to
+/// just before the deadline the last beat before them set).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_outage_does_not_make_a_heartbeating_agent_lost() {
+    let timings = heartbeat_every(Duration::from_millis(200));
+    let (interval, limit) = (timings.heartbeat_interval, timings.silence_limit());
+    let store = Arc::new(Outage {
+        inner: MemoryStore::new(),
+        down: Default::default(),
+    });
+    let (a, _) = serve(
+        api_with(store.clone())
+            .with_timings(timings)
+            .with_replica_id("a"),
+    )
+    .await;
+    let (b, addr_b) = serve(
+        api_with(store.clone())
+            .with_timings(timings)
+            .with_replica_id("b")
+            .with_election(Arc::new(NeverLeads)),
+    )
+    .await;
+    cluster(&a, "o1").await;
+    let inst = register(&b, "o1", 1024, 1024, "us-east-1a").await;
+    let mut ws = open_session(&addr_b, &inst).await;
+    let key = format!("container-instances/o1/{}", instance_id(&inst));
+    let connected = || async {
+        let kv = store.inner.get(&key).await.unwrap().expect("the instance");
+        let rec: flotilla_control::instances::InstanceRecord =
+            serde_json::from_slice(&kv.value).unwrap();
+        rec.instance.agent_connected
+    };
+    for tenths in [15, 20, 24, 27, 29] {
+        let outage = limit * tenths / 30;
+        // Heard normally for a silence limit first.
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            send(&mut ws, &AgentMessage::Heartbeat { sent_at_ms: 0 }).await;
+            tokio::time::sleep(interval).await;
+            assert!(connected().await);
+        }
+        // The store goes away for `outage` while the agent goes on heartbeating.
+        store.set_down(true);
+        let back = Instant::now() + outage;
+        while Instant::now() < back {
+            send(&mut ws, &AgentMessage::Heartbeat { sent_at_ms: 0 }).await;
+            tokio::time::sleep(interval.min(back - Instant::now())).await;
+        }
+        store.set_down(false);
+        let until = Instant::now() + limit * 2;
+        while Instant::now() < until {
+            send(&mut ws, &AgentMessage::Heartbeat { sent_at_ms: 0 }).await;
+            let next = Instant::now() + interval;
+            while Instant::now() < next {
+                assert!(
+                    connected().await,
+                    "a heartbeating agent was declared lost after a store outage of {outage:?} \
+                     (silence limit {limit:?})"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    // Silence still counts once the store answers.
+    wait_connected(&a, "o1", &inst, false).await;
+}

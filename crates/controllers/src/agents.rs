@@ -14,7 +14,10 @@
 //!   shows connected: each beat it observes moves the deadline `MISSED_HEARTBEATS` heartbeat
 //!   intervals ahead. An instance whose deadline passes (no beat from any replica in that time:
 //!   it registered and never opened a session, or its agent went silent) is marked
-//!   `agentConnected: false`. A session also watches its own silence (see
+//!   `agentConnected: false`. Each tick first reads the store's revision: while the store does
+//!   not answer (an etcd election, a member cut off), beats cannot be written either, so every
+//!   deadline is pushed a whole silence limit past the outage instead of agents being declared
+//!   lost for the store's silence. A session also watches its own silence (see
 //!   `flotilla_api::session`).
 //! - The sweeper: STOPPED tasks are kept for [`AgentTimings::stopped_task_retention`] after
 //!   `stoppedAt` (ECS keeps them about an hour), then deleted; RunTask client tokens are
@@ -166,6 +169,14 @@ impl Deadlines {
 
     fn forget(&mut self, key: &str) {
         self.0.remove(key);
+    }
+
+    /// Every instance gets at least until `deadline`: the store could not be reached, so no
+    /// silence since then says anything about the agents (their beats could not be written).
+    fn postpone_all(&mut self, deadline: Instant) {
+        for d in self.0.values_mut() {
+            *d = (*d).max(deadline);
+        }
     }
 
     /// Removes and returns the instances whose deadline passed.
@@ -371,7 +382,12 @@ async fn liveness_loop(weak: Weak<Plane>, fence: Fence) {
                 ev = live.instances.next() => live.observe(false, ev, limit),
                 _ = tick.tick() => {
                     let Some(api) = weak.upgrade() else { return };
-                    if !disconnect_expired(&api, &fence, &mut live.deadlines, limit).await {
+                    if !store_answers(&api, api.timings.heartbeat_interval).await {
+                        // An outage (an etcd election, a cut-off member) stops every
+                        // replica's beats too: the agents are given a whole silence limit
+                        // of a working store before any of them is declared lost.
+                        live.deadlines.postpone_all(Instant::now() + limit);
+                    } else if !disconnect_expired(&api, &fence, &mut live.deadlines, limit).await {
                         return;
                     }
                     true
@@ -380,6 +396,22 @@ async fn liveness_loop(weak: Weak<Plane>, fence: Fence) {
             if !open {
                 break;
             }
+        }
+    }
+}
+
+/// Whether the store answers a read of its revision within `within` (on etcd a linearizable
+/// read: it fails while the cluster has no leader).
+async fn store_answers(api: &Plane, within: Duration) -> bool {
+    match tokio::time::timeout(within, api.store().revision()).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "agent liveness: the store does not answer; no agent is declared lost until it does");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(?within, "agent liveness: the store is too slow to answer; no agent is declared lost until it does");
+            false
         }
     }
 }
@@ -519,6 +551,20 @@ mod tests {
         assert!(d.take_expired(now).is_empty());
         d.forget("k");
         assert!(d.take_expired(later).is_empty());
+    }
+
+    #[test]
+    fn an_outage_postpones_every_deadline_and_never_brings_one_forward() {
+        let mut d = Deadlines::default();
+        let now = Instant::now();
+        let (soon, later) = (now + Duration::from_secs(1), now + Duration::from_secs(9));
+        d.heard("due", now);
+        d.heard("far", later);
+        d.postpone_all(soon);
+        assert!(d.take_expired(now).is_empty());
+        assert_eq!(d.take_expired(soon), vec!["due".to_string()]);
+        assert!(d.take_expired(later - Duration::from_millis(1)).is_empty());
+        assert_eq!(d.take_expired(later), vec!["far".to_string()]);
     }
 
     #[test]
