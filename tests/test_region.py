@@ -233,6 +233,23 @@ def region(tmp_path_factory):
     status = reg.run("status", check=False, timeout=60)
     print(status)
     reg.run("down", timeout=120, check=False)
+    keep_logs(state)
+
+
+def keep_logs(state):
+    """Every process's log of this region, copied where a later pytest run's temporary
+    directories cannot rotate them away, with each server's last warnings printed (pytest shows
+    them when a test of the module failed)."""
+    keep = Path(os.environ.get("FLOTILLA_REGION_LOGS", "/tmp/flotilla-region-logs")) / time.strftime("%Y%m%d-%H%M%S")
+    for log_file in sorted(Path(state).glob("z*/*.log")):
+        dest = keep / log_file.parent.name / log_file.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(log_file, dest)
+        if log_file.name == "server.log":
+            lines = [line for line in log_file.read_text(errors="replace").splitlines()
+                     if " WARN " in line or " ERROR " in line]
+            print(f"--- {log_file.parent.name}/server.log: last warnings and errors", *lines[-25:], sep="\n")
+    print(f"region logs kept in {keep}")
 
 
 @pytest.fixture
