@@ -183,6 +183,13 @@ fn dev_agent_with(
         AgentConfig::new(cluster, String::new(), data_dir, credentials)
     };
     template.region = server.api.arns.region.clone();
+    // Samples at least once per metrics period, so every period has the figures.
+    template.usage_interval =
+        template
+            .usage_interval
+            .min(std::time::Duration::from_secs(u64::from(
+                server.metrics_period_seconds,
+            )));
     apply_host(&mut template, host)?;
     Ok(crate::serve::LocalAgent(Box::new(move |url| {
         let mut cfg = template;
