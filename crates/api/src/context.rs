@@ -54,6 +54,8 @@ pub struct Api {
     /// ECS Exec: the sessions `ExecuteCommand` created here, the agent sessions commands are
     /// ordered through, and the orders waiting for their agent ([`crate::exec`]).
     pub exec: crate::exec::ExecHub,
+    /// This replica's metric series (CloudWatch), answered to the other replicas.
+    metric_series: Option<Arc<flotilla_cloudwatch::LocalSeries>>,
 }
 
 /// The services a task's `secrets` are read from.
@@ -98,6 +100,7 @@ impl Api {
             secrets: None,
             task_credentials: None,
             exec: crate::exec::ExecHub::default(),
+            metric_series: None,
         }
     }
 
@@ -164,6 +167,42 @@ impl Api {
     /// The services served beside ECS.
     pub fn services(&self) -> &[Arc<dyn Service>] {
         &self.services
+    }
+
+    /// Builder: the region's metrics and alarms (CloudWatch's reader and alarm writer), read by
+    /// handlers and controllers as `plane.metrics` / `plane.alarms`. Call before the API serves
+    /// (the plane is not shared yet).
+    pub fn with_metrics(
+        mut self,
+        reader: Arc<dyn flotilla_metrics::MetricReader>,
+        alarms: Arc<dyn flotilla_metrics::AlarmWriter>,
+    ) -> Self {
+        if let Some(p) = Arc::get_mut(&mut self.plane) {
+            p.metrics = reader;
+            p.alarms = alarms;
+        }
+        self
+    }
+
+    /// Builder: this replica's metric series, answered to the other replicas'
+    /// `FlotillaAdmin.MetricQuery` ([`crate::metrics_peers`]).
+    pub fn with_metric_series(mut self, series: Arc<flotilla_cloudwatch::LocalSeries>) -> Self {
+        self.metric_series = Some(series);
+        self
+    }
+
+    /// This replica's metric series, when it keeps them.
+    pub fn metric_series(&self) -> Option<&Arc<flotilla_cloudwatch::LocalSeries>> {
+        self.metric_series.as_ref()
+    }
+
+    /// Builder: a loop that runs with the controllers, on the leader only
+    /// ([`flotilla_controllers::LeaderLoop`]). Call before the API serves.
+    pub fn with_leader_loop(mut self, l: Arc<dyn flotilla_controllers::LeaderLoop>) -> Self {
+        if let Some(p) = Arc::get_mut(&mut self.plane) {
+            p.leader_loops.push(l);
+        }
+        self
     }
 
     /// Builder: run the controllers only while this replica wins `election` (see
