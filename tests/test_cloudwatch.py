@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import time
+import urllib.request
 
 import boto3
 import pytest
@@ -88,7 +89,7 @@ def docker_cpu_percent(container):
     return float(out.strip().rstrip("%"))
 
 
-def test_service_cpu_utilization_matches_docker_stats(ecs, cw, aws, cluster):
+def test_service_cpu_utilization_matches_docker_stats(fleet, ecs, cw, aws, cluster):
     family = helpers.unique("burn")
     ecs.register_task_definition(
         family=family, cpu="1024", memory="64",
@@ -160,6 +161,45 @@ def test_service_cpu_utilization_matches_docker_stats(ecs, cw, aws, cluster):
         Dimensions=[{"Name": "ClusterName", "Value": cluster}],
         StartTime=start, EndTime=end, Period=PERIOD, Statistics=["Average"])["Datapoints"]
     assert reservation and all(d["Average"] > 0 for d in reservation)
+
+    # The same figures in /metrics for Prometheus (the service's, its task's, its instance's)
+    # and in `flotilla top`, while the task still burns.
+    task_id = task["taskArn"].rsplit("/", 1)[-1]
+    instance_id = task["containerInstanceArn"].rsplit("/", 1)[-1]
+
+    def gauge(text, name, **labels):
+        want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        for line in text.splitlines():
+            if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+        raise AssertionError(f"no {name}{{{want}}} in /metrics")
+
+    with urllib.request.urlopen(f"{fleet.endpoint}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    service_cpu = gauge(text, "flotilla_ecs_utilization_percent", cluster=cluster, service=service,
+                        metric="CPUUtilization")
+    task_cpu = gauge(text, "flotilla_task_cpu_utilization_percent", cluster=cluster, service=service, task=task_id)
+    instance_cpu = gauge(text, "flotilla_container_instance_cpu_utilization_percent", cluster=cluster,
+                         container_instance=instance_id)
+    print(f"/metrics: service {service_cpu:.1f} %, task {task_cpu:.1f} %, instance {instance_cpu:.1f} %")
+    assert abs(service_cpu - docker_avg) <= 15, (service_cpu, docker_avg)
+    assert abs(task_cpu - docker_avg) <= 15, (task_cpu, docker_avg)
+    assert 0 < instance_cpu <= 100
+    cli_env = dict(os.environ, AWS_ACCESS_KEY_ID=helpers.ACCESS_KEY, AWS_SECRET_ACCESS_KEY=helpers.SECRET_KEY,
+                   AWS_DEFAULT_REGION=helpers.REGION)
+    cli_env.pop("AWS_SESSION_TOKEN", None)
+    top = subprocess.run([str(helpers.FLOTILLA_BIN), "top", "--endpoint", fleet.endpoint, "--cluster", cluster,
+                          "--service", service, "--output", "json"],
+                         capture_output=True, text=True, timeout=30, env=cli_env)
+    assert top.returncode == 0, top.stderr
+    shown = json.loads(top.stdout)
+    row = next(r for r in shown["services"] if r["service"] == service)
+    assert abs(row["percent"]["CPUUtilization"] - docker_avg) <= 15, row
+    assert [t["task"] for t in shown["tasks"]] == [task_id]
+    table = subprocess.run([str(helpers.FLOTILLA_BIN), "top", "--endpoint", fleet.endpoint, "--cluster", cluster,
+                            "--once"], capture_output=True, text=True, timeout=30, env=cli_env)
+    assert table.returncode == 0, table.stderr
+    assert service in table.stdout and "CPU%" in table.stdout and instance_id in table.stdout
     ecs.update_service(cluster=cluster, service=service, desiredCount=0)
 
 

@@ -29,6 +29,7 @@ pub mod server;
 pub mod session;
 pub mod shared;
 pub mod task_credentials;
+pub mod usage_gauges;
 
 pub use context::{Api, ApiConfig};
 pub use flotilla_controllers::fargate;

@@ -5,7 +5,8 @@
 //! (`flotilla_store_request_duration_seconds`, measured by [`TimedStore`]); and each custom
 //! capacity provider's `CapacityProviderReservation` per cluster
 //! (`flotilla_capacity_provider_reservation`, computed as `/metrics` is scraped by
-//! `crate::capacity_metrics`).
+//! `crate::capacity_metrics`); utilization (`flotilla_ecs_utilization_percent`, and per task and
+//! container instance, computed as `/metrics` is scraped by `crate::usage_gauges`).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use std::sync::Arc;
@@ -51,8 +52,52 @@ pub struct ReservationLabels {
     pub capacity_provider: String,
 }
 
+/// Labels of the `AWS/ECS` utilization gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EcsLabels {
+    /// The cluster's name.
+    pub cluster: String,
+    /// The service's name, empty for the cluster's figure.
+    pub service: String,
+    /// `CPUUtilization`, `MemoryUtilization`, `CPUReservation` or `MemoryReservation`.
+    pub metric: String,
+}
+
+/// Labels of a task's utilization gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskLabels {
+    /// The cluster's name.
+    pub cluster: String,
+    /// The service's name, empty for a task of no service.
+    pub service: String,
+    /// The task's id.
+    pub task: String,
+}
+
+/// Labels of a container instance's utilization gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InstanceLabels {
+    /// The cluster's name.
+    pub cluster: String,
+    /// The container instance's id.
+    pub container_instance: String,
+}
+
+type FloatGauges<L> = Family<L, Gauge<f64, std::sync::atomic::AtomicU64>>;
+
+/// The utilization gauges, replaced as `/metrics` is scraped ([`crate::usage_gauges`]).
+#[derive(Default)]
+struct UsageGauges {
+    ecs: FloatGauges<EcsLabels>,
+    task_cpu: FloatGauges<TaskLabels>,
+    task_memory: FloatGauges<TaskLabels>,
+    instance_cpu: FloatGauges<InstanceLabels>,
+    instance_memory: FloatGauges<InstanceLabels>,
+}
+
 /// The API's metrics.
 pub struct Metrics {
+    usage: UsageGauges,
     reservation: Family<ReservationLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -122,7 +167,40 @@ impl Metrics {
              cluster and custom capacity provider",
             reservation.clone(),
         );
+        let usage = UsageGauges::default();
+        registry.register(
+            "ecs_utilization_percent",
+            "The AWS/ECS figures of the last complete metrics period (CPUUtilization and \
+             MemoryUtilization per cluster and service, CPUReservation and MemoryReservation per \
+             cluster), every replica's samples merged, as CloudWatch answers them",
+            usage.ecs.clone(),
+        );
+        registry.register(
+            "task_cpu_utilization_percent",
+            "CPU used by a task over its reservation, latest sample (tasks whose agent's session \
+             this replica holds)",
+            usage.task_cpu.clone(),
+        );
+        registry.register(
+            "task_memory_utilization_percent",
+            "Memory used by a task over its reservation, latest sample (tasks whose agent's \
+             session this replica holds)",
+            usage.task_memory.clone(),
+        );
+        registry.register(
+            "container_instance_cpu_utilization_percent",
+            "CPU used by an instance's tasks over what it registered, latest samples (instances \
+             whose session this replica holds)",
+            usage.instance_cpu.clone(),
+        );
+        registry.register(
+            "container_instance_memory_utilization_percent",
+            "Memory used by an instance's tasks over what it registered, latest samples \
+             (instances whose session this replica holds)",
+            usage.instance_memory.clone(),
+        );
         Metrics {
+            usage,
             reservation,
             registry,
             requests,
@@ -150,6 +228,56 @@ impl Metrics {
                     capacity_provider: provider.clone(),
                 })
                 .set(*v);
+        }
+    }
+
+    /// Replaces the task and container instance utilization gauges.
+    pub fn set_local_usage(
+        &self,
+        tasks: &[crate::usage_gauges::TaskGauge],
+        instances: &[crate::usage_gauges::InstanceGauge],
+    ) {
+        let u = &self.usage;
+        u.task_cpu.clear();
+        u.task_memory.clear();
+        u.instance_cpu.clear();
+        u.instance_memory.clear();
+        for t in tasks {
+            let labels = TaskLabels {
+                cluster: t.cluster.clone(),
+                service: t.service.clone(),
+                task: t.task.clone(),
+            };
+            if let Some(v) = t.cpu {
+                u.task_cpu.get_or_create(&labels).set(v);
+            }
+            if let Some(v) = t.memory {
+                u.task_memory.get_or_create(&labels).set(v);
+            }
+        }
+        for i in instances {
+            let labels = InstanceLabels {
+                cluster: i.cluster.clone(),
+                container_instance: i.instance.clone(),
+            };
+            u.instance_cpu.get_or_create(&labels).set(i.cpu);
+            u.instance_memory.get_or_create(&labels).set(i.memory);
+        }
+    }
+
+    /// Replaces the `AWS/ECS` gauges (left empty when the region's figures cannot be read:
+    /// a partial figure would be wrong).
+    pub fn set_ecs_usage(&self, figures: &[crate::usage_gauges::EcsGauge]) {
+        self.usage.ecs.clear();
+        for f in figures {
+            self.usage
+                .ecs
+                .get_or_create(&EcsLabels {
+                    cluster: f.cluster.clone(),
+                    service: f.service.clone(),
+                    metric: f.metric.clone(),
+                })
+                .set(f.value);
         }
     }
 

@@ -69,6 +69,15 @@ async fn metrics(State(api): State<Arc<Api>>) -> Response {
         Ok(values) => api.metrics.set_reservations(&values),
         Err(e) => tracing::warn!(error = %e, "could not read capacity provider reservations"),
     }
+    let (tasks, instances) = crate::usage_gauges::local(&api).await;
+    api.metrics.set_local_usage(&tasks, &instances);
+    match crate::usage_gauges::ecs(api.plane.metrics.as_ref(), api.plane.clock.now()).await {
+        Ok(figures) => api.metrics.set_ecs_usage(&figures),
+        Err(e) => {
+            api.metrics.set_ecs_usage(&[]);
+            tracing::warn!(error = %e, "could not read the AWS/ECS figures for /metrics");
+        }
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -152,6 +152,22 @@ impl EcsClient {
             .await
     }
 
+    /// `GET /metrics` of every replica of the endpoint: `(replica URL, text or why not)`.
+    pub async fn metrics_texts(&self) -> Vec<(String, anyhow::Result<String>)> {
+        let mut out = Vec::new();
+        for (_, endpoint) in self.endpoints.rotation() {
+            let url = format!("{}/metrics", endpoint.trim_end_matches('/'));
+            let got = async {
+                let resp = self.http.get(&url).send().await?.error_for_status()?;
+                resp.text().await
+            }
+            .await
+            .with_context(|| format!("reading {url}"));
+            out.push((endpoint.to_string(), got));
+        }
+        out
+    }
+
     /// Sends the call to each replica in turn, from the current one, until one answers.
     async fn call_target(
         &self,

@@ -17,6 +17,7 @@ mod serve;
 mod service_cmd;
 mod status_cmd;
 mod terminal;
+mod top_cmd;
 mod verbs;
 
 use clap::{Parser, Subcommand};
@@ -81,6 +82,13 @@ enum Command {
     /// Show the server replicas and which one leads (its term), the store (kind, reachable,
     /// etcd members) and the container instances per availability zone.
     Status(ListArgs),
+    /// Show utilization live: CPU and memory of every service and cluster (the AWS/ECS figures
+    /// CloudWatch serves), and of the tasks and container instances of the replicas named by
+    /// --endpoint (name every replica of a region, comma-separated, to see every task).
+    ///
+    /// Examples: `flotilla top --cluster prod` redraws every 5 s; `flotilla top --service web
+    /// --once` prints the service and its tasks once; `--output json` for scripts.
+    Top(top_cmd::TopArgs),
     /// List clusters with their instance, task and service counts.
     Clusters(ListArgs),
     /// Show load balancers: `flotilla lb ls` lists them with their listeners; `flotilla lb
@@ -303,6 +311,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Exec(args) => std::process::exit(exec_cmd::run(args).await),
             Command::Lb(cmd) => lb_cmd::run(cmd).await,
             Command::Status(args) => status_cmd::run(args.endpoint.client()?, args.output).await,
+            Command::Top(args) => top_cmd::run(args).await,
             Command::Clusters(args) => {
                 let client = args.endpoint.client()?;
                 verbs::clusters(&client, args.output).await
