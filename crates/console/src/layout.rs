@@ -59,12 +59,13 @@ h2{font-size:1.05rem;margin:1.4rem 0 .5rem}
 nav.crumbs{font-size:.85rem;color:#6b7280;overflow-wrap:anywhere}
 nav.crumbs a{color:#2563eb}
 a{color:#2563eb}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(15rem,1fr));gap:.75rem}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(17rem,1fr));gap:.75rem}
 .card{background:#fff;border:1px solid #e5e7eb;border-radius:.5rem;padding:.75rem 1rem}
 .card h3{margin:0 0 .4rem;font-size:1rem;overflow-wrap:anywhere}
 .stat{display:flex;justify-content:space-between;gap:.5rem;font-size:.9rem}
-.stat b{font-variant-numeric:tabular-nums}
-.bar{height:.4rem;background:#e5e7eb;border-radius:.2rem;overflow:hidden;margin:.15rem 0 .5rem}
+.stat b{font-variant-numeric:tabular-nums;text-align:right;overflow-wrap:anywhere;min-width:0}
+.bar{height:.4rem;background:#e5e7eb;border-radius:.2rem;overflow:hidden;margin:.15rem 0 .2rem}
+.free{font-size:.75rem;color:#6b7280;text-align:right;margin-bottom:.4rem}
 .bar span{display:block;height:100%;background:#2563eb}
 .scroll{overflow-x:auto;background:#fff;border:1px solid #e5e7eb;border-radius:.5rem}
 table{border-collapse:collapse;width:100%;font-size:.9rem}
@@ -76,6 +77,7 @@ td.num{font-variant-numeric:tabular-nums;text-align:right}
 .notice{background:#fee2e2;border:1px solid #fca5a5;color:#7f1d1d;border-radius:.5rem;padding:.6rem .8rem;margin-bottom:1rem;overflow-wrap:anywhere}
 .muted{color:#6b7280}
 .empty{color:#6b7280;font-style:italic;padding:.6rem}
+section{margin-top:.75rem}
 form.inline{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end}
 label{display:flex;flex-direction:column;font-size:.8rem;color:#4b5563;gap:.15rem}
 input,select{font:inherit;padding:.35rem .5rem;border:1px solid #d1d5db;border-radius:.35rem;background:#fff;min-width:0}

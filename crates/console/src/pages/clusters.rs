@@ -32,22 +32,22 @@ pub fn capacity_card(cluster: &Cluster, c: &Capacity, linked: bool) -> String {
         "<div class=\"card\"><h3>{title} {status}</h3>{cpu}{cpu_bar}{mem}{mem_bar}{inst}{tasks}{svcs}</div>",
         status = badge(cluster.status.as_deref().unwrap_or("UNKNOWN")),
         cpu = stat(
-            "CPU units (reserved / registered)",
-            &format!("{} / {} · {} free", c.cpu_used(), c.cpu_registered, c.cpu_remaining)
+            "CPU units reserved",
+            &format!("{} / {}", c.cpu_used(), c.cpu_registered)
         ),
-        cpu_bar = bar(c.cpu_used(), c.cpu_registered),
+        cpu_bar = free_bar(c.cpu_used(), c.cpu_registered, c.cpu_remaining, "units"),
         mem = stat(
-            "Memory MiB (reserved / registered)",
-            &format!(
-                "{} / {} · {} free",
-                c.memory_used(),
-                c.memory_registered,
-                c.memory_remaining
-            )
+            "Memory reserved",
+            &format!("{} / {} MiB", c.memory_used(), c.memory_registered)
         ),
-        mem_bar = bar(c.memory_used(), c.memory_registered),
+        mem_bar = free_bar(
+            c.memory_used(),
+            c.memory_registered,
+            c.memory_remaining,
+            "MiB"
+        ),
         inst = stat(
-            "Container instances (connected)",
+            "Instances (connected)",
             &format!(
                 "{} ({})",
                 cluster.registered_container_instances_count, c.connected
@@ -64,6 +64,14 @@ pub fn capacity_card(cluster: &Cluster, c: &Capacity, linked: bool) -> String {
             "Active services",
             &cluster.active_services_count.to_string()
         ),
+    )
+}
+
+/// A usage bar and what remains under it.
+fn free_bar(used: i64, registered: i64, remaining: i64, unit: &str) -> String {
+    format!(
+        "{}<div class=\"free\">{remaining} {unit} free</div>",
+        bar(used, registered)
     )
 }
 
@@ -124,8 +132,10 @@ mod tests {
             "{html}"
         );
         assert!(html.contains(">prod&lt;1&gt;</a>"));
-        assert!(html.contains("512 / 2048 · 1536 free"));
-        assert!(html.contains("1024 / 4096 · 3072 free"));
+        assert!(html.contains("<b>512 / 2048</b>"));
+        assert!(html.contains(">1536 units free<"));
+        assert!(html.contains("<b>1024 / 4096 MiB</b>"));
+        assert!(html.contains(">3072 MiB free<"));
         assert!(html.contains("<b>1 (1)</b>"));
         assert!(html.contains("<b>3 / 1</b>"));
         assert!(html.contains("data-live id=\"clusters\""));
