@@ -4,7 +4,8 @@ with tests/webdriver.py) against `flotilla dev` with its in-process agent on rea
 - a bad sign-in is refused and sets no session; pages need one;
 - a person signs in with the server's access key pair, sees the cluster and its capacity,
   creates a service with the console's form, and watches it reach a steady state on the
-  service page, which updates itself without a reload; opens a task's page and reads its
+  service page, which updates itself without a reload, and its CPU and memory utilization
+  chart drawn from the service's AWS/ECS metrics (5-second periods here); opens a task's page and reads its
   container's CloudWatch Logs; stops a task and scales the service to 0 with the console;
   reads a task definition's JSON; signs out;
 - a form without the session's CSRF token, or from another site, is refused.
@@ -25,6 +26,7 @@ from conftest import make_client
 from fleet import IMAGE, cluster_containers, docker, instances_ready, wait_for
 from webdriver import Browser
 
+PERIOD = 5
 SCREENSHOTS = Path(os.environ.get("FLOTILLA_SCREENSHOTS", helpers.TESTS_DIR / "screenshots"))
 
 
@@ -36,7 +38,11 @@ def cluster():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, test_image, cluster):
     d = tmp_path_factory.mktemp("console")
-    s = helpers.Server(d / "data", d / "dev.log", agent=True, extra_args=["--cluster", cluster])
+    s = helpers.Server(d / "data", d / "dev.log", agent=True, extra_args=[
+        "--cluster", cluster,
+        # Utilization in 5-second periods, sampled every second: the charts fill in seconds.
+        "--metrics-period-seconds", str(PERIOD), "--usage-interval-seconds", "1",
+    ])
     yield s
     s.kill(signal.SIGTERM)
     ids = cluster_containers(cluster)
@@ -99,8 +105,10 @@ def test_sign_in_create_a_service_and_watch_it_reach_a_steady_state(server, ecs,
     ecs.register_task_definition(
         family=family,
         containerDefinitions=[{
-            "name": "web", "image": IMAGE, "memory": 32, "essential": True, "stopTimeout": 1,
-            "command": ["sh", "-c", "echo hello from the console; while true; do echo tick; sleep 1; done"],
+            "name": "web", "image": IMAGE, "cpu": 64, "memory": 32, "essential": True, "stopTimeout": 1,
+            # A little work each second, so the CPU line has something to show.
+            "command": ["sh", "-c", "echo hello from the console; while true; do echo tick; "
+                        "i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; sleep 1; done"],
             "logConfiguration": {"logDriver": "awslogs", "options": {
                 "awslogs-group": group, "awslogs-region": helpers.REGION,
                 "awslogs-stream-prefix": "app", "awslogs-create-group": "true"}},
@@ -144,6 +152,11 @@ def test_sign_in_create_a_service_and_watch_it_reach_a_steady_state(server, ecs,
                      what="the deployment COMPLETED")
     browser.wait_for(lambda: "has reached a steady state" in browser.text("#events"), timeout=90,
                      what="the steady-state event")
+    # The service's utilization chart, drawn from its AWS/ECS metrics as they come in.
+    browser.wait_for(lambda: browser.find_all("#utilization svg.chart polyline"), timeout=90,
+                     what="the utilization chart with a line")
+    assert "CPU and memory utilization of service" in browser.source
+    assert "Memory" in browser.text("#utilization")
     assert browser.execute("return window.__notReloaded === true")
     shots(browser, "service")
     # The same page on a phone.

@@ -86,7 +86,7 @@ button.danger{background:#dc2626}
 button.plain{background:transparent;color:#f9fafb;border:1px solid #4b5563;padding:.2rem .6rem}
 pre{background:#111827;color:#e5e7eb;padding:.75rem;border-radius:.5rem;overflow:auto;font-size:.8rem;max-height:32rem}
 pre.logs{white-space:pre-wrap;overflow-wrap:anywhere}
-.chart{width:100%;height:auto;background:#fff;border:1px solid #e5e7eb;border-radius:.5rem}
+.chart{display:block;width:100%;max-width:44rem;height:auto;background:#fff;border:1px solid #e5e7eb;border-radius:.5rem}
 .chart .grid{stroke:#e5e7eb}.chart .axis{font-size:10px;fill:#6b7280}.chart .legend{font-size:11px;font-weight:600}
 .live{font-size:.75rem;color:#6b7280}
 .signin{max-width:24rem;margin:3rem auto;background:#fff;border:1px solid #e5e7eb;border-radius:.5rem;padding:1.25rem}
