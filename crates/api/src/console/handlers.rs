@@ -59,22 +59,22 @@ impl Console {
     }
 
     /// The session of a form's request, when it comes from this site with this session's CSRF
-    /// token; otherwise the answer to send.
+    /// token; otherwise the answer to send (boxed: it is large).
     fn form_session(
         &self,
         headers: &HeaderMap,
         uri: &Uri,
         fields: &Fields,
-    ) -> Result<SignedIn, Response> {
+    ) -> Result<SignedIn, Box<Response>> {
         if !same_origin(headers) {
-            return Err(self.forbidden());
+            return Err(Box::new(self.forbidden()));
         }
         let Some(s) = self.session(headers) else {
-            return Err(self.to_signin(uri));
+            return Err(Box::new(self.to_signin(uri)));
         };
         let token = fields.get("csrf").map(String::as_str).unwrap_or_default();
         if !session::check_csrf(&self.key, &s.cookie, token) {
-            return Err(self.forbidden());
+            return Err(Box::new(self.forbidden()));
         }
         Ok(s)
     }
@@ -158,7 +158,7 @@ pub(super) async fn signout(
     Form(f): Form<Fields>,
 ) -> Response {
     if let Err(resp) = c.form_session(&headers, &uri, &f) {
-        return resp;
+        return *resp;
     }
     c.redirect("/console/signin", Some(session::clear_cookie()))
 }
@@ -261,7 +261,7 @@ pub(super) async fn create_service(
 ) -> Response {
     let s = match c.form_session(&headers, &uri, &f) {
         Ok(s) => s,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let client = c.client(&s);
     let created = match forms::create_service(&cluster, &f) {
@@ -345,7 +345,7 @@ pub(super) async fn desired_count(
 ) -> Response {
     let s = match c.form_session(&headers, &uri, &f) {
         Ok(s) => s,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let client = c.client(&s);
     let updated = match forms::desired_count(&cluster, &name, &f) {
@@ -421,7 +421,7 @@ pub(super) async fn stop_task(
 ) -> Response {
     let s = match c.form_session(&headers, &uri, &f) {
         Ok(s) => s,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let client = c.client(&s);
     match client

@@ -23,7 +23,7 @@ pub fn render_list(viewer: &Viewer, arns: &[String]) -> String {
     let rows: Vec<String> = families
         .iter_mut()
         .map(|(family, revs)| {
-            revs.sort_by(|a, b| b.0.cmp(&a.0));
+            revs.sort_by_key(|r| std::cmp::Reverse(r.0));
             let links: Vec<String> = revs
                 .iter()
                 .map(|(rev, name)| link(&task_definition_href(name), &rev.to_string()))
