@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod capacity_metrics;
+pub mod console;
 pub mod context;
 pub mod exec;
 pub mod health;

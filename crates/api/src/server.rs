@@ -1,7 +1,8 @@
 //! The HTTP edge: `POST /` for the ECS API, `GET /metrics` for Prometheus, `GET /healthz` (alive),
 //! `GET /readyz` (the store answers, [`crate::health`]), and
 //! the agent session WebSocket at `flotilla_protocol::SESSION_PATH` (see [`crate::session`]),
-//! and ECS Exec's WebSockets (`flotilla_protocol::exec`'s paths, see [`crate::exec`]).
+//! ECS Exec's WebSockets (`flotilla_protocol::exec`'s paths, see [`crate::exec`]), and the web
+//! console under `/console/` ([`crate::console`]).
 //!
 //! For every API request it assigns the `x-amzn-RequestId`, routes it to its service
 //! ([`crate::routing`]: ECS, or a service registered with [`Api::with_service`], by the
@@ -60,7 +61,8 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/readyz", get(crate::health::readyz))
         .fallback(any(handle))
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .with_state(api)
+        .with_state(api.clone())
+        .merge(crate::console::routes(api))
 }
 
 async fn metrics(State(api): State<Arc<Api>>) -> Response {
@@ -239,7 +241,7 @@ pub fn error_body(e: &EcsError) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-async fn handle(
+pub(crate) async fn handle(
     State(api): State<Arc<Api>>,
     method: Method,
     uri: Uri,

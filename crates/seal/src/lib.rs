@@ -92,6 +92,19 @@ impl Key {
         h.update(*self.bytes);
         hex::encode(&h.finalize()[..8])
     }
+
+    /// A key for another purpose derived from this one (HMAC-SHA256 of a label and `purpose`
+    /// under this key), e.g. the console's session key: every replica with the installation's
+    /// key derives the same one, and it reveals nothing about this key.
+    pub fn derive(&self, purpose: &str) -> Zeroizing<[u8; KEY_BYTES]> {
+        use hmac::Mac as _;
+        // HMAC accepts a key of any length: this cannot fail.
+        let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(&*self.bytes)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(b"flotilla-seal derive\0");
+        mac.update(purpose.as_bytes());
+        Zeroizing::new(mac.finalize().into_bytes().into())
+    }
 }
 
 /// A value sealed by [`seal`], as stored: `fs1.<key id>.<base64(nonce || ciphertext || tag)>`.
@@ -201,6 +214,15 @@ mod tests {
 
     fn key(b: u8) -> Key {
         Key::from_bytes([b; KEY_BYTES])
+    }
+
+    #[test]
+    fn derived_keys_depend_on_the_key_and_the_purpose() {
+        let a = key(7).derive("console session");
+        assert_eq!(*a, *key(7).derive("console session"));
+        assert_ne!(*a, *key(8).derive("console session"));
+        assert_ne!(*a, *key(7).derive("something else"));
+        assert_ne!(*a, [7; KEY_BYTES]);
     }
 
     #[test]
