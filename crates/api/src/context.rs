@@ -166,6 +166,30 @@ impl Api {
         &self.services
     }
 
+    /// Builder: the region's metrics and alarms (CloudWatch's reader and alarm writer), read by
+    /// handlers and controllers as `plane.metrics` / `plane.alarms`. Call before the API serves
+    /// (the plane is not shared yet).
+    pub fn with_metrics(
+        mut self,
+        reader: Arc<dyn flotilla_metrics::MetricReader>,
+        alarms: Arc<dyn flotilla_metrics::AlarmWriter>,
+    ) -> Self {
+        if let Some(p) = Arc::get_mut(&mut self.plane) {
+            p.metrics = reader;
+            p.alarms = alarms;
+        }
+        self
+    }
+
+    /// Builder: a loop that runs with the controllers, on the leader only
+    /// ([`flotilla_controllers::LeaderLoop`]). Call before the API serves.
+    pub fn with_leader_loop(mut self, l: Arc<dyn flotilla_controllers::LeaderLoop>) -> Self {
+        if let Some(p) = Arc::get_mut(&mut self.plane) {
+            p.leader_loops.push(l);
+        }
+        self
+    }
+
     /// Builder: run the controllers only while this replica wins `election` (see
     /// [`Supervisor`]). Without it they always run here.
     pub fn with_election(mut self, election: Arc<dyn Election>) -> Self {

@@ -37,7 +37,7 @@ pub mod traffic;
 pub use agents::AgentTimings;
 pub use fargate::FargateConfig;
 pub use leadership::{Role, Supervisor};
-pub use plane::{Clock, Plane, SystemClock};
+pub use plane::{Clock, LeaderLoop, Plane, SystemClock};
 
 use flotilla_store::Fence;
 use std::sync::Arc;
@@ -59,6 +59,9 @@ impl Controllers {
         tasks.extend(service_loop::spawn(Arc::downgrade(plane), fence));
         if let Some(t) = &plane.traffic {
             tasks.extend(t.leader_loops());
+        }
+        for l in &plane.leader_loops {
+            tasks.extend(l.start(fence));
         }
         Controllers { tasks }
     }

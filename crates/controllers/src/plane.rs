@@ -48,6 +48,22 @@ pub struct Plane {
     /// The load balancers and Cloud Map, when this server serves them
     /// ([`crate::traffic::Traffic`]).
     pub traffic: Option<Arc<dyn crate::traffic::Traffic>>,
+    /// The region's metrics and alarms, read (CloudWatch's reader when the server serves it:
+    /// `Api::with_metrics`; [`flotilla_metrics::NoMetrics`] otherwise).
+    pub metrics: Arc<dyn flotilla_metrics::MetricReader>,
+    /// Defines and deletes alarms (same source as [`Plane::metrics`]).
+    pub alarms: Arc<dyn flotilla_metrics::AlarmWriter>,
+    /// Loops of other parts that run with the controllers, on the leader only, their writes
+    /// fenced with the term's fence (CloudWatch's alarm evaluation; `Api::with_leader_loop`).
+    pub leader_loops: Vec<Arc<dyn LeaderLoop>>,
+}
+
+/// A background loop that runs on the leader only, started and stopped with the controllers
+/// ([`crate::Controllers::start`]).
+pub trait LeaderLoop: Send + Sync {
+    /// Starts the loop for a term; every write it makes carries `fence`. The handles are
+    /// aborted when the term ends.
+    fn start(&self, fence: &Fence) -> Vec<tokio::task::JoinHandle<()>>;
 }
 
 impl Plane {
@@ -63,6 +79,9 @@ impl Plane {
             writers: Stripes::default(),
             replica: None,
             traffic: None,
+            metrics: Arc::new(flotilla_metrics::NoMetrics),
+            alarms: Arc::new(flotilla_metrics::NoMetrics),
+            leader_loops: Vec::new(),
         }
     }
 
