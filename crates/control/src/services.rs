@@ -660,6 +660,22 @@ pub fn apply_update(
     Ok(wanted)
 }
 
+/// Sets the desired count as an UpdateService naming only `desiredCount` does (what Application
+/// Auto Scaling changes): the primary deployment, or every task set, follows it; no new
+/// deployment starts.
+pub fn set_desired_count(rec: &mut ServiceRecord, desired: u32, now: f64) -> Result<(), EcsError> {
+    let req = UpdateServiceRequest {
+        service: rec.service.service_name.clone().unwrap_or_default(),
+        desired_count: Some(i32::try_from(desired).unwrap_or(i32::MAX)),
+        ..Default::default()
+    };
+    if rec.uses_task_sets() {
+        apply_task_set_update(rec, &req, now)
+    } else {
+        apply_update(rec, &req, None, String::new(), now).map(|_| ())
+    }
+}
+
 /// Applies UpdateService to a task set service (`EXTERNAL` or `CODE_DEPLOY`): only the desired
 /// count (which every set's computed count follows), the health check grace period and the
 /// other settings that start no deployment; what a new task set would carry is refused, as ECS
