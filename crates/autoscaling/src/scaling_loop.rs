@@ -3,8 +3,9 @@
 //!
 //! 1. a desired count outside the target's `[min, max]` is brought inside it
 //!    ("minimum capacity was set to N");
-//! 2. every policy whose alarm is in ALARM is invoked (CloudWatch invokes an Auto Scaling action
-//!    once per period while its alarm stays in ALARM): a target tracking policy by its own
+//! 2. every policy whose alarm is in ALARM is invoked, once per metric period per alarm
+//!    (CloudWatch invokes an Auto Scaling action once per period while its alarm stays in ALARM;
+//!    the loop itself passes every few seconds, so a new range is enforced at once): a target tracking policy by its own
 //!    AlarmHigh/AlarmLow, a step policy by any alarm whose `AlarmActions` name its ARN and whose
 //!    actions are enabled; [`crate::decide`] says what the count becomes.
 //!
@@ -26,6 +27,7 @@ use flotilla_controllers::LeaderLoop;
 use flotilla_metrics::{Alarm as CwAlarm, AlarmState, StatQuery};
 use flotilla_model::EcsError;
 use flotilla_store::{Compare, Fence, Txn};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// How many activities are kept per scalable target (the oldest go first).
@@ -44,13 +46,20 @@ impl ScalingLoop {
     }
 }
 
+/// The longest pause between two passes, seconds.
+const MAX_PASS_SECONDS: u32 = 5;
+
+/// When each (policy ARN, alarm name) was last invoked: the index of the metric period.
+pub type Invoked = HashMap<(String, String), u64>;
+
 impl LeaderLoop for ScalingLoop {
     fn start(&self, fence: &Fence) -> Vec<tokio::task::JoinHandle<()>> {
         let (s, clock, fence) = (self.service.clone(), self.clock.clone(), fence.clone());
         vec![tokio::spawn(async move {
+            let mut invoked = Invoked::new();
             loop {
-                let period = s.metrics.resolution().max(1);
-                if let Err(e) = tick(&s, &fence, clock.now()).await {
+                let period = s.metrics.resolution().clamp(1, MAX_PASS_SECONDS);
+                if let Err(e) = tick(&s, &fence, &mut invoked, clock.now()).await {
                     if is_deposed(&e) {
                         tracing::warn!(controller = "autoscaling", "a write was refused: this replica no longer leads; the controller stops");
                         return;
@@ -67,8 +76,14 @@ fn internal(e: impl std::fmt::Display) -> EcsError {
     EcsError::server(format!("autoscaling: {e}"))
 }
 
-/// One pass over every scalable target.
-pub async fn tick(s: &AutoScaling, fence: &Fence, now: f64) -> Result<(), EcsError> {
+/// One pass over every scalable target; `invoked` remembers which alarm invoked which policy in
+/// which period (a policy is invoked once per period per alarm).
+pub async fn tick(
+    s: &AutoScaling,
+    fence: &Fence,
+    invoked: &mut Invoked,
+    now: f64,
+) -> Result<(), EcsError> {
     let page = s.store.list(TARGETS, None, 0).await.map_err(internal)?;
     let alarms = s.metrics.alarms().await.map_err(internal)?;
     for kv in &page.items {
@@ -76,7 +91,7 @@ pub async fn tick(s: &AutoScaling, fence: &Fence, now: f64) -> Result<(), EcsErr
         let Some(id) = ServiceId::parse(&target.target.resource_id) else {
             continue;
         };
-        if let Err(e) = scale_target(s, fence, &id, &target, &alarms, now).await {
+        if let Err(e) = scale_target(s, fence, &id, &target, &alarms, invoked, now).await {
             if is_deposed(&e) {
                 return Err(e);
             }
@@ -107,6 +122,7 @@ async fn scale_target(
     id: &ServiceId,
     target: &TargetRecord,
     alarms: &[CwAlarm],
+    invoked: &mut Invoked,
     now: f64,
 ) -> Result<(), EcsError> {
     let Some(current) = current_count(s, id).await? else {
@@ -176,6 +192,13 @@ async fn scale_target(
             })
             .collect();
         for alarm in firing {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let this_period = (now / f64::from(clock.period)).floor().max(0.0) as u64;
+            let invocation = (p.policy.policy_arn.clone(), alarm.definition.name.clone());
+            if invoked.get(&invocation) == Some(&this_period) {
+                continue;
+            }
+            invoked.insert(invocation, this_period);
             let values = alarm_values(s, alarm, now).await?;
             let decision = match &rule {
                 Rule::Tracking(t, _) => {

@@ -139,7 +139,10 @@ async fn open_region(replica: &Replica, region: &str) -> anyhow::Result<OpenedRe
             )))
             .with_service(elbv2)
             .with_service(Arc::new(flotilla_edge::json::AwsJson(service_discovery)))
-            .with_logs(logs, agent_logs),
+            .with_logs(logs, agent_logs)
+            // Last: Application Auto Scaling reads and defines alarms through the metrics
+            // `with_metrics` wires in.
+            .with_autoscaling(),
     );
     Ok(OpenedRegion { api, store, tasks })
 }
