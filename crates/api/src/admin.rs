@@ -46,6 +46,8 @@ impl ReplicaInfo {
 /// - `LogQuery` `{"owner", "request"}` -> the owner's answer
 ///   (`flotilla_logs::query::LogResponse`): another replica asks this one for streams it holds
 ///   itself (its own, or an agent whose session is here); nothing is forwarded further.
+/// - `MetricQuery` a `flotilla_cloudwatch::reader::PeerQuery` -> a `PeerAnswer`: another
+///   replica asks for this replica's own metric series (see [`crate::metrics_peers`]).
 pub async fn admin(
     api: &Api,
     op: &str,
@@ -79,12 +81,13 @@ pub async fn admin(
         "Status" => Ok(status(api).await),
         "OpenLogStream" => open_log_stream(api, input).await,
         "LogQuery" => log_query(api, input).await,
+        "MetricQuery" => metric_query(api, input),
         flotilla_protocol::dns::RESOLVE_NAME => resolve_name(api, input).await,
         "LoadBalancing" => load_balancing(api).await,
         other => Err(EcsError::new(
             flotilla_model::ErrorCode::UnknownOperationException,
             format!(
-                "'{ADMIN}{other}' is not a Flotilla operation (known: {ADMIN}ReclaimSpot, {ADMIN}Status, {ADMIN}OpenLogStream, {ADMIN}LogQuery, {ADMIN}ResolveName).",
+                "'{ADMIN}{other}' is not a Flotilla operation (known: {ADMIN}ReclaimSpot, {ADMIN}Status, {ADMIN}OpenLogStream, {ADMIN}LogQuery, {ADMIN}MetricQuery, {ADMIN}ResolveName).",
                 ADMIN = crate::server::ADMIN_TARGET_PREFIX
             ),
         )),
@@ -264,6 +267,16 @@ async fn log_query(api: &Api, input: &Value) -> Result<Value, EcsError> {
             "{owner} is not reachable from this replica (no session of it here)"
         ))),
     }
+}
+
+fn metric_query(api: &Api, input: &Value) -> Result<Value, EcsError> {
+    let series = api
+        .metric_series()
+        .ok_or_else(|| EcsError::server("this replica keeps no metric series"))?;
+    let q: flotilla_cloudwatch::reader::PeerQuery = serde_json::from_value(input.clone())
+        .map_err(|e| EcsError::invalid_parameter(format!("MetricQuery: {e}")))?;
+    serde_json::to_value(flotilla_cloudwatch::reader::answer_locally(series, &q))
+        .map_err(|e| EcsError::server(format!("could not encode the answer: {e}")))
 }
 
 async fn resolve_name(api: &Api, input: &Value) -> Result<Value, EcsError> {

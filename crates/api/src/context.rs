@@ -54,6 +54,8 @@ pub struct Api {
     /// ECS Exec: the sessions `ExecuteCommand` created here, the agent sessions commands are
     /// ordered through, and the orders waiting for their agent ([`crate::exec`]).
     pub exec: crate::exec::ExecHub,
+    /// This replica's metric series (CloudWatch), answered to the other replicas.
+    metric_series: Option<Arc<flotilla_cloudwatch::LocalSeries>>,
 }
 
 /// The services a task's `secrets` are read from.
@@ -98,6 +100,7 @@ impl Api {
             secrets: None,
             task_credentials: None,
             exec: crate::exec::ExecHub::default(),
+            metric_series: None,
         }
     }
 
@@ -179,6 +182,18 @@ impl Api {
             p.alarms = alarms;
         }
         self
+    }
+
+    /// Builder: this replica's metric series, answered to the other replicas'
+    /// `FlotillaAdmin.MetricQuery` ([`crate::metrics_peers`]).
+    pub fn with_metric_series(mut self, series: Arc<flotilla_cloudwatch::LocalSeries>) -> Self {
+        self.metric_series = Some(series);
+        self
+    }
+
+    /// This replica's metric series, when it keeps them.
+    pub fn metric_series(&self) -> Option<&Arc<flotilla_cloudwatch::LocalSeries>> {
+        self.metric_series.as_ref()
     }
 
     /// Builder: a loop that runs with the controllers, on the leader only

@@ -19,6 +19,7 @@ pub mod exec;
 pub mod health;
 pub mod logs;
 pub mod metrics;
+pub mod metrics_peers;
 pub mod ops;
 pub mod paginate;
 pub mod regions;

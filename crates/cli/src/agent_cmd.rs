@@ -29,6 +29,11 @@ pub struct HostArgs {
     /// How long stopped containers are kept before they are removed.
     #[arg(long, default_value_t = 3 * 3600)]
     cleanup_delay_seconds: u64,
+    /// How often the CPU and memory use of running tasks is sampled and sent to the server
+    /// (seconds, 1-300): at least once per the server's --metrics-period-seconds, so every
+    /// period of the AWS/ECS metrics has the figures.
+    #[arg(long, default_value_t = 20)]
+    usage_interval_seconds: u64,
     /// Do not serve the task metadata endpoint (ECS_CONTAINER_METADATA_URI_V4), task role
     /// credentials and the task resolver (DNS for Cloud Map names) at 169.254.170.2 (which
     /// takes NAT rules installed with iptables): containers get none of them (they keep
@@ -90,6 +95,13 @@ fn apply_host(cfg: &mut AgentConfig, host: &HostArgs) -> anyhow::Result<()> {
             )
         })?;
     cfg.cleanup_delay = std::time::Duration::from_secs(host.cleanup_delay_seconds);
+    if !(1..=300).contains(&host.usage_interval_seconds) {
+        anyhow::bail!(
+            "--usage-interval-seconds must be between 1 and 300, got {}",
+            host.usage_interval_seconds
+        );
+    }
+    cfg.usage_interval = std::time::Duration::from_secs(host.usage_interval_seconds);
     cfg.task_endpoint = !host.no_task_endpoint;
     if !host.task_dns_upstream.is_empty() {
         let mut upstreams = Vec::new();
@@ -183,6 +195,13 @@ fn dev_agent_with(
         AgentConfig::new(cluster, String::new(), data_dir, credentials)
     };
     template.region = server.api.arns.region.clone();
+    // Samples at least once per metrics period, so every period has the figures.
+    template.usage_interval =
+        template
+            .usage_interval
+            .min(std::time::Duration::from_secs(u64::from(
+                server.metrics_period_seconds,
+            )));
     apply_host(&mut template, host)?;
     Ok(crate::serve::LocalAgent(Box::new(move |url| {
         let mut cfg = template;

@@ -46,6 +46,18 @@ pub struct ServerConfig {
     pub lb_address: Option<std::net::IpAddr>,
     /// The regions served beside the primary one (`api.arns.region`).
     pub regions: RegionsServed,
+    /// The resolution of CloudWatch metrics, seconds (`--metrics-period-seconds`).
+    pub metrics_period_seconds: u32,
+}
+
+fn metrics_period_seconds(common: &CommonArgs) -> anyhow::Result<u32> {
+    if !(1..=3600).contains(&common.metrics_period_seconds) {
+        bail!(
+            "--metrics-period-seconds must be between 1 and 3600, got {}",
+            common.metrics_period_seconds
+        );
+    }
+    Ok(common.metrics_period_seconds)
 }
 
 /// The regions an installation serves beside its primary region.
@@ -324,6 +336,7 @@ pub fn server_config(
         store,
         secrets_key,
         task_credentials_seconds: task_credentials_seconds(common)?,
+        metrics_period_seconds: metrics_period_seconds(common)?,
         api: ApiConfig {
             arns: ArnContext { region, account },
             credentials,
@@ -411,6 +424,7 @@ pub fn dev_config(common: &CommonArgs) -> anyhow::Result<ServerConfig> {
         store,
         secrets_key,
         task_credentials_seconds: task_credentials_seconds(common)?,
+        metrics_period_seconds: metrics_period_seconds(common)?,
         data_dir,
         api: ApiConfig {
             arns: ArnContext { region, account },

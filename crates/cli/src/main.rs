@@ -150,6 +150,11 @@ pub struct CommonArgs {
     /// two minutes; tests shorten it).
     #[arg(long, default_value_t = 120)]
     spot_warning_seconds: u64,
+    /// The resolution of CloudWatch metrics, in seconds (1-3600): the AWS/ECS utilization
+    /// figures are recorded once per period, query and alarm periods are multiples of it, and
+    /// alarms are evaluated once per period. ECS's is one minute; tests shorten it.
+    #[arg(long, default_value_t = 60)]
+    metrics_period_seconds: u32,
     /// The network awsvpc tasks get their private IPv4 addresses on (every agent creates the
     /// Docker network `flotilla-awsvpc` with it). Pick a range no host network uses.
     #[arg(long, default_value = flotilla_api::fargate::DEFAULT_TASK_NETWORK)]

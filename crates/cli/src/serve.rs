@@ -120,6 +120,37 @@ async fn open_region(replica: &Replica, region: &str) -> anyhow::Result<OpenedRe
         arns.region.clone(),
         arns.account.clone(),
     );
+    // CloudWatch metrics: this replica's series in DATA_DIR/metrics, every replica's merged by
+    // a query, alarms in the store evaluated on the leader.
+    let resolution = cfg.metrics_period_seconds;
+    let series = Arc::new(
+        flotilla_cloudwatch::LocalSeries::open(
+            data_dir.join("metrics"),
+            flotilla_cloudwatch::series::Limits::at(resolution),
+            SystemClock.now(),
+        )
+        .with_context(|| format!("opening the metrics in {}", data_dir.display()))?,
+    );
+    let peers: Option<Arc<dyn flotilla_cloudwatch::reader::Peers>> = topology.shared().then(|| {
+        Arc::new(flotilla_api::metrics_peers::ReplicaPeers::new(
+            store.clone(),
+            id.clone(),
+            arns.region.clone(),
+            cfg.api.credentials.first().cloned(),
+        )) as Arc<dyn flotilla_cloudwatch::reader::Peers>
+    });
+    let region_metrics = Arc::new(flotilla_cloudwatch::RegionMetrics::new(
+        series.clone(),
+        store.clone(),
+        peers,
+        arns.region.clone(),
+        arns.account.clone(),
+    ));
+    let evaluator = Arc::new(flotilla_cloudwatch::evaluator::Evaluator::new(
+        region_metrics.clone(),
+        store.clone(),
+        Arc::new(|| SystemClock.now()),
+    ));
     let config = flotilla_api::ApiConfig {
         arns,
         credentials: cfg.api.credentials.clone(),
@@ -139,12 +170,38 @@ async fn open_region(replica: &Replica, region: &str) -> anyhow::Result<OpenedRe
             )))
             .with_service(elbv2)
             .with_service(Arc::new(flotilla_edge::json::AwsJson(service_discovery)))
+            .with_service(Arc::new(flotilla_edge::json::AwsJson(
+                flotilla_cloudwatch::CloudWatch::new(region_metrics.clone()),
+            )))
+            .with_metrics(region_metrics.clone(), region_metrics.clone())
+            .with_metric_series(series.clone())
+            .with_leader_loop(Arc::new(AlarmLoop(evaluator)))
             .with_logs(logs, agent_logs)
-            // Last: Application Auto Scaling reads and defines alarms through the metrics
-            // `with_metrics` wires in.
+            // After `with_metrics`: Application Auto Scaling reads and defines alarms through it.
             .with_autoscaling(),
     );
+    tasks.push(flotilla_controllers::usage_metrics::spawn(
+        Arc::downgrade(&api.plane),
+        resolution,
+        Arc::new(move |samples, at, now| {
+            if let Err(e) = series.record(&samples, Some(flotilla_metrics::ecs::UNIT), at, now) {
+                tracing::warn!(error = %e, "ECS metrics of a period were not recorded");
+            }
+            if let Err(e) = series.persist(now) {
+                tracing::warn!(error = %e, "the metrics snapshot could not be written");
+            }
+        }),
+    ));
     Ok(OpenedRegion { api, store, tasks })
+}
+
+/// CloudWatch's alarm evaluation, run with the controllers on the leader.
+struct AlarmLoop(Arc<flotilla_cloudwatch::evaluator::Evaluator>);
+
+impl flotilla_controllers::LeaderLoop for AlarmLoop {
+    fn start(&self, fence: &flotilla_store::Fence) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![self.0.clone().spawn(fence.clone())]
+    }
 }
 
 /// Where `flotilla dev` records the regions it opened on demand (`opened-regions/NAME`, in the

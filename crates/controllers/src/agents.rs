@@ -75,7 +75,12 @@ impl AgentTimings {
 struct Inner {
     current: HashMap<String, u64>,
     usage: HashMap<String, TaskUsage>,
+    /// Every sample since the metrics recorder last took them (bounded: the oldest go first).
+    recent: std::collections::VecDeque<TaskUsage>,
 }
+
+/// How many usage samples wait for the metrics recorder at most.
+const RECENT_SAMPLES: usize = 50_000;
 
 /// The in-memory registry of agent sessions.
 #[derive(Default)]
@@ -132,6 +137,10 @@ impl Agents {
                 .usage
                 .get(&s.task_arn)
                 .is_none_or(|old| old.sampled_at <= s.sampled_at);
+            if g.recent.len() >= RECENT_SAMPLES {
+                g.recent.pop_front();
+            }
+            g.recent.push_back(s.clone());
             if newer {
                 g.usage.insert(s.task_arn.clone(), s);
             }
@@ -141,6 +150,21 @@ impl Agents {
     /// The latest usage sample of a task.
     pub fn usage(&self, task_arn: &str) -> Option<TaskUsage> {
         self.lock().usage.get(task_arn).cloned()
+    }
+
+    /// Takes every sample received since the last call (for the metrics recorder).
+    pub fn take_recent_usage(&self) -> Vec<TaskUsage> {
+        self.lock().recent.drain(..).collect()
+    }
+
+    /// The keys (`container-instances/CLUSTER/ID`) of the instances with a session here.
+    pub fn session_keys(&self) -> Vec<String> {
+        self.lock().current.keys().cloned().collect()
+    }
+
+    /// The latest usage sample of every task.
+    pub fn all_usage(&self) -> Vec<TaskUsage> {
+        self.lock().usage.values().cloned().collect()
     }
 
     fn forget_usage(&self, task_arn: &str) {

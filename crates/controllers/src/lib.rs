@@ -34,6 +34,7 @@ pub mod service_loop;
 mod task_set_loop;
 pub mod templates;
 pub mod traffic;
+pub mod usage_metrics;
 
 pub use agents::AgentTimings;
 pub use fargate::FargateConfig;
