@@ -141,7 +141,7 @@ pub struct Tracking {
 /// The count a target tracking policy wants for `metric` at `current`, before bounds:
 /// `ceil(current × metric / target)`.
 pub fn tracked_count(current: u32, metric: f64, target_value: f64) -> i64 {
-    if !(target_value > 0.0) || !metric.is_finite() {
+    if target_value.is_nan() || target_value <= 0.0 || !metric.is_finite() {
         return i64::from(current);
     }
     let wanted = (f64::from(current) * metric / target_value).ceil();
@@ -158,6 +158,7 @@ fn in_cooldown(history: &[Past], dir: Direction, seconds: f64, now: f64) -> bool
 }
 
 /// A target tracking policy invoked by its alarm on `side` (see the module docs).
+#[allow(clippy::too_many_arguments)] // The decision's inputs, each one a plain value.
 pub fn target_tracking(
     current: u32,
     metric: f64,

@@ -184,12 +184,7 @@ async fn scale_target(
         let firing: Vec<&CwAlarm> = alarms
             .iter()
             .filter(|a| a.status.state == AlarmState::Alarm && a.definition.actions_enabled)
-            .filter(|a| {
-                a.definition
-                    .alarm_actions
-                    .iter()
-                    .any(|x| *x == p.policy.policy_arn)
-            })
+            .filter(|a| a.definition.alarm_actions.contains(&p.policy.policy_arn))
             .collect();
         for alarm in firing {
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]

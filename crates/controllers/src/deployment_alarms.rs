@@ -29,7 +29,9 @@ pub async fn watch(plane: &Plane, rec: &ServiceRecord) -> Option<AlarmWatch> {
         .collect();
     let bake_seconds = named
         .iter()
-        .map(|a| f64::from(a.definition.rule.period) * f64::from(a.definition.rule.evaluation_periods))
+        .map(|a| {
+            f64::from(a.definition.rule.period) * f64::from(a.definition.rule.evaluation_periods)
+        })
         .fold(0.0, f64::max);
     Some(AlarmWatch {
         rollback,

@@ -162,11 +162,23 @@ mod tests {
     #[test]
     fn an_alarm_already_in_alarm_at_the_start_or_a_finished_deployment_is_left_alone() {
         let mut d = deps();
-        apply(&watched(true, &[("errors", 5.0)]), &mut d, 2, 13.0, &mut Actions::default());
+        apply(
+            &watched(true, &[("errors", 5.0)]),
+            &mut d,
+            2,
+            13.0,
+            &mut Actions::default(),
+        );
         assert_eq!(d[0].rollout_state, DeploymentRolloutState::InProgress);
         let mut d = deps();
         d[0].rollout_state = DeploymentRolloutState::Completed;
-        apply(&watched(true, &[("errors", 12.0)]), &mut d, 2, 13.0, &mut Actions::default());
+        apply(
+            &watched(true, &[("errors", 12.0)]),
+            &mut d,
+            2,
+            13.0,
+            &mut Actions::default(),
+        );
         assert_eq!(d[0].rollout_state, DeploymentRolloutState::Completed);
     }
 
