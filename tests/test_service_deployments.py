@@ -99,7 +99,7 @@ def test_stop_completed_or_unknown(ecs, service):
     assert e.value.response["Error"]["Code"] == "ServiceDeploymentNotFoundException"
 
 
-def test_deployment_strategies_and_alarms_not_served_are_refused_not_ignored(ecs, service):
+def test_deployment_strategies_not_served_are_refused_not_ignored(ecs, service):
     cluster, td1, _ = service
 
     def refused(config, message, update=False):
@@ -119,8 +119,6 @@ def test_deployment_strategies_and_alarms_not_served_are_refused_not_ignored(ecs
             "The BLUE_GREEN deployment strategy is not supported by this Flotilla server yet; use ROLLING.", update=True)
     refused({"bakeTimeInMinutes": 5},
             "deploymentConfiguration.bakeTimeInMinutes applies to the BLUE_GREEN, LINEAR and CANARY strategies, which this Flotilla server does not support yet.")
-    refused({"alarms": {"alarmNames": ["high-cpu"], "enable": True, "rollback": True}},
-            "Deployment alarms are not evaluated by this Flotilla server yet (CloudWatch alarms are not served); set alarms.enable to false or leave alarms out.")
     # What is served is kept and shown: ROLLING, and an alarms block that is off.
     s = ecs.create_service(cluster=cluster, serviceName=helpers.unique("rolling"), taskDefinition=td1, desiredCount=0,
                            deploymentConfiguration={"strategy": "ROLLING",

@@ -205,6 +205,27 @@ impl Api {
         self
     }
 
+    /// Builder (after [`Api::with_metrics`], whose alarms it reads and defines): serves
+    /// Application Auto Scaling beside ECS on this API's store, region and account, and runs its
+    /// scaling loop with the controllers, on the leader only ([`flotilla_autoscaling`]). Call
+    /// before the API serves.
+    pub fn with_autoscaling(mut self) -> Self {
+        let arns = &self.config.arns;
+        let service = Arc::new(flotilla_autoscaling::AutoScaling::new(
+            self.plane.store.clone(),
+            arns.region.clone(),
+            arns.account.clone(),
+            self.plane.metrics.clone(),
+            self.plane.alarms.clone(),
+        ));
+        let scaling = Arc::new(flotilla_autoscaling::ScalingLoop::new(
+            service.clone(),
+            self.plane.clock.clone(),
+        ));
+        self.services.push(Arc::new(AwsJson(service)));
+        self.with_leader_loop(scaling)
+    }
+
     /// Builder: run the controllers only while this replica wins `election` (see
     /// [`Supervisor`]). Without it they always run here.
     pub fn with_election(mut self, election: Arc<dyn Election>) -> Self {

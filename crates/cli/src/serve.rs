@@ -176,7 +176,9 @@ async fn open_region(replica: &Replica, region: &str) -> anyhow::Result<OpenedRe
             .with_metrics(region_metrics.clone(), region_metrics.clone())
             .with_metric_series(series.clone())
             .with_leader_loop(Arc::new(AlarmLoop(evaluator)))
-            .with_logs(logs, agent_logs),
+            .with_logs(logs, agent_logs)
+            // After `with_metrics`: Application Auto Scaling reads and defines alarms through it.
+            .with_autoscaling(),
     );
     tasks.push(flotilla_controllers::usage_metrics::spawn(
         Arc::downgrade(&api.plane),

@@ -211,6 +211,17 @@ impl ServiceRecord {
             && rebalance::compatible(rebalance_shape(&self.service)).is_ok()
     }
 
+    /// The deployment alarms, when enabled: their names and whether a failure rolls back.
+    pub fn deployment_alarms(&self) -> Option<(Vec<String>, bool)> {
+        let a = self
+            .service
+            .deployment_configuration
+            .as_ref()?
+            .alarms
+            .as_ref()?;
+        a.enable.then(|| (a.alarm_names.clone(), a.rollback))
+    }
+
     /// The circuit breaker: `None` when disabled, else whether it rolls back.
     pub fn circuit_breaker(&self) -> Option<bool> {
         let cb = self
@@ -501,8 +512,8 @@ pub fn deployment_configuration(
 
 /// What a deployment configuration may ask that this server does not do yet, refused rather
 /// than turned silently into a rolling update: the BLUE_GREEN, LINEAR and CANARY strategies and
-/// what only they use (bake time, lifecycle hooks, their configurations), and CloudWatch alarms
-/// that would be evaluated (`alarms.enable`). A disabled alarms block and ROLLING are kept.
+/// what only they use (bake time, lifecycle hooks, their configurations). ROLLING is kept, and
+/// deployment alarms are checked (`service_scheduler::alarms::check`).
 fn refuse_unserved(g: &DeploymentConfiguration) -> Result<(), EcsError> {
     let unsupported = |m: String| Err(EcsError::new(ErrorCode::UnsupportedFeatureException, m));
     if let Some(s) = g.strategy.filter(|s| *s != DeploymentStrategy::Rolling) {
@@ -532,13 +543,7 @@ fn refuse_unserved(g: &DeploymentConfiguration) -> Result<(), EcsError> {
             "deploymentConfiguration.{field} applies to the BLUE_GREEN, LINEAR and CANARY strategies, which this Flotilla server does not support yet."
         ));
     }
-    if g.alarms.as_ref().is_some_and(|a| a.enable) {
-        return unsupported(
-            "Deployment alarms are not evaluated by this Flotilla server yet (CloudWatch alarms are not served); set alarms.enable to false or leave alarms out."
-                .to_string(),
-        );
-    }
-    Ok(())
+    crate::service_scheduler::alarms::check(g.alarms.as_ref())
 }
 
 /// The digits of a deployment id (`ecs-svc/<digits>`).
@@ -658,6 +663,22 @@ pub fn apply_update(
         }
     }
     Ok(wanted)
+}
+
+/// Sets the desired count as an UpdateService naming only `desiredCount` does (what Application
+/// Auto Scaling changes): the primary deployment, or every task set, follows it; no new
+/// deployment starts.
+pub fn set_desired_count(rec: &mut ServiceRecord, desired: u32, now: f64) -> Result<(), EcsError> {
+    let req = UpdateServiceRequest {
+        service: rec.service.service_name.clone().unwrap_or_default(),
+        desired_count: Some(i32::try_from(desired).unwrap_or(i32::MAX)),
+        ..Default::default()
+    };
+    if rec.uses_task_sets() {
+        apply_task_set_update(rec, &req, now)
+    } else {
+        apply_update(rec, &req, None, String::new(), now).map(|_| ())
+    }
 }
 
 /// Applies UpdateService to a task set service (`EXTERNAL` or `CODE_DEPLOY`): only the desired

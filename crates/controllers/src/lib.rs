@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod agents;
+pub mod deployment_alarms;
 pub mod fargate;
 pub mod leadership;
 pub mod placement;

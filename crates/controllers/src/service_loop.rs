@@ -527,6 +527,7 @@ pub async fn reconcile(
         None => None,
     };
     let mut spec = spec_of(&rec, name);
+    spec.alarms = crate::deployment_alarms::watch(api, &rec).await;
     if rec.rebalances() {
         spec.zones = seen.zones.clone();
     }
@@ -699,6 +700,7 @@ fn spec_of(rec: &ServiceRecord, name: &str) -> ServiceSpec {
         replaced: rec.replaced.clone(),
         zones: BTreeSet::new(),
         rebalancing: rec.rebalancing,
+        alarms: None,
     }
 }
 

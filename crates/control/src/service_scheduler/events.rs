@@ -101,7 +101,14 @@ pub enum ServiceEvent {
         /// Its id.
         deployment: String,
     },
-    /// The circuit breaker rolls back.
+    /// Deployment alarms went to ALARM and failed the primary deployment.
+    AlarmsTriggered {
+        /// Its id.
+        deployment: String,
+        /// The alarms, by name.
+        alarms: Vec<String>,
+    },
+    /// The circuit breaker (or the deployment alarms) rolls back.
     RollingBack {
         /// The deployment rolled back to.
         to: String,
@@ -224,6 +231,10 @@ impl ServiceEvent {
             Self::CircuitBreakerTripped { deployment } => {
                 format!("{s} (deployment {deployment}) deployment failed: tasks failed to start.")
             }
+            Self::AlarmsTriggered { deployment, alarms } => format!(
+                "{s} (deployment {deployment}) deployment failed: alarm(s) {} in ALARM.",
+                alarms.join(", ")
+            ),
             Self::RollingBack { to } => format!("{s} rolling back to deployment {to}."),
             Self::NotBalanced { counts } => format!(
                 "service ({service}) is not AZ balanced with {}. AZ Rebalancing in progress.",

@@ -38,6 +38,7 @@ pub(super) fn spec(desired: u32, min: u32, max: u32) -> ServiceSpec {
         replaced: Default::default(),
         zones: Default::default(),
         rebalancing: false,
+        alarms: None,
     }
 }
 

@@ -36,11 +36,15 @@
 //! - a steady service with `availabilityZoneRebalancing` whose zones are out of balance starts
 //!   one task in its emptiest zone, then stops one of its fullest once that one is healthy
 //!   ([`rebalance`]).
+//! - deployment alarms ([`alarms`], when enabled): an alarm named in `alarmNames` that went to
+//!   ALARM after the primary deployment started fails it (and, with `rollback`, rolls back as
+//!   the circuit breaker does); a settled primary COMPLETES only after the bake time;
 //! - a protected task (`TaskObs::protected`, UpdateTaskProtection) is never stopped to scale in
 //!   or replace it (old deployment, DRAINING instance): the service stays above its desired
 //!   count, and a deployment waits, until its protection expires or is removed. Failing health
 //!   checks and DeleteService still stop it.
 
+pub mod alarms;
 mod daemon;
 mod events;
 mod lost;
@@ -137,6 +141,8 @@ pub struct ServiceSpec {
     pub zones: BTreeSet<String>,
     /// A rebalancing is in progress (as stored).
     pub rebalancing: bool,
+    /// The deployment alarms and their states, when the service has them enabled.
+    pub alarms: Option<alarms::AlarmWatch>,
 }
 
 /// Where a task of the service is in its life, as the scheduler sees it.

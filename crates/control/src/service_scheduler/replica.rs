@@ -26,6 +26,7 @@ pub fn compute_service_actions(
     let mut deps = deployments.to_vec();
     let failures = steps::count_failures(&mut deps, &tasks);
     steps::circuit_breaker(spec, &mut deps, failures, desired, now, &mut out);
+    super::alarms::apply(spec, &mut deps, desired, now, &mut out);
     let primary = steps::primary_id(&deps);
     // Replaced tasks whose agent is back go first; the other rules see the service without them.
     let returned = lost::returned(spec, &tasks);

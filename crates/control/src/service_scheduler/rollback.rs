@@ -1,5 +1,5 @@
-//! Stopping a deployment, and rolling back: the one rule both the circuit breaker (in the service
-//! scheduler) and StopServiceDeployment follow.
+//! Stopping a deployment, and rolling back: the one rule the circuit breaker and the deployment
+//! alarms (in the service scheduler) and StopServiceDeployment follow.
 //!
 //! [`stop_primary`] marks the PRIMARY deployment FAILED with the reason of whoever stopped it and,
 //! given a [`Rollback`], makes every deployment ACTIVE (desired 0) and puts a new PRIMARY of the
@@ -19,6 +19,8 @@ pub enum StoppedBy {
     StopRollback,
     /// StopServiceDeployment with `stopType: ABORT`.
     StopAbort,
+    /// A deployment alarm went to ALARM (`super::alarms`).
+    DeploymentAlarms,
 }
 
 impl StoppedBy {
@@ -29,6 +31,7 @@ impl StoppedBy {
                 "ECS deployment stopped by StopServiceDeployment (ROLLBACK)."
             }
             StoppedBy::StopAbort => "ECS deployment stopped by StopServiceDeployment (ABORT).",
+            StoppedBy::DeploymentAlarms => "ECS deployment failed: alarm(s) in ALARM.",
         }
     }
 
@@ -39,6 +42,9 @@ impl StoppedBy {
             }
             StoppedBy::StopRollback | StoppedBy::StopAbort => {
                 format!("ECS deployment rolling back to deploymentId {to}.")
+            }
+            StoppedBy::DeploymentAlarms => {
+                format!("ECS deployment alarms: rolling back to deploymentId {to}.")
             }
         }
     }
@@ -99,7 +105,9 @@ pub fn stop_primary(
     new.rolls_back_to = Some(rb.to.clone());
     deps.insert(0, new);
     events.push(match by {
-        StoppedBy::CircuitBreaker => ServiceEvent::RollingBack { to: rb.to },
+        StoppedBy::CircuitBreaker | StoppedBy::DeploymentAlarms => {
+            ServiceEvent::RollingBack { to: rb.to }
+        }
         StoppedBy::StopRollback | StoppedBy::StopAbort => ServiceEvent::DeploymentStopped {
             deployment: failed,
             to: rb.to,

@@ -220,6 +220,11 @@ fn settle(
     now: f64,
     out: &mut Actions,
 ) {
+    // With deployment alarms, a settled primary is watched for their bake time first.
+    let baked = deps.first().is_none_or(|p| {
+        p.rollout_state != DeploymentRolloutState::InProgress || super::alarms::baked(spec, p, now)
+    });
+    let settled = settled && baked;
     if let Some(p) = deps.first_mut() {
         if settled && p.rollout_state == DeploymentRolloutState::InProgress && !spec.draining {
             p.rollout_state = DeploymentRolloutState::Completed;
