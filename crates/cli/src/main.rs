@@ -150,6 +150,10 @@ pub struct CommonArgs {
     /// two minutes; tests shorten it).
     #[arg(long, default_value_t = 120)]
     spot_warning_seconds: u64,
+    /// How many seconds a minute of a deployment's bake times lasts (bakeTimeInMinutes, linear
+    /// and canary steps); tests shorten it to run a blue/green deployment in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    deployment_minute_seconds: f64,
     /// The network awsvpc tasks get their private IPv4 addresses on (every agent creates the
     /// Docker network `flotilla-awsvpc` with it). Pick a range no host network uses.
     #[arg(long, default_value = flotilla_api::fargate::DEFAULT_TASK_NETWORK)]

@@ -808,6 +808,8 @@ pub fn apply_update(
     let desired = u32::try_from(rec.service.desired_count).unwrap_or(0);
     if wanted {
         let mut new = new_deployment(deployment_id, &td, desired, now);
+        // A rolling deployment stays in the target group the service's traffic is in.
+        new.side = rec.deployments.first().map(|d| d.side).unwrap_or_default();
         if let Some((shift, bake)) = traffic_shift(rec.service.deployment_configuration.as_ref()) {
             green(&mut new, &rec.deployments, shift, bake, now);
         }

@@ -48,6 +48,8 @@ pub struct Plane {
     /// The load balancers and Cloud Map, when this server serves them
     /// ([`crate::traffic::Traffic`]).
     pub traffic: Option<Arc<dyn crate::traffic::Traffic>>,
+    /// How many seconds a minute of a deployment's bake times lasts (60; tests shorten it).
+    pub deployment_minute: f64,
 }
 
 impl Plane {
@@ -63,6 +65,7 @@ impl Plane {
             writers: Stripes::default(),
             replica: None,
             traffic: None,
+            deployment_minute: 60.0,
         }
     }
 
