@@ -698,7 +698,7 @@ mod tests {
         let mut last_green = 0;
         for (round, flip) in flips
             .iter()
-            .chain(std::iter::repeat(&true).take(400))
+            .chain(std::iter::repeat_n(&true, 400))
             .enumerate()
         {
             let now = round as f64 * 30.0;
