@@ -99,10 +99,10 @@ def test_stop_completed_or_unknown(ecs, service):
     assert e.value.response["Error"]["Code"] == "ServiceDeploymentNotFoundException"
 
 
-def test_deployment_strategies_not_served_are_refused_not_ignored(ecs, service):
+def test_deployment_strategies_without_load_balancers_and_what_is_not_served_are_refused(ecs, service):
     cluster, td1, _ = service
 
-    def refused(config, message, update=False):
+    def refused(config, message, update=False, code="UnsupportedFeatureException"):
         with pytest.raises(ClientError) as e:
             if update:
                 ecs.update_service(cluster=cluster, service="web", deploymentConfiguration=config)
@@ -110,15 +110,24 @@ def test_deployment_strategies_not_served_are_refused_not_ignored(ecs, service):
                 ecs.create_service(cluster=cluster, serviceName=helpers.unique("bg"), taskDefinition=td1,
                                    desiredCount=0, deploymentConfiguration=config)
         err = e.value.response["Error"]
-        assert (err["Code"], err["Message"]) == ("UnsupportedFeatureException", message)
+        assert (err["Code"], err["Message"]) == (code, message)
 
+    # BLUE_GREEN, LINEAR and CANARY move listener traffic: without load balancers they are
+    # refused, never turned into a rolling update (tests/test_blue_green.py runs them).
     for strategy in ("BLUE_GREEN", "LINEAR", "CANARY"):
-        refused({"strategy": strategy},
-                f"The {strategy} deployment strategy is not supported by this Flotilla server yet; use ROLLING.")
-    refused({"strategy": "BLUE_GREEN"},
-            "The BLUE_GREEN deployment strategy is not supported by this Flotilla server yet; use ROLLING.", update=True)
+        refused({"strategy": strategy, "bakeTimeInMinutes": 1},
+                f"The {strategy} deployment strategy requires a load balancer: specify loadBalancers with an advancedConfiguration (Service Connect is not supported by this Flotilla server).",
+                code="InvalidParameterException")
+    refused({"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 1},
+            "The BLUE_GREEN deployment strategy requires a load balancer: specify loadBalancers with an advancedConfiguration (Service Connect is not supported by this Flotilla server).",
+            update=True, code="InvalidParameterException")
     refused({"bakeTimeInMinutes": 5},
-            "deploymentConfiguration.bakeTimeInMinutes applies to the BLUE_GREEN, LINEAR and CANARY strategies, which this Flotilla server does not support yet.")
+            "bakeTimeInMinutes is only valid with the BLUE_GREEN, LINEAR and CANARY deployment strategies.",
+            code="InvalidParameterException")
+    refused({"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 1, "lifecycleHooks": [
+                {"hookTargetArn": "arn:aws:lambda:us-east-1:000000000000:function:f",
+                 "roleArn": "arn:aws:iam::000000000000:role/r", "lifecycleStages": ["POST_SCALE_UP"]}]},
+            "Deployment lifecycle hooks (deploymentConfiguration.lifecycleHooks) are not supported by this Flotilla server: AWS_LAMBDA hooks invoke AWS Lambda and PAUSE hooks wait for ContinueServiceDeployment, neither of which it serves.")
     # What is served is kept and shown: ROLLING, and an alarms block that is off.
     s = ecs.create_service(cluster=cluster, serviceName=helpers.unique("rolling"), taskDefinition=td1, desiredCount=0,
                            deploymentConfiguration={"strategy": "ROLLING",

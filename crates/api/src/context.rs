@@ -290,6 +290,15 @@ impl Api {
         self
     }
 
+    /// Builder: how many seconds a minute of a deployment's bake times lasts (60; tests shorten
+    /// it). Call before the API serves (the plane is not shared yet).
+    pub fn with_deployment_minute(mut self, seconds: f64) -> Self {
+        if let Some(p) = Arc::get_mut(&mut self.plane) {
+            p.deployment_minute = seconds;
+        }
+        self
+    }
+
     /// Builder: this replica's name (the agent beats its sessions write carry it). Call before
     /// the API serves (the plane is not shared yet).
     pub fn with_replica_id(mut self, id: impl Into<String>) -> Self {

@@ -36,6 +36,8 @@ pub struct ServerConfig {
     pub timings: flotilla_api::AgentTimings,
     /// The managed task network and the Spot warning.
     pub fargate: flotilla_api::FargateConfig,
+    /// `--deployment-minute-seconds`.
+    pub deployment_minute: f64,
     /// The key that seals secret values at rest.
     pub secrets_key: flotilla_seal::Key,
     /// How long the task role credentials the server issues are valid, seconds.
@@ -179,6 +181,14 @@ fn fargate(common: &CommonArgs) -> anyhow::Result<flotilla_api::FargateConfig> {
         task_network,
         spot_warning: std::time::Duration::from_secs(common.spot_warning_seconds),
     })
+}
+
+fn deployment_minute(common: &CommonArgs) -> anyhow::Result<f64> {
+    let m = common.deployment_minute_seconds;
+    if !(m > 0.0 && m <= 60.0) {
+        bail!("--deployment-minute-seconds must be above 0 and at most 60, got {m}");
+    }
+    Ok(m)
 }
 
 fn timings(common: &CommonArgs) -> anyhow::Result<flotilla_api::AgentTimings> {
@@ -345,6 +355,7 @@ pub fn server_config(
         timings: timings(common)?,
         election: election(common)?,
         fargate: fargate(common)?,
+        deployment_minute: deployment_minute(common)?,
         lb_address: lb_address(common),
         regions,
     })
@@ -434,6 +445,7 @@ pub fn dev_config(common: &CommonArgs) -> anyhow::Result<ServerConfig> {
         timings: timings(common)?,
         election: election(common)?,
         fargate: fargate(common)?,
+        deployment_minute: deployment_minute(common)?,
         lb_address: lb_address(common),
         regions: RegionsServed::Any,
     })

@@ -163,6 +163,10 @@ pub struct CommonArgs {
     /// alarms are evaluated once per period. ECS's is one minute; tests shorten it.
     #[arg(long, default_value_t = 60)]
     metrics_period_seconds: u32,
+    /// How many seconds a minute of a deployment's bake times lasts (bakeTimeInMinutes, linear
+    /// and canary steps); tests shorten it to run a blue/green deployment in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    deployment_minute_seconds: f64,
     /// The network awsvpc tasks get their private IPv4 addresses on (every agent creates the
     /// Docker network `flotilla-awsvpc` with it). Pick a range no host network uses.
     #[arg(long, default_value = flotilla_api::fargate::DEFAULT_TASK_NETWORK)]

@@ -160,6 +160,7 @@ async fn open_region(replica: &Replica, region: &str) -> anyhow::Result<OpenedRe
             .with_traffic(Arc::new(flotilla_traffic::StoreTraffic::new(store.clone())))
             .with_timings(cfg.timings)
             .with_fargate(cfg.fargate.clone())
+            .with_deployment_minute(cfg.deployment_minute)
             .with_replica_id(id.clone())
             .with_election(election)
             .with_replica(topology, replica.me.clone())

@@ -7,6 +7,7 @@
 //! deployments; the service loop (`flotilla_controllers::service_loop`) writes the counts, the deployments'
 //! progress and the events. Both write with compare-and-swap on the record's `mod_revision`.
 
+use crate::service_scheduler::blue_green::{Progress, Shift};
 use crate::service_scheduler::rebalance;
 use crate::service_scheduler::{DeploymentRecord, DeploymentStatus};
 use crate::task_sets::{follow_desired, TaskSetRecord, TaskSetStatus};
@@ -309,6 +310,13 @@ impl ServiceRecord {
     /// rollback deployment.
     pub fn rollback_of(&self, d: &DeploymentRecord) -> Option<(String, &DeploymentRecord)> {
         let all = self.all_deployments();
+        // A blue/green rollback: production traffic went back to blue, PRIMARY again.
+        if let Some(to) = &d.rolled_back_to {
+            return all
+                .into_iter()
+                .find(|x| &x.id == to)
+                .map(|x| (to.clone(), x));
+        }
         if let Some(note) = self.stopped.get(&d.id) {
             let (to, rb) = note.rollback.as_ref()?;
             return all
@@ -464,7 +472,182 @@ pub fn new_deployment(
         created_at: now,
         updated_at: now,
         rolls_back_to: None,
+        side: Default::default(),
+        blue_green: None,
+        rolled_back_to: None,
     }
+}
+
+/// The minutes a bake time may last (24 hours).
+pub const MAX_BAKE_MINUTES: i32 = 1440;
+
+/// Merges the strategy and its settings of `g` into `c`: a configuration of another strategy
+/// than the resulting one is refused when given and dropped when only stored; LINEAR and CANARY
+/// get ECS's defaults (10 % every 6 minutes; 5 % for 10 minutes); values are checked against
+/// ECS's ranges, and BLUE_GREEN needs `bakeTimeInMinutes`.
+fn merge_strategy(
+    c: &mut DeploymentConfiguration,
+    g: &DeploymentConfiguration,
+) -> Result<(), EcsError> {
+    if g.strategy.is_some() {
+        c.strategy = g.strategy;
+    }
+    if g.bake_time_in_minutes.is_some() {
+        c.bake_time_in_minutes = g.bake_time_in_minutes;
+    }
+    let strategy = c.strategy.unwrap_or(DeploymentStrategy::Rolling);
+    let invalid = |m: &str| Err(EcsError::invalid_parameter(m));
+    if g.linear_configuration.is_some() && strategy != DeploymentStrategy::Linear {
+        return invalid(
+            "linearConfiguration is only valid when the deployment strategy is LINEAR.",
+        );
+    }
+    if g.canary_configuration.is_some() && strategy != DeploymentStrategy::Canary {
+        return invalid(
+            "canaryConfiguration is only valid when the deployment strategy is CANARY.",
+        );
+    }
+    if strategy == DeploymentStrategy::Rolling && g.bake_time_in_minutes.is_some() {
+        return invalid("bakeTimeInMinutes is only valid with the BLUE_GREEN, LINEAR and CANARY deployment strategies.");
+    }
+    if strategy == DeploymentStrategy::Rolling {
+        c.bake_time_in_minutes = None;
+    }
+    if let Some(b) = c.bake_time_in_minutes {
+        if !(0..=MAX_BAKE_MINUTES).contains(&b) {
+            return invalid("bakeTimeInMinutes must be between 0 and 1440.");
+        }
+    }
+    let tenths = |v: f64| ((v * 10.0).round() - v * 10.0).abs() < 1e-6;
+    let minutes_ok = |m: Option<i32>| m.is_none_or(|m| (0..=MAX_BAKE_MINUTES).contains(&m));
+    match strategy {
+        DeploymentStrategy::Linear => {
+            let mut l = g
+                .linear_configuration
+                .clone()
+                .or_else(|| c.linear_configuration.clone())
+                .unwrap_or_default();
+            let step = *l.step_percent.get_or_insert(10.0);
+            l.step_bake_time_in_minutes.get_or_insert(6);
+            if !(3.0..=100.0).contains(&step) || !tenths(step) {
+                return invalid(
+                    "linearConfiguration.stepPercent must be a multiple of 0.1 from 3.0 to 100.0.",
+                );
+            }
+            if !minutes_ok(l.step_bake_time_in_minutes) {
+                return invalid(
+                    "linearConfiguration.stepBakeTimeInMinutes must be between 0 and 1440.",
+                );
+            }
+            c.linear_configuration = Some(l);
+        }
+        _ => c.linear_configuration = None,
+    }
+    match strategy {
+        DeploymentStrategy::Canary => {
+            let mut k = g
+                .canary_configuration
+                .clone()
+                .or_else(|| c.canary_configuration.clone())
+                .unwrap_or_default();
+            let pct = *k.canary_percent.get_or_insert(5.0);
+            k.canary_bake_time_in_minutes.get_or_insert(10);
+            if !(0.1..=100.0).contains(&pct) || !tenths(pct) {
+                return invalid("canaryConfiguration.canaryPercent must be a multiple of 0.1 from 0.1 to 100.0.");
+            }
+            if !minutes_ok(k.canary_bake_time_in_minutes) {
+                return invalid(
+                    "canaryConfiguration.canaryBakeTimeInMinutes must be between 0 and 1440.",
+                );
+            }
+            c.canary_configuration = Some(k);
+        }
+        _ => c.canary_configuration = None,
+    }
+    if strategy == DeploymentStrategy::BlueGreen && c.bake_time_in_minutes.is_none() {
+        return invalid("bakeTimeInMinutes is required for the BLUE_GREEN deployment strategy.");
+    }
+    Ok(())
+}
+
+/// How a service's deployments move traffic, when its strategy is BLUE_GREEN, LINEAR or
+/// CANARY: the shift and the bake time (minutes); `None` for ROLLING.
+pub fn traffic_shift(c: Option<&DeploymentConfiguration>) -> Option<(Shift, u32)> {
+    let c = c?;
+    let bake = u32::try_from(c.bake_time_in_minutes.unwrap_or(0)).unwrap_or(0);
+    let minutes =
+        |m: Option<i32>, default: u32| m.map_or(default, |m| u32::try_from(m).unwrap_or(0));
+    let shift = match c.strategy? {
+        DeploymentStrategy::Rolling => return None,
+        DeploymentStrategy::BlueGreen => Shift::BlueGreen,
+        DeploymentStrategy::Linear => {
+            let l = c.linear_configuration.clone().unwrap_or_default();
+            Shift::Linear {
+                step_percent: l.step_percent.unwrap_or(10.0),
+                step_bake_minutes: minutes(l.step_bake_time_in_minutes, 6),
+            }
+        }
+        DeploymentStrategy::Canary => {
+            let k = c.canary_configuration.clone().unwrap_or_default();
+            Shift::Canary {
+                canary_percent: k.canary_percent.unwrap_or(5.0),
+                canary_bake_minutes: minutes(k.canary_bake_time_in_minutes, 10),
+            }
+        }
+    };
+    Some((shift, bake))
+}
+
+/// The strategy's name as ECS spells it.
+pub fn strategy_name(s: DeploymentStrategy) -> &'static str {
+    match s {
+        DeploymentStrategy::Rolling => "ROLLING",
+        DeploymentStrategy::BlueGreen => "BLUE_GREEN",
+        DeploymentStrategy::Linear => "LINEAR",
+        DeploymentStrategy::Canary => "CANARY",
+    }
+}
+
+/// A BLUE_GREEN, LINEAR or CANARY strategy needs load balancers, each with an
+/// `advancedConfiguration` naming its alternate target group and production listener rule
+/// (checked against the load balancer records by the caller).
+pub fn check_strategy_traffic(
+    c: &DeploymentConfiguration,
+    lbs: &[flotilla_model::shapes::LoadBalancer],
+) -> Result<(), EcsError> {
+    let Some(strategy) = c.strategy.filter(|s| *s != DeploymentStrategy::Rolling) else {
+        return Ok(());
+    };
+    let name = strategy_name(strategy);
+    if lbs.is_empty() {
+        return Err(EcsError::invalid_parameter(format!(
+            "The {name} deployment strategy requires a load balancer: specify loadBalancers with an advancedConfiguration (Service Connect is not supported by this Flotilla server)."
+        )));
+    }
+    for (i, lb) in lbs.iter().enumerate() {
+        let Some(a) = lb.advanced_configuration.as_ref() else {
+            return Err(EcsError::invalid_parameter(format!(
+                "loadBalancers[{i}].advancedConfiguration is required for the {name} deployment strategy."
+            )));
+        };
+        let given = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.is_empty());
+        if !given(&a.alternate_target_group_arn) {
+            return Err(EcsError::invalid_parameter(format!(
+                "loadBalancers[{i}].advancedConfiguration.alternateTargetGroupArn is required for the {name} deployment strategy."
+            )));
+        }
+        if !given(&a.production_listener_rule) {
+            return Err(EcsError::invalid_parameter(format!(
+                "loadBalancers[{i}].advancedConfiguration.productionListenerRule is required for the {name} deployment strategy."
+            )));
+        }
+        if a.alternate_target_group_arn == lb.target_group_arn {
+            return Err(EcsError::invalid_parameter(format!(
+                "loadBalancers[{i}].advancedConfiguration.alternateTargetGroupArn must differ from the load balancer's targetGroupArn."
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Checks a deployment configuration and fills ECS's defaults for a REPLICA service.
@@ -487,9 +670,7 @@ pub fn deployment_configuration(
             c.alarms = g.alarms.clone();
         }
         refuse_unserved(g)?;
-        if g.strategy.is_some() {
-            c.strategy = g.strategy;
-        }
+        merge_strategy(&mut c, g)?;
     }
     let max = *c.maximum_percent.get_or_insert(DEFAULT_MAXIMUM_PERCENT);
     let min = *c
@@ -511,37 +692,22 @@ pub fn deployment_configuration(
 }
 
 /// What a deployment configuration may ask that this server does not do yet, refused rather
-/// than turned silently into a rolling update: the BLUE_GREEN, LINEAR and CANARY strategies and
-/// what only they use (bake time, lifecycle hooks, their configurations). ROLLING is kept, and
-/// deployment alarms are checked (`service_scheduler::alarms::check`).
+/// than ignored: lifecycle hooks (they call AWS Lambda, or pause for ContinueServiceDeployment,
+/// neither served) and early success criteria. Deployment alarms are checked
+/// (`service_scheduler::alarms::check`).
 fn refuse_unserved(g: &DeploymentConfiguration) -> Result<(), EcsError> {
     let unsupported = |m: String| Err(EcsError::new(ErrorCode::UnsupportedFeatureException, m));
-    if let Some(s) = g.strategy.filter(|s| *s != DeploymentStrategy::Rolling) {
-        let name = serde_json::to_value(s)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        return unsupported(format!(
-            "The {name} deployment strategy is not supported by this Flotilla server yet; use ROLLING."
-        ));
+    if g.lifecycle_hooks.as_ref().is_some_and(|h| !h.is_empty()) {
+        return unsupported(
+            "Deployment lifecycle hooks (deploymentConfiguration.lifecycleHooks) are not supported by this Flotilla server: AWS_LAMBDA hooks invoke AWS Lambda and PAUSE hooks wait for ContinueServiceDeployment, neither of which it serves."
+                .to_string(),
+        );
     }
-    let blue_green_only = [
-        (
-            g.bake_time_in_minutes.is_some_and(|b| b > 0),
-            "bakeTimeInMinutes",
-        ),
-        (
-            g.lifecycle_hooks.as_ref().is_some_and(|h| !h.is_empty()),
-            "lifecycleHooks",
-        ),
-        (g.linear_configuration.is_some(), "linearConfiguration"),
-        (g.canary_configuration.is_some(), "canaryConfiguration"),
-        (g.early_success_criteria.is_some(), "earlySuccessCriteria"),
-    ];
-    if let Some((_, field)) = blue_green_only.iter().find(|(given, _)| *given) {
-        return unsupported(format!(
-            "deploymentConfiguration.{field} applies to the BLUE_GREEN, LINEAR and CANARY strategies, which this Flotilla server does not support yet."
-        ));
+    if g.early_success_criteria.is_some() {
+        return unsupported(
+            "deploymentConfiguration.earlySuccessCriteria is not supported by this Flotilla server yet."
+                .to_string(),
+        );
     }
     crate::service_scheduler::alarms::check(g.alarms.as_ref())
 }
@@ -646,13 +812,18 @@ pub fn apply_update(
     wanted |= td != current_td;
     let desired = u32::try_from(rec.service.desired_count).unwrap_or(0);
     if wanted {
+        let mut new = new_deployment(deployment_id, &td, desired, now);
+        // A rolling deployment stays in the target group the service's traffic is in.
+        new.side = rec.deployments.first().map(|d| d.side).unwrap_or_default();
+        if let Some((shift, bake)) = traffic_shift(rec.service.deployment_configuration.as_ref()) {
+            green(&mut new, &rec.deployments, shift, bake, now);
+        }
         for d in rec.deployments.iter_mut() {
             d.status = DeploymentStatus::Active;
             d.desired_count = 0;
             d.updated_at = now;
         }
-        rec.deployments
-            .insert(0, new_deployment(deployment_id, &td, desired, now));
+        rec.deployments.insert(0, new);
         rec.service.task_definition = Some(td);
         rec.steady = false;
     } else if let Some(p) = rec.deployments.first_mut() {
@@ -679,6 +850,32 @@ pub fn set_desired_count(rec: &mut ServiceRecord, desired: u32, now: f64) -> Res
     } else {
         apply_update(rec, &req, None, String::new(), now).map(|_| ())
     }
+}
+
+/// Makes `new` the green deployment of a BLUE_GREEN, LINEAR or CANARY service whose current
+/// deployments are `current` (newest first): blue is the deployment production traffic is on
+/// (the current primary, or the blue of a green deployment that did not complete), and green
+/// takes the other target group. With no deployment to replace, `new` stays as it is.
+fn green(
+    new: &mut DeploymentRecord,
+    current: &[DeploymentRecord],
+    shift: Shift,
+    bake: u32,
+    now: f64,
+) {
+    let Some(prev) = current.first() else {
+        return;
+    };
+    let blue_id = match &prev.blue_green {
+        Some(p) if prev.rollout_state != DeploymentRolloutState::Completed => p.blue.clone(),
+        _ => prev.id.clone(),
+    };
+    let Some(blue) = current.iter().find(|d| d.id == blue_id) else {
+        return;
+    };
+    new.side = blue.side.other();
+    let reconcile = current.iter().any(|d| d.id != blue_id);
+    new.blue_green = Some(Progress::new(shift, bake, blue_id, reconcile, now));
 }
 
 /// Applies UpdateService to a task set service (`EXTERNAL` or `CODE_DEPLOY`): only the desired

@@ -56,6 +56,8 @@ pub struct Plane {
     /// Loops of other parts that run with the controllers, on the leader only, their writes
     /// fenced with the term's fence (CloudWatch's alarm evaluation; `Api::with_leader_loop`).
     pub leader_loops: Vec<Arc<dyn LeaderLoop>>,
+    /// How many seconds a minute of a deployment's bake times lasts (60; tests shorten it).
+    pub deployment_minute: f64,
 }
 
 /// A background loop that runs on the leader only, started and stopped with the controllers
@@ -82,6 +84,7 @@ impl Plane {
             metrics: Arc::new(flotilla_metrics::NoMetrics),
             alarms: Arc::new(flotilla_metrics::NoMetrics),
             leader_loops: Vec::new(),
+            deployment_minute: 60.0,
         }
     }
 

@@ -7,7 +7,7 @@
 //! - One worker reconciles the dirty services one at a time, so one service is never
 //!   reconciled concurrently.
 //! - A reconcile reads the service and its tasks, calls the pure
-//!   [`compute_service_actions`], then applies: stops with the transition StopTask uses
+//!   [`compute_service_actions`](flotilla_control::service_scheduler::compute_service_actions) (through [`compute_blue_green_actions`], which drives a BLUE_GREEN, LINEAR or CANARY deployment in progress), then applies: stops with the transition StopTask uses
 //!   ([`flotilla_control::tasks::stop`], stop code `ServiceSchedulerInitiated`), starts through the one
 //!   placement writer ([`crate::placement::place`]) with the service's strategies (default:
 //!   spread over `attribute:ecs.availability-zone`, then `instanceId`) and constraints, and
@@ -32,7 +32,7 @@ use flotilla_control::instances::InstanceRecord;
 use flotilla_control::launch;
 use flotilla_control::service_scheduler::rebalance::AZ_ATTRIBUTE;
 use flotilla_control::service_scheduler::{
-    compute_daemon_actions, compute_service_actions, Actions, Phase, ServiceEvent, ServiceSpec,
+    compute_blue_green_actions, compute_daemon_actions, Actions, Phase, ServiceEvent, ServiceSpec,
     TaskObs, Unplaced,
 };
 use flotilla_control::services::{
@@ -535,8 +535,19 @@ pub async fn reconcile(
     let actions = if daemon {
         compute_daemon_actions(&spec, &rec.deployments, &seen.tasks, &seen.eligible, now)
     } else {
-        compute_service_actions(&spec, &rec.deployments, &seen.tasks, now)
+        // Rolling, unless a blue/green, linear or canary deployment is in progress.
+        compute_blue_green_actions(
+            &spec,
+            &rec.deployments,
+            &seen.tasks,
+            api.deployment_minute,
+            now,
+        )
     };
+    // Production traffic leaves blue before any of its tasks stops.
+    if let Some(t) = &traffic {
+        traffic::shift(t.as_ref(), &rec, &actions.deployments).await?;
+    }
     for (arn, reason) in &actions.stop {
         match (&traffic, &health) {
             (Some(t), Some(h)) => {

@@ -14,6 +14,9 @@
 //! - a task counts as healthy for the deployment only when every target group says its target is
 //!   `healthy`; a target `unhealthy` past the health check grace period makes the task
 //!   unhealthy, so it is replaced and counted by the circuit breaker;
+//! - a BLUE_GREEN, LINEAR or CANARY service's tasks register in the target group of their
+//!   deployment's side (its own or the `advancedConfiguration`'s alternate one), and [`shift`]
+//!   writes the production and test listener rules' weights its deployments ask for;
 //! - a task the scheduler stops is first deregistered (its targets go `draining`, its Cloud Map
 //!   instance goes) and only stopped once the longest deregistration delay has passed
 //!   ([`flotilla_control::tasks::deactivate`]); tasks stopped any other way are deregistered
@@ -22,11 +25,12 @@
 use crate::plane::Plane;
 use crate::records::{self, get, task_key, to_bytes, Attempt};
 use flotilla_control::instances::InstanceRecord;
-use flotilla_control::service_scheduler::{Phase, TaskObs};
+use flotilla_control::service_scheduler::blue_green::{self, Side};
+use flotilla_control::service_scheduler::{DeploymentRecord, Phase, TaskObs};
 use flotilla_control::services::ServiceRecord;
 use flotilla_control::tasks::{deactivate, stop, TaskRecord};
 use flotilla_control::traffic::{task_instance, task_targets, LbTarget, TargetType};
-use flotilla_model::shapes::TaskStopCode;
+use flotilla_model::shapes::{LoadBalancer, TaskStopCode};
 use flotilla_model::EcsError;
 use flotilla_store::{Compare, Fence, Txn};
 use std::collections::{BTreeMap, BTreeSet};
@@ -89,6 +93,16 @@ pub trait Traffic: Send + Sync {
         targets: &[(String, u16)],
         now: f64,
     ) -> Result<f64, EcsError>;
+    /// The target groups and weights of the forward action of a listener rule (or of a
+    /// listener's default action, by the listener's ARN); `None` when nothing has this ARN.
+    async fn listener_rule(&self, arn: &str) -> Result<Option<Vec<(String, u32)>>, EcsError>;
+    /// Sets the weights of these target groups in a listener rule's (or listener's) forward
+    /// action, which forwards to each of them; whether anything changed.
+    async fn set_rule_weights(
+        &self,
+        arn: &str,
+        weights: &[(String, u32)],
+    ) -> Result<bool, EcsError>;
     /// Whether the Cloud Map service exists.
     async fn registry_exists(&self, service_arn: &str) -> Result<bool, EcsError>;
     /// The Cloud Map service's instances (ids).
@@ -180,11 +194,13 @@ pub async fn apply_health(
     now: f64,
 ) -> Result<Health, EcsError> {
     let lbs = rec.service.load_balancers.clone().unwrap_or_default();
+    let alternates = alternate(&lbs);
     let mut health = Health::default();
-    for lb in &lbs {
-        let Some(tg) = lb.target_group_arn.as_deref() else {
-            continue;
-        };
+    let groups = lbs
+        .iter()
+        .chain(alternates.iter())
+        .filter_map(|lb| lb.target_group_arn.as_deref());
+    for tg in groups {
         if health.groups.contains_key(tg) {
             continue;
         }
@@ -198,7 +214,16 @@ pub async fn apply_health(
     }
     for (t, o) in records.iter().zip(obs.iter_mut()) {
         let ec2 = hosts.get(&t.instance_id).map_or("", |h| h.0.as_str());
-        let targets = task_targets(&lbs, t, ec2);
+        let side = t
+            .task
+            .started_by
+            .as_deref()
+            .map_or(Side::Primary, |d| side_of(rec, d));
+        let mine = match side {
+            Side::Primary => &lbs,
+            Side::Alternate => &alternates,
+        };
+        let targets = task_targets(mine, t, ec2);
         if o.phase == Phase::Running && !lbs.is_empty() {
             let states: Vec<(&LbTarget, Option<TargetState>)> =
                 targets.iter().map(|x| (x, health.state(x))).collect();
@@ -219,6 +244,66 @@ pub async fn apply_health(
         health.targets.insert(t.arn().to_string(), targets);
     }
     Ok(health)
+}
+
+/// The service's load balancers with each one's alternate target group (blue/green) in place
+/// of its own; one without an alternate keeps its own.
+fn alternate(lbs: &[LoadBalancer]) -> Vec<LoadBalancer> {
+    lbs.iter()
+        .map(|lb| {
+            let mut lb = lb.clone();
+            if let Some(alt) = lb
+                .advanced_configuration
+                .as_ref()
+                .and_then(|a| a.alternate_target_group_arn.clone())
+            {
+                lb.target_group_arn = Some(alt);
+            }
+            lb
+        })
+        .collect()
+}
+
+/// Which target group of each load balancer the tasks of deployment `id` register in.
+fn side_of(rec: &ServiceRecord, id: &str) -> Side {
+    rec.deployments
+        .iter()
+        .chain(rec.history.iter())
+        .find(|d| d.id == id)
+        .map_or(Side::Primary, |d| d.side)
+}
+
+/// Writes the weights the service's deployments (as they are about to be stored) ask of each
+/// load balancer's production and test listener rules ([`blue_green::weights`]), for the load
+/// balancers with an `advancedConfiguration`; a rule that already says so is not written.
+pub async fn shift(
+    traffic: &dyn Traffic,
+    rec: &ServiceRecord,
+    deployments: &[DeploymentRecord],
+) -> Result<(), EcsError> {
+    let w = blue_green::weights(deployments);
+    for lb in rec.service.load_balancers.iter().flatten() {
+        let (Some(tg), Some(a)) = (&lb.target_group_arn, &lb.advanced_configuration) else {
+            continue;
+        };
+        let Some(alt) = &a.alternate_target_group_arn else {
+            continue;
+        };
+        let rules = [
+            (a.production_listener_rule.as_deref(), w.production),
+            (a.test_listener_rule.as_deref(), w.test),
+        ];
+        for (rule, (main, other)) in rules {
+            let Some(rule) = rule.filter(|r| !r.is_empty()) else {
+                continue;
+            };
+            let weights = [(tg.clone(), main), (alt.clone(), other)];
+            if traffic.set_rule_weights(rule, &weights).await? {
+                tracing::info!(service = %rec.name(), rule, weights = ?weights, "listener rule weights set");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Keeps registrations in step with the tasks: RUNNING tasks not being stopped registered in

@@ -12,6 +12,8 @@
 //! - [`arn`] (pure): ELB's ARNs and the store keys they lead to.
 //! - [`targets`]: the target API other crates call (register, deregister, observe a health
 //!   check, sweep, snapshot, health), on the store under [`targets::prefix`].
+//! - [`weights`]: a listener rule's forward action read and its weights rewritten (ECS's
+//!   blue/green, linear and canary deployments).
 //! - [`service`]: [`Elbv2`], the operations, served through `flotilla_edge::query::AwsQuery`.
 //!
 //! **Architecture Invariant:** every write is a compare-and-swap on the records it read
@@ -42,6 +44,7 @@ pub mod health;
 pub mod record;
 pub mod service;
 pub mod targets;
+pub mod weights;
 
 pub use error::Elbv2Error;
 pub use service::Elbv2;

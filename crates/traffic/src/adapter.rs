@@ -6,6 +6,7 @@ use flotilla_controllers::traffic::{TargetGroupInfo, TargetHealth, TargetState, 
 use flotilla_elbv2::health::State;
 use flotilla_elbv2::record::TargetKind;
 use flotilla_elbv2::targets::{self, TargetRef};
+use flotilla_elbv2::weights;
 use flotilla_elbv2::Elbv2Error;
 use flotilla_model::EcsError;
 use flotilla_servicediscovery::{instances, keys, SdError};
@@ -111,6 +112,24 @@ impl Traffic for StoreTraffic {
             Err(e) if matches!(e.code(), "InvalidTarget" | "TargetGroupNotFound") => Ok(now),
             Err(e) => Err(elb(e)),
         }
+    }
+
+    async fn listener_rule(&self, arn: &str) -> Result<Option<Vec<(String, u32)>>, EcsError> {
+        Ok(weights::rule_forward(self.store.as_ref(), arn)
+            .await
+            .map_err(elb)?
+            .map(|r| {
+                r.target_groups
+                    .into_iter()
+                    .map(|w| (w.target_group_arn, w.weight))
+                    .collect()
+            }))
+    }
+
+    async fn set_rule_weights(&self, arn: &str, list: &[(String, u32)]) -> Result<bool, EcsError> {
+        weights::set_rule_weights(self.store.as_ref(), arn, list)
+            .await
+            .map_err(elb)
     }
 
     async fn registry_exists(&self, service_arn: &str) -> Result<bool, EcsError> {

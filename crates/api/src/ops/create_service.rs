@@ -93,6 +93,13 @@ pub async fn create_service(
         &template.task_definition,
     )
     .await?;
+    crate::shared::traffic::check_blue_green(
+        ctx,
+        &config,
+        req.load_balancers.as_deref().unwrap_or(&[]),
+        &template.task_definition,
+    )
+    .await?;
     let rebalancing = rebalancing(&req, daemon, &launch, &config)?;
     let shape = Shape {
         daemon,

@@ -2,7 +2,8 @@
 //! (`arn:aws:ecs:REGION:ACCOUNT:service-deployment/CLUSTER/SERVICE/ID`, the id being the digits
 //! of the deployment id `ecs-svc/<digits>`), with their source and target service revisions
 //! (one revision per deployment), status, deployment configuration, circuit breaker and, when
-//! StopServiceDeployment rolled them back, the rollback. An ARN naming no deployment is a
+//! StopServiceDeployment rolled them back, the rollback; a BLUE_GREEN, LINEAR or CANARY
+//! deployment also shows its `lifecycleStage` and both revisions' requested traffic weights. An ARN naming no deployment is a
 //! failure with reason `MISSING`.
 
 use crate::context::Ctx;
@@ -32,16 +33,53 @@ pub fn view(ctx: &Ctx<'_>, rec: &ServiceRecord, d: &DeploymentRecord) -> Service
     let b = brief(ctx, rec, d);
     // The source: the deployment this one replaced (the next older one).
     let all = rec.all_deployments();
+    // A blue/green, linear or canary deployment's source is its blue deployment, and both
+    // revisions show the traffic shares asked of the listener rules.
+    let shares = d.blue_green.as_ref().map(|p| {
+        let done = d.rollout_state == DeploymentRolloutState::Completed;
+        let failed = d.rolled_back_to.is_some();
+        let production = if done {
+            100
+        } else if failed {
+            0
+        } else {
+            p.green_percent()
+        };
+        let test = if done || (p.test_on_green && !failed) {
+            100
+        } else {
+            0
+        };
+        (f64::from(production), f64::from(test))
+    });
+    let source_id = d.blue_green.as_ref().map(|p| p.blue.clone());
     let source: Vec<ServiceRevisionSummary> = all
         .iter()
-        .find(|o| o.created_at < d.created_at)
-        .map(|o| summary(ctx, rec, o))
+        .find(|o| match &source_id {
+            Some(blue) => &o.id == blue,
+            None => o.created_at < d.created_at,
+        })
+        .map(|o| {
+            let mut s = summary(ctx, rec, o);
+            if let Some((production, test)) = shares {
+                s.requested_production_traffic_weight = Some(100.0 - production);
+                s.requested_test_traffic_weight = Some(100.0 - test);
+            }
+            s
+        })
         .into_iter()
         .collect();
+    let mut target = summary(ctx, rec, d);
+    if let Some((production, test)) = shares {
+        target.requested_production_traffic_weight = Some(production);
+        target.requested_test_traffic_weight = Some(test);
+    }
     let note = rec.stopped.get(&d.id);
     let rollback = rec.rollback_of(d).map(|(to, rb)| Rollback {
         reason: Some(if note.is_some() {
             "StopServiceDeployment with stopType ROLLBACK.".into()
+        } else if d.rolled_back_to.is_some() {
+            d.rollout_state_reason.clone()
         } else {
             "ECS deployment circuit breaker: tasks failed to start.".into()
         }),
@@ -79,7 +117,8 @@ pub fn view(ctx: &Ctx<'_>, rec: &ServiceRecord, d: &DeploymentRecord) -> Service
         stopped_at: note.map(|n| n.at),
         updated_at: Some(d.updated_at),
         source_service_revisions: Some(source),
-        target_service_revision: Some(summary(ctx, rec, d)),
+        target_service_revision: Some(target),
+        lifecycle_stage: d.blue_green.as_ref().map(|p| p.stage.shape()),
         status: b.status,
         status_reason: b.status_reason,
         deployment_configuration: rec.service.deployment_configuration.clone(),

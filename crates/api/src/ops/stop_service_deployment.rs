@@ -3,12 +3,16 @@
 //! definition of the last COMPLETED deployment is created, by the rollback the circuit breaker
 //! makes too (`flotilla_control::service_scheduler::rollback::stop_primary`); the service loop
 //! then replaces the stopped deployment's tasks. With `ABORT` the deployment is marked FAILED
-//! where it is: no more tasks are started for it and its tasks stay. An unknown ARN is
+//! where it is: no more tasks are started for it and its tasks stay. A BLUE_GREEN, LINEAR or
+//! CANARY deployment rolls back to its blue deployment, which is still running: blue is PRIMARY
+//! again and gets all the production traffic, and green's tasks are stopped
+//! (`flotilla_control::service_scheduler::blue_green::roll_back`). An unknown ARN is
 //! `ServiceDeploymentNotFoundException`; a deployment that is not in progress (finished,
 //! replaced, or without a completed deployment to roll back to) is `ConflictException`.
 
 use crate::context::Ctx;
 use crate::shared::deployments::find;
+use flotilla_control::service_scheduler::blue_green::{roll_back, RollbackWhy};
 use flotilla_control::service_scheduler::rollback::{
     rollback_target, stop_primary, Rollback, StoppedBy,
 };
@@ -62,6 +66,30 @@ pub async fn stop_service_deployment(
                     "The service deployment is not in progress and cannot be stopped.",
                 ));
             }
+            let desired = u32::try_from(rec.service.desired_count).unwrap_or(0);
+            // A blue/green, linear or canary deployment rolls back to its blue deployment,
+            // still running: production traffic returns to it at once.
+            if by == StoppedBy::StopRollback && d.blue_green.is_some() {
+                if let Some(events) =
+                    roll_back(&mut rec.deployments, RollbackWhy::Stopped, desired, now)
+                {
+                    let blue = rec.deployments[0].id.clone();
+                    rec.record_events(&events, now, &mut || uuid::Uuid::new_v4().to_string());
+                    rec.service.task_definition = Some(rec.deployments[0].task_definition.clone());
+                    rec.stopped.insert(
+                        d.id.clone(),
+                        StopNote {
+                            at: now,
+                            rollback: Some((blue.clone(), blue)),
+                        },
+                    );
+                    rec.steady = false;
+                    let txn = Txn::new()
+                        .when(Compare::ModRevision(key.clone(), rev))
+                        .put(key.clone(), to_bytes(&rec)?);
+                    return Ok(Attempt::Commit(txn, d.id));
+                }
+            }
             let rollback = match by {
                 StoppedBy::StopAbort => None,
                 _ => {
@@ -74,7 +102,7 @@ pub async fn stop_service_deployment(
                         to: to.clone(),
                         task_definition: td.clone(),
                         id: deployment_id(rand::random::<u64>()),
-                        desired: u32::try_from(rec.service.desired_count).unwrap_or(0),
+                        desired,
                     })
                 }
             };

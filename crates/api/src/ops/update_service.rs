@@ -103,7 +103,10 @@ async fn new_task_definition(
     let launch_changes = new_strategy.is_some()
         || req.network_configuration.is_some()
         || req.platform_version.is_some();
-    let traffic_changes = req.load_balancers.is_some() || req.service_registries.is_some();
+    // A deployment configuration's strategy is checked against the load balancers too.
+    let traffic_changes = req.load_balancers.is_some()
+        || req.service_registries.is_some()
+        || req.deployment_configuration.is_some();
     if req.task_definition.is_none() && !launch_changes && !traffic_changes {
         return Ok(None);
     }
@@ -146,6 +149,20 @@ async fn new_task_definition(
             .or(s.service_registries.as_deref())
             .unwrap_or(&[]),
         s.role_arn.as_deref(),
+        &t.task_definition,
+    )
+    .await?;
+    let config = flotilla_control::services::deployment_configuration(
+        req.deployment_configuration.as_ref(),
+        s.deployment_configuration.as_ref(),
+    )?;
+    crate::shared::traffic::check_blue_green(
+        ctx,
+        &config,
+        req.load_balancers
+            .as_deref()
+            .or(s.load_balancers.as_deref())
+            .unwrap_or(&[]),
         &t.task_definition,
     )
     .await?;

@@ -40,6 +40,7 @@ pub fn compute_daemon_actions(
         desired,
         primary_healthy: plan.primary_healthy,
         keep_failed: false,
+        may_complete: true,
     };
     steps::conclude(c, spec, deps, now, &mut out);
     out

@@ -144,6 +144,24 @@ pub enum ServiceEvent {
         /// The deployment rolled back to.
         to: String,
     },
+    /// A blue/green, linear or canary deployment moved production traffic to its green
+    /// revision.
+    TrafficShifted {
+        /// The green deployment.
+        deployment: String,
+        /// The share of production traffic the green revision now gets (percent).
+        percent: u32,
+    },
+    /// A blue/green, linear or canary deployment sent production traffic back to its blue
+    /// revision and stops the green one.
+    TrafficRolledBack {
+        /// The green deployment that failed.
+        deployment: String,
+        /// The blue deployment that serves again.
+        to: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// `(task a) (task b)`.
@@ -256,6 +274,19 @@ impl ServiceEvent {
             ),
             Self::DeploymentStopped { deployment, to } => format!(
                 "{s} (deployment {deployment}) deployment stopped: rolling back to deployment {to}."
+            ),
+            Self::TrafficShifted {
+                deployment,
+                percent,
+            } => format!(
+                "{s} (deployment {deployment}) shifted {percent}% of production traffic to the new service revision."
+            ),
+            Self::TrafficRolledBack {
+                deployment,
+                to,
+                reason,
+            } => format!(
+                "{s} (deployment {deployment}) rolled back: production traffic returned to deployment {to} ({reason})."
             ),
         }
     }

@@ -21,6 +21,9 @@ pub(super) fn dep(
         created_at: 0.0,
         updated_at: 0.0,
         rolls_back_to: None,
+        side: Default::default(),
+        blue_green: None,
+        rolled_back_to: None,
     }
 }
 

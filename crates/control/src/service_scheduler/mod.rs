@@ -39,12 +39,15 @@
 //! - deployment alarms ([`alarms`], when enabled): an alarm named in `alarmNames` that went to
 //!   ALARM after the primary deployment started fails it (and, with `rollback`, rolls back as
 //!   the circuit breaker does); a settled primary COMPLETES only after the bake time;
+//! - BLUE_GREEN, LINEAR and CANARY deployments run green next to blue and move listener
+//!   traffic between them ([`blue_green`]);
 //! - a protected task (`TaskObs::protected`, UpdateTaskProtection) is never stopped to scale in
 //!   or replace it (old deployment, DRAINING instance): the service stays above its desired
 //!   count, and a deployment waits, until its protection expires or is removed. Failing health
 //!   checks and DeleteService still stop it.
 
 pub mod alarms;
+pub mod blue_green;
 mod daemon;
 mod events;
 mod lost;
@@ -54,6 +57,7 @@ pub mod rollback;
 mod steps;
 mod task_sets;
 
+pub use blue_green::compute_blue_green_actions;
 pub use daemon::compute_daemon_actions;
 pub use events::{ServiceEvent, Unplaced};
 pub use replica::compute_service_actions;
@@ -111,6 +115,17 @@ pub struct DeploymentRecord {
     /// returns to. A link, so nothing has to read it back out of the reason text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolls_back_to: Option<String>,
+    /// Which of a blue/green service's two target groups its tasks register in
+    /// ([`blue_green::Side`]).
+    #[serde(default, skip_serializing_if = "blue_green::Side::is_primary")]
+    pub side: blue_green::Side,
+    /// A BLUE_GREEN, LINEAR or CANARY deployment's progress through its stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<blue_green::Progress>,
+    /// A blue/green deployment rolled back: the (blue) deployment production traffic returned
+    /// to, which is PRIMARY again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_to: Option<String>,
 }
 
 /// What the service wants.

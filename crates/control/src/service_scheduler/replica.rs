@@ -59,6 +59,7 @@ pub fn compute_service_actions(
         desired,
         primary_healthy: u32::try_from(primary_healthy).unwrap_or(0),
         keep_failed: true,
+        may_complete: true,
     };
     steps::conclude(c, spec, deps, now, &mut out);
     let staying: Vec<&TaskObs> = live

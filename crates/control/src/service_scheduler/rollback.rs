@@ -101,6 +101,9 @@ pub fn stop_primary(
         d.desired_count = 0;
     }
     let mut new = crate::services::new_deployment(rb.id, &rb.task_definition, rb.desired, now);
+    // It replaces the stopped deployment's tasks where they are (a service's traffic is in one
+    // target group between blue/green deployments).
+    new.side = deps.first().map(|d| d.side).unwrap_or_default();
     new.rollout_state_reason = by.rollback_reason(&rb.to);
     new.rolls_back_to = Some(rb.to.clone());
     deps.insert(0, new);

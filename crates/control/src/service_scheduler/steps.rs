@@ -157,6 +157,8 @@ pub(super) struct Conclusion<'a> {
     pub primary_healthy: u32,
     /// A FAILED deployment stays listed while the primary is IN_PROGRESS (its rollback).
     pub keep_failed: bool,
+    /// The primary may COMPLETE if settled (a blue/green deployment only in CLEAN_UP).
+    pub may_complete: bool,
 }
 
 /// Concludes a round: refreshes the counts, drops the deployments that emptied, and when the
@@ -175,6 +177,7 @@ pub(super) fn conclude(
         desired,
         primary_healthy,
         keep_failed,
+        may_complete,
     } = c;
     let primary = primary_id(&deps);
     refresh_counts(&mut deps, tasks, &primary, desired, now);
@@ -194,7 +197,8 @@ pub(super) fn conclude(
                 && d.rollout_state == DeploymentRolloutState::Failed)
     });
     let unstopped = tasks.iter().filter(|t| t.phase != Phase::Stopped).count();
-    let settled = deps.iter().filter(|d| has_tasks(d)).count() == 1
+    let settled = may_complete
+        && deps.iter().filter(|d| has_tasks(d)).count() == 1
         && out.start.is_none()
         && out.start_on.is_empty()
         && out.stop.is_empty()
