@@ -124,7 +124,8 @@ def fleet(tmp_path, test_image):
 
 # The modules that take longest start first, so that with pytest-xdist (--dist loadfile) no
 # worker begins one of them when the others are nearly done.
-SLOW_FIRST = ["test_region.py", "test_load_balancing.py", "test_service_deployments.py", "test_fargate.py",
+SLOW_FIRST = ["test_region.py", "test_blue_green.py", "test_load_balancing.py", "test_autoscaling.py",
+              "test_service_deployments.py", "test_fargate.py",
               "test_durability.py", "test_bad_input.py"]
 
 

@@ -5,7 +5,8 @@ One service of awsvpc busybox httpd tasks (each answers `HOSTNAME VERSION`) sits
 application load balancer with two target groups (blue and green): the production listener's
 rule forwards to both with weights, and a second listener (the test listener, named by its ARN
 as for a network load balancer) does too. The server runs with `--deployment-minute-seconds 1`,
-so a bake time of N minutes lasts N seconds.
+so a bake time of N minutes lasts N seconds. Everything runs twice: on the embedded store and on
+etcd.
 
 Checked: a BLUE_GREEN deployment under load fails no request, ends with every answer from green
 and blue's tasks stopped after the bake time, through ECS's lifecycle stages; a LINEAR
@@ -28,22 +29,28 @@ from test_load_balancing import DEREGISTRATION_DELAY, HEALTH_PATH, VPC, Load, ge
 MINUTE_SECONDS = 1
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory, test_image):
-    f = Fleet(tmp_path_factory.mktemp("bg-fleet"),
-              server_args=["--deployment-minute-seconds", str(MINUTE_SECONDS)])
+@pytest.fixture(scope="module", params=["embedded", "etcd"])
+def fleet(request, tmp_path_factory, test_image):
+    tmp = tmp_path_factory.mktemp(f"bg-{request.param}")
+    args = ["--deployment-minute-seconds", str(MINUTE_SECONDS)]
+    etcd = f = None
     try:
+        if request.param == "etcd":
+            etcd = helpers.SoloEtcd(tmp / "etcd").__enter__()
+            args += ["--store", etcd.store("bluegreen"), "--secrets-key-file", str(helpers.secrets_key_file(tmp))]
+        f = Fleet(tmp / "fleet", server_args=args)
         f.cluster = helpers.unique("bg")
         ecs = ecs_for(f)
         ecs.create_cluster(clusterName=f.cluster)
         f.add_agent(f.cluster)
         instances_ready(ecs, f.cluster, 1)
-    except BaseException:
-        f.close()
-        raise
-    yield f
-    f.close()
-    remove_awsvpc_network_if_unused()
+        yield f
+    finally:
+        if f:
+            f.close()
+        if etcd:
+            etcd.__exit__(None, None, None)
+        remove_awsvpc_network_if_unused()
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod metrics_peers;
 pub mod ops;
 pub mod paginate;
+pub mod peer_call;
 pub mod regions;
 pub mod routing;
 pub mod secrets;

@@ -144,52 +144,23 @@ impl EdgeOwners {
         };
         let body = serde_json::to_vec(&serde_json::json!({"owner": owner, "request": request}))
             .map_err(|e| LogsError::unavailable(format!("could not encode the request: {e}")))?;
-        let authority = url
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string();
-        let target = flotilla_sigv4::target::admin_target("LogQuery");
-        let headers = flotilla_sigv4::target::json_headers(&authority, &target);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let signer = flotilla_sigv4::Signer {
-            region: &self.region,
-            access_key_id: &cred.access_key_id,
-            secret_access_key: &cred.secret_access_key,
-            session_token: cred.session_token.as_deref(),
-        };
-        let signed = flotilla_sigv4::sign(
-            &flotilla_sigv4::Request::post(&headers, &body),
-            &signer,
-            now,
-        );
-        let mut req = self
-            .http
-            .post(format!("http://{authority}/"))
-            .timeout(ASK_TIMEOUT);
-        for (k, v) in headers
-            .iter()
-            .map(|(k, v)| (*k, *v))
-            .chain(signed.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        {
-            if k != "host" {
-                req = req.header(k, v);
-            }
-        }
         let unreachable = |e: String| {
             LogsError::unavailable(format!(
                 "The events of this log stream are kept by {owner}, reached through server replica {replica} at {url}, which did not answer ({e}); ask {url} directly."
             ))
         };
-        let resp = req
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| unreachable(e.to_string()))?;
+        let answer = crate::peer_call::call(
+            &self.http,
+            &url,
+            &self.region,
+            cred,
+            "LogQuery",
+            body,
+            ASK_TIMEOUT,
+        )
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+        let (status, bytes) = (answer.status, answer.body);
         if status.is_success() {
             return serde_json::from_slice(&bytes)
                 .map_err(|e| unreachable(format!("an unreadable answer: {e}")));

@@ -55,48 +55,18 @@ impl ReplicaPeers {
             ));
         };
         let body = serde_json::to_vec(q).map_err(|e| unavailable(e.to_string()))?;
-        let authority = r
-            .url
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string();
-        let target = flotilla_sigv4::target::admin_target("MetricQuery");
-        let headers = flotilla_sigv4::target::json_headers(&authority, &target);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let signer = flotilla_sigv4::Signer {
-            region: &self.region,
-            access_key_id: &cred.access_key_id,
-            secret_access_key: &cred.secret_access_key,
-            session_token: cred.session_token.as_deref(),
-        };
-        let signed = flotilla_sigv4::sign(
-            &flotilla_sigv4::Request::post(&headers, &body),
-            &signer,
-            now,
-        );
-        let mut req = self
-            .http
-            .post(format!("http://{authority}/"))
-            .timeout(ASK_TIMEOUT);
-        for (k, v) in headers
-            .iter()
-            .map(|(k, v)| (*k, *v))
-            .chain(signed.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        {
-            if k != "host" {
-                req = req.header(k, v);
-            }
-        }
-        let resp = req
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| unavailable(e.to_string()))?;
+        let answer = crate::peer_call::call(
+            &self.http,
+            &r.url,
+            &self.region,
+            cred,
+            "MetricQuery",
+            body,
+            ASK_TIMEOUT,
+        )
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+        let (status, bytes) = (answer.status, answer.body);
         if !status.is_success() {
             return Err(unavailable(format!(
                 "HTTP {status}: {}",
