@@ -428,6 +428,9 @@ pub fn dev_config(common: &CommonArgs) -> anyhow::Result<ServerConfig> {
             }
         }
     };
+    banner.push(format!(
+        "The web console is at {endpoint}/console/ (sign in with the same key pair)."
+    ));
     let store = store_url(common);
     let secrets_key = secrets_key(common.secrets_key_file.as_deref(), &store, &data_dir)?;
     Ok(ServerConfig {
