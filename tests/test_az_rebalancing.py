@@ -2,7 +2,7 @@
 because it was the only one is moved back to balance when a host in a second zone joins, one
 task at a time within its deployment bounds, with ECS's SERVICE_REBALANCING events; a service
 with rebalancing DISABLED stays where it is; the setting's defaults and refusals as ECS has them
-(boto3 and the aws CLI)."""
+(boto3 and the aws CLI). On the embedded store and on etcd."""
 
 import json
 import subprocess
@@ -16,13 +16,24 @@ from fleet import TASK_ARN_LABEL, docker, ecs_for, instances_ready, wait_for
 from test_services import service, sleeper, tasks_of
 
 
-@pytest.fixture(scope="module")
-def zones_fleet(tmp_path_factory, test_image):
+@pytest.fixture(scope="module", params=["embedded", "etcd"])
+def zones_fleet(request, tmp_path_factory, test_image):
     from fleet import Fleet
 
-    f = Fleet(tmp_path_factory.mktemp("az-rebalancing"))
-    yield f
-    f.close()
+    tmp = tmp_path_factory.mktemp(f"az-rebalancing-{request.param}")
+    args = []
+    etcd = f = None
+    try:
+        if request.param == "etcd":
+            etcd = helpers.SoloEtcd(tmp / "etcd").__enter__()
+            args += ["--store", etcd.store("rebalancing"), "--secrets-key-file", str(helpers.secrets_key_file(tmp))]
+        f = Fleet(tmp / "fleet", server_args=args)
+        yield f
+    finally:
+        if f:
+            f.close()
+        if etcd:
+            etcd.__exit__(None, None, None)
 
 
 def per_zone(ecs, cluster, name):

@@ -5,7 +5,8 @@ A service of 3 tasks: one is protected with UpdateTaskProtection, another protec
 inside its container through the agent's endpoint (`PUT $ECS_AGENT_URI/task-protection/v1/state`,
 busybox's nc), and a container reads its protection back with busybox's wget (GET). Scaled in to 1,
 the unprotected task stops while both protected ones keep running: the service stays above its
-desired count, as ECS does, until the protection is removed; then it converges to 1."""
+desired count, as ECS does, until the protection is removed; then it converges to 1. On the
+embedded store and on etcd."""
 
 import json
 import time
@@ -19,20 +20,27 @@ from test_task_role import task_container_id
 ROLE = f"arn:aws:iam::{helpers.ACCOUNT}:role/worker-role"
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory, test_image):
-    f = Fleet(tmp_path_factory.mktemp("protection-fleet"))
+@pytest.fixture(scope="module", params=["embedded", "etcd"])
+def fleet(request, tmp_path_factory, test_image):
+    tmp = tmp_path_factory.mktemp(f"protection-{request.param}")
+    args = []
+    etcd = f = None
     try:
+        if request.param == "etcd":
+            etcd = helpers.SoloEtcd(tmp / "etcd").__enter__()
+            args += ["--store", etcd.store("protection"), "--secrets-key-file", str(helpers.secrets_key_file(tmp))]
+        f = Fleet(tmp / "fleet", server_args=args)
         f.cluster = helpers.unique("prot")
         ecs = ecs_for(f)
         ecs.create_cluster(clusterName=f.cluster)
         f.add_agent(f.cluster)
         instances_ready(ecs, f.cluster, 1)
-    except BaseException:
-        f.close()
-        raise
-    yield f
-    f.close()
+        yield f
+    finally:
+        if f:
+            f.close()
+        if etcd:
+            etcd.__exit__(None, None, None)
 
 
 def worker(ecs, family, role=True):
