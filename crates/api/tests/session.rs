@@ -671,6 +671,9 @@ async fn a_live_session_heals_a_wrong_disconnect_within_a_heartbeat() {
 struct Outage {
     inner: MemoryStore,
     down: std::sync::atomic::AtomicBool,
+    /// While set, open watches deliver nothing (what they hold comes after), as a watch on a
+    /// connection to a cut-off etcd member stays silent until its keep-alive fails.
+    stalled: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Outage {
@@ -717,7 +720,21 @@ impl Store for Outage {
         after_revision: u64,
     ) -> Result<flotilla_store::WatchStream, StoreError> {
         self.check()?;
-        self.inner.watch(prefix, after_revision).await
+        let inner = self.inner.watch(prefix, after_revision).await?;
+        let stalled = self.stalled.clone();
+        Ok(Box::pin(futures::stream::unfold(
+            inner,
+            move |mut inner| {
+                let stalled = stalled.clone();
+                async move {
+                    while stalled.load(std::sync::atomic::Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    let next = inner.next().await?;
+                    Some((next, inner))
+                }
+            },
+        )))
     }
 }
 
@@ -732,6 +749,7 @@ async fn a_store_outage_does_not_make_a_heartbeating_agent_lost() {
     let store = Arc::new(Outage {
         inner: MemoryStore::new(),
         down: Default::default(),
+        stalled: Default::default(),
     });
     let (a, _) = serve(
         api_with(store.clone())
@@ -789,4 +807,59 @@ async fn a_store_outage_does_not_make_a_heartbeating_agent_lost() {
     }
     // Silence still counts once the store answers.
     wait_connected(&a, "o1", &inst, false).await;
+}
+
+/// A watch that stalls (its connection to an etcd member that was cut off stays silent for
+/// seconds before it fails over) while every beat is still written: the leader reads an
+/// instance's beat before judging it, so a heartbeating agent is never declared lost for its
+/// watch's silence; a silent agent still is, once the watch flows again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_watch_does_not_make_a_heartbeating_agent_lost() {
+    let timings = heartbeat_every(Duration::from_millis(200));
+    let (interval, limit) = (timings.heartbeat_interval, timings.silence_limit());
+    let store = Arc::new(Outage {
+        inner: MemoryStore::new(),
+        down: Default::default(),
+        stalled: Default::default(),
+    });
+    let (a, _) = serve(
+        api_with(store.clone())
+            .with_timings(timings)
+            .with_replica_id("a"),
+    )
+    .await;
+    let (b, addr_b) = serve(
+        api_with(store.clone())
+            .with_timings(timings)
+            .with_replica_id("b")
+            .with_election(Arc::new(NeverLeads)),
+    )
+    .await;
+    cluster(&a, "s1").await;
+    let inst = register(&b, "s1", 1024, 1024, "us-east-1a").await;
+    let mut ws = open_session(&addr_b, &inst).await;
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        send(&mut ws, &AgentMessage::Heartbeat { sent_at_ms: 0 }).await;
+        tokio::time::sleep(interval).await;
+    }
+    assert!(agent_connected(&a, "s1", &inst).await);
+    // Every watch silent for three silence limits; the agent heartbeats, its beats are written.
+    store
+        .stalled
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let until = Instant::now() + limit * 3;
+    while Instant::now() < until {
+        send(&mut ws, &AgentMessage::Heartbeat { sent_at_ms: 0 }).await;
+        tokio::time::sleep(interval).await;
+        assert!(
+            agent_connected(&a, "s1", &inst).await,
+            "a heartbeating agent was declared lost while the leader's watch was stalled"
+        );
+    }
+    store
+        .stalled
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    // Silence still counts.
+    wait_connected(&a, "s1", &inst, false).await;
 }

@@ -17,7 +17,9 @@
 //!   `agentConnected: false`. Each tick first reads the store's revision: while the store does
 //!   not answer (an etcd election, a member cut off), beats cannot be written either, so every
 //!   deadline is pushed a whole silence limit past the outage instead of agents being declared
-//!   lost for the store's silence. A session also watches its own silence (see
+//!   lost for the store's silence. And before an instance is marked, its beat is read from the
+//!   store: a beat newer than the last one the watch delivered (a watch can lag or stall, e.g.
+//!   on a connection to an etcd member that was cut off) counts as heard. A session also watches its own silence (see
 //!   `flotilla_api::session`).
 //! - The sweeper: STOPPED tasks are kept for [`AgentTimings::stopped_task_retention`] after
 //!   `stoppedAt` (ECS keeps them about an hour), then deleted; RunTask client tokens are
@@ -178,12 +180,23 @@ impl Agents {
 /// The liveness loop's deadlines, on its own clock: by when each instance that shows connected
 /// must be heard of again (a beat from any replica).
 #[derive(Default)]
-struct Deadlines(HashMap<String, Instant>);
+struct Deadlines(HashMap<String, Instant>, HashMap<String, u64>);
 
 impl Deadlines {
     /// A beat of the instance was observed: it must be heard of again before `deadline`.
     fn heard(&mut self, key: &str, deadline: Instant) {
         self.0.insert(key.to_string(), deadline);
+    }
+
+    /// The beat written at `revision` was observed (the watch's latest, or read directly).
+    fn saw_beat(&mut self, key: &str, revision: u64) {
+        let seen = self.1.entry(key.to_string()).or_default();
+        *seen = (*seen).max(revision);
+    }
+
+    /// Whether a beat written at `revision` is newer than every beat observed of the instance.
+    fn is_new_beat(&self, key: &str, revision: u64) -> bool {
+        self.1.get(key).is_none_or(|seen| revision > *seen)
     }
 
     /// The instance shows connected: it gets `deadline` unless it already has one.
@@ -193,6 +206,7 @@ impl Deadlines {
 
     fn forget(&mut self, key: &str) {
         self.0.remove(key);
+        self.1.remove(key);
     }
 
     /// Every instance gets at least until `deadline`: the store could not be reached, so no
@@ -352,6 +366,7 @@ impl Liveness {
             Some(Ok(Event::Put(kv))) if beat => {
                 if let Some(key) = instance_key_of_beat(&kv.key) {
                     self.deadlines.heard(&key, deadline);
+                    self.deadlines.saw_beat(&key, kv.mod_revision);
                 }
             }
             Some(Ok(Event::Put(kv))) => match serde_json::from_slice::<InstanceRecord>(&kv.value) {
@@ -456,6 +471,22 @@ async fn disconnect_expired(
         if api.agents.has_session(&key) {
             deadlines.heard(&key, Instant::now() + limit);
             continue;
+        }
+        // A watch can lag or stall while beats are written (its connection to an etcd member
+        // that was cut off stays silent until its keep-alive fails): the beat itself is read
+        // before the instance is judged, and one newer than the last observed is a beat heard.
+        match api.store().get(&agent_beat_key(cluster, id)).await {
+            Ok(Some(kv)) if deadlines.is_new_beat(&key, kv.mod_revision) => {
+                deadlines.saw_beat(&key, kv.mod_revision);
+                deadlines.heard(&key, Instant::now() + limit);
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, container_instance = %id, "agent liveness: could not read the agent's beat; judging it later");
+                deadlines.heard(&key, Instant::now() + limit);
+                continue;
+            }
         }
         tracing::info!(container_instance = %id, cluster, "no replica heard the agent in time");
         let no_session = || !api.agents.has_session(&key);
