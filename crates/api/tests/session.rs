@@ -551,7 +551,14 @@ fn heartbeat_every(interval: Duration) -> AgentTimings {
 /// Two replicas on one store, each serving the API and sessions: `a` runs the controllers
 /// (it leads), `b` never does.
 async fn two_replicas(timings: AgentTimings) -> (Arc<Api>, Arc<Api>, String) {
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    two_replicas_on(Arc::new(MemoryStore::new()), timings).await
+}
+
+/// [`two_replicas`] on `store`.
+async fn two_replicas_on(
+    store: Arc<dyn Store>,
+    timings: AgentTimings,
+) -> (Arc<Api>, Arc<Api>, String) {
     let (a, _) = serve(
         api_with(store.clone())
             .with_timings(timings)
@@ -751,19 +758,7 @@ async fn a_store_outage_does_not_make_a_heartbeating_agent_lost() {
         down: Default::default(),
         stalled: Default::default(),
     });
-    let (a, _) = serve(
-        api_with(store.clone())
-            .with_timings(timings)
-            .with_replica_id("a"),
-    )
-    .await;
-    let (b, addr_b) = serve(
-        api_with(store.clone())
-            .with_timings(timings)
-            .with_replica_id("b")
-            .with_election(Arc::new(NeverLeads)),
-    )
-    .await;
+    let (a, b, addr_b) = two_replicas_on(store.clone(), timings).await;
     cluster(&a, "o1").await;
     let inst = register(&b, "o1", 1024, 1024, "us-east-1a").await;
     let mut ws = open_session(&addr_b, &inst).await;
@@ -822,19 +817,7 @@ async fn a_stalled_watch_does_not_make_a_heartbeating_agent_lost() {
         down: Default::default(),
         stalled: Default::default(),
     });
-    let (a, _) = serve(
-        api_with(store.clone())
-            .with_timings(timings)
-            .with_replica_id("a"),
-    )
-    .await;
-    let (b, addr_b) = serve(
-        api_with(store.clone())
-            .with_timings(timings)
-            .with_replica_id("b")
-            .with_election(Arc::new(NeverLeads)),
-    )
-    .await;
+    let (a, b, addr_b) = two_replicas_on(store.clone(), timings).await;
     cluster(&a, "s1").await;
     let inst = register(&b, "s1", 1024, 1024, "us-east-1a").await;
     let mut ws = open_session(&addr_b, &inst).await;
