@@ -8,7 +8,7 @@
 //! finds a full bucket again: only possible with more callers at once than the bound).
 
 use crate::bucket::{Decision, Limit, TokenBucket};
-use crate::classes::{class_of, parse_name, BucketName};
+use crate::classes::{class_of, parse_name};
 use std::collections::{BTreeMap, HashMap};
 
 /// How many buckets a limiter keeps at most, by default.
