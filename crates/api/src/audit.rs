@@ -397,13 +397,15 @@ mod tests {
             "family": "api",
             "overrides": {"containerOverrides": [{"environment": [{"value": "ovr-secret"}]}]},
         });
-        let r = record(
-            "CreateSecret",
-            Outcome::Ok,
-            body.to_string().as_bytes(),
-        );
+        let r = record("CreateSecret", Outcome::Ok, body.to_string().as_bytes());
         let text = line(&r);
-        for secret in ["hunter2", "param-secret", "tag-secret", "env-secret", "ovr-secret"] {
+        for secret in [
+            "hunter2",
+            "param-secret",
+            "tag-secret",
+            "env-secret",
+            "ovr-secret",
+        ] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
         assert!(text.contains("db-password") && text.contains("\"family\":\"api\""));
@@ -424,8 +426,14 @@ mod tests {
         let long = "x".repeat(10_000);
         let body = serde_json::json!({"cluster": long, "tasks": ["a"], "taskDefinitions": (0..100).map(|i| i.to_string()).collect::<Vec<_>>()});
         let ids = identifiers_json(body.to_string().as_bytes());
-        assert_eq!(ids["cluster"].as_str().unwrap().len(), MAX_IDENTIFIER_CHARS + 3);
-        assert_eq!(ids["taskDefinitions"].as_array().unwrap().len(), MAX_LIST_ITEMS);
+        assert_eq!(
+            ids["cluster"].as_str().unwrap().len(),
+            MAX_IDENTIFIER_CHARS + 3
+        );
+        assert_eq!(
+            ids["taskDefinitions"].as_array().unwrap().len(),
+            MAX_LIST_ITEMS
+        );
         assert!(identifiers_json(b"not json").is_empty());
         assert!(identifiers_json(b"[1,2]").is_empty());
         assert!(identifiers_json(br#"{"cluster": {"x": 1}}"#).is_empty());

@@ -718,12 +718,18 @@ mod tests {
 
     #[test]
     fn requests_are_audited_by_their_operation() {
-        assert_eq!(ecs_audit_operation(&format!("{TARGET_PREFIX}RunTask")), "RunTask");
+        assert_eq!(
+            ecs_audit_operation(&format!("{TARGET_PREFIX}RunTask")),
+            "RunTask"
+        );
         assert_eq!(
             ecs_audit_operation(&format!("{ADMIN_TARGET_PREFIX}ReclaimSpot")),
             "FlotillaAdmin.ReclaimSpot"
         );
-        assert_eq!(ecs_audit_operation(&format!("{TARGET_PREFIX}Nope")), "unknown");
+        assert_eq!(
+            ecs_audit_operation(&format!("{TARGET_PREFIX}Nope")),
+            "unknown"
+        );
         assert_eq!(
             ecs_audit_operation(&format!("{ADMIN_TARGET_PREFIX}a\"b")),
             "unknown"

@@ -577,6 +577,85 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    #[derive(clap::Parser)]
+    struct Args {
+        #[command(flatten)]
+        common: CommonArgs,
+    }
+
+    fn common(flags: &[&str]) -> CommonArgs {
+        use clap::Parser;
+        Args::try_parse_from(std::iter::once("flotilla").chain(flags.iter().copied()))
+            .unwrap()
+            .common
+    }
+
+    #[test]
+    fn throttling_is_on_for_servers_off_for_dev_and_flags_win() {
+        let file: FileThrottle = toml::from_str(
+            r#"
+            max_buckets = 10
+            [limits]
+            "ecs:cluster-read" = { burst = 5, rate = 2 }
+            "ecs:RunTask" = { burst = 3, rate = 0.5 }
+            "#,
+        )
+        .unwrap();
+        let p = throttle(&common(&[]), Some(&file), true).unwrap().unwrap();
+        assert_eq!(p.max_buckets, 10);
+        assert_eq!(p.bucket("ecs", "DescribeClusters").1.burst, 5);
+        assert_eq!(p.bucket("ecs", "RunTask").0, "ecs:RunTask");
+        assert!(throttle(&common(&[]), None, false).unwrap().is_none());
+        assert!(throttle(&common(&["--throttle"]), None, false)
+            .unwrap()
+            .is_some());
+        assert!(throttle(&common(&["--no-throttle"]), Some(&file), true)
+            .unwrap()
+            .is_none());
+        let off: FileThrottle = toml::from_str("enabled = false").unwrap();
+        assert!(throttle(&common(&[]), Some(&off), true).unwrap().is_none());
+        // A flag's limit wins over the file's, and turns throttling on.
+        let p = throttle(
+            &common(&["--throttle-limit", "ecs:cluster-read=7/1"]),
+            Some(&file),
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(p.bucket("ecs", "ListClusters").1.burst, 7);
+        // Typos and impossible limits are refused at start.
+        let bad: FileThrottle =
+            toml::from_str(r#"limits = { "ecs:cluster-reads" = { burst = 5, rate = 2 } }"#)
+                .unwrap();
+        assert!(throttle(&common(&[]), Some(&bad), true).is_err());
+        let bad: FileThrottle =
+            toml::from_str(r#"limits = { "ecs:cluster-read" = { burst = 0, rate = 2 } }"#).unwrap();
+        assert!(throttle(&common(&[]), Some(&bad), true).is_err());
+        assert!(throttle(&common(&["--throttle-limit", "ecs:RunTask"]), None, true).is_err());
+        assert!(toml::from_str::<FileThrottle>("limit = {}").is_err());
+    }
+
+    #[test]
+    fn the_audit_log_is_in_the_data_directory_unless_told() {
+        let dir = Path::new("/data");
+        assert_eq!(
+            audit_log(&common(&[]), None, dir),
+            Some(dir.join(AUDIT_LOG_FILE))
+        );
+        assert_eq!(audit_log(&common(&["--audit-log", "-"]), None, dir), None);
+        let file = FileAudit {
+            log: Some("/var/log/flotilla-audit.log".into()),
+        };
+        assert_eq!(
+            audit_log(&common(&[]), Some(&file), dir),
+            Some(PathBuf::from("/var/log/flotilla-audit.log"))
+        );
+        assert_eq!(
+            audit_log(&common(&["--audit-log", "/x.log"]), Some(&file), dir),
+            Some(PathBuf::from("/x.log"))
+        );
+    }
+
     #[test]
     fn the_other_regions_are_region_names_each_once_without_the_primary() {
         let given = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();

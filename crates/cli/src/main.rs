@@ -203,7 +203,11 @@ pub struct CommonArgs {
     /// A class's or one operation's limit, NAME=BURST/RATE: `ecs:cluster-read=50/20`,
     /// `secretsmanager:modify=20/5`, `ecs:RunTask=10/2` (an operation named gets a bucket of
     /// its own). Repeatable; wins over `[throttle.limits]` in --config; implies --throttle.
-    #[arg(long = "throttle-limit", value_name = "NAME=BURST/RATE", conflicts_with = "no_throttle")]
+    #[arg(
+        long = "throttle-limit",
+        value_name = "NAME=BURST/RATE",
+        conflicts_with = "no_throttle"
+    )]
     throttle_limits: Vec<String>,
     /// Where the audit log goes (one JSON line per mutating or denied call), appended:
     /// a file, or `-` for no audit log [default: DATA_DIR/audit.log].

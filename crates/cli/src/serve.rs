@@ -166,8 +166,7 @@ async fn open_region(replica: &Replica, region: &str) -> anyhow::Result<OpenedRe
         api = api.with_audit(log.clone());
     }
     let api = Arc::new(
-        api
-            .with_traffic(Arc::new(flotilla_traffic::StoreTraffic::new(store.clone())))
+        api.with_traffic(Arc::new(flotilla_traffic::StoreTraffic::new(store.clone())))
             .with_timings(cfg.timings)
             .with_fargate(cfg.fargate.clone())
             .with_deployment_minute(cfg.deployment_minute)
@@ -394,12 +393,12 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
             .router()
             .into_make_service_with_connect_info::<SocketAddr>(),
     )
-        .with_graceful_shutdown(async move {
-            shutdown().await;
-            let _ = stop_tx.send(true);
-        })
-        .await
-        .context("serving HTTP");
+    .with_graceful_shutdown(async move {
+        shutdown().await;
+        let _ = stop_tx.send(true);
+    })
+    .await
+    .context("serving HTTP");
     for a in agents {
         let _ = a.await;
     }
