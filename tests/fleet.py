@@ -138,13 +138,15 @@ class Agent:
 
 
 class Fleet:
-    def __init__(self, tmp_path, heartbeat_seconds=2, server_args=()):
-        """`server_args`: extra flags of `flotilla server`, e.g. ["--spot-warning-seconds", "2"]."""
+    def __init__(self, tmp_path, heartbeat_seconds=2, server_args=(), throttle=False):
+        """`server_args`: extra flags of `flotilla server`, e.g. ["--spot-warning-seconds", "2"];
+        `throttle`: the server throttles API requests (see helpers.Server)."""
         self.tmp = Path(tmp_path)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.server = helpers.Server(
             self.tmp / "server", self.tmp / "server.log", mode="server",
             extra_args=["--heartbeat-seconds", str(heartbeat_seconds), *server_args],
+            throttle=throttle,
         )
         self.endpoint = self.server.endpoint
         self.agents = []

@@ -99,9 +99,13 @@ def modeled_errors(model=None):
 class Server:
     """One `flotilla dev` process on a free port."""
 
-    def __init__(self, data_dir, log_path, port=None, region=REGION, account=ACCOUNT, mode="dev", extra_args=(), agent=False):
+    def __init__(self, data_dir, log_path, port=None, region=REGION, account=ACCOUNT, mode="dev", extra_args=(), agent=False,
+                 throttle=False):
         """`flotilla dev` (with `--no-agent` unless agent=True: the API tests need no Docker) or
-        `flotilla server` (mode="server")."""
+        `flotilla server` (mode="server"). `flotilla server` throttles by default with ECS's rates
+        per key (RegisterTaskDefinition and CreateCluster: 20, then 1 a second), which modules
+        that create hundreds of resources would hit: it runs with --no-throttle unless
+        throttle=True (tests/test_throttling.py)."""
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -123,6 +127,7 @@ class Server:
                 "--account", account,
                 *extra_args,
                 *(["--no-agent"] if mode == "dev" and not agent else []),
+                *(["--no-throttle"] if mode == "server" and not throttle else []),
             ],
             stdout=subprocess.PIPE,
             stderr=self._log,

@@ -56,6 +56,11 @@ pub struct Api {
     pub exec: crate::exec::ExecHub,
     /// This replica's metric series (CloudWatch), answered to the other replicas.
     metric_series: Option<Arc<flotilla_cloudwatch::LocalSeries>>,
+    /// The request rate limits, per caller and class of operations, in this replica's memory
+    /// ([`Api::with_throttle`]; none: nothing is throttled).
+    pub(crate) throttle: Option<Mutex<flotilla_throttle::Limiter>>,
+    /// Where the audit records go ([`Api::with_audit`]; none: no audit log).
+    pub(crate) audit: Option<Arc<crate::audit_log::AuditLog>>,
 }
 
 /// The services a task's `secrets` are read from.
@@ -101,7 +106,24 @@ impl Api {
             task_credentials: None,
             exec: crate::exec::ExecHub::default(),
             metric_series: None,
+            throttle: None,
+            audit: None,
         }
+    }
+
+    /// Builder: throttles API requests per caller (access key id) and class of operations
+    /// with `policy`'s token buckets ([`flotilla_throttle`]), kept in this `Api`'s memory.
+    pub fn with_throttle(mut self, policy: flotilla_throttle::Policy) -> Self {
+        self.throttle = Some(Mutex::new(flotilla_throttle::Limiter::new(policy)));
+        self
+    }
+
+    /// Builder: writes an audit record of every mutating and every denied call to `log`
+    /// ([`crate::audit`]); its dropped lines are counted on `/metrics`.
+    pub fn with_audit(mut self, log: Arc<crate::audit_log::AuditLog>) -> Self {
+        self.metrics.register_audit_dropped(log.dropped());
+        self.audit = Some(log);
+        self
     }
 
     /// Builder: serves Secrets Manager and SSM Parameter Store beside ECS, on this API's store

@@ -13,6 +13,8 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod audit;
+pub mod audit_log;
 pub mod capacity_metrics;
 pub mod console;
 pub mod context;

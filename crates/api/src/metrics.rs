@@ -6,7 +6,9 @@
 //! capacity provider's `CapacityProviderReservation` per cluster
 //! (`flotilla_capacity_provider_reservation`, computed as `/metrics` is scraped by
 //! `crate::capacity_metrics`); utilization (`flotilla_ecs_utilization_percent`, and per task and
-//! container instance, computed as `/metrics` is scraped by `crate::usage_gauges`).
+//! container instance, computed as `/metrics` is scraped by `crate::usage_gauges`); requests
+//! refused as over their rate (`flotilla_throttled_requests_total`, by operation) and audit
+//! lines dropped (`flotilla_audit_dropped_lines_total`).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use std::sync::Arc;
@@ -106,6 +108,7 @@ pub struct Metrics {
     term: Gauge,
     agent_sessions: Gauge,
     store_latency: Family<StoreLabels, Histogram>,
+    throttled: Family<OperationLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -199,6 +202,13 @@ impl Metrics {
              (instances whose session this replica holds)",
             usage.instance_memory.clone(),
         );
+        let throttled = Family::<OperationLabels, Counter>::default();
+        registry.register(
+            "throttled_requests",
+            "API requests refused with ThrottlingException (the caller over its rate), by \
+             operation",
+            throttled.clone(),
+        );
         Metrics {
             usage,
             reservation,
@@ -209,7 +219,26 @@ impl Metrics {
             term,
             agent_sessions,
             store_latency,
+            throttled,
         }
+    }
+
+    /// Counts one request refused as over its rate.
+    pub fn throttled(&self, operation: &str) {
+        self.throttled
+            .get_or_create(&OperationLabels {
+                operation: operation.to_string(),
+            })
+            .inc();
+    }
+
+    /// Serves the audit log's count of dropped lines (`flotilla_audit_dropped_lines_total`).
+    pub fn register_audit_dropped(&mut self, dropped: Counter) {
+        self.registry.register(
+            "audit_dropped_lines",
+            "Audit log lines dropped: the writer's queue was full or the file refused them",
+            dropped,
+        );
     }
 
     /// Records how many agent sessions this replica holds (set as `/metrics` is scraped).

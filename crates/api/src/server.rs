@@ -29,6 +29,7 @@ use flotilla_model::{EcsError, ErrorCode, Operation};
 use flotilla_sigv4 as sigv4;
 use flotilla_sigv4::target::JSON_CONTENT_TYPE as CONTENT_TYPE;
 pub use flotilla_sigv4::target::{ADMIN_TARGET_PREFIX, ECS_TARGET_PREFIX as TARGET_PREFIX};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
@@ -59,7 +60,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(crate::health::readyz))
-        .fallback(any(handle))
+        .fallback(any(handle_http))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(api.clone())
         .merge(crate::console::routes(api))
@@ -241,8 +242,31 @@ pub fn error_body(e: &EcsError) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// An API request from the listener: [`handle`] with the peer's address (when the server
+/// was started with it, `into_make_service_with_connect_info`) for the audit log.
+async fn handle_http(State(api): State<Arc<Api>>, req: axum::extract::Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let source = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    handle_from(api, source, parts.method, parts.uri, parts.headers, body).await
+}
+
+/// An API request made inside the server (the web console's calls): no peer address.
 pub(crate) async fn handle(
     State(api): State<Arc<Api>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle_from(api, None, method, uri, headers, body).await
+}
+
+async fn handle_from(
+    api: Arc<Api>,
+    source: Option<SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -265,6 +289,7 @@ pub(crate) async fn handle(
             service.as_ref(),
             request_id,
             started,
+            source,
             method,
             uri,
             headers,
@@ -278,15 +303,20 @@ pub(crate) async fn handle(
         .unwrap_or("unknown")
         .to_string();
     let span = tracing::info_span!("request", request_id = %request_id, operation = %op_name);
-    let result = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(body) => {
-            serve(&api, &method, &uri, &headers, &body, &target)
+    let mut caller = None;
+    let (result, body) = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(body) => (
+            serve(&api, &method, &uri, &headers, &body, &target, &mut caller)
                 .instrument(span.clone())
-                .await
-        }
-        Err(_) => Err(EcsError::client(format!(
-            "The request body is larger than {MAX_BODY_BYTES} bytes or could not be read."
-        ))),
+                .await,
+            body,
+        ),
+        Err(_) => (
+            Err(EcsError::client(format!(
+                "The request body is larger than {MAX_BODY_BYTES} bytes or could not be read."
+            ))),
+            Default::default(),
+        ),
     };
     let elapsed = started.elapsed().as_secs_f64();
     let metric_op = if Operation::from_name(&op_name).is_some() {
@@ -294,6 +324,23 @@ pub(crate) async fn handle(
     } else {
         "unknown"
     };
+    audit(
+        &api,
+        Audited {
+            request_id: &request_id,
+            source,
+            service: "ecs",
+            operation: &ecs_audit_operation(&target),
+            caller: caller.as_ref(),
+            headers: &headers,
+            body: &body,
+            form: false,
+            outcome: match &result {
+                Ok(_) => crate::audit::Outcome::Ok,
+                Err(e) => crate::audit::Outcome::Error(e.code.wire_type().to_string()),
+            },
+        },
+    );
     match result {
         Ok(value) => {
             api.metrics.observe(metric_op, "ok", elapsed);
@@ -325,6 +372,7 @@ fn parse_body(body: &[u8]) -> Result<serde_json::Value, EcsError> {
         .map_err(|e| EcsError::serialization(format!("The request body is not valid JSON: {e}.")))
 }
 
+/// Serves one ECS (or FlotillaAdmin) request; `who` is set to the caller once verified.
 async fn serve(
     api: &Api,
     method: &Method,
@@ -332,9 +380,12 @@ async fn serve(
     headers: &HeaderMap,
     body: &[u8],
     target: &str,
+    who: &mut Option<sigv4::Caller>,
 ) -> Result<Vec<u8>, EcsError> {
     let now = api.clock.now();
     let caller = authenticate(api, method, uri, headers, body).await?;
+    *who = Some(caller.clone());
+    throttle_ecs(api, &caller, target)?;
     if let Some(expected) = routing::ecs_scope_mismatch(target, &caller.service) {
         return Err(EcsError::new(
             ErrorCode::InvalidSignatureException,
@@ -399,6 +450,7 @@ async fn handle_service(
     service: &dyn Service,
     request_id: String,
     started: Instant,
+    source: Option<SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -416,8 +468,9 @@ async fn handle_service(
         _ => "unknown".to_string(),
     };
     let span = tracing::info_span!("request", request_id = %request_id, operation = %metric_op);
+    let mut who: Option<sigv4::Caller> = None;
     let reply = async {
-        let body = match body {
+        let body = match &body {
             Ok(b) => b,
             Err(_) => {
                 return service.reject(&EdgeError::BodyTooLarge {
@@ -426,7 +479,7 @@ async fn handle_service(
             }
         };
         let now = api.clock.now();
-        let caller = match authenticate_caller(api, &method, &uri, &headers, &body, Keys::All).await
+        let caller = match authenticate_caller(api, &method, &uri, &headers, body, Keys::All).await
         {
             Ok(c) => c,
             Err(AuthFailure::Refused(e)) => return service.reject(&EdgeError::Auth(e)),
@@ -434,6 +487,12 @@ async fn handle_service(
                 return service.reject(&EdgeError::Internal { message })
             }
         };
+        who = Some(caller.clone());
+        if let Some(op) = operation.as_deref() {
+            if over_rate(api, &caller, service.signing_name(), op, &metric_op) {
+                return service.reject(&EdgeError::Throttled);
+            }
+        }
         if method != Method::POST || uri.path() != "/" {
             return service.reject(&EdgeError::NotPost {
                 method: method.to_string(),
@@ -454,7 +513,7 @@ async fn handle_service(
             .call(Call {
                 caller: &caller,
                 operation,
-                body: &body,
+                body,
                 now,
                 request_id: &request_id,
             })
@@ -463,6 +522,27 @@ async fn handle_service(
     .instrument(span.clone())
     .await;
     let elapsed = started.elapsed().as_secs_f64();
+    let audited_operation = match &operation {
+        Some(op) if service.has_operation(op) => op.as_str(),
+        _ => "unknown",
+    };
+    audit(
+        api,
+        Audited {
+            request_id: &request_id,
+            source,
+            service: service.signing_name(),
+            operation: audited_operation,
+            caller: who.as_ref(),
+            headers: &headers,
+            body: body.as_deref().unwrap_or_default(),
+            form: service.marker() == flotilla_edge::Marker::Action,
+            outcome: match &reply.outcome {
+                Outcome::Ok => crate::audit::Outcome::Ok,
+                Outcome::Error(kind) => crate::audit::Outcome::Error(kind.clone()),
+            },
+        },
+    );
     let Reply {
         status,
         content_type,
@@ -499,4 +579,161 @@ async fn handle_service(
         h.insert("x-amzn-requestid", v);
     }
     resp
+}
+
+/// Throttling, right after authentication: whether `caller` is over its rate for `operation`
+/// of `service` (its bucket in [`Api::with_throttle`]'s limiter, per access key id and class
+/// of operations); a throttled request is counted on `/metrics` by `metric_op`. Without a
+/// limiter nothing is throttled. Only API calls come here: the agent session, ECS Exec, the
+/// health and metrics endpoints never do.
+fn over_rate(
+    api: &Api,
+    caller: &sigv4::Caller,
+    service: &str,
+    operation: &str,
+    metric_op: &str,
+) -> bool {
+    let Some(limiter) = &api.throttle else {
+        return false;
+    };
+    let now = api.clock.now();
+    let decision = limiter.lock().unwrap_or_else(|e| e.into_inner()).check(
+        &caller.access_key_id,
+        service,
+        operation,
+        now,
+    );
+    match decision {
+        flotilla_throttle::Decision::Admit => false,
+        flotilla_throttle::Decision::Throttle { .. } => {
+            api.metrics.throttled(metric_op);
+            true
+        }
+    }
+}
+
+/// [`over_rate`] for an ECS request: `ThrottlingException` "Rate exceeded" (400), as ECS
+/// answers. Flotilla's own operations (`FlotillaAdmin.*`: the agents' name lookups and log
+/// streams, the replicas' calls to each other) are never throttled.
+fn throttle_ecs(api: &Api, caller: &sigv4::Caller, target: &str) -> Result<(), EcsError> {
+    let Some(op) = target
+        .strip_prefix(TARGET_PREFIX)
+        .and_then(Operation::from_name)
+    else {
+        return Ok(());
+    };
+    if over_rate(api, caller, "ecs", op.name(), op.name()) {
+        return Err(EcsError::new(
+            ErrorCode::ThrottlingException,
+            flotilla_edge::service::RATE_EXCEEDED,
+        ));
+    }
+    Ok(())
+}
+
+/// The operation an ECS request is audited as: the ECS operation, `FlotillaAdmin.NAME`, or
+/// `unknown`.
+fn ecs_audit_operation(target: &str) -> String {
+    if let Some(op) = target
+        .strip_prefix(TARGET_PREFIX)
+        .and_then(Operation::from_name)
+    {
+        return op.name().to_string();
+    }
+    match target.strip_prefix(ADMIN_TARGET_PREFIX) {
+        Some(name)
+            if !name.is_empty()
+                && name.len() <= 64
+                && name.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+        {
+            format!("{ADMIN_TARGET_PREFIX}{name}")
+        }
+        _ => "unknown".to_string(),
+    }
+}
+
+/// One answered request, as the audit log sees it.
+struct Audited<'a> {
+    request_id: &'a str,
+    source: Option<SocketAddr>,
+    service: &'a str,
+    operation: &'a str,
+    /// The verified caller, if the signature was verified.
+    caller: Option<&'a sigv4::Caller>,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+    /// An awsQuery form body (else JSON).
+    form: bool,
+    outcome: crate::audit::Outcome,
+}
+
+/// Writes the audit record of a mutating or denied call ([`crate::audit`]), when the server
+/// keeps an audit log.
+fn audit(api: &Api, a: Audited<'_>) {
+    let Some(log) = &api.audit else {
+        return;
+    };
+    if !crate::audit::is_recorded(a.operation, &a.outcome) {
+        return;
+    }
+    let claimed = a
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(sigv4::access_key_id);
+    let record = crate::audit::Record {
+        time: api.clock.now(),
+        request_id: a.request_id,
+        region: &api.config.arns.region,
+        access_key_id: a.caller.map(|c| c.access_key_id.as_str()).or(claimed),
+        principal: a.caller.map(|c| c.principal_arn.as_str()),
+        source: a.source,
+        service: a.service,
+        operation: a.operation,
+        resource: if a.form {
+            crate::audit::identifiers_form(a.body)
+        } else {
+            crate::audit::identifiers_json(a.body)
+        },
+        outcome: a.outcome,
+    };
+    log.write(crate::audit::line(&record));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_of_ecs_s_throttling_classes_is_an_ecs_operation() {
+        for (class, _, _, ops) in flotilla_throttle::classes::ECS_CLASSES {
+            for op in *ops {
+                assert!(
+                    Operation::from_name(op).is_some(),
+                    "{class} names {op}, which is no ECS operation"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn requests_are_audited_by_their_operation() {
+        assert_eq!(
+            ecs_audit_operation(&format!("{TARGET_PREFIX}RunTask")),
+            "RunTask"
+        );
+        assert_eq!(
+            ecs_audit_operation(&format!("{ADMIN_TARGET_PREFIX}ReclaimSpot")),
+            "FlotillaAdmin.ReclaimSpot"
+        );
+        assert_eq!(
+            ecs_audit_operation(&format!("{TARGET_PREFIX}Nope")),
+            "unknown"
+        );
+        assert_eq!(
+            ecs_audit_operation(&format!("{ADMIN_TARGET_PREFIX}a\"b")),
+            "unknown"
+        );
+        assert_eq!(ecs_audit_operation(""), "unknown");
+    }
 }

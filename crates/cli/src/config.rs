@@ -8,6 +8,10 @@
 //! [`flotilla_seal::Key`]): `--secrets-key-file`, else `[secrets] key_file` in `--config`, else,
 //! on the embedded store only, `DATA_DIR/secrets.key`, generated once with mode 0600. On etcd
 //! every replica must have the same key, so a server on etcd without one refuses to start.
+//!
+//! Throttling (`[throttle]`, `--throttle`, `--no-throttle`, `--throttle-limit`): on by default
+//! for `server`, off for `dev`; limits by class or operation, the flags' over the file's. The
+//! audit log (`[audit] log`, `--audit-log`): `DATA_DIR/audit.log` unless `-`.
 
 use crate::CommonArgs;
 use anyhow::{bail, Context};
@@ -50,6 +54,99 @@ pub struct ServerConfig {
     pub regions: RegionsServed,
     /// The resolution of CloudWatch metrics, seconds (`--metrics-period-seconds`).
     pub metrics_period_seconds: u32,
+    /// The request limits (none: nothing is throttled).
+    pub throttle: Option<flotilla_throttle::Policy>,
+    /// The audit log's file (none: no audit log).
+    pub audit_log: Option<PathBuf>,
+}
+
+/// The name of the audit log in the data directory.
+pub const AUDIT_LOG_FILE: &str = "audit.log";
+
+/// `[throttle]` in --config.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileThrottle {
+    /// Whether requests are throttled (`flotilla server`: yes unless `false`).
+    enabled: Option<bool>,
+    /// The most buckets kept in memory (callers x classes).
+    max_buckets: Option<usize>,
+    /// Limits by class or operation name: `"ecs:cluster-read" = { burst = 50, rate = 20 }`.
+    #[serde(default)]
+    limits: std::collections::BTreeMap<String, FileLimit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimit {
+    burst: u32,
+    rate: f64,
+}
+
+/// `[audit]` in --config.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileAudit {
+    /// The audit log's path, or `-` for none (see `--audit-log`).
+    log: Option<String>,
+}
+
+/// The throttling policy: off with `--no-throttle` (or `enabled = false`), on with
+/// `--throttle`, `--throttle-limit` or `enabled = true`, else `default_on`; the file's limits
+/// then the flags'.
+fn throttle(
+    common: &CommonArgs,
+    file: Option<&FileThrottle>,
+    default_on: bool,
+) -> anyhow::Result<Option<flotilla_throttle::Policy>> {
+    let on = if common.no_throttle {
+        false
+    } else if common.throttle || !common.throttle_limits.is_empty() {
+        true
+    } else {
+        file.and_then(|f| f.enabled).unwrap_or(default_on)
+    };
+    if !on {
+        return Ok(None);
+    }
+    let mut policy = flotilla_throttle::Policy::default();
+    if let Some(f) = file {
+        if let Some(max) = f.max_buckets {
+            if max == 0 {
+                bail!("[throttle] max_buckets must be at least 1");
+            }
+            policy.max_buckets = max;
+        }
+        for (name, l) in &f.limits {
+            let limit = flotilla_throttle::Limit::new(l.burst, l.rate)
+                .map_err(|e| anyhow::anyhow!("[throttle.limits] '{name}': {e}"))?;
+            policy
+                .set(name, limit)
+                .map_err(|e| anyhow::anyhow!("[throttle.limits] {e}"))?;
+        }
+    }
+    for text in &common.throttle_limits {
+        let (name, limit) = flotilla_throttle::parse_setting(text)
+            .map_err(|e| anyhow::anyhow!("--throttle-limit {e}"))?;
+        policy
+            .set(&name, limit)
+            .map_err(|e| anyhow::anyhow!("--throttle-limit {e}"))?;
+    }
+    Ok(Some(policy))
+}
+
+/// The audit log's file: `--audit-log`, else `[audit] log`, else `DATA_DIR/audit.log`; `-`
+/// for none.
+fn audit_log(common: &CommonArgs, file: Option<&FileAudit>, data_dir: &Path) -> Option<PathBuf> {
+    match common
+        .audit_log
+        .as_deref()
+        .or(file.and_then(|f| f.log.as_deref()))
+    {
+        Some("-") => None,
+        Some(path) => Some(PathBuf::from(path)),
+        None => Some(data_dir.join(AUDIT_LOG_FILE)),
+    }
 }
 
 fn metrics_period_seconds(common: &CommonArgs) -> anyhow::Result<u32> {
@@ -226,6 +323,8 @@ struct FileConfig {
     #[serde(default)]
     credentials: Vec<FileCredential>,
     secrets: Option<FileSecrets>,
+    throttle: Option<FileThrottle>,
+    audit: Option<FileAudit>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -342,6 +441,8 @@ pub fn server_config(
     let secrets_key = secrets_key(key_file.as_deref(), &store, &data_dir)?;
     Ok(ServerConfig {
         listen: common.listen,
+        throttle: throttle(common, fc.throttle.as_ref(), true)?,
+        audit_log: audit_log(common, fc.audit.as_ref(), &data_dir),
         data_dir,
         store,
         secrets_key,
@@ -439,6 +540,8 @@ pub fn dev_config(common: &CommonArgs) -> anyhow::Result<ServerConfig> {
         secrets_key,
         task_credentials_seconds: task_credentials_seconds(common)?,
         metrics_period_seconds: metrics_period_seconds(common)?,
+        throttle: throttle(common, None, false)?,
+        audit_log: audit_log(common, None, &data_dir),
         data_dir,
         api: ApiConfig {
             arns: ArnContext { region, account },
@@ -473,6 +576,85 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Args {
+        #[command(flatten)]
+        common: CommonArgs,
+    }
+
+    fn common(flags: &[&str]) -> CommonArgs {
+        use clap::Parser;
+        Args::try_parse_from(std::iter::once("flotilla").chain(flags.iter().copied()))
+            .unwrap()
+            .common
+    }
+
+    #[test]
+    fn throttling_is_on_for_servers_off_for_dev_and_flags_win() {
+        let file: FileThrottle = toml::from_str(
+            r#"
+            max_buckets = 10
+            [limits]
+            "ecs:cluster-read" = { burst = 5, rate = 2 }
+            "ecs:RunTask" = { burst = 3, rate = 0.5 }
+            "#,
+        )
+        .unwrap();
+        let p = throttle(&common(&[]), Some(&file), true).unwrap().unwrap();
+        assert_eq!(p.max_buckets, 10);
+        assert_eq!(p.bucket("ecs", "DescribeClusters").1.burst, 5);
+        assert_eq!(p.bucket("ecs", "RunTask").0, "ecs:RunTask");
+        assert!(throttle(&common(&[]), None, false).unwrap().is_none());
+        assert!(throttle(&common(&["--throttle"]), None, false)
+            .unwrap()
+            .is_some());
+        assert!(throttle(&common(&["--no-throttle"]), Some(&file), true)
+            .unwrap()
+            .is_none());
+        let off: FileThrottle = toml::from_str("enabled = false").unwrap();
+        assert!(throttle(&common(&[]), Some(&off), true).unwrap().is_none());
+        // A flag's limit wins over the file's, and turns throttling on.
+        let p = throttle(
+            &common(&["--throttle-limit", "ecs:cluster-read=7/1"]),
+            Some(&file),
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(p.bucket("ecs", "ListClusters").1.burst, 7);
+        // Typos and impossible limits are refused at start.
+        let bad: FileThrottle =
+            toml::from_str(r#"limits = { "ecs:cluster-reads" = { burst = 5, rate = 2 } }"#)
+                .unwrap();
+        assert!(throttle(&common(&[]), Some(&bad), true).is_err());
+        let bad: FileThrottle =
+            toml::from_str(r#"limits = { "ecs:cluster-read" = { burst = 0, rate = 2 } }"#).unwrap();
+        assert!(throttle(&common(&[]), Some(&bad), true).is_err());
+        assert!(throttle(&common(&["--throttle-limit", "ecs:RunTask"]), None, true).is_err());
+        assert!(toml::from_str::<FileThrottle>("limit = {}").is_err());
+    }
+
+    #[test]
+    fn the_audit_log_is_in_the_data_directory_unless_told() {
+        let dir = Path::new("/data");
+        assert_eq!(
+            audit_log(&common(&[]), None, dir),
+            Some(dir.join(AUDIT_LOG_FILE))
+        );
+        assert_eq!(audit_log(&common(&["--audit-log", "-"]), None, dir), None);
+        let file = FileAudit {
+            log: Some("/var/log/flotilla-audit.log".into()),
+        };
+        assert_eq!(
+            audit_log(&common(&[]), Some(&file), dir),
+            Some(PathBuf::from("/var/log/flotilla-audit.log"))
+        );
+        assert_eq!(
+            audit_log(&common(&["--audit-log", "/x.log"]), Some(&file), dir),
+            Some(PathBuf::from("/x.log"))
+        );
+    }
 
     #[test]
     fn the_other_regions_are_region_names_each_once_without_the_primary() {

@@ -191,6 +191,28 @@ pub struct CommonArgs {
     /// still run; other replicas may serve the listeners).
     #[arg(long)]
     no_lb: bool,
+    /// Throttle API requests per access key and class of operations with ECS's token buckets
+    /// (burst and sustained rate per class: DescribeClusters 50 and 20/s, RunTask 100 and
+    /// 40/s, ...), answering ThrottlingException over the rate. `flotilla server` throttles
+    /// by default; `flotilla dev` only with this flag or --throttle-limit.
+    #[arg(long, conflicts_with = "no_throttle")]
+    throttle: bool,
+    /// Throttle nothing (also `[throttle] enabled = false` in --config).
+    #[arg(long)]
+    no_throttle: bool,
+    /// A class's or one operation's limit, NAME=BURST/RATE: `ecs:cluster-read=50/20`,
+    /// `secretsmanager:modify=20/5`, `ecs:RunTask=10/2` (an operation named gets a bucket of
+    /// its own). Repeatable; wins over `[throttle.limits]` in --config; implies --throttle.
+    #[arg(
+        long = "throttle-limit",
+        value_name = "NAME=BURST/RATE",
+        conflicts_with = "no_throttle"
+    )]
+    throttle_limits: Vec<String>,
+    /// Where the audit log goes (one JSON line per mutating or denied call), appended:
+    /// a file, or `-` for no audit log [default: DATA_DIR/audit.log].
+    #[arg(long, value_name = "PATH|-")]
+    audit_log: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]

@@ -28,6 +28,8 @@ struct Replica {
     cfg: ServerConfig,
     id: String,
     me: ReplicaInfo,
+    /// The audit log every region writes to.
+    audit: Option<Arc<flotilla_api::audit_log::AuditLog>>,
 }
 
 /// One region opened: its `Api`, its store, and the tasks that run beside it (its janitor, its
@@ -155,9 +157,16 @@ async fn open_region(replica: &Replica, region: &str) -> anyhow::Result<OpenedRe
         arns,
         credentials: cfg.api.credentials.clone(),
     };
+    let mut api = Api::new(store.clone(), config, Arc::new(SystemClock));
+    // Throttling buckets live in each region's `Api`, in this replica's memory.
+    if let Some(policy) = &cfg.throttle {
+        api = api.with_throttle(policy.clone());
+    }
+    if let Some(log) = &replica.audit {
+        api = api.with_audit(log.clone());
+    }
     let api = Arc::new(
-        Api::new(store.clone(), config, Arc::new(SystemClock))
-            .with_traffic(Arc::new(flotilla_traffic::StoreTraffic::new(store.clone())))
+        api.with_traffic(Arc::new(flotilla_traffic::StoreTraffic::new(store.clone())))
             .with_timings(cfg.timings)
             .with_fargate(cfg.fargate.clone())
             .with_deployment_minute(cfg.deployment_minute)
@@ -264,10 +273,28 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
         url: format!("http://{addr}"),
         started_at: SystemClock.now(),
     };
+    let audit = match &cfg.audit_log {
+        Some(path) => Some(Arc::new(
+            flotilla_api::audit_log::AuditLog::open(path)
+                .with_context(|| format!("opening the audit log {}", path.display()))?,
+        )),
+        None => None,
+    };
+    match &cfg.throttle {
+        Some(policy) => {
+            let overrides: Vec<String> = policy
+                .overrides()
+                .map(|(name, l)| format!("{name}={}/{}", l.burst, l.rate))
+                .collect();
+            tracing::info!(limits = %overrides.join(","), max_buckets = policy.max_buckets, "throttling API requests per access key (ECS's limits unless overridden)");
+        }
+        None => tracing::info!("API requests are not throttled"),
+    }
     let replica = Arc::new(Replica {
         cfg: cfg.clone(),
         id,
         me,
+        audit,
     });
     let primary = open_region(&replica, &cfg.api.arns.region).await?;
     let tasks = Arc::new(std::sync::Mutex::new(primary.tasks));
@@ -358,13 +385,20 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
             }))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let result = axum::serve(listener, regions.clone().router())
-        .with_graceful_shutdown(async move {
-            shutdown().await;
-            let _ = stop_tx.send(true);
-        })
-        .await
-        .context("serving HTTP");
+    // With each connection's peer address, for the audit log.
+    let result = axum::serve(
+        listener,
+        regions
+            .clone()
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown().await;
+        let _ = stop_tx.send(true);
+    })
+    .await
+    .context("serving HTTP");
     for a in agents {
         let _ = a.await;
     }

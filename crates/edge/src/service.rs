@@ -60,6 +60,9 @@ pub struct Reply {
     pub error_message: Option<String>,
 }
 
+/// The message AWS answers a throttled request with.
+pub const RATE_EXCEEDED: &str = "Rate exceeded";
+
 /// Something the edge refused before the service saw the request. The service renders it in
 /// its own error shape ([`Service::reject`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +101,10 @@ pub enum EdgeError {
         /// What is served where.
         message: String,
     },
+    /// The caller is over its rate for this operation's class (`flotilla-throttle`): AWS's
+    /// `ThrottlingException` "Rate exceeded" in the JSON protocols, `Throttling` in awsQuery
+    /// (HTTP 400), which the SDKs' retry modes back off on and retry.
+    Throttled,
     /// The edge failed itself while checking the request (the store did not answer a lookup
     /// of a temporary key): the service's own 5xx, never a crash or a refusal of the caller.
     Internal {
@@ -130,6 +137,7 @@ impl std::fmt::Display for EdgeError {
                 f,
                 "The request body is larger than {limit} bytes or could not be read."
             ),
+            EdgeError::Throttled => f.write_str(RATE_EXCEEDED),
             EdgeError::Internal { message } | EdgeError::NotInRegion { message } => {
                 write!(f, "{message}")
             }

@@ -105,6 +105,9 @@ error_codes! {
     SerializationException,
     /// AWS protocol: `X-Amz-Target` names no operation of this service (HTTP 400).
     UnknownOperationException,
+    /// AWS protocol: the caller is over its request rate ("Rate exceeded", HTTP 400); the SDKs
+    /// back off and retry it.
+    ThrottlingException,
 }
 
 impl ErrorCode {

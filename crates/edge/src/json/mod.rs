@@ -99,8 +99,20 @@ impl JsonError {
             | EdgeError::NotPost { .. }
             | EdgeError::NotInRegion { .. } => Self::unknown_operation(e.to_string()),
             EdgeError::BodyTooLarge { .. } => too_large(e.to_string()),
+            EdgeError::Throttled => Self::throttling(),
             EdgeError::Internal { .. } => Self::internal_failure(e.to_string()),
         }
+    }
+
+    /// `ThrottlingException` (400) "Rate exceeded": the caller is over its rate, as every AWS
+    /// JSON service answers it (unmodeled; the SDKs retry it with back-off).
+    pub fn throttling() -> Self {
+        Self::new(
+            "ThrottlingException",
+            400,
+            "message",
+            crate::service::RATE_EXCEEDED,
+        )
     }
 
     /// `InternalFailure` (500): AWS's common error for a failure of the service itself.
@@ -306,6 +318,20 @@ mod tests {
         assert_eq!(
             e.message,
             "Credential should be scoped to correct service: 'secretsmanager'. "
+        );
+    }
+
+    #[test]
+    fn a_throttled_call_is_a_throttling_exception_as_aws_sends_it() {
+        let e = JsonError::from_edge(
+            &EdgeError::Throttled,
+            "Secrets Manager",
+            JsonError::serialization,
+        );
+        assert_eq!((e.type_name, e.status), ("ThrottlingException", 400));
+        assert_eq!(
+            String::from_utf8(e.body()).unwrap(),
+            r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#
         );
     }
 

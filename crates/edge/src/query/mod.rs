@@ -497,6 +497,8 @@ impl<A: QueryApi> AwsQuery<A> {
                 QueryError::invalid_action(e.to_string())
             }
             EdgeError::BodyTooLarge { .. } => QueryError::validation(e.to_string()),
+            // ELB's and CloudWatch's query APIs answer `Throttling` (400, Sender).
+            EdgeError::Throttled => QueryError::new("Throttling", 400, true, e.to_string()),
             EdgeError::Internal { .. } => self.0.internal_error(e.to_string()),
         }
     }
