@@ -56,6 +56,8 @@ pub struct Api {
     pub exec: crate::exec::ExecHub,
     /// This replica's metric series (CloudWatch), answered to the other replicas.
     metric_series: Option<Arc<flotilla_cloudwatch::LocalSeries>>,
+    /// How this server is reached (http or https) and how it reaches the other replicas.
+    transport: crate::transport::Transport,
 }
 
 /// The services a task's `secrets` are read from.
@@ -101,7 +103,20 @@ impl Api {
             task_credentials: None,
             exec: crate::exec::ExecHub::default(),
             metric_series: None,
+            transport: crate::transport::Transport::default(),
         }
+    }
+
+    /// Builder: this server is served over TLS (or not), and calls the other replicas with
+    /// this trust ([`crate::transport`]). Without it: plain HTTP.
+    pub fn with_transport(mut self, transport: crate::transport::Transport) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// How this server is reached and reaches the other replicas.
+    pub fn transport(&self) -> &crate::transport::Transport {
+        &self.transport
     }
 
     /// Builder: serves Secrets Manager and SSM Parameter Store beside ECS, on this API's store

@@ -5,6 +5,11 @@
 //! to their region by their credential scope ([`flotilla_api::Regions`]). The controllers run under the election's supervisor: always on an embedded store
 //! (its one server is always leader), on the elected replica on etcd. On shutdown a leading
 //! replica resigns, so another takes over at once.
+//!
+//! The listener is TLS when a certificate was given (`--tls-cert`/`--tls-key`) or generated
+//! (`dev --tls`): every route of the router (the APIs, /metrics, health, agent sessions, ECS
+//! Exec, the console) is then served over it ([`TlsListener`]); plain HTTP only on loopback
+//! unless `--insecure-http` ([`crate::tls`]).
 
 use crate::config::{RegionsServed, ServerConfig};
 use anyhow::Context;
@@ -79,6 +84,7 @@ async fn open_region(replica: &Replica, region: &str) -> anyhow::Result<OpenedRe
         .with_context(|| format!("opening the log store in {}", data_dir.display()))?,
     );
     let agent_logs = Arc::new(flotilla_api::logs::AgentLogs::default());
+    let transport = cfg.tls.api_transport();
     let owners = flotilla_api::logs::EdgeOwners::new(
         store.clone(),
         agent_logs.clone(),
@@ -86,7 +92,8 @@ async fn open_region(replica: &Replica, region: &str) -> anyhow::Result<OpenedRe
         topology.shared(),
         arns.region.clone(),
         cfg.api.credentials.first().cloned(),
-    );
+    )
+    .with_http(transport.http_client());
     let logs = Arc::new(flotilla_logs_service::Logs::new(
         store.clone(),
         flotilla_logs::names::Account {
@@ -137,7 +144,8 @@ async fn open_region(replica: &Replica, region: &str) -> anyhow::Result<OpenedRe
             id.clone(),
             arns.region.clone(),
             cfg.api.credentials.first().cloned(),
-        )) as Arc<dyn flotilla_cloudwatch::reader::Peers>
+        )
+        .with_http(transport.http_client())) as Arc<dyn flotilla_cloudwatch::reader::Peers>
     });
     let region_metrics = Arc::new(flotilla_cloudwatch::RegionMetrics::new(
         series.clone(),
@@ -162,6 +170,7 @@ async fn open_region(replica: &Replica, region: &str) -> anyhow::Result<OpenedRe
             .with_fargate(cfg.fargate.clone())
             .with_deployment_minute(cfg.deployment_minute)
             .with_replica_id(id.clone())
+            .with_transport(transport)
             .with_election(election)
             .with_replica(topology, replica.me.clone())
             .with_secrets(cfg.secrets_key.clone())
@@ -259,9 +268,10 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let id = replica_id(addr);
+    let scheme = cfg.tls.scheme();
     let me = ReplicaInfo {
         id: id.clone(),
-        url: format!("http://{addr}"),
+        url: format!("{scheme}://{addr}"),
         started_at: SystemClock.now(),
     };
     let replica = Arc::new(Replica {
@@ -321,13 +331,13 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
         println!("{line}");
     }
     // Tests and scripts wait for this line to know the server is ready.
-    println!("listening on http://{addr}");
+    println!("listening on {scheme}://{addr}");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let agents = local_agents
         .into_iter()
         .map(|la| -> anyhow::Result<_> {
             let mut stop = stop_rx.clone();
-            let config = la.into_config(format!("http://{addr}"));
+            let config = la.into_config(format!("{scheme}://{addr}"));
             let cluster = config.registration_cluster().to_string();
             let managed = config.managed;
             let client = crate::client::EcsClient::new(
@@ -336,7 +346,8 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
                 config.credentials.access_key_id.clone(),
                 config.credentials.secret_access_key.clone(),
                 config.credentials.session_token.clone(),
-            )?;
+            )?
+            .with_ca_file(config.ca_file.as_deref())?;
             Ok(tokio::spawn(async move {
                 let shutdown = async move {
                     let _ = stop.wait_for(|s| *s).await;
@@ -358,13 +369,25 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
             }))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let result = axum::serve(listener, regions.clone().router())
-        .with_graceful_shutdown(async move {
-            shutdown().await;
-            let _ = stop_tx.send(true);
-        })
-        .await
-        .context("serving HTTP");
+    let app = regions.clone().router();
+    let stopping = async move {
+        shutdown().await;
+        let _ = stop_tx.send(true);
+    };
+    let result = match &cfg.tls.server {
+        Some(tls) => {
+            let incoming = flotilla_tls::incoming::TlsIncoming::new(listener, tls.config())?;
+            axum::serve(TlsListener(incoming), app)
+                .with_graceful_shutdown(stopping)
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopping)
+                .await
+        }
+    }
+    .context("serving HTTP");
     for a in agents {
         let _ = a.await;
     }
@@ -379,6 +402,22 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
     result?;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// Connections whose TLS handshake is done, for `axum::serve`.
+struct TlsListener(flotilla_tls::incoming::TlsIncoming);
+
+impl axum::serve::Listener for TlsListener {
+    type Io = flotilla_tls::tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        self.0.accept().await
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.0.local_addr())
+    }
 }
 
 /// The in-process agent of `flotilla dev`, completed with the server URL once it listens.
