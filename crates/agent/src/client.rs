@@ -206,9 +206,14 @@ impl EcsClient {
     }
 
     /// The connector of the WebSockets this client opens (the session, Exec's dial-back):
-    /// rustls with this client's trust, or plain when no replica is `https://`.
+    /// rustls with this client's trust (a `ws://` URL stays plain; without a trust, as when no
+    /// replica is `https://`, a `wss://` one is refused, trusting no one).
     pub fn ws_connector(&self) -> tokio_tungstenite::Connector {
-        match &self.tls {
+        let tls = match &self.tls {
+            Some(t) => Some(t.clone()),
+            None => ClientTls::trust_nothing().ok(),
+        };
+        match tls {
             Some(t) => tokio_tungstenite::Connector::Rustls(t.config()),
             None => tokio_tungstenite::Connector::Plain,
         }

@@ -215,13 +215,8 @@ pub async fn run(
     } else {
         None
     };
-    let client = EcsClient::with_tls(
-        endpoints,
-        config.credentials.clone(),
-        &config.region,
-        tls,
-    )
-    .map_err(|e| AgentError::Config(e.to_string()))?;
+    let client = EcsClient::with_tls(endpoints, config.credentials.clone(), &config.region, tls)
+        .map_err(|e| AgentError::Config(e.to_string()))?;
     let runtime: Arc<dyn Runtime> =
         Arc::new(docker::DockerRuntime::connect(&config.docker_socket).await?);
     let saved = data.identity()?.container_instance_arn;

@@ -39,9 +39,15 @@ impl Transport {
         peer_client(self.peers.as_ref())
     }
 
-    /// The connector of WebSockets to other replicas (the Exec relay).
+    /// The connector of WebSockets to other replicas (the Exec relay): rustls with
+    /// [`Transport::peers`]' trust (none: a `wss://` replica is refused, trusting no one; a
+    /// `ws://` one is plain either way).
     pub fn ws_connector(&self) -> tokio_tungstenite::Connector {
-        match &self.peers {
+        let tls = match &self.peers {
+            Some(t) => Some(t.clone()),
+            None => ClientTls::trust_nothing().ok(),
+        };
+        match tls {
             Some(t) => tokio_tungstenite::Connector::Rustls(t.config()),
             None => tokio_tungstenite::Connector::Plain,
         }
@@ -86,7 +92,10 @@ mod tests {
 
     #[test]
     fn a_replica_url_says_its_scheme() {
-        assert_eq!(split_url("https://10.0.0.1:8443/"), ("https", "10.0.0.1:8443"));
+        assert_eq!(
+            split_url("https://10.0.0.1:8443/"),
+            ("https", "10.0.0.1:8443")
+        );
         assert_eq!(split_url("http://10.0.0.1:8080"), ("http", "10.0.0.1:8080"));
         assert_eq!(split_url("h:1"), ("http", "h:1"));
         let t = Transport::default();

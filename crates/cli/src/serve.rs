@@ -139,13 +139,15 @@ async fn open_region(replica: &Replica, region: &str) -> anyhow::Result<OpenedRe
         .with_context(|| format!("opening the metrics in {}", data_dir.display()))?,
     );
     let peers: Option<Arc<dyn flotilla_cloudwatch::reader::Peers>> = topology.shared().then(|| {
-        Arc::new(flotilla_api::metrics_peers::ReplicaPeers::new(
-            store.clone(),
-            id.clone(),
-            arns.region.clone(),
-            cfg.api.credentials.first().cloned(),
-        )
-        .with_http(transport.http_client())) as Arc<dyn flotilla_cloudwatch::reader::Peers>
+        Arc::new(
+            flotilla_api::metrics_peers::ReplicaPeers::new(
+                store.clone(),
+                id.clone(),
+                arns.region.clone(),
+                cfg.api.credentials.first().cloned(),
+            )
+            .with_http(transport.http_client()),
+        ) as Arc<dyn flotilla_cloudwatch::reader::Peers>
     });
     let region_metrics = Arc::new(flotilla_cloudwatch::RegionMetrics::new(
         series.clone(),

@@ -16,10 +16,20 @@ pub struct ServeTlsArgs {
     /// Serve over TLS (https://) with this certificate chain, PEM: the server's certificate
     /// first, then its intermediates. Everything on --listen is then TLS: the ECS API and the
     /// other services, /metrics, the health checks, agent sessions, ECS Exec and the console.
-    #[arg(long, env = "FLOTILLA_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    #[arg(
+        long,
+        env = "FLOTILLA_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
     pub tls_cert: Option<PathBuf>,
     /// The private key of --tls-cert, PEM (PKCS#8, PKCS#1 or SEC1).
-    #[arg(long, env = "FLOTILLA_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    #[arg(
+        long,
+        env = "FLOTILLA_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
     pub tls_key: Option<PathBuf>,
     /// Serve plain HTTP on a --listen address that is not loopback. Without TLS the server
     /// otherwise refuses to start there: request and answer bodies (secret values, task
@@ -196,7 +206,10 @@ mod tests {
         let first = dev_tls(dir.path(), listen, &["api.test".into()]).unwrap();
         assert_eq!(first.scheme(), "https");
         let ca = first.ca_file.clone().unwrap();
-        assert!(first.banner.iter().any(|l| l.contains(&format!("AWS_CA_BUNDLE={}", ca.display()))));
+        assert!(first
+            .banner
+            .iter()
+            .any(|l| l.contains(&format!("AWS_CA_BUNDLE={}", ca.display()))));
         let pem = std::fs::read(&ca).unwrap();
         let again = dev_tls(dir.path(), listen, &["api.test".into()]).unwrap();
         assert_eq!(again.ca_file, Some(ca.clone()));

@@ -93,7 +93,8 @@ impl ClientTls {
             Roots::System => PathBuf::from("(system roots)"),
             Roots::Nothing => PathBuf::from("(no roots)"),
         };
-        let mut config = ClientConfig::builder_with_provider(crate::provider())
+        // No ALPN: hyper-rustls sets its own, and every other client speaks HTTP/1.1 anyway.
+        let config = ClientConfig::builder_with_provider(crate::provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::BadCa {
                 path,
@@ -101,7 +102,6 @@ impl ClientTls {
             })?
             .with_root_certificates(store)
             .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(ClientTls {
             config: Arc::new(config),
             roots,
@@ -141,11 +141,17 @@ mod tests {
         let e = ClientTls::from_ca_pem(b"not pem", Path::new("/x/ca.pem"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("CA file /x/ca.pem holds no PEM certificate"), "{e}");
+        assert!(
+            e.contains("CA file /x/ca.pem holds no PEM certificate"),
+            "{e}"
+        );
         let e = ClientTls::load(Some(Path::new("/nonexistent/ca.pem")))
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("reading the CA file /nonexistent/ca.pem"), "{e}");
+        assert!(
+            e.starts_with("reading the CA file /nonexistent/ca.pem"),
+            "{e}"
+        );
         let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         let e = ClientTls::from_ca_pem(garbage.as_bytes(), Path::new("/x/ca.pem"))
             .unwrap_err()

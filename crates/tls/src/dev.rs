@@ -12,8 +12,8 @@
 
 use crate::TlsError;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
 };
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -101,7 +101,11 @@ pub enum LeafDecision {
 
 /// The decision for a server certificate recorded as `recorded`, `wanted` names, at `now`
 /// (epoch seconds).
-pub fn leaf_decision(recorded: Option<&LeafRecord>, wanted: &BTreeSet<String>, now: i64) -> LeafDecision {
+pub fn leaf_decision(
+    recorded: Option<&LeafRecord>,
+    wanted: &BTreeSet<String>,
+    now: i64,
+) -> LeafDecision {
     match recorded {
         None => LeafDecision::IssueMissing,
         Some(r) if &r.names != wanted => LeafDecision::IssueNames,
@@ -243,7 +247,11 @@ pub fn ensure(
         source,
     })?;
     let (ca, ca_key) = (dir.join(CA_FILE), dir.join(CA_KEY_FILE));
-    let (cert, key, names_file) = (dir.join(CERT_FILE), dir.join(KEY_FILE), dir.join(NAMES_FILE));
+    let (cert, key, names_file) = (
+        dir.join(CERT_FILE),
+        dir.join(KEY_FILE),
+        dir.join(NAMES_FILE),
+    );
     let ca_created = !(ca.exists() && ca_key.exists());
     if ca_created {
         let (ca_pem, ca_key_pem) = new_ca(now)?;
@@ -328,7 +336,13 @@ pub(crate) mod tests {
         );
         assert_eq!(
             n,
-            set(&["localhost", "127.0.0.1", "::1", "10.0.0.5", "api.example.com"])
+            set(&[
+                "localhost",
+                "127.0.0.1",
+                "::1",
+                "10.0.0.5",
+                "api.example.com"
+            ])
         );
     }
 
@@ -343,7 +357,10 @@ pub(crate) mod tests {
         #[cfg(unix)]
         for f in [CA_KEY_FILE, KEY_FILE] {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(f)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{f}");
         }
         let ca = std::fs::read(&first.ca).unwrap();

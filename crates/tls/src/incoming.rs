@@ -38,7 +38,12 @@ impl TlsIncoming {
     ) -> std::io::Result<Self> {
         let local = listener.local_addr()?;
         let (tx, rx) = mpsc::channel(64);
-        let task = tokio::spawn(accept_loop(listener, TlsAcceptor::from(config), tx, timeout));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            TlsAcceptor::from(config),
+            tx,
+            timeout,
+        ));
         Ok(TlsIncoming { rx, local, task })
     }
 

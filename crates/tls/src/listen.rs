@@ -79,15 +79,32 @@ mod tests {
 
     #[test]
     fn plain_http_is_allowed_on_loopback_only_unless_the_operator_says_so() {
-        for a in ["127.0.0.1:8080", "127.9.8.7:1", "[::1]:8080", "[::ffff:127.0.0.1]:80"] {
-            assert_eq!(decide(addr(a), false, false), Ok(Transport::PlainLoopback), "{a}");
+        for a in [
+            "127.0.0.1:8080",
+            "127.9.8.7:1",
+            "[::1]:8080",
+            "[::ffff:127.0.0.1]:80",
+        ] {
+            assert_eq!(
+                decide(addr(a), false, false),
+                Ok(Transport::PlainLoopback),
+                "{a}"
+            );
         }
-        for a in ["0.0.0.0:8080", "10.77.0.11:8080", "[::]:8080", "192.168.1.2:443"] {
+        for a in [
+            "0.0.0.0:8080",
+            "10.77.0.11:8080",
+            "[::]:8080",
+            "192.168.1.2:443",
+        ] {
             let err = decide(addr(a), false, false).unwrap_err();
             let text = err.to_string();
             assert!(text.contains(INSECURE_HTTP_FLAG), "{text}");
             assert!(text.contains("--tls-cert"), "{text}");
-            assert!(text.contains(a.trim_start_matches('[').split(']').next().unwrap()), "{text}");
+            assert!(
+                text.contains(a.trim_start_matches('[').split(']').next().unwrap()),
+                "{text}"
+            );
             assert_eq!(decide(addr(a), false, true), Ok(Transport::PlainInsecure));
             assert_eq!(decide(addr(a), true, false), Ok(Transport::Tls));
         }

@@ -140,8 +140,8 @@ mod tests {
     #[test]
     fn a_certificate_and_its_key_load() {
         let (cert, key, _) = issue(&["localhost"]);
-        let tls = ServerTls::from_pem(cert.as_bytes(), &p("c.pem"), key.as_bytes(), &p("k.pem"))
-            .unwrap();
+        let tls =
+            ServerTls::from_pem(cert.as_bytes(), &p("c.pem"), key.as_bytes(), &p("k.pem")).unwrap();
         assert_eq!(tls.config().alpn_protocols, vec![b"http/1.1".to_vec()]);
         assert!(!format!("{tls:?}").contains("PRIVATE"));
     }
@@ -151,9 +151,14 @@ mod tests {
         let (cert, key, _) = issue(&["localhost"]);
         let (_, other_key, _) = issue(&["localhost"]);
         let err = |c: &str, k: &str| {
-            ServerTls::from_pem(c.as_bytes(), &p("/etc/c.pem"), k.as_bytes(), &p("/etc/k.pem"))
-                .unwrap_err()
-                .to_string()
+            ServerTls::from_pem(
+                c.as_bytes(),
+                &p("/etc/c.pem"),
+                k.as_bytes(),
+                &p("/etc/k.pem"),
+            )
+            .unwrap_err()
+            .to_string()
         };
         let e = err("", &key);
         assert!(e.contains("/etc/c.pem holds no PEM certificate"), "{e}");
