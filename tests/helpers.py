@@ -144,7 +144,11 @@ class Server:
         for line in self.proc.stdout:
             text = line.decode(errors="replace")
             self._out.append(text)
-            if text.startswith("listening on http://"):
+            if text.startswith("listening on https://"):
+                # Served over TLS (--tls-cert/--tls-key, or dev --tls).
+                self.endpoint = f"https://127.0.0.1:{self.port}"
+                self._ready.set()
+            elif text.startswith("listening on http://"):
                 self._ready.set()
 
     def alive(self):

@@ -1,11 +1,12 @@
 //! The agent's ECS API client: `RegisterContainerInstance` and `DiscoverPollEndpoint`, signed
-//! with SigV4 ([`flotilla_sigv4::sign`]) over plain HTTP/1.1.
+//! with SigV4 ([`flotilla_sigv4::sign`]) over HTTP/1.1, in TLS for an `https://` server
+//! (verified with the [`ClientTls`] given: a CA file, else the system's roots).
 //!
 //! Several server replicas ([`Endpoints`]): each call goes to the current one; a call that gets
 //! no answer or a 5xx moves the cursor to the next replica, so the caller's retry (after its
 //! backoff) goes there.
 //!
-//! What this is not: a general SDK (two calls), and not TLS: every server URL must be `http://`.
+//! What this is not: a general SDK (two calls). Every server URL is `http://` or `https://`.
 //!
 //! Invariant: credentials never appear in logs or errors.
 
@@ -18,8 +19,10 @@ use flotilla_model::shapes::{
 };
 use flotilla_sigv4::target::{ecs_target, json_headers};
 use flotilla_sigv4::{Request, Signer};
+use flotilla_tls::ClientTls;
 use http_body_util::{BodyExt, Full};
 use hyper::Uri;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -46,8 +49,11 @@ pub enum ApiError {
     #[error("bad response: {0}")]
     BadResponse(String),
     /// The server URL is not usable.
-    #[error("server URL {0:?}: expected http://HOST[:PORT]")]
+    #[error("server URL {0:?}: expected http://HOST[:PORT] or https://HOST[:PORT]")]
     BadUrl(String),
+    /// The TLS configuration (CA file, system roots) could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl ApiError {
@@ -58,7 +64,7 @@ impl ApiError {
                 *status >= 500 || code.contains("Throttling") || *status == 429
             }
             ApiError::Transport(_) | ApiError::BadResponse(_) => true,
-            ApiError::BadUrl(_) => false,
+            ApiError::BadUrl(_) | ApiError::Tls(_) => false,
         }
     }
 
@@ -68,20 +74,38 @@ impl ApiError {
         match self {
             ApiError::Service { status, .. } => *status >= 500,
             ApiError::Transport(_) => true,
-            ApiError::BadResponse(_) | ApiError::BadUrl(_) => false,
+            ApiError::BadResponse(_) | ApiError::BadUrl(_) | ApiError::Tls(_) => false,
         }
     }
+}
+
+/// An error with its causes (hyper's own says only "client error (Connect)"; the cause says
+/// which certificate was refused, or which address).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 /// The client.
 #[derive(Clone)]
 pub struct EcsClient {
     endpoints: Endpoints,
-    /// `host[:port]` of each of `endpoints`, in the same order.
-    authorities: Arc<[String]>,
+    /// `(scheme, host[:port])` of each of `endpoints`, in the same order.
+    authorities: Arc<[(String, String)]>,
     credentials: Credentials,
     region: String,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// Whom `https://` and `wss://` connections trust.
+    tls: Option<ClientTls>,
 }
 
 impl std::fmt::Debug for EcsClient {
@@ -100,7 +124,7 @@ pub fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-/// `host[:port]` of an `http://` or `ws://` URL.
+/// `host[:port]` of an `http(s)://` or `ws(s)://` URL.
 pub fn authority_of(url: &str) -> Result<(Uri, String), ApiError> {
     let uri: Uri = url.parse().map_err(|_| ApiError::BadUrl(url.to_string()))?;
     let authority = uri
@@ -111,37 +135,88 @@ pub fn authority_of(url: &str) -> Result<(Uri, String), ApiError> {
 }
 
 impl EcsClient {
-    /// A client of the server at `server_url` (`http://HOST:PORT`, or several such URLs
-    /// separated by commas: the replicas of one server).
+    /// A client of the server at `server_url` (`http://HOST:PORT` or `https://HOST:PORT`, or
+    /// several such URLs separated by commas: the replicas of one server); `https://` servers
+    /// are verified with the system's roots.
     pub fn new(server_url: &str, credentials: Credentials, region: &str) -> Result<Self, ApiError> {
         let endpoints =
             Endpoints::parse(server_url).ok_or_else(|| ApiError::BadUrl(server_url.to_string()))?;
         Self::with_endpoints(endpoints, credentials, region)
     }
 
-    /// A client of these replicas (each `http://HOST:PORT`).
+    /// A client of these replicas (each `http://HOST:PORT` or `https://HOST:PORT`); `https://`
+    /// ones are verified with the system's roots.
     pub fn with_endpoints(
         endpoints: Endpoints,
         credentials: Credentials,
         region: &str,
     ) -> Result<Self, ApiError> {
+        Self::with_tls(endpoints, credentials, region, None)
+    }
+
+    /// A client of these replicas whose `https://` ones are verified with `tls` (`None`: the
+    /// system's roots, loaded only when a replica is `https://`).
+    pub fn with_tls(
+        endpoints: Endpoints,
+        credentials: Credentials,
+        region: &str,
+        tls: Option<ClientTls>,
+    ) -> Result<Self, ApiError> {
         let mut authorities = Vec::new();
         for url in endpoints.urls() {
             let (base, authority) = authority_of(url)?;
-            if base.scheme_str() != Some("http") {
-                return Err(ApiError::BadUrl(url.clone()));
-            }
-            authorities.push(authority);
+            let scheme = match base.scheme_str() {
+                Some(s @ ("http" | "https")) => s.to_string(),
+                _ => return Err(ApiError::BadUrl(url.clone())),
+            };
+            authorities.push((scheme, authority));
         }
+        let tls = match tls {
+            Some(t) => Some(t),
+            None if authorities.iter().any(|(s, _)| s == "https") => {
+                Some(ClientTls::system().map_err(|e| ApiError::Tls(e.to_string()))?)
+            }
+            None => None,
+        };
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
+        connector.enforce_http(false);
+        // Without a TLS configuration no replica is https://: a config that trusts nothing is
+        // never used, and would refuse any server if it were.
+        let config = match &tls {
+            Some(t) => (*t.config()).clone(),
+            None => (*ClientTls::trust_nothing()
+                .map_err(|e| ApiError::Tls(e.to_string()))?
+                .config())
+            .clone(),
+        };
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         Ok(Self {
             endpoints,
             authorities: authorities.into(),
             credentials,
             region: region.to_string(),
-            http: Client::builder(TokioExecutor::new()).build(connector),
+            http: Client::builder(TokioExecutor::new()).build(https),
+            tls,
         })
+    }
+
+    /// The connector of the WebSockets this client opens (the session, Exec's dial-back):
+    /// rustls with this client's trust (a `ws://` URL stays plain; without a trust, as when no
+    /// replica is `https://`, a `wss://` one is refused, trusting no one).
+    pub fn ws_connector(&self) -> tokio_tungstenite::Connector {
+        let tls = match &self.tls {
+            Some(t) => Some(t.clone()),
+            None => ClientTls::trust_nothing().ok(),
+        };
+        match tls {
+            Some(t) => tokio_tungstenite::Connector::Rustls(t.config()),
+            None => tokio_tungstenite::Connector::Plain,
+        }
     }
 
     /// The replicas and the one in use.
@@ -175,7 +250,8 @@ impl EcsClient {
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, ApiError> {
         let (replica, _) = self.endpoints.current();
-        let result = self.call_on(&self.authorities[replica], target, body).await;
+        let (scheme, authority) = &self.authorities[replica];
+        let result = self.call_on(scheme, authority, target, body).await;
         if let Err(e) = &result {
             if e.is_replica_failure() {
                 self.endpoints.failed(replica);
@@ -187,12 +263,12 @@ impl EcsClient {
     /// Whether replica `index` answers `GET /readyz` with 200 within two seconds (it is alive
     /// and reaches its store).
     pub async fn replica_ready(&self, index: usize) -> bool {
-        let Some(authority) = self.authorities.get(index) else {
+        let Some((scheme, authority)) = self.authorities.get(index) else {
             return false;
         };
         let Ok(req) = hyper::Request::builder()
             .method("GET")
-            .uri(format!("http://{authority}/readyz"))
+            .uri(format!("{scheme}://{authority}/readyz"))
             .body(Full::new(Bytes::new()))
         else {
             return false;
@@ -205,6 +281,7 @@ impl EcsClient {
 
     async fn call_on(
         &self,
+        scheme: &str,
         authority: &str,
         target: &str,
         body: &serde_json::Value,
@@ -216,7 +293,7 @@ impl EcsClient {
             flotilla_sigv4::sign(&Request::post(&headers, &body), &self.signer(), now_secs());
         let mut req = hyper::Request::builder()
             .method("POST")
-            .uri(format!("http://{authority}/"));
+            .uri(format!("{scheme}://{authority}/"));
         for (k, v) in headers {
             req = req.header(k, v);
         }
@@ -229,7 +306,7 @@ impl EcsClient {
         let resp = tokio::time::timeout(Duration::from_secs(30), self.http.request(req))
             .await
             .map_err(|_| ApiError::Transport(format!("{operation}: timed out")))?
-            .map_err(|e| ApiError::Transport(format!("{operation}: {e}")))?;
+            .map_err(|e| ApiError::Transport(format!("{operation}: {}", chain(&e))))?;
         let status = resp.status().as_u16();
         let bytes = resp
             .into_body()
@@ -354,7 +431,7 @@ mod tests {
             Err(ApiError::Service { status: 400, .. })
         ));
         assert_eq!(c.endpoints().current().1, refusing, "a 4xx stays");
-        assert!(EcsClient::new("https://x", Credentials::default(), "r").is_err());
+        assert!(EcsClient::new("ftp://x", Credentials::default(), "r").is_err());
         assert!(EcsClient::new(" , ", Credentials::default(), "r").is_err());
     }
 }

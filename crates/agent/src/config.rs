@@ -64,8 +64,8 @@ impl std::fmt::Debug for Credentials {
 pub struct AgentConfig {
     /// Cluster name (or ARN) to register into.
     pub cluster: String,
-    /// The server's replicas, base URLs such as `http://127.0.0.1:8080` (an item may also be a
-    /// comma-separated list). The agent talks to one at a time, starting with the first, and
+    /// The server's replicas, base URLs such as `http://127.0.0.1:8080` or
+    /// `https://flotilla.example:8443` (an item may also be a comma-separated list). The agent talks to one at a time, starting with the first, and
     /// moves to the next when one stops answering ([`crate::endpoints::Endpoints`]).
     pub server_urls: Vec<String>,
     /// Where the instance identity and task state are kept. One directory per instance.
@@ -109,6 +109,9 @@ pub struct AgentConfig {
     /// The resolvers the task resolver forwards names that are not Cloud Map's to; `None`: the
     /// name servers of the host's `/etc/resolv.conf`.
     pub dns_upstreams: Option<Vec<std::net::SocketAddr>>,
+    /// The CA certificates (PEM) an `https://` server is verified with; `None`: the system's
+    /// root certificates. Read when the agent starts.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -143,6 +146,7 @@ impl AgentConfig {
             managed: false,
             task_endpoint: true,
             dns_upstreams: None,
+            ca_file: None,
         }
     }
 

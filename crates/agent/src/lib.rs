@@ -205,7 +205,17 @@ pub async fn run(
     let endpoints = config
         .endpoints()
         .ok_or_else(|| AgentError::Config("no server URL".into()))?;
-    let client = EcsClient::with_endpoints(endpoints, config.credentials.clone(), &config.region)
+    let tls = if config.ca_file.is_some()
+        || flotilla_tls::client::any_tls(endpoints.urls().iter().map(String::as_str))
+    {
+        Some(
+            flotilla_tls::ClientTls::load(config.ca_file.as_deref())
+                .map_err(|e| AgentError::Config(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    let client = EcsClient::with_tls(endpoints, config.credentials.clone(), &config.region, tls)
         .map_err(|e| AgentError::Config(e.to_string()))?;
     let runtime: Arc<dyn Runtime> =
         Arc::new(docker::DockerRuntime::connect(&config.docker_socket).await?);

@@ -183,11 +183,16 @@ pub(crate) async fn connect_signed(
     }
     let (ws, _) = tokio::time::timeout(
         Duration::from_secs(15),
-        tokio_tungstenite::connect_async(req),
+        tokio_tungstenite::connect_async_tls_with_config(
+            req,
+            None,
+            false,
+            Some(client.ws_connector()),
+        ),
     )
     .await
     .map_err(|_| SessionError::Ws("connect timed out".into()))?
-    .map_err(|e| SessionError::Ws(e.to_string()))?;
+    .map_err(|e| SessionError::Ws(crate::client::chain(&e)))?;
     Ok(ws)
 }
 

@@ -61,6 +61,8 @@ pub struct Api {
     pub(crate) throttle: Option<Mutex<flotilla_throttle::Limiter>>,
     /// Where the audit records go ([`Api::with_audit`]; none: no audit log).
     pub(crate) audit: Option<Arc<crate::audit_log::AuditLog>>,
+    /// How this server is reached (http or https) and how it reaches the other replicas.
+    transport: crate::transport::Transport,
 }
 
 /// The services a task's `secrets` are read from.
@@ -108,6 +110,7 @@ impl Api {
             metric_series: None,
             throttle: None,
             audit: None,
+            transport: crate::transport::Transport::default(),
         }
     }
 
@@ -124,6 +127,18 @@ impl Api {
         self.metrics.register_audit_dropped(log.dropped());
         self.audit = Some(log);
         self
+    }
+
+    /// Builder: this server is served over TLS (or not), and calls the other replicas with
+    /// this trust ([`crate::transport`]). Without it: plain HTTP.
+    pub fn with_transport(mut self, transport: crate::transport::Transport) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// How this server is reached and reaches the other replicas.
+    pub fn transport(&self) -> &crate::transport::Transport {
+        &self.transport
     }
 
     /// Builder: serves Secrets Manager and SSM Parameter Store beside ECS, on this API's store

@@ -425,11 +425,10 @@ async fn connect_relay(api: &Api, url: &str) -> Result<ClientWs, String> {
         .credentials
         .first()
         .ok_or("this server has no credential to sign with")?;
-    let authority = url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    let mut req = format!("ws://{authority}{RELAY_PATH}")
+    let (scheme, authority) = crate::transport::split_url(url);
+    let ws_scheme = if scheme == "https" { "wss" } else { "ws" };
+    let authority = authority.to_string();
+    let mut req = format!("{ws_scheme}://{authority}{RELAY_PATH}")
         .into_client_request()
         .map_err(|e| e.to_string())?;
     let signer = flotilla_sigv4::Signer {
@@ -456,7 +455,12 @@ async fn connect_relay(api: &Api, url: &str) -> Result<ClientWs, String> {
     }
     let (ws, _) = tokio::time::timeout(
         Duration::from_secs(10),
-        tokio_tungstenite::connect_async(req),
+        tokio_tungstenite::connect_async_tls_with_config(
+            req,
+            None,
+            false,
+            Some(api.transport().ws_connector()),
+        ),
     )
     .await
     .map_err(|_| "connect timed out".to_string())?

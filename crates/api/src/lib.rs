@@ -33,6 +33,7 @@ pub mod server;
 pub mod session;
 pub mod shared;
 pub mod task_credentials;
+pub mod transport;
 pub mod usage_gauges;
 
 pub use context::{Api, ApiConfig};

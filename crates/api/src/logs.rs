@@ -114,6 +114,13 @@ impl EdgeOwners {
         }
     }
 
+    /// Builder: the HTTP client of calls to other replicas (with their TLS trust:
+    /// [`crate::transport::Transport::http_client`]).
+    pub fn with_http(mut self, http: reqwest::Client) -> Self {
+        self.http = http;
+        self
+    }
+
     async fn replica_url(&self, id: &str) -> Result<Option<String>, LogsError> {
         let kv = self
             .store

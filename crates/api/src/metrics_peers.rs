@@ -42,6 +42,13 @@ impl ReplicaPeers {
         }
     }
 
+    /// Builder: the HTTP client of calls to other replicas (with their TLS trust:
+    /// [`crate::transport::Transport::http_client`]).
+    pub fn with_http(mut self, http: reqwest::Client) -> Self {
+        self.http = http;
+        self
+    }
+
     async fn ask_one(&self, r: &ReplicaInfo, q: &PeerQuery) -> Result<PeerAnswer, MetricsError> {
         let unavailable = |e: String| {
             MetricsError::Unavailable(format!(

@@ -14,7 +14,8 @@ pub struct PeerAnswer {
     pub body: Vec<u8>,
 }
 
-/// Calls `FlotillaAdmin.<operation>` with `body` on the replica at `url` (`http://host:port`),
+/// Calls `FlotillaAdmin.<operation>` with `body` on the replica at `url` (`http://host:port` or
+/// `https://host:port`, verified with the trust `http` was built with),
 /// in `region`, signed with `credential`; `Err` when no answer came within `timeout`.
 pub async fn call(
     http: &reqwest::Client,
@@ -25,10 +26,8 @@ pub async fn call(
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<PeerAnswer, reqwest::Error> {
-    let authority = url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
+    let (scheme, authority) = crate::transport::split_url(url);
+    let authority = authority.to_string();
     let target = flotilla_sigv4::target::admin_target(operation);
     let headers = flotilla_sigv4::target::json_headers(&authority, &target);
     let now = std::time::SystemTime::now()
@@ -46,7 +45,9 @@ pub async fn call(
         &signer,
         now,
     );
-    let mut req = http.post(format!("http://{authority}/")).timeout(timeout);
+    let mut req = http
+        .post(format!("{scheme}://{authority}/"))
+        .timeout(timeout);
     for (k, v) in headers
         .iter()
         .map(|(k, v)| (*k, *v))

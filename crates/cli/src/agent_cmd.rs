@@ -65,8 +65,15 @@ pub struct AgentArgs {
     /// the first; when it gets no answer, a 5xx, or its session drops, it moves to the next one
     /// (with backoff). Its tasks keep running throughout, and reports not yet acknowledged are
     /// sent again to the new replica.
+    ///
+    /// An https:// server is verified with --ca-file, else the system's root certificates.
     #[arg(long, env = "FLOTILLA_SERVER", default_value = "http://127.0.0.1:8080")]
     server: String,
+    /// The CA certificates (PEM) an https:// server's certificate is verified with (e.g.
+    /// DATA_DIR/tls/ca.pem of `flotilla dev --tls`) [default: FLOTILLA_CA_FILE, AWS_CA_BUNDLE,
+    /// else the system's roots].
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<std::path::PathBuf>,
     /// Where the agent keeps its identity and state [default: ~/.local/share/flotilla/agent].
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -140,6 +147,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         cfg.region = r;
     }
     apply_host(&mut cfg, &args.host)?;
+    cfg.ca_file = crate::tls::ca_file(args.ca_file.as_deref());
     if let Some(p) = &args.capacity_provider {
         cfg.attributes.insert(
             flotilla_protocol::CAPACITY_PROVIDER_ATTRIBUTE.to_string(),
@@ -195,6 +203,8 @@ fn dev_agent_with(
         AgentConfig::new(cluster, String::new(), data_dir, credentials)
     };
     template.region = server.api.arns.region.clone();
+    // The local agents trust what this server's certificate is signed by (dev --tls's CA).
+    template.ca_file = server.tls.ca_file.clone();
     // Samples at least once per metrics period, so every period has the figures.
     template.usage_interval =
         template

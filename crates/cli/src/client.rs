@@ -8,6 +8,11 @@
 //! elsewhere: the request may have been applied. Credentials: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`
 //! (`AWS_SESSION_TOKEN`), else the `[default]` profile of `AWS_SHARED_CREDENTIALS_FILE`, else the
 //! file `flotilla dev` writes in its default data directory.
+//!
+//! TLS: an `https://` endpoint is verified with `--ca-file`, else `FLOTILLA_CA_FILE`, else
+//! `AWS_CA_BUNDLE` (as the aws CLI reads it), else the system's roots. A certificate it does
+//! not trust fails the connection with the verifier's reason; like a replica that cannot be
+//! connected to, the next replica is tried (the request was not sent).
 
 use anyhow::{anyhow, bail, Context};
 use flotilla_agent::endpoints::Endpoints;
@@ -23,12 +28,17 @@ pub struct EndpointArgs {
     /// AWS_ENDPOINT_URL, http://127.0.0.1:8080].
     #[arg(long)]
     endpoint: Option<String>,
+    /// The CA certificates (PEM) an https:// endpoint's certificate is verified with
+    /// [default: FLOTILLA_CA_FILE, AWS_CA_BUNDLE, else the system's roots].
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<std::path::PathBuf>,
 }
 
 impl EndpointArgs {
     /// A client of that endpoint, with credentials from the environment.
     pub fn client(&self) -> anyhow::Result<EcsClient> {
-        EcsClient::from_env(self.endpoint.as_deref())
+        EcsClient::from_env(self.endpoint.as_deref())?
+            .with_ca_file(crate::tls::ca_file(self.ca_file.as_deref()).as_deref())
     }
 }
 
@@ -39,6 +49,8 @@ fn parse_endpoints(list: &str) -> anyhow::Result<Endpoints> {
 /// A signed ECS API client.
 pub struct EcsClient {
     http: reqwest::Client,
+    /// Whom `https://` and `wss://` connections trust (`None`: no endpoint is `https://`).
+    tls: Option<flotilla_tls::ClientTls>,
     endpoints: Endpoints,
     region: String,
     access_key_id: String,
@@ -78,11 +90,38 @@ impl EcsClient {
     ) -> anyhow::Result<Self> {
         Ok(EcsClient {
             http: reqwest::Client::new(),
+            tls: None,
             endpoints: parse_endpoints(&endpoint)?,
             region,
             access_key_id,
             secret_access_key,
             session_token,
+        })
+    }
+
+    /// Verifies `https://` endpoints with the CA file `ca` (`None`: the system's roots). A
+    /// client none of whose endpoints is `https://`, and with no CA file, stays plain.
+    pub fn with_ca_file(mut self, ca: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let urls: Vec<&str> = self.endpoints.urls().iter().map(String::as_str).collect();
+        let Some(tls) = crate::tls::client_tls(urls, ca)? else {
+            return Ok(self);
+        };
+        self.http = reqwest::Client::builder()
+            .use_preconfigured_tls((*tls.config()).clone())
+            .build()
+            .context("the HTTP client")?;
+        self.tls = Some(tls);
+        Ok(self)
+    }
+
+    /// The connector of WebSockets this client opens (`flotilla exec`'s stream): rustls with
+    /// this client's trust.
+    pub fn ws_connector(&self) -> anyhow::Result<tokio_tungstenite::Connector> {
+        Ok(match &self.tls {
+            Some(t) => tokio_tungstenite::Connector::Rustls(t.config()),
+            None => tokio_tungstenite::Connector::Rustls(
+                flotilla_tls::ClientTls::trust_nothing()?.config(),
+            ),
         })
     }
 
@@ -183,14 +222,20 @@ impl EcsClient {
                 Ok(resp) => return answer(operation, resp).await,
                 Err(e) => {
                     self.endpoints.failed(replica);
-                    unreachable.push(format!("{endpoint}: {e}"));
+                    unreachable.push(format!("{endpoint}: {}", flotilla_agent::client::chain(&e)));
                 }
             }
         }
+        let why = unreachable.join("; ");
+        if why.contains("certificate") {
+            bail!(
+                "could not reach Flotilla at {} over TLS: {why} (to trust the server's CA, give --ca-file FILE, FLOTILLA_CA_FILE or AWS_CA_BUNDLE)",
+                self.endpoints
+            )
+        }
         bail!(
-            "could not reach Flotilla at {} (is `flotilla dev` running?): {}",
-            self.endpoints,
-            unreachable.join("; ")
+            "could not reach Flotilla at {} (is `flotilla dev` running?): {why}",
+            self.endpoints
         )
     }
 
@@ -231,7 +276,10 @@ impl EcsClient {
         match req.send().await {
             Ok(resp) => Ok(Ok(resp)),
             Err(e) if e.is_connect() => Ok(Err(e)),
-            Err(e) => Err(e).with_context(|| format!("calling Flotilla at {endpoint}")),
+            Err(e) => Err(anyhow!(
+                "calling Flotilla at {endpoint}: {}",
+                flotilla_agent::client::chain(&e)
+            )),
         }
     }
 

@@ -58,6 +58,8 @@ pub struct ServerConfig {
     pub throttle: Option<flotilla_throttle::Policy>,
     /// The audit log's file (none: no audit log).
     pub audit_log: Option<PathBuf>,
+    /// TLS or plain HTTP, and whom calls to other replicas trust.
+    pub tls: crate::tls::ServeTls,
 }
 
 /// The name of the audit log in the data directory.
@@ -412,6 +414,7 @@ pub fn server_config(
         .or(fc.account.clone())
         .unwrap_or_else(|| DEFAULT_ACCOUNT.into());
     check_account(&account)?;
+    let tls = crate::tls::serve_tls(&common.tls, common.listen)?;
     let mut credentials: Vec<Credential> = fc
         .credentials
         .iter()
@@ -459,6 +462,7 @@ pub fn server_config(
         deployment_minute: deployment_minute(common)?,
         lb_address: lb_address(common),
         regions,
+        tls,
     })
 }
 
@@ -469,18 +473,30 @@ fn random_string(len: usize, alphabet: &[u8]) -> String {
         .collect()
 }
 
-/// Configuration of `flotilla dev`.
-pub fn dev_config(common: &CommonArgs) -> anyhow::Result<ServerConfig> {
+/// Configuration of `flotilla dev`; with `generate_tls` (`--tls`), served over TLS with the
+/// local CA of `DATA_DIR/tls` (made once), its certificate also naming `tls_names`.
+pub fn dev_config(
+    common: &CommonArgs,
+    generate_tls: bool,
+    tls_names: &[String],
+) -> anyhow::Result<ServerConfig> {
     let account = common
         .account
         .clone()
         .unwrap_or_else(|| DEFAULT_ACCOUNT.into());
     check_account(&account)?;
     let data_dir = common.data_dir.clone().unwrap_or_else(default_data_dir);
+    // The loopback rule first: nothing is written for a server that will not start.
+    let plain_or_given = crate::tls::serve_tls(&common.tls, common.listen);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
+    let tls = if generate_tls {
+        crate::tls::dev_tls(&data_dir, common.listen, tls_names)?
+    } else {
+        plain_or_given?
+    };
     let region = region(common, None);
-    let endpoint = format!("http://{}", common.listen);
+    let endpoint = format!("{}://{}", tls.scheme(), common.listen);
     let mut banner = vec![
         format!(
             "Flotilla is serving the ECS API at {endpoint} (data in {}).",
@@ -532,6 +548,7 @@ pub fn dev_config(common: &CommonArgs) -> anyhow::Result<ServerConfig> {
     banner.push(format!(
         "The web console is at {endpoint}/console/ (sign in with the same key pair)."
     ));
+    banner.extend(tls.banner.iter().cloned());
     let store = store_url(common);
     let secrets_key = secrets_key(common.secrets_key_file.as_deref(), &store, &data_dir)?;
     Ok(ServerConfig {
@@ -554,6 +571,7 @@ pub fn dev_config(common: &CommonArgs) -> anyhow::Result<ServerConfig> {
         deployment_minute: deployment_minute(common)?,
         lb_address: lb_address(common),
         regions: RegionsServed::Any,
+        tls,
     })
 }
 

@@ -128,9 +128,19 @@ async fn exec(args: ExecArgs) -> anyhow::Result<i32> {
             HeaderValue::from_str(&v).map_err(|_| anyhow!("header {k}"))?,
         );
     }
-    let (ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .with_context(|| format!("opening the exec stream at {authority}"))?;
+    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+        req,
+        None,
+        false,
+        Some(client.ws_connector()?),
+    )
+    .await
+    .map_err(|e| {
+        anyhow!(
+            "opening the exec stream at {authority}: {}",
+            flotilla_agent::client::chain(&e)
+        )
+    })?;
     // Raw mode only once the stream is up, so an error above prints on a sane terminal; the
     // guard restores it before this function returns.
     let _raw = if args.tty && args.interactive {

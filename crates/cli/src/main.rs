@@ -17,6 +17,7 @@ mod serve;
 mod service_cmd;
 mod status_cmd;
 mod terminal;
+mod tls;
 mod top_cmd;
 mod verbs;
 
@@ -213,6 +214,8 @@ pub struct CommonArgs {
     /// a file, or `-` for no audit log [default: DATA_DIR/audit.log].
     #[arg(long, value_name = "PATH|-")]
     audit_log: Option<String>,
+    #[command(flatten)]
+    tls: tls::ServeTlsArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -241,6 +244,15 @@ struct DevArgs {
     /// Serve only the API: no local agent.
     #[arg(long)]
     no_agent: bool,
+    /// Serve over TLS with a local CA and a server certificate generated once into
+    /// DATA_DIR/tls (ca.pem, keys mode 0600) for localhost, 127.0.0.1, ::1, this host's name
+    /// and the --listen address; the banner says how to trust the CA (AWS_CA_BUNDLE).
+    #[arg(long, conflicts_with_all = ["tls_cert", "insecure_http"])]
+    tls: bool,
+    /// Another name (DNS name or IP address) the generated certificate is valid for
+    /// (repeatable), e.g. the address other machines reach this one by.
+    #[arg(long = "tls-name", value_name = "NAME", requires = "tls")]
+    tls_names: Vec<String>,
     #[command(flatten)]
     agent: agent_cmd::HostArgs,
 }
@@ -319,7 +331,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 serve::run(cfg, Vec::new()).await
             }
             Command::Dev(args) => {
-                let cfg = config::dev_config(&args.common)?;
+                let cfg = config::dev_config(&args.common, args.tls, &args.tls_names)?;
                 let local_agents = if args.no_agent {
                     Vec::new()
                 } else {

@@ -5,6 +5,11 @@
 //! to their region by their credential scope ([`flotilla_api::Regions`]). The controllers run under the election's supervisor: always on an embedded store
 //! (its one server is always leader), on the elected replica on etcd. On shutdown a leading
 //! replica resigns, so another takes over at once.
+//!
+//! The listener is TLS when a certificate was given (`--tls-cert`/`--tls-key`) or generated
+//! (`dev --tls`): every route of the router (the APIs, /metrics, health, agent sessions, ECS
+//! Exec, the console) is then served over it ([`TlsListener`]); plain HTTP only on loopback
+//! unless `--insecure-http` ([`crate::tls`]).
 
 use crate::config::{RegionsServed, ServerConfig};
 use anyhow::Context;
@@ -81,6 +86,7 @@ async fn open_region(replica: &Replica, region: &str) -> anyhow::Result<OpenedRe
         .with_context(|| format!("opening the log store in {}", data_dir.display()))?,
     );
     let agent_logs = Arc::new(flotilla_api::logs::AgentLogs::default());
+    let transport = cfg.tls.api_transport();
     let owners = flotilla_api::logs::EdgeOwners::new(
         store.clone(),
         agent_logs.clone(),
@@ -88,7 +94,8 @@ async fn open_region(replica: &Replica, region: &str) -> anyhow::Result<OpenedRe
         topology.shared(),
         arns.region.clone(),
         cfg.api.credentials.first().cloned(),
-    );
+    )
+    .with_http(transport.http_client());
     let logs = Arc::new(flotilla_logs_service::Logs::new(
         store.clone(),
         flotilla_logs::names::Account {
@@ -134,12 +141,15 @@ async fn open_region(replica: &Replica, region: &str) -> anyhow::Result<OpenedRe
         .with_context(|| format!("opening the metrics in {}", data_dir.display()))?,
     );
     let peers: Option<Arc<dyn flotilla_cloudwatch::reader::Peers>> = topology.shared().then(|| {
-        Arc::new(flotilla_api::metrics_peers::ReplicaPeers::new(
-            store.clone(),
-            id.clone(),
-            arns.region.clone(),
-            cfg.api.credentials.first().cloned(),
-        )) as Arc<dyn flotilla_cloudwatch::reader::Peers>
+        Arc::new(
+            flotilla_api::metrics_peers::ReplicaPeers::new(
+                store.clone(),
+                id.clone(),
+                arns.region.clone(),
+                cfg.api.credentials.first().cloned(),
+            )
+            .with_http(transport.http_client()),
+        ) as Arc<dyn flotilla_cloudwatch::reader::Peers>
     });
     let region_metrics = Arc::new(flotilla_cloudwatch::RegionMetrics::new(
         series.clone(),
@@ -171,6 +181,7 @@ async fn open_region(replica: &Replica, region: &str) -> anyhow::Result<OpenedRe
             .with_fargate(cfg.fargate.clone())
             .with_deployment_minute(cfg.deployment_minute)
             .with_replica_id(id.clone())
+            .with_transport(transport)
             .with_election(election)
             .with_replica(topology, replica.me.clone())
             .with_secrets(cfg.secrets_key.clone())
@@ -268,9 +279,10 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     let id = replica_id(addr);
+    let scheme = cfg.tls.scheme();
     let me = ReplicaInfo {
         id: id.clone(),
-        url: format!("http://{addr}"),
+        url: format!("{scheme}://{addr}"),
         started_at: SystemClock.now(),
     };
     let audit = match &cfg.audit_log {
@@ -348,13 +360,13 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
         println!("{line}");
     }
     // Tests and scripts wait for this line to know the server is ready.
-    println!("listening on http://{addr}");
+    println!("listening on {scheme}://{addr}");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let agents = local_agents
         .into_iter()
         .map(|la| -> anyhow::Result<_> {
             let mut stop = stop_rx.clone();
-            let config = la.into_config(format!("http://{addr}"));
+            let config = la.into_config(format!("{scheme}://{addr}"));
             let cluster = config.registration_cluster().to_string();
             let managed = config.managed;
             let client = crate::client::EcsClient::new(
@@ -363,7 +375,8 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
                 config.credentials.access_key_id.clone(),
                 config.credentials.secret_access_key.clone(),
                 config.credentials.session_token.clone(),
-            )?;
+            )?
+            .with_ca_file(config.ca_file.as_deref())?;
             Ok(tokio::spawn(async move {
                 let shutdown = async move {
                     let _ = stop.wait_for(|s| *s).await;
@@ -385,19 +398,31 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
             }))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    // With each connection's peer address, for the audit log.
-    let result = axum::serve(
-        listener,
-        regions
-            .clone()
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    // With each connection's peer address, for the audit log (`ConnectInfo<SocketAddr>`).
+    let app = regions.clone().router();
+    let stopping = async move {
         shutdown().await;
         let _ = stop_tx.send(true);
-    })
-    .await
+    };
+    let result = match &cfg.tls.server {
+        Some(tls) => {
+            let incoming = flotilla_tls::incoming::TlsIncoming::new(listener, tls.config())?;
+            let app = app
+                .layer(axum::middleware::map_request(tls_peer_as_socket_addr))
+                .into_make_service_with_connect_info::<TlsPeer>();
+            axum::serve(TlsListener(incoming), app)
+                .with_graceful_shutdown(stopping)
+                .await
+        }
+        None => {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stopping)
+            .await
+        }
+    }
     .context("serving HTTP");
     for a in agents {
         let _ = a.await;
@@ -413,6 +438,48 @@ pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Re
     result?;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// The peer address of a TLS connection (axum's `ConnectInfo` for [`TlsListener`]).
+#[derive(Clone, Copy, Debug)]
+struct TlsPeer(SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for TlsPeer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        TlsPeer(*stream.remote_addr())
+    }
+}
+
+/// Gives a request over TLS the `ConnectInfo<SocketAddr>` a plain one has, so what reads the
+/// peer address (the audit log) needs not know how the connection was made.
+async fn tls_peer_as_socket_addr(mut req: axum::extract::Request) -> axum::extract::Request {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<TlsPeer>>()
+        .map(|c| c.0 .0);
+    if let Some(addr) = peer {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(addr));
+    }
+    req
+}
+
+/// Connections whose TLS handshake is done, for `axum::serve`.
+struct TlsListener(flotilla_tls::incoming::TlsIncoming);
+
+impl axum::serve::Listener for TlsListener {
+    type Io = flotilla_tls::tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        self.0.accept().await
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.0.local_addr())
+    }
 }
 
 /// The in-process agent of `flotilla dev`, completed with the server URL once it listens.

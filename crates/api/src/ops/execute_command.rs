@@ -53,7 +53,7 @@ pub async fn execute_command(
         .or_else(|| {
             ctx.api
                 .replica()
-                .map(|r| r.url.trim_start_matches("http://").to_string())
+                .map(|r| crate::transport::split_url(&r.url).1.to_string())
         })
         .ok_or_else(|| EcsError::server("this server does not know its own address"))?;
     let (session_id, token) = ctx.api.exec.create_session(
@@ -72,7 +72,10 @@ pub async fn execute_command(
         container_name: Some(chosen.container_name),
         interactive: true,
         session: Some(Session {
-            stream_url: Some(format!("ws://{host}{STREAM_PATH}/{session_id}")),
+            stream_url: Some(format!(
+                "{}://{host}{STREAM_PATH}/{session_id}",
+                ctx.api.transport().ws_scheme()
+            )),
             session_id: Some(session_id),
             token_value: Some(token),
         }),
