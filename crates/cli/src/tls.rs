@@ -80,7 +80,7 @@ pub fn ca_file(flag: Option<&Path>) -> Option<PathBuf> {
     flag.map(Path::to_path_buf).or_else(|| {
         ["FLOTILLA_CA_FILE", "AWS_CA_BUNDLE"]
             .iter()
-            .filter_map(|v| std::env::var_os(v))
+            .filter_map(std::env::var_os)
             .find(|v| !v.is_empty())
             .map(PathBuf::from)
     })
