@@ -29,7 +29,7 @@ MODELS = {
     "secretsmanager": ("secretsmanager", "InvalidParameterException"),
     "ssm": ("ssm", "ValidationException"),
     "logs": ("logs", "InvalidParameterException"),
-    "cloudwatch": ("monitoring", "InvalidParameterValueException"),
+    "cloudwatch": ("monitoring", "ValidationException"),
     "servicediscovery": ("servicediscovery", "InvalidInput"),
     "autoscaling": ("application-autoscaling", "ValidationException"),
     "elbv2": ("elasticloadbalancing", "ValidationError"),
@@ -142,6 +142,10 @@ def value_of(api, shape_name, size):
         member = s["member"]["shape"]
         one = api.minimal(member)
         ms = api.shapes[member]
+        if one == {} and ms.get("members"):
+            # An empty structure has no awsQuery parameter at all: give the item one member.
+            first, m = sorted(ms["members"].items())[0]
+            one = {first: api.minimal(m["shape"])}
         if ms["type"] == "string" and "enum" not in ms:
             # Distinct items: some services refuse duplicates.
             width = max(len(str(size)), ms.get("min", 1))
