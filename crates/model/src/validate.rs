@@ -340,9 +340,7 @@ mod tests {
             Some(ErrorCode::InvalidParameterException)
         );
         // Every string at most 64 KiB, every list at most 1,000 items.
-        let td = |command: Value| {
-            json!({"family": "f", "containerDefinitions": [{"name": "c", "image": "i", "command": command}]})
-        };
+        let td = |command: Value| json!({"family": "f", "containerDefinitions": [{"name": "c", "image": "i", "command": command}]});
         assert_eq!(
             code("RegisterTaskDefinition", td(json!(["x".repeat(65536)]))),
             None
@@ -361,11 +359,17 @@ mod tests {
         assert!(e.message.contains("the maximum is 1000"), "{}", e.message);
         // A member's documented limit, on its own copy of the shared shape.
         assert_eq!(
-            code("RunTask", json!({"taskDefinition": "t", "group": "g".repeat(256)})),
+            code(
+                "RunTask",
+                json!({"taskDefinition": "t", "group": "g".repeat(256)})
+            ),
             Some(ErrorCode::InvalidParameterException)
         );
         assert_eq!(
-            code("RunTask", json!({"taskDefinition": "t", "group": "g".repeat(255)})),
+            code(
+                "RunTask",
+                json!({"taskDefinition": "t", "group": "g".repeat(255)})
+            ),
             None
         );
     }
@@ -373,12 +377,21 @@ mod tests {
     #[test]
     fn what_validation_accepts_always_reads_as_the_input_type() {
         for (op, input) in [
-            ("CreateCluster", json!({"clusterName": "a", "settings": [{"name": "containerInsights", "value": "enabled"}]})),
-            ("RunTask", json!({"taskDefinition": "t", "count": 1, "overrides": {}})),
+            (
+                "CreateCluster",
+                json!({"clusterName": "a", "settings": [{"name": "containerInsights", "value": "enabled"}]}),
+            ),
+            (
+                "RunTask",
+                json!({"taskDefinition": "t", "count": 1, "overrides": {}}),
+            ),
             ("ListClusters", json!({})),
         ] {
             check_input(op, &input).unwrap();
-            crate::Operation::from_name(op).unwrap().decode_input(input).unwrap();
+            crate::Operation::from_name(op)
+                .unwrap()
+                .decode_input(input)
+                .unwrap();
         }
     }
 }
