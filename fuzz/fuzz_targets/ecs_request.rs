@@ -18,7 +18,10 @@ fuzz_target!(|data: &[u8]| {
     };
     if check_input(op.name(), &input).is_ok() {
         if let Err(e) = op.decode_input(input.clone()) {
-            panic!("{} accepted by validation but not read: {e}: {input}", op.name());
+            panic!(
+                "{} accepted by validation but not read: {e}: {input}",
+                op.name()
+            );
         }
     }
 });
