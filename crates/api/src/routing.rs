@@ -80,12 +80,13 @@ pub fn operation(service: &dyn Service, target: &str, body: &[u8]) -> Option<Str
     }
 }
 
-/// For an ECS request whose target is ECS's (or Flotilla's admin): the signing name its scope
-/// must have when `scope` is not it.
-pub fn ecs_scope_mismatch(target: &str, scope: &str) -> Option<&'static str> {
-    let ecs_target =
-        target.starts_with(ECS_TARGET_PREFIX) || target.starts_with(ADMIN_TARGET_PREFIX);
-    (ecs_target && scope != ECS_SERVICE).then_some(ECS_SERVICE)
+/// For a request routed to ECS (its target is ECS's or Flotilla's admin, or it names no
+/// service this endpoint serves, neither by target nor by scope): the signing name its scope
+/// must have when `scope` is not it. A request signed for a service the endpoint does not
+/// serve (`s3`) is refused whatever its target, as AWS's ECS endpoint refuses it, before any
+/// `UnknownOperationException`.
+pub fn ecs_scope_mismatch(_target: &str, scope: &str) -> Option<&'static str> {
+    (scope != ECS_SERVICE).then_some(ECS_SERVICE)
 }
 
 /// For a request routed to `service` by its target: the signing name its scope must have
@@ -193,8 +194,10 @@ mod tests {
             Some("ecs")
         );
         assert_eq!(ecs_scope_mismatch("FlotillaAdmin.Status", "ecs"), None);
-        // Not an ECS target: ECS answers UnknownOperationException whatever the scope.
-        assert_eq!(ecs_scope_mismatch("Nope.Nope", "s3"), None);
+        // Not an ECS target, signed for a service not served: still refused as a wrong scope.
+        assert_eq!(ecs_scope_mismatch("Nope.Nope", "s3"), Some("ecs"));
+        assert_eq!(ecs_scope_mismatch("", "s3"), Some("ecs"));
+        assert_eq!(ecs_scope_mismatch("", "ecs"), None);
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //!   the name of its message member (`Message` or `message`, as the model spells it), and for the
 //!   awsQuery protocol its `<Code>` (the model's `error.code`) and whether the sender is at fault.
 //! - `model.json`: the model without documentation, for model-driven input validation at run
-//!   time (`flotilla_edge::json::validate`).
+//!   time (`flotilla_edge::json::validate`), with the crate's limits overlay applied
+//!   ([`apply_limits`]: `spec/limits.json` beside the vendored model, when the crate has one).
 //!
 //! Rules (mirroring Smithy's): a member whose target is a non-boxed primitive (`integer`, `long`,
 //! `boolean`, `double` without `box`) is a plain value that is always serialized (missing means
@@ -70,6 +71,86 @@ pub fn build_script(options: Options<'_>, primitives: Primitives) {
         options,
         primitives,
     );
+    let limits = manifest.join("spec/limits.json");
+    println!("cargo:rerun-if-changed={}", limits.display());
+    if let Ok(text) = std::fs::read_to_string(&limits) {
+        let overlay: Value = serde_json::from_str(&text).unwrap();
+        let path = out.join("model.json");
+        let mut model: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        apply_limits(&mut model, &overlay);
+        std::fs::write(&path, serde_json::to_string(&model).unwrap()).unwrap();
+    }
+}
+
+/// Applies a limits overlay (a crate's `spec/limits.json`) to a model, for validation only
+/// (the generated types are unchanged). Botocore models leave many members unbounded (ECS's
+/// `String` is every name, image and reason), while the service holds them to limits it
+/// documents elsewhere; the overlay says which, so the run-time validator holds every member to
+/// a limit:
+/// - `"members": {"CreateClusterRequest.clusterName": {"max": 255}}`: a member's own limits
+///   (`min`, `max`, `pattern`). The member is pointed at a new shape named after it (a copy of its
+///   target with these constraints), so a shape shared by other members keeps its own;
+/// - `"required": {"ClusterSetting": ["name", "value"]}`: members the service requires though
+///   the model does not mark them;
+/// - `"defaults": {"string": 65536, "list": 1000, "map": 1000}`: the maximum length or size of
+///   every string (not an enum), list or map shape the model leaves without a `max`.
+///
+/// A name in the overlay that the model does not have stops the build (a typo must not silently
+/// leave a member unchecked).
+pub fn apply_limits(model: &mut Value, overlay: &Value) {
+    let shapes = model["shapes"].as_object_mut().unwrap();
+    if let Some(members) = overlay["members"].as_object() {
+        for (key, limits) in members {
+            let (owner, member) = key
+                .split_once('.')
+                .unwrap_or_else(|| panic!("limits: '{key}' is not Shape.member"));
+            let target = shapes
+                .get(owner)
+                .and_then(|s| s["members"].get(member))
+                .and_then(|m| m["shape"].as_str())
+                .unwrap_or_else(|| panic!("limits: the model has no member {key}"))
+                .to_string();
+            let mut shape = shapes[&target].clone();
+            for (k, v) in limits.as_object().unwrap() {
+                assert!(
+                    matches!(k.as_str(), "min" | "max" | "pattern"),
+                    "limits: {key}: unknown constraint {k}"
+                );
+                shape[k] = v.clone();
+            }
+            shapes.insert(key.clone(), shape);
+            shapes[owner]["members"][member]["shape"] = Value::String(key.clone());
+        }
+    }
+    if let Some(required) = overlay["required"].as_object() {
+        for (owner, names) in required {
+            let shape = shapes
+                .get_mut(owner)
+                .unwrap_or_else(|| panic!("limits: the model has no shape {owner}"));
+            let mut list: Vec<Value> = shape["required"].as_array().cloned().unwrap_or_default();
+            for n in names.as_array().unwrap() {
+                assert!(
+                    shape["members"].get(n.as_str().unwrap()).is_some(),
+                    "limits: {owner} has no member {n}"
+                );
+                if !list.contains(n) {
+                    list.push(n.clone());
+                }
+            }
+            shape["required"] = Value::Array(list);
+        }
+    }
+    let defaults = &overlay["defaults"];
+    for shape in shapes.values_mut() {
+        let ty = shape["type"].as_str().unwrap_or("").to_string();
+        if shape.get("max").is_some() || shape.get("enum").is_some() {
+            continue;
+        }
+        if let Some(max) = defaults.get(ty.as_str()).filter(|v| v.is_u64()) {
+            shape["max"] = max.clone();
+        }
+    }
 }
 
 /// Reads the model at `spec` and writes `shapes.rs`, `errors.rs` and `model.json` into
@@ -572,6 +653,17 @@ fn gen_operations(code: &mut String, model: &Value, service_title: &str) {
             None => writeln!(code, "            {e}::{name} => None,").unwrap(),
         }
     }
+    code.push_str("        }\n    }\n    /// Reads `input` as this operation's input type and drops it: what the model's validation\n    /// accepts must always read (the fuzz targets check it).\n    pub fn decode_input(&self, input: serde_json::Value) -> Result<(), serde_json::Error> {\n        match self {\n");
+    for (name, op) in ops {
+        match op.get("input").and_then(|i| i["shape"].as_str()) {
+            Some(s) => writeln!(
+                code,
+                "            {e}::{name} => serde_json::from_value::<{s}>(input).map(drop),"
+            )
+            .unwrap(),
+            None => writeln!(code, "            {e}::{name} => {{ drop(input); Ok(()) }}").unwrap(),
+        }
+    }
     code.push_str("        }\n    }\n    /// The error shapes the model lists for this operation.\n    pub fn errors(&self) -> &'static [&'static str] {\n        match self {\n");
     for (name, op) in ops {
         let errs: Vec<String> = op
@@ -587,4 +679,54 @@ fn gen_operations(code: &mut String, model: &Value, service_title: &str) {
         writeln!(code, "            {e}::{name} => &[{}],", errs.join(", ")).unwrap();
     }
     code.push_str("        }\n    }\n}\n\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn model() -> Value {
+        json!({"operations": {}, "shapes": {
+            "Req": {"type": "structure", "members": {
+                "name": {"shape": "String"}, "other": {"shape": "String"},
+                "items": {"shape": "Items"}, "kind": {"shape": "Kind"}, "tags": {"shape": "Tags"}
+            }},
+            "String": {"type": "string"},
+            "Kind": {"type": "string", "enum": ["A"]},
+            "Items": {"type": "list", "member": {"shape": "String"}},
+            "Tags": {"type": "list", "member": {"shape": "String"}, "max": 50},
+            "Setting": {"type": "structure", "members": {"name": {"shape": "String"}}}
+        }})
+    }
+
+    #[test]
+    fn a_member_limit_gets_its_own_shape_and_defaults_fill_the_rest() {
+        let mut m = model();
+        apply_limits(
+            &mut m,
+            &json!({
+                "members": {"Req.name": {"max": 255, "min": 1}},
+                "required": {"Setting": ["name"]},
+                "defaults": {"string": 100, "list": 10}
+            }),
+        );
+        let s = &m["shapes"];
+        assert_eq!(s["Req"]["members"]["name"]["shape"], "Req.name");
+        assert_eq!(s["Req.name"]["max"], 255);
+        assert_eq!(s["Req.name"]["min"], 1);
+        // The shared shape keeps the default, the other member with it.
+        assert_eq!(s["String"]["max"], 100);
+        assert_eq!(s["Req"]["members"]["other"]["shape"], "String");
+        assert_eq!(s["Items"]["max"], 10);
+        assert_eq!(s["Tags"]["max"], 50, "the model's own limit is kept");
+        assert!(s["Kind"].get("max").is_none(), "an enum needs no length");
+        assert_eq!(s["Setting"]["required"], json!(["name"]));
+    }
+
+    #[test]
+    #[should_panic(expected = "no member Req.nope")]
+    fn a_typo_in_the_overlay_stops_the_build() {
+        apply_limits(&mut model(), &json!({"members": {"Req.nope": {"max": 1}}}));
+    }
 }

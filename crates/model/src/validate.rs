@@ -322,4 +322,76 @@ mod tests {
             Some(ErrorCode::InvalidParameterException)
         );
     }
+
+    #[test]
+    fn the_limits_overlay_bounds_what_the_model_leaves_unbounded() {
+        // spec/limits.json: an empty cluster setting, a tag without a key.
+        for settings in [json!([{}]), json!([{"name": "containerInsights"}])] {
+            let e = check_input(
+                "UpdateClusterSettings",
+                &json!({"cluster": "c", "settings": settings}),
+            )
+            .unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidParameterException);
+            assert!(e.message.contains("settings[0]."), "{}", e.message);
+        }
+        assert_eq!(
+            code("TagResource", json!({"resourceArn": "x", "tags": [{}]})),
+            Some(ErrorCode::InvalidParameterException)
+        );
+        // Every string at most 64 KiB, every list at most 1,000 items.
+        let td = |command: Value| json!({"family": "f", "containerDefinitions": [{"name": "c", "image": "i", "command": command}]});
+        assert_eq!(
+            code("RegisterTaskDefinition", td(json!(["x".repeat(65536)]))),
+            None
+        );
+        let e = check_input("RegisterTaskDefinition", &td(json!(["x".repeat(65537)]))).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidParameterException);
+        assert_eq!(
+            e.message,
+            "Invalid length for containerDefinitions[0].command[0]: it has 65537 characters, the maximum is 65536."
+        );
+        assert_eq!(
+            code("RegisterTaskDefinition", td(json!(vec!["x"; 1000]))),
+            None
+        );
+        let e = check_input("RegisterTaskDefinition", &td(json!(vec!["x"; 1001]))).unwrap_err();
+        assert!(e.message.contains("the maximum is 1000"), "{}", e.message);
+        // A member's documented limit, on its own copy of the shared shape.
+        assert_eq!(
+            code(
+                "RunTask",
+                json!({"taskDefinition": "t", "group": "g".repeat(256)})
+            ),
+            Some(ErrorCode::InvalidParameterException)
+        );
+        assert_eq!(
+            code(
+                "RunTask",
+                json!({"taskDefinition": "t", "group": "g".repeat(255)})
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn what_validation_accepts_always_reads_as_the_input_type() {
+        for (op, input) in [
+            (
+                "CreateCluster",
+                json!({"clusterName": "a", "settings": [{"name": "containerInsights", "value": "enabled"}]}),
+            ),
+            (
+                "RunTask",
+                json!({"taskDefinition": "t", "count": 1, "overrides": {}}),
+            ),
+            ("ListClusters", json!({})),
+        ] {
+            check_input(op, &input).unwrap();
+            crate::Operation::from_name(op)
+                .unwrap()
+                .decode_input(input)
+                .unwrap();
+        }
+    }
 }
