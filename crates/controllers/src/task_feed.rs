@@ -140,10 +140,9 @@ impl TaskFeed {
             return false;
         };
         let mut rx = self.applied.subscribe();
-        let reached = tokio::time::timeout(CATCH_UP_WAIT, rx.wait_for(|a| *a >= rev && *a > 0))
+        tokio::time::timeout(CATCH_UP_WAIT, rx.wait_for(|a| *a >= rev && *a > 0))
             .await
-            .is_ok_and(|r| r.is_ok());
-        reached
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Reads the index.

@@ -13,7 +13,7 @@ use std::time::Duration;
 pub const START_FAILURE: &str = "simulated start failure (flotilla bench: --failure-rate)";
 
 /// How a simulated host behaves.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Simulation {
     /// How long each container start takes.
     pub start_latency: Duration,
@@ -21,16 +21,6 @@ pub struct Simulation {
     pub failure_rate: f64,
     /// The seed of the draws: the same seed gives the same failures in the same order.
     pub seed: u64,
-}
-
-impl Default for Simulation {
-    fn default() -> Self {
-        Simulation {
-            start_latency: Duration::ZERO,
-            failure_rate: 0.0,
-            seed: 0,
-        }
-    }
 }
 
 /// A [`Simulation`] with its generator.
