@@ -40,7 +40,10 @@ fn a_tiny_bench_runs_every_task() {
     assert_eq!(report["run_task"]["calls"], 5, "{report}");
     assert_eq!(report["services"]["tasks_per_service"], 10, "{report}");
     assert_eq!(report["lost_hosts"]["hosts"], 1, "{report}");
-    assert!(report["lost_hosts"]["tasks_lost"].as_u64() >= Some(1), "{report}");
+    assert!(
+        report["lost_hosts"]["tasks_lost"].as_u64() >= Some(1),
+        "{report}"
+    );
     assert!(report["server_rss_bytes"].as_u64() > Some(0), "{report}");
     assert!(report["store_bytes"].as_u64() > Some(0), "{report}");
     // Progress went to stderr while it ran.

@@ -8,12 +8,12 @@
 use flotilla_control::instances::InstanceRecord;
 use flotilla_control::services::{service_prefix, ServiceRecord, ServiceStatus};
 use flotilla_control::tasks::TaskRecord;
+use flotilla_controllers::plane::Plane;
 use flotilla_controllers::records::{instance_prefix, list, task_prefix};
 use flotilla_model::shapes::{Cluster, ClusterField, KeyValuePair, LaunchType};
 use flotilla_model::status::TaskStatus;
 use flotilla_model::EcsError;
 use flotilla_scheduler::InstanceStatus;
-use flotilla_controllers::plane::Plane;
 
 /// The per-launch-type statistics ECS reports with `include: STATISTICS`.
 pub const STATISTICS_KEYS: &[&str] = &[

@@ -81,9 +81,5 @@ pub async fn view_of(
     include_tags: bool,
 ) -> Result<ContainerInstance, EcsError> {
     let custom = custom_attributes_of(ctx, &rec.cluster, &rec.id).await?;
-    Ok(rec.view(
-        &custom,
-        counts.of(&rec.id),
-        include_tags,
-    ))
+    Ok(rec.view(&custom, counts.of(&rec.id), include_tags))
 }

@@ -355,7 +355,9 @@ fn dir_size(path: &Path) -> u64 {
 }
 
 async fn etcd_db_size(endpoints: &[String]) -> u64 {
-    let Some(ep) = endpoints.first() else { return 0 };
+    let Some(ep) = endpoints.first() else {
+        return 0;
+    };
     let url = if ep.starts_with("http") {
         format!("{ep}/metrics")
     } else {
@@ -559,7 +561,14 @@ async fn phases(
     let started = Instant::now();
     let mut hollows = Vec::new();
     for i in 0..args.instances {
-        hollows.push(start_hollow(args, i, url, &agents_root, creds, &agent_client)?);
+        hollows.push(start_hollow(
+            args,
+            i,
+            url,
+            &agents_root,
+            creds,
+            &agent_client,
+        )?);
         if i % 250 == 249 {
             // Let registrations through before the next wave of connections.
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -579,7 +588,10 @@ async fn phases(
             Ok((
                 registered >= args.instances && open >= args.instances,
                 registered + open,
-                format!("{registered} registered, {open} sessions of {}", args.instances),
+                format!(
+                    "{registered} registered, {open} sessions of {}",
+                    args.instances
+                ),
             ))
         },
     )
@@ -640,10 +652,7 @@ async fn launch(
             while on.load(Ordering::Relaxed) {
                 let s = Instant::now();
                 if client
-                    .call(
-                        "ListTasks",
-                        json!({"cluster": CLUSTER, "maxResults": 100}),
-                    )
+                    .call("ListTasks", json!({"cluster": CLUSTER, "maxResults": 100}))
                     .await
                     .is_ok()
                 {
@@ -654,7 +663,9 @@ async fn launch(
                     if a.is_empty() {
                         Vec::new()
                     } else {
-                        (0..100).map(|i| a[(k * 7919 + i * 104_729) % a.len()].clone()).collect()
+                        (0..100)
+                            .map(|i| a[(k * 7919 + i * 104_729) % a.len()].clone())
+                            .collect()
                     }
                 };
                 k += 1;
@@ -852,10 +863,16 @@ async fn services(
             .await?;
     }
     let want = per * args.services;
-    wait_until("services", Duration::from_millis(250), stall, progress, || async {
-        let (ok, running) = services_steady(client, &names, ":1").await?;
-        Ok((ok, running, format!("{running}/{want} RUNNING")))
-    })
+    wait_until(
+        "services",
+        Duration::from_millis(250),
+        stall,
+        progress,
+        || async {
+            let (ok, running) = services_steady(client, &names, ":1").await?;
+            Ok((ok, running, format!("{running}/{want} RUNNING")))
+        },
+    )
     .await?;
     let steady_seconds = t.elapsed().as_secs_f64();
     progress.say(format!(
@@ -874,10 +891,16 @@ async fn services(
             )
             .await?;
     }
-    wait_until("rollout", Duration::from_millis(250), stall, progress, || async {
-        let (ok, running) = services_steady(client, &names, ":2").await?;
-        Ok((ok, running, format!("{running}/{want} RUNNING")))
-    })
+    wait_until(
+        "rollout",
+        Duration::from_millis(250),
+        stall,
+        progress,
+        || async {
+            let (ok, running) = services_steady(client, &names, ":2").await?;
+            Ok((ok, running, format!("{running}/{want} RUNNING")))
+        },
+    )
     .await?;
     let rollout_seconds = t.elapsed().as_secs_f64();
     progress.say(format!("rolled in {rollout_seconds:.1} s"));
@@ -974,35 +997,51 @@ async fn lost_hosts(
     let t = Instant::now();
     let chosen_list: Vec<Value> = chosen.iter().map(|c| json!(c)).collect();
     let stall = Duration::from_secs(args.stall_seconds);
-    wait_until("noticing", Duration::from_millis(100), stall, progress, || async {
-        let described = client
-            .describe_all(
-                "DescribeContainerInstances",
-                json!({"cluster": CLUSTER}),
-                "containerInstances",
-                &chosen_list,
-                100,
-                "containerInstances",
-            )
-            .await?;
-        let gone = described
-            .iter()
-            .filter(|ci| ci["agentConnected"].as_bool() == Some(false))
-            .count() as u64;
-        Ok((
-            gone >= stopped,
-            gone,
-            format!("{gone}/{stopped} disconnected"),
-        ))
-    })
+    wait_until(
+        "noticing",
+        Duration::from_millis(100),
+        stall,
+        progress,
+        || async {
+            let described = client
+                .describe_all(
+                    "DescribeContainerInstances",
+                    json!({"cluster": CLUSTER}),
+                    "containerInstances",
+                    &chosen_list,
+                    100,
+                    "containerInstances",
+                )
+                .await?;
+            let gone = described
+                .iter()
+                .filter(|ci| ci["agentConnected"].as_bool() == Some(false))
+                .count() as u64;
+            Ok((
+                gone >= stopped,
+                gone,
+                format!("{gone}/{stopped} disconnected"),
+            ))
+        },
+    )
     .await?;
     let notice_seconds = t.elapsed().as_secs_f64();
     let want = per * args.services;
-    wait_until("replacing", Duration::from_millis(250), stall, progress, || async {
-        let now = service_tasks(client, &names).await?;
-        let live = now.iter().filter(|(_, ci)| !chosen.contains(ci)).count() as u64;
-        Ok((live >= want, live, format!("{live}/{want} RUNNING on live hosts")))
-    })
+    wait_until(
+        "replacing",
+        Duration::from_millis(250),
+        stall,
+        progress,
+        || async {
+            let now = service_tasks(client, &names).await?;
+            let live = now.iter().filter(|(_, ci)| !chosen.contains(ci)).count() as u64;
+            Ok((
+                live >= want,
+                live,
+                format!("{live}/{want} RUNNING on live hosts"),
+            ))
+        },
+    )
     .await?;
     let replace_seconds = t.elapsed().as_secs_f64();
     progress.say(format!(

@@ -11,7 +11,8 @@ pub const RUN_TASK_MAX_COUNT: u64 = 10;
 
 /// The `count` of each RunTask call that launches `tasks` tasks: tens, then the rest.
 pub fn calls(tasks: u64) -> Vec<u64> {
-    let mut out = vec![RUN_TASK_MAX_COUNT; usize::try_from(tasks / RUN_TASK_MAX_COUNT).unwrap_or(0)];
+    let mut out =
+        vec![RUN_TASK_MAX_COUNT; usize::try_from(tasks / RUN_TASK_MAX_COUNT).unwrap_or(0)];
     if tasks % RUN_TASK_MAX_COUNT != 0 {
         out.push(tasks % RUN_TASK_MAX_COUNT);
     }
@@ -158,10 +159,7 @@ pub fn table(r: &Report) -> String {
         ),
         (
             "simulated start".into(),
-            format!(
-                "{} ms, failure rate {}",
-                r.start_latency_ms, r.failure_rate
-            ),
+            format!("{} ms, failure rate {}", r.start_latency_ms, r.failure_rate),
         ),
         (
             "instances registered+connected".into(),
@@ -187,7 +185,10 @@ pub fn table(r: &Report) -> String {
     ];
     if let Some(s) = &r.services {
         rows.push((
-            format!("{} service(s) x {} tasks: steady", s.services, s.tasks_per_service),
+            format!(
+                "{} service(s) x {} tasks: steady",
+                s.services, s.tasks_per_service
+            ),
             format!("{:.1} s", s.steady_seconds),
         ));
         rows.push((
@@ -206,7 +207,11 @@ pub fn table(r: &Report) -> String {
     }
     rows.push((
         "server RSS (peak)".into(),
-        format!("{} ({})", mib(r.server_rss_bytes), mib(r.server_peak_rss_bytes)),
+        format!(
+            "{} ({})",
+            mib(r.server_rss_bytes),
+            mib(r.server_peak_rss_bytes)
+        ),
     ));
     rows.push(("hollow agents RSS".into(), mib(r.agents_rss_bytes)));
     rows.push(("store size".into(), mib(r.store_bytes)));
