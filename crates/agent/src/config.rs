@@ -93,6 +93,9 @@ pub struct AgentConfig {
     pub cleanup_delay: Duration,
     /// How often usage is sampled and sent.
     pub usage_interval: Duration,
+    /// How often each task's owner looks at its containers while the task changes (four times
+    /// less often once it is steadily RUNNING).
+    pub poll_interval: Duration,
     /// The Docker socket.
     pub docker_socket: String,
     /// The Docker client config with registry `auths` (default `$DOCKER_CONFIG/config.json` or
@@ -141,6 +144,7 @@ impl AgentConfig {
             image_pull_behavior: ImagePullBehavior::PreferCached,
             cleanup_delay: Duration::from_secs(3 * 3600),
             usage_interval: Duration::from_secs(20),
+            poll_interval: Duration::from_millis(250),
             docker_socket: crate::docker::DEFAULT_SOCKET.into(),
             docker_config: None,
             managed: false,

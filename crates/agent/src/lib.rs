@@ -149,6 +149,7 @@ fn engine_config(config: &AgentConfig, instance_arn: &str, client: &EcsClient) -
     e.managed = config.managed;
     e.image_pull_behavior = config.image_pull_behavior;
     e.cleanup_delay = config.cleanup_delay;
+    e.poll_interval = config.poll_interval;
     e.docker_config = config.docker_config.clone();
     e
 }
@@ -199,26 +200,44 @@ pub async fn run(
     config: AgentConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    let runtime: Arc<dyn Runtime> =
+        Arc::new(docker::DockerRuntime::connect(&config.docker_socket).await?);
+    run_on(config, runtime, None, shutdown).await
+}
+
+/// [`run`] on a given container runtime (a simulated host's
+/// [`runtime::memory::MemoryRuntime`]: `flotilla bench scale` runs thousands in one process),
+/// with `client` when given (agents of one process share its connection pool; it must name the
+/// same servers and credentials as `config`), else a client of its own.
+pub async fn run_on(
+    config: AgentConfig,
+    runtime: Arc<dyn Runtime>,
+    client: Option<EcsClient>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
     tokio::pin!(shutdown);
     let data = DataDir::open(&config.data_dir)?;
     let _lock = data.lock()?;
-    let endpoints = config
-        .endpoints()
-        .ok_or_else(|| AgentError::Config("no server URL".into()))?;
-    let tls = if config.ca_file.is_some()
-        || flotilla_tls::client::any_tls(endpoints.urls().iter().map(String::as_str))
-    {
-        Some(
-            flotilla_tls::ClientTls::load(config.ca_file.as_deref())
-                .map_err(|e| AgentError::Config(e.to_string()))?,
-        )
-    } else {
-        None
+    let client = match client {
+        Some(c) => c,
+        None => {
+            let endpoints = config
+                .endpoints()
+                .ok_or_else(|| AgentError::Config("no server URL".into()))?;
+            let tls = if config.ca_file.is_some()
+                || flotilla_tls::client::any_tls(endpoints.urls().iter().map(String::as_str))
+            {
+                Some(
+                    flotilla_tls::ClientTls::load(config.ca_file.as_deref())
+                        .map_err(|e| AgentError::Config(e.to_string()))?,
+                )
+            } else {
+                None
+            };
+            EcsClient::with_tls(endpoints, config.credentials.clone(), &config.region, tls)
+                .map_err(|e| AgentError::Config(e.to_string()))?
+        }
     };
-    let client = EcsClient::with_tls(endpoints, config.credentials.clone(), &config.region, tls)
-        .map_err(|e| AgentError::Config(e.to_string()))?;
-    let runtime: Arc<dyn Runtime> =
-        Arc::new(docker::DockerRuntime::connect(&config.docker_socket).await?);
     let saved = data.identity()?.container_instance_arn;
     let mut started = None;
     if let Some(arn) = &saved {

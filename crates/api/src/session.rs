@@ -10,7 +10,12 @@
 //! 2. the server sends `Welcome`, then `Tasks { full: true }` with every task assigned to the
 //!    instance that is not STOPPED, listed at store revision N;
 //! 3. it watches the cluster's task records from N and pushes an assignment whenever its
-//!    version grows (that is, whenever the task's desired state changed) — a push, never a poll;
+//!    version grows (that is, whenever the task's desired state changed) — a push, never a poll.
+//!    The watch is the replica's one task feed ([`flotilla_controllers::task_feed`]): the
+//!    session subscribes to its host's changes and reads its host's tasks (the index says
+//!    which) from the store, so a task write is decoded once per replica, not once per
+//!    session; only when the feed cannot say in time does the session list and watch the
+//!    cluster's task records itself;
 //! 4. it applies each `TaskState` report to its task record ([`flotilla_control::tasks::apply_report`],
 //!    releasing the task's reservation in the same transaction when it reaches STOPPED), then
 //!    answers `Ack`; `Usage` samples are kept in memory ([`flotilla_controllers::agents::Agents`]);
@@ -266,6 +271,87 @@ async fn full_state(
     Ok((out, page.revision))
 }
 
+/// Where a session hears of its host's task changes: the replica's task feed, or (when the
+/// feed cannot say in time) its own watch of the cluster's task records.
+enum Changes {
+    Feed(flotilla_controllers::task_feed::Subscription),
+    Watch(flotilla_store::WatchStream),
+}
+
+/// One change for the session.
+enum Change {
+    Put(String, Option<TaskAssignment>),
+    Delete(String),
+    Resync,
+}
+
+impl Changes {
+    async fn next(&mut self, cluster: &str, id: &str) -> Change {
+        use flotilla_controllers::task_feed::FeedEvent;
+        match self {
+            Changes::Feed(sub) => match sub.events.recv().await {
+                Some(FeedEvent::Put { key, assignment }) => Change::Put(key, assignment),
+                Some(FeedEvent::Delete { key }) => Change::Delete(key),
+                Some(FeedEvent::Resync) | None => Change::Resync,
+            },
+            Changes::Watch(w) => loop {
+                match w.next().await {
+                    Some(Ok(Event::Put(kv))) => {
+                        let Ok(t) = serde_json::from_slice::<TaskRecord>(&kv.value) else {
+                            continue;
+                        };
+                        if runs_on(&t, cluster, id) {
+                            return Change::Put(kv.key, t.assignment);
+                        }
+                    }
+                    Some(Ok(Event::Delete { key, .. })) => return Change::Delete(key),
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "task watch failed; resynchronising");
+                        return Change::Resync;
+                    }
+                    None => return Change::Resync,
+                }
+            },
+        }
+    }
+}
+
+/// The host's tasks that are not STOPPED and where to hear of their changes: from the task
+/// feed (subscribed before the tasks are read, so no change falls between), else from a
+/// listing of the cluster's task records and a watch from its revision.
+async fn full_state_and_changes(
+    api: &Api,
+    cluster: &str,
+    id: &str,
+) -> Result<(Vec<(String, TaskAssignment)>, Changes), String> {
+    if api.plane.task_index().await.is_some() {
+        let sub = api.plane.tasks.subscribe(cluster, id);
+        let mut out = Vec::new();
+        for key in &sub.keys {
+            let found = get::<TaskRecord>(api.store.as_ref(), key)
+                .await
+                .map_err(|e| format!("could not read task {key}: {e}"))?;
+            if let Some((t, _)) = found {
+                if runs_on(&t, cluster, id) && !t.is_stopped() {
+                    if let Some(a) = t.assignment {
+                        out.push((key.clone(), a));
+                    }
+                }
+            }
+        }
+        return Ok((out, Changes::Feed(sub)));
+    }
+    let (tasks, rev) = full_state(api, cluster, id)
+        .await
+        .map_err(|e| format!("could not list tasks: {e}"))?;
+    let w = api
+        .store
+        .watch(&watched_prefix(cluster), rev)
+        .await
+        .map_err(|e| format!("could not watch tasks: {e}"))?;
+    Ok((tasks, Changes::Watch(w)))
+}
+
 async fn session_loop(
     api: &Api,
     socket: WebSocket,
@@ -315,9 +401,9 @@ async fn session_loop(
         let mut resync = false;
         // (Re)synchronise: full state, then watch from the revision it was read at.
         let Some(w) = watch.as_mut() else {
-            let (tasks, rev) = match full_state(api, cluster, id).await {
+            let (tasks, changes) = match full_state_and_changes(api, cluster, id).await {
                 Ok(v) => v,
-                Err(e) => return format!("could not list tasks: {e}").into(),
+                Err(e) => return e.into(),
             };
             sent = tasks.iter().map(|(k, a)| (k.clone(), a.version)).collect();
             let msg = ServerMessage::Tasks {
@@ -327,10 +413,7 @@ async fn session_loop(
             if let Err(e) = send(&mut tx, &msg).await {
                 return e.into();
             }
-            match api.store.watch(&watched_prefix(cluster), rev).await {
-                Ok(w) => watch = Some(w),
-                Err(e) => return format!("could not watch tasks: {e}").into(),
-            }
+            watch = Some(changes);
             continue;
         };
         tokio::select! {
@@ -382,30 +465,22 @@ async fn session_loop(
                     _ => {}
                 }
             }
-            ev = w.next() => match ev {
-                Some(Ok(Event::Put(kv))) => {
-                    let Ok(t) = serde_json::from_slice::<TaskRecord>(&kv.value) else { continue };
-                    if !runs_on(&t, cluster, id) {
+            change = w.next(cluster, id) => match change {
+                Change::Put(key, assignment) => {
+                    let Some(a) = assignment else { continue };
+                    if sent.get(&key).is_some_and(|v| *v >= a.version) {
                         continue;
                     }
-                    let Some(a) = t.assignment else { continue };
-                    if sent.get(&kv.key).is_some_and(|v| *v >= a.version) {
-                        continue;
-                    }
-                    sent.insert(kv.key.clone(), a.version);
+                    sent.insert(key, a.version);
                     tracing::debug!(task = %a.task_arn, version = a.version, "pushing assignment");
                     if let Err(e) = send(&mut tx, &ServerMessage::Tasks { full: false, tasks: vec![a] }).await {
                         return e.into();
                     }
                 }
-                Some(Ok(Event::Delete { key, .. })) => {
+                Change::Delete(key) => {
                     sent.remove(&key);
                 }
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "task watch failed; resynchronising");
-                    resync = true;
-                }
-                None => resync = true,
+                Change::Resync => resync = true,
             },
             Some(order) = exec_orders.recv() => {
                 tracing::debug!(task = %order.task_arn, exec = %order.id, "ordering an exec");

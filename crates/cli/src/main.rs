@@ -7,6 +7,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // A CLI talks to people on stdout/stderr.
 
 mod agent_cmd;
+mod bench_scale;
 mod client;
 mod config;
 mod exec_cmd;
@@ -99,6 +100,10 @@ enum Command {
     /// List task definitions (latest first within each family order) with their containers.
     #[command(name = "task-definitions")]
     TaskDefinitions(TaskDefinitionsArgs),
+    /// Benchmarks: `flotilla bench scale` runs a server and thousands of simulated hosts
+    /// (hollow agents) and measures the control plane under their load.
+    #[command(subcommand)]
+    Bench(bench_scale::BenchCommand),
 }
 
 /// Flags of the human verbs.
@@ -257,9 +262,9 @@ struct DevArgs {
     agent: agent_cmd::HostArgs,
 }
 
-fn init_logging(json: bool) {
+fn init_logging(json: bool, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -287,7 +292,14 @@ fn restore_sigpipe() {
 fn main() -> std::process::ExitCode {
     restore_sigpipe();
     let cli = Cli::parse();
-    init_logging(cli.log_json);
+    // A benchmark's thousands of hollow agents would drown its progress in their info lines.
+    let default_level = if matches!(cli.command, Command::Bench(_)) {
+        // (A simulated host has no cgroup driver: every engine would say so.)
+        "warn,flotilla_agent::engine=error"
+    } else {
+        "info"
+    };
+    init_logging(cli.log_json, default_level);
     if let Command::Exec(args) = cli.command {
         std::process::exit(exec(args));
     }
@@ -350,6 +362,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Lb(cmd) => lb_cmd::run(cmd).await,
             Command::Status(args) => status_cmd::run(args.endpoint.client()?, args.output).await,
             Command::Top(args) => top_cmd::run(args).await,
+            Command::Bench(cmd) => bench_scale::run(cmd).await,
             Command::Clusters(args) => {
                 let client = args.endpoint.client()?;
                 verbs::clusters(&client, args.output).await

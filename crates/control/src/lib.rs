@@ -29,6 +29,7 @@ pub mod services;
 pub mod tags;
 pub mod task_credentials;
 pub mod task_definitions;
+pub mod task_index;
 pub mod task_sets;
 pub mod tasks;
 pub mod template;

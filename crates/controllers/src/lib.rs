@@ -31,6 +31,7 @@ pub mod plane;
 pub mod records;
 pub mod reports;
 pub mod service_loop;
+pub mod task_feed;
 mod task_set_loop;
 pub mod templates;
 pub mod traffic;

@@ -58,6 +58,9 @@ pub struct Plane {
     pub leader_loops: Vec<Arc<dyn LeaderLoop>>,
     /// How many seconds a minute of a deployment's bake times lasts (60; tests shorten it).
     pub deployment_minute: f64,
+    /// This replica's index of the task records, fed by one watch
+    /// ([`crate::task_feed::TaskFeed`]): counts, ListTasks and the agent sessions' changes.
+    pub tasks: Arc<crate::task_feed::TaskFeed>,
 }
 
 /// A background loop that runs on the leader only, started and stopped with the controllers
@@ -85,7 +88,17 @@ impl Plane {
             alarms: Arc::new(flotilla_metrics::NoMetrics),
             leader_loops: Vec::new(),
             deployment_minute: 60.0,
+            tasks: Arc::default(),
         }
+    }
+
+    /// The task index, once it has applied the store's current revision (so a caller sees its
+    /// own writes); `None` when it cannot say in time (read the store instead).
+    pub async fn task_index(&self) -> Option<&crate::task_feed::TaskFeed> {
+        self.tasks
+            .caught_up(&self.store)
+            .await
+            .then_some(self.tasks.as_ref())
     }
 
     /// The store.

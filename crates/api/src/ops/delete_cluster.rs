@@ -27,14 +27,14 @@ pub async fn delete_cluster(
             if c.status.as_deref() == Some("INACTIVE") {
                 return Ok(Attempt::Done((c, false)));
             }
-            fill_counts(ctx.store(), &mut c).await?;
+            fill_counts(ctx.plane(), &mut c).await?;
             if c.registered_container_instances_count > 0 {
                 return Err(EcsError::new(
                     ErrorCode::ClusterContainsContainerInstancesException,
                     "The Cluster cannot be deleted while Container Instances are active or draining.",
                 ));
             }
-            if c.active_services_count > 0 || counts(ctx.store(), &name).await?.draining_services > 0
+            if c.active_services_count > 0 || counts(ctx.plane(), &name).await?.draining_services > 0
             {
                 return Err(EcsError::new(
                     ErrorCode::ClusterContainsServicesException,
@@ -43,7 +43,7 @@ pub async fn delete_cluster(
             }
             if c.running_tasks_count > 0
                 || c.pending_tasks_count > 0
-                || counts(ctx.store(), &name).await?.unstopped > 0
+                || counts(ctx.plane(), &name).await?.unstopped > 0
             {
                 return Err(EcsError::new(
                     ErrorCode::ClusterContainsTasksException,

@@ -35,7 +35,7 @@ pub async fn describe_clusters(
         };
         match found {
             Some((mut c, _)) => {
-                fill_counts(ctx.store(), &mut c).await?;
+                fill_counts(ctx.plane(), &mut c).await?;
                 trim(&mut c, &include);
                 clusters.push(c);
             }

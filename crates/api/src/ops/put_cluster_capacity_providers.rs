@@ -74,6 +74,6 @@ pub async fn put_cluster_capacity_providers(
             Ok(Attempt::Commit(txn, c))
         })
         .await?;
-    crate::shared::cluster_counts::fill_counts(ctx.store(), &mut c).await?;
+    crate::shared::cluster_counts::fill_counts(ctx.plane(), &mut c).await?;
     Ok(PutClusterCapacityProvidersResponse { cluster: Some(c) })
 }

@@ -34,6 +34,6 @@ pub async fn update_cluster(
         Ok(())
     })
     .await?;
-    crate::shared::cluster_counts::fill_counts(ctx.store(), &mut c).await?;
+    crate::shared::cluster_counts::fill_counts(ctx.plane(), &mut c).await?;
     Ok(UpdateClusterResponse { cluster: Some(c) })
 }

@@ -17,6 +17,6 @@ pub async fn update_cluster_settings(
         Ok(())
     })
     .await?;
-    crate::shared::cluster_counts::fill_counts(ctx.store(), &mut c).await?;
+    crate::shared::cluster_counts::fill_counts(ctx.plane(), &mut c).await?;
     Ok(UpdateClusterSettingsResponse { cluster: Some(c) })
 }

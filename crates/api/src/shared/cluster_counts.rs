@@ -1,15 +1,19 @@
 //! A cluster's live counts (instances, tasks by status and launch type, services), as
 //! DescribeClusters, DeleteCluster and the cluster-updating operations report them.
+//!
+//! The task counts come from the replica's task index (`Plane::task_index`: kept change by
+//! change, caught up with the store before it answers), so a call never reads the cluster's
+//! tasks; only when the index cannot say in time are the task records counted from the store.
 
 use flotilla_control::instances::InstanceRecord;
 use flotilla_control::services::{service_prefix, ServiceRecord, ServiceStatus};
 use flotilla_control::tasks::TaskRecord;
+use flotilla_controllers::plane::Plane;
 use flotilla_controllers::records::{instance_prefix, list, task_prefix};
 use flotilla_model::shapes::{Cluster, ClusterField, KeyValuePair, LaunchType};
 use flotilla_model::status::TaskStatus;
 use flotilla_model::EcsError;
 use flotilla_scheduler::InstanceStatus;
-use flotilla_store::Store;
 
 /// The per-launch-type statistics ECS reports with `include: STATISTICS`.
 pub const STATISTICS_KEYS: &[&str] = &[
@@ -41,22 +45,28 @@ pub struct Counts {
 }
 
 /// Counts a cluster's registered instances and its tasks by status and launch type.
-pub async fn counts(store: &dyn Store, name: &str) -> Result<Counts, EcsError> {
+pub async fn counts(plane: &Plane, name: &str) -> Result<Counts, EcsError> {
+    let store = plane.store();
     let mut c = Counts::default();
     for (_, i, _) in list::<InstanceRecord>(store, &instance_prefix(name)).await? {
         if i.status() != InstanceStatus::Inactive {
             c.instances += 1;
         }
     }
-    for (_, t, _) in list::<TaskRecord>(store, &task_prefix(name)).await? {
-        let slot = usize::from(t.task.launch_type == Some(LaunchType::Fargate));
-        match t.last_status.0 {
-            TaskStatus::Running => c.running[slot] += 1,
-            TaskStatus::Pending => c.pending[slot] += 1,
-            _ => {}
-        }
-        if !t.is_stopped() {
-            c.unstopped += 1;
+    if let Some(index) = plane.task_index().await {
+        let t = index.read(|ix| ix.counts(name));
+        (c.running, c.pending, c.unstopped) = (t.running, t.pending, t.unstopped);
+    } else {
+        for (_, t, _) in list::<TaskRecord>(store, &task_prefix(name)).await? {
+            let slot = usize::from(t.task.launch_type == Some(LaunchType::Fargate));
+            match t.last_status.0 {
+                TaskStatus::Running => c.running[slot] += 1,
+                TaskStatus::Pending => c.pending[slot] += 1,
+                _ => {}
+            }
+            if !t.is_stopped() {
+                c.unstopped += 1;
+            }
         }
     }
     for (_, s, _) in list::<ServiceRecord>(store, &service_prefix(name)).await? {
@@ -72,9 +82,9 @@ pub async fn counts(store: &dyn Store, name: &str) -> Result<Counts, EcsError> {
 /// Fills in the live counts of a cluster: registered container instances (ACTIVE or DRAINING),
 /// running and pending tasks (by lastStatus), ACTIVE services, and the per-launch-type
 /// statistics (services are all EC2/EXTERNAL).
-pub async fn fill_counts(store: &dyn Store, cluster: &mut Cluster) -> Result<(), EcsError> {
+pub async fn fill_counts(plane: &Plane, cluster: &mut Cluster) -> Result<(), EcsError> {
     let name = cluster.cluster_name.clone().unwrap_or_default();
-    let c = counts(store, &name).await?;
+    let c = counts(plane, &name).await?;
     cluster.registered_container_instances_count = c.instances;
     cluster.running_tasks_count = c.running[0] + c.running[1];
     cluster.pending_tasks_count = c.pending[0] + c.pending[1];

@@ -12,11 +12,39 @@ use flotilla_model::EcsError;
 use flotilla_protocol::DesiredStatus;
 use std::collections::HashMap;
 
-/// Task counts of every instance of a cluster, by instance id.
-pub async fn task_counts(
-    ctx: &Ctx<'_>,
+/// The task counts of a cluster's instances: the task index's (kept change by change), or
+/// counted from the store's task records when the index cannot say in time.
+pub enum InstanceCounts<'a> {
+    /// From the replica's task index.
+    Index(&'a flotilla_controllers::task_feed::TaskFeed, String),
+    /// Counted from the store, by instance id.
+    Counted(HashMap<String, TaskCounts>),
+}
+
+impl InstanceCounts<'_> {
+    /// The counts of instance `id`.
+    pub fn of(&self, id: &str) -> TaskCounts {
+        match self {
+            InstanceCounts::Index(feed, cluster) => {
+                let c = feed.read(|ix| ix.instance_counts(cluster, id));
+                TaskCounts {
+                    running: c.running,
+                    pending: c.pending,
+                }
+            }
+            InstanceCounts::Counted(m) => m.get(id).copied().unwrap_or_default(),
+        }
+    }
+}
+
+/// The task counts of every instance of a cluster.
+pub async fn task_counts<'a>(
+    ctx: &'a Ctx<'_>,
     cluster: &str,
-) -> Result<HashMap<String, TaskCounts>, EcsError> {
+) -> Result<InstanceCounts<'a>, EcsError> {
+    if let Some(index) = ctx.plane().task_index().await {
+        return Ok(InstanceCounts::Index(index, cluster.to_string()));
+    }
     let mut out: HashMap<String, TaskCounts> = HashMap::new();
     for (_, t, _) in records::list::<TaskRecord>(ctx.store(), &task_prefix(cluster)).await? {
         let c = out.entry(t.instance_id.clone()).or_default();
@@ -27,7 +55,7 @@ pub async fn task_counts(
             c.pending += 1;
         }
     }
-    Ok(out)
+    Ok(InstanceCounts::Counted(out))
 }
 
 /// The custom attributes of one instance.
@@ -49,13 +77,9 @@ pub async fn custom_attributes_of(
 pub async fn view_of(
     ctx: &Ctx<'_>,
     rec: &InstanceRecord,
-    counts: &HashMap<String, TaskCounts>,
+    counts: &InstanceCounts<'_>,
     include_tags: bool,
 ) -> Result<ContainerInstance, EcsError> {
     let custom = custom_attributes_of(ctx, &rec.cluster, &rec.id).await?;
-    Ok(rec.view(
-        &custom,
-        counts.get(&rec.id).copied().unwrap_or_default(),
-        include_tags,
-    ))
+    Ok(rec.view(&custom, counts.of(&rec.id), include_tags))
 }

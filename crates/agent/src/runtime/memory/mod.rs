@@ -17,6 +17,12 @@
 //! prompt and echo on a terminal, `echo`, `exit`, `cat`, `stty size`...), in running
 //! containers only, with Docker's errors otherwise.
 //!
+//! A simulated host ([`MemoryRuntime::simulated`], [`Simulation`]) adds what a real engine
+//! costs and how it fails: every container start takes the configured latency, and fails with
+//! the configured probability (drawn from a seeded generator, so a run is reproducible); such a
+//! runtime keeps no call log, so it stays small under a long benchmark (`flotilla bench scale`
+//! runs thousands of them in one process).
+//!
 //! Time is tokio's clock: under `#[tokio::test(start_paused = true)]` a container that sleeps
 //! 300 s exits as soon as the test's clock gets there, in microseconds of real time.
 //!
@@ -31,9 +37,11 @@ mod container;
 mod exec;
 mod model;
 mod script;
+mod simulation;
 
 pub use calls::{Call, Op};
 pub use script::Script;
+pub use simulation::Simulation;
 
 use super::{
     Binding, ContainerInfo, ContainerSpec, ContainerStats, ContainerSummary, ExecSpec, ExecState,
@@ -73,6 +81,8 @@ pub struct MemoryRuntime {
     version: RuntimeVersion,
     /// Wall-clock seconds at creation and the tokio instant they correspond to.
     epoch: (f64, Instant),
+    /// A simulated host's start latency and failures (`None`: none, and every call is logged).
+    simulation: Option<Arc<simulation::Simulated>>,
 }
 
 impl std::fmt::Debug for MemoryRuntime {
@@ -98,6 +108,7 @@ impl MemoryRuntime {
         MemoryRuntime {
             model: Arc::new(Mutex::new(Model {
                 next_port: 32768,
+                log_calls: true,
                 ..Model::default()
             })),
             changed: Arc::new(watch::channel(0).0),
@@ -111,7 +122,19 @@ impl MemoryRuntime {
                 cgroup_version: String::new(),
             },
             epoch: (epoch, Instant::now()),
+            simulation: None,
         }
+    }
+
+    /// A simulated host: an engine with `image` present, whose container starts take
+    /// `simulation.start_latency` and fail with probability `simulation.failure_rate` (drawn
+    /// from `simulation.seed`), and that keeps no call log.
+    pub fn simulated(simulation: Simulation, image: &str) -> Self {
+        let mut runtime = Self::new();
+        runtime.add_image(image);
+        runtime.model().log_calls = false;
+        runtime.simulation = Some(Arc::new(simulation::Simulated::new(simulation)));
+        runtime
     }
 
     fn model(&self) -> MutexGuard<'_, Model> {
@@ -361,6 +384,20 @@ impl Runtime for MemoryRuntime {
     }
 
     async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        if let Some(sim) = &self.simulation {
+            // The engine's work of a start (the latency), then the chance it fails, as
+            // Docker's start error: the container stays created.
+            tokio::time::sleep(sim.config.start_latency).await;
+            if sim.fails() {
+                let mut m = self.model();
+                if let Some(at) = m.position(id) {
+                    let c = &mut m.containers[at];
+                    c.error = Some(simulation::START_FAILURE.to_string());
+                    c.exit_code = 128;
+                }
+                return Err(RuntimeError::Start(simulation::START_FAILURE.to_string()));
+            }
+        }
         let mut m = self.model();
         m.take_injected(Op::Start)?;
         let Some(at) = m.position(id) else {

@@ -24,6 +24,8 @@ pub(super) struct Model {
     pub(super) scripts: BTreeMap<String, Edit>,
     pub(super) injected: Vec<(Op, RuntimeError)>,
     pub(super) calls: Vec<(Instant, Call)>,
+    /// Whether `calls` is kept (not on a simulated host).
+    pub(super) log_calls: bool,
     pub(super) next_port: u16,
     /// Execs, by id.
     pub(super) execs: BTreeMap<String, super::ExecRecord>,
@@ -63,7 +65,9 @@ impl Model {
     }
 
     pub(super) fn record(&mut self, call: Call) {
-        self.calls.push((Instant::now(), call));
+        if self.log_calls {
+            self.calls.push((Instant::now(), call));
+        }
     }
 
     pub(super) fn take_injected(&mut self, op: Op) -> Result<(), RuntimeError> {

@@ -1,0 +1,51 @@
+//! `flotilla bench scale` at a tiny size: a real server (child process) and five hollow agents
+//! in the bench's process run fifty tasks and a service, lose a host and replace its tasks; the
+//! report says so. It checks outcomes only, never a figure of time.
+
+use std::process::Command;
+
+#[test]
+fn a_tiny_bench_runs_every_task() {
+    let out = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args([
+            "bench",
+            "scale",
+            "--instances",
+            "5",
+            "--tasks",
+            "50",
+            "--services",
+            "1",
+            "--service-tasks",
+            "10",
+            "--lost-hosts",
+            "1",
+            "--heartbeat-seconds",
+            "2",
+            "--stall-seconds",
+            "120",
+            "--output",
+            "json",
+        ])
+        .output()
+        .expect("run the bench");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed:\n{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the report is JSON");
+    assert_eq!(report["instances"], 5, "{report}");
+    assert_eq!(report["placed"], 50, "{report}");
+    assert_eq!(report["placement_failures"], 0, "{report}");
+    assert_eq!(report["running"], 50, "{report}");
+    assert_eq!(report["run_task"]["calls"], 5, "{report}");
+    assert_eq!(report["services"]["tasks_per_service"], 10, "{report}");
+    assert_eq!(report["lost_hosts"]["hosts"], 1, "{report}");
+    assert!(
+        report["lost_hosts"]["tasks_lost"].as_u64() >= Some(1),
+        "{report}"
+    );
+    assert!(report["server_rss_bytes"].as_u64() > Some(0), "{report}");
+    assert!(report["store_bytes"].as_u64() > Some(0), "{report}");
+    // Progress went to stderr while it ran.
+    assert!(stderr.contains("RUNNING"), "{stderr}");
+}
