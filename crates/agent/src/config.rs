@@ -109,7 +109,14 @@ pub struct AgentConfig {
     /// The resolvers the task resolver forwards names that are not Cloud Map's to; `None`: the
     /// name servers of the host's `/etc/resolv.conf`.
     pub dns_upstreams: Option<Vec<std::net::SocketAddr>>,
+    /// A managed-pool host: how many task networks (address, pause container) it keeps ready
+    /// for the FARGATE tasks placed on it, refilled in the background (at most
+    /// [`flotilla_protocol::MAX_WARM_NETWORKS`]; 0: none). Default [`DEFAULT_WARM_POOL_SIZE`].
+    pub warm_pool_size: u32,
 }
+
+/// How many warm task networks a managed-pool host keeps by default.
+pub const DEFAULT_WARM_POOL_SIZE: u32 = 2;
 
 impl AgentConfig {
     /// A configuration with ECS-like defaults: region `us-east-1`, availability zone
@@ -143,6 +150,7 @@ impl AgentConfig {
             managed: false,
             task_endpoint: true,
             dns_upstreams: None,
+            warm_pool_size: DEFAULT_WARM_POOL_SIZE,
         }
     }
 

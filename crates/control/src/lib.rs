@@ -34,5 +34,6 @@ pub mod tasks;
 pub mod template;
 pub mod time;
 pub mod traffic;
+pub mod warm;
 
 pub use time::timestamp;
