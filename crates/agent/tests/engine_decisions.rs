@@ -603,9 +603,21 @@ async fn a_warm_pause_container_is_adopted_kept_across_restarts_and_refilled() {
         .until(&a.task_arn, 60, |r| r.last_status == TaskStatus::Running)
         .await;
     let pause_name = container_name(&a.task_arn, "pause");
-    assert_eq!(creates_of(&h, &pause_name), 0, "the task made no pause container");
-    assert_eq!(running_id(&h, &pause_name).await, warm5, "adopted and renamed");
-    assert_eq!(refills.try_recv().ok(), Some(2), "a refill is asked once it runs");
+    assert_eq!(
+        creates_of(&h, &pause_name),
+        0,
+        "the task made no pause container"
+    );
+    assert_eq!(
+        running_id(&h, &pause_name).await,
+        warm5,
+        "adopted and renamed"
+    );
+    assert_eq!(
+        refills.try_recv().ok(),
+        Some(2),
+        "a refill is asked once it runs"
+    );
 
     // A restart (as a crash): the adopted pause stays the task's, the other stays warm.
     drop(engine);
@@ -616,8 +628,16 @@ async fn a_warm_pause_container_is_adopted_kept_across_restarts_and_refilled() {
     engine.set_warm_networks(vec![warm_net(6), warm_net(7)]);
     running_id(&h, &warm_name("10.231.0.7")).await;
     assert_eq!(running_id(&h, &warm_name("10.231.0.6")).await, warm6);
-    assert_eq!(creates_of(&h, &warm_name("10.231.0.6")), 1, "kept, not made again");
-    assert_eq!(creates_of(&h, &warm_name("10.231.0.5")), 1, "its address is the task's");
+    assert_eq!(
+        creates_of(&h, &warm_name("10.231.0.6")),
+        1,
+        "kept, not made again"
+    );
+    assert_eq!(
+        creates_of(&h, &warm_name("10.231.0.5")),
+        1,
+        "its address is the task's"
+    );
 
     // The list drops 6: its container goes after the grace, not before.
     engine.set_warm_networks(vec![warm_net(7)]);

@@ -431,7 +431,10 @@ async fn a_running_container_is_renamed<R: Runtime>(env: &Env<R>) {
     let new = format!("{}-adopted", env.instance);
     env.rt.rename(&id, &new).await.unwrap();
     let info = env.rt.inspect(&new).await.unwrap();
-    assert_eq!((info.id.as_str(), info.name.as_str()), (id.as_str(), new.as_str()));
+    assert_eq!(
+        (info.id.as_str(), info.name.as_str()),
+        (id.as_str(), new.as_str())
+    );
     assert!(info.running, "a rename does not stop it");
     assert!(matches!(
         env.rt.inspect(&spec.name).await,
@@ -444,7 +447,9 @@ async fn a_running_container_is_renamed<R: Runtime>(env: &Env<R>) {
         Err(RuntimeError::Conflict(_))
     ));
     assert!(matches!(
-        env.rt.rename(&format!("{}-missing", env.instance), "x").await,
+        env.rt
+            .rename(&format!("{}-missing", env.instance), "x")
+            .await,
         Err(RuntimeError::NotFound(_))
     ));
     env.rt.remove(&other).await.unwrap();

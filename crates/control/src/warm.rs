@@ -102,7 +102,11 @@ mod tests {
         };
         assert_eq!(r.take(&cidr()), Some(ip(7)));
         assert_eq!(r.take(&cidr()), Some(ip(5)));
-        assert_eq!(r.take(&cidr()), None, "an address off the network is never taken");
+        assert_eq!(
+            r.take(&cidr()),
+            None,
+            "an address off the network is never taken"
+        );
         assert_eq!(r.addresses, vec![Ipv4Addr::new(10, 9, 0, 2)]);
     }
 
@@ -129,7 +133,10 @@ mod tests {
         assert_eq!(p.release, vec![ip(3), ip(4)]);
         assert_eq!(p.wanted, 0);
         let none = plan(&[ip(2)], 0, &cidr(), Host::Accepting);
-        assert_eq!((none.keep.len(), none.release, none.wanted), (0, vec![ip(2)], 0));
+        assert_eq!(
+            (none.keep.len(), none.release, none.wanted),
+            (0, vec![ip(2)], 0)
+        );
     }
 
     #[test]

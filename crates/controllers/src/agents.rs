@@ -37,9 +37,9 @@ use crate::records::{
     CONTAINER_INSTANCES, TASKS, WARM_NETWORKS,
 };
 use flotilla_control::instances::InstanceRecord;
-use flotilla_control::warm::WarmRecord;
 use flotilla_control::task_credentials::{TaskCredentialRecord, TASK_CREDENTIALS};
 use flotilla_control::tasks::TaskRecord;
+use flotilla_control::warm::WarmRecord;
 use flotilla_model::EcsError;
 use flotilla_protocol::{TaskUsage, MISSED_HEARTBEATS};
 use flotilla_scheduler::InstanceStatus;
@@ -577,7 +577,9 @@ pub async fn sweep(api: &Plane, fence: &Fence, now: f64) -> Result<usize, EcsErr
     // Warm task networks of instances deregistered or gone (a crash between a deregistration
     // and its cleanup, or a record removed by hand): their addresses are free again.
     for (key, _, _) in records::list::<WarmRecord>(store, WARM_NETWORKS).await? {
-        let Some((cluster, id)) = key.strip_prefix(WARM_NETWORKS).and_then(|r| r.split_once('/'))
+        let Some((cluster, id)) = key
+            .strip_prefix(WARM_NETWORKS)
+            .and_then(|r| r.split_once('/'))
         else {
             continue;
         };

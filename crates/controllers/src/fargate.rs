@@ -158,7 +158,11 @@ pub fn task_network(cidr: &ipam::Cidr, ip: Ipv4Addr, vpc: &AwsVpcConfiguration) 
 /// The network interface of a warm task network at `ip`: what the agent needs to make its pause
 /// container (a task that takes it gets its own ids and subnet, [`task_network`]).
 pub fn warm_network(cidr: &ipam::Cidr, ip: Ipv4Addr) -> TaskNetwork {
-    task_network(cidr, ip, &AwsVpcConfiguration::default())
+    TaskNetwork {
+        attachment_id: String::new(),
+        network_interface_id: String::new(),
+        ..task_network(cidr, ip, &AwsVpcConfiguration::default())
+    }
 }
 
 /// Keeps `size` warm task networks reserved for the instance `cluster`/`id` (fewer when
@@ -305,7 +309,9 @@ pub async fn release_warm(
 
 /// Every instance's warm addresses, by instance key (`container-instances/CLUSTER/ID`), for
 /// the operator's status.
-pub async fn warm_addresses(store: &dyn Store) -> Result<BTreeMap<String, Vec<Ipv4Addr>>, EcsError> {
+pub async fn warm_addresses(
+    store: &dyn Store,
+) -> Result<BTreeMap<String, Vec<Ipv4Addr>>, EcsError> {
     Ok(
         records::list::<WarmRecord>(store, flotilla_control::keys::WARM_NETWORKS)
             .await?

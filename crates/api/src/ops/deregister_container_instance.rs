@@ -100,8 +100,8 @@ pub async fn deregister_container_instance(
             txn = txn
                 .put(key.clone(), to_bytes(&rec)?)
                 .delete(agent_beat_key(&cluster, id));
-            txn = flotilla_controllers::fargate::release_warm(ctx.store(), &cluster, id, txn)
-                .await?;
+            txn =
+                flotilla_controllers::fargate::release_warm(ctx.store(), &cluster, id, txn).await?;
             let prefix = format!("{ATTRIBUTES}{cluster}/{}/", rec.id);
             for (akey, _, _) in records::list::<Attribute>(ctx.store(), &prefix).await? {
                 txn = txn.delete(akey);
