@@ -9,6 +9,12 @@ Prints p50/p99 over N runs (default 30) for both and their ratio (Fargate / EC2)
 (release build; FLOTILLA_BIN overrides). Each task is stopped once measured. It prints figures
 and asserts nothing about them.
 
+The pool host keeps the agent's default warm pool (task networks with their pause containers made
+ahead of time); WARM_POOL_SIZE=N sets `--warm-pool-size N`, and WARM_POOL_SIZE=0 measures the
+awsvpc work on the critical path, as before warm pools. After each stop the bench waits SETTLE
+seconds (default 1, for both kinds alike), so a refill made in the background does not overlap
+the next measurement: starts closer together than a refill takes pay for it.
+
     cargo build --release -p flotilla && .venv/bin/python benches/fargate_start.py [N]
 """
 
@@ -68,6 +74,7 @@ def stop_and_wait(ecs, cluster, arn):
 
 def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+    settle = float(os.environ.get("SETTLE", "1"))
     subprocess.run([str(ROOT / "scripts" / "images")], check=True)
     with tempfile.TemporaryDirectory() as tmp:
         fleet = Fleet(tmp)
@@ -76,7 +83,8 @@ def main():
             ecs = make_client(fleet.endpoint, retries=3)
             ecs.create_cluster(clusterName=cluster)
             fleet.track(cluster)
-            fleet.add_agent(managed=True).wait_session()
+            warm = os.environ.get("WARM_POOL_SIZE")
+            fleet.add_agent(managed=True, extra_args=["--warm-pool-size", warm] if warm else []).wait_session()
             fleet.add_agent(cluster).wait_session()
             deadline = time.monotonic() + 60
             while not ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]:
@@ -102,14 +110,17 @@ def main():
                                           networkConfiguration=VPC)
                 fargate.append(dt)
                 stop_and_wait(ecs, cluster, arn)
+                time.sleep(settle)
                 dt, arn = time_to_running(ecs, cluster, taskDefinition=ec2_family, launchType="EC2")
                 ec2.append(dt)
                 stop_and_wait(ecs, cluster, arn)
+                time.sleep(settle)
         finally:
             fleet.close()
             remove_awsvpc_network_if_unused()
     f50, f99, e50, e99 = pct(fargate, 0.5), pct(fargate, 0.99), pct(ec2, 0.5), pct(ec2, 0.99)
-    print(f"RunTask -> RUNNING, {n} runs each, same engine ({docker('version', '--format', '{{.Server.Version}}')})")
+    print(f"RunTask -> RUNNING, {n} runs each, same engine ({docker('version', '--format', '{{.Server.Version}}')}), "
+          f"warm pool {os.environ.get('WARM_POOL_SIZE', 'default')}")
     print(f"{'':36} {'p50 ms':>8} {'p99 ms':>8}")
     print(f"{'FARGATE awsvpc (256/512, pool)':36} {f50*1000:8.0f} {f99*1000:8.0f}")
     print(f"{'EC2 bridge (cluster agent)':36} {e50*1000:8.0f} {e99*1000:8.0f}")

@@ -7,7 +7,9 @@ An agent is either a cluster's (a container instance of that cluster) or, with m
 of the managed pool that runs Fargate tasks (`flotilla agent --managed`: no cluster; it shows in
 no cluster's ListContainerInstances). Containers of Fargate tasks carry the label of the task's
 cluster, so a test that runs Fargate tasks in a cluster calls `fleet.track(cluster)` to have them
-removed at the end; the pause containers of awsvpc tasks are removed with their task's."""
+removed at the end; the pause containers of awsvpc tasks are removed with their task's, and a
+managed agent's warm pause containers (made before any task, `com.flotilla.warm-address`) by the
+instance label of that agent."""
 
 import json
 import os
@@ -23,6 +25,8 @@ IMAGE = "flotilla/busybox:latest"
 CLUSTER_LABEL = "com.flotilla.cluster"
 TASK_ARN_LABEL = "com.flotilla.task-arn"
 CONTAINER_NAME_LABEL = "com.flotilla.container-name"
+INSTANCE_LABEL = "com.flotilla.container-instance"
+WARM_ADDRESS_LABEL = "com.flotilla.warm-address"
 PAUSE_CONTAINER_NAME = "~internal~ecs~pause"
 AWSVPC_NETWORK = "flotilla-awsvpc"
 
@@ -127,6 +131,30 @@ class Agent:
     def log(self):
         return Path(self.log_path).read_text(errors="replace")
 
+    def instance_arn(self):
+        """The container instance ARN the agent registered as (from its data directory)."""
+        path = self.data_dir / "identity.json"
+        return json.loads(path.read_text()).get("container_instance_arn") if path.exists() else None
+
+    def instance_id(self):
+        arn = self.instance_arn()
+        return arn.rsplit("/", 1)[-1] if arn else None
+
+    def warm_containers(self, all_=True):
+        """This managed agent's warm pause containers not adopted by a task: {address: id}."""
+        iid = self.instance_id()
+        if not iid:
+            return {}
+        out = docker("ps", *(["-a"] if all_ else []), "--filter", f"label={INSTANCE_LABEL}={iid}",
+                     "--filter", f"label={WARM_ADDRESS_LABEL}",
+                     "--format", '{{.ID}} {{.Names}} {{.Label "' + WARM_ADDRESS_LABEL + '"}}')
+        found = {}
+        for line in out.splitlines():
+            cid, name, ip = line.split(" ")
+            if name.startswith("flotilla-warm-"):
+                found[ip] = cid
+        return found
+
     def wait_session(self, timeout=60):
         """Waits until the agent logged that its session with the server is up (the managed
         pool's hosts are in no cluster, so ListContainerInstances cannot tell)."""
@@ -176,8 +204,13 @@ class Fleet:
         self.server.kill()
         # A container the Docker engine was still creating for a killed agent may appear just
         # after a first sweep: sweep until one finds nothing (a few times at most).
+        instances = [a.instance_id() for a in self.agents if a.managed]
         for _ in range(5):
             ids = [i for c in self.clusters for i in task_containers(c)]
+            # Warm pause containers (adopted or not) carry no cluster of a user's: by instance.
+            for iid in filter(None, instances):
+                ids += docker("ps", "-aq", "--filter", f"label={INSTANCE_LABEL}={iid}",
+                              "--filter", f"label={WARM_ADDRESS_LABEL}").split()
             if not ids:
                 break
             docker("rm", "-f", "-v", *ids, check=False)

@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 
 import helpers
 from conftest import make_client
-from fleet import (IMAGE, PAUSE_CONTAINER_NAME, CONTAINER_NAME_LABEL, Fleet, docker, ecs_for, inspect,
+from fleet import (IMAGE, PAUSE_CONTAINER_NAME, CONTAINER_NAME_LABEL, WARM_ADDRESS_LABEL, Fleet, docker, ecs_for, inspect,
                    instances_ready, remove_awsvpc_network_if_unused, task_containers, wait_for)
 
 SUBNET = "subnet-0123456789abcdef0"
@@ -386,16 +386,20 @@ def test_fargate_tasks_with_the_cli_answer_at_their_own_addresses_through_the_fu
     for ip, body in zip(ips, bodies):
         assert f"inet {ip}/" in body, (ip, body)
     assert bodies[0] != bodies[1]
-    # The task's containers really run, in a network namespace of a pause container.
-    for t in tasks:
+    # The task's containers really run, in a network namespace of a pause container: the task's
+    # own (labelled with its ARN), or a warm one the pool host made for its address beforehand.
+    pause_ids = []
+    for t, ip in zip(tasks, ips):
         web = inspect(t["containers"][0]["runtimeId"])
         assert web["State"]["Running"]
         assert web["Config"]["Labels"]["com.flotilla.cluster"] == cluster
-        pauses = [c for c in task_containers(cluster)
-                  if inspect(c)["Config"]["Labels"].get(CONTAINER_NAME_LABEL) == PAUSE_CONTAINER_NAME
-                  and inspect(c)["Config"]["Labels"].get("com.flotilla.task-arn") == t["taskArn"]]
-        assert len(pauses) == 1, task_containers(cluster)
-        assert web["HostConfig"]["NetworkMode"] in (f"container:{pauses[0]}", f"container:{inspect(pauses[0])['Id']}"), web["HostConfig"]["NetworkMode"]
+        mode = web["HostConfig"]["NetworkMode"]
+        assert mode.startswith("container:"), mode
+        pause = inspect(mode.split(":", 1)[1])
+        labels = pause["Config"]["Labels"]
+        assert pause["State"]["Running"] and labels.get(CONTAINER_NAME_LABEL) == PAUSE_CONTAINER_NAME, labels
+        assert labels.get("com.flotilla.task-arn") == t["taskArn"] or labels.get(WARM_ADDRESS_LABEL) == ip, labels
+        pause_ids.append(pause["Id"])
 
     ffleet.pool.pause()  # (its heartbeats stop too: resumed well within 3 intervals)
     try:
@@ -423,7 +427,8 @@ def test_fargate_tasks_with_the_cli_answer_at_their_own_addresses_through_the_fu
         assert t["containers"][0].get("exitCode") == 137, t  # httpd ignored SIGTERM
     # The pause containers went with their tasks; the address is free again.
     wait_for(lambda: not [c for c in task_containers(cluster)
-                          if inspect(c)["Config"]["Labels"].get(CONTAINER_NAME_LABEL) == PAUSE_CONTAINER_NAME],
+                          if inspect(c)["Config"]["Labels"].get(CONTAINER_NAME_LABEL) == PAUSE_CONTAINER_NAME]
+             and not [i for i in pause_ids if docker("ps", "-aq", "--filter", f"id={i}")],
              timeout=30, what="the pause containers to be removed")
     assert all(no_proxy_get(ip, timeout=1) is None for ip in ips)
 

@@ -115,7 +115,14 @@ pub struct AgentConfig {
     /// The CA certificates (PEM) an `https://` server is verified with; `None`: the system's
     /// root certificates. Read when the agent starts.
     pub ca_file: Option<PathBuf>,
+    /// A managed-pool host: how many task networks (address, pause container) it keeps ready
+    /// for the FARGATE tasks placed on it, refilled in the background (at most
+    /// [`flotilla_protocol::MAX_WARM_NETWORKS`]; 0: none). Default [`DEFAULT_WARM_POOL_SIZE`].
+    pub warm_pool_size: u32,
 }
+
+/// How many warm task networks a managed-pool host keeps by default.
+pub const DEFAULT_WARM_POOL_SIZE: u32 = 2;
 
 impl AgentConfig {
     /// A configuration with ECS-like defaults: region `us-east-1`, availability zone
@@ -151,6 +158,7 @@ impl AgentConfig {
             task_endpoint: true,
             dns_upstreams: None,
             ca_file: None,
+            warm_pool_size: DEFAULT_WARM_POOL_SIZE,
         }
     }
 

@@ -25,8 +25,8 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
-    RemoveContainerOptions, RemoveImageOptions, RemoveVolumeOptions, StatsOptions,
-    StopContainerOptions, WaitContainerOptions,
+    RemoveContainerOptions, RemoveImageOptions, RemoveVolumeOptions, RenameContainerOptions,
+    StatsOptions, StopContainerOptions, WaitContainerOptions,
 };
 use bollard::Docker;
 use futures::StreamExt;
@@ -647,6 +647,18 @@ impl Runtime for DockerRuntime {
             Err(e) if status_of(&e) == Some(404) => Ok(()),
             Err(e) => Err(other(e)),
         }
+    }
+
+    async fn rename(&self, id: &str, name: &str) -> Result<(), RuntimeError> {
+        self.docker
+            .rename_container(
+                id,
+                RenameContainerOptions {
+                    name: name.to_string(),
+                },
+            )
+            .await
+            .map_err(other)
     }
 
     async fn stats(&self, id: &str) -> Result<ContainerStats, RuntimeError> {

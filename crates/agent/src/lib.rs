@@ -44,7 +44,8 @@
 //!   session's replica.
 //! - [`registry`]: registry credentials from `~/.docker/config.json`.
 //! - [`pause`]: the pause image of awsvpc tasks, built in place; [`cgroup`]: task-level cpu and
-//!   memory as one cgroup per task.
+//!   memory as one cgroup per task; [`warm`]: a managed-pool host's warm task networks (which
+//!   pause containers to make ahead of time and which to remove).
 //! - [`metadata`]: the task metadata (v4) and task role credentials endpoint at
 //!   `169.254.170.2`, reached through per-task NAT rules.
 //!
@@ -72,6 +73,7 @@ pub mod runtime;
 pub mod session;
 pub mod spec;
 pub mod state;
+pub mod warm;
 
 pub use config::{AgentConfig, Credentials, ImagePullBehavior};
 
@@ -147,6 +149,7 @@ fn engine_config(config: &AgentConfig, instance_arn: &str, client: &EcsClient) -
         });
     }
     e.managed = config.managed;
+    e.warm_pool_size = config.managed.then_some(config.warm_pool_size);
     e.image_pull_behavior = config.image_pull_behavior;
     e.cleanup_delay = config.cleanup_delay;
     e.poll_interval = config.poll_interval;

@@ -259,6 +259,7 @@ pub async fn run_session(
     let mut asks = OwnerAsks {
         secrets: Asks::new(p.engine.secret_requests()),
         credentials: Asks::new(p.engine.credential_requests()),
+        warm: p.engine.warm_requests(),
     };
     loop {
         let (replica, _) = p.client.endpoints().current();
@@ -394,6 +395,25 @@ impl<R: OwnerAsk> Asks<R> {
 struct OwnerAsks {
     secrets: Asks<crate::engine::SecretsRequest>,
     credentials: Asks<crate::engine::CredentialsRequest>,
+    /// The warm pool's refill requests (a managed-pool host's).
+    warm: Option<tokio::sync::mpsc::UnboundedReceiver<u32>>,
+}
+
+/// The next refill request of the warm pool (never, without one).
+async fn next_refill(warm: &mut Option<tokio::sync::mpsc::UnboundedReceiver<u32>>) -> u32 {
+    loop {
+        let Some(rx) = warm.as_mut() else {
+            return std::future::pending().await;
+        };
+        match rx.recv().await {
+            Some(size) => {
+                // Several tasks took one at once: one request covers them.
+                while rx.try_recv().is_ok() {}
+                return size;
+            }
+            None => *warm = None,
+        }
+    }
 }
 
 /// How a session ended without an error.
@@ -434,6 +454,10 @@ async fn one_session<S: Future<Output = ()>>(
         },
     )
     .await?;
+    if let Some(size) = p.engine.warm_pool_size() {
+        // The server answers the host's warm task networks (0: it releases them).
+        send(&mut ws, &AgentMessage::ReserveWarmNetworks { size }).await?;
+    }
     // The server's reads of this host's logs run beside the loop; their answers come back
     // through this channel.
     let logs = p.engine.logs();
@@ -539,6 +563,10 @@ async fn one_session<S: Future<Output = ()>>(
                         };
                         tokio::spawn(crate::exec::serve(ctx, target, order));
                     }
+                    Ok(ServerMessage::WarmNetworks { networks }) => {
+                        debug!(count = networks.len(), "warm task networks reserved");
+                        p.engine.set_warm_networks(networks);
+                    }
                     Ok(ServerMessage::Welcome { .. }) => {}
                     Err(e) => warn!(error = %e, "undecodable server message"),
                 },
@@ -574,6 +602,9 @@ async fn one_session<S: Future<Output = ()>>(
                 let (request_id, task_arn) = asks.secrets.sent(request);
                 debug!(task = %task_arn, "asking for the task's secrets");
                 send(&mut ws, &AgentMessage::GetSecrets { request_id, task_arn }).await?;
+            }
+            size = next_refill(&mut asks.warm) => {
+                send(&mut ws, &AgentMessage::ReserveWarmNetworks { size }).await?;
             }
             request = asks.credentials.next() => {
                 let (request_id, task_arn) = asks.credentials.sent(request);

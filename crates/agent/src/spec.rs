@@ -131,6 +131,44 @@ pub fn pause_spec(
         ..Default::default()
     }
 }
+/// A warm pause container of a managed-pool host: made before any task is placed, with the
+/// address, MAC and hostname of a warm task network the server reserved for the host, and
+/// `dns` as the task's pause container would have it; labelled with the instance, the pause's
+/// container name and [`labels::WARM_ADDRESS`] (no task ARN: Docker labels are fixed at
+/// creation, so an adopted one keeps these). No cgroup parent: no task is known yet.
+pub fn warm_pause_spec(n: &TaskNetwork, id: &Identity, dns: Vec<String>) -> ContainerSpec {
+    let hostname = n
+        .private_dns_name
+        .split('.')
+        .next()
+        .filter(|h| !h.is_empty())
+        .map(str::to_string);
+    ContainerSpec {
+        name: crate::warm::container_name(&n.private_ipv4_address),
+        image: crate::pause::IMAGE.to_string(),
+        command: Some(vec![crate::pause::PATH.to_string()]),
+        hostname,
+        labels: BTreeMap::from([
+            (labels::INSTANCE.to_string(), id.instance_id.clone()),
+            (labels::CLUSTER.to_string(), id.cluster.clone()),
+            (
+                labels::CONTAINER_NAME.to_string(),
+                PAUSE_CONTAINER_NAME.to_string(),
+            ),
+            (
+                labels::WARM_ADDRESS.to_string(),
+                n.private_ipv4_address.clone(),
+            ),
+        ]),
+        network_mode: n.network_name.clone(),
+        ipv4_address: Some(n.private_ipv4_address.clone()),
+        mac_address: Some(n.mac_address.clone()),
+        cpu_shares: Some(MIN_CPU_SHARES),
+        dns,
+        ..Default::default()
+    }
+}
+
 /// The id of a task: the last part of its ARN.
 pub fn task_id(task_arn: &str) -> &str {
     task_arn.rsplit('/').next().unwrap_or(task_arn)

@@ -529,3 +529,132 @@ async fn repository_credentials_are_the_tasks_own_pull_credentials() {
     );
     assert_eq!(*asked.lock().unwrap(), ["good", "wrong", "gone"]);
 }
+
+fn warm_net(last: u8) -> TaskNetwork {
+    TaskNetwork {
+        attachment_id: String::new(),
+        network_interface_id: String::new(),
+        private_ipv4_address: format!("10.231.0.{last}"),
+        mac_address: format!("0a:58:0a:e7:00:{last:02x}"),
+        subnet_cidr: "10.231.0.0/24".into(),
+        gateway: "10.231.0.1".into(),
+        network_name: "flotilla-mem".into(),
+        subnet_id: String::new(),
+        private_dns_name: format!("ip-10-231-0-{last}.ec2.internal"),
+    }
+}
+
+/// The id of the running container `name`, once it runs (up to 30 s of tokio's clock).
+async fn running_id(h: &MemoryHarness, name: &str) -> String {
+    use flotilla_agent::runtime::Runtime;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(i) = h.runtime.inspect(name).await {
+            if i.running {
+                return i.id;
+            }
+        }
+        assert!(Instant::now() < deadline, "{name} never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn creates_of(h: &MemoryHarness, docker_name: &str) -> usize {
+    h.runtime
+        .calls()
+        .iter()
+        .filter(|(_, c)| {
+            *c == Call::Create {
+                name: docker_name.to_string(),
+            }
+        })
+        .count()
+}
+
+/// A managed-pool host's warm pool: pause containers are made for the server's list; a task
+/// whose address is one of them adopts it (no pause of its own is created; it takes the task's
+/// pause name) and asks for a refill once it runs; a restarted engine keeps the warm container
+/// not adopted and the adopted one stays its task's; an address the list drops goes after the
+/// grace.
+#[tokio::test(start_paused = true)]
+async fn a_warm_pause_container_is_adopted_kept_across_restarts_and_refilled() {
+    use flotilla_agent::runtime::Runtime;
+    use flotilla_agent::warm::{container_name as warm_name, STALE_GRACE};
+    let h = MemoryHarness::memory("warm");
+    let mut cfg = h.config();
+    cfg.warm_pool_size = Some(2);
+    let (engine, mut reports) = h.engine_with(cfg.clone()).await;
+    assert_eq!(engine.warm_pool_size(), Some(2));
+    let mut refills = engine.warm_requests().unwrap();
+    engine.set_warm_networks(vec![warm_net(5), warm_net(6)]);
+    let warm5 = running_id(&h, &warm_name("10.231.0.5")).await;
+    let warm6 = running_id(&h, &warm_name("10.231.0.6")).await;
+
+    let mut a = task("warm1", vec![container("web", &["sleep", "3000"])]);
+    a.network_mode = flotilla_model::shapes::NetworkMode::Awsvpc;
+    a.network = Some(TaskNetwork {
+        attachment_id: "att-1".into(),
+        network_interface_id: "eni-1".into(),
+        subnet_id: "subnet-test".into(),
+        ..warm_net(5)
+    });
+    engine.assign(vec![a.clone()], false);
+    reports
+        .until(&a.task_arn, 60, |r| r.last_status == TaskStatus::Running)
+        .await;
+    let pause_name = container_name(&a.task_arn, "pause");
+    assert_eq!(
+        creates_of(&h, &pause_name),
+        0,
+        "the task made no pause container"
+    );
+    assert_eq!(
+        running_id(&h, &pause_name).await,
+        warm5,
+        "adopted and renamed"
+    );
+    assert_eq!(
+        refills.try_recv().ok(),
+        Some(2),
+        "a refill is asked once it runs"
+    );
+
+    // A restart (as a crash): the adopted pause stays the task's, the other stays warm.
+    drop(engine);
+    let (engine, mut reports) = h.engine_with(cfg).await;
+    reports
+        .until(&a.task_arn, 60, |r| r.last_status == TaskStatus::Running)
+        .await;
+    engine.set_warm_networks(vec![warm_net(6), warm_net(7)]);
+    running_id(&h, &warm_name("10.231.0.7")).await;
+    assert_eq!(running_id(&h, &warm_name("10.231.0.6")).await, warm6);
+    assert_eq!(
+        creates_of(&h, &warm_name("10.231.0.6")),
+        1,
+        "kept, not made again"
+    );
+    assert_eq!(
+        creates_of(&h, &warm_name("10.231.0.5")),
+        1,
+        "its address is the task's"
+    );
+
+    // The list drops 6: its container goes after the grace, not before.
+    engine.set_warm_networks(vec![warm_net(7)]);
+    tokio::time::sleep(STALE_GRACE / 2).await;
+    assert!(h.runtime.inspect(&warm6).await.is_ok());
+    tokio::time::sleep(STALE_GRACE).await;
+    assert!(matches!(
+        h.runtime.inspect(&warm6).await,
+        Err(RuntimeError::NotFound(_))
+    ));
+
+    engine.assign(vec![stop(a.clone())], false);
+    reports
+        .until(&a.task_arn, 120, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+    assert!(matches!(
+        h.runtime.inspect(&warm5).await,
+        Err(RuntimeError::NotFound(_))
+    ));
+}

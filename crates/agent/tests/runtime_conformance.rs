@@ -117,6 +117,7 @@ conformance!(
     signals_end_what_handles_them,
     a_missing_image_cannot_be_pulled_or_used,
     a_name_is_used_once,
+    a_running_container_is_renamed,
     ports_are_published_while_running,
     health_checks_decide_health,
     an_exited_container_starts_again,
@@ -422,6 +423,37 @@ async fn a_name_is_used_once<R: Runtime>(env: &Env<R>) {
     ));
     env.rt.remove(&id).await.unwrap();
     env.rt.create(&spec).await.unwrap();
+}
+
+async fn a_running_container_is_renamed<R: Runtime>(env: &Env<R>) {
+    let spec = env.spec("warm", &["sleep", "300"], true);
+    let id = env.run(&spec).await;
+    let new = format!("{}-adopted", env.instance);
+    env.rt.rename(&id, &new).await.unwrap();
+    let info = env.rt.inspect(&new).await.unwrap();
+    assert_eq!(
+        (info.id.as_str(), info.name.as_str()),
+        (id.as_str(), new.as_str())
+    );
+    assert!(info.running, "a rename does not stop it");
+    assert!(matches!(
+        env.rt.inspect(&spec.name).await,
+        Err(RuntimeError::NotFound(_))
+    ));
+    // The old name is free again; the new one is taken.
+    let other = env.rt.create(&spec).await.unwrap();
+    assert!(matches!(
+        env.rt.rename(&other, &new).await,
+        Err(RuntimeError::Conflict(_))
+    ));
+    assert!(matches!(
+        env.rt
+            .rename(&format!("{}-missing", env.instance), "x")
+            .await,
+        Err(RuntimeError::NotFound(_))
+    ));
+    env.rt.remove(&other).await.unwrap();
+    env.rt.remove(&id).await.unwrap();
 }
 
 async fn ports_are_published_while_running<R: Runtime>(env: &Env<R>) {

@@ -97,7 +97,8 @@ pub async fn admin(
 /// `FlotillaAdmin.Status`: `{"replica": ReplicaInfo|null, "leads": bool|null,
 /// "leader": {"id", "term"}|null, "leaderKnown": bool, "replicas": [ReplicaInfo + "leader"]|null,
 /// "store": {"kind": str|null, "reachable": bool, "members": [{"name", "clientUrls"}]|null},
-/// "zones": [{"zone": str|null, "connected": n, "disconnected": n}]|null}`.
+/// "zones": [{"zone": str|null, "connected": n, "disconnected": n}]|null,
+/// "warmNetworks": [{"containerInstanceArn", "addresses": [IP...]}]|null}`.
 /// Without an election the controllers run on this server: it leads, with no term.
 pub async fn status(api: &Api) -> Value {
     let me = api.replica();
@@ -139,7 +140,28 @@ pub async fn status(api: &Api) -> Value {
             "members": members,
         },
         "zones": zones(api).await,
+        "warmNetworks": warm_networks(api).await,
     })
+}
+
+/// The warm task networks reserved per instance (managed-pool hosts keep pause containers
+/// running for them): `[{"containerInstanceArn", "addresses": [IP...]}]`; `None` if the store
+/// cannot be read.
+async fn warm_networks(api: &Api) -> Option<Vec<Value>> {
+    let all = flotilla_controllers::fargate::warm_addresses(api.store())
+        .await
+        .ok()?;
+    Some(
+        all.into_iter()
+            .filter_map(|(key, addresses)| {
+                let (cluster, id) = key.strip_prefix(CONTAINER_INSTANCES)?.split_once('/')?;
+                Some(json!({
+                    "containerInstanceArn": api.config.arns.container_instance(cluster, id),
+                    "addresses": addresses,
+                }))
+            })
+            .collect(),
+    )
 }
 
 /// The replicas: those recorded in a shared store, or this server alone; `None` if unknown.

@@ -22,7 +22,8 @@
 //!    `GetSecrets` is answered with the task's secrets, read then and sent on this session only
 //!    ([`crate::secrets`]); `GetCredentials` with its task role's credentials
 //!    ([`crate::task_credentials`]); ECS Exec's orders for the agent are sent as they come
-//!    (`ServerMessage::Exec`, [`crate::exec`]);
+//!    (`ServerMessage::Exec`, [`crate::exec`]); `ReserveWarmNetworks` is answered with the
+//!    instance's warm task networks (`flotilla_controllers::fargate::reserve_warm`);
 //! 5. as it hears the agent it puts the beat again, at most once per 3/4 heartbeat interval
 //!    (agents heartbeat once per interval), and sets `agentConnected` back to true if the
 //!    record says false while the session is alive (a disconnect written by a replica the
@@ -458,6 +459,18 @@ async fn session_loop(
                             }
                         }
                         Ok(AgentMessage::Log { id, result }) => logs.answer(id, result),
+                        Ok(AgentMessage::ReserveWarmNetworks { size }) => {
+                            match flotilla_controllers::fargate::reserve_warm(&api.plane, cluster, id, size).await {
+                                Ok(networks) => {
+                                    tracing::debug!(size, reserved = networks.len(), "warm task networks reserved");
+                                    if let Err(e) = send(&mut tx, &ServerMessage::WarmNetworks { networks }).await {
+                                        return e.into();
+                                    }
+                                }
+                                // The agent asks again when a task takes one or it reconnects.
+                                Err(e) => tracing::warn!(error = %e, "could not reserve warm task networks"),
+                            }
+                        }
                         Err(e) => tracing::warn!(error = %e, "undecodable agent message ignored"),
                     },
                     Message::Close(Some(f)) if f.code == flotilla_protocol::MOVING_CLOSE_CODE => return SessionEnd::Moving,

@@ -243,3 +243,116 @@ async fn capacity_provider_strategies_split_as_ecs_and_spot_reclaims_interrupt()
     .await;
     assert_eq!(l["taskArns"].as_array().unwrap().len(), 3);
 }
+
+/// Warm task networks: a pool host's reservation allocates addresses through the IPAM (held by
+/// the instance), a FARGATE task placed on it takes the oldest in its creation transaction, a
+/// refill tops it up with a fresh one, a smaller size releases, and deregistering the pool host
+/// (`--cluster .managed`) releases the rest.
+#[tokio::test]
+async fn warm_task_networks_are_reserved_taken_refilled_and_released() {
+    use flotilla_controllers::fargate::reserve_warm;
+    let api = api();
+    cluster(&api, "w1").await;
+    fargate_task_definition(&api).await;
+    let arn = register(&api, MANAGED_POOL, 2048, 4096, "us-east-1a").await;
+    let id = arn.rsplit('/').next().unwrap().to_string();
+
+    let warm = reserve_warm(&api.plane, MANAGED_POOL, &id, 2)
+        .await
+        .unwrap();
+    let ips: Vec<String> = warm
+        .iter()
+        .map(|n| n.private_ipv4_address.clone())
+        .collect();
+    assert_eq!(ips.len(), 2);
+    assert_ne!(ips[0], ips[1]);
+    assert_eq!(
+        warm[0].mac_address,
+        flotilla_scheduler::ipam::mac_for(ips[0].parse().unwrap())
+    );
+    assert_eq!(addresses(&api).await, ips.iter().cloned().collect());
+    let holder = api
+        .store
+        .get(&format!("{ADDRESSES}{}", ips[0]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(holder.value).unwrap(),
+        arn,
+        "held by the instance"
+    );
+    // Asking again for the same size changes nothing.
+    let again = reserve_warm(&api.plane, MANAGED_POOL, &id, 2)
+        .await
+        .unwrap();
+    assert_eq!(again, warm);
+
+    // A FARGATE task on the host takes the oldest warm address.
+    let r = ok(
+        &api,
+        "RunTask",
+        json!({"cluster": "w1", "taskDefinition": "fg", "launchType": "FARGATE",
+               "networkConfiguration": net()}),
+    )
+    .await;
+    let task_arn = r["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    assert_eq!(detail(&r["tasks"][0], "privateIPv4Address"), ips[0]);
+    let rec = record(&api, "w1", &task_arn).await;
+    let n = rec.network().unwrap();
+    assert_eq!(
+        n.subnet_id, "subnet-0123456789abcdef0",
+        "the task's own interface"
+    );
+    assert_ne!(n.attachment_id, warm[0].attachment_id);
+    let holder = api
+        .store
+        .get(&format!("{ADDRESSES}{}", ips[0]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(holder.value).unwrap(),
+        task_arn,
+        "now the task's"
+    );
+
+    // The refill keeps the other one and adds a fresh address.
+    let refilled = reserve_warm(&api.plane, MANAGED_POOL, &id, 2)
+        .await
+        .unwrap();
+    assert_eq!(refilled[0].private_ipv4_address, ips[1]);
+    assert!(!ips.contains(&refilled[1].private_ipv4_address));
+    assert_eq!(addresses(&api).await.len(), 3, "the task's and two warm");
+
+    // A smaller size releases the newest.
+    let one = reserve_warm(&api.plane, MANAGED_POOL, &id, 1)
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].private_ipv4_address, ips[1]);
+    assert!(!addresses(&api)
+        .await
+        .contains(&refilled[1].private_ipv4_address));
+
+    // Deregistering the pool host releases its warm addresses (the task's is orphaned too).
+    let d = ok(
+        &api,
+        "DeregisterContainerInstance",
+        json!({"cluster": MANAGED_POOL, "containerInstance": arn, "force": true}),
+    )
+    .await;
+    assert_eq!(d["containerInstance"]["status"], "INACTIVE");
+    assert!(
+        addresses(&api).await.is_empty(),
+        "{:?}",
+        addresses(&api).await
+    );
+    let stopped = record(&api, "w1", &task_arn).await;
+    assert!(stopped.is_stopped());
+    // A closed host gets none.
+    assert!(reserve_warm(&api.plane, MANAGED_POOL, &id, 2)
+        .await
+        .unwrap()
+        .is_empty());
+}

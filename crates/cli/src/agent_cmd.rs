@@ -44,6 +44,12 @@ pub struct HostArgs {
     /// not Cloud Map's to [default: the name servers of the host's /etc/resolv.conf].
     #[arg(long, value_delimiter = ',', value_name = "IP[:PORT]")]
     task_dns_upstream: Vec<String>,
+    /// Managed-pool hosts (--managed): how many task networks (an address reserved by the
+    /// server and a running pause container holding it) to keep ready, so a FARGATE task placed
+    /// here starts without making its network namespace first; refilled in the background.
+    /// 0-16; 0 turns the warm pool off (and releases the addresses reserved).
+    #[arg(long, default_value_t = flotilla_agent::config::DEFAULT_WARM_POOL_SIZE)]
+    warm_pool_size: u32,
 }
 
 /// Flags of `flotilla agent`.
@@ -110,6 +116,14 @@ fn apply_host(cfg: &mut AgentConfig, host: &HostArgs) -> anyhow::Result<()> {
     }
     cfg.usage_interval = std::time::Duration::from_secs(host.usage_interval_seconds);
     cfg.task_endpoint = !host.no_task_endpoint;
+    if host.warm_pool_size > flotilla_protocol::MAX_WARM_NETWORKS {
+        bail!(
+            "--warm-pool-size must be between 0 and {}, got {}",
+            flotilla_protocol::MAX_WARM_NETWORKS,
+            host.warm_pool_size
+        );
+    }
+    cfg.warm_pool_size = host.warm_pool_size;
     if !host.task_dns_upstream.is_empty() {
         let mut upstreams = Vec::new();
         for u in &host.task_dns_upstream {

@@ -1,6 +1,7 @@
 //! `flotilla status`: the region at a glance, from Flotilla's own `FlotillaAdmin.Status`
 //! operation (signed like any ECS call): the server replicas and which one leads (its term),
-//! the store (kind, reachable, etcd members) and the container instances per availability zone.
+//! the store (kind, reachable, etcd members), the container instances per availability zone and
+//! the warm task networks reserved for managed-pool hosts.
 //! What the server does not know is shown as `unknown`.
 
 use crate::client::EcsClient;
@@ -101,6 +102,20 @@ pub fn render(v: &Value) -> String {
         }
         None => out.push_str("unknown\n"),
     }
+    if let Some(ws) = v["warmNetworks"].as_array().filter(|w| !w.is_empty()) {
+        out.push_str("\nWARM TASK NETWORKS\n");
+        let rows: Vec<Vec<String>> = ws
+            .iter()
+            .map(|w| {
+                let addrs: Vec<String> = w["addresses"]
+                    .as_array()
+                    .map(|a| a.iter().map(s).collect())
+                    .unwrap_or_default();
+                vec![s(&w["containerInstanceArn"]), addrs.join(",")]
+            })
+            .collect();
+        out.push_str(&table(&["CONTAINER INSTANCE", "ADDRESSES"], &rows));
+    }
     out
 }
 
@@ -122,7 +137,8 @@ mod tests {
             "store": {"kind": "etcd", "reachable": true,
                       "members": [{"name": "e1", "clientUrls": ["http://10.0.0.1:2379"]}]},
             "zones": [{"zone": "az1", "connected": 2, "disconnected": 1},
-                      {"zone": null, "connected": 1, "disconnected": 0}]
+                      {"zone": null, "connected": 1, "disconnected": 0}],
+            "warmNetworks": [{"containerInstanceArn": "arn:i/.managed/a", "addresses": ["10.213.0.5", "10.213.0.6"]}]
         });
         let text = render(&v);
         let expected = "\
@@ -143,6 +159,10 @@ CONTAINER INSTANCES
 ZONE     CONNECTED  DISCONNECTED
 az1      2          1
 unknown  1          0
+
+WARM TASK NETWORKS
+CONTAINER INSTANCE  ADDRESSES
+arn:i/.managed/a    10.213.0.5,10.213.0.6
 ";
         assert_eq!(text, expected);
 

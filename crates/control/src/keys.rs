@@ -14,7 +14,10 @@
 //!   assignment its agent is sent)
 //! - `client-tokens/CLUSTER/HEX(TOKEN)` -> [`ClientTokenRecord`] (RunTask idempotency)
 //! - `services/CLUSTER/NAME` -> [`crate::services::ServiceRecord`] (see [`crate::services`])
-//! - `addresses/IP` -> the ARN of the task holding the address on the managed task network
+//! - `addresses/IP` -> the ARN of the task holding the address on the managed task network, or
+//!   of the container instance whose warm pool holds it
+//! - `warm-networks/CLUSTER/ID` -> [`crate::warm::WarmRecord`] (the task networks reserved
+//!   ahead of time for a managed-pool host, whose pause containers it keeps running)
 //! - `agent-beats/CLUSTER/ID` -> [`BeatRecord`] (the instance's agent was heard by a session,
 //!   on some replica; observed liveness, not desired state)
 //! - `task-credentials/ACCESS_KEY_ID` -> [`crate::task_credentials::TaskCredentialRecord`] (a
@@ -43,6 +46,8 @@ pub const REPLICAS: &str = "replicas/";
 /// Prefix of the task addresses allocated on the managed task network (`addresses/IP`, whose
 /// value is the task ARN), so no two live awsvpc tasks ever share an address.
 pub const ADDRESSES: &str = "addresses/";
+/// Prefix of the warm task networks reserved for an instance (`warm-networks/CLUSTER/ID`).
+pub const WARM_NETWORKS: &str = "warm-networks/";
 /// Prefix of agent beats (`agent-beats/CLUSTER/ID`): every session, on whatever replica, puts
 /// its instance's beat when it opens and as it hears the agent; the leader's liveness loop
 /// watches them.
@@ -91,6 +96,14 @@ pub fn agent_beat_key(cluster: &str, id: &str) -> String {
 pub fn instance_key_of_beat(beat_key: &str) -> Option<String> {
     let (cluster, id) = beat_key.strip_prefix(AGENT_BEATS)?.split_once('/')?;
     Some(instance_key(cluster, id))
+}
+/// The key of an instance's warm task networks.
+pub fn warm_key(cluster: &str, id: &str) -> String {
+    format!("{WARM_NETWORKS}{cluster}/{id}")
+}
+/// The prefix of the warm task networks of one cluster's (or the managed pool's) instances.
+pub fn warm_prefix(cluster: &str) -> String {
+    format!("{WARM_NETWORKS}{cluster}/")
 }
 /// The key of an allocated task address.
 pub fn address_key(ip: &str) -> String {

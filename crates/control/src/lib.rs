@@ -35,5 +35,6 @@ pub mod tasks;
 pub mod template;
 pub mod time;
 pub mod traffic;
+pub mod warm;
 
 pub use time::timestamp;

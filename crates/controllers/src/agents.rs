@@ -34,11 +34,12 @@ use crate::plane::Plane;
 use crate::records::{
     self, agent_beat_key, commit_fenced, get, instance_key, instance_key_of_beat, store_error,
     to_bytes, Attempt, BeatRecord, ClientTokenRecord, AGENT_BEATS, CLIENT_TOKENS,
-    CONTAINER_INSTANCES, TASKS,
+    CONTAINER_INSTANCES, TASKS, WARM_NETWORKS,
 };
 use flotilla_control::instances::InstanceRecord;
 use flotilla_control::task_credentials::{TaskCredentialRecord, TASK_CREDENTIALS};
 use flotilla_control::tasks::TaskRecord;
+use flotilla_control::warm::WarmRecord;
 use flotilla_model::EcsError;
 use flotilla_protocol::{TaskUsage, MISSED_HEARTBEATS};
 use flotilla_scheduler::InstanceStatus;
@@ -521,8 +522,8 @@ async fn sweeper_loop(weak: Weak<Plane>, fence: Fence) {
     }
 }
 
-/// Deletes STOPPED tasks older than the retention, expired client tokens, the beats of
-/// instances deregistered or gone, and task role credentials past their expiration (a task's
+/// Deletes STOPPED tasks older than the retention, expired client tokens, the beats and warm
+/// task networks of instances deregistered or gone, and task role credentials past their expiration (a task's
 /// own keys go when it stops; this catches what a crash left), each delete fenced
 /// with `fence` (the sweeper's term). Returns how many tasks were deleted.
 pub async fn sweep(api: &Plane, fence: &Fence, now: f64) -> Result<usize, EcsError> {
@@ -571,6 +572,22 @@ pub async fn sweep(api: &Plane, fence: &Fence, now: f64) -> Result<usize, EcsErr
                 .when(Compare::ModRevision(key.clone(), rev))
                 .delete(key);
             commit_fenced(store, txn, Some(fence)).await?;
+        }
+    }
+    // Warm task networks of instances deregistered or gone (a crash between a deregistration
+    // and its cleanup, or a record removed by hand): their addresses are free again.
+    for (key, _, _) in records::list::<WarmRecord>(store, WARM_NETWORKS).await? {
+        let Some((cluster, id)) = key
+            .strip_prefix(WARM_NETWORKS)
+            .and_then(|r| r.split_once('/'))
+        else {
+            continue;
+        };
+        if !active.contains(&records::instance_key(cluster, id)) {
+            let txn = crate::fargate::release_warm(store, cluster, id, Txn::new()).await?;
+            if commit_fenced(store, txn, Some(fence)).await? {
+                tracing::info!(container_instance = %id, cluster, "warm task networks of a gone instance released");
+            }
         }
     }
     Ok(deleted)

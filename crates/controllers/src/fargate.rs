@@ -12,6 +12,14 @@
 //!   by the control plane and recorded at `addresses/IP` in the same transaction as the task,
 //!   so two live tasks never share one; it is released in the transaction that records the task
 //!   STOPPED. The agent builds the network namespace with exactly that address.
+//! - **Warm task networks.** A managed-pool host's agent asks for up to N task networks ahead
+//!   of time ([`reserve_warm`]): their addresses are allocated through the same IPAM and held
+//!   by the instance (`addresses/IP` valued with its ARN, and its
+//!   [`flotilla_control::warm::WarmRecord`]); the agent starts a pause container for each. The
+//!   placement writer gives a task placed on that host one of them ([`WarmPool::take`]) in the
+//!   task's creation transaction, so the agent adopts the running pause container. A
+//!   deregistered or vanished instance's warm addresses are released
+//!   ([`release_warm`], by DeregisterContainerInstance and by the sweeper).
 //! - **Capacity providers.** FARGATE and FARGATE_SPOT, split by `base`/`weight` with
 //!   [`flotilla_scheduler::capacity`].
 //! - **Spot interruptions.** [`reclaim_spot`] interrupts FARGATE_SPOT tasks with stop code
@@ -21,14 +29,19 @@
 //! ([`flotilla_model::fargate`]).
 
 use crate::plane::Plane;
-use crate::records::{self, get, replace, task_key, to_bytes, Attempt, ADDRESSES, TASKS};
+use crate::records::{
+    self, address_key, get, instance_key, replace, task_key, to_bytes, warm_key, warm_prefix,
+    Attempt, ADDRESSES, TASKS,
+};
+use flotilla_control::instances::InstanceRecord;
 use flotilla_control::tasks::{interrupt_spot, TaskRecord};
+use flotilla_control::warm::{self, Host, WarmRecord};
 use flotilla_model::shapes::AwsVpcConfiguration;
 use flotilla_model::EcsError;
 use flotilla_protocol::TaskNetwork;
 use flotilla_scheduler::ipam;
 use flotilla_store::{Compare, Store, Txn};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -140,6 +153,178 @@ pub fn task_network(cidr: &ipam::Cidr, ip: Ipv4Addr, vpc: &AwsVpcConfiguration) 
         subnet_id: vpc.subnets.first().cloned().unwrap_or_default(),
         private_dns_name: ipam::private_dns_name(ip),
     }
+}
+
+/// The network interface of a warm task network at `ip`: what the agent needs to make its pause
+/// container (a task that takes it gets its own ids and subnet, [`task_network`]).
+pub fn warm_network(cidr: &ipam::Cidr, ip: Ipv4Addr) -> TaskNetwork {
+    TaskNetwork {
+        attachment_id: String::new(),
+        network_interface_id: String::new(),
+        ..task_network(cidr, ip, &AwsVpcConfiguration::default())
+    }
+}
+
+/// Keeps `size` warm task networks reserved for the instance `cluster`/`id` (fewer when
+/// DRAINING, none when INACTIVE or gone; see [`warm::plan`]), allocating the missing ones
+/// from the task network in one transaction; answers every network reserved now, oldest first.
+pub async fn reserve_warm(
+    plane: &Plane,
+    cluster: &str,
+    id: &str,
+    size: u32,
+) -> Result<Vec<TaskNetwork>, EcsError> {
+    let store = plane.store();
+    let cidr = plane.fargate.task_network;
+    let wkey = warm_key(cluster, id);
+    let ikey = instance_key(cluster, id);
+    let arn = plane.arns.container_instance(cluster, id);
+    let addresses = plane
+        .cas(&wkey, || async {
+            let inst = get::<InstanceRecord>(store, &ikey).await?;
+            let host = match &inst {
+                Some((r, _)) if r.status() == flotilla_scheduler::InstanceStatus::Active => {
+                    Host::Accepting
+                }
+                _ => Host::Closed,
+            };
+            let current = get::<WarmRecord>(store, &wkey).await?;
+            let (record, rev) = current.clone().unwrap_or_default();
+            let refill = warm::plan(&record.addresses, size, &cidr, host);
+            if refill.wanted == 0 && refill.release.is_empty() {
+                return Ok(Attempt::Done(refill.keep));
+            }
+            let mut txn = Txn::new().when(match current {
+                Some(_) => Compare::ModRevision(wkey.clone(), rev),
+                None => Compare::Absent(wkey.clone()),
+            });
+            if let Some((_, irev)) = &inst {
+                txn = txn.when(Compare::ModRevision(ikey.clone(), *irev));
+            }
+            for ip in &refill.release {
+                txn = txn.delete(address_key(&ip.to_string()));
+            }
+            let mut next = WarmRecord {
+                addresses: refill.keep,
+            };
+            if refill.wanted > 0 {
+                let mut book = AddressBook::read(store).await?;
+                for _ in 0..refill.wanted {
+                    let Some(ip) = book.take(&cidr) else { break };
+                    let akey = address_key(&ip.to_string());
+                    txn = txn
+                        .when(Compare::Absent(akey.clone()))
+                        .put(akey, arn.as_bytes().to_vec());
+                    next.addresses.push(ip);
+                }
+                txn = book.commit_cursor(txn)?;
+            }
+            txn = if next.addresses.is_empty() {
+                txn.delete(wkey.clone())
+            } else {
+                txn.put(wkey.clone(), to_bytes(&next)?)
+            };
+            Ok(Attempt::Commit(txn, next.addresses))
+        })
+        .await?;
+    Ok(addresses
+        .into_iter()
+        .map(|ip| warm_network(&cidr, ip))
+        .collect())
+}
+
+/// The warm records of a pool's (or cluster's) instances, by instance id, as the placement
+/// writer reads them to give its tasks warm addresses.
+#[derive(Debug, Default)]
+pub struct WarmPool {
+    records: BTreeMap<String, (String, WarmRecord, u64)>,
+    taken: BTreeSet<String>,
+}
+
+impl WarmPool {
+    /// Reads the warm records of `cluster`'s instances (`.managed` for the pool).
+    pub async fn read(store: &dyn Store, cluster: &str) -> Result<WarmPool, EcsError> {
+        let records = records::list::<WarmRecord>(store, &warm_prefix(cluster))
+            .await?
+            .into_iter()
+            .filter_map(|(key, r, rev)| {
+                let id = key.rsplit('/').next()?.to_string();
+                Some((id, (key, r, rev)))
+            })
+            .collect();
+        Ok(WarmPool {
+            records,
+            taken: BTreeSet::new(),
+        })
+    }
+
+    /// Takes a warm address of instance `id` on `cidr`, if it has one.
+    pub fn take(&mut self, id: &str, cidr: &ipam::Cidr) -> Option<Ipv4Addr> {
+        let (_, record, _) = self.records.get_mut(id)?;
+        let ip = record.take(cidr)?;
+        self.taken.insert(id.to_string());
+        Some(ip)
+    }
+
+    /// Adds to a transaction the writes of the records a take changed, each compared on the
+    /// revision it was read at (the addresses' records change owner in the same transaction).
+    pub fn commit(&self, mut txn: Txn) -> Result<Txn, EcsError> {
+        for id in &self.taken {
+            if let Some((key, record, rev)) = self.records.get(id) {
+                txn = txn.when(Compare::ModRevision(key.clone(), *rev));
+                txn = if record.addresses.is_empty() {
+                    txn.delete(key.clone())
+                } else {
+                    txn.put(key.clone(), to_bytes(record)?)
+                };
+            }
+        }
+        Ok(txn)
+    }
+
+    /// Whether a take is to be committed.
+    pub fn changed(&self) -> bool {
+        !self.taken.is_empty()
+    }
+}
+
+/// Adds to `txn` the release of every warm address of the instance `cluster`/`id` (its record
+/// compared on the revision read now); `txn` unchanged when it has none.
+pub async fn release_warm(
+    store: &dyn Store,
+    cluster: &str,
+    id: &str,
+    txn: Txn,
+) -> Result<Txn, EcsError> {
+    let key = warm_key(cluster, id);
+    let Some((record, rev)) = get::<WarmRecord>(store, &key).await? else {
+        return Ok(txn);
+    };
+    let mut txn = txn.when(Compare::ModRevision(key.clone(), rev)).delete(key);
+    for ip in &record.addresses {
+        txn = txn.delete(address_key(&ip.to_string()));
+    }
+    Ok(txn)
+}
+
+/// Every instance's warm addresses, by instance key (`container-instances/CLUSTER/ID`), for
+/// the operator's status.
+pub async fn warm_addresses(
+    store: &dyn Store,
+) -> Result<BTreeMap<String, Vec<Ipv4Addr>>, EcsError> {
+    Ok(
+        records::list::<WarmRecord>(store, flotilla_control::keys::WARM_NETWORKS)
+            .await?
+            .into_iter()
+            .filter_map(|(key, r, _)| {
+                let rest = key.strip_prefix(flotilla_control::keys::WARM_NETWORKS)?;
+                Some((
+                    format!("{}{rest}", flotilla_control::keys::CONTAINER_INSTANCES),
+                    r.addresses,
+                ))
+            })
+            .collect(),
+    )
 }
 
 /// Interrupts running FARGATE_SPOT tasks: those of `cluster` (every cluster when `None`), at

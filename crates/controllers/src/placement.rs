@@ -489,6 +489,13 @@ async fn plan_and_write(
         Some(_) => Some(crate::fargate::AddressBook::read(plane.store()).await?),
         None => None,
     };
+    // Hosts with warm task networks give their tasks one (a running pause container waits for
+    // it there); the others' tasks get a fresh address.
+    let mut warm = match template.awsvpc {
+        Some(_) => Some(crate::fargate::WarmPool::read(plane.store(), pool).await?),
+        None => None,
+    };
+    let mut warm_taken: BTreeSet<String> = BTreeSet::new();
     for (p, provider) in &placements {
         let Some((_, inst, _)) = instances.get_mut(p.instance_index) else {
             return Err(EcsError::server("placement chose an unknown instance"));
@@ -496,13 +503,18 @@ async fn plan_and_write(
         let network = match (&template.awsvpc, book.as_mut()) {
             (Some(vpc), Some(book)) => {
                 let cidr = &plane.fargate.task_network;
-                let Some(ip) = book.take(cidr) else {
-                    failures.push(PlacementFailure::unnamed(format!(
-                        "No free address is left on the task network {cidr}."
-                    )));
-                    break;
-                };
-                Some(crate::fargate::task_network(cidr, ip, vpc))
+                if let Some(ip) = warm.as_mut().and_then(|w| w.take(&inst.id, cidr)) {
+                    warm_taken.insert(ip.to_string());
+                    Some(crate::fargate::task_network(cidr, ip, vpc))
+                } else {
+                    let Some(ip) = book.take(cidr) else {
+                        failures.push(PlacementFailure::unnamed(format!(
+                            "No free address is left on the task network {cidr}."
+                        )));
+                        break;
+                    };
+                    Some(crate::fargate::task_network(cidr, ip, vpc))
+                }
             }
             _ => None,
         };
@@ -534,10 +546,16 @@ async fn plan_and_write(
             .put(key, to_bytes(t)?);
         if let Some(net) = t.network() {
             let akey = records::address_key(&net.private_ipv4_address);
-            txn = txn
-                .when(Compare::Absent(akey.clone()))
-                .put(akey, t.arn().as_bytes().to_vec());
+            // A warm address's record exists (the instance's): it changes hands, guarded by
+            // the warm record's compare.
+            if !warm_taken.contains(&net.private_ipv4_address) {
+                txn = txn.when(Compare::Absent(akey.clone()));
+            }
+            txn = txn.put(akey, t.arn().as_bytes().to_vec());
         }
+    }
+    if let Some(w) = warm.as_ref().filter(|w| w.changed()) {
+        txn = w.commit(txn)?;
     }
     if let Some(book) = book.as_ref().filter(|_| !tasks.is_empty()) {
         txn = book.commit_cursor(txn)?;

@@ -40,6 +40,13 @@
 //!   `ExecuteCommandAgent` managed agent of each container of such a task
 //!   ([`ContainerStateReport::managed_agents`]).
 //!
+//! - warm task networks (managed-pool hosts): the agent asks the server to keep up to N task
+//!   networks reserved for it ([`AgentMessage::ReserveWarmNetworks`]); the server allocates
+//!   their addresses and answers the whole list ([`ServerMessage::WarmNetworks`]). The agent
+//!   starts a pause container for each ahead of time; a FARGATE task placed on the host takes
+//!   one of those addresses, and the agent adopts the running pause container instead of
+//!   making one on the task's critical path.
+//!
 //! Messages are JSON text frames, tagged by `"type"`.
 //!
 //! What this crate is not: transport. It has no sockets and no clock.
@@ -83,6 +90,10 @@ pub const CAPACITY_PROVIDER_ATTRIBUTE: &str = "flotilla.capacity-provider";
 /// (the ECS agent's name for it).
 pub const PAUSE_CONTAINER_NAME: &str = "~internal~ecs~pause";
 
+/// The most warm task networks a host may keep reserved ([`AgentMessage::ReserveWarmNetworks`]);
+/// a larger request is served this many.
+pub const MAX_WARM_NETWORKS: u32 = 16;
+
 /// Docker labels the agent puts on every container it creates, so a restarted agent can find
 /// and adopt them.
 pub mod labels {
@@ -96,6 +107,9 @@ pub mod labels {
     pub const CONTAINER_NAME: &str = "com.flotilla.container-name";
     /// The task definition family and revision, `family:revision`.
     pub const TASK_DEFINITION: &str = "com.flotilla.task-definition";
+    /// On a warm pause container (made before any task, so without [`TASK_ARN`]): the address
+    /// of the warm task network it holds.
+    pub const WARM_ADDRESS: &str = "com.flotilla.warm-address";
 }
 
 /// Desired status the control plane asks for.
@@ -174,6 +188,14 @@ pub enum ServerMessage {
     /// Run a command in a container of a task of this instance (ECS Exec): the agent dials
     /// back to [`exec::AGENT_PATH`] and runs it there.
     Exec(exec::ExecOrder),
+    /// The answer to [`AgentMessage::ReserveWarmNetworks`]: every task network reserved for
+    /// this instance now (level-triggered: the whole list). Only the address, MAC, hostname,
+    /// network, subnet and gateway are meaningful; a task that takes one gets its own
+    /// attachment and interface ids.
+    WarmNetworks {
+        /// The reserved networks, oldest first.
+        networks: Vec<TaskNetwork>,
+    },
 }
 
 /// A task's secrets, or why they could not be read.
@@ -307,6 +329,13 @@ pub enum AgentMessage {
         request_id: u64,
         /// The task.
         task_arn: String,
+    },
+    /// Keep `size` task networks reserved for this instance (at most [`MAX_WARM_NETWORKS`];
+    /// 0 releases them all), allocating what is missing; answered by
+    /// [`ServerMessage::WarmNetworks`]. Sent when the session opens and after a task took one.
+    ReserveWarmNetworks {
+        /// How many.
+        size: u32,
     },
     /// The answer to [`ServerMessage::Log`].
     Log {

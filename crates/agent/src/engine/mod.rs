@@ -15,7 +15,9 @@
 //! observe, start, stop), `provision` (task cgroup, awsvpc network and pause container),
 //! `images` (pull and cleanup), `usage` (usage sampling), `container` (one container's view),
 //! `endpoint` (the task's side of the metadata and credentials endpoint: its ids and
-//! variables, NAT rules, role credentials and their refresh, its published snapshot).
+//! variables, NAT rules, role credentials and their refresh, its published snapshot), `warm`
+//! (a managed-pool host's warm pause containers, adopted by the awsvpc tasks given their
+//! addresses).
 //! The engine reads time from tokio's clock only, so its decisions run under paused time in
 //! tests (with [`crate::runtime::memory::MemoryRuntime`]).
 //!
@@ -35,6 +37,7 @@ mod owner;
 mod provision;
 mod tasks;
 mod usage;
+mod warm;
 
 pub use usage::UsageSampler;
 
@@ -126,6 +129,10 @@ pub struct EngineConfig {
     /// The task metadata and credentials endpoint at `169.254.170.2` (`None`: not served; a
     /// task with a role then fails to start).
     pub task_endpoint: Option<TaskEndpointSetup>,
+    /// A managed-pool host's warm pool: how many task networks it keeps ready, each with a
+    /// running pause container (`None`: no warm pool, as on a cluster's host; `Some(0)`: the
+    /// server is told to release any).
+    pub warm_pool_size: Option<u32>,
 }
 
 /// How the engine serves the task endpoint ([`crate::metadata::TaskEndpoint`]).
@@ -177,6 +184,7 @@ impl EngineConfig {
             region: None,
             availability_zone: None,
             task_endpoint: None,
+            warm_pool_size: None,
         }
     }
 }
@@ -221,12 +229,33 @@ struct Inner {
     provisioning: tokio::sync::Mutex<()>,
     /// The containers' `awslogs` output.
     logs: Arc<crate::logs::LogsHub>,
+    /// A managed-pool host's warm pause containers.
+    warm: Option<warm::WarmPool>,
 }
 
 impl Inner {
     /// Seconds since the epoch, now, on tokio's clock.
     fn now_epoch(&self) -> f64 {
         self.clock.now()
+    }
+
+    /// The DNS servers of an awsvpc task's pause container on network `n`: the task resolver
+    /// when the endpoint reaches awsvpc tasks and serves it (the task's containers share the
+    /// pause container's `resolv.conf`).
+    fn awsvpc_pause_dns(&self, n: &flotilla_protocol::TaskNetwork) -> Vec<String> {
+        let Some(ep) = self.endpoint.as_ref() else {
+            return Vec::new();
+        };
+        let mode = flotilla_model::shapes::NetworkMode::Awsvpc;
+        let reached = matches!(
+            ep.reach().route(&mode, Some(n)),
+            Ok(crate::metadata::Route::Awsvpc { .. })
+        );
+        if reached && ep.serves_dns() {
+            vec![crate::metadata::redirect::ENDPOINT_ADDRESS.to_string()]
+        } else {
+            Vec::new()
+        }
     }
 }
 
@@ -241,6 +270,7 @@ pub struct Engine {
     inner: Arc<Inner>,
     secret_requests: Mutex<Option<mpsc::UnboundedReceiver<SecretsRequest>>>,
     credential_requests: Mutex<Option<mpsc::UnboundedReceiver<CredentialsRequest>>>,
+    warm_requests: Mutex<Option<mpsc::UnboundedReceiver<u32>>>,
 }
 
 /// An owner asking for its task role's credentials (before creating the task's containers, and
@@ -338,7 +368,43 @@ impl Engine {
             },
             None => None,
         };
+        let found = runtime.list(labels::INSTANCE, &cfg.instance_id).await?;
+        let saved = data.tasks()?;
+        let mut by_task: HashMap<String, Vec<ContainerSummary>> = HashMap::new();
+        let mut warm_found: Vec<ContainerSummary> = Vec::new();
+        for c in found {
+            if let Some(arn) = c.labels.get(labels::TASK_ARN) {
+                by_task.entry(arn.clone()).or_default().push(c);
+            } else if c.labels.contains_key(labels::WARM_ADDRESS) {
+                // A warm pause container: a task's if a saved task adopted it (its labels
+                // are fixed at creation), else still warm.
+                match saved
+                    .iter()
+                    .find(|p| p.pause_id.as_deref() == Some(c.id.as_str()))
+                {
+                    Some(p) => by_task
+                        .entry(p.assignment.task_arn.clone())
+                        .or_default()
+                        .push(c),
+                    None => warm_found.push(c),
+                }
+            }
+        }
+        let (warm, warm_rx) = match cfg.warm_pool_size {
+            Some(size) => {
+                let held = saved
+                    .iter()
+                    .filter(|p| !p.deprovisioned)
+                    .filter_map(|p| p.assignment.network.as_ref())
+                    .map(|n| n.private_ipv4_address.clone())
+                    .collect();
+                let (pool, rx) = warm::WarmPool::new(size, warm_found, held);
+                (Some(pool), Some(rx))
+            }
+            None => (None, None),
+        };
         let inner = Arc::new(Inner {
+            warm,
             endpoint,
             credentials: credentials_tx,
             logs,
@@ -361,17 +427,7 @@ impl Engine {
             cpu_prev: Mutex::new(HashMap::new()),
             cfg,
         });
-        let found = inner
-            .runtime
-            .list(labels::INSTANCE, &inner.cfg.instance_id)
-            .await?;
-        let mut by_task: HashMap<String, Vec<ContainerSummary>> = HashMap::new();
-        for c in found {
-            if let Some(arn) = c.labels.get(labels::TASK_ARN) {
-                by_task.entry(arn.clone()).or_default().push(c);
-            }
-        }
-        for p in inner.data.tasks()? {
+        for p in saved {
             let found = by_task.remove(&p.assignment.task_arn).unwrap_or_default();
             info!(task = %p.assignment.task_arn, containers = found.len(), "resuming task");
             spawn_owner(&inner, p, found);
@@ -385,9 +441,29 @@ impl Engine {
                 inner,
                 secret_requests: Mutex::new(Some(secrets_rx)),
                 credential_requests: Mutex::new(Some(credentials_rx)),
+                warm_requests: Mutex::new(warm_rx),
             },
             rx,
         ))
+    }
+
+    /// A managed-pool host's warm pool size, to ask the server for when the session opens
+    /// (`None`: no warm pool).
+    pub fn warm_pool_size(&self) -> Option<u32> {
+        self.inner.warm.as_ref().map(|w| w.size())
+    }
+
+    /// The warm pool's refill requests (the size to ask for), for the session to send (once:
+    /// later calls get `None`).
+    pub fn warm_requests(&self) -> Option<mpsc::UnboundedReceiver<u32>> {
+        lock(&self.warm_requests).take()
+    }
+
+    /// The task networks the server reserved for this host (`ServerMessage::WarmNetworks`):
+    /// their pause containers are made, and those of addresses no longer listed removed, in
+    /// the background.
+    pub fn set_warm_networks(&self, networks: Vec<flotilla_protocol::TaskNetwork>) {
+        warm::WarmPool::set_listed(&self.inner, networks);
     }
 
     /// The owners' requests for secrets, for the session to answer (once: later calls get

@@ -54,6 +54,9 @@ pub(super) struct TaskOwner {
     pub(super) secrets: Option<Vec<ContainerSecrets>>,
     /// The task's side of the metadata and credentials endpoint (in memory only).
     pub(super) endpoint: super::endpoint::EndpointState,
+    /// The task took one of the host's warm task networks: dropped once it runs (or the
+    /// owner ends), which asks the server for a refill.
+    pub(super) warm_refill: Option<super::warm::RefillGuard>,
 }
 
 /// How long an owner waits for its secrets before it looks at its task again (the session may
@@ -154,6 +157,7 @@ impl TaskOwner {
             signalled: false,
             secrets: None,
             endpoint: Default::default(),
+            warm_refill: None,
         }
     }
 
@@ -176,6 +180,10 @@ impl TaskOwner {
         loop {
             self.step().await;
             self.report();
+            if self.status >= TaskStatus::Running {
+                // The refill's pause container no longer competes with this task's start.
+                self.warm_refill = None;
+            }
             if self.status == TaskStatus::Stopped {
                 let at = self
                     .p

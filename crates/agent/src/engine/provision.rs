@@ -5,6 +5,9 @@
 //! What this is not: the task's own containers (`containers`), and not the pure placement
 //! arithmetic ([`crate::spec`], [`crate::cgroup`]).
 //!
+//! On a managed-pool host, a task whose address is one of the host's warm task networks adopts
+//! that network's running pause container (`engine::warm`) and skips the rest.
+//!
 //! Invariant: the network and the pause image are created under the engine's provisioning
 //! lock, and another agent on the same engine creating them first is not an error.
 
@@ -94,6 +97,9 @@ impl TaskOwner {
             return Err(TaskFailure::NoNetwork);
         };
         self.ensure_cgroup()?;
+        if self.p.pause_id.is_none() && self.adopt_warm(&n).await {
+            return Ok(());
+        }
         {
             let _guard = self.inner.provisioning.lock().await;
             ensure_network(rt.as_ref(), &n).await?;
@@ -140,6 +146,44 @@ impl TaskOwner {
             })
     }
 
+    /// A managed-pool host: adopts the running warm pause container of the task's address, if
+    /// the host has one (made before the task with that address, MAC and hostname), instead of
+    /// making one; renames it to the task's pause name in the background. False: the task
+    /// makes its own.
+    async fn adopt_warm(&mut self, n: &TaskNetwork) -> bool {
+        let Some(pool) = self.inner.warm.as_ref() else {
+            return false;
+        };
+        let (id, refill) = pool.claim(&n.private_ipv4_address).await;
+        self.warm_refill = refill;
+        let Some(id) = id else {
+            return false;
+        };
+        let rt = self.inner.runtime.clone();
+        let running = match rt.inspect(&id).await {
+            Ok(i) if i.running => true,
+            Ok(_) => rt.start(&id).await.is_ok(),
+            Err(_) => false,
+        };
+        if !running {
+            warn!(id = %id, ip = %n.private_ipv4_address, "the warm pause container does not run; making the task's own");
+            if let Err(e) = rt.remove(&id).await {
+                warn!(id = %id, error = %e, "cannot remove the warm pause container");
+            }
+            return false;
+        }
+        info!(id = %id, ip = %n.private_ipv4_address, "warm pause container adopted");
+        self.p.pause_id = Some(id.clone());
+        self.persist();
+        let name = spec::container_name(&self.assignment().task_arn, "pause");
+        tokio::spawn(async move {
+            if let Err(e) = rt.rename(&id, &name).await {
+                debug!(id = %id, error = %e, "the adopted pause container keeps its warm name");
+            }
+        });
+        true
+    }
+
     /// awsvpc: removes the pause container (releasing the address) and the task cgroup.
     pub(super) async fn deprovision(&mut self) {
         if let Some(id) = self.p.pause_id.clone() {
@@ -148,6 +192,9 @@ impl TaskOwner {
                 return;
             }
             info!(id = %id, "pause container removed");
+        }
+        if let (Some(pool), Some(n)) = (self.inner.warm.as_ref(), &self.assignment().network) {
+            pool.released(&n.private_ipv4_address);
         }
         self.p.deprovisioned = true;
         self.persist();

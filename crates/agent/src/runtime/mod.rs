@@ -1,7 +1,7 @@
 //! The container runtime behind a trait: what the task engine asks of Docker.
 //!
 //! What this is: [`Runtime`], the operations the engine needs (pull, inspect image, create,
-//! start, stop with timeout, kill, inspect, wait, list by label, remove, stats, volumes, version
+//! start, stop with timeout, kill, inspect, wait, list by label, remove, rename, stats, volumes, version
 //! and host info, networks, image import, and ECS Exec's: create an exec, start it attached,
 //! resize its terminal, inspect it for its exit code), the runtime-neutral types they take and return ([`ContainerSpec`],
 //! [`ContainerInfo`]...), and [`RuntimeError`], whose variants carry the name ECS shows for them
@@ -523,6 +523,9 @@ pub trait Runtime: Send + Sync + 'static {
     async fn list(&self, label: &str, value: &str) -> Result<Vec<ContainerSummary>, RuntimeError>;
     /// Removes a container (and its anonymous volumes); absent is fine.
     async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
+    /// Gives a container (by id or name) a new name, running or not; [`RuntimeError::Conflict`]
+    /// when another container has that name, [`RuntimeError::NotFound`] when it does not exist.
+    async fn rename(&self, id: &str, name: &str) -> Result<(), RuntimeError>;
     /// One-shot usage.
     async fn stats(&self, id: &str) -> Result<ContainerStats, RuntimeError>;
     /// One-shot stats as the engine's API gives them (Docker's stats document: `read`,

@@ -3,7 +3,9 @@
 //! ECS's `InvalidParameterException` "Found running tasks on the instance." unless `force` is
 //! set; with `force` its tasks are orphaned: desired and last status STOPPED (the agent, while
 //! connected, is told to stop them) and their reservations released, in the same transaction,
-//! which also deletes the instance's agent beat.
+//! which also deletes the instance's agent beat and releases its warm task networks.
+//! A managed-pool host (cluster `.managed`, which no user cluster can be called) is
+//! deregistered the same way, its tasks being the Fargate tasks of any cluster it runs.
 
 use crate::context::Ctx;
 use crate::shared::instance_views::{task_counts, view_of};
@@ -32,7 +34,19 @@ pub async fn deregister_container_instance(
     req: DeregisterContainerInstanceRequest,
 ) -> Result<DeregisterContainerInstanceResponse, EcsError> {
     let r = req.container_instance.as_str();
-    let cluster = super::request_cluster(ctx, req.cluster.as_deref(), &[r]).await?;
+    let named = records::cluster_for(req.cluster.as_deref(), &[r]);
+    let pool = named.as_deref() == Some(flotilla_protocol::MANAGED_POOL);
+    let cluster = if pool {
+        flotilla_protocol::MANAGED_POOL.to_string()
+    } else {
+        super::request_cluster(ctx, req.cluster.as_deref(), &[r]).await?
+    };
+    // A pool host runs the Fargate tasks of every cluster, stored under their own clusters.
+    let tasks_prefix = if pool {
+        records::TASKS.to_string()
+    } else {
+        task_prefix(&cluster)
+    };
     let Some(id) = instance_id_in(r, &cluster).filter(|_| !super::foreign_arn(ctx, r)) else {
         return Err(not_found(r));
     };
@@ -50,10 +64,13 @@ pub async fn deregister_container_instance(
                 return Ok(Attempt::Done((rec, None)));
             }
             let tasks: Vec<(String, TaskRecord, u64)> =
-                records::list::<TaskRecord>(ctx.store(), &task_prefix(&cluster))
+                records::list::<TaskRecord>(ctx.store(), &tasks_prefix)
                     .await?
                     .into_iter()
-                    .filter(|(_, t, _)| t.instance_id == rec.id && !t.is_stopped())
+                    .filter(|(_, t, _)| {
+                        flotilla_controllers::reports::runs_on(t, &cluster, &rec.id)
+                            && !t.is_stopped()
+                    })
                     .collect();
             if !tasks.is_empty() && !force {
                 return Err(EcsError::invalid_parameter(
@@ -65,7 +82,7 @@ pub async fn deregister_container_instance(
                 let stopped = orphan(t, "Container instance deregistered", now);
                 txn = txn
                     .when(Compare::ModRevision(tkey.clone(), *trev))
-                    .put(task_key(&cluster, &t.id), to_bytes(&stopped)?);
+                    .put(task_key(&t.cluster, &t.id), to_bytes(&stopped)?);
                 if let Some(net) = stopped.network() {
                     txn = txn.delete(flotilla_controllers::records::address_key(
                         &net.private_ipv4_address,
@@ -83,6 +100,8 @@ pub async fn deregister_container_instance(
             txn = txn
                 .put(key.clone(), to_bytes(&rec)?)
                 .delete(agent_beat_key(&cluster, id));
+            txn =
+                flotilla_controllers::fargate::release_warm(ctx.store(), &cluster, id, txn).await?;
             let prefix = format!("{ATTRIBUTES}{cluster}/{}/", rec.id);
             for (akey, _, _) in records::list::<Attribute>(ctx.store(), &prefix).await? {
                 txn = txn.delete(akey);

@@ -598,6 +598,23 @@ impl Runtime for MemoryRuntime {
         Ok(())
     }
 
+    async fn rename(&self, id: &str, name: &str) -> Result<(), RuntimeError> {
+        let mut m = self.model();
+        let at = m
+            .position(id)
+            .ok_or_else(|| RuntimeError::NotFound(no_such_container(id)))?;
+        let taken = m.containers.iter().position(|c| c.spec.name == name);
+        if let Some(other) = taken.filter(|o| *o != at) {
+            return Err(RuntimeError::Conflict(format!(
+                "Conflict. The container name \"/{name}\" is already in use by container \"{}\". \
+                 You have to remove (or rename) that container to be able to reuse that name.",
+                m.containers[other].id
+            )));
+        }
+        m.containers[at].spec.name = name.to_string();
+        Ok(())
+    }
+
     async fn stats(&self, id: &str) -> Result<ContainerStats, RuntimeError> {
         let mut m = self.model();
         let c = m
