@@ -56,6 +56,9 @@ pub struct Api {
     pub exec: crate::exec::ExecHub,
     /// This replica's metric series (CloudWatch), answered to the other replicas.
     metric_series: Option<Arc<flotilla_cloudwatch::LocalSeries>>,
+    /// The identity-based policies of the configured keys that have one
+    /// ([`Api::with_policies`], [`crate::authorize`]).
+    policies: crate::authorize::Policies,
 }
 
 /// The services a task's `secrets` are read from.
@@ -101,7 +104,21 @@ impl Api {
             task_credentials: None,
             exec: crate::exec::ExecHub::default(),
             metric_series: None,
+            policies: crate::authorize::Policies::default(),
         }
+    }
+
+    /// Builder: the identity-based policies of the configured keys that have one; every
+    /// request signed with such a key is authorized against it ([`crate::authorize`]). A key
+    /// without a policy keeps full access.
+    pub fn with_policies(mut self, policies: crate::authorize::Policies) -> Self {
+        self.policies = policies;
+        self
+    }
+
+    /// The keys' policies.
+    pub fn policies(&self) -> &crate::authorize::Policies {
+        &self.policies
     }
 
     /// Builder: serves Secrets Manager and SSM Parameter Store beside ECS, on this API's store

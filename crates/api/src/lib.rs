@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod authorize;
 pub mod capacity_metrics;
 pub mod console;
 pub mod context;
