@@ -63,6 +63,9 @@ pub struct Api {
     pub(crate) audit: Option<Arc<crate::audit_log::AuditLog>>,
     /// How this server is reached (http or https) and how it reaches the other replicas.
     transport: crate::transport::Transport,
+    /// The identity-based policies of the configured keys that have one
+    /// ([`Api::with_policies`], [`crate::authorize`]).
+    policies: crate::authorize::Policies,
 }
 
 /// The services a task's `secrets` are read from.
@@ -111,6 +114,7 @@ impl Api {
             throttle: None,
             audit: None,
             transport: crate::transport::Transport::default(),
+            policies: crate::authorize::Policies::default(),
         }
     }
 
@@ -139,6 +143,19 @@ impl Api {
     /// How this server is reached and reaches the other replicas.
     pub fn transport(&self) -> &crate::transport::Transport {
         &self.transport
+    }
+
+    /// Builder: the identity-based policies of the configured keys that have one; every
+    /// request signed with such a key is authorized against it ([`crate::authorize`]). A key
+    /// without a policy keeps full access.
+    pub fn with_policies(mut self, policies: crate::authorize::Policies) -> Self {
+        self.policies = policies;
+        self
+    }
+
+    /// The keys' policies.
+    pub fn policies(&self) -> &crate::authorize::Policies {
+        &self.policies
     }
 
     /// Builder: serves Secrets Manager and SSM Parameter Store beside ECS, on this API's store

@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod audit;
 pub mod audit_log;
+pub mod authorize;
 pub mod capacity_metrics;
 pub mod console;
 pub mod context;

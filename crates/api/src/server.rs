@@ -11,7 +11,9 @@
 //! the body as JSON (an empty body is `{}`), dispatches on `X-Amz-Target`, and writes either
 //! the operation's output with status 200 or `{"__type", "message"}` with the error's status;
 //! another service gets a [`flotilla_edge::Call`] and its [`flotilla_edge::Reply`] is sent as
-//! is. It records one metric sample and one tracing span per request. Flotilla's own
+//! is. Every request is authorized by the signing key's policy, if it has one
+//! ([`crate::authorize`]), once its operation is known. It records one metric sample and one
+//! tracing span per request. Flotilla's own
 //! operations (not ECS's; `X-Amz-Target: FlotillaAdmin.*`, see [`crate::admin::admin`]) go the
 //! ECS way.
 
@@ -408,6 +410,7 @@ async fn serve(
                 "The request body must be a JSON object.",
             ));
         }
+        crate::authorize::admin(api, &caller, admin).map_err(|r| r.to_ecs())?;
         let output = crate::admin::admin(api, admin, &input).await?;
         return serde_json::to_vec(&output)
             .map_err(|e| EcsError::server(format!("could not encode the response: {e}")));
@@ -426,6 +429,9 @@ async fn serve(
         ));
     };
     let input = parse_body(body)?;
+    crate::authorize::ecs(api, &caller, op.name(), &input)
+        .await
+        .map_err(|r| r.to_ecs())?;
     let host = headers
         .get(axum::http::header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -509,6 +515,10 @@ async fn handle_service(
                 target: target.to_string(),
             });
         };
+        if let Err(refusal) = crate::authorize::edge(api, &caller, service, operation, &body).await
+        {
+            return service.reject(&refusal.to_edge());
+        }
         service
             .call(Call {
                 caller: &caller,

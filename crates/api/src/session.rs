@@ -121,11 +121,15 @@ pub async fn upgrade(
     let query = uri.query().unwrap_or("");
     // Only the configured keys open a session: a task's role key never speaks for an agent.
     let keys = crate::server::Keys::Configured;
-    if let Err(e) = crate::server::authenticate_keys(&api, &method, &uri, &headers, b"", keys).await
-    {
-        let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::FORBIDDEN);
-        return error_response(&e, status);
-    }
+    let caller =
+        match crate::server::authenticate_keys(&api, &method, &uri, &headers, b"", keys).await {
+            Ok(caller) => caller,
+            Err(e) => {
+                let status =
+                    StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::FORBIDDEN);
+                return error_response(&e, status);
+            }
+        };
     let not_found = |what: &str| {
         error_response(
             &EcsError::new(ErrorCode::ClientException, what.to_string()),
@@ -152,6 +156,10 @@ pub async fn upgrade(
     ) else {
         return not_found("The container instance ARN is not one of this server (expected the long format arn:aws:ecs:REGION:ACCOUNT:container-instance/CLUSTER/ID).");
     };
+    // A key whose policy does not allow `ecs:Poll` on this instance opens no session.
+    if let Err(refusal) = crate::authorize::action(&api, &caller, "ecs:Poll", &arn) {
+        return error_response(&refusal.to_ecs(), StatusCode::BAD_REQUEST);
+    }
     let (cluster, id) = (cluster.to_string(), id.to_string());
     match get::<InstanceRecord>(api.store.as_ref(), &instance_key(&cluster, &id)).await {
         Ok(Some((rec, _))) if rec.status() != InstanceStatus::Inactive => {}

@@ -4,6 +4,10 @@
 //! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), and for `dev` only a key
 //! pair generated once and kept in `DATA_DIR/credentials` (AWS shared-credentials format).
 //!
+//! A `[[credentials]]` entry may carry an identity-based policy (`policy`, JSON text, or
+//! `policy_file`) and a `user` name: every request signed with that key is then authorized
+//! against the policy (`flotilla_api::authorize`); a key without one has full access.
+//!
 //! The secrets key (what seals Secrets Manager and SecureString values at rest,
 //! [`flotilla_seal::Key`]): `--secrets-key-file`, else `[secrets] key_file` in `--config`, else,
 //! on the embedded store only, `DATA_DIR/secrets.key`, generated once with mode 0600. On etcd
@@ -60,6 +64,8 @@ pub struct ServerConfig {
     pub audit_log: Option<PathBuf>,
     /// TLS or plain HTTP, and whom calls to other replicas trust.
     pub tls: crate::tls::ServeTls,
+    /// The policies of the configured keys that have one (`policy`, `policy_file`).
+    pub policies: flotilla_api::authorize::Policies,
 }
 
 /// The name of the audit log in the data directory.
@@ -342,7 +348,53 @@ struct FileCredential {
     access_key_id: String,
     secret_access_key: String,
     session_token: Option<String>,
+    /// The principal ARN (default: `arn:aws:iam::ACCOUNT:user/USER` when the key has a `user`
+    /// or a policy, USER being the key id when no `user` is given; else the account's root).
     principal: Option<String>,
+    /// The IAM user name the key belongs to (its principal `arn:aws:iam::ACCOUNT:user/NAME`).
+    user: Option<String>,
+    /// An identity-based policy document (JSON text) limiting what the key may do.
+    policy: Option<String>,
+    /// The same, read from a file.
+    policy_file: Option<PathBuf>,
+}
+
+impl FileCredential {
+    /// The key's policy, if it has one: `policy` or `policy_file` (not both), parsed.
+    fn policy(&self, base: Option<&Path>) -> anyhow::Result<Option<flotilla_iam::Policy>> {
+        let key = &self.access_key_id;
+        let text = match (&self.policy, &self.policy_file) {
+            (Some(_), Some(_)) => {
+                bail!("credentials {key}: give policy or policy_file, not both")
+            }
+            (Some(text), None) => text.clone(),
+            (None, Some(path)) => {
+                let path = match base {
+                    Some(dir) if path.is_relative() => dir.join(path),
+                    _ => path.clone(),
+                };
+                std::fs::read_to_string(&path).with_context(|| {
+                    format!("credentials {key}: reading policy_file {}", path.display())
+                })?
+            }
+            (None, None) => return Ok(None),
+        };
+        flotilla_iam::Policy::parse(&text)
+            .map(Some)
+            .with_context(|| format!("credentials {key}: the policy is refused"))
+    }
+
+    /// The key's principal ARN.
+    fn principal_arn(&self, account: &str, has_policy: bool) -> String {
+        if let Some(p) = &self.principal {
+            return p.clone();
+        }
+        match (&self.user, has_policy) {
+            (Some(user), _) => format!("arn:aws:iam::{account}:user/{user}"),
+            (None, true) => format!("arn:aws:iam::{account}:user/{}", self.access_key_id),
+            (None, false) => root(account),
+        }
+    }
 }
 
 /// Where the store lives when `--data-dir` is not given.
@@ -415,16 +467,20 @@ pub fn server_config(
         .unwrap_or_else(|| DEFAULT_ACCOUNT.into());
     check_account(&account)?;
     let tls = crate::tls::serve_tls(&common.tls, common.listen)?;
-    let mut credentials: Vec<Credential> = fc
-        .credentials
-        .iter()
-        .map(|c| Credential {
+    let mut credentials: Vec<Credential> = Vec::new();
+    let mut policies = flotilla_api::authorize::Policies::default();
+    for c in &fc.credentials {
+        let policy = c.policy(file.and_then(Path::parent))?;
+        credentials.push(Credential {
             access_key_id: c.access_key_id.clone(),
             secret_access_key: c.secret_access_key.clone(),
             session_token: c.session_token.clone(),
-            principal_arn: c.principal.clone().unwrap_or_else(|| root(&account)),
-        })
-        .collect();
+            principal_arn: c.principal_arn(&account, policy.is_some()),
+        });
+        if let Some(policy) = policy {
+            policies = policies.with(&c.access_key_id, policy);
+        }
+    }
     if credentials.is_empty() {
         credentials.extend(env_credential(&account));
     }
@@ -463,6 +519,7 @@ pub fn server_config(
         lb_address: lb_address(common),
         regions,
         tls,
+        policies,
     })
 }
 
@@ -572,6 +629,8 @@ pub fn dev_config(
         lb_address: lb_address(common),
         regions: RegionsServed::Any,
         tls,
+        // `dev`'s one key has full access.
+        policies: flotilla_api::authorize::Policies::default(),
     })
 }
 

@@ -178,6 +178,7 @@ async fn open_region(replica: &Replica, region: &str) -> anyhow::Result<OpenedRe
     let api = Arc::new(
         api.with_traffic(Arc::new(flotilla_traffic::StoreTraffic::new(store.clone())))
             .with_timings(cfg.timings)
+            .with_policies(cfg.policies.clone())
             .with_fargate(cfg.fargate.clone())
             .with_deployment_minute(cfg.deployment_minute)
             .with_replica_id(id.clone())

@@ -105,6 +105,14 @@ pub enum EdgeError {
     /// `ThrottlingException` "Rate exceeded" in the JSON protocols, `Throttling` in awsQuery
     /// (HTTP 400), which the SDKs' retry modes back off on and retry.
     Throttled,
+    /// The caller's identity-based policy does not allow the request (`flotilla_iam`): the
+    /// message is IAM's ("User: ARN is not authorized to perform: ACTION on resource: ARN
+    /// because no identity-based policy allows the ACTION action"). JSON services answer
+    /// `AccessDeniedException` (400), awsQuery ones `AccessDenied` (403), as AWS does.
+    AccessDenied {
+        /// IAM's message.
+        message: String,
+    },
     /// The edge failed itself while checking the request (the store did not answer a lookup
     /// of a temporary key): the service's own 5xx, never a crash or a refusal of the caller.
     Internal {
@@ -138,7 +146,9 @@ impl std::fmt::Display for EdgeError {
                 "The request body is larger than {limit} bytes or could not be read."
             ),
             EdgeError::Throttled => f.write_str(RATE_EXCEEDED),
-            EdgeError::Internal { message } | EdgeError::NotInRegion { message } => {
+            EdgeError::Internal { message }
+            | EdgeError::NotInRegion { message }
+            | EdgeError::AccessDenied { message } => {
                 write!(f, "{message}")
             }
         }

@@ -101,6 +101,9 @@ error_codes! {
     ExpiredTokenException,
     /// AWS protocol: the request's X-Amz-Date is too far from the server's clock (HTTP 403).
     InvalidSignatureExceptionSkew,
+    /// An identity-based policy does not allow the request (`flotilla_iam`): AWS answers
+    /// `AccessDeniedException` with HTTP 400 and IAM's message, so it shares the wire type.
+    AccessDeniedExceptionPolicy,
     /// AWS protocol: the body is not valid JSON or a member has the wrong JSON type (HTTP 400).
     SerializationException,
     /// AWS protocol: `X-Amz-Target` names no operation of this service (HTTP 400).
@@ -130,6 +133,7 @@ impl ErrorCode {
     pub fn wire_type(&self) -> &'static str {
         match self {
             ErrorCode::InvalidSignatureExceptionSkew => "InvalidSignatureException",
+            ErrorCode::AccessDeniedExceptionPolicy => "AccessDeniedException",
             other => other.as_str(),
         }
     }

@@ -100,6 +100,7 @@ impl JsonError {
             | EdgeError::NotInRegion { .. } => Self::unknown_operation(e.to_string()),
             EdgeError::BodyTooLarge { .. } => too_large(e.to_string()),
             EdgeError::Throttled => Self::throttling(),
+            EdgeError::AccessDenied { message } => Self::access_denied(message.clone()),
             EdgeError::Internal { .. } => Self::internal_failure(e.to_string()),
         }
     }
@@ -113,6 +114,12 @@ impl JsonError {
             "message",
             crate::service::RATE_EXCEEDED,
         )
+    }
+
+    /// `AccessDeniedException` (400) with `Message`: what AWS's JSON services answer when IAM
+    /// refuses a request.
+    pub fn access_denied(message: impl Into<String>) -> Self {
+        Self::new("AccessDeniedException", 400, "Message", message)
     }
 
     /// `InternalFailure` (500): AWS's common error for a failure of the service itself.

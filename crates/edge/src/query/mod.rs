@@ -499,6 +499,9 @@ impl<A: QueryApi> AwsQuery<A> {
             EdgeError::BodyTooLarge { .. } => QueryError::validation(e.to_string()),
             // ELB's and CloudWatch's query APIs answer `Throttling` (400, Sender).
             EdgeError::Throttled => QueryError::new("Throttling", 400, true, e.to_string()),
+            EdgeError::AccessDenied { message } => {
+                QueryError::new("AccessDenied", 403, true, message.clone())
+            }
             EdgeError::Internal { .. } => self.0.internal_error(e.to_string()),
         }
     }
