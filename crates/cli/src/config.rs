@@ -734,6 +734,56 @@ mod tests {
     }
 
     #[test]
+    fn a_key_policy_inline_or_from_a_file_and_its_principal() {
+        let key =
+            |user: Option<&str>, policy: Option<&str>, file: Option<PathBuf>| FileCredential {
+                access_key_id: "AKIDX".into(),
+                secret_access_key: "s".into(),
+                session_token: None,
+                principal: None,
+                user: user.map(str::to_string),
+                policy: policy.map(str::to_string),
+                policy_file: file,
+            };
+        let doc = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"ecs:List*","Resource":"*"}}"#;
+        let plain = key(None, None, None);
+        assert!(plain.policy(None).unwrap().is_none());
+        assert_eq!(
+            plain.principal_arn("123456789012", false),
+            "arn:aws:iam::123456789012:root"
+        );
+        let inline = key(None, Some(doc), None);
+        assert!(inline.policy(None).unwrap().is_some());
+        assert_eq!(
+            inline.principal_arn("123456789012", true),
+            "arn:aws:iam::123456789012:user/AKIDX"
+        );
+        assert_eq!(
+            key(Some("ops"), None, None).principal_arn("123456789012", false),
+            "arn:aws:iam::123456789012:user/ops"
+        );
+        let dir = std::env::temp_dir().join(format!("flotilla-policy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("p.json"), doc).unwrap();
+        let from_file = key(None, None, Some(PathBuf::from("p.json")));
+        assert!(from_file.policy(Some(&dir)).unwrap().is_some());
+        let both = key(None, Some(doc), Some(PathBuf::from("p.json")));
+        assert!(both
+            .policy(Some(&dir))
+            .unwrap_err()
+            .to_string()
+            .contains("not both"));
+        let bad = key(None, Some(r#"{"Statement":{"Effect":"Allow"}}"#), None);
+        let err = format!("{:#}", bad.policy(None).unwrap_err());
+        assert!(
+            err.contains("credentials AKIDX: the policy is refused")
+                && err.contains("needs Action"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
     fn the_other_regions_are_region_names_each_once_without_the_primary() {
         let given = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
         assert_eq!(
