@@ -70,9 +70,10 @@ def fleet(tmp_path_factory, test_image):
     f = Fleet(tmp / "fleet", server_args=["--config", str(config)], throttle=True)
     cluster = helpers.unique("thr")
     client(f, "ecs", KEY_B, SECRET_B).create_cluster(clusterName=cluster)
-    f.add_agent(cluster)  # signs with key A, the key that is hammered below
+    agent = f.add_agent(cluster)  # signs with key A, the key that is hammered below
     f.cluster = cluster
     instances_ready(client(f, "ecs", KEY_B, SECRET_B, total_max_attempts=5, mode="standard"), cluster, 1)
+    agent.wait_session()
     yield f
     f.close()
 
