@@ -122,12 +122,15 @@ struct ClusterTasks {
 /// A host: (the instance's cluster, its id).
 type Host = (Arc<str>, Arc<str>);
 
+/// A task on a host: (the task's cluster, its id).
+type HostTask = (Arc<str>, Box<str>);
+
 /// The index; see the module documentation.
 #[derive(Debug, Default)]
 pub struct TaskIndex {
     clusters: HashMap<Arc<str>, ClusterTasks>,
     /// The tasks not STOPPED on each host: (task cluster, task id).
-    hosts: HashMap<Host, BTreeSet<(Arc<str>, Box<str>)>>,
+    hosts: HashMap<Host, BTreeSet<HostTask>>,
     names: HashSet<Arc<str>>,
 }
 
