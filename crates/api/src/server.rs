@@ -515,8 +515,7 @@ async fn handle_service(
                 target: target.to_string(),
             });
         };
-        if let Err(refusal) = crate::authorize::edge(api, &caller, service, operation, &body).await
-        {
+        if let Err(refusal) = crate::authorize::edge(api, &caller, service, operation, body).await {
             return service.reject(&refusal.to_edge());
         }
         service

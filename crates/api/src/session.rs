@@ -289,7 +289,7 @@ enum Changes {
 
 /// One change for the session.
 enum Change {
-    Put(String, Option<TaskAssignment>),
+    Put(String, Option<Box<TaskAssignment>>),
     Delete(String),
     Resync,
 }
@@ -310,7 +310,7 @@ impl Changes {
                             continue;
                         };
                         if runs_on(&t, cluster, id) {
-                            return Change::Put(kv.key, t.assignment);
+                            return Change::Put(kv.key, t.assignment.map(Box::new));
                         }
                     }
                     Some(Ok(Event::Delete { key, .. })) => return Change::Delete(key),
@@ -494,7 +494,7 @@ async fn session_loop(
                     }
                     sent.insert(key, a.version);
                     tracing::debug!(task = %a.task_arn, version = a.version, "pushing assignment");
-                    if let Err(e) = send(&mut tx, &ServerMessage::Tasks { full: false, tasks: vec![a] }).await {
+                    if let Err(e) = send(&mut tx, &ServerMessage::Tasks { full: false, tasks: vec![*a] }).await {
                         return e.into();
                     }
                 }

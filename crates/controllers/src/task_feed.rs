@@ -38,8 +38,8 @@ pub enum FeedEvent {
     Put {
         /// The task's key.
         key: String,
-        /// Its assignment, when it has one.
-        assignment: Option<TaskAssignment>,
+        /// Its assignment, when it has one (boxed: the other variants are small).
+        assignment: Option<Box<TaskAssignment>>,
     },
     /// A task record that was the host's was deleted or moved away.
     Delete {
@@ -212,7 +212,7 @@ impl TaskFeed {
                     &host,
                     &FeedEvent::Put {
                         key: key.to_string(),
-                        assignment: t.assignment,
+                        assignment: t.assignment.map(Box::new),
                     },
                 );
             }

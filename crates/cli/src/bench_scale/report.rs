@@ -13,7 +13,7 @@ pub const RUN_TASK_MAX_COUNT: u64 = 10;
 pub fn calls(tasks: u64) -> Vec<u64> {
     let mut out =
         vec![RUN_TASK_MAX_COUNT; usize::try_from(tasks / RUN_TASK_MAX_COUNT).unwrap_or(0)];
-    if tasks % RUN_TASK_MAX_COUNT != 0 {
+    if !tasks.is_multiple_of(RUN_TASK_MAX_COUNT) {
         out.push(tasks % RUN_TASK_MAX_COUNT);
     }
     out
