@@ -3,7 +3,9 @@
 //! ECS's `InvalidParameterException` "Found running tasks on the instance." unless `force` is
 //! set; with `force` its tasks are orphaned: desired and last status STOPPED (the agent, while
 //! connected, is told to stop them) and their reservations released, in the same transaction,
-//! which also deletes the instance's agent beat.
+//! which also deletes the instance's agent beat and the records of its agent's own credentials
+//! (an agent that joined with a token): from then on they are refused, and the session they
+//! hold is closed (`crate::session` watches their record).
 
 use crate::context::Ctx;
 use crate::shared::instance_views::{task_counts, view_of};
@@ -76,6 +78,10 @@ pub async fn deregister_container_instance(
                         &k.access_key_id,
                     ));
                 }
+            }
+            // Its agent's own credentials are revoked with it (`crate::agent_identity`).
+            for akid in std::mem::take(&mut rec.agent_keys) {
+                txn = txn.delete(flotilla_control::agent_identity::agent_credential_key(&akid));
             }
             rec.reservations.clear();
             rec.set_status(InstanceStatus::Inactive);
