@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod agent_identity;
 pub mod capacity_metrics;
 pub mod console;
 pub mod context;

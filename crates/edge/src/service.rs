@@ -98,6 +98,13 @@ pub enum EdgeError {
         /// What is served where.
         message: String,
     },
+    /// The caller's key is not allowed the call (an agent's own key calling a service that
+    /// serves users): AWS's `AccessDeniedException` (awsQuery: `AccessDenied`), the message in
+    /// IAM's words.
+    AccessDenied {
+        /// "User: ARN is not authorized to perform: ACTION on resource: ARN ...".
+        message: String,
+    },
     /// The edge failed itself while checking the request (the store did not answer a lookup
     /// of a temporary key): the service's own 5xx, never a crash or a refusal of the caller.
     Internal {
@@ -130,7 +137,9 @@ impl std::fmt::Display for EdgeError {
                 f,
                 "The request body is larger than {limit} bytes or could not be read."
             ),
-            EdgeError::Internal { message } | EdgeError::NotInRegion { message } => {
+            EdgeError::Internal { message }
+            | EdgeError::NotInRegion { message }
+            | EdgeError::AccessDenied { message } => {
                 write!(f, "{message}")
             }
         }

@@ -99,6 +99,9 @@ impl JsonError {
             | EdgeError::NotPost { .. }
             | EdgeError::NotInRegion { .. } => Self::unknown_operation(e.to_string()),
             EdgeError::BodyTooLarge { .. } => too_large(e.to_string()),
+            EdgeError::AccessDenied { .. } => {
+                Self::new("AccessDeniedException", 400, "message", e.to_string())
+            }
             EdgeError::Internal { .. } => Self::internal_failure(e.to_string()),
         }
     }

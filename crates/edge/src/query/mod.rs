@@ -497,6 +497,9 @@ impl<A: QueryApi> AwsQuery<A> {
                 QueryError::invalid_action(e.to_string())
             }
             EdgeError::BodyTooLarge { .. } => QueryError::validation(e.to_string()),
+            EdgeError::AccessDenied { .. } => {
+                QueryError::new("AccessDenied", 403, true, e.to_string())
+            }
             EdgeError::Internal { .. } => self.0.internal_error(e.to_string()),
         }
     }
