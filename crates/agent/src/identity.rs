@@ -111,15 +111,15 @@ pub async fn join(
     token: &JoinTokenText,
     registration: &RegisterContainerInstanceRequest,
 ) -> Result<AgentCredentials, ApiError> {
-    let registration = serde_json::to_value(registration)
-        .map_err(|e| ApiError::BadResponse(e.to_string()))?;
+    let registration =
+        serde_json::to_value(registration).map_err(|e| ApiError::BadResponse(e.to_string()))?;
     let body = serde_json::json!({
         "joinToken": token.0.trim(),
         "registration": registration,
     });
     let v = client.call_admin(REGISTER_AGENT, &body).await?;
-    let answer: JoinAnswer =
-        serde_json::from_value(v).map_err(|e| ApiError::BadResponse(format!("RegisterAgent: {e}")))?;
+    let answer: JoinAnswer = serde_json::from_value(v)
+        .map_err(|e| ApiError::BadResponse(format!("RegisterAgent: {e}")))?;
     let arn = answer
         .container_instance
         .and_then(|c| c.container_instance_arn)

@@ -106,7 +106,12 @@ pub fn denied(caller: &Caller, action: &str, resource: &str) -> EcsError {
     )
 }
 
-async fn apply(api: &Api, caller: &Caller, bound: &BoundInstance, d: AgentDecision) -> Result<(), EcsError> {
+async fn apply(
+    api: &Api,
+    caller: &Caller,
+    bound: &BoundInstance,
+    d: AgentDecision,
+) -> Result<(), EcsError> {
     match d {
         AgentDecision::Allow => Ok(()),
         AgentDecision::Deny { action, resource } => {
@@ -201,12 +206,20 @@ pub async fn create_token(api: &Api, caller: &Caller, input: &Value) -> Result<V
     let managed = match input.get("managed") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(EcsError::invalid_parameter("managed must be true or false.")),
+        Some(_) => {
+            return Err(EcsError::invalid_parameter(
+                "managed must be true or false.",
+            ))
+        }
     };
     let named = match input.get("cluster") {
         None | Some(Value::Null) => None,
         Some(Value::String(c)) => Some(c.as_str()),
-        Some(_) => return Err(EcsError::invalid_parameter("cluster must be a cluster name or ARN.")),
+        Some(_) => {
+            return Err(EcsError::invalid_parameter(
+                "cluster must be a cluster name or ARN.",
+            ))
+        }
     };
     let cluster = match (managed, named) {
         (true, Some(_)) => {
@@ -227,8 +240,9 @@ pub async fn create_token(api: &Api, caller: &Caller, input: &Value) -> Result<V
     };
     let ttl = match input.get("ttl") {
         None | Some(Value::Null) => Some(rules::DEFAULT_TOKEN_TTL_SECONDS),
-        Some(Value::String(t)) => rules::parse_ttl(t)
-            .map_err(|e| EcsError::invalid_parameter(format!("ttl: {e}.")))?,
+        Some(Value::String(t)) => {
+            rules::parse_ttl(t).map_err(|e| EcsError::invalid_parameter(format!("ttl: {e}.")))?
+        }
         Some(_) => {
             return Err(EcsError::invalid_parameter(
                 "ttl must be a string such as 24h (or 0 for a token that never expires).",
@@ -245,7 +259,9 @@ pub async fn create_token(api: &Api, caller: &Caller, input: &Value) -> Result<V
         .when(Compare::Absent(key.clone()))
         .put(key, to_bytes(&rec)?);
     if !records::commit(api.store.as_ref(), txn).await? {
-        return Err(EcsError::server("a join token of the same id exists; try again"));
+        return Err(EcsError::server(
+            "a join token of the same id exists; try again",
+        ));
     }
     tracing::info!(token = %token.id, cluster = %cluster, expires_at = ?rec.expires_at, by = %caller.principal_arn, "join token created");
     let mut out = view(&rec, now);
@@ -303,12 +319,19 @@ pub async fn revoke_token(api: &Api, caller: &Caller, input: &Value) -> Result<V
 /// "credentials": {"accessKeyId", "secretAccessKey"}}`. The registration's `cluster` may be
 /// left out (the token's); `containerInstanceArn` is ignored: a join always registers a new
 /// instance, so a token never takes over an existing one.
-pub async fn register_agent(api: &Api, input: &Value, host: Option<String>) -> Result<Value, EcsError> {
+pub async fn register_agent(
+    api: &Api,
+    input: &Value,
+    host: Option<String>,
+) -> Result<Value, EcsError> {
     let token = input
         .get("joinToken")
         .and_then(Value::as_str)
         .and_then(JoinToken::parse);
-    let mut registration = input.get("registration").cloned().unwrap_or_else(|| json!({}));
+    let mut registration = input
+        .get("registration")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     if !registration.is_object() {
         return Err(EcsError::invalid_parameter(
             "registration must be a RegisterContainerInstance request.",
@@ -322,7 +345,10 @@ pub async fn register_agent(api: &Api, input: &Value, host: Option<String>) -> R
             .map(|(r, _)| r),
         None => None,
     };
-    let asked = registration.get("cluster").and_then(Value::as_str).map(str::to_string);
+    let asked = registration
+        .get("cluster")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let cluster = rules::check_join(token.as_ref(), stored.as_ref(), asked.as_deref(), now)
         .map_err(|r| {
             tracing::info!(token = ?token.as_ref().map(|t| &t.id), refusal = ?r, "join refused");
@@ -360,7 +386,10 @@ pub async fn register_agent(api: &Api, input: &Value, host: Option<String>) -> R
             access_key_id: token.id.clone(),
             region: arns.region.clone(),
             service: "ecs".to_string(),
-            principal_arn: format!("arn:aws:ecs:{}:{}:join-token/{}", arns.region, arns.account, token.id),
+            principal_arn: format!(
+                "arn:aws:ecs:{}:{}:join-token/{}",
+                arns.region, arns.account, token.id
+            ),
         },
         now,
         host,
@@ -400,13 +429,19 @@ pub async fn serve_join(
     if method != axum::http::Method::POST || uri.path() != "/" {
         return Err(EcsError::new(
             ErrorCode::UnknownOperationException,
-            format!("The ECS API is served at POST /, not {method} {}.", uri.path()),
+            format!(
+                "The ECS API is served at POST /, not {method} {}.",
+                uri.path()
+            ),
         ));
     }
-    let input: Value = serde_json::from_slice(body)
-        .map_err(|e| EcsError::serialization(format!("The request body is not valid JSON: {e}.")))?;
+    let input: Value = serde_json::from_slice(body).map_err(|e| {
+        EcsError::serialization(format!("The request body is not valid JSON: {e}."))
+    })?;
     if !input.is_object() {
-        return Err(EcsError::serialization("The request body must be a JSON object."));
+        return Err(EcsError::serialization(
+            "The request body must be a JSON object.",
+        ));
     }
     let host = headers
         .get(axum::http::header::HOST)

@@ -456,7 +456,9 @@ async fn handle_service(
                 return service.reject(&EdgeError::Internal { message })
             }
         };
-        if let Some(message) = crate::agent_identity::refuse_service(&caller, service, operation.as_deref()) {
+        if let Some(message) =
+            crate::agent_identity::refuse_service(&caller, service, operation.as_deref())
+        {
             return service.reject(&EdgeError::AccessDenied { message });
         }
         if method != Method::POST || uri.path() != "/" {

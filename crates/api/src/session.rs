@@ -290,10 +290,16 @@ async fn full_state(
 
 /// A watch on the record of the agent key a session was opened with, which ends when the key
 /// is revoked (its instance deregistered); `Err` when it is revoked already.
-async fn watch_agent_key(api: &Api, access_key_id: &str) -> Result<flotilla_store::WatchStream, String> {
+async fn watch_agent_key(
+    api: &Api,
+    access_key_id: &str,
+) -> Result<flotilla_store::WatchStream, String> {
     let ckey = flotilla_control::agent_identity::agent_credential_key(access_key_id);
     let store = api.store.as_ref();
-    let rev = store.revision().await.map_err(|e| format!("could not read the store: {e}"))?;
+    let rev = store
+        .revision()
+        .await
+        .map_err(|e| format!("could not read the store: {e}"))?;
     match store.get(&ckey).await {
         Ok(Some(_)) => {}
         Ok(None) => return Err(REVOKED.to_string()),
@@ -305,7 +311,8 @@ async fn watch_agent_key(api: &Api, access_key_id: &str) -> Result<flotilla_stor
         .map_err(|e| format!("could not watch the agent's credentials: {e}"))
 }
 
-const REVOKED: &str = "the agent's credentials were revoked (its container instance was deregistered)";
+const REVOKED: &str =
+    "the agent's credentials were revoked (its container instance was deregistered)";
 
 /// Waits until the watched agent key is deleted (or its watch fails: the agent then reconnects,
 /// and its key is checked again); never, for a session opened with a configured key.

@@ -559,8 +559,8 @@ pub fn decide_ecs(bound: &BoundInstance, operation: &str, input: &Value) -> Agen
     };
     match operation {
         "RegisterContainerInstance" => {
-            let own = str_member(input, "containerInstanceArn")
-                .is_some_and(|a| bound.names_instance(a));
+            let own =
+                str_member(input, "containerInstanceArn").is_some_and(|a| bound.names_instance(a));
             if own && bound.names_cluster(cluster) {
                 AgentDecision::Allow
             } else {
@@ -688,8 +688,14 @@ mod tests {
     fn a_join_needs_the_right_secret_an_active_token_and_its_cluster() {
         let t = token();
         let rec = record(100.0, Some(60));
-        assert_eq!(check_join(Some(&t), Some(&rec), None, 120.0), Ok("prod".into()));
-        assert_eq!(check_join(Some(&t), Some(&rec), Some("prod"), 120.0), Ok("prod".into()));
+        assert_eq!(
+            check_join(Some(&t), Some(&rec), None, 120.0),
+            Ok("prod".into())
+        );
+        assert_eq!(
+            check_join(Some(&t), Some(&rec), Some("prod"), 120.0),
+            Ok("prod".into())
+        );
         assert_eq!(
             check_join(
                 Some(&t),
@@ -699,17 +705,29 @@ mod tests {
             ),
             Ok("prod".into())
         );
-        assert_eq!(check_join(None, Some(&rec), None, 120.0), Err(JoinRefusal::Malformed));
-        assert_eq!(check_join(Some(&t), None, None, 120.0), Err(JoinRefusal::Invalid));
+        assert_eq!(
+            check_join(None, Some(&rec), None, 120.0),
+            Err(JoinRefusal::Malformed)
+        );
+        assert_eq!(
+            check_join(Some(&t), None, None, 120.0),
+            Err(JoinRefusal::Invalid)
+        );
         let mut wrong = t.clone();
         wrong.secret = "a".repeat(TOKEN_SECRET_CHARS);
-        assert_eq!(check_join(Some(&wrong), Some(&rec), None, 120.0), Err(JoinRefusal::Invalid));
+        assert_eq!(
+            check_join(Some(&wrong), Some(&rec), None, 120.0),
+            Err(JoinRefusal::Invalid)
+        );
         assert_eq!(
             check_join(Some(&t), Some(&rec), None, 160.0),
             Err(JoinRefusal::Expired { id: t.id.clone() })
         );
         // A wrong secret is never told the token expired.
-        assert_eq!(check_join(Some(&wrong), Some(&rec), None, 160.0), Err(JoinRefusal::Invalid));
+        assert_eq!(
+            check_join(Some(&wrong), Some(&rec), None, 160.0),
+            Err(JoinRefusal::Invalid)
+        );
         assert_eq!(
             check_join(Some(&t), Some(&rec.revoked(130.0)), None, 140.0),
             Err(JoinRefusal::Revoked { id: t.id.clone() })
@@ -719,11 +737,20 @@ mod tests {
             Err(JoinRefusal::WrongCluster { .. })
         ));
         let never = record(0.0, None);
-        assert_eq!(check_join(Some(&t), Some(&never), None, 1e12), Ok("prod".into()));
+        assert_eq!(
+            check_join(Some(&t), Some(&never), None, 1e12),
+            Ok("prod".into())
+        );
         for (r, code) in [
             (JoinRefusal::Invalid, ErrorCode::UnrecognizedClientException),
-            (JoinRefusal::Expired { id: "x".into() }, ErrorCode::ExpiredTokenException),
-            (JoinRefusal::Revoked { id: "x".into() }, ErrorCode::UnrecognizedClientException),
+            (
+                JoinRefusal::Expired { id: "x".into() },
+                ErrorCode::ExpiredTokenException,
+            ),
+            (
+                JoinRefusal::Revoked { id: "x".into() },
+                ErrorCode::UnrecognizedClientException,
+            ),
         ] {
             assert_eq!(r.error().code, code);
         }
@@ -748,7 +775,17 @@ mod tests {
         assert_eq!(parse_ttl("24h"), Ok(Some(86400)));
         assert_eq!(parse_ttl("7d"), Ok(Some(7 * 86400)));
         assert_eq!(parse_ttl("0"), Ok(None));
-        for bad in ["", "h", "10", "0s", "-1h", "1.5h", "3w", "99999999999999999999d", "4000d"] {
+        for bad in [
+            "",
+            "h",
+            "10",
+            "0s",
+            "-1h",
+            "1.5h",
+            "3w",
+            "99999999999999999999d",
+            "4000d",
+        ] {
             assert!(parse_ttl(bad).is_err(), "{bad}");
         }
     }
@@ -769,7 +806,9 @@ mod tests {
         ] {
             assert_eq!(looks_like_agent_key(akid), want, "{akid}");
         }
-        assert!(!crate::task_credentials::looks_like_task_key("AGNTABCDEFGHIJKLMNOP"));
+        assert!(!crate::task_credentials::looks_like_task_key(
+            "AGNTABCDEFGHIJKLMNOP"
+        ));
         assert_ne!(seal_context("AGNTA"), seal_context("AGNTB"));
     }
 
@@ -781,7 +820,10 @@ mod tests {
             "RegisterContainerInstance",
             json!({"cluster": "prod", "containerInstanceArn": ARN})
         ));
-        assert!(!allow("RegisterContainerInstance", json!({"cluster": "prod"})));
+        assert!(!allow(
+            "RegisterContainerInstance",
+            json!({"cluster": "prod"})
+        ));
         assert!(!allow(
             "RegisterContainerInstance",
             json!({"cluster": "other", "containerInstanceArn": ARN})
@@ -791,10 +833,22 @@ mod tests {
             json!({"cluster": "prod", "containerInstanceArn": ARN.replace("0123abcd", "ffff")})
         ));
         // `default` is the cluster of a request that names none.
-        assert!(!allow("RegisterContainerInstance", json!({"containerInstanceArn": ARN})));
-        assert!(allow("DiscoverPollEndpoint", json!({"cluster": "prod", "containerInstance": ARN})));
-        assert!(allow("DiscoverPollEndpoint", json!({"containerInstance": "0123abcd"})));
-        assert!(!allow("DiscoverPollEndpoint", json!({"containerInstance": "other"})));
+        assert!(!allow(
+            "RegisterContainerInstance",
+            json!({"containerInstanceArn": ARN})
+        ));
+        assert!(allow(
+            "DiscoverPollEndpoint",
+            json!({"cluster": "prod", "containerInstance": ARN})
+        ));
+        assert!(allow(
+            "DiscoverPollEndpoint",
+            json!({"containerInstance": "0123abcd"})
+        ));
+        assert!(!allow(
+            "DiscoverPollEndpoint",
+            json!({"containerInstance": "other"})
+        ));
         assert!(!allow(
             "DiscoverPollEndpoint",
             json!({"cluster": "arn:aws:ecs:eu-west-1:000000000000:cluster/prod"})
@@ -804,7 +858,13 @@ mod tests {
     #[test]
     fn every_other_operation_is_denied_with_iams_words() {
         let b = bound();
-        for op in ["RunTask", "ListClusters", "DescribeTasks", "DeregisterContainerInstance", "CreateCluster"] {
+        for op in [
+            "RunTask",
+            "ListClusters",
+            "DescribeTasks",
+            "DeregisterContainerInstance",
+            "CreateCluster",
+        ] {
             match decide_ecs(&b, op, &json!({"cluster": "prod"})) {
                 AgentDecision::Deny { action, resource } => {
                     assert_eq!(action, format!("ecs:{op}"));
@@ -815,16 +875,31 @@ mod tests {
         }
         assert_eq!(
             decide_ecs(&b, "ListClusters", &json!({})),
-            AgentDecision::Deny { action: "ecs:ListClusters".into(), resource: "*".into() }
+            AgentDecision::Deny {
+                action: "ecs:ListClusters".into(),
+                resource: "*".into()
+            }
         );
         assert_eq!(
             denied_message(ARN, "ecs:RunTask", "*"),
             format!("User: {ARN} is not authorized to perform: ecs:RunTask on resource: * because no identity-based policy allows the ecs:RunTask action")
         );
-        for op in ["Status", "CreateJoinToken", "ListJoinTokens", "LogQuery", "ReclaimSpot"] {
-            assert!(matches!(decide_admin(&b, op, &json!({})), AgentDecision::Deny { .. }), "{op}");
+        for op in [
+            "Status",
+            "CreateJoinToken",
+            "ListJoinTokens",
+            "LogQuery",
+            "ReclaimSpot",
+        ] {
+            assert!(
+                matches!(decide_admin(&b, op, &json!({})), AgentDecision::Deny { .. }),
+                "{op}"
+            );
         }
-        assert_eq!(decide_admin(&b, "ResolveName", &json!({})), AgentDecision::Allow);
+        assert_eq!(
+            decide_admin(&b, "ResolveName", &json!({})),
+            AgentDecision::Allow
+        );
         assert_eq!(
             decide_admin(&b, "OpenLogStream", &json!({"containerInstanceArn": ARN})),
             AgentDecision::Allow
@@ -839,14 +914,25 @@ mod tests {
     fn task_protection_names_the_tasks_to_check() {
         let b = bound();
         let t = "arn:aws:ecs:us-east-1:000000000000:task/web/abc";
-        match decide_ecs(&b, "UpdateTaskProtection", &json!({"cluster": "web", "tasks": [t, "def"]})) {
+        match decide_ecs(
+            &b,
+            "UpdateTaskProtection",
+            &json!({"cluster": "web", "tasks": [t, "def"]}),
+        ) {
             AgentDecision::IfTasksRunHere { tasks, .. } => {
-                assert_eq!(tasks, vec![("web".into(), "abc".into()), ("web".into(), "def".into())]);
+                assert_eq!(
+                    tasks,
+                    vec![("web".into(), "abc".into()), ("web".into(), "def".into())]
+                );
             }
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            decide_ecs(&b, "GetTaskProtection", &json!({"cluster": "web", "tasks": [1]})),
+            decide_ecs(
+                &b,
+                "GetTaskProtection",
+                &json!({"cluster": "web", "tasks": [1]})
+            ),
             AgentDecision::Deny { .. }
         ));
     }

@@ -81,7 +81,9 @@ pub async fn deregister_container_instance(
             }
             // Its agent's own credentials are revoked with it (`crate::agent_identity`).
             for akid in std::mem::take(&mut rec.agent_keys) {
-                txn = txn.delete(flotilla_control::agent_identity::agent_credential_key(&akid));
+                txn = txn.delete(flotilla_control::agent_identity::agent_credential_key(
+                    &akid,
+                ));
             }
             rec.reservations.clear();
             rec.set_status(InstanceStatus::Inactive);

@@ -25,15 +25,15 @@
 
 use crate::context::Ctx;
 use crate::shared::instance_views::{task_counts, view_of};
+use flotilla_control::agent_identity::{
+    self, AgentCredentialRecord, BoundInstance, JoinToken, JoinTokenRecord,
+};
 use flotilla_control::instances::{parse_identity_document, parse_total_resources, InstanceRecord};
 use flotilla_control::tags::validate_tags;
 use flotilla_controllers::placement::new_id;
 use flotilla_controllers::records::{get, instance_id_in, instance_key, to_bytes, Attempt};
 use flotilla_model::shapes::{
     ContainerInstance, RegisterContainerInstanceRequest, RegisterContainerInstanceResponse,
-};
-use flotilla_control::agent_identity::{
-    self, AgentCredentialRecord, BoundInstance, JoinToken, JoinTokenRecord,
 };
 use flotilla_model::{EcsError, ErrorCode};
 use flotilla_scheduler::InstanceStatus;
