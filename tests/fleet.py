@@ -109,7 +109,12 @@ class Agent:
             RUST_LOG=os.environ.get("RUST_LOG", "info"),
         )
         env.pop("AWS_SESSION_TOKEN", None)
-        env.update(self.extra_env)
+        # A value of None removes the variable (an agent that joins with a token has no keys).
+        for k, v in self.extra_env.items():
+            if v is None:
+                env.pop(k, None)
+            else:
+                env[k] = v
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=self._log, env=env)
 

@@ -70,8 +70,14 @@ pub struct AgentConfig {
     pub server_urls: Vec<String>,
     /// Where the instance identity and task state are kept. One directory per instance.
     pub data_dir: PathBuf,
-    /// Credentials that sign every request.
+    /// Credentials that sign every request (API keys), unless the agent has its own
+    /// ([`crate::identity`]: saved in `data_dir` after it joined with [`AgentConfig::join_token`]).
+    /// Empty when it joins with a token.
     pub credentials: Credentials,
+    /// The join token the agent joins its cluster with, when it has no credentials of its own
+    /// yet (`flotilla agent --join-token`): it registers a new instance in the token's cluster
+    /// and signs from then on with the key the server issued for it.
+    pub join_token: Option<crate::identity::JoinTokenText>,
     /// Signing region.
     pub region: String,
     /// `ecs.availability-zone` attribute and identity document.
@@ -141,6 +147,7 @@ impl AgentConfig {
             server_urls: vec![server_url.into()],
             data_dir: data_dir.into(),
             credentials,
+            join_token: None,
             region: "us-east-1".into(),
             availability_zone: "us-east-1a".into(),
             instance_type: "flotilla.local".into(),

@@ -63,6 +63,7 @@ pub mod endpoints;
 pub mod engine;
 pub mod exec;
 pub mod failure;
+pub mod identity;
 pub mod lifecycle;
 pub mod logs;
 pub mod metadata;
@@ -102,6 +103,24 @@ pub enum AgentError {
     /// Registration was refused (not retried: the configuration is wrong).
     #[error("RegisterContainerInstance: {0}")]
     Register(ApiError),
+    /// The join was refused (not retried: the token is wrong, expired or revoked, or names
+    /// another cluster).
+    #[error("joining with the token {token}: {error}")]
+    Join {
+        /// The token's id.
+        token: String,
+        /// The server's answer.
+        error: ApiError,
+    },
+    /// The agent's own credentials were refused at registration: its instance was deregistered
+    /// (which revokes them).
+    #[error("RegisterContainerInstance: {error}. The credentials this agent was given when it joined (saved in {path}) were refused: its container instance was deregistered, which revokes them. Delete that file and start the agent with a new join token to join again as a new instance.")]
+    Revoked {
+        /// The server's answer.
+        error: ApiError,
+        /// The credentials file.
+        path: String,
+    },
     /// The configuration is unusable.
     #[error("configuration: {0}")]
     Config(String),
@@ -193,6 +212,99 @@ async fn register(
     }
 }
 
+/// Joins with `token`, retrying transient failures with backoff: registers a new instance,
+/// saves its ARN and the agent's own credentials, and returns them.
+async fn join(
+    client: &EcsClient,
+    token: &identity::JoinTokenText,
+    config: &AgentConfig,
+    data: &DataDir,
+    runtime: &dyn Runtime,
+) -> Result<identity::AgentCredentials, AgentError> {
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    loop {
+        let mut id = data.identity()?;
+        let version = runtime.version().await?;
+        let mut req = resources::registration_request(config, &id, &version);
+        // A join always registers a new instance; the cluster is the token's unless the
+        // operator named one (which must be the token's).
+        req.container_instance_arn = None;
+        if req.cluster.as_deref() == Some("") {
+            req.cluster = None;
+        }
+        match identity::join(client, token, &req).await {
+            Ok(creds) => {
+                data.save_agent_credentials(&creds)?;
+                if let Some(old) = &id.container_instance_arn {
+                    warn!(old = %old, new = %creds.container_instance_arn, "joined as a new container instance");
+                }
+                id.container_instance_arn = Some(creds.container_instance_arn.clone());
+                data.save_identity(&id)?;
+                info!(container_instance = %creds.container_instance_arn, cluster = %creds.cluster, token = %token.id(), access_key_id = %creds.access_key_id, "joined with the token; credentials saved");
+                return Ok(creds);
+            }
+            Err(e) if e.is_retryable() => {
+                let d = backoff.next_delay();
+                warn!(error = %e, token = %token.id(), delay_ms = d.as_millis() as u64, "join failed; retrying");
+                tokio::time::sleep(d).await;
+            }
+            Err(e) => {
+                return Err(AgentError::Join {
+                    token: token.id().to_string(),
+                    error: e,
+                })
+            }
+        }
+    }
+}
+
+/// What signs the agent's requests: its own credentials (saved after a join, or obtained now
+/// with the join token), else the configured API keys. `Ok(None)`: shutdown came first.
+async fn signing_credentials(
+    config: &mut AgentConfig,
+    data: &DataDir,
+    endpoints: &endpoints::Endpoints,
+    runtime: &dyn Runtime,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) -> Result<Option<(Credentials, bool)>, AgentError> {
+    let own = match data.agent_credentials()? {
+        Some(c) => {
+            info!(access_key_id = %c.access_key_id, container_instance = %c.container_instance_arn, "signing with the agent's own credentials");
+            // They speak for one instance only: the one the agent is.
+            let mut id = data.identity()?;
+            if id.container_instance_arn.as_deref() != Some(c.container_instance_arn.as_str()) {
+                id.container_instance_arn = Some(c.container_instance_arn.clone());
+                data.save_identity(&id)?;
+            }
+            c
+        }
+        None => match config.join_token.clone() {
+            Some(token) => {
+                let client = EcsClient::with_endpoints(
+                    endpoints.clone(),
+                    identity::join_signer(),
+                    &config.region,
+                )
+                .map_err(|e| AgentError::Config(e.to_string()))?;
+                tokio::select! {
+                    _ = shutdown => return Ok(None),
+                    r = join(&client, &token, config, data, runtime) => r?,
+                }
+            }
+            None if config.credentials.access_key_id.is_empty() => {
+                return Err(AgentError::Config(
+                    "no credentials: give a join token (flotilla token create) or API keys".into(),
+                ))
+            }
+            None => return Ok(Some((config.credentials.clone(), false))),
+        },
+    };
+    // The instance's cluster is the one it joined.
+    config.managed = own.cluster == flotilla_protocol::MANAGED_POOL;
+    config.cluster = own.cluster.clone();
+    Ok(Some((own.signing(), true)))
+}
+
 /// Runs the agent until `shutdown` completes: registers the host, starts the task engine and
 /// holds the session with the server (reconnecting as needed).
 ///
@@ -213,7 +325,7 @@ pub async fn run(
 /// with `client` when given (agents of one process share its connection pool; it must name the
 /// same servers and credentials as `config`), else a client of its own.
 pub async fn run_on(
-    config: AgentConfig,
+    mut config: AgentConfig,
     runtime: Arc<dyn Runtime>,
     client: Option<EcsClient>,
     shutdown: impl Future<Output = ()>,
@@ -221,12 +333,23 @@ pub async fn run_on(
     tokio::pin!(shutdown);
     let data = DataDir::open(&config.data_dir)?;
     let _lock = data.lock()?;
-    let client = match client {
-        Some(c) => c,
+    let (client, own) = match client {
+        Some(c) => (c, false),
         None => {
             let endpoints = config
                 .endpoints()
                 .ok_or_else(|| AgentError::Config("no server URL".into()))?;
+            let Some((credentials, own)) = signing_credentials(
+                &mut config,
+                &data,
+                &endpoints,
+                runtime.as_ref(),
+                &mut shutdown,
+            )
+            .await?
+            else {
+                return Ok(());
+            };
             let tls = if config.ca_file.is_some()
                 || flotilla_tls::client::any_tls(endpoints.urls().iter().map(String::as_str))
             {
@@ -237,8 +360,9 @@ pub async fn run_on(
             } else {
                 None
             };
-            EcsClient::with_tls(endpoints, config.credentials.clone(), &config.region, tls)
-                .map_err(|e| AgentError::Config(e.to_string()))?
+            let client = EcsClient::with_tls(endpoints, credentials, &config.region, tls)
+                .map_err(|e| AgentError::Config(e.to_string()))?;
+            (client, own)
         }
     };
     let saved = data.identity()?.container_instance_arn;
@@ -249,7 +373,15 @@ pub async fn run_on(
     }
     let arn = tokio::select! {
         _ = &mut shutdown => return Ok(()),
-        r = register(&client, &config, &data, runtime.as_ref()) => r?,
+        r = register(&client, &config, &data, runtime.as_ref()) => match r {
+            Err(AgentError::Register(error)) if own && identity::refused_key(&error) => {
+                return Err(AgentError::Revoked {
+                    error,
+                    path: data.agent_credentials_path().display().to_string(),
+                })
+            }
+            r => r?,
+        },
     };
     let (engine, mut reports) = match started {
         Some(s) => s,

@@ -5,7 +5,9 @@
 //!   ARN the server gave at the first registration;
 //! - `tasks/<task id>.json`: per task, the last assignment and what the owner decided that
 //!   Docker cannot tell (that a stop began and why, pull times);
-//! - `images.json`: images this agent pulled, for cleanup.
+//! - `images.json`: images this agent pulled, for cleanup;
+//! - `credentials.json` (mode 0600): the agent's own credentials, when it joined with a token
+//!   ([`crate::identity::AgentCredentials`]): a restarted agent signs with them again.
 //!
 //! What this is not: the source of truth about containers: Docker is (containers carry labels);
 //! this only fills in what Docker cannot know.
@@ -165,6 +167,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     Ok(())
 }
 
+/// The file of the agent's own credentials.
+const CREDENTIALS_FILE: &str = "credentials.json";
+
+/// [`write_atomic`] for a file only its owner may read (0600 from its creation, so the content
+/// is never readable by others, even for a moment).
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(err(dir))?;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(err(&tmp))?;
+    f.write_all(bytes).map_err(err(&tmp))?;
+    f.sync_all().map_err(err(&tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(err(path))?;
+    Ok(())
+}
+
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StateError> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
@@ -315,6 +341,31 @@ impl DataDir {
         Ok(out)
     }
 
+    /// The agent's own credentials, if it joined with a token.
+    pub fn agent_credentials(
+        &self,
+    ) -> Result<Option<crate::identity::AgentCredentials>, StateError> {
+        read_json(&self.root.join(CREDENTIALS_FILE))
+    }
+
+    /// Saves the agent's own credentials, readable by its user only (0600).
+    pub fn save_agent_credentials(
+        &self,
+        c: &crate::identity::AgentCredentials,
+    ) -> Result<(), StateError> {
+        let path = self.root.join(CREDENTIALS_FILE);
+        let bytes = serde_json::to_vec_pretty(c).map_err(|e| StateError {
+            path: path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })?;
+        write_private(&path, &bytes)
+    }
+
+    /// Where the agent's own credentials are kept.
+    pub fn agent_credentials_path(&self) -> PathBuf {
+        self.root.join(CREDENTIALS_FILE)
+    }
+
     /// Images this agent pulled, with when they were last used (epoch seconds).
     pub fn pulled_images(&self) -> Result<BTreeMap<String, f64>, StateError> {
         Ok(read_json(&self.root.join("images.json"))?.unwrap_or_default())
@@ -342,6 +393,28 @@ mod tests {
         // A lock left by a dead process is taken over.
         std::fs::write(dir.path().join("agent.lock"), "999999999").unwrap();
         assert!(d.lock().is_ok());
+    }
+
+    #[test]
+    fn agent_credentials_are_kept_for_the_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = DataDir::open(dir.path()).unwrap();
+        assert_eq!(d.agent_credentials().unwrap(), None);
+        let c = crate::identity::AgentCredentials {
+            access_key_id: "AGNTAAAAAAAAAAAAAAAA".into(),
+            secret_access_key: "secret".into(),
+            container_instance_arn: "arn:aws:ecs:us-east-1:0:container-instance/c/i".into(),
+            cluster: "c".into(),
+        };
+        d.save_agent_credentials(&c).unwrap();
+        d.save_agent_credentials(&c).unwrap();
+        assert_eq!(d.agent_credentials().unwrap(), Some(c));
+        let mode = std::fs::metadata(d.agent_credentials_path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

@@ -30,6 +30,29 @@ impl ReplicaInfo {
     }
 }
 
+/// [`admin`] for a signed caller: also the operator's join token operations (see
+/// [`crate::agent_identity`]), which record who created or revoked a token:
+/// - `CreateJoinToken` `{"cluster"?, "managed"?, "ttl"?}` -> the token (`ID.SECRET`,
+///   shown only here) and its view;
+/// - `ListJoinTokens` `{}` -> `{"tokens": [...]}` (never a secret);
+/// - `RevokeJoinToken` `{"id"}` -> `{"token": ...}`.
+///
+/// The join itself, `RegisterAgent`, is served before any signature check
+/// ([`crate::agent_identity::serve_join`]).
+pub async fn admin_as(
+    api: &Api,
+    caller: &flotilla_sigv4::Caller,
+    op: &str,
+    input: &serde_json::Value,
+) -> Result<serde_json::Value, EcsError> {
+    match op {
+        "CreateJoinToken" => crate::agent_identity::create_token(api, caller, input).await,
+        "ListJoinTokens" => crate::agent_identity::list_tokens(api).await,
+        "RevokeJoinToken" => crate::agent_identity::revoke_token(api, caller, input).await,
+        _ => admin(api, op, input).await,
+    }
+}
+
 /// Flotilla's own operations, beside the ECS API (`X-Amz-Target: FlotillaAdmin.<op>`, JSON in
 /// and out, SigV4-signed like every call):
 /// - `ReclaimSpot` `{"cluster"?: NAME, "count"?: N}` -> `{"tasks": [ARN, ...]}`: interrupts
@@ -87,7 +110,7 @@ pub async fn admin(
         other => Err(EcsError::new(
             flotilla_model::ErrorCode::UnknownOperationException,
             format!(
-                "'{ADMIN}{other}' is not a Flotilla operation (known: {ADMIN}ReclaimSpot, {ADMIN}Status, {ADMIN}OpenLogStream, {ADMIN}LogQuery, {ADMIN}MetricQuery, {ADMIN}ResolveName).",
+                "'{ADMIN}{other}' is not a Flotilla operation (known: {ADMIN}ReclaimSpot, {ADMIN}Status, {ADMIN}OpenLogStream, {ADMIN}LogQuery, {ADMIN}MetricQuery, {ADMIN}ResolveName, {ADMIN}CreateJoinToken, {ADMIN}ListJoinTokens, {ADMIN}RevokeJoinToken, {ADMIN}RegisterAgent).",
                 ADMIN = crate::server::ADMIN_TARGET_PREFIX
             ),
         )),

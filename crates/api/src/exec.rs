@@ -482,6 +482,14 @@ pub async fn stream_upgrade(
         Ok(c) => c,
         Err(e) => return error_response(&e),
     };
+    // An agent's own key never opens a user's exec session.
+    if flotilla_control::agent_identity::looks_like_agent_key(&caller.access_key_id) {
+        return error_response(&crate::agent_identity::denied(
+            &caller,
+            "ecs:ExecuteCommand",
+            "*",
+        ));
+    }
     let query = uri.query().unwrap_or("");
     let options = match StreamOptions::from_query(|k| crate::session::query_param(query, k)) {
         Ok(o) => o,
@@ -519,7 +527,7 @@ pub async fn relay_upgrade(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    // Replicas and agents sign with configured keys; a task's role key opens neither.
+    // Replicas sign with configured keys; neither a task's role key nor an agent's opens it.
     let keys = crate::server::Keys::Configured;
     if let Err(e) = crate::server::authenticate_keys(&api, &method, &uri, &headers, b"", keys).await
     {
@@ -563,14 +571,19 @@ pub async fn agent_upgrade(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    // Replicas and agents sign with configured keys; a task's role key opens neither.
-    let keys = crate::server::Keys::Configured;
-    if let Err(e) = crate::server::authenticate_keys(&api, &method, &uri, &headers, b"", keys).await
-    {
-        return error_response(&e);
-    }
+    // Agents sign with configured keys or their own (for their own instance only); a task's
+    // role key never dials back.
+    let keys = crate::server::Keys::Agents;
+    let caller =
+        match crate::server::authenticate_keys(&api, &method, &uri, &headers, b"", keys).await {
+            Ok(c) => c,
+            Err(e) => return error_response(&e),
+        };
     let arn =
         crate::session::query_param(uri.query().unwrap_or(""), INSTANCE_PARAM).unwrap_or_default();
+    if let Err(e) = crate::agent_identity::authorize_session(&caller, &arn) {
+        return error_response(&e);
+    }
     let key = match (
         flotilla_model::arn::embedded_cluster(&arn),
         flotilla_model::arn::resource_name(&arn, "container-instance"),

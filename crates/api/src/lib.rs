@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod agent_identity;
 pub mod audit;
 pub mod audit_log;
 pub mod authorize;

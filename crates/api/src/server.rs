@@ -120,17 +120,22 @@ pub(crate) enum AuthFailure {
 /// Which keys may sign a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Keys {
-    /// The configured keys and the task role keys Flotilla issued (every API call).
+    /// The configured keys, the task role keys and the agent keys Flotilla issued (every API
+    /// call; an agent key is then held to its own instance's calls, [`crate::agent_identity`]).
     All,
-    /// The configured keys only (the agent session: a task's key never opens one).
+    /// The configured keys only (the relay between replicas).
     Configured,
+    /// The configured keys and agent keys (the agent session and ECS Exec's dial-back: a task's
+    /// key never opens one).
+    Agents,
 }
 
 /// Verifies a request's SigV4 signature at the API's clock against the configured credentials,
 /// then (for a key of a task's shape that is not configured) the task role credentials
 /// Flotilla issued ([`crate::task_credentials`]), which must carry their session token and be
-/// unexpired. Every API call goes through it; the agent session's upgrade with
-/// [`Keys::Configured`].
+/// unexpired, or (for a key of an agent's shape) the agent keys issued when agents joined
+/// ([`crate::agent_identity`]). Every API call goes through it; the agent session's upgrade
+/// with [`Keys::Agents`].
 pub(crate) async fn authenticate_caller(
     api: &Api,
     method: &Method,
@@ -164,6 +169,17 @@ pub(crate) async fn authenticate_caller(
             crate::task_credentials::lookup(api, akid)
                 .await
                 .map_err(|e| AuthFailure::Internal(e.message))?
+                .map(|(c, expiration)| (c, Some(expiration)))
+        }
+        Some(akid)
+            if keys != Keys::Configured
+                && configured(akid).is_none()
+                && flotilla_control::agent_identity::looks_like_agent_key(akid) =>
+        {
+            crate::agent_identity::lookup(api, akid)
+                .await
+                .map_err(|e| AuthFailure::Internal(e.message))?
+                .map(|c| (c, None))
         }
         _ => None,
     };
@@ -186,7 +202,7 @@ pub(crate) async fn authenticate_caller(
             region: caller.region,
         }));
     }
-    if let Some((_, expiration)) = &temporary {
+    if let Some((_, Some(expiration))) = &temporary {
         if flotilla_control::task_credentials::validity(*expiration, now)
             == flotilla_control::task_credentials::Validity::Expired
         {
@@ -207,7 +223,7 @@ pub async fn authenticate(
     authenticate_keys(api, method, uri, headers, body, Keys::All).await
 }
 
-/// [`authenticate`] with only the configured keys (the agent session).
+/// [`authenticate`] with only some keys (the agent session, the relay).
 pub(crate) async fn authenticate_keys(
     api: &Api,
     method: &Method,
@@ -385,6 +401,10 @@ async fn serve(
     who: &mut Option<sigv4::Caller>,
 ) -> Result<Vec<u8>, EcsError> {
     let now = api.clock.now();
+    if crate::agent_identity::is_join(target) {
+        // The one unsigned call: its join token authenticates it.
+        return crate::agent_identity::serve_join(api, method, uri, headers, body).await;
+    }
     let caller = authenticate(api, method, uri, headers, body).await?;
     *who = Some(caller.clone());
     throttle_ecs(api, &caller, target)?;
@@ -410,8 +430,9 @@ async fn serve(
                 "The request body must be a JSON object.",
             ));
         }
+        crate::agent_identity::authorize_admin(api, &caller, admin, &input).await?;
         crate::authorize::admin(api, &caller, admin).map_err(|r| r.to_ecs())?;
-        let output = crate::admin::admin(api, admin, &input).await?;
+        let output = crate::admin::admin_as(api, &caller, admin, &input).await?;
         return serde_json::to_vec(&output)
             .map_err(|e| EcsError::server(format!("could not encode the response: {e}")));
     }
@@ -429,6 +450,7 @@ async fn serve(
         ));
     };
     let input = parse_body(body)?;
+    crate::agent_identity::authorize_ecs(api, &caller, op.name(), &input).await?;
     crate::authorize::ecs(api, &caller, op.name(), &input)
         .await
         .map_err(|r| r.to_ecs())?;
@@ -494,6 +516,11 @@ async fn handle_service(
             }
         };
         who = Some(caller.clone());
+        if let Some(message) =
+            crate::agent_identity::refuse_service(&caller, service, operation.as_deref())
+        {
+            return service.reject(&EdgeError::AccessDenied { message });
+        }
         if let Some(op) = operation.as_deref() {
             if over_rate(api, &caller, service.signing_name(), op, &metric_op) {
                 return service.reject(&EdgeError::Throttled);

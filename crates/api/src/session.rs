@@ -2,7 +2,8 @@
 //! instance at [`flotilla_protocol::SESSION_PATH`]`?containerInstance=ARN`.
 //!
 //! The upgrade request is verified with SigV4 exactly like an API call (GET, its query, an
-//! empty body), and must name a registered, not INACTIVE, container instance. Then:
+//! empty body), and must name a registered, not INACTIVE, container instance (see below for
+//! whose keys may). Then:
 //! 1. the session becomes the instance's current one here (an older one ends) and the instance
 //!    is marked `agentConnected: true`; it puts the instance's beat (`agent-beats/CLUSTER/ID`,
 //!    [`flotilla_controllers::agents::beat`]), from which the leader, on whatever replica,
@@ -33,6 +34,12 @@
 //!    unless the agent closed it with [`flotilla_protocol::MOVING_CLOSE_CODE`]: it is moving to
 //!    another replica, whose session marks it connected (and if it never gets there, its beats
 //!    run out and the leader's liveness loop disconnects it).
+//!
+//! Who may open it: a configured key (an agent started with API keys), or the agent key of the
+//! instance it names (an agent that joined with a token, `crate::agent_identity`); another
+//! instance's session is AccessDeniedException. A session opened with an agent key watches that
+//! key's record and ends when it is deleted (DeregisterContainerInstance revokes it), so a
+//! deregistered instance's agent loses its session at once and cannot open another.
 //!
 //! A managed-pool host (cluster `flotilla_protocol::MANAGED_POOL`) runs the Fargate tasks of
 //! every cluster: its session lists and watches all task records (`tasks/`) and keeps those that
@@ -119,11 +126,12 @@ pub async fn upgrade(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let query = uri.query().unwrap_or("");
-    // Only the configured keys open a session: a task's role key never speaks for an agent.
-    let keys = crate::server::Keys::Configured;
+    // The configured keys and agent keys open a session: a task's role key never speaks for an
+    // agent, and an agent key only for its own instance (below).
+    let keys = crate::server::Keys::Agents;
     let caller =
         match crate::server::authenticate_keys(&api, &method, &uri, &headers, b"", keys).await {
-            Ok(caller) => caller,
+            Ok(c) => c,
             Err(e) => {
                 let status =
                     StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::FORBIDDEN);
@@ -156,6 +164,10 @@ pub async fn upgrade(
     ) else {
         return not_found("The container instance ARN is not one of this server (expected the long format arn:aws:ecs:REGION:ACCOUNT:container-instance/CLUSTER/ID).");
     };
+    let agent_key = match crate::agent_identity::authorize_session(&caller, &arn) {
+        Ok(k) => k,
+        Err(e) => return error_response(&e, StatusCode::FORBIDDEN),
+    };
     // A key whose policy does not allow `ecs:Poll` on this instance opens no session.
     if let Err(refusal) = crate::authorize::action(&api, &caller, "ecs:Poll", &arn) {
         return error_response(&refusal.to_ecs(), StatusCode::BAD_REQUEST);
@@ -169,7 +181,7 @@ pub async fn upgrade(
         Err(e) => return error_response(&e, StatusCode::INTERNAL_SERVER_ERROR),
     }
     match ws {
-        Ok(ws) => ws.on_upgrade(move |socket| run(api, socket, cluster, id)),
+        Ok(ws) => ws.on_upgrade(move |socket| run(api, socket, cluster, id, agent_key)),
         Err(rejection) => rejection.into_response(),
     }
 }
@@ -197,13 +209,19 @@ impl From<&str> for SessionEnd {
     }
 }
 
-async fn run(api: Arc<Api>, socket: WebSocket, cluster: String, id: String) {
+async fn run(
+    api: Arc<Api>,
+    socket: WebSocket,
+    cluster: String,
+    id: String,
+    agent_key: Option<String>,
+) {
     let key = instance_key(&cluster, &id);
     let sid = api.agents.open(&key);
     let span = tracing::info_span!("agent_session", container_instance = %id, cluster = %cluster, session = sid);
     async {
         tracing::info!("agent session opened");
-        let end = session_loop(&api, socket, &cluster, &id, &key, sid).await;
+        let end = session_loop(&api, socket, &cluster, &id, &key, sid, agent_key.as_deref()).await;
         if let Some(logs) = api.agent_logs() {
             logs.unregister(&key, sid);
         }
@@ -361,6 +379,48 @@ async fn full_state_and_changes(
     Ok((tasks, Changes::Watch(w)))
 }
 
+/// A watch on the record of the agent key a session was opened with, which ends when the key
+/// is revoked (its instance deregistered); `Err` when it is revoked already.
+async fn watch_agent_key(
+    api: &Api,
+    access_key_id: &str,
+) -> Result<flotilla_store::WatchStream, String> {
+    let ckey = flotilla_control::agent_identity::agent_credential_key(access_key_id);
+    let store = api.store.as_ref();
+    let rev = store
+        .revision()
+        .await
+        .map_err(|e| format!("could not read the store: {e}"))?;
+    match store.get(&ckey).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return Err(REVOKED.to_string()),
+        Err(e) => return Err(format!("could not read the agent's credentials: {e}")),
+    }
+    store
+        .watch(&ckey, rev)
+        .await
+        .map_err(|e| format!("could not watch the agent's credentials: {e}"))
+}
+
+const REVOKED: &str =
+    "the agent's credentials were revoked (its container instance was deregistered)";
+
+/// Waits until the watched agent key is deleted (or its watch fails: the agent then reconnects,
+/// and its key is checked again); never, for a session opened with a configured key.
+async fn revocation(watch: &mut Option<flotilla_store::WatchStream>) -> String {
+    let Some(w) = watch.as_mut() else {
+        return std::future::pending().await;
+    };
+    loop {
+        match w.next().await {
+            Some(Ok(Event::Delete { .. })) => return REVOKED.to_string(),
+            Some(Ok(Event::Put(_))) => continue,
+            Some(Err(e)) => return format!("the watch on the agent's credentials failed: {e}"),
+            None => return "the watch on the agent's credentials ended".to_string(),
+        }
+    }
+}
+
 async fn session_loop(
     api: &Api,
     socket: WebSocket,
@@ -368,7 +428,15 @@ async fn session_loop(
     id: &str,
     key: &str,
     sid: u64,
+    agent_key: Option<&str>,
 ) -> SessionEnd {
+    let mut revoked = match agent_key {
+        Some(akid) => match watch_agent_key(api, akid).await {
+            Ok(w) => Some(w),
+            Err(e) => return e.into(),
+        },
+        None => None,
+    };
     let current = || api.agents.is_current(key, sid);
     if let Err(e) = set_agent_connected(api.store.as_ref(), cluster, id, true, &current, None).await
     {
@@ -514,6 +582,7 @@ async fn session_loop(
                     return e.into();
                 }
             }
+            why = revocation(&mut revoked) => return why.into(),
             _ = tick.tick() => {
                 if last_heard.elapsed() > limit {
                     return "no heartbeat".into();

@@ -2,6 +2,7 @@
 
 use crate::config::ServerConfig;
 use anyhow::{bail, Context};
+use flotilla_agent::identity::JoinTokenText;
 use flotilla_agent::{AgentConfig, Credentials, ImagePullBehavior};
 use std::path::PathBuf;
 
@@ -55,9 +56,15 @@ pub struct HostArgs {
 /// Flags of `flotilla agent`.
 #[derive(clap::Args, Debug)]
 pub struct AgentArgs {
-    /// The cluster to join.
-    #[arg(long, default_value = "default")]
-    cluster: String,
+    /// The cluster to join [default: the join token's, else `default`].
+    #[arg(long)]
+    cluster: Option<String>,
+    /// Join with this token (`flotilla token create --cluster C` prints one) instead of API
+    /// keys: the agent registers a new container instance in the token's cluster and receives
+    /// credentials of its own, bound to that instance and kept in --data-dir (credentials.json,
+    /// mode 0600), so a restart needs neither the token nor API keys.
+    #[arg(long, env = "FLOTILLA_JOIN_TOKEN", hide_env_values = true)]
+    join_token: Option<String>,
     /// Join the managed pool (Fargate capacity for every cluster) instead of a cluster.
     #[arg(long, conflicts_with = "cluster")]
     managed: bool,
@@ -140,18 +147,42 @@ fn apply_host(cfg: &mut AgentConfig, host: &HostArgs) -> anyhow::Result<()> {
 
 /// `flotilla agent`.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let credentials = AgentConfig::credentials_from_env().context(
-        "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (flotilla dev prints them)",
-    )?;
     let data_dir = args
         .data_dir
         .clone()
         .unwrap_or_else(|| crate::config::default_data_dir().join("agent"));
+    let join_token = args
+        .join_token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| JoinTokenText(t.to_string()));
+    // With a token the agent signs with its own credentials; API keys are not used.
+    let credentials = if join_token.is_some() {
+        Credentials::default()
+    } else {
+        AgentConfig::credentials_from_env().unwrap_or_default()
+    };
+    if join_token.is_none()
+        && credentials.access_key_id.is_empty()
+        && !data_dir.join("credentials.json").exists()
+    {
+        bail!(
+            "no credentials: pass --join-token (flotilla token create --cluster C prints one), or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (flotilla dev prints them)"
+        );
+    }
+    let cluster = match (&args.cluster, &join_token) {
+        (Some(c), _) => c.clone(),
+        // The token's cluster (the server answers it).
+        (None, Some(_)) => String::new(),
+        (None, None) => "default".to_string(),
+    };
     let mut cfg = if args.managed {
         AgentConfig::managed(&args.server, data_dir, credentials)
     } else {
-        AgentConfig::new(&args.cluster, &args.server, data_dir, credentials)
+        AgentConfig::new(cluster, &args.server, data_dir, credentials)
     };
+    cfg.join_token = join_token;
     if let Some(r) = args
         .region
         .clone()

@@ -19,6 +19,7 @@ mod service_cmd;
 mod status_cmd;
 mod terminal;
 mod tls;
+mod token_cmd;
 mod top_cmd;
 mod verbs;
 
@@ -57,9 +58,12 @@ enum Command {
     /// --managed the host joins the managed pool instead: no cluster lists it, and it runs the
     /// Fargate tasks of every cluster.
     ///
-    /// Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN).
-    /// The instance identity is kept in --data-dir: an agent restarted on the same directory is
-    /// the same container instance and adopts the containers it left running.
+    /// Credentials: a join token (--join-token, FLOTILLA_JOIN_TOKEN; `flotilla token create`
+    /// prints one), with which the agent joins and receives credentials of its own, kept in
+    /// --data-dir; or API keys from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and
+    /// AWS_SESSION_TOKEN). The instance identity is kept in --data-dir: an agent restarted on
+    /// the same directory is the same container instance and adopts the containers it left
+    /// running.
     Agent(agent_cmd::AgentArgs),
     /// Create, update, deploy and watch services (`flotilla service --help`).
     #[command(subcommand)]
@@ -67,6 +71,11 @@ enum Command {
     /// Operate the capacity Flotilla manages for Fargate (reclaim Spot capacity).
     #[command(subcommand)]
     Fargate(fargate_cmd::FargateCommand),
+    /// Create, list and revoke the join tokens agents join a cluster (or the managed pool)
+    /// with: `flotilla token create --cluster C [--ttl 24h]` prints one for
+    /// `flotilla agent --join-token`.
+    #[command(subcommand)]
+    Token(token_cmd::TokenCommand),
     /// Print (or follow, with -f) the output of a task's containers, or of every task of a
     /// service, from their awslogs streams (CloudWatch Logs, on the same endpoint).
     ///
@@ -357,6 +366,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Agent(args) => agent_cmd::run(args).await,
             Command::Service(cmd) => service_cmd::run(cmd).await,
             Command::Fargate(cmd) => fargate_cmd::run(cmd).await,
+            Command::Token(cmd) => token_cmd::run(cmd).await,
             Command::Logs(args) => logs_cmd::run(args).await,
             Command::Exec(args) => std::process::exit(exec_cmd::run(args).await),
             Command::Lb(cmd) => lb_cmd::run(cmd).await,

@@ -82,6 +82,10 @@ pub struct InstanceRecord {
     /// From the instance identity document.
     #[serde(default)]
     pub instance_type: Option<String>,
+    /// The access key ids of the agent credentials bound to it (an agent that joined with a
+    /// token, `crate::agent_identity`): deregistration deletes their records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agent_keys: Vec<String>,
 }
 
 /// Task counts of an instance, from its tasks' records.

@@ -22,6 +22,11 @@
 //!   on some replica; observed liveness, not desired state)
 //! - `task-credentials/ACCESS_KEY_ID` -> [`crate::task_credentials::TaskCredentialRecord`] (a
 //!   task role key Flotilla issued, its secret parts sealed; deleted when its task stops)
+//! - `join-tokens/ID` -> [`crate::agent_identity::JoinTokenRecord`] (a join token: its cluster,
+//!   expiry, revocation and only the hash of its secret)
+//! - `agent-credentials/ACCESS_KEY_ID` -> [`crate::agent_identity::AgentCredentialRecord`] (an
+//!   agent's own key, bound to its container instance, its secret sealed; deleted when the
+//!   instance is deregistered)
 
 use flotilla_model::EcsError;
 use serde::{Deserialize, Serialize};

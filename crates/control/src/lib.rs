@@ -15,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+pub mod agent_identity;
 pub mod agent_update;
 pub mod capacity_providers;
 pub mod clusters;

@@ -50,7 +50,9 @@ pub fn looks_like_task_key(access_key_id: &str) -> bool {
         })
 }
 
-fn base32(bytes: &[u8]) -> String {
+/// Base-32 (RFC 4648's alphabet, no padding) of `bytes`; also names agent keys and join tokens
+/// ([`crate::agent_identity`]).
+pub(crate) fn base32(bytes: &[u8]) -> String {
     // 5 bits per character, most significant first.
     let mut out = String::new();
     let (mut buffer, mut bits) = (0u32, 0u32);
@@ -68,7 +70,8 @@ fn base32(bytes: &[u8]) -> String {
     out
 }
 
-fn base64(bytes: &[u8]) -> String {
+/// Standard base-64 of `bytes` (a multiple of 3 bytes: no padding).
+pub(crate) fn base64(bytes: &[u8]) -> String {
     // Standard alphabet; callers pass multiples of 3 bytes, so there is no padding.
     let mut out = String::new();
     for chunk in bytes.chunks(3) {

@@ -3,7 +3,9 @@
 //! ECS's `InvalidParameterException` "Found running tasks on the instance." unless `force` is
 //! set; with `force` its tasks are orphaned: desired and last status STOPPED (the agent, while
 //! connected, is told to stop them) and their reservations released, in the same transaction,
-//! which also deletes the instance's agent beat and releases its warm task networks.
+//! which also deletes the instance's agent beat, releases its warm task networks, and deletes
+//! the records of its agent's own credentials (an agent that joined with a token): from then on
+//! they are refused, and the session they hold is closed (`crate::session` watches their record).
 //! A managed-pool host (cluster `.managed`, which no user cluster can be called) is
 //! deregistered the same way, its tasks being the Fargate tasks of any cluster it runs.
 
@@ -93,6 +95,12 @@ pub async fn deregister_container_instance(
                         &k.access_key_id,
                     ));
                 }
+            }
+            // Its agent's own credentials are revoked with it (`crate::agent_identity`).
+            for akid in std::mem::take(&mut rec.agent_keys) {
+                txn = txn.delete(flotilla_control::agent_identity::agent_credential_key(
+                    &akid,
+                ));
             }
             rec.reservations.clear();
             rec.set_status(InstanceStatus::Inactive);

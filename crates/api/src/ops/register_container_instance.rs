@@ -16,9 +16,18 @@
 //! A new registration counts as connected until the agent opens its session; if no replica
 //! hears it within `MISSED_HEARTBEATS` heartbeat intervals, the leader's liveness loop (which
 //! watches the instance records) marks it `agentConnected: false`.
+//!
+//! Who registers ([`Registrant`]): an API caller as above; an agent signing with its own key
+//! (`crate::agent_identity`) only updates the instance its key is bound to, never creates one;
+//! an agent joining with a token (`FlotillaAdmin.RegisterAgent`) always gets a new instance,
+//! whose agent key record is written in the same transaction, compared with the token's record
+//! (re-checked there, so a token revoked meanwhile admits no one).
 
 use crate::context::Ctx;
 use crate::shared::instance_views::{task_counts, view_of};
+use flotilla_control::agent_identity::{
+    self, AgentCredentialRecord, BoundInstance, JoinToken, JoinTokenRecord,
+};
 use flotilla_control::instances::{parse_identity_document, parse_total_resources, InstanceRecord};
 use flotilla_control::tags::validate_tags;
 use flotilla_controllers::placement::new_id;
@@ -26,14 +35,51 @@ use flotilla_controllers::records::{get, instance_id_in, instance_key, to_bytes,
 use flotilla_model::shapes::{
     ContainerInstance, RegisterContainerInstanceRequest, RegisterContainerInstanceResponse,
 };
-use flotilla_model::EcsError;
+use flotilla_model::{EcsError, ErrorCode};
 use flotilla_scheduler::InstanceStatus;
 use flotilla_store::{Compare, Txn};
+
+/// Who registers an instance.
+#[derive(Debug, Clone, Copy)]
+pub enum Registrant<'a> {
+    /// An API caller: a new instance, or the named one (an unknown or INACTIVE ARN registers a
+    /// new one).
+    Caller,
+    /// An agent signing with its own key: only the (ACTIVE) instance it is bound to.
+    Agent(&'a BoundInstance),
+    /// An agent joining with a token: always a new instance, bound to this key.
+    Join(&'a JoinGrant),
+}
+
+/// What a join adds to the registration: the presented token and the key issued for it.
+#[derive(Debug, Clone)]
+pub struct JoinGrant {
+    /// The token as presented (checked again in the registration's transaction).
+    pub token: JoinToken,
+    /// The new agent key's id.
+    pub access_key_id: String,
+    /// Its secret, sealed with the server's secrets key (`agent_identity::seal_context`).
+    pub sealed_secret_access_key: String,
+}
 
 /// RegisterContainerInstance.
 pub async fn register_container_instance(
     ctx: &Ctx<'_>,
     req: RegisterContainerInstanceRequest,
+) -> Result<RegisterContainerInstanceResponse, EcsError> {
+    let bound = crate::agent_identity::agent_of(&ctx.caller)?;
+    let registrant = match &bound {
+        Some(b) => Registrant::Agent(b),
+        None => Registrant::Caller,
+    };
+    register(ctx, req, registrant).await
+}
+
+/// RegisterContainerInstance for `registrant`.
+pub async fn register(
+    ctx: &Ctx<'_>,
+    req: RegisterContainerInstanceRequest,
+    registrant: Registrant<'_>,
 ) -> Result<RegisterContainerInstanceResponse, EcsError> {
     let cluster = super::agent_cluster(ctx, req.cluster.as_deref()).await?;
     let capacity = parse_total_resources(req.total_resources.as_deref().unwrap_or(&[]))?;
@@ -45,11 +91,15 @@ pub async fn register_container_instance(
     validate_tags(&tags, 0)?;
     let mut attributes = req.attributes.clone().unwrap_or_default();
     let provider = capacity_provider(ctx, &cluster, &mut attributes).await?;
-    let existing_id = req
-        .container_instance_arn
-        .as_deref()
-        .and_then(|a| instance_id_in(a, &cluster))
-        .map(str::to_string);
+    let existing_id = match registrant {
+        Registrant::Caller => req
+            .container_instance_arn
+            .as_deref()
+            .and_then(|a| instance_id_in(a, &cluster))
+            .map(str::to_string),
+        Registrant::Agent(b) => Some(b.id.clone()),
+        Registrant::Join(_) => None,
+    };
     let now = flotilla_control::timestamp(ctx.now);
     // The record the change is about: the named instance (a new registration takes a fresh id
     // that no other writer knows, so it serializes with nothing that matters).
@@ -67,6 +117,12 @@ pub async fn register_container_instance(
                 Some((rec, rev)) => {
                     let key = instance_key(&cluster, &rec.id);
                     (rec, Compare::ModRevision(key, rev))
+                }
+                None if matches!(registrant, Registrant::Agent(_)) => {
+                    return Err(EcsError::new(
+                        ErrorCode::AccessDeniedException,
+                        "The container instance of this agent's credentials was deregistered: they are revoked. Join again with a join token.",
+                    ));
                 }
                 None => {
                     let id = new_id();
@@ -111,7 +167,11 @@ pub async fn register_container_instance(
             rec.instance.tags = Some(all_tags);
             rec.touch();
             let key = instance_key(&cluster, &rec.id);
-            let txn = Txn::new().when(compare).put(key, to_bytes(&rec)?);
+            let mut txn = Txn::new().when(compare);
+            if let Registrant::Join(grant) = registrant {
+                txn = join_writes(ctx, txn, grant, &mut rec).await?;
+            }
+            let txn = txn.put(key, to_bytes(&rec)?);
             Ok(Attempt::Commit(txn, rec))
         })
         .await?;
@@ -121,6 +181,44 @@ pub async fn register_container_instance(
     Ok(RegisterContainerInstanceResponse {
         container_instance: Some(view),
     })
+}
+
+/// A join's part of the registration's transaction: the token, read and checked again (its
+/// record compared, and counted), and the agent key's record bound to the new instance.
+async fn join_writes(
+    ctx: &Ctx<'_>,
+    txn: Txn,
+    grant: &JoinGrant,
+    rec: &mut InstanceRecord,
+) -> Result<Txn, EcsError> {
+    let tkey = agent_identity::token_key(&grant.token.id);
+    let stored = get::<JoinTokenRecord>(ctx.store(), &tkey).await?;
+    let cluster = agent_identity::check_join(
+        Some(&grant.token),
+        stored.as_ref().map(|(r, _)| r),
+        Some(&rec.cluster),
+        ctx.now,
+    )
+    .map_err(|r| r.error())?;
+    let Some((token, token_rev)) = stored else {
+        return Err(agent_identity::JoinRefusal::Invalid.error());
+    };
+    let credential = AgentCredentialRecord {
+        access_key_id: grant.access_key_id.clone(),
+        container_instance_arn: rec.arn().to_string(),
+        cluster,
+        instance_id: rec.id.clone(),
+        issued_at: ctx.now,
+        join_token_id: token.id.clone(),
+        sealed_secret_access_key: grant.sealed_secret_access_key.clone(),
+    };
+    rec.agent_keys = vec![grant.access_key_id.clone()];
+    let ckey = agent_identity::agent_credential_key(&grant.access_key_id);
+    Ok(txn
+        .when(Compare::ModRevision(tkey.clone(), token_rev))
+        .put(tkey, to_bytes(&token.joined(ctx.now))?)
+        .when(Compare::Absent(ckey.clone()))
+        .put(ckey, to_bytes(&credential)?))
 }
 
 /// The custom capacity provider the host joins (its `flotilla.capacity-provider` attribute,
