@@ -140,7 +140,9 @@ async fn status_on_the_embedded_store() {
                           "startedAt": 5.0, "leader": true}],
             "store": {"kind": "memory", "reachable": true, "members": null},
             "zones": [{"zone": "us-east-1a", "connected": 1, "disconnected": 0},
-                      {"zone": "us-east-1b", "connected": 1, "disconnected": 1}]
+                      {"zone": "us-east-1b", "connected": 1, "disconnected": 1}],
+            // No managed-pool host: no warm task networks.
+            "warmNetworks": []
         })
     );
     // Without the replica's identity nothing is invented.

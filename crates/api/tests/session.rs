@@ -827,19 +827,34 @@ async fn a_stalled_watch_does_not_make_a_heartbeating_agent_lost() {
         tokio::time::sleep(interval).await;
     }
     assert!(agent_connected(&a, "s1", &inst).await);
-    // Every watch silent for three silence limits; the agent heartbeats, its beats are written.
+    // Every watch silent for three silence limits; the agent heartbeats (on a task of its own:
+    // an observer's call may wait while the watches are stalled, the agent does not), its beats
+    // are written.
+    let beating = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let heartbeats = {
+        let beating = beating.clone();
+        tokio::spawn(async move {
+            while beating.load(std::sync::atomic::Ordering::SeqCst) {
+                send(&mut ws, &AgentMessage::Heartbeat { sent_at_ms: 0 }).await;
+                tokio::time::sleep(interval).await;
+            }
+            ws
+        })
+    };
     store
         .stalled
         .store(true, std::sync::atomic::Ordering::SeqCst);
     let until = Instant::now() + limit * 3;
     while Instant::now() < until {
-        send(&mut ws, &AgentMessage::Heartbeat { sent_at_ms: 0 }).await;
         tokio::time::sleep(interval).await;
         assert!(
             agent_connected(&a, "s1", &inst).await,
             "a heartbeating agent was declared lost while the leader's watch was stalled"
         );
     }
+    // The agent falls silent, its session still open.
+    beating.store(false, std::sync::atomic::Ordering::SeqCst);
+    let _ws = heartbeats.await.unwrap();
     store
         .stalled
         .store(false, std::sync::atomic::Ordering::SeqCst);
