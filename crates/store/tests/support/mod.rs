@@ -171,6 +171,12 @@ impl Drop for Member {
     }
 }
 
+/// Whether a starting etcd member answers.
+enum Ready {
+    Yes,
+    PortTaken,
+}
+
 /// One single-member etcd.
 pub struct EtcdServer {
     pub member: Member,
@@ -178,13 +184,45 @@ pub struct EtcdServer {
 
 impl EtcdServer {
     /// Starts a fresh member on a tmpfs data directory and waits until it answers.
+    /// A member whose ports were taken between choosing them and etcd binding them (another
+    /// test's process got there first) is started again on other ports, at most 5 times.
     pub async fn start() -> Self {
-        let mut member = Member::new("solo", true);
-        member.initial_cluster = format!("solo={}", member.peer_url());
-        member.spawn();
-        let server = EtcdServer { member };
-        server.wait_ready().await;
-        server
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut member = Member::new("solo", true);
+            member.initial_cluster = format!("solo={}", member.peer_url());
+            member.spawn();
+            let server = EtcdServer { member };
+            match server.ready_or_port_taken().await {
+                Ready::Yes => return server,
+                Ready::PortTaken if attempt < 5 => continue,
+                Ready::PortTaken => panic!(
+                    "etcd could not bind its ports in 5 attempts:\n{}",
+                    server.member.log_tail()
+                ),
+            }
+        }
+    }
+
+    /// Waits until the member answers, or its log says a port was already in use.
+    async fn ready_or_port_taken(&self) -> Ready {
+        let store = self.store("ready-probe", EtcdOptions::default()).await;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if store.revision().await.is_ok() {
+                return Ready::Yes;
+            }
+            if self.member.log_tail().contains("address already in use") {
+                return Ready::PortTaken;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not answer within {START_TIMEOUT:?}:\n{}",
+                self.member.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
