@@ -8,26 +8,15 @@
 mod common;
 
 use common::*;
-use flotilla_protocol::{ServerMessage, SESSION_PATH};
+use common::{connect_session as connect, epoch_now as now, SessionWs as Ws};
+use flotilla_protocol::ServerMessage;
 use flotilla_sigv4::{Request, Signer};
 use flotilla_store::{MemoryStore, Store};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 fn signer<'a>(akid: &'a str, secret: &'a str) -> Signer<'a> {
     Signer {
@@ -36,51 +25,6 @@ fn signer<'a>(akid: &'a str, secret: &'a str) -> Signer<'a> {
         secret_access_key: secret,
         session_token: None,
     }
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-async fn connect(
-    addr: &str,
-    instance: &str,
-    s: &Signer<'_>,
-) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
-    let query = format!("containerInstance={}", encode(instance));
-    let mut req = format!("ws://{addr}{SESSION_PATH}?{query}")
-        .as_str()
-        .into_client_request()
-        .unwrap();
-    let headers = flotilla_sigv4::sign(
-        &Request {
-            method: "GET",
-            path: SESSION_PATH,
-            query: &query,
-            headers: &[("host", addr)],
-            body: b"",
-        },
-        s,
-        now(),
-    );
-    for (k, v) in headers {
-        req.headers_mut().insert(
-            k.parse::<tokio_tungstenite::tungstenite::http::HeaderName>()
-                .unwrap(),
-            HeaderValue::from_str(&v).unwrap(),
-        );
-    }
-    tokio_tungstenite::connect_async(req)
-        .await
-        .map(|(ws, _)| ws)
 }
 
 /// POSTs `body` to `target`, signed with `s` (or not): status and JSON body.

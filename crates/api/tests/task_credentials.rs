@@ -10,11 +10,12 @@ mod common;
 
 use async_trait::async_trait;
 use common::*;
+use common::{connect_session as connect, epoch_now as now, SessionWs as Ws};
 use flotilla_control::task_credentials::{credential_key, TaskCredentialRecord};
 use flotilla_model::status::{ContainerStatus, TaskStatus};
 use flotilla_protocol::{
     AgentMessage, ContainerStateReport, CredentialsOutcome, RoleCredentials, ServerMessage,
-    TaskStateReport, SESSION_PATH,
+    TaskStateReport,
 };
 use flotilla_sigv4::{Request, Signer};
 use flotilla_store::{
@@ -25,12 +26,7 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/app";
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -72,13 +68,6 @@ impl Store for Switchable {
     }
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 fn signer<'a>(akid: &'a str, secret: &'a str, token: Option<&'a str>) -> Signer<'a> {
     Signer {
         region: REGION,
@@ -86,51 +75,6 @@ fn signer<'a>(akid: &'a str, secret: &'a str, token: Option<&'a str>) -> Signer<
         secret_access_key: secret,
         session_token: token,
     }
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-async fn connect(
-    addr: &str,
-    instance: &str,
-    s: &Signer<'_>,
-) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
-    let query = format!("containerInstance={}", encode(instance));
-    let mut req = format!("ws://{addr}{SESSION_PATH}?{query}")
-        .as_str()
-        .into_client_request()
-        .unwrap();
-    let headers = flotilla_sigv4::sign(
-        &Request {
-            method: "GET",
-            path: SESSION_PATH,
-            query: &query,
-            headers: &[("host", addr)],
-            body: b"",
-        },
-        s,
-        now(),
-    );
-    for (k, v) in headers {
-        req.headers_mut().insert(
-            k.parse::<tokio_tungstenite::tungstenite::http::HeaderName>()
-                .unwrap(),
-            HeaderValue::from_str(&v).unwrap(),
-        );
-    }
-    tokio_tungstenite::connect_async(req)
-        .await
-        .map(|(ws, _)| ws)
 }
 
 async fn next_message(ws: &mut Ws) -> ServerMessage {

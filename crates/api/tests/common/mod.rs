@@ -165,3 +165,65 @@ pub fn resource(ci: &Value, kind: &str, name: &str) -> Value {
         .cloned()
         .unwrap()
 }
+
+/// An agent session's WebSocket.
+pub type SessionWs =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The system clock, in epoch seconds (what a SigV4 signature is dated with).
+pub fn epoch_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// `s` percent-encoded as SigV4 encodes a query value.
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Opens the agent session of container instance `instance` at `addr`, the upgrade signed by
+/// `s` at the system clock.
+pub async fn connect_session(
+    addr: &str,
+    instance: &str,
+    s: &flotilla_sigv4::Signer<'_>,
+) -> Result<SessionWs, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+    let path = flotilla_protocol::SESSION_PATH;
+    let query = format!("containerInstance={}", percent_encode(instance));
+    let mut req = format!("ws://{addr}{path}?{query}")
+        .as_str()
+        .into_client_request()
+        .unwrap();
+    let headers = flotilla_sigv4::sign(
+        &flotilla_sigv4::Request {
+            method: "GET",
+            path,
+            query: &query,
+            headers: &[("host", addr)],
+            body: b"",
+        },
+        s,
+        epoch_now(),
+    );
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            k.parse::<HeaderName>().unwrap(),
+            HeaderValue::from_str(&v).unwrap(),
+        );
+    }
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|(ws, _)| ws)
+}
