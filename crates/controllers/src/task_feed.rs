@@ -27,6 +27,7 @@ use flotilla_protocol::TaskAssignment;
 use flotilla_store::{Event, Store};
 use futures::StreamExt;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -63,6 +64,9 @@ pub struct TaskFeed {
     state: Mutex<State>,
     /// The store revision the index has applied (0: not loaded yet).
     applied: watch::Sender<u64>,
+    /// The applied revision at which a reader last waited [`CATCH_UP_WAIT`] in vain
+    /// ([`NOT_STALLED`] otherwise): see [`catch_up_wait`].
+    stalled_at: AtomicU64,
     started: OnceLock<()>,
 }
 
@@ -75,6 +79,7 @@ impl Default for TaskFeed {
                 next: 0,
             }),
             applied: watch::channel(0).0,
+            stalled_at: AtomicU64::new(NOT_STALLED),
             started: OnceLock::new(),
         }
     }
@@ -114,6 +119,25 @@ fn split_key(key: &str) -> Option<(&str, &str)> {
 /// store itself.
 pub const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
 
+/// How long a reader waits when the feed has not moved since a reader last waited in vain: the
+/// store's watch is stalled (an etcd member cut off, say), so every reader goes to the store
+/// almost at once instead of each waiting [`CATCH_UP_WAIT`] on the hot path.
+pub const STALLED_WAIT: Duration = Duration::from_millis(20);
+
+/// `stalled_at` when no wait has failed since the feed last moved.
+const NOT_STALLED: u64 = u64::MAX;
+
+/// How long a reader waits for the feed: [`STALLED_WAIT`] when it still stands at the revision
+/// where a wait last failed (`stalled_at`), [`CATCH_UP_WAIT`] otherwise (it is moving, or no
+/// wait has failed).
+pub fn catch_up_wait(stalled_at: u64, applied: u64) -> Duration {
+    if stalled_at == applied {
+        STALLED_WAIT
+    } else {
+        CATCH_UP_WAIT
+    }
+}
+
 impl TaskFeed {
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every change under the lock is applied whole before it is released.
@@ -133,16 +157,24 @@ impl TaskFeed {
     }
 
     /// Waits until the index has applied the store's current revision (at most
-    /// [`CATCH_UP_WAIT`]); false when it did not (read the store instead).
+    /// [`catch_up_wait`]); false when it did not (read the store instead).
     pub async fn caught_up(self: &Arc<Self>, store: &Arc<dyn Store>) -> bool {
         self.ensure_started(store.clone());
         let Ok(rev) = store.revision().await else {
             return false;
         };
         let mut rx = self.applied.subscribe();
-        tokio::time::timeout(CATCH_UP_WAIT, rx.wait_for(|a| *a >= rev && *a > 0))
+        let applied = *rx.borrow();
+        let wait = catch_up_wait(self.stalled_at.load(Ordering::Relaxed), applied);
+        let ok = tokio::time::timeout(wait, rx.wait_for(|a| *a >= rev && *a > 0))
             .await
-            .is_ok_and(|r| r.is_ok())
+            .is_ok_and(|r| r.is_ok());
+        if ok {
+            self.stalled_at.store(NOT_STALLED, Ordering::Relaxed);
+        } else {
+            self.stalled_at.store(*rx.borrow(), Ordering::Relaxed);
+        }
+        ok
     }
 
     /// Reads the index.
@@ -304,6 +336,17 @@ async fn run(feed: Weak<TaskFeed>, store: Arc<dyn Store>) {
 mod tests {
     use super::*;
     use flotilla_store::{MemoryStore, Txn};
+
+    #[test]
+    fn a_reader_waits_briefly_only_while_the_feed_stands_where_a_wait_failed() {
+        assert_eq!(catch_up_wait(NOT_STALLED, 0), CATCH_UP_WAIT);
+        assert_eq!(catch_up_wait(NOT_STALLED, 42), CATCH_UP_WAIT);
+        // A wait failed at 42 and the feed is still there: the watch is stalled.
+        assert_eq!(catch_up_wait(42, 42), STALLED_WAIT);
+        // It moved since: wait in full again.
+        assert_eq!(catch_up_wait(42, 43), CATCH_UP_WAIT);
+        assert!(STALLED_WAIT < CATCH_UP_WAIT);
+    }
 
     fn record(cluster: &str, id: &str, instance: &str, version: u64) -> Vec<u8> {
         let t = TaskRecord {
