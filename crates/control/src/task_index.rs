@@ -322,7 +322,7 @@ mod tests {
             family: Arc::from("f"),
             started_by: None,
             // Tasks of even hosts are a service's; the others have no group.
-            group: (host % 2 == 0).then(|| Arc::from("service:s")),
+            group: host.is_multiple_of(2).then(|| Arc::from("service:s")),
         }
     }
 

@@ -634,7 +634,6 @@ pub(crate) async fn observe_service(
     let grace = grace_of(rec);
     let index = api.task_index().await;
     let instances_of = |c: &str| {
-        let store = store;
         let cached = index.map(|f| f.instances.records(c));
         let c = c.to_string();
         async move {
