@@ -117,6 +117,8 @@ struct ClusterTasks {
     counts: TaskCounts,
     /// By instance id (the task's `instance_id`, whatever cluster that instance is in).
     instances: HashMap<Arc<str>, InstanceTaskCounts>,
+    /// The ids of each group's tasks (`service:NAME` for a service's), stopped ones included.
+    groups: HashMap<Arc<str>, BTreeSet<Box<str>>>,
 }
 
 /// A host: (the instance's cluster, its id).
@@ -186,6 +188,9 @@ impl TaskIndex {
         let add = InstanceTaskCounts::of(&s);
         i.running += add.running;
         i.pending += add.pending;
+        if let Some(g) = &s.group {
+            c.groups.entry(g.clone()).or_default().insert(id.into());
+        }
         c.tasks.insert(id.into(), s);
         old
     }
@@ -201,6 +206,14 @@ impl TaskIndex {
             i.pending -= sub.pending;
             if *i == InstanceTaskCounts::default() {
                 c.instances.remove(&old.instance_id);
+            }
+        }
+        if let Some(g) = &old.group {
+            if let Some(set) = c.groups.get_mut(g) {
+                set.remove(id);
+                if set.is_empty() {
+                    c.groups.remove(g);
+                }
             }
         }
         if c.tasks.is_empty() {
@@ -256,6 +269,15 @@ impl TaskIndex {
             .map(|(id, s)| (&**id, s))
     }
 
+    /// The ids of `cluster`'s tasks in `group` (stopped ones included), in id order.
+    pub fn group_tasks(&self, cluster: &str, group: &str) -> Vec<String> {
+        self.clusters
+            .get(cluster)
+            .and_then(|c| c.groups.get(group))
+            .map(|set| set.iter().map(|id| id.to_string()).collect())
+            .unwrap_or_default()
+    }
+
     /// How many tasks `cluster` has in the index.
     pub fn len(&self, cluster: &str) -> usize {
         self.clusters.get(cluster).map_or(0, |c| c.tasks.len())
@@ -299,7 +321,8 @@ mod tests {
             }),
             family: Arc::from("f"),
             started_by: None,
-            group: None,
+            // Tasks of even hosts are a service's; the others have no group.
+            group: host.is_multiple_of(2).then(|| Arc::from("service:s")),
         }
     }
 
@@ -439,6 +462,12 @@ mod tests {
                 let listed: Vec<String> = ix.tasks(cluster, None).map(|(id, _)| id.to_string()).collect();
                 let expected: Vec<String> = model.keys().filter(|(c, _)| c == cluster).map(|(_, t)| t.clone()).collect();
                 prop_assert_eq!(listed, expected);
+                let grouped: Vec<String> = model
+                    .iter()
+                    .filter(|((c, _), s)| c == cluster && s.group.as_deref() == Some("service:s"))
+                    .map(|((_, t), _)| t.clone())
+                    .collect();
+                prop_assert_eq!(ix.group_tasks(cluster, "service:s"), grouped);
             }
             for (hc, h) in [("c", 0u8), ("c", 1), ("c", 2), ("c", 3), ("pool", 0), ("pool", 1), ("pool", 2), ("pool", 3)] {
                 let id = format!("i{h}");

@@ -25,6 +25,7 @@
 pub mod agents;
 pub mod deployment_alarms;
 pub mod fargate;
+pub mod instance_cache;
 pub mod leadership;
 pub mod placement;
 pub mod plane;

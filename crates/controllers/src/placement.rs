@@ -1,14 +1,17 @@
 //! The one writer of placements: RunTask and StartTask plan against a snapshot of the cluster and
 //! commit the new tasks together with the reservations they take, in one transaction.
 //!
-//! How a request is placed ([`place`]):
-//! 1. read the cluster's instances (each with its `mod_revision`) and custom attributes;
-//! 2. plan with `flotilla_scheduler` on that snapshot (pure: strategies, constraints, resources);
-//! 3. write, in ONE transaction, every new task (`Absent`), every touched instance with the new
-//!    reservations (compare-and-swap on the `mod_revision` read in step 1) and, with a
+//! How a request is placed ([`place`]), serialized with the other placements on the same
+//! cluster in this process:
+//! 1. plan with `flotilla_scheduler` (pure: strategies, constraints, resources) on the replica's
+//!    [`crate::instance_cache::InstanceCache`] once it has caught up with the store (its kept
+//!    scheduler cluster, no store read), else on the cluster's instances (each with its
+//!    `mod_revision`) and custom attributes read from the store;
+//! 2. write, in ONE transaction, every new task (`Absent`), every touched instance with the new
+//!    reservations (compare-and-swap on the `mod_revision` the plan saw) and, with a
 //!    `clientToken`, the token record (`Absent`);
-//! 4. on a conflict, start over from step 1 ([`Plane::cas_fenced`], serialized with the other
-//!    placements on the same cluster in this process).
+//! 3. on a conflict, start over from step 1 (after a short backoff; the cache has by then
+//!    caught up with the write that won).
 //!
 //! A split over custom capacity providers (RunTask's or a service's strategy) is planned per
 //! provider on that provider's hosts only ([`plan_on_providers`]), and committed in the same one
@@ -26,7 +29,7 @@
 
 use crate::plane::Plane;
 use crate::records::{
-    self, get, instance_prefix, task_key, to_bytes, Attempt, ClientTokenRecord, ATTRIBUTES,
+    self, get, instance_prefix, task_key, to_bytes, ClientTokenRecord, ATTRIBUTES,
 };
 use flotilla_control::instances::{custom_attribute, InstanceRecord, Reservation};
 use flotilla_control::launch::placement_error;
@@ -309,16 +312,42 @@ pub async fn place(
         .demand()
         .map_err(|e| placement_error(e.into()))?;
     let pool = flotilla_control::launch::host_cluster(template.launch_type, &template.cluster);
-    let placed = plane
-        .cas_fenced(&instance_prefix(pool), fence, || async {
-            if let Some(tok) = token {
-                if let Some((rec, _)) = get::<ClientTokenRecord>(plane.store(), &tok.key).await? {
-                    return Ok(Attempt::Done(Committed::TokenUsed(rec)));
+    // Serialized with the other placements on the pool in this process (a lost compare is
+    // then a race with another replica or another writer of an instance).
+    let _serial = plane.writers.lock(&instance_prefix(pool)).await;
+    let mut placed = None;
+    for n in 0..records::CAS_MAX_ATTEMPTS {
+        if let Some(tok) = token {
+            if let Some((rec, _)) = get::<ClientTokenRecord>(plane.store(), &tok.key).await? {
+                placed = Some(Committed::TokenUsed(rec));
+                break;
+            }
+        }
+        match plan_and_write(plane, now, template, target, token, &demand).await? {
+            Planned::Done(v) => {
+                placed = Some(v);
+                break;
+            }
+            Planned::Commit {
+                txn,
+                outcome,
+                written,
+                tentative,
+            } => {
+                let at = records::commit_fenced_at(plane.store(), txn, fence).await?;
+                if let (Some(rev), Some(_)) = (at, tentative.as_ref()) {
+                    plane.tasks.instances.written(&written, rev);
+                }
+                drop(tentative);
+                if at.is_some() {
+                    placed = Some(outcome);
+                    break;
                 }
             }
-            plan_and_write(plane, now, template, target, token, &demand).await
-        })
-        .await?;
+        }
+        tokio::time::sleep(records::backoff(n)).await;
+    }
+    let placed = placed.ok_or_else(records::contention)?;
     if let Committed::Placed(tasks, _) = &placed {
         for t in tasks {
             tracing::info!(task = %t.arn(), container_instance = %t.instance_id, cluster = %t.cluster, "task placed");
@@ -441,49 +470,107 @@ fn plan_on_providers(
     Ok((placed, failures))
 }
 
-/// One attempt: reads the cluster, plans, and builds the transaction that writes the new tasks
-/// with their reservations.
-async fn plan_and_write(
-    plane: &Plane,
+/// What one attempt decided.
+enum Planned<'a> {
+    /// Nothing to write.
+    Done(Committed<PlacementFailure>),
+    /// Commit `txn`; the outcome if it commits.
+    Commit {
+        txn: Txn,
+        outcome: Committed<PlacementFailure>,
+        /// The instance records it writes (key, record).
+        written: Vec<(String, InstanceRecord)>,
+        /// The plan's tentative reservations on the instance cache's kept cluster, when it
+        /// planned there.
+        tentative: Option<crate::instance_cache::Tentative<'a>>,
+    },
+}
+
+/// Placements, each with its capacity provider, and the failures.
+type Plan = (
+    Vec<(sched::Placement, Option<String>)>,
+    Vec<PlacementFailure>,
+);
+
+/// One attempt: plans on the replica's instance cache (once it has caught up with the store;
+/// a split over custom capacity providers, and a replica whose cache cannot say, read the
+/// store), and builds the transaction that writes the new tasks with their reservations.
+async fn plan_and_write<'a>(
+    plane: &'a Plane,
     now: f64,
     template: &TaskTemplate,
     target: &Target,
     token: Option<&Token>,
     demand: &sched::Demand,
-) -> Result<Attempt<Committed<PlacementFailure>>, EcsError> {
+) -> Result<Planned<'a>, EcsError> {
     let pool = flotilla_control::launch::host_cluster(template.launch_type, &template.cluster);
-    let all = records::list::<InstanceRecord>(plane.store(), &instance_prefix(pool)).await?;
-    let mut instances: Vec<(String, InstanceRecord, u64)> = all
-        .into_iter()
-        .filter(|(_, r, _)| r.status() != sched::InstanceStatus::Inactive)
-        .collect();
-    let custom = custom_attributes(plane.store(), pool).await?;
-    let snapshot = snapshot_of(instances.iter().map(|(_, r, _)| r), &custom);
-    let (placements, mut failures) = match target {
-        Target::Run(req)
-            if flotilla_control::launch::on_custom_providers(
-                template.launch_type,
-                &template.providers,
-            ) =>
-        {
-            plan_on_providers(&instances, &custom, template, req)?
-        }
-        _ => {
-            let mut cluster = sched::Cluster::new(snapshot);
-            let Some((outcome, failures)) = plan(&mut cluster, template, target)? else {
-                let none = vec![PlacementFailure::no_capacity()];
-                return Ok(Attempt::Done(Committed::Placed(Vec::new(), none)));
-            };
-            let placed = outcome
-                .placements
-                .into_iter()
-                .enumerate()
-                .map(|(i, p)| (p, template.providers.get(i).cloned()))
-                .collect();
-            (placed, failures)
-        }
+    let on_providers = matches!(target, Target::Run(_))
+        && flotilla_control::launch::on_custom_providers(template.launch_type, &template.providers);
+    let cached = !on_providers && plane.tasks.caught_up(&plane.store).await;
+    // The records of the instances placed on (at least), by id: (key, record, mod_revision).
+    let mut instances: HashMap<String, (String, InstanceRecord, u64)>;
+    let mut tentative = None;
+    let (placements, mut failures): Plan = if cached {
+        let (planned, used, t) = plane.tasks.instances.plan(
+            pool,
+            |cluster| plan(cluster, template, target),
+            |r| match r {
+                Ok(Some((o, _))) => o
+                    .placements
+                    .iter()
+                    .map(|p| p.container_instance_id.clone())
+                    .collect(),
+                _ => Vec::new(),
+            },
+        );
+        tentative = Some(t);
+        instances = used
+            .into_iter()
+            .map(|(id, c)| (id, (c.key, (*c.record).clone(), c.rev)))
+            .collect();
+        let Some((outcome, failures)) = planned? else {
+            let none = vec![PlacementFailure::no_capacity()];
+            return Ok(Planned::Done(Committed::Placed(Vec::new(), none)));
+        };
+        let placed = outcome
+            .placements
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| (p, template.providers.get(i).cloned()))
+            .collect();
+        (placed, failures)
+    } else {
+        let all = records::list::<InstanceRecord>(plane.store(), &instance_prefix(pool)).await?;
+        let listed: Vec<(String, InstanceRecord, u64)> = all
+            .into_iter()
+            .filter(|(_, r, _)| r.status() != sched::InstanceStatus::Inactive)
+            .collect();
+        let custom = custom_attributes(plane.store(), pool).await?;
+        let planned = match target {
+            Target::Run(req) if on_providers => plan_on_providers(&listed, &custom, template, req)?,
+            _ => {
+                let snapshot = snapshot_of(listed.iter().map(|(_, r, _)| r), &custom);
+                let mut cluster = sched::Cluster::new(snapshot);
+                let Some((outcome, failures)) = plan(&mut cluster, template, target)? else {
+                    let none = vec![PlacementFailure::no_capacity()];
+                    return Ok(Planned::Done(Committed::Placed(Vec::new(), none)));
+                };
+                let placed = outcome
+                    .placements
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, p)| (p, template.providers.get(i).cloned()))
+                    .collect();
+                (placed, failures)
+            }
+        };
+        instances = listed
+            .into_iter()
+            .map(|(k, r, rev)| (r.id.clone(), (k, r, rev)))
+            .collect();
+        planned
     };
-    let mut touched: BTreeSet<usize> = BTreeSet::new();
+    let mut touched: BTreeSet<String> = BTreeSet::new();
     let mut tasks = Vec::new();
     let mut book = match template.awsvpc {
         Some(_) => Some(crate::fargate::AddressBook::read(plane.store()).await?),
@@ -497,7 +584,7 @@ async fn plan_and_write(
     };
     let mut warm_taken: BTreeSet<String> = BTreeSet::new();
     for (p, provider) in &placements {
-        let Some((_, inst, _)) = instances.get_mut(p.instance_index) else {
+        let Some((_, inst, _)) = instances.get_mut(&p.container_instance_id) else {
             return Err(EcsError::server("placement chose an unknown instance"));
         };
         let network = match (&template.awsvpc, book.as_mut()) {
@@ -528,15 +615,17 @@ async fn plan_and_write(
         let rec = build_task(plane, now, template, slot);
         inst.reserve(&rec.id, rec.reservation.clone());
         inst.touch();
-        touched.insert(p.instance_index);
+        touched.insert(p.container_instance_id.clone());
         tasks.push(rec);
     }
     let mut txn = Txn::new();
-    for i in &touched {
-        if let Some((key, inst, rev)) = instances.get(*i) {
+    let mut written = Vec::new();
+    for id in &touched {
+        if let Some((key, inst, rev)) = instances.remove(id) {
             txn = txn
-                .when(Compare::ModRevision(key.clone(), *rev))
-                .put(key.clone(), to_bytes(inst)?);
+                .when(Compare::ModRevision(key.clone(), rev))
+                .put(key.clone(), to_bytes(&inst)?);
+            written.push((key, inst));
         }
     }
     for t in &tasks {
@@ -571,7 +660,12 @@ async fn plan_and_write(
             .when(Compare::Absent(tok.key.clone()))
             .put(tok.key.clone(), to_bytes(&rec)?);
     }
-    Ok(Attempt::Commit(txn, Committed::Placed(tasks, failures)))
+    Ok(Planned::Commit {
+        txn,
+        outcome: Committed::Placed(tasks, failures),
+        written,
+        tentative,
+    })
 }
 
 /// The ECS error for a RunTask `clientToken` reused with another request.

@@ -14,7 +14,7 @@
 use flotilla_control::task_definitions::TaskDefinitionRef;
 use flotilla_model::shapes::{Cluster, RegisterTaskDefinitionResponse, TaskDefinitionStatus};
 use flotilla_model::EcsError;
-use flotilla_store::{Compare, Fence, Store, StoreError, Txn};
+use flotilla_store::{Compare, Fence, Store, StoreError, Txn, TxnOutcome};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -93,16 +93,30 @@ pub async fn commit_fenced(
     txn: Txn,
     fence: Option<&Fence>,
 ) -> Result<bool, EcsError> {
+    Ok(commit_fenced_at(store, txn, fence).await?.is_some())
+}
+
+/// [`commit_fenced`], telling the revision the transaction committed at (`None`: a compare
+/// failed).
+pub async fn commit_fenced_at(
+    store: &dyn Store,
+    txn: Txn,
+    fence: Option<&Fence>,
+) -> Result<Option<u64>, EcsError> {
+    let at = |o: TxnOutcome| match o {
+        TxnOutcome::Committed { revision } => Some(revision),
+        TxnOutcome::Conflict { .. } => None,
+    };
     let fence = fence.filter(|f| f.compare().is_some());
     let Some(fence) = fence else {
-        return Ok(store.txn(txn).await.map_err(store_error)?.is_committed());
+        return Ok(at(store.txn(txn).await.map_err(store_error)?));
     };
     let txn = txn.fenced(fence);
     let outcome = store.txn(txn.clone()).await.map_err(store_error)?;
     if fence.refused(&txn, &outcome) {
         return Err(deposed());
     }
-    Ok(outcome.is_committed())
+    Ok(at(outcome))
 }
 
 /// What a controller's write ends with when the store refused its fence: this replica's term
@@ -217,7 +231,7 @@ where
 
 /// The wait before attempt `n + 1`: up to 2^n ms, capped at 64 ms, jittered so contenders
 /// spread out.
-fn backoff(n: u32) -> std::time::Duration {
+pub(crate) fn backoff(n: u32) -> std::time::Duration {
     let cap_ms = 1u64 << n.min(6);
     std::time::Duration::from_micros(rand::random::<u64>() % (cap_ms * 1000) + 100)
 }
@@ -225,7 +239,7 @@ fn backoff(n: u32) -> std::time::Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flotilla_store::{MemoryStore, TxnOutcome};
+    use flotilla_store::MemoryStore;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     #[tokio::test]

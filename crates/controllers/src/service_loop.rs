@@ -51,7 +51,7 @@ use flotilla_scheduler::InstanceStatus;
 use flotilla_store::{Compare, Event, Fence, Txn};
 use futures::StreamExt;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -619,7 +619,10 @@ pub(crate) fn grace_of(rec: &ServiceRecord) -> f64 {
 }
 
 /// Reads the service's tasks and the instances they run on (its cluster's, and the managed
-/// pool's for Fargate tasks: a pool host whose agent is gone loses its tasks too).
+/// pool's for Fargate tasks: a pool host whose agent is gone loses its tasks too). Once the
+/// replica's task feed has caught up with the store, the instances come from its instance cache
+/// and the service's task ids from its task index (then only those records are read), not from
+/// reading every instance and every task record of the cluster.
 pub(crate) async fn observe_service(
     api: &Plane,
     rec: &ServiceRecord,
@@ -629,30 +632,58 @@ pub(crate) async fn observe_service(
     let cluster = rec.cluster.as_str();
     let group = rec.group();
     let grace = grace_of(rec);
-    let instances =
-        records::list::<InstanceRecord>(store, &records::instance_prefix(cluster)).await?;
+    let index = api.task_index().await;
+    let instances_of = |c: &str| {
+        let cached = index.map(|f| f.instances.records(c));
+        let c = c.to_string();
+        async move {
+            Ok::<_, EcsError>(match cached {
+                Some(v) => v.into_iter().map(|c| c.record).collect::<Vec<_>>(),
+                None => records::list::<InstanceRecord>(store, &records::instance_prefix(&c))
+                    .await?
+                    .into_iter()
+                    .map(|(_, i, _)| Arc::new(i))
+                    .collect(),
+            })
+        }
+    };
+    let instances = instances_of(cluster).await?;
+    let pool = instances_of(flotilla_protocol::MANAGED_POOL).await?;
     let draining: BTreeSet<&str> = instances
         .iter()
-        .filter(|(_, i, _)| i.status() == InstanceStatus::Draining)
-        .map(|(_, i, _)| i.id.as_str())
+        .filter(|i| i.status() == InstanceStatus::Draining)
+        .map(|i| i.id.as_str())
         .collect();
-    let pool = records::list::<InstanceRecord>(
-        store,
-        &records::instance_prefix(flotilla_protocol::MANAGED_POOL),
-    )
-    .await?;
     let lost: BTreeSet<&str> = instances
         .iter()
         .chain(pool.iter())
-        .filter(|(_, i, _)| !i.instance.agent_connected)
-        .map(|(_, i, _)| i.id.as_str())
+        .filter(|i| !i.instance.agent_connected)
+        .map(|i| i.id.as_str())
         .collect();
-    let records: Vec<TaskRecord> = records::list::<TaskRecord>(store, &task_prefix(cluster))
-        .await?
-        .into_iter()
-        .map(|(_, t, _)| t)
-        .filter(|t| t.task.group.as_deref() == Some(group.as_str()))
-        .collect();
+    let records: Vec<TaskRecord> = match index {
+        Some(f) => {
+            let ids = f.read(|ix| ix.group_tasks(cluster, &group));
+            futures::stream::iter(ids)
+                .map(|id| async move { get::<TaskRecord>(store, &task_key(cluster, &id)).await })
+                .buffered(16)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .filter_map(|r| r.transpose())
+                .map(|r| r.map(|(t, _)| t))
+                .filter(|t| {
+                    t.as_ref()
+                        .map_or(true, |t| t.task.group.as_deref() == Some(group.as_str()))
+                })
+                .collect::<Result<_, _>>()?
+        }
+        None => records::list::<TaskRecord>(store, &task_prefix(cluster))
+            .await?
+            .into_iter()
+            .map(|(_, t, _)| t)
+            .filter(|t| t.task.group.as_deref() == Some(group.as_str()))
+            .collect(),
+    };
     let tasks = records
         .iter()
         .map(|t| {
@@ -662,10 +693,10 @@ pub(crate) async fn observe_service(
         .collect();
     let eligible = instances
         .iter()
-        .filter(|(_, i, _)| i.status() == InstanceStatus::Active && i.instance.agent_connected)
-        .map(|(_, i, _)| i.id.clone())
+        .filter(|i| i.status() == InstanceStatus::Active && i.instance.agent_connected)
+        .map(|i| i.id.clone())
         .collect();
-    let hosts = traffic::hosts(instances.iter().chain(pool.iter()).map(|(_, i, _)| i));
+    let hosts = traffic::hosts(instances.iter().chain(pool.iter()).map(|i| &**i));
     let capacity = if rec.launch().launch_type == LaunchType::Fargate {
         &pool
     } else {
@@ -679,11 +710,11 @@ pub(crate) async fn observe_service(
     };
     let zones = capacity
         .iter()
-        .filter(|(_, i, _)| i.status() == InstanceStatus::Active && i.instance.agent_connected)
-        .filter(|(_, i, _)| {
+        .filter(|i| i.status() == InstanceStatus::Active && i.instance.agent_connected)
+        .filter(|i| {
             provider.is_none() || i.instance.capacity_provider_name.as_ref() == provider.as_ref()
         })
-        .filter_map(|(_, i, _)| i.availability_zone.clone())
+        .filter_map(|i| i.availability_zone.clone())
         .filter(|z| !z.is_empty())
         .collect();
     Ok(Seen {

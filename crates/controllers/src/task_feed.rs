@@ -14,13 +14,18 @@
 //! compacted relists, and every subscriber is told to [`FeedEvent::Resync`]. It starts on first
 //! use and ends when the feed is dropped.
 //!
+//! The same watch keeps the replica's [`InstanceCache`] (the container instance records and
+//! their custom attributes, which placement plans on): it lists them after the tasks and hands
+//! the cache every change of theirs; [`TaskFeed::caught_up`] covers both.
+//!
 //! Invariants: the index and the subscriptions change under one lock, never held across an
 //! `.await`; a subscriber sees every change applied after it subscribed, in revision order.
 //! A reader that must see its own writes calls [`TaskFeed::caught_up`] first and falls back to
 //! the store when the feed cannot say (it is not running yet, or the store's revision is one
 //! the feed never sees, as on an etcd shared with other installations).
 
-use flotilla_control::keys::TASKS;
+use crate::instance_cache::{self, InstanceCache};
+use flotilla_control::keys::{ATTRIBUTES, CONTAINER_INSTANCES, TASKS};
 use flotilla_control::task_index::TaskIndex;
 use flotilla_control::tasks::TaskRecord;
 use flotilla_protocol::TaskAssignment;
@@ -68,6 +73,8 @@ pub struct TaskFeed {
     /// ([`NOT_STALLED`] otherwise): see [`catch_up_wait`].
     stalled_at: AtomicU64,
     started: OnceLock<()>,
+    /// The container instances and their custom attributes, fed by the same watch.
+    pub instances: InstanceCache,
 }
 
 impl Default for TaskFeed {
@@ -81,6 +88,7 @@ impl Default for TaskFeed {
             applied: watch::channel(0).0,
             stalled_at: AtomicU64::new(NOT_STALLED),
             started: OnceLock::new(),
+            instances: InstanceCache::default(),
         }
     }
 }
@@ -216,6 +224,10 @@ impl TaskFeed {
 
     fn apply(&self, ev: &Event) {
         let key = ev.key();
+        if instance_cache::is_cached_key(key) {
+            self.instances.apply(ev);
+            return;
+        }
         let Some((cluster, id)) = split_key(key) else {
             return;
         };
@@ -294,8 +306,22 @@ async fn run(feed: Weak<TaskFeed>, store: Arc<dyn Store>) {
                 continue;
             }
         };
+        // Read after the tasks: the watch from the tasks' revision replays what changed in
+        // between, which the cache applies only over older revisions.
+        let others = match (
+            store.list(CONTAINER_INSTANCES, None, 0).await,
+            store.list(ATTRIBUTES, None, 0).await,
+        ) {
+            (Ok(i), Ok(a)) => (i.items, a.items),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "task feed: listing instances failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
         {
             let Some(f) = feed.upgrade() else { return };
+            f.instances.load(&others.0, &others.1);
             f.load(&page.items, page.revision);
         }
         let mut stream = match store.watch("", page.revision).await {

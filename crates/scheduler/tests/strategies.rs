@@ -437,3 +437,48 @@ fn start_task_on_named_instances() {
         Err(PlacementError::InvalidInstanceCount(0))
     ));
 }
+
+#[test]
+fn a_cluster_kept_current_by_replace_places_as_a_new_one_does() {
+    // A caller keeps one cluster across requests and replaces each instance as it changes:
+    // its placements must be those of a cluster built afresh from the same instances.
+    let fleet: Vec<ContainerInstance> = (0..6)
+        .map(|n| {
+            inst(
+                &format!("i{n}"),
+                ["us-east-1a", "us-east-1b"][n % 2],
+                4096,
+                8192,
+            )
+        })
+        .collect();
+    let mut kept = Cluster::new(Snapshot::new(fleet.clone()));
+    let req = PlacementRequest::new("web", TaskSpec::simple(512, 1024), 5)
+        .with_group("service:web")
+        .with_strategies(vec![PlacementStrategy::spread_az(), spread_instance()])
+        .with_seed(7);
+    // Warm the caches, then throw the tentative reservations away.
+    kept.place(&req).unwrap();
+    let mut now = fleet.clone();
+    // The store's truth: i0 took two tasks of the group, i3 moved zones, i5 is draining.
+    for _ in 0..2 {
+        now[0].tasks.push(RunningTask {
+            arn: None,
+            group: "service:web".into(),
+            family: "web".into(),
+            revision: 1,
+            started_by: None,
+        });
+        now[0].remaining.cpu -= 512;
+        now[0].remaining.memory -= 1024;
+    }
+    now[3] = inst("i3", "us-east-1c", 4096, 8192);
+    now[5].status = InstanceStatus::Draining;
+    for x in &now {
+        assert!(kept.replace(x.clone()));
+    }
+    assert!(!kept.replace(inst("unknown", "us-east-1a", 1, 1)));
+    let mut fresh = Cluster::new(Snapshot::new(now));
+    assert_eq!(kept.place(&req).unwrap(), fresh.place(&req).unwrap());
+    assert_eq!(kept.snapshot(), fresh.snapshot());
+}

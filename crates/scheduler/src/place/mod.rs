@@ -349,6 +349,56 @@ impl Cluster {
         }
     }
 
+    /// Replaces the instance that has `x`'s id with `x`, keeping the indexes current (a
+    /// caller that keeps one cluster across requests and learns of each instance's changes):
+    /// the per-group task counts follow its tasks, and the attribute and `memberOf` caches are
+    /// dropped when anything but its tasks and remaining resources changed. `false` (and
+    /// nothing changes) when no instance has that id: the caller builds a new cluster.
+    pub fn replace(&mut self, x: ContainerInstance) -> bool {
+        let Some(&n) = self.by_id.get(&x.id) else {
+            return false;
+        };
+        let Some(old) = self.instances.get_mut(n) else {
+            return false;
+        };
+        let at = n as u32;
+        for t in &old.tasks {
+            if let Some(g) = self.groups.get_mut(&t.group) {
+                if let Some(c) = g.get_mut(&at) {
+                    *c = c.saturating_sub(1);
+                    if *c == 0 {
+                        g.remove(&at);
+                    }
+                }
+                if g.is_empty() {
+                    self.groups.remove(&t.group);
+                }
+            }
+        }
+        for t in &x.tasks {
+            *self
+                .groups
+                .entry(t.group.clone())
+                .or_default()
+                .entry(at)
+                .or_default() += 1;
+        }
+        let same_shape = old.arn == x.arn
+            && old.ec2_instance_id == x.ec2_instance_id
+            && old.status == x.status
+            && old.agent_connected == x.agent_connected
+            && old.agent_version == x.agent_version
+            && old.registered_at == x.registered_at
+            && old.registered == x.registered
+            && old.attributes == x.attributes;
+        *old = x;
+        if !same_shape {
+            self.fields.clear();
+            self.static_member_of.clear();
+        }
+        true
+    }
+
     /// The instances, with every reservation made so far.
     pub fn instances(&self) -> &[ContainerInstance] {
         &self.instances
