@@ -332,6 +332,11 @@ impl Redirector for Iptables {
                 return Ok(());
             }
             if let (false, e) = self.run(&Self::with("-D", rule)).await? {
+                // Another agent on this host (dev runs two) may have removed it between the
+                // check and the delete: gone is what was asked.
+                if !self.run(&Self::with("-C", rule)).await?.0 {
+                    return Ok(());
+                }
                 return Err(format!("iptables -D {}: {e}", rule.chain.as_str()));
             }
         }
