@@ -464,9 +464,7 @@ async fn serve(
         now,
         host,
     };
-    let output = ops::dispatch(&ctx, op, input).await?;
-    serde_json::to_vec(&output)
-        .map_err(|e| EcsError::server(format!("could not encode the response: {e}")))
+    ops::dispatch(&ctx, op, input).await
 }
 
 /// A request routed to a service behind the edge: read the body, verify the signature and its
