@@ -89,13 +89,9 @@ pub async fn register(
 ) -> Result<RegisterTaskDefinitionResponse, EcsError> {
     let family = registering.request.family.clone();
     let (reply, answer) = oneshot::channel();
-    plane.registrations.push(
-        &family,
-        Waiting {
-            registering,
-            reply,
-        },
-    );
+    plane
+        .registrations
+        .push(&family, Waiting { registering, reply });
     // Queued before this task takes the lock: either an earlier holder of the lock took it
     // into its group, or this task will.
     let plane = plane.clone();
@@ -266,7 +262,10 @@ mod tests {
         // Fewer commits than registrations: they were grouped (one commit per family write,
         // each advancing the revision by one).
         let commits = store.revision().await.unwrap();
-        assert!(commits <= n as u64, "{commits} commits for {n} registrations");
+        assert!(
+            commits <= n as u64,
+            "{commits} commits for {n} registrations"
+        );
     }
 
     #[tokio::test]

@@ -161,7 +161,10 @@ mod tests {
     #[test]
     fn the_kept_signing_key_is_the_one_of_its_scope() {
         let a = signing_key("secret", "20260101", "us-east-1", "ecs");
-        assert_eq!(a, derive_signing_key("secret", "20260101", "us-east-1", "ecs"));
+        assert_eq!(
+            a,
+            derive_signing_key("secret", "20260101", "us-east-1", "ecs")
+        );
         // Another secret, day, region or service is derived afresh, then kept in turn.
         for (s, d, r, v) in [
             ("other", "20260101", "us-east-1", "ecs"),

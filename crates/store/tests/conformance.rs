@@ -693,14 +693,19 @@ async fn sqlite_cached_reads_never_go_back() {
             tokio::spawn(async move {
                 for i in 0..60 {
                     let key = &keys[(i + w) % keys.len()];
-                    let TxnOutcome::Committed { revision } =
-                        s.txn(Txn::new().put(key.clone(), v(&i.to_string()))).await.unwrap()
+                    let TxnOutcome::Committed { revision } = s
+                        .txn(Txn::new().put(key.clone(), v(&i.to_string())))
+                        .await
+                        .unwrap()
                     else {
                         panic!("an unconditional put conflicted");
                     };
                     // Acknowledged: every read from now on sees this revision or a later one.
                     let kv = s.get(key).await.unwrap().unwrap();
-                    assert!(kv.mod_revision >= revision, "{key}: read {kv:?} after {revision}");
+                    assert!(
+                        kv.mod_revision >= revision,
+                        "{key}: read {kv:?} after {revision}"
+                    );
                 }
             })
         });

@@ -35,10 +35,7 @@ pub async fn register_task_definition(
         },
     )
     .await?;
-    let revision = record
-        .task_definition
-        .as_ref()
-        .map_or(0, |t| t.revision);
+    let revision = record.task_definition.as_ref().map_or(0, |t| t.revision);
     tracing::info!(family = %family, revision, "task definition registered");
     Ok(record)
 }
