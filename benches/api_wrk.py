@@ -15,6 +15,10 @@ own target directory, kept for the next run).
     .venv/bin/python benches/api_wrk.py --baseline-rev b4440be [--seconds 10] [--connections 16]
 
 The binary under test is FLOTILLA_BIN, default target/release/flotilla.
+
+A binary that throttles by default (`flotilla server` since throttling came) is started with
+both operations' limits at the most a limit may be (`--throttle-limit`), so the limiter's cost
+per request is measured while nothing is refused; an older one has no limiter to configure.
 """
 
 import argparse
@@ -74,9 +78,11 @@ class Server:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, AWS_ACCESS_KEY_ID=AKID, AWS_SECRET_ACCESS_KEY=SECRET, RUST_LOG="warn")
         self.log = open(Path(tmp) / "server.log", "ab")
+        limits = throttle_limits(binary)
         started = time.monotonic()
         self.proc = subprocess.Popen(
-            [str(binary), "server", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(tmp), "--region", REGION],
+            [str(binary), "server", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(tmp), "--region", REGION]
+            + limits,
             stdout=subprocess.DEVNULL,
             stderr=self.log,
             env=env,
@@ -104,6 +110,22 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()
+
+
+# The most a throttling limit may be (flotilla_throttle::MAX_LIMIT), burst and rate.
+MAX_LIMIT = 1_000_000
+
+
+def throttle_limits(binary):
+    """The flags that keep a throttling server from refusing the benchmark's requests (none for
+    a binary without throttling)."""
+    help_text = subprocess.run([str(binary), "server", "--help"], capture_output=True, text=True).stdout
+    if "--throttle-limit" not in help_text:
+        return []
+    flags = []
+    for op in ("DescribeTaskDefinition", "RegisterTaskDefinition"):
+        flags += ["--throttle-limit", f"ecs:{op}={MAX_LIMIT}/{MAX_LIMIT}"]
+    return flags
 
 
 LUA = """

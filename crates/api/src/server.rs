@@ -144,14 +144,10 @@ pub(crate) async fn authenticate_caller(
     body: &[u8],
     keys: Keys,
 ) -> Result<sigv4::Caller, AuthFailure> {
-    let pairs: Vec<(String, String)> = headers
+    // The names and values as they are (a value that is not UTF-8 is copied, lossily).
+    let pairs: Vec<(&str, std::borrow::Cow<'_, str>)> = headers
         .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
+        .map(|(k, v)| (k.as_str(), String::from_utf8_lossy(v.as_bytes())))
         .collect();
     let creds = &api.config.credentials;
     let configured = |akid: &str| creds.iter().find(|c| c.access_key_id == akid);
@@ -184,7 +180,7 @@ pub(crate) async fn authenticate_caller(
         _ => None,
     };
     let now = api.clock.now();
-    let caller = sigv4::verify(
+    let caller = sigv4::verify_pairs(
         method.as_str(),
         uri.path(),
         uri.query().unwrap_or(""),
@@ -464,9 +460,7 @@ async fn serve(
         now,
         host,
     };
-    let output = ops::dispatch(&ctx, op, input).await?;
-    serde_json::to_vec(&output)
-        .map_err(|e| EcsError::server(format!("could not encode the response: {e}")))
+    ops::dispatch(&ctx, op, input).await
 }
 
 /// A request routed to a service behind the edge: read the body, verify the signature and its

@@ -30,6 +30,7 @@ pub mod leadership;
 pub mod placement;
 pub mod plane;
 pub mod records;
+pub mod registrations;
 pub mod reports;
 pub mod service_loop;
 pub mod task_feed;

@@ -43,6 +43,8 @@ pub struct Plane {
     pub fargate: FargateConfig,
     /// Serializes the writers of one record within this process.
     pub writers: Stripes,
+    /// RegisterTaskDefinition's registrations waiting for their family's group commit.
+    pub registrations: crate::registrations::Registrations,
     /// This replica's name (in the leader election), when it has one; agent beats carry it.
     pub replica: Option<String>,
     /// The load balancers and Cloud Map, when this server serves them
@@ -82,6 +84,7 @@ impl Plane {
             agents: Agents::default(),
             fargate: FargateConfig::default(),
             writers: Stripes::default(),
+            registrations: Default::default(),
             replica: None,
             traffic: None,
             metrics: Arc::new(flotilla_metrics::NoMetrics),

@@ -155,23 +155,34 @@ pub async fn active_cluster(
 
 /// Loads a task definition record by reference: a given revision in any status, or the
 /// latest ACTIVE revision of a family. `None` when there is none.
+///
+/// The latest ACTIVE revision is most often the family's last one (its family record says
+/// which): two reads by key. Only when that one is not ACTIVE (deregistered, deleted) does it
+/// read every revision of the family, the latest first.
 pub async fn load_task_definition(
     store: &dyn Store,
     r: &TaskDefinitionRef,
 ) -> Result<Option<(RegisterTaskDefinitionResponse, u64)>, EcsError> {
+    let is_active = |rec: &RegisterTaskDefinitionResponse| {
+        rec.task_definition.as_ref().and_then(|t| t.status) == Some(TaskDefinitionStatus::Active)
+    };
     match r.revision {
         Some(rev) => get(store, &task_definition_key(&r.family, rev)).await,
         None => {
+            if let Some((family, _)) = get::<FamilyRecord>(store, &family_key(&r.family)).await? {
+                let last = task_definition_key(&r.family, family.last_revision);
+                match get::<RegisterTaskDefinitionResponse>(store, &last).await? {
+                    Some((rec, rev)) if is_active(&rec) => return Ok(Some((rec, rev))),
+                    _ => {}
+                }
+            }
             let all =
                 list::<RegisterTaskDefinitionResponse>(store, &task_definition_prefix(&r.family))
                     .await?;
             Ok(all
                 .into_iter()
                 .rev()
-                .find(|(_, rec, _)| {
-                    rec.task_definition.as_ref().and_then(|t| t.status)
-                        == Some(TaskDefinitionStatus::Active)
-                })
+                .find(|(_, rec, _)| is_active(rec))
                 .map(|(_, rec, rev)| (rec, rev)))
         }
     }

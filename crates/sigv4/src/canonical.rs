@@ -44,22 +44,30 @@ pub(crate) struct SigningInput<'a> {
 
 /// The signature of a request.
 pub(crate) fn compute_signature(i: &SigningInput<'_>) -> Vec<u8> {
-    let canonical_request = format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
+    // The canonical request is hashed as it is written, never held whole.
+    let mut canonical_request = Sha256::new();
+    for part in [
         i.method,
+        "\n",
         if i.path.is_empty() { "/" } else { i.path },
-        canonical_query(i.query),
+        "\n",
+        &canonical_query(i.query),
+        "\n",
         i.canonical_headers,
+        "\n",
         i.signed_headers,
-        hex::encode(Sha256::digest(i.body))
-    );
+        "\n",
+        &hex::encode(Sha256::digest(i.body)),
+    ] {
+        canonical_request.update(part.as_bytes());
+    }
     let string_to_sign = format!(
         "AWS4-HMAC-SHA256\n{}\n{}/{}/{}/aws4_request\n{}",
         i.amz_date,
         i.date,
         i.region,
         i.service,
-        hex::encode(Sha256::digest(canonical_request.as_bytes()))
+        hex::encode(canonical_request.finalize())
     );
     let key = signing_key(i.secret, i.date, i.region, i.service);
     hmac(&key, string_to_sign.as_bytes())
@@ -93,7 +101,37 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     }
 }
 
+/// The derived signing key of a secret for a day, region and service: four HMACs, the same for
+/// every request of that scope, so each thread keeps the last one it derived.
 fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8> {
+    /// (secret, date, region, service) and its key.
+    type Derived = (String, String, String, String, Vec<u8>);
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<Derived>> = const { std::cell::RefCell::new(None) };
+    }
+    let cached = LAST.with(|last| match &*last.borrow() {
+        Some((s, d, r, v, key)) if s == secret && d == date && r == region && v == service => {
+            Some(key.clone())
+        }
+        _ => None,
+    });
+    if let Some(key) = cached {
+        return key;
+    }
+    let key = derive_signing_key(secret, date, region, service);
+    LAST.with(|last| {
+        *last.borrow_mut() = Some((
+            secret.to_string(),
+            date.to_string(),
+            region.to_string(),
+            service.to_string(),
+            key.clone(),
+        ));
+    });
+    key
+}
+
+fn derive_signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8> {
     let k_date = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
     let k_region = hmac(&k_date, region.as_bytes());
     let k_service = hmac(&k_region, service.as_bytes());
@@ -118,6 +156,26 @@ mod tests {
         assert_eq!(s.len(), 16);
         assert_eq!(parse_amz_date(&s), Some(1_795_000_000));
         assert_eq!(parse_amz_date("2026-01-01"), None);
+    }
+
+    #[test]
+    fn the_kept_signing_key_is_the_one_of_its_scope() {
+        let a = signing_key("secret", "20260101", "us-east-1", "ecs");
+        assert_eq!(
+            a,
+            derive_signing_key("secret", "20260101", "us-east-1", "ecs")
+        );
+        // Another secret, day, region or service is derived afresh, then kept in turn.
+        for (s, d, r, v) in [
+            ("other", "20260101", "us-east-1", "ecs"),
+            ("secret", "20260102", "us-east-1", "ecs"),
+            ("secret", "20260102", "eu-west-1", "ecs"),
+            ("secret", "20260102", "eu-west-1", "logs"),
+        ] {
+            assert_eq!(signing_key(s, d, r, v), derive_signing_key(s, d, r, v));
+            assert_eq!(signing_key(s, d, r, v), derive_signing_key(s, d, r, v));
+            assert_ne!(signing_key(s, d, r, v), a);
+        }
     }
 
     #[test]

@@ -19,6 +19,6 @@ mod verify;
 
 pub use sign::{sign, sign_for, Request, Signer};
 pub use verify::{
-    access_key_id, scope_region, scope_service, verify, AuthCode, AuthError, Caller, Credential,
-    MAX_SKEW_SECONDS,
+    access_key_id, scope_region, scope_service, verify, verify_pairs, AuthCode, AuthError, Caller,
+    Credential, MAX_SKEW_SECONDS,
 };

@@ -254,27 +254,39 @@ fn check_date<'h>(
 }
 
 /// `name:value\n` for each signed header, repeated values joined by `,`, whitespace runs folded.
-fn canonical_headers(
+fn canonical_headers<K: AsRef<str>, V: AsRef<str>>(
     signed_headers: &str,
-    headers: &[(String, String)],
+    headers: &[(K, V)],
 ) -> Result<String, AuthError> {
-    let mut canonical = String::new();
+    let mut canonical = String::with_capacity(256);
     for name in signed_headers.split(';') {
-        let values: Vec<String> = headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.split_whitespace().collect::<Vec<_>>().join(" "))
-            .collect();
-        if values.is_empty() {
+        let mut found = false;
+        for (k, v) in headers {
+            if !k.as_ref().eq_ignore_ascii_case(name) {
+                continue;
+            }
+            if found {
+                canonical.push(',');
+            } else {
+                for c in name.chars() {
+                    canonical.push(c.to_ascii_lowercase());
+                }
+                canonical.push(':');
+                found = true;
+            }
+            for (i, word) in v.as_ref().split_whitespace().enumerate() {
+                if i > 0 {
+                    canonical.push(' ');
+                }
+                canonical.push_str(word);
+            }
+        }
+        if !found {
             return Err(AuthError::MissingSignedHeader {
                 name: name.to_string(),
             });
         }
-        canonical.push_str(&format!(
-            "{}:{}\n",
-            name.to_ascii_lowercase(),
-            values.join(",")
-        ));
+        canonical.push('\n');
     }
     Ok(canonical)
 }
@@ -290,11 +302,25 @@ pub fn verify<'a>(
     now_epoch: i64,
     lookup: impl Fn(&str) -> Option<&'a Credential>,
 ) -> Result<Caller, AuthError> {
+    verify_pairs(method, path, query, headers, body, now_epoch, lookup)
+}
+
+/// [`verify`] with the headers as any pairs of strings (a server passes its header map's names
+/// and values as they are, with no copy).
+pub fn verify_pairs<'a, K: AsRef<str>, V: AsRef<str>>(
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(K, V)],
+    body: &[u8],
+    now_epoch: i64,
+    lookup: impl Fn(&str) -> Option<&'a Credential>,
+) -> Result<Caller, AuthError> {
     let header = |name: &str| -> Option<&str> {
         headers
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .find(|(k, _)| k.as_ref().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_ref())
     };
     let auth = parse_authorization(header("authorization").ok_or(AuthError::MissingToken)?)?;
     let cred = lookup(auth.access_key_id).ok_or(AuthError::UnrecognizedClient)?;

@@ -19,6 +19,13 @@
 //! blocking thread pool; in WAL mode they read a consistent snapshot and never wait behind the
 //! writer's fsync. `revision()` is served from memory (updated by the writer after each commit).
 //!
+//! `get` answers from a bounded cache of the keys read lately ([`ReadCache`]) when it can, with
+//! no thread hand-off and no SQL: the writer, the only one that changes the database, updates
+//! the cached keys a batch wrote, under the cache's lock, before it publishes the batch's
+//! revision and answers anyone; a read that missed caches what it read only if no batch was
+//! published while it read (the revision it loaded before reading is still current). So the
+//! cache never holds a value older than the last acknowledged write of its key.
+//!
 //! Invariants:
 //! - A transaction that writes at least one change advances the revision by exactly one.
 //! - The in-memory revision only moves after the commit that reached it; batches are published
@@ -65,6 +72,10 @@ pub struct SqliteOptions {
     pub max_batch: usize,
     /// Read connections kept open for reuse (more are opened on demand under load).
     pub read_connections: usize,
+    /// Keys `get` keeps in memory (0: no cache).
+    pub cached_keys: usize,
+    /// Bytes of values `get` keeps in memory at most.
+    pub cached_bytes: usize,
 }
 
 impl Default for SqliteOptions {
@@ -74,6 +85,8 @@ impl Default for SqliteOptions {
             watch_buffer: 1024,
             max_batch: 1024,
             read_connections: 4,
+            cached_keys: 16 * 1024,
+            cached_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -150,6 +163,7 @@ impl SqliteStore {
             pool: Mutex::new(Vec::new()),
             keep: opts.read_connections,
             revision: AtomicU64::new(revision),
+            cache: Mutex::new(ReadCache::new(opts.cached_keys, opts.cached_bytes)),
         });
         let writer = Writer {
             conn,
@@ -282,7 +296,12 @@ impl Writer {
             Ok(results) => {
                 self.revision = revision;
                 self.floor = floor;
+                // The cached keys this batch wrote change with the published revision, under
+                // the cache's lock (see `Reader::get`).
+                let mut cache = self.reader.cache.lock().unwrap_or_else(|e| e.into_inner());
+                cache.apply(&events);
                 self.reader.revision.store(revision, Ordering::SeqCst);
+                drop(cache);
                 if !events.is_empty() {
                     // No receivers is not an error.
                     let _ = self.live.send(Arc::new(events));
@@ -522,8 +541,77 @@ struct Reader {
     path: PathBuf,
     pool: Mutex<Vec<Connection>>,
     keep: usize,
-    /// The last committed revision, published by the writer after each commit.
+    /// The last committed revision, published by the writer after each commit (with the
+    /// cache's lock held).
     revision: AtomicU64,
+    /// The keys read lately, as of `revision`.
+    cache: Mutex<ReadCache>,
+}
+
+/// The values of the keys `get` read lately (`None`: the key is absent), as of the published
+/// revision. Bounded by keys and bytes: when full it starts over empty (a simple bound; the
+/// hot keys come back on their next read).
+struct ReadCache {
+    entries: std::collections::HashMap<String, Option<KeyValue>>,
+    bytes: usize,
+    max_keys: usize,
+    max_bytes: usize,
+}
+
+impl ReadCache {
+    fn new(max_keys: usize, max_bytes: usize) -> Self {
+        ReadCache {
+            entries: std::collections::HashMap::new(),
+            bytes: 0,
+            max_keys,
+            max_bytes,
+        }
+    }
+
+    fn size(key: &str, value: &Option<KeyValue>) -> usize {
+        key.len() + value.as_ref().map_or(0, |kv| kv.key.len() + kv.value.len())
+    }
+
+    fn get(&self, key: &str) -> Option<Option<KeyValue>> {
+        self.entries.get(key).cloned()
+    }
+
+    fn insert(&mut self, key: &str, value: Option<KeyValue>) {
+        let size = Self::size(key, &value);
+        if self.max_keys == 0 || size > self.max_bytes {
+            return;
+        }
+        if self.entries.len() >= self.max_keys || self.bytes + size > self.max_bytes {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        if let Some(old) = self.entries.insert(key.to_string(), value) {
+            self.bytes -= Self::size(key, &old);
+        }
+        self.bytes += size;
+    }
+
+    /// A committed batch's changes: the cached keys it wrote take their new state.
+    fn apply(&mut self, events: &[Event]) {
+        if self.entries.is_empty() {
+            return;
+        }
+        for event in events {
+            let Some(cached) = self.entries.get_mut(event.key()) else {
+                continue;
+            };
+            let old = Self::size(event.key(), cached);
+            *cached = match event {
+                Event::Put(kv) => Some(kv.clone()),
+                Event::Delete { .. } => None,
+            };
+            self.bytes = self.bytes - old + Self::size(event.key(), cached);
+        }
+        if self.bytes > self.max_bytes {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+    }
 }
 
 impl Reader {
@@ -683,17 +771,33 @@ fn read_page(
 #[async_trait]
 impl Store for SqliteStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let key = key.to_owned();
-        self.inner
-            .reader
+        let reader = &self.inner.reader;
+        if let Some(hit) = reader
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+        {
+            return Ok(hit);
+        }
+        // Loaded before reading: if a batch is published while this reads, what it read may be
+        // older than that batch, so it is not cached.
+        let before = reader.revision.load(Ordering::SeqCst);
+        let owned = key.to_owned();
+        let read = reader
             .with(move |conn| {
                 conn.prepare_cached(
                     "SELECT key, value, create_revision, mod_revision FROM kv WHERE key = ?1",
                 )
-                .and_then(|mut st| st.query_row([&key], row_to_kv).optional())
+                .and_then(|mut st| st.query_row([&owned], row_to_kv).optional())
                 .map_err(be)
             })
-            .await
+            .await?;
+        let mut cache = reader.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if reader.revision.load(Ordering::SeqCst) == before {
+            cache.insert(key, read.clone());
+        }
+        Ok(read)
     }
 
     async fn list(

@@ -673,6 +673,68 @@ async fn sqlite_reopen_keeps_data_and_revision() {
     assert_eq!(put(&s, "n", "1").await, 7);
 }
 
+/// `get`'s cache never answers older than an acknowledged write: readers racing writers see
+/// every key's value move forward only, and after a write is acknowledged every read sees it
+/// (or a later one). With a cache of 2 keys for 8 keys, entries are dropped and read again
+/// all the time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_cached_reads_never_go_back() {
+    use flotilla_store::sqlite::SqliteOptions;
+    let dir = tempfile::tempdir().unwrap();
+    for cached_keys in [2, 1024] {
+        let opts = SqliteOptions {
+            cached_keys,
+            ..SqliteOptions::default()
+        };
+        let s = Arc::new(SqliteStore::open_with(dir.path(), opts).unwrap());
+        let keys: Vec<String> = (0..8).map(|k| format!("cache{cached_keys}/{k}")).collect();
+        let writers = (0..4).map(|w| {
+            let (s, keys) = (s.clone(), keys.clone());
+            tokio::spawn(async move {
+                for i in 0..60 {
+                    let key = &keys[(i + w) % keys.len()];
+                    let TxnOutcome::Committed { revision } = s
+                        .txn(Txn::new().put(key.clone(), v(&i.to_string())))
+                        .await
+                        .unwrap()
+                    else {
+                        panic!("an unconditional put conflicted");
+                    };
+                    // Acknowledged: every read from now on sees this revision or a later one.
+                    let kv = s.get(key).await.unwrap().unwrap();
+                    assert!(
+                        kv.mod_revision >= revision,
+                        "{key}: read {kv:?} after {revision}"
+                    );
+                }
+            })
+        });
+        let readers = (0..4).map(|_| {
+            let (s, keys) = (s.clone(), keys.clone());
+            tokio::spawn(async move {
+                let mut seen = vec![0u64; keys.len()];
+                for i in 0..400 {
+                    let k = i % keys.len();
+                    if let Some(kv) = s.get(&keys[k]).await.unwrap() {
+                        assert!(kv.mod_revision >= seen[k], "{} went back", keys[k]);
+                        seen[k] = kv.mod_revision;
+                    }
+                }
+            })
+        });
+        let all: Vec<_> = writers.chain(readers).collect();
+        for t in all {
+            t.await.unwrap();
+        }
+        // Deleted keys read as absent, cached or not.
+        for key in &keys {
+            assert!(s.get(key).await.unwrap().is_some());
+            s.txn(Txn::new().delete(key.clone())).await.unwrap();
+            assert_eq!(s.get(key).await.unwrap(), None);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_watch_across_reopen_from_history() {
     let dir = tempfile::tempdir().unwrap();

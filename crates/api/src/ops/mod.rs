@@ -97,8 +97,9 @@ pub async fn agent_cluster(ctx: &Ctx<'_>, cluster: Option<&str>) -> Result<Strin
     request_cluster(ctx, cluster, &[]).await
 }
 
-fn to_value<T: serde::Serialize>(v: T) -> Result<Value, EcsError> {
-    serde_json::to_value(v)
+/// The response's wire form, encoded straight from the response type (no JSON tree between).
+fn to_wire<T: serde::Serialize>(v: T) -> Result<Vec<u8>, EcsError> {
+    serde_json::to_vec(&v)
         .map_err(|e| EcsError::server(format!("could not encode the response: {e}")))
 }
 
@@ -108,7 +109,7 @@ macro_rules! dispatch_table {
             $(
                 Operation::$name => {
                     let req = parse_input(stringify!($name), $input)?;
-                    to_value($handler($ctx, req).await?)
+                    to_wire($handler($ctx, req).await?)
                 }
             )*
             other => Err(EcsError::new(
@@ -119,8 +120,8 @@ macro_rules! dispatch_table {
     };
 }
 
-/// Runs one operation on a JSON input and returns its JSON output.
-pub async fn dispatch(ctx: &Ctx<'_>, op: Operation, input: Value) -> Result<Value, EcsError> {
+/// Runs one operation on a JSON input and returns its JSON output, encoded.
+pub async fn dispatch(ctx: &Ctx<'_>, op: Operation, input: Value) -> Result<Vec<u8>, EcsError> {
     dispatch_table!(ctx, op, input;
         CreateCluster => create_cluster::create_cluster,
         DescribeClusters => describe_clusters::describe_clusters,

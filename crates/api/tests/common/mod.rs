@@ -90,7 +90,8 @@ pub async fn call(api: &Api, op: &str, input: Value) -> Result<Value, EcsError> 
         host: Some("127.0.0.1:9999".into()),
     };
     let op = Operation::from_name(op).expect("known operation");
-    ops::dispatch(&ctx, op, input).await
+    let wire = ops::dispatch(&ctx, op, input).await?;
+    Ok(serde_json::from_slice(&wire).expect("a response is JSON"))
 }
 
 pub async fn ok(api: &Api, op: &str, input: Value) -> Value {
