@@ -185,7 +185,13 @@ pub(crate) async fn connect_signed(
         Duration::from_secs(15),
         tokio_tungstenite::connect_async_tls_with_config(
             req,
-            None,
+            // A small read buffer: tungstenite zero-fills the whole buffer (128 KiB by
+            // default) before every read; the server's messages are small, and a larger one
+            // grows it as needed.
+            Some(
+                tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+                    .read_buffer_size(8 * 1024),
+            ),
             false,
             Some(client.ws_connector()),
         ),

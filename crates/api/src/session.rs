@@ -73,6 +73,9 @@ use std::sync::Arc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+/// The session WebSocket's read buffer, bytes (see [`upgrade`]).
+pub const SESSION_READ_BUFFER: usize = 8 * 1024;
+
 fn error_response(e: &EcsError, status: StatusCode) -> Response {
     let mut resp = Response::new(axum::body::Body::from(error_body(e)));
     *resp.status_mut() = status;
@@ -181,7 +184,13 @@ pub async fn upgrade(
         Err(e) => return error_response(&e, StatusCode::INTERNAL_SERVER_ERROR),
     }
     match ws {
-        Ok(ws) => ws.on_upgrade(move |socket| run(api, socket, cluster, id, agent_key)),
+        // A small read buffer: tungstenite zero-fills the whole buffer before every read of
+        // the socket (128 KiB by default), which with a thousand sessions was a fifth of the
+        // server's CPU (`flotilla bench scale`); session messages are small, and a larger
+        // frame still grows the buffer as it needs.
+        Ok(ws) => ws
+            .read_buffer_size(SESSION_READ_BUFFER)
+            .on_upgrade(move |socket| run(api, socket, cluster, id, agent_key)),
         Err(rejection) => rejection.into_response(),
     }
 }
