@@ -492,6 +492,30 @@ type Plan = (
     Vec<PlacementFailure>,
 );
 
+/// A plan's placements, each with the capacity provider of its place in the template's
+/// split; `None` when a Fargate request found no host in the managed pool.
+fn with_providers(
+    planned: Option<(sched::PlacementOutcome, Vec<PlacementFailure>)>,
+    template: &TaskTemplate,
+) -> Option<Plan> {
+    let (outcome, failures) = planned?;
+    let placed = outcome
+        .placements
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| (p, template.providers.get(i).cloned()))
+        .collect();
+    Some((placed, failures))
+}
+
+/// Nothing placed: no capacity at all (a Fargate request and no host in the managed pool).
+fn no_capacity<'a>() -> Planned<'a> {
+    Planned::Done(Committed::Placed(
+        Vec::new(),
+        vec![PlacementFailure::no_capacity()],
+    ))
+}
+
 /// One attempt: plans on the replica's instance cache (once it has caught up with the store;
 /// a split over custom capacity providers, and a replica whose cache cannot say, read the
 /// store), and builds the transaction that writes the new tasks with their reservations.
@@ -528,17 +552,10 @@ async fn plan_and_write<'a>(
             .into_iter()
             .map(|(id, c)| (id, (c.key, (*c.record).clone(), c.rev)))
             .collect();
-        let Some((outcome, failures)) = planned? else {
-            let none = vec![PlacementFailure::no_capacity()];
-            return Ok(Planned::Done(Committed::Placed(Vec::new(), none)));
-        };
-        let placed = outcome
-            .placements
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| (p, template.providers.get(i).cloned()))
-            .collect();
-        (placed, failures)
+        match with_providers(planned?, template) {
+            Some(plan) => plan,
+            None => return Ok(no_capacity()),
+        }
     } else {
         let all = records::list::<InstanceRecord>(plane.store(), &instance_prefix(pool)).await?;
         let listed: Vec<(String, InstanceRecord, u64)> = all
@@ -551,17 +568,10 @@ async fn plan_and_write<'a>(
             _ => {
                 let snapshot = snapshot_of(listed.iter().map(|(_, r, _)| r), &custom);
                 let mut cluster = sched::Cluster::new(snapshot);
-                let Some((outcome, failures)) = plan(&mut cluster, template, target)? else {
-                    let none = vec![PlacementFailure::no_capacity()];
-                    return Ok(Planned::Done(Committed::Placed(Vec::new(), none)));
-                };
-                let placed = outcome
-                    .placements
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, p)| (p, template.providers.get(i).cloned()))
-                    .collect();
-                (placed, failures)
+                match with_providers(plan(&mut cluster, template, target)?, template) {
+                    Some(plan) => plan,
+                    None => return Ok(no_capacity()),
+                }
             }
         };
         instances = listed
