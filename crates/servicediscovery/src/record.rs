@@ -145,8 +145,9 @@ fn is_dns_label(l: &str) -> bool {
 }
 
 /// Checks a namespace's name for its type, with Cloud Map's rules: a DNS namespace is a domain
-/// name (labels of letters, digits, hyphens; at most 253 characters); an HTTP namespace any
-/// printable name that is not an ARN.
+/// name (labels of letters, digits, hyphens; at most 253 characters); an HTTP namespace 1 to
+/// 1,024 printable ASCII characters without spaces (the model's `^(?!arn:)[!-~]{1,1024}$`),
+/// not an ARN.
 pub fn check_namespace_name(kind: NamespaceType, name: &str) -> Result<(), SdError> {
     if name.starts_with("arn:") {
         return Err(SdError::invalid(format!(
@@ -154,6 +155,12 @@ pub fn check_namespace_name(kind: NamespaceType, name: &str) -> Result<(), SdErr
         )));
     }
     if kind == NamespaceType::Http {
+        if name.is_empty() || name.len() > 1024 || !name.bytes().all(|b| (b'!'..=b'~').contains(&b))
+        {
+            return Err(SdError::invalid(format!(
+                "Namespace name {name:?} is not valid: 1 to 1,024 printable ASCII characters without spaces."
+            )));
+        }
         return Ok(());
     }
     let trimmed = name.trim_end_matches('.');
@@ -726,7 +733,12 @@ mod tests {
         assert!(check_namespace_name(NamespaceType::DnsPrivate, "corp.local.").is_ok());
         assert!(check_namespace_name(NamespaceType::DnsPrivate, "bad name").is_err());
         assert!(check_namespace_name(NamespaceType::DnsPrivate, "-x.local").is_err());
-        assert!(check_namespace_name(NamespaceType::Http, "any name!").is_ok());
+        assert!(check_namespace_name(NamespaceType::Http, "any-name!~").is_ok());
+        assert!(check_namespace_name(NamespaceType::Http, "any name").is_err());
+        assert!(check_namespace_name(NamespaceType::Http, "").is_err());
+        assert!(check_namespace_name(NamespaceType::Http, "\u{202e}x").is_err());
+        assert!(check_namespace_name(NamespaceType::Http, "a\u{0}b").is_err());
+        assert!(check_namespace_name(NamespaceType::Http, &"n".repeat(1025)).is_err());
         assert!(check_namespace_name(NamespaceType::Http, "arn:aws:x").is_err());
         assert!(check_service_name("web").is_ok());
         assert!(check_service_name("_http._tcp").is_ok());
