@@ -18,7 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 import helpers
-from fleet import IMAGE, Fleet, docker, ecs_for, instances_ready, task_containers, wait_for
+from fleet import IMAGE, Fleet, docker, ecs_for, instances_ready, containers_of_task, wait_for
 
 EXECUTION_ROLE = f"arn:aws:iam::{helpers.ACCOUNT}:role/ecsTaskExecutionRole"
 ADMIN = "FlotillaAdmin."
@@ -153,8 +153,7 @@ def test_a_joined_agent_runs_a_task_with_a_secret(fleet, agent_creds, tasks):
     assert agent_creds["cluster"] == fleet.cluster_a
     task, value = tasks["a"]
     assert task["containerInstanceArn"] == agent_creds["container_instance_arn"]
-    ids = [i for i in task_containers(fleet.cluster_a)
-           if task["taskArn"] in docker("inspect", "--format", "{{json .Config.Labels}}", i)]
+    ids = containers_of_task(task["taskArn"])
     assert ids, "no container of the task"
     wait_for(lambda: f"S={value}" in docker("logs", ids[0]), what="the secret in the container")
     # The join is counted; the agent's log never shows its secret or the token's.

@@ -317,8 +317,11 @@ def test_a_deployment_whose_alarm_goes_to_alarm_fails_and_rolls_back(ecs, cw, cl
     v2 = task_definition(ecs, family, SLEEP + " # v2", cpu="128")
     alarm = helpers.unique("errors")
     dims = [{"Name": "Service", "Value": alarm}]
+    # One breaching period of three alarms: the bake time (Period x EvaluationPeriods, 15 s) is
+    # longer than the alarm takes to fire (the period's end plus half a period, at most 7.5 s), so
+    # v2 cannot complete before its alarm is seen, however fast its task starts.
     cw.put_metric_alarm(AlarmName=alarm, Namespace="Flotilla/Test", MetricName="Errors", Dimensions=dims,
-                        Statistic="Sum", Period=PERIOD, EvaluationPeriods=1, Threshold=1,
+                        Statistic="Sum", Period=PERIOD, EvaluationPeriods=3, DatapointsToAlarm=1, Threshold=1,
                         ComparisonOperator="GreaterThanThreshold", TreatMissingData="notBreaching")
     name = helpers.unique("api")
     with pytest.raises(ClientError) as e:

@@ -22,7 +22,7 @@ import pytest
 
 import helpers
 from fleet import (IMAGE, Fleet, docker, ecs_for, instances_ready, remove_awsvpc_network_if_unused,
-                   task_containers, wait_for)
+                   containers_of_task, wait_for)
 
 VPC = {"awsvpcConfiguration": {"subnets": ["subnet-0123456789abcdef0"], "assignPublicIp": "DISABLED"}}
 HEALTH_PATH = "/cgi-bin/health"
@@ -272,9 +272,7 @@ def test_a_killed_task_goes_unhealthy_and_is_replaced(ecs, elbv2, fleet, web_ser
     before = service_ips(ecs, fleet.cluster, s["name"])
     arns = ecs.list_tasks(cluster=fleet.cluster, serviceName=s["name"])["taskArns"]
     victim = arns[0]
-    app = [c for c in task_containers(fleet.cluster)
-           if docker("inspect", "-f", '{{index .Config.Labels "com.flotilla.task-arn"}}', c) == victim
-           and docker("inspect", "-f", '{{index .Config.Labels "com.flotilla.container-name"}}', c) == "web"]
+    app = containers_of_task(victim, name="web")
     assert app, "the task's web container"
     with Load(s["port"]) as load:
         time.sleep(1)
@@ -383,11 +381,8 @@ def test_a_service_resolves_another_by_its_cloud_map_name(ecs, fleet, web_servic
                        launchType="EC2", networkConfiguration=VPC)
     arn = wait_for(lambda: ecs.list_tasks(cluster=fleet.cluster, serviceName=client, desiredStatus="RUNNING")
                    ["taskArns"], timeout=60, what="the client task")[0]
-    cid = wait_for(lambda: [c for c in task_containers(fleet.cluster)
-                            if docker("inspect", "-f", '{{index .Config.Labels "com.flotilla.task-arn"}}', c) == arn
-                            and docker("inspect", "-f", '{{.State.Running}}', c) == "true"
-                            and docker("inspect", "-f", '{{index .Config.Labels "com.flotilla.container-name"}}', c)
-                            == "client"], timeout=60, what="the client container")[0]
+    cid = wait_for(lambda: containers_of_task(arn, name="client", running=True), timeout=60,
+                   what="the client container")[0]
     name = f"api.{ns_name}"
 
     seen = {}

@@ -24,7 +24,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 import helpers
-from fleet import IMAGE, Fleet, docker, ecs_for, instances_ready, task_containers, wait_for
+from fleet import IMAGE, Fleet, docker, ecs_for, instances_ready, containers_of_task, wait_for
 
 EXECUTION_ROLE = f"arn:aws:iam::{helpers.ACCOUNT}:role/ecsTaskExecutionRole"
 
@@ -376,8 +376,7 @@ def test_a_task_gets_its_secrets_and_nothing_else_sees_them(fleet, sm, ssm):
     assert task["containers"][0].get("exitCode") == 0, task
     assert task["stopCode"] == "EssentialContainerExited", task
 
-    ids = [i for i in task_containers(fleet.cluster)
-           if task["taskArn"] in docker("inspect", "--format", "{{json .Config.Labels}}", i)]
+    ids = containers_of_task(task["taskArn"])
     assert len(ids) == 1, ids
     logs = docker("logs", ids[0])
     assert f"DB={db_password}" in logs and f"TOKEN={api_token}" in logs, logs
@@ -410,8 +409,7 @@ def test_a_missing_secret_stops_the_task_naming_it(fleet, kind):
     assert task["stopCode"] == "TaskFailedToStart", task
     assert task["stoppedReason"].startswith("ResourceInitializationError: "), task["stoppedReason"]
     assert missing in task["stoppedReason"], task["stoppedReason"]
-    assert not [i for i in task_containers(fleet.cluster)
-                if task["taskArn"] in docker("inspect", "--format", "{{json .Config.Labels}}", i)]
+    assert not containers_of_task(task["taskArn"])
 
 
 def test_secrets_and_awslogs_together_as_a_user_brings_them(fleet, sm, ssm, aws_cli, tmp_path):

@@ -89,7 +89,72 @@ async fn all_services(api: &Plane) -> Vec<Key> {
     }
 }
 
+/// The one member of a task record the watcher needs: decoding only it skips the rest of the
+/// record (containers, assignment, attachments), which matters at thousands of writes a second.
+#[derive(serde::Deserialize)]
+struct GroupOnly {
+    task: GroupField,
+}
+
+#[derive(serde::Deserialize)]
+struct GroupField {
+    #[serde(default)]
+    group: Option<String>,
+}
+
+/// The service a task record written at `key` belongs to, if any (group `service:NAME`).
+fn service_of_task(key: &str, value: &[u8]) -> Option<Key> {
+    let cluster = key.strip_prefix(records::TASKS)?.split_once('/')?.0;
+    let g: GroupOnly = serde_json::from_slice(value).ok()?;
+    let name = g.task.group?.strip_prefix("service:")?.to_string();
+    Some((cluster.to_string(), name))
+}
+
+/// Whether a service record written at some key is INACTIVE (deleted), from its status alone.
+fn is_inactive(value: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct StatusOnly {
+        status: ServiceStatus,
+    }
+    serde_json::from_slice::<StatusOnly>(value).is_ok_and(|s| s.status == ServiceStatus::Inactive)
+}
+
+/// The services the watcher knows of, per cluster: refreshed by every resync's listing and kept
+/// by the services watch in between, so that an instance write wakes its cluster's services
+/// without listing (and decoding) every service record.
+#[derive(Default)]
+struct Known(BTreeMap<String, BTreeSet<String>>);
+
+impl Known {
+    fn replace(&mut self, all: &[Key]) {
+        self.0.clear();
+        for (c, n) in all {
+            self.0.entry(c.clone()).or_default().insert(n.clone());
+        }
+    }
+
+    fn apply(&mut self, (cluster, name): &Key, active: bool) {
+        if active {
+            self.0
+                .entry(cluster.clone())
+                .or_default()
+                .insert(name.clone());
+        } else if let Some(set) = self.0.get_mut(cluster) {
+            set.remove(name);
+        }
+    }
+
+    fn of(&self, cluster: &str) -> Vec<Key> {
+        self.0.get(cluster).map_or_else(Vec::new, |set| {
+            set.iter()
+                .map(|n| (cluster.to_string(), n.clone()))
+                .collect()
+        })
+    }
+}
+
 async fn watcher(weak: Weak<Plane>, tx: mpsc::UnboundedSender<Key>) {
+    let mut known = Known::default();
     loop {
         let Some(api) = weak.upgrade() else { return };
         let rev = match api.store.revision().await {
@@ -118,56 +183,50 @@ async fn watcher(weak: Weak<Plane>, tx: mpsc::UnboundedSender<Key>) {
         let mut services = services;
         let mut tasks = tasks;
         let mut instances = instances;
+        // The first tick is at once: it fills `known` and reconciles every service.
         let mut tick = tokio::time::interval(RESYNC);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let key = tokio::select! {
+            let keys = tokio::select! {
                 _ = tick.tick() => {
                     let Some(api) = weak.upgrade() else { return };
-                    for k in all_services(&api).await {
-                        if tx.send(k).is_err() {
-                            return;
-                        }
-                    }
-                    continue;
+                    let all = all_services(&api).await;
+                    known.replace(&all);
+                    all
                 }
                 e = services.next() => match e {
-                    Some(Ok(ev)) => service_of_key(ev.key()),
+                    Some(Ok(Event::Put(kv))) => service_of_key(&kv.key)
+                        .map(|k| {
+                            known.apply(&k, !is_inactive(&kv.value));
+                            vec![k]
+                        })
+                        .unwrap_or_default(),
+                    Some(Ok(Event::Delete { key, .. })) => service_of_key(&key)
+                        .map(|k| {
+                            known.apply(&k, false);
+                            vec![k]
+                        })
+                        .unwrap_or_default(),
                     _ => break,
                 },
                 e = tasks.next() => match e {
-                    Some(Ok(Event::Put(kv))) => serde_json::from_slice::<TaskRecord>(&kv.value)
-                        .ok()
-                        .and_then(|t| {
-                            let g = t.task.group.as_deref()?.strip_prefix("service:")?.to_string();
-                            Some((t.cluster, g))
-                        }),
-                    Some(Ok(Event::Delete { .. })) => None,
+                    Some(Ok(Event::Put(kv))) => service_of_task(&kv.key, &kv.value).into_iter().collect(),
+                    Some(Ok(Event::Delete { .. })) => Vec::new(),
                     _ => break,
                 },
                 e = instances.next() => match e {
-                    // An instance changed (DRAINING, ACTIVE again, ...): every service of its
-                    // cluster looks again.
-                    Some(Ok(ev)) => {
-                        let Some(api) = weak.upgrade() else { return };
-                        let cluster = ev
-                            .key()
-                            .strip_prefix(records::CONTAINER_INSTANCES)
-                            .and_then(|r| r.split_once('/'))
-                            .map(|(c, _)| c.to_string());
-                        if let Some(c) = cluster {
-                            for k in all_services(&api).await.into_iter().filter(|k| k.0 == c) {
-                                if tx.send(k).is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                        continue;
-                    }
+                    // An instance changed (DRAINING, ACTIVE again, resources freed, ...): every
+                    // service of its cluster looks again.
+                    Some(Ok(ev)) => ev
+                        .key()
+                        .strip_prefix(records::CONTAINER_INSTANCES)
+                        .and_then(|r| r.split_once('/'))
+                        .map(|(c, _)| known.of(c))
+                        .unwrap_or_default(),
                     _ => break,
                 },
             };
-            if let Some(k) = key {
+            for k in keys {
                 if tx.send(k).is_err() {
                     return;
                 }
@@ -817,5 +876,62 @@ fn settle(next: &mut ServiceRecord, actions: &Actions, daemon: bool) {
     }
     if actions.inactive {
         next.status = ServiceStatus::Inactive;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_write_names_its_service_from_its_group_alone() {
+        let mut t = TaskRecord {
+            cluster: "prod".into(),
+            id: "abc".into(),
+            ..Default::default()
+        };
+        t.task.group = Some("service:web".into());
+        let bytes = to_bytes(&t).unwrap();
+        let key = task_key("prod", "abc");
+        assert_eq!(
+            service_of_task(&key, &bytes),
+            Some(("prod".into(), "web".into()))
+        );
+        t.task.group = Some("family:web".into());
+        assert_eq!(service_of_task(&key, &to_bytes(&t).unwrap()), None);
+        t.task.group = None;
+        assert_eq!(service_of_task(&key, &to_bytes(&t).unwrap()), None);
+        assert_eq!(service_of_task(&key, b"not json"), None);
+    }
+
+    #[test]
+    fn the_known_services_follow_the_services_watch() {
+        let mut known = Known::default();
+        known.replace(&[("a".into(), "x".into()), ("b".into(), "y".into())]);
+        known.apply(&("a".into(), "z".into()), true);
+        assert_eq!(
+            known.of("a"),
+            vec![("a".into(), "x".into()), ("a".into(), "z".into())]
+        );
+        known.apply(&("a".into(), "x".into()), false);
+        assert_eq!(known.of("a"), vec![("a".into(), "z".into())]);
+        assert!(known.of("c").is_empty());
+        known.replace(&[]);
+        assert!(known.of("b").is_empty());
+    }
+
+    #[test]
+    fn a_deleted_service_is_read_from_its_status() {
+        let rec = ServiceRecord {
+            status: ServiceStatus::Inactive,
+            ..Default::default()
+        };
+        assert!(is_inactive(&to_bytes(&rec).unwrap()));
+        let rec = ServiceRecord {
+            status: ServiceStatus::Active,
+            ..Default::default()
+        };
+        assert!(!is_inactive(&to_bytes(&rec).unwrap()));
+        assert!(!is_inactive(b"{}"));
     }
 }

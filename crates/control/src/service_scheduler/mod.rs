@@ -290,7 +290,10 @@ pub fn throttle_seconds(failures: u32) -> f64 {
     (5.0 * f64::from(1u32 << exp)).min(900.0)
 }
 
-/// Consecutive failures of a deployment's tasks: failed stops after its latest RUNNING start.
+/// Consecutive failures of a deployment's tasks: failed stops after the start of its latest task
+/// that reached a healthy state (ECS's `resetOnHealthyTask`). A task that is RUNNING but not yet
+/// healthy (its target groups' checks still initial), or is being stopped, resets nothing: else
+/// replacements started between staggered failures would keep the count under the threshold.
 pub fn consecutive_failures(deployment: &str, tasks: &[TaskObs]) -> (u32, Option<f64>) {
     let mine: Vec<&TaskObs> = tasks
         .iter()
@@ -298,7 +301,7 @@ pub fn consecutive_failures(deployment: &str, tasks: &[TaskObs]) -> (u32, Option
         .collect();
     let last_run = mine
         .iter()
-        .filter(|t| !t.failed)
+        .filter(|t| t.healthy || (t.phase == Phase::Stopped && !t.failed))
         .filter_map(|t| t.started_at)
         .fold(None, |acc: Option<f64>, s| {
             Some(acc.map_or(s, |a| a.max(s)))
@@ -321,6 +324,40 @@ mod fixtures;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn obs(id: &str, phase: Phase, healthy: bool, started: f64, stopped: Option<f64>) -> TaskObs {
+        TaskObs {
+            arn: id.into(),
+            id: id.into(),
+            healthy,
+            started_at: Some(started),
+            stopped_at: stopped,
+            failed: stopped.is_some() && !healthy,
+            ..fixtures::task(0, "d", phase)
+        }
+    }
+
+    #[test]
+    fn a_running_task_not_yet_healthy_does_not_reset_the_failures() {
+        // Staggered: each failure is followed by a replacement that is RUNNING but whose target
+        // is not healthy yet.
+        let tasks = vec![
+            obs("a", Phase::Stopped, false, 1.0, Some(10.0)),
+            obs("b", Phase::Stopped, false, 4.0, Some(13.0)),
+            obs("c", Phase::Stopped, false, 7.0, Some(16.0)),
+            obs("d", Phase::Running, false, 11.0, None),
+            obs("e", Phase::Stopping, false, 14.0, None),
+        ];
+        assert_eq!(consecutive_failures("d", &tasks), (3, Some(16.0)));
+        // A healthy one resets the count of the failures before its start.
+        let mut healthy = tasks.clone();
+        healthy[3].healthy = true;
+        assert_eq!(consecutive_failures("d", &healthy), (2, Some(16.0)));
+        // As does one that ran and stopped without failing (healthy here only to mark it not failed).
+        let mut ran = tasks;
+        ran.push(obs("f", Phase::Stopped, true, 14.5, Some(15.0)));
+        assert_eq!(consecutive_failures("d", &ran), (1, Some(16.0)));
+    }
 
     #[test]
     fn rounding() {
