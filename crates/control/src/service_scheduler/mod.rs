@@ -28,7 +28,8 @@
 //! - the primary is COMPLETED, and the service steady, when it is the only deployment and
 //!   exactly `desired` tasks exist, all healthy;
 //! - `failedTasks` counts the primary's tasks that stopped without ever running (or unhealthy),
-//!   after its latest task that reached RUNNING (consecutive failures);
+//!   after the start of its latest task that reached a healthy state (RUNNING with its health
+//!   checks and target groups healthy, or stopped without failing): consecutive failures;
 //! - the circuit breaker (REPLICA, when enabled) trips an IN_PROGRESS primary at
 //!   `min(max(ceil(desired / 2), 3), 200)` failures: FAILED, no more starts, and with `rollback`
 //!   a new primary on the last COMPLETED deployment's task definition;
