@@ -904,6 +904,38 @@ impl Store for Rebased {
     }
 }
 
+/// SQLite keeps history within its byte bound, also across a reopen: old revisions are
+/// compacted once large values pass the bound, recent ones stay watchable, data is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_history_is_bounded_by_bytes() {
+    use flotilla_store::sqlite::SqliteOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SqliteOptions {
+        history_bytes: 10_000,
+        ..SqliteOptions::default()
+    };
+    let big = "x".repeat(1_000);
+    for round in 0..2 {
+        let s = SqliteStore::open_with(dir.path(), opts.clone()).unwrap();
+        for i in 0..40 {
+            put(&s, &format!("k{}", i % 3), &format!("{round}{i}{big}")).await;
+        }
+        let rev = s.revision().await.unwrap();
+        assert_eq!(rev, 40 * (round + 1));
+        // About 10 revisions of 1 KB fit; 40 ago is compacted.
+        assert!(matches!(
+            s.watch("", rev - 30).await,
+            Err(StoreError::Compacted { .. })
+        ));
+        let mut w = s.watch("", rev - 5).await.unwrap();
+        assert_eq!(take(&mut w, 5).await.len(), 5);
+        assert_eq!(
+            s.get("k0").await.unwrap().unwrap().value,
+            v(&format!("{round}39{big}"))
+        );
+    }
+}
+
 /// Fails a test that runs longer than a minute (etcd tests talk to a real process).
 async fn bounded(test: impl std::future::Future<Output = ()>) {
     tokio::time::timeout(Duration::from_secs(60), test)
