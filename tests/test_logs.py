@@ -355,8 +355,11 @@ def test_put_get_and_filter_events_page_as_aws_does(logs, aws, fleet):
 
 
 LINES = 20
+# The engine timestamps stdout and stderr in two copiers of its own: under CI's load (16 runnable
+# threads on 2 cores) one stalled for over 50 ms and put "err 15" after "out 16". 200 ms apart,
+# the order of the lines is what the container did, not the engine's scheduling.
 WRITER = (
-    'for i in $(seq 1 %d); do echo "out $i"; sleep 0.05; echo "err $i" >&2; sleep 0.05; done; '
+    'for i in $(seq 1 %d); do echo "out $i"; sleep 0.2; echo "err $i" >&2; sleep 0.2; done; '
     'echo "the quoted phrase is here"; echo "unrelated line"' % LINES
 )
 EXPECTED = [x for i in range(1, LINES + 1) for x in (f"out {i}", f"err {i}")] + [
