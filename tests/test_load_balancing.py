@@ -291,7 +291,10 @@ def test_a_revision_failing_target_health_trips_the_circuit_breaker_and_rolls_ba
     s = web_service
     good = s.get("v2", s["v1"])
     steady_on(ecs, elbv2, fleet.cluster, s["name"], s["tg"], good, 3)
-    bad = register(ecs, s["family"], web("v3", health="500 Internal Server Error"))
+    # httpd, PID 1 of its container, ignores SIGTERM: with ECS's 30 s stop timeout each failing
+    # task took half a minute to reach STOPPED and count (127 s of this test's 180 under CI's
+    # load). 2 s keeps the breaker's three failures within a minute.
+    bad = register(ecs, s["family"], {**web("v3", health="500 Internal Server Error"), "stopTimeout": 2})
     ecs.update_service(cluster=fleet.cluster, service=s["name"], taskDefinition=bad)
 
     def rolled_back():
