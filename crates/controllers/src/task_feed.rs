@@ -19,7 +19,9 @@
 //! the cache every change of theirs; [`TaskFeed::caught_up`] covers both.
 //!
 //! Invariants: the index and the subscriptions change under one lock, never held across an
-//! `.await`; a subscriber sees every change applied after it subscribed, in revision order.
+//! `.await`; a subscriber sees every change applied after it subscribed, in revision order; a
+//! revision is told applied only once every event of it is (a transaction that creates many
+//! tasks is one revision, and a reader of that revision sees all of them).
 //! A reader that must see its own writes calls [`TaskFeed::caught_up`] first and falls back to
 //! the store when the feed cannot say (it is not running yet, or the store's revision is one
 //! the feed never sees, as on an etcd shared with other installations).
@@ -30,7 +32,7 @@ use flotilla_control::task_index::TaskIndex;
 use flotilla_control::tasks::TaskRecord;
 use flotilla_protocol::TaskAssignment;
 use flotilla_store::{Event, Store};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
@@ -147,6 +149,17 @@ pub fn catch_up_wait(stalled_at: u64, applied: u64) -> Duration {
 }
 
 impl TaskFeed {
+    /// Tells readers every revision up to `rev` is applied (it never moves back).
+    fn mark_applied(&self, rev: u64) {
+        self.applied.send_if_modified(|a| {
+            let newer = rev > *a;
+            if newer {
+                *a = rev;
+            }
+            newer
+        });
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every change under the lock is applied whole before it is released.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -332,27 +345,37 @@ async fn run(feed: Weak<TaskFeed>, store: Arc<dyn Store>) {
                 continue;
             }
         };
-        loop {
+        'watching: loop {
             let next = tokio::time::timeout(Duration::from_secs(5), stream.next()).await;
             let Some(f) = feed.upgrade() else { return };
-            match next {
+            let mut next = match next {
                 Err(_) => continue, // quiet store: check the feed is still wanted
-                Ok(Some(Ok(ev))) => {
-                    f.apply(&ev);
-                    let rev = ev.revision();
-                    f.applied.send_if_modified(|a| {
-                        let newer = rev > *a;
-                        if newer {
-                            *a = rev;
+                Ok(n) => n,
+            };
+            // A revision is applied whole before it is told: one transaction (a group of
+            // placements) is many events of one revision, and a reader waiting for that
+            // revision must see them all. The backends deliver a revision's events together,
+            // so once no event is ready the last one's revision is whole.
+            loop {
+                match next {
+                    Some(Ok(ev)) => {
+                        let rev = ev.revision();
+                        f.mark_applied(rev.saturating_sub(1));
+                        f.apply(&ev);
+                        match stream.next().now_or_never() {
+                            Some(n) => next = n,
+                            None => {
+                                f.mark_applied(rev);
+                                break;
+                            }
                         }
-                        newer
-                    });
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "task feed: watch ended; relisting");
+                        break 'watching;
+                    }
+                    None => break 'watching,
                 }
-                Ok(Some(Err(e))) => {
-                    tracing::warn!(error = %e, "task feed: watch ended; relisting");
-                    break;
-                }
-                Ok(None) => break,
             }
         }
     }
@@ -447,5 +470,23 @@ mod tests {
         ));
         drop(sub);
         assert!(feed.lock().subscribers.is_empty());
+    }
+
+    /// A transaction of many tasks is one revision: a reader waiting for it sees every task.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_revision_is_told_applied_only_whole() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let feed = Arc::new(TaskFeed::default());
+        assert!(feed.caught_up(&store).await);
+        for round in 0..50 {
+            let mut txn = Txn::new();
+            for n in 0..40 {
+                let id = format!("t{round}-{n}");
+                txn = txn.put(format!("tasks/c/{id}"), record("c", &id, "i1", 1));
+            }
+            store.txn(txn).await.unwrap();
+            assert!(feed.caught_up(&store).await);
+            assert_eq!(feed.read(|ix| ix.len("c")), (round + 1) * 40);
+        }
     }
 }
