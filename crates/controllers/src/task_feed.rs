@@ -476,6 +476,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_revision_is_told_applied_only_whole() {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        // Not an empty store (whose revision 0 the feed tells as 1).
+        store
+            .txn(Txn::new().put("agent-beats/c/i1", b"{}".to_vec()))
+            .await
+            .unwrap();
         let feed = Arc::new(TaskFeed::default());
         assert!(feed.caught_up(&store).await);
         for round in 0..50 {
