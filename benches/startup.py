@@ -10,7 +10,10 @@ the same machine load), it prints:
   min and max of `--runs` runs (default 11). The probe is a raw HTTP/1.1 request on a new TCP
   connection, retried in a tight loop (every 0.2 ms) while the port refuses or closes; the
   listener is bound before the store is opened, so a connection accepted early waits for the
-  server's first answer, which is what is timed.
+  server's first answer, which is what is timed;
+- the CPU time the server had used by then (all its threads, from `/proc/PID/task/*/schedstat`),
+  the median: on a loaded machine the wall-clock start-up is mostly waiting for a core, and the
+  CPU time is what the binary itself costs.
 
     cargo build --release -p flotilla
     python3 benches/startup.py [--baseline /tmp/flotilla-old] [--runs 11] [--output json]
@@ -53,8 +56,20 @@ def probe(port):
     return int(data[9:12])
 
 
+def cpu_ms(pid):
+    """The CPU time all threads of `pid` have used, in milliseconds (from their schedstat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / 1e6
+
+
 def start_once(binary):
-    """Milliseconds from spawn to the first answer of a server on a fresh data directory."""
+    """Milliseconds from spawn to the first answer of a server on a fresh data directory, and
+    the CPU milliseconds the server had used by then."""
     with tempfile.TemporaryDirectory(prefix="flotilla-startup-") as tmp:
         port = free_port()
         env = dict(os.environ, AWS_ACCESS_KEY_ID=AKID, AWS_SECRET_ACCESS_KEY=SECRET, RUST_LOG="warn")
@@ -71,9 +86,10 @@ def start_once(binary):
                 status = probe(port)
                 if status is not None:
                     elapsed = (time.perf_counter() - started) * 1000
+                    cpu = cpu_ms(proc.pid)
                     if status != 200:
                         raise RuntimeError(f"{binary}: /healthz answered {status}")
-                    return elapsed
+                    return elapsed, cpu
                 if proc.poll() is not None or time.perf_counter() - started > 30:
                     raise RuntimeError(f"{binary} did not start: {(Path(tmp) / 'server.log').read_text()}")
                 time.sleep(0.0002)
@@ -110,9 +126,12 @@ def main():
     for b in binaries.values():
         start_once(b)  # warm the page cache: a user starts an installed binary more than once
     times = {name: [] for name in binaries}
+    cpus = {name: [] for name in binaries}
     for _ in range(args.runs):
         for name, b in binaries.items():
-            times[name].append(start_once(b))
+            wall, cpu = start_once(b)
+            times[name].append(wall)
+            cpus[name].append(cpu)
     results = {
         name: {
             "binary": str(b),
@@ -121,6 +140,7 @@ def main():
             "startup_ms_median": statistics.median(times[name]),
             "startup_ms_min": min(times[name]),
             "startup_ms_max": max(times[name]),
+            "startup_cpu_ms_median": statistics.median(cpus[name]),
             "runs": len(times[name]),
         }
         for name, b in binaries.items()
@@ -136,13 +156,16 @@ def main():
         ("start-up to /healthz median, ms", lambda r: r["startup_ms_median"]),
         ("start-up min, ms", lambda r: r["startup_ms_min"]),
         ("start-up max, ms", lambda r: r["startup_ms_max"]),
+        ("CPU used by then median, ms", lambda r: r["startup_cpu_ms_median"]),
     )
     for label, f in rows:
         vals = [f(results[n]) for n in names]
         ratio = f"{vals[1] / vals[0]:9.2f}x" if len(vals) == 2 and vals[0] else ""
         print(f"{label:34}" + "".join(f"{v:14.1f}" for v in vals) + ratio)
     print(f"{'stripped':34}" + "".join(f"{str(results[n]['stripped']):>14}" for n in names))
-    print(f"({args.runs} runs each, interleaved)")
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[0]
+    print(f"({args.runs} runs each, interleaved; load average {load} on {os.cpu_count()} CPUs)")
 
 
 if __name__ == "__main__":

@@ -469,6 +469,34 @@ mod tests {
     }
 
     #[test]
+    fn a_pattern_is_compiled_on_its_first_use_and_an_unreadable_one_is_not_enforced() {
+        let m = Model::parse(
+            &json!({
+                "operations": {"Put": {"input": {"shape": "PutRequest"}}},
+                "shapes": {
+                    "PutRequest": {"type": "structure", "members": {
+                        "Name": {"shape": "Name"}, "Odd": {"shape": "Odd"}
+                    }},
+                    "Name": {"type": "string", "pattern": "[a-z]+"},
+                    // Look-behind: not a pattern Rust's `regex` reads.
+                    "Odd": {"type": "string", "pattern": "(?<=x)a"}
+                }
+            })
+            .to_string(),
+        )
+        .unwrap();
+        assert!(
+            m.patterns.values().all(|p| p.get().is_none()),
+            "parsing compiles nothing"
+        );
+        assert!(m.check_input("Put", &json!({"Name": "A"})).is_err());
+        assert!(m.check_input("Put", &json!({"Name": "a"})).is_ok());
+        assert!(matches!(m.patterns["Name"].get(), Some(Some(_))));
+        assert!(m.check_input("Put", &json!({"Odd": "anything"})).is_ok());
+        assert!(matches!(m.patterns["Odd"].get(), Some(None)));
+    }
+
+    #[test]
     fn a_valid_request_passes_and_unknown_members_are_ignored() {
         assert_eq!(check(json!({"Name": "a/b", "Other": 5, "Max": 50})), None);
     }
