@@ -26,21 +26,30 @@ fn model() -> &'static Value {
     MODEL.get_or_init(|| serde_json::from_str(MODEL_JSON).unwrap_or(Value::Null))
 }
 
-fn patterns() -> &'static HashMap<String, regex::Regex> {
-    static P: OnceLock<HashMap<String, regex::Regex>> = OnceLock::new();
-    P.get_or_init(|| {
+/// The compiled `pattern` of the shape `name`, compiled on its first use (compiling the
+/// model's every pattern at once is slow, and most are never needed); `None` when the shape has
+/// none or it is not one Rust's `regex` reads.
+fn pattern(name: &str) -> Option<&'static regex::Regex> {
+    type Patterns = HashMap<String, OnceLock<Option<regex::Regex>>>;
+    static P: OnceLock<Patterns> = OnceLock::new();
+    let patterns = P.get_or_init(|| {
         let mut m = HashMap::new();
         if let Some(shapes) = model()["shapes"].as_object() {
             for (name, s) in shapes {
-                if let Some(p) = s.get("pattern").and_then(Value::as_str) {
-                    if let Ok(re) = regex::Regex::new(&format!("^(?:{p})$")) {
-                        m.insert(name.clone(), re);
-                    }
+                if s.get("pattern").and_then(Value::as_str).is_some() {
+                    m.insert(name.clone(), OnceLock::new());
                 }
             }
         }
         m
-    })
+    });
+    patterns
+        .get(name)?
+        .get_or_init(|| {
+            let p = model()["shapes"][name]["pattern"].as_str()?;
+            regex::Regex::new(&format!("^(?:{p})$")).ok()
+        })
+        .as_ref()
 }
 
 /// Checks `input` against the input shape of `operation` (an operation name of the model).
@@ -162,7 +171,7 @@ fn check(shape_name: &str, v: &Value, path: &str) -> Result<(), EcsError> {
                 }
             }
             check_len(shape, s.chars().count(), shown, "characters")?;
-            if let Some(re) = patterns().get(shape_name) {
+            if let Some(re) = pattern(shape_name) {
                 if !re.is_match(s) {
                     return Err(EcsError::invalid_parameter(format!(
                         "Invalid value '{s}' for {shown}: it must match the pattern {}.",

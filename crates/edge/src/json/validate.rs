@@ -18,11 +18,16 @@
 use base64::Engine as _;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
-/// A service model, parsed once, with its patterns compiled.
+/// A service model, parsed once. Each shape's `pattern` is compiled on its first use: a model
+/// has hundreds (SSM's alone over 300, many with Unicode classes), and compiling them all when
+/// the server starts took most of its start-up.
 pub struct Model {
     model: Value,
-    patterns: HashMap<String, regex::Regex>,
+    /// Per shape with a `pattern`: the compiled expression once a value was checked against it
+    /// (`None`: the pattern is not one Rust's `regex` reads, and is not enforced).
+    patterns: HashMap<String, OnceLock<Option<regex::Regex>>>,
 }
 
 /// Which kind of rule a request broke.
@@ -131,14 +136,23 @@ impl Model {
         let mut patterns = HashMap::new();
         if let Some(shapes) = model["shapes"].as_object() {
             for (name, s) in shapes {
-                if let Some(p) = s.get("pattern").and_then(Value::as_str) {
-                    if let Ok(re) = regex::Regex::new(&format!("^(?:{p})$")) {
-                        patterns.insert(name.clone(), re);
-                    }
+                if s.get("pattern").and_then(Value::as_str).is_some() {
+                    patterns.insert(name.clone(), OnceLock::new());
                 }
             }
         }
         Ok(Model { model, patterns })
+    }
+
+    /// The compiled `pattern` of the shape `name` (`shape`), compiled on its first use.
+    fn pattern(&self, name: &str, shape: &Value) -> Option<&regex::Regex> {
+        self.patterns
+            .get(name)?
+            .get_or_init(|| {
+                let p = shape["pattern"].as_str()?;
+                regex::Regex::new(&format!("^(?:{p})$")).ok()
+            })
+            .as_ref()
     }
 
     /// A model with no operations (every request is an unknown operation).
@@ -270,7 +284,7 @@ impl Model {
                         ));
                     }
                 }
-                if let Some(re) = self.patterns.get(shape_name) {
+                if let Some(re) = self.pattern(shape_name, shape) {
                     if !re.is_match(s) {
                         return Err(Self::constraint(
                             at,
@@ -452,6 +466,34 @@ mod tests {
 
     fn check(v: Value) -> Option<Violation> {
         model().check_input("Put", &v).err()
+    }
+
+    #[test]
+    fn a_pattern_is_compiled_on_its_first_use_and_an_unreadable_one_is_not_enforced() {
+        let m = Model::parse(
+            &json!({
+                "operations": {"Put": {"input": {"shape": "PutRequest"}}},
+                "shapes": {
+                    "PutRequest": {"type": "structure", "members": {
+                        "Name": {"shape": "Name"}, "Odd": {"shape": "Odd"}
+                    }},
+                    "Name": {"type": "string", "pattern": "[a-z]+"},
+                    // Look-behind: not a pattern Rust's `regex` reads.
+                    "Odd": {"type": "string", "pattern": "(?<=x)a"}
+                }
+            })
+            .to_string(),
+        )
+        .unwrap();
+        assert!(
+            m.patterns.values().all(|p| p.get().is_none()),
+            "parsing compiles nothing"
+        );
+        assert!(m.check_input("Put", &json!({"Name": "A"})).is_err());
+        assert!(m.check_input("Put", &json!({"Name": "a"})).is_ok());
+        assert!(matches!(m.patterns["Name"].get(), Some(Some(_))));
+        assert!(m.check_input("Put", &json!({"Odd": "anything"})).is_ok());
+        assert!(matches!(m.patterns["Odd"].get(), Some(None)));
     }
 
     #[test]
