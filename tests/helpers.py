@@ -160,6 +160,20 @@ class Server:
             self.proc.wait(10)
         self._log.close()
 
+    def remove_warm_containers(self):
+        """Removes the warm pause containers of this `dev`'s managed agent (by its instance label).
+        `dev` leaves them running when it stops, for its next start to adopt; a test's server
+        never starts again, so its fixture removes them."""
+        identity = self.data_dir / "managed-agent" / "identity.json"
+        if not identity.exists():
+            return
+        instance = json.loads(identity.read_text())["container_instance_arn"].rsplit("/", 1)[1]
+        ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.flotilla.container-instance={instance}",
+                              "--filter", "label=com.flotilla.warm-address"],
+                             capture_output=True, text=True).stdout.split()
+        if ids:
+            subprocess.run(["docker", "rm", "-f", "-v", *ids], capture_output=True)
+
 
 def _sign(req, creds, skew_seconds=0):
     signer = SigV4Auth(creds, "ecs", REGION)

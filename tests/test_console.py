@@ -45,6 +45,7 @@ def server(tmp_path_factory, test_image, cluster):
     ])
     yield s
     s.kill(signal.SIGTERM)
+    s.remove_warm_containers()
     ids = cluster_containers(cluster)
     if ids:
         docker("rm", "-f", "-v", *ids, check=False)

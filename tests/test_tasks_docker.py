@@ -308,6 +308,7 @@ def test_flotilla_dev_runs_its_own_agent(tmp_path, test_image):
         wait_status(ecs, cluster, arn, "STOPPED")
     finally:
         server.kill(signal.SIGTERM)
+        server.remove_warm_containers()
         ids = cluster_containers(cluster)
         if ids:
             docker("rm", "-f", "-v", *ids, check=False)
