@@ -226,10 +226,8 @@ class Fleet:
         instances = [a.instance_id() for a in self.agents if a.managed]
         for _ in range(5):
             ids = [i for c in self.clusters for i in task_containers(c)]
-            # Warm pause containers (adopted or not) carry no cluster of a user's: by instance.
             for iid in filter(None, instances):
-                ids += docker("ps", "-aq", "--filter", f"label={INSTANCE_LABEL}={iid}",
-                              "--filter", f"label={WARM_ADDRESS_LABEL}").split()
+                ids += helpers.warm_container_ids(iid)
             if not ids:
                 break
             docker("rm", "-f", "-v", *ids, check=False)

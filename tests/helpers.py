@@ -168,11 +168,17 @@ class Server:
         if not identity.exists():
             return
         instance = json.loads(identity.read_text())["container_instance_arn"].rsplit("/", 1)[1]
-        ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.flotilla.container-instance={instance}",
-                              "--filter", "label=com.flotilla.warm-address"],
-                             capture_output=True, text=True).stdout.split()
+        ids = warm_container_ids(instance)
         if ids:
             subprocess.run(["docker", "rm", "-f", "-v", *ids], capture_output=True)
+
+
+def warm_container_ids(instance_id):
+    """The warm pause containers (adopted or not) of the managed agent of container instance
+    `instance_id`: by its instance label, as they carry no cluster of a user's."""
+    return subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.flotilla.container-instance={instance_id}",
+                           "--filter", "label=com.flotilla.warm-address"],
+                          capture_output=True, text=True).stdout.split()
 
 
 def _sign(req, creds, skew_seconds=0):

@@ -391,12 +391,14 @@ impl Writer {
         let mut revision = self.revision;
         let mut floor = self.floor;
         let mut events = Vec::new();
-        let committed = self.commit_batch(&batch, &mut revision, &mut floor, &mut events);
+        let mut added = KeptHistory::default();
+        let committed =
+            self.commit_batch(&batch, &mut revision, &mut floor, &mut events, &mut added);
         let results = match committed {
             Ok(results) => {
                 self.revision = revision;
                 self.floor = floor;
-                for &(r, b) in &sizes(&events).revisions {
+                for (r, b) in added.revisions {
                     self.kept.push(r, b);
                 }
                 self.kept.compacted(floor);
@@ -448,12 +450,14 @@ impl Writer {
 
     /// Applies the whole batch in one SQLite transaction and commits it. Per-request failures
     /// are in the returned results; an `Err` means the batch as a whole was not committed.
+    /// `added` gets the bytes each revision of the batch adds to the history.
     fn commit_batch(
         &self,
         batch: &[Request],
         revision: &mut u64,
         floor: &mut u64,
         events: &mut Vec<Event>,
+        added: &mut KeptHistory,
     ) -> Result<Vec<Pending>, StoreError> {
         let conn = &self.conn;
         exec_cached(conn, "BEGIN IMMEDIATE").map_err(be)?;
@@ -486,7 +490,8 @@ impl Writer {
         let slack = (self.history / 10).max(1);
         let by_count =
             (*revision > *floor + self.history + slack).then(|| *revision - self.history);
-        let by_bytes = self.kept.over(&sizes(events), *floor, self.history_bytes);
+        *added = sizes(events);
+        let by_bytes = self.kept.over(added, *floor, self.history_bytes);
         if let Some(to) = by_count.max(by_bytes).filter(|to| *to > *floor) {
             compact(conn, to)?;
             *floor = to;
