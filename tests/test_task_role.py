@@ -29,6 +29,11 @@ from fleet import (IMAGE, Fleet, docker, ecs_for, instances_ready, remove_awsvpc
 
 LIFETIME = 60
 ROLE = f"arn:aws:iam::{helpers.ACCOUNT}:role/app-task-role"
+# A role with a policy in the server's --config: it may read secrets named `limited/...` only.
+LIMITED_ROLE = f"arn:aws:iam::{helpers.ACCOUNT}:role/team/limited-task-role"
+LIMITED_POLICY = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+     "Resource": f"arn:aws:secretsmanager:{helpers.REGION}:{helpers.ACCOUNT}:secret:limited/*"}]}
 VPC = {"awsvpcConfiguration": {"subnets": ["subnet-0123456789abcdef0"],
                                "securityGroups": ["sg-0123456789abcdef0"], "assignPublicIp": "DISABLED"}}
 # Busybox's wget (its -T option crashes this build: never used). Every answer on one line.
@@ -46,8 +51,20 @@ while true; do sleep 3; echo "AGAIN $(wget -qO- 169.254.170.2$AWS_CONTAINER_CRED
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory, test_image):
-    f = Fleet(tmp_path_factory.mktemp("taskrole-fleet"),
-              server_args=["--task-credentials-seconds", str(LIFETIME)])
+    tmp = tmp_path_factory.mktemp("taskrole-fleet")
+    # The server's key keeps full access; LIMITED_ROLE's credentials are held to its policy
+    # (ROLE has no entry: full access, as a key without a policy).
+    config = tmp / "flotilla.toml"
+    config.write_text(f"""
+[[credentials]]
+access_key_id = "{helpers.ACCESS_KEY}"
+secret_access_key = "{helpers.SECRET_KEY}"
+
+[[roles]]
+arn = "{LIMITED_ROLE}"
+policy = '{json.dumps(LIMITED_POLICY)}'
+""")
+    f = Fleet(tmp, server_args=["--task-credentials-seconds", str(LIFETIME), "--config", str(config)])
     try:
         f.cluster = helpers.unique("role")
         ecs = ecs_for(f)
@@ -258,6 +275,40 @@ def test_a_task_role_reads_its_secret_and_calls_ecs_until_the_task_stops(
         for f in [p for d in (fleet.tmp / "server", *(a.data_dir for a in fleet.agents))
                   for p in Path(d).rglob("*") if p.is_file()]:
             assert value.encode() not in f.read_bytes(), f"a secret part of the key found in clear in {f}"
+
+
+def test_a_task_roles_credentials_are_held_to_the_roles_policy(fleet, sm, secret, aws_cli, tmp_path):
+    ecs = ecs_for(fleet)
+    allowed_value = "v-" + os.urandom(8).hex()
+    allowed = sm.create_secret(Name=helpers.unique("limited/db"), SecretString=allowed_value)["ARN"]
+    family = helpers.unique("role-limited")
+    containers = [{"name": "app", "image": IMAGE, "essential": True, "command": ["sh", "-c", SCRIPT],
+                   "stopTimeout": 2, "memory": 32}]
+    ecs.register_task_definition(family=family, taskRoleArn=LIMITED_ROLE, containerDefinitions=containers)
+    arn = run(ecs, fleet, family, "bridge")["taskArn"]
+    creds = json.loads(ready(ecs, fleet.cluster, arn)["CREDS"])
+    assert creds["RoleArn"] == LIMITED_ROLE
+    session = f"arn:aws:sts::{helpers.ACCOUNT}:assumed-role/limited-task-role/{arn.rsplit('/', 1)[-1]}"
+
+    # What the policy allows.
+    code, stdout, stderr = aws(aws_cli, fleet, tmp_path, creds, "secretsmanager", "get-secret-value",
+                               "--secret-id", allowed)
+    assert code == 0, stderr
+    assert json.loads(stdout)["SecretString"] == allowed_value
+    # Another secret, and ECS: refused in IAM's words, naming the role's session.
+    code, _, stderr = aws(aws_cli, fleet, tmp_path, creds, "secretsmanager", "get-secret-value",
+                          "--secret-id", secret[0])
+    assert code == 255, stderr
+    assert (f"(AccessDeniedException) when calling the GetSecretValue operation: User: {session} is not "
+            f"authorized to perform: secretsmanager:GetSecretValue on resource: {secret[0]}") in stderr, stderr
+    assert secret[1] not in stderr
+    code, _, stderr = aws(aws_cli, fleet, tmp_path, creds, "ecs", "list-clusters")
+    assert code == 255, stderr
+    assert (f"(AccessDeniedException) when calling the ListClusters operation: User: {session} is not "
+            "authorized to perform: ecs:ListClusters") in stderr, stderr
+    # The server's own key, and another role's task (test above), are not held to it.
+    assert sm.get_secret_value(SecretId=secret[0])["SecretString"] == secret[1]
+    stop(ecs, fleet.cluster, arn)
 
 
 def test_credentials_are_refreshed_before_they_expire(fleet, secret, aws_cli, tmp_path):

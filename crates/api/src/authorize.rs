@@ -9,8 +9,10 @@
 //! ([`action`] with `ecs:Poll` on the container instance, from `session::upgrade`). What each
 //! request's action and resources are is [`resources`] (pure, tested there); the few that need
 //! the store (a task definition's latest revision and roles, a secret's full ARN) are resolved
-//! here, and only for a key that has a policy. A key without one, and a task role's temporary
-//! key, keeps full access, so `flotilla dev` stays zero-configuration.
+//! here, and only for a key that has a policy. A task role's temporary key is held to its
+//! role's policy (`[[roles]]` in `--config`), found from the key's principal
+//! (`arn:aws:sts::ACCOUNT:assumed-role/NAME/TASK`, [`assumed_role`]). A key without a policy,
+//! and a role without one, keeps full access, so `flotilla dev` stays zero-configuration.
 //!
 //! A refusal is `AccessDeniedException` with IAM's message ([`flotilla_iam::denial_message`]),
 //! naming the principal (`arn:aws:iam::ACCOUNT:user/NAME` for a key with a policy), the action
@@ -28,31 +30,64 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// The policies of the configured keys that have one, by access key id.
+/// The policies of the configured keys that have one, by access key id, and of the roles that
+/// have one, by account and role name.
 #[derive(Debug, Clone, Default)]
-pub struct Policies(HashMap<String, Arc<Policy>>);
+pub struct Policies {
+    keys: HashMap<String, Arc<Policy>>,
+    roles: HashMap<(String, String), Arc<Policy>>,
+}
 
 impl Policies {
     /// With `policy` for the key `access_key_id`.
     pub fn with(mut self, access_key_id: &str, policy: Policy) -> Self {
-        self.0.insert(access_key_id.to_string(), Arc::new(policy));
+        self.keys
+            .insert(access_key_id.to_string(), Arc::new(policy));
+        self
+    }
+
+    /// With `policy` for the role `name` of `account` (its last path segment: STS names an
+    /// assumed role's session by it).
+    pub fn with_role(mut self, account: &str, name: &str, policy: Policy) -> Self {
+        self.roles
+            .insert((account.to_string(), name.to_string()), Arc::new(policy));
         self
     }
 
     /// The policy of a key, if it has one.
     pub fn of(&self, access_key_id: &str) -> Option<&Policy> {
-        self.0.get(access_key_id).map(Arc::as_ref)
+        self.keys.get(access_key_id).map(Arc::as_ref)
     }
 
-    /// How many keys have a policy.
+    /// The policy a caller is held to: its key's, else, for a role's session (a task role's
+    /// key), its role's; `None`: full access.
+    pub fn for_caller(&self, caller: &Caller) -> Option<&Policy> {
+        self.of(&caller.access_key_id).or_else(|| {
+            let (account, name) = assumed_role(&caller.principal_arn)?;
+            self.roles
+                .get(&(account.to_string(), name.to_string()))
+                .map(Arc::as_ref)
+        })
+    }
+
+    /// How many keys and roles have a policy.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.keys.len() + self.roles.len()
     }
 
-    /// Whether no key has a policy.
+    /// Whether no key and no role has a policy.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.keys.is_empty() && self.roles.is_empty()
     }
+}
+
+/// The account and role name of an assumed role's session principal,
+/// `arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION`; `None` for any other principal.
+pub fn assumed_role(principal_arn: &str) -> Option<(&str, &str)> {
+    let rest = principal_arn.strip_prefix("arn:aws:sts::")?;
+    let (account, resource) = rest.split_once(':')?;
+    let (name, session) = resource.strip_prefix("assumed-role/")?.split_once('/')?;
+    (!account.is_empty() && !name.is_empty() && !session.is_empty()).then_some((account, name))
 }
 
 /// A refused request: IAM's message.
@@ -136,7 +171,7 @@ fn decide(
 
 /// One action on one resource (the agent session: `ecs:Poll` on its container instance).
 pub fn action(api: &Api, caller: &Caller, action: &str, resource: &str) -> Result<(), Refusal> {
-    match api.policies().of(&caller.access_key_id) {
+    match api.policies().for_caller(caller) {
         None => Ok(()),
         Some(policy) => decide(policy, caller, action, resource, &Context::new()),
     }
@@ -149,7 +184,7 @@ pub async fn ecs(
     operation: &str,
     input: &Value,
 ) -> Result<(), Refusal> {
-    let Some(policy) = api.policies().of(&caller.access_key_id) else {
+    let Some(policy) = api.policies().for_caller(caller) else {
         return Ok(());
     };
     let plan = resources::ecs(operation, input, &api.config.arns);
@@ -169,7 +204,7 @@ pub async fn edge(
     operation: &str,
     body: &[u8],
 ) -> Result<(), Refusal> {
-    let Some(policy) = api.policies().of(&caller.access_key_id) else {
+    let Some(policy) = api.policies().for_caller(caller) else {
         return Ok(());
     };
     // The input as JSON: a JSON body, or an awsQuery form's parameters. A body that is
@@ -275,4 +310,97 @@ async fn task_definition_roles(api: &Api, reference: &str) -> Result<Vec<String>
                 .collect()
         })
         .unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(key: &str, principal: &str) -> Caller {
+        Caller {
+            access_key_id: key.into(),
+            region: "us-east-1".into(),
+            service: "ecs".into(),
+            principal_arn: principal.into(),
+        }
+    }
+
+    fn allow(action: &str) -> Policy {
+        Policy::parse(&format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"{action}","Resource":"*"}}]}}"#
+        ))
+        .unwrap()
+    }
+
+    fn allows(policy: Option<&Policy>, action: &str) -> Option<bool> {
+        let context = Context::new();
+        policy.map(|p| {
+            evaluate(
+                [p],
+                &Request {
+                    action,
+                    resource: "*",
+                    context: &context,
+                },
+            ) == Decision::Allowed
+        })
+    }
+
+    #[test]
+    fn an_assumed_roles_session_names_its_account_and_role() {
+        assert_eq!(
+            assumed_role("arn:aws:sts::123456789012:assumed-role/app/0f1e2d"),
+            Some(("123456789012", "app"))
+        );
+        for other in [
+            "arn:aws:iam::123456789012:user/alice",
+            "arn:aws:iam::123456789012:root",
+            "arn:aws:iam::123456789012:role/app",
+            "arn:aws:sts::123456789012:assumed-role/app",
+            "arn:aws:sts::123456789012:assumed-role//task",
+            "arn:aws:sts:::assumed-role/app/task",
+            "",
+        ] {
+            assert_eq!(assumed_role(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_task_roles_key_is_held_to_its_roles_policy_and_a_keys_own_policy_comes_first() {
+        let policies = Policies::default()
+            .with("AKIDREADER", allow("ecs:Describe*"))
+            .with_role(
+                "123456789012",
+                "app",
+                allow("secretsmanager:GetSecretValue"),
+            );
+        let task = caller("ASIATASK", "arn:aws:sts::123456789012:assumed-role/app/t1");
+        assert_eq!(
+            allows(policies.for_caller(&task), "secretsmanager:GetSecretValue"),
+            Some(true)
+        );
+        assert_eq!(
+            allows(policies.for_caller(&task), "ecs:RunTask"),
+            Some(false)
+        );
+        // The same role name in another account, and another role: no policy, full access.
+        let elsewhere = caller("ASIAX", "arn:aws:sts::999999999999:assumed-role/app/t1");
+        assert!(policies.for_caller(&elsewhere).is_none());
+        let other_role = caller("ASIAY", "arn:aws:sts::123456789012:assumed-role/web/t2");
+        assert!(policies.for_caller(&other_role).is_none());
+        // A configured key's own policy, whatever its principal says.
+        let reader = caller("AKIDREADER", "arn:aws:sts::123456789012:assumed-role/app/x");
+        assert_eq!(
+            allows(policies.for_caller(&reader), "ecs:DescribeClusters"),
+            Some(true)
+        );
+        assert_eq!(
+            allows(
+                policies.for_caller(&reader),
+                "secretsmanager:GetSecretValue"
+            ),
+            Some(false)
+        );
+        assert_eq!(policies.len(), 2);
+    }
 }

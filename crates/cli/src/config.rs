@@ -6,7 +6,10 @@
 //!
 //! A `[[credentials]]` entry may carry an identity-based policy (`policy`, JSON text, or
 //! `policy_file`) and a `user` name: every request signed with that key is then authorized
-//! against the policy (`flotilla_api::authorize`); a key without one has full access.
+//! against the policy (`flotilla_api::authorize`); a key without one has full access. A
+//! `[[roles]]` entry (`arn`, or `name` in the configured account, with `policy` or
+//! `policy_file`) does the same for the task role credentials the server issues for tasks with
+//! that `taskRoleArn`; a role without an entry keeps full access.
 //!
 //! The secrets key (what seals Secrets Manager and SecureString values at rest,
 //! [`flotilla_seal::Key`]): `--secrets-key-file`, else `[secrets] key_file` in `--config`, else,
@@ -330,6 +333,8 @@ struct FileConfig {
     account: Option<String>,
     #[serde(default)]
     credentials: Vec<FileCredential>,
+    #[serde(default)]
+    roles: Vec<FileRole>,
     secrets: Option<FileSecrets>,
     throttle: Option<FileThrottle>,
     audit: Option<FileAudit>,
@@ -359,29 +364,97 @@ struct FileCredential {
     policy_file: Option<PathBuf>,
 }
 
+/// A policy given inline (`policy`) or in a file (`policy_file`, relative to the config file's
+/// directory), not both, parsed; `what` names the entry in errors.
+fn read_policy(
+    what: &str,
+    inline: Option<&String>,
+    file: Option<&PathBuf>,
+    base: Option<&Path>,
+) -> anyhow::Result<Option<flotilla_iam::Policy>> {
+    let text = match (inline, file) {
+        (Some(_), Some(_)) => bail!("{what}: give policy or policy_file, not both"),
+        (Some(text), None) => text.clone(),
+        (None, Some(path)) => {
+            let path = match base {
+                Some(dir) if path.is_relative() => dir.join(path),
+                _ => path.clone(),
+            };
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("{what}: reading policy_file {}", path.display()))?
+        }
+        (None, None) => return Ok(None),
+    };
+    flotilla_iam::Policy::parse(&text)
+        .map(Some)
+        .with_context(|| format!("{what}: the policy is refused"))
+}
+
+/// `[[roles]]` in --config: the policy a task role's credentials are held to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRole {
+    /// The role's ARN, `arn:aws:iam::ACCOUNT:role/[PATH/]NAME`.
+    arn: Option<String>,
+    /// Or its name, in the configured account.
+    name: Option<String>,
+    /// Its identity-based policy (JSON text).
+    policy: Option<String>,
+    /// The same, read from a file.
+    policy_file: Option<PathBuf>,
+}
+
+impl FileRole {
+    /// The role's account and name (the last segment of its path), and its policy.
+    fn resolve(
+        &self,
+        account: &str,
+        base: Option<&Path>,
+    ) -> anyhow::Result<(String, String, flotilla_iam::Policy)> {
+        let (role_account, name) = match (&self.arn, &self.name) {
+            (Some(arn), None) => role_of_arn(arn).with_context(|| {
+                format!("roles: {arn:?} is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
+            })?,
+            (None, Some(name)) if valid_role_name(name) => (account.to_string(), name.clone()),
+            (None, Some(name)) => {
+                bail!("roles: {name:?} is not a role name (1 to 64 of A-Z a-z 0-9 +=,.@_-)")
+            }
+            _ => bail!("roles: give each role an arn or a name, not both"),
+        };
+        let what = format!("roles {name}");
+        let policy = read_policy(&what, self.policy.as_ref(), self.policy_file.as_ref(), base)?
+            .with_context(|| format!("{what}: give it a policy or a policy_file"))?;
+        Ok((role_account, name, policy))
+    }
+}
+
+/// The account and name of `arn:aws:iam::ACCOUNT:role/[PATH/]NAME`.
+fn role_of_arn(arn: &str) -> Option<(String, String)> {
+    let rest = arn.strip_prefix("arn:aws:iam::")?;
+    let (account, resource) = rest.split_once(':')?;
+    let path = resource.strip_prefix("role/")?;
+    let name = path.rsplit('/').next()?;
+    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) && valid_role_name(name))
+        .then(|| (account.to_string(), name.to_string()))
+}
+
+/// IAM's role names: 1 to 64 of letters, digits and `+=,.@_-`.
+fn valid_role_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+}
+
 impl FileCredential {
     /// The key's policy, if it has one: `policy` or `policy_file` (not both), parsed.
     fn policy(&self, base: Option<&Path>) -> anyhow::Result<Option<flotilla_iam::Policy>> {
-        let key = &self.access_key_id;
-        let text = match (&self.policy, &self.policy_file) {
-            (Some(_), Some(_)) => {
-                bail!("credentials {key}: give policy or policy_file, not both")
-            }
-            (Some(text), None) => text.clone(),
-            (None, Some(path)) => {
-                let path = match base {
-                    Some(dir) if path.is_relative() => dir.join(path),
-                    _ => path.clone(),
-                };
-                std::fs::read_to_string(&path).with_context(|| {
-                    format!("credentials {key}: reading policy_file {}", path.display())
-                })?
-            }
-            (None, None) => return Ok(None),
-        };
-        flotilla_iam::Policy::parse(&text)
-            .map(Some)
-            .with_context(|| format!("credentials {key}: the policy is refused"))
+        read_policy(
+            &format!("credentials {}", self.access_key_id),
+            self.policy.as_ref(),
+            self.policy_file.as_ref(),
+            base,
+        )
     }
 
     /// The key's principal ARN.
@@ -480,6 +553,10 @@ pub fn server_config(
         if let Some(policy) = policy {
             policies = policies.with(&c.access_key_id, policy);
         }
+    }
+    for r in &fc.roles {
+        let (role_account, name, policy) = r.resolve(&account, file.and_then(Path::parent))?;
+        policies = policies.with_role(&role_account, &name, policy);
     }
     if credentials.is_empty() {
         credentials.extend(env_credential(&account));
@@ -781,6 +858,47 @@ mod tests {
             "{err}"
         );
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_role_by_arn_or_name_with_its_policy() {
+        let doc = r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:*","Resource":"*"}}"#;
+        let role: FileConfig = toml::from_str(&format!(
+            "[[roles]]\narn = \"arn:aws:iam::111122223333:role/svc/app-task\"\npolicy = '{doc}'\n\n[[roles]]\nname = \"web\"\npolicy = '{doc}'\n"
+        ))
+        .unwrap();
+        let resolved: Vec<(String, String)> = role
+            .roles
+            .iter()
+            .map(|r| {
+                let (a, n, _) = r.resolve("123456789012", None).unwrap();
+                (a, n)
+            })
+            .collect();
+        assert_eq!(
+            resolved,
+            [
+                ("111122223333".to_string(), "app-task".to_string()),
+                ("123456789012".to_string(), "web".to_string())
+            ]
+        );
+        let refused = |toml_text: &str| {
+            let c: FileConfig = toml::from_str(toml_text).unwrap();
+            format!(
+                "{:#}",
+                c.roles[0].resolve("123456789012", None).unwrap_err()
+            )
+        };
+        let both = format!(
+            "[[roles]]\narn = \"arn:aws:iam::111122223333:role/a\"\nname = \"a\"\npolicy = '{doc}'"
+        );
+        assert!(refused(&both).contains("an arn or a name, not both"));
+        assert!(refused("[[roles]]\nname = \"a\"").contains("give it a policy"));
+        assert!(refused("[[roles]]\nname = \"a b\"\npolicy = '{}'").contains("not a role name"));
+        let user =
+            format!("[[roles]]\narn = \"arn:aws:iam::111122223333:user/a\"\npolicy = '{doc}'");
+        assert!(refused(&user).contains("is not a role ARN"));
+        assert!(toml::from_str::<FileConfig>("[[roles]]\nrole = \"a\"").is_err());
     }
 
     #[test]
