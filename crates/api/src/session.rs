@@ -388,45 +388,43 @@ async fn full_state_and_changes(
     Ok((tasks, Changes::Watch(w)))
 }
 
-/// A watch on the record of the agent key a session was opened with, which ends when the key
-/// is revoked (its instance deregistered); `Err` when it is revoked already.
+/// A wait on the deletion of the record of the agent key a session was opened with, which ends
+/// when the key is revoked (its instance deregistered); `Err` when it is revoked already. One
+/// watch of the replica serves every session's wait (`Plane::agent_keys`).
 async fn watch_agent_key(
     api: &Api,
     access_key_id: &str,
-) -> Result<flotilla_store::WatchStream, String> {
+) -> Result<flotilla_controllers::deletions::Waiter, String> {
     let ckey = flotilla_control::agent_identity::agent_credential_key(access_key_id);
-    let store = api.store.as_ref();
-    let rev = store
-        .revision()
+    // Wait first, then read: a revocation before the read is seen by it, one after reaches
+    // the waiter.
+    let waiter = api
+        .plane
+        .agent_keys
+        .wait_for(&api.store, &ckey)
         .await
-        .map_err(|e| format!("could not read the store: {e}"))?;
-    match store.get(&ckey).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return Err(REVOKED.to_string()),
-        Err(e) => return Err(format!("could not read the agent's credentials: {e}")),
+        .map_err(|e| format!("could not watch the agent's credentials: {e}"))?;
+    match api.store.get(&ckey).await {
+        Ok(Some(_)) => Ok(waiter),
+        Ok(None) => Err(REVOKED.to_string()),
+        Err(e) => Err(format!("could not read the agent's credentials: {e}")),
     }
-    store
-        .watch(&ckey, rev)
-        .await
-        .map_err(|e| format!("could not watch the agent's credentials: {e}"))
 }
 
 const REVOKED: &str =
     "the agent's credentials were revoked (its container instance was deregistered)";
 
-/// Waits until the watched agent key is deleted (or its watch fails: the agent then reconnects,
-/// and its key is checked again); never, for a session opened with a configured key.
-async fn revocation(watch: &mut Option<flotilla_store::WatchStream>) -> String {
-    let Some(w) = watch.as_mut() else {
+/// Waits until the agent key is revoked (or the replica's watch of agent keys fails: the agent
+/// then reconnects, and its key is checked again); never, for a session opened with a
+/// configured key.
+async fn revocation(waiter: &mut Option<flotilla_controllers::deletions::Waiter>) -> String {
+    use flotilla_controllers::deletions::Ended;
+    let Some(w) = waiter.as_mut() else {
         return std::future::pending().await;
     };
-    loop {
-        match w.next().await {
-            Some(Ok(Event::Delete { .. })) => return REVOKED.to_string(),
-            Some(Ok(Event::Put(_))) => continue,
-            Some(Err(e)) => return format!("the watch on the agent's credentials failed: {e}"),
-            None => return "the watch on the agent's credentials ended".to_string(),
-        }
+    match w.ended().await {
+        Ended::Deleted => REVOKED.to_string(),
+        Ended::WatchFailed(why) => format!("the watch on the agent's credentials failed: {why}"),
     }
 }
 

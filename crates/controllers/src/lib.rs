@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod agents;
+pub mod deletions;
 pub mod deployment_alarms;
 pub mod fargate;
 pub mod instance_cache;

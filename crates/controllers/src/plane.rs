@@ -63,6 +63,9 @@ pub struct Plane {
     /// This replica's index of the task records, fed by one watch
     /// ([`crate::task_feed::TaskFeed`]): counts, ListTasks and the agent sessions' changes.
     pub tasks: Arc<crate::task_feed::TaskFeed>,
+    /// Waiters on the deletion of agent keys' records (every agent session of this replica
+    /// ends when its key is revoked), served by one watch ([`crate::deletions::Deletions`]).
+    pub agent_keys: Arc<crate::deletions::Deletions>,
 }
 
 /// A background loop that runs on the leader only, started and stopped with the controllers
@@ -92,6 +95,9 @@ impl Plane {
             leader_loops: Vec::new(),
             deployment_minute: 60.0,
             tasks: Arc::default(),
+            agent_keys: crate::deletions::Deletions::new(
+                flotilla_control::agent_identity::AGENT_CREDENTIALS,
+            ),
         }
     }
 
