@@ -239,6 +239,18 @@ impl Unacked {
     }
 }
 
+/// Of `reports` (in the order the engine made them), the latest of each task, in seq order: a
+/// report is the task's whole observed state, so a newer one says all an older one did.
+pub fn latest_per_task(reports: Vec<TaskStateReport>) -> Vec<TaskStateReport> {
+    let mut latest = Unacked::default();
+    for r in reports {
+        latest.push(r);
+    }
+    let mut out: Vec<TaskStateReport> = latest.by_task.into_values().collect();
+    out.sort_by_key(|r| r.seq);
+    out
+}
+
 /// What the session needs.
 pub struct SessionParams<'a> {
     /// The API client.
@@ -585,8 +597,17 @@ async fn one_session<S: Future<Output = ()>>(
                 }
             },
             Some(r) = reports.recv() => {
-                unacked.push(r.clone());
-                send(&mut ws, &AgentMessage::TaskState(r)).await?;
+                // With it, every report already waiting: of a task that changed state several
+                // times meanwhile, only its latest goes (each report is one write of the task's
+                // record on the server, and a report carries the task's whole observed state).
+                let mut ready = vec![r];
+                while let Ok(more) = reports.try_recv() {
+                    ready.push(more);
+                }
+                for r in latest_per_task(ready) {
+                    unacked.push(r.clone());
+                    send(&mut ws, &AgentMessage::TaskState(r)).await?;
+                }
             }
             _ = beat.tick() => {
                 if last_heard.elapsed() > silence_limit {
@@ -720,6 +741,13 @@ mod tests {
         );
         u.ack(3);
         assert_eq!(u.pending().len(), 1);
+        let sent = latest_per_task(vec![r(5, "a"), r(6, "b"), r(7, "a"), r(8, "c"), r(9, "b")]);
+        assert_eq!(
+            sent.iter()
+                .map(|r| (r.seq, r.task_arn.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(7, "a"), (8, "c"), (9, "b")]
+        );
         assert_eq!(uri_encode("arn:aws:ecs/x y"), "arn%3Aaws%3Aecs%2Fx%20y");
     }
 }
