@@ -9,6 +9,10 @@ use flotilla_control::tasks::TaskRecord;
 use flotilla_controllers::records::{get, task_id_in, task_key};
 use flotilla_model::shapes::{DescribeTasksRequest, DescribeTasksResponse, TaskField};
 use flotilla_model::EcsError;
+use futures::StreamExt;
+
+/// How many task records one call reads at once.
+const CONCURRENT_READS: usize = 16;
 
 /// DescribeTasks.
 pub async fn describe_tasks(
@@ -30,16 +34,18 @@ pub async fn describe_tasks(
         .include
         .as_ref()
         .is_some_and(|i| i.contains(&TaskField::Tags));
+    let keys: Vec<Option<String>> = refs
+        .iter()
+        .map(|r| match task_id_in(r, &cluster) {
+            Some(id) if !super::foreign_arn(ctx, r) => Some(task_key(&cluster, id)),
+            _ => None,
+        })
+        .collect();
+    let reads = read_all(ctx.store(), keys).await;
     let mut tasks = Vec::new();
     let mut failures = Vec::new();
-    for r in refs {
-        let found = match task_id_in(r, &cluster) {
-            Some(id) if !super::foreign_arn(ctx, r) => {
-                get::<TaskRecord>(ctx.store(), &task_key(&cluster, id)).await?
-            }
-            _ => None,
-        };
-        match found {
+    for (r, found) in refs.into_iter().zip(reads) {
+        match found? {
             Some((t, _)) => tasks.push(t.view(include_tags)),
             None => failures.push(missing(named_arn(r, |n| ctx.arns().task(&cluster, n)))),
         }
@@ -48,4 +54,24 @@ pub async fn describe_tasks(
         tasks: Some(tasks),
         failures: Some(failures),
     })
+}
+
+type Read = Result<Option<(TaskRecord, u64)>, EcsError>;
+
+/// The records at `keys` (`None`: no record to read), in order, read concurrently: on etcd each
+/// read is a round trip, and 100 of them one after the other made a call take a second under
+/// load.
+async fn read_all(store: &dyn flotilla_store::Store, keys: Vec<Option<String>>) -> Vec<Read> {
+    futures::stream::iter(keys)
+        .map(|key| read_one(store, key))
+        .buffered(CONCURRENT_READS)
+        .collect()
+        .await
+}
+
+async fn read_one(store: &dyn flotilla_store::Store, key: Option<String>) -> Read {
+    match key {
+        Some(key) => get::<TaskRecord>(store, &key).await,
+        None => Ok(None),
+    }
 }
