@@ -66,6 +66,13 @@ pub struct Api {
     /// The identity-based policies of the configured keys that have one
     /// ([`Api::with_policies`], [`crate::authorize`]).
     policies: crate::authorize::Policies,
+    /// The task definition records DescribeTaskDefinition answered lately, encoded, each for
+    /// the `mod_revision` it was read at ([`crate::ops::describe_task_definition`]).
+    pub(crate) described: Mutex<
+        flotilla_control::revision_cache::RevisionCache<
+            crate::ops::describe_task_definition::Described,
+        >,
+    >,
 }
 
 /// The services a task's `secrets` are read from.
@@ -115,6 +122,9 @@ impl Api {
             audit: None,
             transport: crate::transport::Transport::default(),
             policies: crate::authorize::Policies::default(),
+            described: Mutex::new(flotilla_control::revision_cache::RevisionCache::new(
+                crate::ops::describe_task_definition::DESCRIBED_KEYS,
+            )),
         }
     }
 

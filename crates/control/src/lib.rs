@@ -24,6 +24,7 @@ pub mod instances;
 pub mod keys;
 pub mod launch;
 pub mod protection;
+pub mod revision_cache;
 pub mod secrets;
 pub mod service_scheduler;
 pub mod services;

@@ -14,7 +14,7 @@
 use flotilla_control::task_definitions::TaskDefinitionRef;
 use flotilla_model::shapes::{Cluster, RegisterTaskDefinitionResponse, TaskDefinitionStatus};
 use flotilla_model::EcsError;
-use flotilla_store::{Compare, Fence, Store, StoreError, Txn, TxnOutcome};
+use flotilla_store::{Compare, Fence, KeyValue, Store, StoreError, Txn, TxnOutcome};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -163,27 +163,63 @@ pub async fn load_task_definition(
     store: &dyn Store,
     r: &TaskDefinitionRef,
 ) -> Result<Option<(RegisterTaskDefinitionResponse, u64)>, EcsError> {
-    let is_active = |rec: &RegisterTaskDefinitionResponse| {
-        rec.task_definition.as_ref().and_then(|t| t.status) == Some(TaskDefinitionStatus::Active)
+    load_task_definition_as(
+        store,
+        r,
+        |kv| decode(&kv.key, &kv.value),
+        |rec: &RegisterTaskDefinitionResponse| {
+            rec.task_definition.as_ref().and_then(|t| t.status)
+                == Some(TaskDefinitionStatus::Active)
+        },
+    )
+    .await
+}
+
+/// [`load_task_definition`] with the record read by `read` from its key and value as stored
+/// (DescribeTaskDefinition reuses what it derived from the same `mod_revision`,
+/// [`flotilla_control::revision_cache`]); `is_active` tells whether what it read is ACTIVE.
+pub async fn load_task_definition_as<T>(
+    store: &dyn Store,
+    r: &TaskDefinitionRef,
+    read: impl Fn(&KeyValue) -> Result<T, EcsError>,
+    is_active: impl Fn(&T) -> bool,
+) -> Result<Option<(T, u64)>, EcsError> {
+    let get_as = |key: String| {
+        let read = &read;
+        async move {
+            match store.get(&key).await.map_err(store_error)? {
+                Some(kv) => Ok::<_, EcsError>(Some((read(&kv)?, kv.mod_revision))),
+                None => Ok(None),
+            }
+        }
     };
     match r.revision {
-        Some(rev) => get(store, &task_definition_key(&r.family, rev)).await,
+        Some(rev) => get_as(task_definition_key(&r.family, rev)).await,
         None => {
             if let Some((family, _)) = get::<FamilyRecord>(store, &family_key(&r.family)).await? {
                 let last = task_definition_key(&r.family, family.last_revision);
-                match get::<RegisterTaskDefinitionResponse>(store, &last).await? {
+                match get_as(last).await? {
                     Some((rec, rev)) if is_active(&rec) => return Ok(Some((rec, rev))),
                     _ => {}
                 }
             }
-            let all =
-                list::<RegisterTaskDefinitionResponse>(store, &task_definition_prefix(&r.family))
-                    .await?;
-            Ok(all
-                .into_iter()
-                .rev()
-                .find(|(_, rec, _)| is_active(rec))
-                .map(|(_, rec, rev)| (rec, rev)))
+            let prefix = task_definition_prefix(&r.family);
+            let mut all = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = store
+                    .list(&prefix, after.as_deref(), 1000)
+                    .await
+                    .map_err(store_error)?;
+                for kv in &page.items {
+                    all.push((read(kv)?, kv.mod_revision));
+                }
+                if !page.more {
+                    break;
+                }
+                after = page.items.last().map(|kv| kv.key.clone());
+            }
+            Ok(all.into_iter().rev().find(|(rec, _)| is_active(rec)))
         }
     }
 }

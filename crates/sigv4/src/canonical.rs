@@ -43,34 +43,54 @@ pub(crate) struct SigningInput<'a> {
 }
 
 /// The signature of a request.
-pub(crate) fn compute_signature(i: &SigningInput<'_>) -> Vec<u8> {
-    // The canonical request is hashed as it is written, never held whole.
+pub(crate) fn compute_signature(i: &SigningInput<'_>) -> [u8; 32] {
+    // The canonical request is hashed as it is written, never held whole; so is the string to
+    // sign, straight into the HMAC.
+    let mut body_hash = [0u8; 64];
+    hex_into(&Sha256::digest(i.body), &mut body_hash);
     let mut canonical_request = Sha256::new();
     for part in [
-        i.method,
-        "\n",
-        if i.path.is_empty() { "/" } else { i.path },
-        "\n",
-        &canonical_query(i.query),
-        "\n",
-        i.canonical_headers,
-        "\n",
-        i.signed_headers,
-        "\n",
-        &hex::encode(Sha256::digest(i.body)),
+        i.method.as_bytes(),
+        b"\n",
+        if i.path.is_empty() { "/" } else { i.path }.as_bytes(),
+        b"\n",
+        canonical_query(i.query).as_bytes(),
+        b"\n",
+        i.canonical_headers.as_bytes(),
+        b"\n",
+        i.signed_headers.as_bytes(),
+        b"\n",
+        &body_hash,
     ] {
-        canonical_request.update(part.as_bytes());
+        canonical_request.update(part);
     }
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{}\n{}/{}/{}/aws4_request\n{}",
-        i.amz_date,
-        i.date,
-        i.region,
-        i.service,
-        hex::encode(canonical_request.finalize())
-    );
+    let mut request_hash = [0u8; 64];
+    hex_into(&canonical_request.finalize(), &mut request_hash);
     let key = signing_key(i.secret, i.date, i.region, i.service);
-    hmac(&key, string_to_sign.as_bytes())
+    hmac_parts(
+        &key,
+        &[
+            b"AWS4-HMAC-SHA256\n",
+            i.amz_date.as_bytes(),
+            b"\n",
+            i.date.as_bytes(),
+            b"/",
+            i.region.as_bytes(),
+            b"/",
+            i.service.as_bytes(),
+            b"/aws4_request\n",
+            &request_hash,
+        ],
+    )
+}
+
+/// Lowercase hex of a 32-byte digest.
+fn hex_into(digest: &[u8], out: &mut [u8; 64]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(digest) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
+    }
 }
 
 /// The query string with its parameters sorted (they are already URI-encoded).
@@ -91,27 +111,33 @@ fn canonical_query(query: &str) -> String {
         .join("&")
 }
 
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    match HmacSha256::new_from_slice(key) {
-        Ok(mut m) => {
-            m.update(data);
-            m.finalize().into_bytes().to_vec()
-        }
-        Err(_) => Vec::new(),
+/// The HMAC-SHA256 of the concatenated `parts` under `key`.
+fn hmac_parts(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    // An HMAC takes a key of any length: this never fails.
+    let Ok(mut m) = HmacSha256::new_from_slice(key) else {
+        return [0; 32];
+    };
+    for part in parts {
+        m.update(part);
     }
+    m.finalize().into_bytes().into()
+}
+
+fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
+    hmac_parts(key, &[data])
 }
 
 /// The derived signing key of a secret for a day, region and service: four HMACs, the same for
 /// every request of that scope, so each thread keeps the last one it derived.
-fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8> {
+fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
     /// (secret, date, region, service) and its key.
-    type Derived = (String, String, String, String, Vec<u8>);
+    type Derived = (String, String, String, String, [u8; 32]);
     thread_local! {
         static LAST: std::cell::RefCell<Option<Derived>> = const { std::cell::RefCell::new(None) };
     }
     let cached = LAST.with(|last| match &*last.borrow() {
         Some((s, d, r, v, key)) if s == secret && d == date && r == region && v == service => {
-            Some(key.clone())
+            Some(*key)
         }
         _ => None,
     });
@@ -125,14 +151,17 @@ fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8>
             date.to_string(),
             region.to_string(),
             service.to_string(),
-            key.clone(),
+            key,
         ));
     });
     key
 }
 
-fn derive_signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8> {
-    let k_date = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
+fn derive_signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
+    let k_date = hmac_parts(
+        &[b"AWS4".as_slice(), secret.as_bytes()].concat(),
+        &[date.as_bytes()],
+    );
     let k_region = hmac(&k_date, region.as_bytes());
     let k_service = hmac(&k_region, service.as_bytes());
     hmac(&k_service, b"aws4_request")
@@ -176,6 +205,14 @@ mod tests {
             assert_eq!(signing_key(s, d, r, v), derive_signing_key(s, d, r, v));
             assert_ne!(signing_key(s, d, r, v), a);
         }
+    }
+
+    #[test]
+    fn digests_are_written_in_lowercase_hex() {
+        let digest = Sha256::digest(b"flotilla");
+        let mut out = [0u8; 64];
+        hex_into(&digest, &mut out);
+        assert_eq!(out.as_slice(), hex::encode(digest).as_bytes());
     }
 
     #[test]

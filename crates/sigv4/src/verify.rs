@@ -344,8 +344,10 @@ pub fn verify_pairs<'a, K: AsRef<str>, V: AsRef<str>>(
         service: auth.service,
         secret: &cred.secret_access_key,
     });
-    let given = hex::decode(auth.signature).map_err(|_| AuthError::SignatureMismatch)?;
-    if !constant_time_eq(&expected, &given) {
+    let mut given = [0u8; 32];
+    if hex::decode_to_slice(auth.signature, &mut given).is_err()
+        || !constant_time_eq(&expected, &given)
+    {
         return Err(AuthError::SignatureMismatch);
     }
     Ok(Caller {

@@ -104,8 +104,16 @@ fn to_wire<T: serde::Serialize>(v: T) -> Result<Vec<u8>, EcsError> {
 }
 
 macro_rules! dispatch_table {
-    ($ctx:ident, $op:ident, $input:ident; $( $name:ident => $handler:path ),* $(,)?) => {
+    ($ctx:ident, $op:ident, $input:ident;
+     wire { $( $wname:ident => $whandler:path ),* $(,)? }
+     $( $name:ident => $handler:path ),* $(,)?) => {
         match $op {
+            $(
+                Operation::$wname => {
+                    let req = parse_input(stringify!($wname), $input)?;
+                    $whandler($ctx, req).await
+                }
+            )*
             $(
                 Operation::$name => {
                     let req = parse_input(stringify!($name), $input)?;
@@ -120,9 +128,14 @@ macro_rules! dispatch_table {
     };
 }
 
-/// Runs one operation on a JSON input and returns its JSON output, encoded.
+/// Runs one operation on a JSON input and returns its JSON output, encoded. The handlers under
+/// `wire` answer their output's wire form themselves (DescribeTaskDefinition writes it from
+/// the record's encoded form, kept per revision).
 pub async fn dispatch(ctx: &Ctx<'_>, op: Operation, input: Value) -> Result<Vec<u8>, EcsError> {
     dispatch_table!(ctx, op, input;
+        wire {
+            DescribeTaskDefinition => describe_task_definition::describe_task_definition,
+        }
         CreateCluster => create_cluster::create_cluster,
         DescribeClusters => describe_clusters::describe_clusters,
         ListClusters => list_clusters::list_clusters,
@@ -135,7 +148,6 @@ pub async fn dispatch(ctx: &Ctx<'_>, op: Operation, input: Value) -> Result<Vec<
         UpdateCapacityProvider => update_capacity_provider::update_capacity_provider,
         DeleteCapacityProvider => delete_capacity_provider::delete_capacity_provider,
         RegisterTaskDefinition => register_task_definition::register_task_definition,
-        DescribeTaskDefinition => describe_task_definition::describe_task_definition,
         ListTaskDefinitions => list_task_definitions::list_task_definitions,
         ListTaskDefinitionFamilies => list_task_definition_families::list_task_definition_families,
         DeregisterTaskDefinition => deregister_task_definition::deregister_task_definition,
