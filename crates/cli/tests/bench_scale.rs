@@ -2,6 +2,9 @@
 //! in the bench's process run fifty tasks and a service, lose a host and replace its tasks; the
 //! report says so. It checks outcomes only, never a figure of time.
 
+#[path = "../../store/tests/support/mod.rs"]
+mod support;
+
 use std::process::Command;
 
 #[test]
@@ -48,4 +51,50 @@ fn a_tiny_bench_runs_every_task() {
     assert!(report["store_bytes"].as_u64() > Some(0), "{report}");
     // Progress went to stderr while it ran.
     assert!(stderr.contains("RUNNING"), "{stderr}");
+}
+
+/// A service of more tasks than one etcd transaction can create (etcd accepts 128 operations
+/// in one by default) starts on etcd: the service loop places them in several transactions.
+/// Before, its one transaction was refused on every pass and the service never started.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_larger_than_one_etcd_transaction_starts_on_etcd() {
+    let etcd = support::EtcdServer::start().await;
+    let endpoint = format!("127.0.0.1:{}", etcd.member.client_port);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_flotilla"))
+            .args([
+                "bench",
+                "scale",
+                "--instances",
+                "5",
+                "--tasks",
+                "10",
+                "--services",
+                "1",
+                "--service-tasks",
+                "150",
+                "--lost-hosts",
+                "0",
+                "--store",
+                "etcd",
+                "--etcd-endpoints",
+                &endpoint,
+                "--stall-seconds",
+                "60",
+                "--output",
+                "json",
+            ])
+            .output()
+            .expect("run the bench")
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed:\n{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the report is JSON");
+    assert_eq!(report["store"], "etcd", "{report}");
+    assert_eq!(report["running"], 10, "{report}");
+    assert_eq!(report["services"]["tasks_per_service"], 150, "{report}");
+    drop(etcd);
 }

@@ -472,7 +472,82 @@ pub(crate) async fn start_tasks(
         }
         Err(e) => return Ok((vec![ServiceEvent::LaunchFailed { error: e.message }], 0)),
     };
-    let mut preq = placement_request(&template, n, rand::random::<u64>())?;
+    let zone = match at {
+        Where::InZone(z) => Some(z),
+        _ => None,
+    };
+    // Placed in transactions of at most PLACEMENT_CHUNK tasks: a service of a thousand tasks
+    // in one transaction is more operations than etcd accepts in one (128 by default), and
+    // such a service never started there.
+    let mut events = Vec::new();
+    let mut started = Vec::new();
+    let mut placed = 0;
+    while placed < n {
+        let count = match at {
+            Where::On(_) => n,
+            Where::Anywhere | Where::InZone(_) => (n - placed).min(PLACEMENT_CHUNK),
+        };
+        let mut chunk = template.clone();
+        chunk.providers = template
+            .providers
+            .iter()
+            .skip(placed as usize)
+            .take(count as usize)
+            .cloned()
+            .collect();
+        let target = placement_target(&chunk, s, count, at)?;
+        let now = api.clock.now();
+        match placement::place(api, now, &chunk, &target, None, Some(fence)).await {
+            Ok(Committed::Placed(tasks, failures)) => {
+                let got = u32::try_from(tasks.len()).unwrap_or(u32::MAX);
+                placed += got;
+                started.extend(tasks.into_iter().map(|t| t.id));
+                if let Some(f) = failures.into_iter().next() {
+                    events.push(unable_to_place(f, &rec.cluster));
+                }
+                if got < count {
+                    break;
+                }
+            }
+            Ok(Committed::TokenUsed(_)) => break,
+            Err(e) if records::is_deposed(&e) => return Err(e),
+            Err(e) => {
+                events.push(ServiceEvent::UnableToPlace {
+                    instance: None,
+                    reason: Unplaced::Other(e.message),
+                });
+                break;
+            }
+        }
+    }
+    if !started.is_empty() {
+        tracing::info!(service = %name, cluster = %rec.cluster, started = started.len(), zone, "service tasks placed");
+        events.insert(
+            0,
+            match zone {
+                Some(z) => ServiceEvent::RebalanceStarted {
+                    zone: z.to_string(),
+                    tasks: started,
+                },
+                None => ServiceEvent::Started { tasks: started },
+            },
+        );
+    }
+    Ok((events, placed))
+}
+
+/// The most tasks a service places in one transaction.
+pub(crate) const PLACEMENT_CHUNK: u32 = 25;
+
+/// Where `count` tasks of `template` go for the service `s`: its strategies and constraints
+/// (the pool's for Fargate), on the instances given or anywhere (in a zone, when given).
+fn placement_target(
+    template: &flotilla_control::template::TaskTemplate,
+    s: &flotilla_model::shapes::Service,
+    count: u32,
+    at: Where<'_>,
+) -> Result<Target, EcsError> {
+    let mut preq = placement_request(template, count, rand::random::<u64>())?;
     if template.fargate.is_some() {
         preq.strategies = flotilla_control::launch::pool_strategies();
         preq.task_definition_constraints.clear();
@@ -485,53 +560,20 @@ pub(crate) async fn start_tasks(
         preq.strategies = launch::strategies(&strategies)?;
         preq.constraints = launch::constraints(s.placement_constraints.as_deref().unwrap_or(&[]))?;
     }
-    let zone = match at {
-        Where::InZone(z) => Some(z),
-        _ => None,
-    };
-    if let Some(z) = zone {
+    if let Where::InZone(z) = at {
         preq.constraints
             .extend(launch::constraints(&[PlacementConstraint {
                 r#type: Some(PlacementConstraintType::MemberOf),
                 expression: Some(format!("{AZ_ATTRIBUTE} == {z}")),
             }])?);
     }
-    let mut events = Vec::new();
-    let mut placed = 0;
-    let target = match at {
+    Ok(match at {
         Where::On(on) => {
             preq.strategies.clear();
             Target::Start(Box::new(preq), on.to_vec())
         }
         Where::Anywhere | Where::InZone(_) => Target::Run(Box::new(preq)),
-    };
-    let now = api.clock.now();
-    match placement::place(api, now, &template, &target, None, Some(fence)).await {
-        Ok(Committed::Placed(tasks, failures)) => {
-            placed = u32::try_from(tasks.len()).unwrap_or(u32::MAX);
-            if !tasks.is_empty() {
-                tracing::info!(service = %name, cluster = %rec.cluster, started = tasks.len(), zone, "service tasks placed");
-                let ids = tasks.iter().map(|t| t.id.clone()).collect();
-                events.push(match zone {
-                    Some(z) => ServiceEvent::RebalanceStarted {
-                        zone: z.to_string(),
-                        tasks: ids,
-                    },
-                    None => ServiceEvent::Started { tasks: ids },
-                });
-            }
-            if let Some(f) = failures.into_iter().next() {
-                events.push(unable_to_place(f, &rec.cluster));
-            }
-        }
-        Ok(Committed::TokenUsed(_)) => {}
-        Err(e) if records::is_deposed(&e) => return Err(e),
-        Err(e) => events.push(ServiceEvent::UnableToPlace {
-            instance: None,
-            reason: Unplaced::Other(e.message),
-        }),
-    }
-    Ok((events, placed))
+    })
 }
 
 /// The event for a task that could not be placed: the instance is named by its id.
