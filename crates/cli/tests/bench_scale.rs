@@ -7,35 +7,39 @@ mod support;
 
 use std::process::Command;
 
+/// Runs `flotilla bench scale ARGS --output json`; its report, and its stderr (progress).
+fn bench(args: &[&str]) -> (serde_json::Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(["bench", "scale"])
+        .args(args)
+        .args(["--output", "json"])
+        .output()
+        .unwrap_or_else(|e| panic!("could not run the bench: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "bench failed:\n{stderr}");
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("the report is not JSON ({e}):\n{stderr}"));
+    (report, stderr)
+}
+
 #[test]
 fn a_tiny_bench_runs_every_task() {
-    let out = Command::new(env!("CARGO_BIN_EXE_flotilla"))
-        .args([
-            "bench",
-            "scale",
-            "--instances",
-            "5",
-            "--tasks",
-            "50",
-            "--services",
-            "1",
-            "--service-tasks",
-            "10",
-            "--lost-hosts",
-            "1",
-            "--heartbeat-seconds",
-            "2",
-            "--stall-seconds",
-            "120",
-            "--output",
-            "json",
-        ])
-        .output()
-        .expect("run the bench");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bench failed:\n{stderr}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("the report is JSON");
+    let (report, stderr) = bench(&[
+        "--instances",
+        "5",
+        "--tasks",
+        "50",
+        "--services",
+        "1",
+        "--service-tasks",
+        "10",
+        "--lost-hosts",
+        "1",
+        "--heartbeat-seconds",
+        "2",
+        "--stall-seconds",
+        "120",
+    ]);
     assert_eq!(report["instances"], 5, "{report}");
     assert_eq!(report["placed"], 50, "{report}");
     assert_eq!(report["placement_failures"], 0, "{report}");
@@ -60,39 +64,28 @@ fn a_tiny_bench_runs_every_task() {
 async fn a_service_larger_than_one_etcd_transaction_starts_on_etcd() {
     let etcd = support::EtcdServer::start().await;
     let endpoint = format!("127.0.0.1:{}", etcd.member.client_port);
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_flotilla"))
-            .args([
-                "bench",
-                "scale",
-                "--instances",
-                "5",
-                "--tasks",
-                "10",
-                "--services",
-                "1",
-                "--service-tasks",
-                "150",
-                "--lost-hosts",
-                "0",
-                "--store",
-                "etcd",
-                "--etcd-endpoints",
-                &endpoint,
-                "--stall-seconds",
-                "60",
-                "--output",
-                "json",
-            ])
-            .output()
-            .expect("run the bench")
+    let (report, _) = tokio::task::spawn_blocking(move || {
+        bench(&[
+            "--instances",
+            "5",
+            "--tasks",
+            "10",
+            "--services",
+            "1",
+            "--service-tasks",
+            "150",
+            "--lost-hosts",
+            "0",
+            "--store",
+            "etcd",
+            "--etcd-endpoints",
+            &endpoint,
+            "--stall-seconds",
+            "60",
+        ])
     })
     .await
     .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bench failed:\n{stderr}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("the report is JSON");
     assert_eq!(report["store"], "etcd", "{report}");
     assert_eq!(report["running"], 10, "{report}");
     assert_eq!(report["services"]["tasks_per_service"], 150, "{report}");
