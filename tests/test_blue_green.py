@@ -243,6 +243,10 @@ def test_stop_service_deployment_rollback_during_bake_time_returns_traffic_to_bl
         "strategy": "BLUE_GREEN", "bakeTimeInMinutes": 120})
     baking = wait_for(lambda: (lambda d: d if d and d.get("lifecycleStage") == "BAKE_TIME" else None)(
         newest(ecs, cluster, name)), timeout=120, interval=0.3, what="the deployment in BAKE_TIME")
+    # The listener's weights reach the load balancer's data plane a moment after the stage is
+    # written (seen once in CI under load): wait for it, then production is green's alone.
+    wait_for(lambda: get(lb["port"])[1].endswith(" v4"), timeout=10, interval=0.2,
+             what="production traffic on green in BAKE_TIME")
     assert all(get(lb["port"])[1].endswith(" v4") for _ in range(4))
     version = {svc.get("v2"): "v2", svc.get("v3"): "v3", svc["v1"]: "v1"}
     want = version[blue_td]
