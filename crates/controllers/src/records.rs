@@ -54,6 +54,15 @@ pub async fn list<T: DeserializeOwned>(
     store: &dyn Store,
     prefix: &str,
 ) -> Result<Vec<(String, T, u64)>, EcsError> {
+    list_as(store, prefix, |kv| decode(&kv.key, &kv.value)).await
+}
+
+/// [`list`] with each record read by `read` from its key and value as stored.
+pub async fn list_as<T>(
+    store: &dyn Store,
+    prefix: &str,
+    read: impl Fn(&KeyValue) -> Result<T, EcsError>,
+) -> Result<Vec<(String, T, u64)>, EcsError> {
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -62,7 +71,7 @@ pub async fn list<T: DeserializeOwned>(
             .await
             .map_err(store_error)?;
         for kv in &page.items {
-            out.push((kv.key.clone(), decode(&kv.key, &kv.value)?, kv.mod_revision));
+            out.push((kv.key.clone(), read(kv)?, kv.mod_revision));
         }
         if !page.more {
             break;
@@ -203,23 +212,12 @@ pub async fn load_task_definition_as<T>(
                     _ => {}
                 }
             }
-            let prefix = task_definition_prefix(&r.family);
-            let mut all = Vec::new();
-            let mut after: Option<String> = None;
-            loop {
-                let page = store
-                    .list(&prefix, after.as_deref(), 1000)
-                    .await
-                    .map_err(store_error)?;
-                for kv in &page.items {
-                    all.push((read(kv)?, kv.mod_revision));
-                }
-                if !page.more {
-                    break;
-                }
-                after = page.items.last().map(|kv| kv.key.clone());
-            }
-            Ok(all.into_iter().rev().find(|(rec, _)| is_active(rec)))
+            let all = list_as(store, &task_definition_prefix(&r.family), &read).await?;
+            Ok(all
+                .into_iter()
+                .rev()
+                .find(|(_, rec, _)| is_active(rec))
+                .map(|(_, rec, rev)| (rec, rev)))
         }
     }
 }
