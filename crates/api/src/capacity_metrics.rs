@@ -10,7 +10,8 @@
 use flotilla_control::capacity_providers::{self as cp, CapacityProviderRecord};
 use flotilla_control::instances::InstanceRecord;
 use flotilla_control::services::{service_prefix, ServiceRecord};
-use flotilla_controllers::records::{instance_prefix, list, CLUSTERS};
+use flotilla_control::tasks::TaskRecord;
+use flotilla_controllers::records::{instance_prefix, list, task_prefix, CLUSTERS};
 use flotilla_model::shapes::{Cluster, SchedulingStrategy};
 use flotilla_model::EcsError;
 use flotilla_store::Store;
@@ -37,6 +38,9 @@ pub async fn reservations(store: &dyn Store) -> Result<Vec<(String, String, f64)
             continue;
         }
         let instances = list::<InstanceRecord>(store, &instance_prefix(&name)).await?;
+        let tasks = list::<TaskRecord>(store, &task_prefix(&name)).await?;
+        let held = flotilla_controllers::held::of_records(tasks.iter().map(|(_, t, _)| t), &name);
+        let nothing = flotilla_control::instances::Held::new();
         let daemons: HashSet<String> = list::<ServiceRecord>(store, &service_prefix(&name))
             .await?
             .into_iter()
@@ -51,7 +55,13 @@ pub async fn reservations(store: &dyn Store) -> Result<Vec<(String, String, f64)
                 .and_then(|a| a.managed_scaling.as_ref())
                 .and_then(|s| s.minimum_scaling_step_size)
                 .unwrap_or(cp::DEFAULT_MIN_STEP);
-            let h = cp::hosts(instances.iter().map(|(_, i, _)| i), r.name(), &daemons);
+            let h = cp::hosts(
+                instances
+                    .iter()
+                    .map(|(_, i, _)| (i, held.get(&i.id).unwrap_or(&nothing))),
+                r.name(),
+                &daemons,
+            );
             let v = cp::reservation(h, u32::try_from(min_step).unwrap_or(1));
             out.push((name.clone(), r.name().to_string(), v));
         }

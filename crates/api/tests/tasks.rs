@@ -474,6 +474,64 @@ on_both_stores!(
     over_commit_check
 );
 
+/// Two replicas (each with its own task feed and instance cache) on one store place on the
+/// same instance at once: the instance's placement guard serializes them, whichever replica's
+/// cache is behind.
+async fn two_replicas_over_commit_check(store: Arc<dyn Store>) {
+    let replicas = [
+        Arc::new(api_with(store.clone())),
+        Arc::new(api_with(store.clone())),
+    ];
+    cluster(&replicas[0], "race2").await;
+    let inst = register(&replicas[0], "race2", 4096, 1024, "us-east-1a").await;
+    task_definition(&replicas[0], "small", 128, None).await;
+    let mut handles = Vec::new();
+    for n in 0..24 {
+        let api = replicas[n % 2].clone();
+        handles.push(tokio::spawn(async move {
+            call(
+                &api,
+                "RunTask",
+                json!({"cluster": "race2", "taskDefinition": "small"}),
+            )
+            .await
+        }));
+    }
+    let mut placed = 0;
+    for h in handles {
+        let out = h
+            .await
+            .unwrap()
+            .expect("RunTask answers (tasks or failures)");
+        placed += out["tasks"].as_array().unwrap().len();
+        for f in out["failures"].as_array().unwrap() {
+            assert_eq!(f["reason"], "RESOURCE:MEMORY");
+        }
+    }
+    assert_eq!(placed, 8, "1024 MiB fits exactly 8 tasks of 128 MiB");
+    // Each replica tells the same remaining memory, and stopping a task gives it back.
+    for api in &replicas {
+        let d = ok(
+            api,
+            "DescribeContainerInstances",
+            json!({"cluster": "race2", "containerInstances": [inst]}),
+        )
+        .await;
+        let ci = &d["containerInstances"][0];
+        assert_eq!(
+            resource(ci, "remainingResources", "MEMORY")["integerValue"],
+            0
+        );
+        assert_eq!(ci["runningTasksCount"], 8);
+    }
+}
+
+on_both_stores!(
+    two_replicas_never_over_commit_memory_store,
+    two_replicas_never_over_commit_sqlite_store,
+    two_replicas_over_commit_check
+);
+
 #[tokio::test]
 async fn tasks_and_instances_are_taggable() {
     let api = api();

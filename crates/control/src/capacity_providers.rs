@@ -345,24 +345,27 @@ pub struct ProviderHosts {
 
 /// Counts a provider's hosts among a cluster's instances: N, the running ones (ACTIVE or
 /// DRAINING), and of those the ones with a task that is not of a daemon service
-/// (`daemon_groups`: `service:NAME` of the cluster's DAEMON services).
+/// (`daemon_groups`: `service:NAME` of the cluster's DAEMON services); each instance comes with
+/// what its tasks hold.
 pub fn hosts<'a>(
-    instances: impl IntoIterator<Item = &'a crate::instances::InstanceRecord>,
+    instances: impl IntoIterator<
+        Item = (
+            &'a crate::instances::InstanceRecord,
+            &'a crate::instances::Held,
+        ),
+    >,
     provider: &str,
     daemon_groups: &std::collections::HashSet<String>,
 ) -> ProviderHosts {
     let mut h = ProviderHosts::default();
-    for i in instances {
+    for (i, held) in instances {
         if i.instance.capacity_provider_name.as_deref() != Some(provider)
             || i.status() == flotilla_scheduler::InstanceStatus::Inactive
         {
             continue;
         }
         h.running += 1;
-        if i.reservations
-            .values()
-            .any(|r| !daemon_groups.contains(&r.group))
-        {
+        if held.values().any(|r| !daemon_groups.contains(&r.group)) {
             h.busy += 1;
         }
     }
@@ -612,9 +615,10 @@ mod tests {
 
     #[test]
     fn hosts_count_the_providers_running_and_busy_instances() {
-        use crate::instances::{InstanceRecord, Reservation};
+        use crate::instances::{Held, InstanceRecord, Reservation};
         let inst = |p: Option<&str>, groups: &[&str], inactive: bool| {
             let mut r = InstanceRecord::default();
+            let mut held = Held::new();
             r.set_status(if inactive {
                 flotilla_scheduler::InstanceStatus::Inactive
             } else {
@@ -622,15 +626,15 @@ mod tests {
             });
             r.instance.capacity_provider_name = p.map(str::to_string);
             for (i, g) in groups.iter().enumerate() {
-                r.reserve(
-                    &format!("t{i}"),
+                held.insert(
+                    format!("t{i}"),
                     Reservation {
                         group: g.to_string(),
                         ..Default::default()
                     },
                 );
             }
-            r
+            (r, held)
         };
         let all = [
             inst(Some("blue"), &["service:web"], false),
@@ -641,7 +645,7 @@ mod tests {
             inst(None, &["family:x"], false),
         ];
         let daemons = ["service:agent".to_string()].into_iter().collect();
-        let h = hosts(&all, "blue", &daemons);
+        let h = hosts(all.iter().map(|(r, h)| (r, h)), "blue", &daemons);
         assert_eq!(
             h,
             ProviderHosts {
@@ -651,7 +655,10 @@ mod tests {
             }
         );
         assert!((reservation(h, 1) - 100.0 / 3.0).abs() < 1e-9);
-        assert_eq!(hosts(&all, "none", &daemons), ProviderHosts::default());
+        assert_eq!(
+            hosts(all.iter().map(|(r, h)| (r, h)), "none", &daemons),
+            ProviderHosts::default()
+        );
     }
 
     #[test]

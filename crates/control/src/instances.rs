@@ -2,16 +2,24 @@
 //!
 //! An instance is stored at `container-instances/CLUSTER/ID` as an [`InstanceRecord`]: the ECS
 //! `ContainerInstance` shape as registered (ARN, `ec2InstanceId`, `versionInfo`, status,
-//! `agentConnected`, the agent's attributes, tags, `registeredAt`, `version`), the registered
-//! capacity, and one [`Reservation`] per task placed on it that has not stopped yet.
+//! `agentConnected`, the agent's attributes, tags, `registeredAt`, `version`) and the registered
+//! capacity. It is written when the instance registers or changes state, never when a task is
+//! placed on it or stops.
 //!
-//! What is derived, never stored: `remainingResources` (registered minus the reservations;
-//! PORTS and PORTS_UDP are the registered ports plus the static host ports in use), the custom
-//! attributes (their own records, `attributes/CLUSTER/ID/NAME`), and the task counts.
+//! What is derived, never stored with the instance: what its tasks hold ([`Held`]: the
+//! [`Reservation`] each task record carries, for the tasks on it that have not stopped),
+//! `remainingResources` (registered minus what is held; PORTS and PORTS_UDP are the registered
+//! ports plus the static host ports in use), the custom attributes (their own records,
+//! `attributes/CLUSTER/ID/NAME`), and the task counts.
 //!
-//! Invariant: reservations are keyed by task id, so reserving or releasing twice is harmless, and
-//! the remaining CPU and memory never go below zero (a reservation is refused by the placement
-//! applier before it is written, and [`InstanceRecord::remaining`] saturates).
+//! Why: when the reservations lived in the instance record, every placement and every stop
+//! rewrote it (about 330 bytes per task on the host), and every replica decoded it again: at a
+//! hundred tasks per host, 35 KB per placement. Placements on one instance are now serialized
+//! by its placement guard (`crate::keys::placement_guard_key`), a record of a few bytes.
+//!
+//! Invariant: what is held is keyed by task ARN, so adding or removing a task twice is
+//! harmless, and the remaining CPU and memory never go below zero (a reservation is refused by
+//! the placement applier before it is written, and [`InstanceRecord::remaining`] saturates).
 //!
 //! Everything here is pure: no store, no clock.
 
@@ -62,6 +70,10 @@ pub struct Reservation {
     pub started_by: Option<String>,
 }
 
+/// What the tasks on one instance that have not stopped hold, by task ARN: their records'
+/// reservations, gathered by the caller (the task index, or the task records).
+pub type Held = BTreeMap<String, Reservation>;
+
 /// A stored container instance.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstanceRecord {
@@ -73,9 +85,6 @@ pub struct InstanceRecord {
     pub id: String,
     /// Registered capacity.
     pub registered: Capacity,
-    /// Reservations of the tasks on it that have not stopped, by task id.
-    #[serde(default)]
-    pub reservations: BTreeMap<String, Reservation>,
     /// From the instance identity document.
     #[serde(default)]
     pub availability_zone: Option<String>,
@@ -125,15 +134,15 @@ impl InstanceRecord {
             .unwrap_or("")
     }
 
-    /// What remains: registered minus every reservation (ports: registered plus those in use).
-    pub fn remaining(&self) -> sched::Resources {
+    /// What remains: registered minus what its tasks hold (ports: registered plus those in use).
+    pub fn remaining(&self, held: &Held) -> sched::Resources {
         let mut r = sched::Resources {
             cpu: self.registered.cpu,
             memory: self.registered.memory,
             ports: self.registered.ports.iter().copied().collect(),
             ports_udp: self.registered.ports_udp.iter().copied().collect(),
         };
-        for res in self.reservations.values() {
+        for res in held.values() {
             r.cpu = r.cpu.saturating_sub(res.cpu);
             r.memory = r.memory.saturating_sub(res.memory);
             for p in &res.ports {
@@ -144,16 +153,6 @@ impl InstanceRecord {
             }
         }
         r
-    }
-
-    /// Adds a task's reservation (replacing one with the same id).
-    pub fn reserve(&mut self, task_id: &str, reservation: Reservation) {
-        self.reservations.insert(task_id.to_string(), reservation);
-    }
-
-    /// Releases a task's reservation; false if it held none.
-    pub fn release(&mut self, task_id: &str) -> bool {
-        self.reservations.remove(task_id).is_some()
     }
 
     /// Every attribute: the agent's, the identity document's, then the custom ones.
@@ -187,8 +186,8 @@ impl InstanceRecord {
         out
     }
 
-    /// The instance as placement and the query language see it.
-    pub fn to_scheduler(&self, custom: &[Attribute]) -> sched::ContainerInstance {
+    /// The instance as placement and the query language see it, with what its tasks hold.
+    pub fn to_scheduler(&self, custom: &[Attribute], held: &Held) -> sched::ContainerInstance {
         let registered = sched::Resources {
             cpu: self.registered.cpu,
             memory: self.registered.memory,
@@ -207,15 +206,14 @@ impl InstanceRecord {
                 .as_ref()
                 .and_then(|v| v.agent_version.clone()),
             registered_at: self.instance.registered_at.map_or(0, |t| t as i64),
-            remaining: self.remaining(),
+            remaining: self.remaining(held),
             registered,
             attributes: self
                 .all_attributes(custom)
                 .into_iter()
                 .map(|a| (a.name, a.value))
                 .collect(),
-            tasks: self
-                .reservations
+            tasks: held
                 .values()
                 .map(|r| sched::RunningTask {
                     arn: Some(r.task_arn.clone()),
@@ -233,6 +231,7 @@ impl InstanceRecord {
         &self,
         custom: &[Attribute],
         counts: TaskCounts,
+        held: &Held,
         include_tags: bool,
     ) -> ContainerInstance {
         let mut ci = self.instance.clone();
@@ -242,7 +241,7 @@ impl InstanceRecord {
             ports: self.registered.ports.iter().copied().collect(),
             ports_udp: self.registered.ports_udp.iter().copied().collect(),
         }));
-        ci.remaining_resources = Some(ecs_resources(&self.remaining()));
+        ci.remaining_resources = Some(ecs_resources(&self.remaining(held)));
         ci.attributes = Some(self.all_attributes(custom));
         ci.running_tasks_count = counts.running;
         ci.pending_tasks_count = counts.pending;
@@ -414,33 +413,26 @@ mod tests {
     }
 
     #[test]
-    fn remaining_tracks_reservations() {
-        let mut r = record();
-        r.reserve(
-            "t1",
-            Reservation {
-                cpu: 256,
-                memory: 512,
-                ports: vec![80],
-                ..Reservation::default()
-            },
-        );
-        r.reserve(
-            "t1",
-            Reservation {
-                cpu: 256,
-                memory: 512,
-                ports: vec![80],
-                ..Reservation::default()
-            },
-        );
-        let rem = r.remaining();
+    fn remaining_is_registered_minus_what_is_held() {
+        let r = record();
+        let mut held = Held::new();
+        let hold = Reservation {
+            cpu: 256,
+            memory: 512,
+            ports: vec![80],
+            ..Reservation::default()
+        };
+        held.insert("t1".into(), hold.clone());
+        held.insert("t1".into(), hold);
+        let rem = r.remaining(&held);
         assert_eq!((rem.cpu, rem.memory), (768, 1536));
         assert_eq!(rem.ports.as_slice(), &[22, 80, 51678]);
-        assert!(r.release("t1"));
-        assert!(!r.release("t1"));
-        assert_eq!(r.remaining().memory, 2048);
-        assert_eq!(r.remaining().ports.as_slice(), &[22, 51678]);
+        let s = r.to_scheduler(&[], &held);
+        assert_eq!(s.tasks.len(), 1);
+        assert_eq!(s.remaining.cpu, 768);
+        held.remove("t1");
+        assert_eq!(r.remaining(&held).memory, 2048);
+        assert_eq!(r.remaining(&held).ports.as_slice(), &[22, 51678]);
     }
 
     #[test]
@@ -483,11 +475,11 @@ mod tests {
             target_type: None,
             target_id: None,
         }];
-        let s = r.to_scheduler(&custom);
+        let s = r.to_scheduler(&custom, &Held::new());
         assert_eq!(s.attribute("stack"), Some(Some("prod")));
         assert_eq!(s.attribute("ecs.availability-zone"), Some(Some("az1")));
         assert_eq!(s.attribute("ecs.os-type"), Some(Some("linux")));
-        let v = r.view(&custom, TaskCounts::default(), false);
+        let v = r.view(&custom, TaskCounts::default(), &Held::new(), false);
         assert_eq!(v.attributes.map(|a| a.len()), Some(3));
         assert!(v.tags.is_none());
     }

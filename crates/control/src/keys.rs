@@ -8,8 +8,11 @@
 //! - `taskdefs/FAMILY/REVISION(10 digits)` -> `RegisterTaskDefinitionResponse` (definition + tags)
 //! - `account-settings/PRINCIPAL_OR_DEFAULT/NAME` -> `Setting`
 //! - `attributes/CLUSTER/TARGET_ID/NAME` -> `Attribute`
-//! - `container-instances/CLUSTER/ID` -> [`crate::instances::InstanceRecord`] (with the
-//!   reservations of the tasks placed on it)
+//! - `container-instances/CLUSTER/ID` -> [`crate::instances::InstanceRecord`] (as registered:
+//!   what its tasks hold is in their records)
+//! - `placement-guards/CLUSTER/ID` -> [`PLACEMENT_GUARD_VALUE`]: rewritten by every placement on
+//!   the instance, so two placements on it (from any replica) are serialized by a
+//!   compare-and-swap on its `mod_revision`
 //! - `tasks/CLUSTER/ID` -> [`crate::tasks::TaskRecord`] (the task, its observed state and the
 //!   assignment its agent is sent)
 //! - `client-tokens/CLUSTER/HEX(TOKEN)` -> [`ClientTokenRecord`] (RunTask idempotency)
@@ -43,6 +46,10 @@ pub const ACCOUNT_SETTINGS: &str = "account-settings/";
 pub const ATTRIBUTES: &str = "attributes/";
 /// Prefix of container instance records (`container-instances/CLUSTER/ID`).
 pub const CONTAINER_INSTANCES: &str = "container-instances/";
+/// Prefix of the instances' placement guards (`placement-guards/CLUSTER/ID`).
+pub const PLACEMENT_GUARDS: &str = "placement-guards/";
+/// What a placement guard holds: only its `mod_revision` matters.
+pub const PLACEMENT_GUARD_VALUE: &[u8] = b"{}";
 
 /// Prefix of task records (`tasks/CLUSTER/ID`).
 pub const TASKS: &str = "tasks/";
@@ -92,6 +99,14 @@ pub fn task_key(cluster: &str, id: &str) -> String {
 /// The prefix of one cluster's tasks.
 pub fn task_prefix(cluster: &str) -> String {
     format!("{TASKS}{cluster}/")
+}
+/// The key of an instance's placement guard.
+pub fn placement_guard_key(cluster: &str, id: &str) -> String {
+    format!("{PLACEMENT_GUARDS}{cluster}/{id}")
+}
+/// The prefix of the placement guards of one cluster's (or the managed pool's) instances.
+pub fn placement_guard_prefix(cluster: &str) -> String {
+    format!("{PLACEMENT_GUARDS}{cluster}/")
 }
 /// The key of an instance's agent beat.
 pub fn agent_beat_key(cluster: &str, id: &str) -> String {

@@ -18,6 +18,7 @@
 //! What this is not: the source of truth (the store is) or a cache of records: it holds no
 //! task's body, so a reader that needs one reads it from the store.
 
+use crate::instances::{Held, Reservation};
 use crate::tasks::TaskRecord;
 use flotilla_model::shapes::LaunchType;
 use flotilla_model::status::TaskStatus;
@@ -47,6 +48,25 @@ pub struct TaskSummary {
     pub started_by: Option<Arc<str>>,
     /// `group` (`service:NAME` for a service's tasks).
     pub group: Option<Arc<str>>,
+    /// What it holds on its instance while it has not stopped.
+    pub hold: Hold,
+}
+
+/// What a task holds on its instance (its record's [`Reservation`], its strings shared).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hold {
+    /// CPU units.
+    pub cpu: u32,
+    /// MiB.
+    pub memory: u32,
+    /// Static TCP host ports.
+    pub ports: Box<[u16]>,
+    /// Static UDP host ports.
+    pub ports_udp: Box<[u16]>,
+    /// The placement group (`family:NAME` when the task has no `group`).
+    pub group: Arc<str>,
+    /// The task definition revision.
+    pub revision: u32,
 }
 
 impl TaskSummary {
@@ -163,6 +183,14 @@ impl TaskIndex {
             family: self.intern(&t.reservation.family),
             started_by: t.task.started_by.as_deref().map(|s| self.intern(s)),
             group: t.task.group.as_deref().map(|s| self.intern(s)),
+            hold: Hold {
+                cpu: t.reservation.cpu,
+                memory: t.reservation.memory,
+                ports: t.reservation.ports.clone().into_boxed_slice(),
+                ports_udp: t.reservation.ports_udp.clone().into_boxed_slice(),
+                group: self.intern(&t.reservation.group),
+                revision: t.reservation.revision,
+            },
         }
     }
 
@@ -300,6 +328,52 @@ impl TaskIndex {
             })
             .unwrap_or_default()
     }
+
+    /// What the tasks not STOPPED on the host `id` of `instance_cluster` hold, by task ARN.
+    pub fn held(&self, instance_cluster: &str, id: &str) -> Held {
+        let key: Host = (Arc::from(instance_cluster), Arc::from(id));
+        let mut out = Held::new();
+        for (cluster, tid) in self.hosts.get(&key).into_iter().flatten() {
+            if let Some(s) = self.clusters.get(cluster).and_then(|c| c.tasks.get(tid)) {
+                out.insert(s.arn.to_string(), s.reservation());
+            }
+        }
+        out
+    }
+
+    /// What every host of `instance_cluster` with a task not STOPPED holds, by instance id.
+    pub fn held_by_hosts(&self, instance_cluster: &str) -> HashMap<String, Held> {
+        let mut out: HashMap<String, Held> = HashMap::new();
+        for ((c, id), set) in &self.hosts {
+            if &**c != instance_cluster {
+                continue;
+            }
+            let held = out.entry(id.to_string()).or_default();
+            for (cluster, tid) in set {
+                if let Some(s) = self.clusters.get(cluster).and_then(|c| c.tasks.get(tid)) {
+                    held.insert(s.arn.to_string(), s.reservation());
+                }
+            }
+        }
+        out
+    }
+}
+
+impl TaskSummary {
+    /// What it holds, as a record's [`Reservation`].
+    pub fn reservation(&self) -> Reservation {
+        Reservation {
+            task_arn: self.arn.to_string(),
+            cpu: self.hold.cpu,
+            memory: self.hold.memory,
+            ports: self.hold.ports.to_vec(),
+            ports_udp: self.hold.ports_udp.to_vec(),
+            group: self.hold.group.to_string(),
+            family: self.family.to_string(),
+            revision: self.hold.revision,
+            started_by: self.started_by.as_deref().map(str::to_string),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -323,6 +397,11 @@ mod tests {
             started_by: None,
             // Tasks of even hosts are a service's; the others have no group.
             group: host.is_multiple_of(2).then(|| Arc::from("service:s")),
+            hold: Hold {
+                cpu: 256,
+                memory: u32::from(host) + 1,
+                ..Hold::default()
+            },
         }
     }
 
@@ -369,6 +448,9 @@ mod tests {
         assert_eq!(ix.counts("c").running, [1, 0]);
         assert_eq!(ix.counts("c").pending, [0, 0]);
         assert_eq!(ix.instance_counts("c", "i1").running, 1);
+        let held = ix.held("c", "i1");
+        assert_eq!(held.len(), 1);
+        assert_eq!((held["arn"].cpu, held["arn"].memory), (256, 2));
         ix.put_summary(
             "c",
             "t1",
@@ -376,6 +458,7 @@ mod tests {
         );
         assert_eq!(ix.counts("c"), TaskCounts::default());
         assert!(ix.host_tasks("c", "i1").is_empty());
+        assert!(ix.held("c", "i1").is_empty());
         assert_eq!(ix.len("c"), 1);
         ix.remove("c", "t1");
         assert_eq!(ix.len("c"), 0);
@@ -438,7 +521,8 @@ mod tests {
                 match s {
                     Step::Put(c, t, h, last, d, f) => {
                         let (c, t) = (format!("c{c}"), format!("t{t}"));
-                        let sm = summary(h, last, d, f);
+                        let mut sm = summary(h, last, d, f);
+                        sm.arn = format!("arn:{c}/{t}").into();
                         ix.put_summary(&c, &t, sm.clone());
                         model.insert((c, t), sm);
                     }
@@ -478,6 +562,15 @@ mod tests {
                     .collect();
                 expected.sort();
                 prop_assert_eq!(ix.host_tasks(hc, &id), expected);
+                let held: Vec<(String, u32)> = model
+                    .values()
+                    .filter(|s| &*s.instance_cluster == hc && *s.instance_id == *id && s.last != TaskStatus::Stopped)
+                    .map(|s| (s.arn.to_string(), s.hold.memory))
+                    .collect();
+                let indexed = ix.held(hc, &id);
+                prop_assert_eq!(indexed.iter().map(|(a, r)| (a.clone(), r.memory)).collect::<Vec<_>>(), held.into_iter().collect::<BTreeMap<_, _>>().into_iter().collect::<Vec<_>>());
+                let by_hosts = ix.held_by_hosts(hc);
+                prop_assert_eq!(by_hosts.get(&id).cloned().unwrap_or_default(), indexed);
             }
         }
     }

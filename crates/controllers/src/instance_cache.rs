@@ -1,36 +1,41 @@
-//! This replica's copy of the container instance records and their custom attributes, kept
-//! current by the server's one watch ([`crate::task_feed::TaskFeed`] feeds it), with, per
-//! cluster, the scheduler's [`sched::Cluster`] over them kept across placements.
+//! This replica's copy of the container instance records, their custom attributes, their
+//! placement guards and what the tasks on each hold, kept current by the server's one watch
+//! ([`crate::task_feed::TaskFeed`] feeds it), with, per cluster, the scheduler's
+//! [`sched::Cluster`] over them kept across placements.
 //!
 //! Why: placement used to read and decode every instance record of the cluster (each with the
 //! reservations of every task on it) and build the scheduler's snapshot and indexes afresh, all
 //! under the cluster's placement lock, on every RunTask and every service placement: with 10,000
 //! hosts and a million tasks, each placement read and converted a million reservations. Now a
-//! change of an instance is decoded once, here, and replaces that one instance in the kept
-//! cluster ([`sched::Cluster::replace`]).
+//! change of an instance, or of what a task holds on it, is applied once, here, and replaces
+//! that one instance in the kept cluster ([`sched::Cluster::replace`]).
 //!
 //! How a placement uses it ([`crate::placement`]): under the cluster's placement lock it plans on
 //! the kept cluster ([`InstanceCache::plan`]), which reserves tentatively as it plans and hands
-//! back the records (with their `mod_revision`) of the instances the plan used; the commit
-//! compares those revisions, so a plan made on a record that changed since fails and is made
-//! again. After the commit, the written records are applied at once
-//! ([`InstanceCache::written`], before the watch brings them) and the used instances are put
-//! back to their records' state ([`InstanceCache::settle`]), which drops the tentative
+//! back the records of the instances the plan used, with their `mod_revision` and their
+//! placement guards' (`flotilla_control::keys::placement_guard_key`); the commit compares them,
+//! so a plan made on an instance that changed, or that another placement used since, fails and
+//! is made again. After the commit, what the new tasks hold and the guards written are applied
+//! at once ([`InstanceCache::placed`], before the watch brings them) and the used instances are
+//! put back to their records' state ([`InstanceCache::settle`]), which drops the tentative
 //! reservations of a commit that failed.
 //!
-//! Invariants: the cache's lock is never held across an `.await`; a record is only ever
-//! replaced by one at a higher revision (the watch's replay of older changes and the
-//! write-through cannot step it back); the kept cluster holds the non-INACTIVE instances of
-//! its records in id order, each as [`InstanceRecord::to_scheduler`] gives it, except for the
-//! tentative reservations of the placement in flight. An instance added, removed or made
-//! INACTIVE drops the kept cluster; the next placement builds it again.
+//! Invariants: the cache's lock is never held across an `.await`; a record or a guard is only
+//! ever replaced by one at a higher revision (the watch's replay of older changes and the
+//! write-through cannot step it back); what a host holds is exactly what the tasks the feed has
+//! applied hold (the write-through of a placement adds its tasks only while the feed has not yet
+//! applied the placement's revision, after which the feed's own changes decide); the kept cluster
+//! holds the non-INACTIVE instances of its records in id order, each as
+//! [`InstanceRecord::to_scheduler`] gives it, except for the tentative reservations of the
+//! placement in flight. An instance added, removed or made INACTIVE drops the kept cluster; the
+//! next placement builds it again.
 //!
 //! What it is not: the source of truth (the store is; a plan's compares guard what it used),
 //! nor read before it has caught up with the store ([`crate::task_feed::TaskFeed::caught_up`]):
 //! a caller that cannot wait reads the store.
 
-use flotilla_control::instances::{custom_attribute, InstanceRecord};
-use flotilla_control::keys::{ATTRIBUTES, CONTAINER_INSTANCES};
+use flotilla_control::instances::{custom_attribute, Held, InstanceRecord, Reservation};
+use flotilla_control::keys::{ATTRIBUTES, CONTAINER_INSTANCES, PLACEMENT_GUARDS};
 use flotilla_model::shapes::Attribute;
 use flotilla_scheduler as sched;
 use flotilla_store::{Event, KeyValue};
@@ -46,6 +51,8 @@ pub struct Cached {
     pub record: Arc<InstanceRecord>,
     /// Its `mod_revision`.
     pub rev: u64,
+    /// Its placement guard's `mod_revision` (0: it has none yet).
+    pub guard_rev: u64,
 }
 
 #[derive(Default)]
@@ -54,6 +61,10 @@ struct Pool {
     records: BTreeMap<String, Cached>,
     /// Custom attributes by instance id, then by attribute key: (attribute, mod_revision).
     custom: HashMap<String, BTreeMap<String, (Attribute, u64)>>,
+    /// Placement guards' `mod_revision` by instance id.
+    guards: HashMap<String, u64>,
+    /// What the tasks on each instance hold, by instance id.
+    held: HashMap<String, Held>,
     /// The scheduler's cluster over the non-INACTIVE records, when built.
     cluster: Option<sched::Cluster>,
 }
@@ -69,23 +80,32 @@ fn custom_of(
         .unwrap_or_default()
 }
 
+/// What nothing holds.
+static NOTHING_HELD: std::sync::LazyLock<Held> = std::sync::LazyLock::new(Held::new);
+
 impl Pool {
     fn scheduled(c: &Cached) -> bool {
         c.record.status() != sched::InstanceStatus::Inactive
     }
 
+    fn held_on(&self, id: &str) -> &Held {
+        self.held.get(id).unwrap_or(&NOTHING_HELD)
+    }
+
     /// Brings instance `id` of the kept cluster to its record's state, or drops the cluster
     /// when the instance joins or leaves it.
     fn refresh(&mut self, id: &str) {
-        let Some(cluster) = self.cluster.as_mut() else {
+        let Some(cluster) = self.cluster.as_ref() else {
             return;
         };
         let now = self.records.get(id).filter(|c| Self::scheduled(c));
         let was = cluster.instances().iter().any(|x| x.id == id);
         let keep = match now {
             Some(c) if was => {
-                let x = c.record.to_scheduler(&custom_of(&self.custom, id));
-                cluster.replace(x)
+                let x = c
+                    .record
+                    .to_scheduler(&custom_of(&self.custom, id), self.held_on(id));
+                self.cluster.as_mut().is_some_and(|cl| cl.replace(x))
             }
             None => !was,
             Some(_) => false,
@@ -96,16 +116,45 @@ impl Pool {
     }
 
     fn cluster(&mut self) -> &mut sched::Cluster {
-        let (records, custom) = (&self.records, &self.custom);
+        let (records, custom, held) = (&self.records, &self.custom, &self.held);
         self.cluster.get_or_insert_with(|| {
             sched::Cluster::new(sched::Snapshot::new(
                 records
                     .values()
                     .filter(|c| Self::scheduled(c))
-                    .map(|c| c.record.to_scheduler(&custom_of(custom, &c.record.id)))
+                    .map(|c| {
+                        c.record.to_scheduler(
+                            &custom_of(custom, &c.record.id),
+                            held.get(&c.record.id).unwrap_or(&NOTHING_HELD),
+                        )
+                    })
                     .collect(),
             ))
         })
+    }
+
+    /// Task `arn` holds `r` on instance `id` (from now on, or still).
+    fn hold(&mut self, id: &str, arn: &str, r: &Reservation) {
+        let held = self.held.entry(id.to_string()).or_default();
+        if held.get(arn) == Some(r) {
+            return;
+        }
+        held.insert(arn.to_string(), r.clone());
+        self.refresh(id);
+    }
+
+    /// Task `arn` no longer holds anything on instance `id`.
+    fn release(&mut self, id: &str, arn: &str) {
+        let Some(held) = self.held.get_mut(id) else {
+            return;
+        };
+        if held.remove(arn).is_none() {
+            return;
+        }
+        if held.is_empty() {
+            self.held.remove(id);
+        }
+        self.refresh(id);
     }
 }
 
@@ -113,6 +162,8 @@ impl Pool {
 struct State {
     /// By cluster name.
     pools: HashMap<String, Pool>,
+    /// The store revision whose changes the feed has applied here.
+    applied: u64,
 }
 
 /// See the module documentation.
@@ -126,6 +177,11 @@ fn instance_of(key: &str) -> Option<(&str, &str)> {
     key.strip_prefix(CONTAINER_INSTANCES)?.split_once('/')
 }
 
+/// `placement-guards/CLUSTER/ID` -> (cluster, id).
+fn guard_of(key: &str) -> Option<(&str, &str)> {
+    key.strip_prefix(PLACEMENT_GUARDS)?.split_once('/')
+}
+
 /// `attributes/CLUSTER/ID/NAME` -> (cluster, id).
 fn attribute_of(key: &str) -> Option<(&str, &str)> {
     let (cluster, rest) = key.strip_prefix(ATTRIBUTES)?.split_once('/')?;
@@ -133,13 +189,30 @@ fn attribute_of(key: &str) -> Option<(&str, &str)> {
     Some((cluster, id))
 }
 
-/// Whether the cache keeps the record at `key` (the feed hands it only those).
+/// Whether the cache keeps the record at `key` (the feed hands it only those, and every task
+/// change as [`InstanceCache::task_changed`]).
 pub fn is_cached_key(key: &str) -> bool {
-    key.starts_with(CONTAINER_INSTANCES) || key.starts_with(ATTRIBUTES)
+    key.starts_with(CONTAINER_INSTANCES)
+        || key.starts_with(ATTRIBUTES)
+        || key.starts_with(PLACEMENT_GUARDS)
 }
 
 /// What a plan used of the cache: the records of the instances it placed on, by id.
 pub type Used = HashMap<String, Cached>;
+
+/// A host: (the instance's cluster, its id).
+pub type HostId = (String, String);
+
+/// What a task holds on its host, as the feed saw it change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskHold {
+    /// The host it runs on.
+    pub host: HostId,
+    /// The task's ARN.
+    pub arn: String,
+    /// What it holds there.
+    pub reservation: Reservation,
+}
 
 /// A plan's tentative reservations on the kept cluster: dropping it puts the instances it
 /// placed on back to their records' state ([`InstanceCache::settle`]), whatever became of the
@@ -162,15 +235,33 @@ impl InstanceCache {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Replaces the whole cache with listings of `container-instances/` and `attributes/`.
-    pub fn load(&self, instances: &[KeyValue], attributes: &[KeyValue]) {
+    /// Replaces the whole cache with listings of `container-instances/`, `attributes/` and
+    /// `placement-guards/`, and what the listed tasks hold (`held`: the tasks not STOPPED).
+    pub fn load(
+        &self,
+        instances: &[KeyValue],
+        attributes: &[KeyValue],
+        guards: &[KeyValue],
+        held: Vec<TaskHold>,
+    ) {
         let mut st = self.lock();
         st.pools.clear();
+        st.applied = 0;
         for kv in instances {
             Self::put_instance(&mut st, kv);
         }
         for kv in attributes {
             Self::put_attribute(&mut st, kv);
+        }
+        for kv in guards {
+            Self::put_guard(&mut st, kv.key.as_str(), kv.mod_revision);
+        }
+        for h in held {
+            let pool = st.pools.entry(h.host.0).or_default();
+            pool.held
+                .entry(h.host.1)
+                .or_default()
+                .insert(h.arn, h.reservation);
         }
         for p in st.pools.values_mut() {
             p.cluster = None;
@@ -192,15 +283,30 @@ impl InstanceCache {
         {
             return;
         }
+        let guard_rev = pool.guards.get(id).copied().unwrap_or(0);
         pool.records.insert(
             id.to_string(),
             Cached {
                 key: kv.key.clone(),
                 record: Arc::new(rec),
                 rev: kv.mod_revision,
+                guard_rev,
             },
         );
         pool.refresh(id);
+    }
+
+    fn put_guard(st: &mut State, key: &str, rev: u64) {
+        let Some((cluster, id)) = guard_of(key) else {
+            return;
+        };
+        let pool = st.pools.entry(cluster.to_string()).or_default();
+        let g = pool.guards.entry(id.to_string()).or_default();
+        *g = (*g).max(rev);
+        let g = *g;
+        if let Some(c) = pool.records.get_mut(id) {
+            c.guard_rev = g;
+        }
     }
 
     fn put_attribute(st: &mut State, kv: &KeyValue) {
@@ -222,7 +328,8 @@ impl InstanceCache {
         pool.refresh(id);
     }
 
-    /// Applies one change of the store (others than instances and attributes are ignored).
+    /// Applies one change of the store (others than instances, attributes and placement
+    /// guards are ignored).
     pub fn apply(&self, ev: &Event) {
         let key = ev.key();
         if !is_cached_key(key) {
@@ -233,6 +340,9 @@ impl InstanceCache {
             Event::Put(kv) if key.starts_with(CONTAINER_INSTANCES) => {
                 Self::put_instance(&mut st, kv)
             }
+            Event::Put(kv) if key.starts_with(PLACEMENT_GUARDS) => {
+                Self::put_guard(&mut st, key, kv.mod_revision)
+            }
             Event::Put(kv) => Self::put_attribute(&mut st, kv),
             Event::Delete { revision, .. } => {
                 if let Some((cluster, id)) = instance_of(key) {
@@ -240,6 +350,15 @@ impl InstanceCache {
                         if pool.records.get(id).is_some_and(|c| c.rev < *revision) {
                             pool.records.remove(id);
                             pool.refresh(id);
+                        }
+                    }
+                } else if let Some((cluster, id)) = guard_of(key) {
+                    if let Some(pool) = st.pools.get_mut(cluster) {
+                        // A guard deleted and written again starts over at a higher revision,
+                        // so what a plan saw before can never compare equal again.
+                        pool.guards.remove(id);
+                        if let Some(c) = pool.records.get_mut(id) {
+                            c.guard_rev = 0;
                         }
                     }
                 } else if let Some((cluster, id)) = attribute_of(key) {
@@ -259,27 +378,53 @@ impl InstanceCache {
         }
     }
 
-    /// Applies records this replica has just written at `revision` (the watch brings them
-    /// again later; the older or equal revision is then ignored).
-    pub fn written(&self, records: &[(String, InstanceRecord)], revision: u64) {
+    /// A task's record changed (the feed applies them in revision order): it held `before`
+    /// and holds `after` (`None`: nothing, as a task that stopped, moved or was deleted).
+    pub fn task_changed(&self, before: Option<&TaskHold>, after: Option<&TaskHold>) {
+        if before == after {
+            return;
+        }
         let mut st = self.lock();
-        for (key, rec) in records {
-            let Some((cluster, id)) = instance_of(key) else {
-                continue;
-            };
-            let pool = st.pools.entry(cluster.to_string()).or_default();
-            if pool.records.get(id).is_some_and(|c| c.rev >= revision) {
-                continue;
+        if let Some(b) = before {
+            if after.is_none_or(|a| a.host != b.host || a.arn != b.arn) {
+                if let Some(pool) = st.pools.get_mut(&b.host.0) {
+                    pool.release(&b.host.1, &b.arn);
+                }
             }
-            pool.records.insert(
-                id.to_string(),
-                Cached {
-                    key: key.clone(),
-                    record: Arc::new(rec.clone()),
-                    rev: revision,
-                },
-            );
-            pool.refresh(id);
+        }
+        if let Some(a) = after {
+            let pool = st.pools.entry(a.host.0.clone()).or_default();
+            pool.hold(&a.host.1, &a.arn, &a.reservation);
+        }
+    }
+
+    /// The feed has applied every change up to `revision`.
+    pub fn applied(&self, revision: u64) {
+        let mut st = self.lock();
+        st.applied = st.applied.max(revision);
+    }
+
+    /// Applies a placement this replica has just committed at `revision`: the guards it wrote
+    /// (the used instances of `cluster`) and what its tasks hold. The watch brings them again
+    /// later; what the tasks hold is only added while the feed has not applied `revision`
+    /// (after that, the feed knows better: one of them may already have stopped).
+    pub fn placed(&self, cluster: &str, ids: &[String], tasks: &[TaskHold], revision: u64) {
+        let mut st = self.lock();
+        let fresh = st.applied < revision;
+        let pool = st.pools.entry(cluster.to_string()).or_default();
+        for id in ids {
+            let g = pool.guards.entry(id.clone()).or_default();
+            *g = (*g).max(revision);
+            let g = *g;
+            if let Some(c) = pool.records.get_mut(id) {
+                c.guard_rev = g;
+            }
+        }
+        if fresh {
+            for t in tasks {
+                let pool = st.pools.entry(t.host.0.clone()).or_default();
+                pool.hold(&t.host.1, &t.arn, &t.reservation);
+            }
         }
     }
 
@@ -297,8 +442,8 @@ impl InstanceCache {
     /// Runs `plan` on `cluster`'s kept scheduler cluster (which it may reserve on), and hands
     /// back its result with the records of the instances whose ids `used` picks out of it, and
     /// the guard that puts those instances back to their records' state when dropped
-    /// ([`Tentative`]). The caller commits against those records' revisions, applies what it
-    /// wrote ([`InstanceCache::written`]), then drops the guard.
+    /// ([`Tentative`]). The caller commits against those records' and their placement guards'
+    /// revisions, applies what it wrote ([`InstanceCache::placed`]), then drops the guard.
     pub fn plan<T>(
         &self,
         cluster: &str,
@@ -334,11 +479,11 @@ impl InstanceCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flotilla_control::instances::{Capacity, Reservation};
+    use flotilla_control::instances::Capacity;
     use flotilla_model::shapes::ContainerInstance;
 
-    fn record(id: &str, tasks: usize) -> InstanceRecord {
-        let mut r = InstanceRecord {
+    fn record(id: &str) -> InstanceRecord {
+        InstanceRecord {
             instance: ContainerInstance {
                 container_instance_arn: Some(format!("arn:aws:ecs:r:1:container-instance/c/{id}")),
                 status: Some("ACTIVE".into()),
@@ -353,20 +498,21 @@ mod tests {
                 ..Capacity::default()
             },
             ..InstanceRecord::default()
-        };
-        for n in 0..tasks {
-            r.reserve(
-                &format!("t{n}"),
-                Reservation {
-                    task_arn: format!("arn:t{n}"),
-                    cpu: 256,
-                    memory: 512,
-                    group: "g".into(),
-                    ..Reservation::default()
-                },
-            );
         }
-        r
+    }
+
+    fn hold(id: &str, task: &str, cpu: u32) -> TaskHold {
+        TaskHold {
+            host: ("c".into(), id.into()),
+            arn: format!("arn:{task}"),
+            reservation: Reservation {
+                task_arn: format!("arn:{task}"),
+                cpu,
+                memory: 512,
+                group: "g".into(),
+                ..Reservation::default()
+            },
+        }
     }
 
     fn kv(key: &str, value: Vec<u8>, rev: u64) -> KeyValue {
@@ -378,13 +524,9 @@ mod tests {
         }
     }
 
-    fn put(id: &str, tasks: usize, rev: u64) -> Event {
+    fn put(id: &str, rev: u64) -> Event {
         let key = format!("{CONTAINER_INSTANCES}c/{id}");
-        Event::Put(kv(
-            &key,
-            serde_json::to_vec(&record(id, tasks)).unwrap(),
-            rev,
-        ))
+        Event::Put(kv(&key, serde_json::to_vec(&record(id)).unwrap(), rev))
     }
 
     fn remaining_cpu(cache: &InstanceCache, id: &str) -> u32 {
@@ -401,19 +543,32 @@ mod tests {
         cpu.unwrap_or(0)
     }
 
+    fn guard_rev(cache: &InstanceCache, id: &str) -> u64 {
+        cache
+            .records("c")
+            .into_iter()
+            .find(|c| c.record.id == id)
+            .map_or(0, |c| c.guard_rev)
+    }
+
     #[test]
-    fn the_kept_cluster_follows_the_records_and_never_steps_back() {
+    fn the_kept_cluster_follows_the_records_and_the_tasks_and_never_steps_back() {
         let cache = InstanceCache::default();
-        cache.load(&[], &[]);
-        cache.apply(&put("a", 0, 5));
-        cache.apply(&put("b", 0, 6));
+        cache.load(&[], &[], &[], Vec::new());
+        cache.apply(&put("a", 5));
+        cache.apply(&put("b", 6));
         assert_eq!(remaining_cpu(&cache, "a"), 4096);
+        // A task placed on a holds its share there until it stops.
+        cache.task_changed(None, Some(&hold("a", "t1", 512)));
+        assert_eq!(remaining_cpu(&cache, "a"), 4096 - 512);
+        // The same hold seen again (a status change) changes nothing.
+        cache.task_changed(Some(&hold("a", "t1", 512)), Some(&hold("a", "t1", 512)));
+        assert_eq!(remaining_cpu(&cache, "a"), 4096 - 512);
         // A newer record of a replaces it in the kept cluster; an older one is ignored.
-        cache.apply(&put("a", 2, 8));
-        assert_eq!(remaining_cpu(&cache, "a"), 4096 - 512);
-        cache.apply(&put("a", 0, 7));
-        assert_eq!(remaining_cpu(&cache, "a"), 4096 - 512);
-        // A plan's tentative reservation is dropped by settle; a write-through keeps it.
+        cache.apply(&put("a", 8));
+        cache.apply(&put("a", 7));
+        assert_eq!(cache.records("c")[0].rev, 8);
+        // A plan's tentative reservation is dropped by settle; a committed placement stays.
         let req = sched::PlacementRequest::new("f", sched::TaskSpec::simple(1024, 1024), 1)
             .with_strategies(vec![sched::PlacementStrategy::Binpack(
                 sched::BinpackField::Cpu,
@@ -431,29 +586,71 @@ mod tests {
         assert_eq!(used.len(), 1);
         let id = out.placements[0].container_instance_id.clone();
         assert_eq!(id, "a", "binpack picks the fuller host");
+        assert_eq!(used["a"].guard_rev, 0, "no placement guard yet");
         assert_eq!(remaining_cpu(&cache, "a"), 4096 - 512 - 1024);
         drop(tentative);
         assert_eq!(remaining_cpu(&cache, "a"), 4096 - 512);
-        let mut next = (*used["a"].record).clone();
-        next.reserve(
-            "t9",
-            Reservation {
-                cpu: 1024,
-                memory: 1024,
-                ..Reservation::default()
-            },
-        );
-        cache.written(&[(used["a"].key.clone(), next)], 9);
+        cache.placed("c", &["a".into()], &[hold("a", "t9", 1024)], 9);
         assert_eq!(remaining_cpu(&cache, "a"), 4096 - 512 - 1024);
-        // The watch bringing the same write again changes nothing; a delete removes it.
-        cache.apply(&put("a", 0, 9));
+        assert_eq!(guard_rev(&cache, "a"), 9);
+        // The watch bringing the same writes again changes nothing.
+        cache.apply(&Event::Put(kv(
+            &format!("{PLACEMENT_GUARDS}c/a"),
+            b"{}".to_vec(),
+            9,
+        )));
+        cache.task_changed(None, Some(&hold("a", "t9", 1024)));
+        cache.applied(9);
         assert_eq!(remaining_cpu(&cache, "a"), 4096 - 512 - 1024);
+        // t1 stops: a gets its share back.
+        cache.task_changed(Some(&hold("a", "t1", 512)), None);
+        cache.applied(10);
+        assert_eq!(remaining_cpu(&cache, "a"), 4096 - 1024);
         cache.apply(&Event::Delete {
             key: format!("{CONTAINER_INSTANCES}c/a"),
-            revision: 10,
+            revision: 11,
         });
         assert_eq!(cache.records("c").len(), 1);
         assert_eq!(remaining_cpu(&cache, "a"), 0);
         assert_eq!(remaining_cpu(&cache, "b"), 4096);
+    }
+
+    #[test]
+    fn a_placement_applied_after_the_feed_passed_it_adds_no_hold() {
+        let cache = InstanceCache::default();
+        cache.load(&[], &[], &[], Vec::new());
+        cache.apply(&put("a", 5));
+        // The feed applied the placement (revision 9) and t9's stop (revision 10) before the
+        // placing request got around to applying what it wrote.
+        cache.task_changed(None, Some(&hold("a", "t9", 1024)));
+        cache.task_changed(Some(&hold("a", "t9", 1024)), None);
+        cache.applied(10);
+        cache.placed("c", &["a".into()], &[hold("a", "t9", 1024)], 9);
+        assert_eq!(
+            remaining_cpu(&cache, "a"),
+            4096,
+            "a stopped task holds nothing"
+        );
+        assert_eq!(guard_rev(&cache, "a"), 9);
+    }
+
+    #[test]
+    fn a_load_takes_the_guards_and_what_the_listed_tasks_hold() {
+        let cache = InstanceCache::default();
+        let instance = kv(
+            &format!("{CONTAINER_INSTANCES}c/a"),
+            serde_json::to_vec(&record("a")).unwrap(),
+            3,
+        );
+        let guard = kv(&format!("{PLACEMENT_GUARDS}c/a"), b"{}".to_vec(), 4);
+        cache.load(&[instance], &[], &[guard], vec![hold("a", "t1", 100)]);
+        assert_eq!(remaining_cpu(&cache, "a"), 4096 - 100);
+        assert_eq!(guard_rev(&cache, "a"), 4);
+        // A deleted guard compares as absent again.
+        cache.apply(&Event::Delete {
+            key: format!("{PLACEMENT_GUARDS}c/a"),
+            revision: 5,
+        });
+        assert_eq!(guard_rev(&cache, "a"), 0);
     }
 }

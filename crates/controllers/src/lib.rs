@@ -26,6 +26,7 @@ pub mod agents;
 pub mod deletions;
 pub mod deployment_alarms;
 pub mod fargate;
+pub mod held;
 pub mod instance_cache;
 pub mod leadership;
 pub mod placement;

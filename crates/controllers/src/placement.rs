@@ -7,8 +7,9 @@
 //!    [`crate::instance_cache::InstanceCache`] once it has caught up with the store (its kept
 //!    scheduler cluster, no store read), else on the cluster's instances (each with its
 //!    `mod_revision`) and custom attributes read from the store;
-//! 2. write, in ONE transaction, every new task (`Absent`), every touched instance with the new
-//!    reservations (compare-and-swap on the `mod_revision` the plan saw) and, with a
+//! 2. write, in ONE transaction, every new task (`Absent`; what it holds on its instance is
+//!    in its record), every touched instance's placement guard (compare-and-swap on the
+//!    `mod_revision` the plan saw, with the instance record's own compared unchanged) and, with a
 //!    `clientToken`, the token record (`Absent`);
 //! 3. on a conflict, start over from step 1 (after a short backoff; the cache has by then
 //!    caught up with the write that won).
@@ -20,18 +21,22 @@
 //! The service loop's placements carry its term's fence (a deposed leader places nothing);
 //! RunTask's and StartTask's, made by any replica, carry none.
 //!
-//! Invariant: a task record and its reservation on its instance are written in the same
-//! transaction, and a reservation is only written against the instance version the plan saw, so
-//! concurrent placements never over-commit an instance (`tests/placement.rs` checks it).
+//! Invariant: a task is only written against the instance record and the placement guard
+//! revisions the plan saw, and the plan saw every task that holds anything there up to that
+//! guard revision (the cache has caught up with the store; the store path lists the guards
+//! before the tasks), so concurrent placements never over-commit an instance
+//! (`tests/placement.rs` checks it).
 //!
 //! What it is not: request validation (the handlers do it before calling in) or the agent push
 //! (the session sees the new task records through its watch).
 
+use crate::instance_cache::{Cached, TaskHold};
 use crate::plane::Plane;
 use crate::records::{
     self, get, instance_prefix, task_key, to_bytes, ClientTokenRecord, ATTRIBUTES,
 };
-use flotilla_control::instances::{custom_attribute, InstanceRecord, Reservation};
+use flotilla_control::instances::{custom_attribute, Held, InstanceRecord, Reservation};
+use flotilla_control::keys::{placement_guard_key, placement_guard_prefix, PLACEMENT_GUARD_VALUE};
 use flotilla_control::launch::placement_error;
 use flotilla_control::service_scheduler::Unplaced;
 use flotilla_control::tasks::{Status, TaskRecord};
@@ -331,12 +336,20 @@ pub async fn place(
             Planned::Commit {
                 txn,
                 outcome,
-                written,
+                used,
                 tentative,
             } => {
                 let at = records::commit_fenced_at(plane.store(), txn, fence).await?;
-                if let (Some(rev), Some(_)) = (at, tentative.as_ref()) {
-                    plane.tasks.instances.written(&written, rev);
+                if let (Some(rev), Committed::Placed(tasks, _)) = (at, &outcome) {
+                    let holds: Vec<TaskHold> = tasks
+                        .iter()
+                        .map(|t| TaskHold {
+                            host: (t.instance_cluster().to_string(), t.instance_id.clone()),
+                            arn: t.arn().to_string(),
+                            reservation: t.reservation.clone(),
+                        })
+                        .collect();
+                    plane.tasks.instances.placed(pool, &used, &holds, rev);
                 }
                 drop(tentative);
                 if at.is_some() {
@@ -402,14 +415,23 @@ fn plan(
     }))
 }
 
-/// The scheduler's snapshot of these instances.
+/// What nothing holds.
+static NOTHING_HELD: std::sync::LazyLock<Held> = std::sync::LazyLock::new(Held::new);
+
+/// The scheduler's snapshot of these instances, with what their tasks hold.
 fn snapshot_of<'a>(
     instances: impl Iterator<Item = &'a InstanceRecord>,
     custom: &HashMap<String, Vec<Attribute>>,
+    held: &HashMap<String, Held>,
 ) -> sched::Snapshot {
     sched::Snapshot::new(
         instances
-            .map(|r| r.to_scheduler(custom.get(&r.id).map_or(&[], |v| v)))
+            .map(|r| {
+                r.to_scheduler(
+                    custom.get(&r.id).map_or(&[], |v| v),
+                    held.get(&r.id).unwrap_or(&NOTHING_HELD),
+                )
+            })
             .collect(),
     )
 }
@@ -421,8 +443,9 @@ fn snapshot_of<'a>(
 /// as ECS does ("No Container Instances were found in your capacity provider.").
 #[allow(clippy::type_complexity)] // One use; a named type would say no more.
 fn plan_on_providers(
-    instances: &[(String, InstanceRecord, u64)],
+    instances: &[Cached],
     custom: &HashMap<String, Vec<Attribute>>,
+    held: &HashMap<String, Held>,
     template: &TaskTemplate,
     req: &sched::PlacementRequest,
 ) -> Result<
@@ -438,10 +461,10 @@ fn plan_on_providers(
         let members: Vec<usize> = instances
             .iter()
             .enumerate()
-            .filter(|(_, (_, r, _))| {
+            .filter(|(_, c)| {
                 flotilla_control::launch::runs_on(
                     &provider,
-                    r.instance.capacity_provider_name.as_deref(),
+                    c.record.instance.capacity_provider_name.as_deref(),
                 )
             })
             .map(|(i, _)| i)
@@ -451,7 +474,7 @@ fn plan_on_providers(
                 flotilla_control::launch::NO_PROVIDER_INSTANCES,
             ));
         }
-        let snapshot = snapshot_of(members.iter().map(|&i| &instances[i].1), custom);
+        let snapshot = snapshot_of(members.iter().map(|&i| &*instances[i].record), custom, held);
         let mut cluster = sched::Cluster::new(snapshot);
         let mut batch = req.clone();
         batch.count = count;
@@ -478,8 +501,8 @@ enum Planned<'a> {
     Commit {
         txn: Txn,
         outcome: Committed<PlacementFailure>,
-        /// The instance records it writes (key, record).
-        written: Vec<(String, InstanceRecord)>,
+        /// The ids of the instances whose placement guards it writes.
+        used: Vec<String>,
         /// The plan's tentative reservations on the instance cache's kept cluster, when it
         /// planned there.
         tentative: Option<crate::instance_cache::Tentative<'a>>,
@@ -531,8 +554,8 @@ async fn plan_and_write<'a>(
     let on_providers = matches!(target, Target::Run(_))
         && flotilla_control::launch::on_custom_providers(template.launch_type, &template.providers);
     let cached = !on_providers && plane.tasks.caught_up(&plane.store).await;
-    // The records of the instances placed on (at least), by id: (key, record, mod_revision).
-    let mut instances: HashMap<String, (String, InstanceRecord, u64)>;
+    // The instances placed on (at least), by id.
+    let instances: HashMap<String, Cached>;
     let mut tentative = None;
     let (placements, mut failures): Plan = if cached {
         let (planned, used, t) = plane.tasks.instances.plan(
@@ -548,25 +571,48 @@ async fn plan_and_write<'a>(
             },
         );
         tentative = Some(t);
-        instances = used
-            .into_iter()
-            .map(|(id, c)| (id, (c.key, (*c.record).clone(), c.rev)))
-            .collect();
+        instances = used;
         match with_providers(planned?, template) {
             Some(plan) => plan,
             None => return Ok(no_capacity()),
         }
     } else {
+        // The guards first: a placement committed after this read changes a guard (and the
+        // commit's compare fails); one committed before it is in the tasks read after.
+        let guards: HashMap<String, u64> = plane
+            .store()
+            .list(&placement_guard_prefix(pool), None, 0)
+            .await
+            .map_err(records::store_error)?
+            .items
+            .into_iter()
+            .filter_map(|kv| {
+                let id = kv
+                    .key
+                    .strip_prefix(&placement_guard_prefix(pool))?
+                    .to_string();
+                Some((id, kv.mod_revision))
+            })
+            .collect();
         let all = records::list::<InstanceRecord>(plane.store(), &instance_prefix(pool)).await?;
-        let listed: Vec<(String, InstanceRecord, u64)> = all
+        let listed: Vec<Cached> = all
             .into_iter()
             .filter(|(_, r, _)| r.status() != sched::InstanceStatus::Inactive)
+            .map(|(key, r, rev)| Cached {
+                guard_rev: guards.get(&r.id).copied().unwrap_or(0),
+                key,
+                record: std::sync::Arc::new(r),
+                rev,
+            })
             .collect();
         let custom = custom_attributes(plane.store(), pool).await?;
+        let held = crate::held::by_instance(plane, pool).await?;
         let planned = match target {
-            Target::Run(req) if on_providers => plan_on_providers(&listed, &custom, template, req)?,
+            Target::Run(req) if on_providers => {
+                plan_on_providers(&listed, &custom, &held, template, req)?
+            }
             _ => {
-                let snapshot = snapshot_of(listed.iter().map(|(_, r, _)| r), &custom);
+                let snapshot = snapshot_of(listed.iter().map(|c| &*c.record), &custom, &held);
                 let mut cluster = sched::Cluster::new(snapshot);
                 match with_providers(plan(&mut cluster, template, target)?, template) {
                     Some(plan) => plan,
@@ -576,7 +622,7 @@ async fn plan_and_write<'a>(
         };
         instances = listed
             .into_iter()
-            .map(|(k, r, rev)| (r.id.clone(), (k, r, rev)))
+            .map(|c| (c.record.id.clone(), c))
             .collect();
         planned
     };
@@ -594,7 +640,7 @@ async fn plan_and_write<'a>(
     };
     let mut warm_taken: BTreeSet<String> = BTreeSet::new();
     for (p, provider) in &placements {
-        let Some((_, inst, _)) = instances.get_mut(&p.container_instance_id) else {
+        let Some(Cached { record: inst, .. }) = instances.get(&p.container_instance_id) else {
             return Err(EcsError::server("placement chose an unknown instance"));
         };
         let network = match (&template.awsvpc, book.as_mut()) {
@@ -623,19 +669,21 @@ async fn plan_and_write<'a>(
             network,
         };
         let rec = build_task(plane, now, template, slot);
-        inst.reserve(&rec.id, rec.reservation.clone());
-        inst.touch();
         touched.insert(p.container_instance_id.clone());
         tasks.push(rec);
     }
     let mut txn = Txn::new();
-    let mut written = Vec::new();
     for id in &touched {
-        if let Some((key, inst, rev)) = instances.remove(id) {
+        if let Some(c) = instances.get(id) {
+            let guard = placement_guard_key(pool, id);
+            let unplaced = match c.guard_rev {
+                0 => Compare::Absent(guard.clone()),
+                rev => Compare::ModRevision(guard.clone(), rev),
+            };
             txn = txn
-                .when(Compare::ModRevision(key.clone(), rev))
-                .put(key.clone(), to_bytes(&inst)?);
-            written.push((key, inst));
+                .when(Compare::ModRevision(c.key.clone(), c.rev))
+                .when(unplaced)
+                .put(guard, PLACEMENT_GUARD_VALUE.to_vec());
         }
     }
     for t in &tasks {
@@ -673,7 +721,7 @@ async fn plan_and_write<'a>(
     Ok(Planned::Commit {
         txn,
         outcome: Committed::Placed(tasks, failures),
-        written,
+        used: touched.into_iter().collect(),
         tentative,
     })
 }

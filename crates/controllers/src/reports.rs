@@ -1,23 +1,21 @@
 //! The writer of agent reports: a report of a task's observed state applied to its record, and
-//! what a task gives back when it stops (its reservation on its instance, its network address),
-//! in the same transaction.
+//! what a task gives back when it stops (its network address, its task role credentials), in
+//! the same transaction. What it held on its instance needs no write: that is derived from the
+//! task records (`flotilla_control::instances::Held`), so a STOPPED record releases it.
 //!
 //! Unfenced on purpose: reports arrive through agent sessions, which every replica serves
 //! (leader or not), and they record what an agent observed rather than a controller's decision;
 //! a replica that no longer leads must still apply them.
 
 use crate::plane::Plane;
-use crate::records::{
-    address_key, get, instance_key, replace, task_id_in, task_key, to_bytes, Attempt,
-};
-use flotilla_control::instances::InstanceRecord;
+use crate::records::{address_key, get, replace, task_id_in, task_key, Attempt};
 use flotilla_control::tasks::{apply_report, TaskRecord};
 use flotilla_model::EcsError;
 use flotilla_protocol::{TaskStateReport, MANAGED_POOL};
-use flotilla_store::{Compare, Txn};
+use flotilla_store::Txn;
 
-/// Applies one report to its task (and, when the task reaches STOPPED, releases its reservation
-/// on the instance and its network address in the same transaction). Reports about tasks that
+/// Applies one report to its task (and, when the task reaches STOPPED, releases its network
+/// address and credentials in the same transaction). Reports about tasks that
 /// are unknown or assigned to another instance are ignored (and still acknowledged). `cluster`
 /// is the instance's cluster; a managed-pool host reports tasks of any cluster.
 pub async fn apply_task_state(
@@ -55,7 +53,7 @@ pub async fn apply_task_state(
             }
             let mut txn = replace(&key, rev, &next)?;
             if next.is_stopped() {
-                txn = release_on_stop(store, txn, &rec).await?;
+                txn = release_on_stop(txn, &rec);
             }
             Ok(Attempt::Commit(txn, Some((rec.last_status, next))))
         })
@@ -68,23 +66,9 @@ pub async fn apply_task_state(
     Ok(())
 }
 
-/// Adds to `txn` what a task gives back when it stops: its reservation on its instance
-/// (compare-and-swap on the instance), its network address, and its task role credentials
-/// (their records deleted, so the keys are refused from the moment it is STOPPED).
-pub async fn release_on_stop(
-    store: &dyn flotilla_store::Store,
-    mut txn: Txn,
-    rec: &TaskRecord,
-) -> Result<Txn, EcsError> {
-    let ikey = instance_key(rec.instance_cluster(), &rec.instance_id);
-    if let Some((mut inst, irev)) = get::<InstanceRecord>(store, &ikey).await? {
-        if inst.release(&rec.id) {
-            inst.touch();
-            txn = txn
-                .when(Compare::ModRevision(ikey.clone(), irev))
-                .put(ikey, to_bytes(&inst)?);
-        }
-    }
+/// Adds to `txn` what a task gives back when it stops: its network address and its task role
+/// credentials (their records deleted, so the keys are refused from the moment it is STOPPED).
+pub fn release_on_stop(mut txn: Txn, rec: &TaskRecord) -> Txn {
     if let Some(net) = rec.network() {
         txn = txn.delete(address_key(&net.private_ipv4_address));
     }
@@ -93,7 +77,7 @@ pub async fn release_on_stop(
             &k.access_key_id,
         ));
     }
-    Ok(txn)
+    txn
 }
 
 /// Whether a task runs on the instance `id` of `cluster` (a pool host's tasks are of any cluster).

@@ -14,9 +14,10 @@
 //! compacted relists, and every subscriber is told to [`FeedEvent::Resync`]. It starts on first
 //! use and ends when the feed is dropped.
 //!
-//! The same watch keeps the replica's [`InstanceCache`] (the container instance records and
-//! their custom attributes, which placement plans on): it lists them after the tasks and hands
-//! the cache every change of theirs; [`TaskFeed::caught_up`] covers both.
+//! The same watch keeps the replica's [`InstanceCache`] (the container instance records, their
+//! custom attributes and placement guards, and what the tasks on each hold, which placement
+//! plans on): it lists them after the tasks and hands the cache every change of theirs, and of
+//! what a task holds ([`InstanceCache::task_changed`]); [`TaskFeed::caught_up`] covers both.
 //!
 //! Invariants: the index and the subscriptions change under one lock, never held across an
 //! `.await`; a subscriber sees every change applied after it subscribed, in revision order; a
@@ -26,9 +27,9 @@
 //! the store when the feed cannot say (it is not running yet, or the store's revision is one
 //! the feed never sees, as on an etcd shared with other installations).
 
-use crate::instance_cache::{self, InstanceCache};
-use flotilla_control::keys::{ATTRIBUTES, CONTAINER_INSTANCES, TASKS};
-use flotilla_control::task_index::TaskIndex;
+use crate::instance_cache::{self, InstanceCache, TaskHold};
+use flotilla_control::keys::{ATTRIBUTES, CONTAINER_INSTANCES, PLACEMENT_GUARDS, TASKS};
+use flotilla_control::task_index::{TaskIndex, TaskSummary};
 use flotilla_control::tasks::TaskRecord;
 use flotilla_protocol::TaskAssignment;
 use flotilla_store::{Event, Store};
@@ -151,6 +152,7 @@ pub fn catch_up_wait(stalled_at: u64, applied: u64) -> Duration {
 impl TaskFeed {
     /// Tells readers every revision up to `rev` is applied (it never moves back).
     fn mark_applied(&self, rev: u64) {
+        self.instances.applied(rev);
         self.applied.send_if_modified(|a| {
             let newer = rev > *a;
             if newer {
@@ -252,6 +254,7 @@ impl TaskFeed {
                 };
                 let old = st.index.put(cluster, id, &t);
                 let host = (t.instance_cluster().to_string(), t.instance_id.clone());
+                let holds = (old.as_ref().and_then(hold_of), hold_of_record(&t));
                 if let Some(o) = old {
                     let was = (o.instance_cluster.to_string(), o.instance_id.to_string());
                     if was != host {
@@ -272,6 +275,9 @@ impl TaskFeed {
                         assignment: t.assignment.map(Box::new),
                     },
                 );
+                drop(st);
+                self.instances
+                    .task_changed(holds.0.as_ref(), holds.1.as_ref());
             }
             Event::Delete { .. } => {
                 if let Some(o) = st.index.remove(cluster, id) {
@@ -283,6 +289,8 @@ impl TaskFeed {
                             key: key.to_string(),
                         },
                     );
+                    drop(st);
+                    self.instances.task_changed(hold_of(&o).as_ref(), None);
                 }
             }
         }
@@ -305,8 +313,27 @@ impl TaskFeed {
             Self::send(&mut st, &h, &FeedEvent::Resync);
         }
         drop(st);
+        self.instances.applied(revision);
         self.applied.send_replace(revision.max(1));
     }
+}
+
+/// What a task of the index holds on its host (nothing once it has stopped).
+fn hold_of(s: &TaskSummary) -> Option<TaskHold> {
+    (!s.is_stopped()).then(|| TaskHold {
+        host: (s.instance_cluster.to_string(), s.instance_id.to_string()),
+        arn: s.arn.to_string(),
+        reservation: s.reservation(),
+    })
+}
+
+/// What a task record holds on its host (nothing once it has stopped).
+fn hold_of_record(t: &TaskRecord) -> Option<TaskHold> {
+    (!t.is_stopped()).then(|| TaskHold {
+        host: (t.instance_cluster().to_string(), t.instance_id.clone()),
+        arn: t.arn().to_string(),
+        reservation: t.reservation.clone(),
+    })
 }
 
 async fn run(feed: Weak<TaskFeed>, store: Arc<dyn Store>) {
@@ -324,9 +351,10 @@ async fn run(feed: Weak<TaskFeed>, store: Arc<dyn Store>) {
         let others = match (
             store.list(CONTAINER_INSTANCES, None, 0).await,
             store.list(ATTRIBUTES, None, 0).await,
+            store.list(PLACEMENT_GUARDS, None, 0).await,
         ) {
-            (Ok(i), Ok(a)) => (i.items, a.items),
-            (Err(e), _) | (_, Err(e)) => {
+            (Ok(i), Ok(a), Ok(g)) => (i.items, a.items, g.items),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                 tracing::warn!(error = %e, "task feed: listing instances failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
@@ -334,7 +362,13 @@ async fn run(feed: Weak<TaskFeed>, store: Arc<dyn Store>) {
         };
         {
             let Some(f) = feed.upgrade() else { return };
-            f.instances.load(&others.0, &others.1);
+            let held = page
+                .items
+                .iter()
+                .filter_map(|kv| serde_json::from_slice::<TaskRecord>(&kv.value).ok())
+                .filter_map(|t| hold_of_record(&t))
+                .collect();
+            f.instances.load(&others.0, &others.1, &others.2, held);
             f.load(&page.items, page.revision);
         }
         let mut stream = match store.watch("", page.revision).await {

@@ -12,7 +12,7 @@
 
 use crate::plane::Plane;
 use crate::records;
-use flotilla_control::instances::InstanceRecord;
+use flotilla_control::instances::{Held, InstanceRecord};
 use flotilla_control::keys::{instance_key, CONTAINER_INSTANCES};
 use flotilla_control::tasks::TaskRecord;
 use flotilla_metrics::ecs::{compute_samples, InstanceFigures, TaskFigures};
@@ -68,6 +68,9 @@ pub async fn compute_period(plane: &Plane) -> Vec<(MetricId, Sample)> {
         });
     }
     let mut instances = Vec::new();
+    // What the tasks on each instance hold, by cluster, read once per cluster.
+    let mut held: std::collections::HashMap<String, std::collections::HashMap<String, Held>> =
+        std::collections::HashMap::new();
     for key in plane.agents.session_keys() {
         let Some(rest) = key.strip_prefix(CONTAINER_INSTANCES) else {
             continue;
@@ -83,13 +86,26 @@ pub async fn compute_period(plane: &Plane) -> Vec<(MetricId, Sample)> {
         else {
             continue;
         };
+        if !held.contains_key(cluster) {
+            let Ok(h) = crate::held::by_instance(plane, cluster).await else {
+                continue;
+            };
+            held.insert(cluster.to_string(), h);
+        }
+        let on = held.get(cluster).and_then(|h| h.get(id));
+        let reserved = |f: fn(&flotilla_control::instances::Reservation) -> u32| -> f64 {
+            on.into_iter()
+                .flat_map(|h| h.values())
+                .map(|r| f64::from(f(r)))
+                .sum()
+        };
         instances.push(InstanceFigures {
             cluster: i.cluster.clone(),
             instance: i.id.clone(),
             cpu_registered: f64::from(i.registered.cpu),
             memory_registered: f64::from(i.registered.memory),
-            cpu_reserved: i.reservations.values().map(|r| f64::from(r.cpu)).sum(),
-            memory_reserved: i.reservations.values().map(|r| f64::from(r.memory)).sum(),
+            cpu_reserved: reserved(|r| r.cpu),
+            memory_reserved: reserved(|r| r.memory),
         });
     }
     compute_samples(&tasks, &instances)

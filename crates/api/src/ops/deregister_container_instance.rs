@@ -102,7 +102,6 @@ pub async fn deregister_container_instance(
                     &akid,
                 ));
             }
-            rec.reservations.clear();
             rec.set_status(InstanceStatus::Inactive);
             rec.touch();
             txn = txn

@@ -28,6 +28,13 @@ pub async fn list_container_instances(
         .status
         .and_then(|s| InstanceStatus::from_ecs_str(s.as_str()));
     let custom = custom_attributes(ctx.store(), &cluster).await?;
+    // What the tasks hold matters only to a filter (`task:group`, remaining resources).
+    let held = if q.is_some() {
+        flotilla_controllers::held::by_instance(ctx.plane(), &cluster).await?
+    } else {
+        Default::default()
+    };
+    let nothing = flotilla_control::instances::Held::new();
     let items = records::list::<InstanceRecord>(ctx.store(), &instance_prefix(&cluster))
         .await?
         .into_iter()
@@ -36,8 +43,12 @@ pub async fn list_container_instances(
             None => r.status() != InstanceStatus::Inactive,
         })
         .filter(|(_, r, _)| {
-            q.as_ref()
-                .is_none_or(|q| q.matches(&r.to_scheduler(custom.get(&r.id).map_or(&[], |v| v))))
+            q.as_ref().is_none_or(|q| {
+                q.matches(&r.to_scheduler(
+                    custom.get(&r.id).map_or(&[], |v| v),
+                    held.get(&r.id).unwrap_or(&nothing),
+                ))
+            })
         })
         .map(|(k, r, _)| (k, r.arn().to_string()));
     let (container_instance_arns, next_token) =

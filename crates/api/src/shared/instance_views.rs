@@ -3,7 +3,7 @@
 //! and UpdateContainerInstancesState all answer it).
 
 use crate::context::Ctx;
-use flotilla_control::instances::{custom_attribute, InstanceRecord, TaskCounts};
+use flotilla_control::instances::{custom_attribute, Held, InstanceRecord, TaskCounts};
 use flotilla_control::tasks::TaskRecord;
 use flotilla_controllers::records::{self, task_prefix, ATTRIBUTES};
 use flotilla_model::shapes::{Attribute, ContainerInstance};
@@ -12,13 +12,14 @@ use flotilla_model::EcsError;
 use flotilla_protocol::DesiredStatus;
 use std::collections::HashMap;
 
-/// The task counts of a cluster's instances: the task index's (kept change by change), or
-/// counted from the store's task records when the index cannot say in time.
+/// The task counts of a cluster's instances and what their tasks hold: the task index's (kept
+/// change by change), or counted from the store's task records when the index cannot say in
+/// time.
 pub enum InstanceCounts<'a> {
     /// From the replica's task index.
     Index(&'a flotilla_controllers::task_feed::TaskFeed, String),
     /// Counted from the store, by instance id.
-    Counted(HashMap<String, TaskCounts>),
+    Counted(HashMap<String, TaskCounts>, HashMap<String, Held>),
 }
 
 impl InstanceCounts<'_> {
@@ -32,7 +33,15 @@ impl InstanceCounts<'_> {
                     pending: c.pending,
                 }
             }
-            InstanceCounts::Counted(m) => m.get(id).copied().unwrap_or_default(),
+            InstanceCounts::Counted(m, _) => m.get(id).copied().unwrap_or_default(),
+        }
+    }
+
+    /// What the tasks on instance `id` hold.
+    pub fn held(&self, id: &str) -> Held {
+        match self {
+            InstanceCounts::Index(feed, cluster) => feed.read(|ix| ix.held(cluster, id)),
+            InstanceCounts::Counted(_, h) => h.get(id).cloned().unwrap_or_default(),
         }
     }
 }
@@ -46,7 +55,9 @@ pub async fn task_counts<'a>(
         return Ok(InstanceCounts::Index(index, cluster.to_string()));
     }
     let mut out: HashMap<String, TaskCounts> = HashMap::new();
-    for (_, t, _) in records::list::<TaskRecord>(ctx.store(), &task_prefix(cluster)).await? {
+    let tasks = records::list::<TaskRecord>(ctx.store(), &task_prefix(cluster)).await?;
+    let held = flotilla_controllers::held::of_records(tasks.iter().map(|(_, t, _)| t), cluster);
+    for (_, t, _) in &tasks {
         let c = out.entry(t.instance_id.clone()).or_default();
         if t.desired() == DesiredStatus::Running && !t.is_stopped() {
             c.running += 1;
@@ -55,7 +66,7 @@ pub async fn task_counts<'a>(
             c.pending += 1;
         }
     }
-    Ok(InstanceCounts::Counted(out))
+    Ok(InstanceCounts::Counted(out, held))
 }
 
 /// The custom attributes of one instance.
@@ -81,5 +92,10 @@ pub async fn view_of(
     include_tags: bool,
 ) -> Result<ContainerInstance, EcsError> {
     let custom = custom_attributes_of(ctx, &rec.cluster, &rec.id).await?;
-    Ok(rec.view(&custom, counts.of(&rec.id), include_tags))
+    Ok(rec.view(
+        &custom,
+        counts.of(&rec.id),
+        &counts.held(&rec.id),
+        include_tags,
+    ))
 }
