@@ -89,11 +89,13 @@ async fn all_services(api: &Plane) -> Vec<Key> {
     }
 }
 
-/// The one member of a task record the watcher needs: decoding only it skips the rest of the
+/// The members of a task record the watcher needs: decoding only them skips the rest of the
 /// record (containers, assignment, attachments), which matters at thousands of writes a second.
 #[derive(serde::Deserialize)]
 struct GroupOnly {
     task: GroupField,
+    #[serde(default)]
+    last_status: Option<flotilla_control::tasks::Status>,
 }
 
 #[derive(serde::Deserialize)]
@@ -102,12 +104,41 @@ struct GroupField {
     group: Option<String>,
 }
 
-/// The service a task record written at `key` belongs to, if any (group `service:NAME`).
-fn service_of_task(key: &str, value: &[u8]) -> Option<Key> {
+/// What a task record written at `key` says to the watcher: its service, if any, and whether it
+/// has stopped; `None` for what is not a task record.
+fn task_write(key: &str, value: &[u8]) -> Option<(Option<Key>, bool)> {
     let cluster = key.strip_prefix(records::TASKS)?.split_once('/')?.0;
     let g: GroupOnly = serde_json::from_slice(value).ok()?;
-    let name = g.task.group?.strip_prefix("service:")?.to_string();
-    Some((cluster.to_string(), name))
+    let stopped = g.last_status.is_some_and(|s| s.0 == TaskStatus::Stopped);
+    let service = g
+        .task
+        .group
+        .and_then(|g| g.strip_prefix("service:").map(str::to_string))
+        .map(|name| (cluster.to_string(), name));
+    Some((service, stopped))
+}
+
+/// The services a task write wakes: its own, and when it has stopped (what it held on its
+/// instance is free again), every service of its cluster, as one that could not place for lack
+/// of room may now.
+fn woken_by_task(known: &Known, key: &str, value: &[u8]) -> Vec<Key> {
+    let Some((service, stopped)) = task_write(key, value) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Key> = service.into_iter().collect();
+    if stopped {
+        if let Some((cluster, _)) = key
+            .strip_prefix(records::TASKS)
+            .and_then(|r| r.split_once('/'))
+        {
+            for k in known.of(cluster) {
+                if !out.contains(&k) {
+                    out.push(k);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Whether a service record written at some key is INACTIVE (deleted), from its status alone.
@@ -210,12 +241,12 @@ async fn watcher(weak: Weak<Plane>, tx: mpsc::UnboundedSender<Key>) {
                     _ => break,
                 },
                 e = tasks.next() => match e {
-                    Some(Ok(Event::Put(kv))) => service_of_task(&kv.key, &kv.value).into_iter().collect(),
+                    Some(Ok(Event::Put(kv))) => woken_by_task(&known, &kv.key, &kv.value),
                     Some(Ok(Event::Delete { .. })) => Vec::new(),
                     _ => break,
                 },
                 e = instances.next() => match e {
-                    // An instance changed (DRAINING, ACTIVE again, resources freed, ...): every
+                    // An instance changed (registered, DRAINING, ACTIVE again, ...): every
                     // service of its cluster looks again.
                     Some(Ok(ev)) => ev
                         .key()
@@ -927,6 +958,7 @@ mod tests {
 
     #[test]
     fn a_task_write_names_its_service_from_its_group_alone() {
+        let service_of_task = |key: &str, value: &[u8]| task_write(key, value).and_then(|w| w.0);
         let mut t = TaskRecord {
             cluster: "prod".into(),
             id: "abc".into(),
@@ -944,6 +976,39 @@ mod tests {
         t.task.group = None;
         assert_eq!(service_of_task(&key, &to_bytes(&t).unwrap()), None);
         assert_eq!(service_of_task(&key, b"not json"), None);
+    }
+
+    #[test]
+    fn a_stopped_task_wakes_every_service_of_its_cluster() {
+        let mut known = Known::default();
+        known.replace(&[
+            ("prod".into(), "web".into()),
+            ("prod".into(), "api".into()),
+            ("dev".into(), "web".into()),
+        ]);
+        let mut t = TaskRecord {
+            cluster: "prod".into(),
+            id: "abc".into(),
+            ..Default::default()
+        };
+        t.task.group = Some("service:web".into());
+        t.last_status = flotilla_control::tasks::Status(TaskStatus::Running);
+        let key = task_key("prod", "abc");
+        assert_eq!(
+            woken_by_task(&known, &key, &to_bytes(&t).unwrap()),
+            vec![("prod".into(), "web".into())]
+        );
+        t.last_status = flotilla_control::tasks::Status(TaskStatus::Stopped);
+        assert_eq!(
+            woken_by_task(&known, &key, &to_bytes(&t).unwrap()),
+            vec![("prod".into(), "web".into()), ("prod".into(), "api".into())]
+        );
+        t.task.group = None;
+        assert_eq!(
+            woken_by_task(&known, &key, &to_bytes(&t).unwrap()),
+            vec![("prod".into(), "api".into()), ("prod".into(), "web".into())]
+        );
+        assert!(woken_by_task(&known, &key, b"not json").is_empty());
     }
 
     #[test]
