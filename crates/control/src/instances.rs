@@ -70,6 +70,29 @@ pub struct Reservation {
     pub started_by: Option<String>,
 }
 
+impl Reservation {
+    /// The task as placement and the query language see it.
+    pub fn running_task(&self) -> sched::RunningTask {
+        sched::RunningTask {
+            arn: Some(self.task_arn.clone()),
+            group: self.group.clone(),
+            family: self.family.clone(),
+            revision: self.revision,
+            started_by: self.started_by.clone(),
+        }
+    }
+
+    /// What it takes from its instance (CPU, memory, static host ports).
+    pub fn resources(&self) -> sched::Resources {
+        sched::Resources {
+            cpu: self.cpu,
+            memory: self.memory,
+            ports: self.ports.iter().copied().collect(),
+            ports_udp: self.ports_udp.iter().copied().collect(),
+        }
+    }
+}
+
 /// What the tasks on one instance that have not stopped hold, by task ARN: their records'
 /// reservations, gathered by the caller (the task index, or the task records).
 pub type Held = BTreeMap<String, Reservation>;
@@ -213,16 +236,7 @@ impl InstanceRecord {
                 .into_iter()
                 .map(|a| (a.name, a.value))
                 .collect(),
-            tasks: held
-                .values()
-                .map(|r| sched::RunningTask {
-                    arn: Some(r.task_arn.clone()),
-                    group: r.group.clone(),
-                    family: r.family.clone(),
-                    revision: r.revision,
-                    started_by: r.started_by.clone(),
-                })
-                .collect(),
+            tasks: held.values().map(Reservation::running_task).collect(),
         }
     }
 

@@ -133,14 +133,22 @@ impl Pool {
         })
     }
 
-    /// Task `arn` holds `r` on instance `id` (from now on, or still).
-    fn hold(&mut self, id: &str, arn: &str, r: &Reservation) {
+    /// Task `arn` holds `r` on instance `id` (from now on, or still). With `claim`, the task was
+    /// placed by this replica and its placement's tentative reservation becomes its own.
+    fn hold(&mut self, id: &str, arn: &str, r: &Reservation, claim: bool) {
         let held = self.held.entry(id.to_string()).or_default();
         if held.get(arn) == Some(r) {
             return;
         }
-        held.insert(arn.to_string(), r.clone());
-        self.refresh(id);
+        let before = held.insert(arn.to_string(), r.clone());
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let fresh_hold =
+            before.is_none() && cluster.hold(id, r.running_task(), &r.resources(), claim);
+        if !fresh_hold {
+            self.refresh(id);
+        }
     }
 
     /// Task `arn` no longer holds anything on instance `id`.
@@ -148,13 +156,18 @@ impl Pool {
         let Some(held) = self.held.get_mut(id) else {
             return;
         };
-        if held.remove(arn).is_none() {
+        let Some(r) = held.remove(arn) else {
             return;
-        }
+        };
         if held.is_empty() {
             self.held.remove(id);
         }
-        self.refresh(id);
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        if !cluster.release(id, arn, &r.resources()) {
+            self.refresh(id);
+        }
     }
 }
 
@@ -394,7 +407,7 @@ impl InstanceCache {
         }
         if let Some(a) = after {
             let pool = st.pools.entry(a.host.0.clone()).or_default();
-            pool.hold(&a.host.1, &a.arn, &a.reservation);
+            pool.hold(&a.host.1, &a.arn, &a.reservation, false);
         }
     }
 
@@ -423,18 +436,21 @@ impl InstanceCache {
         if fresh {
             for t in tasks {
                 let pool = st.pools.entry(t.host.0.clone()).or_default();
-                pool.hold(&t.host.1, &t.arn, &t.reservation);
+                pool.hold(&t.host.1, &t.arn, &t.reservation, true);
             }
         }
     }
 
     /// Puts the instances `ids` of `cluster`'s kept cluster back to their records' state
-    /// (drops a plan's tentative reservations).
+    /// (drops a plan's tentative reservations that no committed task claimed).
     pub fn settle(&self, cluster: &str, ids: &[String]) {
         let mut st = self.lock();
         if let Some(pool) = st.pools.get_mut(cluster) {
             for id in ids {
-                pool.refresh(id);
+                let unclaimed = pool.cluster.as_ref().is_some_and(|c| c.has_unclaimed(id));
+                if unclaimed {
+                    pool.refresh(id);
+                }
             }
         }
     }
@@ -613,6 +629,41 @@ mod tests {
         assert_eq!(cache.records("c").len(), 1);
         assert_eq!(remaining_cpu(&cache, "a"), 0);
         assert_eq!(remaining_cpu(&cache, "b"), 4096);
+    }
+
+    #[test]
+    fn a_committed_placement_keeps_its_tentative_reservation_once() {
+        let cache = InstanceCache::default();
+        cache.load(&[], &[], &[], Vec::new());
+        cache.apply(&put("a", 5));
+        let req = sched::PlacementRequest::new("f", sched::TaskSpec::simple(1024, 512), 2)
+            .with_group("g");
+        let (out, _, tentative) = cache.plan(
+            "c",
+            |c| c.place(&req).unwrap(),
+            |o| {
+                o.placements
+                    .iter()
+                    .map(|p| p.container_instance_id.clone())
+                    .collect()
+            },
+        );
+        assert_eq!(out.placements.len(), 2);
+        // The commit's write-through claims both tentative reservations, then the guard drops.
+        cache.placed(
+            "c",
+            &["a".into()],
+            &[hold("a", "t1", 1024), hold("a", "t2", 1024)],
+            6,
+        );
+        drop(tentative);
+        assert_eq!(remaining_cpu(&cache, "a"), 4096 - 2048);
+        // The feed brings the same tasks: nothing changes; one stops: its share comes back.
+        cache.task_changed(None, Some(&hold("a", "t1", 1024)));
+        cache.applied(6);
+        assert_eq!(remaining_cpu(&cache, "a"), 4096 - 2048);
+        cache.task_changed(Some(&hold("a", "t2", 1024)), None);
+        assert_eq!(remaining_cpu(&cache, "a"), 4096 - 1024);
     }
 
     #[test]

@@ -482,3 +482,78 @@ fn a_cluster_kept_current_by_replace_places_as_a_new_one_does() {
     assert_eq!(kept.place(&req).unwrap(), fresh.place(&req).unwrap());
     assert_eq!(kept.snapshot(), fresh.snapshot());
 }
+
+#[test]
+fn a_cluster_kept_current_by_hold_and_release_places_as_a_new_one_does() {
+    // A caller keeps one cluster across requests and tells it each task that starts or stops
+    // holding on an instance: its placements must be those of a cluster built afresh.
+    let fleet: Vec<ContainerInstance> = (0..4)
+        .map(|n| {
+            inst(
+                &format!("i{n}"),
+                ["us-east-1a", "us-east-1b"][n % 2],
+                4096,
+                8192,
+            )
+        })
+        .collect();
+    let mut kept = Cluster::new(Snapshot::new(fleet.clone()));
+    let task = |arn: &str| RunningTask {
+        arn: Some(arn.into()),
+        group: "service:web".into(),
+        family: "web".into(),
+        revision: 1,
+        started_by: None,
+    };
+    let held = |ports: &[u16]| Resources {
+        cpu: 512,
+        memory: 1024,
+        ports: ports.iter().copied().collect(),
+        ports_udp: PortSet::new(),
+    };
+    assert!(kept.hold("i0", task("a"), &held(&[80]), false));
+    assert!(kept.hold("i0", task("b"), &held(&[]), false));
+    assert!(kept.hold("i1", task("c"), &held(&[80]), false));
+    // Port 80 is taken on i0: that hold does not fit, and nothing changes.
+    assert!(!kept.hold("i0", task("d"), &held(&[80]), false));
+    assert!(!kept.hold("nope", task("e"), &held(&[]), false));
+    assert!(kept.release("i0", "a", &held(&[80])));
+    assert!(!kept.release("i0", "a", &held(&[80])), "a is gone already");
+    // A tentative placement claimed by its committed task keeps its reservation once.
+    let one = PlacementRequest::new("web", TaskSpec::simple(512, 1024), 1)
+        .with_group("service:web")
+        .with_strategies(vec![PlacementStrategy::Binpack(BinpackField::Memory)]);
+    let out = kept.place(&one).unwrap();
+    let at = out.placements[0].container_instance_id.clone();
+    assert!(kept.has_unclaimed(&at));
+    assert!(kept.hold(&at, task("f"), &held(&[]), true));
+    assert!(!kept.has_unclaimed(&at));
+    // The truth: i0 runs b, i1 runs c (port 80), and f runs where it was placed.
+    let mut now = fleet;
+    let mut add = |i: usize, arn: &str, ports: &[u16]| {
+        now[i].tasks.push(task(arn));
+        now[i].remaining.cpu -= 512;
+        now[i].remaining.memory -= 1024;
+        for p in ports {
+            now[i].remaining.ports.insert(*p);
+        }
+    };
+    add(0, "b", &[]);
+    add(1, "c", &[80]);
+    let f_at: usize = at.trim_start_matches('i').parse().unwrap();
+    add(f_at, "f", &[]);
+    let mut fresh = Cluster::new(Snapshot::new(now));
+    for (k, f) in kept.instances().iter().zip(fresh.instances()) {
+        assert_eq!(k.remaining, f.remaining, "{}", k.id);
+        let mut kt: Vec<_> = k.tasks.iter().map(|t| t.arn.clone()).collect();
+        let mut ft: Vec<_> = f.tasks.iter().map(|t| t.arn.clone()).collect();
+        kt.sort();
+        ft.sort();
+        assert_eq!(kt, ft, "{}", k.id);
+    }
+    let req = PlacementRequest::new("web", TaskSpec::simple(512, 1024), 5)
+        .with_group("service:web")
+        .with_strategies(vec![PlacementStrategy::spread_az(), spread_instance()])
+        .with_seed(7);
+    assert_eq!(kept.place(&req).unwrap(), fresh.place(&req).unwrap());
+}

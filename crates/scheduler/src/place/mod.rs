@@ -39,7 +39,7 @@ use crate::error::PlacementError;
 use crate::query::Query;
 use crate::reason::{ecs_failures, EcsFailure, InstanceRejection, Rejection};
 use crate::resources::{Demand, TaskSpec};
-use crate::snapshot::{ContainerInstance, InstanceStatus, RunningTask, Snapshot};
+use crate::snapshot::{ContainerInstance, InstanceStatus, Resources, RunningTask, Snapshot};
 use crate::strategy::{
     default_strategy, BinpackField, PlacementKind, PlacementStrategy, SpreadField, MAX_STRATEGIES,
 };
@@ -397,6 +397,121 @@ impl Cluster {
             self.static_member_of.clear();
         }
         true
+    }
+
+    /// Adds `task`, holding `held` (its reservation: CPU, memory, static ports), to instance
+    /// `id`, keeping the indexes current (a caller that keeps one cluster across requests and
+    /// learns of each task that starts holding there). With `claim`, a task this cluster placed
+    /// there without an ARN yet, of the same group, takes `task`'s ARN instead (its resources
+    /// are already taken): the caller committed that placement. `false` (and nothing changes)
+    /// when no instance has that id or `held` does not fit what remains: the caller rebuilds
+    /// the instance ([`Cluster::replace`]).
+    pub fn hold(&mut self, id: &str, task: RunningTask, held: &Resources, claim: bool) -> bool {
+        let Some(&n) = self.by_id.get(id) else {
+            return false;
+        };
+        let Some(x) = self.instances.get_mut(n) else {
+            return false;
+        };
+        if claim {
+            if let Some(t) = x
+                .tasks
+                .iter_mut()
+                .find(|t| t.arn.is_none() && t.group == task.group)
+            {
+                t.arn = task.arn;
+                return true;
+            }
+        }
+        let fits = x.remaining.cpu >= held.cpu
+            && x.remaining.memory >= held.memory
+            && held
+                .ports
+                .as_slice()
+                .iter()
+                .all(|p| !x.remaining.ports.contains(*p))
+            && held
+                .ports_udp
+                .as_slice()
+                .iter()
+                .all(|p| !x.remaining.ports_udp.contains(*p));
+        if !fits {
+            return false;
+        }
+        x.remaining.cpu -= held.cpu;
+        x.remaining.memory -= held.memory;
+        for p in held.ports.as_slice().iter() {
+            x.remaining.ports.insert(*p);
+        }
+        for p in held.ports_udp.as_slice().iter() {
+            x.remaining.ports_udp.insert(*p);
+        }
+        *self
+            .groups
+            .entry(task.group.clone())
+            .or_default()
+            .entry(n as u32)
+            .or_default() += 1;
+        x.tasks.push(task);
+        true
+    }
+
+    /// Removes task `arn`, which held `held`, from instance `id`, giving back what it held and
+    /// keeping the indexes current. `false` (and nothing changes) when no instance has that id
+    /// or the task is not on it: the caller rebuilds the instance ([`Cluster::replace`]).
+    pub fn release(&mut self, id: &str, arn: &str, held: &Resources) -> bool {
+        let Some(&n) = self.by_id.get(id) else {
+            return false;
+        };
+        let Some(x) = self.instances.get_mut(n) else {
+            return false;
+        };
+        let Some(at) = x.tasks.iter().position(|t| t.arn.as_deref() == Some(arn)) else {
+            return false;
+        };
+        let t = x.tasks.swap_remove(at);
+        x.remaining.cpu = x
+            .remaining
+            .cpu
+            .saturating_add(held.cpu)
+            .min(x.registered.cpu);
+        x.remaining.memory = x
+            .remaining
+            .memory
+            .saturating_add(held.memory)
+            .min(x.registered.memory);
+        for p in held.ports.as_slice().iter() {
+            if !x.registered.ports.contains(*p) {
+                x.remaining.ports.remove(*p);
+            }
+        }
+        for p in held.ports_udp.as_slice().iter() {
+            if !x.registered.ports_udp.contains(*p) {
+                x.remaining.ports_udp.remove(*p);
+            }
+        }
+        let at = n as u32;
+        if let Some(g) = self.groups.get_mut(&t.group) {
+            if let Some(c) = g.get_mut(&at) {
+                *c = c.saturating_sub(1);
+                if *c == 0 {
+                    g.remove(&at);
+                }
+            }
+            if g.is_empty() {
+                self.groups.remove(&t.group);
+            }
+        }
+        true
+    }
+
+    /// Whether instance `id` has tasks this cluster placed that have no ARN yet (tentative
+    /// placements nobody claimed with [`Cluster::hold`]).
+    pub fn has_unclaimed(&self, id: &str) -> bool {
+        self.by_id
+            .get(id)
+            .and_then(|&n| self.instances.get(n))
+            .is_some_and(|x| x.tasks.iter().any(|t| t.arn.is_none()))
     }
 
     /// The instances, with every reservation made so far.
