@@ -24,8 +24,7 @@ use flotilla_logs::{LogsError, LogsErrorCode};
 use flotilla_logs_service::{Logs, Owner, Owners};
 use flotilla_protocol::ServerMessage;
 use flotilla_sigv4::Credential;
-use flotilla_store::{Store, WatchStream};
-use futures::StreamExt;
+use flotilla_store::Store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,10 +37,20 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(15);
 /// A read on its way to an agent: the request and where its answer goes.
 pub type Pending = (LogRequest, oneshot::Sender<Result<LogResponse, String>>);
 
-/// The agent sessions this replica holds, for reads of their hosts' streams.
-#[derive(Default)]
+/// The agent sessions this replica holds, for reads of their hosts' streams, and the one watch
+/// of the log groups that tells them all when the list changed.
 pub struct AgentLogs {
     sessions: Mutex<HashMap<String, (u64, mpsc::Sender<Pending>)>>,
+    groups: Arc<flotilla_controllers::prefix_changes::PrefixChanges>,
+}
+
+impl Default for AgentLogs {
+    fn default() -> Self {
+        AgentLogs {
+            sessions: Mutex::default(),
+            groups: flotilla_controllers::prefix_changes::PrefixChanges::new(GROUPS),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -247,7 +256,10 @@ pub struct SessionLogs {
     pending: HashMap<u64, oneshot::Sender<Result<LogResponse, String>>>,
     next_id: AtomicU64,
     store: Arc<dyn Store>,
-    groups: Option<WatchStream>,
+    /// The replica's one watch of the log groups.
+    shared: Option<Arc<flotilla_controllers::prefix_changes::PrefixChanges>>,
+    /// Following it, with the revision the list sent was read at.
+    groups: Option<(flotilla_controllers::prefix_changes::Follower, u64)>,
     /// The list must be sent (at the start, after a change).
     stale: bool,
 }
@@ -261,6 +273,7 @@ impl SessionLogs {
             pending: HashMap::new(),
             next_id: AtomicU64::new(1),
             store,
+            shared: agents.map(|a| a.groups.clone()),
             groups: None,
             stale: agents.is_some(),
         }
@@ -270,10 +283,15 @@ impl SessionLogs {
     pub async fn next(&mut self) -> ServerMessage {
         loop {
             if self.stale {
+                // Followed before the list is read, so no change after the read is missed.
+                let follower = match &self.shared {
+                    Some(shared) => shared.follow(&self.store).await.ok(),
+                    None => None,
+                };
                 match flotilla_logs_service::janitor::group_states(self.store.as_ref()).await {
                     Ok((revision, groups)) => {
                         // Cancelled before this completes, the list is simply made again.
-                        self.groups = self.store.watch(GROUPS, revision).await.ok();
+                        self.groups = follower.map(|f| (f, revision));
                         self.stale = false;
                         return ServerMessage::LogGroups { revision, groups };
                     }
@@ -294,8 +312,9 @@ impl SessionLogs {
                 };
                 let groups = async {
                     match self.groups.as_mut() {
-                        Some(w) => {
-                            w.next().await;
+                        // A change after the list, or the shared watch ended: list again.
+                        Some((f, listed_at)) => {
+                            f.changed_after(*listed_at).await;
                         }
                         None => std::future::pending::<()>().await,
                     }

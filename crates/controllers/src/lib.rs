@@ -31,6 +31,7 @@ pub mod instance_cache;
 pub mod leadership;
 pub mod placement;
 pub mod plane;
+pub mod prefix_changes;
 pub mod records;
 pub mod registrations;
 pub mod reports;
