@@ -433,10 +433,14 @@ impl InstanceCache {
                 c.guard_rev = g;
             }
         }
-        if fresh {
-            for t in tasks {
-                let pool = st.pools.entry(t.host.0.clone()).or_default();
+        for t in tasks {
+            let pool = st.pools.entry(t.host.0.clone()).or_default();
+            if fresh {
                 pool.hold(&t.host.1, &t.arn, &t.reservation, true);
+            } else if let Some(c) = pool.cluster.as_mut() {
+                // The feed told the task already (and held it): its tentative reservation
+                // goes, so that settling has nothing to rebuild.
+                c.drop_tentative(&t.host.1, &t.reservation.group, &t.reservation.resources());
             }
         }
     }
@@ -664,6 +668,15 @@ mod tests {
         assert_eq!(remaining_cpu(&cache, "a"), 4096 - 2048);
         cache.task_changed(Some(&hold("a", "t2", 1024)), None);
         assert_eq!(remaining_cpu(&cache, "a"), 4096 - 1024);
+        // This time the feed tells the committed task before the write-through comes.
+        let one = sched::PlacementRequest::new("f", sched::TaskSpec::simple(1024, 512), 1)
+            .with_group("g");
+        let (_, _, tentative) = cache.plan("c", |c| c.place(&one).unwrap(), |_| vec!["a".into()]);
+        cache.task_changed(None, Some(&hold("a", "t3", 1024)));
+        cache.applied(7);
+        cache.placed("c", &["a".into()], &[hold("a", "t3", 1024)], 7);
+        drop(tentative);
+        assert_eq!(remaining_cpu(&cache, "a"), 4096 - 2048);
     }
 
     #[test]

@@ -528,6 +528,14 @@ fn a_cluster_kept_current_by_hold_and_release_places_as_a_new_one_does() {
     assert!(kept.has_unclaimed(&at));
     assert!(kept.hold(&at, task("f"), &held(&[]), true));
     assert!(!kept.has_unclaimed(&at));
+    // One whose task came another way first is dropped, its resources given back once.
+    let out = kept.place(&one).unwrap();
+    let at2 = out.placements[0].container_instance_id.clone();
+    assert!(kept.hold(&at2, task("g"), &held(&[]), false));
+    assert!(kept.drop_tentative(&at2, "service:web", &held(&[])));
+    assert!(!kept.has_unclaimed(&at2));
+    assert!(!kept.drop_tentative(&at2, "service:web", &held(&[])));
+    assert!(kept.release(&at2, "g", &held(&[])));
     // The truth: i0 runs b, i1 runs c (port 80), and f runs where it was placed.
     let mut now = fleet;
     let mut add = |i: usize, arn: &str, ports: &[u16]| {

@@ -460,13 +460,30 @@ impl Cluster {
     /// keeping the indexes current. `false` (and nothing changes) when no instance has that id
     /// or the task is not on it: the caller rebuilds the instance ([`Cluster::replace`]).
     pub fn release(&mut self, id: &str, arn: &str, held: &Resources) -> bool {
+        self.take_task(id, held, |t| t.arn.as_deref() == Some(arn))
+    }
+
+    /// Removes one task of `group` this cluster placed on instance `id` that has no ARN yet (a
+    /// tentative placement), giving back what it held (`held`): the caller learnt of the
+    /// committed task by another way ([`Cluster::hold`] without `claim`). `false` (and nothing
+    /// changes) when there is none.
+    pub fn drop_tentative(&mut self, id: &str, group: &str, held: &Resources) -> bool {
+        self.take_task(id, held, |t| t.arn.is_none() && t.group == group)
+    }
+
+    fn take_task(
+        &mut self,
+        id: &str,
+        held: &Resources,
+        which: impl Fn(&RunningTask) -> bool,
+    ) -> bool {
         let Some(&n) = self.by_id.get(id) else {
             return false;
         };
         let Some(x) = self.instances.get_mut(n) else {
             return false;
         };
-        let Some(at) = x.tasks.iter().position(|t| t.arn.as_deref() == Some(arn)) else {
+        let Some(at) = x.tasks.iter().position(which) else {
             return false;
         };
         let t = x.tasks.swap_remove(at);
