@@ -14,6 +14,7 @@ mod exec_cmd;
 mod fargate_cmd;
 mod lb_cmd;
 mod logs_cmd;
+mod open_files;
 mod serve;
 mod service_cmd;
 mod status_cmd;

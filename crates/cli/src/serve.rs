@@ -275,6 +275,16 @@ async fn opened_before(store: &dyn flotilla_store::Store) -> anyhow::Result<Vec<
 /// process (as `flotilla dev` does: one in its cluster, one serving the managed Fargate pool),
 /// pointed at this server once it listens.
 pub async fn run(cfg: ServerConfig, local_agents: Vec<LocalAgent>) -> anyhow::Result<()> {
+    // A socket per agent session: the soft limit many systems start with (1024) is far below
+    // what thousands of hosts need, and the hard limit is there to be used.
+    match crate::open_files::raise_to_hard() {
+        crate::open_files::Raised::Enough(limit) => {
+            tracing::debug!(?limit, "open files limit")
+        }
+        crate::open_files::Raised::Short { have, want } => {
+            tracing::warn!(have, want, "could not raise the open files limit")
+        }
+    }
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
