@@ -29,6 +29,9 @@ use hyper_util::rt::TokioExecutor;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Idle HTTP connections kept per replica.
+const MAX_IDLE_PER_REPLICA: usize = 16;
+
 /// A failed API call.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -200,7 +203,12 @@ impl EcsClient {
             authorities: authorities.into(),
             credentials,
             region: region.to_string(),
-            http: Client::builder(TokioExecutor::new()).build(https),
+            // An agent talks to a replica or two: a few idle connections are plenty (and a
+            // process of thousands of hollow agents sharing this client, `bench scale`, would
+            // otherwise keep one per agent's registration open).
+            http: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(MAX_IDLE_PER_REPLICA)
+                .build(https),
             tls,
         })
     }

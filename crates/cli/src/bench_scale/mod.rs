@@ -471,9 +471,13 @@ pub async fn scale(args: ScaleArgs) -> anyhow::Result<Report> {
     if !(0.0..=1.0).contains(&args.failure_rate) {
         bail!("--failure-rate must be between 0 and 1");
     }
-    // Each hollow agent holds its session's socket, pooled HTTP connections and files, and
-    // the server (a child, which inherits the limit) a socket per session.
-    let want = args.instances.saturating_mul(4).saturating_add(4096);
+    // Each hollow agent holds its session's socket (and, for a moment, files of its data
+    // directory); the shared HTTP pool and the rest take a few thousand at most. The server,
+    // a child, inherits the limit and holds a socket per session.
+    let want = args
+        .instances
+        .saturating_add(args.instances / 2)
+        .saturating_add(2048);
     if let crate::open_files::Raised::Short { have, want } = crate::open_files::raise_to(want) {
         bail!(
             "{} hollow agents need about {want} open files, and this process may have only {have}; raise the limit (`ulimit -n {want}`, as root or with a higher hard limit) or run fewer --instances",
