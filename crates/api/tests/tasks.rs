@@ -426,19 +426,23 @@ async fn stop_describe_list_and_client_tokens() {
     assert!(d["tasks"][0].get("tags").is_none());
 }
 
-async fn over_commit_check(store: Arc<dyn Store>) {
-    let api = Arc::new(api_with(store));
-    cluster(&api, "race").await;
-    let inst = register(&api, "race", 4096, 1024, "us-east-1a").await;
-    task_definition(&api, "small", 128, None).await;
+/// 24 RunTasks at once through `replicas` (in turn) on one instance with room for 8 tasks:
+/// exactly 8 are placed, the others fail for memory, and every replica describes the instance
+/// full.
+async fn race(replicas: &[Arc<flotilla_api::Api>], name: &str) {
+    let first = &replicas[0];
+    cluster(first, name).await;
+    let inst = register(first, name, 4096, 1024, "us-east-1a").await;
+    task_definition(first, "small", 128, None).await;
     let mut handles = Vec::new();
-    for _ in 0..24 {
-        let api = api.clone();
+    for n in 0..24 {
+        let api = replicas[n % replicas.len()].clone();
+        let name = name.to_string();
         handles.push(tokio::spawn(async move {
             call(
                 &api,
                 "RunTask",
-                json!({"cluster": "race", "taskDefinition": "small"}),
+                json!({"cluster": name, "taskDefinition": "small"}),
             )
             .await
         }));
@@ -455,17 +459,24 @@ async fn over_commit_check(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(placed, 8, "1024 MiB fits exactly 8 tasks of 128 MiB");
-    let d = ok(
-        &api,
-        "DescribeContainerInstances",
-        json!({"cluster": "race", "containerInstances": [inst]}),
-    )
-    .await;
-    assert_eq!(
-        resource(&d["containerInstances"][0], "remainingResources", "MEMORY")["integerValue"],
-        0
-    );
-    assert_eq!(d["containerInstances"][0]["runningTasksCount"], 8);
+    for api in replicas {
+        let d = ok(
+            api,
+            "DescribeContainerInstances",
+            json!({"cluster": name, "containerInstances": [inst]}),
+        )
+        .await;
+        let ci = &d["containerInstances"][0];
+        assert_eq!(
+            resource(ci, "remainingResources", "MEMORY")["integerValue"],
+            0
+        );
+        assert_eq!(ci["runningTasksCount"], 8);
+    }
+}
+
+async fn over_commit_check(store: Arc<dyn Store>) {
+    race(&[Arc::new(api_with(store))], "race").await;
 }
 
 on_both_stores!(
@@ -482,48 +493,7 @@ async fn two_replicas_over_commit_check(store: Arc<dyn Store>) {
         Arc::new(api_with(store.clone())),
         Arc::new(api_with(store.clone())),
     ];
-    cluster(&replicas[0], "race2").await;
-    let inst = register(&replicas[0], "race2", 4096, 1024, "us-east-1a").await;
-    task_definition(&replicas[0], "small", 128, None).await;
-    let mut handles = Vec::new();
-    for n in 0..24 {
-        let api = replicas[n % 2].clone();
-        handles.push(tokio::spawn(async move {
-            call(
-                &api,
-                "RunTask",
-                json!({"cluster": "race2", "taskDefinition": "small"}),
-            )
-            .await
-        }));
-    }
-    let mut placed = 0;
-    for h in handles {
-        let out = h
-            .await
-            .unwrap()
-            .expect("RunTask answers (tasks or failures)");
-        placed += out["tasks"].as_array().unwrap().len();
-        for f in out["failures"].as_array().unwrap() {
-            assert_eq!(f["reason"], "RESOURCE:MEMORY");
-        }
-    }
-    assert_eq!(placed, 8, "1024 MiB fits exactly 8 tasks of 128 MiB");
-    // Each replica tells the same remaining memory, and stopping a task gives it back.
-    for api in &replicas {
-        let d = ok(
-            api,
-            "DescribeContainerInstances",
-            json!({"cluster": "race2", "containerInstances": [inst]}),
-        )
-        .await;
-        let ci = &d["containerInstances"][0];
-        assert_eq!(
-            resource(ci, "remainingResources", "MEMORY")["integerValue"],
-            0
-        );
-        assert_eq!(ci["runningTasksCount"], 8);
-    }
+    race(&replicas, "race2").await;
 }
 
 on_both_stores!(

@@ -313,6 +313,22 @@ impl Ctx<'_> {
     }
 }
 
+/// One task of `group` fewer on instance `at` in the per-group counts (entries that reach zero
+/// are removed).
+fn uncount(groups: &mut HashMap<String, HashMap<u32, u32>>, group: &str, at: u32) {
+    if let Some(g) = groups.get_mut(group) {
+        if let Some(c) = g.get_mut(&at) {
+            *c = c.saturating_sub(1);
+            if *c == 0 {
+                g.remove(&at);
+            }
+        }
+        if g.is_empty() {
+            groups.remove(group);
+        }
+    }
+}
+
 /// A cluster being placed into: the snapshot plus the indexes placement
 /// keeps across requests.
 pub struct Cluster {
@@ -363,17 +379,7 @@ impl Cluster {
         };
         let at = n as u32;
         for t in &old.tasks {
-            if let Some(g) = self.groups.get_mut(&t.group) {
-                if let Some(c) = g.get_mut(&at) {
-                    *c = c.saturating_sub(1);
-                    if *c == 0 {
-                        g.remove(&at);
-                    }
-                }
-                if g.is_empty() {
-                    self.groups.remove(&t.group);
-                }
-            }
+            uncount(&mut self.groups, &t.group, at);
         }
         for t in &x.tasks {
             *self
@@ -507,18 +513,7 @@ impl Cluster {
                 x.remaining.ports_udp.remove(*p);
             }
         }
-        let at = n as u32;
-        if let Some(g) = self.groups.get_mut(&t.group) {
-            if let Some(c) = g.get_mut(&at) {
-                *c = c.saturating_sub(1);
-                if *c == 0 {
-                    g.remove(&at);
-                }
-            }
-            if g.is_empty() {
-                self.groups.remove(&t.group);
-            }
-        }
+        uncount(&mut self.groups, &t.group, n as u32);
         true
     }
 
