@@ -40,7 +40,6 @@ pub async fn reservations(store: &dyn Store) -> Result<Vec<(String, String, f64)
         let instances = list::<InstanceRecord>(store, &instance_prefix(&name)).await?;
         let tasks = list::<TaskRecord>(store, &task_prefix(&name)).await?;
         let held = flotilla_controllers::held::of_records(tasks.iter().map(|(_, t, _)| t), &name);
-        let nothing = flotilla_control::instances::Held::new();
         let daemons: HashSet<String> = list::<ServiceRecord>(store, &service_prefix(&name))
             .await?
             .into_iter()
@@ -56,9 +55,13 @@ pub async fn reservations(store: &dyn Store) -> Result<Vec<(String, String, f64)
                 .and_then(|s| s.minimum_scaling_step_size)
                 .unwrap_or(cp::DEFAULT_MIN_STEP);
             let h = cp::hosts(
-                instances
-                    .iter()
-                    .map(|(_, i, _)| (i, held.get(&i.id).unwrap_or(&nothing))),
+                instances.iter().map(|(_, i, _)| {
+                    (
+                        i,
+                        held.get(&i.id)
+                            .unwrap_or(&flotilla_control::instances::NOTHING_HELD),
+                    )
+                }),
                 r.name(),
                 &daemons,
             );

@@ -97,6 +97,9 @@ impl Reservation {
 /// reservations, gathered by the caller (the task index, or the task records).
 pub type Held = BTreeMap<String, Reservation>;
 
+/// What an instance without tasks holds: nothing.
+pub static NOTHING_HELD: Held = BTreeMap::new();
+
 /// A stored container instance.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstanceRecord {

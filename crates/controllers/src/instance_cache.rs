@@ -34,8 +34,11 @@
 //! nor read before it has caught up with the store ([`crate::task_feed::TaskFeed::caught_up`]):
 //! a caller that cannot wait reads the store.
 
-use flotilla_control::instances::{custom_attribute, Held, InstanceRecord, Reservation};
+use flotilla_control::instances::{
+    custom_attribute, Held, InstanceRecord, Reservation, NOTHING_HELD,
+};
 use flotilla_control::keys::{ATTRIBUTES, CONTAINER_INSTANCES, PLACEMENT_GUARDS};
+use flotilla_control::tasks::TaskRecord;
 use flotilla_model::shapes::Attribute;
 use flotilla_scheduler as sched;
 use flotilla_store::{Event, KeyValue};
@@ -79,9 +82,6 @@ fn custom_of(
         .map(|m| m.values().map(|(a, _)| custom_attribute(a)).collect())
         .unwrap_or_default()
 }
-
-/// What nothing holds.
-static NOTHING_HELD: std::sync::LazyLock<Held> = std::sync::LazyLock::new(Held::new);
 
 impl Pool {
     fn scheduled(c: &Cached) -> bool {
@@ -225,6 +225,17 @@ pub struct TaskHold {
     pub arn: String,
     /// What it holds there.
     pub reservation: Reservation,
+}
+
+impl TaskHold {
+    /// What a task record holds on its host (nothing once it has stopped).
+    pub fn of(t: &TaskRecord) -> Option<TaskHold> {
+        (!t.is_stopped()).then(|| TaskHold {
+            host: (t.instance_cluster().to_string(), t.instance_id.clone()),
+            arn: t.arn().to_string(),
+            reservation: t.reservation.clone(),
+        })
+    }
 }
 
 /// A plan's tentative reservations on the kept cluster: dropping it puts the instances it

@@ -35,7 +35,9 @@ use crate::plane::Plane;
 use crate::records::{
     self, get, instance_prefix, task_key, to_bytes, ClientTokenRecord, ATTRIBUTES,
 };
-use flotilla_control::instances::{custom_attribute, Held, InstanceRecord, Reservation};
+use flotilla_control::instances::{
+    custom_attribute, Held, InstanceRecord, Reservation, NOTHING_HELD,
+};
 use flotilla_control::keys::{placement_guard_key, placement_guard_prefix, PLACEMENT_GUARD_VALUE};
 use flotilla_control::launch::placement_error;
 use flotilla_control::service_scheduler::Unplaced;
@@ -341,14 +343,7 @@ pub async fn place(
             } => {
                 let at = records::commit_fenced_at(plane.store(), txn, fence).await?;
                 if let (Some(rev), Committed::Placed(tasks, _)) = (at, &outcome) {
-                    let holds: Vec<TaskHold> = tasks
-                        .iter()
-                        .map(|t| TaskHold {
-                            host: (t.instance_cluster().to_string(), t.instance_id.clone()),
-                            arn: t.arn().to_string(),
-                            reservation: t.reservation.clone(),
-                        })
-                        .collect();
+                    let holds: Vec<TaskHold> = tasks.iter().filter_map(TaskHold::of).collect();
                     plane.tasks.instances.placed(pool, &used, &holds, rev);
                 }
                 drop(tentative);
@@ -414,9 +409,6 @@ fn plan(
         }
     }))
 }
-
-/// What nothing holds.
-static NOTHING_HELD: std::sync::LazyLock<Held> = std::sync::LazyLock::new(Held::new);
 
 /// The scheduler's snapshot of these instances, with what their tasks hold.
 fn snapshot_of<'a>(

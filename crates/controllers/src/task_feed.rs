@@ -254,7 +254,7 @@ impl TaskFeed {
                 };
                 let old = st.index.put(cluster, id, &t);
                 let host = (t.instance_cluster().to_string(), t.instance_id.clone());
-                let holds = (old.as_ref().and_then(hold_of), hold_of_record(&t));
+                let holds = (old.as_ref().and_then(hold_of), TaskHold::of(&t));
                 if let Some(o) = old {
                     let was = (o.instance_cluster.to_string(), o.instance_id.to_string());
                     if was != host {
@@ -327,15 +327,6 @@ fn hold_of(s: &TaskSummary) -> Option<TaskHold> {
     })
 }
 
-/// What a task record holds on its host (nothing once it has stopped).
-fn hold_of_record(t: &TaskRecord) -> Option<TaskHold> {
-    (!t.is_stopped()).then(|| TaskHold {
-        host: (t.instance_cluster().to_string(), t.instance_id.clone()),
-        arn: t.arn().to_string(),
-        reservation: t.reservation.clone(),
-    })
-}
-
 async fn run(feed: Weak<TaskFeed>, store: Arc<dyn Store>) {
     loop {
         let page = match store.list(TASKS, None, 0).await {
@@ -366,7 +357,7 @@ async fn run(feed: Weak<TaskFeed>, store: Arc<dyn Store>) {
                 .items
                 .iter()
                 .filter_map(|kv| serde_json::from_slice::<TaskRecord>(&kv.value).ok())
-                .filter_map(|t| hold_of_record(&t))
+                .filter_map(|t| TaskHold::of(&t))
                 .collect();
             f.instances.load(&others.0, &others.1, &others.2, held);
             f.load(&page.items, page.revision);

@@ -34,7 +34,6 @@ pub async fn list_container_instances(
     } else {
         Default::default()
     };
-    let nothing = flotilla_control::instances::Held::new();
     let items = records::list::<InstanceRecord>(ctx.store(), &instance_prefix(&cluster))
         .await?
         .into_iter()
@@ -44,10 +43,13 @@ pub async fn list_container_instances(
         })
         .filter(|(_, r, _)| {
             q.as_ref().is_none_or(|q| {
-                q.matches(&r.to_scheduler(
-                    custom.get(&r.id).map_or(&[], |v| v),
-                    held.get(&r.id).unwrap_or(&nothing),
-                ))
+                q.matches(
+                    &r.to_scheduler(
+                        custom.get(&r.id).map_or(&[], |v| v),
+                        held.get(&r.id)
+                            .unwrap_or(&flotilla_control::instances::NOTHING_HELD),
+                    ),
+                )
             })
         })
         .map(|(k, r, _)| (k, r.arn().to_string()));
