@@ -462,9 +462,7 @@ async fn one_session<S: Future<Output = ()>>(
     for r in p.engine.current_reports() {
         unacked.push(r);
     }
-    for r in unacked.pending() {
-        send(&mut ws, &AgentMessage::TaskState(r)).await?;
-    }
+    send_reports(&mut ws, unacked.pending()).await?;
     send(
         &mut ws,
         &AgentMessage::Heartbeat {
@@ -604,10 +602,11 @@ async fn one_session<S: Future<Output = ()>>(
                 while let Ok(more) = reports.try_recv() {
                     ready.push(more);
                 }
-                for r in latest_per_task(ready) {
+                let latest = latest_per_task(ready);
+                for r in &latest {
                     unacked.push(r.clone());
-                    send(&mut ws, &AgentMessage::TaskState(r)).await?;
                 }
+                send_reports(&mut ws, latest).await?;
             }
             _ = beat.tick() => {
                 if last_heard.elapsed() > silence_limit {
@@ -686,6 +685,21 @@ async fn open(p: &SessionParams<'_>) -> Result<(Ws, Duration, String), SessionEr
 async fn send(ws: &mut Ws, msg: &AgentMessage) -> Result<(), SessionError> {
     let text = flotilla_protocol::encode(msg).map_err(|e| SessionError::Protocol(e.to_string()))?;
     ws.send(Message::text(text))
+        .await
+        .map_err(|e| SessionError::Ws(e.to_string()))
+}
+
+/// Sends `reports` with one flush at the end (one write to the socket where it can): the
+/// server applies the reports it finds together in one transaction.
+async fn send_reports(ws: &mut Ws, reports: Vec<TaskStateReport>) -> Result<(), SessionError> {
+    for r in reports {
+        let text = flotilla_protocol::encode(&AgentMessage::TaskState(r))
+            .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        ws.feed(Message::text(text))
+            .await
+            .map_err(|e| SessionError::Ws(e.to_string()))?;
+    }
+    ws.flush()
         .await
         .map_err(|e| SessionError::Ws(e.to_string()))
 }

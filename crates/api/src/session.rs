@@ -59,7 +59,7 @@ use flotilla_control::instances::InstanceRecord;
 use flotilla_control::tasks::TaskRecord;
 use flotilla_controllers::agents::{beat, set_agent_connected};
 use flotilla_controllers::records::{get, instance_key, task_prefix, TASKS};
-use flotilla_controllers::reports::apply_task_state;
+use flotilla_controllers::reports::apply_task_states;
 use flotilla_model::{EcsError, ErrorCode};
 use flotilla_protocol::{
     AgentMessage, ServerMessage, TaskAssignment, INSTANCE_PARAM, MANAGED_POOL, PROTOCOL_VERSION,
@@ -428,6 +428,112 @@ async fn revocation(waiter: &mut Option<flotilla_controllers::deletions::Waiter>
     }
 }
 
+/// At most this many frames the agent sent are taken together ([`ready_frames`]).
+const MAX_READY_FRAMES: usize = 256;
+
+/// `first` and the frames after it that have arrived already (at most [`MAX_READY_FRAMES`]),
+/// and whether the connection ended after them.
+fn ready_frames(
+    first: Message,
+    rx: &mut futures::stream::SplitStream<WebSocket>,
+) -> (Vec<Message>, bool) {
+    use futures::FutureExt;
+    let mut frames = vec![first];
+    while frames.len() < MAX_READY_FRAMES {
+        match rx.next().now_or_never() {
+            Some(Some(Ok(m))) => frames.push(m),
+            Some(Some(Err(_)) | None) => return (frames, true),
+            None => break,
+        }
+    }
+    (frames, false)
+}
+
+/// Applies the agent's `reports` (taken together, in the order it sent them) and acknowledges
+/// them with one `Ack` of the last one's seq (acks are cumulative); empties `reports`.
+async fn apply_reports(
+    api: &Api,
+    cluster: &str,
+    id: &str,
+    tx: &mut Sink,
+    reports: &mut Vec<flotilla_protocol::TaskStateReport>,
+) -> Result<(), SessionEnd> {
+    let Some(last) = reports.last().map(|r| r.seq) else {
+        return Ok(());
+    };
+    match apply_task_states(&api.plane, cluster, id, reports).await {
+        Ok(()) => {
+            reports.clear();
+            send(tx, &ServerMessage::Ack { seq: last }).await?;
+            Ok(())
+        }
+        // Never acknowledge past a report that was not applied. Ending the session makes the
+        // agent reconnect and resend everything unacknowledged.
+        Err(e) => {
+            let tasks: Vec<&str> = reports.iter().map(|r| r.task_arn.as_str()).collect();
+            Err(format!("could not apply the reports for {}: {e}", tasks.join(", ")).into())
+        }
+    }
+}
+
+/// Answers one message of the agent other than a report.
+async fn handle(
+    api: &Api,
+    cluster: &str,
+    id: &str,
+    tx: &mut Sink,
+    logs: &mut crate::logs::SessionLogs,
+    msg: AgentMessage,
+) -> Result<(), SessionEnd> {
+    match msg {
+        AgentMessage::Heartbeat { .. } => {}
+        AgentMessage::TaskState(report) => {
+            apply_reports(api, cluster, id, tx, &mut vec![report]).await?;
+        }
+        AgentMessage::Usage { samples } => api.agents.record_usage(samples),
+        AgentMessage::GetSecrets {
+            request_id,
+            task_arn,
+        } => {
+            let outcome = crate::secrets::for_agent(api, cluster, id, &task_arn).await;
+            let msg = ServerMessage::Secrets {
+                request_id,
+                task_arn,
+                outcome,
+            };
+            send(tx, &msg).await?;
+        }
+        AgentMessage::GetCredentials {
+            request_id,
+            task_arn,
+        } => {
+            let outcome = crate::task_credentials::for_agent(api, cluster, id, &task_arn).await;
+            let msg = ServerMessage::Credentials {
+                request_id,
+                task_arn,
+                outcome,
+            };
+            send(tx, &msg).await?;
+        }
+        AgentMessage::Log { id, result } => logs.answer(id, result),
+        AgentMessage::ReserveWarmNetworks { size } => {
+            match flotilla_controllers::fargate::reserve_warm(&api.plane, cluster, id, size).await {
+                Ok(networks) => {
+                    tracing::debug!(
+                        size,
+                        reserved = networks.len(),
+                        "warm task networks reserved"
+                    );
+                    send(tx, &ServerMessage::WarmNetworks { networks }).await?;
+                }
+                // The agent asks again when a task takes one or it reconnects.
+                Err(e) => tracing::warn!(error = %e, "could not reserve warm task networks"),
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn session_loop(
     api: &Api,
     socket: WebSocket,
@@ -510,55 +616,35 @@ async fn session_loop(
                         tracing::warn!(error = %e, "could not record the agent's beat");
                     }
                 }
-                match msg {
-                    Message::Text(text) => match flotilla_protocol::decode::<AgentMessage>(&text) {
-                        Ok(AgentMessage::Heartbeat { .. }) => {}
-                        Ok(AgentMessage::TaskState(report)) => {
-                            match apply_task_state(api, cluster, id, &report).await {
-                                Ok(()) => {
-                                    if let Err(e) = send(&mut tx, &ServerMessage::Ack { seq: report.seq }).await {
-                                        return e.into();
-                                    }
-                                }
-                                // Acks are cumulative: never acknowledge past a report that
-                                // was not applied. Ending the session makes the agent
-                                // reconnect and resend everything unacknowledged.
-                                Err(e) => return format!("could not apply the report for {}: {e}", report.task_arn).into(),
+                // With it, whatever else the agent sent that is here already: its reports are
+                // applied together (one transaction, one Ack), in the order they came.
+                let (frames, closed) = ready_frames(msg, &mut rx);
+                let mut reports = Vec::new();
+                for frame in frames {
+                    let decoded = match frame {
+                        Message::Text(text) => flotilla_protocol::decode::<AgentMessage>(&text),
+                        Message::Close(Some(f)) if f.code == flotilla_protocol::MOVING_CLOSE_CODE => return SessionEnd::Moving,
+                        Message::Close(_) => return "closed by the agent".into(),
+                        _ => continue,
+                    };
+                    match decoded {
+                        Ok(AgentMessage::TaskState(report)) => reports.push(report),
+                        Ok(other) => {
+                            if let Err(end) = apply_reports(api, cluster, id, &mut tx, &mut reports).await {
+                                return end;
                             }
-                        }
-                        Ok(AgentMessage::Usage { samples }) => api.agents.record_usage(samples),
-                        Ok(AgentMessage::GetSecrets { request_id, task_arn }) => {
-                            let outcome = crate::secrets::for_agent(api, cluster, id, &task_arn).await;
-                            let msg = ServerMessage::Secrets { request_id, task_arn, outcome };
-                            if let Err(e) = send(&mut tx, &msg).await {
-                                return e.into();
-                            }
-                        }
-                        Ok(AgentMessage::GetCredentials { request_id, task_arn }) => {
-                            let outcome = crate::task_credentials::for_agent(api, cluster, id, &task_arn).await;
-                            let msg = ServerMessage::Credentials { request_id, task_arn, outcome };
-                            if let Err(e) = send(&mut tx, &msg).await {
-                                return e.into();
-                            }
-                        }
-                        Ok(AgentMessage::Log { id, result }) => logs.answer(id, result),
-                        Ok(AgentMessage::ReserveWarmNetworks { size }) => {
-                            match flotilla_controllers::fargate::reserve_warm(&api.plane, cluster, id, size).await {
-                                Ok(networks) => {
-                                    tracing::debug!(size, reserved = networks.len(), "warm task networks reserved");
-                                    if let Err(e) = send(&mut tx, &ServerMessage::WarmNetworks { networks }).await {
-                                        return e.into();
-                                    }
-                                }
-                                // The agent asks again when a task takes one or it reconnects.
-                                Err(e) => tracing::warn!(error = %e, "could not reserve warm task networks"),
+                            if let Err(end) = handle(api, cluster, id, &mut tx, &mut logs, other).await {
+                                return end;
                             }
                         }
                         Err(e) => tracing::warn!(error = %e, "undecodable agent message ignored"),
-                    },
-                    Message::Close(Some(f)) if f.code == flotilla_protocol::MOVING_CLOSE_CODE => return SessionEnd::Moving,
-                    Message::Close(_) => return "closed by the agent".into(),
-                    _ => {}
+                    }
+                }
+                if let Err(end) = apply_reports(api, cluster, id, &mut tx, &mut reports).await {
+                    return end;
+                }
+                if closed {
+                    return "connection closed".into();
                 }
             }
             change = w.next(cluster, id) => match change {

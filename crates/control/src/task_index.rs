@@ -19,7 +19,7 @@
 //! task's body, so a reader that needs one reads it from the store.
 
 use crate::instances::{Held, Reservation};
-use crate::tasks::TaskRecord;
+use crate::tasks::{TaskHead, TaskRecord};
 use flotilla_model::shapes::LaunchType;
 use flotilla_model::status::TaskStatus;
 use flotilla_protocol::DesiredStatus;
@@ -50,6 +50,9 @@ pub struct TaskSummary {
     pub group: Option<Arc<str>>,
     /// What it holds on its instance while it has not stopped.
     pub hold: Hold,
+    /// Its assignment's version (0 without one): it grows with every change of its desired
+    /// state.
+    pub version: u64,
 }
 
 /// What a task holds on its instance (its record's [`Reservation`], its strings shared).
@@ -172,7 +175,7 @@ impl TaskIndex {
     }
 
     /// The summary of a record, its strings shared with the index's.
-    pub fn summarize(&mut self, t: &TaskRecord) -> TaskSummary {
+    pub fn summarize(&mut self, t: &TaskHead) -> TaskSummary {
         TaskSummary {
             arn: t.arn().into(),
             instance_cluster: self.intern(t.instance_cluster()),
@@ -191,11 +194,17 @@ impl TaskIndex {
                 group: self.intern(&t.reservation.group),
                 revision: t.reservation.revision,
             },
+            version: t.assignment_version(),
         }
     }
 
     /// The record of task `id` of `cluster` was written: returns its summary before, if any.
     pub fn put(&mut self, cluster: &str, id: &str, t: &TaskRecord) -> Option<TaskSummary> {
+        self.put_head(cluster, id, &TaskHead::of(t))
+    }
+
+    /// [`TaskIndex::put`] of a record's [`TaskHead`].
+    pub fn put_head(&mut self, cluster: &str, id: &str, t: &TaskHead) -> Option<TaskSummary> {
         let s = self.summarize(t);
         self.put_summary(cluster, id, s)
     }
@@ -402,6 +411,7 @@ mod tests {
                 memory: u32::from(host) + 1,
                 ..Hold::default()
             },
+            version: 1,
         }
     }
 

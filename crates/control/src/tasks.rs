@@ -71,6 +71,114 @@ pub struct TaskRecord {
     pub protection: Option<crate::protection::Protection>,
 }
 
+/// What the replica's task index and instance cache read of a stored task record
+/// (`flotilla_controllers::task_feed` decodes every task write): the rest of the record (the
+/// ECS shape's containers and overrides, the assignment's container definitions) is skipped by
+/// the decoder, never allocated. [`TaskHead::of`] is the same from a decoded record; a unit
+/// test holds the two equal.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct TaskHead {
+    /// The parts of the ECS shape it reads.
+    pub task: TaskShapeHead,
+    /// Observed status.
+    pub last_status: Status,
+    /// Cluster name.
+    pub cluster: String,
+    /// Container instance id.
+    pub instance_id: String,
+    /// The parts of the assignment it reads.
+    pub assignment: Option<AssignmentHead>,
+    /// What the task holds on its instance until it stops.
+    pub reservation: Reservation,
+}
+
+/// The members of the ECS task shape a [`TaskHead`] keeps.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct TaskShapeHead {
+    /// The task ARN.
+    #[serde(rename = "taskArn", default)]
+    pub task_arn: Option<String>,
+    /// The launch type.
+    #[serde(rename = "launchType", default)]
+    pub launch_type: Option<flotilla_model::shapes::LaunchType>,
+    /// `startedBy`.
+    #[serde(rename = "startedBy", default)]
+    pub started_by: Option<String>,
+    /// `group`.
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+/// The members of a [`TaskAssignment`] a [`TaskHead`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct AssignmentHead {
+    /// Grows with every change of the task's desired state.
+    pub version: u64,
+    /// What the control plane wants.
+    pub desired_status: DesiredStatus,
+}
+
+/// Only the assignment of a stored task record (the rest skipped by the decoder).
+#[derive(Debug, Deserialize)]
+pub struct AssignmentOnly {
+    /// The assignment, when the record has one.
+    pub assignment: Option<TaskAssignment>,
+}
+
+impl TaskHead {
+    /// The head of a decoded record.
+    pub fn of(t: &TaskRecord) -> TaskHead {
+        TaskHead {
+            task: TaskShapeHead {
+                task_arn: t.task.task_arn.clone(),
+                launch_type: t.task.launch_type,
+                started_by: t.task.started_by.clone(),
+                group: t.task.group.clone(),
+            },
+            last_status: t.last_status,
+            cluster: t.cluster.clone(),
+            instance_id: t.instance_id.clone(),
+            assignment: t.assignment.as_ref().map(|a| AssignmentHead {
+                version: a.version,
+                desired_status: a.desired_status,
+            }),
+            reservation: t.reservation.clone(),
+        }
+    }
+
+    /// [`TaskRecord::desired`].
+    pub fn desired(&self) -> DesiredStatus {
+        self.assignment
+            .as_ref()
+            .map_or(DesiredStatus::Stopped, |a| a.desired_status)
+    }
+
+    /// [`TaskRecord::assignment_version`].
+    pub fn assignment_version(&self) -> u64 {
+        self.assignment.as_ref().map_or(0, |a| a.version)
+    }
+
+    /// [`TaskRecord::is_stopped`].
+    pub fn is_stopped(&self) -> bool {
+        self.last_status.0 == TaskStatus::Stopped
+    }
+
+    /// [`TaskRecord::arn`].
+    pub fn arn(&self) -> &str {
+        self.task.task_arn.as_deref().unwrap_or("")
+    }
+
+    /// [`TaskRecord::instance_cluster`].
+    pub fn instance_cluster(&self) -> &str {
+        crate::launch::host_cluster(
+            self.task
+                .launch_type
+                .unwrap_or(flotilla_model::shapes::LaunchType::Ec2),
+            &self.cluster,
+        )
+    }
+}
+
 /// [`TaskStatus`] with a default, so the record can derive `Default`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -653,6 +761,55 @@ mod tests {
             }),
             ..TaskRecord::default()
         }
+    }
+
+    /// The feed decodes only a record's head: it must be what the whole record says, for every
+    /// member it keeps (a renamed member would decode as its default and go unnoticed).
+    #[test]
+    fn a_record_s_head_decodes_as_the_record_says() {
+        let mut t = record();
+        t.task.task_arn = Some("arn:aws:ecs:us-east-1:1:task/c/abc".into());
+        t.task.launch_type = Some(flotilla_model::shapes::LaunchType::Fargate);
+        t.task.started_by = Some("me".into());
+        t.task.group = Some("service:web".into());
+        t.last_status = Status(TaskStatus::Running);
+        t.cluster = "c".into();
+        t.id = "abc".into();
+        t.instance_id = "i-1".into();
+        t.reservation = Reservation {
+            task_arn: "arn:aws:ecs:us-east-1:1:task/c/abc".into(),
+            cpu: 256,
+            memory: 512,
+            ports: vec![8080],
+            ports_udp: vec![53],
+            group: "service:web".into(),
+            family: "web".into(),
+            revision: 3,
+            started_by: Some("me".into()),
+        };
+        if let Some(a) = t.assignment.as_mut() {
+            a.version = 7;
+            a.desired_status = DesiredStatus::Stopped;
+        }
+        let bytes = serde_json::to_vec(&t).unwrap();
+        let head: TaskHead = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(head, TaskHead::of(&t));
+        assert_eq!(head.assignment_version(), 7);
+        assert_eq!(head.desired(), t.desired());
+        assert_eq!(head.instance_cluster(), t.instance_cluster());
+        assert_ne!(
+            head.instance_cluster(),
+            "c",
+            "a Fargate task runs in the pool"
+        );
+        assert!(!head.is_stopped());
+        let only: AssignmentOnly = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(only.assignment, t.assignment);
+        // A record without an assignment.
+        t.assignment = None;
+        let head: TaskHead = serde_json::from_slice(&serde_json::to_vec(&t).unwrap()).unwrap();
+        assert_eq!(head, TaskHead::of(&t));
+        assert_eq!(head.desired(), DesiredStatus::Stopped);
     }
 
     fn report(status: TaskStatus, c: ContainerStatus, exit: Option<i32>) -> TaskStateReport {

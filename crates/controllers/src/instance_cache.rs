@@ -38,7 +38,7 @@ use flotilla_control::instances::{
     custom_attribute, Held, InstanceRecord, Reservation, NOTHING_HELD,
 };
 use flotilla_control::keys::{ATTRIBUTES, CONTAINER_INSTANCES, PLACEMENT_GUARDS};
-use flotilla_control::tasks::TaskRecord;
+use flotilla_control::tasks::{TaskHead, TaskRecord};
 use flotilla_model::shapes::Attribute;
 use flotilla_scheduler as sched;
 use flotilla_store::{Event, KeyValue};
@@ -230,6 +230,11 @@ pub struct TaskHold {
 impl TaskHold {
     /// What a task record holds on its host (nothing once it has stopped).
     pub fn of(t: &TaskRecord) -> Option<TaskHold> {
+        TaskHold::of_head(&TaskHead::of(t))
+    }
+
+    /// [`TaskHold::of`] a record's head.
+    pub fn of_head(t: &TaskHead) -> Option<TaskHold> {
         (!t.is_stopped()).then(|| TaskHold {
             host: (t.instance_cluster().to_string(), t.instance_id.clone()),
             arn: t.arn().to_string(),

@@ -30,7 +30,7 @@
 use crate::instance_cache::{self, InstanceCache, TaskHold};
 use flotilla_control::keys::{ATTRIBUTES, CONTAINER_INSTANCES, PLACEMENT_GUARDS, TASKS};
 use flotilla_control::task_index::{TaskIndex, TaskSummary};
-use flotilla_control::tasks::TaskRecord;
+use flotilla_control::tasks::{AssignmentOnly, TaskHead};
 use flotilla_protocol::TaskAssignment;
 use flotilla_store::{Event, Store};
 use futures::{FutureExt, StreamExt};
@@ -249,13 +249,17 @@ impl TaskFeed {
         let mut st = self.lock();
         match ev {
             Event::Put(kv) => {
-                let Ok(t) = serde_json::from_slice::<TaskRecord>(&kv.value) else {
+                // The head only: most writes are reports, which change the status and not the
+                // assignment, and the host's session needs the assignment only when its
+                // version grew.
+                let Ok(t) = serde_json::from_slice::<TaskHead>(&kv.value) else {
                     return;
                 };
-                let old = st.index.put(cluster, id, &t);
+                let old = st.index.put_head(cluster, id, &t);
                 let host = (t.instance_cluster().to_string(), t.instance_id.clone());
-                let holds = (old.as_ref().and_then(hold_of), TaskHold::of(&t));
-                if let Some(o) = old {
+                let holds = (old.as_ref().and_then(hold_of), TaskHold::of_head(&t));
+                let mut told = false;
+                if let Some(o) = &old {
                     let was = (o.instance_cluster.to_string(), o.instance_id.to_string());
                     if was != host {
                         Self::send(
@@ -265,16 +269,23 @@ impl TaskFeed {
                                 key: key.to_string(),
                             },
                         );
+                    } else {
+                        told = o.version == t.assignment_version();
                     }
                 }
-                Self::send(
-                    &mut st,
-                    &host,
-                    &FeedEvent::Put {
-                        key: key.to_string(),
-                        assignment: t.assignment.map(Box::new),
-                    },
-                );
+                if !told && st.subscribers.contains_key(&host) {
+                    let assignment = serde_json::from_slice::<AssignmentOnly>(&kv.value)
+                        .ok()
+                        .and_then(|a| a.assignment);
+                    Self::send(
+                        &mut st,
+                        &host,
+                        &FeedEvent::Put {
+                            key: key.to_string(),
+                            assignment: assignment.map(Box::new),
+                        },
+                    );
+                }
                 drop(st);
                 self.instances
                     .task_changed(holds.0.as_ref(), holds.1.as_ref());
@@ -304,8 +315,8 @@ impl TaskFeed {
             let Some((cluster, id)) = split_key(&kv.key) else {
                 continue;
             };
-            if let Ok(t) = serde_json::from_slice::<TaskRecord>(&kv.value) {
-                st.index.put(cluster, id, &t);
+            if let Ok(t) = serde_json::from_slice::<TaskHead>(&kv.value) {
+                st.index.put_head(cluster, id, &t);
             }
         }
         let hosts: Vec<Host> = st.subscribers.keys().cloned().collect();
@@ -356,8 +367,8 @@ async fn run(feed: Weak<TaskFeed>, store: Arc<dyn Store>) {
             let held = page
                 .items
                 .iter()
-                .filter_map(|kv| serde_json::from_slice::<TaskRecord>(&kv.value).ok())
-                .filter_map(|t| TaskHold::of(&t))
+                .filter_map(|kv| serde_json::from_slice::<TaskHead>(&kv.value).ok())
+                .filter_map(|t| TaskHold::of_head(&t))
                 .collect();
             f.instances.load(&others.0, &others.1, &others.2, held);
             f.load(&page.items, page.revision);
@@ -409,6 +420,7 @@ async fn run(feed: Weak<TaskFeed>, store: Arc<dyn Store>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flotilla_control::tasks::TaskRecord;
     use flotilla_store::{MemoryStore, Txn};
 
     #[test]
@@ -487,6 +499,22 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(sub.events.try_recv().is_err(), "only i1's changes");
+        // A write that leaves the assignment's version as it was (an agent's report) is not
+        // the session's business: it has that assignment.
+        let mut reported: TaskRecord = serde_json::from_slice(&record("c", "t1", "i1", 2)).unwrap();
+        reported.last_status =
+            flotilla_control::tasks::Status(flotilla_model::status::TaskStatus::Running);
+        store
+            .txn(Txn::new().put("tasks/c/t1", serde_json::to_vec(&reported).unwrap()))
+            .await
+            .unwrap();
+        assert!(feed.caught_up(&store).await);
+        assert!(sub.events.try_recv().is_err(), "no event for a report");
+        assert_eq!(
+            feed.read(|ix| ix.host_tasks("c", "i1").len()),
+            1,
+            "the index has it"
+        );
         store.txn(Txn::new().delete("tasks/c/t1")).await.unwrap();
         assert!(feed.caught_up(&store).await);
         assert!(matches!(
