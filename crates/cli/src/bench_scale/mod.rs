@@ -332,6 +332,26 @@ fn start_hollow(
     })
 }
 
+/// The CPU time (user and system) a process has used, seconds, from `/proc/PID/stat` (`self`
+/// for this process); 0 when it cannot be read.
+fn cpu_seconds_of(pid: &str) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name (in parentheses, which may hold spaces): state is field 3, utime
+    // and stime are fields 14 and 15.
+    let Some((_, rest)) = text.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let per_second = rustix::param::clock_ticks_per_second();
+    (ticks(11) + ticks(12)) as f64 / per_second.max(1) as f64
+}
+
 fn rss_of(status_path: &str) -> (u64, u64) {
     let text = std::fs::read_to_string(status_path).unwrap_or_default();
     let field = |name: &str| {
@@ -537,7 +557,17 @@ async fn scale_in(args: &ScaleArgs, work: &Path, progress: &Progress) -> anyhow:
         failure_rate: args.failure_rate,
         ..Report::default()
     };
-    let result = phases(args, work, progress, &client, &url, &creds, &mut report).await;
+    let server_pid = server.pid().map(|p| p.to_string());
+    let result = phases(
+        args,
+        work,
+        progress,
+        &client,
+        (&url, server_pid.as_deref()),
+        &creds,
+        &mut report,
+    )
+    .await;
     // The figures of the end, whatever happened.
     if let Some(pid) = server.pid() {
         let (rss, peak) = rss_of(&format!("/proc/{pid}/status"));
@@ -560,7 +590,7 @@ async fn phases(
     work: &Path,
     progress: &Progress,
     client: &Arc<EcsClient>,
-    url: &str,
+    (url, server_pid): (&str, Option<&str>),
     creds: &Credentials,
     report: &mut Report,
 ) -> anyhow::Result<()> {
@@ -619,7 +649,19 @@ async fn phases(
         args.instances, report.register_seconds
     ));
 
+    // The CPU time each side uses for the launch: a figure that, unlike the rates, hardly
+    // moves from run to run while both processes share the machine's cores.
+    let cpu = || {
+        (
+            server_pid.map_or(0.0, cpu_seconds_of),
+            cpu_seconds_of("self"),
+        )
+    };
+    let before = cpu();
     launch(args, progress, client, report).await?;
+    let after = cpu();
+    report.server_cpu_seconds = after.0 - before.0;
+    report.agents_cpu_seconds = after.1 - before.1;
 
     if args.services > 0 {
         let per = args
@@ -1082,6 +1124,20 @@ mod tests {
         assert_eq!(base64_standard(b"fooba"), "Zm9vYmE=");
         assert_eq!(base64_standard(b"foob"), "Zm9vYg==");
         assert_eq!(base64_standard(&[0u8; 32]).len(), 44);
+    }
+
+    #[test]
+    fn cpu_time_reads_the_kernel_s_fields() {
+        let before = cpu_seconds_of("self");
+        let mut x = 0u64;
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(300) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        assert!(x > 0);
+        let used = cpu_seconds_of("self") - before;
+        assert!(used >= 0.1, "{used} s of CPU after 300 ms of spinning");
+        assert_eq!(cpu_seconds_of("no-such-process"), 0.0);
     }
 
     #[test]

@@ -136,6 +136,20 @@ pub struct Report {
     pub agents_rss_bytes: u64,
     /// The store's size on disk at the end, bytes (etcd: its database size).
     pub store_bytes: u64,
+    /// CPU time the server used during the launch phase, seconds.
+    pub server_cpu_seconds: f64,
+    /// CPU time this process (the hollow agents and the API clients) used during the launch
+    /// phase, seconds.
+    pub agents_cpu_seconds: f64,
+}
+
+/// Milliseconds of CPU per 1,000 tasks placed.
+pub fn cpu_ms_per_1000(cpu_seconds: f64, tasks: u64) -> f64 {
+    if tasks == 0 {
+        0.0
+    } else {
+        cpu_seconds * 1_000_000.0 / tasks as f64
+    }
 }
 
 fn mib(bytes: u64) -> String {
@@ -177,6 +191,16 @@ pub fn table(r: &Report) -> String {
             format!(
                 "{} in {:.1} s: {:.0}/s",
                 r.running, r.running_seconds, r.running_per_second
+            ),
+        ),
+        (
+            "launch CPU, server / agents".into(),
+            format!(
+                "{:.1} s / {:.1} s: {:.0} / {:.0} ms per 1,000 tasks",
+                r.server_cpu_seconds,
+                r.agents_cpu_seconds,
+                cpu_ms_per_1000(r.server_cpu_seconds, r.placed),
+                cpu_ms_per_1000(r.agents_cpu_seconds, r.placed)
             ),
         ),
         ("RunTask".into(), lat(&r.run_task)),
