@@ -148,14 +148,12 @@ impl TaskHead {
 
     /// [`TaskRecord::desired`].
     pub fn desired(&self) -> DesiredStatus {
-        self.assignment
-            .as_ref()
-            .map_or(DesiredStatus::Stopped, |a| a.desired_status)
+        desired_of(self.assignment.map(|a| a.desired_status))
     }
 
     /// [`TaskRecord::assignment_version`].
     pub fn assignment_version(&self) -> u64 {
-        self.assignment.as_ref().map_or(0, |a| a.version)
+        self.assignment.map_or(0, |a| a.version)
     }
 
     /// [`TaskRecord::is_stopped`].
@@ -170,13 +168,22 @@ impl TaskHead {
 
     /// [`TaskRecord::instance_cluster`].
     pub fn instance_cluster(&self) -> &str {
-        crate::launch::host_cluster(
-            self.task
-                .launch_type
-                .unwrap_or(flotilla_model::shapes::LaunchType::Ec2),
-            &self.cluster,
-        )
+        host_cluster_of(self.task.launch_type, &self.cluster)
     }
+}
+
+/// The desired status of a task whose assignment wants `wanted` (none: stopped).
+fn desired_of(wanted: Option<DesiredStatus>) -> DesiredStatus {
+    wanted.unwrap_or(DesiredStatus::Stopped)
+}
+
+/// The cluster whose container instance runs a task of `launch_type` in `cluster` (the
+/// managed pool for Fargate).
+fn host_cluster_of(launch_type: Option<flotilla_model::shapes::LaunchType>, cluster: &str) -> &str {
+    crate::launch::host_cluster(
+        launch_type.unwrap_or(flotilla_model::shapes::LaunchType::Ec2),
+        cluster,
+    )
 }
 
 /// [`TaskStatus`] with a default, so the record can derive `Default`.
@@ -201,9 +208,7 @@ pub fn desired_str(d: DesiredStatus) -> &'static str {
 impl TaskRecord {
     /// The desired status.
     pub fn desired(&self) -> DesiredStatus {
-        self.assignment
-            .as_ref()
-            .map_or(DesiredStatus::Stopped, |a| a.desired_status)
+        desired_of(self.assignment.as_ref().map(|a| a.desired_status))
     }
 
     /// The assignment version (0 without an assignment).
@@ -223,12 +228,7 @@ impl TaskRecord {
 
     /// The cluster whose container instance runs the task (the managed pool for Fargate).
     pub fn instance_cluster(&self) -> &str {
-        crate::launch::host_cluster(
-            self.task
-                .launch_type
-                .unwrap_or(flotilla_model::shapes::LaunchType::Ec2),
-            &self.cluster,
-        )
+        host_cluster_of(self.task.launch_type, &self.cluster)
     }
 
     /// The task's network interface, for `awsvpc` tasks.
