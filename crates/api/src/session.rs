@@ -623,8 +623,15 @@ async fn session_loop(
                 for frame in frames {
                     let decoded = match frame {
                         Message::Text(text) => flotilla_protocol::decode::<AgentMessage>(&text),
-                        Message::Close(Some(f)) if f.code == flotilla_protocol::MOVING_CLOSE_CODE => return SessionEnd::Moving,
-                        Message::Close(_) => return "closed by the agent".into(),
+                        Message::Close(f) => {
+                            // What it reported before closing is applied (it cannot hear the
+                            // Ack: it sends those reports again wherever it connects next).
+                            let _ = apply_reports(api, cluster, id, &mut tx, &mut reports).await;
+                            return match f {
+                                Some(f) if f.code == flotilla_protocol::MOVING_CLOSE_CODE => SessionEnd::Moving,
+                                _ => "closed by the agent".into(),
+                            };
+                        }
                         _ => continue,
                     };
                     match decoded {
