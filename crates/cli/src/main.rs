@@ -27,7 +27,7 @@ mod verbs;
 /// The allocator: mimalloc instead of the system's. The control plane allocates and frees small
 /// objects on every thread (decoded records, the messages of thousands of agent sessions).
 /// Measured together with the other changes of the same commit series, not alone: under
-/// `flotilla bench scale` the server's peak RSS went from 1,138 to 942 MiB at 10,000 hosts and
+/// `flotilla bench scale` the server's peak RSS went from 1,138 to 863 MiB at 10,000 hosts and
 /// from 163 to 196 MiB at 300 (README, `flotilla bench scale`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -244,17 +244,8 @@ pub async fn beat(
     still_current: &(dyn Fn() -> bool + Send + Sync),
 ) -> Result<(), EcsError> {
     let store = plane.store();
-    // The replica's instance cache says, without a read and a decode of the record (a beat per
-    // host every few seconds was a twentieth of the server's CPU at 10,000 hosts); it may lag
-    // the store by the feed's delay, which at worst puts one beat of an instance deregistered
-    // a moment before (the sweeper deletes it) or heals a disconnect one beat later. An
-    // instance it does not hold is read from the store.
-    let rec = match plane.tasks.instances.record(cluster, id) {
-        Some(rec) => rec,
-        None => match get::<InstanceRecord>(store, &instance_key(cluster, id)).await? {
-            Some((rec, _)) => std::sync::Arc::new(rec),
-            None => return Ok(()),
-        },
+    let Some((rec, _)) = get::<InstanceRecord>(store, &instance_key(cluster, id)).await? else {
+        return Ok(());
     };
     if rec.status() == InstanceStatus::Inactive {
         return Ok(());
