@@ -722,6 +722,10 @@ impl ReadCache {
             .cloned()
     }
 
+    fn holds(&self, key: &str) -> bool {
+        self.young.entries.contains_key(key) || self.old.entries.contains_key(key)
+    }
+
     /// Caches `value` as `key`'s (in the young generation, which turns old when full).
     fn insert(&mut self, key: &str, value: Option<KeyValue>) {
         let size = Self::size(key, &value);
@@ -752,7 +756,7 @@ impl ReadCache {
             match event {
                 Event::Put(kv) => self.insert(&kv.key, Some(kv.clone())),
                 Event::Delete { key, .. } => {
-                    if self.get(key).is_some() {
+                    if self.holds(key) {
                         self.insert(key, None);
                     }
                 }
