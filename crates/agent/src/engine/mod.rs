@@ -50,7 +50,7 @@ use crate::config::ImagePullBehavior;
 use crate::runtime::{ContainerSummary, Runtime, RuntimeError};
 use crate::spec::Identity;
 use crate::state::{DataDir, PersistedTask, StateError};
-use flotilla_protocol::{labels, DesiredStatus, TaskAssignment, TaskStateReport, TaskUsage};
+use flotilla_protocol::{labels, TaskAssignment, TaskStateReport, TaskUsage};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -491,14 +491,9 @@ impl Engine {
             self.assign_one(a);
         }
         if full {
-            for mut a in self.inner.tasks.unlisted(&listed) {
-                if a.desired_status != DesiredStatus::Stopped {
-                    info!(task = %a.task_arn, "not in the server's task list; stopping");
-                    a.desired_status = DesiredStatus::Stopped;
-                    a.stop_reason =
-                        Some("Task is no longer assigned to this container instance".into());
-                    self.assign_one(a);
-                }
+            let reason = "Task is no longer assigned to this container instance";
+            for arn in self.inner.tasks.stop_unlisted(&listed, reason) {
+                info!(task = %arn, "not in the server's task list; stopping");
             }
             for (arn, cs) in self.inner.tasks.unlisted_orphans(&listed) {
                 info!(task = %arn, "orphan containers not assigned; stopping them");
@@ -573,12 +568,12 @@ impl Engine {
     /// task `task_arn`, when this engine runs that task with `enableExecuteCommand`; else why
     /// not (the message goes to the client).
     pub fn exec_target(&self, task_arn: &str, container: &str) -> Result<String, String> {
-        let Some((assignment, latest)) = self.inner.tasks.view(task_arn) else {
+        let Some((exec_enabled, latest)) = self.inner.tasks.view(task_arn) else {
             return Err(format!(
                 "The task {task_arn} does not run on this container instance."
             ));
         };
-        if !assignment.enable_execute_command {
+        if !exec_enabled {
             return Err(format!(
                 "The task {task_arn} was not run with enableExecuteCommand."
             ));

@@ -34,7 +34,7 @@ use tracing::{debug, info, warn};
 pub(super) struct TaskOwner {
     pub(super) inner: Arc<Inner>,
     pub(super) p: PersistedTask,
-    pub(super) rx: watch::Receiver<TaskAssignment>,
+    pub(super) rx: watch::Receiver<super::tasks::Desired>,
     pub(super) shared: Arc<Mutex<Shared>>,
     pub(super) phase: Phase,
     pub(super) status: TaskStatus,
@@ -67,7 +67,7 @@ impl TaskOwner {
     pub(super) fn new(
         inner: Arc<Inner>,
         p: PersistedTask,
-        rx: watch::Receiver<TaskAssignment>,
+        rx: watch::Receiver<super::tasks::Desired>,
         shared: Arc<Mutex<Shared>>,
         found: Vec<ContainerSummary>,
     ) -> Self {
@@ -178,7 +178,11 @@ impl TaskOwner {
             self.report();
         }
         loop {
-            self.step().await;
+            // Boxed: a step's future (provisioning, pulls, creates, stops...) is the largest
+            // part of an owner's state, and an owner spends nearly all its life waiting between
+            // steps; on the heap only while a step runs, it leaves the waiting owner small
+            // (a host with hundreds of tasks, a thousand hollow hosts in one `bench scale`).
+            Box::pin(self.step()).await;
             self.report();
             if self.status >= TaskStatus::Running {
                 // The refill's pause container no longer competes with this task's start.
@@ -198,7 +202,7 @@ impl TaskOwner {
                         continue;
                     }
                     _ = tokio::time::sleep(Duration::from_secs_f64(wait)) => {
-                        self.cleanup().await;
+                        Box::pin(self.cleanup()).await;
                         return;
                     }
                 }

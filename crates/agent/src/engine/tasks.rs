@@ -13,7 +13,7 @@
 use super::{lock, Inner, TaskOwner, DONE_RETENTION};
 use crate::runtime::ContainerSummary;
 use crate::state::PersistedTask;
-use flotilla_model::shapes::ContainerDefinition;
+use flotilla_model::shapes::{ContainerDefinition, TaskStopCode};
 use flotilla_protocol::{
     labels, ContainerAssignment, DesiredStatus, TaskAssignment, TaskStateReport,
     PAUSE_CONTAINER_NAME,
@@ -30,8 +30,39 @@ pub(super) struct Shared {
     pub(super) running_ids: Vec<String>,
 }
 
+/// What a later assignment can change of a task: its desired state. The containers are fixed
+/// at the first assignment, which the owner keeps; its channel carries only this, so a host's
+/// tasks are not held twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Desired {
+    pub(super) version: u64,
+    pub(super) desired_status: DesiredStatus,
+    pub(super) stop_reason: Option<String>,
+    pub(super) stop_code: Option<TaskStopCode>,
+    pub(super) stop_grace_seconds: Option<u64>,
+}
+
+impl Desired {
+    pub(super) fn of(a: &TaskAssignment) -> Self {
+        Desired {
+            version: a.version,
+            desired_status: a.desired_status,
+            stop_reason: a.stop_reason.clone(),
+            stop_code: a.stop_code,
+            stop_grace_seconds: a.stop_grace_seconds,
+        }
+    }
+
+    /// Whether it supersedes `other`: a higher version, or the same version stopping.
+    pub(super) fn newer_than(&self, other: &Desired) -> bool {
+        (self.version, self.desired_status) > (other.version, other.desired_status)
+    }
+}
+
 pub(super) struct Handle {
-    pub(super) tx: watch::Sender<TaskAssignment>,
+    pub(super) tx: watch::Sender<Desired>,
+    /// The task was run with `enableExecuteCommand`.
+    pub(super) exec: bool,
     pub(super) shared: Arc<Mutex<Shared>>,
     pub(super) abort: tokio::task::AbortHandle,
 }
@@ -63,10 +94,11 @@ impl TaskRegistry {
             return Route::Done(Box::new(report.clone()));
         }
         if let Some(h) = lock(&self.owners).get(&a.task_arn) {
+            let desired = Desired::of(&a);
             h.tx.send_if_modified(|cur| {
-                let newer = (a.version, a.desired_status) > (cur.version, cur.desired_status);
+                let newer = desired.newer_than(cur);
                 if newer {
-                    *cur = a.clone();
+                    *cur = desired;
                 }
                 newer
             });
@@ -76,13 +108,29 @@ impl TaskRegistry {
         Route::New(Box::new(a), found)
     }
 
-    /// The current assignments of the owned tasks not in `listed`.
-    pub(super) fn unlisted(&self, listed: &[String]) -> Vec<TaskAssignment> {
-        lock(&self.owners)
-            .iter()
-            .filter(|(arn, _)| !listed.contains(arn))
-            .map(|(_, h)| h.tx.borrow().clone())
-            .collect()
+    /// Tells the owners of the tasks not in `listed` that have not been told to stop to stop,
+    /// for `reason`; returns their ARNs.
+    pub(super) fn stop_unlisted(&self, listed: &[String], reason: &str) -> Vec<String> {
+        let listed: std::collections::HashSet<&str> = listed.iter().map(String::as_str).collect();
+        let owners = lock(&self.owners);
+        let mut stopped = Vec::new();
+        for (arn, h) in owners.iter() {
+            if listed.contains(arn.as_str()) {
+                continue;
+            }
+            let told = h.tx.send_if_modified(|cur| {
+                if cur.desired_status == DesiredStatus::Stopped {
+                    return false;
+                }
+                cur.desired_status = DesiredStatus::Stopped;
+                cur.stop_reason = Some(reason.to_string());
+                true
+            });
+            if told {
+                stopped.push(arn.clone());
+            }
+        }
+        stopped
     }
 
     /// The orphans whose task is not in `listed`.
@@ -128,13 +176,12 @@ impl TaskRegistry {
             .collect()
     }
 
-    /// An owned task's current assignment and latest report.
-    pub(super) fn view(&self, task_arn: &str) -> Option<(TaskAssignment, Option<TaskStateReport>)> {
+    /// Whether an owned task was run with `enableExecuteCommand`, and its latest report.
+    pub(super) fn view(&self, task_arn: &str) -> Option<(bool, Option<TaskStateReport>)> {
         let owners = lock(&self.owners);
         let h = owners.get(task_arn)?;
         let latest = lock(&h.shared).latest.clone();
-        let assignment = h.tx.borrow().clone();
-        Some((assignment, latest))
+        Some((h.exec, latest))
     }
 
     /// The ARNs of the owned tasks.
@@ -195,7 +242,8 @@ pub(super) fn orphan_assignment(arn: &str, cs: &[ContainerSummary]) -> TaskAssig
 
 pub(super) fn spawn_owner(inner: &Arc<Inner>, p: PersistedTask, found: Vec<ContainerSummary>) {
     let arn = p.assignment.task_arn.clone();
-    let (tx, rx) = watch::channel(p.assignment.clone());
+    let exec = p.assignment.enable_execute_command;
+    let (tx, rx) = watch::channel(Desired::of(&p.assignment));
     let shared = Arc::new(Mutex::new(Shared::default()));
     let owner = TaskOwner::new(inner.clone(), p, rx, shared.clone(), found);
     let span =
@@ -205,8 +253,76 @@ pub(super) fn spawn_owner(inner: &Arc<Inner>, p: PersistedTask, found: Vec<Conta
         arn,
         Handle {
             tx,
+            exec,
             shared,
             abort: join.abort_handle(),
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desired(version: u64, status: DesiredStatus) -> Desired {
+        Desired {
+            version,
+            desired_status: status,
+            stop_reason: None,
+            stop_code: None,
+            stop_grace_seconds: None,
+        }
+    }
+
+    #[test]
+    fn a_higher_version_or_a_stop_of_the_same_version_supersedes() {
+        let running = desired(3, DesiredStatus::Running);
+        assert!(desired(4, DesiredStatus::Running).newer_than(&running));
+        assert!(desired(3, DesiredStatus::Stopped).newer_than(&running));
+        assert!(!desired(3, DesiredStatus::Running).newer_than(&running));
+        assert!(!desired(2, DesiredStatus::Stopped).newer_than(&running));
+    }
+
+    #[tokio::test]
+    async fn only_unlisted_tasks_not_yet_stopping_are_told_to_stop() {
+        let registry = TaskRegistry::default();
+        let idle = tokio::spawn(std::future::pending::<()>());
+        let mut receivers = Vec::new();
+        for (arn, status) in [
+            ("listed", DesiredStatus::Running),
+            ("unlisted", DesiredStatus::Running),
+            ("stopping", DesiredStatus::Stopped),
+        ] {
+            let (tx, rx) = watch::channel(desired(1, status));
+            receivers.push((arn, rx));
+            lock(&registry.owners).insert(
+                arn.to_string(),
+                Handle {
+                    tx,
+                    exec: false,
+                    shared: Default::default(),
+                    abort: idle.abort_handle(),
+                },
+            );
+        }
+        let told = registry.stop_unlisted(&["listed".to_string()], "gone");
+        assert_eq!(told, vec!["unlisted".to_string()]);
+        for (arn, rx) in &receivers {
+            let now = rx.borrow().clone();
+            match *arn {
+                "listed" => assert_eq!(now, desired(1, DesiredStatus::Running)),
+                "unlisted" => {
+                    assert_eq!(now.desired_status, DesiredStatus::Stopped);
+                    assert_eq!(now.stop_reason.as_deref(), Some("gone"));
+                    assert_eq!(now.version, 1);
+                }
+                _ => assert_eq!(now, desired(1, DesiredStatus::Stopped)),
+            }
+        }
+        assert!(
+            registry.stop_unlisted(&[], "again").len() == 1,
+            "only `listed` is left to tell"
+        );
+        idle.abort();
+    }
 }
