@@ -577,9 +577,19 @@ def test_task_sets_behind_load_balancers_register_and_drain_their_own_tasks(flee
     blue_tasks = [t["taskArn"] for t in fleet_ecs.describe_tasks(cluster=cluster, tasks=blue_tasks)["tasks"]
                   if t["startedBy"] == a["id"]]
     assert len(blue_tasks) == 2
+    # Draining lasts the deregistration delay (3 s): watched through boto3, whose calls take
+    # milliseconds, not through the aws CLI, whose start-up alone can take longer than that on a
+    # busy machine (it then saw the targets only once they were gone).
+    elbv2_api = boto3.client("elbv2", endpoint_url=fleet.endpoint, region_name=helpers.REGION,
+                             aws_access_key_id=helpers.ACCESS_KEY, aws_secret_access_key=helpers.SECRET_KEY)
+
+    def blue_health():
+        out = elbv2_api.describe_target_health(TargetGroupArn=blue_tg)["TargetHealthDescriptions"]
+        return {d["Target"]["Id"]: d["TargetHealth"]["State"] for d in out}
+
     fleet_ecs.delete_task_set(cluster=cluster, service=name, taskSet=a["id"])
-    wait_for(lambda: set(health(elbv2, blue_tg).values()) <= {"draining"} and health(elbv2, blue_tg),
-             timeout=30, interval=0.25, what="blue's targets draining")
+    wait_for(lambda: (lambda h: h if h and set(h.values()) <= {"draining"} else None)(blue_health()),
+             timeout=30, interval=0.1, what="blue's targets draining")
     wait_for(lambda: describe_sets(fleet_ecs, cluster, name, [a["id"]])["failures"], timeout=60,
              what="the blue set gone once drained")
     assert health(elbv2, blue_tg) == {}
