@@ -28,7 +28,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 /// What the index keeps of one task.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskSummary {
     /// The task's ARN.
     pub arn: Box<str>,
@@ -53,6 +53,8 @@ pub struct TaskSummary {
     /// Its assignment's version (0 without one): it grows with every change of its desired
     /// state.
     pub version: u64,
+    /// `stoppedAt`, once it has stopped.
+    pub stopped_at: Option<flotilla_model::Timestamp>,
 }
 
 /// What a task holds on its instance (its record's [`Reservation`], its strings shared).
@@ -195,6 +197,7 @@ impl TaskIndex {
                 revision: t.reservation.revision,
             },
             version: t.assignment_version(),
+            stopped_at: t.task.stopped_at,
         }
     }
 
@@ -315,6 +318,20 @@ impl TaskIndex {
             .unwrap_or_default()
     }
 
+    /// The tasks STOPPED at or before `cutoff` (epoch seconds), as (cluster, task id): what
+    /// the sweeper deletes once their retention is over, found without reading the store.
+    pub fn stopped_by(&self, cutoff: flotilla_model::Timestamp) -> Vec<(String, String)> {
+        self.clusters
+            .iter()
+            .flat_map(|(cluster, c)| {
+                c.tasks
+                    .iter()
+                    .filter(|(_, s)| s.is_stopped() && s.stopped_at.is_some_and(|t| t <= cutoff))
+                    .map(|(id, _)| (cluster.to_string(), id.to_string()))
+            })
+            .collect()
+    }
+
     /// How many tasks `cluster` has in the index.
     pub fn len(&self, cluster: &str) -> usize {
         self.clusters.get(cluster).map_or(0, |c| c.tasks.len())
@@ -412,6 +429,7 @@ mod tests {
                 ..Hold::default()
             },
             version: 1,
+            stopped_at: (last == TaskStatus::Stopped).then_some(1000.0 + f64::from(host)),
         }
     }
 
@@ -473,6 +491,31 @@ mod tests {
         ix.remove("c", "t1");
         assert_eq!(ix.len("c"), 0);
         assert!(ix.is_empty());
+    }
+
+    #[test]
+    fn only_tasks_stopped_by_the_cutoff_are_due_for_the_sweeper() {
+        let mut ix = TaskIndex::new();
+        let (run, stop) = (DesiredStatus::Running, DesiredStatus::Stopped);
+        // Stopped at 1001, 1002 and 1003 (the host's number); t4 still runs, t5 is stopping.
+        ix.put_summary("a", "t1", summary(1, TaskStatus::Stopped, stop, false));
+        ix.put_summary("b", "t2", summary(2, TaskStatus::Stopped, stop, false));
+        ix.put_summary("b", "t3", summary(3, TaskStatus::Stopped, stop, false));
+        ix.put_summary("b", "t4", summary(1, TaskStatus::Running, run, false));
+        ix.put_summary("b", "t5", summary(1, TaskStatus::Running, stop, false));
+        let mut due = ix.stopped_by(1002.0);
+        due.sort();
+        assert_eq!(
+            due,
+            [
+                ("a".to_string(), "t1".to_string()),
+                ("b".into(), "t2".into())
+            ]
+        );
+        assert!(ix.stopped_by(1000.0).is_empty());
+        assert_eq!(ix.stopped_by(f64::MAX).len(), 3);
+        ix.remove("a", "t1");
+        assert_eq!(ix.stopped_by(1002.0), [("b".to_string(), "t2".to_string())]);
     }
 
     #[test]

@@ -107,6 +107,9 @@ pub struct TaskShapeHead {
     /// `group`.
     #[serde(default)]
     pub group: Option<String>,
+    /// `stoppedAt`.
+    #[serde(rename = "stoppedAt", default)]
+    pub stopped_at: Option<flotilla_model::Timestamp>,
 }
 
 /// The members of a [`TaskAssignment`] a [`TaskHead`] keeps.
@@ -134,6 +137,7 @@ impl TaskHead {
                 launch_type: t.task.launch_type,
                 started_by: t.task.started_by.clone(),
                 group: t.task.group.clone(),
+                stopped_at: t.task.stopped_at,
             },
             last_status: t.last_status,
             cluster: t.cluster.clone(),
@@ -772,6 +776,7 @@ mod tests {
         t.task.launch_type = Some(flotilla_model::shapes::LaunchType::Fargate);
         t.task.started_by = Some("me".into());
         t.task.group = Some("service:web".into());
+        t.task.stopped_at = Some(1_700_000_123.5);
         t.last_status = Status(TaskStatus::Running);
         t.cluster = "c".into();
         t.id = "abc".into();
@@ -794,6 +799,7 @@ mod tests {
         let bytes = serde_json::to_vec(&t).unwrap();
         let head: TaskHead = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(head, TaskHead::of(&t));
+        assert_eq!(head.task.stopped_at, Some(1_700_000_123.5));
         assert_eq!(head.assignment_version(), 7);
         assert_eq!(head.desired(), t.desired());
         assert_eq!(head.instance_cluster(), t.instance_cluster());
