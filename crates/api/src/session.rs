@@ -57,7 +57,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use flotilla_control::instances::InstanceRecord;
 use flotilla_control::tasks::TaskRecord;
-use flotilla_controllers::agents::{beat, set_agent_connected};
+use flotilla_controllers::agents::{beat, set_agent_connected, BeatState};
 use flotilla_controllers::records::{get, instance_key, task_prefix, TASKS};
 use flotilla_controllers::reports::apply_task_states;
 use flotilla_model::{EcsError, ErrorCode};
@@ -560,7 +560,8 @@ async fn session_loop(
     // or late.
     let beat_every = interval.saturating_mul(3) / 4;
     let mut last_beat = Instant::now();
-    if let Err(e) = beat(&api.plane, cluster, id, &current).await {
+    let mut beats = BeatState::default();
+    if let Err(e) = beat(&api.plane, cluster, id, &current, &mut beats).await {
         return format!("could not record the agent's beat: {e}").into();
     }
     let (mut tx, mut rx) = socket.split();
@@ -612,7 +613,7 @@ async fn session_loop(
                 last_heard = Instant::now();
                 if last_beat.elapsed() >= beat_every {
                     last_beat = last_heard;
-                    if let Err(e) = beat(&api.plane, cluster, id, &current).await {
+                    if let Err(e) = beat(&api.plane, cluster, id, &current, &mut beats).await {
                         tracing::warn!(error = %e, "could not record the agent's beat");
                     }
                 }

@@ -502,6 +502,17 @@ impl InstanceCache {
         (out, records, tentative)
     }
 
+    /// Instance `id` of `cluster` as the feed last applied it (`None`: not here, or the feed
+    /// has not loaded yet; read the store).
+    pub fn record(&self, cluster: &str, id: &str) -> Option<Arc<InstanceRecord>> {
+        self.lock()
+            .pools
+            .get(cluster)?
+            .records
+            .get(id)
+            .map(|c| c.record.clone())
+    }
+
     /// `cluster`'s instance records, in id order.
     pub fn records(&self, cluster: &str) -> Vec<Cached> {
         self.lock()

@@ -15,8 +15,8 @@
 //! - **bounds each attempt** by [`EtcdOptions::attempt_timeout`](super::EtcdOptions) and, when
 //!   an attempt fails with "no answer" (connect error, timeout, no leader...), marks that
 //!   member bad, moves the preference on and retries on the next member, within the request's
-//!   whole [`EtcdOptions::request_timeout`](super::EtcdOptions) (the last attempt gets what is
-//!   left of it);
+//!   whole [`EtcdOptions::request_timeout`](super::EtcdOptions), in rounds over the members
+//!   until that deadline (see [`Pool::run`]: during an election every member holds requests);
 //! - **probes every member** every [`PROBE_INTERVAL`] (a serializable count-only read with
 //!   etcd's require-leader flag: answered locally by a member that has a leader), marking each
 //!   good or bad, so that a frozen member is left out within about a second even by writes, and
@@ -42,6 +42,9 @@ use super::error::{describe, kind, Kind};
 
 /// How often every member is probed.
 pub(crate) const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The pause after a round in which no member answered (an election takes about a second).
+const ROUND_PAUSE: Duration = Duration::from_millis(100);
 
 /// One member's connection and health.
 pub(crate) struct Member {
@@ -157,56 +160,77 @@ impl Pool {
 
     /// Runs `call` on one member after another (as [`Retry`] allows) until one answers, within
     /// the request timeout.
+    ///
+    /// The members are tried in rounds, each round in [`Pool::order`] (good ones first), until
+    /// the deadline: while the cluster elects a leader (its leader was cut off), *every* member
+    /// holds requests for a second or two, so all of them are marked bad in the first round,
+    /// and a single pass would end on whichever came last, often the member that was cut off.
+    /// An idempotent attempt is bounded by the attempt timeout, doubled every round (a request
+    /// that is merely slow, a large list, still gets the time it needs), and by what is left
+    /// of the deadline; a round in which no member answered is followed by a short pause.
     pub(crate) async fn run<T, F, Fut>(&self, retry: Retry, mut call: F) -> Outcome<T>
     where
         F: FnMut(&Member) -> Fut,
         Fut: Future<Output = Result<T, Error>>,
     {
         let deadline = Instant::now() + self.request_timeout;
-        let order = self.order();
         let mut ambiguous = false;
         let mut last = None;
-        for (n, &i) in order.iter().enumerate() {
+        let mut bound = self.attempt_timeout;
+        'rounds: loop {
+            let order = self.order();
+            for (n, &i) in order.iter().enumerate() {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                if remaining.is_zero() {
+                    break 'rounds;
+                }
+                // One member: nothing to fail over to, so the attempt may take all that is left.
+                let alone = order.len() == 1 && n == 0;
+                let attempt = match retry {
+                    Retry::Idempotent if !alone => bound.min(remaining),
+                    _ => remaining,
+                };
+                let member = &self.members[i];
+                let result = match tokio::time::timeout(attempt, call(member)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::GRpcStatus(tonic::Status::deadline_exceeded(
+                        format!(
+                            "etcd member {} did not answer within {attempt:?}",
+                            member.url
+                        ),
+                    ))),
+                };
+                match result {
+                    Err(e) if kind(&e) == Kind::Unavailable => {
+                        self.mark(i, true);
+                        let sent = !not_sent(&e);
+                        tracing::debug!(member = %member.url, error = %describe(&e), "etcd request failed on one member");
+                        if retry == Retry::IfNotSent && sent {
+                            return Outcome {
+                                result: Err(e),
+                                ambiguous,
+                            };
+                        }
+                        ambiguous |= sent;
+                        last = Some(e);
+                    }
+                    other => {
+                        if other.is_ok() {
+                            self.mark(i, false);
+                        }
+                        return Outcome {
+                            result: other,
+                            ambiguous,
+                        };
+                    }
+                }
+            }
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 break;
             }
-            let is_last = n + 1 == order.len();
-            let bound = match retry {
-                Retry::Idempotent if !is_last => self.attempt_timeout.min(remaining),
-                _ => remaining,
-            };
-            let member = &self.members[i];
-            let result = match tokio::time::timeout(bound, call(member)).await {
-                Ok(r) => r,
-                Err(_) => Err(Error::GRpcStatus(tonic::Status::deadline_exceeded(
-                    format!("etcd member {} did not answer within {bound:?}", member.url),
-                ))),
-            };
-            match result {
-                Err(e) if kind(&e) == Kind::Unavailable => {
-                    self.mark(i, true);
-                    let sent = !not_sent(&e);
-                    tracing::debug!(member = %member.url, error = %describe(&e), "etcd request failed on one member");
-                    if retry == Retry::IfNotSent && sent {
-                        return Outcome {
-                            result: Err(e),
-                            ambiguous,
-                        };
-                    }
-                    ambiguous |= sent;
-                    last = Some(e);
-                }
-                other => {
-                    if other.is_ok() {
-                        self.mark(i, false);
-                    }
-                    return Outcome {
-                        result: other,
-                        ambiguous,
-                    };
-                }
-            }
+            tokio::time::sleep(ROUND_PAUSE.min(remaining)).await;
+            bound = bound.saturating_mul(2);
         }
         Outcome {
             result: Err(last.unwrap_or_else(|| {
