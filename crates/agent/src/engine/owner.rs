@@ -226,9 +226,7 @@ impl TaskOwner {
 
     pub(super) fn take_assignment(&mut self) {
         let a = self.rx.borrow_and_update().clone();
-        if (a.version, a.desired_status)
-            > (self.p.assignment.version, self.p.assignment.desired_status)
-        {
+        if a.supersedes(self.p.assignment.version, self.p.assignment.desired_status) {
             debug!(version = a.version, desired = ?a.desired_status, "new assignment");
             // Containers are fixed at the first assignment; later ones change desired state.
             self.p.assignment.version = a.version;

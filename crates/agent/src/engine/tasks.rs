@@ -53,9 +53,15 @@ impl Desired {
         }
     }
 
-    /// Whether it supersedes `other`: a higher version, or the same version stopping.
+    /// Whether it supersedes the desired state `version`/`status`: a higher version, or the
+    /// same version stopping.
+    pub(super) fn supersedes(&self, version: u64, status: DesiredStatus) -> bool {
+        (self.version, self.desired_status) > (version, status)
+    }
+
+    /// [`Desired::supersedes`] of `other`'s.
     pub(super) fn newer_than(&self, other: &Desired) -> bool {
-        (self.version, self.desired_status) > (other.version, other.desired_status)
+        self.supersedes(other.version, other.desired_status)
     }
 }
 

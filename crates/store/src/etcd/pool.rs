@@ -177,15 +177,14 @@ impl Pool {
         let mut ambiguous = false;
         let mut last = None;
         let mut bound = self.attempt_timeout;
+        // One member: nothing to fail over to, so an attempt may take all that is left.
+        let alone = self.members.len() == 1;
         'rounds: loop {
-            let order = self.order();
-            for (n, &i) in order.iter().enumerate() {
+            for i in self.order() {
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 if remaining.is_zero() {
                     break 'rounds;
                 }
-                // One member: nothing to fail over to, so the attempt may take all that is left.
-                let alone = order.len() == 1 && n == 0;
                 let attempt = match retry {
                     Retry::Idempotent if !alone => bound.min(remaining),
                     _ => remaining,
