@@ -365,7 +365,7 @@ pub fn hosts<'a>(
             continue;
         }
         h.running += 1;
-        if held.values().any(|r| !daemon_groups.contains(&r.group)) {
+        if held.values().any(|r| !daemon_groups.contains(&*r.group)) {
             h.busy += 1;
         }
     }
@@ -627,9 +627,9 @@ mod tests {
             r.instance.capacity_provider_name = p.map(str::to_string);
             for (i, g) in groups.iter().enumerate() {
                 held.insert(
-                    format!("t{i}"),
+                    format!("t{i}").into(),
                     Reservation {
-                        group: g.to_string(),
+                        group: (*g).into(),
                         ..Default::default()
                     },
                 );

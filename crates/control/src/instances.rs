@@ -28,6 +28,7 @@ use flotilla_model::EcsError;
 use flotilla_scheduler as sched;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// CPU, memory and ports an instance registered.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,10 +46,14 @@ pub struct Capacity {
 }
 
 /// What one task holds on its instance until it stops.
+///
+/// Its strings are shared (`Arc<str>`, stored as plain strings): the instance cache keeps one
+/// per task not stopped, keyed by the same ARN, and hands the same strings to the scheduler's
+/// [`sched::RunningTask`], so a task's ARN, group and family are held once per replica.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reservation {
     /// The task ARN.
-    pub task_arn: String,
+    pub task_arn: Arc<str>,
     /// CPU units.
     pub cpu: u32,
     /// MiB.
@@ -60,14 +65,14 @@ pub struct Reservation {
     #[serde(default)]
     pub ports_udp: Vec<u16>,
     /// The task group (for spread and distinctInstance).
-    pub group: String,
+    pub group: Arc<str>,
     /// Task definition family.
-    pub family: String,
+    pub family: Arc<str>,
     /// Task definition revision.
     pub revision: u32,
     /// `startedBy`.
     #[serde(default)]
-    pub started_by: Option<String>,
+    pub started_by: Option<Arc<str>>,
 }
 
 impl Reservation {
@@ -93,9 +98,10 @@ impl Reservation {
     }
 }
 
-/// What the tasks on one instance that have not stopped hold, by task ARN: their records'
-/// reservations, gathered by the caller (the task index, or the task records).
-pub type Held = BTreeMap<String, Reservation>;
+/// What the tasks on one instance that have not stopped hold, by task ARN (the reservation's
+/// own): their records' reservations, gathered by the caller (the task index, or the task
+/// records).
+pub type Held = BTreeMap<Arc<str>, Reservation>;
 
 /// What an instance without tasks holds: nothing.
 pub static NOTHING_HELD: Held = BTreeMap::new();

@@ -30,8 +30,8 @@ use std::sync::Arc;
 /// What the index keeps of one task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskSummary {
-    /// The task's ARN.
-    pub arn: Box<str>,
+    /// The task's ARN (shared with what the instance cache and the scheduler keep of the task).
+    pub arn: Arc<str>,
     /// The cluster of the instance that runs it (the managed pool for Fargate).
     pub instance_cluster: Arc<str>,
     /// The container instance id.
@@ -137,20 +137,20 @@ impl InstanceTaskCounts {
 
 #[derive(Debug, Default)]
 struct ClusterTasks {
-    /// By task id.
-    tasks: BTreeMap<Box<str>, TaskSummary>,
+    /// By task id (the same string as in `groups` and the index's `hosts`).
+    tasks: BTreeMap<Arc<str>, TaskSummary>,
     counts: TaskCounts,
     /// By instance id (the task's `instance_id`, whatever cluster that instance is in).
     instances: HashMap<Arc<str>, InstanceTaskCounts>,
     /// The ids of each group's tasks (`service:NAME` for a service's), stopped ones included.
-    groups: HashMap<Arc<str>, BTreeSet<Box<str>>>,
+    groups: HashMap<Arc<str>, BTreeSet<Arc<str>>>,
 }
 
 /// A host: (the instance's cluster, its id).
 type Host = (Arc<str>, Arc<str>);
 
 /// A task on a host: (the task's cluster, its id).
-type HostTask = (Arc<str>, Box<str>);
+type HostTask = (Arc<str>, Arc<str>);
 
 /// The index; see the module documentation.
 #[derive(Debug, Default)]
@@ -206,21 +206,31 @@ impl TaskIndex {
         self.put_head(cluster, id, &TaskHead::of(t))
     }
 
-    /// [`TaskIndex::put`] of a record's [`TaskHead`].
+    /// [`TaskIndex::put`] of a record's [`TaskHead`]. The task keeps the ARN string it had (a
+    /// task's ARN never changes, and the instance cache shares it).
     pub fn put_head(&mut self, cluster: &str, id: &str, t: &TaskHead) -> Option<TaskSummary> {
-        let s = self.summarize(t);
+        let mut s = self.summarize(t);
+        if let Some(prior) = self.get(cluster, id).filter(|p| p.arn == s.arn) {
+            s.arn = prior.arn.clone();
+        }
         self.put_summary(cluster, id, s)
+    }
+
+    /// Task `id` of `cluster`'s summary.
+    pub fn get(&self, cluster: &str, id: &str) -> Option<&TaskSummary> {
+        self.clusters.get(cluster)?.tasks.get(id)
     }
 
     /// [`TaskIndex::put`] of a summary.
     pub fn put_summary(&mut self, cluster: &str, id: &str, s: TaskSummary) -> Option<TaskSummary> {
         let old = self.remove(cluster, id);
         let cluster = self.intern(cluster);
+        let id: Arc<str> = Arc::from(id);
         if !s.is_stopped() {
             self.hosts
                 .entry((s.instance_cluster.clone(), s.instance_id.clone()))
                 .or_default()
-                .insert((cluster.clone(), id.into()));
+                .insert((cluster.clone(), id.clone()));
         }
         let c = self.clusters.entry(cluster).or_default();
         c.counts.add(TaskCounts::of(&s), 1);
@@ -229,9 +239,9 @@ impl TaskIndex {
         i.running += add.running;
         i.pending += add.pending;
         if let Some(g) = &s.group {
-            c.groups.entry(g.clone()).or_default().insert(id.into());
+            c.groups.entry(g.clone()).or_default().insert(id.clone());
         }
-        c.tasks.insert(id.into(), s);
+        c.tasks.insert(id, s);
         old
     }
 
@@ -261,7 +271,7 @@ impl TaskIndex {
         }
         let host = (old.instance_cluster.clone(), old.instance_id.clone());
         if let Some(set) = self.hosts.get_mut(&host) {
-            set.remove(&(Arc::from(cluster), Box::from(id)));
+            set.remove(&(Arc::from(cluster), Arc::from(id)));
             if set.is_empty() {
                 self.hosts.remove(&host);
             }
@@ -361,7 +371,7 @@ impl TaskIndex {
         let mut out = Held::new();
         for (cluster, tid) in self.hosts.get(&key).into_iter().flatten() {
             if let Some(s) = self.clusters.get(cluster).and_then(|c| c.tasks.get(tid)) {
-                out.insert(s.arn.to_string(), s.reservation());
+                out.insert(s.arn.clone(), s.reservation());
             }
         }
         out
@@ -377,7 +387,7 @@ impl TaskIndex {
             let held = out.entry(id.to_string()).or_default();
             for (cluster, tid) in set {
                 if let Some(s) = self.clusters.get(cluster).and_then(|c| c.tasks.get(tid)) {
-                    held.insert(s.arn.to_string(), s.reservation());
+                    held.insert(s.arn.clone(), s.reservation());
                 }
             }
         }
@@ -389,15 +399,15 @@ impl TaskSummary {
     /// What it holds, as a record's [`Reservation`].
     pub fn reservation(&self) -> Reservation {
         Reservation {
-            task_arn: self.arn.to_string(),
+            task_arn: self.arn.clone(),
             cpu: self.hold.cpu,
             memory: self.hold.memory,
             ports: self.hold.ports.to_vec(),
             ports_udp: self.hold.ports_udp.to_vec(),
-            group: self.hold.group.to_string(),
-            family: self.family.to_string(),
+            group: self.hold.group.clone(),
+            family: self.family.clone(),
             revision: self.hold.revision,
-            started_by: self.started_by.as_deref().map(str::to_string),
+            started_by: self.started_by.clone(),
         }
     }
 }
@@ -491,6 +501,34 @@ mod tests {
         ix.remove("c", "t1");
         assert_eq!(ix.len("c"), 0);
         assert!(ix.is_empty());
+    }
+
+    #[test]
+    fn a_task_keeps_its_arn_string_and_what_it_holds_shares_the_index_s_strings() {
+        let mut ix = TaskIndex::new();
+        let mut t = TaskRecord::default();
+        t.task.task_arn = Some("arn:aws:ecs:us-east-1:1:task/c/t1".into());
+        t.task.group = Some("service:web".into());
+        t.cluster = "c".into();
+        t.instance_id = "i1".into();
+        t.reservation.task_arn = "arn:aws:ecs:us-east-1:1:task/c/t1".into();
+        t.reservation.group = "service:web".into();
+        t.reservation.family = "web".into();
+        ix.put("c", "t1", &t);
+        let arn = ix.get("c", "t1").unwrap().arn.clone();
+        t.last_status = crate::tasks::Status(TaskStatus::Running);
+        let before = ix.put("c", "t1", &t).unwrap();
+        let now = ix.get("c", "t1").unwrap();
+        assert!(Arc::ptr_eq(&before.arn, &arn));
+        assert!(Arc::ptr_eq(&now.arn, &arn), "a report keeps the ARN string");
+        assert_eq!(now.last, TaskStatus::Running);
+        let r = now.reservation();
+        assert!(Arc::ptr_eq(&r.task_arn, &arn));
+        assert!(Arc::ptr_eq(&r.group, &now.hold.group));
+        assert!(Arc::ptr_eq(&r.family, &now.family));
+        let held = ix.held("c", "i1");
+        let (k, _) = held.get_key_value(&*arn).unwrap();
+        assert!(Arc::ptr_eq(k, &arn));
     }
 
     #[test]
@@ -621,7 +659,7 @@ mod tests {
                     .map(|s| (s.arn.to_string(), s.hold.memory))
                     .collect();
                 let indexed = ix.held(hc, &id);
-                prop_assert_eq!(indexed.iter().map(|(a, r)| (a.clone(), r.memory)).collect::<Vec<_>>(), held.into_iter().collect::<BTreeMap<_, _>>().into_iter().collect::<Vec<_>>());
+                prop_assert_eq!(indexed.iter().map(|(a, r)| (a.to_string(), r.memory)).collect::<Vec<_>>(), held.into_iter().collect::<BTreeMap<_, _>>().into_iter().collect::<Vec<_>>());
                 let by_hosts = ix.held_by_hosts(hc);
                 prop_assert_eq!(by_hosts.get(&id).cloned().unwrap_or_default(), indexed);
             }

@@ -82,9 +82,37 @@ impl AgentTimings {
 #[derive(Default)]
 struct Inner {
     current: HashMap<String, u64>,
-    usage: HashMap<String, TaskUsage>,
+    /// The latest sample of each task, by its ARN (held once: a sample is kept without it).
+    usage: HashMap<Box<str>, Sample>,
     /// Every sample since the metrics recorder last took them (bounded: the oldest go first).
     recent: std::collections::VecDeque<TaskUsage>,
+}
+
+/// A [`TaskUsage`] without its task's ARN (the key it is kept under).
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    cpu_units: f64,
+    memory_mib: f64,
+    sampled_at: f64,
+}
+
+impl Sample {
+    fn of(u: &TaskUsage) -> Self {
+        Sample {
+            cpu_units: u.cpu_units,
+            memory_mib: u.memory_mib,
+            sampled_at: u.sampled_at,
+        }
+    }
+
+    fn of_task(self, task_arn: &str) -> TaskUsage {
+        TaskUsage {
+            task_arn: task_arn.to_string(),
+            cpu_units: self.cpu_units,
+            memory_mib: self.memory_mib,
+            sampled_at: self.sampled_at,
+        }
+    }
 }
 
 /// How many usage samples wait for the metrics recorder at most.
@@ -141,23 +169,24 @@ impl Agents {
     pub fn record_usage(&self, samples: Vec<TaskUsage>) {
         let mut g = self.lock();
         for s in samples {
-            let newer = g
-                .usage
-                .get(&s.task_arn)
-                .is_none_or(|old| old.sampled_at <= s.sampled_at);
+            let sample = Sample::of(&s);
+            match g.usage.get_mut(s.task_arn.as_str()) {
+                Some(old) if old.sampled_at <= s.sampled_at => *old = sample,
+                Some(_) => {}
+                None => {
+                    g.usage.insert(s.task_arn.as_str().into(), sample);
+                }
+            }
             if g.recent.len() >= RECENT_SAMPLES {
                 g.recent.pop_front();
             }
-            g.recent.push_back(s.clone());
-            if newer {
-                g.usage.insert(s.task_arn.clone(), s);
-            }
+            g.recent.push_back(s);
         }
     }
 
     /// The latest usage sample of a task.
     pub fn usage(&self, task_arn: &str) -> Option<TaskUsage> {
-        self.lock().usage.get(task_arn).cloned()
+        self.lock().usage.get(task_arn).map(|s| s.of_task(task_arn))
     }
 
     /// Takes every sample received since the last call (for the metrics recorder).
@@ -172,7 +201,11 @@ impl Agents {
 
     /// The latest usage sample of every task.
     pub fn all_usage(&self) -> Vec<TaskUsage> {
-        self.lock().usage.values().cloned().collect()
+        self.lock()
+            .usage
+            .iter()
+            .map(|(arn, s)| s.of_task(arn))
+            .collect()
     }
 
     fn forget_usage(&self, task_arn: &str) {

@@ -43,7 +43,7 @@ pub fn of_records<'a>(
         }
         out.entry(t.instance_id.clone())
             .or_default()
-            .insert(t.arn().to_string(), t.reservation.clone());
+            .insert(t.arn().into(), t.reservation.clone());
     }
     out
 }
@@ -61,7 +61,7 @@ mod tests {
             id: id.into(),
             instance_id: instance.into(),
             reservation: Reservation {
-                task_arn: format!("arn:{id}"),
+                task_arn: format!("arn:{id}").into(),
                 cpu: 256,
                 ..Reservation::default()
             },

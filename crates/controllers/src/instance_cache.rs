@@ -135,12 +135,25 @@ impl Pool {
 
     /// Task `arn` holds `r` on instance `id` (from now on, or still). With `claim`, the task was
     /// placed by this replica and its placement's tentative reservation becomes its own.
-    fn hold(&mut self, id: &str, arn: &str, r: &Reservation, claim: bool) {
+    ///
+    /// What a task holds, unchanged, is kept with the caller's strings when they are other
+    /// strings than the kept ones (the feed's, which the task index holds too, replace those of
+    /// the placement's write-through), so a task's ARN, group and family are held once.
+    fn hold(&mut self, id: &str, arn: &Arc<str>, r: &Reservation, claim: bool) {
         let held = self.held.entry(id.to_string()).or_default();
-        if held.get(arn) == Some(r) {
-            return;
+        if let Some((k, kept)) = held.get_key_value(&**arn) {
+            if kept == r {
+                if !Arc::ptr_eq(k, arn) || !Arc::ptr_eq(&kept.task_arn, &r.task_arn) {
+                    held.remove(&**arn);
+                    held.insert(arn.clone(), r.clone());
+                    if let Some(cluster) = self.cluster.as_mut() {
+                        cluster.share(id, r.running_task());
+                    }
+                }
+                return;
+            }
         }
-        let before = held.insert(arn.to_string(), r.clone());
+        let before = held.insert(arn.clone(), r.clone());
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
@@ -221,8 +234,8 @@ pub type HostId = (String, String);
 pub struct TaskHold {
     /// The host it runs on.
     pub host: HostId,
-    /// The task's ARN.
-    pub arn: String,
+    /// The task's ARN (the reservation's own).
+    pub arn: Arc<str>,
     /// What it holds there.
     pub reservation: Reservation,
 }
@@ -237,7 +250,11 @@ impl TaskHold {
     pub fn of_head(t: &TaskHead) -> Option<TaskHold> {
         (!t.is_stopped()).then(|| TaskHold {
             host: (t.instance_cluster().to_string(), t.instance_id.clone()),
-            arn: t.arn().to_string(),
+            arn: if *t.reservation.task_arn == *t.arn() {
+                t.reservation.task_arn.clone()
+            } else {
+                t.arn().into()
+            },
             reservation: t.reservation.clone(),
         })
     }
@@ -549,11 +566,12 @@ mod tests {
     }
 
     fn hold(id: &str, task: &str, cpu: u32) -> TaskHold {
+        let arn: Arc<str> = format!("arn:{task}").into();
         TaskHold {
             host: ("c".into(), id.into()),
-            arn: format!("arn:{task}"),
+            arn: arn.clone(),
             reservation: Reservation {
-                task_arn: format!("arn:{task}"),
+                task_arn: arn,
                 cpu,
                 memory: 512,
                 group: "g".into(),
@@ -660,6 +678,34 @@ mod tests {
         assert_eq!(cache.records("c").len(), 1);
         assert_eq!(remaining_cpu(&cache, "a"), 0);
         assert_eq!(remaining_cpu(&cache, "b"), 4096);
+    }
+
+    #[test]
+    fn a_task_told_again_with_other_strings_is_kept_with_those() {
+        let cache = InstanceCache::default();
+        cache.load(&[], &[], &[], Vec::new());
+        cache.apply(&put("a", 5));
+        assert_eq!(
+            remaining_cpu(&cache, "a"),
+            4096,
+            "the kept cluster is built"
+        );
+        // The placement's write-through, then the feed's equal hold with its own strings.
+        let first = hold("a", "t1", 512);
+        cache.placed("c", &["a".into()], std::slice::from_ref(&first), 6);
+        let again = hold("a", "t1", 512);
+        assert!(!Arc::ptr_eq(&first.arn, &again.arn));
+        cache.task_changed(None, Some(&again));
+        assert_eq!(remaining_cpu(&cache, "a"), 4096 - 512, "held once");
+        let st = cache.lock();
+        let pool = &st.pools["c"];
+        let (k, r) = pool.held["a"].get_key_value("arn:t1").unwrap();
+        assert!(Arc::ptr_eq(k, &again.arn));
+        assert!(Arc::ptr_eq(&r.task_arn, &again.arn));
+        let x = pool.cluster.as_ref().unwrap().instances();
+        let t = &x.iter().find(|x| x.id == "a").unwrap().tasks;
+        assert_eq!(t.len(), 1);
+        assert!(Arc::ptr_eq(t[0].arn.as_ref().unwrap(), &again.arn));
     }
 
     #[test]

@@ -277,15 +277,15 @@ fn build_task(plane: &Plane, now: f64, t: &TaskTemplate, slot: Slot<'_>) -> Task
         TaskStatus::Pending
     };
     let reservation = Reservation {
-        task_arn,
+        task_arn: task_arn.into(),
         cpu: demand.cpu,
         memory: demand.memory,
         ports: placement.host_ports.clone(),
         ports_udp: placement.host_ports_udp.clone(),
-        group: t.group.clone(),
-        family: td.family.clone().unwrap_or_default(),
+        group: t.group.as_str().into(),
+        family: td.family.as_deref().unwrap_or_default().into(),
         revision: u32::try_from(td.revision).unwrap_or(0),
-        started_by: t.started_by.clone(),
+        started_by: t.started_by.as_deref().map(Into::into),
     };
     TaskRecord {
         container_status: vec![ContainerStatus::Pending; t.resolved.containers.len()],

@@ -257,7 +257,10 @@ impl TaskFeed {
                 };
                 let old = st.index.put_head(cluster, id, &t);
                 let host = (t.instance_cluster().to_string(), t.instance_id.clone());
-                let holds = (old.as_ref().and_then(hold_of), TaskHold::of_head(&t));
+                // What it holds, from the index's summary: its strings are the index's, and
+                // the instance cache keeps the same ones.
+                let now = st.index.get(cluster, id).and_then(hold_of);
+                let holds = (old.as_ref().and_then(hold_of), now);
                 let mut told = false;
                 if let Some(o) = &old {
                     let was = (o.instance_cluster.to_string(), o.instance_id.to_string());
@@ -333,7 +336,7 @@ impl TaskFeed {
 fn hold_of(s: &TaskSummary) -> Option<TaskHold> {
     (!s.is_stopped()).then(|| TaskHold {
         host: (s.instance_cluster.to_string(), s.instance_id.to_string()),
-        arn: s.arn.to_string(),
+        arn: s.arn.clone(),
         reservation: s.reservation(),
     })
 }

@@ -12,6 +12,7 @@
 //! 22 or 51678 included), exactly as ECS reports `PORTS` and `PORTS_UDP`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The status of a container instance, as ECS reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -145,19 +146,23 @@ pub struct Resources {
 }
 
 /// A task already on an instance (or placed there by this crate).
+///
+/// Its strings are shared (`Arc<str>`): a caller that keeps a cluster of many hosts holds one
+/// of these per task, and the same ARN, group and family are held by its own records of the
+/// task too, so a task costs a few pointers here rather than copies of its strings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunningTask {
     /// The task's ARN, when it has one (tasks placed by this crate get theirs
     /// from the caller afterwards).
-    pub arn: Option<String>,
+    pub arn: Option<Arc<str>>,
     /// Task group (`service:NAME`, `family:NAME` or a user group).
-    pub group: String,
+    pub group: Arc<str>,
     /// Task definition family.
-    pub family: String,
+    pub family: Arc<str>,
     /// Task definition revision.
     pub revision: u32,
     /// `startedBy`, if any.
-    pub started_by: Option<String>,
+    pub started_by: Option<Arc<str>>,
 }
 
 /// One container instance of the snapshot.

@@ -158,7 +158,7 @@ fn oracle_feasible(i: &ContainerInstance, req: &PlacementRequest, d: &Demand) ->
             .chain(&req.constraints)
             .all(|c| match c {
                 PlacementConstraint::DistinctInstance => {
-                    !i.tasks.iter().any(|t| t.group == req.group)
+                    !i.tasks.iter().any(|t| *t.group == *req.group)
                 }
                 PlacementConstraint::MemberOf(q) => q.matches(i),
             })
@@ -178,8 +178,8 @@ fn apply(i: &mut ContainerInstance, req: &PlacementRequest, d: &Demand) {
     }
     i.tasks.push(RunningTask {
         arn: None,
-        group: req.group.clone(),
-        family: req.family.clone(),
+        group: req.group.as_str().into(),
+        family: req.family.as_str().into(),
         revision: req.revision,
         started_by: None,
     });
@@ -216,7 +216,7 @@ fn value_of(i: &ContainerInstance, field: &SpreadField) -> Option<String> {
 }
 
 fn group_tasks(i: &ContainerInstance, group: &str) -> usize {
-    i.tasks.iter().filter(|t| t.group == group).count()
+    i.tasks.iter().filter(|t| &*t.group == group).count()
 }
 
 proptest! {

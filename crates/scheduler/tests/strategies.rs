@@ -565,3 +565,37 @@ fn a_cluster_kept_current_by_hold_and_release_places_as_a_new_one_does() {
         .with_seed(7);
     assert_eq!(kept.place(&req).unwrap(), fresh.place(&req).unwrap());
 }
+
+#[test]
+fn a_task_told_again_with_the_caller_s_strings_is_kept_with_them() {
+    let mut kept = Cluster::new(Snapshot::new(vec![inst("i0", "us-east-1a", 4096, 8192)]));
+    let task = |arn: &str| RunningTask {
+        arn: Some(arn.into()),
+        group: "service:web".into(),
+        family: "web".into(),
+        revision: 1,
+        started_by: None,
+    };
+    let held = Resources {
+        cpu: 512,
+        memory: 1024,
+        ports: PortSet::new(),
+        ports_udp: PortSet::new(),
+    };
+    assert!(kept.hold("i0", task("a"), &held, false));
+    let again = task("a");
+    let arn = again.arn.clone().unwrap();
+    kept.share("i0", again);
+    let t = &kept.instances()[0].tasks[0];
+    assert!(std::sync::Arc::ptr_eq(t.arn.as_ref().unwrap(), &arn));
+    // Another task (or an unknown instance) changes nothing.
+    kept.share("i0", task("b"));
+    kept.share("nope", task("a"));
+    let x = &kept.instances()[0];
+    assert_eq!(x.tasks.len(), 1);
+    assert!(std::sync::Arc::ptr_eq(
+        x.tasks[0].arn.as_ref().unwrap(),
+        &arn
+    ));
+    assert_eq!(x.remaining.cpu, 4096 - 512);
+}

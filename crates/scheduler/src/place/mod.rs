@@ -315,7 +315,7 @@ impl Ctx<'_> {
 
 /// One task of `group` fewer on instance `at` in the per-group counts (entries that reach zero
 /// are removed).
-fn uncount(groups: &mut HashMap<String, HashMap<u32, u32>>, group: &str, at: u32) {
+fn uncount(groups: &mut HashMap<Arc<str>, HashMap<u32, u32>>, group: &str, at: u32) {
     if let Some(g) = groups.get_mut(group) {
         if let Some(c) = g.get_mut(&at) {
             *c = c.saturating_sub(1);
@@ -335,7 +335,7 @@ pub struct Cluster {
     instances: Vec<ContainerInstance>,
     by_id: HashMap<String, usize>,
     /// group -> instance -> tasks of that group on it.
-    groups: HashMap<String, HashMap<u32, u32>>,
+    groups: HashMap<Arc<str>, HashMap<u32, u32>>,
     fields: HashMap<String, Arc<FieldIndex>>,
     static_member_of: HashMap<String, Arc<Vec<bool>>>,
 }
@@ -345,7 +345,7 @@ impl Cluster {
     pub fn new(snapshot: Snapshot) -> Self {
         let instances = snapshot.instances;
         let mut by_id = HashMap::with_capacity(instances.len());
-        let mut groups: HashMap<String, HashMap<u32, u32>> = HashMap::new();
+        let mut groups: HashMap<Arc<str>, HashMap<u32, u32>> = HashMap::new();
         for (n, x) in instances.iter().enumerate() {
             by_id.entry(x.id.clone()).or_insert(n);
             for t in &x.tasks {
@@ -425,7 +425,9 @@ impl Cluster {
                 .iter_mut()
                 .find(|t| t.arn.is_none() && t.group == task.group)
             {
-                t.arn = task.arn;
+                // The caller's task (its ARN, and the strings it shares with the caller's own
+                // records) replaces the tentative one.
+                *t = task;
                 return true;
             }
         }
@@ -462,6 +464,18 @@ impl Cluster {
         true
     }
 
+    /// Replaces instance `id`'s task that equals `task` with `task` itself: the same task, told
+    /// again with the caller's strings, which the caller keeps elsewhere too (so each is held
+    /// once). Nothing changes when the instance has no such task.
+    pub fn share(&mut self, id: &str, task: RunningTask) {
+        let Some(x) = self.by_id.get(id).and_then(|&n| self.instances.get_mut(n)) else {
+            return;
+        };
+        if let Some(t) = x.tasks.iter_mut().find(|t| **t == task) {
+            *t = task;
+        }
+    }
+
     /// Removes task `arn`, which held `held`, from instance `id`, giving back what it held and
     /// keeping the indexes current. `false` (and nothing changes) when no instance has that id
     /// or the task is not on it: the caller rebuilds the instance ([`Cluster::replace`]).
@@ -474,7 +488,7 @@ impl Cluster {
     /// committed task by another way ([`Cluster::hold`] without `claim`). `false` (and nothing
     /// changes) when there is none.
     pub fn drop_tentative(&mut self, id: &str, group: &str, held: &Resources) -> bool {
-        self.take_task(id, held, |t| t.arn.is_none() && t.group == group)
+        self.take_task(id, held, |t| t.arn.is_none() && &*t.group == group)
     }
 
     fn take_task(
@@ -703,12 +717,13 @@ impl Cluster {
         if !ctx.demand.reserve(&mut x.remaining) {
             return None;
         }
+        let group: Arc<str> = req.group.as_str().into();
         x.tasks.push(RunningTask {
             arn: None,
-            group: req.group.clone(),
-            family: req.family.clone(),
+            group: group.clone(),
+            family: req.family.as_str().into(),
             revision: req.revision,
-            started_by: req.started_by.clone(),
+            started_by: req.started_by.as_deref().map(Arc::from),
         });
         let active = x.status == InstanceStatus::Active;
         let placement = Placement {
@@ -732,7 +747,7 @@ impl Cluster {
         }
         *self
             .groups
-            .entry(req.group.clone())
+            .entry(group)
             .or_default()
             .entry(i as u32)
             .or_default() += 1;
@@ -753,7 +768,7 @@ impl Cluster {
             return Err(PlacementError::NoContainerInstances);
         }
         let mut gcount = vec![0u32; self.instances.len()];
-        if let Some(g) = self.groups.get(&req.group) {
+        if let Some(g) = self.groups.get(req.group.as_str()) {
             for (&i, &c) in g {
                 if let Some(slot) = gcount.get_mut(i as usize) {
                     *slot = c;
