@@ -13,7 +13,7 @@ use common::{
     essential_exit_task, stop, task, MemoryHarness, Reports,
 };
 use flotilla_agent::runtime::memory::{Call, Op};
-use flotilla_agent::runtime::{RuntimeError, Signal};
+use flotilla_agent::runtime::{Runtime, RuntimeError, Signal};
 use flotilla_agent::spec::container_name;
 use flotilla_model::shapes::{
     ContainerCondition, ContainerRestartPolicy, HealthCheck, HealthStatus, TaskStopCode,
@@ -657,4 +657,32 @@ async fn a_warm_pause_container_is_adopted_kept_across_restarts_and_refilled() {
         h.runtime.inspect(&warm5).await,
         Err(RuntimeError::NotFound(_))
     ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_steady_task_is_not_inspected_until_a_container_changes() {
+    let h = MemoryHarness::memory("quiet");
+    let (engine, mut reports) = h.engine().await;
+    let a = task("quiet1", vec![container("main", &["sleep", "3600"])]);
+    engine.assign(vec![a.clone()], false);
+    let running = reports
+        .until(&a.task_arn, 30, |r| r.last_status == TaskStatus::Running)
+        .await;
+    let id = ctr(&running, "main").runtime_id.clone().unwrap();
+    // The next inspect of anyone fails: a minute of polls (every 400 ms once RUNNING) leaves
+    // it to this test, because nothing of the task changed.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    h.runtime
+        .inject(Op::Inspect, RuntimeError::Other("boom".into()));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(
+        h.runtime.inspect(&id).await.is_err(),
+        "the engine inspected an unchanged container"
+    );
+    // A change is seen at the next poll: the container is killed, and the task stops.
+    h.runtime.kill(&id, Signal::Kill).await.unwrap();
+    let stopped = reports
+        .until(&a.task_arn, 5, |r| r.last_status == TaskStatus::Stopped)
+        .await;
+    assert_eq!(ctr(&stopped, "main").exit_code, Some(137));
 }

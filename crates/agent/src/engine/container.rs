@@ -34,6 +34,9 @@ pub(super) struct Ctr {
     pub(super) stop_requested: bool,
     /// What the engine last said about it, for the task metadata.
     pub(super) facts: Facts,
+    /// The runtime's fingerprint of it, read just before its last inspect
+    /// ([`crate::runtime::Runtime::state_token`]; `None`: none, or that inspect failed).
+    pub(super) token: Option<u64>,
 }
 
 /// What inspecting a container last told, for the task metadata endpoint.

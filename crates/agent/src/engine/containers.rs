@@ -167,6 +167,8 @@ impl TaskOwner {
             if c.status == ContainerStatus::Stopped {
                 continue;
             }
+            // Read before the inspect: a change after it makes the next one differ.
+            c.token = rt.state_token(&id);
             let info = match rt.inspect(&id).await {
                 Ok(i) => i,
                 Err(RuntimeError::NotFound(_)) => {
@@ -178,6 +180,7 @@ impl TaskOwner {
                 }
                 Err(e) => {
                     warn!(container = %c.name, error = %e, "inspect failed");
+                    c.token = None;
                     continue;
                 }
             };

@@ -58,7 +58,7 @@ pub(super) struct EndpointState {
 }
 
 impl TaskOwner {
-    fn has_role(&self) -> bool {
+    pub(super) fn has_role(&self) -> bool {
         self.assignment().task_role_arn.is_some()
     }
 

@@ -117,6 +117,7 @@ impl TaskOwner {
                     image_digest: None,
                     stop_requested: false,
                     facts: Default::default(),
+                    token: None,
                     name,
                 }
             })
@@ -177,33 +178,42 @@ impl TaskOwner {
             // A new task is seen: PENDING. A resumed one reports what it observes first.
             self.report();
         }
+        // Whether something other than the poll's timer woke the owner (the first step, a new
+        // desired state, a stop ending).
+        let mut woken = true;
         loop {
-            // Boxed: a step's future (provisioning, pulls, creates, stops...) is the largest
-            // part of an owner's state, and an owner spends nearly all its life waiting between
-            // steps; on the heap only while a step runs, it leaves the waiting owner small
-            // (a host with hundreds of tasks, a thousand hollow hosts in one `bench scale`).
-            Box::pin(self.step()).await;
-            self.report();
-            if self.status >= TaskStatus::Running {
-                // The refill's pause container no longer competes with this task's start.
-                self.warm_refill = None;
-            }
-            if self.status == TaskStatus::Stopped {
-                let at = self
-                    .p
-                    .execution_stopped_at
-                    .unwrap_or_else(|| self.inner.now_epoch())
-                    + self.inner.cfg.cleanup_delay.as_secs_f64();
-                let wait = (at - self.inner.now_epoch()).max(0.0);
-                tokio::select! {
-                    changed = self.rx.changed() => {
-                        if changed.is_err() { return; }
-                        self.take_assignment();
-                        continue;
-                    }
-                    _ = tokio::time::sleep(Duration::from_secs_f64(wait)) => {
-                        Box::pin(self.cleanup()).await;
-                        return;
+            // A steady task none of whose containers changed since its last look is not
+            // stepped at this poll ([`TaskOwner::quiet`]).
+            if woken || !self.quiet() {
+                // Boxed: a step's future (provisioning, pulls, creates, stops...) is the largest
+                // part of an owner's state, and an owner spends nearly all its life waiting
+                // between steps; on the heap only while a step runs, it leaves the waiting owner
+                // small (a host with hundreds of tasks, a thousand hollow hosts in one `bench
+                // scale`).
+                Box::pin(self.step()).await;
+                self.report();
+                if self.status >= TaskStatus::Running {
+                    // The refill's pause container no longer competes with this task's start.
+                    self.warm_refill = None;
+                }
+                if self.status == TaskStatus::Stopped {
+                    let at = self
+                        .p
+                        .execution_stopped_at
+                        .unwrap_or_else(|| self.inner.now_epoch())
+                        + self.inner.cfg.cleanup_delay.as_secs_f64();
+                    let wait = (at - self.inner.now_epoch()).max(0.0);
+                    tokio::select! {
+                        changed = self.rx.changed() => {
+                            if changed.is_err() { return; }
+                            self.take_assignment();
+                            woken = true;
+                            continue;
+                        }
+                        _ = tokio::time::sleep(Duration::from_secs_f64(wait)) => {
+                            Box::pin(self.cleanup()).await;
+                            return;
+                        }
                     }
                 }
             }
@@ -213,15 +223,35 @@ impl TaskOwner {
             } else {
                 poll
             };
-            tokio::select! {
+            woken = tokio::select! {
                 changed = self.rx.changed() => {
                     if changed.is_err() { return; }
                     self.take_assignment();
+                    true
                 }
-                _ = tokio::time::sleep(wait) => {}
-                Some(_) = self.stops.join_next(), if !self.stops.is_empty() => {}
-            }
+                _ = tokio::time::sleep(wait) => false,
+                Some(_) = self.stops.join_next(), if !self.stops.is_empty() => true,
+            };
         }
+    }
+
+    /// Whether a step now would find nothing to do: the task is steadily RUNNING (not
+    /// stopping, with no stop of a container in flight), keeps no task role credentials
+    /// (those are refreshed as they age), and the runtime tells, without an inspect, that none
+    /// of its containers changed since the step last inspected them
+    /// ([`crate::runtime::Runtime::state_token`]; Docker cannot tell, so its owners always
+    /// step). A simulated host with thousands of running tasks would otherwise inspect each
+    /// of them at every poll.
+    fn quiet(&self) -> bool {
+        self.status == TaskStatus::Running
+            && self.phase != Phase::Stopping
+            && self.stops.is_empty()
+            && !self.has_role()
+            && self.ctrs.iter().all(|c| match &c.runtime_id {
+                None => false,
+                Some(_) if c.status == ContainerStatus::Stopped => true,
+                Some(id) => c.token.is_some() && c.token == self.inner.runtime.state_token(id),
+            })
     }
 
     pub(super) fn take_assignment(&mut self) {

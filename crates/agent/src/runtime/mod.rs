@@ -320,7 +320,7 @@ impl std::fmt::Display for Signal {
 }
 
 /// Runtime-neutral health of a container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Health {
     /// No health check.
     None,
@@ -333,7 +333,7 @@ pub enum Health {
 }
 
 /// A host port binding read back from the engine.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Binding {
     /// Host IP.
     pub host_ip: String,
@@ -517,6 +517,15 @@ pub trait Runtime: Send + Sync + 'static {
     async fn kill(&self, id: &str, signal: Signal) -> Result<(), RuntimeError>;
     /// Inspects a container (by id or name).
     async fn inspect(&self, id: &str) -> Result<ContainerInfo, RuntimeError>;
+    /// A fingerprint of what [`Runtime::inspect`] would tell of container `id` now, when the
+    /// runtime can give it without a round trip to an engine: two equal fingerprints of a
+    /// container mean inspect would tell the same, so a caller that read one before its last
+    /// inspect and reads it again unchanged need not inspect again. `None` (the default, and
+    /// Docker's): it cannot tell, and the caller inspects.
+    fn state_token(&self, id: &str) -> Option<u64> {
+        let _ = id;
+        None
+    }
     /// Waits until the container is not running; returns its exit code.
     async fn wait(&self, id: &str) -> Result<i64, RuntimeError>;
     /// Lists every container (running or not) carrying `label=value`.

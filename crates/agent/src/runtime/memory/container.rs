@@ -112,6 +112,32 @@ impl Container {
         }
     }
 
+    /// A fingerprint of everything inspect tells of it at `now` (its labels, image and spec
+    /// never change once it is created).
+    pub(super) fn token(&self, now: Instant) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.id.hash(&mut h);
+        self.spec.name.hash(&mut h);
+        match self.state {
+            State::Created => 0u8.hash(&mut h),
+            State::Running { since } => {
+                1u8.hash(&mut h);
+                since.hash(&mut h);
+            }
+            State::Exited => 2u8.hash(&mut h),
+        }
+        self.exit_code.hash(&mut h);
+        self.oom_killed.hash(&mut h);
+        self.error.hash(&mut h);
+        self.started_at.hash(&mut h);
+        self.finished_at.hash(&mut h);
+        self.health(now).hash(&mut h);
+        self.bindings.hash(&mut h);
+        self.spec.ipv4_address.hash(&mut h);
+        h.finish()
+    }
+
     pub(super) fn health(&self, now: Instant) -> Health {
         match self.state {
             State::Running { since } => self.health_at(since, now),

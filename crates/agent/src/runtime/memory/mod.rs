@@ -546,6 +546,16 @@ impl Runtime for MemoryRuntime {
         })
     }
 
+    fn state_token(&self, id: &str) -> Option<u64> {
+        // This container only is brought up to date: a host's every owner asks this at each of
+        // its polls, and settling every container for each would cost the host's tasks squared.
+        let mut m = self.model.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let c = m.find(id)?;
+        c.settle(now);
+        Some(c.token(now))
+    }
+
     async fn wait(&self, id: &str) -> Result<i64, RuntimeError> {
         loop {
             let mut changed = self.changed.subscribe();

@@ -120,4 +120,45 @@ mod runtime_tests {
         assert!(!info.running && info.created_only);
         assert_eq!(info.error.as_deref(), Some(START_FAILURE));
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_state_token_changes_exactly_when_inspect_would_tell_otherwise() {
+        let rt = MemoryRuntime::new();
+        rt.add_image("busybox");
+        rt.script("exits", |s| s.exit = Some((Duration::from_secs(10), 3)));
+        let mut checked = spec("checked");
+        checked.health_check = Some(crate::runtime::HealthCheckSpec {
+            test: vec!["CMD-SHELL".into(), "exit 0".into()],
+            interval_s: 5,
+            timeout_s: 1,
+            retries: 3,
+            start_period_s: 0,
+        });
+        let a = rt.create(&spec("steady")).await.unwrap();
+        let b = rt.create(&spec("exits")).await.unwrap();
+        let c = rt.create(&checked).await.unwrap();
+        assert!(rt.state_token("nope").is_none());
+        let created = rt.state_token(&a).unwrap();
+        for id in [&a, &b, &c] {
+            rt.start(id).await.unwrap();
+        }
+        let a1 = rt.state_token(&a).unwrap();
+        let b1 = rt.state_token(&b).unwrap();
+        let c1 = rt.state_token(&c).unwrap();
+        assert_ne!(created, a1, "started");
+        let inspect_a = rt.inspect(&a).await.unwrap();
+        tokio::time::advance(Duration::from_secs(6)).await;
+        // Nothing changed for a; the health check's first pass changed c.
+        assert_eq!(rt.state_token(&a), Some(a1));
+        assert_eq!(rt.inspect(&a).await.unwrap(), inspect_a);
+        assert_eq!(rt.state_token(&b), Some(b1));
+        assert_ne!(rt.state_token(&c), Some(c1));
+        // b exits on its own: the token tells it before any inspect.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_ne!(rt.state_token(&b), Some(b1));
+        assert_eq!(rt.inspect(&b).await.unwrap().exit_code, 3);
+        // A kill is a change too.
+        rt.kill(&a, crate::runtime::Signal::Kill).await.unwrap();
+        assert_ne!(rt.state_token(&a), Some(a1));
+    }
 }
