@@ -498,13 +498,7 @@ fn a_cluster_kept_current_by_hold_and_release_places_as_a_new_one_does() {
         })
         .collect();
     let mut kept = Cluster::new(Snapshot::new(fleet.clone()));
-    let task = |arn: &str| RunningTask {
-        arn: Some(arn.into()),
-        group: "service:web".into(),
-        family: "web".into(),
-        revision: 1,
-        started_by: None,
-    };
+    let task = web_task;
     let held = |ports: &[u16]| Resources {
         cpu: 512,
         memory: 1024,
@@ -569,13 +563,7 @@ fn a_cluster_kept_current_by_hold_and_release_places_as_a_new_one_does() {
 #[test]
 fn a_task_told_again_with_the_caller_s_strings_is_kept_with_them() {
     let mut kept = Cluster::new(Snapshot::new(vec![inst("i0", "us-east-1a", 4096, 8192)]));
-    let task = |arn: &str| RunningTask {
-        arn: Some(arn.into()),
-        group: "service:web".into(),
-        family: "web".into(),
-        revision: 1,
-        started_by: None,
-    };
+    let task = web_task;
     let held = Resources {
         cpu: 512,
         memory: 1024,
@@ -598,4 +586,15 @@ fn a_task_told_again_with_the_caller_s_strings_is_kept_with_them() {
         &arn
     ));
     assert_eq!(x.remaining.cpu, 4096 - 512);
+}
+
+/// A task of the service `web`, revision 1, with its ARN.
+fn web_task(arn: &str) -> RunningTask {
+    RunningTask {
+        arn: Some(arn.into()),
+        group: "service:web".into(),
+        family: "web".into(),
+        revision: 1,
+        started_by: None,
+    }
 }
