@@ -178,8 +178,13 @@ impl TaskIndex {
 
     /// The summary of a record, its strings shared with the index's.
     pub fn summarize(&mut self, t: &TaskHead) -> TaskSummary {
+        self.summary_of(t, t.arn().into())
+    }
+
+    /// [`TaskIndex::summarize`], with `arn` (the record's) as its ARN string.
+    fn summary_of(&mut self, t: &TaskHead, arn: Arc<str>) -> TaskSummary {
         TaskSummary {
-            arn: t.arn().into(),
+            arn,
             instance_cluster: self.intern(t.instance_cluster()),
             instance_id: self.intern(&t.instance_id),
             desired: t.desired(),
@@ -209,10 +214,11 @@ impl TaskIndex {
     /// [`TaskIndex::put`] of a record's [`TaskHead`]. The task keeps the ARN string it had (a
     /// task's ARN never changes, and the instance cache shares it).
     pub fn put_head(&mut self, cluster: &str, id: &str, t: &TaskHead) -> Option<TaskSummary> {
-        let mut s = self.summarize(t);
-        if let Some(prior) = self.get(cluster, id).filter(|p| p.arn == s.arn) {
-            s.arn = prior.arn.clone();
-        }
+        let arn = match self.get(cluster, id) {
+            Some(prior) if *prior.arn == *t.arn() => prior.arn.clone(),
+            _ => t.arn().into(),
+        };
+        let s = self.summary_of(t, arn);
         self.put_summary(cluster, id, s)
     }
 

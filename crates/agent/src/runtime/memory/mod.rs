@@ -138,10 +138,15 @@ impl MemoryRuntime {
     }
 
     fn model(&self) -> MutexGuard<'_, Model> {
-        // Every change is a single assignment: a panicking holder leaves nothing half done.
-        let mut m = self.model.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self.model_unsettled();
         m.settle(Instant::now());
         m
+    }
+
+    /// The model as it was last settled (a caller settles what it looks at).
+    fn model_unsettled(&self) -> MutexGuard<'_, Model> {
+        // Every change is a single assignment: a panicking holder leaves nothing half done.
+        self.model.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn bump(&self) {
@@ -549,7 +554,7 @@ impl Runtime for MemoryRuntime {
     fn state_token(&self, id: &str) -> Option<u64> {
         // This container only is brought up to date: a host's every owner asks this at each of
         // its polls, and settling every container for each would cost the host's tasks squared.
-        let mut m = self.model.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self.model_unsettled();
         let now = Instant::now();
         let c = m.find(id)?;
         c.settle(now);
